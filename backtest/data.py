@@ -1,0 +1,375 @@
+"""Loading and validating kline history: Binance public-data CSVs (no header), a directory of
+them, CSVs with a header, and Parquet.
+
+Validation is strict because every later number depends on it:
+
+* a row that is not a number, has NaN/inf/non-positive prices or inconsistent OHLC
+  (low above open/close, high below them) raises ``DataError`` naming the file and line, unless
+  ``skip_bad_rows`` is set, in which case it is skipped and counted in the report;
+* rows must be in time order inside a file; files are ordered by their first timestamp;
+* a candle repeated with identical values is dropped and counted; two different candles with the
+  same open time raise ``DataError``;
+* gaps (missing candles for the interval) are listed in the report, never filled in.
+
+Timestamps may be in ms (Binance's classic layout), µs (Binance public data since 2025) or s;
+they are normalised to ms.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.domain import Candle, interval_ms, iso_ms
+
+__all__ = ["CandleArrays", "DataError", "DataReport", "load_candles", "slice_by_time"]
+
+_COLS = ("open_time", "open", "high", "low", "close", "volume", "close_time")
+_ALIASES = {
+    "open_time": ("open_time", "open time", "opentime", "timestamp", "time", "date", "datetime", "ts"),
+    "open": ("open", "o"),
+    "high": ("high", "h"),
+    "low": ("low", "l"),
+    "close": ("close", "c"),
+    "volume": ("volume", "vol", "v"),
+    "close_time": ("close_time", "close time", "closetime"),
+}
+
+
+class DataError(ValueError):
+    """Bad market data; the message names the file and line."""
+
+
+@dataclass(slots=True)
+class DataReport:
+    files: list[str] = field(default_factory=list)
+    rows: int = 0
+    skipped_rows: list[str] = field(default_factory=list)  # "file:line: reason"
+    duplicates_dropped: int = 0
+    gaps: list[tuple[int, int, int]] = field(default_factory=list)  # (after_open_time, next_open_time, missing)
+
+    def summary(self) -> str:
+        parts = [f"{self.rows} candles from {len(self.files)} file(s)"]
+        if self.duplicates_dropped:
+            parts.append(f"{self.duplicates_dropped} duplicate(s) dropped")
+        if self.skipped_rows:
+            parts.append(f"{len(self.skipped_rows)} bad row(s) skipped")
+        if self.gaps:
+            missing = sum(g[2] for g in self.gaps)
+            parts.append(f"{len(self.gaps)} gap(s), {missing} candle(s) missing")
+        return ", ".join(parts)
+
+
+@dataclass(slots=True)
+class CandleArrays:
+    """Column arrays of a candle history (the fast form for backtests)."""
+
+    open_time: np.ndarray  # int64 ms
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    close_time: np.ndarray  # int64 ms
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+    def candle(self, i: int) -> Candle:
+        return Candle(int(self.open_time[i]), float(self.open[i]), float(self.high[i]), float(self.low[i]),
+                      float(self.close[i]), float(self.volume[i]), int(self.close_time[i]), True)
+
+    def candles(self) -> list[Candle]:
+        cols = [a.tolist() for a in (self.open_time, self.open, self.high, self.low, self.close,
+                                     self.volume, self.close_time)]
+        return [Candle(*row, True) for row in zip(*cols)]
+
+    def take(self, sl: slice | np.ndarray) -> CandleArrays:
+        return CandleArrays(*(getattr(self, c)[sl] for c in _COLS))
+
+    @classmethod
+    def from_candles(cls, candles: list[Candle]) -> CandleArrays:
+        if not candles:
+            return cls(*(np.empty(0, dtype=np.int64 if c.endswith("time") else np.float64) for c in _COLS))
+        cols = list(zip(*candles))
+        return cls(*(np.asarray(cols[i], dtype=np.int64 if c.endswith("time") else np.float64)
+                     for i, c in enumerate(_COLS)))
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _to_ms(ts: np.ndarray) -> np.ndarray:
+    """Normalise s / ms / µs epoch timestamps to ms (decided per value by magnitude)."""
+    ts = ts.astype(np.int64, copy=False)
+    out = ts.copy()
+    us = ts >= 10**14
+    s = ts < 10**11
+    out[us] = ts[us] // 1000
+    out[s] = ts[s] * 1000
+    return out
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+        return True
+    except ValueError:
+        return False
+
+
+def _find_bad_row(path: Path, header: bool, colmap: dict[str, int]) -> tuple[int, str] | None:
+    """Slow exact scan to name the first bad line (only run when the fast parse failed)."""
+    with open(path, newline="") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if header and lineno == 1:
+                continue
+            if not line.strip():
+                continue
+            toks = [t.strip() for t in line.rstrip("\r\n").split(",")]
+            for name, idx in colmap.items():
+                if idx >= len(toks):
+                    return lineno, f"missing column {name!r} (row has {len(toks)} fields)"
+                if name.endswith("time") and not header and not toks[idx].isdigit():
+                    return lineno, f"{name} is not an integer timestamp: {toks[idx]!r}"
+                if not name.endswith("time") and not _is_number(toks[idx]):
+                    return lineno, f"{name} is not a number: {toks[idx]!r}"
+    return None
+
+
+_PUBLIC = {c: i for i, c in enumerate(_COLS)}
+
+
+def _row_problem(o: float, h: float, lo: float, c: float, v: float) -> str | None:
+    if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
+        return "NaN or infinite value"
+    if min(o, h, lo, c) <= 0:
+        return "non-positive price"
+    if v < 0:
+        return "negative volume"
+    if lo > min(o, c) or h < max(o, c):
+        return f"inconsistent OHLC (open {o}, high {h}, low {lo}, close {c})"
+    return None
+
+
+def _header_map(first_line: str) -> dict[str, int] | None:
+    toks = [t.strip().strip('"').lower() for t in first_line.rstrip("\r\n").split(",")]
+    if toks and _is_number(toks[0]):
+        return None
+    colmap: dict[str, int] = {}
+    for col, names in _ALIASES.items():
+        for i, t in enumerate(toks):
+            if t in names:
+                colmap[col] = i
+                break
+    missing = [c for c in ("open_time", "open", "high", "low", "close") if c not in colmap]
+    if missing:
+        raise DataError(f"header {first_line.strip()!r} lacks column(s): {', '.join(missing)}")
+    return colmap
+
+
+def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str | None) -> CandleArrays:
+    import pandas as pd
+
+    with open(path, newline="") as fh:
+        first = fh.readline()
+    if not first.strip():
+        return CandleArrays.from_candles([])
+    colmap = _header_map(first)
+    header = colmap is not None
+    if colmap is None:
+        colmap = _PUBLIC
+    usecols = sorted(set(colmap.values()))
+    try:
+        df = pd.read_csv(path, header=None, skiprows=1 if header else 0, usecols=usecols,
+                         skip_blank_lines=True, engine="c", dtype=None)
+    except (ValueError, pd.errors.ParserError) as exc:
+        bad = _find_bad_row(path, header, colmap)
+        if bad:
+            raise DataError(f"{path}:{bad[0]}: {bad[1]}") from None
+        raise DataError(f"{path}: cannot parse: {exc}") from None
+    lines = _LineNumbers(path, header, len(df))
+    cols: dict[str, np.ndarray] = {}
+    for name, idx in colmap.items():
+        series = df[idx]
+        if name.endswith("time"):
+            if series.dtype.kind in "iu":
+                cols[name] = _to_ms(series.to_numpy())
+                continue
+            if series.dtype.kind == "f" and series.notna().all():
+                cols[name] = _to_ms(series.to_numpy().astype(np.int64))
+                continue
+            parsed = pd.to_datetime(series, utc=True, errors="coerce")
+            if parsed.isna().any():
+                i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+                raise DataError(f"{path}:{lines[i]}: {name} is not a timestamp: {series.iloc[i]!r}")
+            cols[name] = parsed.astype("int64").to_numpy() // 1_000_000
+        else:
+            num = pd.to_numeric(series, errors="coerce")
+            if num.isna().any() and not skip_bad_rows:
+                i = int(np.flatnonzero(num.isna().to_numpy())[0])
+                raise DataError(f"{path}:{lines[i]}: {name} is not a number: {series.iloc[i]!r}")
+            cols[name] = num.to_numpy(dtype=np.float64)
+    n = len(df)
+    if "volume" not in cols:
+        cols["volume"] = np.zeros(n)
+    if "close_time" not in cols:
+        step = interval_ms(interval) if interval else _infer_step(cols["open_time"])
+        cols["close_time"] = cols["open_time"] + step - 1
+    arr = CandleArrays(*(cols[c] for c in _COLS))
+    return _validate_rows(arr, lines, str(path), report, skip_bad_rows)
+
+
+class _LineNumbers:
+    """Maps a parsed row index to its line in the file. The file is re-read only when a message
+    needs a line number, so clean data costs nothing extra."""
+
+    def __init__(self, path: Path, header: bool, rows: int) -> None:
+        self.path, self.header, self.rows = path, header, rows
+        self._lines: np.ndarray | None = None
+
+    def _load(self) -> np.ndarray:
+        if self._lines is None:
+            with open(self.path, newline="") as fh:
+                real = [n for n, ln in enumerate(fh, start=1) if ln.strip() and not (self.header and n == 1)]
+            self._lines = np.asarray(real if len(real) == self.rows else
+                                     np.arange(self.rows) + (2 if self.header else 1))
+        return self._lines
+
+    def __getitem__(self, i):  # int or boolean mask
+        return self._load()[i]
+
+
+def _infer_step(open_time: np.ndarray) -> int:
+    if len(open_time) < 2:
+        raise DataError("cannot infer the interval from a single candle; pass --interval")
+    return int(np.median(np.diff(open_time)))
+
+
+def _validate_rows(arr: CandleArrays, lines, name: str, report: DataReport,
+                   skip_bad_rows: bool) -> CandleArrays:
+    o, h, lo, c, v = arr.open, arr.high, arr.low, arr.close, arr.volume
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c) & np.isfinite(v)
+        ok = finite & (np.minimum(np.minimum(o, h), np.minimum(lo, c)) > 0) & (v >= 0) \
+            & (lo <= np.minimum(o, c)) & (h >= np.maximum(o, c))
+    if not ok.all():
+        bad_idx = np.flatnonzero(~ok)
+        if not skip_bad_rows:
+            i = int(bad_idx[0])
+            raise DataError(f"{name}:{lines[i]}: {_row_problem(o[i], h[i], lo[i], c[i], v[i])}"
+                            " (use --skip-bad-rows to skip and count such rows)")
+        for i in bad_idx:
+            report.skipped_rows.append(f"{name}:{lines[i]}: {_row_problem(o[i], h[i], lo[i], c[i], v[i])}")
+        arr = arr.take(ok)
+        lines = lines[ok]
+    t = arr.open_time
+    if len(t) > 1:
+        back = np.flatnonzero(np.diff(t) < 0)
+        if len(back):
+            i = int(back[0]) + 1
+            raise DataError(f"{name}:{lines[i]}: candle at {iso_ms(int(t[i]))} is earlier than the one before "
+                            f"({iso_ms(int(t[i - 1]))}); rows must be in time order")
+    return arr
+
+
+def _read_parquet(path: Path, report: DataReport, skip_bad_rows: bool, interval: str | None) -> CandleArrays:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    names = {n.lower(): n for n in table.column_names}
+    cols: dict[str, np.ndarray] = {}
+    for col, aliases in _ALIASES.items():
+        src = next((names[a] for a in aliases if a in names), None)
+        if src is None:
+            if col in ("volume", "close_time"):
+                continue
+            raise DataError(f"{path}: Parquet file lacks column {col!r}")
+        values = table.column(src).to_numpy()
+        if col.endswith("time"):
+            if np.issubdtype(values.dtype, np.datetime64):
+                values = values.astype("datetime64[ms]").astype(np.int64)
+            cols[col] = _to_ms(np.asarray(values))
+        else:
+            cols[col] = np.asarray(values, dtype=np.float64)
+    n = len(cols["close"])
+    cols.setdefault("volume", np.zeros(n))
+    if "close_time" not in cols:
+        step = interval_ms(interval) if interval else _infer_step(cols["open_time"])
+        cols["close_time"] = cols["open_time"] + step - 1
+    arr = CandleArrays(*(cols[c] for c in _COLS))
+    # Parquet has no lines; name the row (1-based) instead
+    return _validate_rows(arr, np.arange(1, n + 1), f"{path} row", report, skip_bad_rows)
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in (".csv", ".parquet") and p.is_file())
+        if not found:
+            raise DataError(f"{path}: no .csv or .parquet files in this directory")
+        return found
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    return [path]
+
+
+def load_candles(path: str | os.PathLike[str], *, interval: str | None = None,
+                 skip_bad_rows: bool = False, report: DataReport | None = None) -> tuple[CandleArrays, DataReport]:
+    """Load, validate and concatenate candle history from a file or a directory of files."""
+    report = report if report is not None else DataReport()
+    parts: list[CandleArrays] = []
+    for f in _files(Path(path)):
+        reader = _read_parquet if f.suffix.lower() == ".parquet" else _read_csv
+        part = reader(f, report, skip_bad_rows, interval)
+        report.files.append(str(f))
+        if len(part):
+            parts.append(part)
+    if not parts:
+        raise DataError(f"{path}: no candles found")
+    parts.sort(key=lambda a: int(a.open_time[0]))
+    arr = CandleArrays(*(np.concatenate([getattr(p, c) for p in parts]) for c in _COLS))
+    arr = _dedupe(arr, report, str(path))
+    step = interval_ms(interval) if interval else _infer_step(arr.open_time)
+    d = np.diff(arr.open_time)
+    for i in np.flatnonzero(d != step):
+        if d[i] % step == 0:
+            report.gaps.append((int(arr.open_time[i]), int(arr.open_time[i + 1]), int(d[i] // step) - 1))
+        else:
+            raise DataError(f"{path}: candle at {iso_ms(int(arr.open_time[i + 1]))} is not on the "
+                            f"{interval or 'inferred'} grid (step {step} ms after {iso_ms(int(arr.open_time[i]))})")
+    report.rows = len(arr)
+    return arr, report
+
+
+def _dedupe(arr: CandleArrays, report: DataReport, name: str) -> CandleArrays:
+    t = arr.open_time
+    if len(t) < 2:
+        return arr
+    d = np.diff(t)
+    if (d > 0).all():
+        return arr
+    if (d < 0).any():  # overlapping files: sort stably, then look at duplicates
+        order = np.argsort(t, kind="stable")
+        arr = arr.take(order)
+        t = arr.open_time
+        d = np.diff(t)
+    dup = np.flatnonzero(d == 0) + 1
+    keep = np.ones(len(t), dtype=bool)
+    for i in dup:
+        same = all(getattr(arr, c)[i] == getattr(arr, c)[i - 1] for c in ("open", "high", "low", "close", "volume"))
+        if not same:
+            raise DataError(f"{name}: two different candles with the same open time {iso_ms(int(t[i]))}")
+        keep[i] = False
+    report.duplicates_dropped += int((~keep).sum())
+    return arr.take(keep)
+
+
+def slice_by_time(arr: CandleArrays, start_ms: int | None, end_ms: int | None) -> CandleArrays:
+    """Candles whose open time is in [start_ms, end_ms)."""
+    lo = 0 if start_ms is None else int(np.searchsorted(arr.open_time, start_ms, side="left"))
+    hi = len(arr) if end_ms is None else int(np.searchsorted(arr.open_time, end_ms, side="left"))
+    return arr.take(slice(lo, hi))

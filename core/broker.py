@@ -1,0 +1,312 @@
+"""The simulated USD-M futures broker used by backtests and by paper trading.
+
+One position at a time per broker, isolated margin, leverage, taker fees, optional slippage and
+funding. How and when orders fill is a ``FillModel``:
+
+``seed``
+    Decide and fill at the signal candle's close; stop-loss and take-profit are checked on closes
+    only (and fill at that close); no new entry on the candle that closed a position; RSI with
+    simple-mean smoothing. The entry fee is charged on the whole stake and the position is sized
+    from what remains, as the original research code did. This reproduces its backtests.
+``realistic`` (default)
+    Decide on a closed candle, fill at the next candle's open plus slippage. Stops and targets are
+    protective orders hit intrabar from the candle's high/low; when both could have been hit in
+    one candle the worse (the stop) is assumed, and a candle that opens beyond a level fills at
+    the open. The position is sized so margin plus entry fee equals the stake; fees are charged on
+    notional. Wilder RSI.
+
+Exits are evaluated when a candle closes, from that candle's open/high/low/close, in every mode
+(backtest, paper, replay), so the same candles always give the same fills.
+
+Accounting: ``cash`` is the wallet balance. Opening charges the entry fee; closing adds the
+realised PnL and subtracts the exit fee; funding is paid/received at 00:00, 08:00 and 16:00 UTC
+while a position is open. Equity = cash + unrealised PnL at the mark price.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade
+
+__all__ = [
+    "FILL_MODELS",
+    "BrokerSettings",
+    "FillModel",
+    "SimulatedFuturesBroker",
+    "client_order_id",
+]
+
+FUNDING_PERIOD_MS = 8 * 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class FillModel:
+    name: str
+    fill_at_next_open: bool
+    intrabar_exits: bool
+    reenter_on_exit_candle: bool
+    rsi_smoothing: str
+    fee_on_stake: bool
+
+
+FILL_MODELS: dict[str, FillModel] = {
+    "seed": FillModel("seed", fill_at_next_open=False, intrabar_exits=False,
+                      reenter_on_exit_candle=False, rsi_smoothing="sma", fee_on_stake=True),
+    "realistic": FillModel("realistic", fill_at_next_open=True, intrabar_exits=True,
+                           reenter_on_exit_candle=True, rsi_smoothing="wilder", fee_on_stake=False),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    initial_cash: float = 10_000.0
+    leverage: float = 1.0
+    fee_rate: float = 0.0004  # taker fee, fraction of notional
+    slippage_bps: float = 0.0  # adverse, on every market fill (entries, stops, targets)
+    funding_rate_8h: float = 0.0  # constant funding rate per 8h; longs pay when positive
+    maintenance_margin_rate: float = 0.004
+
+    def __post_init__(self) -> None:
+        if self.initial_cash <= 0:
+            raise ValueError("initial cash must be positive")
+        if not 1 <= self.leverage <= 125:
+            raise ValueError("leverage must be between 1 and 125")
+        if not 0 <= self.fee_rate < 0.01:
+            raise ValueError("fee_rate must be a fraction below 1% (0.0004 = 0.04%)")
+        if self.slippage_bps < 0:
+            raise ValueError("slippage_bps cannot be negative")
+
+
+def client_order_id(strategy: str, symbol: str, interval: str, candle_open_time: int, side: Side) -> str:
+    """Stable client order id for the entry triggered by one signal candle.
+
+    Derived only from what the signal is (never from a run id or a clock), so a retry after a
+    timeout or a restart after a crash produces the same id and the exchange rejects a duplicate.
+    Binance allows at most 36 characters from ``[.A-Z:/a-z0-9_-]``.
+    """
+    key = f"{strategy}|{symbol}|{interval}|{candle_open_time}|{side.name}"
+    return "tc" + hashlib.sha1(key.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    side: Side
+    order_id: str
+    signal_time: int
+    stop_loss_pct: float
+    take_profit_pct: float
+    stake_fraction: float
+
+
+class SimulatedFuturesBroker:
+    """Simulated isolated-margin futures account for one symbol."""
+
+    def __init__(self, symbol: str, settings: BrokerSettings = BrokerSettings(),
+                 model: FillModel = FILL_MODELS["realistic"]) -> None:
+        self.symbol = symbol
+        self.settings = settings
+        self.model = model
+        self.cash = settings.initial_cash
+        self.position: Position | None = None
+        self.pending: _Pending | None = None
+        self.fills: list[Fill] = []
+        self.trades: list[Trade] = []
+        self.fees_paid = 0.0
+        self.funding_paid = 0.0
+        self._entry_order_id = ""
+        self._entry_stake = 0.0
+        self._position_funding = 0.0
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def is_flat(self) -> bool:
+        return self.position is None and self.pending is None
+
+    def equity(self, mark: float) -> float:
+        p = self.position
+        return self.cash if p is None else self.cash + p.side.sign * p.qty * (mark - p.entry_price)
+
+    # ------------------------------------------------------------------ per-candle flow
+    def on_candle(self, candle: Candle) -> list[tuple[Fill, Trade | None]]:
+        """Process one closed candle: fill a pending entry at its open, charge funding, then
+        check protective exits. Returns the fills (with the round trip each one closed)."""
+        out: list[tuple[Fill, Trade | None]] = []
+        if self.pending is not None:
+            out.append((self._fill_pending(candle), None))
+        if self.position is not None and self.settings.funding_rate_8h and \
+                candle.open_time % FUNDING_PERIOD_MS == 0 and self.position.entry_time < candle.open_time:
+            self._charge_funding(candle.open)
+        if self.position is not None:
+            exit_ = self._check_exits(candle)
+            if exit_ is not None:
+                out.append(exit_)
+        return out
+
+    def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
+                     take_profit_pct: float, stake_fraction: float = 1.0) -> Fill | None:
+        """Enter on a signal at ``candle``'s close (seed: filled now; realistic: at the next
+        candle's open, returned by the next ``on_candle``). Ignored if not flat."""
+        if not self.is_flat:
+            return None
+        pending = _Pending(side, order_id, candle.open_time, stop_loss_pct, take_profit_pct, stake_fraction)
+        if self.model.fill_at_next_open:
+            self.pending = pending
+            return None
+        self.pending = pending
+        return self._fill_pending(candle, price=candle.close, time=candle.close_time)
+
+    def cancel_pending(self) -> bool:
+        had = self.pending is not None
+        self.pending = None
+        return had
+
+    def flatten(self, price: float, time: int, reason: FillReason = FillReason.FLATTEN) -> tuple[Fill, Trade] | None:
+        """Close the open position at ``price`` (market, slippage applies) and drop any pending
+        entry. Returns the exit fill and round trip, or None if already flat."""
+        self.pending = None
+        if self.position is None:
+            return None
+        return self._close(self._slipped(price, self.position.side.exit_order_side), time, reason)
+
+    # ------------------------------------------------------------------ internals
+    def _slipped(self, price: float, side: OrderSide) -> float:
+        bps = self.settings.slippage_bps
+        if not bps:
+            return price
+        return price * (1 + bps / 10_000) if side is OrderSide.BUY else price * (1 - bps / 10_000)
+
+    def _fill_pending(self, candle: Candle, price: float | None = None, time: int | None = None) -> Fill:
+        p = self.pending
+        assert p is not None
+        self.pending = None
+        s = self.settings
+        px = self._slipped(candle.open if price is None else price, p.side.entry_order_side)
+        t = candle.open_time if time is None else time
+        stake = self.cash * p.stake_fraction
+        if self.model.fee_on_stake:
+            fee = stake * s.leverage * s.fee_rate
+            qty = (stake * s.leverage - fee) / px
+        else:
+            qty = stake / (px * (1.0 / s.leverage + s.fee_rate))
+            fee = qty * px * s.fee_rate
+        sign = p.side.sign
+        stop = px * (1 - p.stop_loss_pct) if sign > 0 else px * (1 + p.stop_loss_pct)
+        target = px * (1 + p.take_profit_pct) if sign > 0 else px * (1 - p.take_profit_pct)
+        mmr = s.maintenance_margin_rate
+        liq = px * (1 - 1 / s.leverage + mmr) if sign > 0 else px * (1 + 1 / s.leverage - mmr)
+        self.cash -= fee
+        self.fees_paid += fee
+        self.position = Position(self.symbol, p.side, qty, px, t, fee, s.leverage, stop, target, liq)
+        self._entry_order_id = p.order_id
+        self._entry_stake = stake
+        self._position_funding = 0.0
+        reason = FillReason.ENTRY_LONG if sign > 0 else FillReason.ENTRY_SHORT
+        fill = Fill(t, self.symbol, p.side.entry_order_side, px, qty, fee, reason, p.order_id)
+        self.fills.append(fill)
+        return fill
+
+    def _charge_funding(self, mark: float) -> None:
+        p = self.position
+        assert p is not None
+        payment = p.side.sign * p.qty * mark * self.settings.funding_rate_8h
+        self.cash -= payment
+        self.funding_paid += payment
+        self._position_funding += payment
+
+    def _check_exits(self, c: Candle) -> tuple[Fill, Trade] | None:
+        p = self.position
+        assert p is not None
+        long = p.side is Side.LONG
+        if not self.model.intrabar_exits:
+            # seed: closes only; the stop first, as the original code checked it first
+            if (c.close <= p.liquidation_price) if long else (c.close >= p.liquidation_price):
+                return self._close(p.liquidation_price, c.close_time, FillReason.LIQUIDATION, slip=False)
+            if (c.close <= p.stop_price) if long else (c.close >= p.stop_price):
+                return self._close(c.close, c.close_time, FillReason.STOP_LOSS, slip=False)
+            if (c.close >= p.target_price) if long else (c.close <= p.target_price):
+                return self._close(c.close, c.close_time, FillReason.TAKE_PROFIT, slip=False)
+            return None
+        # realistic: intrabar, worse case first; a candle opening beyond a level fills at its open
+        stop, target, liq = p.stop_price, p.target_price, p.liquidation_price
+        if long:
+            adverse_open, adverse_extreme, favourable_open, favourable_extreme = c.open <= stop, c.low <= stop, c.open >= target, c.high >= target
+            liq_hit = c.low <= liq
+        else:
+            adverse_open, adverse_extreme, favourable_open, favourable_extreme = c.open >= stop, c.high >= stop, c.open <= target, c.low <= target
+            liq_hit = c.high >= liq
+        # Liquidation only when price reaches it before the stop can act: the candle opened
+        # beyond it (gap), or the stop sits beyond it (very high leverage).
+        opened_beyond_liq = (c.open <= liq) if long else (c.open >= liq)
+        stop_beyond_liq = (stop <= liq) if long else (stop >= liq)
+        if opened_beyond_liq or (liq_hit and stop_beyond_liq):
+            when = c.open_time if opened_beyond_liq else c.close_time
+            return self._close(liq, when, FillReason.LIQUIDATION, slip=False)
+        if adverse_open:
+            return self._close(c.open, c.open_time, FillReason.STOP_LOSS)
+        if adverse_extreme:
+            return self._close(stop, c.close_time, FillReason.STOP_LOSS)
+        if favourable_open:
+            return self._close(c.open, c.open_time, FillReason.TAKE_PROFIT)
+        if favourable_extreme:
+            return self._close(target, c.close_time, FillReason.TAKE_PROFIT)
+        return None
+
+    def _close(self, price: float, time: int, reason: FillReason, slip: bool = True) -> tuple[Fill, Trade]:
+        p = self.position
+        assert p is not None
+        side = p.side.exit_order_side
+        px = self._slipped(price, side) if slip else price
+        gross = p.side.sign * p.qty * (px - p.entry_price)
+        if reason is FillReason.LIQUIDATION:
+            gross = max(gross, -p.margin)  # isolated margin: the loss stops at the margin
+        fee = p.qty * px * self.settings.fee_rate
+        self.cash += gross - fee
+        self.fees_paid += fee
+        fill = Fill(time, self.symbol, side, px, p.qty, fee, reason, self._entry_order_id + _EXIT_SUFFIX[reason])
+        trade = Trade(
+            symbol=self.symbol, side=p.side, qty=p.qty, entry_time=p.entry_time, entry_price=p.entry_price,
+            exit_time=time, exit_price=px, pnl=gross - p.entry_fee - fee - self._position_funding,
+            fees=p.entry_fee + fee, funding=self._position_funding, exit_reason=reason, stake=self._entry_stake,
+        )
+        self.position = None
+        self.fills.append(fill)
+        self.trades.append(trade)
+        return fill, trade
+
+    # ------------------------------------------------------------------ persistence (paper)
+    def snapshot(self) -> dict[str, Any]:
+        """State needed to resume paper trading after a restart (JSON-ready)."""
+        return {
+            "cash": self.cash,
+            "fees_paid": self.fees_paid,
+            "funding_paid": self.funding_paid,
+            "position": None if self.position is None else {**asdict(self.position), "side": self.position.side.name},
+            "pending": None if self.pending is None else {**asdict(self.pending), "side": self.pending.side.name},
+            "entry_order_id": self._entry_order_id,
+            "entry_stake": self._entry_stake,
+            "position_funding": self._position_funding,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.cash = float(state["cash"])
+        self.fees_paid = float(state.get("fees_paid", 0.0))
+        self.funding_paid = float(state.get("funding_paid", 0.0))
+        pos = state.get("position")
+        self.position = None if pos is None else Position(**{**pos, "side": Side[pos["side"]]})
+        pend = state.get("pending")
+        self.pending = None if pend is None else _Pending(**{**pend, "side": Side[pend["side"]]})
+        self._entry_order_id = state.get("entry_order_id", "")
+        self._entry_stake = float(state.get("entry_stake", 0.0))
+        self._position_funding = float(state.get("position_funding", 0.0))
+
+
+_EXIT_SUFFIX = {
+    FillReason.STOP_LOSS: "sl",
+    FillReason.TAKE_PROFIT: "tp",
+    FillReason.LIQUIDATION: "lq",
+    FillReason.FLATTEN: "fx",
+}
+

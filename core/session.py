@@ -1,0 +1,152 @@
+"""One strategy trading one symbol/interval: the single code path shared by backtest, paper and live.
+
+``StrategySession.on_closed_candle`` is the heart of the product. For every closed candle it
+lets the broker fill a pending entry and check protective exits, then asks the strategy for an
+entry, then publishes what happened. Backtests call it with indicator values computed over the
+whole history; the live engine calls it with values from ``IncrementalIndicators``. The two are
+proven equal, so a replay of the same candles gives the same fills everywhere.
+
+The broker is anything with the ``SimulatedFuturesBroker`` surface (``on_candle``,
+``submit_entry``, ``flatten``, ``equity``, ``is_flat``, ``position``, ``cash``); the live Binance
+broker in ``infra`` implements the same surface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from core.broker import client_order_id
+from core.domain import Candle, Fill, FillReason, Position, Side, Trade
+from core.events import (
+    CandleEvent,
+    CandleUpdateEvent,
+    EquityEvent,
+    Event,
+    FillEvent,
+    PositionEvent,
+    SignalEvent,
+)
+from core.indicators import IndicatorValues
+from core.strategies.base import Strategy
+
+__all__ = ["Broker", "StrategySession"]
+
+
+class Broker(Protocol):
+    position: Position | None
+    cash: float
+
+    @property
+    def is_flat(self) -> bool: ...
+    def equity(self, mark: float) -> float: ...
+    def on_candle(self, candle: Candle) -> list[tuple[Fill, Trade | None]]: ...
+    def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
+                     take_profit_pct: float, stake_fraction: float = 1.0) -> Fill | None: ...
+    def flatten(self, price: float, time: int, reason: FillReason = ...) -> tuple[Fill, Trade] | None: ...
+
+
+Publish = Callable[[Event], None]
+
+
+class StrategySession:
+    """Candles in, orders and events out, for one (symbol, interval, strategy)."""
+
+    def __init__(self, *, symbol: str, interval: str, strategy: Strategy, broker: Broker,
+                 run_id: str, mode: str, initial_cash: float, reenter_on_exit_candle: bool,
+                 publish: Publish | None = None) -> None:
+        self.symbol = symbol
+        self.interval = interval
+        self.strategy = strategy
+        self.broker = broker
+        self.run_id = run_id
+        self.mode = mode
+        self.initial_cash = initial_cash
+        self.reenter_on_exit_candle = reenter_on_exit_candle
+        self.publish = publish
+        self.entries_paused = False
+        self.last_closed: Candle | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.symbol}:{self.interval}:{self.strategy.name}"
+
+    # ------------------------------------------------------------------ the one code path
+    def on_closed_candle(self, candle: Candle, ind: IndicatorValues) -> list[Fill]:
+        fills: list[Fill] = []
+        pub = self.publish
+        position_before = self.broker.position
+        results = self.broker.on_candle(candle)
+        exited = False
+        for fill, trade in results:
+            fills.append(fill)
+            exited = exited or trade is not None
+            if pub:
+                pub(self._fill_event(fill, trade))
+        if pub:
+            pub(CandleEvent(**self._env("candle", candle.open_time), candle=candle,
+                            indicators=ind.as_dict()))
+        if self.broker.is_flat and (self.reenter_on_exit_candle or not exited):
+            side = self.strategy.entry_signal(candle, ind)
+            if side is not None:
+                acted = not self.entries_paused
+                if pub:
+                    pub(SignalEvent(**self._env("signal", candle.open_time), side=side, price=candle.close,
+                                    candle_time=candle.open_time, acted=acted,
+                                    note="" if acted else "entries paused"))
+                if acted:
+                    p = self.strategy.params
+                    oid = client_order_id(self.strategy.name, self.symbol, self.interval, candle.open_time, side)
+                    fill = self.broker.submit_entry(side, candle, oid, p.stop_loss_pct, p.take_profit_pct,
+                                                    p.stake_fraction)
+                    if fill is not None:
+                        fills.append(fill)
+                        if pub:
+                            pub(self._fill_event(fill, None))
+        if pub:
+            if self.broker.position is not position_before:
+                pub(PositionEvent(**self._env("position", candle.close_time), position=self.broker.position,
+                                  mark_price=candle.close))
+            pub(self._equity_event(candle.close, candle.close_time))
+        self.last_closed = candle
+        return fills
+
+    def on_open_candle(self, candle: Candle, ind: IndicatorValues, seq: int) -> None:
+        """Live view only: publish the open candle with its preview indicators."""
+        if self.publish:
+            self.publish(CandleUpdateEvent(**self._env("tick", candle.open_time, str(seq)), candle=candle,
+                                           indicators=ind.as_dict()))
+
+    def flatten(self, price: float, time: int) -> Fill | None:
+        res = self.broker.flatten(price, time, FillReason.FLATTEN)
+        if res is None:
+            return None
+        fill, trade = res
+        if self.publish:
+            self.publish(self._fill_event(fill, trade))
+            self.publish(PositionEvent(**self._env("position", time), position=None, mark_price=price))
+            self.publish(self._equity_event(price, time))
+        return fill
+
+    # ------------------------------------------------------------------ events
+    def _env(self, kind: str, time: int, extra: str = "") -> dict[str, Any]:
+        eid = f"{self.run_id}:{kind}:{self.symbol}:{self.interval}:{self.strategy.name}:{time}"
+        return {
+            "event_id": eid + (f":{extra}" if extra else ""),
+            "time": time,
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "symbol": self.symbol,
+            "interval": self.interval,
+            "strategy": self.strategy.name,
+        }
+
+    def _fill_event(self, fill: Fill, trade: Trade | None) -> FillEvent:
+        env = self._env("fill", fill.time, fill.order_id)
+        return FillEvent(**env, fill=fill, trade=trade)
+
+    def _equity_event(self, mark: float, time: int) -> EquityEvent:
+        eq = self.broker.equity(mark)
+        return EquityEvent(**self._env("equity", time), equity=eq, cash=self.broker.cash,
+                           unrealized_pnl=eq - self.broker.cash,
+                           return_pct=100.0 * (eq / self.initial_cash - 1.0), initial_cash=self.initial_cash)

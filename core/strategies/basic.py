@@ -1,0 +1,36 @@
+"""``basic``: MACD trend filter with RSI and CCI extremes (default interval 5m)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from core.domain import Candle, Side
+from core.indicators import IndicatorValues
+from core.strategies.base import Strategy, StrategyParams
+
+
+@dataclass(frozen=True, slots=True)
+class BasicParams(StrategyParams):
+    rsi_oversold: float = 30.0
+    rsi_overbought: float = 70.0
+    cci_long_min: float = -100.0
+    cci_short_max: float = 100.0
+
+
+class BasicStrategy(Strategy):
+    """Long when MACD line > signal, RSI < oversold and CCI > -100;
+    short when MACD line < signal, RSI > overbought and CCI < 100."""
+
+    name: ClassVar[str] = "basic"
+    default_interval: ClassVar[str] = "5m"
+    Params = BasicParams
+    params: BasicParams
+
+    def entry_signal(self, candle: Candle, ind: IndicatorValues) -> Side | None:
+        p = self.params
+        if ind.macd > ind.macd_signal and ind.rsi < p.rsi_oversold and ind.cci > p.cci_long_min:
+            return Side.LONG
+        if ind.macd < ind.macd_signal and ind.rsi > p.rsi_overbought and ind.cci < p.cci_short_max:
+            return Side.SHORT
+        return None
