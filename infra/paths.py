@@ -1,0 +1,34 @@
+"""Where tradeconsole keeps its files: the data directory (history cache, journal, spool).
+
+``TRADECONSOLE_DATA_DIR`` overrides the platform's user data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["data_dir", "history_cache_dir", "journal_path", "spool_dir"]
+
+
+def data_dir() -> Path:
+    env = os.environ.get("TRADECONSOLE_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("tradeconsole", appauthor=False))
+
+
+def history_cache_dir(symbol: str, interval: str, market: str = "spot") -> Path:
+    """``<data>/binance/<market>/<SYMBOL>/<interval>/``: monthly Parquet files
+    ``<SYMBOL>-<interval>-YYYY-MM.parquet`` readable by ``backtest.data.load_candles``."""
+    return data_dir() / "binance" / market / symbol.upper() / interval
+
+
+def journal_path(name: str = "journal.sqlite") -> Path:
+    return data_dir() / name
+
+
+def spool_dir() -> Path:
+    return data_dir() / "spool"
