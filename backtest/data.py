@@ -197,22 +197,15 @@ def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str
     for name, idx in colmap.items():
         series = df[idx]
         if name.endswith("time"):
-            if series.dtype.kind in "iu":
-                cols[name] = _to_ms(series.to_numpy())
-                continue
-            if series.dtype.kind == "f" and series.notna().all():
-                cols[name] = _to_ms(series.to_numpy().astype(np.int64))
-                continue
-            parsed = pd.to_datetime(series, utc=True, errors="coerce")
-            if parsed.isna().any():
-                i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-                raise DataError(f"{path}:{lines[i]}: {name} is not a timestamp: {series.iloc[i]!r}")
-            cols[name] = parsed.astype("int64").to_numpy() // 1_000_000
+            cols[name] = _parse_times(series, path, lines, name)
         else:
             num = pd.to_numeric(series, errors="coerce")
-            if num.isna().any() and not skip_bad_rows:
-                i = int(np.flatnonzero(num.isna().to_numpy())[0])
-                raise DataError(f"{path}:{lines[i]}: {name} is not a number: {series.iloc[i]!r}")
+            # real NaN/inf values are reported by _validate_rows; here only unparseable text
+            garbage = (num.isna() & series.notna()).to_numpy()
+            if garbage.any():
+                i = int(np.flatnonzero(garbage)[0])
+                if not skip_bad_rows:
+                    raise DataError(f"{path}:{lines[i]}: {name} is not a number: {series.iloc[i]!r}")
             cols[name] = num.to_numpy(dtype=np.float64)
     n = len(df)
     if "volume" not in cols:
@@ -222,6 +215,25 @@ def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str
         cols["close_time"] = cols["open_time"] + step - 1
     arr = CandleArrays(*(cols[c] for c in _COLS))
     return _validate_rows(arr, lines, str(path), report, skip_bad_rows)
+
+
+def _parse_times(series, path: Path, lines, name: str) -> np.ndarray:
+    """Epoch numbers (s/ms/µs) or date strings to epoch ms; a bad value names its line."""
+    import pandas as pd
+
+    if series.dtype.kind in "iu":
+        return _to_ms(series.to_numpy())
+    num = pd.to_numeric(series, errors="coerce")
+    if num.notna().all():
+        return _to_ms(num.to_numpy().astype(np.int64))
+    if num.notna().any():  # mostly numbers: the non-numbers are garbage
+        i = int(np.flatnonzero(num.isna().to_numpy())[0])
+        raise DataError(f"{path}:{lines[i]}: {name} is not a timestamp: {series.iloc[i]!r}")
+    parsed = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+    if parsed.isna().any():
+        i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise DataError(f"{path}:{lines[i]}: {name} is not a timestamp: {series.iloc[i]!r}")
+    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(dtype=np.int64)
 
 
 class _LineNumbers:

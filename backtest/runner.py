@@ -81,31 +81,33 @@ def run_backtest(
     session = StrategySession(symbol=symbol, interval=interval, strategy=strategy, broker=broker, run_id=run_id,
                               mode="backtest", initial_cash=settings.initial_cash,
                               reenter_on_exit_candle=fm.reenter_on_exit_candle, publish=publish)
-    equity = np.empty(n)
-    in_pos = np.zeros(n, dtype=bool)
+    # The equity curve only changes shape when the account does (a fill, funding): record the
+    # account at those bars and expand it with numpy afterwards instead of per bar in Python.
+    marks: list[tuple[int, float, float, float]] = [(0, broker.cash, 0.0, 0.0)]  # (bar, cash, signed qty, entry)
     cols = [a.tolist() for a in (candles.open_time, candles.open, candles.high, candles.low, candles.close,
                                  candles.volume, candles.close_time)]
     icols = [ind[k].tolist() for k in IndicatorValues._fields]
     on_closed = session.on_closed_candle
     step = max(1, n // 200)
     cancelled = False
+    last_pos, last_cash = broker.position, broker.cash
+    m = n
     for i, (row, irow) in enumerate(zip(zip(*cols), zip(*icols))):
-        c = Candle(*row, True)
-        on_closed(c, IndicatorValues(*irow))
+        on_closed(Candle(*row, True), IndicatorValues(*irow))
         pos = broker.position
-        if pos is None:
-            equity[i] = broker.cash
-        else:
-            in_pos[i] = True
-            equity[i] = broker.cash + pos.side.sign * pos.qty * (c.close - pos.entry_price)
+        if pos is not last_pos or broker.cash != last_cash:
+            last_pos, last_cash = pos, broker.cash
+            if pos is None:
+                marks.append((i, last_cash, 0.0, 0.0))
+            else:
+                marks.append((i, last_cash, pos.side.sign * pos.qty, pos.entry_price))
         if progress is not None and i % step == 0 and progress(i, n) is False:
             cancelled = True
-            equity = equity[: i + 1]
-            in_pos = in_pos[: i + 1]
+            m = i + 1
             break
     if progress is not None and not cancelled:
         progress(n, n)
-    m = len(equity)
+    equity, in_pos = _expand_equity(marks, candles.close[:m])
     pos = broker.position
     open_position = None
     if pos is not None:
@@ -118,6 +120,19 @@ def run_backtest(
         open_position=open_position, indicator_settings=ind_settings, elapsed_s=time.perf_counter() - t0,
         cancelled=cancelled,
     )
+
+
+def _expand_equity(marks: list[tuple[int, float, float, float]], close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bar equity at the close and in-position flags from the account's change points."""
+    m = len(close)
+    bars = np.array([b for b, *_ in marks], dtype=np.int64)
+    # several changes on one bar: the last one is the state at that bar's close
+    keep = np.append(bars[1:] != bars[:-1], True)
+    arr = np.array([row[1:] for row in marks], dtype=np.float64)[keep]
+    bars = bars[keep]
+    lengths = np.diff(np.append(bars, m))
+    cash, qty, entry = (np.repeat(arr[:, j], lengths) for j in range(3))
+    return cash + qty * (close - entry), qty != 0
 
 
 def tty_progress(label: str = "backtest") -> ProgressFn | None:

@@ -1,0 +1,127 @@
+"""Performance metrics of a backtest, computed from its equity curve, fills and round trips.
+
+Definitions (stated so numbers can be checked by hand):
+
+* ``return_pct``: final equity / initial cash - 1, in percent. Final equity marks an open
+  position to the last close (no exit fee), like the original research report.
+* ``trades``: closed round trips; ``wins``/``losses``: round trips with net PnL > 0 / <= 0.
+* ``buys``/``sells``: fills by order side (an entry and an exit each count).
+* ``max_drawdown_pct``: largest fall of the per-bar equity (at each close) from its running peak.
+* ``sharpe``/``sortino``: mean of per-bar equity returns over their standard deviation (downside
+  deviation for Sortino, target 0), annualised with sqrt(bars per year), 365-day crypto year,
+  risk-free rate 0.
+* ``profit_factor``: gross profit / gross loss of round trips (inf without losses, None without
+  trades). ``avg_trade_pct``: mean net return of a round trip relative to its stake.
+* ``exposure_pct``: share of bars that closed with a position open.
+* ``buy_and_hold_return_pct``: last close / first close - 1 over the same bars, no fees.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from backtest.runner import BacktestResult
+from core.domain import OrderSide, Side, interval_ms, iso_ms
+
+__all__ = ["compute_metrics"]
+
+_YEAR_MS = 365 * 86_400_000
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return None if den == 0 else num / den
+
+
+def compute_metrics(r: BacktestResult) -> dict[str, Any]:
+    """All report numbers as a JSON-ready dict (includes ``fills``)."""
+    init = r.settings.initial_cash
+    eq = r.equity
+    final = float(eq[-1]) if len(eq) else init
+    trades = r.trades
+    wins = [t for t in trades if t.pnl > 0]
+    longs = [t for t in trades if t.side is Side.LONG]
+    shorts = [t for t in trades if t.side is Side.SHORT]
+    gross_profit = sum(t.pnl for t in wins)
+    gross_loss = -sum(t.pnl for t in trades if t.pnl <= 0)
+
+    # drawdown
+    if len(eq):
+        peak = np.maximum.accumulate(np.concatenate(([init], eq)))[1:]
+        max_dd = float(np.max((peak - eq) / peak)) * 100.0
+    else:
+        max_dd = 0.0
+
+    # risk-adjusted returns on per-bar equity returns
+    sharpe = sortino = None
+    if len(eq) > 2:
+        rets = np.diff(np.concatenate(([init], eq))) / np.concatenate(([init], eq[:-1]))
+        ann = math.sqrt(_YEAR_MS / interval_ms(r.interval))
+        sd = float(np.std(rets, ddof=1))
+        mean = float(np.mean(rets))
+        sharpe = mean / sd * ann if sd > 0 else None
+        downside = np.minimum(rets, 0.0)
+        dd = float(np.sqrt(np.mean(downside**2)))
+        sortino = mean / dd * ann if dd > 0 else None
+
+    pf: float | None
+    if not trades:
+        pf = None
+    elif gross_loss == 0:
+        pf = math.inf
+    else:
+        pf = gross_profit / gross_loss
+
+    closes = r.close
+    bh = (float(closes[-1]) / float(closes[0]) - 1.0) * 100.0 if len(closes) > 1 else 0.0
+    win_rate = _ratio(len(wins), len(trades))
+    long_wr = _ratio(sum(1 for t in longs if t.pnl > 0), len(longs))
+    short_wr = _ratio(sum(1 for t in shorts if t.pnl > 0), len(shorts))
+
+    return {
+        "strategy": r.strategy.name,
+        "symbol": r.symbol,
+        "interval": r.interval,
+        "mode": r.model.name,
+        "run_id": r.run_id,
+        "start": iso_ms(int(r.open_time[0])) if len(r.open_time) else None,
+        "end": iso_ms(int(r.open_time[-1]) + interval_ms(r.interval)) if len(r.open_time) else None,
+        "bars": int(len(eq)),
+        "initial_cash": init,
+        "final_equity": final,
+        "return_pct": (final / init - 1.0) * 100.0,
+        "trades": len(trades),
+        "wins": len(wins),
+        "losses": len(trades) - len(wins),
+        "long_trades": len(longs),
+        "short_trades": len(shorts),
+        "buys": sum(1 for f in r.fills if f.side is OrderSide.BUY),
+        "sells": sum(1 for f in r.fills if f.side is OrderSide.SELL),
+        "win_rate_pct": None if win_rate is None else 100.0 * win_rate,
+        "win_rate_long_pct": None if long_wr is None else 100.0 * long_wr,
+        "win_rate_short_pct": None if short_wr is None else 100.0 * short_wr,
+        "max_drawdown_pct": max_dd,
+        "sharpe": sharpe,
+        "sortino": sortino,
+        "profit_factor": pf,
+        "avg_trade_pnl": (sum(t.pnl for t in trades) / len(trades)) if trades else None,
+        "avg_trade_pct": (sum(t.return_pct for t in trades) / len(trades)) if trades else None,
+        "exposure_pct": float(np.mean(r.in_position)) * 100.0 if len(r.in_position) else 0.0,
+        "fees_paid": r.fees_paid,
+        "funding_paid": r.funding_paid,
+        "buy_and_hold_return_pct": bh,
+        "open_position": r.open_position and {**r.open_position, "entry_time": iso_ms(r.open_position["entry_time"])},
+        "assumptions": {
+            "fill_model": r.model.name,
+            "leverage": r.settings.leverage,
+            "fee_rate": r.settings.fee_rate,
+            "slippage_bps": r.settings.slippage_bps,
+            "funding_rate_8h": r.settings.funding_rate_8h,
+            "rsi_smoothing": r.indicator_settings.rsi_smoothing,
+            **r.strategy.describe(),
+        },
+        "cancelled": r.cancelled,
+        "fills": [f.to_dict() for f in r.fills],
+    }

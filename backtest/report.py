@@ -1,0 +1,114 @@
+"""Backtest output: the text report, JSON, the trades CSV and a terminal plot (plotext)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from backtest.runner import BacktestResult
+
+__all__ = ["plot_result", "text_report", "to_json", "write_trades_csv"]
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(metrics: dict[str, Any]) -> str:
+    """One JSON object; non-finite numbers (e.g. profit factor without losses) become null."""
+    return json.dumps(_clean(metrics), separators=(",", ":"))
+
+
+def _fmt(v: Any, spec: str = ",.2f", suffix: str = "") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return f"{v:{spec}}{suffix}"
+
+
+def text_report(m: dict[str, Any]) -> str:
+    a = m["assumptions"]
+    lines = [
+        f"{m['strategy']} on {m['symbol']} {m['interval']}  {m['start']} -> {m['end']}  ({m['bars']:,} bars)",
+        f"fill model {a['fill_model']}, leverage {a['leverage']:g}x, fee {a['fee_rate'] * 100:g}%, "
+        f"slippage {a['slippage_bps']:g} bps, funding {a['funding_rate_8h'] * 100:g}%/8h, RSI {a['rsi_smoothing']}, "
+        f"stop {a['stop_loss_pct'] * 100:g}%, target {a['take_profit_pct'] * 100:g}%",
+        "",
+        f"  Initial cash         {_fmt(m['initial_cash'])}",
+        f"  Final equity         {_fmt(m['final_equity'])}",
+        f"  Return               {_fmt(m['return_pct'], '+.2f', '%')}   (buy & hold {_fmt(m['buy_and_hold_return_pct'], '+.2f', '%')})",
+        f"  Round trips          {m['trades']}  ({m['long_trades']} long, {m['short_trades']} short)",
+        f"  Buys / sells         {m['buys']} / {m['sells']}",
+        f"  Wins / losses        {m['wins']} / {m['losses']}",
+        f"  Win rate             {_fmt(m['win_rate_pct'], '.1f', '%')}  (long {_fmt(m['win_rate_long_pct'], '.1f', '%')}, "
+        f"short {_fmt(m['win_rate_short_pct'], '.1f', '%')})",
+        f"  Max drawdown         {_fmt(m['max_drawdown_pct'], '.2f', '%')}",
+        f"  Sharpe / Sortino     {_fmt(m['sharpe'], '.2f')} / {_fmt(m['sortino'], '.2f')}  (annualised)",
+        f"  Profit factor        {_fmt(m['profit_factor'], '.2f')}",
+        f"  Average trade        {_fmt(m['avg_trade_pnl'], ',.2f')} ({_fmt(m['avg_trade_pct'], '+.2f', '%')})",
+        f"  Exposure             {_fmt(m['exposure_pct'], '.1f', '%')}",
+        f"  Fees paid            {_fmt(m['fees_paid'])}",
+    ]
+    if m.get("funding_paid"):
+        lines.append(f"  Funding paid         {_fmt(m['funding_paid'])}")
+    op = m.get("open_position")
+    if op:
+        lines.append(f"  Open at end          {op['side']} {op['qty']:.4f} @ {op['entry_price']:.2f} "
+                     f"(unrealised {op['unrealized_pnl']:+,.2f})")
+    if m.get("cancelled"):
+        lines.append("  (run cancelled before the end of the data)")
+    return "\n".join(lines)
+
+
+def write_trades_csv(result: BacktestResult, path: str | Path) -> int:
+    """Write closed round trips; returns how many rows were written."""
+    rows = [t.to_dict() for t in result.trades]
+    fields = ["symbol", "side", "qty", "entry_time", "entry_price", "exit_time", "exit_price", "pnl",
+              "return_pct", "fees", "funding", "exit_reason"]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    return len(rows)
+
+
+def plot_result(result: BacktestResult, width: int | None = None, height: int | None = None) -> str:
+    """Equity and price with entries/exits, drawn with plotext; returns the text to print."""
+    import plotext as plt
+
+    plt.clear_figure()
+    if width and height:
+        plt.plotsize(width, height)
+    plt.subplots(2, 1)
+    step = max(1, len(result.close) // 2000)  # plotting 50k points adds nothing on a terminal
+    x = list(range(0, len(result.close), step))
+    times = result.open_time
+    plt.subplot(1, 1)
+    plt.title("Equity (USDT)")
+    plt.plot(x, result.equity[::step].tolist(), marker="braille")
+    plt.subplot(2, 1)
+    plt.title("Price with entries (long ^, short v) and exits (x)")
+    plt.plot(x, result.close[::step].tolist(), marker="braille", color="gray")
+    import numpy as np
+
+    def idx(t: int) -> int:
+        return int(min(len(times) - 1, np.searchsorted(times, t, side="right") - 1))
+
+    for reason, marker, color in (("entry_long", "^", "green"), ("entry_short", "v", "red")):
+        pts = [f for f in result.fills if f.reason.value == reason]
+        if pts:
+            plt.scatter([idx(f.time) for f in pts], [f.price for f in pts], marker=marker, color=color)
+    exits = [f for f in result.fills if not f.reason.value.startswith("entry")]
+    if exits:
+        plt.scatter([idx(f.time) for f in exits], [f.price for f in exits], marker="x", color="blue")
+    return plt.build()
