@@ -130,12 +130,22 @@ class SimulatedFuturesBroker:
         return self.cash if p is None else self.cash + p.side.sign * p.qty * (mark - p.entry_price)
 
     # ------------------------------------------------------------------ per-candle flow
+    def on_candle_open(self, candle: Candle) -> Fill | None:
+        """A new candle has opened (live: its first update). A pending entry fills at its open
+        now, so paper positions appear immediately; the price and time are exactly those the
+        closed candle would give in ``on_candle``, so backtests and paper trading still agree."""
+        p = self.pending
+        if p is None or candle.open_time <= p.signal_time:
+            return None
+        return self._fill_pending(candle)
+
     def on_candle(self, candle: Candle) -> list[tuple[Fill, Trade | None]]:
         """Process one closed candle: fill a pending entry at its open, charge funding, then
         check protective exits. Returns the fills (with the round trip each one closed)."""
         out: list[tuple[Fill, Trade | None]] = []
-        if self.pending is not None:
-            out.append((self._fill_pending(candle), None))
+        entry = self.on_candle_open(candle)
+        if entry is not None:
+            out.append((entry, None))
         if self.position is not None and self.settings.funding_rate_8h and \
                 candle.open_time % FUNDING_PERIOD_MS == 0 and self.position.entry_time < candle.open_time:
             self._charge_funding(candle.open)

@@ -185,6 +185,7 @@ class FillEvent(Event):
                 "entry_time": t["entry_time"],
                 "pnl": t["pnl"],
                 "return_pct": t["return_pct"],
+                "trade": t,
             })
         return out
 

@@ -20,6 +20,7 @@ from core.broker import client_order_id
 from core.domain import Candle, Fill, FillReason, Position, Side, Trade
 from core.events import (
     CandleEvent,
+    ErrorEvent,
     CandleUpdateEvent,
     EquityEvent,
     Event,
@@ -28,6 +29,7 @@ from core.events import (
     SignalEvent,
 )
 from core.indicators import IndicatorValues
+from core.risk import RiskGuard
 from core.strategies.base import Strategy
 
 __all__ = ["Broker", "StrategySession"]
@@ -54,7 +56,8 @@ class StrategySession:
 
     def __init__(self, *, symbol: str, interval: str, strategy: Strategy, broker: Broker,
                  run_id: str, mode: str, initial_cash: float, reenter_on_exit_candle: bool,
-                 publish: Publish | None = None) -> None:
+                 publish: Publish | None = None, risk: RiskGuard | None = None,
+                 leverage: float = 1.0) -> None:
         self.symbol = symbol
         self.interval = interval
         self.strategy = strategy
@@ -64,6 +67,8 @@ class StrategySession:
         self.initial_cash = initial_cash
         self.reenter_on_exit_candle = reenter_on_exit_candle
         self.publish = publish
+        self.risk = risk
+        self.leverage = leverage
         self.entries_paused = False
         self.last_closed: Candle | None = None
 
@@ -72,50 +77,83 @@ class StrategySession:
         return f"{self.symbol}:{self.interval}:{self.strategy.name}"
 
     # ------------------------------------------------------------------ the one code path
-    def on_closed_candle(self, candle: Candle, ind: IndicatorValues) -> list[Fill]:
+    def on_closed_candle(self, candle: Candle, ind: IndicatorValues, allow_entry: bool = True) -> list[Fill]:
+        """Process one closed candle. ``allow_entry=False`` still runs exits (used for candles
+        backfilled after an outage, whose signals are too old to act on)."""
         fills: list[Fill] = []
         pub = self.publish
-        position_before = self.broker.position
-        results = self.broker.on_candle(candle)
+        broker = self.broker
+        position_before = broker.position
         exited = False
-        for fill, trade in results:
+        for fill, trade in broker.on_candle(candle):
             fills.append(fill)
             exited = exited or trade is not None
             if pub:
                 pub(self._fill_event(fill, trade))
         if pub:
-            pub(CandleEvent(**self._env("candle", candle.open_time), candle=candle,
-                            indicators=ind.as_dict()))
-        if self.broker.is_flat and (self.reenter_on_exit_candle or not exited):
+            pub(CandleEvent(**self._env("candle", candle.open_time), candle=candle, indicators=ind.as_dict()))
+        if broker.is_flat and (self.reenter_on_exit_candle or not exited):
             side = self.strategy.entry_signal(candle, ind)
             if side is not None:
-                acted = not self.entries_paused
-                if pub:
-                    pub(SignalEvent(**self._env("signal", candle.open_time), side=side, price=candle.close,
-                                    candle_time=candle.open_time, acted=acted,
-                                    note="" if acted else "entries paused"))
-                if acted:
-                    p = self.strategy.params
-                    oid = client_order_id(self.strategy.name, self.symbol, self.interval, candle.open_time, side)
-                    fill = self.broker.submit_entry(side, candle, oid, p.stop_loss_pct, p.take_profit_pct,
-                                                    p.stake_fraction)
-                    if fill is not None:
-                        fills.append(fill)
-                        if pub:
-                            pub(self._fill_event(fill, None))
-        if pub:
-            if self.broker.position is not position_before:
-                pub(PositionEvent(**self._env("position", candle.close_time), position=self.broker.position,
-                                  mark_price=candle.close))
-            pub(self._equity_event(candle.close, candle.close_time))
+                fill = self._enter(side, candle, allow_entry)
+                if fill is not None:
+                    fills.append(fill)
+        risk = self.risk
+        if pub or risk:
+            equity = broker.equity(candle.close)
+            if risk:
+                alert = risk.observe_equity(candle.close_time, equity)
+                if alert and pub:
+                    pub(ErrorEvent(**self._env("risk", candle.close_time), source="risk", message=alert))
+            if pub:
+                if broker.position is not position_before:
+                    pub(PositionEvent(**self._env("position", candle.close_time), position=broker.position,
+                                      mark_price=candle.close))
+                pub(self._equity_event(candle.close, candle.close_time))
         self.last_closed = candle
         return fills
 
-    def on_open_candle(self, candle: Candle, ind: IndicatorValues, seq: int) -> None:
-        """Live view only: publish the open candle with its preview indicators."""
+    def _enter(self, side: Side, candle: Candle, allow_entry: bool) -> Fill | None:
+        p = self.strategy.params
+        note = ""
+        if self.entries_paused:
+            note = "entries paused"
+        elif not allow_entry:
+            note = "signal on a backfilled candle: too old to act on"
+        elif self.risk is not None:
+            ok, why = self.risk.allow_entry(candle.close_time)
+            note = "" if ok else why
+        stake = p.stake_fraction
+        if not note and self.risk is not None:
+            stake = self.risk.stake_fraction(stake, self.broker.equity(candle.close), self.leverage)
         if self.publish:
-            self.publish(CandleUpdateEvent(**self._env("tick", candle.open_time, str(seq)), candle=candle,
+            self.publish(SignalEvent(**self._env("signal", candle.open_time), side=side, price=candle.close,
+                                     candle_time=candle.open_time, acted=not note, note=note))
+        if note:
+            return None
+        oid = client_order_id(self.strategy.name, self.symbol, self.interval, candle.open_time, side)
+        fill = self.broker.submit_entry(side, candle, oid, p.stop_loss_pct, p.take_profit_pct, stake)
+        if self.risk is not None:
+            self.risk.record_order(candle.close_time)
+        if fill is not None and self.publish:
+            self.publish(self._fill_event(fill, None))
+        return fill
+
+    def on_open_candle(self, candle: Candle, ind: IndicatorValues, seq: str) -> Fill | None:
+        """Live only: fill a pending entry at the new candle's open (paper), then publish the open
+        candle with its preview indicators."""
+        fill = None
+        on_open = getattr(self.broker, "on_candle_open", None)
+        if on_open is not None:
+            fill = on_open(candle)
+            if fill is not None and self.publish:
+                self.publish(self._fill_event(fill, None))
+                self.publish(PositionEvent(**self._env("position", fill.time), position=self.broker.position,
+                                           mark_price=candle.close))
+        if self.publish:
+            self.publish(CandleUpdateEvent(**self._env("tick", candle.open_time, seq), candle=candle,
                                            indicators=ind.as_dict()))
+        return fill
 
     def flatten(self, price: float, time: int) -> Fill | None:
         res = self.broker.flatten(price, time, FillReason.FLATTEN)

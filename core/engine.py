@@ -1,0 +1,456 @@
+"""The engine: its own thread, market events and commands in, published events out.
+
+Flow of one input (a closed candle, an open-candle update, a feed status or a command):
+
+1. the engine thread takes it from its input queue (commands first, they are never starved by a
+   fast replay),
+2. every session concerned handles it (indicators -> strategy -> broker), producing events into
+   a per-input buffer,
+3. the buffer and the sessions' broker snapshots are committed to the journal in one
+   transaction (if a journal is attached),
+4. only then the events go to the subscribers, in order.
+
+Subscribers are plain callables and must not block (the Kafka sink queues, the UI buffers and
+redraws on its own timer); an exception in one is counted and reported, never propagated.
+
+Restart: with a journal, each session restores its broker snapshot and the open time of the last
+candle it processed. Candles up to that time only warm up the indicators (no trading, no events),
+so re-fed history can never open a position twice. Candles that arrive as REST backfill after an
+outage still run exits, but their entry signals are not acted on when they are older than one
+interval: they are too old to trade.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
+from core.domain import Candle, interval_ms, iso_ms
+from core.events import ConnectionEvent, EngineStateEvent, ErrorEvent, Event
+from core.feed import CandleClosed, CandleUpdate, FeedStatus, MarketEvent
+from core.indicators import IncrementalIndicators, IndicatorSettings
+from core.risk import RiskGuard, RiskLimits
+from core.session import Broker, StrategySession
+from core.store import EventStore, SessionState
+from core.strategies import make_strategy
+
+__all__ = [
+    "Engine",
+    "Flatten",
+    "PauseEntries",
+    "SessionSpec",
+    "Shutdown",
+    "StartTrading",
+    "StopTrading",
+    "SwitchStrategy",
+]
+
+log = logging.getLogger("tradeconsole.engine")
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class StartTrading:
+    """Resume processing candles through the strategies (after StopTrading)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopTrading:
+    """Stop acting on candles: indicators keep updating and open positions keep their protective
+    exits, but no new entries are taken."""
+
+
+@dataclass(frozen=True, slots=True)
+class PauseEntries:
+    paused: bool = True
+    key: str | None = None  # None = all sessions
+
+
+@dataclass(frozen=True, slots=True)
+class Flatten:
+    """Close positions now at the last price (``key`` None = all; the kill switch)."""
+
+    key: str | None = None
+    pause: bool = False  # also pause new entries (kill switch)
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchStrategy:
+    """Replace a session's strategy and/or its parameters; refused while a position is open."""
+
+    key: str
+    strategy: str
+    params: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    pass
+
+
+Command = StartTrading | StopTrading | PauseEntries | Flatten | SwitchStrategy | Shutdown
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    symbol: str
+    interval: str
+    strategy: str
+    params: dict[str, float] = field(default_factory=dict)
+    model: str = "realistic"
+    broker: BrokerSettings = BrokerSettings()
+    risk: RiskLimits = RiskLimits()
+
+    @property
+    def key(self) -> str:
+        return f"{self.symbol}:{self.interval}:{self.strategy}"
+
+
+BrokerFactory = Callable[[SessionSpec], Broker]
+
+
+def paper_broker(spec: SessionSpec) -> Broker:
+    return SimulatedFuturesBroker(spec.symbol, spec.broker, FILL_MODELS[spec.model])
+
+
+@dataclass(slots=True)
+class _Slot:
+    """A session plus the bookkeeping the engine needs around it."""
+
+    spec: SessionSpec
+    session: StrategySession
+    indicators: IncrementalIndicators
+    last_open_time: int = -1  # last closed candle processed (restored from the journal)
+    updates: int = 0
+    last_price: float | None = None  # latest price seen (open-candle update or close)
+    last_ms: int = 0
+
+
+# ---------------------------------------------------------------------------- engine
+
+
+class Engine:
+    """Runs sessions in one thread. Thread-safe entry points: ``feed``, ``send``, ``subscribe``,
+    ``start``, ``stop``, ``join``."""
+
+    def __init__(self, specs: list[SessionSpec], *, mode: str = "paper", journal: EventStore | None = None,
+                 broker_factory: BrokerFactory = paper_broker, run_id: str | None = None,
+                 config: dict[str, Any] | None = None, queue_size: int = 10_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not specs:
+            raise ValueError("the engine needs at least one session")
+        keys = [s.key for s in specs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"duplicate sessions: {keys}")
+        self.mode = mode
+        self.journal = journal
+        self._clock = clock
+        self._inputs: queue.Queue[MarketEvent] = queue.Queue(maxsize=queue_size)
+        self._commands: queue.Queue[Command] = queue.Queue()
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._sub_lock = threading.Lock()
+        self._buffer: list[Event] = []
+        self._dirty: dict[str, _Slot] = {}
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self._idle = threading.Event()
+        self.trading = True
+        self._started_ms = int(clock() * 1000)  # makes open-candle update ids unique across restarts
+        self.subscriber_errors = 0
+        self.duplicates_skipped = 0
+        self.invalid_skipped = 0
+        self.processed_closed = 0
+        self.finished_sources: set[str] = set()
+        self._broker_factory = broker_factory
+        restored = self._restored_run_id(specs) if journal is not None else None
+        self.run_id = run_id or restored or f"{mode}-{uuid.uuid4().hex[:12]}"
+        self.resumed = restored is not None and (run_id is None or run_id == restored)
+        self._slots: dict[str, _Slot] = {s.key: self._make_slot(s) for s in specs}
+        if journal is not None:
+            journal.begin_run(self.run_id, mode, config or {})
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def sessions(self) -> dict[str, StrategySession]:
+        return {k: s.session for k, s in self._slots.items()}
+
+    def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
+        with self._sub_lock:
+            self._subscribers = [*self._subscribers, fn]
+
+        def unsubscribe() -> None:
+            with self._sub_lock:
+                self._subscribers = [f for f in self._subscribers if f is not fn]
+
+        return unsubscribe
+
+    def feed(self, event: MarketEvent) -> None:
+        """MarketSink for sources. Blocks only when the input queue is full (backpressure on the
+        source's thread), never drops a closed candle."""
+        self._idle.clear()
+        self._inputs.put(event)
+
+    def send(self, command: Command) -> None:
+        self._idle.clear()
+        self._commands.put(command)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("engine already started")
+        self._emit_state("running", f"run {self.run_id}" + (" (resumed from journal)" if self.resumed else ""))
+        self._thread = threading.Thread(target=self._run, name="tradeconsole-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Process what is queued, then stop the thread (a clean shutdown)."""
+        if self._thread is None:
+            return
+        self.send(Shutdown())
+        self._thread.join(timeout)
+        if self.journal is not None:
+            self.journal.end_run(self.run_id, "stopped")
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every queued input has been processed (tests and headless summaries)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._idle.wait(0.05) and self._inputs.empty() and self._commands.empty():
+                return True
+        return False
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------ setup
+    def _restored_run_id(self, specs: list[SessionSpec]) -> str | None:
+        assert self.journal is not None
+        for s in specs:
+            st = self.journal.session_state(s.key)
+            if st is not None:
+                return str(st.run_id)
+        return None
+
+    def _make_slot(self, spec: SessionSpec) -> _Slot:
+        strategy = make_strategy(spec.strategy, **spec.params)
+        broker = self._broker_factory(spec)
+        fm = FILL_MODELS[spec.model]
+        session = StrategySession(symbol=spec.symbol, interval=spec.interval, strategy=strategy, broker=broker,
+                                  run_id=self.run_id, mode=self.mode, initial_cash=spec.broker.initial_cash,
+                                  reenter_on_exit_candle=fm.reenter_on_exit_candle, publish=self._buffer.append,
+                                  risk=RiskGuard(spec.risk), leverage=spec.broker.leverage)
+        slot = _Slot(spec, session, IncrementalIndicators(IndicatorSettings(rsi_smoothing=fm.rsi_smoothing)))
+        if self.journal is not None:
+            st = self.journal.session_state(spec.key)
+            if st is not None:
+                restore = getattr(broker, "restore", None)
+                if restore is not None:
+                    restore(st.snapshot)
+                slot.last_open_time = st.last_open_time
+        return slot
+
+    # ------------------------------------------------------------------ thread
+    def _run(self) -> None:
+        self._flush()
+        try:
+            while True:
+                while True:  # commands first
+                    try:
+                        cmd = self._commands.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(cmd, Shutdown):
+                        self._drain_inputs()
+                        self._emit_state("stopped", "engine shut down")
+                        self._flush()
+                        return
+                    self._guard(self._handle_command, cmd)
+                try:
+                    ev = self._inputs.get(timeout=0.05)
+                except queue.Empty:
+                    self._idle.set()
+                    continue
+                self._guard(self._handle_market, ev)
+        finally:
+            self._stopped.set()
+            self._idle.set()
+
+    def _drain_inputs(self) -> None:
+        while True:
+            try:
+                ev = self._inputs.get_nowait()
+            except queue.Empty:
+                return
+            self._guard(self._handle_market, ev)
+
+    def _guard(self, fn: Callable[[Any], None], arg: Any) -> None:
+        """Run one input; an unexpected error becomes an error event, the engine keeps going."""
+        try:
+            fn(arg)
+        except Exception as exc:  # noqa: BLE001 - the engine must outlive a bad input
+            log.exception("engine error while handling %r", type(arg).__name__)
+            self._buffer.append(ErrorEvent(**self._env("error", str(uuid.uuid4())), source="engine",
+                                           message=f"{type(exc).__name__}: {exc}"))
+        self._flush()
+
+    def _flush(self) -> None:
+        """Journal the input's events and account states, then hand them to subscribers."""
+        events = self._buffer[:]
+        self._buffer.clear()
+        dirty = list(self._dirty.values())
+        self._dirty.clear()
+        if self.journal is not None and (events or dirty):
+            states = [SessionState(s.spec.key, self.run_id, s.session.broker.snapshot(), s.last_open_time)
+                      for s in dirty if hasattr(s.session.broker, "snapshot")]
+            dup = self.journal.commit(events, states)
+            if dup:
+                events = [e for e in events if e.event_id not in dup]
+        if events:
+            self._deliver(events)
+
+    def _deliver(self, events: list[Event]) -> None:
+        with self._sub_lock:
+            subs = self._subscribers
+        for e in events:
+            for fn in subs:
+                try:
+                    fn(e)
+                except Exception:  # noqa: BLE001
+                    self.subscriber_errors += 1
+                    log.exception("subscriber %r failed on %s", fn, e.type)
+
+    # ------------------------------------------------------------------ handlers
+    def _handle_market(self, ev: MarketEvent) -> None:
+        if isinstance(ev, CandleClosed):
+            self._on_closed(ev)
+        elif isinstance(ev, CandleUpdate):
+            self._on_update(ev)
+        elif isinstance(ev, FeedStatus):
+            if ev.state == "finished":
+                self.finished_sources.add(ev.source)
+            self._buffer.append(ConnectionEvent(**self._env("connection", uuid.uuid4().hex,
+                                                            time_ms=ev.time_ms or int(self._clock() * 1000)),
+                                                source=ev.source, state=ev.state, lag_ms=ev.lag_ms, detail=ev.detail))
+
+    def _slots_for(self, symbol: str, interval: str) -> list[_Slot]:
+        return [s for s in self._slots.values() if s.spec.symbol == symbol and s.spec.interval == interval]
+
+    def _invalid(self, ev: CandleClosed | CandleUpdate) -> bool:
+        """NaN/inf/non-positive/inconsistent prices: counted, reported, never traded on."""
+        if ev.candle.is_valid():
+            return False
+        self.invalid_skipped += 1
+        self._buffer.append(ErrorEvent(**self._env("invalid", uuid.uuid4().hex), symbol=ev.symbol, interval=ev.interval,
+                                       source="feed", message=f"invalid candle skipped: {ev.candle}"))
+        return True
+
+    def _on_closed(self, ev: CandleClosed) -> None:
+        c = ev.candle
+        if self._invalid(ev):
+            return
+        for slot in self._slots_for(ev.symbol, ev.interval):
+            last = slot.indicators.last_candle
+            if last is not None and c.open_time <= last.open_time:
+                self.duplicates_skipped += 1  # sources promise order; never process a candle twice
+                continue
+            ind = slot.indicators.update(c)
+            slot.last_price, slot.last_ms = c.close, c.close_time
+            if c.open_time <= slot.last_open_time:
+                continue  # already traded before a restart: warm-up only
+            step = interval_ms(slot.spec.interval)
+            if slot.last_open_time >= 0 and c.open_time > slot.last_open_time + step:
+                missing = (c.open_time - slot.last_open_time) // step - 1
+                self._buffer.append(ErrorEvent(**self._env("gap", f"{slot.spec.key}:{c.open_time}", c.open_time),
+                                               source="feed", message=f"{missing} candle(s) missing before "
+                                               f"{iso_ms(c.open_time)} for {slot.spec.key}"))
+            fresh = not ev.backfill or (ev.received_ms or int(self._clock() * 1000)) - c.close_time <= step
+            if self.trading:
+                slot.session.on_closed_candle(c, ind, allow_entry=fresh)
+            slot.last_open_time = c.open_time
+            self._dirty[slot.spec.key] = slot
+            self.processed_closed += 1
+
+    def _on_update(self, ev: CandleUpdate) -> None:
+        if self._invalid(ev):
+            return
+        for slot in self._slots_for(ev.symbol, ev.interval):
+            last = slot.indicators.last_candle
+            if (last is not None and ev.candle.open_time <= last.open_time) or ev.candle.open_time <= slot.last_open_time:
+                continue  # an update of a candle already closed (or traded before a restart)
+            slot.updates += 1
+            slot.last_price, slot.last_ms = ev.candle.close, max(ev.candle.open_time, ev.received_ms)
+            ind = slot.indicators.preview(ev.candle)
+            if self.trading and slot.session.on_open_candle(ev.candle, ind, slot.updates) is not None:
+                self._dirty[slot.spec.key] = slot
+
+    def _handle_command(self, cmd: Command) -> None:
+        now = int(self._clock() * 1000)
+        if isinstance(cmd, StartTrading):
+            self.trading = True
+            self._emit_state("running", "trading started")
+        elif isinstance(cmd, StopTrading):
+            self.trading = False
+            self._emit_state("stopped", "trading stopped: no candles acted on until started again")
+        elif isinstance(cmd, PauseEntries):
+            for slot in self._targets(cmd.key):
+                slot.session.entries_paused = cmd.paused
+            self._emit_state("paused" if cmd.paused else "running",
+                             ("new entries paused" if cmd.paused else "new entries resumed") + f" ({cmd.key or 'all'})")
+        elif isinstance(cmd, Flatten):
+            for slot in self._targets(cmd.key):
+                if cmd.pause:
+                    slot.session.entries_paused = True
+                cancel = getattr(slot.session.broker, "cancel_pending", None)
+                if cancel is not None:
+                    cancel()
+                if slot.last_price is None:
+                    continue  # no price seen yet: nothing can be open
+                # at the latest market price and market time (a replay's clock, not the wall's)
+                slot.session.flatten(slot.last_price, slot.last_ms or now)
+                self._dirty[slot.spec.key] = slot
+            self._emit_state("paused" if cmd.pause else "running",
+                             f"flattened {cmd.key or 'all'}" + (" and paused entries (kill switch)" if cmd.pause else ""))
+        elif isinstance(cmd, SwitchStrategy):
+            slot = self._slots.get(cmd.key)
+            if slot is None:
+                raise ValueError(f"no session {cmd.key!r}")
+            if not slot.session.broker.is_flat:
+                self._buffer.append(ErrorEvent(**self._env("switch", str(now)), source="engine",
+                                               message=f"cannot switch {cmd.key} while a position is open: flatten first"))
+                return
+            slot.session.strategy = make_strategy(cmd.strategy, **cmd.params)
+            self._emit_state("running", f"{cmd.key} now runs {cmd.strategy} {cmd.params or ''}".strip())
+
+    def _targets(self, key: str | None) -> list[_Slot]:
+        if key is None:
+            return list(self._slots.values())
+        if key not in self._slots:
+            raise ValueError(f"no session {key!r}")
+        return [self._slots[key]]
+
+    # ------------------------------------------------------------------ events
+    def _env(self, kind: str, ident: str, time_ms: int | None = None) -> dict[str, Any]:
+        t = time_ms if time_ms is not None else int(self._clock() * 1000)
+        return {"event_id": f"{self.run_id}:{kind}:{ident}", "time": t, "run_id": self.run_id, "mode": self.mode}
+
+    def _emit_state(self, state: str, detail: str) -> None:
+        """Queue an engine-state event (called before the thread starts or on the thread)."""
+        self._buffer.append(EngineStateEvent(**self._env("engine", uuid.uuid4().hex), state=state, detail=detail))
