@@ -1,0 +1,198 @@
+"""Wiring: command-line options -> settings, journal, engine, market-data source and event sinks.
+
+Shared by the Textual console (``tui.app``) and the headless runner (``tui.headless``) so both
+run exactly the same engine the same way; only how events are shown differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.broker import BrokerSettings
+from core.engine import Engine, SessionSpec, paper_broker
+from core.events import Event
+from core.feed import MarketDataSource
+from core.strategies import STRATEGIES
+
+__all__ = ["RuntimeOptions", "Runtime", "options_from_args", "parse_strategy_specs"]
+
+log = logging.getLogger("tradeconsole.runtime")
+
+
+@dataclass(slots=True)
+class RuntimeOptions:
+    strategies: list[tuple[str, str]] = field(default_factory=lambda: [("basic", "5m")])
+    symbol: str = "ETHUSDT"
+    market: str = "futures"
+    replay: str | None = None
+    speed: float | None = None  # None = as fast as possible
+    fill_model: str = "realistic"
+    cash: float = 10_000.0
+    journal: str | None = None
+    config: str | None = None
+    live: bool = False
+    testnet: bool = False
+    kafka: str | None = None
+    elasticsearch: str | None = None
+    updates_per_candle: int = 4
+
+
+def parse_strategy_specs(values: list[str] | None, interval: str | None) -> list[tuple[str, str]]:
+    """``["basic", "engulfing:1h"]`` -> [("basic", "5m"), ("engulfing", "1h")]; ``--interval``
+    applies to entries without their own."""
+    out: list[tuple[str, str]] = []
+    for v in values or ["basic"]:
+        name, _, iv = v.partition(":")
+        if name not in STRATEGIES:
+            raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
+        out.append((name, iv or interval or STRATEGIES[name].default_interval))
+    return out
+
+
+def options_from_args(args: Any) -> RuntimeOptions:
+    return RuntimeOptions(
+        strategies=parse_strategy_specs(getattr(args, "strategies", None), getattr(args, "interval", None)),
+        symbol=args.symbol.upper(), market=args.market, replay=args.replay, speed=args.speed,
+        fill_model=args.mode, cash=args.cash, journal=args.journal, config=args.config, live=args.live,
+        testnet=args.testnet, kafka=args.kafka, elasticsearch=getattr(args, "elasticsearch", None),
+    )
+
+
+class Runtime:
+    """Everything a running console or headless process owns. ``start``/``stop`` are idempotent."""
+
+    def __init__(self, opts: RuntimeOptions, *, confirm: Callable[[str], str] | None = None,
+                 extra_subscribers: list[Callable[[Event], None]] | None = None) -> None:
+        from infra.settings import check_live_allowed, load_settings
+
+        self.opts = opts
+        self.settings = load_settings(opts.config)
+        self.trading_mode = check_live_allowed(live=opts.live, testnet=opts.testnet, settings=self.settings,
+                                                symbol=opts.symbol, confirm=confirm)
+        cash = opts.cash if opts.cash != 10_000.0 or self.settings.paper_cash is None else self.settings.paper_cash
+        self.replay_candles = None
+        if opts.replay:
+            self._load_replay()
+        self.specs = [SessionSpec(opts.symbol, iv, name, model=opts.fill_model,
+                                  broker=BrokerSettings(initial_cash=cash), risk=self.settings.risk)
+                      for name, iv in opts.strategies]
+        self.journal = self._open_journal()
+        self.engine = Engine(self.specs, mode=self.trading_mode, journal=self.journal,
+                             broker_factory=self._broker_factory(), config={
+                                 "options": {k: v for k, v in vars_of(opts).items()},
+                                 "settings": self.settings.public_view()})
+        self.sinks: list[Any] = []
+        for fn in extra_subscribers or []:
+            self.engine.subscribe(fn)
+        self._add_sinks()
+        self.source: MarketDataSource = self._make_source()
+        self._started = False
+
+    # ------------------------------------------------------------------ building blocks
+    def _load_replay(self) -> None:
+        from backtest.data import load_candles
+
+        intervals = {iv for _, iv in self.opts.strategies}
+        if len(intervals) != 1:
+            raise ValueError("a replay feeds one interval: run strategies on the same interval "
+                             f"(got {', '.join(sorted(intervals))})")
+        self.replay_candles, self.replay_report = load_candles(self.opts.replay, interval=intervals.pop())
+
+    def _open_journal(self):
+        from infra.journal import Journal
+        from infra.paths import journal_path
+
+        if self.opts.journal:
+            path = Path(self.opts.journal)
+        elif self.opts.replay:
+            # a replay without --journal is a throwaway demo: never mix it into the paper journal
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="tradeconsole-replay-")
+            path = Path(self._tmpdir.name) / "journal.sqlite"
+        else:
+            path = journal_path(f"journal-{self.trading_mode}.sqlite")
+        sync = "full" if self.trading_mode in ("live", "testnet") else "normal"
+        return Journal(path, sync=sync)
+
+    def _broker_factory(self):
+        if self.trading_mode == "paper":
+            return paper_broker
+        from core.config import TESTNET_ENDPOINTS
+        from infra.binance.endpoints import resolve_endpoints
+        from infra.binance.futures_broker import BinanceFuturesBroker
+
+        endpoints = resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet")
+        if self.trading_mode == "testnet" and endpoints.futures_rest == resolve_endpoints({}).futures_rest:
+            endpoints = TESTNET_ENDPOINTS
+        key, secret = self.settings.api_key, self.settings.api_secret
+        assert key is not None and secret is not None
+
+        def factory(spec: SessionSpec):
+            return BinanceFuturesBroker(api_key=key.reveal(), api_secret=secret.reveal(), symbol=spec.symbol,
+                                        endpoints=endpoints, leverage=spec.broker.leverage, settings=spec.broker)
+
+        return factory
+
+    def _add_sinks(self) -> None:
+        kafka = self.opts.kafka or self.settings.kafka.get("bootstrap")
+        if kafka:
+            from infra.kafka_sink import KafkaSink
+
+            security = {k: (v.reveal() if hasattr(v, "reveal") else v) for k, v in self.settings.kafka.items()
+                        if k not in ("bootstrap", "topic_prefix")}
+            sink = KafkaSink(kafka, topic_prefix=self.settings.kafka.get("topic_prefix", "tradeconsole"),
+                             security=security or None)
+            self.sinks.append(sink)
+            self.engine.subscribe(sink.publish)
+        es_url = self.opts.elasticsearch or self.settings.elasticsearch.get("url")
+        if es_url or self.settings.elasticsearch.get("cloud_id"):
+            from infra.elastic import ElasticsearchSink
+
+            sink = ElasticsearchSink.from_settings(es_url, self.settings.elasticsearch)
+            self.sinks.append(sink)
+            self.engine.subscribe(sink.publish)
+
+    def _make_source(self) -> MarketDataSource:
+        if self.replay_candles is not None:
+            from backtest.replay import ReplaySource
+
+            return ReplaySource(self.replay_candles, self.opts.symbol, self.specs[0].interval,
+                                speed=self.opts.speed, updates_per_candle=self.opts.updates_per_candle)
+        from infra.binance.endpoints import resolve_endpoints
+        from infra.binance.stream import BinanceKlineStream
+
+        pairs = sorted({(s.symbol, s.interval) for s in self.specs})
+        return BinanceKlineStream(pairs, market=self.opts.market,
+                                  endpoints=resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet"))
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.engine.start()
+        self.source.start(self.engine.feed)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the source, let the engine finish what it has, flush sinks, close the journal."""
+        if not self._started:
+            return
+        self._started = False
+        try:
+            self.source.stop()
+        finally:
+            self.engine.stop(timeout)
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception:  # noqa: BLE001 - shutting down: report and continue
+                    log.exception("closing %r failed", sink)
+            self.journal.close()
+
+
+def vars_of(opts: RuntimeOptions) -> dict[str, Any]:
+    return {f: getattr(opts, f) for f in opts.__slots__}  # type: ignore[attr-defined]
