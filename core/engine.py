@@ -54,6 +54,8 @@ __all__ = [
 
 log = logging.getLogger("tradeconsole.engine")
 
+_BATCH = 256  # inputs handled per journal transaction when a backlog is queued
+
 
 # ---------------------------------------------------------------------------- commands
 
@@ -288,7 +290,19 @@ class Engine:
                 except queue.Empty:
                     self._idle.set()
                     continue
-                self._guard(self._handle_market, ev)
+                # Group commit: while inputs are waiting (a replay, a backfill) handle up to
+                # _BATCH of them, then journal and deliver once. Nothing is delivered before it is
+                # committed, and a live feed (one input at a time) is still committed per input.
+                self._guard(self._handle_market, ev, flush=False)
+                for _ in range(_BATCH - 1):
+                    if not self._commands.empty():
+                        break
+                    try:
+                        ev = self._inputs.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._guard(self._handle_market, ev, flush=False)
+                self._flush()
         finally:
             self._stopped.set()
             self._idle.set()
@@ -301,7 +315,7 @@ class Engine:
                 return
             self._guard(self._handle_market, ev)
 
-    def _guard(self, fn: Callable[[Any], None], arg: Any) -> None:
+    def _guard(self, fn: Callable[[Any], None], arg: Any, flush: bool = True) -> None:
         """Run one input; an unexpected error becomes an error event, the engine keeps going."""
         try:
             fn(arg)
@@ -309,7 +323,8 @@ class Engine:
             log.exception("engine error while handling %r", type(arg).__name__)
             self._buffer.append(ErrorEvent(**self._env("error", str(uuid.uuid4())), source="engine",
                                            message=f"{type(exc).__name__}: {exc}"))
-        self._flush()
+        if flush:
+            self._flush()
 
     def _flush(self) -> None:
         """Journal the input's events and account states, then hand them to subscribers."""

@@ -226,6 +226,7 @@ class EquityEvent(Event):
     unrealized_pnl: float
     return_pct: float
     initial_cash: float
+    in_position: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -187,4 +187,5 @@ class StrategySession:
         eq = self.broker.equity(mark)
         return EquityEvent(**self._env("equity", time), equity=eq, cash=self.broker.cash,
                            unrealized_pnl=eq - self.broker.cash,
-                           return_pct=100.0 * (eq / self.initial_cash - 1.0), initial_cash=self.initial_cash)
+                           return_pct=100.0 * (eq / self.initial_cash - 1.0), initial_cash=self.initial_cash,
+                           in_position=self.broker.position is not None)
