@@ -746,9 +746,11 @@ class BinanceFuturesBroker:
                      suffix: str | None = None) -> tuple[Fill, Trade]:
         p = self.position
         assert p is not None
-        qty = sum(float(t["qty"]) for t in trades)
-        px = sum(float(t["qty"]) * float(t["price"]) for t in trades) / qty if qty else p.entry_price
-        fee = sum(float(t.get("commission", 0)) for t in trades)
+        dqty = sum((_dec(t["qty"]) for t in trades), Decimal(0))
+        qty = float(dqty)
+        # Decimal: a single fill's average must be exactly its price
+        px = float(sum((_dec(t["qty"]) * _dec(t["price"]) for t in trades), Decimal(0)) / dqty) if dqty else p.entry_price
+        fee = float(sum((_dec(t.get("commission", 0)) for t in trades), Decimal(0)))
         when = max(int(t.get("time", 0)) for t in trades)
         gross = p.side.sign * qty * (px - p.entry_price)
         suffix = suffix or {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp",
@@ -809,7 +811,7 @@ class BinanceFuturesBroker:
     def _order_fee(self, exchange_order_id: int, qty: float, px: float) -> float:
         trades = self._trades(orderId=exchange_order_id)
         if trades:
-            return sum(float(t.get("commission", 0)) for t in trades)
+            return float(sum((_dec(t.get("commission", 0)) for t in trades), Decimal(0)))
         return qty * px * self.settings.fee_rate
 
     def _lookup_order(self, client_id: str) -> dict[str, Any] | None:
