@@ -74,7 +74,7 @@ def write_trades_csv(result: BacktestResult, path: str | Path) -> int:
     """Write closed round trips; returns how many rows were written."""
     rows = [t.to_dict() for t in result.trades]
     fields = ["symbol", "side", "qty", "entry_time", "entry_price", "exit_time", "exit_price", "pnl",
-              "return_pct", "fees", "funding", "exit_reason"]
+              "return_pct", "fees", "funding", "exit_reason", "stake"]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
