@@ -176,6 +176,8 @@ class Engine:
         self.processed_closed = 0
         self.finished_sources: set[str] = set()
         self._broker_factory = broker_factory
+        self.reconcile_every_s = 60.0
+        self._next_reconcile = 0.0
         restored = self._restored_run_id(specs) if journal is not None else None
         self.run_id = run_id or restored or f"{mode}-{uuid.uuid4().hex[:12]}"
         self.resumed = restored is not None and (run_id is None or run_id == restored)
@@ -272,8 +274,11 @@ class Engine:
     # ------------------------------------------------------------------ thread
     def _run(self) -> None:
         self._flush()
+        self._reconcile()
         try:
             while True:
+                if self._clock() >= self._next_reconcile:
+                    self._reconcile()
                 while True:  # commands first
                     try:
                         cmd = self._commands.get_nowait()
@@ -352,6 +357,27 @@ class Engine:
                     self.subscriber_errors += 1
                     log.exception("subscriber %r failed on %s", fn, e.type)
 
+    def _reconcile(self) -> None:
+        """Compare exchange state with the broker's (live brokers only), at start and every
+        ``reconcile_every_s``; every finding is published as an error event (source
+        ``reconcile``) after the broker resolved it by its documented rule."""
+        self._next_reconcile = self._clock() + self.reconcile_every_s
+        for slot in self._slots.values():
+            reconcile = getattr(slot.session.broker, "reconcile", None)
+            if reconcile is None:
+                continue
+            try:
+                findings = reconcile() or []
+            except Exception as exc:  # noqa: BLE001 - exchange down: report, retry next period
+                findings = [f"reconcile failed: {type(exc).__name__}: {exc}"]
+            for f in findings:
+                self._buffer.append(ErrorEvent(**self._env("reconcile", uuid.uuid4().hex), symbol=slot.spec.symbol,
+                                               interval=slot.spec.interval, strategy=slot.spec.strategy,
+                                               source="reconcile", message=str(getattr(f, "message", f))))
+            if findings:
+                self._dirty[slot.spec.key] = slot
+        self._flush()
+
     # ------------------------------------------------------------------ handlers
     def _handle_market(self, ev: MarketEvent) -> None:
         if isinstance(ev, CandleClosed):
@@ -397,11 +423,15 @@ class Engine:
                                                source="feed", message=f"{missing} candle(s) missing before "
                                                f"{iso_ms(c.open_time)} for {slot.spec.key}"))
             fresh = not ev.backfill or (ev.received_ms or int(self._clock() * 1000)) - c.close_time <= step
-            if self.trading:
-                slot.session.on_closed_candle(c, ind, allow_entry=fresh)
-            slot.last_open_time = c.open_time
-            self._dirty[slot.spec.key] = slot
-            self.processed_closed += 1
+            try:
+                if self.trading:
+                    slot.session.on_closed_candle(c, ind, allow_entry=fresh)
+            finally:
+                # even if the broker failed (exchange down), this candle is done: it is never
+                # re-processed, and the failure was reported as an error event by _guard
+                slot.last_open_time = c.open_time
+                self._dirty[slot.spec.key] = slot
+                self.processed_closed += 1
 
     def _on_update(self, ev: CandleUpdate) -> None:
         if self._invalid(ev):

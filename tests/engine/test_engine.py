@@ -159,3 +159,33 @@ def test_feed_is_thread_safe_from_several_sources(candles_1h):
     assert engine.wait_idle(30)
     engine.stop()
     assert engine.processed_closed == 1000  # 500 candles x 2 sessions
+
+
+def test_reconcile_findings_are_published_at_start_and_periodically(candles_1h):
+    from core.broker import FILL_MODELS, SimulatedFuturesBroker
+
+    calls = []
+
+    class ReconcilingBroker(SimulatedFuturesBroker):
+        def reconcile(self):
+            calls.append(1)
+            if len(calls) == 1:
+                return ["exchange has protective orders we do not know: cancelled"]
+            raise ConnectionError("exchange down")
+
+    clock = [1000.0]
+    engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing")], clock=lambda: clock[0],
+                    broker_factory=lambda spec: ReconcilingBroker(spec.symbol, spec.broker, FILL_MODELS[spec.model]))
+    seen = []
+    engine.subscribe(seen.append)
+    engine.start()
+    feed_all(engine, candles_1h, stop=10)
+    assert engine.wait_idle(10)
+    clock[0] += 61
+    feed_all(engine, candles_1h, start=10, stop=20)
+    assert engine.wait_idle(10)
+    engine.stop()
+    msgs = [e.message for e in seen if e.type == "error" and e.source == "reconcile"]
+    assert msgs[0].startswith("exchange has protective orders")
+    assert any("reconcile failed: ConnectionError" in m for m in msgs)
+    assert engine.processed_closed == 20
