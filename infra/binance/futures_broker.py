@@ -412,6 +412,7 @@ class BinanceFuturesBroker:
             same_side = exch.amt != 0 and (exch.amt > 0) == (p.side is Side.LONG)
             if exch.amt == 0:
                 fill, trade = self._resolve_vanished()
+                self._queued.append((fill, trade))
                 findings.append(Finding(
                     FindingKind.POSITION_CLOSED,
                     f"the {p.side.name.lower()} {self.symbol} position of {p.qty:g} we hold is flat on the exchange",
@@ -419,6 +420,7 @@ class BinanceFuturesBroker:
                     fill, trade))
             elif not same_side:
                 fill, trade = self._resolve_vanished()
+                self._queued.append((fill, trade))
                 findings.append(Finding(
                     FindingKind.SIDE_MISMATCH,
                     f"we hold a {p.side.name.lower()} {self.symbol} position but the exchange holds {_fmt(exch.amt)}",

@@ -105,7 +105,9 @@ class ApiError(Exception):
 class Fault:
     """One injected failure. ``kind``: ``reject`` (error ``code`` without executing), ``delay``
     (execute, then wait ``seconds`` before answering), ``http`` (answer ``status`` either before
-    executing or, with ``after_execute``, after), ``rate_limit`` (429/418 + Retry-After)."""
+    executing or, with ``after_execute``, after), ``rate_limit`` (429/418 + Retry-After).
+    Faults for the same method and path fire in the order they were added; ``skip`` lets that
+    many matching requests pass before this one fires."""
 
     method: str
     path: str
@@ -116,6 +118,7 @@ class Fault:
     seconds: float = 0.0
     after_execute: bool = False
     retry_after: float | None = None
+    skip: int = 0  # let this many matching requests through first
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,21 +250,22 @@ class FuturesStandIn:
         """The server clock: wall clock plus ``clock_skew_ms``."""
         return int(time.time() * 1000) + self.clock_skew_ms
 
-    def reject_next(self, path: str, code: int, msg: str, *, method: str = "POST", status: int = 400) -> None:
+    def reject_next(self, path: str, code: int, msg: str, *, method: str = "POST", status: int = 400,
+                    skip: int = 0) -> None:
         """Answer the next matching request with this Binance error, without executing it."""
-        self.faults.append(Fault(method, path, "reject", code=code, msg=msg, status=status))
+        self.faults.append(Fault(method, path, "reject", code=code, msg=msg, status=status, skip=skip))
 
-    def delay_next(self, path: str, seconds: float, *, method: str = "POST") -> None:
+    def delay_next(self, path: str, seconds: float, *, method: str = "POST", skip: int = 0) -> None:
         """Execute the next matching request, then hold its response for ``seconds``."""
-        self.faults.append(Fault(method, path, "delay", seconds=seconds, after_execute=True))
+        self.faults.append(Fault(method, path, "delay", seconds=seconds, after_execute=True, skip=skip))
 
     def http_error_next(self, path: str, status: int = 503, *, method: str = "POST", after_execute: bool = False,
                         code: int | None = -1007, msg: str = "Timeout waiting for response from backend server. "
-                        "Send status unknown; execution status unknown.") -> None:
+                        "Send status unknown; execution status unknown.", skip: int = 0) -> None:
         """Answer the next matching request with a 5xx, before or after executing it (``code=None``
         sends a plain-text body, as a load balancer in front of Binance would)."""
         self.faults.append(Fault(method, path, "http", code=code, msg=msg, status=status,
-                                 after_execute=after_execute))
+                                 after_execute=after_execute, skip=skip))
 
     def rate_limit_next(self, path: str, *, method: str = "GET", status: int = 429, retry_after: float = 1) -> None:
         """Answer the next matching request with 429 (or 418, banned) and a Retry-After header."""
@@ -360,6 +364,9 @@ class FuturesStandIn:
     def _take_fault(self, method: str, path: str) -> Fault | None:
         for i, f in enumerate(self.faults):
             if f.method == method and f.path == path:
+                if f.skip > 0:
+                    f.skip -= 1
+                    return None
                 return self.faults.pop(i)
         return None
 
