@@ -198,15 +198,23 @@ class FindingKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One mismatch found by ``reconcile()`` and how it was resolved. ``fill``/``trade`` show the
-    exit recorded for it, if any; that exit is also delivered by the next ``on_candle`` (record it
-    from there, not from here, to journal it exactly once)."""
+    """One mismatch found by ``reconcile()``: ``problem`` (what differed) and ``action`` (how the
+    documented rule resolved it); ``message`` is both in one line. ``fill``/``trade`` show the
+    exit recorded for it, if any; a round trip (``trade`` set) is also delivered by the next
+    ``on_candle``: record it from there, not from here, to journal it exactly once."""
 
     kind: FindingKind
-    message: str
+    problem: str
     action: str
     fill: Fill | None = None
     trade: Trade | None = None
+
+    @property
+    def message(self) -> str:
+        return f"{self.kind.value}: {self.problem}; {self.action}"
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +450,7 @@ class BinanceFuturesBroker:
             findings.extend(self._ensure_protection())
         self._refresh_cash()
         for f in findings:
-            log.warning("reconcile %s: %s -> %s", f.kind.value, f.message, f.action)
+            log.warning("reconcile %s", f.message)
         return findings
 
     def _handle_unknown(self, exch: _ExchangePosition) -> Finding:

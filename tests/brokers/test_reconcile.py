@@ -104,7 +104,8 @@ def test_stray_orders_are_canceled(server: FuturesStandIn) -> None:
     other.futures_create_algo_order(symbol=SYMBOL, side="SELL", type="STOP_MARKET", triggerPrice="1500",
                                     closePosition="true", clientAlgoId="manualstop1")
     [f] = h.broker.reconcile()
-    assert f.kind is FindingKind.STRAY_ORDER and "manualstop1" in f.message and f.action == "canceled it"
+    assert f.kind is FindingKind.STRAY_ORDER and "manualstop1" in f.problem and f.action == "canceled it"
+    assert str(f) == f.message and "manualstop1" in f.message and "canceled it" in f.message
     assert server.open_algo_orders() == []
 
 

@@ -214,7 +214,6 @@ class FuturesStandIn:
                 return
             ready.set()
             loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
             loop.close()
 
         self._thread = threading.Thread(target=run, name="binance-futures-standin", daemon=True)
@@ -234,10 +233,24 @@ class FuturesStandIn:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
+        if self._loop is None or self._thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop = None
+
+    async def _shutdown(self) -> None:
+        """Close the listener, then cancel handlers still holding a delayed response."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def __enter__(self) -> FuturesStandIn:
         return self.start()
