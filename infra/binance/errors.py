@@ -57,7 +57,8 @@ _DESCRIPTIONS: dict[int, str] = {
     -2014: "API key format invalid",
     -2015: "API key rejected: invalid key, IP not whitelisted, or no futures trading permission",
     -2018: "balance is insufficient",
-    -2019: "insufficient margin: the wallet cannot cover this order's initial margin; lower the stake or raise leverage",
+    -2019: "insufficient margin: the wallet cannot cover this order's initial margin; "
+           "lower the stake or raise leverage",
     -2021: "the stop/take-profit trigger price is already crossed, the order would trigger immediately",
     -2022: "reduce-only order rejected: there is no position to reduce (it may already be closed)",
     -2024: "position is not sufficient for this reduce order",

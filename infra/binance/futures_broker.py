@@ -346,11 +346,15 @@ class BinanceFuturesBroker:
         out = self._queued
         self._queued = []
         self._mark = candle.close
-        if self.position is not None:
-            res = self._poll_protection()
-            if res is not None:
-                out.append(res)
-        self._refresh_cash()
+        try:
+            if self.position is not None:
+                res = self._poll_protection()
+                if res is not None:
+                    out.append(res)
+            self._refresh_cash()
+        except BinanceError:
+            self._queued = out + self._queued  # recorded exits are never lost: next call delivers them
+            raise
         return out
 
     def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
@@ -366,6 +370,9 @@ class BinanceFuturesBroker:
         self._mark = candle.close
         existing = self._lookup_order(order_id)
         if existing is None:
+            # Flat, so any open order on the symbol is a leftover (e.g. a sibling whose cancel
+            # failed): a closePosition stop left open would close the position we open now.
+            self._cancel_all_orders()
             stake = self.cash * stake_fraction
             ref = candle.close
             qty = rules.floor_qty(stake * (1 - self.size_buffer) / (ref * (1 / self.leverage + self.settings.fee_rate)))
@@ -455,7 +462,8 @@ class BinanceFuturesBroker:
 
     def _handle_unknown(self, exch: _ExchangePosition) -> Finding:
         side = Side.LONG if exch.amt > 0 else Side.SHORT
-        desc = f"the exchange holds a {side.name.lower()} {self.symbol} position of {_fmt(abs(exch.amt))} we do not know"
+        desc = (f"the exchange holds a {side.name.lower()} {self.symbol} position of {_fmt(abs(exch.amt))} "
+                "we do not know")
         open_algo = self._open_algo_orders()
         levels: dict[str, dict[str, Any]] = {}
         entry_id = None
@@ -673,7 +681,11 @@ class BinanceFuturesBroker:
             reason = FillReason.STOP_LOSS if cid.endswith("sl") else FillReason.TAKE_PROFIT
             res = self._finish_exit(trades, reason)
             for other in self._protective_ids_of(cid):
-                self._cancel_algo(other)
+                try:
+                    self._cancel_algo(other)
+                except BinanceError as e:  # the exit is recorded; the leftover is canceled before
+                    log.warning("could not cancel %s after %s filled (%s); it is canceled before the next "
+                                "entry and by reconcile()", other, cid, e)
             return res, False
         return None, in_flight
 
@@ -700,9 +712,9 @@ class BinanceFuturesBroker:
             return self._resolve_vanished()
         order = self._await_filled(order, cid)
         trades = self._trades(orderId=int(order["orderId"]))
-        if not trades:
-            trades = [{"qty": order["executedQty"], "price": order["avgPrice"],
-                       "commission": str(float(order["executedQty"]) * float(order["avgPrice"]) * self.settings.fee_rate),
+        if not trades:  # not visible yet: the order itself says qty and price; estimate the fee
+            est = float(order["executedQty"]) * float(order["avgPrice"]) * self.settings.fee_rate
+            trades = [{"qty": order["executedQty"], "price": order["avgPrice"], "commission": str(est),
                        "time": order.get("updateTime", 0)}]
         return self._finish_exit(trades, reason, suffix)
 
@@ -759,7 +771,8 @@ class BinanceFuturesBroker:
         dqty = sum((_dec(t["qty"]) for t in trades), Decimal(0))
         qty = float(dqty)
         # Decimal: a single fill's average must be exactly its price
-        px = float(sum((_dec(t["qty"]) * _dec(t["price"]) for t in trades), Decimal(0)) / dqty) if dqty else p.entry_price
+        notional = sum((_dec(t["qty"]) * _dec(t["price"]) for t in trades), Decimal(0))
+        px = float(notional / dqty) if dqty else p.entry_price
         fee = float(sum((_dec(t.get("commission", 0)) for t in trades), Decimal(0)))
         when = max(int(t.get("time", 0)) for t in trades)
         gross = p.side.sign * qty * (px - p.entry_price)
@@ -774,7 +787,8 @@ class BinanceFuturesBroker:
         self.cash += gross - fee
         self.fills.append(fill)
         self.trades.append(trade)
-        log.info("exit %s %s %g at %g (%s), pnl %.4f", p.side.name.lower(), self.symbol, qty, px, reason.value, trade.pnl)
+        log.info("exit %s %s %g at %g (%s), pnl %.4f", p.side.name.lower(), self.symbol, qty, px, reason.value,
+                 trade.pnl)
         try:
             self._refresh_cash()
         except BinanceError as e:

@@ -390,3 +390,34 @@ def test_wrong_secret_is_an_authentication_error(server: FuturesStandIn) -> None
     b2 = make_live_broker(server, api_key="not-the-key")
     with pytest.raises(AuthenticationFailed, match="-2015"):
         b2.start()
+
+
+# ------------------------------------------------------------------ failures after an exit
+def test_an_exit_is_not_lost_when_a_later_request_fails(server: FuturesStandIn) -> None:
+    h = LiveHarness(server)
+    h.enter(Side.LONG, flat(0, 2000), 0)
+    server.walk(2100)  # target fills
+    for i in range(3):  # ...and the wallet refresh after it (not the one inside the exit) keeps failing
+        server.http_error_next("/fapi/v3/balance", 503, method="GET", skip=1 if i == 0 else 0)
+    with pytest.raises(ExchangeUnavailable):
+        h.broker.on_candle(flat(1, 2100))
+    [(fill, trade)] = h.broker.on_candle(flat(2, 2100))
+    assert fill.reason is FillReason.TAKE_PROFIT and trade is not None
+    assert h.broker.on_candle(flat(3, 2100)) == []
+
+
+def test_a_sibling_left_open_is_canceled_before_the_next_entry(server: FuturesStandIn) -> None:
+    h = LiveHarness(server)
+    h.feed(flat(0, 2000))
+    h.enter(Side.LONG, flat(0, 2000), 0)
+    for _ in range(3):  # the stop fills but canceling its sibling target fails
+        server.http_error_next(ALGO, 503, method="DELETE")
+    h.feed(candle(1, 2000, 2000, 1950, 1955))
+    assert h.fills[-1].reason is FillReason.STOP_LOSS
+    old_tp = oid(0, Side.LONG) + "tp"
+    assert [o["clientAlgoId"] for o in server.open_algo_orders()] == [old_tp]
+    h.enter(Side.LONG, flat(1, 1955), 1, sl=0.05, tp=0.10)
+    assert sorted(o["clientAlgoId"] for o in server.open_algo_orders()) == [
+        oid(1, Side.LONG) + "sl", oid(1, Side.LONG) + "tp"]
+    h.feed(candle(2, 1955, 2090, 1950, 2085))  # through the old 2080 target: must not close the new position
+    assert h.broker.position is not None and server.position_amt() > 0

@@ -468,7 +468,8 @@ class FuturesStandIn:
         try:
             qty = Decimal(text)
         except ArithmeticError:
-            raise ApiError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.") from None
+            raise ApiError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, "
+                                  "or malformed.") from None
         if _decimals(text) > spec.quantity_precision:
             raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
         if qty <= 0:
@@ -619,7 +620,7 @@ class FuturesStandIn:
 
     def _available(self) -> Decimal:
         used = Decimal(0)
-        for sym, st in self.state.items():
+        for st in self.state.values():
             if st.position.amt:
                 used += abs(st.position.amt) * st.position.entry / st.leverage
         return self.wallet - used
