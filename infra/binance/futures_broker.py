@@ -25,8 +25,10 @@ No unprotected position
 Exits
     ``on_candle`` polls the open conditional orders (one request; more only when one is gone),
     turns a triggered one into an exit ``Fill`` (STOP_LOSS / TAKE_PROFIT) with its round-trip
-    ``Trade`` from the account's trade list, and cancels the sibling. Cash (the USDT wallet balance)
-    is refreshed there too, so ``equity(mark)`` never calls the API.
+    ``Trade`` from the account's trade list (funding from the income history), and cancels the
+    sibling. Cash (the USDT wallet balance) is refreshed there too, so ``equity(mark)`` never calls
+    the API. Before a new entry every open order on the symbol is canceled: while flat, any open
+    order is a leftover, and a closePosition stop left behind would close the new position.
 
 Reconcile (``reconcile()``; call it on start after ``restore()`` and periodically)
     Compares the exchange position and open orders with what the broker believes and resolves
@@ -776,14 +778,16 @@ class BinanceFuturesBroker:
         fee = float(sum((_dec(t.get("commission", 0)) for t in trades), Decimal(0)))
         when = max(int(t.get("time", 0)) for t in trades)
         gross = p.side.sign * qty * (px - p.entry_price)
+        funding = self._funding_paid(p.entry_time, when)
         suffix = suffix or {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp",
                             FillReason.LIQUIDATION: "lq"}.get(reason, "fx")
         fill = Fill(when, self.symbol, p.side.exit_order_side, px, qty, fee, reason, self._entry_order_id + suffix)
         trade = Trade(symbol=self.symbol, side=p.side, qty=qty, entry_time=p.entry_time, entry_price=p.entry_price,
-                      exit_time=when, exit_price=px, pnl=gross - p.entry_fee - fee, fees=p.entry_fee + fee,
-                      funding=0.0, exit_reason=reason, stake=self._entry_stake)
+                      exit_time=when, exit_price=px, pnl=gross - p.entry_fee - fee - funding,
+                      fees=p.entry_fee + fee, funding=funding, exit_reason=reason, stake=self._entry_stake)
         self.position = None
         self.fees_paid += fee
+        self.funding_paid += funding
         self.cash += gross - fee
         self.fills.append(fill)
         self.trades.append(trade)
@@ -831,6 +835,19 @@ class BinanceFuturesBroker:
     def _trades(self, **params: Any) -> list[dict[str, Any]]:
         return list(self._request("reading account trades", self._client.futures_account_trades,
                                   symbol=self.symbol, **params))
+
+    def _funding_paid(self, start: int, end: int) -> float:
+        """Funding paid (positive) or received (negative) while the position was open, from the
+        income history, as the simulated broker accounts it. 0 with a warning if unreadable: the
+        wallet balance (``cash``) includes funding either way."""
+        try:
+            rows = self._request("reading funding payments", self._client.futures_income_history,
+                                 symbol=self.symbol, incomeType="FUNDING_FEE", startTime=start, endTime=end,
+                                 limit=1000)
+        except BinanceError as e:
+            log.warning("could not read funding payments for the round trip: %s", e)
+            return 0.0
+        return -float(sum((_dec(r.get("income", 0)) for r in rows), Decimal(0)))
 
     def _order_fee(self, exchange_order_id: int, qty: float, px: float) -> float:
         trades = self._trades(orderId=exchange_order_id)

@@ -421,3 +421,19 @@ def test_a_sibling_left_open_is_canceled_before_the_next_entry(server: FuturesSt
         oid(1, Side.LONG) + "sl", oid(1, Side.LONG) + "tp"]
     h.feed(candle(2, 1955, 2090, 1950, 2085))  # through the old 2080 target: must not close the new position
     assert h.broker.position is not None and server.position_amt() > 0
+
+
+def test_funding_paid_during_the_position_is_in_the_round_trip(server: FuturesStandIn) -> None:
+    h = LiveHarness(server)
+    cash0 = h.broker.cash
+    h.feed(flat(0, 2000))
+    fill = h.enter(Side.LONG, flat(0, 2000), 0)
+    assert fill is not None
+    paid = -server.charge_funding(0.0001) - server.charge_funding(0.0002)  # a long pays positive rates
+    assert paid == pytest.approx(fill.qty * 2000 * 0.0003)
+    h.feed(candle(1, 2000, 2090, 1995, 2085))
+    [trade] = h.trades
+    assert trade.funding == pytest.approx(paid)
+    assert trade.pnl == pytest.approx(fill.qty * 80 - trade.fees - paid)
+    assert h.broker.cash - cash0 == pytest.approx(trade.pnl, abs=1e-6)
+    assert h.broker.funding_paid == pytest.approx(paid)

@@ -16,6 +16,7 @@ documented endpoints the live broker uses, through python-binance's real ``Clien
 ``GET /fapi/v2|v3/positionRisk``            one-way positions
 ``GET /fapi/v2|v3/balance`` ``/account``    USDT wallet
 ``GET /fapi/v1/userTrades``                 executions with commission and realised PnL
+``GET /fapi/v1/income``                     income history (funding fees)
 ==========================================  =================================================
 
 Since December 2025 Binance routes conditional orders through the algo order service
@@ -181,6 +182,7 @@ class FuturesStandIn:
         self.orders: list[dict[str, Any]] = []  # regular orders, oldest first
         self.algo_orders: list[dict[str, Any]] = []
         self.trades: list[dict[str, Any]] = []
+        self.income: list[dict[str, Any]] = []
         self.requests: list[RequestRecord] = []
         self.faults: list[Fault] = []
         self._ids = itertools.count(8_389_765_000)
@@ -324,6 +326,20 @@ class FuturesStandIn:
         (client order id ``autoclose-...``)."""
         return self.close_position_externally(symbol, client_id=f"autoclose-{next(self._ids)}")
 
+    def charge_funding(self, rate: float, symbol: str = "ETHUSDT") -> float:
+        """A funding settlement at the mark price: longs pay ``rate`` of their notional when it is
+        positive, shorts receive it. Returns the income booked (negative = paid)."""
+        with self._lock:
+            pos = self.state[symbol].position
+            income = (-pos.amt * self.mark[symbol] * _d(rate)).quantize(Decimal("0.00000001"))
+            if pos.amt == 0:
+                return 0.0
+            self.wallet += income
+            self.income.append({"symbol": symbol, "incomeType": "FUNDING_FEE", "income": _s(income),
+                                "asset": "USDT", "info": "FUNDING_FEE", "time": self.now_ms(),
+                                "tranId": next(self._trade_ids), "tradeId": ""})
+            return float(income)
+
     def cancel_algo_externally(self, client_algo_id: str) -> None:
         with self._lock:
             for o in self.algo_orders:
@@ -444,6 +460,7 @@ class FuturesStandIn:
             ("GET", "/fapi/v2/account"): self._account,
             ("GET", "/fapi/v3/account"): self._account,
             ("GET", "/fapi/v1/userTrades"): self._user_trades,
+            ("GET", "/fapi/v1/income"): self._income,
         }
         fn = table.get((method, path))
         if fn is None:
@@ -878,6 +895,13 @@ class FuturesStandIn:
                            "positionSide": "BOTH", "updateTime": r["updateTime"]}
                           for r in self._position_risk({})],
         }
+
+    def _income(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        out = [r for r in self.income if p.get("symbol") in (None, r["symbol"])
+               and p.get("incomeType") in (None, r["incomeType"])
+               and r["time"] >= int(p.get("startTime", 0)) and r["time"] <= int(p.get("endTime", 2**62))]
+        limit = min(int(p.get("limit", "100")), 1000)
+        return [dict(r) for r in out[:limit]]
 
     def _user_trades(self, p: dict[str, str]) -> list[dict[str, Any]]:
         spec = self._spec(p)
