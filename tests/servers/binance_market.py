@@ -247,9 +247,9 @@ class BinanceMarketServer:
         for prefix, market in (("", "spot"), ("/futures", "futures"), ("/futures/market", "futures")):
             app.router.add_get(prefix + "/ws/{stream}", self._ws_raw(market))
             app.router.add_get(prefix + "/stream", self._ws_combined(market))
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         self._runner = runner
         self.port = int(runner.addresses[0][1])
@@ -403,7 +403,7 @@ class BinanceMarketServer:
                 payload = self._payload(s, c, event_time, closed, conn.market)
                 texts[key] = json.dumps({"stream": s.stream, "data": payload} if conn.combined else payload)
             self._deliver(conn, s.stream, texts[key], closed)
-        if self._duplicate_left > 0:
+        if texts and self._duplicate_left > 0:  # count only messages someone was subscribed to
             self._duplicate_left -= 1
 
     def _deliver(self, conn: _Conn, stream: str, text: str, closed: bool) -> None:
