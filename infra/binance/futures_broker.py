@@ -86,7 +86,6 @@ from core.broker import BrokerSettings
 from core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS, BinanceEndpoints
 from core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade
 from infra.binance.errors import (
-    AMBIGUOUS_CODES,
     DUPLICATE_ID_CODES,
     BinanceError,
     ExchangeUnavailable,
@@ -1025,5 +1024,3 @@ def _trade_to_dict(t: Trade) -> dict[str, Any]:
 def _trade_from_dict(d: dict[str, Any]) -> Trade:
     return Trade(**{**d, "side": Side[d["side"]], "exit_reason": FillReason(d["exit_reason"])})
 
-
-_ = AMBIGUOUS_CODES  # re-exported meaning: see infra.binance.errors
