@@ -374,9 +374,20 @@ class Engine:
                 self._buffer.append(ErrorEvent(**self._env("reconcile", uuid.uuid4().hex), symbol=slot.spec.symbol,
                                                interval=slot.spec.interval, strategy=slot.spec.strategy,
                                                source="reconcile", message=str(getattr(f, "message", f))))
+            self._collect_alerts(slot)
             if findings:
                 self._dirty[slot.spec.key] = slot
         self._flush()
+
+    def _collect_alerts(self, slot: _Slot) -> None:
+        """Live brokers queue alerts (e.g. protection could not be placed); publish them."""
+        take = getattr(slot.session.broker, "take_alerts", None)
+        if take is None:
+            return
+        for alert in take() or []:
+            self._buffer.append(ErrorEvent(**self._env("alert", uuid.uuid4().hex), symbol=slot.spec.symbol,
+                                           interval=slot.spec.interval, strategy=slot.spec.strategy,
+                                           source="broker", message=str(getattr(alert, "message", alert))))
 
     # ------------------------------------------------------------------ handlers
     def _handle_market(self, ev: MarketEvent) -> None:
@@ -429,6 +440,7 @@ class Engine:
             finally:
                 # even if the broker failed (exchange down), this candle is done: it is never
                 # re-processed, and the failure was reported as an error event by _guard
+                self._collect_alerts(slot)
                 slot.last_open_time = c.open_time
                 self._dirty[slot.spec.key] = slot
                 self.processed_closed += 1
@@ -470,6 +482,7 @@ class Engine:
                     continue  # no price seen yet: nothing can be open
                 # at the latest market price and market time (a replay's clock, not the wall's)
                 slot.session.flatten(slot.last_price, slot.last_ms or now)
+                self._collect_alerts(slot)
                 self._dirty[slot.spec.key] = slot
             self._emit_state("paused" if cmd.pause else "running",
                              f"flattened {cmd.key or 'all'}" + (" and paused entries (kill switch)" if cmd.pause else ""))

@@ -132,9 +132,17 @@ class StrategySession:
         if note:
             return None
         oid = client_order_id(self.strategy.name, self.symbol, self.interval, candle.open_time, side)
-        fill = self.broker.submit_entry(side, candle, oid, p.stop_loss_pct, p.take_profit_pct, stake)
         if self.risk is not None:
             self.risk.record_order(candle.close_time)
+        try:
+            fill = self.broker.submit_entry(side, candle, oid, p.stop_loss_pct, p.take_profit_pct, stake)
+        except Exception as exc:
+            # A live broker may fail *after* the entry filled (e.g. protective orders rejected):
+            # the fill is real and must be journalled before the error propagates.
+            filled = getattr(exc, "fill", None)
+            if filled is not None and self.publish:
+                self.publish(self._fill_event(filled, None))
+            raise
         if fill is not None and self.publish:
             self.publish(self._fill_event(fill, None))
         return fill

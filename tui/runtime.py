@@ -121,13 +121,10 @@ class Runtime:
     def _broker_factory(self):
         if self.trading_mode == "paper":
             return paper_broker
-        from core.config import TESTNET_ENDPOINTS
         from infra.binance.endpoints import resolve_endpoints
         from infra.binance.futures_broker import BinanceFuturesBroker
 
         endpoints = resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet")
-        if self.trading_mode == "testnet" and endpoints.futures_rest == resolve_endpoints({}).futures_rest:
-            endpoints = TESTNET_ENDPOINTS
         key, secret = self.settings.api_key, self.settings.api_secret
         assert key is not None and secret is not None
 
