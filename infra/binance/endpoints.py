@@ -19,6 +19,7 @@ override takes effect.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -147,7 +148,11 @@ def make_client(
     """
     from binance.client import Client
 
-    client = Client(api_key, api_secret, requests_params={"timeout": timeout}, ping=False)
+    with warnings.catch_warnings():
+        # python-binance asks for the thread's event loop, which Python 3.12 flags as
+        # deprecated when there is none; the loop it creates is idle and harmless
+        warnings.filterwarnings("ignore", "There is no current event loop", DeprecationWarning)
+        client = Client(api_key, api_secret, requests_params={"timeout": timeout}, ping=False)
     _point_at(client, endpoints)
     return client
 

@@ -77,8 +77,8 @@ class RetryPolicy:
 class RestStats:
     """Counters for logs, tests and the status bar."""
 
-    requests: int = 0
-    kline_requests: int = 0
+    requests: int = 0  # HTTP requests, retries included
+    kline_requests: int = 0  # kline pages asked for (a retried page counts once)
     retries: int = 0
     rate_limited: int = 0  # 429/418 answers
     waited_s: float = 0.0  # time spent sleeping for Retry-After, backoff or weight

@@ -157,6 +157,7 @@ class _RestFault:
     count: int
     retry_after: float | None
     path_contains: str | None
+    after: int = 0  # matching requests to let through first
 
 
 class BinanceMarketServer:
@@ -548,10 +549,13 @@ class BinanceMarketServer:
 
     # ================================================================== faults: REST
     def fail_rest(self, status: int = 429, count: int = 1, retry_after: float | None = 1,
-                  path_contains: str | None = "klines") -> None:
-        """Answer the next ``count`` matching requests with ``status`` (429/418 carry
-        ``Retry-After``), then serve normally again."""
-        self._call(self._rest_faults.append, _RestFault(status, count, retry_after, path_contains))
+                  path_contains: str | None = "klines", after: int = 0) -> None:
+        """Let ``after`` matching requests through, then answer the next ``count`` with
+        ``status`` (429/418 carry ``Retry-After``), then serve normally again."""
+        self._call(self._rest_faults.append, _RestFault(status, count, retry_after, path_contains, after))
+
+    def clear_rest_faults(self) -> None:
+        self._call(self._rest_faults.clear)
 
     def reset_counts(self) -> None:
         def run() -> None:
@@ -570,6 +574,9 @@ class BinanceMarketServer:
         self._weight += weight
         for fault in self._rest_faults:
             if fault.path_contains is None or fault.path_contains in path:
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
                 fault.count -= 1
                 if fault.count <= 0:
                     self._rest_faults.remove(fault)
