@@ -141,6 +141,14 @@ class _Conn:
     writer: asyncio.Task | None = None
 
 
+@dataclass(frozen=True)
+class _Close:
+    """Queued after a connection's pending messages: close it gracefully."""
+
+    code: int
+    message: str
+
+
 @dataclass(eq=False)
 class _Reorder:
     """Hold one message of ``kind`` on ``stream`` and send it after the next one of that kind."""
@@ -364,13 +372,15 @@ class BinanceMarketServer:
                 o += s.step
         events.sort(key=lambda e: (e[0], e[1]))
         for tp, _, closing, s, o, j in events:
+            if tp != self._now:  # all messages of the previous instant are out
+                self._expire_connections()
             self._now = tp
             i = s.index.get(o)
             if i is not None:
                 full = s.arrays.candle(i)
                 candle = full if closing else partial_candle(full, j / (n + 1))
                 self._broadcast(s, candle, tp, bool(closing))
-            self._expire_connections()
+        self._expire_connections()
         self._now = max(self._now, target)
         self._expire_connections()
 
@@ -378,7 +388,7 @@ class BinanceMarketServer:
         for conn in list(self._conns):
             if self._now - conn.connected_at >= self.connection_lifetime_ms:
                 self._conns.discard(conn)
-                asyncio.ensure_future(conn.ws.close(code=1001, message=b"24h connection limit"))
+                conn.queue.put_nowait(_Close(1001, "24h connection limit"))
 
     # ================================================================== stream output
     def _payload(self, s: _Series, c: Candle, event_time: int, closed: bool, market: str) -> dict[str, Any]:
@@ -434,6 +444,9 @@ class BinanceMarketServer:
         while True:
             item = await conn.queue.get()
             try:
+                if isinstance(item, _Close):
+                    await conn.ws.close(code=item.code, message=item.message.encode())
+                    return
                 if isinstance(item, bytes):
                     await conn.ws.send_bytes(item)
                 else:
@@ -534,7 +547,7 @@ class BinanceMarketServer:
             conns = list(self._conns)
             for conn in conns:
                 self._conns.discard(conn)
-                asyncio.ensure_future(conn.ws.close(code=code, message=message.encode()))
+                conn.queue.put_nowait(_Close(code, message))  # after what is already queued
             return len(conns)
         return self._call(run)
 
