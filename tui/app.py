@@ -1,0 +1,391 @@
+"""``tradeconsole``: the Textual trading console.
+
+The app owns one ``Runtime`` (engine thread, market-data source, journal, sinks) and one
+``EventCollector`` subscribed to the engine. Screens draw from the collector on a timer; key
+presses become engine commands (``StartTrading``, ``PauseEntries``, ``Flatten``,
+``SwitchStrategy``...) sent through ``Engine.send``, which only enqueues. Anything that could
+block (probing the network, loading a replay, building or stopping a runtime) runs off the UI
+thread, so neither side ever waits for the other.
+
+Startup: a live/testnet run asks for the typed confirmation first (``LiveConfirmDialog``); a
+run on live data probes Binance and, when it cannot be reached or the live feed cannot be built,
+offers a replay of history instead of failing. A symbol or interval switch builds a new runtime
+(the old one is stopped cleanly first); a strategy switch is an engine command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from core.domain import INTERVAL_MS
+from core.engine import Flatten, PauseEntries, StartTrading, StopTrading, SwitchStrategy
+from core.events import Event
+from core.strategies import STRATEGIES
+from tui.collector import CollectorSnapshot, EventCollector
+from tui.runtime import Runtime, RuntimeOptions, options_from_args
+from tui.screens.dashboard import DASHBOARD_BINDINGS, DashboardScreen
+from tui.screens.dialogs import ChoiceDialog, ConfirmDialog, LiveConfirmDialog, ReplayOfferDialog, TextDialog
+from tui.screens.help import HelpScreen
+from tui.startup import probe_binance, replay_candidates, retarget_replay, symbol_problem, with_market
+from tui.widgets.header import HeaderState
+
+__all__ = ["TradeConsoleApp", "main"]
+
+RuntimeFactory = Callable[[RuntimeOptions, Callable[[str], str] | None, list[Callable[[Event], None]]], Runtime]
+NetworkProbe = Callable[[RuntimeOptions], str | None]
+
+#: intervals offered by the interval dialog (a subset of Binance's, the ones worth trading)
+INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "1d"]
+assert all(iv in INTERVAL_MS for iv in INTERVALS)
+
+
+def default_runtime_factory(opts: RuntimeOptions, confirm: Callable[[str], str] | None,
+                            subscribers: list[Callable[[Event], None]]) -> Runtime:
+    return Runtime(opts, confirm=confirm, extra_subscribers=subscribers)
+
+
+class TradeConsoleApp(App[int]):
+    """The console. ``deterministic`` removes wall clocks, run ids and cursor blinking from the
+    screen (snapshot tests); ``runtime_factory`` and ``network_probe`` are seams for tests."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tradeconsole"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+
+    def __init__(self, options: RuntimeOptions, *, runtime_factory: RuntimeFactory = default_runtime_factory,
+                 network_probe: NetworkProbe = probe_binance, deterministic: bool = False,
+                 refresh_hz: float = 8.0) -> None:
+        super().__init__()
+        self.options = options
+        self.runtime_factory = runtime_factory
+        self.network_probe = network_probe
+        self.deterministic = deterministic
+        self.refresh_hz = refresh_hz
+        self.collector = EventCollector(mask_run_ids=deterministic)
+        self.runtime: Runtime | None = None
+        self.selected_key: str | None = None
+        self.trading = True
+        self.entries_paused = False
+        self.status = "starting…"
+        self._errors_seen = 0
+        self._backtest_installed = False
+        self._stopped_runtimes: list[Runtime] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_mount(self) -> None:
+        self.push_screen(DashboardScreen())
+        self.launch(self.options)
+
+    @work(exclusive=True, group="runtime")
+    async def launch(self, opts: RuntimeOptions, previous: Runtime | None = None) -> None:
+        """Build and start a runtime for ``opts`` (stopping ``previous`` first), asking the user
+        whatever it takes: live confirmation, or a replay when live data is unavailable."""
+        if previous is not None:
+            self.status = "stopping the engine…"
+            await asyncio.to_thread(previous.stop)
+            self._stopped_runtimes.append(previous)
+        self.collector.reset()
+        self.trading, self.entries_paused = True, False
+        problem = ""
+        while True:
+            if not opts.replay:
+                self.status = "checking Binance…"
+                problem = problem or await asyncio.to_thread(self.network_probe, opts) or ""
+                if problem:
+                    path = await self._offer_replay(opts, problem)
+                    if path is None:
+                        return
+                    opts, problem = replace(opts, replay=path), ""
+            confirm = None
+            if opts.live and not opts.testnet:
+                confirm = await self._live_confirmation(opts)
+            self.status = "loading the replay…" if opts.replay else "connecting…"
+            try:
+                rt = await asyncio.to_thread(self.runtime_factory, opts, confirm, [self.collector])
+            except Exception as exc:  # noqa: BLE001 - every failure is shown, none is fatal to the UI
+                from infra.settings import ConfigError, LiveTradingRefused
+
+                if isinstance(exc, (LiveTradingRefused, ConfigError)):
+                    self.exit(2, return_code=2, message=f"tradeconsole: {exc}")
+                    return
+                reason = f"{type(exc).__name__}: {exc}"
+                self.collector.note(reason, "error")
+                if not opts.replay:
+                    problem = f"the live feed could not start ({reason})"
+                    continue
+                path = await self._offer_replay(opts, "the replay could not be loaded", error=reason)
+                if path is None:
+                    return
+                opts = replace(opts, replay=path)
+                continue
+            break
+        for spec in rt.specs:
+            self.collector.register(spec.key, spec.symbol, spec.interval, spec.strategy)
+        await asyncio.to_thread(rt.start)
+        self.options = opts
+        self.runtime = rt
+        self.selected_key = rt.specs[0].key
+        self.status = ""
+        self.collector.note(f"{rt.trading_mode} trading {', '.join(s.key for s in rt.specs)}"
+                            + (f" on a replay of {len(rt.replay_candles):,} candles" if rt.replay_candles is not None else ""))
+
+    async def _offer_replay(self, opts: RuntimeOptions, reason: str, error: str = "") -> str | None:
+        """Ask for history to replay; None (Escape) quits the console."""
+        iv = opts.strategies[0][1]
+        candidates = await asyncio.to_thread(replay_candidates, opts.symbol, iv, opts.market)
+        self.status = "live data unavailable"
+        path = await self.push_screen_wait(ReplayOfferDialog(reason, candidates, opts.replay or "", error))
+        if path is None:
+            await self.action_quit()
+        return path
+
+    async def _live_confirmation(self, opts: RuntimeOptions) -> Callable[[str], str] | None:
+        """The typed symbol for the live-trading gate, asked before anything starts. Without keys
+        the gate refuses before asking, so the user is not asked for nothing."""
+        from infra.settings import load_settings
+
+        try:
+            has_keys = (await asyncio.to_thread(load_settings, opts.config)).has_keys
+        except Exception:  # noqa: BLE001 - the runtime reports config problems itself
+            return None
+        if not has_keys:
+            return None
+        prompt = f"Type the symbol ({opts.symbol}) to confirm live trading:"
+        typed = await self.push_screen_wait(LiveConfirmDialog(prompt, opts.symbol))
+        answer = typed or ""
+        return lambda _prompt: answer
+
+    def shutdown_runtime(self) -> None:
+        """Stop the engine cleanly (source, engine thread, sinks, journal); idempotent."""
+        rt, self.runtime = self.runtime, None
+        if rt is not None:
+            rt.stop()
+            self._stopped_runtimes.append(rt)
+
+    async def action_quit(self) -> None:
+        self.status = "shutting down…"
+        self.workers.cancel_group(self, "runtime")
+        await asyncio.to_thread(self.shutdown_runtime)
+        self.exit(0)
+
+    def on_unmount(self) -> None:
+        self.shutdown_runtime()  # exits that bypassed action_quit (ctrl+c, errors)
+
+    # ------------------------------------------------------------------ view state
+    def header_state(self, snap: CollectorSnapshot) -> HeaderState:
+        rt = self.runtime
+        opts = self.options
+        mode = rt.trading_mode if rt is not None else "live" if opts.live else "testnet" if opts.testnet else "paper"
+        s = snap.session(self.selected_key)
+        strategy = s.strategy if s is not None else opts.strategies[0][0]
+        interval = s.interval if s is not None else opts.strategies[0][1]
+        conn = snap.connection
+        data = ""
+        if rt is not None and rt.replay_candles is not None:
+            total = len(rt.replay_candles)
+            done = s.closed_total if s is not None else 0
+            speed = "max" if opts.speed is None else f"×{opts.speed:g}"
+            data = f"{done:,}/{total:,} {speed}"
+        elif conn.lag_ms is not None or conn.last_market_mono is not None:
+            parts = []
+            if conn.lag_ms is not None:
+                parts.append(f"lag {conn.lag_ms:,.0f} ms")
+            if conn.last_market_mono is not None and not self.deterministic:
+                parts.append(f"{time.monotonic() - conn.last_market_mono:,.0f}s ago")
+            data = " ".join(parts)
+        source = rt.source if rt is not None else None
+        n = len(snap.sessions)
+        hint = ""
+        if n > 1 and s is not None:
+            hint = f"{[x.key for x in snap.sessions].index(s.key) + 1}/{n}"
+        return HeaderState(
+            mode=mode, symbol=s.symbol if s is not None else opts.symbol, interval=interval, strategy=strategy,
+            connection=f"{conn.source} {conn.state}".strip() if conn.source else "connecting",
+            data=data, trading=self.trading, entries_paused=self.entries_paused,
+            replay_paused=bool(getattr(source, "paused", False)), session_hint=hint, starting=self.status)
+
+    def on_snapshot(self, snap: CollectorSnapshot) -> None:
+        """New engine data arrived: raise a toast for new errors (they also go to the log)."""
+        if snap.errors_total > self._errors_seen:
+            self._errors_seen = snap.errors_total
+            for line in reversed(self.collector.log_since(max(0, snap.log_seq - 20))):
+                if line.level == "error":
+                    self.notify(line.text, title="engine error", severity="error", timeout=6)
+                    break
+
+    # ------------------------------------------------------------------ actions
+    def _engine(self):  # noqa: ANN202 - core.engine.Engine, imported lazily by Runtime
+        if self.runtime is None:
+            self.notify("the engine is not running yet", severity="warning", timeout=3)
+            return None
+        return self.runtime.engine
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_replay":
+            return self.runtime is not None and hasattr(self.runtime.source, "pause")
+        return True
+
+    def action_toggle_trading(self) -> None:
+        engine = self._engine()
+        if engine is None:
+            return
+        self.trading = not self.trading
+        engine.send(StartTrading() if self.trading else StopTrading())
+        self.collector.note("trading started" if self.trading else "trading stopped by the operator")
+
+    def action_toggle_pause(self) -> None:
+        engine = self._engine()
+        if engine is None:
+            return
+        self.entries_paused = not self.entries_paused
+        engine.send(PauseEntries(self.entries_paused))
+
+    def action_flatten(self) -> None:
+        if self._engine() is None:
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            engine = self._engine()
+            if ok and engine is not None:
+                engine.send(Flatten())
+                self.collector.note("flatten requested by the operator", "warning")
+
+        self.push_screen(ConfirmDialog("Close every open position now at the last price\n"
+                                       "and cancel pending entries?", "Flatten"), confirmed)
+
+    def action_switch_strategy(self) -> None:
+        if self._engine() is None or self.selected_key is None:
+            return
+        key = self.selected_key
+        s = self.collector.snapshot().session(key)
+        current = s.strategy if s is not None else None
+
+        def chosen(name: str | None) -> None:
+            engine = self._engine()
+            if name is None or name == current or engine is None:
+                return
+            self.collector.alias(key, name)
+            engine.send(SwitchStrategy(key, name, {}))
+            self.collector.note(f"switch {key} to {name} requested")
+
+        descriptions = {n: f"default interval {cls.default_interval}" for n, cls in STRATEGIES.items()}
+        self.push_screen(ChoiceDialog("Strategy", list(STRATEGIES), current, descriptions), chosen)
+
+    def action_switch_symbol(self) -> None:
+        def chosen(symbol: str | None) -> None:
+            if symbol and symbol.upper() != self.options.symbol:
+                self._restart(symbol=symbol.upper())
+
+        self.push_screen(TextDialog("Symbol", "Symbol to trade (restarts the engine):", self.options.symbol,
+                                    validate=symbol_problem), chosen)
+
+    def action_switch_interval(self) -> None:
+        current = self.options.strategies[0][1]
+
+        def chosen(interval: str | None) -> None:
+            if interval and interval != current:
+                self._restart(interval=interval)
+
+        self.push_screen(ChoiceDialog("Interval", INTERVALS, current), chosen)
+
+    def _restart(self, symbol: str | None = None, interval: str | None = None) -> None:
+        """New runtime on another symbol/interval, keeping the strategies now running."""
+        opts = self.options
+        strategies = list(opts.strategies)
+        if self.runtime is not None:
+            strategies = [(sess.strategy.name, sess.interval) for sess in self.runtime.engine.sessions.values()]
+        new = with_market(opts, symbol=symbol, interval=interval, strategies=strategies)
+        if opts.replay:
+            path = retarget_replay(opts.replay, opts.symbol, new.symbol, opts.strategies[0][1], new.strategies[0][1])
+            new = replace(new, replay=path or "")
+            if not path:
+                self.collector.note(f"no replay data found for {new.symbol} {new.strategies[0][1]} next to "
+                                    f"{opts.replay}", "warning")
+        previous, self.runtime = self.runtime, None
+        self.collector.note(f"switching to {new.symbol} {new.strategies[0][1]}")
+        self.launch(new, previous)
+
+    def action_next_session(self) -> None:
+        snap = self.collector.snapshot()
+        keys = [s.key for s in snap.sessions]
+        if keys:
+            i = keys.index(self.selected_key) if self.selected_key in keys else -1
+            self.selected_key = keys[(i + 1) % len(keys)]
+
+    def action_toggle_replay(self) -> None:
+        source = self.runtime.source if self.runtime is not None else None
+        if source is None or not hasattr(source, "pause"):
+            return
+        if source.paused:
+            source.resume()
+        else:
+            source.pause()
+
+    def action_backtest(self) -> None:
+        from tui.screens.backtest import BacktestScreen
+
+        if not self._backtest_installed:
+            s = self.collector.snapshot().session(self.selected_key)
+            self.install_screen(BacktestScreen(
+                strategy=s.strategy if s is not None else self.options.strategies[0][0],
+                symbol=self.options.symbol, interval=self.options.strategies[0][1],
+                data=self.options.replay or "", cash=self.options.cash, deterministic=self.deterministic),
+                name="backtest")
+            self._backtest_installed = True
+        self.push_screen("backtest")
+
+    def action_help(self) -> None:
+        from tui.screens.backtest import BACKTEST_BINDINGS
+
+        self.push_screen(HelpScreen([
+            ("Dashboard", DASHBOARD_BINDINGS),
+            ("Backtest screen", BACKTEST_BINDINGS),
+            ("Everywhere", [Binding("ctrl+p", "", "Command palette"), Binding("ctrl+q", "", "Quit")]),
+        ]))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Start / stop trading", "Stop acting on candles, or start again", self.action_toggle_trading)
+        yield SystemCommand("Pause / resume entries", "No new positions; exits keep working", self.action_toggle_pause)
+        yield SystemCommand("Flatten all positions", "Close everything now (asks first)", self.action_flatten)
+        yield SystemCommand("Switch strategy", "Another strategy for the selected session", self.action_switch_strategy)
+        yield SystemCommand("Switch symbol", "Trade another symbol (restarts the engine)", self.action_switch_symbol)
+        yield SystemCommand("Switch interval", "Another kline interval (restarts the engine)",
+                            self.action_switch_interval)
+        yield SystemCommand("Backtest", "Run a strategy over history", self.action_backtest)
+        yield SystemCommand("Pause / resume replay", "Freeze the replay feed", self.action_toggle_replay)
+        yield SystemCommand("Next session", "Show the next running session", self.action_next_session)
+        yield SystemCommand("Keys and help", "Every key binding", self.action_help)
+        yield SystemCommand("Quit", "Stop the engine cleanly and exit", self.action_quit)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of ``tradeconsole`` without a subcommand (see ``tui.cli``)."""
+    try:
+        opts = options_from_args(args)
+    except ValueError as exc:
+        print(f"tradeconsole: {exc}", file=sys.stderr)
+        return 2
+    if opts.replay and not Path(opts.replay).exists():
+        print(f"tradeconsole: no such replay file or directory: {opts.replay}", file=sys.stderr)
+        return 2
+    app = TradeConsoleApp(opts)
+    try:
+        app.run()
+    finally:
+        app.shutdown_runtime()
+    return int(app.return_code or 0)
+

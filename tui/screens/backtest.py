@@ -1,0 +1,534 @@
+"""The backtest screen: try a strategy on history without leaving the console.
+
+A form on the left (strategy, symbol, interval, data, date range, fill mode, fee, stop/target,
+cash); results on the right: the metrics of ``backtest.metrics``, a comparison table of every
+run kept this session, the equity curve, the price with the fills, and a sortable trades table.
+
+The run itself is ``backtest.runner.run_backtest`` in a thread worker. Its progress callback only
+stores two integers and reads the cancel flag; a timer copies the numbers into the progress bar,
+so a fast run is never slowed by the UI and the UI never waits for the run.
+
+Layout: on a wide terminal every result view is visible at once; on a narrow one a single view
+is shown and ``ctrl+n`` (or focusing a view with Tab) switches between them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar, Select, Static
+from textual_plotext import PlotextPlot
+
+from core.strategies import STRATEGIES
+
+__all__ = ["BACKTEST_BINDINGS", "BacktestRequest", "BacktestRun", "BacktestScreen", "parse_request"]
+
+BACKTEST_BINDINGS = [
+    Binding("ctrl+r,f5", "run", "Run", key_display="^r"),
+    Binding("escape", "cancel_or_back", "Cancel/Back", key_display="esc",
+            tooltip="cancel the running backtest, else back to the dashboard"),
+    Binding("ctrl+n", "next_view", "Next view", key_display="^n", tooltip="show the next result view"),
+    Binding("ctrl+s", "export", "Export CSV", key_display="^s", tooltip="write the shown run's trades to CSV"),
+]
+
+VIEWS = ("metrics", "runs", "equity", "price", "trades")
+VIEW_TITLES = {"metrics": "Metrics", "runs": "Runs", "equity": "Equity", "price": "Price & fills", "trades": "Trades"}
+MAX_RUNS = 10  # results hold whole equity curves: keep memory bounded
+
+Loader = Callable[[str, str], tuple[Any, str]]
+
+
+def default_loader(path: str, interval: str) -> tuple[Any, str]:
+    """Candles and a one-line data summary (gaps, duplicates) for ``path``."""
+    from backtest.data import load_candles
+
+    candles, report = load_candles(path, interval=interval)
+    return candles, report.summary()
+
+
+# ---------------------------------------------------------------------------- the form
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestRequest:
+    strategy: str
+    symbol: str
+    interval: str
+    data: str  # path, or "" for the history cache
+    start_ms: int | None
+    end_ms: int | None
+    model: str
+    fee_rate: float
+    stop_loss_pct: float
+    take_profit_pct: float
+    cash: float
+
+    def source(self) -> str:
+        if self.data:
+            return self.data
+        from infra.paths import history_cache_dir
+
+        return str(history_cache_dir(self.symbol, self.interval, "spot"))
+
+
+def _date_ms(text: str, name: str, errors: list[str]) -> int | None:
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        errors.append(f"{name}: {text!r} is not a date like 2022-09-01")
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _number(text: str, name: str, errors: list[str], lo: float, hi: float) -> float:
+    try:
+        v = float(text.replace(",", "").replace("%", ""))
+    except ValueError:
+        errors.append(f"{name}: {text!r} is not a number")
+        return math.nan
+    if not lo <= v <= hi:
+        errors.append(f"{name} must be between {lo:g} and {hi:g}")
+    return v
+
+
+def parse_request(values: dict[str, str]) -> tuple[BacktestRequest | None, list[str]]:
+    """The form's text values -> a request, or the list of what is wrong with them."""
+    errors: list[str] = []
+    strategy = values.get("strategy", "")
+    if strategy not in STRATEGIES:
+        errors.append(f"unknown strategy {strategy!r}")
+    symbol = values.get("symbol", "").strip().upper()
+    if not symbol.isalnum():
+        errors.append("symbol: letters and digits, e.g. ETHUSDT")
+    start = _date_ms(values.get("from", "").strip(), "from", errors)
+    end = _date_ms(values.get("to", "").strip(), "to", errors)
+    if start is not None and end is not None and end <= start:
+        errors.append("to must be after from")
+    fee = _number(values.get("fee", ""), "fee %", errors, 0.0, 0.99)
+    stop = _number(values.get("stop", ""), "stop %", errors, 0.01, 99.0)
+    target = _number(values.get("target", ""), "target %", errors, 0.01, 999.0)
+    cash = _number(values.get("cash", ""), "cash", errors, 1.0, 1e12)
+    if errors:
+        return None, errors
+    return BacktestRequest(strategy=strategy, symbol=symbol, interval=values["interval"], data=values.get("data", "").strip(),
+                           start_ms=start, end_ms=end, model=values["model"], fee_rate=fee / 100.0,
+                           stop_loss_pct=stop / 100.0, take_profit_pct=target / 100.0, cash=cash), []
+
+
+@dataclass(slots=True)
+class BacktestRun:
+    number: int
+    request: BacktestRequest
+    result: Any  # backtest.runner.BacktestResult
+    metrics: dict[str, Any]
+    data_summary: str
+
+
+# ---------------------------------------------------------------------------- result views
+
+
+def _fmt(v: Any, spec: str = ",.2f", suffix: str = "") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return f"{v:{spec}}{suffix}"
+
+
+def _when(iso: str | None) -> str:
+    """``2022-01-01T00:00:00.000Z`` -> ``2022-01-01``; keeps the time when it is not midnight."""
+    if not iso:
+        return "-"
+    text = iso[:16].replace("T", " ")
+    return text[:10] if text.endswith("00:00") else text
+
+
+def metrics_table(m: dict[str, Any], data_summary: str) -> Table:
+    """The step-1 metrics as a compact two-column grid that fits a narrow pane."""
+    t = Table.grid(padding=(0, 1))
+    t.add_column(style="dim", no_wrap=True)
+    t.add_column(no_wrap=True)
+
+    def signed(v: float | None, spec: str = "+.2f", suffix: str = "%") -> Text:
+        return Text(_fmt(v, spec, suffix), style="dim" if v is None else "green" if v > 0 else "red" if v < 0 else "")
+
+    a = m["assumptions"]
+    t.add_row("run", Text(f"{m['strategy']} {m['symbol']} {m['interval']} ({a['fill_model']})", style="bold"))
+    t.add_row("period", f"{_when(m['start'])} → {_when(m['end'])}")
+    t.add_row("bars", f"{m['bars']:,}" + ("  (cancelled)" if m.get("cancelled") else ""))
+    t.add_row("return", signed(m["return_pct"]))
+    t.add_row("buy & hold", signed(m["buy_and_hold_return_pct"]))
+    t.add_row("final equity", f"{_fmt(m['final_equity'])} (from {_fmt(m['initial_cash'])})")
+    t.add_row("round trips", f"{m['trades']} ({m['long_trades']} long, {m['short_trades']} short)")
+    t.add_row("wins/losses", f"{m['wins']} / {m['losses']}  win rate {_fmt(m['win_rate_pct'], '.1f', '%')}")
+    t.add_row("max drawdown", _fmt(m["max_drawdown_pct"], ".2f", "%"))
+    t.add_row("sharpe/sortino", f"{_fmt(m['sharpe'], '.2f')} / {_fmt(m['sortino'], '.2f')}")
+    t.add_row("profit factor", _fmt(m["profit_factor"], ".2f"))
+    t.add_row("avg trade", f"{_fmt(m['avg_trade_pnl'])} ({_fmt(m['avg_trade_pct'], '+.2f', '%')})")
+    t.add_row("exposure", _fmt(m["exposure_pct"], ".1f", "%"))
+    t.add_row("fees", _fmt(m["fees_paid"]))
+    t.add_row("costs", f"fee {a['fee_rate'] * 100:g}%  stop {a['stop_loss_pct'] * 100:g}%  "
+                       f"target {a['take_profit_pct'] * 100:g}%")
+    op = m.get("open_position")
+    if op:
+        t.add_row("open at end", f"{op['side']} {op['qty']:.4f} @ {op['entry_price']:,.2f}")
+    t.add_row("data", Text(data_summary, style="dim"))
+    return t
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Cells are formatted text; sort numbers as numbers and the rest as text."""
+    s = str(value.plain if isinstance(value, Text) else value).replace(",", "").rstrip("%")
+    try:
+        return (0, float(s))
+    except ValueError:
+        return (1, s)
+
+
+class SortableTable(DataTable):
+    """A DataTable sorted from the keyboard: ``s`` sorts by the cursor's column, again reverses."""
+
+    BINDINGS = [Binding("s", "sort_column", "Sort by column")]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="cell", zebra_stripes=True, **kwargs)
+        self.sorted_by: tuple[str, bool] | None = None
+
+    def action_sort_column(self) -> None:
+        if not self.columns or not self.row_count:
+            return
+        column = list(self.columns)[self.cursor_column]
+        reverse = self.sorted_by is not None and self.sorted_by == (str(column.value), False)
+        self.sort(column, key=_sort_key, reverse=reverse)
+        self.sorted_by = (str(column.value), reverse)
+
+
+class ResultChart(PlotextPlot):
+    """Equity curve or price-with-fills of one run (downsampled to the pane's width)."""
+
+    can_focus = True
+
+    def __init__(self, kind: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kind = kind
+        self.run: BacktestRun | None = None
+
+    def show(self, run: BacktestRun | None) -> None:
+        self.run = run
+        self.refresh()
+
+    def render(self):  # noqa: ANN201 - textual RenderResult
+        run = self.run
+        if run is None or len(run.result.close) < 2 or self.size.width < 20 or self.size.height < 5:
+            return Text("no run yet: fill the form and press ctrl+r", style="dim")
+        import numpy as np
+
+        r = run.result
+        plt = self.plt
+        plt.clear_figure()
+        n = len(r.close)
+        step = max(1, n // max(10, (self.size.width - 12) * 2))
+        x = list(range(0, n, step))
+        if self.kind == "equity":
+            plt.plot(x, r.equity[::step].tolist(), marker="braille", color="cyan+")
+            plt.hline(r.settings.initial_cash, "gray")
+        else:
+            plt.plot(x, r.close[::step].tolist(), marker="braille", color="gray")
+            times = r.open_time
+
+            def idx(t: int) -> int:
+                return int(min(n - 1, max(0, np.searchsorted(times, t, side="right") - 1)))
+
+            for reasons, marker, color in ((("entry_long",), "▲", "green+"), (("entry_short",), "▼", "red+"),
+                                           (("stop_loss", "take_profit", "liquidation", "flatten"), "x", "cyan")):
+                pts = [f for f in r.fills if f.reason.value in reasons]
+                if pts:
+                    plt.scatter([idx(f.time) for f in pts], [f.price for f in pts], marker=marker, color=color)
+        ticks = [x[i] for i in range(0, len(x), max(1, len(x) // 4))]
+        plt.xticks(ticks, [datetime.fromtimestamp(int(r.open_time[i]) / 1000, tz=UTC).strftime("%Y-%m-%d")
+                           for i in ticks])
+        return super().render()
+
+
+# ---------------------------------------------------------------------------- the screen
+
+
+def _row(label: str, field: Any) -> Horizontal:
+    return Horizontal(Label(label, classes="bt-label"), field, classes="bt-row")
+
+
+class BacktestScreen(Screen):
+    BINDINGS = BACKTEST_BINDINGS
+
+    def __init__(self, *, strategy: str = "basic", symbol: str = "ETHUSDT", interval: str | None = None,
+                 data: str = "", cash: float = 10_000.0, deterministic: bool = False,
+                 loader: Loader = default_loader) -> None:
+        super().__init__()
+        self.initial = {"strategy": strategy, "symbol": symbol,
+                        "interval": interval or STRATEGIES[strategy].default_interval, "data": data, "cash": cash}
+        self.deterministic = deterministic
+        self.loader = loader
+        self.runs: list[BacktestRun] = []
+        self.shown: BacktestRun | None = None
+        self.view = "metrics"
+        self.running = False
+        self._cancel = threading.Event()
+        self._progress = (0, 0)
+        self._number = 0
+        self._timer = None
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        from tui.app import INTERVALS
+
+        ini = self.initial
+        yield Static("Backtest · the live strategy code on history · trading continues behind", id="bt-title")
+        with Horizontal(id="bt-main"):
+            with VerticalScroll(id="bt-form"):
+                yield _row("Strategy", Select([(n, n) for n in STRATEGIES], value=ini["strategy"], allow_blank=False,
+                                              compact=True, id="strategy"))
+                yield _row("Symbol", Input(ini["symbol"], compact=True, id="symbol"))
+                yield _row("Interval", Select([(iv, iv) for iv in INTERVALS], value=ini["interval"],
+                                              allow_blank=False, compact=True, id="interval"))
+                yield _row("Data", Input(ini["data"], placeholder="history cache", compact=True, id="data"))
+                yield _row("From", Input("", placeholder="YYYY-MM-DD", compact=True, id="from"))
+                yield _row("To", Input("", placeholder="YYYY-MM-DD", compact=True, id="to"))
+                yield _row("Fills", Select([("realistic", "realistic"), ("seed", "seed")], value="realistic",
+                                           allow_blank=False, compact=True, id="model"))
+                yield _row("Fee %", Input("0.04", compact=True, id="fee"))
+                yield _row("Stop %", Input("1.5", compact=True, id="stop"))
+                yield _row("Target %", Input("3.0", compact=True, id="target"))
+                yield _row("Cash", Input(f"{ini['cash']:g}", compact=True, id="cash"))
+                yield Button("Run (ctrl+r)", id="run", compact=True, variant="primary")
+                yield ProgressBar(total=100, show_eta=False, id="progress")
+                yield Static("", id="bt-status")
+            with Vertical(id="bt-results"):
+                yield Static("", id="bt-views")
+                with Vertical(id="bt-grid"):
+                    yield VerticalScroll(Static("", id="metrics-body"), id="metrics", classes="view")
+                    yield DataTable(cursor_type="row", zebra_stripes=True, id="runs", classes="view")
+                    yield ResultChart("equity", id="equity", classes="view")
+                    yield ResultChart("price", id="price", classes="view")
+                    yield SortableTable(id="trades", classes="view")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        for inp in self.query(Input):
+            inp.cursor_blink = not self.deterministic
+        titles = {"metrics": "Metrics", "runs": "Runs (Enter shows one)", "equity": "Equity",
+                  "price": "Price & fills (▲ long ▼ short x exit)", "trades": "Trades (s sorts)"}
+        for v in VIEWS:
+            self.query_one(f"#{v}").border_title = titles[v]
+        runs = self.query_one("#runs", DataTable)
+        runs.add_columns("#", "strategy", "iv", "fills", "period", "return", "B&H", "trades", "win", "maxDD",
+                         "sharpe", "PF", "final")
+        trades = self.query_one("#trades", SortableTable)
+        trades.add_columns("#", "side", "entry time", "entry", "exit time", "exit", "pnl", "ret %", "reason")
+        self.query_one("#metrics-body", Static).update(Text("No run yet. Fill the form, then ctrl+r.", style="dim"))
+        self._show_view("metrics")
+        self.query_one("#strategy").focus()
+
+    # ------------------------------------------------------------------ views
+    def _show_view(self, view: str) -> None:
+        self.view = view
+        for v in VIEWS:
+            self.query_one(f"#{v}").set_class(v == view, "-shown")
+        bar = Text()
+        for v in VIEWS:
+            bar.append(f" {VIEW_TITLES[v]} ", style="bold reverse" if v == view else "dim")
+        bar.append("  ctrl+n next", style="dim")
+        self.query_one("#bt-views", Static).update(bar)
+
+    def action_next_view(self) -> None:
+        self._show_view(VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)])
+
+    def on_descendant_focus(self, event: Any) -> None:
+        """Tabbing into a result view shows it (narrow layout shows one view at a time)."""
+        node = event.widget
+        while node is not None and node is not self:
+            if node.id in VIEWS:
+                if node.id != self.view:
+                    self._show_view(node.id)
+                return
+            node = node.parent
+
+    # ------------------------------------------------------------------ running
+    def form_values(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in ("strategy", "interval", "model"):
+            out[name] = str(self.query_one(f"#{name}", Select).value)
+        for name in ("symbol", "data", "from", "to", "fee", "stop", "target", "cash"):
+            out[name] = self.query_one(f"#{name}", Input).value
+        return out
+
+    def _status(self, text: str, style: str = "") -> None:
+        self.query_one("#bt-status", Static).update(Text(text, style=style))
+
+    @on(Button.Pressed, "#run")
+    def _run_pressed(self) -> None:
+        self.action_run()
+
+    @on(Select.Changed, "#strategy")
+    def _strategy_changed(self, event: Select.Changed) -> None:
+        if event.value in STRATEGIES:
+            self.query_one("#interval", Select).value = STRATEGIES[str(event.value)].default_interval
+
+    def action_run(self) -> None:
+        if self.running:
+            self._status("a backtest is already running (Escape cancels it)", "yellow")
+            return
+        req, errors = parse_request(self.form_values())
+        if req is None:
+            self._status("; ".join(errors), "bold red")
+            return
+        self.running = True
+        self._cancel.clear()
+        self._progress = (0, 0)
+        self.query_one("#progress", ProgressBar).update(total=100, progress=0)
+        self._status(f"loading {req.source()} …")
+        self._timer = self.set_interval(0.1, self._show_progress)
+        self._run_worker(req)
+
+    def action_cancel_or_back(self) -> None:
+        if self.running:
+            self._cancel.set()
+            self._status("cancelling…", "yellow")
+        else:
+            self.app.pop_screen()
+
+    def _progress_cb(self, done: int, total: int) -> bool:
+        self._progress = (done, total)
+        return not self._cancel.is_set()
+
+    def _show_progress(self) -> None:
+        done, total = self._progress
+        if total:
+            self.query_one("#progress", ProgressBar).update(total=total, progress=done)
+            self._status(f"running… {done:,}/{total:,} bars (Escape cancels)")
+
+    @work(thread=True, exclusive=True, group="backtest")
+    def _run_worker(self, req: BacktestRequest) -> None:
+        """Load, slice, run and measure off the UI thread; report back with call_from_thread."""
+        from backtest.data import slice_by_time
+        from backtest.metrics import compute_metrics
+        from backtest.runner import run_backtest
+        from core.broker import BrokerSettings
+        from core.strategies import make_strategy
+
+        try:
+            strategy = make_strategy(req.strategy, stop_loss_pct=req.stop_loss_pct, take_profit_pct=req.take_profit_pct)
+            settings = BrokerSettings(initial_cash=req.cash, fee_rate=req.fee_rate)
+            candles, summary = self.loader(req.source(), req.interval)
+            if req.start_ms is not None or req.end_ms is not None:
+                candles = slice_by_time(candles, req.start_ms, req.end_ms)
+            if len(candles) < 2:
+                raise ValueError("fewer than 2 candles in the chosen data and date range")
+            if self._cancel.is_set():
+                self.app.call_from_thread(self._finished, None, "cancelled before the run started")
+                return
+            result = run_backtest(candles, strategy, symbol=req.symbol, interval=req.interval, model=req.model,
+                                  settings=settings, progress=self._progress_cb)
+            metrics = compute_metrics(result)
+        except Exception as exc:  # noqa: BLE001 - bad data, bad parameters: shown, never fatal
+            self.app.call_from_thread(self._finished, None, f"{type(exc).__name__}: {exc}")
+            return
+        self.app.call_from_thread(self._finished, BacktestRun(0, req, result, metrics, summary), "")
+
+    def _finished(self, run: BacktestRun | None, error: str) -> None:
+        self.running = False
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if run is None:
+            self._status(error, "bold red" if "cancelled" not in error else "yellow")
+            return
+        self._number += 1
+        run.number = self._number
+        self.runs.append(run)
+        del self.runs[:-MAX_RUNS]
+        total = len(run.result.close)
+        self.query_one("#progress", ProgressBar).update(total=max(1, total), progress=total)
+        m = run.metrics
+        state = "cancelled" if m.get("cancelled") else "done"
+        self._status(f"run #{run.number} {state}: {m['trades']} round trips, return {m['return_pct']:+.2f}%",
+                     "yellow" if m.get("cancelled") else "green")
+        self._fill_runs()
+        self.show_run(run)
+        self._show_view("metrics")
+
+    # ------------------------------------------------------------------ results
+    def _fill_runs(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        table.clear()
+        for r in self.runs:
+            m = r.metrics
+            period = f"{(m['start'] or '')[:10]}→{(m['end'] or '')[:10]}"
+            table.add_row(str(r.number), m["strategy"], m["interval"], m["mode"], period,
+                          _fmt(m["return_pct"], "+.2f", "%"), _fmt(m["buy_and_hold_return_pct"], "+.2f", "%"),
+                          str(m["trades"]), _fmt(m["win_rate_pct"], ".0f", "%"), _fmt(m["max_drawdown_pct"], ".1f", "%"),
+                          _fmt(m["sharpe"], ".2f"), _fmt(m["profit_factor"], ".2f"), _fmt(m["final_equity"], ",.0f"),
+                          key=str(r.number))
+
+    @on(DataTable.RowSelected, "#runs")
+    def _run_selected(self, event: DataTable.RowSelected) -> None:
+        for r in self.runs:
+            if str(r.number) == event.row_key.value:
+                self.show_run(r)
+                self._status(f"showing run #{r.number}")
+
+    def show_run(self, run: BacktestRun) -> None:
+        self.shown = run
+        self.query_one("#metrics-body", Static).update(metrics_table(run.metrics, run.data_summary))
+        self.query_one("#equity", ResultChart).show(run)
+        self.query_one("#price", ResultChart).show(run)
+        trades = self.query_one("#trades", SortableTable)
+        trades.clear()
+        trades.sorted_by = None
+        for i, t in enumerate(run.result.trades, start=1):
+            d = t.to_dict()
+            pnl = Text(f"{t.pnl:+,.2f}", style="green" if t.pnl > 0 else "red")
+            trades.add_row(str(i), d["side"], str(d["entry_time"])[:16].replace("T", " "), f"{t.entry_price:,.2f}",
+                           str(d["exit_time"])[:16].replace("T", " "), f"{t.exit_price:,.2f}", pnl,
+                           f"{t.return_pct:+.2f}", d["exit_reason"])
+
+    def action_export(self) -> None:
+        run = self.shown
+        if run is None:
+            self._status("nothing to export yet: run a backtest first", "yellow")
+            return
+        from tui.screens.dialogs import TextDialog
+
+        default = str(Path.cwd() / f"trades-{run.metrics['strategy']}-{run.metrics['symbol']}-"
+                      f"{run.metrics['interval']}-run{run.number}.csv")
+
+        def chosen(path: str | None) -> None:
+            if not path:
+                return
+            from backtest.report import write_trades_csv
+
+            try:
+                n = write_trades_csv(run.result, path)
+            except OSError as exc:
+                self._status(f"export failed: {exc}", "bold red")
+                return
+            self._status(f"wrote {n} round trips to {path}", "green")
+
+        self.app.push_screen(TextDialog("Export trades", f"CSV file for run #{run.number}'s round trips:", default),
+                             chosen)

@@ -1,0 +1,66 @@
+"""The help screen: every key, what the modes mean, and where data comes from.
+
+Generated from the screens' own binding tables so it can never disagree with the footer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+__all__ = ["HelpScreen", "bindings_table"]
+
+ABOUT = """\
+Modes: PAPER (default) simulates fills locally; TESTNET trades on Binance's futures testnet;
+LIVE trades real money and needs API keys, --live and the symbol typed back at start.
+Without a network the console offers to replay history (the download cache or any
+CSV/Parquet path): the engine, strategies and broker are exactly those of live paper trading.
+Command palette: ctrl+p lists every action by name."""
+
+
+def bindings_table(title: str, bindings: Iterable[BindingType]) -> Table:
+    """A two-column key/description table of the bindings that have a description."""
+    t = Table(title=title, title_style="bold", show_header=False, box=None, padding=(0, 2, 0, 0))
+    t.add_column(style="bold cyan", no_wrap=True)
+    t.add_column()
+    for b in bindings:
+        if not isinstance(b, Binding) or not b.description:
+            continue
+        keys = ", ".join(k.strip() for k in b.key.split(","))
+        t.add_row(b.key_display or keys, b.description + (f" — {b.tooltip}" if b.tooltip else ""))
+    return t
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close help")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 90; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $accent; background: $surface; padding: 0 1;
+    }
+    """
+
+    def __init__(self, sections: list[tuple[str, Iterable[BindingType]]]) -> None:
+        super().__init__()
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as v:
+            v.border_title = "Help (Escape to close)"
+            for title, bindings in self.sections:
+                yield Static(bindings_table(title, bindings))
+            yield Static(Text(ABOUT, style="dim"))
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

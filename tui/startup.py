@@ -1,0 +1,98 @@
+"""Deciding what the console runs on: live Binance data or a replay of history.
+
+Kept apart from the app so it can be tested without a terminal: a quick TCP probe of the
+configured Binance host (so a machine without network is told so in seconds, and offered a
+replay, instead of watching a websocket retry forever), the history-cache directories that could
+be replayed instead, and how a replay path follows a symbol or interval switch.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tui.runtime import RuntimeOptions
+
+__all__ = ["probe_binance", "replay_candidates", "retarget_replay", "symbol_problem", "with_market"]
+
+_SYMBOL = re.compile(r"^[A-Z0-9]{5,20}$")
+
+
+def probe_binance(opts: RuntimeOptions, timeout: float = 3.0) -> str | None:
+    """None when a TCP connection to the Binance REST host for ``opts.market`` succeeds, else a
+    one-line reason. Endpoint overrides (config file, environment) are honoured."""
+    from infra.binance.endpoints import resolve_endpoints
+
+    try:
+        from infra.settings import load_settings
+
+        binance = load_settings(opts.config).binance
+    except Exception:  # noqa: BLE001 - a bad config is reported when the runtime is built
+        binance = {}
+    try:
+        endpoints = resolve_endpoints(binance, testnet=opts.testnet)
+    except ValueError as exc:
+        return str(exc)
+    url = endpoints.futures_rest if opts.market == "futures" else endpoints.spot_rest
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"cannot reach {host}:{port} ({exc.strerror or exc.__class__.__name__})"
+    return None
+
+
+def replay_candidates(symbol: str, interval: str, market: str = "futures") -> list[str]:
+    """History-cache directories with data files for ``symbol``/``interval`` (the requested market
+    first, then the other)."""
+    from infra.paths import history_cache_dir
+
+    out: list[str] = []
+    for m in dict.fromkeys((market, "spot", "futures")):
+        d = history_cache_dir(symbol, interval, m)
+        if d.is_dir() and any(p.suffix in (".csv", ".parquet") for p in d.iterdir()):
+            out.append(str(d))
+    return out
+
+
+def retarget_replay(path: str, old_symbol: str, new_symbol: str, old_interval: str, new_interval: str) -> str | None:
+    """The replay path for another symbol/interval, following the layout both the download cache
+    and Binance public data use (``.../<SYMBOL>/<interval>/<SYMBOL>-<interval>-YYYY-MM.csv``).
+    None when no such path exists (the caller then asks for one)."""
+    p = Path(path)
+    parts = list(p.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        part = parts[i]
+        if part == old_interval:
+            parts[i] = new_interval
+        elif part.upper() == old_symbol.upper():
+            parts[i] = new_symbol.upper()
+        elif i == len(parts) - 1 and p.suffix:
+            parts[i] = part.replace(f"{old_symbol.upper()}-", f"{new_symbol.upper()}-").replace(
+                f"-{old_interval}-", f"-{new_interval}-")
+    candidate = Path(*parts)
+    if candidate == p and (old_symbol.upper() != new_symbol.upper() or old_interval != new_interval):
+        return None
+    return str(candidate) if candidate.exists() else None
+
+
+def symbol_problem(text: str) -> str | None:
+    """Validation for the symbol dialog."""
+    if not _SYMBOL.match(text.upper()):
+        return "a Binance symbol is 5-20 letters/digits, e.g. ETHUSDT"
+    return None
+
+
+def with_market(opts: RuntimeOptions, *, symbol: str | None = None, interval: str | None = None,
+                replay: str | None = None, strategies: list[tuple[str, str]] | None = None) -> RuntimeOptions:
+    """A copy of ``opts`` for a new runtime: strategies keep their names, all move to ``interval``."""
+    strats = strategies if strategies is not None else list(opts.strategies)
+    if interval is not None:
+        strats = [(name, interval) for name, _ in strats]
+    return replace(opts, symbol=(symbol or opts.symbol).upper(), strategies=strats,
+                   replay=replay if replay is not None else opts.replay)

@@ -1,0 +1,1 @@
+"""Dashboard widgets; each draws one part of a collector snapshot."""

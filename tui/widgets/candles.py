@@ -1,0 +1,96 @@
+"""Candlestick chart of the last candles, with the open candle, entries/exits and the position's
+entry, stop and target levels.
+
+Drawn with plotext (textual-plotext). The chart shows as many candles as it has columns, so a
+wider terminal shows more history; one candle is one column. Data is handed in with
+``set_data`` and only kept as a reference; plotext builds the picture in ``render`` on the UI
+thread, which the dashboard calls at most a few times a second.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from rich.text import Text
+from textual.app import RenderResult
+from textual_plotext import PlotextPlot
+
+from core.domain import Candle, Position, interval_ms
+from tui.collector import Marker
+
+__all__ = ["CandleChart", "time_labels", "visible_count"]
+
+#: columns plotext needs around the plot area (y labels, frame)
+_Y_AXIS = 11
+
+
+def visible_count(width: int, available: int) -> int:
+    """How many candles fit in a plot ``width`` columns wide."""
+    return max(0, min(available, width - _Y_AXIS))
+
+
+def time_labels(times: Sequence[int], interval: str, count: int = 4) -> tuple[list[int], list[str]]:
+    """A few evenly spaced x ticks labelled with UTC times (HH:MM below a day, MM-DD above)."""
+    n = len(times)
+    if n == 0:
+        return [], []
+    fmt = "%H:%M" if interval_ms(interval) < 3_600_000 else "%m-%d %H" if interval_ms(interval) < 86_400_000 else "%Y-%m-%d"
+    step = max(1, n // count)
+    idx = list(range(0, n, step))
+    return idx, [datetime.fromtimestamp(times[i] / 1000, tz=UTC).strftime(fmt) for i in idx]
+
+
+class CandleChart(PlotextPlot):
+    """Candles plus markers: ``▲`` long entry, ``▼`` short entry, ``x`` exit."""
+
+    can_focus = True
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._candles: Sequence[Candle] = ()
+        self._open: Candle | None = None
+        self._markers: Sequence[Marker] = ()
+        self._position: Position | None = None
+        self._interval = "5m"
+
+    def set_data(self, candles: Sequence[Candle], open_candle: Candle | None, markers: Sequence[Marker],
+                 position: Position | None, interval: str) -> None:
+        self._candles, self._open, self._markers = candles, open_candle, markers
+        self._position, self._interval = position, interval
+        self.refresh()
+
+    def render(self) -> RenderResult:
+        series = list(self._candles)
+        if self._open is not None:
+            series.append(self._open)
+        n = visible_count(self.size.width, len(series))
+        if n < 2 or self.size.height < 4:
+            return Text("waiting for candles…", style="dim")
+        series = series[-n:]
+        plt = self.plt
+        plt.clear_figure()
+        x = list(range(n))
+        plt.candlestick(x, {"Open": [c.open for c in series], "Close": [c.close for c in series],
+                            "High": [c.high for c in series], "Low": [c.low for c in series]})
+        opens = [c.open_time for c in series]
+        marks: dict[str, tuple[list[int], list[float]]] = {"long": ([], []), "short": ([], []), "exit": ([], [])}
+        for m in self._markers:
+            i = bisect_right(opens, m.time) - 1
+            if 0 <= i < n and m.time <= series[i].close_time:
+                marks[m.kind][0].append(i)
+                marks[m.kind][1].append(m.price)
+        for kind, marker, color in (("long", "▲", "green+"), ("short", "▼", "red+"), ("exit", "x", "cyan")):
+            xs, ys = marks[kind]
+            if xs:
+                plt.scatter(xs, ys, marker=marker, color=color)
+        p = self._position
+        if p is not None:
+            plt.hline(p.entry_price, "blue")
+            plt.hline(p.stop_price, "red")
+            plt.hline(p.target_price, "green")
+        ticks, labels = time_labels(opens, self._interval)
+        plt.xticks(ticks, labels)
+        plt.xlim(-1, n)
+        return super().render()

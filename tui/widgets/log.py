@@ -1,0 +1,43 @@
+"""The event log: engine state changes, connection changes, signals, fills, positions and errors.
+
+Lines come from the collector's bounded log (the candle flood never reaches it); the widget
+itself keeps at most ``max_lines``. Market events are stamped with market time (a replay shows
+the replay's clock); engine and connection events with the wall clock, which snapshot tests hide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from tui.collector import LogLine
+
+__all__ = ["EventLog", "format_line"]
+
+_LEVEL_STYLE = {"info": "", "warning": "yellow", "error": "bold red", "trade": "cyan"}
+
+
+def format_line(line: LogLine, hide_wall_clock: bool = False) -> Text:
+    if line.time_ms <= 0 or (line.wall and hide_wall_clock):
+        stamp = " " * 11
+    else:
+        stamp = datetime.fromtimestamp(line.time_ms / 1000, tz=UTC).strftime("%m-%d %H:%M")
+    return Text.assemble((stamp + " ", "dim"), (line.text, _LEVEL_STYLE.get(line.level, "")))
+
+
+class EventLog(RichLog):
+    """Append-only view of the collector's log."""
+
+    def __init__(self, hide_wall_clock: bool = False, **kwargs: object) -> None:
+        super().__init__(max_lines=500, wrap=False, markup=False, highlight=False, **kwargs)  # type: ignore[arg-type]
+        self.border_title = "Log"
+        self.hide_wall_clock = hide_wall_clock
+        self.last_seq = 0
+
+    def append(self, lines: Iterable[LogLine]) -> None:
+        for line in lines:
+            self.write(format_line(line, self.hide_wall_clock))
+            self.last_seq = line.seq

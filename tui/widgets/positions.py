@@ -1,0 +1,101 @@
+"""Position and account panels.
+
+The position panel answers "what am I holding and how is it doing": side, size, entry, mark,
+unrealised PnL, and the protective stop and target the broker holds. The equity panel shows the
+account (equity, return since the start, cash). With several sessions running, the panel lists
+the other sessions' positions on one line each so nothing open goes unseen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from core.domain import Side
+from tui.collector import SessionSnapshot, fmt_num
+
+__all__ = ["EquityPanel", "PositionsPanel", "position_lines"]
+
+
+def _signed_style(v: float | None) -> str:
+    if v is None:
+        return "dim"
+    return "bold green" if v > 0 else "bold red" if v < 0 else ""
+
+
+def position_lines(s: SessionSnapshot) -> list[tuple[str, Text]]:
+    """(label, value) rows describing the session's position (or that it is flat)."""
+    p = s.position
+    if p is None:
+        return [("side", Text("FLAT", style="dim")), ("mark", Text(fmt_num(s.mark)))]
+    side = Text(p.side.name, style="bold green" if p.side is Side.LONG else "bold red")
+    upnl = s.unrealized_pnl
+    pct = None if upnl is None or not p.notional else 100.0 * upnl / (p.notional / p.leverage)
+    return [
+        ("side", side),
+        ("size", Text(f"{p.qty:.4f} {p.symbol}")),
+        ("entry", Text(fmt_num(p.entry_price))),
+        ("mark", Text(fmt_num(s.mark))),
+        ("uPnL", Text(f"{fmt_num(upnl, '+,.2f')} ({fmt_num(pct, '+.2f')}%)", style=_signed_style(upnl))),
+        ("stop", Text(fmt_num(p.stop_price), style="red")),
+        ("target", Text(fmt_num(p.target_price), style="green")),
+    ]
+
+
+class PositionsPanel(Static):
+    """Selected session's position in detail, others in one line each."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("", **kwargs)  # type: ignore[arg-type]
+        self.border_title = "Position"
+        self._key: tuple[object, ...] | None = None
+
+    def show(self, selected: SessionSnapshot | None, others: Sequence[SessionSnapshot]) -> None:
+        key = (selected and (selected.key, selected.position, selected.mark),
+               tuple((o.key, o.position) for o in others))
+        if key == self._key:
+            return
+        self._key = key
+        if selected is None:
+            self.update(Text("no session yet", style="dim"))
+            return
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column(no_wrap=True)
+        for label, value in position_lines(selected):
+            grid.add_row(label, value)
+        for o in others:
+            p = o.position
+            state = Text("flat", style="dim") if p is None else Text(
+                f"{p.side.name} {p.qty:.3f} {fmt_num(o.unrealized_pnl, '+,.2f')}",
+                style=_signed_style(o.unrealized_pnl))
+            grid.add_row(o.key.split(":", 1)[1], state)
+        self.update(grid)
+
+
+class EquityPanel(Static):
+    """Equity, return since start and cash of the selected session's account."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("", **kwargs)  # type: ignore[arg-type]
+        self.border_title = "Equity"
+        self._key: object = None
+
+    def show(self, selected: SessionSnapshot | None) -> None:
+        eq = selected.equity if selected is not None else None
+        if eq is self._key:
+            return
+        self._key = eq
+        if eq is None:
+            self.update(Text("no equity yet", style="dim"))
+            return
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column(no_wrap=True)
+        grid.add_row("equity", Text(fmt_num(eq.equity), style="bold"))
+        grid.add_row("return", Text(f"{eq.return_pct:+.2f}%", style=_signed_style(eq.return_pct)))
+        grid.add_row("cash", Text(fmt_num(eq.cash)))
+        self.update(grid)
