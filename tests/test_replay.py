@@ -97,7 +97,7 @@ def test_speed_paces_on_an_absolute_schedule(history):
                           clock=lambda: clock[0], sleep=fake_sleep)
     _run(source, rec)
     # 5 m at 60x = 5 s per candle, 5 ticks per candle (4 updates + close) = 1 s per tick
-    ticks = [t for e, t in zip(rec.events, stamps) if not isinstance(e, FeedStatus)]
+    ticks = [t for e, t in zip(rec.events, stamps, strict=True) if not isinstance(e, FeedStatus)]
     assert ticks == pytest.approx([1000.0 + k for k in range(1, 51)])
 
 

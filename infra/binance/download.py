@@ -109,7 +109,7 @@ def _runs(points: np.ndarray, step: int) -> list[tuple[int, int]]:
     breaks = np.flatnonzero(np.diff(points) != step)
     starts = np.concatenate(([0], breaks + 1))
     ends = np.concatenate((breaks, [len(points) - 1]))
-    return [(int(points[a]), int(points[b]) + step) for a, b in zip(starts, ends)]
+    return [(int(points[a]), int(points[b]) + step) for a, b in zip(starts, ends, strict=True)]
 
 
 def _merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -133,7 +133,8 @@ class KlineSequencer:
         t = candle.open_time
         if self.is_old(t):
             return False
-        if self._upd_open is not None and (t < self._upd_open or (t == self._upd_open and event_time < self._upd_event)):
+        if self._upd_open is not None and (
+                t < self._upd_open or (t == self._upd_open and event_time < self._upd_event)):
             return False
         self._upd_open, self._upd_event = t, event_time
         return True

@@ -86,7 +86,8 @@ def _with(**changes):
 @pytest.mark.parametrize("raw", [
     "nope", "{", "[]", "null", b"\xff\xfe\x00",
     _with(o=None), _with(x="true"), _with(x=1), _with(c="NaN"), _with(c="-1"), _with(v="-5"),
-    _with(h="0.0001"), _with(i="2m"), _with(t=True), _with(T=1638747660000), _with(s=None).replace('"s": "BTCUSDT", ', ""),  # no symbol anywhere
+    _with(h="0.0001"), _with(i="2m"), _with(t=True), _with(T=1638747660000),
+    _with(s=None).replace('"s": "BTCUSDT", ', ""),  # no symbol anywhere
     json.dumps({"e": "kline", "E": 1, "s": "X", "k": [1, 2]}),
     json.dumps({"stream": "a", "data": "oops"}),
 ])

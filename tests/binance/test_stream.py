@@ -55,8 +55,9 @@ def test_connection_dropped_mid_candle(market_server, make_stream):
     stream, sink = _start(make_stream, market_server)
     market_server.advance(2)
     market_server.advance_ms(STEP_5M // 2)  # updates of the open candle were sent
-    wait_until(lambda: sink.updates[("ETHUSDT", "5m")] and
-               sink.updates[("ETHUSDT", "5m")][-1].candle.open_time == market_server.current_candle("ETHUSDT", "5m").open_time)
+    open_time = market_server.current_candle("ETHUSDT", "5m").open_time
+    wait_until(lambda: sink.updates[("ETHUSDT", "5m")][-1:] and
+               sink.updates[("ETHUSDT", "5m")][-1].candle.open_time == open_time)
     assert market_server.drop_connections() == 1
     market_server.advance(3)  # closes happen while the client is away
     wait_until(lambda: stream.counters.connects >= 2, what="reconnect")

@@ -706,7 +706,8 @@ class BinanceMarketServer:
             return await self._ws(request, market, streams, True)
         return handler
 
-    async def _ws(self, request: web.Request, market: str, streams: frozenset[str], combined: bool) -> web.StreamResponse:
+    async def _ws(self, request: web.Request, market: str, streams: frozenset[str],
+                  combined: bool) -> web.StreamResponse:
         self.request_counts[request.path] += 1
         if self._reject_left > 0:
             self._reject_left -= 1
