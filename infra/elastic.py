@@ -1,0 +1,593 @@
+"""Elasticsearch: client construction, index naming, index templates, bulk outcomes, direct sink.
+
+Index naming
+------------
+One index per event family and calendar month of the event's ``@timestamp`` (UTC):
+``<prefix>-<family>-YYYY.MM``, e.g. ``tradeconsole-candles-2022.01``. Monthly indices rather than
+data streams because the document id is the event id and must deduplicate: a data stream's
+backing index depends on when a document *arrives* (rollover), so a redelivered event could land
+in a newer backing index next to its first copy; a month derived from the event itself always
+names the same index. Monthly indices also keep backtests of old data apart from live months and
+are easy to archive by hand. Kibana data views use ``<prefix>-<family>-*``.
+
+Templates and mappings
+----------------------
+``install_templates`` puts one composable index template per family (``<prefix>-<family>``) whose
+explicit mappings are derived from ``infra/schemas`` (dates as ``date``, prices and indicators as
+``double``, ids and enums as ``keyword``, free text as ``text`` with a ``keyword`` sub-field);
+fields not in the schema map numbers to ``double`` and strings to ``keyword``. A template only
+affects indices created after it, and nothing here deletes an index, a document or a template:
+templates that another tool owns (``_meta.managed_by`` not ``tradeconsole``) are left alone.
+
+Documents are written with the ``create`` operation and ``_id = event_id``: a redelivered event
+gets 409 (counted as a duplicate, not an error), so a replay never duplicates a document.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.events import SCHEMA_VERSION, Event
+from infra.kafka_sink import (
+    EventInbox,
+    Record,
+    Spool,
+    SpoolPosition,
+    dumps,
+    loads,
+    open_default_spool,
+)
+from infra.schemas import SchemaError, schemas_for_family
+from infra.topics import families, message_key
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+__all__ = [
+    "DEFAULT_INDEX_PREFIX",
+    "TEMPLATE_VERSION",
+    "BulkOutcome",
+    "ElasticsearchSink",
+    "bulk_write",
+    "client_from_settings",
+    "index_name",
+    "index_pattern",
+    "index_template",
+    "install_templates",
+    "make_client",
+    "mapping_for_family",
+    "to_action",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INDEX_PREFIX = "tradeconsole"
+#: Bumped whenever the generated templates change; an older installed template is updated.
+TEMPLATE_VERSION = SCHEMA_VERSION * 1000 + 1
+_MANAGED_BY = "tradeconsole"
+_KEYWORD = {"type": "keyword", "ignore_above": 1024}
+_TEXT = {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}}
+
+
+# ---------------------------------------------------------------------------------------------- client
+
+
+def make_client(url: str | None = None, *, cloud_id: str | None = None, api_key: str | None = None,
+                username: str | None = None, password: str | None = None, ca_certs: str | None = None,
+                verify_certs: bool = True, request_timeout: float = 30.0, **kwargs: Any) -> Elasticsearch:
+    """An official-client ``Elasticsearch`` for a URL or an Elastic Cloud ``cloud_id``.
+
+    Authentication: ``api_key`` (Elastic Cloud's usual way, base64 ``id:key`` form) or
+    ``username``/``password``. Nothing here logs a credential.
+    """
+    from elasticsearch import Elasticsearch
+
+    if not url and not cloud_id:
+        raise ValueError("Elasticsearch needs a URL or an Elastic Cloud cloud_id")
+    opts: dict[str, Any] = {"request_timeout": request_timeout, **kwargs}
+    if cloud_id:
+        opts["cloud_id"] = cloud_id
+    else:
+        opts["hosts"] = [h.strip() for h in str(url).split(",") if h.strip()]
+    if api_key:
+        opts["api_key"] = api_key
+    elif username:
+        opts["basic_auth"] = (username, password or "")
+    if ca_certs:
+        opts["ca_certs"] = ca_certs
+    if not verify_certs:
+        opts["verify_certs"] = False
+    return Elasticsearch(**opts)
+
+
+def _reveal(v: Any) -> Any:
+    return v.reveal() if hasattr(v, "reveal") else v
+
+
+def client_from_settings(url: str | None, section: Mapping[str, Any] | None = None,
+                         env: Mapping[str, str] = os.environ) -> Elasticsearch:
+    """A client from the ``[elasticsearch]`` config section (``url``, ``cloud_id``, ``api_key``,
+    ``username``, ``password``, ``ca_certs``, ``verify_certs``); ``url`` (e.g. from the command
+    line) wins over the section's. The API key may come from ``TRADECONSOLE_ELASTICSEARCH_API_KEY``."""
+    s = dict(section or {})
+    api_key = env.get("TRADECONSOLE_ELASTICSEARCH_API_KEY") or _reveal(s.get("api_key"))
+    return make_client(
+        url or s.get("url"), cloud_id=s.get("cloud_id") if not url else None, api_key=api_key or None,
+        username=s.get("username"), password=_reveal(s.get("password")), ca_certs=s.get("ca_certs"),
+        verify_certs=bool(s.get("verify_certs", True)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- naming
+
+
+def _check_prefix(prefix: str) -> str:
+    if not prefix or prefix != prefix.lower() or any(c in prefix for c in ' "*\\<|,>/?#:') or prefix[0] in "-_+":
+        raise ValueError(f"index prefix {prefix!r} must be lowercase without spaces or any of \" * \\ < | , > / ? # :")
+    return prefix
+
+
+def index_pattern(family: str, prefix: str = DEFAULT_INDEX_PREFIX) -> str:
+    """The pattern that matches every monthly index of a family (templates, data views)."""
+    return f"{_check_prefix(prefix)}-{family}-*"
+
+
+def index_name(family: str, timestamp: str, prefix: str = DEFAULT_INDEX_PREFIX) -> str:
+    """``<prefix>-<family>-YYYY.MM`` for an event's ``@timestamp`` (ISO-8601; the month is UTC).
+
+    Raises ValueError for a timestamp that is not ISO-8601.
+    """
+    ts = timestamp
+    if len(ts) >= 20 and ts.endswith("Z") and ts[4] == "-" and ts[7] == "-" and ts[:4].isdigit() and ts[5:7].isdigit():
+        return f"{prefix}-{family}-{ts[:4]}.{ts[5:7]}"
+    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp {timestamp!r} has no time zone")
+    dt = dt.astimezone(UTC)
+    return f"{prefix}-{family}-{dt.year:04d}.{dt.month:02d}"
+
+
+# ---------------------------------------------------------------------------------------------- mappings
+
+
+def _field_mapping(prop: Mapping[str, Any], name: str) -> dict[str, Any]:
+    hint = prop.get("x-es-type")
+    if hint == "text":
+        return copy.deepcopy(_TEXT)
+    if hint == "epoch_millis":
+        return {"type": "date", "format": "epoch_millis"}
+    if "const" in prop and "type" not in prop:
+        value = prop["const"]
+        return {"type": "integer"} if isinstance(value, int) and not isinstance(value, bool) else dict(_KEYWORD)
+    types = prop.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    types = [t for t in types if t != "null"]
+    if "object" in types:
+        if "properties" in prop:
+            return {"type": "object", "properties": {k: _field_mapping(v, f"{name}.{k}")
+                                                     for k, v in prop["properties"].items()}}
+        return {"type": "object", "dynamic": True}
+    if prop.get("format") == "date-time":
+        return {"type": "date"}
+    if "number" in types:
+        return {"type": "double"}
+    if "integer" in types:
+        return {"type": "long"}
+    if types == ["boolean"]:
+        return {"type": "boolean"}
+    if types == ["string"]:
+        return dict(_KEYWORD)
+    raise SchemaError(f"cannot map field {name!r} with types {types!r} to Elasticsearch")
+
+
+def mapping_for_family(family: str) -> dict[str, Any]:
+    """Explicit mappings for one family, merged over its event types' schemas.
+
+    Raises SchemaError when two event types of the family disagree on a field's mapping.
+    """
+    props: dict[str, Any] = {}
+    for schema in schemas_for_family(family):
+        for name, prop in schema["properties"].items():
+            m = _field_mapping(prop, name)
+            if name in props and props[name] != m:
+                raise SchemaError(f"family {family!r}: field {name!r} is mapped as {props[name]} and as {m}")
+            props[name] = m
+    return {
+        "dynamic": True,
+        "date_detection": False,
+        "numeric_detection": False,
+        "dynamic_templates": [
+            {"integers_as_double": {"match_mapping_type": "long", "mapping": {"type": "double"}}},
+            {"floats_as_double": {"match_mapping_type": "double", "mapping": {"type": "double"}}},
+            {"strings_as_keyword": {"match_mapping_type": "string", "mapping": dict(_KEYWORD)}},
+        ],
+        "properties": props,
+    }
+
+
+def index_template(family: str, prefix: str = DEFAULT_INDEX_PREFIX, *, replicas: int | None = None) -> dict[str, Any]:
+    """The composable index template body for one family (``PUT _index_template/<prefix>-<family>``)."""
+    settings: dict[str, Any] = {"number_of_shards": 1}
+    if replicas is not None:
+        settings["number_of_replicas"] = replicas
+    return {
+        "index_patterns": [index_pattern(family, prefix)],
+        "priority": 200,
+        "version": TEMPLATE_VERSION,
+        "template": {"settings": settings, "mappings": mapping_for_family(family)},
+        "_meta": {"managed_by": _MANAGED_BY, "schema_version": SCHEMA_VERSION, "family": family},
+    }
+
+
+def install_templates(client: Elasticsearch, prefix: str = DEFAULT_INDEX_PREFIX, *,
+                      replicas: int | None = None) -> dict[str, str]:
+    """Create or update the index template of every family. Returns name -> what happened
+    (``created``, ``updated``, ``unchanged``, ``foreign`` for a template another tool owns).
+
+    Never deletes anything; existing indices keep their mappings (templates apply to new ones).
+    """
+    from elasticsearch import NotFoundError
+
+    out: dict[str, str] = {}
+    for family in families():
+        name = f"{_check_prefix(prefix)}-{family}"
+        body = index_template(family, prefix, replicas=replicas)
+        try:
+            existing = client.indices.get_index_template(name=name).body.get("index_templates", [])
+        except NotFoundError:
+            existing = []
+        if existing:
+            current = existing[0].get("index_template", {})
+            meta = current.get("_meta") or {}
+            if meta.get("managed_by") != _MANAGED_BY:
+                log.warning("index template %s exists and is not managed by tradeconsole; left as it is", name)
+                out[name] = "foreign"
+                continue
+            if int(current.get("version") or 0) >= TEMPLATE_VERSION:
+                out[name] = "unchanged"
+                continue
+        client.indices.put_index_template(name=name, **body)
+        out[name] = "updated" if existing else "created"
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- bulk
+
+
+def to_action(doc: dict[str, Any], family: str, prefix: str = DEFAULT_INDEX_PREFIX) -> dict[str, Any]:
+    """A bulk ``create`` action for an event document; ``_id`` is its ``event_id``.
+
+    Raises ValueError for a document without an ``event_id`` or a usable ``@timestamp``.
+    """
+    event_id = doc.get("event_id")
+    if not isinstance(event_id, str) or not event_id or len(event_id.encode()) > 512:
+        raise ValueError("document has no usable event_id (a non-empty string of at most 512 bytes)")
+    ts = doc.get("@timestamp")
+    if not isinstance(ts, str):
+        raise ValueError("document has no @timestamp string")
+    return {"_op_type": "create", "_index": index_name(family, ts, prefix), "_id": event_id, "_source": doc}
+
+
+#: What happened to one bulk action: ``ok``, ``duplicate`` (already indexed), ``retry``
+#: (transient: 429, 5xx, connection) or ``reject`` (Elasticsearch refuses the document).
+BulkOutcome = tuple[str, str]
+
+
+def _classify(ok: bool, item: Mapping[str, Any]) -> BulkOutcome:
+    info = next(iter(item.values())) if item else {}
+    if ok:
+        return "ok", ""
+    status = info.get("status")
+    err = info.get("error")
+    if isinstance(err, Mapping):
+        reason = f"{err.get('type', 'error')}: {err.get('reason', '')}"
+        cause = err.get("caused_by")
+        if isinstance(cause, Mapping):
+            reason += f" (caused by {cause.get('type', '')}: {cause.get('reason', '')})"
+    else:
+        reason = str(err)
+    if status == 409:
+        return "duplicate", reason
+    if not isinstance(status, int) or status == 429 or status >= 500:
+        return "retry", f"status {status}: {reason}"
+    return "reject", f"status {status}: {reason}"
+
+
+def bulk_write(client: Elasticsearch, actions: Sequence[dict[str, Any]], *, chunk_size: int = 1000,
+               max_chunk_bytes: int = 20 * 1024 * 1024) -> list[BulkOutcome]:
+    """Send actions with the official client's ``helpers.streaming_bulk``; one outcome per action,
+    in order. Connection failures and errors of the whole request come back as ``retry``."""
+    from elasticsearch import ApiError, TransportError, helpers
+
+    if not actions:
+        return []
+    out: list[BulkOutcome] = []
+    try:
+        for ok, item in helpers.streaming_bulk(client, actions, chunk_size=chunk_size,
+                                               max_chunk_bytes=max_chunk_bytes, raise_on_error=False,
+                                               raise_on_exception=False, max_retries=0, yield_ok=True):
+            out.append(_classify(ok, item))
+    except (TransportError, ApiError, OSError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        out.extend(("retry", reason) for _ in range(len(actions) - len(out)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- sink
+
+
+class ElasticsearchSink:
+    """Indexes engine events straight into Elasticsearch, for setups without Kafka.
+
+    Same contract as ``KafkaSink``: ``publish`` never blocks (bounded deque, overflow file), a
+    thread writes batches with the bulk helpers, events wait in the spool while Elasticsearch is
+    unreachable or failing (429/5xx) and are written when it is back. Documents Elasticsearch
+    rejects are appended to ``deadletter.ndjson`` in the spool directory with the reason.
+    """
+
+    def __init__(self, client: Elasticsearch | str, *, index_prefix: str = DEFAULT_INDEX_PREFIX,
+                 spool_dir: Path | None = None, queue_size: int = 100_000, batch_size: int = 1000,
+                 on_stats: Callable[[dict[str, Any]], None] | None = None, install: bool = True,
+                 spool_fsync: str = "interval", replicas: int | None = None,
+                 stats_interval_s: float = 1.0) -> None:
+        self._client = make_client(client) if isinstance(client, str) else client
+        self._prefix = _check_prefix(index_prefix)
+        self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
+                       else open_default_spool("elasticsearch", fsync=spool_fsync))
+        self._inbox = EventInbox(queue_size, self._encode, self._spool.dir)
+        self._batch = batch_size
+        self._on_stats = on_stats
+        self._stats_interval = stats_interval_s
+        self._install = install
+        self._replicas = replicas
+        self._templates_ok = not install
+        self._backoff = 0.2
+        self._next_try = 0.0
+        self._down = False
+        self._counts = {"indexed": 0, "duplicates": 0, "rejected": 0, "retries": 0, "invalid": 0, "batches": 0}
+        self._last_stats = 0.0
+        self._stop = False
+        self._deadline = float("inf")
+        self._closed = False
+        self._drained_at_close = False
+        self._deadletter_path = self._spool.dir / "deadletter.ndjson"
+        self._thread = threading.Thread(target=self._run, name="es-sink", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_settings(cls, url: str | None, settings: Mapping[str, Any] | None = None, **kwargs: Any) -> ElasticsearchSink:
+        """A sink from a URL (command line) and the ``[elasticsearch]`` config section
+        (``url``, ``cloud_id``, ``api_key``, ``index_prefix``, ...)."""
+        s = dict(settings or {})
+        kwargs.setdefault("index_prefix", s.get("index_prefix", DEFAULT_INDEX_PREFIX))
+        return cls(client_from_settings(url, s), **kwargs)
+
+    # ------------------------------------------------------------------ public
+    def publish(self, event: Event) -> None:
+        """Hand ``event`` over. Returns at once; never waits for Elasticsearch or the disk."""
+        self._inbox.put(event)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every event published so far is written (or rejected). False on timeout."""
+        target = self._inbox.published + self._spool.recovered
+        deadline = time.monotonic() + timeout
+        while True:
+            c = self._counts
+            done = c["indexed"] + c["duplicates"] + c["rejected"] + c["invalid"] + self._inbox.invalid + self._spool.corrupt
+            if done >= target:
+                return True
+            if time.monotonic() >= deadline or not self._thread.is_alive():
+                return False
+            self._inbox.wake.set()
+            time.sleep(0.005)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Write what is pending for up to ``timeout`` seconds, spool the rest, stop the thread."""
+        if self._closed:
+            return self._drained_at_close
+        self._deadline = time.monotonic() + max(0.0, timeout)
+        self._stop = True
+        self._inbox.wake.set()
+        self._thread.join(timeout + 30)
+        self._closed = True
+        return self._drained_at_close
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: queued, spooled, indexed, duplicates, rejected, retries, invalid, state."""
+        return {
+            "state": "closed" if self._closed else ("down" if self._down else "connected"),
+            "published": self._inbox.published,
+            "queued": len(self._inbox),
+            "spooled": self._spool.pending,
+            "overflowed": self._inbox.overflowed,
+            **self._counts,
+        }
+
+    @property
+    def spool_dir(self) -> Path:
+        return self._spool.dir
+
+    @property
+    def deadletter_path(self) -> Path:
+        return self._deadletter_path
+
+    def __repr__(self) -> str:
+        return f"ElasticsearchSink(index_prefix={self._prefix!r})"
+
+    # ------------------------------------------------------------------ thread
+    def _encode(self, item: tuple[int, float, Event]) -> Record | None:
+        seq, t, ev = item
+        try:
+            return seq, int(t * 1000), ev.family, message_key(ev), dumps(ev.to_dict())
+        except Exception:  # noqa: BLE001 - a broken event must not stop the others
+            log.exception("cannot serialise %s; not indexed", type(ev).__name__)
+            return None
+
+    def _run(self) -> None:
+        try:
+            while True:
+                did = self._step()
+                if self._stop and ((not len(self._inbox) and not self._inbox.overflowing and not self._spool.pending)
+                                   or time.monotonic() >= self._deadline):
+                    break
+                if not did:
+                    self._inbox.wait(0.05)
+        except Exception:
+            log.exception("Elasticsearch sink thread failed; pending events go to the spool")
+        finally:
+            self._shutdown()
+
+    def _step(self) -> bool:
+        now = time.monotonic()
+        inbox, spool = self._inbox, self._spool
+        if now - self._last_stats >= self._stats_interval:
+            self._last_stats = now
+            if self._on_stats is not None:
+                try:
+                    self._on_stats(self.stats())
+                except Exception:  # noqa: BLE001
+                    log.exception("on_stats callback failed")
+        waiting = now < self._next_try
+        if len(inbox) and (waiting or spool.pending or not self._templates_ok):
+            self._spill()
+        ovf = inbox.seal_overflow(spool.fsync != "never")
+        if ovf is not None:
+            spool.adopt(ovf.path, ovf.count)
+        spool.maybe_sync()
+        if waiting:
+            return False
+        if not self._templates_ok:
+            try:
+                install_templates(self._client, self._prefix, replicas=self._replicas)
+                self._templates_ok = True
+            except Exception as exc:  # noqa: BLE001 - unreachable or refusing: retry later
+                self._trouble(f"installing index templates failed: {type(exc).__name__}: {exc}")
+                return False
+        if spool.pending:
+            entries = spool.read(self._batch)
+            if not entries:
+                return False
+            self._write_spooled(entries)
+            spool.save_cursor()
+            return True
+        items = inbox.take(self._batch)
+        if not items:
+            return False
+        self._write_fresh(items)
+        return True
+
+    def _spill(self) -> None:
+        items = self._inbox.take(len(self._inbox))
+        recs = [r for r in map(self._encode, items) if r is not None]
+        self._counts["invalid"] += len(items) - len(recs)
+        self._spool.append(recs)
+
+    def _trouble(self, reason: str) -> None:
+        if not self._down:
+            log.warning("Elasticsearch unavailable (%s); spooling to %s", reason, self._spool.dir)
+        self._down = True
+        self._next_try = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, 10.0)
+
+    def _recovered(self) -> None:
+        if self._down:
+            log.info("Elasticsearch reachable again")
+        self._down = False
+        self._backoff = 0.2
+
+    def _write_fresh(self, items: list[tuple[int, float, Event]]) -> None:
+        actions, kept = [], []
+        for item in items:
+            ev = item[2]
+            try:
+                actions.append(to_action(ev.to_dict(), ev.family, self._prefix))
+                kept.append(item)
+            except Exception as exc:  # noqa: BLE001
+                self._counts["invalid"] += 1
+                log.error("cannot index %s: %s", type(ev).__name__, exc)
+        outcomes = bulk_write(self._client, actions)
+        retry = [it for it, (kind, _r), act in zip(kept, outcomes, actions) if self._account(kind, _r, act)]
+        self._counts["batches"] += 1
+        if retry:
+            recs = [r for r in map(self._encode, retry) if r is not None]
+            self._spool.prepend(recs)
+            self._counts["retries"] += len(recs)
+            self._trouble(next(r for k, r in outcomes if k == "retry"))
+        else:
+            self._recovered()
+
+    def _write_spooled(self, entries: list[tuple[Record | None, SpoolPosition]]) -> None:
+        spool = self._spool
+        actions: list[dict[str, Any]] = []
+        positions: list[SpoolPosition] = []
+        for rec, pos in entries:
+            if rec is None or pos in spool.acked_ahead:
+                continue
+            try:
+                actions.append(to_action(loads(rec[4]), rec[2], self._prefix))
+                positions.append(pos)
+            except Exception as exc:  # noqa: BLE001 - cannot happen for what we wrote; count it
+                self._counts["invalid"] += 1
+                log.error("spooled record is not an indexable event: %s", exc)
+        outcomes = bulk_write(self._client, actions)
+        self._counts["batches"] += 1
+        failed = False
+        for (kind, reason), act, pos in zip(outcomes, actions, positions):
+            if self._account(kind, reason, act):
+                failed = True
+            else:
+                spool.acked_ahead.add(pos)
+        if failed:
+            spool.rewind()
+            self._counts["retries"] += sum(1 for k, _ in outcomes if k == "retry")
+            self._trouble(next(r for k, r in outcomes if k == "retry"))
+            return
+        for pos in positions:
+            spool.acked_ahead.discard(pos)
+        spool.ack(entries[-1][1], len(entries))
+        self._recovered()
+
+    def _account(self, kind: str, reason: str, action: Mapping[str, Any]) -> bool:
+        """Count an outcome; True when the action must be retried."""
+        if kind == "ok":
+            self._counts["indexed"] += 1
+        elif kind == "duplicate":
+            self._counts["duplicates"] += 1
+        elif kind == "reject":
+            self._counts["rejected"] += 1
+            self._dead_letter(action, reason)
+        else:
+            return True
+        return False
+
+    def _dead_letter(self, action: Mapping[str, Any], reason: str) -> None:
+        log.error("Elasticsearch rejected %s in %s: %s", action.get("_id"), action.get("_index"), reason)
+        line = dumps({"reason": reason, "index": action.get("_index"), "id": action.get("_id"),
+                      "document": action.get("_source")})
+        with open(self._deadletter_path, "ab") as f:
+            f.write(line + b"\n")
+
+    def _shutdown(self) -> None:
+        try:
+            self._inbox.close()
+            if len(self._inbox):
+                self._spill()
+            ovf = self._inbox.seal_overflow(self._spool.fsync != "never")
+            if ovf is not None:
+                self._spool.adopt(ovf.path, ovf.count)
+            self._drained_at_close = self._spool.pending == 0
+        except Exception:
+            log.exception("Elasticsearch sink shutdown failed")
+        finally:
+            self._spool.close()
+            if self._spool.pending:
+                log.warning("%d event(s) not written to Elasticsearch are kept in %s for the next run",
+                            self._spool.pending, self._spool.dir)
