@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--from", dest="date_from", required=True, metavar="DATE")
     dl.add_argument("--to", dest="date_to", metavar="DATE")
     dl.add_argument("--market", choices=("spot", "futures"), default="spot")
+    dl.add_argument("--config", metavar="PATH", help="config file (for [binance] endpoints)")
     dl.set_defaults(handler="infra.binance.download:cli_main")
 
     # -- forwarder

@@ -409,8 +409,10 @@ def cli_main(args: argparse.Namespace) -> int:
         end = parse_date(args.date_to) if args.date_to else None
         if end is not None and end <= start:
             raise ValueError("--to must be after --from")
-        endpoints = resolve_endpoints(None, os.environ)
-    except ValueError as exc:
+        from infra.settings import ConfigError, load_settings
+
+        endpoints = resolve_endpoints(load_settings(getattr(args, "config", None)).binance, os.environ)
+    except (ValueError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rest = KlineRestClient(make_client(endpoints), args.market)
