@@ -402,6 +402,7 @@ def cli_main(args: argparse.Namespace) -> int:
     Exit codes: 0 cache continuous over the range, 1 download failed or holes remain (rerun to
     resume), 2 bad arguments."""
     from infra.binance.endpoints import make_client, resolve_endpoints
+    from infra.settings import ConfigError, load_settings
 
     try:
         interval_ms(args.interval)
@@ -409,8 +410,6 @@ def cli_main(args: argparse.Namespace) -> int:
         end = parse_date(args.date_to) if args.date_to else None
         if end is not None and end <= start:
             raise ValueError("--to must be after --from")
-        from infra.settings import ConfigError, load_settings
-
         endpoints = resolve_endpoints(load_settings(getattr(args, "config", None)).binance, os.environ)
     except (ValueError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
