@@ -57,6 +57,7 @@ __all__ = [
     "BulkOutcome",
     "ElasticsearchSink",
     "bulk_write",
+    "check_index_prefix",
     "client_from_settings",
     "index_name",
     "index_pattern",
@@ -129,7 +130,8 @@ def client_from_settings(url: str | None, section: Mapping[str, Any] | None = No
 # ---------------------------------------------------------------------------------------------- naming
 
 
-def _check_prefix(prefix: str) -> str:
+def check_index_prefix(prefix: str) -> str:
+    """``prefix`` if Elasticsearch accepts it at the start of an index name, else ValueError."""
     if not prefix or prefix != prefix.lower() or any(c in prefix for c in ' "*\\<|,>/?#:') or prefix[0] in "-_+":
         raise ValueError(f"index prefix {prefix!r} must be lowercase without spaces or any of \" * \\ < | , > / ? # :")
     return prefix
@@ -137,7 +139,7 @@ def _check_prefix(prefix: str) -> str:
 
 def index_pattern(family: str, prefix: str = DEFAULT_INDEX_PREFIX) -> str:
     """The pattern that matches every monthly index of a family (templates, data views)."""
-    return f"{_check_prefix(prefix)}-{family}-*"
+    return f"{check_index_prefix(prefix)}-{family}-*"
 
 
 def index_name(family: str, timestamp: str, prefix: str = DEFAULT_INDEX_PREFIX) -> str:
@@ -238,7 +240,7 @@ def install_templates(client: Elasticsearch, prefix: str = DEFAULT_INDEX_PREFIX,
 
     out: dict[str, str] = {}
     for family in families():
-        name = f"{_check_prefix(prefix)}-{family}"
+        name = f"{check_index_prefix(prefix)}-{family}"
         body = index_template(family, prefix, replicas=replicas)
         try:
             existing = client.indices.get_index_template(name=name).body.get("index_templates", [])
@@ -339,7 +341,7 @@ class ElasticsearchSink:
                  spool_fsync: str = "interval", replicas: int | None = None,
                  stats_interval_s: float = 1.0) -> None:
         self._client = make_client(client) if isinstance(client, str) else client
-        self._prefix = _check_prefix(index_prefix)
+        self._prefix = check_index_prefix(index_prefix)
         self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
                        else open_default_spool("elasticsearch", fsync=spool_fsync))
         self._inbox = EventInbox(queue_size, self._encode, self._spool.dir)
@@ -407,6 +409,7 @@ class ElasticsearchSink:
             "published": self._inbox.published,
             "queued": len(self._inbox),
             "spooled": self._spool.pending,
+            "spooled_total": self._spool.appended_total,
             "overflowed": self._inbox.overflowed,
             **self._counts,
         }

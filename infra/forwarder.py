@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from infra.elastic import DEFAULT_INDEX_PREFIX, bulk_write, client_from_settings, install_templates, make_client, to_action
+from infra.elastic import (
+    DEFAULT_INDEX_PREFIX,
+    bulk_write,
+    check_index_prefix,
+    client_from_settings,
+    install_templates,
+    make_client,
+    to_action,
+)
 from infra.kafka_sink import dumps, kafka_security_kwargs, loads
 from infra.topics import DEFAULT_PREFIX, TopicNames
 
@@ -80,7 +88,7 @@ class Forwarder:
         self._es = make_client(elasticsearch) if isinstance(elasticsearch, str) else elasticsearch
         self._group = group_id
         self._names = TopicNames(topic_prefix)
-        self._index_prefix = index_prefix
+        self._index_prefix = check_index_prefix(index_prefix)
         self._security = kafka_security_kwargs(security)
         self._batch_size = batch_size
         self._poll_timeout = poll_timeout_s
@@ -395,7 +403,10 @@ def cli_main(args: argparse.Namespace) -> int:
 
     Kafka TLS/SASL settings and ``topic_prefix`` come from ``[kafka]`` in the config file,
     ``index_prefix``, ``cloud_id`` and ``api_key`` from ``[elasticsearch]`` (or
-    ``TRADECONSOLE_ELASTICSEARCH_API_KEY``). Runs until SIGINT/SIGTERM.
+    ``TRADECONSOLE_ELASTICSEARCH_API_KEY``); ``[forwarder]`` may set ``batch_size`` and a
+    ``[forwarder.consumer]`` table of kafka-python consumer settings (e.g. ``session_timeout_ms``).
+    ``--elasticsearch cloud`` uses the configured Elastic Cloud ``cloud_id``. Runs until
+    SIGINT/SIGTERM.
     """
     from infra.settings import ConfigError, load_settings
 
@@ -409,12 +420,15 @@ def cli_main(args: argparse.Namespace) -> int:
     kafka_cfg = dict(settings.kafka)
     es_cfg = dict(settings.elasticsearch)
     security = {k: v for k, v in kafka_cfg.items() if k not in ("bootstrap", "topic_prefix")}
+    fw_cfg = _forwarder_section(settings.config_path)
     url = args.elasticsearch if args.elasticsearch not in ("", "cloud") else None
     try:
         es = client_from_settings(url, es_cfg)
         fw = Forwarder(args.kafka, es, group_id=args.group,
                        topic_prefix=kafka_cfg.get("topic_prefix", DEFAULT_PREFIX),
                        index_prefix=es_cfg.get("index_prefix", DEFAULT_INDEX_PREFIX), security=security,
+                       batch_size=int(fw_cfg.get("batch_size", 2000)),
+                       consumer_overrides=dict(fw_cfg.get("consumer", {})),
                        on_stats=_log_stats_every(10.0))
     except ValueError as exc:
         print(f"error: {exc}", flush=True)
@@ -435,6 +449,17 @@ def cli_main(args: argparse.Namespace) -> int:
         es.close()
     log.info("forwarder stopped: %s", fw.stats())
     return 0
+
+
+def _forwarder_section(path: Any) -> dict[str, Any]:
+    """The ``[forwarder]`` table of the config file (``infra.settings`` already vetted the file)."""
+    import tomllib
+
+    if path is None:
+        return {}
+    with open(path, "rb") as f:
+        section = tomllib.load(f).get("forwarder", {})
+    return dict(section) if isinstance(section, dict) else {}
 
 
 def _log_stats_every(seconds: float) -> Callable[[dict[str, Any]], None]:

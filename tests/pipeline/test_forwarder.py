@@ -156,3 +156,32 @@ def test_in_process_forwarder_runs_in_a_thread_until_stopped(kafka_bootstrap, to
     assert not fw.running
     assert es.count() == len(events)
     assert fw.stats()["commits"] >= 1
+
+
+def test_forward_command_runs_until_terminated(kafka_bootstrap, topic_prefix, es, candles_1h, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    events = publish_backtest(kafka_bootstrap, topic_prefix, candles_1h.take(slice(0, 300)), tmp_path / "spool")
+    config = tmp_path / "config.toml"
+    consumer = ", ".join(f"{k} = {v}" for k, v in GROUP_TIMEOUTS.items())
+    config.write_text(f'[kafka]\ntopic_prefix = "{topic_prefix}"\n[elasticsearch]\nindex_prefix = "{es.index_prefix}"\n'
+                      f"[forwarder]\nbatch_size = 500\nconsumer = {{ {consumer} }}\n")
+    config.chmod(0o600)
+    env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "forward", "--kafka", kafka_bootstrap,
+                             "--elasticsearch", es.url, "--group", f"cli-{uuid.uuid4().hex[:8]}", "--config", str(config)],
+                            cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: proc.poll() is None and es.count() >= len(events), 90, interval=0.2,
+                 message="the forward command to index the events")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "forwarder stopped" in out
+    assert es.count() == len(events)
