@@ -80,6 +80,7 @@ class TradeConsoleApp(App[int]):
         self.trading = True
         self.entries_paused = False
         self.status = "starting…"
+        self.exit_message = ""  # why the console refused to start (printed after exit)
         self._errors_seen = 0
         self._backtest_installed = False
         self._stopped_runtimes: list[Runtime] = []
@@ -119,7 +120,8 @@ class TradeConsoleApp(App[int]):
                 from infra.settings import ConfigError, LiveTradingRefused
 
                 if isinstance(exc, (LiveTradingRefused, ConfigError)):
-                    self.exit(2, return_code=2, message=f"tradeconsole: {exc}")
+                    self.exit_message = f"tradeconsole: {exc}"
+                    self.exit(2, return_code=2, message=self.exit_message)
                     return
                 reason = f"{type(exc).__name__}: {exc}"
                 self.collector.note(reason, "error")
@@ -134,13 +136,16 @@ class TradeConsoleApp(App[int]):
             break
         for spec in rt.specs:
             self.collector.register(spec.key, spec.symbol, spec.interval, spec.strategy)
-        await asyncio.to_thread(rt.start)
+        self.collector.note(f"{rt.trading_mode} trading {', '.join(s.key for s in rt.specs)}"
+                            + (f" on a replay of {len(rt.replay_candles):,} candles" if rt.replay_candles is not None else ""))
+        # start() only spawns the engine and feed threads: done here, nothing can cancel between
+        # building the runtime and owning it
+        rt.start()
         self.options = opts
         self.runtime = rt
         self.selected_key = rt.specs[0].key
         self.status = ""
-        self.collector.note(f"{rt.trading_mode} trading {', '.join(s.key for s in rt.specs)}"
-                            + (f" on a replay of {len(rt.replay_candles):,} candles" if rt.replay_candles is not None else ""))
+        self.refresh_bindings()
 
     async def _offer_replay(self, opts: RuntimeOptions, reason: str, error: str = "") -> str | None:
         """Ask for history to replay; None (Escape) quits the console."""
@@ -149,7 +154,8 @@ class TradeConsoleApp(App[int]):
         self.status = "live data unavailable"
         path = await self.push_screen_wait(ReplayOfferDialog(reason, candidates, opts.replay or "", error))
         if path is None:
-            await self.action_quit()
+            self.shutdown_runtime()
+            self.exit(0)
         return path
 
     async def _live_confirmation(self, opts: RuntimeOptions) -> Callable[[str], str] | None:

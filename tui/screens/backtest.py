@@ -33,6 +33,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar
 from textual_plotext import PlotextPlot
 
 from core.strategies import STRATEGIES
+from tui.widgets.candles import spaced_ticks
 
 __all__ = ["BACKTEST_BINDINGS", "BacktestRequest", "BacktestRun", "BacktestScreen", "parse_request"]
 
@@ -261,9 +262,9 @@ class ResultChart(PlotextPlot):
                 pts = [f for f in r.fills if f.reason.value in reasons]
                 if pts:
                     plt.scatter([idx(f.time) for f in pts], [f.price for f in pts], marker=marker, color=color)
-        ticks = [x[i] for i in range(0, len(x), max(1, len(x) // 4))]
-        plt.xticks(ticks, [datetime.fromtimestamp(int(r.open_time[i]) / 1000, tz=UTC).strftime("%Y-%m-%d")
-                           for i in ticks])
+        idx, labels = spaced_ticks(len(x), self.size.width - 12, 10, lambda i: datetime.fromtimestamp(
+            int(r.open_time[x[i]]) / 1000, tz=UTC).strftime("%Y-%m-%d"))
+        plt.xticks([x[i] for i in idx], labels)
         return super().render()
 
 
@@ -293,6 +294,7 @@ class BacktestScreen(Screen):
         self._progress = (0, 0)
         self._number = 0
         self._timer = None
+        self.status_message = ""
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -301,7 +303,7 @@ class BacktestScreen(Screen):
         ini = self.initial
         yield Static("Backtest · the live strategy code on history · trading continues behind", id="bt-title")
         with Horizontal(id="bt-main"):
-            with VerticalScroll(id="bt-form"):
+            with VerticalScroll(id="bt-form", can_focus=False):
                 yield _row("Strategy", Select([(n, n) for n in STRATEGIES], value=ini["strategy"], allow_blank=False,
                                               compact=True, id="strategy"))
                 yield _row("Symbol", Input(ini["symbol"], compact=True, id="symbol"))
@@ -357,7 +359,10 @@ class BacktestScreen(Screen):
         self.query_one("#bt-views", Static).update(bar)
 
     def action_next_view(self) -> None:
-        self._show_view(VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)])
+        """Show the next result view and focus it, so its keys (arrows, ``s`` to sort) work."""
+        view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
+        self._show_view(view)
+        self.query_one(f"#{view}").focus()
 
     def on_descendant_focus(self, event: Any) -> None:
         """Tabbing into a result view shows it (narrow layout shows one view at a time)."""
@@ -379,16 +384,12 @@ class BacktestScreen(Screen):
         return out
 
     def _status(self, text: str, style: str = "") -> None:
+        self.status_message = text
         self.query_one("#bt-status", Static).update(Text(text, style=style))
 
     @on(Button.Pressed, "#run")
     def _run_pressed(self) -> None:
         self.action_run()
-
-    @on(Select.Changed, "#strategy")
-    def _strategy_changed(self, event: Select.Changed) -> None:
-        if event.value in STRATEGIES:
-            self.query_one("#interval", Select).value = STRATEGIES[str(event.value)].default_interval
 
     def action_run(self) -> None:
         if self.running:

@@ -10,7 +10,7 @@ thread, which the dashboard calls at most a few times a second.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from rich.text import Text
@@ -20,7 +20,7 @@ from textual_plotext import PlotextPlot
 from core.domain import Candle, Position, interval_ms
 from tui.collector import Marker
 
-__all__ = ["CandleChart", "time_labels", "visible_count"]
+__all__ = ["CandleChart", "spaced_ticks", "time_labels", "visible_count"]
 
 #: columns plotext needs around the plot area (y labels, frame)
 _Y_AXIS = 11
@@ -31,15 +31,25 @@ def visible_count(width: int, available: int) -> int:
     return max(0, min(available, width - _Y_AXIS))
 
 
-def time_labels(times: Sequence[int], interval: str, count: int = 4) -> tuple[list[int], list[str]]:
-    """A few evenly spaced x ticks labelled with UTC times (HH:MM below a day, MM-DD above)."""
+def time_labels(times: Sequence[int], interval: str, columns: int) -> tuple[list[int], list[str]]:
+    """Evenly spaced x ticks labelled with UTC times (HH:MM below an hour, "MM-DD HH" below a
+    day, dates above), as many as fit in ``columns`` without touching: plotext silently drops
+    overlapping labels, and which one it drops is not stable from one process to the next."""
     n = len(times)
     if n == 0:
         return [], []
-    fmt = "%H:%M" if interval_ms(interval) < 3_600_000 else "%m-%d %H" if interval_ms(interval) < 86_400_000 else "%Y-%m-%d"
-    step = max(1, n // count)
-    idx = list(range(0, n, step))
-    return idx, [datetime.fromtimestamp(times[i] / 1000, tz=UTC).strftime(fmt) for i in idx]
+    ms = interval_ms(interval)
+    fmt = "%H:%M" if ms < 3_600_000 else "%m-%d %H" if ms < 86_400_000 else "%Y-%m-%d"
+    return spaced_ticks(n, columns, len(datetime.fromtimestamp(0, tz=UTC).strftime(fmt)),
+                        lambda i: datetime.fromtimestamp(times[i] / 1000, tz=UTC).strftime(fmt))
+
+
+def spaced_ticks(n: int, columns: int, label_width: int, label: Callable[[int], str]) -> tuple[list[int], list[str]]:
+    """Tick positions among ``n`` points spread over ``columns``, with room for each label."""
+    count = max(1, min(n, columns // (label_width + 3)))
+    step = max(1, -(-n // count))
+    idx = list(range(0, n, step))[:count]
+    return idx, [label(i) for i in idx]
 
 
 class CandleChart(PlotextPlot):
@@ -90,7 +100,7 @@ class CandleChart(PlotextPlot):
             plt.hline(p.entry_price, "blue")
             plt.hline(p.stop_price, "red")
             plt.hline(p.target_price, "green")
-        ticks, labels = time_labels(opens, self._interval)
+        ticks, labels = time_labels(opens, self._interval, self.size.width - _Y_AXIS)
         plt.xticks(ticks, labels)
         plt.xlim(-1, n)
         return super().render()

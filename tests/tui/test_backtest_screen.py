@@ -1,0 +1,154 @@
+"""The backtest screen driven by keys: run, read the result, compare runs, sort, export, cancel."""
+
+from __future__ import annotations
+
+import csv
+import threading
+
+import pytest
+
+from backtest.data import load_candles, slice_by_time
+from backtest.metrics import compute_metrics
+from backtest.runner import run_backtest
+from core.broker import BrokerSettings
+from core.strategies import make_strategy
+from tests.tui.conftest import screen_text, wait_for
+from tui.app import TradeConsoleApp
+from tui.screens.backtest import BacktestScreen, SortableTable, parse_request
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.dialogs import TextDialog
+
+pytestmark = pytest.mark.timeout(90)
+
+H1_2022 = (1640995200000, 1656633600000)  # 2022-01-01 .. 2022-07-01 UTC
+
+
+def expected_metrics(data_1h, strategy: str) -> dict:
+    candles = slice_by_time(load_candles(data_1h, interval="1h")[0], *H1_2022)
+    result = run_backtest(candles, make_strategy(strategy), symbol="ETHUSDT", interval="1h", model="realistic",
+                          settings=BrokerSettings(initial_cash=10_000.0, fee_rate=0.0004))
+    return compute_metrics(result)
+
+
+async def open_backtest(pilot) -> BacktestScreen:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.runtime is not None, what="startup")
+    await pilot.press("b")
+    await wait_for(pilot, lambda: isinstance(app.screen, BacktestScreen), what="the backtest screen")
+    return app.screen
+
+
+async def run_and_wait(pilot, screen: BacktestScreen) -> None:
+    await pilot.press("ctrl+r")
+    await wait_for(pilot, lambda: not screen.running, timeout=60, what="the backtest")
+    await pilot.pause(0.2)
+
+
+@pytest.mark.asyncio
+async def test_backtest_by_keys_compare_sort_export(replay_opts, data_1h, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = TradeConsoleApp(replay_opts())
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_backtest(pilot)
+        # the form starts from the dashboard's session and replay file
+        assert screen.form_values()["strategy"] == "engulfing" and screen.form_values()["interval"] == "1h"
+        # strategy -> symbol -> interval -> data: replace the path, then the date range
+        await pilot.press("tab", "tab", "tab", "ctrl+a", "ctrl+k", *str(data_1h))
+        await pilot.press("tab", *"2022-01-01", "tab", *"2022-07-01")
+        await run_and_wait(pilot, screen)
+
+        want = expected_metrics(data_1h, "engulfing")
+        assert len(screen.runs) == 1
+        got = screen.runs[0].metrics
+        assert (got["trades"], got["return_pct"], got["bars"]) == (want["trades"], want["return_pct"], want["bars"])
+        text = screen_text(app)
+        assert f"{want['return_pct']:+.2f}%" in text and f"{want['trades']} round trips" in text
+        trades = screen.query_one("#trades", SortableTable)
+        assert trades.row_count == want["trades"] > 3
+
+        # trades view: move to the pnl column and sort by it, then reverse
+        await pilot.press("ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n")
+        assert screen.view == "trades" and trades.has_focus
+        await pilot.press(*["right"] * 6, "s")
+        pnl = [float(str(trades.get_row_at(i)[6].plain).replace(",", "")) for i in range(trades.row_count)]
+        assert pnl == sorted(pnl)
+        await pilot.press("s")
+        pnl = [float(str(trades.get_row_at(i)[6].plain).replace(",", "")) for i in range(trades.row_count)]
+        assert pnl == sorted(pnl, reverse=True)
+
+        # a second run with the other strategy, chosen with the keyboard; both stay for comparison
+        await pilot.press("tab")  # wraps around to the strategy selector
+        await pilot.press("enter", "up", "enter")
+        assert screen.form_values()["strategy"] == "basic"
+        await run_and_wait(pilot, screen)
+        assert [r.metrics["strategy"] for r in screen.runs] == ["engulfing", "basic"]
+        assert screen.query_one("#runs").row_count == 2
+        assert screen.runs[1].metrics["trades"] == expected_metrics(data_1h, "basic")["trades"]
+
+        # export the shown run's round trips
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, TextDialog)
+        await pilot.press("enter")
+        files = list(tmp_path.glob("trades-basic-ETHUSDT-1h-run2.csv"))
+        assert len(files) == 1
+        with files[0].open() as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) == screen.runs[1].metrics["trades"]
+
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+
+
+@pytest.mark.asyncio
+async def test_cancel_and_errors_are_reported(replay_opts, data_1h):
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_loader(path: str, interval: str):
+        entered.set()
+        release.wait(30)
+        candles, report = load_candles(path, interval=interval)
+        return candles, report.summary()
+
+    app = TradeConsoleApp(replay_opts())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.runtime is not None, what="startup")
+        screen = BacktestScreen(strategy="engulfing", interval="1h", data=str(data_1h), loader=slow_loader)
+        await app.push_screen(screen)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, entered.is_set, what="the worker")
+        assert screen.running
+        await pilot.press("escape")  # cancels the run, does not leave the screen
+        assert isinstance(app.screen, BacktestScreen)
+        release.set()
+        await wait_for(pilot, lambda: not screen.running, what="the cancelled run")
+        assert screen.runs == [] and "cancelled" in screen.status_message
+        assert "cancelled" in screen_text(app)
+
+        # bad form values never start a run; bad data is reported, not fatal
+        await pilot.press("tab", "tab", "tab", "ctrl+a", "ctrl+k", *"/nonexistent/data", "tab", *"2022-13-01")
+        await pilot.press("ctrl+r")
+        assert not screen.running and "not a date" in screen.status_message
+        await pilot.pause(0.1)
+        assert "is not a" in screen_text(app)
+        await pilot.press("ctrl+a", "ctrl+k")
+        await run_and_wait(pilot, screen)
+        assert screen.runs == [] and "nonexistent" in screen.status_message
+        assert "DataError" in screen_text(app) or "Error" in screen_text(app)
+
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+
+
+def test_form_parsing():
+    base = {"strategy": "basic", "symbol": "ethusdt", "interval": "5m", "data": "", "from": "2022-09-01",
+            "to": "2022-10-01", "model": "seed", "fee": "0.04", "stop": "1.5", "target": "3", "cash": "10,000"}
+    req, errors = parse_request(base)
+    assert errors == [] and req is not None
+    assert (req.symbol, req.fee_rate, req.stop_loss_pct, req.take_profit_pct, req.cash) == ("ETHUSDT", 0.0004, 0.015, 0.03, 10_000)
+    assert req.start_ms == 1661990400000 and req.source().endswith("binance/spot/ETHUSDT/5m")
+    req, errors = parse_request({**base, "from": "2022-10-01", "to": "2022-09-01", "fee": "x", "stop": "0"})
+    assert req is None and len(errors) == 3
