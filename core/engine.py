@@ -455,7 +455,7 @@ class Engine:
             slot.updates += 1
             slot.last_price, slot.last_ms = ev.candle.close, max(ev.candle.open_time, ev.received_ms)
             ind = slot.indicators.preview(ev.candle)
-            if self.trading and slot.session.on_open_candle(ev.candle, ind, slot.updates) is not None:
+            if self.trading and slot.session.on_open_candle(ev.candle, ind, f"{self._started_ms}.{slot.updates}") is not None:
                 self._dirty[slot.spec.key] = slot
 
     def _handle_command(self, cmd: Command) -> None:

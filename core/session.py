@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from core.broker import client_order_id
-from core.domain import Candle, Fill, FillReason, Position, Side, Trade
+from core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
 from core.events import (
     CandleEvent,
     ErrorEvent,
@@ -25,6 +25,7 @@ from core.events import (
     EquityEvent,
     Event,
     FillEvent,
+    OrderEvent,
     PositionEvent,
     SignalEvent,
 )
@@ -49,6 +50,9 @@ class Broker(Protocol):
 
 
 Publish = Callable[[Event], None]
+
+_ENTRY_REASON = {Side.LONG: FillReason.ENTRY_LONG, Side.SHORT: FillReason.ENTRY_SHORT}
+_EXIT_ORDER = {FillReason.STOP_LOSS: OrderType.STOP_MARKET, FillReason.TAKE_PROFIT: OrderType.TAKE_PROFIT_MARKET}
 
 
 class StrategySession:
@@ -89,7 +93,7 @@ class StrategySession:
             fills.append(fill)
             exited = exited or trade is not None
             if pub:
-                pub(self._fill_event(fill, trade))
+                self._publish_fill(fill, trade)
         if pub:
             pub(CandleEvent(**self._env("candle", candle.open_time), candle=candle, indicators=ind.as_dict()))
         if broker.is_flat and (self.reenter_on_exit_candle or not exited):
@@ -141,10 +145,15 @@ class StrategySession:
             # the fill is real and must be journalled before the error propagates.
             filled = getattr(exc, "fill", None)
             if filled is not None and self.publish:
-                self.publish(self._fill_event(filled, None))
+                self._publish_fill(filled, None)
             raise
-        if fill is not None and self.publish:
-            self.publish(self._fill_event(fill, None))
+        if self.publish:
+            if fill is not None:
+                self._publish_fill(fill, None)
+            else:  # realistic fill model: the market order executes at the next candle's open
+                self._order(Order(oid, self.symbol, side.entry_order_side, OrderType.MARKET, 0.0, candle.close_time,
+                                  reason=_ENTRY_REASON[side]), "new", candle.close_time,
+                            "fills at the next candle's open")
         return fill
 
     def on_open_candle(self, candle: Candle, ind: IndicatorValues, seq: str) -> Fill | None:
@@ -155,7 +164,7 @@ class StrategySession:
         if on_open is not None:
             fill = on_open(candle)
             if fill is not None and self.publish:
-                self.publish(self._fill_event(fill, None))
+                self._publish_fill(fill, None)
                 self.publish(PositionEvent(**self._env("position", fill.time), position=self.broker.position,
                                            mark_price=candle.close))
         if self.publish:
@@ -169,7 +178,7 @@ class StrategySession:
             return None
         fill, trade = res
         if self.publish:
-            self.publish(self._fill_event(fill, trade))
+            self._publish_fill(fill, trade)
             self.publish(PositionEvent(**self._env("position", time), position=None, mark_price=price))
             self.publish(self._equity_event(price, time))
         return fill
@@ -186,6 +195,39 @@ class StrategySession:
             "interval": self.interval,
             "strategy": self.strategy.name,
         }
+
+    def _order(self, order: Order, status: str, time: int, message: str = "") -> None:
+        assert self.publish is not None
+        self.publish(OrderEvent(**self._env("order", time, f"{order.client_id}:{status}"), order=order,
+                                status=status, message=message))
+
+    def _publish_fill(self, fill: Fill, trade: Trade | None) -> None:
+        """Publish a fill with the order events it implies, the same for every broker: an entry
+        fills its market order and places the protective stop and target; an exit fills one of
+        them (or a market/liquidation order) and cancels the rest."""
+        t, qty = fill.time, fill.qty
+        if fill.reason in (FillReason.ENTRY_LONG, FillReason.ENTRY_SHORT):
+            self._order(Order(fill.order_id, self.symbol, fill.side, OrderType.MARKET, qty, t, reason=fill.reason),
+                        "filled", t)
+            self.publish(self._fill_event(fill, trade))  # type: ignore[misc]
+            pos = self.broker.position
+            if pos is not None:
+                exit_side = pos.side.exit_order_side
+                self._order(Order(fill.order_id + "sl", self.symbol, exit_side, OrderType.STOP_MARKET, qty, t,
+                                  stop_price=pos.stop_price, reduce_only=True, reason=FillReason.STOP_LOSS), "new", t)
+                self._order(Order(fill.order_id + "tp", self.symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, qty, t,
+                                  stop_price=pos.target_price, reduce_only=True, reason=FillReason.TAKE_PROFIT), "new", t)
+            return
+        entry_id = fill.order_id[:-2]
+        kind = _EXIT_ORDER.get(fill.reason, OrderType.MARKET)
+        self._order(Order(fill.order_id, self.symbol, fill.side, kind, qty, t, reduce_only=True, reason=fill.reason),
+                    "filled", t)
+        self.publish(self._fill_event(fill, trade))  # type: ignore[misc]
+        for suffix, typ, reason in (("sl", OrderType.STOP_MARKET, FillReason.STOP_LOSS),
+                                    ("tp", OrderType.TAKE_PROFIT_MARKET, FillReason.TAKE_PROFIT)):
+            if fill.order_id != entry_id + suffix:
+                self._order(Order(entry_id + suffix, self.symbol, fill.side, typ, qty, t, reduce_only=True,
+                                  reason=reason), "canceled", t)
 
     def _fill_event(self, fill: Fill, trade: Trade | None) -> FillEvent:
         env = self._env("fill", fill.time, fill.order_id)

@@ -189,3 +189,24 @@ def test_reconcile_findings_are_published_at_start_and_periodically(candles_1h):
     assert msgs[0].startswith("exchange has protective orders")
     assert any("reconcile failed: ConnectionError" in m for m in msgs)
     assert engine.processed_closed == 20
+
+
+def test_order_events_follow_the_order_lifecycle(candles_1h):
+    engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing")])
+    seen = []
+    engine.subscribe(seen.append)
+    engine.start()
+    feed_all(engine, candles_1h, stop=3000)
+    assert engine.wait_idle(30)
+    engine.stop()
+    orders = [e for e in seen if e.type == "order"]
+    first_entry = next(e for e in seen if e.type == "fill").fill
+    eid = first_entry.order_id
+    life = [(o.order.client_id, o.order.type.value, o.status) for o in orders if o.order.client_id.startswith(eid)]
+    assert life[:4] == [(eid, "MARKET", "new"), (eid, "MARKET", "filled"), (eid + "sl", "STOP_MARKET", "new"),
+                        (eid + "tp", "TAKE_PROFIT_MARKET", "new")]
+    exit_status = {cid: st for cid, _, st in life[4:]}
+    assert sorted(exit_status.values()) == ["canceled", "filled"]
+    sl_new = next(o for o in orders if o.order.client_id == eid + "sl")
+    assert sl_new.order.reduce_only and sl_new.order.stop_price is not None
+    assert len({o.event_id for o in orders}) == len(orders)
