@@ -725,6 +725,7 @@ class KafkaSink:
         self._addresses = _parse_bootstrap(bootstrap_servers)
         self._names = TopicNames(topic_prefix)
         self._topic_of: dict[str, str] = {}
+        self._key_of: dict[str, bytes] = {}
         config: dict[str, Any] = {
             "acks": "all",
             "compression_type": "gzip",
@@ -862,7 +863,10 @@ class KafkaSink:
             topic = self._topic_of.get(ev.family)
             if topic is None:
                 topic = self._topic_of[ev.family] = self._names.for_family(ev.family)
-            return seq, int(t * 1000), topic, message_key(ev), value
+            key = self._key_of.get(ev.symbol)
+            if key is None:
+                key = self._key_of[ev.symbol] = message_key(ev)
+            return seq, int(t * 1000), topic, key, value
         except Exception:  # a bug in an event's to_dict: report it, keep the stream going
             name = type(ev).__name__
             if name not in self._invalid_types:

@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 
 from infra.elastic import index_pattern, mapping_for_family
 from infra.kibana import SAVED_OBJECTS_DIR, kibana_url_from_cloud_id, load_saved_objects
@@ -23,6 +22,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "infra" / "deploy"
 
 @pytest.fixture(scope="module")
 def compose():
+    yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the compose file")
     return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
 
 
