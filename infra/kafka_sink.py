@@ -570,8 +570,12 @@ class EventInbox:
     def __init__(self, maxsize: int, encode: Encoder, spool_dir: Path) -> None:
         if maxsize < 1:
             raise ValueError("queue_size must be at least 1")
-        self._dq: deque[tuple[int, float, Event]] = deque()
+        # Events and their publish times in two deques rather than one deque of tuples: a
+        # long-lived tuple per event would be one more object for the garbage collector to walk.
+        self._dq: deque[Event] = deque()
+        self._tq: deque[float] = deque()
         self._max = maxsize
+        self._pub = itertools.count(1)
         self._seq = itertools.count()
         self._encode = encode
         self._dir = spool_dir
@@ -592,16 +596,16 @@ class EventInbox:
 
     def put(self, event: Event) -> None:
         """Hand an event over (engine thread). Never blocks on I/O."""
-        seq = next(self._seq)
-        self.published = seq + 1
+        self.published = next(self._pub)
         if self.overflowing or len(self._dq) >= self._max or self.closed:
-            self._put_slow((seq, time.time(), event))
+            self._put_slow(event, time.time())
             return
-        self._dq.append((seq, time.time(), event))
+        self._dq.append(event)
+        self._tq.append(time.time())
         if self.idle:
             self.wake.set()
 
-    def _put_slow(self, item: tuple[int, float, Event]) -> None:
+    def _put_slow(self, event: Event, t: float) -> None:
         with self._lock:
             if self.closed:
                 self.dropped_after_close += 1
@@ -610,8 +614,10 @@ class EventInbox:
                               "after the engine has stopped)")
                 return
             if not self.overflowing and len(self._dq) < self._max:
-                self._dq.append(item)
+                self._dq.append(event)
+                self._tq.append(t)
             else:
+                item = (self.published, t, event)
                 if self._ovf is None:
                     self._ovf = _OverflowFile(self._dir, item[0])
                     self.overflowing = True
@@ -627,13 +633,13 @@ class EventInbox:
 
     def take(self, n: int) -> list[tuple[int, float, Event]]:
         """Up to ``n`` oldest events (sink thread)."""
-        dq = self._dq
-        k = min(n, len(dq))
-        return [dq.popleft() for _ in range(k)]
+        dq, tq, seq = self._dq, self._tq, self._seq
+        k = min(n, len(dq), len(tq))  # a concurrent put may have appended the event, not yet its time
+        return [(next(seq), tq.popleft(), dq.popleft()) for _ in range(k)]
 
     def oldest_time(self) -> float | None:
         try:
-            return self._dq[0][1]
+            return self._tq[0]
         except IndexError:
             return None
 
@@ -706,6 +712,49 @@ def _parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
     return out
 
 
+class _InFlight:
+    """Records handed to the producer and not yet resolved, oldest first (parallel deques, so
+    there is no long-lived tuple per record for the garbage collector)."""
+
+    __slots__ = ("futs", "positions", "recs", "sent")
+
+    def __init__(self) -> None:
+        self.recs: deque[Record | None] = deque()
+        self.futs: deque[Any] = deque()
+        self.sent: deque[float] = deque()
+        self.positions: deque[SpoolPosition | None] = deque()
+
+    def __len__(self) -> int:
+        return len(self.futs)
+
+    def append(self, rec: Record | None, fut: Any, sent: float, pos: SpoolPosition | None) -> None:
+        self.recs.append(rec)
+        self.futs.append(fut)
+        self.sent.append(sent)
+        self.positions.append(pos)
+
+    def popleft(self) -> None:
+        self.recs.popleft()
+        self.futs.popleft()
+        self.sent.popleft()
+        self.positions.popleft()
+
+    def head_sent(self) -> float:
+        return self.sent[0]
+
+    def head_record(self) -> Record | None:
+        return self.recs[0] if self.recs else None
+
+    def entries(self) -> list[tuple[Record | None, Any, SpoolPosition | None]]:
+        return list(zip(self.recs, self.futs, self.positions, strict=True))
+
+    def clear(self) -> None:
+        self.recs.clear()
+        self.futs.clear()
+        self.sent.clear()
+        self.positions.clear()
+
+
 class KafkaSink:
     """Publishes engine events to Kafka without ever blocking the caller. See the module docstring.
 
@@ -720,7 +769,7 @@ class KafkaSink:
                  spool_dir: Path | None = None, security: dict[str, Any] | None = None,
                  queue_size: int = 100_000, on_stats: Callable[[dict[str, Any]], None] | None = None,
                  spool_fsync: str = "interval", spill_after_s: float = 2.0, stats_interval_s: float = 1.0,
-                 max_inflight: int = 20_000, **producer_overrides: Any) -> None:
+                 max_inflight: int = 50_000, **producer_overrides: Any) -> None:
         self._bootstrap = bootstrap_servers
         self._addresses = _parse_bootstrap(bootstrap_servers)
         self._names = TopicNames(topic_prefix)
@@ -753,7 +802,7 @@ class KafkaSink:
         self._stats_interval = stats_interval_s
         self._producer: Any = None
         self._partitions: dict[tuple[str, bytes], int] = {}
-        self._inflight: deque[tuple[Record | None, Any, float, SpoolPosition | None]] = deque()
+        self._inflight = _InFlight()
         self._inflight_origin: str | None = None
         self._state = "connecting"
         self._backoff = 0.2
@@ -898,7 +947,7 @@ class KafkaSink:
             self._connect()
         inbox, spool = self._inbox, self._spool
         # Stalled, not merely busy: nothing acknowledged for spill_after_s while records wait.
-        slow = bool(self._inflight) and now - max(self._inflight[0][2], self._last_ack) > self._spill_after
+        slow = bool(self._inflight) and now - max(self._inflight.head_sent(), self._last_ack) > self._spill_after
         if len(inbox) and (spool.unread or self._producer is None or slow or len(inbox) > self._high_water):
             self._spill()
             did = True
@@ -952,7 +1001,7 @@ class KafkaSink:
         sent = 0
         for i, (rec, pos) in enumerate(entries):
             if rec is None or (pos is not None and pos in ahead):
-                inflight.append((rec, _DONE, now, pos))
+                inflight.append(rec, _DONE, now, pos)
                 continue
             _seq, _ts, topic, key, value = rec
             try:
@@ -963,7 +1012,7 @@ class KafkaSink:
             except Exception as exc:  # noqa: BLE001 - metadata timeout, buffer full, closed producer
                 self._fail(f"send failed: {exc}", unsent=entries[i:])
                 return
-            inflight.append((rec, fut, now, pos))
+            inflight.append(rec, fut, now, pos)
             sent += 1
         self._sent += sent
         if fut is not None:
@@ -985,8 +1034,9 @@ class KafkaSink:
         acked = 0
         n_pos = 0
         last_pos: SpoolPosition | None = None
-        while inflight:
-            rec, fut, _t, pos = inflight[0]
+        futs, positions = inflight.futs, inflight.positions
+        while futs:
+            fut, pos = futs[0], positions[0]
             if fut is not _DONE:
                 if not fut.is_done:
                     break
@@ -1033,7 +1083,7 @@ class KafkaSink:
                 log.debug("closing the failed producer raised", exc_info=True)
         back: list[Record] = []
         spool_origin = False
-        for rec, fut, _t, pos in self._inflight:
+        for rec, fut, pos in self._inflight.entries():
             ok = fut is _DONE or (fut.is_done and fut.exception is None)
             if pos is None:
                 if ok:
@@ -1098,8 +1148,9 @@ class KafkaSink:
     def _report_stats(self) -> None:
         now_ms = time.time() * 1000
         candidates = []
-        if self._inflight and self._inflight[0][0] is not None:
-            candidates.append(self._inflight[0][0][1])  # type: ignore[index]
+        head = self._inflight.head_record()
+        if head is not None:
+            candidates.append(head[1])
         ts = self._spool.oldest_ts()
         if ts is not None:
             candidates.append(ts)
