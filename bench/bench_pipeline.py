@@ -100,8 +100,8 @@ def timed_calls(fn, events) -> list[int]:
 
 
 def producer_config() -> dict:
-    return dict(acks="all", compression_type="gzip", enable_idempotence=True,
-                max_in_flight_requests_per_connection=1, linger_ms=5, batch_size=256 * 1024)
+    return {"acks": "all", "compression_type": "gzip", "enable_idempotence": True,
+            "max_in_flight_requests_per_connection": 1, "linger_ms": 5, "batch_size": 256 * 1024}
 
 
 def bench_raw_producer(bootstrap: str, events, serialise: bool) -> float:

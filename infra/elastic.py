@@ -150,7 +150,7 @@ def index_name(family: str, timestamp: str, prefix: str = DEFAULT_INDEX_PREFIX) 
     ts = timestamp
     if len(ts) >= 20 and ts.endswith("Z") and ts[4] == "-" and ts[7] == "-" and ts[:4].isdigit() and ts[5:7].isdigit():
         return f"{prefix}-{family}-{ts[:4]}.{ts[5:7]}"
-    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    dt = datetime.fromisoformat(ts)
     if dt.tzinfo is None:
         raise ValueError(f"timestamp {timestamp!r} has no time zone")
     dt = dt.astimezone(UTC)
@@ -271,10 +271,11 @@ def to_action(doc: dict[str, Any], family: str, prefix: str = DEFAULT_INDEX_PREF
     """
     event_id = doc.get("event_id")
     if not isinstance(event_id, str) or not event_id or len(event_id.encode()) > 512:
+        # ValueError (not TypeError) throughout: callers treat every unusable document alike.
         raise ValueError("document has no usable event_id (a non-empty string of at most 512 bytes)")
     ts = doc.get("@timestamp")
     if not isinstance(ts, str):
-        raise ValueError("document has no @timestamp string")
+        raise ValueError("document has no @timestamp string")  # noqa: TRY004
     return {"_op_type": "create", "_index": index_name(family, ts, prefix), "_id": event_id, "_source": doc}
 
 
@@ -430,7 +431,7 @@ class ElasticsearchSink:
         seq, t, ev = item
         try:
             return seq, int(t * 1000), ev.family, message_key(ev), dumps(ev.to_dict())
-        except Exception:  # noqa: BLE001 - a broken event must not stop the others
+        except Exception:  # a broken event must not stop the others
             log.exception("cannot serialise %s; not indexed", type(ev).__name__)
             return None
 
@@ -456,7 +457,7 @@ class ElasticsearchSink:
             if self._on_stats is not None:
                 try:
                     self._on_stats(self.stats())
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("on_stats callback failed")
         waiting = now < self._next_try
         if len(inbox) and (waiting or spool.pending or not self._templates_ok):

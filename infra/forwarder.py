@@ -155,13 +155,13 @@ class Forwarder:
         if self._consumer is not None:
             try:
                 self._consumer.close(autocommit=False)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("closing the consumer raised", exc_info=True)
             self._consumer = None
         if self._producer is not None:
             try:
                 self._producer.close(timeout=5)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("closing the dead-letter producer raised", exc_info=True)
             self._producer = None
         if self._own_es:
@@ -291,7 +291,7 @@ class Forwarder:
             if tp in assigned:
                 try:
                     self._consumer.seek(tp, off)
-                except Exception:  # noqa: BLE001 - a revoked partition is re-read by its new owner
+                except Exception:  # a revoked partition is re-read by its new owner
                     log.debug("seek back failed for %s", tp, exc_info=True)
 
     # ------------------------------------------------------------------ helpers
@@ -391,7 +391,7 @@ class Forwarder:
             self._last_stats = now
             try:
                 self._on_stats(self.stats())
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("on_stats callback failed")
 
 

@@ -14,8 +14,8 @@ request in flight per connection, to the partition of the symbol key (computed o
 topic/key with Kafka's default murmur2 partitioner, so other clients agree). Records stay in an
 in-flight list until the broker acknowledges them.
 
-When the broker is down or slow (no connection, the oldest in-flight record unacknowledged for
-``spill_after_s``, or the deque past half full), the thread spills the deque to the on-disk
+When the broker is down or slow (no connection, nothing acknowledged for ``spill_after_s`` while
+records wait, or the deque past half full), the thread spills the deque to the on-disk
 :class:`Spool`, and everything that is already on disk is sent from there, oldest first, before
 anything newer: events reach Kafka in publish order. A failed delivery aborts the producer: the
 unacknowledged records go back to the head of the spool, records the broker did acknowledge are
@@ -55,7 +55,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from core.events import ConnectionEvent, Event
 from infra.topics import DEFAULT_PREFIX, TopicNames, message_key
@@ -63,8 +63,8 @@ from infra.topics import DEFAULT_PREFIX, TopicNames, message_key
 __all__ = [
     "SECURITY_KEYS",
     "EventInbox",
-    "Record",
     "KafkaSink",
+    "Record",
     "Spool",
     "SpoolBusyError",
     "SpoolPosition",
@@ -862,7 +862,7 @@ class KafkaSink:
         self._closed = True
         return self._drained_at_close
 
-    def __enter__(self) -> KafkaSink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1079,7 +1079,7 @@ class KafkaSink:
         if producer is not None:
             try:
                 producer.close(timeout=0)
-            except Exception:  # noqa: BLE001 - it is being thrown away
+            except Exception:  # it is being thrown away
                 log.debug("closing the failed producer raised", exc_info=True)
         back: list[Record] = []
         spool_origin = False
@@ -1161,7 +1161,7 @@ class KafkaSink:
         if self._on_stats is not None:
             try:
                 self._on_stats(self.stats())
-            except Exception:  # noqa: BLE001 - a UI callback must not stop delivery
+            except Exception:  # a UI callback must not stop delivery
                 log.exception("on_stats callback failed")
 
     def _shutdown(self) -> None:
@@ -1179,7 +1179,7 @@ class KafkaSink:
             if self._producer is not None:
                 try:
                     self._producer.close(timeout=max(0.0, min(5.0, self._deadline - time.monotonic())))
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.debug("closing the producer raised", exc_info=True)
                 self._producer = None
             self._drained_at_close = self._spool.pending == 0

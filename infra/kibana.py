@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 __all__ = [
     "SAVED_OBJECTS_DIR",
     "KibanaImportError",
+    "cli_main",
     "import_saved_objects",
     "kibana_url_from_cloud_id",
     "load_saved_objects",
-    "cli_main",
 ]
 
 SAVED_OBJECTS_DIR = Path(__file__).resolve().parent / "deploy" / "kibana"
@@ -100,7 +100,7 @@ def import_saved_objects(kibana_url: str, ndjson: bytes, *, api_key: str | None 
                                      headers=headers, method="POST")
     context = ssl.create_default_context(cafile=ca_certs) if ca_certs else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:  # noqa: S310 - configured URL
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:  # the configured URL
             answer = json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:500]

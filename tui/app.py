@@ -38,12 +38,20 @@ from tui.screens.dashboard import DASHBOARD_BINDINGS, DashboardScreen
 from tui.screens.dialogs import ChoiceDialog, ConfirmDialog, LiveConfirmDialog, ReplayOfferDialog, TextDialog
 from tui.screens.help import HelpScreen
 from tui.startup import probe_binance, replay_candidates, retarget_replay, symbol_problem, with_market
+from tui.widgets.chart import ChartBuilder, ThreadedPlot
 from tui.widgets.header import HeaderState
 
 __all__ = ["TradeConsoleApp", "main"]
 
 RuntimeFactory = Callable[[RuntimeOptions, Callable[[str], str] | None, list[Callable[[Event], None]]], Runtime]
 NetworkProbe = Callable[[RuntimeOptions], str | None]
+
+#: The engine and the replay are CPU-bound Python threads. With CPython's default 5 ms switch
+#: interval, every time the UI's event loop releases the GIL (each select() on the terminal) it
+#: can wait up to 5 ms to get it back, and one key press takes dozens of loop iterations: under a
+#: replay at full speed that adds up to hundreds of milliseconds. A shorter interval hands the
+#: GIL back sooner; the engine loses a little throughput, the keyboard stays responsive.
+GIL_SWITCH_INTERVAL = 0.0005
 
 #: intervals offered by the interval dialog (a subset of Binance's, the ones worth trading)
 INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "1d"]
@@ -84,9 +92,14 @@ class TradeConsoleApp(App[int]):
         self._errors_seen = 0
         self._backtest_installed = False
         self._stopped_runtimes: list[Runtime] = []
+        self.chart_builder = ChartBuilder()
 
     # ------------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
+        self._switch_interval = sys.getswitchinterval()
+        if GIL_SWITCH_INTERVAL:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+        self.chart_builder.start()
         self.push_screen(DashboardScreen())
         self.launch(self.options)
 
@@ -189,6 +202,8 @@ class TradeConsoleApp(App[int]):
 
     def on_unmount(self) -> None:
         self.shutdown_runtime()  # exits that bypassed action_quit (ctrl+c, errors)
+        self.chart_builder.stop()
+        sys.setswitchinterval(getattr(self, "_switch_interval", 0.005))
 
     # ------------------------------------------------------------------ view state
     def header_state(self, snap: CollectorSnapshot) -> HeaderState:
@@ -223,6 +238,11 @@ class TradeConsoleApp(App[int]):
             data=data, trading=self.trading, entries_paused=self.entries_paused,
             replay_paused=bool(getattr(source, "paused", False)), session_hint=hint, starting=self.status)
 
+    def charts_settled(self) -> bool:
+        """Every chart on the current screen shows the picture of its latest data (tests and
+        snapshots wait for this; pictures are built in the chart thread)."""
+        return all(c.settled for c in self.screen.query(ThreadedPlot) if c.display and c.size.area)
+
     def on_snapshot(self, snap: CollectorSnapshot) -> None:
         """New engine data arrived: raise a toast for new errors (they also go to the log)."""
         if snap.errors_total > self._errors_seen:
@@ -239,6 +259,12 @@ class TradeConsoleApp(App[int]):
             return None
         return self.runtime.engine
 
+    def _show_now(self) -> None:
+        """Redraw the dashboard's header at once: an operator action is answered on screen in
+        the same frame, not at the next timer tick."""
+        if isinstance(self.screen, DashboardScreen):
+            self.screen.refresh_view()
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "toggle_replay":
             return self.runtime is not None and hasattr(self.runtime.source, "pause")
@@ -251,6 +277,7 @@ class TradeConsoleApp(App[int]):
         self.trading = not self.trading
         engine.send(StartTrading() if self.trading else StopTrading())
         self.collector.note("trading started" if self.trading else "trading stopped by the operator")
+        self._show_now()
 
     def action_toggle_pause(self) -> None:
         engine = self._engine()
@@ -258,6 +285,7 @@ class TradeConsoleApp(App[int]):
             return
         self.entries_paused = not self.entries_paused
         engine.send(PauseEntries(self.entries_paused))
+        self._show_now()
 
     def action_flatten(self) -> None:
         if self._engine() is None:
@@ -339,6 +367,7 @@ class TradeConsoleApp(App[int]):
             source.resume()
         else:
             source.pause()
+        self._show_now()
 
     def action_backtest(self) -> None:
         from tui.screens.backtest import BacktestScreen

@@ -78,8 +78,8 @@ class FillRow:
 
 @dataclass(frozen=True, slots=True)
 class OrderRow:
-    """An order as the orders table shows it: exchange orders (``OrderEvent``) and the
-    strategy's signals, which are the paper broker's market entry orders."""
+    """One order event as the orders table shows it (``qty`` None while unknown: a market
+    entry sized when it fills)."""
 
     time: int
     side: str
@@ -124,6 +124,7 @@ class SessionSnapshot:
     markers: tuple[Marker, ...]
     fills: tuple[FillRow, ...]
     orders: tuple[OrderRow, ...]
+    working: tuple[OrderRow, ...]
     closed_total: int
     version: int
     book_version: int
@@ -168,6 +169,7 @@ class _Session:
     markers: deque[Marker] = field(init=False)
     fills: deque[FillRow] = field(init=False)
     orders: deque[OrderRow] = field(init=False)
+    working: dict[str, OrderRow] = field(init=False)
     open_candle: Candle | None = None
     open_indicators: dict[str, float | int | None] | None = None
     mark: float | None = None
@@ -183,6 +185,7 @@ class _Session:
         self.markers = deque(maxlen=self.rows)
         self.fills = deque(maxlen=self.rows)
         self.orders = deque(maxlen=self.rows)
+        self.working = {}
 
     def freeze(self) -> SessionSnapshot:
         return SessionSnapshot(
@@ -190,7 +193,7 @@ class _Session:
             candles=tuple(self.candles), indicators=tuple(self.indicators), open_candle=self.open_candle,
             open_indicators=self.open_indicators, mark=self.mark, position=self.position, equity=self.equity,
             markers=tuple(self.markers), fills=tuple(self.fills), orders=tuple(self.orders),
-            closed_total=self.closed_total, version=self.version, book_version=self.book_version)
+            working=tuple(self.working.values()), closed_total=self.closed_total, version=self.version, book_version=self.book_version)
 
 
 def _num(v: float | None, spec: str = ",.2f") -> str:
@@ -319,23 +322,25 @@ class EventCollector:
                               f"stop {p.stop_price:,.2f} target {p.target_price:,.2f}")
         elif isinstance(event, SignalEvent):
             s = self._route(event)
-            side = "BUY" if event.side is Side.LONG else "SELL"
-            status = "sent" if event.acted else "skipped"
-            s.orders.append(OrderRow(event.candle_time, side, "MARKET entry", None, event.price, status, event.note))
-            s.book_version += 1
-            s.version += 1
             text = f"{s.key} signal {event.side.name} @ {event.price:,.2f}" + ("" if event.acted else f" skipped: {event.note}")
             self._add_log(event.time, False, "info" if event.acted else "warning", text)
         elif isinstance(event, OrderEvent):
             s = self._route(event)
             o = event.order
-            s.orders.append(OrderRow(event.time, o.side.value, o.type.value, o.qty, o.stop_price, event.status,
-                                     event.message))
+            row = OrderRow(event.time, o.side.value, o.type.value, o.qty or None, o.stop_price, event.status,
+                           event.message or (o.reason.value if o.reason else ""))
+            s.orders.append(row)
+            if event.status == "new":
+                s.working[o.client_id] = row
+                while len(s.working) > self._rows:
+                    s.working.pop(next(iter(s.working)))
+            else:
+                s.working.pop(o.client_id, None)
             s.book_version += 1
             s.version += 1
-            level = "error" if event.status == "rejected" else "info"
-            self._add_log(event.time, False, level, f"{s.key} order {o.type.value} {o.side.value} {o.qty:g} "
-                                                   f"{event.status} {event.message}".rstrip())
+            if event.status == "rejected":
+                self._add_log(event.time, False, "error", f"{s.key} order {o.type.value} {o.side.value} rejected: "
+                                                          f"{event.message}")
         elif isinstance(event, ConnectionEvent):
             last = self._conn.last_market_mono
             self._conn = ConnectionInfo(event.source, event.state, event.lag_ms, event.detail, last)
@@ -406,7 +411,7 @@ class EventCollector:
         with self._lock:
             out = {"log": len(self._log), "sessions": len(self._sessions)}
             for s in self._sessions.values():
-                for name in ("candles", "indicators", "markers", "fills", "orders"):
+                for name in ("candles", "indicators", "markers", "fills", "orders", "working"):
                     out[f"{s.key}.{name}"] = len(getattr(s, name))
             return out
 

@@ -27,6 +27,7 @@ import pytest
 from tests.pipeline.helpers import TansuBroker
 from tests.servers.es_standin import ElasticsearchStandIn
 
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
     external = os.environ.get("KAFKA_BOOTSTRAP")
@@ -107,10 +108,11 @@ def es(_es_backend) -> Iterator[EsTarget]:
     try:
         yield target
     finally:
-        if standin is None:  # a real cluster: remove what this test created, nothing else
+        if standin is None:  # a real cluster: remove what this test created (by its prefix), nothing else
+            from infra.topics import families
+
             for name in client.indices.get(index=f"{prefix}-*", allow_no_indices=True, expand_wildcards="all"):
                 client.indices.delete(index=name)
-            for t in client.indices.get_index_template(name=f"{prefix}-*").get("index_templates", []) \
-                    if client.indices.exists_index_template(name=f"{prefix}-*") else []:
-                client.indices.delete_index_template(name=t["name"])
+            for family in families():
+                client.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-{family}")
         client.close()

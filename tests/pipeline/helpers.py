@@ -104,9 +104,9 @@ def read_topics(bootstrap: str, topics: list[str], expected: int, timeout: float
         out: list[Any] = []
         deadline = time.monotonic() + timeout
         while len(out) < expected and time.monotonic() < deadline:
-            for _tp, msgs in consumer.poll(timeout_ms=300).items():
+            for msgs in consumer.poll(timeout_ms=300).values():
                 out.extend(msgs)
-        for _tp, msgs in consumer.poll(timeout_ms=300).items():
+        for msgs in consumer.poll(timeout_ms=300).values():
             out.extend(msgs)
         return out
     finally:

@@ -12,7 +12,12 @@ from core.events import EngineStateEvent
 from infra.kafka_sink import KafkaSink, delivery_event, kafka_security_kwargs
 from infra.schemas import validate
 from infra.topics import TopicNames
-from tests.pipeline.helpers import event_ids_by_partition, free_port, read_topics, wait_for
+from tests.pipeline.helpers import (
+    event_ids_by_partition,
+    free_port,
+    read_topics,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -141,7 +141,7 @@ def test_every_family_has_consistent_explicit_mappings():
 def test_readme_documents_every_type_and_field():
     readme = (SCHEMA_DIR / "README.md").read_text()
     for t in event_types():
-        section = re.search(rf"^### `{t}`.*?(?=^### |\Z)", readme, re.M | re.S)
+        section = re.search(rf"^### `{t}`.*?(?=^### |\Z)", readme, re.MULTILINE | re.DOTALL)
         assert section, f"README has no section for {t}"
         schema = load_schema(t)
         envelope = set(load_schema("error")["properties"]) & set(schema["properties"])

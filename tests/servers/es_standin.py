@@ -37,7 +37,7 @@ import threading
 import uuid
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["ElasticsearchStandIn"]
@@ -105,7 +105,7 @@ class ElasticsearchStandIn:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> ElasticsearchStandIn:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -155,9 +155,9 @@ class ElasticsearchStandIn:
         settings: dict[str, Any] = {}
         best = None
         for tname, t in self.templates.items():
-            if any(fnmatch.fnmatchcase(name, p) for p in t.get("index_patterns", [])):
-                if best is None or t.get("priority", 0) > best[1].get("priority", 0):
-                    best = (tname, t)
+            matches = any(fnmatch.fnmatchcase(name, p) for p in t.get("index_patterns", []))
+            if matches and (best is None or t.get("priority", 0) > best[1].get("priority", 0)):
+                best = (tname, t)
         if best is not None:
             tpl = best[1].get("template", {})
             mappings = json.loads(json.dumps(tpl.get("mappings", {})))
@@ -398,12 +398,13 @@ class ElasticsearchStandIn:
 
     def _route(self, method: str, parts: list[str], params: dict[str, str], body: bytes) -> tuple[int, Any]:
         if not parts:
-            if method in ("GET", "HEAD"):
-                return 200, {"name": "standin", "cluster_name": "es-standin", "cluster_uuid": "standin",
-                             "version": {"number": _VERSION, "build_flavor": "default",
-                                         "lucene_version": "10.0.0", "minimum_wire_compatibility_version": "8.19.0",
-                                         "minimum_index_compatibility_version": "8.0.0"},
-                             "tagline": "You Know, for Search"}
+            if method not in ("GET", "HEAD"):
+                raise _EsError(405, "method_not_allowed", f"{method} / is not allowed")
+            return 200, {"name": "standin", "cluster_name": "es-standin", "cluster_uuid": "standin",
+                         "version": {"number": _VERSION, "build_flavor": "default",
+                                     "lucene_version": "10.0.0", "minimum_wire_compatibility_version": "8.19.0",
+                                     "minimum_index_compatibility_version": "8.0.0"},
+                         "tagline": "You Know, for Search"}
         head = parts[0]
         if head == "_bulk" or (len(parts) == 2 and parts[1] == "_bulk"):
             if method not in ("POST", "PUT"):
@@ -499,7 +500,7 @@ def _parse_date(value: str, fmt: str) -> bool:
         if f in ("strict_date_optional_time", "date_optional_time", "strict_date_optional_time_nanos"):
             if _ISO.match(value):
                 try:
-                    datetime.fromisoformat(value.replace("Z", "+00:00")) if "T" in value or len(value) == 10 else None
+                    datetime.fromisoformat(value) if "T" in value or len(value) == 10 else None
                     return True
                 except ValueError:
                     continue
@@ -517,7 +518,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body leave in two writes; without this, Nagle plus delayed ACKs add 40 ms.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _serve(self) -> None:

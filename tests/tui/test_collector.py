@@ -43,6 +43,10 @@ def test_collector_mirrors_the_engine(candles_1h):
         assert len(s.markers) == len(broker.fills) > 0
         assert s.position == broker.position and s.position is not None  # January ends holding a short
         assert s.equity is not None and s.equity.cash == pytest.approx(broker.cash)
+        # the orders protecting the open short are the working ones
+        assert sorted((o.kind, o.side, o.price) for o in s.working) == [
+            ("STOP_MARKET", "BUY", s.position.stop_price), ("TAKE_PROFIT_MARKET", "BUY", s.position.target_price)]
+        assert {o.status for o in s.orders} >= {"new", "filled", "canceled"}
         # the last closed candle is the replay's last; no open candle is left after it closed
         assert s.candles[-1] == candles.candle(743)
         assert s.open_candle is None

@@ -26,7 +26,7 @@ async def replay_to_the_end(pilot) -> None:
                    and app.collector.snapshot().connection.state == "finished", what="the replay")
     assert app.runtime.engine.wait_idle(10)
     app.screen.refresh_view(force=True)
-    await pilot.pause(0.2)
+    await wait_for(pilot, app.charts_settled, what="the charts")
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -50,7 +50,7 @@ def test_backtest_screen(snap_compare, replay_opts, data_1h, size):
         await pilot.press("ctrl+r")  # a second, identical run: the runs table compares them
         await wait_for(pilot, lambda: not screen.running and len(screen.runs) == 2, timeout=60, what="run 2")
         screen.query_one("#strategy").focus()
-        await pilot.pause(0.2)
+        await wait_for(pilot, pilot.app.charts_settled, what="the charts")
 
     app = TradeConsoleApp(replay_opts(), deterministic=True)
     assert snap_compare(app, terminal_size=size, run_before=run_backtest)

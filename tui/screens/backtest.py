@@ -30,10 +30,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar, Select, Static
-from textual_plotext import PlotextPlot
+from textual_plotext import Plot
 
 from core.strategies import STRATEGIES
 from tui.widgets.candles import spaced_ticks
+from tui.widgets.chart import ThreadedPlot
 
 __all__ = ["BACKTEST_BINDINGS", "BacktestRequest", "BacktestRun", "BacktestScreen", "parse_request"]
 
@@ -221,7 +222,7 @@ class SortableTable(DataTable):
         self.sorted_by = (str(column.value), reverse)
 
 
-class ResultChart(PlotextPlot):
+class ResultChart(ThreadedPlot):
     """Equity curve or price-with-fills of one run (downsampled to the pane's width)."""
 
     can_focus = True
@@ -233,19 +234,16 @@ class ResultChart(PlotextPlot):
 
     def show(self, run: BacktestRun | None) -> None:
         self.run = run
-        self.refresh()
+        self.show_data(run)
 
-    def render(self):  # noqa: ANN201 - textual RenderResult
-        run = self.run
-        if run is None or len(run.result.close) < 2 or self.size.width < 20 or self.size.height < 5:
-            return Text("no run yet: fill the form and press ctrl+r", style="dim")
+    def draw(self, plt: Plot, run: BacktestRun | None, width: int, height: int) -> str | None:
+        if run is None or len(run.result.close) < 2 or width < 20 or height < 5:
+            return "no run yet: fill the form and press ctrl+r"
         import numpy as np
 
         r = run.result
-        plt = self.plt
-        plt.clear_figure()
         n = len(r.close)
-        step = max(1, n // max(10, (self.size.width - 12) * 2))
+        step = max(1, n // max(10, (width - 12) * 2))
         x = list(range(0, n, step))
         if self.kind == "equity":
             plt.plot(x, r.equity[::step].tolist(), marker="braille", color="cyan+")
@@ -262,10 +260,10 @@ class ResultChart(PlotextPlot):
                 pts = [f for f in r.fills if f.reason.value in reasons]
                 if pts:
                     plt.scatter([idx(f.time) for f in pts], [f.price for f in pts], marker=marker, color=color)
-        idx, labels = spaced_ticks(len(x), self.size.width - 12, 10, lambda i: datetime.fromtimestamp(
+        idx_, labels = spaced_ticks(len(x), width - 12, 10, lambda i: datetime.fromtimestamp(
             int(r.open_time[x[i]]) / 1000, tz=UTC).strftime("%Y-%m-%d"))
-        plt.xticks([x[i] for i in idx], labels)
-        return super().render()
+        plt.xticks([x[i] for i in idx_], labels)
+        return None
 
 
 # ---------------------------------------------------------------------------- the screen

@@ -89,6 +89,8 @@ class DashboardScreen(Screen):
     # ------------------------------------------------------------------ drawing
     def refresh_view(self, force: bool = False) -> None:
         """Pull a snapshot from the collector and update what changed (timer callback)."""
+        if not force and not self.is_current:
+            return  # hidden behind the backtest screen: nothing to draw
         app = self.tc_app
         changed = force or app.collector.version != self._version
         if changed or self._snap is None:

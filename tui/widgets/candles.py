@@ -1,10 +1,9 @@
 """Candlestick chart of the last candles, with the open candle, entries/exits and the position's
 entry, stop and target levels.
 
-Drawn with plotext (textual-plotext). The chart shows as many candles as it has columns, so a
-wider terminal shows more history; one candle is one column. Data is handed in with
-``set_data`` and only kept as a reference; plotext builds the picture in ``render`` on the UI
-thread, which the dashboard calls at most a few times a second.
+Drawn with plotext (textual-plotext) by the app's chart thread (see ``tui.widgets.chart``). The
+chart shows as many candles as it has columns, so a wider terminal shows more history; one
+candle is one column.
 """
 
 from __future__ import annotations
@@ -12,15 +11,15 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from rich.text import Text
-from textual.app import RenderResult
-from textual_plotext import PlotextPlot
+from textual_plotext import Plot
 
 from core.domain import Candle, Position, interval_ms
 from tui.collector import Marker
+from tui.widgets.chart import ThreadedPlot
 
-__all__ = ["CandleChart", "spaced_ticks", "time_labels", "visible_count"]
+__all__ = ["CandleChart", "CandleData", "spaced_ticks", "time_labels", "visible_count"]
 
 #: columns plotext needs around the plot area (y labels, frame)
 _Y_AXIS = 11
@@ -52,41 +51,40 @@ def spaced_ticks(n: int, columns: int, label_width: int, label: Callable[[int], 
     return idx, [label(i) for i in idx]
 
 
-class CandleChart(PlotextPlot):
-    """Candles plus markers: ``▲`` long entry, ``▼`` short entry, ``x`` exit."""
+class CandleData(NamedTuple):
+    candles: tuple[Candle, ...]
+    open_candle: Candle | None
+    markers: tuple[Marker, ...]
+    position: Position | None
+    interval: str
+
+
+class CandleChart(ThreadedPlot):
+    """Candles plus markers: ``▲`` long entry, ``▼`` short entry, ``x`` exit; entry (blue), stop
+    (red) and target (green) lines while a position is open."""
 
     can_focus = True
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._candles: Sequence[Candle] = ()
-        self._open: Candle | None = None
-        self._markers: Sequence[Marker] = ()
-        self._position: Position | None = None
-        self._interval = "5m"
-
     def set_data(self, candles: Sequence[Candle], open_candle: Candle | None, markers: Sequence[Marker],
                  position: Position | None, interval: str) -> None:
-        self._candles, self._open, self._markers = candles, open_candle, markers
-        self._position, self._interval = position, interval
-        self.refresh()
+        self.show_data(CandleData(tuple(candles), open_candle, tuple(markers), position, interval))
 
-    def render(self) -> RenderResult:
-        series = list(self._candles)
-        if self._open is not None:
-            series.append(self._open)
-        n = visible_count(self.size.width, len(series))
-        if n < 2 or self.size.height < 4:
-            return Text("waiting for candles…", style="dim")
+    def draw(self, plt: Plot, data: CandleData | None, width: int, height: int) -> str | None:
+        if data is None:
+            return "waiting for candles…"
+        series = list(data.candles)
+        if data.open_candle is not None:
+            series.append(data.open_candle)
+        n = visible_count(width, len(series))
+        if n < 2 or height < 4:
+            return "waiting for candles…"
         series = series[-n:]
-        plt = self.plt
-        plt.clear_figure()
         x = list(range(n))
         plt.candlestick(x, {"Open": [c.open for c in series], "Close": [c.close for c in series],
                             "High": [c.high for c in series], "Low": [c.low for c in series]})
         opens = [c.open_time for c in series]
         marks: dict[str, tuple[list[int], list[float]]] = {"long": ([], []), "short": ([], []), "exit": ([], [])}
-        for m in self._markers:
+        for m in data.markers:
             i = bisect_right(opens, m.time) - 1
             if 0 <= i < n and m.time <= series[i].close_time:
                 marks[m.kind][0].append(i)
@@ -95,12 +93,12 @@ class CandleChart(PlotextPlot):
             xs, ys = marks[kind]
             if xs:
                 plt.scatter(xs, ys, marker=marker, color=color)
-        p = self._position
+        p = data.position
         if p is not None:
             plt.hline(p.entry_price, "blue")
             plt.hline(p.stop_price, "red")
             plt.hline(p.target_price, "green")
-        ticks, labels = time_labels(opens, self._interval, self.size.width - _Y_AXIS)
+        ticks, labels = time_labels(opens, data.interval, width - _Y_AXIS)
         plt.xticks(ticks, labels)
         plt.xlim(-1, n)
-        return super().render()
+        return None

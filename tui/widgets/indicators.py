@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from rich.text import Text
-from textual.app import RenderResult
-from textual_plotext import PlotextPlot
+from textual_plotext import Plot
 
 from tui.collector import fmt_num
 from tui.widgets.candles import visible_count
+from tui.widgets.chart import ThreadedPlot
 
 __all__ = ["IndicatorChart", "KINDS"]
 
@@ -33,7 +32,7 @@ def _finite(v: object) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-class IndicatorChart(PlotextPlot):
+class IndicatorChart(ThreadedPlot):
     """One indicator pane (``kind`` is ``rsi``, ``macd`` or ``cci``)."""
 
     can_focus = True
@@ -43,16 +42,15 @@ class IndicatorChart(PlotextPlot):
             raise ValueError(f"unknown indicator pane {kind!r}")
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.kind = kind
-        self._rows: Sequence[IndicatorRow] = ()
         self.border_title = kind.upper()
 
     def set_data(self, rows: Sequence[IndicatorRow], open_row: IndicatorRow | None) -> None:
-        self._rows = list(rows) + ([open_row] if open_row is not None else [])
-        self.border_title = self.title_text()
-        self.refresh()
+        data = tuple(rows) + ((open_row,) if open_row is not None else ())
+        self.border_title = self.title_text(data)
+        self.show_data(data)
 
-    def title_text(self) -> str:
-        last = self._rows[-1] if self._rows else {}
+    def title_text(self, rows: Sequence[IndicatorRow]) -> str:
+        last = rows[-1] if rows else {}
         if self.kind == "rsi":
             return f"RSI {fmt_num(last.get('rsi'), '.1f')}"
         if self.kind == "cci":
@@ -60,14 +58,13 @@ class IndicatorChart(PlotextPlot):
         return (f"MACD {fmt_num(last.get('macd'), '.2f')} sig {fmt_num(last.get('macd_signal'), '.2f')} "
                 f"hist {fmt_num(last.get('macd_hist'), '+.2f')}")
 
-    def render(self) -> RenderResult:
-        n = visible_count(self.size.width, len(self._rows))
-        rows = self._rows[-n:] if n else []
+    def draw(self, plt: Plot, data: tuple[IndicatorRow, ...] | None, width: int, height: int) -> str | None:
+        rows = data or ()
+        n = visible_count(width, len(rows))
+        rows = rows[-n:] if n else ()
         series, guides = KINDS[self.kind]
-        if self.size.height < 3 or not any(_finite(r.get(series[0][0])) for r in rows):
-            return Text("warming up…", style="dim")
-        plt = self.plt
-        plt.clear_figure()
+        if height < 3 or not any(_finite(r.get(series[0][0])) for r in rows):
+            return "warming up…"
         if self.kind == "macd":
             pos = [(i, r["macd_hist"]) for i, r in enumerate(rows) if _finite(r.get("macd_hist"))]
             up = [(i, v) for i, v in pos if v >= 0]  # type: ignore[operator]
@@ -85,7 +82,7 @@ class IndicatorChart(PlotextPlot):
             plt.ylim(0, 100)
             # labels that do not fit are dropped by plotext in an order that varies between
             # processes; below 9 rows show none (the 30/70 guides are drawn anyway)
-            plt.yticks([30, 70] if self.size.height >= 9 else [])
+            plt.yticks([30, 70] if height >= 9 else [])
         plt.xticks([])
         plt.xlim(-1, max(1, len(rows)))
-        return super().render()
+        return None

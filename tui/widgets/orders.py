@@ -1,10 +1,9 @@
 """Orders and trades tables.
 
-Orders: the protective STOP_MARKET / TAKE_PROFIT_MARKET orders working for the open position
-(from the position event's stop and target), the exchange's order events when a live broker
-publishes them, and the strategy's entry signals (the market entry orders the paper broker
-fills, or why a signal was skipped). Trades: every fill, newest first, with the PnL of the
-round trip it closes.
+Orders: the orders still working (the protective STOP_MARKET / TAKE_PROFIT_MARKET of the open
+position, an entry waiting for the next open) first, then every order event newest first
+(filled, canceled, rejected). Trades: every fill, newest first, with the PnL of the round trip
+it closes.
 
 Tables are rebuilt only when the session's book changed, and hold at most the collector's
 bounded rows.
@@ -17,7 +16,6 @@ from datetime import UTC, datetime
 from rich.text import Text
 from textual.widgets import DataTable
 
-from core.domain import Side
 from tui.collector import SessionSnapshot, fmt_num
 
 __all__ = ["OrdersTable", "TradesTable", "short_time"]
@@ -62,15 +60,13 @@ class OrdersTable(_BookTable):
 
     def rows_for(self, s: SessionSnapshot) -> list[tuple[object, ...]]:
         rows: list[tuple[object, ...]] = []
-        p = s.position
-        if p is not None:
-            exit_side = "SELL" if p.side is Side.LONG else "BUY"
-            for kind, price in (("STOP_MARKET", p.stop_price), ("TAKE_PROFIT", p.target_price)):
-                rows.append((short_time(p.entry_time), exit_side, kind, f"{p.qty:.4f}", fmt_num(price),
-                             Text("working", style="yellow"), "reduce-only"))
+        for o in s.working:  # working orders first: what protects the position right now
+            rows.append((short_time(o.time), o.side, o.kind, fmt_num(o.qty, ".4f"), fmt_num(o.price),
+                         Text("working", style="bold yellow"), o.note))
         for o in reversed(s.orders):
-            status = Text(o.status, style="green" if o.status in ("sent", "filled", "new") else "yellow")
-            rows.append((short_time(o.time), o.side, o.kind, fmt_num(o.qty, ".4f"), fmt_num(o.price), status, o.note))
+            style = {"filled": "green", "new": "", "canceled": "dim", "rejected": "bold red"}.get(o.status, "")
+            rows.append((short_time(o.time), o.side, o.kind, fmt_num(o.qty, ".4f"), fmt_num(o.price),
+                         Text(o.status, style=style), o.note))
         return rows
 
 
