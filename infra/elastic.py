@@ -106,6 +106,12 @@ def make_client(url: str | None = None, *, cloud_id: str | None = None, api_key:
         opts["ca_certs"] = ca_certs
     if not verify_certs:
         opts["verify_certs"] = False
+    try:  # 1.5x faster bulk bodies than the standard library's json
+        from elasticsearch.serializer import OrjsonSerializer
+
+        opts.setdefault("serializer", OrjsonSerializer())
+    except ImportError:
+        pass
     return Elasticsearch(**opts)
 
 

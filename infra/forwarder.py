@@ -223,10 +223,13 @@ class Forwarder:
                 dead.append((m, f"not a JSON object but {type(doc).__name__}"))
                 continue
             try:
-                actions.append(to_action(doc, family, self._index_prefix))
+                action = to_action(doc, family, self._index_prefix)
             except ValueError as exc:
                 dead.append((m, f"not an event: {exc}"))
                 continue
+            if b"\n" not in m.value and b"\r" not in m.value:
+                action["_source"] = m.value  # valid JSON already: sent as it came, not re-encoded
+            actions.append(action)
             origin.append(m)
         pending = list(range(len(actions)))
         attempt = 0

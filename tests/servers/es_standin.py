@@ -69,9 +69,12 @@ class _Index:
 class ElasticsearchStandIn:
     """In-memory Elasticsearch subset on ``http://127.0.0.1:<port>``; start/stop from tests."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, store: bool = True) -> None:
+        """``store=False`` answers bulk items as created without parsing or keeping the documents
+        (a null endpoint for benchmarks that measure the client side of bulk requests)."""
         if not host.startswith("127.") and host not in ("localhost", "::1"):
             raise ValueError("the stand-in serves loopback addresses only")
+        self.store = store
         self._lock = threading.RLock()
         self.templates: dict[str, dict[str, Any]] = {}
         self.indices: dict[str, _Index] = {}
@@ -308,6 +311,10 @@ class ElasticsearchStandIn:
                 items.append({op: {"_index": index, "_id": doc_id, "status": status, "error": {
                     "type": "es_rejected_execution_exception" if status == 429 else "unavailable_shards_exception",
                     "reason": "injected failure"}}})
+                continue
+            if not self.store:
+                items.append({op: {"_index": index, "_id": doc_id, "_version": 1, "result": "created",
+                                   "status": 201}})
                 continue
             try:
                 source = json.loads(lines[i - 1])
