@@ -75,7 +75,7 @@ class TradeConsoleApp(App[int]):
 
     def __init__(self, options: RuntimeOptions, *, runtime_factory: RuntimeFactory = default_runtime_factory,
                  network_probe: NetworkProbe = probe_binance, deterministic: bool = False,
-                 refresh_hz: float = 8.0) -> None:
+                 refresh_hz: float = 5.0) -> None:
         super().__init__()
         self.options = options
         self.runtime_factory = runtime_factory
@@ -383,13 +383,17 @@ class TradeConsoleApp(App[int]):
         self.push_screen("backtest")
 
     def action_help(self) -> None:
+        """Show the help screen; built once and kept, so opening it again costs one repaint."""
         from tui.screens.backtest import BACKTEST_BINDINGS
 
-        self.push_screen(HelpScreen([
-            ("Dashboard", DASHBOARD_BINDINGS),
-            ("Backtest screen", BACKTEST_BINDINGS),
-            ("Everywhere", [Binding("ctrl+p", "", "Command palette"), Binding("ctrl+q", "", "Quit")]),
-        ]))
+        if not self.is_screen_installed("help"):
+            self.install_screen(HelpScreen([
+                ("Dashboard", DASHBOARD_BINDINGS),
+                ("Backtest screen", BACKTEST_BINDINGS),
+                ("Everywhere", [Binding("ctrl+p", "", "Command palette"), Binding("ctrl+q", "", "Quit")]),
+            ]), name="help")
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen("help")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DashboardScreen"]
 
-CHART_HZ = 4.0
+CHART_HZ = 2.5
 
 _SWITCH = Binding.Group("Switch", compact=True)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -25,17 +24,22 @@ CSV/Parquet path): the engine, strategies and broker are exactly those of live p
 Command palette: ctrl+p lists every action by name."""
 
 
-def bindings_table(title: str, bindings: Iterable[BindingType]) -> Table:
-    """A two-column key/description table of the bindings that have a description."""
-    t = Table(title=title, title_style="bold", show_header=False, box=None, padding=(0, 2, 0, 0))
-    t.add_column(style="bold cyan", no_wrap=True)
-    t.add_column()
+def bindings_table(title: str, bindings: Iterable[BindingType]) -> Text:
+    """Key/description lines of the bindings that have a description, under a bold title.
+    Plain Text (not a rich Table) so the screen opens without measuring columns."""
+    rows = []
     for b in bindings:
         if not isinstance(b, Binding) or not b.description:
             continue
-        keys = ", ".join(k.strip() for k in b.key.split(","))
-        t.add_row(b.key_display or keys, b.description + (f" — {b.tooltip}" if b.tooltip else ""))
-    return t
+        keys = b.key_display or ", ".join(k.strip() for k in b.key.split(","))
+        rows.append((keys, b.description + (f" — {b.tooltip}" if b.tooltip else "")))
+    width = max((len(k) for k, _ in rows), default=0) + 2
+    out = Text(title, style="bold")
+    for keys, text in rows:
+        out.append("\n")
+        out.append(keys.ljust(width), style="bold cyan")
+        out.append(text)
+    return out
 
 
 class HelpScreen(ModalScreen):
@@ -55,12 +59,15 @@ class HelpScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         with VerticalScroll() as v:
             v.border_title = "Help (Escape to close)"
+            text = Text()
             for title, bindings in self.sections:
-                yield Static(bindings_table(title, bindings))
-            yield Static(Text(ABOUT, style="dim"))
+                text.append_text(bindings_table(title, bindings))
+                text.append("\n\n")
+            text.append(ABOUT, style="dim")
+            yield Static(text)
 
     def on_mount(self) -> None:
         self.query_one(VerticalScroll).focus()
 
     def action_close(self) -> None:
-        self.dismiss(None)
+        self.app.pop_screen()

@@ -5,7 +5,8 @@ several times that while a replay at full speed competes for the GIL. Done in ``
 ``textual_plotext.PlotextPlot`` does) it stalls the event loop, and a key pressed meanwhile waits.
 So charts here only *request* a picture: ``ChartBuilder``, one background thread per app, draws
 the newest request of each chart (older ones are dropped, never queued) and posts the finished
-``rich.text.Text`` back; ``render`` just returns the last picture.
+picture back, already cut into Textual ``Strip`` lines, so drawing it is ``render_line`` handing
+out stored lines: the UI thread neither runs plotext nor converts ANSI text into segments.
 
 Each chart keeps its own plotext figure, touched only by the builder thread once mounted. The
 data handed to a draw function must be immutable (the collector's tuples are).
@@ -17,9 +18,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from rich.console import Console
 from rich.text import Text
-from textual.app import RenderResult
 from textual.message import Message
+from textual.strip import Strip
 from textual_plotext import Plot, PlotextPlot
 
 __all__ = ["ChartBuilder", "ThreadedPlot"]
@@ -37,6 +39,7 @@ class ChartBuilder:
         self._stop = threading.Event()
         self._pending: dict[int, tuple[ThreadedPlot, DrawFn, Any, int, int, str, int]] = {}
         self._thread: threading.Thread | None = None
+        self._console = Console(width=200, force_terminal=True, color_system="truecolor", legacy_windows=False)
         self.built = 0
 
     def start(self) -> None:
@@ -66,24 +69,33 @@ class ChartBuilder:
                         break
                     _, job = self._pending.popitem()
                 chart, draw, data, width, height, theme, seq = job
-                text = build_picture(chart.plt, draw, data, width, height, theme)
+                strips = build_picture(chart.plt, draw, data, width, height, theme, self._console)
                 self.built += 1
-                chart.post_message(ThreadedPlot.Built(seq, text, (width, height)))
+                chart.post_message(ThreadedPlot.Built(seq, strips, (width, height)))
 
 
-def build_picture(plt: Plot, draw: DrawFn, data: Any, width: int, height: int, theme: str) -> Text:
-    """Run ``draw`` on a cleared figure of the given size and return the picture as Text."""
+def build_picture(plt: Plot, draw: DrawFn, data: Any, width: int, height: int, theme: str,
+                  console: Console | None = None) -> list[Strip]:
+    """Run ``draw`` on a cleared figure of the given size; the picture as ``height`` strips."""
     plt.clear_figure()
     try:
         message = draw(plt, data, width, height)
     except Exception as exc:  # noqa: BLE001 - a bad picture must not kill the builder thread
-        return Text(f"chart error: {type(exc).__name__}: {exc}", style="red")
-    if message is not None:
-        return Text(message, style="dim")
-    plt.plotsize(width, height)
-    plt._set_size(width, height)  # textual-plotext does the same; plotsize alone can lag a resize
-    plt.theme(theme)
-    return Text.from_ansi(plt.build())
+        text = Text(f"chart error: {type(exc).__name__}: {exc}", style="red")
+    else:
+        if message is not None:
+            text = Text(message, style="dim")
+        else:
+            plt.plotsize(width, height)
+            plt._set_size(width, height)  # textual-plotext does the same; plotsize alone can lag a resize
+            plt.theme(theme)
+            text = Text.from_ansi(plt.build())
+    text.no_wrap = True
+    console = console or Console(width=max(1, width), force_terminal=True, color_system="truecolor",
+                                 legacy_windows=False)
+    options = console.options.update(width=max(1, width), height=max(1, height), no_wrap=True, overflow="crop")
+    lines = console.render_lines(text, options, pad=True)
+    return [Strip(line, max(1, width)) for line in lines[:height]]
 
 
 class ThreadedPlot(PlotextPlot):
@@ -91,16 +103,16 @@ class ThreadedPlot(PlotextPlot):
     has none). Subclasses implement ``draw`` and call ``show_data`` with immutable data."""
 
     class Built(Message):
-        def __init__(self, seq: int, text: Text, size: tuple[int, int]) -> None:
+        def __init__(self, seq: int, strips: list[Strip], size: tuple[int, int]) -> None:
             super().__init__()
             self.seq = seq
-            self.text = text
+            self.strips = strips
             self.size = size
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._data: Any = None
-        self._picture: Text = Text("")
+        self._strips: list[Strip] = []
         self.requested = 0
         self.shown = 0
         self._size_drawn = (0, 0)
@@ -136,11 +148,15 @@ class ThreadedPlot(PlotextPlot):
     def on_threaded_plot_built(self, message: ThreadedPlot.Built) -> None:
         message.stop()
         if message.seq >= self.shown:
-            self._apply(message.seq, message.text, message.size)
+            self._apply(message.seq, message.strips, message.size)
 
-    def _apply(self, seq: int, text: Text, size: tuple[int, int]) -> None:
-        self.shown, self._picture, self._size_drawn = seq, text, size
+    def _apply(self, seq: int, strips: list[Strip], size: tuple[int, int]) -> None:
+        self.shown, self._strips, self._size_drawn = seq, strips, size
         self.refresh()
 
-    def render(self) -> RenderResult:
-        return self._picture
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y < len(self._strips):
+            strip = self._strips[y]
+            return strip if strip.cell_length == width else strip.crop_extend(0, width, None)
+        return Strip.blank(width)

@@ -69,7 +69,7 @@ class StatusHeader(Static):
         self._state = state
         self.set_class(state.mode == "live", "-live")
         self.set_class(state.mode == "testnet", "-testnet")
-        self.update(self.render_state(state))
+        self.update(self.render_state(state), layout=False)  # one line, fixed size: no relayout
 
     @staticmethod
     def render_state(st: HeaderState) -> Text:

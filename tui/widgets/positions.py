@@ -10,20 +10,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
 from core.domain import Side
 from tui.collector import SessionSnapshot, fmt_num
 
-__all__ = ["EquityPanel", "PositionsPanel", "position_lines"]
+__all__ = ["EquityPanel", "PositionsPanel", "label_lines", "position_lines"]
 
 
 def _signed_style(v: float | None) -> str:
     if v is None:
         return "dim"
     return "bold green" if v > 0 else "bold red" if v < 0 else ""
+
+
+def label_lines(rows: list[tuple[str, Text]]) -> Text:
+    """``label  value`` lines with aligned values. Plain Text rather than a rich Table: these
+    panels change with every price tick, and a Table measures its columns on every render."""
+    width = max((len(label) for label, _ in rows), default=0) + 1
+    out = Text(no_wrap=True, overflow="ellipsis")
+    for i, (label, value) in enumerate(rows):
+        if i:
+            out.append("\n")
+        out.append(label.ljust(width), style="dim")
+        out.append_text(value)
+    return out
 
 
 def position_lines(s: SessionSnapshot) -> list[tuple[str, Text]]:
@@ -60,20 +72,16 @@ class PositionsPanel(Static):
             return
         self._key = key
         if selected is None:
-            self.update(Text("no session yet", style="dim"))
+            self.update(Text("no session yet", style="dim"), layout=False)
             return
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(style="dim", no_wrap=True)
-        grid.add_column(no_wrap=True)
-        for label, value in position_lines(selected):
-            grid.add_row(label, value)
+        rows = position_lines(selected)
         for o in others:
             p = o.position
             state = Text("flat", style="dim") if p is None else Text(
                 f"{p.side.name} {p.qty:.3f} {fmt_num(o.unrealized_pnl, '+,.2f')}",
                 style=_signed_style(o.unrealized_pnl))
-            grid.add_row(o.key.split(":", 1)[1], state)
-        self.update(grid)
+            rows.append((o.key.split(":", 1)[1], state))
+        self.update(label_lines(rows), layout=False)  # fixed-size panel: redraw without a relayout
 
 
 class EquityPanel(Static):
@@ -90,12 +98,10 @@ class EquityPanel(Static):
             return
         self._key = eq
         if eq is None:
-            self.update(Text("no equity yet", style="dim"))
+            self.update(Text("no equity yet", style="dim"), layout=False)
             return
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(style="dim", no_wrap=True)
-        grid.add_column(no_wrap=True)
-        grid.add_row("equity", Text(fmt_num(eq.equity), style="bold"))
-        grid.add_row("return", Text(f"{eq.return_pct:+.2f}%", style=_signed_style(eq.return_pct)))
-        grid.add_row("cash", Text(fmt_num(eq.cash)))
-        self.update(grid)
+        self.update(label_lines([
+            ("equity", Text(fmt_num(eq.equity), style="bold")),
+            ("return", Text(f"{eq.return_pct:+.2f}%", style=_signed_style(eq.return_pct))),
+            ("cash", Text(fmt_num(eq.cash))),
+        ]), layout=False)
