@@ -83,8 +83,6 @@ def test_live_event_types_validate(event_type):
     assert validate(doc) == []
 
 
-@pytest.mark.xfail(strict=True, reason="core: BacktestRunEvent's metrics overwrite the envelope's mode "
-                                       "(backtest) with the fill model name; reported to the core owner")
 def test_backtest_run_validates(backtest_events):
     from backtest.metrics import compute_metrics
 
@@ -94,18 +92,16 @@ def test_backtest_run_validates(backtest_events):
     ev = BacktestRunEvent(event_id=f"{result.run_id}:backtest_run", time=int(result.open_time[-1]),
                           run_id=result.run_id, mode="backtest", symbol="ETHUSDT", interval="1h",
                           strategy="engulfing", metrics=metrics)
-    assert validate(ev.to_dict()) == []
-
-
-def test_backtest_run_metrics_fit_the_schema_apart_from_mode(backtest_events):
-    from backtest.metrics import compute_metrics
-
-    _, result = backtest_events
-    metrics = compute_metrics(result)
-    ev = BacktestRunEvent(event_id="x", time=int(result.open_time[-1]), run_id=result.run_id, mode="backtest",
-                          symbol="ETHUSDT", interval="1h", strategy="engulfing", metrics=metrics)
-    errors = validate(ev.to_dict())
-    assert all(e.startswith("$.mode:") for e in errors), errors
+    doc = ev.to_dict()
+    errors = validate(doc)
+    if doc.get("fill_model") is None:
+        # Core before the fill model moved to ``fill_model``: the metrics' ``mode`` overwrote the
+        # envelope's. Exactly that, and nothing else, is tolerated until that change is in.
+        assert doc["mode"] == metrics["mode"] and errors == [
+            f"$.mode: {metrics['mode']!r} not one of ['backtest', 'paper', 'testnet', 'live']"]
+    else:
+        assert errors == [] and doc["mode"] == "backtest" and doc["fill_model"] == metrics["mode"]
+    assert doc["bars"] == len(result.equity) and doc["trades"] == len(result.trades)
 
 
 def test_validator_reports_what_is_wrong():
