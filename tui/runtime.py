@@ -87,7 +87,8 @@ class Runtime:
                                  "options": {k: v for k, v in vars_of(opts).items()},
                                  "settings": self.settings.public_view()})
         self.sinks: list[Any] = []
-        for fn in extra_subscribers or []:
+        self._viewers = list(extra_subscribers or [])
+        for fn in self._viewers:
             self.engine.subscribe(fn)
         self._add_sinks()
         self.source: MarketDataSource = self._make_source()
@@ -142,16 +143,30 @@ class Runtime:
             security = {k: (v.reveal() if hasattr(v, "reveal") else v) for k, v in self.settings.kafka.items()
                         if k not in ("bootstrap", "topic_prefix")}
             sink = KafkaSink(kafka, topic_prefix=self.settings.kafka.get("topic_prefix", "tradeconsole"),
-                             security=security or None)
+                             security=security or None, on_stats=lambda st: self._sink_stats(st, "kafka"))
             self.sinks.append(sink)
             self.engine.subscribe(sink.publish)
         es_url = self.opts.elasticsearch or self.settings.elasticsearch.get("url")
         if es_url or self.settings.elasticsearch.get("cloud_id"):
             from infra.elastic import ElasticsearchSink
 
-            sink = ElasticsearchSink.from_settings(es_url, self.settings.elasticsearch)
+            sink = ElasticsearchSink.from_settings(es_url, self.settings.elasticsearch,
+                                                   on_stats=lambda st: self._sink_stats(st, "elasticsearch"))
             self.sinks.append(sink)
             self.engine.subscribe(sink.publish)
+
+    def _sink_stats(self, stats: dict[str, Any], source: str) -> None:
+        """Delivery counts and lag of a sink, as a connection event for the viewers (UI, logs).
+        Called on the sink's own thread; viewers are thread-safe and non-blocking. These status
+        events are not journalled or shipped: they describe the shipping itself."""
+        from infra.kafka_sink import delivery_event
+
+        ev = delivery_event(stats, run_id=self.engine.run_id, mode=self.trading_mode, source=source)
+        for fn in self._viewers:
+            try:
+                fn(ev)
+            except Exception:  # noqa: BLE001 - a viewer's failure must not stop delivery
+                log.exception("viewer failed on delivery stats")
 
     def _make_source(self) -> MarketDataSource:
         if self.replay_candles is not None:
