@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from itertools import repeat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -92,8 +93,9 @@ def run_backtest(
     cancelled = False
     last_pos, last_cash = broker.position, broker.cash
     m = n
-    for i, (row, irow) in enumerate(zip(zip(*cols), zip(*icols))):
-        on_closed(Candle(*row, True), IndicatorValues(*irow))
+    make_candle, make_ind = Candle._make, IndicatorValues._make  # the cheapest way to build per-bar tuples
+    for i, (row, irow) in enumerate(zip(zip(*cols, repeat(True)), zip(*icols))):
+        on_closed(make_candle(row), make_ind(irow))
         pos = broker.position
         if pos is not last_pos or broker.cash != last_cash:
             last_pos, last_cash = pos, broker.cash
