@@ -142,6 +142,7 @@ async def latency_phase(opts, presses: int, size: tuple[int, int]) -> tuple[dict
 async def memory_phase(opts, size: tuple[int, int], samples: int) -> tuple[list[tuple[float, float, float]], dict]:
     from tui.app import TradeConsoleApp
 
+    tracemalloc.start()  # before the app exists, so the baseline is the whole idle app's heap
     app = TradeConsoleApp(opts, runtime_factory=paused_factory)
     points: list[tuple[float, float, float]] = []  # (progress, rss MB, traced MB)
     async with app.run_test(size=size) as pilot:
@@ -149,7 +150,6 @@ async def memory_phase(opts, size: tuple[int, int], samples: int) -> tuple[list[
             await pilot.pause(0.05)
         await pilot.pause(1.0)
         gc.collect()
-        tracemalloc.start()
         points.append((0.0, rss_mb(), tracemalloc.get_traced_memory()[0] / 2**20))
         rt = app.runtime
         n = len(rt.replay_candles)

@@ -91,7 +91,7 @@ class TradeConsoleApp(App[int]):
         self.exit_message = ""  # why the console refused to start (printed after exit)
         self._errors_seen = 0
         self._backtest_installed = False
-        self._stopped_runtimes: list[Runtime] = []
+        self.last_stopped: Runtime | None = None  # kept for inspection (tests); older ones are dropped
         self.chart_builder = ChartBuilder()
 
     # ------------------------------------------------------------------ lifecycle
@@ -110,7 +110,7 @@ class TradeConsoleApp(App[int]):
         if previous is not None:
             self.status = "stopping the engine…"
             await asyncio.to_thread(previous.stop)
-            self._stopped_runtimes.append(previous)
+            self.last_stopped = previous
         self.collector.reset()
         self.trading, self.entries_paused = True, False
         problem = ""
@@ -192,7 +192,7 @@ class TradeConsoleApp(App[int]):
         rt, self.runtime = self.runtime, None
         if rt is not None:
             rt.stop()
-            self._stopped_runtimes.append(rt)
+            self.last_stopped = rt
 
     async def action_quit(self) -> None:
         self.status = "shutting down…"
@@ -259,11 +259,11 @@ class TradeConsoleApp(App[int]):
             return None
         return self.runtime.engine
 
-    def _show_now(self) -> None:
-        """Redraw the dashboard's header at once: an operator action is answered on screen in
-        the same frame, not at the next timer tick."""
+    def _show_now(self, everything: bool = False) -> None:
+        """Redraw the dashboard's header (or ``everything``) at once: an operator action is
+        answered on screen in the same frame, not at the next timer tick."""
         if isinstance(self.screen, DashboardScreen):
-            self.screen.refresh_view()
+            self.screen.refresh_view(force=everything)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "toggle_replay":
@@ -358,6 +358,7 @@ class TradeConsoleApp(App[int]):
         if keys:
             i = keys.index(self.selected_key) if self.selected_key in keys else -1
             self.selected_key = keys[(i + 1) % len(keys)]
+            self._show_now(everything=True)
 
     def action_toggle_replay(self) -> None:
         source = self.runtime.source if self.runtime is not None else None

@@ -6,6 +6,7 @@ through the same bindings a user presses.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
@@ -261,3 +262,22 @@ async def test_footer_shows_the_keys_at_80x24(replay_opts):
             assert words in footer
         await quit_cleanly(pilot, app)
 
+
+
+async def test_two_sessions_side_by_side(replay_opts):
+    """Two strategies on one feed: the header says which one is shown, ``n`` switches, and the
+    position panel always lists the other session."""
+    app = TradeConsoleApp(replay_opts(strategies=[("engulfing", "1h"), ("basic", "1h")]))
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        header = screen_text(app).splitlines()[0]
+        assert "engulfing [1/2]" in header
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert app.selected_key == "ETHUSDT:1h:basic"
+        text = screen_text(app)
+        assert "basic [2/2]" in text.splitlines()[0]
+        assert re.search(r"engulfing +SHORT -29\.37", text)  # the other session's short, one panel line
+        assert "FLAT" in text  # basic holds nothing at the end of January
+        rt = await quit_cleanly(pilot, app)
+    assert_closed(rt)

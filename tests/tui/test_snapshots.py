@@ -33,7 +33,7 @@ async def replay_to_the_end(pilot) -> None:
 def test_dashboard(snap_compare, replay_opts, size):
     app = TradeConsoleApp(replay_opts(), deterministic=True)
     assert snap_compare(app, terminal_size=size, run_before=replay_to_the_end)
-    assert app.runtime is None and not app._stopped_runtimes[-1].engine.alive  # shut down on exit
+    assert app.runtime is None and not app.last_stopped.engine.alive  # shut down on exit
 
 
 @pytest.mark.parametrize("size", SIZES)

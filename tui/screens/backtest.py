@@ -440,15 +440,25 @@ class BacktestScreen(Screen):
             if len(candles) < 2:
                 raise ValueError("fewer than 2 candles in the chosen data and date range")
             if self._cancel.is_set():
-                self.app.call_from_thread(self._finished, None, "cancelled before the run started")
+                self._report(None, "cancelled before the run started")
                 return
             result = run_backtest(candles, strategy, symbol=req.symbol, interval=req.interval, model=req.model,
                                   settings=settings, progress=self._progress_cb)
             metrics = compute_metrics(result)
         except Exception as exc:  # noqa: BLE001 - bad data, bad parameters: shown, never fatal
-            self.app.call_from_thread(self._finished, None, f"{type(exc).__name__}: {exc}")
+            self._report(None, f"{type(exc).__name__}: {exc}")
             return
-        self.app.call_from_thread(self._finished, BacktestRun(0, req, result, metrics, summary), "")
+        self._report(BacktestRun(0, req, result, metrics, summary), "")
+
+    def _report(self, run: BacktestRun | None, error: str) -> None:
+        """Hand the outcome to the UI thread (nothing to do if the app has closed meanwhile)."""
+        try:
+            self.app.call_from_thread(self._finished, run, error)
+        except Exception:  # noqa: BLE001 - app gone (RuntimeError) or no active app: nobody to tell
+            pass
+
+    def on_unmount(self) -> None:
+        self._cancel.set()  # the app is closing: a running backtest stops at its next progress call
 
     def _finished(self, run: BacktestRun | None, error: str) -> None:
         self.running = False

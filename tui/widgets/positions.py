@@ -78,9 +78,10 @@ class PositionsPanel(Static):
         for o in others:
             p = o.position
             state = Text("flat", style="dim") if p is None else Text(
-                f"{p.side.name} {p.qty:.3f} {fmt_num(o.unrealized_pnl, '+,.2f')}",
-                style=_signed_style(o.unrealized_pnl))
-            rows.append((o.key.split(":", 1)[1], state))
+                f"{p.side.name} {fmt_num(o.unrealized_pnl, '+,.2f')}", style=_signed_style(o.unrealized_pnl))
+            label = o.strategy if (o.symbol, o.interval) == (selected.symbol, selected.interval) else \
+                f"{o.strategy} {o.interval}"
+            rows.append((label, state))
         self.update(label_lines(rows), layout=False)  # fixed-size panel: redraw without a relayout
 
 
