@@ -36,16 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.events import SCHEMA_VERSION, Event
-from infra.kafka_sink import (
-    EventInbox,
-    Record,
-    Spool,
-    SpoolPosition,
-    dumps,
-    loads,
-    open_default_spool,
-)
+from infra.kafka_sink import dumps, loads
 from infra.schemas import SchemaError, schemas_for_family
+from infra.spool import EventInbox, Record, Spool, SpoolPosition, open_default_spool
 from infra.topics import families, message_key
 
 if TYPE_CHECKING:

@@ -2,11 +2,9 @@
 
 How an event travels
 --------------------
-``publish(event)`` (engine thread) appends ``(seq, time, event)`` to a bounded in-memory deque and
-returns; nothing in it waits for a lock held during I/O, for the network or for the disk. If the
-deque is full, the event is serialised and appended to an *overflow* file in the spool directory
-instead (a buffered write handed to the OS, no fsync), and so is every later event until the
-producer thread has caught up; that keeps order without ever waiting.
+``publish(event)`` (engine thread) hands the event to an :class:`~infra.spool.EventInbox`: a
+bounded in-memory deque, with an overflow file in the spool directory when the deque is full. It
+returns at once; nothing in it waits for the network or for the disk.
 
 The producer thread serialises events (``to_dict()`` then orjson, or json when orjson is missing),
 and sends them with kafka-python: ``acks=all``, gzip compression, the idempotent producer with one
@@ -16,63 +14,46 @@ in-flight list until the broker acknowledges them.
 
 When the broker is down or slow (no connection, nothing acknowledged for ``spill_after_s`` while
 records wait, or the deque past half full), the thread spills the deque to the on-disk
-:class:`Spool`, and everything that is already on disk is sent from there, oldest first, before
-anything newer: events reach Kafka in publish order. A failed delivery aborts the producer: the
-unacknowledged records go back to the head of the spool, records the broker did acknowledge are
-remembered and not sent again, and the thread reconnects with exponential backoff (a cheap TCP
-probe first, so a dead broker costs nothing). Whatever the broker might have stored of an aborted
-request can reach Kafka twice; consumers deduplicate on ``event_id`` (the Elasticsearch
-forwarder does so through the document id).
+:class:`~infra.spool.Spool`, and everything that is already on disk is sent from there, oldest
+first, before anything newer: events reach Kafka in publish order. A failed delivery aborts the
+producer: the unacknowledged records go back to the head of the spool, records the broker did
+acknowledge are remembered and not sent again, and the thread reconnects with exponential backoff
+(a cheap TCP probe first, so a dead broker costs nothing). Whatever the broker might have stored
+of an aborted request can reach Kafka twice; consumers deduplicate on ``event_id`` (the
+Elasticsearch forwarder does so through the document id).
 
-Spool and fsync policy
-----------------------
-The spool is a directory of append-only segment files (``seg-<n>.log``, 64 MiB each), one record
-per line: ``seq TAB publish-ms TAB crc32 TAB topic TAB key TAB json``. A ``cursor`` file records
-how far the broker has acknowledged; fully acknowledged segments are deleted. Every append is
-handed to the OS at once, so a crash of the process loses nothing that reached the spool. The
-``spool_fsync`` policy decides what survives a crash of the machine: ``"interval"`` (default)
-fsyncs at most once a second while spooling and at every segment roll and close; ``"always"``
-fsyncs every append; ``"never"`` leaves it to the OS. The in-memory deque is not persisted:
-``close()`` drains it (to Kafka, or to the spool when Kafka is unreachable). A lock file keeps
-two processes out of one spool directory; the default directory, ``<data>/spool/kafka``, falls
-back to ``kafka.1``, ``kafka.2``... while another process holds it. A sink started on a spool with
-records left by an earlier run sends those first.
+Spool
+-----
+The spool's segment format, its fsync policies (``spool_fsync``) and its ordering guarantees are
+described in :mod:`infra.spool`. ``close()`` drains the in-memory deque (to Kafka, or to the spool
+when Kafka is unreachable). The default spool directory is ``<data>/spool/kafka`` (``kafka.1``,
+``kafka.2``... while another process holds it); a sink started on a spool with records left by an
+earlier run sends those first.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import itertools
 import json
 import logging
-import os
-import re
 import socket
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
 from core.events import ConnectionEvent, Event
+from infra.spool import EventInbox, Record, Spool, SpoolPosition, open_default_spool
 from infra.topics import DEFAULT_PREFIX, TopicNames, message_key
 
 __all__ = [
     "SECURITY_KEYS",
-    "EventInbox",
     "KafkaSink",
-    "Record",
-    "Spool",
-    "SpoolBusyError",
-    "SpoolPosition",
     "delivery_event",
     "dumps",
     "kafka_security_kwargs",
     "loads",
-    "open_default_spool",
 ]
 
 log = logging.getLogger(__name__)
@@ -143,530 +124,6 @@ def kafka_security_kwargs(security: Mapping[str, Any] | None) -> dict[str, Any]:
 def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a client config that is safe to log."""
     return {k: ("***" if k in _SECRET_SECURITY_KEYS or "password" in k else v) for k, v in config.items()}
-
-
-# ---------------------------------------------------------------------------------------------- spool
-
-#: (seq, publish time ms, topic, key, value) - one serialised event.
-Record = tuple[int, int, str, bytes, bytes]
-
-
-class SpoolPosition(NamedTuple):
-    """Where a record ends in the spool: segment number and byte offset after its line."""
-
-    segment: int
-    offset: int
-
-
-class SpoolBusyError(RuntimeError):
-    """Another process holds the spool directory."""
-
-
-_SEG_RE = re.compile(r"^seg-(\d{20})\.log$")
-_OVF_RE = re.compile(r"^ovf-(\d+)\.tmp$")
-_FIRST_SEGMENT = 10**15  # appends count up from here, prepends count down
-_FSYNC_POLICIES = ("always", "interval", "never")
-
-
-def _encode_line(rec: Record) -> bytes:
-    seq, ts, topic, key, value = rec
-    t = topic.encode()
-    crc = zlib.crc32(value, zlib.crc32(key, zlib.crc32(t)))
-    return b"%d\t%d\t%08x\t%s\t%s\t%s\n" % (seq, ts, crc, t, key, value)
-
-
-def _decode_line(line: bytes) -> Record | None:
-    if not line.endswith(b"\n"):
-        return None
-    parts = line[:-1].split(b"\t", 5)
-    if len(parts) != 6:
-        return None
-    try:
-        seq, ts, crc = int(parts[0]), int(parts[1]), int(parts[2], 16)
-    except ValueError:
-        return None
-    t, key, value = parts[3], parts[4], parts[5]
-    if zlib.crc32(value, zlib.crc32(key, zlib.crc32(t))) != crc:
-        return None
-    return seq, ts, t.decode(errors="replace"), key, value
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _count_lines(path: Path, start: int = 0) -> int:
-    n = 0
-    last = b"\n"
-    with open(path, "rb") as f:
-        f.seek(start)
-        while chunk := f.read(1 << 20):
-            n += chunk.count(b"\n")
-            last = chunk[-1:]
-    return n + (0 if last == b"\n" else 1)  # a torn last line is still one (corrupt) record
-
-
-class Spool:
-    """An ordered, append-only on-disk queue of serialised records with an acknowledgement cursor.
-
-    Single-threaded: only the owning sink thread calls it (the engine's overflow file is separate
-    and handed over with :meth:`adopt`). Records are read in order from the cursor; ``ack`` moves
-    the cursor and deletes segments that are fully acknowledged; ``rewind`` goes back to the
-    cursor after a failed delivery; ``prepend`` puts records that failed in memory ahead of
-    everything on disk. See the module docstring for the line format and the fsync policy.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str], *, segment_bytes: int = 64 << 20,
-                 fsync: str = "interval", fsync_interval_s: float = 1.0) -> None:
-        if fsync not in _FSYNC_POLICIES:
-            raise ValueError(f"spool fsync policy must be one of {', '.join(_FSYNC_POLICIES)}")
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock_file = open(self.dir / "lock", "a+b")  # noqa: SIM115 - held for the spool's lifetime
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            self._lock_file.close()
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise SpoolBusyError(f"spool {self.dir} is in use by another process") from None
-            raise
-        self.fsync = fsync
-        self._fsync_interval = fsync_interval_s
-        self._segment_bytes = segment_bytes
-        self._segments: list[int] = sorted(
-            int(m.group(1)) for p in self.dir.iterdir() if (m := _SEG_RE.match(p.name)))
-        self._sizes: dict[int, int] = {}
-        self._starts: dict[int, int] = {}
-        self._writer: Any = None
-        self._writer_seg: int | None = None
-        self._writer_size = 0
-        self._reader: Any = None
-        self._reader_seg: int | None = None
-        self._dirty = False
-        self._cursor_dirty = False
-        self._last_sync = time.monotonic()
-        #: Records acknowledged by the broker after an earlier one failed: skipped on re-read.
-        self.acked_ahead: set[SpoolPosition] = set()
-        self.corrupt = 0
-        self._corrupt_seen: set[tuple[int, int]] = set()
-        self.pending = 0  # records not yet acknowledged (including read ones in flight)
-        self.unread = 0   # records not yet handed out by read()
-        self.appended_total = 0
-        self._cursor: SpoolPosition | None = None
-        self._read_pos: SpoolPosition | None = None
-        # Segments are deleted as soon as they are acknowledged, so every segment still here holds
-        # unacknowledged records; the cursor only says where in its own segment to resume (a
-        # segment below it is one prepended just before a crash).
-        cursor = self._load_cursor()
-        for seg in self._segments:
-            self._sizes[seg] = os.path.getsize(self._path(seg))
-        if cursor is not None and cursor.segment in self._segments:
-            self._starts[cursor.segment] = cursor.offset
-        for ovf in sorted(self.dir.glob("ovf-*.tmp")):  # left by a crash while overflowing
-            if _OVF_RE.match(ovf.name):
-                self.adopt(ovf, _count_lines(ovf))
-        self.pending = sum(_count_lines(self._path(s), self._starts.get(s, 0)) for s in self._segments)
-        self.unread = self.pending
-        self.recovered = self.pending
-        self._cursor = self._read_pos = (
-            SpoolPosition(self._segments[0], self._starts.get(self._segments[0], 0)) if self._segments else None)
-        if self.recovered:
-            log.info("spool %s holds %d record(s) from an earlier run; they are sent first",
-                     self.dir, self.recovered)
-
-    # ------------------------------------------------------------------ paths and cursor
-    def _path(self, seg: int) -> Path:
-        return self.dir / f"seg-{seg:020d}.log"
-
-    def _load_cursor(self) -> SpoolPosition | None:
-        try:
-            data = json.loads((self.dir / "cursor").read_text())
-            cur = SpoolPosition(int(data["cursor"][0]), int(data["cursor"][1]))
-            self._starts.update({int(k): int(v) for k, v in data.get("starts", {}).items()})
-            return cur
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            return None
-
-    def save_cursor(self) -> None:
-        """Persist how far the broker has acknowledged (atomic replace; losing it only means
-        records are sent again, which consumers deduplicate)."""
-        if not self._cursor_dirty:
-            return
-        starts = {str(k): v for k, v in self._starts.items() if k in self._segments}
-        cur = self._cursor or SpoolPosition(0, 0)
-        tmp = self.dir / "cursor.tmp"
-        tmp.write_text(json.dumps({"cursor": list(cur), "starts": starts}))
-        os.replace(tmp, self.dir / "cursor")
-        self._cursor_dirty = False
-
-    # ------------------------------------------------------------------ writing
-    def _roll(self) -> None:
-        self._close_writer()
-        seg = (self._segments[-1] + 1) if self._segments else _FIRST_SEGMENT
-        self._writer = open(self._path(seg), "ab", buffering=1 << 20)  # noqa: SIM115
-        self._writer_seg, self._writer_size = seg, 0
-        self._segments.append(seg)
-        if self._cursor is None:
-            self._cursor = self._read_pos = SpoolPosition(seg, 0)
-        if self.fsync != "never":
-            _fsync_dir(self.dir)
-
-    def _close_writer(self) -> None:
-        if self._writer is None:
-            return
-        self._writer.flush()
-        if self.fsync != "never":
-            os.fsync(self._writer.fileno())
-        self._writer.close()
-        self._sizes[self._writer_seg] = self._writer_size  # type: ignore[index]
-        self._writer = None
-        self._writer_seg = None
-
-    def roll(self) -> None:
-        """Start a new segment on the next append (after an adopted overflow file)."""
-        self._close_writer()
-
-    def append(self, records: Sequence[Record]) -> None:
-        """Append records after everything already spooled."""
-        if not records:
-            return
-        if self._writer is None or self._writer_size >= self._segment_bytes:
-            self._roll()
-        data = b"".join(map(_encode_line, records))
-        self._writer.write(data)
-        self._writer.flush()  # in the OS now: survives a crash of the process
-        self._writer_size += len(data)
-        n = len(records)
-        self.pending += n
-        self.unread += n
-        self.appended_total += n
-        self._dirty = True
-        if self.fsync == "always":
-            self.sync()
-        else:
-            self.maybe_sync()
-
-    def prepend(self, records: Sequence[Record]) -> None:
-        """Put records ahead of everything spooled (records that failed in memory, which are
-        older than anything spilled after them). Only valid while nothing read is unacknowledged."""
-        if not records:
-            return
-        if self._read_pos != self._cursor:
-            raise RuntimeError("prepend while spooled records are in flight")
-        seg = (self._segments[0] - 1) if self._segments else _FIRST_SEGMENT
-        data = b"".join(map(_encode_line, records))
-        with open(self._path(seg), "wb") as f:
-            f.write(data)
-            f.flush()
-            if self.fsync != "never":
-                os.fsync(f.fileno())
-        if self.fsync != "never":
-            _fsync_dir(self.dir)
-        if self._cursor is not None:
-            self._starts[self._cursor.segment] = self._cursor.offset
-        self._sizes[seg] = len(data)
-        self._segments.insert(0, seg)
-        self._close_reader()
-        self._cursor = self._read_pos = SpoolPosition(seg, 0)
-        self._cursor_dirty = True
-        self.save_cursor()
-        self.pending += len(records)
-        self.unread = self.pending
-        self.appended_total += len(records)
-
-    def adopt(self, path: Path, count: int) -> None:
-        """Take over a closed file of encoded lines (the engine's overflow file) as the newest
-        segment; later appends start a new segment after it."""
-        self._close_writer()
-        seg = (self._segments[-1] + 1) if self._segments else _FIRST_SEGMENT
-        os.replace(path, self._path(seg))
-        if self.fsync != "never":
-            _fsync_dir(self.dir)
-        self._segments.append(seg)
-        self._sizes[seg] = os.path.getsize(self._path(seg))
-        if self._cursor is None:
-            self._cursor = self._read_pos = SpoolPosition(seg, 0)
-        self.pending += count
-        self.unread += count
-        self.appended_total += count
-
-    def sync(self) -> None:
-        """fsync the segment being written."""
-        if self._writer is not None and self._dirty:
-            self._writer.flush()
-            os.fsync(self._writer.fileno())
-        self._dirty = False
-        self._last_sync = time.monotonic()
-
-    def maybe_sync(self) -> None:
-        """Apply the ``interval`` policy (call regularly)."""
-        if self._dirty and self.fsync == "interval" and time.monotonic() - self._last_sync >= self._fsync_interval:
-            self.sync()
-
-    # ------------------------------------------------------------------ reading
-    def _close_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-        self._reader = self._reader_seg = None
-
-    def _next_segment(self, seg: int) -> int | None:
-        i = self._segments.index(seg)
-        return self._segments[i + 1] if i + 1 < len(self._segments) else None
-
-    def read(self, max_records: int) -> list[tuple[Record | None, SpoolPosition]]:
-        """Up to ``max_records`` unread records in order, each with the position after it.
-
-        A record is None when its line is corrupt (torn by a machine crash or damaged on disk);
-        it is counted in ``corrupt`` and must be acknowledged like any other to move past it.
-        """
-        out: list[tuple[Record | None, SpoolPosition]] = []
-        while len(out) < max_records and self._read_pos is not None and self.unread > 0:
-            seg, off = self._read_pos
-            if self._reader_seg != seg:
-                self._close_reader()
-                self._reader = open(self._path(seg), "rb")  # noqa: SIM115
-                self._reader.seek(off)
-                self._reader_seg = seg
-            line = self._reader.readline()
-            if not line:
-                nxt = None if seg == self._writer_seg else self._next_segment(seg)
-                if nxt is None:
-                    break
-                self._close_reader()
-                self._read_pos = SpoolPosition(nxt, self._starts.get(nxt, 0))
-                continue
-            rec = _decode_line(line)
-            if rec is None and (seg, off) not in self._corrupt_seen:
-                self._corrupt_seen.add((seg, off))
-                self.corrupt += 1
-                log.error("spool %s: corrupt record in segment %d at byte %d skipped", self.dir, seg, off)
-            self._read_pos = SpoolPosition(seg, off + len(line))
-            self.unread -= 1
-            out.append((rec, self._read_pos))
-        return out
-
-    def rewind(self) -> None:
-        """Read again from the first unacknowledged record (after a failed delivery)."""
-        self._close_reader()
-        self._read_pos = self._cursor
-        self.unread = self.pending
-
-    def ack(self, pos: SpoolPosition, count: int) -> None:
-        """The ``count`` records up to ``pos`` are delivered: move the cursor, drop what is done."""
-        self.pending -= count
-        self._cursor = pos
-        self._cursor_dirty = True
-        while self._segments and self._segments[0] != pos.segment:
-            self._delete_segment(self._segments[0])
-        if self.pending <= 0 and self.unread <= 0:
-            self._reset_empty()
-        elif pos.segment != self._writer_seg and pos.offset >= self._sizes.get(pos.segment, 1 << 62):
-            nxt = self._next_segment(pos.segment)
-            self._delete_segment(pos.segment)
-            if nxt is not None:
-                self._cursor = SpoolPosition(nxt, self._starts.get(nxt, 0))
-                if self._read_pos is not None and self._read_pos.segment == pos.segment:
-                    self._read_pos = self._cursor
-
-    def _delete_segment(self, seg: int) -> None:
-        if seg == self._reader_seg:
-            self._close_reader()
-        if seg == self._writer_seg:
-            self._writer.close()
-            self._writer = self._writer_seg = None
-        try:
-            self._path(seg).unlink()
-        except FileNotFoundError:
-            pass
-        self._segments.remove(seg)
-        self._sizes.pop(seg, None)
-        self._starts.pop(seg, None)
-
-    def _reset_empty(self) -> None:
-        for seg in list(self._segments):
-            self._delete_segment(seg)
-        self.pending = self.unread = 0
-        self._cursor = self._read_pos = None
-        self.acked_ahead.clear()
-        self._dirty = False
-
-    def oldest_ts(self) -> int | None:
-        """Publish time (ms) of the first unacknowledged record, for lag reporting."""
-        if self._cursor is None or not self.pending:
-            return None
-        if self._cursor.segment == self._writer_seg:
-            self._writer.flush()
-        try:
-            with open(self._path(self._cursor.segment), "rb") as f:
-                f.seek(self._cursor.offset)
-                rec = _decode_line(f.readline())
-        except OSError:
-            return None
-        return rec[1] if rec else None
-
-    def close(self) -> None:
-        """Flush, fsync (unless ``never``), persist the cursor and release the directory."""
-        if self._lock_file.closed:
-            return
-        self._close_reader()
-        self._close_writer()
-        self._cursor_dirty = True
-        self.save_cursor()
-        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        self._lock_file.close()
-
-
-def open_default_spool(name: str, **kwargs: Any) -> Spool:
-    """The spool under ``infra.paths.spool_dir()``: ``<name>``, or ``<name>.1``, ``<name>.2``...
-    while other processes hold the earlier ones."""
-    from infra.paths import spool_dir
-
-    root = spool_dir()
-    for i in range(64):
-        try:
-            return Spool(root / (name if i == 0 else f"{name}.{i}"), **kwargs)
-        except SpoolBusyError:
-            continue
-    raise SpoolBusyError(f"all spool directories {root / name}[.N] are in use")
-
-
-class _OverflowFile:
-    """Where the engine thread writes when the deque is full (handed to the spool later)."""
-
-    def __init__(self, directory: Path, first_seq: int) -> None:
-        self.path = directory / f"ovf-{first_seq:020d}.tmp"
-        self._f = open(self.path, "ab", buffering=1 << 16)  # noqa: SIM115
-        self.count = 0
-
-    def write(self, rec: Record) -> None:
-        self._f.write(_encode_line(rec))
-        self._f.flush()
-        self.count += 1
-
-    def close(self, fsync: bool) -> None:
-        self._f.flush()
-        if fsync:
-            os.fsync(self._f.fileno())
-        self._f.close()
-
-
-# ---------------------------------------------------------------------------------------------- inbox
-
-Encoder = Callable[[tuple[int, float, Event]], "Record | None"]
-
-
-class EventInbox:
-    """The engine-facing half of a sink: a bounded deque, and an overflow file when it is full.
-
-    ``put`` never waits for I/O: it appends to the deque, or (only when the deque is full, and
-    until the sink thread has drained it) serialises the event into the overflow file under a
-    lock that nothing holds during network or fsync work.
-    """
-
-    def __init__(self, maxsize: int, encode: Encoder, spool_dir: Path) -> None:
-        if maxsize < 1:
-            raise ValueError("queue_size must be at least 1")
-        # Events and their publish times in two deques rather than one deque of tuples: a
-        # long-lived tuple per event would be one more object for the garbage collector to walk.
-        self._dq: deque[Event] = deque()
-        self._tq: deque[float] = deque()
-        self._max = maxsize
-        self._pub = itertools.count(1)
-        self._seq = itertools.count()
-        self._encode = encode
-        self._dir = spool_dir
-        self._lock = threading.Lock()
-        self._ovf: _OverflowFile | None = None
-        self.overflowing = False
-        self.overflowed = 0
-        self.invalid = 0
-        self.published = 0
-        self.dropped_after_close = 0
-        self.closed = False
-        #: Set by ``put`` when the sink thread sleeps in ``wait``.
-        self.idle = False
-        self.wake = threading.Event()
-
-    def __len__(self) -> int:
-        return len(self._dq)
-
-    def put(self, event: Event) -> None:
-        """Hand an event over (engine thread). Never blocks on I/O."""
-        self.published = next(self._pub)
-        if self.overflowing or len(self._dq) >= self._max or self.closed:
-            self._put_slow(event, time.time())
-            return
-        self._dq.append(event)
-        self._tq.append(time.time())
-        if self.idle:
-            self.wake.set()
-
-    def _put_slow(self, event: Event, t: float) -> None:
-        with self._lock:
-            if self.closed:
-                self.dropped_after_close += 1
-                if self.dropped_after_close == 1:
-                    log.error("event published after the sink was closed; it is dropped (close sinks "
-                              "after the engine has stopped)")
-                return
-            if not self.overflowing and len(self._dq) < self._max:
-                self._dq.append(event)
-                self._tq.append(t)
-            else:
-                item = (self.published, t, event)
-                if self._ovf is None:
-                    self._ovf = _OverflowFile(self._dir, item[0])
-                    self.overflowing = True
-                    log.warning("sink queue full (%d events): spilling to %s until it drains", self._max, self._dir)
-                rec = self._encode(item)
-                if rec is None:
-                    self.invalid += 1
-                else:
-                    self._ovf.write(rec)
-                self.overflowed += 1
-        if self.idle:
-            self.wake.set()
-
-    def take(self, n: int) -> list[tuple[int, float, Event]]:
-        """Up to ``n`` oldest events (sink thread)."""
-        dq, tq, seq = self._dq, self._tq, self._seq
-        k = min(n, len(dq), len(tq))  # a concurrent put may have appended the event, not yet its time
-        return [(next(seq), tq.popleft(), dq.popleft()) for _ in range(k)]
-
-    def oldest_time(self) -> float | None:
-        try:
-            return self._tq[0]
-        except IndexError:
-            return None
-
-    def seal_overflow(self, fsync: bool) -> _OverflowFile | None:
-        """Close the overflow file once the deque is drained, so the spool can adopt it."""
-        if not self.overflowing:
-            return None
-        with self._lock:
-            if self._dq or self._ovf is None:
-                return None
-            ovf, self._ovf = self._ovf, None
-            self.overflowing = False
-        ovf.close(fsync)
-        return ovf
-
-    def close(self) -> None:
-        """Refuse further events (they are counted and logged, see ``_put_slow``)."""
-        with self._lock:
-            self.closed = True
-
-    def wait(self, timeout: float) -> None:
-        """Sleep until ``put`` wakes us or ``timeout`` passes (sink thread)."""
-        self.idle = True
-        if not self._dq:
-            self.wake.wait(timeout)
-        self.idle = False
-        self.wake.clear()
 
 
 # ---------------------------------------------------------------------------------------------- sink

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.kafka_sink import Spool, SpoolBusyError
+from infra.spool import Spool, SpoolBusyError
 
 
 def recs(start: int, n: int, topic: str = "t.candles") -> list[tuple[int, int, str, bytes, bytes]]:
@@ -98,7 +98,7 @@ def test_corrupt_and_torn_lines_are_skipped_and_counted(tmp_path):
 
 
 def test_an_overflow_file_left_by_a_crash_is_adopted_after_the_segments(tmp_path):
-    from infra.kafka_sink import _encode_line
+    from infra.spool import _encode_line
 
     spool = Spool(tmp_path)
     spool.append(recs(0, 2))
