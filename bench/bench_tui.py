@@ -182,6 +182,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one month of data and fewer presses")
     ap.add_argument("--presses", type=int, default=20, help="idle key rounds (each: ?, escape, p)")
     ap.add_argument("--size", default="120x40", help="terminal size WxH")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory phase")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="override sys.setswitchinterval (seconds) to compare with the app's own setting")
     args = ap.parse_args()
@@ -223,6 +224,8 @@ def main() -> int:
           f"{'within' if worst < 0.1 else 'ABOVE'} the 100 ms target")
     print(f"   engine thread alive after quit: {bool(info['engine_alive_after_quit'])}\n")
 
+    if args.no_memory:
+        return 0
     points, sizes = asyncio.run(memory_phase(opts, (w, h), samples=10))
     base_rss, base_py = points[0][1], points[0][2]
     print("2. memory over the replay (idle app before the replay = baseline)")

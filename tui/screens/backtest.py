@@ -29,12 +29,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar, Select, Static
+from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import Plot
 
 from core.strategies import STRATEGIES
 from tui.widgets.candles import spaced_ticks
 from tui.widgets.chart import ThreadedPlot
+from tui.widgets.header import KeyBar
 
 __all__ = ["BACKTEST_BINDINGS", "BacktestRequest", "BacktestRun", "BacktestScreen", "parse_request"]
 
@@ -327,7 +328,7 @@ class BacktestScreen(Screen):
                     yield ResultChart("equity", id="equity", classes="view")
                     yield ResultChart("price", id="price", classes="view")
                     yield SortableTable(id="trades", classes="view")
-        yield Footer(compact=True)
+        yield KeyBar(BACKTEST_BINDINGS)
 
     def on_mount(self) -> None:
         for inp in self.query(Input):

@@ -16,11 +16,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from tui.collector import CollectorSnapshot, SessionSnapshot
 from tui.widgets.candles import CandleChart
-from tui.widgets.header import HeaderState, StatusHeader
+from tui.widgets.header import HeaderState, KeyBar, StatusHeader
 from tui.widgets.indicators import IndicatorChart
 from tui.widgets.log import EventLog
 from tui.widgets.orders import OrdersTable, TradesTable
@@ -71,7 +70,7 @@ class DashboardScreen(Screen):
             with Horizontal(id="book"):
                 yield OrdersTable(id="orders")
                 yield TradesTable(id="trades")
-        yield Footer(compact=True)
+        yield KeyBar(DASHBOARD_BINDINGS)
 
     @property
     def tc_app(self) -> TradeConsoleApp:

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import Screen
 from textual.widgets import Static
 
 __all__ = ["HelpScreen", "bindings_table"]
@@ -34,7 +34,8 @@ def bindings_table(title: str, bindings: Iterable[BindingType]) -> Text:
         keys = b.key_display or ", ".join(k.strip() for k in b.key.split(","))
         rows.append((keys, b.description + (f" — {b.tooltip}" if b.tooltip else "")))
     width = max((len(k) for k, _ in rows), default=0) + 2
-    out = Text(title, style="bold")
+    out = Text()
+    out.append(title, style="bold underline")
     for keys, text in rows:
         out.append("\n")
         out.append(keys.ljust(width), style="bold cyan")
@@ -42,12 +43,15 @@ def bindings_table(title: str, bindings: Iterable[BindingType]) -> Text:
     return out
 
 
-class HelpScreen(ModalScreen):
+class HelpScreen(Screen):
+    """A full (opaque) screen rather than a modal: a modal keeps the dashboard rendering behind
+    it, which makes opening and closing help cost two full repaints during a fast replay."""
+
     BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close help")]
     DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
+    HelpScreen { align: center top; }
     HelpScreen > VerticalScroll {
-        width: 90; max-width: 100%; height: auto; max-height: 100%;
+        width: 100; max-width: 100%; height: 1fr;
         border: thick $accent; background: $surface; padding: 0 1;
     }
     """

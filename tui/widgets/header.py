@@ -1,4 +1,4 @@
-"""The status line at the top of the dashboard.
+"""The status line at the top of the dashboard, and the key bar at the bottom of each screen.
 
 The trading mode comes first and in colour, because the worst mistake this console can enable is
 believing you are on paper when you are live: PAPER is a calm blue badge, TESTNET amber, LIVE a
@@ -9,12 +9,14 @@ lag, or the replay position), and what the engine is allowed to do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-__all__ = ["HeaderState", "StatusHeader", "mode_badge"]
+__all__ = ["HeaderState", "KeyBar", "StatusHeader", "mode_badge"]
 
 _BADGES = {
     "paper": (" PAPER ", "bold #000000 on #5fafff"),
@@ -99,3 +101,47 @@ class StatusHeader(Static):
         if st.replay_paused:
             t.append(" ⏸ replay paused", style="bold yellow")
         return t
+
+
+class KeyBar(Static):
+    """The bottom line: the screen's keys and what they do.
+
+    Textual's ``Footer`` recomposes (remounts one widget per key) every time the screen changes,
+    which costs a relayout each time help or a dialog closes; the keys of a screen never change,
+    so this bar renders them once as one line of text.
+    """
+
+    DEFAULT_CSS = """
+    KeyBar { height: 1; width: 1fr; background: $panel; }
+    """
+
+    def __init__(self, bindings: Sequence[BindingType], **kwargs: object) -> None:
+        super().__init__(self.render_keys(bindings), **kwargs)  # type: ignore[arg-type]
+
+    @staticmethod
+    def render_keys(bindings: Sequence[BindingType]) -> Text:
+        """``key description`` pairs; bindings of one group share a description."""
+        items: list[tuple[str, str]] = []
+        groups: dict[str, int] = {}
+        for b in bindings:
+            if not isinstance(b, Binding) or not b.show:
+                continue
+            key = b.key_display or b.key.split(",")[0]
+            key = {"question_mark": "?", "escape": "esc"}.get(key, key)
+            if b.group is not None:
+                if b.group.description in groups:
+                    i = groups[b.group.description]
+                    items[i] = (items[i][0] + key, items[i][1])
+                    continue
+                groups[b.group.description] = len(items)
+                items.append((key, b.group.description))
+            else:
+                items.append((key, b.description))
+        items.append(("^p", "palette"))
+        out = Text(no_wrap=True, overflow="crop")
+        for i, (key, text) in enumerate(items):
+            if i:
+                out.append(" ")
+            out.append(f" {key}", style="bold #ffaf00")
+            out.append(f" {text}")
+        return out
