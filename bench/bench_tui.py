@@ -201,8 +201,12 @@ def main() -> int:
 
         tui.app.GIL_SWITCH_INTERVAL = args.switch_interval
     opts = RuntimeOptions(strategies=[("basic", "5m")], symbol="ETHUSDT", replay=data, speed=None)
+    from tui.app import TradeConsoleApp
+    from tui.screens.dashboard import CHART_HZ
+
+    hz = TradeConsoleApp.__init__.__kwdefaults__["refresh_hz"]
     print(f"console benchmark: replay of {data} at maximum speed, terminal {w}x{h}, "
-          f"refresh 8 Hz (charts at most 4 Hz)\n")
+          f"refresh {hz:g} Hz (charts at most {CHART_HZ:g} Hz)\n")
 
     idle, loaded, info = asyncio.run(latency_phase(opts, args.presses, (w, h)))
     print(f"1. key-press latency (ms); replay of {int(info['candles']):,} candles, "

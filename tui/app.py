@@ -263,7 +263,10 @@ class TradeConsoleApp(App[int]):
         """Redraw the dashboard's header (or ``everything``) at once: an operator action is
         answered on screen in the same frame, not at the next timer tick."""
         if isinstance(self.screen, DashboardScreen):
-            self.screen.refresh_view(force=everything)
+            if everything:
+                self.screen.refresh_view(force=True)
+            else:
+                self.screen.refresh_header()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "toggle_replay":

@@ -17,6 +17,7 @@ from tui.runtime import Runtime
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.dialogs import ChoiceDialog, ConfirmDialog, LiveConfirmDialog, ReplayOfferDialog, TextDialog
 from tui.screens.help import HelpScreen
+from tui.widgets.candles import CandleChart
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]
 
@@ -279,5 +280,20 @@ async def test_two_sessions_side_by_side(replay_opts):
         assert "basic [2/2]" in text.splitlines()[0]
         assert re.search(r"engulfing +SHORT -29\.37", text)  # the other session's short, one panel line
         assert "FLAT" in text  # basic holds nothing at the end of January
+        rt = await quit_cleanly(pilot, app)
+    assert_closed(rt)
+
+
+async def test_charts_show_the_last_candle_once_the_data_stops(replay_opts):
+    """A replay at full speed ends between two chart redraws: the last candles must still reach
+    the chart (the throttle delays drawing, it never drops the final state)."""
+    app = TradeConsoleApp(replay_opts())
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        chart = app.screen.query_one(CandleChart)
+        last = session(app).candles[-1]
+        await wait_for(pilot, lambda: chart._data is not None and chart._data.candles[-1] == last
+                       and chart._data.position == session(app).position and app.charts_settled(),
+                       what="the final candle and position on the chart")
         rt = await quit_cleanly(pilot, app)
     assert_closed(rt)

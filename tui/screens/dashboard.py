@@ -3,8 +3,8 @@
 It never receives engine events directly. A timer (``TradeConsoleApp.refresh_hz``) takes a
 snapshot of the collector and hands each widget its part; widgets skip work when their part has
 not changed, and the plotext charts are redrawn at most ``CHART_HZ`` times a second because they
-are the expensive part. The key bindings live here (so the footer shows them on this screen) but
-call the app's actions, which own the runtime.
+are the expensive part. The key bindings live here (so the key bar shows them on this screen)
+but call the app's actions, which own the runtime.
 """
 
 from __future__ import annotations
@@ -86,6 +86,12 @@ class DashboardScreen(Screen):
         self.set_interval(1.0 / self.tc_app.refresh_hz, self.refresh_view)
 
     # ------------------------------------------------------------------ drawing
+    def refresh_header(self) -> None:
+        """Only the status line (an operator action's immediate answer; the rest follows on the
+        next tick)."""
+        if self._snap is not None:
+            self.query_one(StatusHeader).show(self.tc_app.header_state(self._snap))
+
     def refresh_view(self, force: bool = False) -> None:
         """Pull a snapshot from the collector and update what changed (timer callback)."""
         if not force and not self.is_current:
@@ -96,18 +102,19 @@ class DashboardScreen(Screen):
             self._snap = app.collector.snapshot()
         snap = self._snap
         self.query_one(StatusHeader).show(app.header_state(snap))
-        if not changed:
-            return
-        self._version = snap.version
-        app.on_snapshot(snap)
         selected = snap.session(app.selected_key)
-        self._draw_book(snap, selected)
-        log = self.query_one(EventLog)
-        log.append(app.collector.log_since(log.last_seq))
-        now = time.monotonic()
+        if changed:
+            self._version = snap.version
+            app.on_snapshot(snap)
+            self._draw_book(snap, selected)
+            log = self.query_one(EventLog)
+            log.append(app.collector.log_since(log.last_seq))
         if selected is None:
             return
+        # checked on every tick, not only when something arrived: data that came in while the
+        # charts were throttled is drawn as soon as the throttle allows, even if nothing follows
         seen = (selected.key, selected.version)
+        now = time.monotonic()
         if seen != self._chart_seen and (force or now - self._chart_time >= 1.0 / CHART_HZ):
             self._chart_seen, self._chart_time = seen, now
             self._draw_charts(selected)
