@@ -12,6 +12,8 @@ or other secrets: the types below simply have no field that could hold one.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -69,8 +71,14 @@ class Event:
         return out
 
     def _payload(self) -> dict[str, Any]:
-        base = {f.name for f in fields(Event)}
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.name not in base}
+        return {name: _jsonable(getattr(self, name)) for name in _own_fields(type(self))}
+
+
+@functools.cache
+def _own_fields(cls: type) -> tuple[str, ...]:
+    """Field names of an event class beyond the envelope (computed once per class)."""
+    base = {f.name for f in fields(Event)}
+    return tuple(f.name for f in fields(cls) if f.name not in base)
 
 
 def _jsonable(value: Any) -> Any:
@@ -78,7 +86,7 @@ def _jsonable(value: Any) -> Any:
         return value
     if isinstance(value, float):
         # JSON has no NaN/inf: unknown indicator values (warm-up) travel as null.
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
+        return value if math.isfinite(value) else None
     if isinstance(value, Side):
         return value.name.lower()
     if hasattr(value, "value") and isinstance(value.value, str):  # StrEnum
@@ -88,6 +96,12 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return str(value)
+
+
+def _numbers(d: dict[str, Any]) -> dict[str, Any]:
+    """Flat dict of numbers (indicator values) with NaN/inf as null: the hot path of
+    ``_jsonable`` for candle events."""
+    return {k: (None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in d.items()}
 
 
 def _candle_dict(c: Candle) -> dict[str, Any]:
@@ -113,7 +127,7 @@ class CandleEvent(Event):
     indicators: dict[str, float | int | None]
 
     def _payload(self) -> dict[str, Any]:
-        return {**_candle_dict(self.candle), **_jsonable(self.indicators)}
+        return {**_candle_dict(self.candle), **_numbers(self.indicators)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,7 +140,7 @@ class CandleUpdateEvent(Event):
     indicators: dict[str, float | int | None]
 
     def _payload(self) -> dict[str, Any]:
-        return {**_candle_dict(self.candle), **_jsonable(self.indicators)}
+        return {**_candle_dict(self.candle), **_numbers(self.indicators)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -109,3 +109,4 @@ def test_settings_validation():
         IndicatorSettings(rsi_smoothing="ema")
     with pytest.raises(ValueError):
         IndicatorSettings(macd_fast=30, macd_slow=26)
+
