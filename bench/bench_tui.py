@@ -25,8 +25,9 @@ every one journalled to SQLite) replayed as fast as the engine takes them, with 
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/bench_tui.py                 # ~2-3 minutes on two cores
-    .venv/bin/python bench/bench_tui.py --quick         # one month of data, fewer presses
+    .venv/bin/python bench/bench_tui.py                 # ~4 minutes on two cores (memory phase traced)
+    .venv/bin/python bench/bench_tui.py --quick         # one month of data, fewer presses (~1 minute)
+    .venv/bin/python bench/bench_tui.py --no-memory     # latency only
 
 The machine is shared and has two cores: absolute numbers vary between runs; the ratios compare
 measurements taken in the same run.

@@ -139,9 +139,7 @@ class KeyBar(Static):
                 items.append((key, b.description))
         items.append(("^p", "palette"))
         out = Text(no_wrap=True, overflow="crop")
-        for i, (key, text) in enumerate(items):
-            if i:
-                out.append(" ")
+        for key, text in items:  # one space between items: the dashboard's keys fit 80 columns
             out.append(f" {key}", style="bold #ffaf00")
             out.append(f" {text}")
         return out

@@ -1,0 +1,72 @@
+"""Small pieces of the console that need no running app: the mode badge, the key bar, tick
+spacing, panel lines, and a chart picture built off the UI thread."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.domain import Position, Side
+from tui.collector import SessionSnapshot
+from tui.screens.backtest import BACKTEST_BINDINGS
+from tui.screens.dashboard import DASHBOARD_BINDINGS
+from tui.widgets.candles import CandleChart, CandleData, spaced_ticks, time_labels
+from tui.widgets.chart import build_picture
+from tui.widgets.header import HeaderState, KeyBar, StatusHeader
+from tui.widgets.positions import position_lines
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def header(mode: str) -> HeaderState:
+    return HeaderState(mode=mode, symbol="ETHUSDT", interval="5m", strategy="basic", connection="binance connected",
+                       data="lag 120 ms", trading=True, entries_paused=True)
+
+
+@pytest.mark.parametrize(("mode", "label", "background"), [
+    ("paper", " PAPER ", "#5fafff"), ("testnet", " TESTNET ", "#ffaf00"), ("live", " LIVE · REAL MONEY ", "#d70000")])
+def test_mode_badge_comes_first_in_its_colour(mode, label, background):
+    text = StatusHeader.render_state(header(mode))
+    assert text.plain.startswith(label)
+    first = text.spans[0]
+    assert (first.start, first.end) == (0, len(label)) and background in str(first.style)
+    assert "ETHUSDT 5m basic" in text.plain and "entries paused" in text.plain and "lag 120 ms" in text.plain
+
+
+def test_key_bars_fit_80_columns_and_name_every_action():
+    dash = KeyBar.render_keys(DASHBOARD_BINDINGS).plain
+    assert len(dash) <= 80
+    for words in ("s Start/Stop", "p Pause", "f Flatten", "tyi Switch", "b Backtest", "? Help", "q Quit", "^p palette"):
+        assert words in dash
+    bt = KeyBar.render_keys(BACKTEST_BINDINGS).plain
+    assert len(bt) <= 80 and "^r Run" in bt and "esc Cancel/Back" in bt and "^s Export CSV" in bt
+
+
+def test_ticks_never_overlap():
+    for n, columns in ((40, 30), (300, 190), (3, 100), (1, 10)):
+        idx, labels = spaced_ticks(n, columns, 8, str)
+        assert idx == sorted(set(idx)) and all(0 <= i < n for i in idx)
+        assert len(idx) * (8 + 3) <= max(columns, 11)
+    times = [1_640_995_200_000 + i * 3_600_000 for i in range(48)]
+    idx, labels = time_labels(times, "1h", 60)
+    assert labels[0] == "01-01 00" and len(labels) == 5
+
+
+def test_position_lines(candles_1h):
+    p = Position("ETHUSDT", Side.SHORT, 2.0, 100.0, 0, 0.1, 1.0, 101.5, 97.0, 199.0)
+    s = SessionSnapshot(key="k", symbol="ETHUSDT", interval="1h", strategy="basic", candles=(), indicators=(),
+                        open_candle=None, open_indicators=None, mark=99.0, position=p, equity=None, markers=(),
+                        fills=(), orders=(), working=(), closed_total=0, version=0, book_version=0)
+    rows = dict((label, value.plain) for label, value in position_lines(s))
+    assert rows["side"] == "SHORT" and rows["stop"] == "101.50" and rows["target"] == "97.00"
+    assert rows["uPnL"] == "+2.00 (+1.00%)"  # short 2 @ 100, mark 99
+
+
+def test_candle_picture_is_built_without_an_app(candles_1h):
+    chart = CandleChart()
+    data = CandleData(tuple(candles_1h.candles()[:100]), None, (), None, "1h")
+    strips = build_picture(chart.plt, chart.draw, data, 80, 12, "default")
+    assert len(strips) == 12 and all(s.cell_length == 80 for s in strips)
+    text = "".join(seg.text for s in strips for seg in s)
+    assert "01-0" in text  # time labels on the x axis
+    empty = build_picture(chart.plt, chart.draw, None, 80, 12, "default")
+    assert "waiting for candles" in "".join(seg.text for seg in empty[0])
