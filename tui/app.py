@@ -216,6 +216,7 @@ class TradeConsoleApp(App[int]):
         self.shutdown_runtime()  # exits that bypassed action_quit (ctrl+c, errors)
         self.chart_builder.stop()
         sys.setswitchinterval(getattr(self, "_switch_interval", 0.005))
+        gc.unfreeze()  # process-wide settings go back as they were (tests run many apps in one process)
 
     # ------------------------------------------------------------------ view state
     def header_state(self, snap: CollectorSnapshot) -> HeaderState:
