@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 
-__all__ = ["main", "parse_date_ms", "parse_params"]
-
-
-def parse_date_ms(text: str) -> int:
-    """UTC date or datetime (``2022-09-01``, ``2022-09-01T12:00``) to epoch ms."""
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise SystemExit(f"error: {text!r} is not a date like 2022-09-01 or 2022-09-01T12:00") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+__all__ = ["main", "parse_params"]
 
 
 def parse_params(pairs: list[str]) -> dict[str, float]:
@@ -67,8 +55,14 @@ def main(args: argparse.Namespace) -> int:
             print(f"hint: fill the cache with `tradeconsole data download {symbol} {interval} --from DATE "
                   f"--market {args.market}`", file=sys.stderr)
         return 2
-    start = parse_date_ms(args.date_from) if args.date_from else None
-    end = parse_date_ms(args.date_to) if args.date_to else None
+    from core.domain import parse_utc_ms
+
+    try:
+        start = parse_utc_ms(args.date_from) if args.date_from else None
+        end = parse_utc_ms(args.date_to) if args.date_to else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if start is not None or end is not None:
         candles = slice_by_time(candles, start, end)
         if len(candles) == 0:

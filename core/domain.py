@@ -31,6 +31,7 @@ __all__ = [
     "Trade",
     "interval_ms",
     "iso_ms",
+    "parse_utc_ms",
 ]
 
 #: Binance kline intervals and their length in milliseconds.
@@ -78,6 +79,21 @@ def iso_ms(ms: int) -> str:
     hours, rest = divmod(sod, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{_iso_day(day)}T{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}Z"
+
+
+def parse_utc_ms(text: str) -> int:
+    """``2022-09-01``, ``2022-09-01T12:30[:00][Z]`` (UTC unless an offset is given) or epoch
+    milliseconds -> epoch ms. ValueError with a usage hint otherwise."""
+    s = text.strip()
+    if s.isdigit():
+        return int(s)
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"not a date: {text!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
 
 
 class Candle(NamedTuple):

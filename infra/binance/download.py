@@ -38,7 +38,7 @@ from typing import TextIO
 import numpy as np
 
 from backtest.data import CandleArrays
-from core.domain import Candle, interval_ms, iso_ms
+from core.domain import Candle, interval_ms, iso_ms, parse_utc_ms
 from infra.binance.klines import align_down, align_up
 from infra.binance.rest import KlineRestClient, RestError
 from infra.paths import history_cache_dir
@@ -65,19 +65,7 @@ class CacheError(RuntimeError):
 # ====================================================================== time helpers
 
 
-def parse_date(text: str) -> int:
-    """``2022-09-01``, ``2022-09-01T12:30[:00][Z]`` (UTC unless an offset is given) or epoch
-    milliseconds -> epoch ms."""
-    s = text.strip()
-    if s.isdigit():
-        return int(s)
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        raise ValueError(f"not a date: {text!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+parse_date = parse_utc_ms  # the CLI's date syntax, shared with `tradeconsole backtest`
 
 
 def _month_of(ms: int) -> tuple[int, int]:
