@@ -249,7 +249,9 @@ class TradeConsoleApp(App[int]):
             mode=mode, symbol=s.symbol if s is not None else opts.symbol, interval=interval, strategy=strategy,
             connection=f"{conn.source} {conn.state}".strip() if conn.source else "connecting",
             data=data, trading=self.trading, entries_paused=self.entries_paused,
-            replay_paused=bool(getattr(source, "paused", False)), session_hint=hint, starting=self.status)
+            replay_paused=bool(getattr(source, "paused", False)), session_hint=hint, starting=self.status,
+            delivery=tuple((f"{d.source} {d.state}" + (f" {d.lag_ms:,.0f} ms" if d.lag_ms else ""), d.state)
+                           for d in snap.delivery))
 
     def charts_settled(self) -> bool:
         """Every chart on the current screen shows the picture of its latest data (tests and

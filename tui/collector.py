@@ -52,6 +52,9 @@ __all__ = [
 DEFAULT_HISTORY = 600
 DEFAULT_LOG = 400
 DEFAULT_ROWS = 100
+#: connection events from these sources describe event delivery (Kafka, Elasticsearch sinks), not
+#: market data: shown apart, logged only when their state changes (they report every second)
+DELIVERY_SOURCES = frozenset({"kafka", "elasticsearch"})
 #: ``SwitchStrategy`` acknowledgement from the engine: "<session key> now runs <strategy> ..."
 _SWITCHED = re.compile(r"^(\S+) now runs (\S+)")
 
@@ -140,6 +143,7 @@ class SessionSnapshot:
 class CollectorSnapshot:
     sessions: tuple[SessionSnapshot, ...]
     connection: ConnectionInfo
+    delivery: tuple[ConnectionInfo, ...]
     engine_state: str
     engine_detail: str
     run_id: str
@@ -223,6 +227,7 @@ class EventCollector:
         self._sessions: dict[str, _Session] = {}
         self._routes: dict[tuple[str, str, str], str] = {}
         self._conn = ConnectionInfo()
+        self._delivery: dict[str, ConnectionInfo] = {}
         self._engine_state = "starting"
         self._engine_detail = ""
         self._run_id = ""
@@ -341,6 +346,12 @@ class EventCollector:
             if event.status == "rejected":
                 self._add_log(event.time, False, "error", f"{s.key} order {o.type.value} {o.side.value} rejected: "
                                                           f"{event.message}")
+        elif isinstance(event, ConnectionEvent) and event.source in DELIVERY_SOURCES:
+            before = self._delivery.get(event.source)
+            self._delivery[event.source] = ConnectionInfo(event.source, event.state, event.lag_ms, event.detail)
+            if before is None or before.state != event.state:
+                level = "info" if event.state == "connected" else "warning"
+                self._add_log(event.time, True, level, f"{event.source} {event.state} {event.detail}".rstrip())
         elif isinstance(event, ConnectionEvent):
             last = self._conn.last_market_mono
             self._conn = ConnectionInfo(event.source, event.state, event.lag_ms, event.detail, last)
@@ -395,6 +406,7 @@ class EventCollector:
         with self._lock:
             return CollectorSnapshot(
                 sessions=tuple(s.freeze() for s in self._sessions.values()), connection=self._conn,
+                delivery=tuple(self._delivery.values()),
                 engine_state=self._engine_state, engine_detail=self._engine_detail, run_id=self._run_id,
                 mode=self._mode, events_total=self._events, errors_total=self._errors, log_seq=self._seq,
                 version=self._version)

@@ -8,7 +8,7 @@ import pytest
 
 from backtest.replay import ReplaySource
 from core.engine import Engine, SessionSpec, SwitchStrategy
-from core.events import CandleEvent, CandleUpdateEvent, EngineStateEvent
+from core.events import CandleEvent, CandleUpdateEvent, ConnectionEvent, EngineStateEvent
 from tui.collector import EventCollector
 
 pytestmark = pytest.mark.timeout(60)
@@ -105,6 +105,23 @@ def test_strategy_switch_keeps_the_session(candles_1h):
         assert snap.session(KEY).strategy == "basic" and snap.session(KEY).closed_total == 100
     finally:
         engine.stop()
+
+
+def test_delivery_status_is_kept_apart_from_market_data():
+    """Kafka/Elasticsearch sinks report every second: they must not replace the feed's state in
+    the header, nor flood the log."""
+    c = EventCollector()
+    env = dict(run_id="r", mode="paper")
+    c(ConnectionEvent(event_id="f", time=1, source="replay", state="connected", **env))
+    for k in range(10):
+        c(ConnectionEvent(event_id=f"k{k}", time=k, source="kafka", state="connected", lag_ms=12.0 + k,
+                          detail=f"sent {k} acked", **env))
+    c(ConnectionEvent(event_id="k-down", time=20, source="kafka", state="reconnecting", **env))
+    snap = c.snapshot()
+    assert (snap.connection.source, snap.connection.state) == ("replay", "connected")
+    assert [(d.source, d.state) for d in snap.delivery] == [("kafka", "reconnecting")]
+    assert [line.text.split()[:2] for line in c.log_since(0)] == [
+        ["replay", "connected"], ["kafka", "connected"], ["kafka", "reconnecting"]]
 
 
 def test_run_ids_masked_for_snapshots():

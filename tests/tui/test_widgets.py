@@ -32,6 +32,13 @@ def test_mode_badge_comes_first_in_its_colour(mode, label, background):
     assert "ETHUSDT 5m basic" in text.plain and "entries paused" in text.plain and "lag 120 ms" in text.plain
 
 
+def test_header_shows_event_delivery_apart():
+    from dataclasses import replace
+
+    text = StatusHeader.render_state(replace(header("paper"), delivery=(("kafka connected 12 ms", "connected"),)))
+    assert text.plain.endswith("│ kafka connected 12 ms") and "binance connected" in text.plain
+
+
 def test_key_bars_fit_80_columns_and_name_every_action():
     dash = KeyBar.render_keys(DASHBOARD_BINDINGS).plain
     assert len(dash) <= 80

@@ -47,6 +47,7 @@ class HeaderState:
     entries_paused: bool
     replay_paused: bool = False
     session_hint: str = ""  # "1/2" when several sessions run
+    delivery: tuple[tuple[str, str], ...] = ()  # (text, state) per event sink (Kafka, Elasticsearch)
     starting: str = ""  # startup message while no engine runs yet
 
 
@@ -100,6 +101,9 @@ class StatusHeader(Static):
             t.append(" ⏸ entries paused", style="bold yellow")
         if st.replay_paused:
             t.append(" ⏸ replay paused", style="bold yellow")
+        for text, state in st.delivery:
+            t.append_text(sep)
+            t.append(text, style=_CONN_STYLE.get(state, "yellow"))
         return t
 
 
