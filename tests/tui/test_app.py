@@ -297,3 +297,29 @@ async def test_charts_show_the_last_candle_once_the_data_stops(replay_opts):
                        what="the final candle and position on the chart")
         rt = await quit_cleanly(pilot, app)
     assert_closed(rt)
+
+
+async def test_live_paper_session_on_the_binance_stand_in(monkeypatch):
+    """No replay: the console probes the (local stand-in) Binance host, starts the real kline
+    stream, warms up over REST, then draws candles as the stand-in's clock moves."""
+    from tests.servers.binance_market import BinanceMarketServer, shared_series
+    from tui.runtime import RuntimeOptions
+
+    with BinanceMarketServer({("ETHUSDT", "1h"): shared_series("ETHUSDT", "1h")}) as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        app = TradeConsoleApp(RuntimeOptions(strategies=[("engulfing", "1h")], symbol="ETHUSDT"))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None, what="startup")
+            assert app.runtime.replay_candles is None and app.runtime.trading_mode == "paper"
+            await wait_for(pilot, lambda: (s := session(app)) is not None and s.closed_total >= 900,
+                           what="the REST warm-up")
+            before = session(app).closed_total
+            server.advance(2)
+            await wait_for(pilot, lambda: session(app).closed_total >= before + 2, what="live candles")
+            await pilot.pause(0.3)
+            header = screen_text(app).splitlines()[0]
+            assert header.startswith(" PAPER ") and "binance-futures connected" in header
+            assert session(app).candles[-1].close_time < server.now_ms
+            rt = await quit_cleanly(pilot, app)
+        assert_closed(rt)
