@@ -470,7 +470,8 @@ class Engine:
             for slot in self._targets(cmd.key):
                 slot.session.entries_paused = cmd.paused
             self._emit_state("paused" if cmd.paused else "running",
-                             ("new entries paused" if cmd.paused else "new entries resumed") + f" ({cmd.key or 'all'})")
+                             ("new entries paused" if cmd.paused else "new entries resumed") + f" ({cmd.key or 'all'})",
+                             session=cmd.key or "")
         elif isinstance(cmd, Flatten):
             for slot in self._targets(cmd.key):
                 if cmd.pause:
@@ -485,7 +486,8 @@ class Engine:
                 self._collect_alerts(slot)
                 self._dirty[slot.spec.key] = slot
             self._emit_state("paused" if cmd.pause else "running",
-                             f"flattened {cmd.key or 'all'}" + (" and paused entries (kill switch)" if cmd.pause else ""))
+                             f"flattened {cmd.key or 'all'}" + (" and paused entries (kill switch)" if cmd.pause else ""),
+                             session=cmd.key or "")
         elif isinstance(cmd, SwitchStrategy):
             slot = self._slots.get(cmd.key)
             if slot is None:
@@ -495,7 +497,8 @@ class Engine:
                                                message=f"cannot switch {cmd.key} while a position is open: flatten first"))
                 return
             slot.session.strategy = make_strategy(cmd.strategy, **cmd.params)
-            self._emit_state("running", f"{cmd.key} now runs {cmd.strategy} {cmd.params or ''}".strip())
+            self._emit_state("running", f"{cmd.key} now runs {cmd.strategy} {cmd.params or ''}".strip(),
+                             session=cmd.key, switched_to=cmd.strategy)
 
     def _targets(self, key: str | None) -> list[_Slot]:
         if key is None:
@@ -509,6 +512,7 @@ class Engine:
         t = time_ms if time_ms is not None else int(self._clock() * 1000)
         return {"event_id": f"{self.run_id}:{kind}:{ident}", "time": t, "run_id": self.run_id, "mode": self.mode}
 
-    def _emit_state(self, state: str, detail: str) -> None:
+    def _emit_state(self, state: str, detail: str, session: str = "", switched_to: str = "") -> None:
         """Queue an engine-state event (called before the thread starts or on the thread)."""
-        self._buffer.append(EngineStateEvent(**self._env("engine", uuid.uuid4().hex), state=state, detail=detail))
+        self._buffer.append(EngineStateEvent(**self._env("engine", uuid.uuid4().hex), state=state, detail=detail,
+                                             session=session, switched_to=switched_to))

@@ -263,6 +263,8 @@ class EngineStateEvent(Event):
     family: ClassVar[str] = "status"
     state: str
     detail: str = ""
+    session: str = ""  # the session key concerned; "" = all sessions
+    switched_to: str = ""  # after SwitchStrategy: the strategy the session now runs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

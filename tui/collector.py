@@ -15,14 +15,13 @@ replay or a live session runs.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.domain import Candle, Position, Side
+from core.domain import Candle, Position
 from core.events import (
     CandleEvent,
     CandleUpdateEvent,
@@ -55,8 +54,6 @@ DEFAULT_ROWS = 100
 #: connection events from these sources describe event delivery (Kafka, Elasticsearch sinks), not
 #: market data: shown apart, logged only when their state changes (they report every second)
 DELIVERY_SOURCES = frozenset({"kafka", "elasticsearch"})
-#: ``SwitchStrategy`` acknowledgement from the engine: "<session key> now runs <strategy> ..."
-_SWITCHED = re.compile(r"^(\S+) now runs (\S+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,11 +356,10 @@ class EventCollector:
             self._add_log(event.time, True, level, f"{event.source} {event.state} {event.detail}".rstrip())
         elif isinstance(event, EngineStateEvent):
             self._engine_state, self._engine_detail = event.state, event.detail
-            switched = _SWITCHED.match(event.detail)
-            if switched and switched.group(1) in self._sessions:
-                s = self._sessions[switched.group(1)]
-                self._routes[(s.symbol, s.interval, switched.group(2))] = s.key
-                s.strategy = switched.group(2)
+            if event.switched_to and event.session in self._sessions:
+                s = self._sessions[event.session]
+                self._routes[(s.symbol, s.interval, event.switched_to)] = s.key
+                s.strategy = event.switched_to
                 s.version += 1
             self._add_log(event.time, True, "info", f"engine {event.state}: {event.detail}")
         elif isinstance(event, ErrorEvent):
