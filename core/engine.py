@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
-from core.domain import Candle, interval_ms, iso_ms
+from core.domain import interval_ms, iso_ms
 from core.events import ConnectionEvent, EngineStateEvent, ErrorEvent, Event
 from core.feed import CandleClosed, CandleUpdate, FeedStatus, MarketEvent
 from core.indicators import IncrementalIndicators, IndicatorSettings
@@ -166,7 +166,6 @@ class Engine:
         self._buffer: list[Event] = []
         self._dirty: dict[str, _Slot] = {}
         self._thread: threading.Thread | None = None
-        self._stopped = threading.Event()
         self._idle = threading.Event()
         self.trading = True
         self._started_ms = int(clock() * 1000)  # makes open-candle update ids unique across restarts
@@ -309,7 +308,6 @@ class Engine:
                     self._guard(self._handle_market, ev, flush=False)
                 self._flush()
         finally:
-            self._stopped.set()
             self._idle.set()
 
     def _drain_inputs(self) -> None:

@@ -19,7 +19,7 @@ from textual.screen import Screen
 
 from tui.collector import CollectorSnapshot, SessionSnapshot
 from tui.widgets.candles import CandleChart
-from tui.widgets.header import HeaderState, KeyBar, StatusHeader
+from tui.widgets.header import KeyBar, StatusHeader
 from tui.widgets.indicators import IndicatorChart
 from tui.widgets.log import EventLog
 from tui.widgets.orders import OrdersTable, TradesTable
