@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_run_type ON events(run_id, type);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sessions (
     session_key TEXT PRIMARY KEY,
     run_id TEXT NOT NULL,
@@ -172,6 +176,23 @@ class Journal:
             rows = self._db.execute(sql, args).fetchall()
         for seq, payload in rows:
             yield int(seq), json.loads(payload)
+
+    def rows_after(self, seq: int, limit: int) -> list[tuple[int, str, str, str]]:
+        """(seq, type, symbol, payload JSON) of the next ``limit`` events after ``seq``."""
+        with self._lock:
+            return self._db.execute("SELECT seq, type, symbol, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (seq, limit)).fetchall()
+
+    def cursor(self, name: str) -> int:
+        """Last event seq a consumer of the journal (e.g. the Kafka shipper) has made durable."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM cursors WHERE name=?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq=excluded.seq",
+                             (name, seq))
 
     def count(self, run_id: str | None = None, type_: str | None = None) -> int:
         sql, args = "SELECT COUNT(*) FROM events WHERE 1=1", []

@@ -145,7 +145,6 @@ class Runtime:
             sink = KafkaSink(kafka, topic_prefix=self.settings.kafka.get("topic_prefix", "tradeconsole"),
                              security=security or None, on_stats=lambda st: self._sink_stats(st, "kafka"))
             self.sinks.append(sink)
-            self.engine.subscribe(sink.publish)
         es_url = self.opts.elasticsearch or self.settings.elasticsearch.get("url")
         if es_url or self.settings.elasticsearch.get("cloud_id"):
             from infra.elastic import ElasticsearchSink
@@ -153,7 +152,6 @@ class Runtime:
             sink = ElasticsearchSink.from_settings(es_url, self.settings.elasticsearch,
                                                    on_stats=lambda st: self._sink_stats(st, "elasticsearch"))
             self.sinks.append(sink)
-            self.engine.subscribe(sink.publish)
 
     def _sink_stats(self, stats: dict[str, Any], source: str) -> None:
         """Delivery counts and lag of a sink, as a connection event for the viewers (UI, logs).
@@ -186,6 +184,11 @@ class Runtime:
         if self._started:
             return
         self._started = True
+        from infra.shipper import JournalShipper
+
+        # sinks are fed from the journal, not from the engine: a crash cannot lose what the
+        # journal holds, and a restart resumes shipping at the acknowledged cursor
+        self.shippers = [JournalShipper(self.journal.path, sink, name=_sink_name(sink)).start() for sink in self.sinks]
         self.engine.start()
         self.source.start(self.engine.feed)
 
@@ -198,12 +201,20 @@ class Runtime:
             self.source.stop()
         finally:
             self.engine.stop(timeout)
+            for shipper in getattr(self, "shippers", []):
+                if not shipper.stop(max(timeout, 30.0)):
+                    log.warning("%s: not every event was acknowledged before shutdown; the next start resends "
+                                "from the journal", shipper.name)
             for sink in self.sinks:
                 try:
                     sink.close()
                 except Exception:  # noqa: BLE001 - shutting down: report and continue
                     log.exception("closing %r failed", sink)
             self.journal.close()
+
+
+def _sink_name(sink: Any) -> str:
+    return "elasticsearch" if type(sink).__name__ == "ElasticsearchSink" else "kafka"
 
 
 def vars_of(opts: RuntimeOptions) -> dict[str, Any]:
