@@ -10,7 +10,7 @@ from typing import Any
 
 from backtest.runner import BacktestResult
 
-__all__ = ["plot_result", "text_report", "to_json", "write_trades_csv"]
+__all__ = ["fmt_metric", "plot_result", "text_report", "to_json", "write_trades_csv"]
 
 
 def _clean(value: Any) -> Any:
@@ -28,7 +28,8 @@ def to_json(metrics: dict[str, Any]) -> str:
     return json.dumps(_clean(metrics), separators=(",", ":"))
 
 
-def _fmt(v: Any, spec: str = ",.2f", suffix: str = "") -> str:
+def fmt_metric(v: Any, spec: str = ",.2f", suffix: str = "") -> str:
+    """A metric for people: ``n/a`` for missing, ``inf`` for infinite, else formatted."""
     if v is None:
         return "n/a"
     if isinstance(v, float) and math.isinf(v):
@@ -44,23 +45,23 @@ def text_report(m: dict[str, Any]) -> str:
         f"slippage {a['slippage_bps']:g} bps, funding {a['funding_rate_8h'] * 100:g}%/8h, RSI {a['rsi_smoothing']}, "
         f"stop {a['stop_loss_pct'] * 100:g}%, target {a['take_profit_pct'] * 100:g}%",
         "",
-        f"  Initial cash         {_fmt(m['initial_cash'])}",
-        f"  Final equity         {_fmt(m['final_equity'])}",
-        f"  Return               {_fmt(m['return_pct'], '+.2f', '%')}   (buy & hold {_fmt(m['buy_and_hold_return_pct'], '+.2f', '%')})",
+        f"  Initial cash         {fmt_metric(m['initial_cash'])}",
+        f"  Final equity         {fmt_metric(m['final_equity'])}",
+        f"  Return               {fmt_metric(m['return_pct'], '+.2f', '%')}   (buy & hold {fmt_metric(m['buy_and_hold_return_pct'], '+.2f', '%')})",
         f"  Round trips          {m['trades']}  ({m['long_trades']} long, {m['short_trades']} short)",
         f"  Buys / sells         {m['buys']} / {m['sells']}",
         f"  Wins / losses        {m['wins']} / {m['losses']}",
-        f"  Win rate             {_fmt(m['win_rate_pct'], '.1f', '%')}  (long {_fmt(m['win_rate_long_pct'], '.1f', '%')}, "
-        f"short {_fmt(m['win_rate_short_pct'], '.1f', '%')})",
-        f"  Max drawdown         {_fmt(m['max_drawdown_pct'], '.2f', '%')}",
-        f"  Sharpe / Sortino     {_fmt(m['sharpe'], '.2f')} / {_fmt(m['sortino'], '.2f')}  (annualised)",
-        f"  Profit factor        {_fmt(m['profit_factor'], '.2f')}",
-        f"  Average trade        {_fmt(m['avg_trade_pnl'], ',.2f')} ({_fmt(m['avg_trade_pct'], '+.2f', '%')})",
-        f"  Exposure             {_fmt(m['exposure_pct'], '.1f', '%')}",
-        f"  Fees paid            {_fmt(m['fees_paid'])}",
+        f"  Win rate             {fmt_metric(m['win_rate_pct'], '.1f', '%')}  (long {fmt_metric(m['win_rate_long_pct'], '.1f', '%')}, "
+        f"short {fmt_metric(m['win_rate_short_pct'], '.1f', '%')})",
+        f"  Max drawdown         {fmt_metric(m['max_drawdown_pct'], '.2f', '%')}",
+        f"  Sharpe / Sortino     {fmt_metric(m['sharpe'], '.2f')} / {fmt_metric(m['sortino'], '.2f')}  (annualised)",
+        f"  Profit factor        {fmt_metric(m['profit_factor'], '.2f')}",
+        f"  Average trade        {fmt_metric(m['avg_trade_pnl'], ',.2f')} ({fmt_metric(m['avg_trade_pct'], '+.2f', '%')})",
+        f"  Exposure             {fmt_metric(m['exposure_pct'], '.1f', '%')}",
+        f"  Fees paid            {fmt_metric(m['fees_paid'])}",
     ]
     if m.get("funding_paid"):
-        lines.append(f"  Funding paid         {_fmt(m['funding_paid'])}")
+        lines.append(f"  Funding paid         {fmt_metric(m['funding_paid'])}")
     op = m.get("open_position")
     if op:
         lines.append(f"  Open at end          {op['side']} {op['qty']:.4f} @ {op['entry_price']:.2f} "

@@ -32,6 +32,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import Plot
 
+from backtest.report import fmt_metric as _fmt
 from core.strategies import STRATEGIES
 from tui.widgets.candles import spaced_ticks
 from tui.widgets.chart import ThreadedPlot
@@ -145,14 +146,6 @@ class BacktestRun:
 
 
 # ---------------------------------------------------------------------------- result views
-
-
-def _fmt(v: Any, spec: str = ",.2f", suffix: str = "") -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    return f"{v:{spec}}{suffix}"
 
 
 def _when(iso: str | None) -> str:
