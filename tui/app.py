@@ -433,7 +433,9 @@ class TradeConsoleApp(App[int]):
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``tradeconsole`` without a subcommand (see ``tui.cli``)."""
     try:
-        opts = options_from_args(args)
+        # a replay in the console starts with 200 candles of history so the indicator panes are
+        # live at once (headless replays keep 0 to match backtests from the first candle)
+        opts = replace(options_from_args(args), replay_warmup=200)
     except ValueError as exc:
         print(f"tradeconsole: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,10 @@ class RuntimeOptions:
     kafka: str | None = None
     elasticsearch: str | None = None
     updates_per_candle: int = 4
+    #: candles delivered at once as history before a paced replay starts (indicators ready at
+    #: once, like the live stream's REST warm-up; they are never traded). 0 for headless replays,
+    #: which must give exactly the backtest's fills from the first candle.
+    replay_warmup: int = 0
 
 
 def parse_strategy_specs(values: list[str] | None, interval: str | None) -> list[tuple[str, str]]:
@@ -171,7 +175,8 @@ class Runtime:
             from backtest.replay import ReplaySource
 
             return ReplaySource(self.replay_candles, self.opts.symbol, self.specs[0].interval,
-                                speed=self.opts.speed, updates_per_candle=self.opts.updates_per_candle)
+                                speed=self.opts.speed, updates_per_candle=self.opts.updates_per_candle,
+                                warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)))
         from infra.binance.endpoints import resolve_endpoints
         from infra.binance.stream import BinanceKlineStream
 
