@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from core.events import SCHEMA_VERSION, Event
 from infra.kafka_sink import dumps, loads
 from infra.schemas import SchemaError, schemas_for_family
-from infra.spool import EventInbox, Record, Spool, SpoolPosition, open_default_spool
+from infra.spool import EventInbox, Record, Spool, SpooledSinkBase, SpoolPosition, open_default_spool
 from infra.topics import families, message_key
 
 if TYPE_CHECKING:
@@ -326,7 +326,7 @@ def bulk_write(client: Elasticsearch, actions: Sequence[dict[str, Any]], *, chun
 # ---------------------------------------------------------------------------------------------- sink
 
 
-class ElasticsearchSink:
+class ElasticsearchSink(SpooledSinkBase):
     """Indexes engine events straight into Elasticsearch, for setups without Kafka.
 
     Same contract as ``KafkaSink``: ``publish`` never blocks (bounded deque, overflow file), a
@@ -391,10 +391,6 @@ class ElasticsearchSink:
             self._inbox.wake.set()
             time.sleep(0.005)
 
-    def close(self, timeout: float = 10.0) -> bool:
-        """Write what is pending for up to ``timeout`` seconds, spool the rest, stop the thread."""
-        if self._closed:
-            return self._drained_at_close
         self._deadline = time.monotonic() + max(0.0, timeout)
         self._stop = True
         self._inbox.wake.set()

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from core.events import ConnectionEvent, Event
-from infra.spool import EventInbox, Record, Spool, SpoolPosition, open_default_spool
+from infra.spool import EventInbox, Record, Spool, SpooledSinkBase, SpoolPosition, open_default_spool
 from infra.topics import DEFAULT_PREFIX, TopicNames, message_key
 
 __all__ = [
@@ -212,7 +212,7 @@ class _InFlight:
         self.positions.clear()
 
 
-class KafkaSink:
+class KafkaSink(SpooledSinkBase):
     """Publishes engine events to Kafka without ever blocking the caller. See the module docstring.
 
     ``security`` holds TLS/SASL settings (see ``SECURITY_KEYS``); ``producer_overrides`` are passed
@@ -304,14 +304,6 @@ class KafkaSink:
             self._inbox.wake.set()
             time.sleep(0.005)
 
-    def close(self, timeout: float = 10.0) -> bool:
-        """Deliver what is pending for up to ``timeout`` seconds, spool the rest, and stop.
-
-        Returns True when everything was acknowledged. Nothing is dropped: undelivered events
-        stay in the spool and are sent first by the next sink on the same spool directory.
-        """
-        if self._closed:
-            return self._drained_at_close
         self._deadline = time.monotonic() + max(0.0, timeout)
         self._stop = True
         self._inbox.wake.set()

@@ -64,6 +64,7 @@ from typing import Any, NamedTuple
 from core.events import Event
 
 __all__ = [
+    "SpooledSinkBase",
     "EventInbox",
     "Record",
     "Spool",
@@ -597,3 +598,34 @@ class EventInbox:
             self.wake.wait(timeout)
         self.idle = False
         self.wake.clear()
+
+
+class SpooledSinkBase:
+    """Shutdown shared by the spooled sinks (Kafka, Elasticsearch): both run one worker thread
+    fed by an ``EventInbox`` and record at shutdown whether everything was delivered.
+
+    Subclasses set ``_inbox``, ``_thread``, ``_stop``, ``_deadline``, ``_closed`` and
+    ``_drained_at_close``; their worker honours ``_stop``/``_deadline`` and sets
+    ``_drained_at_close`` before it exits."""
+
+    _inbox: EventInbox
+    _thread: threading.Thread
+    _stop: bool
+    _deadline: float
+    _closed: bool
+    _drained_at_close: bool
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Deliver what is pending for up to ``timeout`` seconds, spool the rest, and stop.
+
+        Returns True when everything was delivered. Nothing is dropped: undelivered events stay
+        in the spool and are sent first by the next sink on the same spool directory.
+        """
+        if self._closed:
+            return self._drained_at_close
+        self._deadline = time.monotonic() + max(0.0, timeout)
+        self._stop = True
+        self._inbox.wake.set()
+        self._thread.join(timeout + 30)
+        self._closed = True
+        return self._drained_at_close
