@@ -48,7 +48,10 @@ def main(args: argparse.Namespace) -> int:
         symbol = args.symbol.upper()
         source = str(history_cache_dir(symbol, interval, args.market))
     try:
-        candles, report = load_candles(source, interval=interval, skip_bad_rows=args.skip_bad_rows)
+        expected_by = (f"--interval is {interval}" if args.interval
+                       else f"the strategy {args.strategy!r} runs on {interval}")
+        candles, report = load_candles(source, interval=interval, skip_bad_rows=args.skip_bad_rows,
+                                       expected_by=expected_by)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if not args.data:

@@ -9,7 +9,11 @@ Validation is strict because every later number depends on it:
 * rows must be in time order inside a file; files are ordered by their first timestamp;
 * a candle repeated with identical values is dropped and counted; two different candles with the
   same open time raise ``DataError``;
-* gaps (missing candles for the interval) are listed in the report, never filled in.
+* gaps (missing candles for the interval) are listed in the report, never filled in;
+* the interval is inferred from the data (the median step between candles) and, when the caller
+  says which interval it expects, checked against it: 1h candles run as 5m would look like a
+  5m history with eleven missing candles after every one, and every ratio annualised from the
+  interval would be wrong, so a mismatch raises ``IntervalMismatchError`` saying what the data is.
 
 Timestamps may be in ms (Binance's classic layout), µs (Binance public data since 2025) or s;
 they are normalised to ms.
@@ -24,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.domain import Candle, interval_ms, iso_ms
+from core.domain import INTERVAL_MS, Candle, interval_ms, iso_ms
 
-__all__ = ["CandleArrays", "DataError", "DataReport", "load_candles", "slice_by_time"]
+__all__ = ["CandleArrays", "DataError", "DataReport", "IntervalMismatchError", "infer_interval", "load_candles",
+           "slice_by_time"]
 
 _COLS = ("open_time", "open", "high", "low", "close", "volume", "close_time")
 _ALIASES = {
@@ -44,11 +49,41 @@ class DataError(ValueError):
     """Bad market data; the message names the file and line."""
 
 
+class IntervalMismatchError(DataError):
+    """The data's candle interval is not the one the run expects (a user mistake: wrong folder or
+    a missing ``--interval``). ``data_interval`` is what the data is (a Binance interval name, or
+    None when its step is not one); ``expected`` what the caller asked for."""
+
+    def __init__(self, message: str, data_interval: str | None, expected: str) -> None:
+        super().__init__(message)
+        self.data_interval = data_interval
+        self.expected = expected
+
+
+_INTERVAL_BY_MS = {ms: name for name, ms in INTERVAL_MS.items()}
+
+
+def infer_interval(open_time: np.ndarray) -> str | None:
+    """The Binance interval name of a history's step (median gap between open times), or None
+    for fewer than two candles or a step that is no Binance interval."""
+    if len(open_time) < 2:
+        return None
+    return _INTERVAL_BY_MS.get(_infer_step(open_time))
+
+
+def _human_ms(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms} ms"
+
+
 @dataclass(slots=True)
 class DataReport:
     files: list[str] = field(default_factory=list)
     rows: int = 0
     skipped_rows: list[str] = field(default_factory=list)  # "file:line: reason"
+    interval: str | None = None  # inferred from the data (None: one candle, nothing to infer from)
     duplicates_dropped: int = 0
     gaps: list[tuple[int, int, int]] = field(default_factory=list)  # (after_open_time, next_open_time, missing)
 
@@ -330,8 +365,14 @@ def _files(path: Path) -> list[Path]:
 
 
 def load_candles(path: str | os.PathLike[str], *, interval: str | None = None,
-                 skip_bad_rows: bool = False, report: DataReport | None = None) -> tuple[CandleArrays, DataReport]:
-    """Load, validate and concatenate candle history from a file or a directory of files."""
+                 skip_bad_rows: bool = False, report: DataReport | None = None,
+                 expected_by: str | None = None) -> tuple[CandleArrays, DataReport]:
+    """Load, validate and concatenate candle history from a file or a directory of files.
+
+    ``interval`` is what the caller will run the candles as; the data's own step must equal it,
+    else ``IntervalMismatchError``. ``expected_by`` says in the message why that interval is
+    expected (e.g. "the strategy 'basic' runs on 5m"); by default "--interval is 5m".
+    """
     report = report if report is not None else DataReport()
     parts: list[CandleArrays] = []
     for f in _files(Path(path)):
@@ -345,7 +386,7 @@ def load_candles(path: str | os.PathLike[str], *, interval: str | None = None,
     parts.sort(key=lambda a: int(a.open_time[0]))
     arr = CandleArrays(*(np.concatenate([getattr(p, c) for p in parts]) for c in _COLS))
     arr = _dedupe(arr, report, str(path))
-    step = interval_ms(interval) if interval else _infer_step(arr.open_time)
+    step = _check_interval(arr.open_time, interval, path, report, expected_by)
     d = np.diff(arr.open_time)
     for i in np.flatnonzero(d != step):
         if d[i] % step == 0:
@@ -355,6 +396,32 @@ def load_candles(path: str | os.PathLike[str], *, interval: str | None = None,
                             f"{interval or 'inferred'} grid (step {step} ms after {iso_ms(int(arr.open_time[i]))})")
     report.rows = len(arr)
     return arr, report
+
+
+def _check_interval(open_time: np.ndarray, interval: str | None, path: str | os.PathLike[str],
+                    report: DataReport, expected_by: str | None) -> int:
+    """Infer the data's step, record it in ``report`` and compare it with ``interval``; returns
+    the step the grid check uses."""
+    if len(open_time) < 2:
+        if interval is None:
+            _infer_step(open_time)  # raises: nothing to infer from
+        report.interval = interval
+        return interval_ms(interval)  # type: ignore[arg-type]
+    step = _infer_step(open_time)
+    data_iv = _INTERVAL_BY_MS.get(step)
+    report.interval = data_iv
+    if interval is None:
+        return step
+    want = interval_ms(interval)
+    if step != want:
+        why = expected_by or f"--interval is {interval}"
+        if data_iv is None:
+            msg = (f"{path}: candles are {_human_ms(step)} apart, which is not a Binance interval; {why}: "
+                   f"pass other data")
+        else:
+            msg = f"{path}: this is {data_iv} data; {why}: pass --interval {data_iv} or other data"
+        raise IntervalMismatchError(msg, data_iv, interval)
+    return step
 
 
 def _dedupe(arr: CandleArrays, report: DataReport, name: str) -> CandleArrays:

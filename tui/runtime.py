@@ -106,7 +106,10 @@ class Runtime:
         if len(intervals) != 1:
             raise ValueError("a replay feeds one interval: run strategies on the same interval "
                              f"(got {', '.join(sorted(intervals))})")
-        self.replay_candles, self.replay_report = load_candles(self.opts.replay, interval=intervals.pop())
+        interval = intervals.pop()
+        # the same interval check as a backtest: 1h data replayed as 5m is refused at start
+        why = ", ".join(f"the strategy {name!r} runs on {iv}" for name, iv in self.opts.strategies)
+        self.replay_candles, self.replay_report = load_candles(self.opts.replay, interval=interval, expected_by=why)
 
     def _open_journal(self):
         from infra.journal import Journal
