@@ -22,7 +22,7 @@ def parse_params(pairs: list[str]) -> dict[str, float]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backtest.data import DataError, load_candles, slice_by_time
+    from backtest.data import DataError, load_candles, window_with_warmup
     from backtest.runner import run_backtest, tty_progress
     from core.broker import BrokerSettings
     from core.strategies import STRATEGIES, make_strategy
@@ -66,9 +66,11 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    warmup = 0
     if start is not None or end is not None:
-        candles = slice_by_time(candles, start, end)
-        if len(candles) == 0:
+        # --from/--to select the traded window; earlier candles warm the indicators up
+        candles, warmup = window_with_warmup(candles, start, end)
+        if len(candles) <= warmup:
             print("error: no candles in the requested date range", file=sys.stderr)
             return 2
     for line in report.skipped_rows[:20]:
@@ -86,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
         publish = sink.publish
     progress = tty_progress() if len(candles) > 20_000 else None
     result = run_backtest(candles, strategy, symbol=symbol, interval=interval, model=args.mode,
-                          settings=settings, publish=publish, progress=progress)
+                          settings=settings, publish=publish, progress=progress, warmup=warmup)
     from backtest.metrics import compute_metrics
     from backtest.report import plot_result, text_report, to_json, write_trades_csv
 

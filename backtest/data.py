@@ -31,7 +31,7 @@ import numpy as np
 from core.domain import INTERVAL_MS, Candle, interval_ms, iso_ms
 
 __all__ = ["CandleArrays", "DataError", "DataReport", "IntervalMismatchError", "infer_interval", "load_candles",
-           "slice_by_time"]
+           "slice_by_time", "window_with_warmup"]
 
 _COLS = ("open_time", "open", "high", "low", "close", "volume", "close_time")
 _ALIASES = {
@@ -445,6 +445,15 @@ def _dedupe(arr: CandleArrays, report: DataReport, name: str) -> CandleArrays:
         keep[i] = False
     report.duplicates_dropped += int((~keep).sum())
     return arr.take(keep)
+
+
+def window_with_warmup(arr: CandleArrays, start_ms: int | None, end_ms: int | None) -> tuple[CandleArrays, int]:
+    """The candles up to the window's end and how many of them precede its start: the window is
+    [start_ms, end_ms) and everything before it stays, to warm the indicators up (it is history
+    the strategy could have seen; nothing after ``end_ms`` is kept, so nothing leaks back)."""
+    upto = slice_by_time(arr, None, end_ms)
+    warmup = 0 if start_ms is None else int(np.searchsorted(upto.open_time, start_ms, side="left"))
+    return upto, warmup
 
 
 def slice_by_time(arr: CandleArrays, start_ms: int | None, end_ms: int | None) -> CandleArrays:

@@ -2,18 +2,36 @@
 
 Definitions (stated so numbers can be checked by hand):
 
-* ``return_pct``: final equity / initial cash - 1, in percent. Final equity marks an open
-  position to the last close (no exit fee), like the original research report.
-* ``trades``: closed round trips; ``wins``/``losses``: round trips with net PnL > 0 / <= 0.
+* The window: metrics cover the traded bars only (``bars``, ``start``..``end``). Candles before
+  ``--from`` that warmed the indicators up are counted in ``warmup_bars`` and nothing else.
+* Equity at a bar = wallet cash + the unrealised PnL of an open position marked to that bar's
+  close (mark-to-market, no exit fee). The curve has one point per traded bar, at its close.
+* ``final_equity``/``return_pct``: the last point of that curve / initial cash - 1, in percent,
+  so an open position at the end counts at the last close without an exit fee (like the
+  original research report); ``open_position`` shows it with its unrealised PnL.
+* ``trades``: closed round trips; ``wins``/``losses``: round trips with net PnL (after both
+  fees and funding) > 0 / <= 0, so a break-even trade counts as a loss.
 * ``buys``/``sells``: fills by order side (an entry and an exit each count).
-* ``max_drawdown_pct``: largest fall of the per-bar equity (at each close) from its running peak.
-* ``sharpe``/``sortino``: mean of per-bar equity returns over their standard deviation (downside
-  deviation for Sortino, target 0), annualised with sqrt(bars per year), 365-day crypto year,
-  risk-free rate 0.
-* ``profit_factor``: gross profit / gross loss of round trips (inf without losses, None without
-  trades). ``avg_trade_pct``: mean net return of a round trip relative to its stake.
-* ``exposure_pct``: share of bars that closed with a position open.
-* ``buy_and_hold_return_pct``: last close / first close - 1 over the same bars, no fees.
+* ``max_drawdown_pct``: largest fall of the marked equity curve (every bar's close, open
+  positions included, not only closed trades) from its running peak, which starts at the
+  initial cash; in percent of that peak.
+* ``sharpe``/``sortino``: mean of per-bar simple equity returns over their sample standard
+  deviation (ddof 1) for Sharpe, over the downside deviation sqrt(mean(min(r, 0)^2)) over all
+  bars (target 0) for Sortino; annualised by sqrt(bars per 365-day year) from the run's
+  interval, which the loader checked against the data's own step. Risk-free rate 0. A data gap
+  makes one bar's return span the missing candles. None when undefined (under 3 bars, or no
+  variation).
+* ``profit_factor``: gross profit / gross loss of closed round trips. When it is undefined it is
+  null and ``profit_factor_note`` says why: ``"no trades"``, ``"no losing trades"`` (every round
+  trip won: the ratio would be infinite) or ``"no gains or losses"`` (all broke even). The
+  text report prints the same note.
+* ``avg_trade_pnl``: mean net PnL of a round trip; ``avg_trade_pct``: mean of each round trip's
+  net PnL relative to the equity it committed at entry.
+* ``exposure_pct``: share of traded bars that closed with a position open.
+* ``fees_paid``: every fee charged, including the entry fee of a position still open.
+* ``buy_and_hold_return_pct``: last close / first close of the window - 1, no fees.
+* ``entries_dropped``: realistic pending entries not filled because the next candle came after
+  a gap in the data (the strategy never saw the price it would have filled at).
 """
 
 from __future__ import annotations
@@ -66,11 +84,12 @@ def compute_metrics(r: BacktestResult) -> dict[str, Any]:
         dd = float(np.sqrt(np.mean(downside**2)))
         sortino = mean / dd * ann if dd > 0 else None
 
-    pf: float | None
+    pf: float | None = None
+    pf_note: str | None = None
     if not trades:
-        pf = None
+        pf_note = "no trades"
     elif gross_loss == 0:
-        pf = math.inf
+        pf_note = "no losing trades" if gross_profit > 0 else "no gains or losses"
     else:
         pf = gross_profit / gross_loss
 
@@ -89,6 +108,7 @@ def compute_metrics(r: BacktestResult) -> dict[str, Any]:
         "start": iso_ms(int(r.open_time[0])) if len(r.open_time) else None,
         "end": iso_ms(int(r.open_time[-1]) + interval_ms(r.interval)) if len(r.open_time) else None,
         "bars": int(len(eq)),
+        "warmup_bars": r.warmup_bars,
         "initial_cash": init,
         "final_equity": final,
         "return_pct": (final / init - 1.0) * 100.0,
@@ -106,12 +126,14 @@ def compute_metrics(r: BacktestResult) -> dict[str, Any]:
         "sharpe": sharpe,
         "sortino": sortino,
         "profit_factor": pf,
+        "profit_factor_note": pf_note,
         "avg_trade_pnl": (sum(t.pnl for t in trades) / len(trades)) if trades else None,
         "avg_trade_pct": (sum(t.return_pct for t in trades) / len(trades)) if trades else None,
         "exposure_pct": float(np.mean(r.in_position)) * 100.0 if len(r.in_position) else 0.0,
         "fees_paid": r.fees_paid,
         "funding_paid": r.funding_paid,
         "buy_and_hold_return_pct": bh,
+        "entries_dropped": len(r.dropped_entries),
         "open_position": r.open_position and {**r.open_position, "entry_time": iso_ms(r.open_position["entry_time"])},
         "assumptions": {
             "fill_model": r.model.name,
@@ -120,6 +142,7 @@ def compute_metrics(r: BacktestResult) -> dict[str, Any]:
             "slippage_bps": r.settings.slippage_bps,
             "funding_rate_8h": r.settings.funding_rate_8h,
             "rsi_smoothing": r.indicator_settings.rsi_smoothing,
+            "indicator_style": r.indicator_settings.style,
             **r.strategy.describe(),
         },
         "cancelled": r.cancelled,

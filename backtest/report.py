@@ -55,11 +55,18 @@ def text_report(m: dict[str, Any]) -> str:
         f"short {fmt_metric(m['win_rate_short_pct'], '.1f', '%')})",
         f"  Max drawdown         {fmt_metric(m['max_drawdown_pct'], '.2f', '%')}",
         f"  Sharpe / Sortino     {fmt_metric(m['sharpe'], '.2f')} / {fmt_metric(m['sortino'], '.2f')}  (annualised)",
-        f"  Profit factor        {fmt_metric(m['profit_factor'], '.2f')}",
+        f"  Profit factor        {fmt_metric(m['profit_factor'], '.2f')}"
+        + (f" ({m['profit_factor_note']})" if m.get("profit_factor_note") else ""),
         f"  Average trade        {fmt_metric(m['avg_trade_pnl'], ',.2f')} ({fmt_metric(m['avg_trade_pct'], '+.2f', '%')})",
         f"  Exposure             {fmt_metric(m['exposure_pct'], '.1f', '%')}",
         f"  Fees paid            {fmt_metric(m['fees_paid'])}",
     ]
+    if m.get("warmup_bars"):
+        lines.append(f"  Warm-up              {m['warmup_bars']:,} candle(s) before the window (indicators only, never traded)")
+    elif "warmup_bars" in m:
+        lines.append("  Warm-up              0 candles (the window starts with the data: indicators start cold)")
+    if m.get("entries_dropped"):
+        lines.append(f"  Entries dropped      {m['entries_dropped']} (the next candle came after a data gap)")
     if m.get("funding_paid"):
         lines.append(f"  Funding paid         {fmt_metric(m['funding_paid'])}")
     op = m.get("open_position")

@@ -1,8 +1,10 @@
 """Drives the live engine's code path over history.
 
 The runner computes the indicators over the whole history once (vectorised, pandas-ta) and then
-feeds every closed candle, in order, to the very ``StrategySession`` the live engine uses, with
-the simulated broker. Nothing here decides a trade: it only loops and records the equity curve.
+feeds every closed candle of the traded window, in order, to the very ``StrategySession`` the live
+engine uses, with the simulated broker. Candles before the window (``warmup``) only warm the
+indicators up, so a window's indicator values are exactly those of a run over the whole history,
+sliced. Nothing here decides a trade: it only loops and records the equity curve.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backtest.data import CandleArrays
-from core.broker import FILL_MODELS, BrokerSettings, FillModel, SimulatedFuturesBroker
+from core.broker import FILL_MODELS, BrokerSettings, DroppedEntry, FillModel, SimulatedFuturesBroker
 from core.domain import Candle, Fill, Trade
 from core.events import Event
 from core.indicators import IndicatorSettings, IndicatorValues, compute_history
@@ -47,6 +49,8 @@ class BacktestResult:
     indicator_settings: IndicatorSettings
     elapsed_s: float = 0.0
     cancelled: bool = False
+    warmup_bars: int = 0  # candles before the window used only to warm the indicators up
+    dropped_entries: list[DroppedEntry] = field(default_factory=list)  # entries not filled: gap after the signal
     extra: dict = field(default_factory=dict)
 
 
@@ -65,19 +69,27 @@ def run_backtest(
     publish: Callable[[Event], None] | None = None,
     progress: ProgressFn | None = None,
     run_id: str | None = None,
+    warmup: int = 0,
 ) -> BacktestResult:
     """Replay ``candles`` through ``strategy`` with the simulated broker and the given fill model.
 
     ``indicator_settings`` defaults to the fill model's RSI smoothing. ``publish`` receives every
     engine event (for Kafka or a UI); leave it None for the fastest run. ``progress`` is called
-    every few thousand bars and may return False to cancel.
+    every few thousand bars and may return False to cancel. The first ``warmup`` candles are
+    history before the traded window: they feed the indicators but are never traded, and the
+    result (equity, bars, metrics) covers the window only.
     """
     t0 = time.perf_counter()
     fm = FILL_MODELS[model] if isinstance(model, str) else model
-    ind_settings = indicator_settings or IndicatorSettings(rsi_smoothing=fm.rsi_smoothing)
+    ind_settings = indicator_settings or fm.indicator_settings()
     run_id = run_id or f"bt-{uuid.uuid4().hex[:12]}"
-    n = len(candles)
+    if not 0 <= warmup < len(candles):
+        raise ValueError(f"warmup must leave at least one candle to trade (got {warmup} of {len(candles)})")
     ind = compute_history(candles.open, candles.high, candles.low, candles.close, ind_settings)
+    if warmup:
+        ind = {k: v[warmup:] for k, v in ind.items()}
+        candles = candles.take(slice(warmup, None))
+    n = len(candles)
     broker = SimulatedFuturesBroker(symbol, settings, fm)
     session = StrategySession(symbol=symbol, interval=interval, strategy=strategy, broker=broker, run_id=run_id,
                               mode="backtest", initial_cash=settings.initial_cash,
@@ -120,7 +132,7 @@ def run_backtest(
         open_time=candles.open_time[:m], close=candles.close[:m], equity=equity, in_position=in_pos,
         fills=broker.fills, trades=broker.trades, fees_paid=broker.fees_paid, funding_paid=broker.funding_paid,
         open_position=open_position, indicator_settings=ind_settings, elapsed_s=time.perf_counter() - t0,
-        cancelled=cancelled,
+        cancelled=cancelled, warmup_bars=warmup, dropped_entries=list(broker.dropped_entries),
     )
 
 

@@ -5,14 +5,19 @@ funding. How and when orders fill is a ``FillModel``:
 
 ``seed``
     Decide and fill at the signal candle's close; stop-loss and take-profit are checked on closes
-    only (and fill at that close); no new entry on the candle that closed a position; RSI with
-    simple-mean smoothing. The entry fee is charged on the whole stake and the position is sized
+    only (and fill at that close); no new entry on the candle that closed a position; the
+    research code's indicator definitions (simple-mean RSI from bar 13, pandas ``ewm(adjust=True)``
+    MACD; see ``core.indicators``). The entry fee is charged on the whole stake and the position is sized
     from what remains, as the original research code did. This reproduces its backtests.
 ``realistic`` (default)
-    Decide on a closed candle, fill at the next candle's open plus slippage. Stops and targets are
-    protective orders hit intrabar from the candle's high/low; when both could have been hit in
-    one candle the worse (the stop) is assumed, and a candle that opens beyond a level fills at
-    the open. The position is sized so margin plus entry fee equals the stake; fees are charged on
+    Decide on a closed candle, fill at the next candle's open plus slippage, but only if that
+    candle is the signal candle's immediate successor: after a gap in the data (or an outage) the
+    price has moved on without the strategy seeing it, so the entry is dropped and recorded in
+    ``dropped_entries``. Stops and targets are protective orders hit intrabar from the candle's
+    high/low. A candle that opens beyond a level fills that order at the open (the stop or the
+    target, whichever the open crossed: the open is the first price of the candle, so nothing
+    later in it can pre-empt that order); otherwise, when both could have been hit inside one
+    candle, the worse (the stop) is assumed. The position is sized so margin plus entry fee equals the stake; fees are charged on
     notional. Wilder RSI.
 
 Exits are evaluated when a candle closes, from that candle's open/high/low/close, in every mode
@@ -29,11 +34,13 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade
+from core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade, iso_ms
+from core.indicators import IndicatorSettings
 
 __all__ = [
     "FILL_MODELS",
     "BrokerSettings",
+    "DroppedEntry",
     "FillModel",
     "SimulatedFuturesBroker",
     "client_order_id",
@@ -50,11 +57,17 @@ class FillModel:
     reenter_on_exit_candle: bool
     rsi_smoothing: str
     fee_on_stake: bool
+    indicator_style: str = "standard"
+
+    def indicator_settings(self) -> IndicatorSettings:
+        """The indicator definitions this model trades on (backtest, paper and replay alike)."""
+        return IndicatorSettings(rsi_smoothing=self.rsi_smoothing, style=self.indicator_style)
 
 
 FILL_MODELS: dict[str, FillModel] = {
     "seed": FillModel("seed", fill_at_next_open=False, intrabar_exits=False,
-                      reenter_on_exit_candle=False, rsi_smoothing="sma", fee_on_stake=True),
+                      reenter_on_exit_candle=False, rsi_smoothing="sma", fee_on_stake=True,
+                      indicator_style="research"),
     "realistic": FillModel("realistic", fill_at_next_open=True, intrabar_exits=True,
                            reenter_on_exit_candle=True, rsi_smoothing="wilder", fee_on_stake=False),
 }
@@ -99,6 +112,23 @@ class _Pending:
     stop_loss_pct: float
     take_profit_pct: float
     stake_fraction: float
+    signal_close_time: int | None = None  # None in snapshots written before it existed: no check
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedEntry:
+    """A pending entry that was not filled because the next candle was not the signal candle's
+    successor (``next_open_time`` is where the data resumed)."""
+
+    side: Side
+    order_id: str
+    signal_time: int
+    next_open_time: int
+
+    @property
+    def note(self) -> str:
+        return (f"entry dropped: the next candle ({iso_ms(self.next_open_time)}) is not the immediate successor "
+                f"of the signal candle ({iso_ms(self.signal_time)}); the price moved on unseen")
 
 
 class SimulatedFuturesBroker:
@@ -114,6 +144,8 @@ class SimulatedFuturesBroker:
         self.pending: _Pending | None = None
         self.fills: list[Fill] = []
         self.trades: list[Trade] = []
+        self.dropped_entries: list[DroppedEntry] = []
+        self._dropped_taken = 0
         self.fees_paid = 0.0
         self.funding_paid = 0.0
         self._entry_order_id = ""
@@ -133,11 +165,24 @@ class SimulatedFuturesBroker:
     def on_candle_open(self, candle: Candle) -> Fill | None:
         """A new candle has opened (live: its first update). A pending entry fills at its open
         now, so paper positions appear immediately; the price and time are exactly those the
-        closed candle would give in ``on_candle``, so backtests and paper trading still agree."""
+        closed candle would give in ``on_candle``, so backtests and paper trading still agree.
+        A candle that is not the signal candle's successor drops the entry instead (see
+        ``DroppedEntry``)."""
         p = self.pending
         if p is None or candle.open_time <= p.signal_time:
             return None
+        # the successor opens right after the signal candle closes (Binance: close_time + 1 ms)
+        if p.signal_close_time is not None and candle.open_time > p.signal_close_time + 1:
+            self.pending = None
+            self.dropped_entries.append(DroppedEntry(p.side, p.order_id, p.signal_time, candle.open_time))
+            return None
         return self._fill_pending(candle)
+
+    def take_dropped(self) -> list[DroppedEntry]:
+        """Entries dropped since the last call (for the session to publish once each)."""
+        new = self.dropped_entries[self._dropped_taken:]
+        self._dropped_taken = len(self.dropped_entries)
+        return new
 
     def on_candle(self, candle: Candle) -> list[tuple[Fill, Trade | None]]:
         """Process one closed candle: fill a pending entry at its open, charge funding, then
@@ -161,7 +206,8 @@ class SimulatedFuturesBroker:
         candle's open, returned by the next ``on_candle``). Ignored if not flat."""
         if not self.is_flat:
             return None
-        pending = _Pending(side, order_id, candle.open_time, stop_loss_pct, take_profit_pct, stake_fraction)
+        pending = _Pending(side, order_id, candle.open_time, stop_loss_pct, take_profit_pct, stake_fraction,
+                           candle.close_time)
         if self.model.fill_at_next_open:
             self.pending = pending
             return None
@@ -239,7 +285,9 @@ class SimulatedFuturesBroker:
             if (c.close >= p.target_price) if long else (c.close <= p.target_price):
                 return self._close(c.close, c.close_time, FillReason.TAKE_PROFIT, slip=False)
             return None
-        # realistic: intrabar, worse case first; a candle opening beyond a level fills at its open
+        # realistic: a candle opening beyond a level fills that order at its open (the open comes
+        # first: a target gapped through is a take-profit even if the candle later reaches the
+        # stop); otherwise intrabar, worse case first
         stop, target, liq = p.stop_price, p.target_price, p.liquidation_price
         if long:
             adverse_open, adverse_extreme, favourable_open, favourable_extreme = c.open <= stop, c.low <= stop, c.open >= target, c.high >= target
@@ -251,15 +299,16 @@ class SimulatedFuturesBroker:
         # beyond it (gap), or the stop sits beyond it (very high leverage).
         opened_beyond_liq = (c.open <= liq) if long else (c.open >= liq)
         stop_beyond_liq = (stop <= liq) if long else (stop >= liq)
-        if opened_beyond_liq or (liq_hit and stop_beyond_liq):
-            when = c.open_time if opened_beyond_liq else c.close_time
-            return self._close(liq, when, FillReason.LIQUIDATION, slip=False)
+        if opened_beyond_liq:
+            return self._close(liq, c.open_time, FillReason.LIQUIDATION, slip=False)
         if adverse_open:
             return self._close(c.open, c.open_time, FillReason.STOP_LOSS)
-        if adverse_extreme:
-            return self._close(stop, c.close_time, FillReason.STOP_LOSS)
         if favourable_open:
             return self._close(c.open, c.open_time, FillReason.TAKE_PROFIT)
+        if liq_hit and stop_beyond_liq:
+            return self._close(liq, c.close_time, FillReason.LIQUIDATION, slip=False)
+        if adverse_extreme:
+            return self._close(stop, c.close_time, FillReason.STOP_LOSS)
         if favourable_extreme:
             return self._close(target, c.close_time, FillReason.TAKE_PROFIT)
         return None

@@ -35,7 +35,7 @@ from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
 from core.domain import interval_ms, iso_ms
 from core.events import ConnectionEvent, EngineStateEvent, ErrorEvent, Event
 from core.feed import CandleClosed, CandleUpdate, FeedStatus, MarketEvent
-from core.indicators import IncrementalIndicators, IndicatorSettings
+from core.indicators import IncrementalIndicators
 from core.risk import RiskGuard, RiskLimits
 from core.session import Broker, StrategySession
 from core.store import EventStore, SessionState
@@ -260,7 +260,7 @@ class Engine:
                                   run_id=self.run_id, mode=self.mode, initial_cash=spec.broker.initial_cash,
                                   reenter_on_exit_candle=fm.reenter_on_exit_candle, publish=self._buffer.append,
                                   risk=RiskGuard(spec.risk), leverage=spec.broker.leverage)
-        slot = _Slot(spec, session, IncrementalIndicators(IndicatorSettings(rsi_smoothing=fm.rsi_smoothing)))
+        slot = _Slot(spec, session, IncrementalIndicators(fm.indicator_settings()))
         if self.journal is not None:
             st = self.journal.session_state(spec.key)
             if st is not None:

@@ -12,10 +12,17 @@ Conventions (stated because charting tools differ):
 * RSI ``wilder`` (default): Wilder's smoothing, seeded with the simple mean of the first ``length``
   gains/losses, as TradingView, Binance and TA-Lib do. pandas-ta's ``rma`` alone starts from the
   first gain instead, so the seed is placed before handing the series to it.
-  RSI ``sma``: simple rolling means of gains and losses (the original research code's RSI).
+  RSI ``sma``: simple rolling means of gains and losses.
 * MACD: pandas-ta's EMAs (SMA-seeded, ``adjust=False``); the signal EMA starts on the first MACD
   value. Early values differ from TA-Lib, whose MACD aligns its seeds differently; they converge
   after a few hundred bars.
+* ``style="research"`` (the seed fill model) reproduces the original research code's definitions
+  exactly, which differ only while a history is short (they converge within a few hundred bars,
+  so full-length runs agree either way): each MACD EMA (fast, slow and signal) is pandas
+  ``ewm(span, adjust=True, min_periods=span - 1).mean()``, so the line exists from bar
+  ``slow - 2`` and the signal ``signal - 2`` bars later; the RSI (with ``sma``) takes
+  ``close.diff().where(d > 0, 0)``, which counts the first bar's missing change as 0, so it is
+  defined from bar ``rsi_length - 1`` (bar 13) instead of ``rsi_length``.
 * CCI: typical price (h+l+c)/3, its simple mean and mean absolute deviation over ``length``,
   constant 0.015. pandas-ta 0.4's own ``cci`` (without TA-Lib) divides with the wrong operator
   precedence, so CCI is assembled from pandas-ta's ``hlc3`` and ``sma`` plus a vectorised mean
@@ -63,10 +70,13 @@ class IndicatorSettings:
     macd_signal: int = 9
     cci_length: int = 20
     cci_constant: float = 0.015
+    style: str = "standard"  # "standard" (pandas-ta) or "research" (the original research code's warm-up)
 
     def __post_init__(self) -> None:
         if self.rsi_smoothing not in ("wilder", "sma"):
             raise ValueError(f"rsi_smoothing must be 'wilder' or 'sma', not {self.rsi_smoothing!r}")
+        if self.style not in ("standard", "research"):
+            raise ValueError(f"style must be 'standard' or 'research', not {self.style!r}")
         for name in ("rsi_length", "macd_fast", "macd_slow", "macd_signal", "cci_length"):
             if getattr(self, name) < 2:
                 raise ValueError(f"{name} must be at least 2")
@@ -132,12 +142,17 @@ def compute_history(
 
     n = len(close)
     s = settings
+    research = s.style == "research"
     c = pd.Series(close, dtype="float64")
     nan_col = np.full(n, np.nan)
 
-    # RSI
-    if n > s.rsi_length:
+    # RSI (research: the first bar's missing change counts as 0, so it starts one bar earlier)
+    research_rsi = research and s.rsi_smoothing == "sma"
+    first_rsi = s.rsi_length - 1 if research_rsi else s.rsi_length
+    if n > first_rsi:
         diff = c.diff()
+        if research_rsi:
+            diff.iloc[0] = 0.0
         gain, loss = diff.clip(lower=0), (-diff).clip(lower=0)
         if s.rsi_smoothing == "sma":
             # pandas-ta's rsi(mamode="sma") formula; its sma() is a numba kernel whose JIT start-up
@@ -150,12 +165,20 @@ def compute_history(
         with np.errstate(invalid="ignore", divide="ignore"):
             rsi = 100.0 * g / (g + lo)
         rsi = rsi.astype("float64", copy=True)
-        rsi[: s.rsi_length] = np.nan
+        rsi[:first_rsi] = np.nan
     else:
         rsi = nan_col.copy()
 
     # MACD
-    if n >= s.macd_slow + s.macd_signal - 1:
+    if research:
+        def ewm(x, span: int):
+            return x.ewm(span=span, adjust=True, min_periods=span - 1).mean()
+
+        line = ewm(c, s.macd_fast) - ewm(c, s.macd_slow)
+        sig = ewm(line, s.macd_signal)
+        macd, signal = line.to_numpy(dtype="float64"), sig.to_numpy(dtype="float64")
+        hist = macd - signal
+    elif n >= s.macd_slow + s.macd_signal - 1:
         m = ta.macd(c, fast=s.macd_fast, slow=s.macd_slow, signal=s.macd_signal, talib=False)
         macd = m.iloc[:, 0].to_numpy(dtype="float64")
         hist = m.iloc[:, 1].to_numpy(dtype="float64")
@@ -226,6 +249,39 @@ class _Ema:
         return v
 
 
+class _EwmAdjusted:
+    """pandas ``ewm(span, adjust=True, min_periods=span - 1)``, step by step as pandas computes
+    it (its recursion and its division), for the research style."""
+
+    __slots__ = ("decay", "minp", "nobs", "old_wt", "value")
+
+    def __init__(self, span: int) -> None:
+        self.decay = 1.0 - 2.0 / (span + 1.0)
+        self.minp = max(span - 1, 1)
+        self.nobs = 0
+        self.old_wt = 1.0
+        self.value = NAN
+
+    def _next(self, x: float) -> tuple[float, float]:
+        if self.nobs == 0:
+            return x, 1.0
+        old_wt = self.old_wt * self.decay
+        w = self.value
+        if w != x:
+            w = (old_wt * w + x) / (old_wt + 1.0)
+        return w, old_wt + 1.0
+
+    def peek(self, x: float) -> float:
+        w, _ = self._next(x)
+        return w if self.nobs + 1 >= self.minp else NAN
+
+    def push(self, x: float) -> float:
+        w, self.old_wt = self._next(x)
+        self.value = w
+        self.nobs += 1
+        return w if self.nobs >= self.minp else NAN
+
+
 class _Rolling:
     """Last ``length`` inputs (for simple means and mean absolute deviation)."""
 
@@ -263,9 +319,11 @@ class IncrementalIndicators:
         else:
             self._gain = _Rolling(s.rsi_length)
             self._loss = _Rolling(s.rsi_length)
-        self._fast = _Ema(s.macd_fast)
-        self._slow = _Ema(s.macd_slow)
-        self._signal = _Ema(s.macd_signal)
+        ema = _EwmAdjusted if s.style == "research" else _Ema
+        self._fast: _Ema | _EwmAdjusted = ema(s.macd_fast)
+        self._slow: _Ema | _EwmAdjusted = ema(s.macd_slow)
+        self._signal: _Ema | _EwmAdjusted = ema(s.macd_signal)
+        self._research_rsi = s.style == "research" and s.rsi_smoothing == "sma"
         self._tp = _Rolling(s.cci_length)
         self.count = 0
 
@@ -301,6 +359,9 @@ class IncrementalIndicators:
                     self._loss.window.append(lo)  # type: ignore[union-attr]
             den = ga + la
             rsi = 100.0 * ga / den if den == den and den != 0 else NAN
+        elif self._research_rsi and commit:  # the first bar's missing change counts as 0
+            self._gain.window.append(0.0)  # type: ignore[union-attr]
+            self._loss.window.append(0.0)  # type: ignore[union-attr]
         # MACD
         if commit:
             f, sl = self._fast.push(c.close), self._slow.push(c.close)

@@ -95,6 +95,8 @@ class StrategySession:
             if pub:
                 self._publish_fill(fill, trade)
         if pub:
+            self._publish_dropped()
+        if pub:
             pub(CandleEvent(**self._env("candle", candle.open_time), candle=candle, indicators=ind.as_dict()))
         if broker.is_flat and (self.reenter_on_exit_candle or not exited):
             side = self.strategy.entry_signal(candle, ind)
@@ -163,6 +165,8 @@ class StrategySession:
         on_open = getattr(self.broker, "on_candle_open", None)
         if on_open is not None:
             fill = on_open(candle)
+            if self.publish:
+                self._publish_dropped()
             if fill is not None and self.publish:
                 self._publish_fill(fill, None)
                 self.publish(PositionEvent(**self._env("position", fill.time), position=self.broker.position,
@@ -200,6 +204,14 @@ class StrategySession:
         assert self.publish is not None
         self.publish(OrderEvent(**self._env("order", time, f"{order.client_id}:{status}"), order=order,
                                 status=status, message=message))
+
+    def _publish_dropped(self) -> None:
+        """An entry the broker dropped (the next candle came after a gap) ends its order as
+        ``expired``, so the journal never holds an order that stays "new" forever."""
+        take = getattr(self.broker, "take_dropped", None)
+        for d in take() if take is not None else ():
+            self._order(Order(d.order_id, self.symbol, d.side.entry_order_side, OrderType.MARKET, 0.0, d.next_open_time,
+                              reason=_ENTRY_REASON[d.side]), "expired", d.next_open_time, d.note)
 
     def _publish_fill(self, fill: Fill, trade: Trade | None) -> None:
         """Publish a fill with the order events it implies, the same for every broker: an entry

@@ -7,7 +7,7 @@ import pytest
 
 from backtest.runner import run_backtest
 from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
-from core.indicators import IncrementalIndicators, IndicatorSettings
+from core.indicators import IncrementalIndicators
 from core.session import StrategySession
 from core.strategies import make_strategy
 
@@ -19,7 +19,7 @@ def live_path_fills(candles, strategy_name: str, model: str, interval: str):
     session = StrategySession(symbol="ETHUSDT", interval=interval, strategy=make_strategy(strategy_name),
                               broker=broker, run_id="live", mode="paper", initial_cash=10_000,
                               reenter_on_exit_candle=fm.reenter_on_exit_candle, publish=events.append)
-    ind = IncrementalIndicators(IndicatorSettings(rsi_smoothing=fm.rsi_smoothing))
+    ind = IncrementalIndicators(fm.indicator_settings())
     for c in candles.candles():
         session.on_closed_candle(c, ind.update(c))
     return broker.fills, events

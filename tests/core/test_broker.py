@@ -145,3 +145,63 @@ def test_settings_validation():
         BrokerSettings(leverage=0.5)
     with pytest.raises(ValueError):
         BrokerSettings(initial_cash=0)
+
+
+# ---------------------------------------------------------------- issue 12, item 2: fills across gaps
+
+
+def test_gap_after_signal_drops_the_pending_entry_and_records_it():
+    # signal on the last candle before a 3-day gap: the first open after it is days later, at a
+    # price the strategy never saw, so the entry must not fill there
+    b = realistic()
+    b.submit_entry(Side.LONG, bar(10, 100, 101, 99, 100), "gapid", 0.015, 0.03)
+    assert b.on_candle(bar(10 + 72 + 1, 130, 131, 129, 130)) == []
+    assert b.position is None and b.pending is None and b.fills == []
+    (d,) = b.dropped_entries
+    assert d.order_id == "gapid" and d.side is Side.LONG and d.signal_time == 10 * H and d.next_open_time == 83 * H
+    assert "not the immediate successor" in d.note
+    assert b.take_dropped() == [d] and b.take_dropped() == []  # each published once
+    # the broker is flat again: the next signal can enter normally
+    b.submit_entry(Side.LONG, bar(83, 130, 131, 129, 130), "next", 0.015, 0.03)
+    (fill, _), = b.on_candle(bar(84, 131, 132, 130, 131))
+    assert fill.order_id == "next" and fill.price == 131
+
+
+def test_immediate_successor_still_fills_and_paper_open_drops_too():
+    b = realistic()
+    b.submit_entry(Side.SHORT, bar(0, 100, 101, 99, 100), "a", 0.015, 0.03)
+    assert b.on_candle_open(bar(1, 100.5, 100.5, 100.5, 100.5)).price == 100.5
+    b2 = realistic()
+    b2.submit_entry(Side.SHORT, bar(0, 100, 101, 99, 100), "b", 0.015, 0.03)
+    assert b2.on_candle_open(bar(2, 100.5, 100.5, 100.5, 100.5)) is None  # one candle missing
+    assert len(b2.dropped_entries) == 1 and b2.position is None
+
+
+def test_snapshot_without_signal_close_time_restores_and_fills():
+    b = realistic()
+    b.submit_entry(Side.LONG, bar(0, 100, 101, 99, 100), "old", 0.015, 0.03)
+    state = b.snapshot()
+    assert state["pending"]["signal_close_time"] == H - 1
+    del state["pending"]["signal_close_time"]  # written before the field existed
+    r = realistic()
+    r.restore(state)
+    (fill, _), = r.on_candle(bar(5, 101, 102, 100, 101))
+    assert fill.order_id == "old"
+
+
+@pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])
+def test_target_gapped_through_at_the_open_is_a_take_profit_even_if_the_stop_is_reached_later(side):
+    b = realistic()
+    b.submit_entry(side, bar(0, 100, 100, 100, 100), "id", 0.015, 0.03)
+    b.on_candle(bar(1, 100, 100.2, 99.8, 100))  # entry at 100: target 103 / 97, stop 98.5 / 101.5
+    gapped = bar(2, 104, 104, 98, 99) if side is Side.LONG else bar(2, 96, 102, 96, 101)
+    (fill, trade), = b.on_candle(gapped)
+    assert fill.reason is FillReason.TAKE_PROFIT and fill.price == gapped.open and fill.time == 2 * H
+    assert trade.pnl > 0.03 * 10_000 - 10  # more than the target: the open was beyond it
+
+
+def test_seed_model_ignores_gaps_and_opens():
+    b = seed()
+    b.submit_entry(Side.LONG, bar(0, 100, 100, 100, 100), "id", 0.015, 0.03)  # filled now, at the close
+    assert b.position is not None and b.dropped_entries == []
+    assert b.on_candle(bar(50, 104, 104, 98, 99)) == []  # seed: closes only, 99 is neither level
