@@ -31,11 +31,11 @@ def _run_incremental(arr, settings, preview_every: int = 1):
     return np.array(out, dtype=float)
 
 
-@pytest.mark.parametrize("smoothing", ["wilder", "sma"])
+@pytest.mark.parametrize("smoothing,style", [("wilder", "standard"), ("sma", "standard"), ("sma", "research")])
 @pytest.mark.parametrize("which", ["1h", "5m"])
-def test_incremental_matches_whole_history(which, smoothing, candles_1h, candles_5m):
+def test_incremental_matches_whole_history(which, smoothing, style, candles_1h, candles_5m):
     arr = candles_1h if which == "1h" else candles_5m.take(slice(0, 12_000))
-    s = IndicatorSettings(rsi_smoothing=smoothing)
+    s = IndicatorSettings(rsi_smoothing=smoothing, style=style)
     hist = compute_history(arr.open, arr.high, arr.low, arr.close, s)
     inc = _run_incremental(arr, s, preview_every=7)
     for j, name in enumerate(IndicatorValues._fields):
