@@ -73,7 +73,7 @@ def run_backtest(
 ) -> BacktestResult:
     """Replay ``candles`` through ``strategy`` with the simulated broker and the given fill model.
 
-    ``indicator_settings`` defaults to the fill model's RSI smoothing. ``publish`` receives every
+    ``indicator_settings`` defaults to the fill model's indicator definitions. ``publish`` receives every
     engine event (for Kafka or a UI); leave it None for the fastest run. ``progress`` is called
     every few thousand bars and may return False to cancel. The first ``warmup`` candles are
     history before the traded window: they feed the indicators but are never traded, and the
@@ -83,7 +83,7 @@ def run_backtest(
     fm = FILL_MODELS[model] if isinstance(model, str) else model
     ind_settings = indicator_settings or fm.indicator_settings()
     run_id = run_id or f"bt-{uuid.uuid4().hex[:12]}"
-    if not 0 <= warmup < len(candles):
+    if warmup < 0 or (warmup and warmup >= len(candles)):
         raise ValueError(f"warmup must leave at least one candle to trade (got {warmup} of {len(candles)})")
     ind = compute_history(candles.open, candles.high, candles.low, candles.close, ind_settings)
     if warmup:
