@@ -171,7 +171,8 @@ class SimulatedFuturesBroker:
         p = self.pending
         if p is None or candle.open_time <= p.signal_time:
             return None
-        # the successor opens right after the signal candle closes (Binance: close_time + 1 ms)
+        # the successor opens right after the signal candle closes: Binance klines carry a close
+        # time of open time + interval - 1 ms (REST "Kline/Candlestick Data", field 6)
         if p.signal_close_time is not None and candle.open_time > p.signal_close_time + 1:
             self.pending = None
             self.dropped_entries.append(DroppedEntry(p.side, p.order_id, p.signal_time, candle.open_time))
@@ -287,7 +288,9 @@ class SimulatedFuturesBroker:
             return None
         # realistic: a candle opening beyond a level fills that order at its open (the open comes
         # first: a target gapped through is a take-profit even if the candle later reaches the
-        # stop); otherwise intrabar, worse case first
+        # stop); otherwise intrabar, worse case first. Binance USD-M "New Order" / "New Algo
+        # Order" trigger rules: TAKE_PROFIT_MARKET SELL triggers when the latest price >= its
+        # stopPrice (BUY: <=), STOP_MARKET SELL when <= (BUY: >=); the open is that first price.
         stop, target, liq = p.stop_price, p.target_price, p.liquidation_price
         if long:
             adverse_open, adverse_extreme, favourable_open, favourable_extreme = c.open <= stop, c.low <= stop, c.open >= target, c.high >= target
