@@ -48,6 +48,15 @@ ENV_VARS: dict[str, str] = {
 
 _SCHEMES = {"rest": ("http", "https"), "ws": ("ws", "wss")}
 
+#: Binance's USD-M futures websocket hosts (live and testnet). Since the "Important WebSocket
+#: Change Notice" (USD-M futures docs, WebSocket Market Streams; legacy routes retired
+#: 2026-04-23) a connection must name its route: klines are served only under ``/market``; an
+#: unrouted connection (the legacy ``wss://fstream.binance.com/stream?...``) still opens but
+#: receives only ``/public`` (book) data, so a kline subscription there is silent, not an error
+#: (Binance developer docs, "Market Data Streams": "This fails silently rather than erroring").
+FUTURES_WS_HOSTS = frozenset({"fstream.binance.com", "fstream.binancefuture.com"})
+FUTURES_MARKET_ROUTE = "/market"
+
 #: REST request timeout (seconds) for clients built here; python-binance's default is 10 s too,
 #: stated explicitly because a hung request would stall a backfill.
 DEFAULT_TIMEOUT_S = 10.0
@@ -68,6 +77,14 @@ def _normalise(field: str, value: object, origin: str) -> str:
         )
     if parts.query or parts.fragment:
         raise ValueError(f"{origin}: {field} must not contain a query or fragment: {url!r}")
+    if field == "futures_ws" and (parts.hostname or "") in FUTURES_WS_HOSTS \
+            and not (parts.path.rstrip("/") + "/").startswith(FUTURES_MARKET_ROUTE + "/"):
+        # a silent feed is worse than a refusal: say so at start, with the fix
+        raise ValueError(
+            f"{origin}: {field} {url!r} is a retired or wrong route for klines: Binance serves USD-M "
+            f"futures klines only under {FUTURES_MARKET_ROUTE} since 2026-04-23 (Important WebSocket "
+            f"Change Notice); use {parts.scheme}://{parts.netloc}{FUTURES_MARKET_ROUTE}/"
+        )
     return url.rstrip("/") if kind == "rest" else url.rstrip("/") + "/"
 
 
@@ -94,7 +111,8 @@ def resolve_endpoints(
 
 def combined_stream_url(endpoints: BinanceEndpoints, market: str, streams: Iterable[str]) -> str:
     """URL of a combined (multiplexed) stream, e.g.
-    ``wss://fstream.binance.com/stream?streams=ethusdt@kline_5m/btcusdt@kline_1h``.
+    ``wss://fstream.binance.com/market/stream?streams=ethusdt@kline_5m/btcusdt@kline_1h``
+    (the base carries the route: ``/market`` for USD-M futures klines).
 
     Combined streams wrap every payload as ``{"stream": name, "data": payload}``, so one
     connection can carry several symbol/interval pairs and each message says which one it is.

@@ -104,7 +104,8 @@ def make_stream() -> Iterator[Callable[..., object]]:
         settings = dict(backfill=50, silence_timeout=0.5, backoff_initial=0.02, backoff_max=0.2,
                         status_interval=0.2, seed=7)
         settings.update(kwargs)
-        stream = BinanceKlineStream(list(pairs), market, endpoints=server.endpoints(), **settings)
+        settings.setdefault("endpoints", server.endpoints())
+        stream = BinanceKlineStream(list(pairs), market, **settings)
         streams.append(stream)
         return stream
 

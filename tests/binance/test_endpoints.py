@@ -43,9 +43,34 @@ def test_bad_urls_name_their_source(config, env, fragment):
         resolve_endpoints(config, env)
 
 
+@pytest.mark.parametrize("url", [
+    "wss://fstream.binance.com/", "wss://fstream.binance.com", "wss://fstream.binance.com/ws",
+    "wss://fstream.binance.com/public/", "wss://fstream.binancefuture.com/", "wss://fstream.binance.com/marketx/",
+])
+@pytest.mark.parametrize("source", ["config", "env"])
+def test_retired_futures_routes_are_refused_with_the_fix(url, source):
+    """The legacy unrouted base (and /public) opens but never delivers klines since 2026-04-23,
+    so a config naming it is refused at start, with the /market URL to use instead."""
+    config, env = ({"futures_ws": url}, {}) if source == "config" else ({}, {"TRADECONSOLE_BINANCE_FUTURES_WS": url})
+    with pytest.raises(ValueError, match=r"retired or wrong route.*/market/"):
+        resolve_endpoints(config, env)
+
+
+def test_market_route_and_other_hosts_stay_configurable():
+    for url in ("wss://fstream.binance.com/market", "wss://fstream.binancefuture.com/market/",
+                "ws://127.0.0.1:9/futures/", "wss://proxy.example/"):
+        assert resolve_endpoints({"futures_ws": url}, {}).futures_ws == url.rstrip("/") + "/"
+    assert DEFAULT_ENDPOINTS.futures_ws == "wss://fstream.binance.com/market/"
+    assert TESTNET_ENDPOINTS.futures_ws == "wss://fstream.binancefuture.com/market/"
+    assert DEFAULT_ENDPOINTS.spot_ws == "wss://stream.binance.com:9443/"  # spot routes unchanged
+
+
 def test_combined_stream_url():
     url = combined_stream_url(DEFAULT_ENDPOINTS, "futures", ["ETHUSDT@kline_5m", "btcusdt@kline_1h"])
-    assert url == "wss://fstream.binance.com/stream?streams=ethusdt@kline_5m/btcusdt@kline_1h"
+    # the 2026 Market route (Important WebSocket Change Notice), combined-stream ("stream") mode
+    assert url == "wss://fstream.binance.com/market/stream?streams=ethusdt@kline_5m/btcusdt@kline_1h"
+    testnet = combined_stream_url(TESTNET_ENDPOINTS, "futures", ["ethusdt@kline_5m"])
+    assert testnet == "wss://fstream.binancefuture.com/market/stream?streams=ethusdt@kline_5m"
     assert combined_stream_url(DEFAULT_ENDPOINTS, "spot", ["a@kline_1m"]).startswith("wss://stream.binance.com:9443/stream?")
     with pytest.raises(ValueError):
         combined_stream_url(DEFAULT_ENDPOINTS, "margin", ["a@kline_1m"])

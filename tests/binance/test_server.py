@@ -81,7 +81,7 @@ def test_websocket_formats_and_faults(market_server):
     assert [m["k"]["x"] for m in raw] == [False, False, False, True]
     assert raw[0]["e"] == "kline" and raw[0]["k"]["o"].endswith("000000")  # spot: 8 decimals
     assert raw[-1]["E"] == raw[-1]["k"]["T"] + 1
-    combined = asyncio.run(read(f"ws://127.0.0.1:{port}/futures/stream?streams=ethusdt@kline_5m", 4))
+    combined = asyncio.run(read(f"ws://127.0.0.1:{port}/futures/market/stream?streams=ethusdt@kline_5m", 4))
     assert combined[0]["stream"] == "ethusdt@kline_5m" and "data" in combined[0]
     assert not combined[0]["data"]["k"]["o"].endswith("000000")  # futures: trimmed
     market_server.duplicate_next(4)
@@ -108,3 +108,28 @@ def test_connections_expire_after_24h_of_server_time():
         messages, code = asyncio.run(run())
         assert code == 1001
         assert sum(m["k"]["x"] for m in messages) == 2  # closed at the two-hour mark
+
+
+@pytest.mark.parametrize("path", [
+    "/futures/stream?streams=ethusdt@kline_5m",  # legacy wss://fstream.binance.com/stream?...
+    "/futures/ws/ethusdt@kline_5m",  # legacy wss://fstream.binance.com/ws/...
+    "/futures/public/stream?streams=ethusdt@kline_5m",  # klines are not a /public stream
+])
+def test_retired_and_wrong_futures_routes_open_but_stay_silent(market_server, path):
+    """As Binance does since 2026-04-23: the handshake succeeds, no kline ever arrives; the
+    /market route on the same server delivers the same candles."""
+    import websockets
+
+    async def run():
+        async with websockets.connect(f"ws://127.0.0.1:{market_server.port}{path}") as silent, \
+                websockets.connect(f"ws://127.0.0.1:{market_server.port}/futures/market/ws/ethusdt@kline_5m") as good:
+            while market_server.active_connections() < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(market_server.advance, 1)
+            got = [json.loads(await asyncio.wait_for(good.recv(), 5)) for _ in range(4)]
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(silent.recv(), 0.5)
+            return got
+
+    got = asyncio.run(run())
+    assert got[-1]["k"]["x"] is True

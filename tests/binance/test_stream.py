@@ -44,7 +44,7 @@ def test_clean_stream_warms_up_then_streams(market_server, make_stream, market):
                sink.updates[("ETHUSDT", "5m")][-1].candle == current, what="the open candle's update")
     assert all(e.backfill for e in sink.closed[("ETHUSDT", "5m")][:1000])
     assert not any(e.backfill for e in sink.closed[("ETHUSDT", "5m")][1000:])
-    rest_path, ws_path = ("/api/v3/klines", "/stream") if market == "spot" else ("/fapi/v1/klines", "/futures/stream")
+    rest_path, ws_path = ("/api/v3/klines", "/stream") if market == "spot" else ("/fapi/v1/klines", "/futures/market/stream")
     other = "/fapi/v1/klines" if market == "spot" else "/api/v3/klines"
     assert market_server.request_counts[rest_path] >= 1 and market_server.request_counts[other] == 0
     assert market_server.request_counts[ws_path] == 1
@@ -250,7 +250,7 @@ def test_two_pairs_on_one_connection_survive_a_drop(market_server, make_stream):
     wait_caught_up(sink, market_server, interval="1h")
     assert_true_sequence(sink, market_server, interval="5m")
     assert_true_sequence(sink, market_server, interval="1h")
-    assert market_server.request_counts["/futures/stream"] >= 2
+    assert market_server.request_counts["/futures/market/stream"] >= 2
 
 
 def test_exchange_gap_is_reported_not_waited_for():
@@ -319,3 +319,33 @@ def test_fault_menu_chaos(market_server, make_stream):
     assert_true_sequence(sink, market_server)
     assert_true_sequence(sink, market_server, interval="1h")
     assert stream.alive
+
+
+def test_default_futures_route_streams_and_the_retired_route_stays_silent(market_server, make_stream):
+    """Our default USD-M futures base, mapped onto the stand-in (``/futures`` stands for
+    fstream.binance.com), streams klines; the legacy unrouted base opens but never delivers one
+    (Binance since 2026-04-23), which the stream reports as stale rather than connected."""
+    import dataclasses
+    from urllib.parse import urlsplit
+
+    from core.config import DEFAULT_ENDPOINTS
+
+    default_path = urlsplit(DEFAULT_ENDPOINTS.futures_ws).path
+    assert default_path == "/market/"
+    base = market_server.endpoints()
+    routed = dataclasses.replace(base, futures_ws=f"ws://127.0.0.1:{market_server.port}/futures{default_path}")
+    legacy = dataclasses.replace(base, futures_ws=market_server.legacy_futures_ws())
+
+    good, good_sink = _start(make_stream, market_server, market="futures", endpoints=routed)
+    bad_sink = RecordingSink()
+    bad = make_stream(market_server, market="futures", endpoints=legacy, silence_timeout=0.3)
+    bad.start(bad_sink)
+    wait_until(lambda: bad.counters.connects >= 1, what="legacy route handshake")
+    market_server.advance(3)
+    wait_caught_up(good_sink, market_server)
+    assert_true_sequence(good_sink, market_server)
+    assert good.counters.closed_stream == 3
+    wait_until(lambda: bad.counters.silences >= 1, what="the silent legacy route to be noticed")
+    assert bad.counters.closed_stream == 0 and bad.counters.updates == 0
+    assert "stale" in bad_sink.states()
+    assert market_server.request_counts["/futures/stream"] >= 1  # it really connected there

@@ -8,10 +8,27 @@ console uses, in Binance's own formats:
   ``/api/v3/klines`` (limit <= 1000);
 * REST, USD-M:   ``GET /fapi/v1/ping``, ``/fapi/v1/time``, ``/fapi/v1/exchangeInfo`` (minimal),
   ``/fapi/v1/klines`` (limit <= 1500);
-* websockets:    spot ``/ws/<stream>`` and ``/stream?streams=a/b``; USD-M futures the same under
-  ``/futures/`` (and ``/futures/market/``, Binance's newer routed path). Kline events carry the
-  ``x`` closed flag; combined streams wrap them as ``{"stream": ..., "data": ...}``. Spot prices
-  are sent with 8 decimals, futures prices trimmed, as Binance does.
+* websockets:    spot ``/ws/<stream>`` and ``/stream?streams=a/b`` (wss://stream.binance.com:9443,
+  unchanged). USD-M futures (``/futures`` stands for the host fstream.binance.com) as documented
+  since the "Important WebSocket Change Notice — Base URL Split & Migration" (Binance USD-M
+  futures docs, WebSocket Market Streams; legacy URLs retired 2026-04-23):
+
+  - ``/futures/market/ws/<stream>`` and ``/futures/market/stream?streams=a/b``: the Market route
+    ("regular market data"), where ``<symbol>@kline_<interval>`` lives (binance-connector-python
+    ``websocket_streams/streams/market_api.py`` ``kline_candlestick_streams``:
+    ``stream_url="market"``; python-binance ``ws/streams.py``: "URL PATH: /market");
+  - ``/futures/public/...``: the Public route (book streams only). A kline subscription there
+    is accepted and silent (the notice: "ensure streams are routed to the correct endpoint
+    category");
+  - ``/futures/ws/...`` and ``/futures/stream?...``: the retired legacy routes. The handshake
+    still succeeds but only /public data is delivered, so klines never arrive: Binance developer
+    docs, "Market Data Streams" (CAAS): "A connection with no routed path only receives /public
+    data ... btcusdt@markPrice belongs to /market and will not deliver. This fails silently
+    rather than erroring."
+
+  Kline events carry the ``x`` closed flag; combined streams wrap them as
+  ``{"stream": ..., "data": ...}``. Spot prices are sent with 8 decimals, futures prices
+  trimmed, as Binance does.
 
 The market is a deterministic candle series per (symbol, interval) (the real public-data CSVs,
 or a generated random walk) and a **controllable clock**: nothing happens until the test calls
@@ -25,7 +42,8 @@ Faults (each affects what the *stream* sends; REST always tells the truth, as Bi
 disconnect, which also happens by itself after ``connection_lifetime_ms`` of server time),
 ``set_silent``, ``skip_stream_candles``, ``duplicate_next``, ``delay_next_close`` (a closed
 candle arrives after its successor), ``swap_next_update`` (an older update after a newer one),
-``send_malformed``, ``reject_connections``; and for REST ``fail_rest`` (429/418 with
+``send_malformed``, ``send_kline`` (a well-formed kline frame with any field forced: future,
+off-grid, NaN, price 1.0... the hostile frames of the feed-sanity tests), ``reject_connections``; and for REST ``fail_rest`` (429/418 with
 Retry-After, or 5xx) and ``used_weight``. ``request_counts`` counts requests per path.
 
 Usage::
@@ -137,6 +155,9 @@ class _Conn:
     streams: frozenset[str]
     combined: bool
     connected_at: int  # server clock
+    # False on a futures route that does not carry klines (legacy unrouted, or /public): the
+    # connection stays open and answers pings, but no kline is ever sent on it (see module doc)
+    klines: bool = True
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     writer: asyncio.Task | None = None
 
@@ -253,9 +274,14 @@ class BinanceMarketServer:
         app.router.add_get("/fapi/v1/time", self._time)
         app.router.add_get("/fapi/v1/exchangeInfo", self._exchange_info_futures)
         app.router.add_get("/fapi/v1/klines", self._klines_futures)
-        for prefix, market in (("", "spot"), ("/futures", "futures"), ("/futures/market", "futures")):
-            app.router.add_get(prefix + "/ws/{stream}", self._ws_raw(market))
-            app.router.add_get(prefix + "/stream", self._ws_combined(market))
+        # (prefix, market, carries klines): spot unchanged; USD-M futures per the 2026 route split
+        routes = (("", "spot", True),
+                  ("/futures/market", "futures", True),  # Market route: klines live here
+                  ("/futures/public", "futures", False),  # Public route: book streams only
+                  ("/futures", "futures", False))  # retired legacy route: opens, klines silent
+        for prefix, market, klines in routes:
+            app.router.add_get(prefix + "/ws/{stream}", self._ws_raw(market, klines))
+            app.router.add_get(prefix + "/stream", self._ws_combined(market, klines))
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -293,8 +319,13 @@ class BinanceMarketServer:
             spot_rest=f"{self.base_url}/api",
             futures_rest=f"{self.base_url}/fapi",
             spot_ws=f"ws://127.0.0.1:{self.port}/",
-            futures_ws=f"ws://127.0.0.1:{self.port}/futures/",
+            futures_ws=f"ws://127.0.0.1:{self.port}/futures/market/",
         )
+
+    def legacy_futures_ws(self) -> str:
+        """The retired unrouted USD-M futures base (``wss://fstream.binance.com/``) on this
+        server: connections open, klines never arrive."""
+        return f"ws://127.0.0.1:{self.port}/futures/"
 
     def env(self) -> dict[str, str]:
         e = self.endpoints()
@@ -407,7 +438,7 @@ class BinanceMarketServer:
             return
         texts: dict[tuple[str, bool], str] = {}
         for conn in list(self._conns):
-            if s.stream not in conn.streams:
+            if s.stream not in conn.streams or not conn.klines:
                 continue
             key = (conn.market, conn.combined)
             if key not in texts:
@@ -509,7 +540,6 @@ class BinanceMarketServer:
             b"\xff\xfe\x00binary",
             variant(o=None),
             variant(c="abc"),
-            variant(h="1.0", l="999999.0"),  # high below low
             variant(x="false"),
             variant(i="7m"),
             variant(t="soon"),
@@ -530,6 +560,28 @@ class BinanceMarketServer:
                     self._send(conn, s.stream, item if isinstance(item, (str, bytes)) else json.dumps(item))
         self._call(run)
         return len(malformed), len(unexpected)
+
+    def send_kline(self, symbol: str = "ETHUSDT", interval: str = "5m", *, closed: bool = True,
+                   event_time: int | None = None, **fields: Any) -> dict[str, Any]:
+        """Send one kline event, built from the current candle with ``fields`` (``t``, ``T``,
+        ``o``, ``h``, ``l``, ``c``, ``v``...) forced, to every connection that carries klines and
+        subscribed the pair. Fault injection: the real exchange never sends such frames, a bug,
+        a proxy or a hostile network can. Forcing ``t`` alone also moves ``T`` to ``t + step -
+        1`` so only the intended rule is broken. Returns the payload sent."""
+        s = self._series[(symbol.upper(), interval)]
+        c = self.current_candle(symbol, interval) or s.arrays.candle(len(s.arrays) - 1)
+
+        def run() -> dict[str, Any]:
+            payload = self._payload(s, c, self._now if event_time is None else event_time, closed, "futures")
+            if "t" in fields and "T" not in fields and isinstance(fields["t"], int):
+                fields["T"] = fields["t"] + s.step - 1
+            payload["k"].update(fields)
+            for conn in list(self._conns):
+                if s.stream in conn.streams and conn.klines:
+                    body = {"stream": s.stream, "data": payload} if conn.combined else payload
+                    self._send(conn, s.stream, json.dumps(body))
+            return payload
+        return self._call(run)
 
     def drop_connections(self) -> int:
         """Abort every websocket connection at the TCP level (no close frame), e.g. mid-candle."""
@@ -692,22 +744,25 @@ class BinanceMarketServer:
         return self._json(rows)
 
     # ================================================================== websocket handlers
-    def _ws_raw(self, market: str) -> Callable[[web.Request], Any]:
+    def _ws_raw(self, market: str, klines: bool) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.StreamResponse:
-            return await self._ws(request, market, frozenset([request.match_info["stream"].lower()]), False)
+            # ws mode: "streams are composed in the URL path" (change notice, access modes)
+            names = request.match_info["stream"].lower().split("/")
+            return await self._ws(request, market, frozenset(n for n in names if n), False, klines)
         return handler
 
-    def _ws_combined(self, market: str) -> Callable[[web.Request], Any]:
+    def _ws_combined(self, market: str, klines: bool) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.StreamResponse:
+            # stream mode: "streams are passed via query (e.g., ?streams=)" (change notice)
             names = request.query.get("streams", "")
             streams = frozenset(n.lower() for n in names.split("/") if n)
             if not streams:
                 return self._error(-1100, "no streams", 400)
-            return await self._ws(request, market, streams, True)
+            return await self._ws(request, market, streams, True, klines)
         return handler
 
     async def _ws(self, request: web.Request, market: str, streams: frozenset[str],
-                  combined: bool) -> web.StreamResponse:
+                  combined: bool, klines: bool = True) -> web.StreamResponse:
         self.request_counts[request.path] += 1
         if self._reject_left > 0:
             self._reject_left -= 1
@@ -715,7 +770,7 @@ class BinanceMarketServer:
         ws = web.WebSocketResponse(autoping=True)
         transport = request.transport
         await ws.prepare(request)
-        conn = _Conn(ws, transport, market, streams, combined, self._now)
+        conn = _Conn(ws, transport, market, streams, combined, self._now, klines=klines)
         conn.writer = asyncio.ensure_future(self._writer(conn))
         self._conns.add(conn)
         self.ws_connects += 1
