@@ -34,7 +34,7 @@ from typing import Any
 from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
 from core.domain import interval_ms, iso_ms
 from core.events import ConnectionEvent, EngineStateEvent, ErrorEvent, Event
-from core.feed import CandleClosed, CandleUpdate, FeedStatus, MarketEvent
+from core.feed import CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
 from core.indicators import IncrementalIndicators
 from core.risk import RiskGuard, RiskLimits
 from core.session import Broker, StrategySession
@@ -267,8 +267,25 @@ class Engine:
                 restore = getattr(broker, "restore", None)
                 if restore is not None:
                     restore(st.snapshot)
-                slot.last_open_time = st.last_open_time
+                slot.last_open_time = self._believable_last_open_time(spec, st.last_open_time)
         return slot
+
+    def _believable_last_open_time(self, spec: SessionSpec, journalled: int) -> int:
+        """A journalled ``last_open_time`` in the future (a bad feed frame got journalled before
+        the feed guard existed) would make every candle until then warm-up only: a day of no
+        trading. Clamp it to the last candle that can have closed by now, and say so."""
+        step = interval_ms(spec.interval)
+        now_ms = int(self._clock() * 1000)
+        latest = now_ms - now_ms % step - step  # open time of the newest closed candle
+        if journalled <= latest + step:  # the open candle at most (clock skew), believable
+            return journalled
+        message = (f"journalled last candle {journalled} for {spec.key} lies in the future (now {now_ms}); "
+                   f"resuming from {iso_ms(latest)} instead")
+        log.error(message)
+        self._buffer.append(ErrorEvent(**self._env("restart", f"{spec.key}:{journalled}"), symbol=spec.symbol,
+                                       interval=spec.interval, strategy=spec.strategy, source="journal",
+                                       message=message))
+        return latest
 
     # ------------------------------------------------------------------ thread
     def _run(self) -> None:
@@ -393,6 +410,10 @@ class Engine:
             self._on_closed(ev)
         elif isinstance(ev, CandleUpdate):
             self._on_update(ev)
+        elif isinstance(ev, FeedAlarm):  # a source refused data (core.feed_guard): journalled, shown
+            self._buffer.append(ErrorEvent(**self._env("feed", uuid.uuid4().hex, ev.time_ms or None),
+                                           symbol=ev.symbol, interval=ev.interval, source="feed",
+                                           message=f"{ev.source}: {ev.detail}"))
         elif isinstance(ev, FeedStatus):
             if ev.state == "finished":
                 self.finished_sources.add(ev.source)

@@ -25,8 +25,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from core.domain import INTERVAL_MS, Candle
+from core.feed_guard import check_values, grid_start
 
 __all__ = [
+    "InvalidKline",
     "KlineEvent",
     "align_down",
     "align_up",
@@ -42,6 +44,18 @@ __all__ = [
 class KlineParseError(ValueError):
     """A kline payload that cannot be turned into a valid candle (malformed JSON, missing or
     non-numeric fields, inconsistent OHLC)."""
+
+
+class InvalidKline(KlineParseError):
+    """A kline that parses but cannot be true (NaN or non-positive prices, negative volume,
+    inconsistent OHLC, close before open). ``reason`` is the ``core.feed_guard`` reason code, so
+    the stream counts it with the other rejected candles rather than as line noise."""
+
+    def __init__(self, reason: str, message: str, symbol: str = "", interval: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.symbol = symbol  # filled in by parse_ws_message, so the stream can say which pair
+        self.interval = interval
 
 
 class UnexpectedMessage(KlineParseError):
@@ -76,9 +90,10 @@ def _int(value: Any, name: str) -> int:
 
 def _checked(candle: Candle) -> Candle:
     if candle.close_time <= candle.open_time:
-        raise KlineParseError(f"close time {candle.close_time} is not after open time {candle.open_time}")
-    if not candle.is_valid():
-        raise KlineParseError(f"invalid prices or volume in {candle!r}")
+        raise InvalidKline("close_time", f"close time {candle.close_time} is not after open time {candle.open_time}")
+    reason = check_values(candle)
+    if reason is not None:
+        raise InvalidKline(reason, f"invalid prices or volume ({reason}) in {candle!r}")
     return candle
 
 
@@ -169,19 +184,17 @@ def parse_ws_message(raw: str | bytes | Mapping[str, Any]) -> KlineEvent:
         raise KlineParseError(f"kline symbol must be a string, not {symbol!r}")
     if interval not in INTERVAL_MS:
         raise KlineParseError(f"unknown kline interval {interval!r}")
-    return KlineEvent(symbol.upper(), interval, _checked(candle), event_time)
-
-
-#: Weekly klines open on Mondays 00:00 UTC; 1970-01-05 was the first Monday after the epoch.
-#: Every other interval is a multiple of its length since the epoch.
-_GRID_ORIGIN_MS = {"1w": 4 * 86_400_000}
+    try:
+        checked = _checked(candle)
+    except InvalidKline as exc:
+        exc.symbol, exc.interval = symbol.upper(), interval
+        raise
+    return KlineEvent(symbol.upper(), interval, checked, event_time)
 
 
 def align_down(ms: int, interval: str) -> int:
-    """Open time of the candle that contains ``ms``."""
-    step = INTERVAL_MS[interval]
-    origin = _GRID_ORIGIN_MS.get(interval, 0)
-    return origin + (ms - origin) // step * step
+    """Open time of the candle that contains ``ms`` (weeks open on Mondays: ``core.feed_guard``)."""
+    return grid_start(ms, interval)
 
 
 def align_up(ms: int, interval: str) -> int:

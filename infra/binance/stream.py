@@ -37,6 +37,20 @@ disconnect that follows is repaired by the REST backfill.
 
 Malformed messages (``KlineParseError``) and unexpected ones (not a kline of a subscribed pair)
 are counted in ``counters`` and logged (rate-limited), never fatal.
+
+**Feed sanity.** Every candle, from the websocket and from REST backfill, passes
+``core.feed_guard.check_candle`` before it can touch anything: open time on the grid and not
+beyond the currently open candle of the exchange clock, a closed flag only after the close time,
+finite positive prices within a band of the pair's last accepted close, consistent OHLC, the
+documented close time. The exchange clock is the local clock plus the offset measured from REST
+server time on every (re)connect; a frame that looks future is re-checked once against a fresh
+server time (the clock may have drifted), and after a futile re-check further ones wait a
+cooldown, so a hostile stream cannot turn into a REST flood. A rejected frame is counted per
+reason (``counters.rejections``), logged and raised as a rate-limited ``FeedAlarm``; it never
+moves the sequencer, the lag, the price band's reference or the "healthy" mark. Gap fill asks
+REST only up to the currently open candle. A pair that receives no valid message for longer
+than one interval plus ``degraded_grace`` (or ``degraded_after``) while messages keep coming
+puts the stream in state ``degraded`` instead of ``connected`` until valid candles return.
 """
 
 from __future__ import annotations
@@ -49,16 +63,24 @@ import logging
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.config import BinanceEndpoints
 from core.domain import Candle, interval_ms
-from core.feed import CandleClosed, CandleUpdate, FeedStatus, MarketEvent, MarketSink
+from core.feed import CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent, MarketSink
+from core.feed_guard import AlarmLimiter, ExchangeClock, GuardSettings, check_candle, current_open_time
 from infra.binance.endpoints import combined_stream_url, make_client, resolve_endpoints
-from infra.binance.klines import KlineParseError, UnexpectedMessage, align_down, kline_stream_name, parse_ws_message
+from infra.binance.klines import (
+    InvalidKline,
+    KlineParseError,
+    UnexpectedMessage,
+    align_down,
+    kline_stream_name,
+    parse_ws_message,
+)
 from infra.binance.rest import MARKETS, KlineRestClient, RestError, RetryPolicy
 
 __all__ = ["BinanceKlineStream", "KlineSequencer", "StreamCounters", "StreamStopped"]
@@ -91,6 +113,11 @@ class StreamCounters:
     errors: int = 0  # failed connects and REST failures
     coalesced_updates: int = 0  # updates replaced by a newer one while the sink was busy
     sink_errors: int = 0  # exceptions raised by the sink (logged, swallowed)
+    rejected: int = 0  # candles (websocket or REST) refused by the feed guard
+    rejections: dict[str, int] = field(default_factory=dict)  # ... per core.feed_guard reason
+    alarms: int = 0  # FeedAlarm events emitted (rate-limited)
+    clock_syncs: int = 0  # exchange clock offset measurements (REST server time)
+    degraded: int = 0  # times the stream went from connected to degraded
 
 
 class KlineSequencer:
@@ -100,7 +127,8 @@ class KlineSequencer:
     which closed candles must be fetched before a candle at a given open time can be delivered.
     """
 
-    __slots__ = ("symbol", "interval", "step", "last_closed", "_upd_open", "_upd_event")
+    __slots__ = ("symbol", "interval", "step", "last_closed", "_upd_open", "_upd_event", "ref_close", "ref_open",
+                 "last_valid")
 
     def __init__(self, symbol: str, interval: str, last_closed: int | None = None) -> None:
         self.symbol = symbol.upper()
@@ -109,6 +137,14 @@ class KlineSequencer:
         self.last_closed = last_closed  # open time of the last delivered closed candle
         self._upd_open: int | None = None
         self._upd_event = 0
+        self.ref_close: float | None = None  # close of the last accepted candle (price band reference)
+        self.ref_open: int | None = None  # ... and that candle's open time
+        self.last_valid = 0.0  # loop time of the last accepted message (degraded detection)
+
+    def note_price(self, candle: Candle) -> None:
+        """Make an accepted candle the price band's reference (never a rejected one)."""
+        if self.ref_open is None or candle.open_time >= self.ref_open:
+            self.ref_close, self.ref_open = candle.close, candle.open_time
 
     def is_old(self, open_time: int) -> bool:
         """True if the candle at ``open_time`` closed and was delivered already."""
@@ -208,6 +244,13 @@ class BinanceKlineStream:
     renewed on our schedule rather than Binance's 24-hour cut; ``status_interval`` between
     periodic ``connected`` statuses carrying the current lag; ``gap_retries`` REST attempts to
     find a missed candle before it is declared an exchange gap.
+
+    Feed sanity (see the module doc): ``guard`` holds the bounds; ``exchange_clock`` returns the
+    exchange's time in ms if the caller has an authoritative one (default: local clock plus the
+    offset measured from REST server time); ``clock_resync_cooldown`` between futile re-checks
+    of the clock; ``degraded_after`` seconds without a valid message of a pair before the
+    stream says ``degraded`` (default: the pair's interval plus ``degraded_grace``);
+    ``alarm_period`` between rate-limited ``FeedAlarm``s (after a burst of 3).
     """
 
     def __init__(
@@ -228,6 +271,12 @@ class BinanceKlineStream:
         rest_factory: Callable[[Callable[[float], None]], KlineRestClient] | None = None,
         seed: int | None = None,
         name: str | None = None,
+        guard: GuardSettings = GuardSettings(),
+        exchange_clock: Callable[[], int] | None = None,
+        clock_resync_cooldown: float = 5.0,
+        degraded_after: float | None = None,
+        degraded_grace: float = 30.0,
+        alarm_period: float = 10.0,
     ) -> None:
         if market not in MARKETS:
             raise ValueError(f"market must be one of {MARKETS}, not {market!r}")
@@ -241,6 +290,18 @@ class BinanceKlineStream:
             raise ValueError("at least one (symbol, interval) pair is required")
         if backfill < 0 or silence_timeout <= 0 or backoff_initial < 0 or backoff_max < backoff_initial:
             raise ValueError("invalid stream timing settings")
+        if (degraded_after is not None and not degraded_after > 0) or not degraded_grace >= 0 \
+                or not clock_resync_cooldown >= 0 or not alarm_period > 0:
+            raise ValueError("invalid feed guard timing settings")
+        self.guard = guard
+        self._exchange_clock = exchange_clock
+        self._clock = ExchangeClock()
+        self.clock_resync_cooldown = clock_resync_cooldown
+        self._resync_blocked_until = 0.0
+        self.degraded_after = degraded_after
+        self.degraded_grace = degraded_grace
+        self._alarms = AlarmLimiter(period_s=alarm_period)
+        self._suppressed: Counter[str] = Counter()
         self.backfill = backfill
         self.silence_timeout = silence_timeout
         self.backoff_initial = backoff_initial
@@ -269,7 +330,7 @@ class BinanceKlineStream:
         self._rest_busy = 0
         self._close_reason: str | None = None
         self._healthy = False
-        self._bad_logged = {"malformed": 0, "unexpected": 0}
+        self._bad_logged = {"malformed": 0, "unexpected": 0, "rejected": 0}
         self.state = "new"
 
     # ================================================================== public API
@@ -306,7 +367,7 @@ class BinanceKlineStream:
     @property
     def counters(self) -> StreamCounters:
         """A snapshot of the counters."""
-        return dataclasses.replace(self._counters)
+        return dataclasses.replace(self._counters, rejections=dict(self._counters.rejections))
 
     @property
     def lag_ms(self) -> float | None:
@@ -414,6 +475,9 @@ class BinanceKlineStream:
         try:
             self._status("backfilling", "catching up over REST")
             await self._backfill_since_last()
+            now = asyncio.get_running_loop().time()
+            for seq in self._seq.values():
+                seq.last_valid = now  # a fresh connection gets a full interval to prove itself
             self._status("connected")
             return await self._read(ws)
         except RestError as exc:
@@ -477,9 +541,101 @@ class BinanceKlineStream:
                 self._close_reason = "scheduled"
                 await ws.close(1000, "scheduled reconnect")
                 return
-            if now - last_status >= self.status_interval:
+            self._flush_suppressed_alarms()
+            degraded = self._degraded_pairs(now)
+            if degraded and self.state != "degraded":
+                self._counters.degraded += 1
+                log.warning("%s: feed degraded: %s", self.name, degraded)
+                self._status("degraded", degraded)
                 last_status = now
-                self._status("connected")
+            elif not degraded and self.state == "degraded":
+                self._status("connected", "valid candles again")
+                last_status = now
+            elif now - last_status >= self.status_interval:
+                last_status = now
+                self._status("degraded" if degraded else "connected", degraded)
+
+    # ================================================================== feed guard
+    def _degraded_after(self, seq: KlineSequencer) -> float:
+        if self.degraded_after is not None:
+            return self.degraded_after
+        return seq.step / 1000 + self.degraded_grace
+
+    def _degraded_pairs(self, now: float) -> str:
+        """'' while every pair had a valid message recently, else what is wrong (for the status)."""
+        bad = [f"{seq.symbol} {seq.interval}: no valid candle for {now - seq.last_valid:.1f} s"
+               for seq in self._seq.values() if now - seq.last_valid > self._degraded_after(seq)]
+        if not bad:
+            return ""
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(self._counters.rejections.items()))
+        return "; ".join(bad) + (f" (rejected so far: {rejected})" if rejected else "")
+
+    def _exchange_now(self) -> int:
+        """The exchange's current time in ms (estimate)."""
+        if self._exchange_clock is not None:
+            return int(self._exchange_clock())
+        return self._clock.now(time.time() * 1000)
+
+    async def _sync_clock(self) -> int:
+        """Measure the exchange clock over REST; returns the server time."""
+        assert self._rest is not None
+        sent = time.time() * 1000
+        server = await self._rest_call(self._rest.server_time_ms)
+        self._clock.sync(server, sent, time.time() * 1000)
+        self._counters.clock_syncs += 1
+        return server
+
+    async def _check(self, seq: KlineSequencer, candle: Candle) -> str | None:
+        """``check_candle`` against the exchange clock; a candle that looks future is re-checked
+        once against a fresh server time, unless a recent re-check was futile (cooldown)."""
+        reason = check_candle(candle, seq.interval, self._exchange_now(), last_close=seq.ref_close,
+                              last_open_time=seq.ref_open, settings=self.guard)
+        if reason not in ("future", "early_close") or self._exchange_clock is not None or self._rest is None:
+            return reason
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._resync_blocked_until:
+            return reason
+        try:
+            now = await self._sync_clock()
+        except RestError as exc:
+            self._counters.errors += 1
+            log.warning("%s: exchange clock re-check failed: %s", self.name, exc)
+            self._resync_blocked_until = loop.time() + self.clock_resync_cooldown
+            return reason
+        reason = check_candle(candle, seq.interval, now, last_close=seq.ref_close, last_open_time=seq.ref_open,
+                              settings=self.guard)
+        if reason is not None:  # the clock was right: the frame is wrong; do not ask again soon
+            self._resync_blocked_until = loop.time() + self.clock_resync_cooldown
+        return reason
+
+    def _reject(self, symbol: str, interval: str, reason: str, what: str, candle: Any, raw: Any = None) -> None:
+        """Count, log (rate-limited) and raise an alarm (rate-limited) for a refused candle."""
+        self._counters.rejected += 1
+        self._counters.rejections[reason] = self._counters.rejections.get(reason, 0) + 1
+        detail = f"{what} {symbol} {interval} refused ({reason}): {candle!r}"[:240]
+        self._log_bad("rejected", ValueError(detail), raw if raw is not None else "")
+        if self._alarms.allow(time.monotonic()):
+            self._emit_alarm(symbol, interval, reason, detail, 1 + self._alarms.take_suppressed())
+            self._suppressed.clear()
+        else:
+            self._suppressed[reason] += 1
+
+    def _emit_alarm(self, symbol: str, interval: str, reason: str, detail: str, count: int) -> None:
+        self._counters.alarms += 1
+        if count > 1:
+            detail += f" (+{count - 1} more rejected since the last alarm)"
+        self._outbox.put(FeedAlarm(self.name, symbol, interval, reason, detail, count, int(time.time() * 1000)))
+
+    def _flush_suppressed_alarms(self) -> None:
+        """Report rejections whose alarms were suppressed, once the rate limit allows."""
+        if not self._suppressed or not self._alarms.allow(time.monotonic(), record=False):
+            return
+        self._alarms.take_suppressed()
+        count = sum(self._suppressed.values())
+        reasons = ", ".join(f"{k} {v}" for k, v in self._suppressed.most_common())
+        reason = self._suppressed.most_common(1)[0][0]
+        self._suppressed.clear()
+        self._emit_alarm("", "", reason, f"{count} more candle(s) refused: {reasons}", count)
 
     # ================================================================== messages
     def _log_bad(self, kind: str, exc: Exception, raw: Any) -> None:
@@ -494,6 +650,14 @@ class BinanceKlineStream:
             self._counters.unexpected += 1
             self._log_bad("unexpected", exc, raw)
             return
+        except InvalidKline as exc:
+            key = (exc.symbol, exc.interval)
+            if key in self._seq:
+                self._reject(exc.symbol, exc.interval, exc.reason, "stream kline", str(exc), raw)
+            else:
+                self._counters.malformed += 1
+                self._log_bad("malformed", exc, raw)
+            return
         except KlineParseError as exc:
             self._counters.malformed += 1
             self._log_bad("malformed", exc, raw)
@@ -503,9 +667,6 @@ class BinanceKlineStream:
             self._counters.unexpected += 1
             self._log_bad("unexpected", UnexpectedMessage(f"unsubscribed pair {ev.symbol} {ev.interval}"), raw)
             return
-        self._healthy = True
-        received_ms = int(time.time() * 1000)
-        self._lag_ms = float(received_ms - ev.event_time)
         c = ev.candle
         if seq.is_old(c.open_time):
             if c.closed:
@@ -513,16 +674,26 @@ class BinanceKlineStream:
             else:
                 self._counters.stale_updates += 1
             return
+        reason = await self._check(seq, c)
+        if reason is not None:  # nothing below runs: no state, lag or sequence moves for it
+            self._reject(seq.symbol, seq.interval, reason, "stream kline", c, raw)
+            return
+        self._healthy = True
+        received_ms = int(time.time() * 1000)
+        self._lag_ms = float(received_ms - ev.event_time)
+        seq.last_valid = asyncio.get_running_loop().time()
         gap = seq.missing_before(c.open_time)
         if gap is not None:
             await self._fill_gap(seq, *gap)
         if c.closed:
             if seq.accept_closed(c):
+                seq.note_price(c)
                 self._counters.closed_stream += 1
                 self._outbox.put(CandleClosed(seq.symbol, seq.interval, c, received_ms, False))
             else:
                 self._counters.duplicates += 1
         elif seq.accept_update(c, ev.event_time):
+            seq.note_price(c)
             self._counters.updates += 1
             self._outbox.put_update(CandleUpdate(seq.symbol, seq.interval, c, received_ms))
         else:
@@ -538,17 +709,29 @@ class BinanceKlineStream:
             self._rest_busy -= 1
             self._last_rx = loop.time()  # time spent on REST is not silence
 
-    def _deliver_backfill(self, seq: KlineSequencer, candles: list[Candle]) -> None:
+    def _deliver_backfill(self, seq: KlineSequencer, candles: list[Candle], now_ms: int) -> None:
+        """Deliver REST candles in order, each through the feed guard against exchange time
+        ``now_ms``. A refused one is skipped (counted, alarmed) and never moves the sequence."""
         received_ms = int(time.time() * 1000)
+        refused = 0
         for c in candles:
             if seq.is_old(c.open_time):
                 continue
+            reason = check_candle(c, seq.interval, now_ms, last_close=seq.ref_close, last_open_time=seq.ref_open,
+                                  settings=self.guard)
+            if reason is not None:
+                refused += 1
+                self._reject(seq.symbol, seq.interval, reason, "REST kline", c)
+                continue
             if seq.last_closed is not None and c.open_time > seq.last_closed + seq.step:
-                missing = (c.open_time - seq.last_closed) // seq.step - 1
-                self._counters.exchange_gaps += missing
-                log.warning("%s: %s %s: exchange has no candles for %d interval(s) before %d", self.name,
-                            seq.symbol, seq.interval, missing, c.open_time)
+                missing = (c.open_time - seq.last_closed) // seq.step - 1 - refused
+                if missing > 0:
+                    self._counters.exchange_gaps += missing
+                    log.warning("%s: %s %s: exchange has no candles for %d interval(s) before %d", self.name,
+                                seq.symbol, seq.interval, missing, c.open_time)
+            refused = 0
             seq.accept_closed(c)
+            seq.note_price(c)
             self._counters.closed_backfill += 1
             self._outbox.put(CandleClosed(seq.symbol, seq.interval, c, received_ms, True))
 
@@ -556,7 +739,7 @@ class BinanceKlineStream:
         """After (re)connecting: every candle closed since the last delivered one, or the
         warm-up candles on the first connect."""
         assert self._rest is not None
-        now = await self._rest_call(self._rest.server_time_ms)
+        now = await self._sync_clock()
         for seq in self._seq.values():
             current = align_down(now, seq.interval)
             if seq.last_closed is not None:
@@ -567,7 +750,7 @@ class BinanceKlineStream:
                 continue
             if start < current:
                 candles = await self._rest_call(self._rest.closed_range, seq.symbol, seq.interval, start, current)
-                self._deliver_backfill(seq, candles)
+                self._deliver_backfill(seq, candles, now)
 
     async def _fill_gap(self, seq: KlineSequencer, start: int, end: int) -> None:
         """Deliver the closed candles in ``[start, end)`` the stream did not (they are closed:
@@ -582,8 +765,11 @@ class BinanceKlineStream:
         self._counters.gap_fills += 1
         self._status("backfilling", f"{seq.symbol} {seq.interval}: {(end - start) // seq.step} candle(s) missed")
         for attempt in range(self.gap_retries + 1):
-            rows = await self._rest_call(self._rest.closed_range, seq.symbol, seq.interval, start, end + seq.step)
-            self._deliver_backfill(seq, [c for c in rows if c.open_time < end])
+            now = self._exchange_now()
+            # never ask beyond "now": at most up to the currently open candle (the proof row)
+            limit = min(end + seq.step, current_open_time(now + self.guard.max_skew_ms, seq.interval) + seq.step)
+            rows = await self._rest_call(self._rest.closed_range, seq.symbol, seq.interval, start, limit)
+            self._deliver_backfill(seq, [c for c in rows if c.open_time < end], self._exchange_now())
             if seq.last_closed is not None and seq.last_closed >= end - seq.step:
                 break
             start = seq.last_closed + seq.step if seq.last_closed is not None else start

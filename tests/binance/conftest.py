@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from core.domain import Candle
-from core.feed import CandleClosed, CandleUpdate, FeedStatus, MarketEvent
+from core.feed import CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
 from tests.servers.binance_market import BinanceMarketServer
 
 
@@ -35,6 +35,7 @@ class RecordingSink:
         self.closed: dict[tuple[str, str], list[CandleClosed]] = defaultdict(list)
         self.updates: dict[tuple[str, str], list[CandleUpdate]] = defaultdict(list)
         self.statuses: list[FeedStatus] = []
+        self.alarms: list[FeedAlarm] = []
         self.violations: list[str] = []
         self.on_event = on_event
 
@@ -64,6 +65,8 @@ class RecordingSink:
                 ups.append(event)
             elif isinstance(event, FeedStatus):
                 self.statuses.append(event)
+            elif isinstance(event, FeedAlarm):
+                self.alarms.append(event)
 
     def candles(self, symbol: str = "ETHUSDT", interval: str = "5m") -> list[Candle]:
         with self._lock:

@@ -226,6 +226,7 @@ class BinanceMarketServer:
         self._reject_left = 0
         self._reject_status = 503
         self._rest_faults: list[_RestFault] = []
+        self._rest_lies: dict[tuple[str, str, int], dict[int, str]] = {}
         self.used_weight: int | None = None
         self._weight_minute = 0
         self._weight = 0
@@ -621,6 +622,16 @@ class BinanceMarketServer:
 
     def clear_rest_faults(self) -> None:
         self._call(self._rest_faults.clear)
+        self._call(self._rest_lies.clear)
+
+    def corrupt_rest_kline(self, open_time: int, symbol: str = "ETHUSDT", interval: str = "5m",
+                           **fields: str) -> None:
+        """From now on REST serves the candle at ``open_time`` with ``fields`` (``o``, ``h``,
+        ``l``, ``c``, ``v`` as strings) replaced. Fault injection: Binance's REST does not lie;
+        this checks that REST backfill goes through the same feed guard as the stream."""
+        index = {"o": 1, "h": 2, "l": 3, "c": 4, "v": 5}
+        lie = {index[k]: v for k, v in fields.items()}
+        self._call(self._rest_lies.__setitem__, (symbol.upper(), interval, open_time), lie)
 
     def reset_counts(self) -> None:
         def run() -> None:
@@ -739,8 +750,11 @@ class BinanceMarketServer:
             c = self._visible(s, int(a.open_time[i]))
             if c is None:
                 continue
-            rows.append([c.open_time, f(c.open), f(c.high), f(c.low), f(c.close), f(c.volume), c.close_time,
-                         f(c.volume * c.close), int(c.volume) + 1, f(c.volume / 2), f(c.volume * c.close / 2), "0"])
+            row = [c.open_time, f(c.open), f(c.high), f(c.low), f(c.close), f(c.volume), c.close_time,
+                   f(c.volume * c.close), int(c.volume) + 1, f(c.volume / 2), f(c.volume * c.close / 2), "0"]
+            for k, v in self._rest_lies.get((s.symbol, s.interval, c.open_time), {}).items():
+                row[k] = v
+            rows.append(row)
         return self._json(rows)
 
     # ================================================================== websocket handlers
