@@ -611,7 +611,9 @@ class BinanceKlineStream:
     def _reject(self, symbol: str, interval: str, reason: str, what: str, candle: Any, raw: Any = None) -> None:
         """Count, log (rate-limited) and raise an alarm (rate-limited) for a refused candle."""
         self._counters.rejected += 1
-        self._counters.rejections[reason] = self._counters.rejections.get(reason, 0) + 1
+        # copy on write: ``counters`` copies this dict from other threads without a lock
+        self._counters.rejections = {**self._counters.rejections,
+                                     reason: self._counters.rejections.get(reason, 0) + 1}
         detail = f"{what} {symbol} {interval} refused ({reason}): {candle!r}"[:240]
         self._log_bad("rejected", ValueError(detail), raw if raw is not None else "")
         if self._alarms.allow(time.monotonic()):
