@@ -73,6 +73,9 @@ def test_hostile_frames_are_refused_counted_and_alarmed_and_change_nothing(marke
 
     c = stream.counters
     assert c.rejections == expected
+    # gap fill never asked REST beyond "now" (the future frame would have asked for a day more)
+    ends = [int(q["endTime"]) for path, q in market_server.request_log if path.endswith("klines") and "endTime" in q]
+    assert ends and max(ends) <= market_server.now_ms
     assert c.malformed == 0 and c.errors == 0 and c.sink_errors == 0
     got = assert_true_sequence(sink, market_server)  # exactly once, in order, true values
     assert got[-1].open_time == market_server.last_closed_open_time("ETHUSDT", "5m")
