@@ -9,13 +9,12 @@ Mistakes raise ``tui.cli.UserError``; ``tui.cli.main`` prints them as one ``erro
 from __future__ import annotations
 
 import argparse
-import codecs
 import math
 import os
 import sys
 from pathlib import Path
 
-from tui.cli import UserError, check_input_path, clip
+from tui.cli import UserError, check_data_files, check_input_path, clip
 
 __all__ = ["main", "parse_params"]
 
@@ -48,35 +47,6 @@ def check_output_file(path: str, option: str) -> None:
         raise UserError(f"{option} {clip(path, 200)}: directory {clip(parent, 200)} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise UserError(f"{option} {clip(path, 200)}: not writable (permission denied)")
-
-
-def check_data_files(path: str) -> None:
-    """Name a binary or unreadable data file up front: a CSV must start as UTF-8 text without NUL
-    bytes and a Parquet file with its ``PAR1`` magic (the Parquet format's first four bytes)."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".csv", ".parquet") and f.is_file())
-    elif p.is_file():
-        files = [p]
-    else:
-        return  # the loader reports missing paths with its own message
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                head = fh.read(65_536)
-        except PermissionError:
-            raise UserError(f"{clip(f, 200)}: cannot read the data file (permission denied)") from None
-        if f.suffix.lower() == ".parquet":
-            if head[:4] != b"PAR1":
-                raise UserError(f"{clip(f, 200)}: not a Parquet file (no PAR1 header)")
-            continue
-        try:
-            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-            bad = b"\x00" in head
-        except UnicodeDecodeError:
-            bad = True
-        if bad:
-            raise UserError(f"{clip(f, 200)}: binary data, not a CSV text file")
 
 
 def main(args: argparse.Namespace) -> int:

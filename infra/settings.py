@@ -229,7 +229,11 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     explicit = path is not None
     p = Path(path).expanduser() if path is not None else default_config_path(env)
     data: dict[str, Any] = {}
-    if p.exists():
+    try:
+        exists = p.exists()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"config {_shown(p)}: unusable path ({exc.strerror or exc})") from None
+    if exists:
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
@@ -287,9 +291,15 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
             raise ValueError(f"cash={cash:g} is out of range: allowed 0 < cash <= 1e12 (USDT)")
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config {p}: [paper] {exc}") from None
-    return Settings(config_path=p if p.exists() else None, binance=binance, kafka=kafka, elasticsearch=es,
+    return Settings(config_path=p if exists else None, binance=binance, kafka=kafka, elasticsearch=es,
                     risk=risk, paper_cash=cash, api_key=Secret(key) if key else None,
                     api_secret=Secret(secret) if secret else None)
+
+
+def _shown(p: Path, limit: int = 200) -> str:
+    """A path for a message, shortened like ``tui.cli.clip`` (a path is user input too)."""
+    s = str(p)
+    return s if len(s) <= limit else f"{s[:limit]}…({len(s)} chars)"
 
 
 def _opt_number(v: Any, name: str) -> float | None:

@@ -29,7 +29,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-__all__ = ["EnvironmentFailure", "UserError", "build_parser", "clip", "main", "number"]
+__all__ = ["EnvironmentFailure", "UserError", "build_parser", "check_data_files", "check_engine_args",
+           "check_input_path", "clip", "main", "number"]
 
 try:
     from importlib.metadata import version as _pkg_version
@@ -334,6 +335,38 @@ def check_input_path(path: str, option: str, what: str = "file or directory") ->
         raise UserError(f"{option} {clip(path, 200)}: no such {what}")
 
 
+def check_data_files(path: str) -> None:
+    """Name a binary or unreadable data file up front: a CSV must start as UTF-8 text without NUL
+    bytes and a Parquet file with its ``PAR1`` magic (the Parquet format's first four bytes)."""
+    import codecs
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".csv", ".parquet") and f.is_file())
+    elif p.is_file():
+        files = [p]
+    else:
+        return  # the loader reports missing paths with its own message
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                head = fh.read(65_536)
+        except PermissionError:
+            raise UserError(f"{clip(f, 200)}: cannot read the data file (permission denied)") from None
+        if f.suffix.lower() == ".parquet":
+            if head[:4] != b"PAR1":
+                raise UserError(f"{clip(f, 200)}: not a Parquet file (no PAR1 header)")
+            continue
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+            bad = b"\x00" in head
+        except UnicodeDecodeError:
+            bad = True
+        if bad:
+            raise UserError(f"{clip(f, 200)}: binary data, not a CSV text file")
+
+
 def check_engine_args(args: argparse.Namespace) -> None:
     """Cross-option checks of the console and ``run --headless``, before anything starts.
 
@@ -348,6 +381,7 @@ def check_engine_args(args: argparse.Namespace) -> None:
         raise UserError("choose either --live or --testnet, not both")
     if getattr(args, "replay", None):
         check_input_path(args.replay, "--replay", "replay file or directory")
+        check_data_files(args.replay)
 
 
 # ---------------------------------------------------------------------- the error path
