@@ -304,3 +304,15 @@ def test_console_refuses_a_pipe_before_drawing_anything(tmp_path):
 
 def test_user_error_is_the_one_exception_type_handlers_raise():
     assert issubclass(UserError, Exception) and UserError.exit_code == 2
+
+
+def test_options_apply_where_they_are_given():
+    from tui.cli import build_parser
+
+    console = build_parser().parse_args(["--mode", "seed", "--cash", "5000", "--strategy", "engulfing:1h"])
+    assert (console.command, console.mode, console.cash, console.strategies) == (None, "seed", 5000.0, ["engulfing:1h"])
+    assert console.speed == 60.0 and console.symbol == "ETHUSDT"  # the console's own defaults
+    run = build_parser().parse_args(["run", "--headless", "--mode", "seed", "--cash", "5000"])
+    assert (run.mode, run.cash, run.speed) == ("seed", 5000.0, None)
+    bt = build_parser().parse_args(["--debug", "backtest", "--strategy", "basic", "--data", "x", "--mode", "seed"])
+    assert bt.mode == "seed" and bt.debug is True  # --debug is global and applies everywhere
