@@ -1,27 +1,56 @@
-"""``tradeconsole backtest``: load history, run, report."""
+"""``tradeconsole backtest``: load history, run, report.
+
+Everything the user asked for is checked before the run starts (parameters against the
+strategy's declared ranges, the broker settings, the data files being text or Parquet, the
+``--trades-csv`` destination being writable), so a mistake never costs a whole backtest first.
+Mistakes raise ``tui.cli.UserError``; ``tui.cli.main`` prints them as one ``error:`` line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from pathlib import Path
+
+from tui.cli import UserError, check_data_files, check_input_path, clip
 
 __all__ = ["main", "parse_params"]
 
 
 def parse_params(pairs: list[str]) -> dict[str, float]:
+    """``["rsi_oversold=25"]`` -> ``{"rsi_oversold": 25.0}``; anything else is a UserError (exit 2).
+    Ranges are checked by the strategy's parameter declarations (``core.strategies.base.Param``)."""
     out: dict[str, float] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --param expects NAME=VALUE, got {pair!r}")
+        if not sep or not name.strip():
+            raise UserError(f"--param expects NAME=VALUE, got {clip(pair)!r}")
         try:
-            out[name.strip()] = float(value)
+            v = float(value)
         except ValueError:
-            raise SystemExit(f"error: --param {name}: {value!r} is not a number") from None
+            raise UserError(f"--param {clip(name.strip())}: {clip(value)!r} is not a number") from None
+        if not math.isfinite(v):
+            raise UserError(f"--param {clip(name.strip())}: {clip(value)!r} is not a finite number")
+        out[name.strip()] = v
     return out
 
 
+def check_output_file(path: str, option: str) -> None:
+    """Refuse an output path that cannot be written, before the run instead of after it."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise UserError(f"{option} {clip(path, 200)}: is a directory")
+    if not parent.is_dir():
+        raise UserError(f"{option} {clip(path, 200)}: directory {clip(parent, 200)} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UserError(f"{option} {clip(path, 200)}: not writable (permission denied)")
+
+
 def main(args: argparse.Namespace) -> int:
+    """Run one backtest as the options describe and print its report."""
     from backtest.data import DataError, load_candles, window_with_warmup
     from backtest.runner import run_backtest, tty_progress
     from core.broker import BrokerSettings
@@ -38,43 +67,45 @@ def main(args: argparse.Namespace) -> int:
         settings = BrokerSettings(initial_cash=args.cash, leverage=args.leverage, fee_rate=args.fee,
                                   slippage_bps=args.slippage_bps, funding_rate_8h=args.funding_rate)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
+    if args.trades_csv:
+        check_output_file(args.trades_csv, "--trades-csv")
+    from core.domain import parse_utc_ms
+
+    start = parse_utc_ms(args.date_from) if args.date_from else None
+    end = parse_utc_ms(args.date_to) if args.date_to else None
+    if start is not None and end is not None and end <= start:
+        raise UserError("--to must be after --from")
     if args.data:
+        check_input_path(args.data, "--data")
         source, symbol = args.data, _symbol_from_path(args.data)
     else:
         from infra.paths import history_cache_dir
 
         symbol = args.symbol.upper()
         source = str(history_cache_dir(symbol, interval, args.market))
+    check_data_files(source)
+    expected_by = (f"--interval is {interval}" if args.interval
+                   else f"the strategy {args.strategy!r} runs on {interval}")
     try:
-        expected_by = (f"--interval is {interval}" if args.interval
-                       else f"the strategy {args.strategy!r} runs on {interval}")
         candles, report = load_candles(source, interval=interval, skip_bad_rows=args.skip_bad_rows,
                                        expected_by=expected_by)
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if not args.data:
-            print(f"hint: fill the cache with `tradeconsole data download {symbol} {interval} --from DATE "
-                  f"--market {args.market}`", file=sys.stderr)
-        return 2
-    from core.domain import parse_utc_ms
-
-    try:
-        start = parse_utc_ms(args.date_from) if args.date_from else None
-        end = parse_utc_ms(args.date_to) if args.date_to else None
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        if args.data:
+            raise
+        raise UserError(f"{exc}; fill the cache with `tradeconsole data download {symbol} {interval} --from DATE "
+                        f"--market {args.market}`") from None
+    except UnicodeDecodeError as exc:  # binary bytes past the part check_data_files looked at
+        raise UserError(f"{clip(source, 200)}: binary data in a CSV file ({exc.reason} at byte {exc.start} "
+                        "of a read block)") from None
     warmup = 0
     if start is not None or end is not None:
         # --from/--to select the traded window; earlier candles warm the indicators up
         candles, warmup = window_with_warmup(candles, start, end)
         if len(candles) <= warmup:
-            print("error: no candles in the requested date range", file=sys.stderr)
-            return 2
+            raise UserError("no candles in the requested date range")
     for line in report.skipped_rows[:20]:
-        print(f"warning: skipped {line}", file=sys.stderr)
+        print(f"warning: skipped {clip(line, 300)}", file=sys.stderr)
     for after, nxt, missing in report.gaps[:20]:
         from core.domain import iso_ms
 
@@ -90,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     result = run_backtest(candles, strategy, symbol=symbol, interval=interval, model=args.mode,
                           settings=settings, publish=publish, progress=progress, warmup=warmup)
     from backtest.metrics import compute_metrics
-    from backtest.report import plot_result, text_report, to_json, write_trades_csv
+    from backtest.report import plot_result, plot_stream, text_report, to_json, write_trades_csv
 
     metrics = compute_metrics(result)
     metrics["data"] = report.summary()
@@ -111,14 +142,21 @@ def main(args: argparse.Namespace) -> int:
         print(text_report(metrics))
         print(f"\n  Data                 {report.summary()}")
     if args.plot:
-        print(plot_result(result))
+        # never on stdout next to --json: `... --json --plot | jq` must get JSON only
+        stream = plot_stream(json_on_stdout=args.json)
+        print(plot_result(result, color=_color_ok(stream)), file=stream)
     return 0
+
+
+def _color_ok(stream: object) -> bool:
+    """Colours only on a terminal and only without NO_COLOR (https://no-color.org: set and not
+    empty disables colour)."""
+    return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
 
 
 def _symbol_from_path(path: str) -> str:
     """Best guess of the symbol from a public-data path such as .../ETHUSDT/5m/ (default ETHUSDT)."""
     import re
-    from pathlib import Path
 
     for part in reversed(Path(path).resolve().parts):
         m = re.match(r"^([A-Z0-9]{5,20})(?:-|$)", part)

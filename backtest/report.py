@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from backtest.runner import BacktestResult
 
-__all__ = ["fmt_metric", "plot_result", "text_report", "to_json", "write_trades_csv"]
+__all__ = ["fmt_metric", "plot_result", "plot_stream", "text_report", "to_json", "write_trades_csv"]
 
 
 def _clean(value: Any) -> Any:
@@ -90,8 +91,29 @@ def write_trades_csv(result: BacktestResult, path: str | Path) -> int:
     return len(rows)
 
 
-def plot_result(result: BacktestResult, width: int | None = None, height: int | None = None) -> str:
-    """Equity and price with entries/exits, drawn with plotext; returns the text to print."""
+def plot_stream(*, json_on_stdout: bool) -> TextIO:
+    """Where a plot goes: stdout, except next to ``--json`` (stdout is then JSON only, for ``jq``)."""
+    return sys.stderr if json_on_stdout else sys.stdout
+
+
+def _date_ticks(times: Any, x: list[int], n: int = 5) -> tuple[list[int], list[str]]:
+    """About ``n`` x positions with UTC date labels (time of day too when the run spans < 3 days)."""
+    from datetime import UTC, datetime
+
+    if not x:
+        return [], []
+    span_ms = int(times[x[-1]]) - int(times[x[0]])
+    fmt = "%Y-%m-%d %H:%M" if span_ms < 3 * 86_400_000 else "%Y-%m-%d"
+    picks = sorted({x[round(i * (len(x) - 1) / max(1, n - 1))] for i in range(n)})
+    return picks, [datetime.fromtimestamp(int(times[i]) / 1000, tz=UTC).strftime(fmt) for i in picks]
+
+
+def plot_result(result: BacktestResult, width: int | None = None, height: int | None = None, *,
+                color: bool = True) -> str:
+    """Equity and price with entries/exits, drawn with plotext; returns the text to print.
+    The x axes are labelled with UTC dates; ``color=False`` (NO_COLOR, pipes) gives plain text
+    without escape codes."""
+    import numpy as np
     import plotext as plt
 
     plt.clear_figure()
@@ -101,22 +123,26 @@ def plot_result(result: BacktestResult, width: int | None = None, height: int | 
     step = max(1, len(result.close) // 2000)  # plotting 50k points adds nothing on a terminal
     x = list(range(0, len(result.close), step))
     times = result.open_time
+    ticks, labels = _date_ticks(times, x)
     plt.subplot(1, 1)
     plt.title("Equity (USDT)")
     plt.plot(x, result.equity[::step].tolist(), marker="braille")
+    plt.xticks(ticks, labels)
     plt.subplot(2, 1)
     plt.title("Price with entries (long ^, short v) and exits (x)")
     plt.plot(x, result.close[::step].tolist(), marker="braille", color="gray")
-    import numpy as np
+    plt.xticks(ticks, labels)
+    plt.xlabel("time (UTC)")
 
     def idx(t: int) -> int:
         return int(min(len(times) - 1, np.searchsorted(times, t, side="right") - 1))
 
-    for reason, marker, color in (("entry_long", "^", "green"), ("entry_short", "v", "red")):
+    for reason, marker, colour in (("entry_long", "^", "green"), ("entry_short", "v", "red")):
         pts = [f for f in result.fills if f.reason.value == reason]
         if pts:
-            plt.scatter([idx(f.time) for f in pts], [f.price for f in pts], marker=marker, color=color)
+            plt.scatter([idx(f.time) for f in pts], [f.price for f in pts], marker=marker, color=colour)
     exits = [f for f in result.fills if not f.reason.value.startswith("entry")]
     if exits:
         plt.scatter([idx(f.time) for f in exits], [f.price for f in exits], marker="x", color="blue")
-    return plt.build()
+    text = plt.build()
+    return text if color else plt.uncolorize(text)

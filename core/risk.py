@@ -10,6 +10,7 @@ Exits are never blocked by risk limits: protecting a position always goes throug
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -20,9 +21,28 @@ _DAY_MS = 86_400_000
 
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
+    """The limits; None disables one. Checked on construction: a negative, zero, NaN or infinite
+    limit would silently block every entry or none, so it is refused with the allowed range."""
+
     max_notional: float | None = None
     max_daily_loss: float | None = None
     max_orders_per_minute: int | None = 10
+
+    def __post_init__(self) -> None:
+        for name in ("max_notional", "max_daily_loss"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ValueError(f"{name} must be a number (USDT), not {type(v).__name__}")
+            if not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name}={v:g} is out of range: allowed a finite number > 0 (USDT)")
+        n = self.max_orders_per_minute
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise ValueError(f"max_orders_per_minute must be a whole number, not {type(n).__name__}")
+            if not 1 <= n <= 10_000:
+                raise ValueError(f"max_orders_per_minute={n} is out of range: allowed 1..10000")
 
 
 class RiskGuard:

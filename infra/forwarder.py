@@ -411,15 +411,13 @@ def cli_main(args: argparse.Namespace) -> int:
     ``--elasticsearch cloud`` uses the configured Elastic Cloud ``cloud_id``. Runs until
     SIGINT/SIGTERM.
     """
-    from infra.settings import ConfigError, load_settings
+    from infra.settings import load_settings
+    from tui.cli import UserError
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(getattr(args, "config", None))
-    except ConfigError as exc:
-        print(f"error: {exc}", flush=True)
-        return 2
+    # errors go through tui.cli.main: one `error:` line on stderr (config mistakes exit 2)
+    settings = load_settings(getattr(args, "config", None))
     kafka_cfg = dict(settings.kafka)
     es_cfg = dict(settings.elasticsearch)
     security = {k: v for k, v in kafka_cfg.items() if k not in ("bootstrap", "topic_prefix")}
@@ -434,8 +432,7 @@ def cli_main(args: argparse.Namespace) -> int:
                        consumer_overrides=dict(fw_cfg.get("consumer", {})),
                        on_stats=_log_stats_every(10.0))
     except ValueError as exc:
-        print(f"error: {exc}", flush=True)
-        return 2
+        raise UserError(str(exc)) from None
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

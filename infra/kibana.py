@@ -126,20 +126,17 @@ def _kibana_config(path: Path | None) -> dict[str, Any]:
 
 def cli_main(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
     """``tradeconsole kibana import --kibana URL [--config PATH]``."""
-    from infra.settings import ConfigError, load_settings
+    from infra.settings import load_settings
+    from tui.cli import EnvironmentFailure, UserError
 
-    try:
-        settings = load_settings(getattr(args, "config", None))  # also refuses unsafe config files
-    except ConfigError as exc:
-        print(f"error: {exc}")
-        return 2
+    # errors go through tui.cli.main: one `error:` line on stderr (a ConfigError is exit 2)
+    settings = load_settings(getattr(args, "config", None))  # also refuses unsafe config files
     kib = _kibana_config(settings.config_path)
     es_cfg = settings.elasticsearch
     url = args.kibana
     if url == "cloud":
         if not es_cfg.get("cloud_id"):
-            print("error: --kibana cloud needs cloud_id under [elasticsearch] in the config file")
-            return 2
+            raise UserError("--kibana cloud needs cloud_id under [elasticsearch] in the config file")
         url = kibana_url_from_cloud_id(str(es_cfg["cloud_id"]))
     api_key = env.get("TRADECONSOLE_KIBANA_API_KEY") or kib.get("api_key") or None
     try:
@@ -148,8 +145,7 @@ def cli_main(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> i
                                       password=kib.get("password"), space=kib.get("space"),
                                       ca_certs=kib.get("ca_certs"))
     except (KibanaImportError, ValueError, OSError) as exc:
-        print(f"error: {exc}")
-        return 1
+        raise EnvironmentFailure(str(exc)) from None
     print(f"imported {answer.get('successCount', 0)} saved object(s) into {url} "
           f"(data views and the 'tradeconsole' dashboard)")
     return 0

@@ -4,21 +4,26 @@ Config file (TOML): ``--config PATH``, else ``$TRADECONSOLE_CONFIG``, else ``con
 the platform's user config directory. Sections::
 
     [binance]        api_key, api_secret, spot_rest, futures_rest, spot_ws, futures_ws
-    [kafka]          bootstrap, topic_prefix, security_protocol, ssl_cafile, sasl_mechanism,
-                     sasl_plain_username, sasl_plain_password
-    [elasticsearch]  url, cloud_id, api_key
+    [kafka]          bootstrap, topic_prefix, security_protocol, ssl_cafile, ssl_password,
+                     sasl_mechanism, sasl_plain_username, sasl_plain_password
+    [elasticsearch]  url (may embed user:password), cloud_id, api_key, username, password
     [risk]           max_notional, max_daily_loss, max_orders_per_minute
     [paper]          cash
 
 Secrets (API keys and secrets, passwords) may come from the environment
-(``BINANCE_API_KEY``/``BINANCE_API_SECRET``, or the same names prefixed ``TRADECONSOLE_``) or from
-the config file, which must then be readable by its owner only (mode 0600): a config file with
-secrets and looser permissions is refused. Secrets are wrapped in ``Secret``, whose ``str`` and
+(``BINANCE_API_KEY``/``BINANCE_API_SECRET``, or the same names prefixed ``TRADECONSOLE_``;
+``TRADECONSOLE_KAFKA_SASL_PLAIN_PASSWORD``, ``TRADECONSOLE_KAFKA_SSL_PASSWORD``,
+``TRADECONSOLE_ELASTICSEARCH_PASSWORD``, ``TRADECONSOLE_ELASTICSEARCH_API_KEY``) or from the config
+file, which must then be readable by its owner only (mode 0600): a config file with secrets
+(any ``*password``/``*secret``/``*api_key``/``*token`` setting, or a URL with a password) and
+looser permissions is refused. A user:password in ``[elasticsearch] url`` is split off into
+``username``/``password`` so the URL itself carries no credential. Secrets are wrapped in ``Secret``, whose ``str`` and
 ``repr`` are ``***``, so a log line, an exception or a UI widget cannot show one by accident.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import tomllib
@@ -29,9 +34,63 @@ from typing import Any
 
 from core.risk import RiskLimits
 
-__all__ = ["ConfigError", "LiveTradingRefused", "Secret", "Settings", "check_live_allowed", "load_settings"]
+__all__ = ["ConfigError", "LiveTradingRefused", "Secret", "Settings", "check_live_allowed", "is_secret_key",
+           "load_settings", "redact_url", "split_url_credentials"]
 
-_SECRET_KEYS = {"api_key", "api_secret", "sasl_plain_password", "password", "secret"}
+_SECRET_KEYS = {"api_key", "api_secret", "sasl_plain_password", "ssl_password", "password", "secret", "token"}
+_SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key")
+
+#: environment variables holding secrets of a config section (never from a world-readable file)
+_SECRET_ENV = {
+    ("kafka", "sasl_plain_password"): "TRADECONSOLE_KAFKA_SASL_PLAIN_PASSWORD",
+    ("kafka", "ssl_password"): "TRADECONSOLE_KAFKA_SSL_PASSWORD",
+    ("elasticsearch", "password"): "TRADECONSOLE_ELASTICSEARCH_PASSWORD",
+    ("elasticsearch", "api_key"): "TRADECONSOLE_ELASTICSEARCH_API_KEY",
+}
+
+#: known settings that must be strings (a number or table there is a config mistake)
+_STRING_KEYS = {
+    "binance": ("api_key", "api_secret", "spot_rest", "futures_rest", "spot_ws", "futures_ws"),
+    "kafka": ("bootstrap", "topic_prefix", "security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile",
+              "ssl_password", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password"),
+    "elasticsearch": ("url", "cloud_id", "api_key", "username", "password", "index_prefix", "ca_certs"),
+}
+_SECTIONS = ("binance", "kafka", "elasticsearch", "risk", "paper", "kibana", "forwarder")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a setting's name says it holds a secret (passwords, API keys and secrets, tokens)."""
+    k = key.lower()
+    return k in _SECRET_KEYS or k.endswith(_SECRET_SUFFIXES)
+
+
+def split_url_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``https://user:pw@host:9200/x`` -> (``https://host:9200/x``, ``user``, ``pw``); URLs
+    without user info come back unchanged with (None, None)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, None, None
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, sep, pw = userinfo.partition(":")
+    return (urlunsplit(parts._replace(netloc=hostport)), unquote(user) or None, unquote(pw) if sep else None)
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL safe to store or log: any embedded password becomes ``***``."""
+    if not url:
+        return url
+    clean, user, pw = split_url_credentials(url)
+    if user is None and pw is None:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(clean)
+    return urlunsplit(parts._replace(netloc=f"{user or ''}:***@{parts.netloc}"))
 
 
 class ConfigError(ValueError):
@@ -85,9 +144,20 @@ class Settings:
         return bool(self.api_key) and bool(self.api_secret)
 
     def public_view(self) -> dict[str, Any]:
-        """Everything except secrets (for the journal's run record and diagnostics)."""
+        """Everything except secrets (for the journal's run record and diagnostics): secret
+        settings become ``***`` and passwords embedded in URLs are redacted."""
         def clean(d: Mapping[str, Any]) -> dict[str, Any]:
-            return {k: ("***" if k in _SECRET_KEYS or isinstance(v, Secret) else v) for k, v in d.items()}
+            out: dict[str, Any] = {}
+            for k, v in d.items():
+                if is_secret_key(k) or isinstance(v, Secret):
+                    out[k] = "***"
+                elif isinstance(v, str):
+                    out[k] = redact_url(v) if "@" in v else v
+                elif isinstance(v, Mapping):
+                    out[k] = clean(v)
+                else:
+                    out[k] = v
+            return out
 
         return {
             "config_path": str(self.config_path) if self.config_path else None,
@@ -108,32 +178,78 @@ def default_config_path(env: Mapping[str, str] = os.environ) -> Path:
     return Path(user_config_dir("tradeconsole", appauthor=False)) / "config.toml"
 
 
+def _has_url_credentials(v: Any) -> bool:
+    return isinstance(v, str) and "@" in v and "://" in v and split_url_credentials(v)[2] is not None
+
+
 def _contains_secret(tree: Mapping[str, Any]) -> bool:
+    """Whether any table holds a secret: a secret-named key with a value, or a URL with a password."""
     for k, v in tree.items():
         if isinstance(v, Mapping) and _contains_secret(v):
             return True
-        if k in _SECRET_KEYS and v:
+        if is_secret_key(k) and v:
+            return True
+        if _has_url_credentials(v) or (isinstance(v, list) and any(_has_url_credentials(x) for x in v)):
             return True
     return False
 
 
+def _check_types(p: Path, data: Mapping[str, Any]) -> None:
+    """Refuse wrong types with one clear line naming the file and the setting."""
+    for name in _SECTIONS:
+        if name in data and not isinstance(data[name], Mapping):
+            raise ConfigError(f"config {p}: [{name}] must be a table, not {_toml_type(data[name])} "
+                              f"(write it as a [{name}] section)")
+    for section, keys in _STRING_KEYS.items():
+        for k in keys:
+            v = data.get(section, {}).get(k)
+            if v is not None and not isinstance(v, str):
+                shown = "another type" if is_secret_key(k) else _toml_type(v)  # never echo a secret
+                raise ConfigError(f"config {p}: [{section}] {k} must be a string, not {shown}")
+
+
+def _toml_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int | float):
+        return f"a number ({v!r})" if len(repr(v)) <= 40 else "a number"
+    if isinstance(v, str):
+        return f"a string ({v[:40]!r}{'…' if len(v) > 40 else ''})"
+    if isinstance(v, Mapping):
+        return "a table"
+    if isinstance(v, list):
+        return "an array"
+    return type(v).__name__
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] = os.environ) -> Settings:
-    """Read the config file (if any) and the environment. Raises ConfigError on unsafe files."""
+    """Read the config file (if any) and the environment. Raises ConfigError (a user mistake,
+    one line naming the file) on unreadable, malformed, mistyped or unsafe files: a file holding
+    any secret must be readable by its owner only (0600)."""
     explicit = path is not None
     p = Path(path).expanduser() if path is not None else default_config_path(env)
     data: dict[str, Any] = {}
-    if p.exists():
+    try:
+        exists = p.exists()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"config {_shown(p)}: unusable path ({exc.strerror or exc})") from None
+    if exists:
         try:
-            data = tomllib.loads(p.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read config: {exc}") from None
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"config {p}: not a text (UTF-8 TOML) file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {p}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config {p}: cannot read: {exc.strerror or exc}") from None
         if _contains_secret(data):
             mode = stat.S_IMODE(p.stat().st_mode)
             if mode & 0o077:
-                raise ConfigError(f"{p} holds secrets but is readable by others (mode {mode:o}); "
+                raise ConfigError(f"config {p} holds secrets but is readable by others (mode {mode:o}); "
                                   f"run: chmod 600 {p}")
+        _check_types(p, data)
     elif explicit:
-        raise ConfigError(f"{p}: no such config file")
+        raise ConfigError(f"config {p}: no such config file")
     binance = dict(data.get("binance", {}))
     kafka = dict(data.get("kafka", {}))
     es = dict(data.get("elasticsearch", {}))
@@ -143,26 +259,64 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
         binance.pop("api_secret", "") or ""
     binance.pop("api_key", None)
     binance.pop("api_secret", None)
-    for d in (kafka, es):
+    if isinstance(es.get("url"), str):
+        clean, user, pw = split_url_credentials(es["url"])
+        if pw is not None or user is not None:
+            if es.get("username") not in (None, user) or (pw is not None and es.get("password") not in (None, pw)):
+                raise ConfigError(f"config {p}: [elasticsearch] url carries credentials that differ from "
+                                  "username/password; keep one of them")
+            es["url"] = clean
+            if user is not None:
+                es["username"] = user
+            if pw is not None:
+                es["password"] = pw
+    for section, d in (("kafka", kafka), ("elasticsearch", es)):
         for k in list(d):
-            if k in _SECRET_KEYS:
+            if is_secret_key(k):
                 d[k] = Secret(str(d[k]))
+        for (sec, k), var in _SECRET_ENV.items():
+            if sec == section and env.get(var):
+                d[k] = Secret(env[var])
     try:
         risk = RiskLimits(
-            max_notional=_opt_float(risk_cfg.get("max_notional")),
-            max_daily_loss=_opt_float(risk_cfg.get("max_daily_loss")),
-            max_orders_per_minute=int(risk_cfg.get("max_orders_per_minute", 10)),
+            max_notional=_opt_number(risk_cfg.get("max_notional"), "max_notional"),
+            max_daily_loss=_opt_number(risk_cfg.get("max_daily_loss"), "max_daily_loss"),
+            max_orders_per_minute=_opt_int(risk_cfg.get("max_orders_per_minute", 10), "max_orders_per_minute"),
         )
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{p}: [risk] {exc}") from None
-    cash = _opt_float(data.get("paper", {}).get("cash"))
-    return Settings(config_path=p if p.exists() else None, binance=binance, kafka=kafka, elasticsearch=es,
+        raise ConfigError(f"config {p}: [risk] {exc}") from None
+    try:
+        cash = _opt_number(data.get("paper", {}).get("cash"), "cash")
+        if cash is not None and not (math.isfinite(cash) and 0 < cash <= 1e12):
+            raise ValueError(f"cash={cash:g} is out of range: allowed 0 < cash <= 1e12 (USDT)")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config {p}: [paper] {exc}") from None
+    return Settings(config_path=p if exists else None, binance=binance, kafka=kafka, elasticsearch=es,
                     risk=risk, paper_cash=cash, api_key=Secret(key) if key else None,
                     api_secret=Secret(secret) if secret else None)
 
 
-def _opt_float(v: Any) -> float | None:
-    return None if v is None else float(v)
+def _shown(p: Path, limit: int = 200) -> str:
+    """A path for a message, shortened like ``tui.cli.clip`` (a path is user input too)."""
+    s = str(p)
+    return s if len(s) <= limit else f"{s[:limit]}…({len(s)} chars)"
+
+
+def _opt_number(v: Any, name: str) -> float | None:
+    """A TOML number (not a string, not a boolean) or None; finiteness is the caller's check."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError(f"{name} must be a number, not {_toml_type(v)}")
+    return float(v)
+
+
+def _opt_int(v: Any, name: str) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{name} must be a whole number, not {_toml_type(v)}")
+    return v
 
 
 def check_live_allowed(*, live: bool, testnet: bool, settings: Settings, symbol: str,

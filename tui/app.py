@@ -432,16 +432,20 @@ class TradeConsoleApp(App[int]):
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``tradeconsole`` without a subcommand (see ``tui.cli``)."""
+    from tui.cli import UserError, check_engine_args, clip
+
+    check_engine_args(args)
     try:
         # a replay in the console starts with 200 candles of history so the indicator panes are
         # live at once (headless replays keep 0 to match backtests from the first candle)
         opts = replace(options_from_args(args), replay_warmup=200)
     except ValueError as exc:
-        print(f"tradeconsole: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
     if opts.replay and not Path(opts.replay).exists():
-        print(f"tradeconsole: no such replay file or directory: {opts.replay}", file=sys.stderr)
-        return 2
+        raise UserError(f"no such replay file or directory: {clip(opts.replay, 200)}")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError("the console needs a terminal on stdin and stdout; without one use "
+                        "`tradeconsole run --headless ...` (same options, JSON logs)")
     app = TradeConsoleApp(opts)
     try:
         app.run()

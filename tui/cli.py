@@ -10,92 +10,277 @@ the console never pays for pandas-ta until it needs it.
     tradeconsole data download ...    fill the local history cache from Binance
     tradeconsole forward ...          Kafka -> Elasticsearch forwarder
     tradeconsole kibana import ...    import the Kibana data views and dashboard
+
+One error path for the whole command line (``main``): handlers raise ``UserError`` for a
+mistake in what the user asked (bad option, missing file, unsafe config: exit 2) and
+``EnvironmentFailure`` for what the machine or the network refused (exit 1). ``main`` turns
+either, and the known error types of the layers below (config, data, OS), into exactly one
+``error: ...`` line on stderr; a traceback is printed only with ``--debug``. Values the user
+typed are shortened in messages (``clip``), so a 20 MB token is never echoed back in full.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EnvironmentFailure", "UserError", "build_parser", "check_data_files", "check_engine_args",
+           "check_input_path", "clip", "main", "number"]
+
+try:
+    from importlib.metadata import version as _pkg_version
+
+    __version__ = _pkg_version("tradeconsole")
+except Exception:  # noqa: BLE001 - running from a checkout that was never installed
+    __version__ = "0+unknown"
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for (options, paths, config): exit 2, one line."""
+
+    exit_code = 2
+
+
+class EnvironmentFailure(Exception):
+    """The environment refused (network, disk, permissions): exit 1, one line."""
+
+    exit_code = 1
+
+
+CLIP = 80
+
+
+def clip(value: object, limit: int = CLIP) -> str:
+    """``value`` as text, cut to ``limit`` characters plus ``…(N chars)`` when longer: messages
+    quote what the user typed, and a hostile or mistaken 20 MB argument must not come back whole."""
+    s = str(value)
+    return s if len(s) <= limit else f"{s[:limit]}…({len(s)} chars)"
+
+
+_LONG_TOKEN = re.compile(r"\S{121,}")
+
+
+def _clip_message(msg: str) -> str:
+    """Shorten every whitespace-free run over 120 characters (a token somebody else's message
+    quoted in full) and cap the line: the last line of defence for ``clip``."""
+    msg = _LONG_TOKEN.sub(lambda m: m.group() if "…(" in m.group() else clip(m.group()), " ".join(msg.split()))
+    return clip(msg, 2000)
+
+
+# ---------------------------------------------------------------------- argument types
+
+
+def number(what: str, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False, integer: bool = False) -> Callable[[str], float]:
+    """An argparse ``type`` that accepts only finite numbers inside the given range, so ``nan``,
+    ``inf`` and nonsense like a negative cash balance are refused by the parser (exit 2) with the
+    allowed range in the message, before any work starts."""
+    lo_sym, hi_sym = ("<" if low_open else "<="), ("<" if high_open else "<=")
+    allowed = " ".join(p for p in (f"{low:g} {lo_sym}" if low is not None else "", what,
+                                   f"{hi_sym} {high:g}" if high is not None else "") if p)
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, not {clip(text)!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number, not {clip(text)!r}")
+        if integer and v != int(v):
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, not {clip(text)!r}")
+        if ((low is not None and (v < low or (low_open and v == low)))
+                or (high is not None and (v > high or (high_open and v == high)))):
+            raise argparse.ArgumentTypeError(f"{what}={clip(text)} is out of range: allowed {allowed}")
+        return int(v) if integer else v
+
+    parse.__name__ = what
+    return parse
 
 
 def _speed(value: str) -> float | None:
+    """Replay speed: a positive finite multiple (``60``, ``600x``) or ``max``."""
     if value.lower() in ("max", "inf", "0"):
         return None
     try:
         v = float(value.rstrip("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"speed must be a number like 60 or 'max', not {value!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError("speed must be positive")
+        raise argparse.ArgumentTypeError(f"speed must be a number like 60 or 'max', not {clip(value)!r}") from None
+    if not math.isfinite(v) or not 0 < v <= 1e9:
+        raise argparse.ArgumentTypeError(f"speed must be a finite number in (0, 1e9] or 'max', not {clip(value)!r}")
     return v
 
 
-def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool) -> None:
-    p.add_argument("--strategy", action="append", dest="strategies", metavar="NAME",
-                   help="strategy to run (basic, engulfing); repeat for several, e.g. "
-                        "--strategy basic --strategy engulfing:1h. Default: basic")
-    p.add_argument("--symbol", default="ETHUSDT", help="symbol (default ETHUSDT)")
-    p.add_argument("--interval", default=None, help="kline interval (default: the strategy's own)")
-    p.add_argument("--market", choices=("spot", "futures"), default="futures",
-                   help="market data source for live candles (default futures)")
-    p.add_argument("--replay", metavar="PATH", help="replay a history file/directory instead of live data")
-    p.add_argument("--speed", type=_speed, default=None if headless else 60.0, metavar="N|max",
-                   help="replay speed: candles per real interval (60 = an hour of 1m data per minute) "
-                        "or 'max'")
-    p.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model")
-    p.add_argument("--cash", type=float, default=10_000.0, help="paper starting balance (USDT)")
-    p.add_argument("--journal", metavar="PATH", help="journal database (default: in the data directory)")
-    p.add_argument("--config", metavar="PATH", help="config file (TOML, mode 0600 if it holds keys)")
-    p.add_argument("--live", action="store_true", help="trade real money on Binance USD-M futures")
-    p.add_argument("--testnet", action="store_true", help="trade on the Binance futures testnet")
-    p.add_argument("--kafka", metavar="BOOTSTRAP", help="also publish every event to Kafka")
-    p.add_argument("--elasticsearch", metavar="URL", help="also index events directly into Elasticsearch")
+def _interval(value: str) -> str:
+    """A Binance kline interval (``5m``, ``1h``...): refused by the parser when unknown."""
+    from core.domain import INTERVAL_MS
+
+    if value not in INTERVAL_MS:
+        raise argparse.ArgumentTypeError(f"unknown interval {clip(value)!r}; expected one of {', '.join(INTERVAL_MS)}")
+    return value
+
+
+def _date(value: str) -> str:
+    """A UTC date or time (checked here, converted by the handler)."""
+    from core.domain import parse_utc_ms
+
+    try:
+        parse_utc_ms(value)
+    except (ValueError, OverflowError, OSError):
+        raise argparse.ArgumentTypeError(f"not a date: {clip(value)!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)") from None
+    return value
+
+
+def _symbol(value: str) -> str:
+    """A Binance symbol such as ETHUSDT (letters and digits)."""
+    if not re.fullmatch(r"[A-Za-z0-9]{2,30}", value):
+        raise argparse.ArgumentTypeError(f"not a symbol: {clip(value)!r} (letters and digits, e.g. ETHUSDT)")
+    return value.upper()
+
+
+_CASH = number("cash", 0, 1e12, low_open=True)
+
+
+# ---------------------------------------------------------------------- parsers
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors go through ``main``'s single error path instead of printing usage
+    and exiting from inside the parser."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+#: engine options of the bare console: given before a subcommand they would be silently
+#: overridden by the subcommand's own defaults, so they are refused there (see _RootParser)
+_CONSOLE_PREFIX = "console__"
+
+
+class _RootParser(_Parser):
+    """Top-level parser: console options are stored under a prefix so that, when a subcommand is
+    given too, they can be told apart from the subcommand's options and refused."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        ns, extra = super().parse_known_args(args, namespace)
+        given = {k[len(_CONSOLE_PREFIX):]: v for k, v in vars(ns).items() if k.startswith(_CONSOLE_PREFIX)}
+        for k in given:
+            delattr(ns, _CONSOLE_PREFIX + k)
+        if ns.command is not None:
+            if given:
+                opts = ", ".join("--" + k.replace("_", "-").replace("strategies", "strategy") for k in sorted(given))
+                raise UserError(f"{opts} before `{ns.command}` would be ignored (they are console options); "
+                                f"put them after the subcommand: tradeconsole {ns.command} ...")
+        else:
+            defaults = _engine_defaults(headless=False)
+            for k, v in defaults.items():
+                setattr(ns, k, given.get(k, v))
+        if not hasattr(ns, "debug"):
+            ns.debug = False
+        return ns, extra
+
+
+def _engine_defaults(*, headless: bool) -> dict[str, Any]:
+    p = _Parser(add_help=False)
+    _add_engine_options(p, headless=headless)
+    return vars(p.parse_args([]))
+
+
+def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: str = "") -> None:
+    """Options of the engine (console and ``run --headless``). With ``prefix`` (the bare
+    console's options on the root parser) nothing is set unless given."""
+    def add(*flags: str, dest: str, default: Any = None, **kw: Any) -> None:
+        if prefix:
+            kw["default"] = argparse.SUPPRESS
+        else:
+            kw["default"] = default
+        p.add_argument(*flags, dest=prefix + dest, **kw)
+
+    add("--strategy", dest="strategies", action="append", metavar="NAME[:INTERVAL]",
+        help="strategy to run (basic, engulfing); repeat for several, e.g. "
+             "--strategy basic --strategy engulfing:1h. Default: basic")
+    add("--symbol", dest="symbol", default="ETHUSDT", type=_symbol, help="symbol (default ETHUSDT)")
+    add("--interval", dest="interval", type=_interval, help="kline interval (default: the strategy's own)")
+    add("--market", dest="market", choices=("spot", "futures"), default="futures",
+        help="market data source for live candles (default futures)")
+    add("--replay", dest="replay", metavar="PATH", help="replay a history file/directory instead of live data")
+    add("--speed", dest="speed", type=_speed, default=None if headless else 60.0, metavar="N|max",
+        help="replay speed: candles per real interval (60 = an hour of 1m data per minute) or 'max'")
+    add("--mode", dest="mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    add("--cash", dest="cash", type=_CASH, default=10_000.0, help="paper starting balance in USDT (default 10000)")
+    add("--journal", dest="journal", metavar="PATH", help="journal database (default: in the data directory)")
+    add("--config", dest="config", metavar="PATH", help="config file (TOML, mode 0600 if it holds secrets)")
+    add("--live", dest="live", action="store_true", default=False, help="trade real money on Binance USD-M futures")
+    add("--testnet", dest="testnet", action="store_true", default=False, help="trade on the Binance futures testnet")
+    add("--kafka", dest="kafka", metavar="BOOTSTRAP", help="also publish every event to Kafka (host:port)")
+    add("--elasticsearch", dest="elasticsearch", metavar="URL", help="also index events directly into Elasticsearch")
+
+
+def _add_debug(p: argparse.ArgumentParser, *, root: bool) -> None:
+    p.add_argument("--debug", action="store_true", default=False if root else argparse.SUPPRESS,
+                   help="print the full traceback when something fails")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The whole command line. Every option has help text and a validating type, so a mistake is
+    refused here, before any work starts."""
+    parser = _RootParser(
         prog="tradeconsole",
-        description="Keyboard-driven trading console for Binance USD-M futures (paper by default).",
+        description="Keyboard-driven trading console for Binance USD-M futures (paper by default). "
+                    "Without a subcommand: the console (needs a terminal; use `run --headless` otherwise).",
     )
-    _add_engine_options(parser, headless=False)
+    parser.add_argument("--version", action="version", version=f"tradeconsole {__version__}",
+                        help="print the version and exit")
+    _add_debug(parser, root=True)
+    _add_engine_options(parser, headless=False, prefix=_CONSOLE_PREFIX)
     parser.set_defaults(handler="tui.app:main")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     # -- backtest
     bt = sub.add_parser("backtest", help="replay history through a strategy and report",
                         description="Replay history through a strategy with the simulated futures broker.")
-    bt.add_argument("--strategy", required=True, choices=("basic", "engulfing"))
+    _add_debug(bt, root=False)
+    bt.add_argument("--strategy", required=True, choices=("basic", "engulfing"), help="strategy to test")
     src = bt.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="PATH", help="CSV/Parquet file or directory of them")
-    src.add_argument("--symbol", help="read the local history cache for this symbol (see `data download`)")
-    bt.add_argument("--market", choices=("spot", "futures"), default="spot", help="cache market (with --symbol)")
-    bt.add_argument("--interval", help="kline interval (default: the strategy's own)")
-    bt.add_argument("--from", dest="date_from", metavar="DATE", help="first day (UTC), e.g. 2022-09-01")
-    bt.add_argument("--to", dest="date_to", metavar="DATE", help="end (exclusive, UTC), e.g. 2022-12-01")
+    src.add_argument("--symbol", type=_symbol, help="read the local history cache for this symbol (see `data download`)")
+    bt.add_argument("--market", choices=("spot", "futures"), default="spot", help="cache market (with --symbol; default spot)")
+    bt.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
+    bt.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first day (UTC), e.g. 2022-09-01")
+    bt.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="end (exclusive, UTC), e.g. 2022-12-01")
     bt.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
-    bt.add_argument("--cash", type=float, default=10_000.0)
-    bt.add_argument("--leverage", type=float, default=1.0)
-    bt.add_argument("--fee", type=float, default=0.0004, help="taker fee as a fraction (0.0004 = 0.04%%)")
-    bt.add_argument("--slippage-bps", type=float, default=0.0)
-    bt.add_argument("--funding-rate", type=float, default=0.0, help="funding rate per 8h (fraction)")
-    bt.add_argument("--stop-loss", type=float, default=None, help="stop-loss fraction (default 0.015)")
-    bt.add_argument("--take-profit", type=float, default=None, help="take-profit fraction (default 0.03)")
+    bt.add_argument("--cash", type=_CASH, default=10_000.0, help="starting balance in USDT (default 10000)")
+    # ranges as core.broker.BrokerSettings enforces them (Binance USD-M allows at most 125x)
+    bt.add_argument("--leverage", type=number("leverage", 1, 125), default=1.0, help="leverage, 1..125 (default 1)")
+    bt.add_argument("--fee", type=number("fee", 0, 0.01, high_open=True), default=0.0004,
+                    help="taker fee as a fraction (0.0004 = 0.04%%), below 0.01")
+    bt.add_argument("--slippage-bps", type=number("slippage-bps", 0, 1000), default=0.0,
+                    help="adverse slippage on every fill in basis points, 0..1000 (default 0)")
+    bt.add_argument("--funding-rate", type=number("funding-rate", -0.05, 0.05), default=0.0,
+                    help="constant funding rate per 8h as a fraction, -0.05..0.05 (default 0)")
+    bt.add_argument("--stop-loss", type=number("stop-loss"), default=None,
+                    help="stop-loss fraction of the entry price (default 0.015; range as stop_loss_pct)")
+    bt.add_argument("--take-profit", type=number("take-profit"), default=None,
+                    help="take-profit fraction of the entry price (default 0.03; range as take_profit_pct)")
     bt.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a strategy parameter, e.g. --param rsi_oversold=25")
+                    help="override a strategy parameter within its declared range, e.g. --param rsi_oversold=25")
     bt.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows instead of failing")
     bt.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     bt.add_argument("--trades-csv", metavar="FILE", help="write the closed round trips to a CSV file")
-    bt.add_argument("--plot", action="store_true", help="draw equity and price with fills in the terminal")
-    bt.add_argument("--kafka", metavar="BOOTSTRAP", help="publish the run's events to Kafka")
+    bt.add_argument("--plot", action="store_true",
+                    help="draw equity and price with fills (on stdout, or on stderr with --json)")
+    bt.add_argument("--kafka", metavar="BOOTSTRAP", help="publish the run's events to Kafka (host:port)")
     bt.set_defaults(handler="backtest.cli:main")
 
     # -- run (headless)
     run = sub.add_parser("run", help="run the engine without the UI",
                          description="Run strategies headless, with structured logs.")
+    _add_debug(run, root=False)
     run.add_argument("--headless", action="store_true", help="required: run without the Textual UI")
     _add_engine_options(run, headless=True)
     run.add_argument("--json", action="store_true",
@@ -105,45 +290,175 @@ def build_parser() -> argparse.ArgumentParser:
 
     # -- data download
     data = sub.add_parser("data", help="history cache")
-    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    _add_debug(data, root=False)
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True, parser_class=_Parser)
     dl = dsub.add_parser("download", help="download klines into the local cache (resumable)")
-    dl.add_argument("symbol")
-    dl.add_argument("interval")
-    dl.add_argument("--from", dest="date_from", required=True, metavar="DATE")
-    dl.add_argument("--to", dest="date_to", metavar="DATE")
-    dl.add_argument("--market", choices=("spot", "futures"), default="spot")
+    _add_debug(dl, root=False)
+    dl.add_argument("symbol", type=_symbol, help="symbol, e.g. ETHUSDT")
+    dl.add_argument("interval", type=_interval, help="kline interval, e.g. 1h")
+    dl.add_argument("--from", dest="date_from", type=_date, required=True, metavar="DATE", help="first day (UTC)")
+    dl.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="end (exclusive, UTC; default: now)")
+    dl.add_argument("--market", choices=("spot", "futures"), default="spot", help="market (default spot)")
     dl.add_argument("--config", metavar="PATH", help="config file (for [binance] endpoints)")
     dl.set_defaults(handler="infra.binance.download:cli_main")
 
     # -- forwarder
     fw = sub.add_parser("forward", help="consume Kafka topics into Elasticsearch")
-    fw.add_argument("--kafka", required=True, metavar="BOOTSTRAP")
-    fw.add_argument("--elasticsearch", required=True, metavar="URL")
-    fw.add_argument("--group", default="tradeconsole-forwarder")
-    fw.add_argument("--config", metavar="PATH")
+    _add_debug(fw, root=False)
+    fw.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers (host:port)")
+    fw.add_argument("--elasticsearch", required=True, metavar="URL", help="Elasticsearch URL, or 'cloud'")
+    fw.add_argument("--group", default="tradeconsole-forwarder", help="Kafka consumer group (default tradeconsole-forwarder)")
+    fw.add_argument("--config", metavar="PATH", help="config file ([kafka], [elasticsearch], [forwarder])")
     fw.set_defaults(handler="infra.forwarder:cli_main")
 
     # -- kibana
     kb = sub.add_parser("kibana", help="Kibana saved objects")
-    ksub = kb.add_subparsers(dest="kibana_command", metavar="ACTION", required=True)
+    _add_debug(kb, root=False)
+    ksub = kb.add_subparsers(dest="kibana_command", metavar="ACTION", required=True, parser_class=_Parser)
     ki = ksub.add_parser("import", help="import data views and the dashboard")
-    ki.add_argument("--kibana", required=True, metavar="URL")
-    ki.add_argument("--config", metavar="PATH")
+    _add_debug(ki, root=False)
+    ki.add_argument("--kibana", required=True, metavar="URL", help="Kibana URL, or 'cloud'")
+    ki.add_argument("--config", metavar="PATH", help="config file ([kibana], [elasticsearch])")
     ki.set_defaults(handler="infra.kibana:cli_main")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    module_name, func_name = args.handler.split(":")
-    handler = getattr(importlib.import_module(module_name), func_name)
+def check_input_path(path: str, option: str, what: str = "file or directory") -> None:
+    """An input file or directory the user named must exist (checked before any work)."""
+    from pathlib import Path
+
     try:
+        ok = Path(path).exists()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise UserError(f"{option} {clip(path, 200)}: {exc.strerror or 'not a usable path'}") from None
+    if not ok:
+        raise UserError(f"{option} {clip(path, 200)}: no such {what}")
+
+
+def check_data_files(path: str) -> None:
+    """Name a binary or unreadable data file up front: a CSV must start as UTF-8 text without NUL
+    bytes and a Parquet file with its ``PAR1`` magic (the Parquet format's first four bytes)."""
+    import codecs
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".csv", ".parquet") and f.is_file())
+    elif p.is_file():
+        files = [p]
+    else:
+        return  # the loader reports missing paths with its own message
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                head = fh.read(65_536)
+        except PermissionError:
+            raise UserError(f"{clip(f, 200)}: cannot read the data file (permission denied)") from None
+        if f.suffix.lower() == ".parquet":
+            if head[:4] != b"PAR1":
+                raise UserError(f"{clip(f, 200)}: not a Parquet file (no PAR1 header)")
+            continue
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+            bad = b"\x00" in head
+        except UnicodeDecodeError:
+            bad = True
+        if bad:
+            raise UserError(f"{clip(f, 200)}: binary data, not a CSV text file")
+
+
+def check_engine_args(args: argparse.Namespace) -> None:
+    """Cross-option checks of the console and ``run --headless``, before anything starts.
+
+    A replay is never live: ``--live``/``--testnet`` with ``--replay`` would send real orders
+    driven by old candles, so the combination is refused here (the live broker refuses
+    non-live candles on its own side as well)."""
+    if getattr(args, "replay", None) and (getattr(args, "live", False) or getattr(args, "testnet", False)):
+        flag = "--live" if args.live else "--testnet"
+        raise UserError(f"{flag} cannot be combined with --replay: a replay is never traded on an exchange "
+                        "(drop --replay to trade the live feed, or drop the flag to paper-trade the replay)")
+    if getattr(args, "live", False) and getattr(args, "testnet", False):
+        raise UserError("choose either --live or --testnet, not both")
+    if getattr(args, "replay", None):
+        check_input_path(args.replay, "--replay", "replay file or directory")
+        check_data_files(args.replay)
+
+
+# ---------------------------------------------------------------------- the error path
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """User-mistake exceptions of the layers below, looked up only in modules already imported
+    (an exception of a module that was never loaded cannot have been raised)."""
+    out: list[type[BaseException]] = [UserError]
+    for mod, names in (("infra.settings", ("ConfigError", "LiveTradingRefused")), ("backtest.data", ("DataError",))):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out += [getattr(m, n) for n in names if hasattr(m, n)]
+    return tuple(out)
+
+
+def _environment_error_types() -> tuple[type[BaseException], ...]:
+    out: list[type[BaseException]] = [EnvironmentFailure, OSError]
+    for mod, names in (("sqlite3", ("OperationalError", "DatabaseError")), ("infra.binance.rest", ("RestError",))):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out += [getattr(m, n) for n in names if hasattr(m, n)]
+    return tuple(out)
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {clip(exc.filename, 200)}"
+    return str(exc) or type(exc).__name__
+
+
+def report_error(exc: BaseException, *, debug: bool = False) -> int:
+    """Print ``exc`` as exactly one ``error: ...`` line (plus the traceback with ``debug``) and
+    return the exit code: 2 for user mistakes, 1 for environment failures and internal errors."""
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, _user_error_types()):
+        code, msg = 2, str(exc)
+    elif isinstance(exc, _environment_error_types()):
+        code = 1
+        msg = _describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+    else:
+        code = 1
+        msg = f"internal error ({type(exc).__name__}: {exc})" + ("" if debug else "; rerun with --debug for the traceback")
+    msg = _clip_message(msg or type(exc).__name__)
+    if msg.startswith("error: "):
+        msg = msg[len("error: "):]
+    print(f"error: {msg}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run the subcommand's handler, and map every failure to one line and an exit code."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in raw
+    try:
+        args = build_parser().parse_args(raw)
+        debug = bool(args.debug)
+        module_name, func_name = args.handler.split(":")
+        handler = getattr(importlib.import_module(module_name), func_name)
         return int(handler(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # --help/--version, or a library calling sys.exit
+        if isinstance(exc.code, str):
+            return report_error(UserError(exc.code), debug=debug)
+        return int(exc.code or 0)
+    except Exception as exc:  # noqa: BLE001 - the one place every failure becomes one line
+        return report_error(exc, debug=debug)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m tui.cli`: use the importable module's main so that UserError raised by the
+    # handlers (imported from ``tui.cli``) is the class the error path maps
+    from tui.cli import main as _main
+
+    sys.exit(_main())

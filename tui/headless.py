@@ -73,20 +73,20 @@ def _confirm_fn(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
+    from tui.cli import UserError, check_engine_args
+
     if not args.headless:
-        print("error: `tradeconsole run` needs --headless (the console is plain `tradeconsole`)", file=sys.stderr)
-        return 2
+        raise UserError("`tradeconsole run` needs --headless (the console is plain `tradeconsole`)")
+    check_engine_args(args)
     _setup_logging()
-    from infra.settings import ConfigError, LiveTradingRefused
     from tui.runtime import Runtime, options_from_args
 
     try:
         opts = options_from_args(args)
-        runtime = Runtime(opts, confirm=_confirm_fn(args), extra_subscribers=[_log_event])
-    except (ValueError, ConfigError, LiveTradingRefused) as exc:
-        log.error("not started: %s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # unknown strategy and the like: a mistake in the options
+        raise UserError(str(exc)) from None
+    # config, data and live-trading refusals are mapped to one `error:` line by tui.cli.main
+    runtime = Runtime(opts, confirm=_confirm_fn(args), extra_subscribers=[_log_event])
 
     stop = threading.Event()
 

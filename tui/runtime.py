@@ -87,9 +87,7 @@ class Runtime:
                       for name, iv in opts.strategies]
         self.journal = self._open_journal()
         self.engine = Engine(self.specs, mode=self.trading_mode, journal=self.journal,
-                             broker_factory=self._broker_factory(), config={
-                                 "options": {k: v for k, v in vars_of(opts).items()},
-                                 "settings": self.settings.public_view()})
+                             broker_factory=self._broker_factory(), config=self.public_config())
         self.sinks: list[Any] = []
         self._viewers = list(extra_subscribers or [])
         for fn in self._viewers:
@@ -97,6 +95,16 @@ class Runtime:
         self._add_sinks()
         self.source: MarketDataSource = self._make_source()
         self._started = False
+
+    def public_config(self) -> dict[str, Any]:
+        """The run's configuration as stored in the journal (``runs.config``): options and
+        settings with every secret redacted here, before the engine (and so the journal, events
+        and logs) ever sees it; e.g. ``--elasticsearch https://user:pw@host`` is kept as
+        ``https://user:***@host``."""
+        from infra.settings import redact_url
+
+        options = {k: (redact_url(v) if isinstance(v, str) and "@" in v else v) for k, v in vars_of(self.opts).items()}
+        return {"options": options, "settings": self.settings.public_view()}
 
     # ------------------------------------------------------------------ building blocks
     def _load_replay(self) -> None:

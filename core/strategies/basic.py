@@ -7,15 +7,15 @@ from typing import ClassVar
 
 from core.domain import Candle, Side
 from core.indicators import IndicatorValues
-from core.strategies.base import Strategy, StrategyParams
+from core.strategies.base import CCI, RSI, Strategy, StrategyParams, param
 
 
 @dataclass(frozen=True, slots=True)
 class BasicParams(StrategyParams):
-    rsi_oversold: float = 30.0
-    rsi_overbought: float = 70.0
-    cci_long_min: float = -100.0
-    cci_short_max: float = 100.0
+    rsi_oversold: float = param(30.0, **RSI)
+    rsi_overbought: float = param(70.0, **RSI)
+    cci_long_min: float = param(-100.0, **CCI)
+    cci_short_max: float = param(100.0, **CCI)
 
 
 class BasicStrategy(Strategy):

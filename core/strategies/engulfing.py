@@ -7,13 +7,13 @@ from typing import ClassVar
 
 from core.domain import Candle, Side
 from core.indicators import IndicatorValues
-from core.strategies.base import Strategy, StrategyParams
+from core.strategies.base import RSI, Strategy, StrategyParams, param
 
 
 @dataclass(frozen=True, slots=True)
 class EngulfingParams(StrategyParams):
-    rsi_oversold: float = 25.0
-    rsi_overbought: float = 70.0
+    rsi_oversold: float = param(25.0, **RSI)
+    rsi_overbought: float = param(70.0, **RSI)
 
 
 class EngulfingStrategy(Strategy):

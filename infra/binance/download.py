@@ -48,6 +48,7 @@ __all__ = [
     "DownloadResult",
     "HistoryCache",
     "Progress",
+    "Offline",
     "cli_main",
     "download_history",
     "parse_date",
@@ -348,10 +349,12 @@ def download_history(
     *,
     directory: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
+    partial: list[DownloadResult] | None = None,
 ) -> DownloadResult:
     """Make the cache hold every closed candle with ``start_ms <= open_time < end_ms`` (``end_ms``
     None = up to the current candle), fetching only what is missing. Raises ``RestError`` if
-    Binance keeps failing; what was fetched until then stays cached."""
+    Binance keeps failing; what was fetched until then stays cached (and is counted in the
+    result appended to ``partial``, which is filled in even when this raises)."""
     symbol = symbol.upper()
     step = interval_ms(interval)
     cache_dir = Path(directory) if directory is not None else history_cache_dir(symbol, interval, rest.market)
@@ -360,6 +363,8 @@ def download_history(
     lo = align_up(start_ms, interval)
     hi = current_open if end_ms is None else min(align_up(end_ms, interval), current_open)
     result = DownloadResult(symbol, interval, rest.market, cache_dir, lo, max(lo, hi))
+    if partial is not None:  # lets a caller say what was cached when this raises half-way
+        partial.append(result)
     if hi <= lo:
         return result
     requests_before = rest.stats.kline_requests
@@ -385,30 +390,67 @@ def download_history(
     return result
 
 
+def _check_resolves(url: str) -> None:
+    """Raise ``Offline`` at once when the host of ``url`` does not resolve: without DNS every
+    request would only fail again, and retrying for a minute with a warning per attempt tells
+    the user nothing the first failure did not."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return
+    try:
+        socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise Offline(f"cannot resolve {host} ({exc.strerror or exc}): no network or DNS") from None
+
+
+class Offline(RuntimeError):
+    """The exchange's host name does not resolve (no network, no DNS)."""
+
+
+def _cached_note(result: DownloadResult | None) -> str:
+    """The truth about what a failed run left in the cache."""
+    if result is None or result.new_candles == 0:
+        return "nothing was downloaded"
+    months = len(result.files_written)
+    return (f"{result.new_candles} new candle(s) in {months} month file(s) were cached; "
+            "run the same command again to resume")
+
+
 def cli_main(args: argparse.Namespace) -> int:
     """``tradeconsole data download SYMBOL INTERVAL --from DATE [--to DATE] [--market M]``.
     Exit codes: 0 cache continuous over the range, 1 download failed or holes remain (rerun to
-    resume), 2 bad arguments."""
+    resume), 2 bad arguments. Failures are raised as ``tui.cli`` errors (one line each)."""
     from infra.binance.endpoints import make_client, resolve_endpoints
-    from infra.settings import ConfigError, load_settings
+    from infra.settings import load_settings
+    from tui.cli import EnvironmentFailure, UserError
 
+    interval_ms(args.interval)
+    start = parse_date(args.date_from)
+    end = parse_date(args.date_to) if args.date_to else None
+    if end is not None and end <= start:
+        raise UserError("--to must be after --from")
+    endpoints = resolve_endpoints(load_settings(getattr(args, "config", None)).binance, os.environ)
+    base = endpoints.futures_rest if args.market == "futures" else endpoints.spot_rest
+
+    def sleep_unless_offline(seconds: float) -> None:
+        # before each retry: a lost name resolution ends the run now instead of after every retry
+        _check_resolves(base)
+        time.sleep(seconds)
+
+    partial: list[DownloadResult] = []
     try:
-        interval_ms(args.interval)
-        start = parse_date(args.date_from)
-        end = parse_date(args.date_to) if args.date_to else None
-        if end is not None and end <= start:
-            raise ValueError("--to must be after --from")
-        endpoints = resolve_endpoints(load_settings(getattr(args, "config", None)).binance, os.environ)
-    except (ValueError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    rest = KlineRestClient(make_client(endpoints), args.market)
-    progress = Progress(0, f"{args.symbol.upper()} {args.interval}")
-    try:
-        result = download_history(rest, args.symbol, args.interval, start, end, progress=progress)
+        _check_resolves(base)
+        rest = KlineRestClient(make_client(endpoints), args.market, sleep=sleep_unless_offline)
+        progress = Progress(0, f"{args.symbol.upper()} {args.interval}")
+        result = download_history(rest, args.symbol, args.interval, start, end, progress=progress,
+                                  partial=partial)
+    except Offline as exc:
+        raise EnvironmentFailure(f"{exc}; {_cached_note(partial[0] if partial else None)}") from None
     except (RestError, CacheError) as exc:
-        print(f"error: {exc}\nwhat was downloaded so far is cached; run the same command again to resume",
-              file=sys.stderr)
-        return 1
+        raise EnvironmentFailure(f"{exc}; {_cached_note(partial[0] if partial else None)}") from None
     print(result.summary())
     return 0 if result.complete else 1

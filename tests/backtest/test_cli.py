@@ -85,3 +85,43 @@ def test_reads_the_history_cache(capsys, candles_1h):
                        "--market", "futures", "--mode", "seed", "--json")
     r = json.loads(out)
     assert code == 0 and r["trades"] == 92 and r["final_equity"] == pytest.approx(9656.00, abs=0.005)
+
+
+def test_plot_never_shares_stdout_with_json(capsys, data_1h):
+    code, out, err = run(capsys, "--strategy", "engulfing", "--data", str(data_1h), "--json", "--plot")
+    assert code == 0
+    json.loads(out)  # stdout is exactly one JSON document: `| jq` works
+    assert "Equity (USDT)" in err and "Equity (USDT)" not in out
+
+
+def test_plot_colours_only_on_a_terminal_without_no_color(capsys, data_1h, monkeypatch):
+    from backtest.cli import _color_ok
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert _color_ok(Tty()) and not _color_ok(object())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not _color_ok(Tty())
+    monkeypatch.setenv("NO_COLOR", "")  # no-color.org: an empty value does not disable colour
+    assert _color_ok(Tty())
+    # through the CLI: captured stdout is not a terminal, so the figure has no escape codes
+    code, out, _ = run(capsys, "--strategy", "engulfing", "--data", str(data_1h), "--plot")
+    assert code == 0 and "Equity (USDT)" in out and "\x1b[" not in out
+
+
+def test_plot_time_axis_has_dates(data_1h):
+    from backtest.data import load_candles, slice_by_time
+    from backtest.report import plot_result
+    from backtest.runner import run_backtest
+    from core.domain import parse_utc_ms
+    from core.strategies import make_strategy
+
+    candles, _ = load_candles(data_1h, interval="1h")
+    candles = slice_by_time(candles, parse_utc_ms("2022-03-01"), parse_utc_ms("2022-06-01"))
+    result = run_backtest(candles, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h")
+    plain = plot_result(result, 120, 40, color=False)
+    assert "2022-03-01" in plain and "2022-05-31" in plain and "time (UTC)" in plain and "\x1b[" not in plain
+    assert "\x1b[" in plot_result(result, 120, 40, color=True)

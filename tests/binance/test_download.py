@@ -222,11 +222,10 @@ def test_cli_download(server, monkeypatch, capsys):
     assert len(arrays) == 432 and server.request_counts["/fapi/v1/klines"] == 1
     assert cli_main(args) == 0
     assert "0 new candle(s) in 0 request(s)" in capsys.readouterr().out
-    bad = build_parser().parse_args(["data", "download", "ETHUSDT", "5m", "--from", "yesterday"])
-    assert cli_main(bad) == 2
-    backwards = build_parser().parse_args(["data", "download", "ETHUSDT", "5m", "--from", "2022-10-02",
-                                           "--to", "2022-10-01"])
-    assert cli_main(backwards) == 2
+    from tui.cli import main
+
+    assert main(["data", "download", "ETHUSDT", "5m", "--from", "yesterday"]) == 2
+    assert main(["data", "download", "ETHUSDT", "5m", "--from", "2022-10-02", "--to", "2022-10-01"]) == 2
 
 
 def test_cli_reports_failure_and_keeps_progress(server, monkeypatch, capsys):
@@ -234,8 +233,10 @@ def test_cli_reports_failure_and_keeps_progress(server, monkeypatch, capsys):
 
     monkeypatch.setenv("TRADECONSOLE_BINANCE_SPOT_REST", server.endpoints().spot_rest)
     server.fail_rest(418, count=1, retry_after=3600, after=1)  # ban after the first page
-    args = build_parser().parse_args(["data", "download", "ETHUSDT", "5m", "--from", "2022-09-20"])
-    assert cli_main(args) == 1
-    assert "run the same command again" in capsys.readouterr().err
+    from tui.cli import main
+
+    assert main(["data", "download", "ETHUSDT", "5m", "--from", "2022-09-20"]) == 1
+    err = capsys.readouterr().err
+    assert "1000 new candle(s) in 1 month file(s) were cached" in err and "run the same command again" in err
     kept, _ = load_candles(history_cache_dir("ETHUSDT", "5m", "spot"), interval="5m")
     assert len(kept) == 1000 and np.all(np.diff(kept.open_time) == STEP)

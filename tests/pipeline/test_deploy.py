@@ -195,6 +195,7 @@ def test_kibana_import_reports_refused_objects(tmp_path, monkeypatch, capsys):
     finally:
         stub.close()
     assert "authorization" not in {k.lower() for k in stub.requests[0]["headers"]}
-    assert "dashboard/tradeconsole-dashboard: missing_references" in capsys.readouterr().out
+    err = capsys.readouterr().err  # errors go to stderr, as one `error:` line
+    assert "dashboard/tradeconsole-dashboard: missing_references" in err and err.count("error:") == 1
     assert main(["kibana", "import", "--kibana", "http://127.0.0.1:9"]) == 1
-    assert "cannot reach Kibana" in capsys.readouterr().out
+    assert "cannot reach Kibana" in capsys.readouterr().err

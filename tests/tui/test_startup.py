@@ -61,10 +61,7 @@ def test_symbol_validation_and_options_copy():
 
 
 def test_main_rejects_a_missing_replay_path(tmp_path: Path, capsys):
-    from tui.cli import build_parser
+    from tui.cli import main
 
-    args = build_parser().parse_args(["--replay", str(tmp_path / "nothing.csv")])
-    from tui.app import main
-
-    assert main(args) == 2
+    assert main(["--replay", str(tmp_path / "nothing.csv")]) == 2
     assert "no such replay" in capsys.readouterr().err
