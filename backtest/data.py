@@ -159,20 +159,17 @@ def _is_number(tok: str) -> bool:
 
 def _find_bad_row(path: Path, header: bool, colmap: dict[str, int]) -> tuple[int, str] | None:
     """Slow exact scan to name the first bad line (only run when the fast parse failed)."""
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, start=1):
             if header and lineno == 1:
                 continue
             if not line.strip():
                 continue
-            toks = [t.strip() for t in line.rstrip("\r\n").split(",")]
-            for name, idx in colmap.items():
-                if idx >= len(toks):
-                    return lineno, f"missing column {name!r} (row has {len(toks)} fields)"
-                if name.endswith("time") and not header and not toks[idx].isdigit():
-                    return lineno, f"{name} is not an integer timestamp: {toks[idx]!r}"
-                if not name.endswith("time") and not _is_number(toks[idx]):
-                    return lineno, f"{name} is not a number: {toks[idx]!r}"
+            if "\ufffd" in line:
+                return lineno, "not text (undecodable bytes)"
+            problem = _line_problem([t.strip() for t in line.rstrip("\r\n").split(",")], header, colmap)
+            if problem:
+                return lineno, problem
     return None
 
 
@@ -210,7 +207,7 @@ def _header_map(first_line: str) -> dict[str, int] | None:
 def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str | None) -> CandleArrays:
     import pandas as pd
 
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
         first = fh.readline()
     if not first.strip():
         return CandleArrays.from_candles([])
@@ -222,11 +219,17 @@ def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str
     try:
         df = pd.read_csv(path, header=None, skiprows=1 if header else 0, usecols=usecols,
                          skip_blank_lines=True, engine="c", dtype=None)
-    except (ValueError, pd.errors.ParserError) as exc:
+    except (ValueError, pd.errors.ParserError) as exc:  # UnicodeDecodeError is a ValueError
+        if skip_bad_rows:
+            return _read_csv_lines(path, header, colmap, report, interval)
         bad = _find_bad_row(path, header, colmap)
         if bad:
             raise DataError(f"{path}:{bad[0]}: {bad[1]}") from None
         raise DataError(f"{path}: cannot parse: {exc}") from None
+    if skip_bad_rows and (df.isna().to_numpy().any() or any(df[i].dtype.kind == "O" for i in usecols)):
+        # something in this file is not a clean number (text, an empty field, a truncated line):
+        # the exact line-by-line reader names each skipped line with its real reason
+        return _read_csv_lines(path, header, colmap, report, interval)
     lines = _LineNumbers(path, header, len(df))
     cols: dict[str, np.ndarray] = {}
     for name, idx in colmap.items():
@@ -250,6 +253,80 @@ def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str
         cols["close_time"] = cols["open_time"] + step - 1
     arr = CandleArrays(*(cols[c] for c in _COLS))
     return _validate_rows(arr, lines, str(path), report, skip_bad_rows)
+
+
+def _line_problem(toks: list[str], header: bool, colmap: dict[str, int]) -> str | None:
+    """Why one CSV line cannot be a candle (None: it parses). Shared by the exact scan that names
+    the first bad line and the reader that skips bad lines."""
+    for name, idx in colmap.items():
+        if idx >= len(toks) or not toks[idx]:
+            return f"missing column {name!r} (row has {len(toks)} fields; truncated line?)"
+        tok = toks[idx]
+        if name.endswith("time") and not header:
+            if not tok.isdigit():
+                return f"{name} is not an integer timestamp: {tok!r}"
+            if len(tok) < 10:  # epoch seconds have 10 digits, ms 13, µs 16: fewer is a cut-off value
+                return f"{name} is not a whole epoch timestamp: {tok!r} (truncated line?)"
+        elif not name.endswith("time") and not _is_number(tok):
+            return f"{name} is not a number: {tok!r}"
+    return None
+
+
+def _read_csv_lines(path: Path, header: bool, colmap: dict[str, int], report: DataReport,
+                    interval: str | None) -> CandleArrays:
+    """The exact, line-by-line reader used with ``skip_bad_rows`` when the fast parser met
+    something that is not a clean candle row: every unparseable or truncated line is skipped and
+    recorded as ``file:line: reason``; the rest go through the same row checks as the fast path."""
+    import pandas as pd
+
+    good: dict[str, list[str]] = {name: [] for name in colmap}
+    numbers: list[int] = []
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if (header and lineno == 1) or not line.strip():
+                continue
+            toks = [t.strip().strip('"') for t in line.rstrip("\r\n").split(",")]
+            problem = "not text (undecodable bytes)" if "\ufffd" in line else _line_problem(toks, header, colmap)
+            if problem:
+                report.skipped_rows.append(f"{path}:{lineno}: {problem}")
+                continue
+            for name, idx in colmap.items():
+                good[name].append(toks[idx])
+            numbers.append(lineno)
+    lines = np.asarray(numbers, dtype=np.int64)
+    cols: dict[str, np.ndarray] = {}
+    bad = np.zeros(len(numbers), dtype=bool)
+    epoch, one_ms = pd.Timestamp(0, tz="UTC"), pd.Timedelta(milliseconds=1)
+    for name, toks in good.items():
+        series = pd.Series(toks, dtype=object)
+        if not name.endswith("time"):
+            # _line_problem checked they parse; "nan"/"inf" stay and _validate_rows skips them
+            cols[name] = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+            continue
+        num = pd.to_numeric(series, errors="coerce")
+        isnum = num.notna().to_numpy()
+        ms = np.zeros(len(series), dtype=np.int64)
+        ms[isnum] = _to_ms(num[isnum].to_numpy().astype(np.int64))
+        if (~isnum).any():  # date strings (headed files only)
+            idx = np.flatnonzero(~isnum)
+            text = pd.to_datetime(series.iloc[idx], utc=True, errors="coerce", format="mixed")
+            ok = text.notna().to_numpy()
+            ms[idx[ok]] = ((text[ok] - epoch) // one_ms).to_numpy(dtype=np.int64)
+            bad[idx[~ok]] = True
+        cols[name] = ms
+    for i in np.flatnonzero(bad):
+        report.skipped_rows.append(f"{path}:{lines[i]}: a time column is not a timestamp")
+    keep = ~bad
+    cols = {k: v[keep] for k, v in cols.items()}
+    lines = lines[keep]
+    n = int(keep.sum())
+    if "volume" not in cols:
+        cols["volume"] = np.zeros(n)
+    if "close_time" not in cols:
+        step = interval_ms(interval) if interval else _infer_step(cols["open_time"])
+        cols["close_time"] = cols["open_time"] + step - 1
+    arr = CandleArrays(*(cols[c] for c in _COLS))
+    return _validate_rows(arr, lines, str(path), report, True)
 
 
 def _parse_times(series, path: Path, lines, name: str) -> np.ndarray:
@@ -281,7 +358,7 @@ class _LineNumbers:
 
     def _load(self) -> np.ndarray:
         if self._lines is None:
-            with open(self.path, newline="") as fh:
+            with open(self.path, newline="", encoding="utf-8", errors="replace") as fh:
                 real = [n for n, ln in enumerate(fh, start=1) if ln.strip() and not (self.header and n == 1)]
             self._lines = np.asarray(real if len(real) == self.rows else
                                      np.arange(self.rows) + (2 if self.header else 1))
@@ -315,6 +392,12 @@ def _validate_rows(arr: CandleArrays, lines, name: str, report: DataReport,
         arr = arr.take(ok)
         lines = lines[ok]
     t = arr.open_time
+    if skip_bad_rows and len(t) > 1 and (np.diff(t) < 0).any():
+        keep = _longest_increasing(t)
+        for i in np.flatnonzero(~keep):
+            report.skipped_rows.append(f"{name}:{lines[i]}: candle at {iso_ms(int(t[i]))} is out of time order")
+        arr, lines = arr.take(keep), lines[keep]
+        t = arr.open_time
     if len(t) > 1:
         back = np.flatnonzero(np.diff(t) < 0)
         if len(back):
@@ -322,6 +405,32 @@ def _validate_rows(arr: CandleArrays, lines, name: str, report: DataReport,
             raise DataError(f"{name}:{lines[i]}: candle at {iso_ms(int(t[i]))} is earlier than the one before "
                             f"({iso_ms(int(t[i - 1]))}); rows must be in time order")
     return arr
+
+
+def _longest_increasing(t: np.ndarray) -> np.ndarray:
+    """Mask of a longest non-decreasing run of ``t`` (patience sorting, O(n log n)): with
+    ``skip_bad_rows`` the fewest rows are dropped to put a file back in time order, so one
+    corrupt timestamp costs one row, not every row after it."""
+    import bisect
+
+    tails: list[int] = []  # t value ending the best run of each length
+    tail_idx: list[int] = []
+    prev = np.full(len(t), -1, dtype=np.int64)
+    for i, v in enumerate(t.tolist()):
+        k = bisect.bisect_right(tails, v)
+        if k == len(tails):
+            tails.append(v)
+            tail_idx.append(i)
+        else:
+            tails[k] = v
+            tail_idx[k] = i
+        prev[i] = tail_idx[k - 1] if k else -1
+    keep = np.zeros(len(t), dtype=bool)
+    i = tail_idx[-1]
+    while i >= 0:
+        keep[i] = True
+        i = int(prev[i])
+    return keep
 
 
 def _read_parquet(path: Path, report: DataReport, skip_bad_rows: bool, interval: str | None) -> CandleArrays:

@@ -146,3 +146,43 @@ def test_bad_file_via_cli_exit_code_and_message(tmp_path, data_1h):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "ETHUSDT-1h-2022-05.csv:100" in out.stderr
+
+
+def test_skip_bad_rows_covers_unparseable_and_truncated_lines(tmp_path):
+    """Issue 12: ``--skip-bad-rows`` skips NaN/OHLC rows AND rows that do not parse at all
+    (text in a time column, a line cut off mid-write), each counted with file, line and reason."""
+    lines = rows(20)
+    lines[3] = "garbage," + lines[3].split(",", 1)[1]           # open_time is text
+    lines[8] = lines[8].replace(",10.0,", ",ten,", 1)            # volume is text
+    lines[12] = lines[12][:9] + "\n"                             # timestamp cut off mid-value
+    lines[19] = lines[19][:30]                                   # truncated last line, no newline
+    p = write(tmp_path, "cut.csv", lines)
+    with pytest.raises(DataError, match=r"cut\.csv:4: open_time is not .*timestamp"):
+        load_candles(p, interval="5m")
+    arr, rep = load_candles(p, interval="5m", skip_bad_rows=True)
+    assert len(arr) == 16
+    where = [r.split(": ", 1)[0].rsplit(":", 1)[1] for r in rep.skipped_rows]
+    assert where == ["4", "9", "13", "20"], rep.skipped_rows
+    assert "not an integer timestamp" in rep.skipped_rows[0]
+    assert "volume is not a number" in rep.skipped_rows[1]
+    assert "truncated" in rep.skipped_rows[2] and "truncated" in rep.skipped_rows[3]
+    assert [g[2] for g in rep.gaps] == [1, 1, 1]  # the skipped candles are gaps, never invented
+
+
+def test_skip_bad_rows_drops_one_out_of_order_row_not_the_rest(tmp_path):
+    lines = rows(10)
+    t = 1_660_000_000_000 + 5 * 300_000
+    lines[5] = lines[5].replace(str(t), str(t - 86_400_000), 1)  # a corrupt timestamp a day back
+    p = write(tmp_path, "order.csv", lines)
+    with pytest.raises(DataError, match="time order"):
+        load_candles(p, interval="5m")
+    arr, rep = load_candles(p, interval="5m", skip_bad_rows=True)
+    assert len(arr) == 9 and len(rep.skipped_rows) == 1 and "order.csv:6" in rep.skipped_rows[0]
+
+
+def test_skip_bad_rows_skips_undecodable_lines(tmp_path):
+    p = tmp_path / "bin.csv"
+    body = "".join(rows(6)).encode()
+    p.write_bytes(body + b"\xff\xfe\x00\x81garbage\n" + "".join(rows(3, start=1_660_000_000_000 + 6 * 300_000)).encode())
+    arr, rep = load_candles(p, interval="5m", skip_bad_rows=True)
+    assert len(arr) == 9 and len(rep.skipped_rows) == 1 and "bin.csv:7" in rep.skipped_rows[0]
