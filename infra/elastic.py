@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.events import SCHEMA_VERSION, Event
 from infra.kafka_sink import dumps, loads
+from infra.retry import Backoff, RetryPolicy, parse_retry_after
 from infra.schemas import SchemaError, schemas_for_family
 from infra.spool import EventInbox, Record, Spool, SpooledSinkBase, SpoolPosition, open_default_spool
 from infra.topics import families, message_key
@@ -48,6 +49,8 @@ __all__ = [
     "DEFAULT_INDEX_PREFIX",
     "TEMPLATE_VERSION",
     "BulkOutcome",
+    "BulkOutcomes",
+    "ElasticsearchRefused",
     "ElasticsearchSink",
     "bulk_write",
     "check_index_prefix",
@@ -58,6 +61,8 @@ __all__ = [
     "install_templates",
     "make_client",
     "mapping_for_family",
+    "refusal",
+    "retry_after_of",
     "to_action",
 ]
 
@@ -86,7 +91,9 @@ def make_client(url: str | None = None, *, cloud_id: str | None = None, api_key:
 
     if not url and not cloud_id:
         raise ValueError("Elasticsearch needs a URL or an Elastic Cloud cloud_id")
-    opts: dict[str, Any] = {"request_timeout": request_timeout, **kwargs}
+    # max_retries=0: retrying is infra/retry.py's job (stop-aware, one log line per attempt); the
+    # transport's own retries would multiply attempts and log a traceback for each.
+    opts: dict[str, Any] = {"request_timeout": request_timeout, "max_retries": 0, **kwargs}
     if cloud_id:
         opts["cloud_id"] = cloud_id
     else:
@@ -306,21 +313,121 @@ def _classify(ok: bool, item: Mapping[str, Any]) -> BulkOutcome:
 def bulk_write(client: Elasticsearch, actions: Sequence[dict[str, Any]], *, chunk_size: int = 1000,
                max_chunk_bytes: int = 20 * 1024 * 1024) -> list[BulkOutcome]:
     """Send actions with the official client's ``helpers.streaming_bulk``; one outcome per action,
-    in order. Connection failures and errors of the whole request come back as ``retry``."""
+    in order (a :class:`BulkOutcomes` list, whose ``retry_after`` carries a server's Retry-After).
+
+    Connection failures and transient errors of the whole request (429, 5xx) come back as
+    ``retry``. A refusal that no retry can cure (the cluster rejects the client's compatible-with
+    header, bad credentials, a forbidden index) raises :class:`ElasticsearchRefused`, so callers
+    stop loudly instead of retrying forever or dead-lettering every document."""
     from elasticsearch import ApiError, TransportError, helpers
 
+    out = BulkOutcomes()
     if not actions:
-        return []
-    out: list[BulkOutcome] = []
+        return out
     try:
+        # raise_on_exception: a failed *request* raises (classified below) instead of being turned
+        # into one per-item "error" each, which would look like documents Elasticsearch rejected.
         for ok, item in helpers.streaming_bulk(client, actions, chunk_size=chunk_size,
                                                max_chunk_bytes=max_chunk_bytes, raise_on_error=False,
-                                               raise_on_exception=False, max_retries=0, yield_ok=True):
+                                               raise_on_exception=True, max_retries=0, yield_ok=True):
             out.append(_classify(ok, item))
     except (TransportError, ApiError, OSError) as exc:
+        refused = refusal(exc)
+        if refused is not None:
+            raise ElasticsearchRefused(refused) from None
+        out.retry_after = retry_after_of(exc)
         reason = f"{type(exc).__name__}: {exc}"
         out.extend(("retry", reason) for _ in range(len(actions) - len(out)))
     return out
+
+
+class BulkOutcomes(list[BulkOutcome]):
+    """The outcomes of one ``bulk_write``; ``retry_after`` is the seconds a failed request's
+    ``Retry-After`` header asked for (None when it sent none)."""
+
+    retry_after: float | None = None
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+class ElasticsearchRefused(RuntimeError):
+    """Elasticsearch answered, and refuses this client in a way retrying cannot change.
+
+    The message is one line meant for an operator: what was refused and what to do."""
+
+
+#: Whole-request statuses that are worth retrying: timeout, conflict on a shared resource,
+#: throttling, and server-side trouble (RFC 9110 semantics; Elasticsearch uses 429 for a full
+#: queue and 503 for a node that is starting or has no master).
+_TRANSIENT_STATUS = frozenset({408, 409, 429})
+
+
+def _error_body(exc: BaseException) -> tuple[str, str]:
+    """``(type, reason)`` of an Elasticsearch error body, the cause's reason appended."""
+    body = getattr(exc, "body", None)
+    err = body.get("error") if isinstance(body, Mapping) else None
+    if isinstance(err, Mapping):
+        reason = str(err.get("reason") or "")
+        cause = err.get("caused_by")
+        if isinstance(cause, Mapping) and cause.get("reason"):
+            reason = f"{reason}: {cause['reason']}" if reason else str(cause["reason"])
+        return str(err.get("type") or ""), reason
+    return "", str(err or "")
+
+
+def refusal(exc: BaseException) -> str | None:
+    """A one-line explanation when ``exc`` is a permanent refusal, None when it is transient.
+
+    Permanent: a 400 ``media_type_header_exception`` (the cluster does not speak this client's
+    ``compatible-with`` version; see ``RestCompatibleVersionHelper`` in Elasticsearch), 401/403,
+    any other 4xx for a whole request except 408/409/429, and a server that is not
+    Elasticsearch. Connection errors, timeouts, 429 and 5xx are transient."""
+    from elasticsearch import ApiError, UnsupportedProductError
+
+    if isinstance(exc, UnsupportedProductError):
+        return f"the server is not a supported Elasticsearch: {exc}"
+    if not isinstance(exc, ApiError):
+        return None
+    status = exc.status_code if isinstance(exc.status_code, int) else 0
+    if status >= 500 or status in _TRANSIENT_STATUS or status < 400:
+        return None
+    kind, reason = _error_body(exc)
+    if kind == "media_type_header_exception":
+        return (f"Elasticsearch refuses this client's media type ({kind}: {reason}). The installed Python "
+                f"client is elasticsearch {_client_version()}, which sends compatible-with={_client_major()}; "
+                f"use a client of the cluster's major version (tradeconsole pins elasticsearch>=8.15,<9 "
+                f"for the 8.x stack of infra/deploy/docker-compose.yml)")
+    if status == 401:
+        return f"Elasticsearch refused the credentials (401 {kind or 'unauthorized'}): check api_key or username/password under [elasticsearch]"
+    if status == 403:
+        return f"Elasticsearch forbids this request (403 {kind}: {reason}): the API key or user lacks a privilege"
+    return f"Elasticsearch refused the request ({status} {kind}: {reason})"
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """Seconds a failed response's ``Retry-After`` header asks for (None without one)."""
+    meta = getattr(exc, "meta", None)
+    headers = getattr(meta, "headers", None)
+    if headers is None:
+        return None
+    try:
+        value = headers.get("retry-after")
+    except Exception:  # noqa: BLE001 - a header container we do not know: no hint
+        return None
+    return parse_retry_after(value)
+
+
+def _client_version() -> str:
+    try:
+        from elasticsearch import __versionstr__
+    except ImportError:  # pragma: no cover - the client is a dependency
+        return "unknown"
+    return str(__versionstr__)
+
+
+def _client_major() -> str:
+    return _client_version().partition(".")[0]
 
 
 # ---------------------------------------------------------------------------------------------- sink
@@ -351,9 +458,12 @@ class ElasticsearchSink(SpooledSinkBase):
         self._install = install
         self._replicas = replicas
         self._templates_ok = not install
-        self._backoff = 0.2
+        # the one retry policy (infra/retry.py), used non-blocking: the thread keeps taking events
+        # into the spool while it waits for the next try
+        self._retry = Backoff("Elasticsearch sink", RetryPolicy(initial_s=0.2, max_s=10.0), logger=log)
         self._next_try = 0.0
         self._down = False
+        self._refused: str | None = None
         self._counts = {"indexed": 0, "duplicates": 0, "rejected": 0, "retries": 0, "invalid": 0, "batches": 0}
         self._last_stats = 0.0
         self._stop = False
@@ -382,6 +492,8 @@ class ElasticsearchSink(SpooledSinkBase):
         target = self._inbox.published + self._spool.recovered
         deadline = time.monotonic() + timeout
         while True:
+            if self._refused is not None:
+                return False
             c = self._counts
             done = c["indexed"] + c["duplicates"] + c["rejected"] + c["invalid"] + self._inbox.invalid + self._spool.corrupt
             if done >= target:
@@ -391,17 +503,18 @@ class ElasticsearchSink(SpooledSinkBase):
             self._inbox.wake.set()
             time.sleep(0.005)
 
-        self._deadline = time.monotonic() + max(0.0, timeout)
-        self._stop = True
-        self._inbox.wake.set()
-        self._thread.join(timeout + 30)
-        self._closed = True
-        return self._drained_at_close
-
     def stats(self) -> dict[str, Any]:
-        """Counters: queued, spooled, indexed, duplicates, rejected, retries, invalid, state."""
+        """Counters: queued, spooled, indexed, duplicates, rejected, retries, invalid, state
+        (``connected``, ``down``, ``refused`` with the reason in ``error``, ``closed``)."""
+        if self._closed:
+            state = "closed"
+        elif self._refused is not None:
+            state = "refused"
+        else:
+            state = "down" if self._down else "connected"
         return {
-            "state": "closed" if self._closed else ("down" if self._down else "connected"),
+            "state": state,
+            "error": self._refused,
             "published": self._inbox.published,
             "queued": len(self._inbox),
             "spooled": self._spool.pending,
@@ -435,7 +548,7 @@ class ElasticsearchSink(SpooledSinkBase):
             while True:
                 did = self._step()
                 if self._stop and ((not len(self._inbox) and not self._inbox.overflowing and not self._spool.pending)
-                                   or time.monotonic() >= self._deadline):
+                                   or self._refused is not None or time.monotonic() >= self._deadline):
                     break
                 if not did:
                     self._inbox.wait(0.05)
@@ -467,8 +580,13 @@ class ElasticsearchSink(SpooledSinkBase):
             try:
                 install_templates(self._client, self._prefix, replicas=self._replicas)
                 self._templates_ok = True
-            except Exception as exc:  # noqa: BLE001 - unreachable or refusing: retry later
-                self._trouble(f"installing index templates failed: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - unreachable or refusing: classified here
+                refused = refusal(exc)
+                if refused is not None:
+                    self._refuse(refused)
+                else:
+                    self._trouble(f"installing index templates failed: {type(exc).__name__}: {exc}",
+                                  retry_after_of(exc))
                 return False
         if spool.pending:
             entries = spool.read(self._batch)
@@ -489,18 +607,28 @@ class ElasticsearchSink(SpooledSinkBase):
         self._counts["invalid"] += len(items) - len(recs)
         self._spool.append(recs)
 
-    def _trouble(self, reason: str) -> None:
+    def _trouble(self, reason: str, retry_after: float | None = None) -> None:
+        """A transient failure: one log line (infra/retry.py), events wait in the spool."""
         if not self._down:
-            log.warning("Elasticsearch unavailable (%s); spooling to %s", reason, self._spool.dir)
+            reason = f"{reason}; events wait in {self._spool.dir}"
         self._down = True
-        self._next_try = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, 10.0)
+        self._next_try = time.monotonic() + self._retry.failed(reason, retry_after)
+
+    def _refuse(self, reason: str) -> None:
+        """Elasticsearch refuses this client for good (e.g. a compatible-with mismatch): say so
+        once, loudly, and stop sending. Events keep going to the spool, so nothing is lost; a
+        sink started after the cause is fixed sends them first."""
+        if self._refused is None:
+            log.error("Elasticsearch sink stopped sending: %s; events are kept in %s", reason, self._spool.dir)
+        self._refused = reason
+        self._down = True
+        self._next_try = float("inf")
 
     def _recovered(self) -> None:
         if self._down:
             log.info("Elasticsearch reachable again")
         self._down = False
-        self._backoff = 0.2
+        self._retry.succeeded()
 
     def _write_fresh(self, items: list[tuple[int, float, Event]]) -> None:
         actions, kept = [], []
@@ -512,14 +640,19 @@ class ElasticsearchSink(SpooledSinkBase):
             except Exception as exc:  # noqa: BLE001
                 self._counts["invalid"] += 1
                 log.error("cannot index %s: %s", type(ev).__name__, exc)
-        outcomes = bulk_write(self._client, actions)
+        try:
+            outcomes = bulk_write(self._client, actions)
+        except ElasticsearchRefused as exc:
+            self._spool.prepend([r for r in map(self._encode, kept) if r is not None])
+            self._refuse(str(exc))
+            return
         retry = [it for it, (kind, _r), act in zip(kept, outcomes, actions) if self._account(kind, _r, act)]
         self._counts["batches"] += 1
         if retry:
             recs = [r for r in map(self._encode, retry) if r is not None]
             self._spool.prepend(recs)
             self._counts["retries"] += len(recs)
-            self._trouble(next(r for k, r in outcomes if k == "retry"))
+            self._trouble(next(r for k, r in outcomes if k == "retry"), outcomes.retry_after)
         else:
             self._recovered()
 
@@ -536,7 +669,12 @@ class ElasticsearchSink(SpooledSinkBase):
             except Exception as exc:  # noqa: BLE001 - cannot happen for what we wrote; count it
                 self._counts["invalid"] += 1
                 log.error("spooled record is not an indexable event: %s", exc)
-        outcomes = bulk_write(self._client, actions)
+        try:
+            outcomes = bulk_write(self._client, actions)
+        except ElasticsearchRefused as exc:
+            spool.rewind()
+            self._refuse(str(exc))
+            return
         self._counts["batches"] += 1
         failed = False
         for (kind, reason), act, pos in zip(outcomes, actions, positions):
@@ -547,7 +685,7 @@ class ElasticsearchSink(SpooledSinkBase):
         if failed:
             spool.rewind()
             self._counts["retries"] += sum(1 for k, _ in outcomes if k == "retry")
-            self._trouble(next(r for k, r in outcomes if k == "retry"))
+            self._trouble(next(r for k, r in outcomes if k == "retry"), outcomes.retry_after)
             return
         for pos in positions:
             spool.acked_ahead.discard(pos)

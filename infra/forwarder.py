@@ -11,8 +11,17 @@ What cannot be indexed does not stop the stream: a message that is not JSON, not
 (no ``event_id``/``@timestamp``) or that Elasticsearch rejects (a value its mapping refuses) goes
 to the dead-letter topic ``<prefix>.deadletter`` with the reason, its source coordinates and the
 original payload, and is committed with the rest. Transient failures (connection errors, 429,
-5xx) are retried with exponential backoff while the consumer keeps its group membership; the
-offsets stay uncommitted until the retry succeeds.
+5xx) are retried with the shared policy of ``infra/retry.py`` (exponential backoff, a
+``Retry-After`` honoured, one log line per failed attempt) while the consumer keeps its group
+membership; the offsets stay uncommitted until the retry succeeds. A refusal that no retry can
+cure (the cluster rejects the client's ``compatible-with`` header, bad credentials) stops the
+forwarder with :class:`~infra.elastic.ElasticsearchRefused` and a one-line message.
+
+Every wait is stop-aware: :meth:`Forwarder.stop` (or the ``stop`` event given to :meth:`run`)
+ends a start-up retry, a bulk retry or a dead-letter acknowledgement wait within ~0.1 s. The
+``forward`` command runs the forwarder on a thread and exits within a few seconds of
+SIGINT/SIGTERM even when a request hangs: an unfinished batch is simply not committed and is read
+again by the next run.
 """
 
 from __future__ import annotations
@@ -29,14 +38,18 @@ from typing import TYPE_CHECKING, Any
 
 from infra.elastic import (
     DEFAULT_INDEX_PREFIX,
+    ElasticsearchRefused,
     bulk_write,
     check_index_prefix,
     client_from_settings,
     install_templates,
     make_client,
+    refusal,
+    retry_after_of,
     to_action,
 )
 from infra.kafka_sink import dumps, kafka_security_kwargs, loads
+from infra.retry import Backoff, RetryPolicy, Stopped, stop_requested, wait_or_stop
 from infra.topics import DEFAULT_PREFIX, TopicNames
 
 if TYPE_CHECKING:
@@ -49,8 +62,12 @@ __all__ = ["BatchResult", "Forwarder", "cli_main"]
 log = logging.getLogger(__name__)
 
 
-class _Stopped(Exception):
-    """Stop was requested while a batch waited for Elasticsearch; the batch is not committed."""
+#: How long ``forward`` waits for the forwarder thread after SIGINT/SIGTERM before it exits anyway
+#: (the batch in flight is not committed and is read again next time).
+STOP_GRACE_S = 3.0
+#: Bound on kafka-python's blocking bootstrap in the consumer/producer constructors (their default
+#: is 30 s, during which nothing else happens); a failed bootstrap is retried by our policy.
+_BOOTSTRAP_TIMEOUT_MS = 2500
 
 
 @dataclass(slots=True)
@@ -102,7 +119,11 @@ class Forwarder:
         self._producer: Any = None
         self._templates_ok = not install
         self._stop = threading.Event()
+        self._ext_stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
+        #: what ended the background thread, when it was not a stop (e.g. ElasticsearchRefused)
+        self.failure: BaseException | None = None
+        self._log_failure = True
         self._carry: list[Any] = []
         self._stats: dict[str, Any] = {"consumed": 0, "indexed": 0, "duplicates": 0, "dead_lettered": 0,
                                        "retries": 0, "batches": 0, "commits": 0, "commit_failures": 0,
@@ -110,10 +131,12 @@ class Forwarder:
         self._last_stats = 0.0
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> Forwarder:
-        """Run in a background thread (the console's in-process forwarder)."""
+    def start(self, *, log_failure: bool = True) -> Forwarder:
+        """Run in a background thread (the console's in-process forwarder). What ends the thread
+        other than a stop is kept in :attr:`failure` and, with ``log_failure``, logged in one line."""
         if self._thread is not None:
             raise RuntimeError("forwarder already started")
+        self._log_failure = log_failure
         self._thread = threading.Thread(target=self._thread_main, name="forwarder", daemon=True)
         self._thread.start()
         return self
@@ -132,23 +155,46 @@ class Forwarder:
     def _thread_main(self) -> None:
         try:
             self.run()
+        except ElasticsearchRefused as exc:
+            self.failure = exc
+            if self._log_failure:
+                log.error("forwarder stopped: %s", exc)
+        except BaseException as exc:  # a bug: keep the reason for whoever started us
+            self.failure = exc
+            if self._log_failure:
+                log.error("forwarder thread failed: %s: %s", type(exc).__name__, exc)
         finally:
             self.close()
 
+    def _stops(self) -> list[threading.Event | None]:
+        return [self._stop, self._ext_stop]
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested (by :meth:`stop` or the event given to :meth:`run`)."""
+        return stop_requested(self._stops())
+
+    def _policy(self) -> RetryPolicy:
+        return RetryPolicy(initial_s=0.2, max_s=self._max_backoff)
+
     def run(self, stop: threading.Event | None = None) -> None:
-        """Forward until ``stop`` (or :meth:`stop`) is set. Batch failures are logged and retried."""
-        attempt = 0
-        while not self._stop.is_set() and not (stop is not None and stop.is_set()):
+        """Forward until ``stop`` (or :meth:`stop`) is set. Batch failures are logged (one line
+        each) and retried with the shared policy; :class:`ElasticsearchRefused` propagates."""
+        if stop is not None:
+            self._ext_stop = stop
+        backoff = Backoff("forwarder batch", self._policy(), stop=self._stops(), logger=log)
+        while not self.stopping:
             try:
                 self.run_once(self._poll_timeout)
-                attempt = 0
-            except _Stopped:
+                backoff.succeeded()
+            except Stopped:
                 break
+            except ElasticsearchRefused:
+                raise
             except Exception as exc:  # noqa: BLE001 - keep forwarding; the batch is read again
-                attempt += 1
                 self._stats["errors"] += 1
-                log.warning("forwarder batch failed (%s: %s); retrying", type(exc).__name__, exc)
-                self._sleep(min(self._max_backoff, 0.2 * 2 ** min(attempt, 10)), stop)
+                if not backoff.wait(backoff.failed(f"{type(exc).__name__}: {exc}")):
+                    break
 
     def close(self) -> None:
         """Close the consumer without committing, the dead-letter producer, an owned ES client."""
@@ -160,12 +206,13 @@ class Forwarder:
             self._consumer = None
         if self._producer is not None:
             try:
-                self._producer.close(timeout=5)
+                self._producer.close(timeout=1 if self.stopping else 5)
             except Exception:
                 log.debug("closing the dead-letter producer raised", exc_info=True)
             self._producer = None
         if self._own_es:
             self._es.close()
+            self._own_es = False
 
     def stats(self) -> dict[str, Any]:
         """Counters: consumed, indexed, duplicates, dead_lettered, retries, batches, commits, ..."""
@@ -232,7 +279,7 @@ class Forwarder:
             actions.append(action)
             origin.append(m)
         pending = list(range(len(actions)))
-        attempt = 0
+        es_backoff = Backoff("Elasticsearch bulk", self._policy(), stop=self._stops(), logger=log)
         while pending:
             outcomes = bulk_write(self._es, [actions[i] for i in pending], chunk_size=self._batch_size)
             retry: list[int] = []
@@ -249,10 +296,11 @@ class Forwarder:
                     reason = why
             pending = retry
             if pending:
-                attempt += 1
                 result.retries += len(pending)
                 self._stats["retries"] += len(pending)
-                self._backoff(attempt, f"{len(pending)} document(s) not accepted yet ({reason})")
+                delay = es_backoff.failed(f"{len(pending)} document(s) not accepted yet ({reason})",
+                                          outcomes.retry_after)
+                self._wait_keeping_membership(delay)
         if dead:
             dead.sort(key=lambda d: (d[0].topic, d[0].partition, d[0].offset))
             self._dead_letter(dead)
@@ -300,17 +348,20 @@ class Forwarder:
     # ------------------------------------------------------------------ helpers
     def _ensure_started(self) -> None:
         if not self._templates_ok:
-            attempt = 0
+            backoff = Backoff("installing the index templates", self._policy(), stop=self._stops(), logger=log)
             while True:
+                if self.stopping:
+                    raise Stopped("stopped before the index templates were installed")
                 try:
                     install_templates(self._es, self._index_prefix, replicas=self._replicas)
                     self._templates_ok = True
+                    backoff.succeeded()
                     break
-                except Exception as exc:  # noqa: BLE001 - Elasticsearch not up yet
-                    attempt += 1
-                    log.warning("cannot install index templates yet (%s: %s)", type(exc).__name__, exc)
-                    if not self._sleep(min(self._max_backoff, 0.2 * 2 ** min(attempt, 10))):
-                        raise _Stopped from None
+                except Exception as exc:  # noqa: BLE001 - classified: refused for good, or not up yet
+                    refused = refusal(exc)
+                    if refused is not None:
+                        raise ElasticsearchRefused(refused) from None
+                    backoff.pause(f"{type(exc).__name__}: {exc}", retry_after_of(exc))
         if self._consumer is None:
             from kafka import KafkaConsumer
 
@@ -323,6 +374,7 @@ class Forwarder:
                 "max_poll_records": self._batch_size,
                 "fetch_max_wait_ms": 100,
                 "max_partition_fetch_bytes": 8 * 1024 * 1024,
+                **_bootstrap_timeout(KafkaConsumer),
                 **self._security,
                 **self._consumer_overrides,
             }
@@ -335,9 +387,10 @@ class Forwarder:
         if self._producer is None:
             from kafka import KafkaProducer
 
-            self._producer = KafkaProducer(bootstrap_servers=self._bootstrap, acks="all", linger_ms=5,
-                                           client_id=f"{self._group}-deadletter",
-                                           **self._security, **self._producer_overrides)
+            self._producer = KafkaProducer(**{"bootstrap_servers": self._bootstrap, "acks": "all", "linger_ms": 5,
+                                              "client_id": f"{self._group}-deadletter",
+                                              **_bootstrap_timeout(KafkaProducer),
+                                              **self._security, **self._producer_overrides})
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         futures = []
         for m, reason in dead:
@@ -356,37 +409,42 @@ class Forwarder:
                 body["payload_base64"] = base64.b64encode(raw).decode()
             futures.append(self._producer.send(self._names.deadletter, value=dumps(body), key=m.key,
                                                headers=[("reason", reason.encode()[:1000])]))
-        self._producer.flush(timeout=30)
+        self._await_dead_letters()
         failed = [f for f in futures if not f.succeeded()]
         if failed:
             raise RuntimeError(f"{len(failed)} dead letter(s) not acknowledged: {failed[0].exception}")
 
-    def _backoff(self, attempt: int, reason: str) -> None:
-        """Wait before retrying Elasticsearch, keeping the group membership alive."""
-        delay = min(self._max_backoff, 0.2 * 2 ** (attempt - 1))
-        log.warning("Elasticsearch: %s; retry %d in %.1fs", reason, attempt, delay)
+    def _await_dead_letters(self, limit_s: float = 30.0) -> None:
+        """Wait for the broker to acknowledge the dead letters, in short steps so a stop is seen."""
+        from kafka.errors import KafkaTimeoutError
+
+        deadline = time.monotonic() + limit_s
+        while True:
+            try:
+                self._producer.flush(timeout=0.5)
+                return
+            except KafkaTimeoutError:
+                if self.stopping:
+                    raise Stopped("stopped while dead letters waited for the broker") from None
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"dead letters not acknowledged within {limit_s:.0f}s") from None
+
+    def _wait_keeping_membership(self, delay: float) -> None:
+        """Wait ``delay`` before retrying Elasticsearch, polling the paused consumer so the group
+        membership stays alive; raises :class:`Stopped` as soon as a stop is requested."""
         consumer = self._consumer
         assigned = consumer.assignment()
         consumer.pause(*assigned)
         try:
             end = time.monotonic() + delay
             while (left := end - time.monotonic()) > 0:
-                if self._stop.is_set():
-                    raise _Stopped
+                if self.stopping:
+                    raise Stopped("stopped while a batch waited for Elasticsearch; not committed")
                 polled = consumer.poll(timeout_ms=int(min(0.1, left) * 1000))
                 for tp in sorted(polled, key=lambda t: (t.topic, t.partition)):
                     self._carry.extend(polled[tp])  # newly assigned partitions: handled next batch
         finally:
             consumer.resume(*consumer.paused())
-
-    def _sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
-        """Interruptible sleep; False when a stop was requested."""
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            if self._stop.is_set() or (stop is not None and stop.is_set()):
-                return False
-            time.sleep(min(0.1, left))
-        return True
 
     def _maybe_report(self) -> None:
         now = time.monotonic()
@@ -396,6 +454,13 @@ class Forwarder:
                 self._on_stats(self.stats())
             except Exception:
                 log.exception("on_stats callback failed")
+
+
+def _bootstrap_timeout(client_class: Any) -> dict[str, Any]:
+    """``bootstrap_timeout_ms`` for kafka-python versions that have it (3.x), else nothing."""
+    if "bootstrap_timeout_ms" in getattr(client_class, "DEFAULT_CONFIG", {}):
+        return {"bootstrap_timeout_ms": _BOOTSTRAP_TIMEOUT_MS}
+    return {}
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -409,13 +474,20 @@ def cli_main(args: argparse.Namespace) -> int:
     ``TRADECONSOLE_ELASTICSEARCH_API_KEY``); ``[forwarder]`` may set ``batch_size`` and a
     ``[forwarder.consumer]`` table of kafka-python consumer settings (e.g. ``session_timeout_ms``).
     ``--elasticsearch cloud`` uses the configured Elastic Cloud ``cloud_id``. Runs until
-    SIGINT/SIGTERM.
+    SIGINT/SIGTERM, then exits within ``STOP_GRACE_S`` (+ a moment to close): 0 after a stop,
+    1 when Elasticsearch refuses this client for good (one ``error:`` line says why), 2 for bad
+    arguments or configuration.
     """
     from infra.settings import load_settings
-    from tui.cli import UserError
+    from tui.cli import EnvironmentFailure, UserError
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per failed attempt, ours (infra/retry.py, with the library's error in it): the
+    # Kafka and Elasticsearch client libraries would add several lines, some with a traceback,
+    # for every connection attempt.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
     # errors go through tui.cli.main: one `error:` line on stderr (config mistakes exit 2)
     settings = load_settings(getattr(args, "config", None))
     kafka_cfg = dict(settings.kafka)
@@ -436,17 +508,27 @@ def cli_main(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        log.info("signal %d: stopping after the current batch", signum)
+        log.info("signal %d: stopping (a batch not yet in Elasticsearch is read again next time)", signum)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     log.info("forwarding %s.* from %s to Elasticsearch (group %s)", fw._names.prefix, args.kafka, args.group)
-    try:
-        fw.run(stop)
-    finally:
-        fw.close()
+    # The forwarder runs on its own thread so that this one always sees the signal in time, even
+    # while the forwarder waits on a socket (a hung Elasticsearch, a Kafka bootstrap).
+    fw.start(log_failure=False)  # a failure is reported below, once
+    while fw.running and wait_or_stop(0.2, stop):
+        pass
+    fw.stop(STOP_GRACE_S)
+    if fw.running:
+        log.warning("forwarder still busy %.0fs after the stop; exiting without committing its batch "
+                    "(it is read again next time)", STOP_GRACE_S)
+    else:
         es.close()
+    if isinstance(fw.failure, ElasticsearchRefused):
+        raise EnvironmentFailure(str(fw.failure))  # tui.cli.main: one `error:` line, exit 1
+    if fw.failure is not None:
+        raise fw.failure
     log.info("forwarder stopped: %s", fw.stats())
     return 0
 

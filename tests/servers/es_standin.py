@@ -20,6 +20,26 @@ Mappings are enforced the way Elasticsearch does for the types the project uses 
 ``long``, ``integer``, ``date``, ``keyword``, ``text``, ``boolean``, ``object``), including dynamic
 templates for unmapped fields, so a document that a real cluster rejects is rejected here too.
 
+Version and REST compatibility (modelled on Elasticsearch's own rules, not on our client):
+
+* ``GET /`` reports ``version`` (default: the Elasticsearch image that
+  ``infra/deploy/docker-compose.yml`` pins, read from that file, so the stand-in cannot drift from
+  what we deploy); ``ElasticsearchStandIn(version="9.1.5")`` models a 9.x cluster instead.
+* ``Accept``/``Content-Type`` ``compatible-with=N`` headers are checked the way
+  ``RestCompatibleVersionHelper`` does it (elastic/elasticsearch,
+  ``server/src/main/java/org/elasticsearch/rest/RestCompatibleVersionHelper.java``; docs: REST API
+  compatibility, "Requesting REST API compatibility"): a cluster of major M accepts M and M-1
+  (an 8.x cluster takes 7 and 8 and refuses 9; a 9.x cluster takes 8 and 9 and refuses 7); with a
+  body, Content-Type must name an accepted version equal to Accept's, and either both headers or
+  neither carry one. A refusal is ``400 media_type_header_exception`` "Invalid media-type value on
+  headers [Accept, Content-Type]" caused by a ``status_exception`` with the rule's text, as
+  ``RestRequest.MediaTypeHeaderException`` sends it (elastic/elasticsearch PR #80253).
+* A body whose Content-Type is missing or not one Elasticsearch reads is refused with 406
+  ``Content-Type header [...] is not supported`` (docs: "Content-type requirements", strict
+  content-type checking since 6.0).
+* Responses carry ``X-Elastic-Product: Elasticsearch`` (checked by the 8.x/9.x clients) and a
+  Content-Type naming the version the request asked for.
+
 Tests can inject failures: ``fail_requests(n, status)`` answers the next ``n`` bulk requests with
 an error status (as an overloaded or restarting cluster would) and ``fail_items(n, status)``
 fails the next ``n`` bulk items individually (e.g. 429 ``es_rejected_execution_exception``).
@@ -37,12 +57,31 @@ import threading
 import uuid
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["ElasticsearchStandIn"]
+__all__ = ["ElasticsearchStandIn", "compose_pinned_version"]
 
-_VERSION = "9.1.0"
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "infra" / "deploy" / "docker-compose.yml"
+
+
+def compose_pinned_version(path: Path = COMPOSE_FILE) -> str:
+    """The Elasticsearch version ``infra/deploy/docker-compose.yml`` runs (its image tag)."""
+    m = re.search(r"^\s*image:\s*docker\.elastic\.co/elasticsearch/elasticsearch:(\d+\.\d+\.\d+)\s*$",
+                  path.read_text(encoding="utf-8"), re.MULTILINE)
+    if m is None:
+        raise ValueError(f"{path}: no pinned docker.elastic.co/elasticsearch/elasticsearch:X.Y.Z image")
+    return m.group(1)
+
+
+#: Media types Elasticsearch reads a request body in (XContentType: JSON, SMILE, YAML, CBOR and
+#: their vnd.elasticsearch+ versioned forms; NDJSON for _bulk/_msearch).
+_BODY_TYPES = frozenset({
+    "application/json", "application/x-ndjson", "application/smile", "application/yaml", "application/cbor",
+    "application/vnd.elasticsearch+json", "application/vnd.elasticsearch+x-ndjson",
+    "application/vnd.elasticsearch+smile", "application/vnd.elasticsearch+yaml", "application/vnd.elasticsearch+cbor",
+})
 _NUMERIC = {"double": float, "float": float, "long": int, "integer": int, "short": int}
 
 
@@ -53,7 +92,19 @@ class _EsError(Exception):
 
     def body(self) -> dict[str, Any]:
         err = {"type": self.type, "reason": self.reason, **self.extra}
-        return {"error": {"root_cause": [dict(err)], **err}, "status": self.status}
+        root = {k: v for k, v in err.items() if k != "caused_by"}  # Elasticsearch's root_cause has no cause
+        return {"error": {"root_cause": [root], **err}, "status": self.status}
+
+
+class _PlainError(Exception):
+    """An error Elasticsearch answers with a plain body (``{"error": "...", "status": N}``)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "status": self.status}
 
 
 class _Index:
@@ -69,12 +120,19 @@ class _Index:
 class ElasticsearchStandIn:
     """In-memory Elasticsearch subset on ``http://127.0.0.1:<port>``; start/stop from tests."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, store: bool = True) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, store: bool = True,
+                 version: str | None = None) -> None:
         """``store=False`` answers bulk items as created without parsing or keeping the documents
-        (a null endpoint for benchmarks that measure the client side of bulk requests)."""
+        (a null endpoint for benchmarks that measure the client side of bulk requests).
+        ``version`` is the Elasticsearch version to model (default: the one compose pins)."""
         if not host.startswith("127.") and host not in ("localhost", "::1"):
             raise ValueError("the stand-in serves loopback addresses only")
         self.store = store
+        self.version = version or compose_pinned_version()
+        if not re.fullmatch(r"\d+\.\d+\.\d+", self.version):
+            raise ValueError(f"version {self.version!r} is not MAJOR.MINOR.PATCH")
+        self.major = int(self.version.split(".")[0])
+        self.refused_media_types = 0
         self._lock = threading.RLock()
         self.templates: dict[str, dict[str, Any]] = {}
         self.indices: dict[str, _Index] = {}
@@ -383,16 +441,63 @@ class ElasticsearchStandIn:
                 "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
                 "hits": {"total": {"value": len(page), "relation": "eq"}, "hits": page}}
 
+    # ------------------------------------------------------------------ REST compatibility
+    def compatible_version(self, accept: str | None, content_type: str | None, has_body: bool) -> int | None:
+        """The REST API version a request asks for (None: no compatible-with, the current one),
+        or an _EsError/_PlainError the way Elasticsearch refuses the headers.
+
+        RestCompatibleVersionHelper.getCompatibleVersion: current major M, minimum supported
+        M-1; Accept's version must be in [M-1, M]; with a body, Content-Type's too, the two must be
+        equal, and both or neither must carry a version."""
+        if has_body:
+            base = (content_type or "").split(";")[0].strip().lower()
+            if base not in _BODY_TYPES:
+                # RestController: "Content-Type header [...] is not supported", 406 Not Acceptable
+                raise _PlainError(406, f"Content-Type header [{content_type or ''}] is not supported")
+        a_version = _compat_param(accept)
+        c_version = _compat_param(content_type)
+        current, minimum = self.major, self.major - 1
+        accept_v = current if a_version is None else a_version
+        content_v = current if c_version is None else c_version
+
+        def refuse(reason: str) -> _EsError:
+            self.refused_media_types += 1
+            return _EsError(400, "media_type_header_exception",
+                            "Invalid media-type value on headers [Accept, Content-Type]",
+                            caused_by={"type": "status_exception", "reason": reason})
+
+        if not minimum <= accept_v <= current:
+            raise refuse(f"Accept version must be either version {current} or {minimum}, but found {accept_v}. "
+                         f"Accept={accept}")
+        if has_body:
+            if not minimum <= content_v <= current:
+                raise refuse(f"Content-Type version must be either version {current} or {minimum}, but found "
+                             f"{content_v}. Content-Type={content_type}")
+            if content_v != accept_v:
+                raise refuse("A compatible version is required on both Content-Type and Accept headers if either "
+                             "one has requested a compatible version and the compatible versions must match. "
+                             f"Accept={accept}, Content-Type={content_type}")
+            if (c_version is None) != (a_version is None):
+                raise refuse("A compatible version is required on both Content-Type and Accept headers if either "
+                             f"one has requested a compatible version. Accept={accept}, Content-Type={content_type}")
+        return a_version
+
     # ------------------------------------------------------------------ routing
-    def handle(self, method: str, raw_path: str, body: bytes) -> tuple[int, Any]:
+    def handle(self, method: str, raw_path: str, body: bytes,
+               headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """Answer one request: ``(status, JSON payload or None)``. ``headers`` (lower-case names)
+        are checked for REST compatibility first; without them the request is taken as sent by
+        a client of the modelled version."""
         split = urlsplit(raw_path)
         params = {k: v[-1] for k, v in parse_qs(split.query).items()}
         parts = [unquote(p) for p in split.path.split("/") if p]
         with self._lock:
             self.requests.append((method, split.path))
             try:
+                if headers is not None:
+                    self.compatible_version(headers.get("accept"), headers.get("content-type"), bool(body))
                 return self._route(method, parts, params, body)
-            except _EsError as exc:
+            except (_EsError, _PlainError) as exc:
                 return exc.status, exc.body()
 
     def _json(self, body: bytes) -> dict[str, Any]:
@@ -407,10 +512,14 @@ class ElasticsearchStandIn:
         if not parts:
             if method not in ("GET", "HEAD"):
                 raise _EsError(405, "method_not_allowed", f"{method} / is not allowed")
+            # Wire/index compatibility: a major talks to the last minor of the previous major
+            # (8.x: 7.17 / 7.0 indices; 9.x: 8.19 / 8.0) - docs "Upgrade Elasticsearch".
+            wire = "7.17.0" if self.major == 8 else f"{self.major - 1}.19.0"
             return 200, {"name": "standin", "cluster_name": "es-standin", "cluster_uuid": "standin",
-                         "version": {"number": _VERSION, "build_flavor": "default",
-                                     "lucene_version": "10.0.0", "minimum_wire_compatibility_version": "8.19.0",
-                                     "minimum_index_compatibility_version": "8.0.0"},
+                         "version": {"number": self.version, "build_flavor": "default", "build_type": "docker",
+                                     "build_snapshot": False,
+                                     "minimum_wire_compatibility_version": wire,
+                                     "minimum_index_compatibility_version": f"{self.major - 1}.0.0"},
                          "tagline": "You Know, for Search"}
         head = parts[0]
         if head == "_bulk" or (len(parts) == 2 and parts[1] == "_bulk"):
@@ -479,6 +588,23 @@ class ElasticsearchStandIn:
         raise _EsError(400, "illegal_argument_exception", f"{method} /{'/'.join(parts)} is not supported by the stand-in")
 
 
+def _compat_param(media_type: str | None) -> int | None:
+    """The ``compatible-with`` parameter of a media type (ParsedMediaType), None without one."""
+    if not media_type:
+        return None
+    for param in media_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "compatible-with":
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise _EsError(400, "media_type_header_exception",
+                               "Invalid media-type value on headers [Accept, Content-Type]",
+                               caused_by={"type": "illegal_argument_exception",
+                                          "reason": f"invalid media-type [{media_type}]"}) from None
+    return None
+
+
 def _as_list(v: Any) -> list[Any]:
     if v is None:
         return []
@@ -531,11 +657,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        status, payload = self.server_state.handle(self.command, self.path, body)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, payload = self.server_state.handle(self.command, self.path, body, headers)
         data = b"" if payload is None or self.command == "HEAD" else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("X-Elastic-Product", "Elasticsearch")
-        self.send_header("Content-Type", "application/vnd.elasticsearch+json;compatible-with=9")
+        asked = _compat_param(headers.get("accept")) if status < 400 else None
+        self.send_header("Content-Type", "application/json" if asked is None
+                         else f"application/vnd.elasticsearch+json;compatible-with={asked}")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if data:
