@@ -55,6 +55,7 @@ __all__ = [
     "bulk_write",
     "check_index_prefix",
     "client_from_settings",
+    "describe_error",
     "index_name",
     "index_pattern",
     "index_template",
@@ -336,7 +337,7 @@ def bulk_write(client: Elasticsearch, actions: Sequence[dict[str, Any]], *, chun
         if refused is not None:
             raise ElasticsearchRefused(refused) from None
         out.retry_after = retry_after_of(exc)
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = describe_error(exc)
         out.extend(("retry", reason) for _ in range(len(actions) - len(out)))
     return out
 
@@ -403,6 +404,16 @@ def refusal(exc: BaseException) -> str | None:
     if status == 403:
         return f"Elasticsearch forbids this request (403 {kind}: {reason}): the API key or user lacks a privilege"
     return f"Elasticsearch refused the request ({status} {kind}: {reason})"
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` for a log line, with the underlying cause when the client's own message
+    says nothing more than "Connection error" (elastic_transport keeps the reason in __cause__)."""
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({cause})"
+    return text
 
 
 def retry_after_of(exc: BaseException) -> float | None:
@@ -585,7 +596,7 @@ class ElasticsearchSink(SpooledSinkBase):
                 if refused is not None:
                     self._refuse(refused)
                 else:
-                    self._trouble(f"installing index templates failed: {type(exc).__name__}: {exc}",
+                    self._trouble(f"installing index templates failed: {describe_error(exc)}",
                                   retry_after_of(exc))
                 return False
         if spool.pending:

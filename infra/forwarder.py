@@ -42,6 +42,7 @@ from infra.elastic import (
     bulk_write,
     check_index_prefix,
     client_from_settings,
+    describe_error,
     install_templates,
     make_client,
     refusal,
@@ -193,7 +194,7 @@ class Forwarder:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep forwarding; the batch is read again
                 self._stats["errors"] += 1
-                if not backoff.wait(backoff.failed(f"{type(exc).__name__}: {exc}")):
+                if not backoff.wait(backoff.failed(describe_error(exc))):
                     break
 
     def close(self) -> None:
@@ -361,7 +362,7 @@ class Forwarder:
                     refused = refusal(exc)
                     if refused is not None:
                         raise ElasticsearchRefused(refused) from None
-                    backoff.pause(f"{type(exc).__name__}: {exc}", retry_after_of(exc))
+                    backoff.pause(describe_error(exc), retry_after_of(exc))
         if self._consumer is None:
             from kafka import KafkaConsumer
 

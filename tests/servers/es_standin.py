@@ -86,7 +86,7 @@ _NUMERIC = {"double": float, "float": float, "long": int, "integer": int, "short
 
 
 class _EsError(Exception):
-    def __init__(self, status: int, type_: str, reason: str, **extra: Any) -> None:
+    def __init__(self, status: int, type_: str, reason: str | None, **extra: Any) -> None:
         super().__init__(reason)
         self.status, self.type, self.reason, self.extra = status, type_, reason, extra
 
@@ -141,6 +141,7 @@ class ElasticsearchStandIn:
         self._fail_requests: list[int] = []
         self._fail_items: list[int] = []
         self.bulk_requests = 0
+        self.unavailable_status: int | None = None
         self.requests: list[tuple[str, str]] = []
         standin = self
 
@@ -177,6 +178,13 @@ class ElasticsearchStandIn:
         """Answer the next ``n`` bulk requests with ``status`` (whole request fails)."""
         with self._lock:
             self._fail_requests.extend([status] * n)
+
+    def set_unavailable(self, status: int | None = 503) -> None:
+        """Answer every request with ``status`` until called with None: a cluster without an
+        elected master answers 503 ``master_not_discovered_exception`` (docs: "Troubleshooting
+        discovery"; ``cluster.no_master_block``) - reachable, but refusing all work."""
+        with self._lock:
+            self.unavailable_status = status
 
     def fail_items(self, n: int, status: int = 429) -> None:
         """Fail the next ``n`` bulk items individually with ``status``."""
@@ -496,6 +504,8 @@ class ElasticsearchStandIn:
             try:
                 if headers is not None:
                     self.compatible_version(headers.get("accept"), headers.get("content-type"), bool(body))
+                if self.unavailable_status is not None:
+                    raise _EsError(self.unavailable_status, "master_not_discovered_exception", None)
                 return self._route(method, parts, params, body)
             except (_EsError, _PlainError) as exc:
                 return exc.status, exc.body()
