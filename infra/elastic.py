@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -395,10 +396,14 @@ def refusal(exc: BaseException) -> str | None:
         return None
     kind, reason = _error_body(exc)
     if kind == "media_type_header_exception":
-        return (f"Elasticsearch refuses this client's media type ({kind}: {reason}). The installed Python "
-                f"client is elasticsearch {_client_version()}, which sends compatible-with={_client_major()}; "
-                f"use a client of the cluster's major version (tradeconsole pins elasticsearch>=8.15,<9 "
-                f"for the 8.x stack of infra/deploy/docker-compose.yml)")
+        accepts = re.search(r"must be either version (\d+) or (\d+)", reason)
+        sent = re.findall(r"compatible-with=(\d+)", reason)
+        what = (f"it accepts compatible-with={accepts.group(1)} or {accepts.group(2)}, this client sent "
+                f"compatible-with={sent[0] if sent else '?'}" if accepts else "the headers do not agree")
+        return (f"Elasticsearch refuses this client's REST compatibility header: {what} (Python client "
+                f"elasticsearch {_client_version()}; tradeconsole pins elasticsearch>=8.15,<9 for the 8.x stack "
+                f"of infra/deploy/docker-compose.yml): install a client of the cluster's major version "
+                f"[{kind}: {reason}]")
     if status == 401:
         return f"Elasticsearch refused the credentials (401 {kind or 'unauthorized'}): check api_key or username/password under [elasticsearch]"
     if status == 403:
@@ -437,8 +442,6 @@ def _client_version() -> str:
     return str(__versionstr__)
 
 
-def _client_major() -> str:
-    return _client_version().partition(".")[0]
 
 
 # ---------------------------------------------------------------------------------------------- sink
