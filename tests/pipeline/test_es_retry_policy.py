@@ -113,3 +113,16 @@ def test_backoff_pause_raises_stopped_and_counts_failures():
     assert b.failures == 1 and b.last_reason == "down"
     b.succeeded()
     assert b.failures == 0 and b.total_failures == 1
+
+
+def test_the_elasticsearch_side_reads_retry_after_from_a_response():
+    from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+    from elasticsearch import ApiError
+
+    from infra.elastic import refusal, retry_after_of
+
+    meta = ApiResponseMeta(status=429, http_version="1.1", headers=HttpHeaders({"Retry-After": "7"}), duration=0.0,
+                           node=NodeConfig("http", "127.0.0.1", 9200))
+    exc = ApiError("es_rejected_execution_exception", meta=meta, body={"error": {"type": "es_rejected_execution_exception"}})
+    assert retry_after_of(exc) == 7.0 and refusal(exc) is None  # throttled: retry, after at least 7 s
+    assert retry_after_of(ConnectionError("down")) is None
