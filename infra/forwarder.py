@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 #: How long ``forward`` waits for the forwarder thread after SIGINT/SIGTERM before it exits anyway
 #: (the batch in flight is not committed and is read again next time).
-STOP_GRACE_S = 3.0
+STOP_GRACE_S = 2.0
 #: Bound on kafka-python's blocking bootstrap in the consumer/producer constructors (their default
 #: is 30 s, during which nothing else happens); a failed bootstrap is retried by our policy.
 _BOOTSTRAP_TIMEOUT_MS = 2500
@@ -147,7 +147,8 @@ class Forwarder:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-            self._thread = None
+            if not self._thread.is_alive():  # still busy (a hung request): ``running`` says so
+                self._thread = None
 
     @property
     def running(self) -> bool:

@@ -222,3 +222,22 @@ def test_the_direct_sink_stops_sending_keeps_the_events_and_says_why_once(monkey
             assert fixed.close()
         docs = standin.documents("tct-status-*")
         assert sorted(d["_id"] for d in docs) == sorted(e.event_id for e in events)
+
+
+def test_the_direct_sink_logs_one_line_per_failed_retry_and_closes_promptly_when_down(tmp_path, caplog):
+    from tests.pipeline.helpers import free_port
+
+    caplog.set_level(logging.INFO, logger="infra")
+    sink = ElasticsearchSink(make_client(f"http://127.0.0.1:{free_port()}", request_timeout=2), index_prefix="tct",
+                             spool_dir=tmp_path / "spool")
+    sink.publish(EngineStateEvent(event_id="r:s:1", time=1_704_100_000_000, run_id="r", mode="paper", state="running"))
+    time.sleep(2.0)
+    t0 = time.monotonic()
+    assert sink.close(1.0) is False
+    assert time.monotonic() - t0 < 5.0
+    assert sink.stats()["state"] == "closed" and sink.stats()["spooled"] == 1  # kept for the next run
+    retries = [r for r in caplog.records if "Elasticsearch sink failed (attempt" in r.getMessage()]
+    assert len(retries) >= 3, [r.getMessage() for r in caplog.records]
+    assert [int(re.search(r"attempt (\d+)", r.getMessage()).group(1)) for r in retries] == list(range(1, len(retries) + 1))
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in caplog.records)
+    assert "ConnectionError" in retries[0].getMessage() and "retrying in" in retries[0].getMessage()

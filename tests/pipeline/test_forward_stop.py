@@ -200,6 +200,7 @@ def test_stops_while_elasticsearch_hangs(tmp_path):
         finally:
             fw.kill()
     assert_clean_stop(fw, seconds)
+    assert any("still busy" in ln and "read again next time" in ln for ln in fw.lines), fw.text
 
 
 def test_stops_while_forwarding_with_both_up(kafka_bootstrap, tmp_path):
