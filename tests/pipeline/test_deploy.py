@@ -34,9 +34,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "infra" / "deploy"
 #: The npm packages that check the Vega panels; Kibana 8.19 renders Vega 5 / Vega-Lite 5 specs.
 VEGA_PACKAGES = {"vega": "5.33.0", "vega-lite": "5.23.0"}
-#: What a Kibana 8.19 export writes (saved-object "model versions" since 8.8: coreMigrationVersion
-#: 8.8.0; per type, the latest migration it knows). Kibana migrates an object with an older
-#: typeMigrationVersion on import and refuses one newer than it knows.
+#: Migration versions in the export format Kibana documents (docs: "Export saved objects API";
+#: coreMigrationVersion is 8.8.0 for every object since saved-object model versions, 8.8).
+#: index-pattern 8.0.0 and visualization 8.5.0 are those types' last migrations (elastic/kibana
+#: .../visualizations/server/saved_objects/visualization.ts); dashboard 10.2.0 is its model
+#: version 2, which 8.19 has (it may export 10.3.0, collapsible sections). Kibana migrates an
+#: object with an older version on import and refuses one newer than it knows, so these import
+#: into the pinned 8.19.x.
 KIBANA_CORE_MIGRATION = "8.8.0"
 KIBANA_TYPE_MIGRATIONS = {"index-pattern": "8.0.0", "visualization": "8.5.0", "dashboard": "10.2.0"}
 
