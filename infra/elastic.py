@@ -313,7 +313,7 @@ def _classify(ok: bool, item: Mapping[str, Any]) -> BulkOutcome:
 
 
 def bulk_write(client: Elasticsearch, actions: Sequence[dict[str, Any]], *, chunk_size: int = 1000,
-               max_chunk_bytes: int = 20 * 1024 * 1024) -> list[BulkOutcome]:
+               max_chunk_bytes: int = 20 * 1024 * 1024) -> BulkOutcomes:
     """Send actions with the official client's ``helpers.streaming_bulk``; one outcome per action,
     in order (a :class:`BulkOutcomes` list, whose ``retry_after`` carries a server's Retry-After).
 
@@ -660,7 +660,7 @@ class ElasticsearchSink(SpooledSinkBase):
             self._spool.prepend([r for r in map(self._encode, kept) if r is not None])
             self._refuse(str(exc))
             return
-        retry = [it for it, (kind, _r), act in zip(kept, outcomes, actions) if self._account(kind, _r, act)]
+        retry = [it for it, (kind, _r), act in zip(kept, outcomes, actions, strict=True) if self._account(kind, _r, act)]
         self._counts["batches"] += 1
         if retry:
             recs = [r for r in map(self._encode, retry) if r is not None]
@@ -691,7 +691,7 @@ class ElasticsearchSink(SpooledSinkBase):
             return
         self._counts["batches"] += 1
         failed = False
-        for (kind, reason), act, pos in zip(outcomes, actions, positions):
+        for (kind, reason), act, pos in zip(outcomes, actions, positions, strict=True):
             if self._account(kind, reason, act):
                 failed = True
             else:

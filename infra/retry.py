@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
 
 __all__ = [
     "Backoff",
@@ -41,8 +40,6 @@ __all__ = [
     "stop_requested",
     "wait_or_stop",
 ]
-
-T = TypeVar("T")
 
 #: Something that says "stop now": an Event, or a callable returning True when stop was asked.
 StopSignal = threading.Event | Callable[[], bool]
@@ -198,7 +195,7 @@ class Backoff:
 Classifier = Callable[[BaseException], float | bool | None]
 
 
-def retry_call(fn: Callable[[], T], *, name: str, classify: Classifier, policy: RetryPolicy | None = None,
+def retry_call[T](fn: Callable[[], T], *, name: str, classify: Classifier, policy: RetryPolicy | None = None,
                stop: StopSignal | Iterable[StopSignal | None] | None = None,
                logger: logging.Logger | None = None) -> T:
     """Call ``fn`` until it succeeds, a non-retryable error (re-raised), ``max_attempts``

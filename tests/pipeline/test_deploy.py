@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 from email.parser import BytesParser
 from email.policy import HTTP
