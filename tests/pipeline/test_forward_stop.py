@@ -236,3 +236,31 @@ def test_a_refused_client_ends_forward_at_once_with_one_clear_line(tmp_path):
     assert "Accept version must be either version 8 or 7, but found 9" in errors[0]
     assert "Traceback" not in fw.text
     assert not any("failed (attempt" in ln for ln in fw.lines), "a refusal is not retried"
+
+
+def test_stops_while_a_batch_waits_for_a_refusing_elasticsearch(kafka_bootstrap, topic_prefix, tmp_path):
+    import json
+
+    from kafka import KafkaProducer
+
+    from infra.topics import TopicNames
+
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    topic = TopicNames(topic_prefix).for_family("status")
+    for i in range(20):
+        doc = {"schema_version": 1, "type": "engine_state", "event_id": f"s:{i}", "@timestamp": "2024-01-01T00:00:00.000Z",
+               "run_id": "s", "mode": "paper", "state": "running"}
+        producer.send(topic, value=json.dumps(doc).encode(), key=b"ETHUSDT")
+    producer.flush(30)
+    producer.close()
+    with ElasticsearchStandIn() as standin:
+        standin.fail_requests(10_000, status=503)  # bulk requests only: templates go in, batches do not
+        fw = Forward(kafka_bootstrap, standin.url, tmp_path, prefix=topic_prefix)
+        try:
+            fw.wait_for("Elasticsearch bulk failed (attempt 2)")
+            seconds = fw.stop()
+        finally:
+            fw.kill()
+        assert standin.documents() == []
+    assert_clean_stop(fw, seconds)
+    assert any("503" in ln and "retrying in" in ln for ln in fw.lines if "bulk failed" in ln), fw.text
