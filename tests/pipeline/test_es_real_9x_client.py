@@ -53,8 +53,9 @@ def test_forward_with_the_real_9x_client_against_compose_8x_cluster_fails_with_o
                               capture_output=True, text=True, timeout=60)
         assert standin.refused_media_types == 1 and standin.templates == {}
     assert done.returncode == 1, done.stdout + done.stderr
-    assert done.stdout.count("\n") == 1 and done.stdout.startswith("error: ")
-    assert "this client sent compatible-with=9 (Python client elasticsearch 9." in done.stdout
+    (error,) = [ln for ln in done.stderr.splitlines() if "error:" in ln]  # one line, on stderr (tui.cli)
+    assert error.startswith("error: ") and done.stdout == ""
+    assert "this client sent compatible-with=9 (Python client elasticsearch 9." in error
     assert "Traceback" not in done.stdout + done.stderr
 
 

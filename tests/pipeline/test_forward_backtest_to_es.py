@@ -79,7 +79,8 @@ def test_the_same_run_with_a_9x_client_header_fails_at_once_with_a_clear_message
             t.join(5)
         assert standin.documents() == [] and standin.templates == {}
     assert fw.proc.returncode == 1, fw.text
-    (error,) = [ln for ln in fw.out if ln.startswith("error:")]
+    (error,) = [ln for ln in fw.lines if "error:" in ln]
+    assert error.startswith("error: ")
     assert "it accepts compatible-with=8 or 7, this client sent compatible-with=9" in error
     assert "Accept version must be either version 8 or 7, but found 9" in error
     assert "Traceback" not in fw.text

@@ -230,8 +230,9 @@ def test_a_refused_client_ends_forward_at_once_with_one_clear_line(tmp_path):
             t.join(5)
         assert standin.refused_media_types == 1, "one refused request, no retries"
     assert fw.proc.returncode == 1, fw.text
-    errors = [ln for ln in fw.out if ln.startswith("error:")]
-    assert len(errors) == 1, fw.text
+    errors = [ln for ln in fw.lines if "error:" in ln]  # tui.cli's contract: one `error:` line on stderr
+    assert len(errors) == 1 and errors[0].startswith("error: "), fw.text
+    assert fw.out == []
     assert "media_type_header_exception" in errors[0] and "compatible-with=9" in errors[0]
     assert "Accept version must be either version 8 or 7, but found 9" in errors[0]
     assert "Traceback" not in fw.text
