@@ -245,14 +245,18 @@ def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str
                 if not skip_bad_rows:
                     raise DataError(f"{path}:{lines[i]}: {name} is not a number: {series.iloc[i]!r}")
             cols[name] = num.to_numpy(dtype=np.float64)
-    n = len(df)
+    return _validate_rows(_complete(cols, interval), lines, str(path), report, skip_bad_rows)
+
+
+def _complete(cols: dict[str, np.ndarray], interval: str | None) -> CandleArrays:
+    """Candle arrays from parsed columns, filling what a headed CSV may lack: volume (0) and the
+    close time (open time + interval - 1 ms, Binance's definition)."""
     if "volume" not in cols:
-        cols["volume"] = np.zeros(n)
+        cols["volume"] = np.zeros(len(cols["open_time"]))
     if "close_time" not in cols:
         step = interval_ms(interval) if interval else _infer_step(cols["open_time"])
         cols["close_time"] = cols["open_time"] + step - 1
-    arr = CandleArrays(*(cols[c] for c in _COLS))
-    return _validate_rows(arr, lines, str(path), report, skip_bad_rows)
+    return CandleArrays(*(cols[c] for c in _COLS))
 
 
 def _line_problem(toks: list[str], header: bool, colmap: dict[str, int]) -> str | None:
@@ -318,15 +322,7 @@ def _read_csv_lines(path: Path, header: bool, colmap: dict[str, int], report: Da
         report.skipped_rows.append(f"{path}:{lines[i]}: a time column is not a timestamp")
     keep = ~bad
     cols = {k: v[keep] for k, v in cols.items()}
-    lines = lines[keep]
-    n = int(keep.sum())
-    if "volume" not in cols:
-        cols["volume"] = np.zeros(n)
-    if "close_time" not in cols:
-        step = interval_ms(interval) if interval else _infer_step(cols["open_time"])
-        cols["close_time"] = cols["open_time"] + step - 1
-    arr = CandleArrays(*(cols[c] for c in _COLS))
-    return _validate_rows(arr, lines, str(path), report, True)
+    return _validate_rows(_complete(cols, interval), lines[keep], str(path), report, True)
 
 
 def _parse_times(series, path: Path, lines, name: str) -> np.ndarray:
