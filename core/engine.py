@@ -34,7 +34,7 @@ from typing import Any
 from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
 from core.domain import interval_ms, iso_ms
 from core.events import ConnectionEvent, EngineStateEvent, ErrorEvent, Event
-from core.feed import CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
+from core.feed import AccountStreamEvent, CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
 from core.indicators import IncrementalIndicators
 from core.risk import RiskGuard, RiskLimits
 from core.session import Broker, StrategySession
@@ -414,12 +414,32 @@ class Engine:
             self._buffer.append(ErrorEvent(**self._env("feed", uuid.uuid4().hex, ev.time_ms or None),
                                            symbol=ev.symbol, interval=ev.interval, source="feed",
                                            message=f"{ev.source}: {ev.detail}"))
+        elif isinstance(ev, AccountStreamEvent):
+            self._on_account(ev)
         elif isinstance(ev, FeedStatus):
             if ev.state == "finished":
                 self.finished_sources.add(ev.source)
             self._buffer.append(ConnectionEvent(**self._env("connection", uuid.uuid4().hex,
                                                             time_ms=ev.time_ms or int(self._clock() * 1000)),
                                                 source=ev.source, state=ev.state, lag_ms=ev.lag_ms, detail=ev.detail))
+
+    def _on_account(self, ev: AccountStreamEvent) -> None:
+        """A user data stream message: each live session on the symbol applies it now and
+        journals what it completed (a stop fill seen the moment the exchange reports it)."""
+        for slot in self._slots.values():
+            if ev.symbol and slot.spec.symbol != ev.symbol:
+                continue
+            try:
+                if slot.session.on_account_event(ev.payload, ev.gap, slot.last_price, slot.last_ms):
+                    self._dirty[slot.spec.key] = slot
+            finally:
+                self._collect_alerts(slot)
+
+    def _check_feed(self, slot: _Slot, ev: CandleClosed | CandleUpdate) -> None:
+        """Live brokers refuse candles that are not from the exchange (``check_feed`` raises)."""
+        check = getattr(slot.session.broker, "check_feed", None)
+        if check is not None:
+            check(ev.source)
 
     def _slots_for(self, symbol: str, interval: str) -> list[_Slot]:
         return [s for s in self._slots.values() if s.spec.symbol == symbol and s.spec.interval == interval]
@@ -438,6 +458,7 @@ class Engine:
         if self._invalid(ev):
             return
         for slot in self._slots_for(ev.symbol, ev.interval):
+            self._check_feed(slot, ev)
             last = slot.indicators.last_candle
             if last is not None and c.open_time <= last.open_time:
                 self.duplicates_skipped += 1  # sources promise order; never process a candle twice
@@ -468,6 +489,7 @@ class Engine:
         if self._invalid(ev):
             return
         for slot in self._slots_for(ev.symbol, ev.interval):
+            self._check_feed(slot, ev)
             last = slot.indicators.last_candle
             if (last is not None and ev.candle.open_time <= last.open_time) or ev.candle.open_time <= slot.last_open_time:
                 continue  # an update of a candle already closed (or traded before a restart)

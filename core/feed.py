@@ -17,8 +17,13 @@ from typing import Protocol
 
 from core.domain import Candle
 
-__all__ = ["CandleClosed", "CandleUpdate", "FeedAlarm", "FeedStatus", "MarketDataSource", "MarketEvent",
-           "MarketSink"]
+__all__ = ["CANDLE_SOURCE_EXCHANGE", "CANDLE_SOURCE_REPLAY", "AccountStreamEvent", "CandleClosed", "CandleUpdate",
+           "FeedAlarm", "FeedStatus", "MarketDataSource", "MarketEvent", "MarketSink"]
+
+#: ``source`` of candles from the exchange itself (live websocket or its REST backfill). Live and
+#: testnet brokers act only on these; anything else (a replay, an untagged test feed) is refused.
+CANDLE_SOURCE_EXCHANGE = "exchange"
+CANDLE_SOURCE_REPLAY = "replay"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,7 @@ class CandleClosed:
     candle: Candle
     received_ms: int = 0  # local wall clock when the message arrived (for lag), 0 in replays
     backfill: bool = False  # True when it came from REST (warm-up or gap fill), not the stream
+    source: str = ""  # CANDLE_SOURCE_EXCHANGE / CANDLE_SOURCE_REPLAY; tagged by the runtime's wiring
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,7 @@ class CandleUpdate:
     interval: str
     candle: Candle  # candle.closed is False
     received_ms: int = 0
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,20 @@ class FeedAlarm:
     time_ms: int = 0
 
 
-MarketEvent = CandleClosed | CandleUpdate | FeedStatus | FeedAlarm
+@dataclass(frozen=True, slots=True)
+class AccountStreamEvent:
+    """One message of the exchange's user data stream (``payload``: the event's JSON, e.g.
+    ``ORDER_TRADE_UPDATE``), or ``gap=True`` when the stream was interrupted and events may be
+    missing (the broker then reconciles over REST). Goes through the engine's input queue so the
+    broker is only ever touched on the engine thread. ``symbol`` "" means every session."""
+
+    symbol: str
+    payload: dict
+    received_ms: int = 0
+    gap: bool = False
+
+
+MarketEvent = CandleClosed | CandleUpdate | FeedStatus | FeedAlarm | AccountStreamEvent
 MarketSink = Callable[[MarketEvent], None]
 
 

@@ -176,6 +176,25 @@ class StrategySession:
                                            indicators=ind.as_dict()))
         return fill
 
+    def on_account_event(self, payload: dict[str, Any], gap: bool, mark: float | None, time: int) -> bool:
+        """Live only: apply a user data stream message (or, with ``gap``, the REST reconcile that
+        follows a stream interruption) and publish the exits it completed, like a closed candle
+        would. Returns whether the broker's state may have changed (to be journalled)."""
+        apply = getattr(self.broker, "on_stream_gap" if gap else "apply_stream_event", None)
+        if apply is None:
+            return False
+        before = self.broker.position
+        results = apply() if gap else apply(payload)
+        for fill, trade in results:
+            if self.publish:
+                self._publish_fill(fill, trade)
+        if self.publish and (results or self.broker.position is not before):
+            t = max([f.time for f, _ in results] or [time])
+            px = results[-1][0].price if results else (mark or 0.0)
+            self.publish(PositionEvent(**self._env("position", t), position=self.broker.position, mark_price=px))
+            self.publish(self._equity_event(px, t))
+        return True
+
     def flatten(self, price: float, time: int) -> Fill | None:
         res = self.broker.flatten(price, time, FillReason.FLATTEN)
         if res is None:

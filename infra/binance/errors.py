@@ -19,9 +19,11 @@ from collections.abc import Iterable
 __all__ = [
     "AMBIGUOUS_CODES",
     "DUPLICATE_ID_CODES",
+    "AccountModeUnsupported",
     "AuthenticationFailed",
     "BinanceError",
     "ExchangeUnavailable",
+    "FeedRefused",
     "FilterRejected",
     "InsufficientMargin",
     "OrderRejected",
@@ -51,6 +53,9 @@ _DESCRIPTIONS: dict[int, str] = {
     -1111: "precision over the maximum: quantity or price has more decimals than the symbol allows",
     -1116: "invalid order type",
     -1121: "invalid symbol",
+    -1125: "this listenKey does not exist (expired or closed): create a new one with POST /fapi/v1/listenKey",
+    -1127: "the time window between startTime and endTime is too long (userTrades: at most 7 days)",
+    -1128: "invalid combination of optional parameters (e.g. fromId sent with startTime/endTime)",
     -2010: "new order rejected by the exchange",
     -2011: "cancel rejected: the exchange does not know this order (already filled or canceled?)",
     -2013: "order does not exist",
@@ -74,9 +79,12 @@ _DESCRIPTIONS: dict[int, str] = {
     -4028: "leverage value is not valid for this symbol",
     -4046: "margin type already set (no change needed)",
     -4048: "margin type cannot be changed while a position or open orders exist",
+    -4061: "the order's position side does not match the account's position mode (hedge mode needs "
+           "positionSide LONG/SHORT, one-way mode BOTH)",
     -4116: "client order id is duplicated: an order with this id already exists",
     -4120: "conditional order types must be sent through the algo order API",
     -4164: "order notional below the symbol's minimum notional (MIN_NOTIONAL); raise the stake",
+    -4168: "ISOLATED margin is not allowed while the account is in Multi-Assets mode",
 }
 
 #: Codes whose meaning is "we do not know whether it executed": query before re-sending.
@@ -159,6 +167,16 @@ class AuthenticationFailed(BinanceError):
 class ExchangeUnavailable(BinanceError):
     """5xx, timeouts or network failures that persisted after the retry budget. For an order this
     means its outcome could not be established; the broker looks it up before giving up."""
+
+
+class AccountModeUnsupported(BinanceError):
+    """The account is configured in a way this broker refuses to trade (e.g. hedge position mode):
+    raised by ``start()`` before any order is sent, with a one-line fix in the message."""
+
+
+class FeedRefused(BinanceError):
+    """A live or testnet broker was handed a candle that is not from the exchange's live feed (a
+    replay): nothing is sent."""
 
 
 class ProtectionFailed(BinanceError):

@@ -84,11 +84,15 @@ from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from core.broker import BrokerSettings
 from core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS, BinanceEndpoints
+from core.feed import CANDLE_SOURCE_EXCHANGE
 from core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade
+from core.domain import iso_ms as _iso
 from infra.binance.errors import (
     DUPLICATE_ID_CODES,
+    AccountModeUnsupported,
     BinanceError,
     ExchangeUnavailable,
+    FeedRefused,
     FilterRejected,
     ProtectionFailed,
     RateLimited,
@@ -107,6 +111,14 @@ _WORKING_TYPES = ("MARK_PRICE", "CONTRACT_PRICE")
 _NOT_FOUND = (-2013, -2011)
 _TRIGGERED = ("TRIGGERED", "FINISHED")
 _SNAPSHOT_VERSION = 1
+_TRADES_WINDOW_MS = 7 * 24 * 3600 * 1000  # userTrades: startTime..endTime at most 7 days
+_TRADES_PAGE = 1000  # userTrades: limit default 500, max 1000
+_TRADES_HISTORY_MS = 180 * 24 * 3600 * 1000  # userTrades: only the past 6 months
+
+
+def _truthy(x: Any) -> bool:
+    """Binance sends these flags as JSON booleans; accept the string forms too."""
+    return x is True or (isinstance(x, str) and x.lower() == "true")
 
 
 def _dec(x: str | float | int) -> Decimal:
@@ -236,7 +248,7 @@ class BinanceFuturesBroker:
                  working_type: str = "MARK_PRICE", size_buffer: float = 0.002,
                  request_timeout: float = 10.0, max_retries: int = 2, max_retry_wait: float = 5.0,
                  retry_backoff: float = 0.25, sleep: Callable[[float], None] = _time.sleep,
-                 on_alert: Callable[[str], None] | None = None) -> None:
+                 on_alert: Callable[[str], None] | None = None, trigger_grace_ms: int = 15_000) -> None:
         """``endpoints`` wins over ``testnet``; ``testnet=True`` alone selects TESTNET_ENDPOINTS.
         ``leverage`` defaults to ``settings.leverage``; ``settings.fee_rate`` is used for sizing
         and as a fee estimate only (real fees come from the exchange). ``size_buffer`` keeps that
@@ -282,6 +294,14 @@ class BinanceFuturesBroker:
         self._entry_stake = 0.0
         self._queued: list[tuple[Fill, Trade | None]] = []
         self._mark: float | None = None
+        self.margin_type = "ISOLATED"
+        self.multi_assets = False
+        #: how long a triggered protective order may stay TRIGGERING/TRIGGERED (or FINISHED with a
+        #: market order the exchange does not show yet) before it is treated as dead and replaced
+        self.trigger_grace_ms = trigger_grace_ms
+        self._dead_algo_ids: set[int] = set()  # terminal-without-fill algo orders already handled
+        self._algo_order_cid: dict[int, str] = {}  # actual (market) order id -> clientAlgoId, from ALGO_UPDATE
+        self.stream_events = 0
 
     def __repr__(self) -> str:
         return f"BinanceFuturesBroker(symbol={self.symbol!r}, base_url={self.base_url!r}, leverage={self.leverage})"
@@ -297,16 +317,39 @@ class BinanceFuturesBroker:
         self.sync_time()
         info = self._request("reading exchange info", self._client.futures_exchange_info)
         self.rules = SymbolRules.from_exchange_info(info, self.symbol)
+        self._check_account_modes()
         self._request("setting leverage", self._client.futures_change_leverage, symbol=self.symbol,
                       leverage=self.leverage)
         try:
-            self._request("setting isolated margin", self._client.futures_change_margin_type, symbol=self.symbol,
-                          marginType="ISOLATED")
+            self._request(f"setting {self.margin_type.lower()} margin", self._client.futures_change_margin_type,
+                          symbol=self.symbol, marginType=self.margin_type)
         except BinanceError as e:
-            if e.code != -4046:  # "No need to change margin type": already isolated
+            if e.code != -4046:  # "No need to change margin type": already set
                 raise
         self._refresh_cash()
         self._started = True
+
+    def _check_account_modes(self) -> None:
+        """Read the account's position mode and Multi-Assets mode before anything is sent.
+
+        Hedge mode (``GET /fapi/v1/positionSide/dual`` -> ``dualSidePosition: true``) is refused:
+        every order would need ``positionSide`` LONG/SHORT and Binance answers -4061 without it,
+        and this broker keeps exactly one one-way position per symbol. Multi-Assets mode
+        (``GET /fapi/v1/multiAssetsMargin`` -> ``multiAssetsMargin: true``) forbids ISOLATED
+        margin (-4168), so CROSSED is used there, explicitly and with an alert: the whole wallet
+        then backs the position (the protective orders still bound the loss)."""
+        mode = self._request("reading the position mode", self._client.futures_get_position_mode)
+        if _truthy(mode.get("dualSidePosition")):
+            raise AccountModeUnsupported(
+                f"the Binance futures account is in hedge mode (dual-side positions); tradeconsole trades "
+                f"one-way mode only: switch {self.symbol} to one-way mode (Preferences > Position Mode) with no "
+                "open positions or orders, then start again", operation="reading the position mode")
+        multi = self._request("reading the Multi-Assets mode", self._client.futures_get_multi_assets_mode)
+        self.multi_assets = _truthy(multi.get("multiAssetsMargin"))
+        if self.multi_assets and self.margin_type == "ISOLATED":
+            self.margin_type = "CROSSED"
+            self._alert(f"the account is in Multi-Assets mode, where Binance refuses ISOLATED margin (-4168): "
+                        f"{self.symbol} is traded with CROSSED margin (the whole wallet backs the position)")
 
     def _ensure_started(self) -> SymbolRules:
         if not self._started or self.rules is None:
@@ -415,6 +458,140 @@ class BinanceFuturesBroker:
                 self._close_untracked(exch)
             return None
         return self._close_position(reason, "fx")
+
+    # ------------------------------------------------------------------ feed provenance
+    def check_feed(self, source: str) -> None:
+        """Refuse candles that are not from the exchange's live feed (its websocket stream or its
+        REST backfill): a replay of history must never drive real orders. The engine calls this
+        with each candle's ``source`` tag before the candle reaches ``on_candle``/``submit_entry``."""
+        if source != CANDLE_SOURCE_EXCHANGE:
+            raise FeedRefused(
+                f"the {'testnet' if self.testnet else 'live'} broker for {self.symbol} refuses a candle from "
+                f"{source or 'an untagged source'!s}: only candles from the Binance live feed may drive real orders")
+
+    # ------------------------------------------------------------------ user data stream
+    def apply_stream_event(self, event: dict[str, Any]) -> list[tuple[Fill, Trade | None]]:
+        """Apply one user data stream event (USD-M "User Data Streams": ``ORDER_TRADE_UPDATE``,
+        ``ALGO_UPDATE``, ``ACCOUNT_UPDATE``) on the engine thread, the moment it arrives. Returns
+        the exits it completed (journalled by the session at once), plus any exit queued earlier.
+
+        The event says *that* something happened; the amounts recorded come from the same REST
+        reads the poll uses (account trades for price and fee, position risk for what is left),
+        so a stream exit and a polled exit are identical. Events for other symbols, or about orders
+        that are not ours while we are flat, change nothing but the wallet balance."""
+        self._ensure_started()
+        self.stream_events += 1
+        kind = event.get("e")
+        out: list[tuple[Fill, Trade | None]] = []
+        try:
+            if kind == "ACCOUNT_UPDATE":
+                res = self._on_account_update(event.get("a") or {})
+            elif kind == "ORDER_TRADE_UPDATE":
+                res = self._on_order_update(event.get("o") or {})
+            elif kind == "ALGO_UPDATE":
+                res = self._on_algo_update(event.get("o") or {})
+            else:
+                res = None
+            if res is not None:
+                out.append(res)
+        finally:
+            out = self._queued + out
+            self._queued = []
+        return out
+
+    def on_stream_gap(self) -> list[tuple[Fill, Trade | None]]:
+        """The user data stream was interrupted (reconnect, expired listenKey): events may have
+        been missed, so the REST reconcile runs now, and its exits are returned for journalling."""
+        self.reconcile()
+        out, self._queued = self._queued, []
+        return out
+
+    def _on_account_update(self, a: dict[str, Any]) -> tuple[Fill, Trade] | None:
+        for b in a.get("B") or []:
+            if b.get("a") == "USDT" and b.get("wb") is not None:
+                self.cash = float(b["wb"])
+        p = self.position
+        if p is None:
+            return None
+        for row in a.get("P") or []:
+            if row.get("s") == self.symbol and row.get("ps", "BOTH") == "BOTH":
+                amt = _dec(row.get("pa", "0"))
+                if amt == 0 or (amt > 0) != (p.side is Side.LONG):
+                    return self._resolve_vanished()
+        return None
+
+    def _on_order_update(self, o: dict[str, Any]) -> tuple[Fill, Trade] | None:
+        p = self.position
+        if o.get("s") != self.symbol or p is None:
+            return None
+        status = o.get("X")
+        if status not in ("FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"):
+            return None  # NEW / PARTIALLY_FILLED: the terminal update follows
+        if o.get("S") != p.side.exit_order_side.value or float(o.get("z") or 0) <= 0:
+            if status in ("CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"):
+                cid = self._algo_order_cid.get(int(o.get("i") or 0))
+                if cid in self._protective_ids():  # a triggered stop/target died in the matching engine
+                    return self._reprotect_if_open()
+            return None
+        exch = self._exchange_position()
+        if exch.amt != 0 and (exch.amt > 0) == (p.side is Side.LONG):
+            if abs(exch.amt) < _dec(p.qty):  # partly closed: keep the rest protected
+                log.warning("%s order %s closed part of the position (%s left)", self.symbol, o.get("c"),
+                            _fmt(abs(exch.amt)))
+                return self._reprotect_if_open()
+            return None
+        cid = str(o.get("c") or "")
+        trades = self._trades(orderId=int(o["i"]))
+        if not trades:  # not visible yet over REST: the event itself carries the cumulative fill
+            trades = [{"qty": o.get("z"), "price": o.get("ap"), "commission": o.get("n") or "0",
+                       "time": int(o.get("T") or self._now_ms())}]
+        mapped = self._algo_order_cid.get(int(o["i"]), cid)
+        if mapped in self._protective_ids():
+            return self._exit_by_protective(mapped, trades)
+        ot = str(o.get("ot") or "")
+        if cid.startswith(("autoclose", "adl_autoclose")) or o.get("o") == "LIQUIDATION":
+            reason = FillReason.LIQUIDATION
+        elif ot.startswith("STOP") and (o.get("cp") or o.get("R")):
+            return self._exit_by_protective(self._entry_order_id + "sl", trades)
+        elif ot.startswith("TAKE_PROFIT") and (o.get("cp") or o.get("R")):
+            return self._exit_by_protective(self._entry_order_id + "tp", trades)
+        else:
+            reason = FillReason.FLATTEN  # closed outside the console (web, app, another bot)
+        self._cancel_all_orders()
+        return self._finish_exit(trades, reason)
+
+    def _on_algo_update(self, o: dict[str, Any]) -> tuple[Fill, Trade] | None:
+        cid = str(o.get("caid") or "")
+        if o.get("ai"):
+            self._algo_order_cid[int(o["ai"])] = cid
+        if o.get("s") != self.symbol or self.position is None or cid not in self._protective_ids():
+            return None
+        status = o.get("X")
+        if status in ("NEW", "TRIGGERING", "TRIGGERED"):
+            return None  # placed, or on its way through the matching engine: ORDER_TRADE_UPDATE follows
+        res, in_flight = self._inspect_protective([cid])
+        if res is not None or in_flight:
+            return res
+        return self._reprotect_if_open()
+
+    def _reprotect_if_open(self) -> tuple[Fill, Trade] | None:
+        """A protective order is gone: if the position is still open, place it again at the
+        recorded level; if that fails, close the position. If the position is gone, record how."""
+        p = self.position
+        assert p is not None
+        exch = self._exchange_position()
+        if exch.amt == 0 or (exch.amt > 0) != (p.side is Side.LONG):
+            return self._resolve_vanished()
+        if abs(abs(exch.amt) - _dec(p.qty)) > self._rules().step / 2:
+            self.position = Position(p.symbol, p.side, float(abs(exch.amt)), p.entry_price, p.entry_time,
+                                     p.entry_fee, p.leverage, p.stop_price, p.target_price, p.liquidation_price)
+        try:
+            self._protect()
+        except BinanceError as e:
+            res = self._protection_failed(str(e), None)
+            self._queued.remove(res)
+            return res
+        return None
 
     # ------------------------------------------------------------------ reconcile
     def reconcile(self) -> list[Finding]:
@@ -621,7 +798,9 @@ class BinanceFuturesBroker:
 
     def _live_algo(self, cid: str) -> dict[str, Any] | None:
         o = self._lookup_algo(cid)
-        return o if o is not None and o.get("algoStatus") not in ("CANCELED", "EXPIRED", "REJECTED") else None
+        if o is None or o.get("algoStatus") in ("CANCELED", "EXPIRED", "REJECTED", "FINISHED"):
+            return None
+        return None if int(o.get("algoId") or 0) in self._dead_algo_ids else o
 
     def _protection_failed(self, why: str, entry_fill: Fill | None) -> tuple[Fill, Trade]:
         """Protection could not be placed: close now. Raises ``ProtectionFailed`` if even that fails."""
@@ -665,30 +844,70 @@ class BinanceFuturesBroker:
         return None
 
     def _inspect_protective(self, ids: list[str]) -> tuple[tuple[Fill, Trade] | None, bool]:
-        """If one of the protective orders ``ids`` fired and filled, record that exit and cancel
-        the sibling. The flag says one is triggered but not filled yet (come back later)."""
+        """Classify the protective orders ``ids`` by their documented algo status (Binance, "Algo
+        Order Update" / Query Algo Order: NEW, CANCELED, TRIGGERING, TRIGGERED, FINISHED, REJECTED,
+        EXPIRED). If one fired and filled, record that exit (true price and fee from the account
+        trades) and cancel the sibling. Returns ``(exit, in_flight)``; ``in_flight`` says one is
+        triggered and its market order is still being executed (come back later). Anything else
+        that is not open is *dead* (canceled, expired, rejected, or FINISHED whose market order was
+        canceled/expired in the matching engine without a trade, or stuck triggering longer than
+        ``trigger_grace_ms``): the caller re-protects, or flattens when that is impossible."""
         in_flight = False
+        now = self._now_ms()
         for cid in ids:
             algo = self._lookup_algo(cid)
-            status = None if algo is None else algo.get("algoStatus")
-            if status == "TRIGGERING" or (status in _TRIGGERED and not algo.get("actualOrderId")):  # type: ignore[union-attr]
-                in_flight = True
-            if algo is None or status not in _TRIGGERED or not algo.get("actualOrderId"):
+            if algo is None:
+                continue  # never placed or unknown: dead
+            status = algo.get("algoStatus")
+            if status == "NEW" or status in ("CANCELED", "EXPIRED", "REJECTED"):
+                continue  # open after all (the open list lagged), or dead
+            triggered_at = int(algo.get("triggerTime") or algo.get("updateTime") or 0)
+            fresh = now - triggered_at < self.trigger_grace_ms
+            actual = algo.get("actualOrderId")
+            if status in ("TRIGGERING", "TRIGGERED") or (status == "FINISHED" and actual):
+                if actual:
+                    trades = self._trades(orderId=int(actual))
+                    if trades:
+                        return self._exit_by_protective(cid, trades), False
+                    order = self._lookup_order_by_id(int(actual))
+                    ostatus = None if order is None else order.get("status")
+                    if ostatus in ("CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH") and \
+                            float(order.get("executedQty") or 0) == 0:  # type: ignore[union-attr]
+                        self._note_dead(algo, f"its market order {actual} ended {ostatus} without a trade")
+                        continue
+                if fresh:
+                    in_flight = True
+                else:
+                    self._note_dead(algo, f"still {status} {(now - triggered_at) / 1000:.0f} s after triggering "
+                                          "with no trade on the account")
+                    self._cancel_algo(cid)
                 continue
-            trades = self._trades(orderId=int(algo["actualOrderId"]))
-            if not trades:
-                in_flight = True
-                continue
-            reason = FillReason.STOP_LOSS if cid.endswith("sl") else FillReason.TAKE_PROFIT
-            res = self._finish_exit(trades, reason)
-            for other in self._protective_ids_of(cid):
-                try:
-                    self._cancel_algo(other)
-                except BinanceError as e:  # the exit is recorded; the leftover is canceled before
-                    log.warning("could not cancel %s after %s filled (%s); it is canceled before the next "
-                                "entry and by reconcile()", other, cid, e)
-            return res, False
+            # FINISHED without an actual order: canceled in the matching engine before it existed
+            self._note_dead(algo, f"{status} without an order in the matching engine")
         return None, in_flight
+
+    def _note_dead(self, algo: dict[str, Any], why: str) -> None:
+        aid = int(algo.get("algoId") or 0)
+        if aid in self._dead_algo_ids:
+            return
+        self._dead_algo_ids.add(aid)
+        self._alert(f"protective order {algo.get('clientAlgoId')} on {self.symbol} fired but did not close the "
+                    f"position ({why}); re-protecting it (or closing it if that is impossible)")
+
+    def _exit_by_protective(self, cid: str, trades: list[dict[str, Any]]) -> tuple[Fill, Trade]:
+        reason = FillReason.STOP_LOSS if cid.endswith("sl") else FillReason.TAKE_PROFIT
+        res = self._finish_exit(trades, reason)
+        for other in self._protective_ids_of(cid):
+            try:
+                self._cancel_algo(other)
+            except BinanceError as e:  # the exit is recorded; the leftover is canceled before
+                log.warning("could not cancel %s after %s filled (%s); it is canceled before the next "
+                            "entry and by reconcile()", other, cid, e)
+        return res
+
+    def _now_ms(self) -> int:
+        """Exchange time (our clock plus the measured offset)."""
+        return int(_time.time() * 1000) + int(getattr(self._client, "timestamp_offset", 0) or 0)
 
     def _protective_ids_of(self, fired: str) -> list[str]:
         base = fired[:-2]
@@ -745,7 +964,7 @@ class BinanceFuturesBroker:
         if res is not None:
             return res
         exit_side = p.side.exit_order_side.value
-        trades = [t for t in self._trades(startTime=p.entry_time)
+        trades = [t for t in self._trades_between(p.entry_time, self._now_ms())
                   if t.get("side") == exit_side and int(t["orderId"]) != self._entry_exchange_id]
         if trades:
             reason = FillReason.FLATTEN
@@ -834,6 +1053,55 @@ class BinanceFuturesBroker:
     def _trades(self, **params: Any) -> list[dict[str, Any]]:
         return list(self._request("reading account trades", self._client.futures_account_trades,
                                   symbol=self.symbol, **params))
+
+    def _trades_between(self, start: int, end: int) -> list[dict[str, Any]]:
+        """Every account trade on the symbol with ``start <= time <= end``, oldest first.
+
+        Binance (USD-M "Account Trade List", GET /fapi/v1/userTrades): startTime..endTime may span
+        at most 7 days, ``limit`` defaults to 500 and is at most 1000, ``fromId`` cannot be combined
+        with startTime/endTime, and only the past 6 months can be queried. So the range is read in
+        7-day windows; a full page (1000 rows) moves the window's start to the last row's time
+        (rows are deduplicated by trade id), and if a whole page shares one millisecond the rest
+        is paged by ``fromId``."""
+        oldest = self._now_ms() - _TRADES_HISTORY_MS
+        if start < oldest:
+            log.warning("userTrades only reaches back 6 months; reading %s trades from %s instead of %s",
+                        self.symbol, _iso(oldest), _iso(start))
+            start = oldest
+        seen: set[int] = set()
+        out: list[dict[str, Any]] = []
+
+        def take(rows: list[dict[str, Any]]) -> None:
+            for r in rows:
+                tid = int(r.get("id", -1))
+                if tid not in seen and start <= int(r.get("time", 0)) <= end:
+                    seen.add(tid)
+                    out.append(r)
+
+        lo = start
+        while lo <= end:
+            hi = min(end, lo + _TRADES_WINDOW_MS - 1)
+            cursor = lo
+            while True:
+                rows = self._trades(startTime=cursor, endTime=hi, limit=_TRADES_PAGE)
+                take(rows)
+                if len(rows) < _TRADES_PAGE:
+                    break
+                last = max(int(r["time"]) for r in rows)
+                if last > cursor:
+                    cursor = last
+                    continue
+                from_id = max(int(r["id"]) for r in rows) + 1  # one millisecond holds > 1000 trades
+                while True:
+                    more = self._trades(fromId=from_id, limit=_TRADES_PAGE)
+                    take(more)
+                    if len(more) < _TRADES_PAGE or max(int(r["time"]) for r in more) > hi:
+                        break
+                    from_id = max(int(r["id"]) for r in more) + 1
+                break
+            lo = hi + 1
+        out.sort(key=lambda r: (int(r.get("time", 0)), int(r.get("id", 0))))
+        return out
 
     def _funding_paid(self, start: int, end: int) -> float:
         """Funding paid (positive) or received (negative) while the position was open, from the

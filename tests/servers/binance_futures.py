@@ -147,6 +147,11 @@ class _SymbolState:
 
 _SIG_FREE = {"signature"}
 _PUBLIC = {"/fapi/v1/ping", "/fapi/v1/time", "/fapi/v1/exchangeInfo"}
+# USER_STREAM endpoints need the API key header but no signature (USD-M "User Data Streams":
+# Start/Keepalive/Close User Data Stream, security type USER_STREAM)
+_KEY_ONLY = {"/fapi/v1/listenKey"}
+_LISTEN_KEY_MS = 60 * 60 * 1000  # "valid for 60 minutes after creation"; a PUT extends it by 60 min
+_WEEK_MS = 7 * 24 * 3600 * 1000
 _CONDITIONAL = {"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"}
 
 
@@ -185,6 +190,15 @@ class FuturesStandIn:
         self.income: list[dict[str, Any]] = []
         self.requests: list[RequestRecord] = []
         self.faults: list[Fault] = []
+        #: account settings (GET /fapi/v1/positionSide/dual, GET /fapi/v1/multiAssetsMargin)
+        self.dual_side = False
+        self.multi_assets = False
+        #: one-shot behaviours of the next triggered conditional orders ("cancel", "reject", "stall")
+        self.trigger_faults: list[str] = []
+        #: user data stream: listenKey -> expiry (server ms); connected websockets per key
+        self.listen_keys: dict[str, int] = {}
+        self.user_events: list[dict[str, Any]] = []  # every event pushed, in order
+        self._user_conns: dict[str, list[asyncio.Queue]] = {}
         self._ids = itertools.count(8_389_765_000)
         self._algo_ids = itertools.count(3_000_000)
         self._trade_ids = itertools.count(698_759_000)
@@ -199,6 +213,11 @@ class FuturesStandIn:
     def base_url(self) -> str:
         """The futures REST base (what ``BinanceEndpoints.futures_rest`` expects)."""
         return f"http://127.0.0.1:{self.port}/fapi"
+
+    @property
+    def user_ws_url(self) -> str:
+        """The user data websocket base (``BinanceEndpoints.futures_user_ws``): ``/private/``."""
+        return f"ws://127.0.0.1:{self.port}/private/"
 
     def start(self) -> FuturesStandIn:
         ready = threading.Event()
@@ -227,12 +246,14 @@ class FuturesStandIn:
 
     async def _serve(self) -> None:
         app = web.Application()
+        app.router.add_get("/private/ws", self._user_ws)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._expiry_task = asyncio.get_running_loop().create_task(self._expire_keys())
 
     def stop(self) -> None:
         if self._loop is None or self._thread is None:
@@ -286,6 +307,26 @@ class FuturesStandIn:
         """Answer the next matching request with 429 (or 418, banned) and a Retry-After header."""
         self.faults.append(Fault(method, path, "rate_limit", status=status, retry_after=retry_after,
                                  code=-1003, msg="Too many requests; current limit of IP is 2400 requests per minute."))
+
+    def cancel_next_trigger(self) -> None:
+        """The next triggered conditional order's market order is canceled by the matching engine
+        without a trade: the algo order ends FINISHED with an actualOrderId and no fill."""
+        self.trigger_faults.append("cancel")
+
+    def reject_next_trigger(self) -> None:
+        """The next triggered conditional order is REJECTED by the matching engine."""
+        self.trigger_faults.append("reject")
+
+    def stall_next_trigger(self) -> None:
+        """The next triggered conditional order stays TRIGGERING (never reaches the book)."""
+        self.trigger_faults.append("stall")
+
+    def expire_algo_externally(self, client_algo_id: str) -> None:
+        """The system cancels an open conditional order (algo status EXPIRED)."""
+        with self._lock:
+            for o in self.algo_orders:
+                if o["clientAlgoId"] == client_algo_id and o["algoStatus"] == "NEW":
+                    self._set_algo_status(o, "EXPIRED")
 
     def jump(self, price: float, symbol: str = "ETHUSDT", mark: float | None = None) -> None:
         """Move the price discontinuously (a gap): triggered conditional orders fill at ``price``."""
@@ -344,8 +385,7 @@ class FuturesStandIn:
         with self._lock:
             for o in self.algo_orders:
                 if o["clientAlgoId"] == client_algo_id and o["algoStatus"] == "NEW":
-                    o["algoStatus"] = "CANCELED"
-                    o["updateTime"] = self.now_ms()
+                    self._set_algo_status(o, "CANCELED")
 
     def position_amt(self, symbol: str = "ETHUSDT") -> float:
         return float(self.state[symbol].position.amt)
@@ -369,7 +409,9 @@ class FuturesStandIn:
         try:
             if fault is not None and not fault.after_execute and fault.kind != "delay":
                 raise self._fault_error(fault)
-            if path not in _PUBLIC:
+            if path in _KEY_ONLY:
+                self._check_key(request)
+            elif path not in _PUBLIC:
                 self._authenticate(request, raw_query, raw_body, params)
             with self._lock:
                 payload = self._route(method, path, params)
@@ -406,6 +448,13 @@ class FuturesStandIn:
             msg = f.msg if f.status == 429 else "Way too much request weight used; IP banned."
             return ApiError(f.code, msg, f.status, headers)
         return ApiError(f.code, f.msg, f.status)
+
+    def _check_key(self, request: web.Request) -> None:
+        key = request.headers.get("X-MBX-APIKEY")
+        if not key:
+            raise ApiError(-2014, "API-key format invalid.", 401)
+        if not hmac.compare_digest(key, self._api_key):
+            raise ApiError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
 
     def _authenticate(self, request: web.Request, raw_query: str, raw_body: str, params: dict[str, str]) -> None:
         key = request.headers.get("X-MBX-APIKEY")
@@ -461,6 +510,11 @@ class FuturesStandIn:
             ("GET", "/fapi/v3/account"): self._account,
             ("GET", "/fapi/v1/userTrades"): self._user_trades,
             ("GET", "/fapi/v1/income"): self._income,
+            ("GET", "/fapi/v1/positionSide/dual"): lambda p: {"dualSidePosition": self.dual_side},
+            ("GET", "/fapi/v1/multiAssetsMargin"): lambda p: {"multiAssetsMargin": self.multi_assets},
+            ("POST", "/fapi/v1/listenKey"): self._new_listen_key,
+            ("PUT", "/fapi/v1/listenKey"): self._keepalive_listen_key,
+            ("DELETE", "/fapi/v1/listenKey"): self._close_listen_key,
         }
         fn = table.get((method, path))
         if fn is None:
@@ -513,6 +567,17 @@ class FuturesStandIn:
         if (price - _d(spec.min_price)) % _d(spec.tick):
             raise ApiError(-4014, "Price not increased by tick size.")
         return price
+
+    def _check_position_side(self, p: dict[str, str]) -> None:
+        """New Order / New Algo Order: ``positionSide`` defaults to BOTH (one-way mode) and "must be
+        sent with LONG or SHORT in Hedge Mode"; Binance answers -4061 "Order's position side does
+        not match user's setting." otherwise (error codes page). This stand-in trades one-way
+        positions only, so a hedge-mode account refuses every order, as it would refuse ours."""
+        ps = p.get("positionSide", "BOTH").upper()
+        if (ps in ("LONG", "SHORT")) != self.dual_side:
+            raise ApiError(-4061, "Order's position side does not match user's setting.")
+        if self.dual_side:  # accepted by Binance, but hedge positions are not modelled here
+            raise ApiError(-1000, "stand-in: hedge-mode positions are not modelled")
 
     @staticmethod
     def _flag(p: dict[str, str], name: str) -> bool:
@@ -570,6 +635,9 @@ class FuturesStandIn:
         if mt not in ("ISOLATED", "CROSSED"):
             raise ApiError(-1102, "Mandatory parameter 'marginType' was not sent, was empty/null, or malformed.")
         st = self.state[spec.symbol]
+        if mt == "ISOLATED" and self.multi_assets:
+            # Error codes page: -4168 "Unable to adjust to isolated-margin mode under the Multi-Assets mode."
+            raise ApiError(-4168, "Unable to adjust to isolated-margin mode under the Multi-Assets mode.")
         if st.margin_type == mt:
             raise ApiError(-4046, "No need to change margin type.")
         if st.position.amt != 0 or any(o["symbol"] == spec.symbol and o["status"] == "NEW" for o in self.orders):
@@ -588,6 +656,7 @@ class FuturesStandIn:
             raise ApiError(-1116, "Invalid orderType.")
         if side not in ("BUY", "SELL"):
             raise ApiError(-1117, "Invalid side.")
+        self._check_position_side(p)
         cid = p.get("newClientOrderId") or f"standin{next(self._ids)}"
         if len(cid) > 36:
             raise ApiError(-4015, "Client order id is not valid.")
@@ -599,7 +668,8 @@ class FuturesStandIn:
 
     def _new_market_order(self, symbol: str, side: str, qty: Decimal, *, reduce_only: bool, client_id: str,
                           resp_type: str, price: Decimal | None = None, orig_type: str = "MARKET",
-                          close_position: bool = False) -> dict[str, Any]:
+                          close_position: bool = False,
+                          before_execute: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
         spec = self.symbols[symbol]
         st = self.state[symbol]
         px = self.last[symbol] if price is None else price
@@ -630,6 +700,8 @@ class FuturesStandIn:
             "time": now, "updateTime": now,
         }
         self.orders.append(order)
+        if before_execute is not None:
+            before_execute(order)
         self._execute(symbol, order, side, qty, px, now)
         if resp_type == "RESULT":
             return dict(order)
@@ -662,12 +734,15 @@ class FuturesStandIn:
         pos.update_time = now
         commission = (qty * px * self.taker_fee).quantize(Decimal("0.00000001"))
         self.wallet += realized - commission
-        self.trades.append({
+        trade = {
             "buyer": side == "BUY", "commission": _s(commission), "commissionAsset": "USDT",
             "id": next(self._trade_ids), "maker": False, "orderId": order["orderId"], "price": _s(px),
             "qty": _s(qty), "quoteQty": _s(qty * px), "realizedPnl": _s(realized), "side": side,
             "positionSide": "BOTH", "symbol": symbol, "time": now,
-        })
+        }
+        self.trades.append(trade)
+        self._push_order_update(order, "TRADE", "FILLED", qty, px, commission, trade, realized)
+        self._push_account_update(symbol, "ORDER")
 
     def _find_order(self, p: dict[str, str]) -> dict[str, Any]:
         spec = self._spec(p)
@@ -712,6 +787,7 @@ class FuturesStandIn:
         otype = self._need(p, "type").upper()
         if otype not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
             raise ApiError(-1116, "Invalid orderType.")
+        self._check_position_side(p)
         trigger = self._check_price(spec, self._need(p, "triggerPrice"), "triggerPrice")
         close_position = self._flag(p, "closePosition")
         reduce_only = self._flag(p, "reduceOnly")
@@ -741,6 +817,7 @@ class FuturesStandIn:
             "reduceOnly": reduce_only, "createTime": now, "updateTime": now, "triggerTime": 0, "goodTillDate": 0,
         }
         self.algo_orders.append(algo)
+        self._push_algo_update(algo)
         return dict(algo)
 
     @staticmethod
@@ -769,8 +846,7 @@ class FuturesStandIn:
             raise ApiError(-2011, "Unknown order sent.") from None
         if o["algoStatus"] != "NEW":
             raise ApiError(-2011, "Unknown order sent.")
-        o["algoStatus"] = "CANCELED"
-        o["updateTime"] = self.now_ms()
+        self._set_algo_status(o, "CANCELED")
         return {"algoId": o["algoId"], "clientAlgoId": o["clientAlgoId"], "code": "200", "msg": "success"}
 
     def _open_algo(self, p: dict[str, str]) -> list[dict[str, Any]]:
@@ -782,8 +858,7 @@ class FuturesStandIn:
         now = self.now_ms()
         for o in self.algo_orders:
             if o["symbol"] == spec.symbol and o["algoStatus"] == "NEW":
-                o["algoStatus"] = "CANCELED"
-                o["updateTime"] = now
+                self._set_algo_status(o, "CANCELED", now)
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
     # ------------------------------------------------------------------ the market
@@ -814,29 +889,70 @@ class FuturesStandIn:
                 self._fire(o, self.last[symbol])
 
     def _fire(self, algo: dict[str, Any], price: Decimal) -> None:
+        """A trigger was reached. Binance ("Algo Order Update", status list): TRIGGERING (sent to
+        the matching engine), TRIGGERED (placed there), then FINISHED ("filled or canceled in the
+        matching engine"); REJECTED when the matching engine refuses it (e.g. a margin check);
+        EXPIRED when the system cancels it (a closePosition/reduce-only order with nothing left
+        to close). ``cancel_next_trigger`` makes the matching engine cancel the market order
+        without a trade (FINISHED with an ``actualOrderId`` and no fill); ``reject_next_trigger``
+        rejects it; ``stall_next_trigger`` leaves it TRIGGERING."""
         now = self.now_ms()
         algo["triggerTime"] = now
-        algo["updateTime"] = now
         symbol = algo["symbol"]
         amt = self.state[symbol].position.amt
         closes = amt != 0 and (amt > 0) == (algo["side"] == "SELL")
         if algo["closePosition"] or algo["reduceOnly"]:
             if not closes:
-                algo["algoStatus"] = "EXPIRED"
+                self._set_algo_status(algo, "EXPIRED", now)
                 return
             qty = abs(amt) if algo["closePosition"] else min(_d(algo["quantity"]), abs(amt))
         else:
             qty = _d(algo["quantity"])
+        self._set_algo_status(algo, "TRIGGERING", now)
+        mode = self.trigger_faults.pop(0) if self.trigger_faults else None
+        if mode == "stall":
+            return
+        if mode == "reject":
+            self._set_algo_status(algo, "REJECTED", now)
+            return
+        if mode == "cancel":
+            order = self._dead_market_order(symbol, algo, qty, now)
+            algo["actualOrderId"] = str(order["orderId"])
+            self._set_algo_status(algo, "TRIGGERED", now)
+            self._push_order_update(order, "EXPIRED", "EXPIRED", Decimal(0), Decimal(0), Decimal(0), None)
+            self._set_algo_status(algo, "FINISHED", now)
+            return
         try:
             order = self._new_market_order(symbol, algo["side"], qty, reduce_only=closes, resp_type="RESULT",
                                            client_id=algo["clientAlgoId"], price=price, orig_type=algo["orderType"],
-                                           close_position=algo["closePosition"])
+                                           close_position=algo["closePosition"], before_execute=lambda o: (
+                                               algo.__setitem__("actualOrderId", str(o["orderId"])),
+                                               self._set_algo_status(algo, "TRIGGERED", now)))
         except ApiError:
-            algo["algoStatus"] = "REJECTED"
+            self._set_algo_status(algo, "REJECTED", now)
             return
-        algo["algoStatus"] = "FINISHED"
-        algo["actualOrderId"] = str(order["orderId"])
         algo["actualPrice"] = order["avgPrice"]
+        self._set_algo_status(algo, "FINISHED", now)
+
+    def _dead_market_order(self, symbol: str, algo: dict[str, Any], qty: Decimal, now: int) -> dict[str, Any]:
+        """The market order of a triggered conditional order, canceled by the matching engine
+        before any trade (e.g. price protection): status EXPIRED, executedQty 0, no trade rows."""
+        order = {
+            "orderId": next(self._ids), "symbol": symbol, "status": "EXPIRED", "clientOrderId": algo["clientAlgoId"],
+            "price": "0", "avgPrice": "0.00", "origQty": _s(qty), "executedQty": "0", "cumQty": "0",
+            "cumQuote": "0", "timeInForce": "GTC", "type": "MARKET", "reduceOnly": True,
+            "closePosition": algo["closePosition"], "side": algo["side"], "positionSide": "BOTH", "stopPrice": "0",
+            "workingType": algo["workingType"], "priceProtect": False, "origType": algo["orderType"],
+            "priceMatch": "NONE", "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,
+            "time": now, "updateTime": now,
+        }
+        self.orders.append(order)
+        return order
+
+    def _set_algo_status(self, algo: dict[str, Any], status: str, now: int | None = None) -> None:
+        algo["algoStatus"] = status
+        algo["updateTime"] = self.now_ms() if now is None else now
+        self._push_algo_update(algo)
 
     # ------------------------------------------------------------------ account
     def _position_risk(self, p: dict[str, str]) -> list[dict[str, Any]]:
@@ -904,15 +1020,194 @@ class FuturesStandIn:
         return [dict(r) for r in out[:limit]]
 
     def _user_trades(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        """USD-M "Account Trade List" (GET /fapi/v1/userTrades), as documented:
+        - without startTime and endTime, the last 7 days are returned;
+        - the time between startTime and endTime cannot be longer than 7 days (a single bound
+          selects the 7 days after startTime / before endTime);
+        - ``fromId`` cannot be sent with startTime or endTime;
+        - ``limit`` defaults to 500, at most 1000; rows come oldest first from the cursor.
+        The error codes for the refusals are the generic ones of the error list (-1127 "More than
+        %s hours between startTime and endTime.", -1128 "Combination of optional parameters
+        invalid.", -1130 "Data sent for parameter 'limit' is not valid.")."""
         spec = self._spec(p)
+        limit = int(p.get("limit", "500"))
+        if not 1 <= limit <= 1000:
+            raise ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
         out = [t for t in self.trades if t["symbol"] == spec.symbol]
         if "orderId" in p:
-            out = [t for t in out if str(t["orderId"]) == p["orderId"]]
-        if "startTime" in p:
-            out = [t for t in out if t["time"] >= int(p["startTime"])]
-        if "endTime" in p:
-            out = [t for t in out if t["time"] <= int(p["endTime"])]
+            return [dict(t) for t in out if str(t["orderId"]) == p["orderId"]][:limit]
+        has_time = "startTime" in p or "endTime" in p
         if "fromId" in p:
-            out = [t for t in out if t["id"] >= int(p["fromId"])]
-        limit = min(int(p.get("limit", "500")), 1000)
-        return [dict(t) for t in out[-limit:]]
+            if has_time:
+                raise ApiError(-1128, "Combination of optional parameters invalid.")
+            return [dict(t) for t in out if t["id"] >= int(p["fromId"])][:limit]
+        if "startTime" in p and "endTime" in p:
+            lo, hi = int(p["startTime"]), int(p["endTime"])
+            if hi < lo:
+                raise ApiError(-1128, "Combination of optional parameters invalid.")
+            if hi - lo > _WEEK_MS:
+                raise ApiError(-1127, "More than 168 hours between startTime and endTime.")
+        elif "startTime" in p:
+            lo = int(p["startTime"])
+            hi = lo + _WEEK_MS
+        elif "endTime" in p:
+            hi = int(p["endTime"])
+            lo = hi - _WEEK_MS
+        else:
+            hi = self.now_ms()
+            lo = hi - _WEEK_MS
+            rows = [t for t in out if lo <= t["time"] <= hi]
+            return [dict(t) for t in rows[-limit:]]  # the most recent ones
+        rows = [t for t in out if lo <= t["time"] <= hi]
+        return [dict(t) for t in rows[:limit]]
+
+    def add_past_trade(self, *, side: str, qty: float, price: float, time_ms: int, order_id: int | None = None,
+                       commission: float | None = None, realized: float = 0.0,
+                       symbol: str = "ETHUSDT") -> dict[str, Any]:
+        """Book a historical execution (e.g. the entry of a position opened 10 days ago, or
+        filler trades) directly into the account's trade list."""
+        with self._lock:
+            qd, pd = _d(qty), _d(price)
+            fee = (qd * pd * self.taker_fee).quantize(Decimal("0.00000001")) if commission is None else _d(commission)
+            trade = {"buyer": side == "BUY", "commission": _s(fee), "commissionAsset": "USDT",
+                     "id": next(self._trade_ids), "maker": False,
+                     "orderId": order_id if order_id is not None else next(self._ids), "price": _s(pd),
+                     "qty": _s(qd), "quoteQty": _s(qd * pd), "realizedPnl": _s(_d(realized)), "side": side,
+                     "positionSide": "BOTH", "symbol": symbol, "time": time_ms}
+            self.trades.append(trade)
+            self.trades.sort(key=lambda t: (t["time"], t["id"]))
+            return trade
+
+    # ------------------------------------------------------------------ user data stream
+    # USD-M "User Data Streams" > Connect / Start / Keepalive / Close User Data Stream:
+    # POST /fapi/v1/listenKey creates a key valid for 60 minutes (an account with an active key
+    # gets that key back, extended); PUT extends it by 60 minutes (-1125 "This listenKey does not
+    # exist." once it is gone); DELETE closes it. When a key expires the stream sends
+    # ``listenKeyExpired`` ("Event: User Data Stream Expired") and stops. Since Binance's 2026
+    # websocket change notice the stream is served under ``/private/`` (python-binance >= 1.0.36,
+    # ``futures_user_socket``: ``wss://fstream.binance.com/private/ws?listenKey=<key>``); the
+    # legacy ``/ws/<listenKey>`` route is closed (answers 404 here).
+    def _new_listen_key(self, p: dict[str, str]) -> dict[str, Any]:
+        now = self.now_ms()
+        live = [k for k, exp in self.listen_keys.items() if exp > now]
+        key = live[0] if live else hashlib.sha256(f"{now}:{next(self._ids)}".encode()).hexdigest()[:64]
+        self.listen_keys[key] = now + _LISTEN_KEY_MS
+        return {"listenKey": key}
+
+    def _keepalive_listen_key(self, p: dict[str, str]) -> dict[str, Any]:
+        key = p.get("listenKey") or next(iter(self.listen_keys), "")
+        if self.listen_keys.get(key, 0) <= self.now_ms():
+            raise ApiError(-1125, "This listenKey does not exist.")
+        self.listen_keys[key] = self.now_ms() + _LISTEN_KEY_MS
+        return {"listenKey": key}
+
+    def _close_listen_key(self, p: dict[str, str]) -> dict[str, Any]:
+        key = p.get("listenKey") or next(iter(self.listen_keys), "")
+        self.listen_keys.pop(key, None)
+        return {}
+
+    def expire_listen_key(self, key: str | None = None) -> None:
+        """Let a key run out now (as if 60 minutes passed without a keepalive)."""
+        with self._lock:
+            for k in ([key] if key else list(self.listen_keys)):
+                if k in self.listen_keys:
+                    self.listen_keys[k] = self.now_ms()
+
+    def drop_user_connections(self) -> None:
+        """Close every user data websocket (a network blip; the key stays valid)."""
+        with self._lock:
+            for queues in self._user_conns.values():
+                for q in queues:
+                    self._post(q, None)
+
+    def user_connections(self) -> int:
+        return sum(len(v) for v in self._user_conns.values())
+
+    async def _user_ws(self, request: web.Request) -> web.StreamResponse:
+        key = request.query.get("listenKey", "")
+        with self._lock:
+            valid = self.listen_keys.get(key, 0) > self.now_ms()
+        if not valid:
+            return web.Response(status=400, text=json.dumps({"code": -1125, "msg": "This listenKey does not exist."}),
+                                content_type="application/json")
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        q: asyncio.Queue = asyncio.Queue()
+        with self._lock:
+            self._user_conns.setdefault(key, []).append(q)
+        try:
+            while True:
+                msg = await q.get()
+                if msg is None:
+                    break
+                await ws.send_str(json.dumps(msg))
+        finally:
+            with self._lock:
+                conns = self._user_conns.get(key, [])
+                if q in conns:
+                    conns.remove(q)
+            await ws.close()
+        return ws
+
+    async def _expire_keys(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            with self._lock:
+                now = self.now_ms()
+                for key, exp in list(self.listen_keys.items()):
+                    if exp <= now:
+                        del self.listen_keys[key]
+                        for q in self._user_conns.get(key, []):
+                            self._post(q, {"e": "listenKeyExpired", "E": str(now), "listenKey": key})
+                            self._post(q, None)
+
+    def _post(self, q: asyncio.Queue, msg: dict[str, Any] | None) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(q.put_nowait, msg)
+
+    def _push(self, event: dict[str, Any]) -> None:
+        """Send one event to every connected user data stream with a valid key."""
+        self.user_events.append(event)
+        now = self.now_ms()
+        for key, queues in self._user_conns.items():
+            if self.listen_keys.get(key, 0) > now:
+                for q in queues:
+                    self._post(q, event)
+
+    def _push_order_update(self, order: dict[str, Any], exec_type: str, status: str, last_qty: Decimal,
+                           last_px: Decimal, commission: Decimal, trade: dict[str, Any] | None,
+                           realized: Decimal = Decimal(0)) -> None:
+        """``ORDER_TRADE_UPDATE`` ("Event: Order Update"), fields as documented."""
+        now = self.now_ms()
+        self._push({"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": {
+            "s": order["symbol"], "c": order["clientOrderId"], "S": order["side"], "o": order["type"], "f": "GTC",
+            "q": order["origQty"], "p": "0", "ap": order["avgPrice"], "sp": "0", "x": exec_type, "X": status,
+            "i": order["orderId"], "l": _s(last_qty), "z": order["executedQty"], "L": _s(last_px), "N": "USDT",
+            "n": _s(commission), "T": now, "t": trade["id"] if trade else 0, "b": "0", "a": "0", "m": False,
+            "R": order["reduceOnly"], "wt": order["workingType"], "ot": order["origType"], "ps": "BOTH",
+            "cp": order["closePosition"], "rp": _s(realized), "pP": False, "si": 0, "ss": 0,
+            "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0, "er": "0"}})
+
+    def _push_algo_update(self, algo: dict[str, Any]) -> None:
+        """``ALGO_UPDATE`` ("Event: Algo Order Update"): caid, aid, X (algo status), ai (the
+        order id in the matching engine once triggered), tp (trigger price)..."""
+        now = self.now_ms()
+        self._push({"e": "ALGO_UPDATE", "T": now, "E": now, "o": {
+            "caid": algo["clientAlgoId"], "aid": algo["algoId"], "at": "CONDITIONAL", "o": algo["orderType"],
+            "s": algo["symbol"], "S": algo["side"], "ps": "BOTH", "f": "GTC", "q": algo["quantity"],
+            "X": algo["algoStatus"], "ai": algo["actualOrderId"], "ap": algo["actualPrice"], "aq": "0",
+            "act": "0", "tp": algo["triggerPrice"], "p": "0", "V": "EXPIRE_MAKER", "wt": algo["workingType"],
+            "pm": "NONE", "cp": algo["closePosition"], "pP": algo["priceProtect"], "R": algo["reduceOnly"],
+            "tt": algo["triggerTime"], "gtd": 0}})
+
+    def _push_account_update(self, symbol: str, reason: str) -> None:
+        """``ACCOUNT_UPDATE`` ("Event: Balance and Position Update"): m (reason), B (balances:
+        a, wb, cw, bc), P (positions: s, pa, ep, bep, cr, up, mt, iw, ps)."""
+        now = self.now_ms()
+        st = self.state[symbol]
+        pos = st.position
+        self._push({"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {
+            "m": reason, "B": [{"a": "USDT", "wb": _s(self.wallet), "cw": _s(self.wallet), "bc": "0"}],
+            "P": [{"s": symbol, "pa": _s(pos.amt), "ep": _s(pos.entry), "bep": _s(pos.entry), "cr": "0",
+                   "up": _s((self.mark[symbol] - pos.entry) * pos.amt if pos.amt else Decimal(0)),
+                   "mt": "isolated" if st.margin_type == "ISOLATED" else "cross", "iw": "0", "ps": "BOTH"}]}})
