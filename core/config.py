@@ -26,6 +26,8 @@ class BinanceEndpoints:
     futures_rest: str = "https://fapi.binance.com/fapi"
     spot_ws: str = "wss://stream.binance.com:9443/"
     futures_ws: str = "wss://fstream.binance.com/market/"
+    #: user data stream base (same notice, ``/private``): ``ws?listenKey=`` is appended
+    futures_user_ws: str = "wss://fstream.binance.com/private/"
 
 
 DEFAULT_ENDPOINTS = BinanceEndpoints()
@@ -34,4 +36,5 @@ TESTNET_ENDPOINTS = BinanceEndpoints(
     futures_rest="https://testnet.binancefuture.com/fapi",
     spot_ws="wss://stream.testnet.binance.vision/",
     futures_ws="wss://fstream.binancefuture.com/market/",
+    futures_user_ws="wss://fstream.binancefuture.com/private/",
 )

@@ -88,6 +88,8 @@ class Runtime:
         self.journal = self._open_journal()
         self.engine = Engine(self.specs, mode=self.trading_mode, journal=self.journal,
                              broker_factory=self._broker_factory(), config=self.public_config())
+        self._check_live_account()
+        self.user_stream: Any = None
         self.sinks: list[Any] = []
         self._viewers = list(extra_subscribers or [])
         for fn in self._viewers:
@@ -150,6 +152,59 @@ class Runtime:
 
         return factory
 
+    def _check_live_account(self) -> None:
+        """Live/testnet: start each broker now (clock, filters, position mode, Multi-Assets mode,
+        leverage, margin), so an account the broker refuses (hedge mode) stops the start with its
+        one-line reason instead of failing on the first order. Other start errors (exchange
+        unreachable) are retried lazily by the broker, as before."""
+        if self.trading_mode == "paper":
+            return
+        from infra.binance.errors import AccountModeUnsupported, BinanceError
+
+        for session in self.engine.sessions.values():
+            start = getattr(session.broker, "start", None)
+            if start is None:
+                continue
+            try:
+                start()
+            except AccountModeUnsupported as e:
+                self.journal.close()
+                raise ValueError(str(e)) from None
+            except BinanceError as e:
+                log.warning("could not prepare the %s broker yet (%s); it retries on the first candle", session.key, e)
+
+    def _start_user_stream(self) -> None:
+        """Live/testnet: follow the user data stream so exits reach the journal the moment the
+        exchange reports them; its events go through the engine's input queue."""
+        if self.trading_mode == "paper":
+            return
+        from infra.binance.endpoints import make_client, resolve_endpoints
+        from infra.binance.user_stream import UserDataStream
+
+        endpoints = resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet")
+        key, secret = self.settings.api_key, self.settings.api_secret
+        assert key is not None and secret is not None
+        self.user_stream = UserDataStream(make_client(endpoints, key.reveal(), secret.reveal()), endpoints)
+        self.user_stream.start(self.engine.feed)
+
+    def _tagged_feed(self) -> Callable[[Any], None]:
+        """The market source's sink, with each candle tagged by where it comes from: the Binance
+        stream (and its REST backfill) is ``exchange``, a replay is ``replay``. Live brokers refuse
+        anything but ``exchange`` (``BinanceFuturesBroker.check_feed``)."""
+        import dataclasses
+
+        from core.feed import CANDLE_SOURCE_EXCHANGE, CANDLE_SOURCE_REPLAY, CandleClosed, CandleUpdate
+
+        tag = CANDLE_SOURCE_REPLAY if self.replay_candles is not None else CANDLE_SOURCE_EXCHANGE
+        feed = self.engine.feed
+
+        def sink(ev: Any) -> None:
+            if isinstance(ev, (CandleClosed, CandleUpdate)):
+                ev = dataclasses.replace(ev, source=tag)
+            feed(ev)
+
+        return sink
+
     def _add_sinks(self) -> None:
         kafka = self.opts.kafka or self.settings.kafka.get("bootstrap")
         if kafka:
@@ -206,7 +261,8 @@ class Runtime:
         # journal holds, and a restart resumes shipping at the acknowledged cursor
         self.shippers = [JournalShipper(self.journal.path, sink, name=_sink_name(sink)).start() for sink in self.sinks]
         self.engine.start()
-        self.source.start(self.engine.feed)
+        self._start_user_stream()
+        self.source.start(self._tagged_feed())
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the source, let the engine finish what it has, flush sinks, close the journal."""
@@ -215,6 +271,8 @@ class Runtime:
         self._started = False
         try:
             self.source.stop()
+            if self.user_stream is not None:
+                self.user_stream.stop()
         finally:
             self.engine.stop(timeout)
             for shipper in getattr(self, "shippers", []):

@@ -44,6 +44,7 @@ ENV_VARS: dict[str, str] = {
     "futures_rest": "TRADECONSOLE_BINANCE_FUTURES_REST",
     "spot_ws": "TRADECONSOLE_BINANCE_SPOT_WS",
     "futures_ws": "TRADECONSOLE_BINANCE_FUTURES_WS",
+    "futures_user_ws": "TRADECONSOLE_BINANCE_FUTURES_USER_WS",
 }
 
 _SCHEMES = {"rest": ("http", "https"), "ws": ("ws", "wss")}

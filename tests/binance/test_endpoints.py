@@ -28,7 +28,8 @@ def test_config_then_env_precedence():
     assert e.futures_rest == DEFAULT_ENDPOINTS.futures_rest
     assert resolve_endpoints({"futures_rest": "https://fapi.example/fapi/"}, {}, testnet=True) == BinanceEndpoints(
         spot_rest=TESTNET_ENDPOINTS.spot_rest, futures_rest="https://fapi.example/fapi",
-        spot_ws=TESTNET_ENDPOINTS.spot_ws, futures_ws=TESTNET_ENDPOINTS.futures_ws)
+        spot_ws=TESTNET_ENDPOINTS.spot_ws, futures_ws=TESTNET_ENDPOINTS.futures_ws,
+        futures_user_ws=TESTNET_ENDPOINTS.futures_user_ws)
 
 
 @pytest.mark.parametrize("config, env, fragment", [
