@@ -172,6 +172,7 @@ class Engine:
         self.subscriber_errors = 0
         self.duplicates_skipped = 0
         self.invalid_skipped = 0
+        self.refused_candles = 0  # candles a live broker refused (not from the exchange's feed)
         self.processed_closed = 0
         self.finished_sources: set[str] = set()
         self._broker_factory = broker_factory
@@ -435,11 +436,23 @@ class Engine:
             finally:
                 self._collect_alerts(slot)
 
-    def _check_feed(self, slot: _Slot, ev: CandleClosed | CandleUpdate) -> None:
-        """Live brokers refuse candles that are not from the exchange (``check_feed`` raises)."""
+    def _feed_refused(self, slot: _Slot, ev: CandleClosed | CandleUpdate) -> bool:
+        """Live brokers refuse candles that are not from the exchange (``check_feed`` raises):
+        the candle is skipped for that session, counted, and reported on one line."""
         check = getattr(slot.session.broker, "check_feed", None)
-        if check is not None:
+        if check is None:
+            return False
+        try:
             check(ev.source)
+        except Exception as exc:  # noqa: BLE001 - the broker's refusal, reported as an error event
+            self.refused_candles += 1
+            if self.refused_candles <= 3 or self.refused_candles % 1000 == 0:
+                log.error("%s (%d refused)", exc, self.refused_candles)
+            self._buffer.append(ErrorEvent(**self._env("refused", uuid.uuid4().hex), symbol=ev.symbol,
+                                           interval=ev.interval, strategy=slot.spec.strategy, source="broker",
+                                           message=str(exc)))
+            return True
+        return False
 
     def _slots_for(self, symbol: str, interval: str) -> list[_Slot]:
         return [s for s in self._slots.values() if s.spec.symbol == symbol and s.spec.interval == interval]
@@ -458,7 +471,8 @@ class Engine:
         if self._invalid(ev):
             return
         for slot in self._slots_for(ev.symbol, ev.interval):
-            self._check_feed(slot, ev)
+            if self._feed_refused(slot, ev):
+                continue
             last = slot.indicators.last_candle
             if last is not None and c.open_time <= last.open_time:
                 self.duplicates_skipped += 1  # sources promise order; never process a candle twice
@@ -489,7 +503,8 @@ class Engine:
         if self._invalid(ev):
             return
         for slot in self._slots_for(ev.symbol, ev.interval):
-            self._check_feed(slot, ev)
+            if self._feed_refused(slot, ev):
+                continue
             last = slot.indicators.last_candle
             if (last is not None and ev.candle.open_time <= last.open_time) or ev.candle.open_time <= slot.last_open_time:
                 continue  # an update of a candle already closed (or traded before a restart)

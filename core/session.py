@@ -190,9 +190,11 @@ class StrategySession:
                 self._publish_fill(fill, trade)
         if self.publish and (results or self.broker.position is not before):
             t = max([f.time for f, _ in results] or [time])
-            px = results[-1][0].price if results else (mark or 0.0)
-            self.publish(PositionEvent(**self._env("position", t), position=self.broker.position, mark_price=px))
-            self.publish(self._equity_event(px, t))
+            pos = self.broker.position
+            px = results[-1][0].price if results else (mark or (pos.entry_price if pos is not None else 0.0))
+            self.publish(PositionEvent(**self._env("position", t), position=pos, mark_price=px))
+            if px > 0:
+                self.publish(self._equity_event(px, t))
         return True
 
     def flatten(self, price: float, time: int) -> Fill | None:

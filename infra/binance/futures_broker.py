@@ -301,6 +301,7 @@ class BinanceFuturesBroker:
         self.trigger_grace_ms = trigger_grace_ms
         self._dead_algo_ids: set[int] = set()  # terminal-without-fill algo orders already handled
         self._algo_order_cid: dict[int, str] = {}  # actual (market) order id -> clientAlgoId, from ALGO_UPDATE
+        self._algo_by_order: dict[int, int] = {}  # actual (market) order id -> algoId, from ALGO_UPDATE
         self.stream_events = 0
 
     def __repr__(self) -> str:
@@ -484,7 +485,11 @@ class BinanceFuturesBroker:
         kind = event.get("e")
         out: list[tuple[Fill, Trade | None]] = []
         try:
-            if kind == "ACCOUNT_UPDATE":
+            if self.position is not None and 0 < int(event.get("T") or 0) < self.position.entry_time:
+                res = None  # about an earlier position (queued behind the candle that replaced it)
+                if kind == "ACCOUNT_UPDATE":
+                    self._on_account_update({"B": (event.get("a") or {}).get("B")})
+            elif kind == "ACCOUNT_UPDATE":
                 res = self._on_account_update(event.get("a") or {})
             elif kind == "ORDER_TRADE_UPDATE":
                 res = self._on_order_update(event.get("o") or {})
@@ -517,7 +522,9 @@ class BinanceFuturesBroker:
             if row.get("s") == self.symbol and row.get("ps", "BOTH") == "BOTH":
                 amt = _dec(row.get("pa", "0"))
                 if amt == 0 or (amt > 0) != (p.side is Side.LONG):
-                    return self._resolve_vanished()
+                    exch = self._exchange_position()  # confirm: never close our record on a stale event
+                    if exch.amt == 0 or (exch.amt > 0) != (p.side is Side.LONG):
+                        return self._resolve_vanished()
         return None
 
     def _on_order_update(self, o: dict[str, Any]) -> tuple[Fill, Trade] | None:
@@ -529,8 +536,11 @@ class BinanceFuturesBroker:
             return None  # NEW / PARTIALLY_FILLED: the terminal update follows
         if o.get("S") != p.side.exit_order_side.value or float(o.get("z") or 0) <= 0:
             if status in ("CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"):
-                cid = self._algo_order_cid.get(int(o.get("i") or 0))
+                oid = int(o.get("i") or 0)
+                cid = self._algo_order_cid.get(oid)
                 if cid in self._protective_ids():  # a triggered stop/target died in the matching engine
+                    self._note_dead({"algoId": self._algo_by_order.get(oid, 0), "clientAlgoId": cid},
+                                    f"its market order {oid} ended {status} without a trade")
                     return self._reprotect_if_open()
             return None
         exch = self._exchange_position()
@@ -564,6 +574,7 @@ class BinanceFuturesBroker:
         cid = str(o.get("caid") or "")
         if o.get("ai"):
             self._algo_order_cid[int(o["ai"])] = cid
+            self._algo_by_order[int(o["ai"])] = int(o.get("aid") or 0)
         if o.get("s") != self.symbol or self.position is None or cid not in self._protective_ids():
             return None
         status = o.get("X")

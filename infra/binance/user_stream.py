@@ -155,7 +155,8 @@ class UserDataStream:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure: back off and reconnect
-                log.warning("user data stream: %s: %s", type(e).__name__, str(e)[:200])
+                if not self._stop.is_set():
+                    log.warning("user data stream: %s: %s", type(e).__name__, str(e)[:200])
             if self._stop.is_set():
                 break
             delay = min(self.max_backoff_s, self.backoff_s * 2 ** min(attempt, 10)) * (0.5 + random.random() / 2)

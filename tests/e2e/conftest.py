@@ -154,6 +154,7 @@ class Servers:
                if not k.startswith(("BINANCE_", "TRADECONSOLE_"))}
         env.update(self.market.env())  # spot + futures market data REST/WS
         env["TRADECONSOLE_BINANCE_FUTURES_REST"] = self.trading.base_url  # trading goes to the stand-in
+        env["TRADECONSOLE_BINANCE_FUTURES_USER_WS"] = self.trading.user_ws_url  # and the user data stream
         env.update({
             "BINANCE_API_KEY": API_KEY,
             "BINANCE_API_SECRET": API_SECRET,

@@ -214,16 +214,17 @@ def test_testnet_entry_protection_restart_and_exit(plan: SignalPlan, servers: Se
     assert len(posts(servers, "/fapi/v1/algoOrder")) == algo_posts_before_restart
     assert not [x for x in journal.events("signal", "fill", after_seq=seq_restart)]
 
-    # the market crosses the target: the stand-in fires the take-profit at its level
+    # the market crosses the target: the stand-in fires the take-profit at its level, and the
+    # user data stream reports it: the exit is journalled without waiting for the next candle
+    wait_until(lambda: servers.trading.user_connections() >= 1, 30, "the user data stream connected", p2)
     beyond = target_level * (0.995 if plan.side is Side.SHORT else 1.005)
+    seq_exit = journal.max_seq()
     servers.trading.walk(beyond)
     assert servers.trading.position_amt() == 0
     assert algo(servers, oid + "tp")["algoStatus"] == "FINISHED"
-    assert algo(servers, oid + "sl")["algoStatus"] == "NEW"  # until the console cancels it
-    seq_exit = journal.max_seq()
-    drive.close_candle(s + 5, p2, move_price=False)  # the next close: the broker finds the exit
     exits = wait_until(lambda: [f for f in journal.events("fill", after_seq=seq_exit) if f.get("trade")], 30,
-                       "the exit fill in the journal", p2)
+                       "the exit fill in the journal (from the user data stream)", p2)
+    drive.close_candle(s + 5, p2, move_price=False)  # the next close finds nothing more to record
     assert len(exits) == 1, exits
     x = exits[0]
     assert x["order_id"] == oid + "tp" and x["reason"] == "take_profit" and x["side"] == exit_side
