@@ -23,12 +23,41 @@ No unprotected position
     ``ProtectionFailed`` is raised (the position is unprotected: the engine must alert loudly).
 
 Exits
-    ``on_candle`` polls the open conditional orders (one request; more only when one is gone),
-    turns a triggered one into an exit ``Fill`` (STOP_LOSS / TAKE_PROFIT) with its round-trip
-    ``Trade`` from the account's trade list (funding from the income history), and cancels the
-    sibling. Cash (the USDT wallet balance) is refreshed there too, so ``equity(mark)`` never calls
-    the API. Before a new entry every open order on the symbol is canceled: while flat, any open
-    order is a leftover, and a closePosition stop left behind would close the new position.
+    ``apply_stream_event`` applies the user data stream (``infra.binance.user_stream``) the moment
+    an event arrives, on the engine thread: ``ORDER_TRADE_UPDATE`` (a stop/target/liquidation/
+    manual close filled), ``ALGO_UPDATE`` (a protective order changed status) and
+    ``ACCOUNT_UPDATE`` (wallet balance; position gone). ``on_stream_gap`` runs the REST reconcile
+    after the stream was interrupted. ``on_candle`` still polls the open conditional orders (one
+    request; more only when one is gone) as the fallback. Either way a fired order becomes an
+    exit ``Fill`` (STOP_LOSS / TAKE_PROFIT) with its round-trip ``Trade`` from the account's trade
+    list (true price and fee; funding from the income history), and the sibling is canceled. Cash
+    (the USDT wallet balance) is refreshed there too, so ``equity(mark)`` never calls the API.
+    Before a new entry every open order on the symbol is canceled: while flat, any open order is a
+    leftover, and a closePosition stop left behind would close the new position.
+
+Algo order statuses (Binance "Algo Order Update" / Query Algo Order)
+    NEW: open. TRIGGERING / TRIGGERED: on its way through the matching engine, wait (at most
+    ``trigger_grace_ms``, then it is canceled and treated as dead). FINISHED ("filled or canceled
+    in the matching engine"): with trades on its ``actualOrderId`` it is the exit; with a market
+    order that ended CANCELED/EXPIRED without a trade, or without an order at all, it is dead.
+    CANCELED / EXPIRED / REJECTED: dead. A dead protective order while the position is open is
+    re-placed at the recorded level with an alert; if that is impossible (e.g. the price is
+    already beyond the stop: -2021), the position is closed at market. Never left bare.
+
+Account modes (read by ``start()``)
+    Hedge position mode (``GET /fapi/v1/positionSide/dual``) is refused with a one-line
+    ``AccountModeUnsupported`` before anything is sent. Multi-Assets mode
+    (``GET /fapi/v1/multiAssetsMargin``) refuses ISOLATED margin (-4168): CROSSED is used there,
+    with an alert.
+
+Account trades
+    ``GET /fapi/v1/userTrades`` answers at most 7 days between startTime and endTime, at most
+    1000 rows per call, and not fromId with a time range: an exit found afterwards (manual close,
+    liquidation) of a position of any age is read in 7-day windows with paging.
+
+Feed provenance
+    ``check_feed`` refuses candles not tagged as coming from the exchange (a replay): the engine
+    calls it before any candle reaches this broker.
 
 Reconcile (``reconcile()``; call it on start after ``restore()`` and periodically)
     Compares the exchange position and open orders with what the broker believes and resolves
@@ -240,7 +269,8 @@ class _ExchangePosition:
 
 # ---------------------------------------------------------------------------------------- broker
 class BinanceFuturesBroker:
-    """One symbol, isolated margin, one-way mode, one position at a time, market entries."""
+    """One symbol, isolated margin (CROSSED in Multi-Assets mode), one-way mode, one position at
+    a time, market entries."""
 
     def __init__(self, api_key: str, api_secret: str, symbol: str, *,
                  endpoints: BinanceEndpoints | None = None, testnet: bool = False,
@@ -342,9 +372,10 @@ class BinanceFuturesBroker:
         mode = self._request("reading the position mode", self._client.futures_get_position_mode)
         if _truthy(mode.get("dualSidePosition")):
             raise AccountModeUnsupported(
-                f"the Binance futures account is in hedge mode (dual-side positions); tradeconsole trades "
-                f"one-way mode only: switch {self.symbol} to one-way mode (Preferences > Position Mode) with no "
-                "open positions or orders, then start again", operation="reading the position mode")
+                "the Binance futures account is in hedge mode (dual-side positions); tradeconsole trades "
+                "one-way mode only: switch the account to one-way mode (futures Preferences > Position Mode, "
+                "possible only with no open positions or orders), then start again",
+                operation="reading the position mode")
         multi = self._request("reading the Multi-Assets mode", self._client.futures_get_multi_assets_mode)
         self.multi_assets = _truthy(multi.get("multiAssetsMargin"))
         if self.multi_assets and self.margin_type == "ISOLATED":

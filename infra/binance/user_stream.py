@@ -156,7 +156,10 @@ class UserDataStream:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure: back off and reconnect
                 if not self._stop.is_set():
-                    log.warning("user data stream: %s: %s", type(e).__name__, str(e)[:200])
+                    text = str(e)[:200]
+                    if self.listen_key:  # the key is a bearer secret for the stream: never log it
+                        text = text.replace(self.listen_key, "***")
+                    log.warning("user data stream: %s: %s", type(e).__name__, text)
             if self._stop.is_set():
                 break
             delay = min(self.max_backoff_s, self.backoff_s * 2 ** min(attempt, 10)) * (0.5 + random.random() / 2)

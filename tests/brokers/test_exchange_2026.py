@@ -5,6 +5,8 @@ in 7-day windows with paging, and live brokers refusing candles that are not fro
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from core.domain import FillReason, Side
@@ -73,11 +75,12 @@ def test_rejected_or_stuck_trigger_is_replaced(server: FuturesStandIn, fault: st
     """REJECTED (e.g. a margin check) is dead at once; TRIGGERING longer than the grace period
     is treated as dead too (canceled, then replaced)."""
     h = _open_long(server)
-    h.broker.trigger_grace_ms = 0 if fault == "stall" else 60_000
+    h.broker.trigger_grace_ms = 50 if fault == "stall" else 60_000
     sl = h.broker._entry_order_id + "sl"
     getattr(server, f"{fault}_next_trigger")()
     server.walk(1958.0, 1985.0)
     assert _algo(server, sl)[0]["algoStatus"] == ("REJECTED" if fault == "reject" else "TRIGGERING")
+    time.sleep(0.3)  # past the grace period (well beyond the measured clock offset)
     assert h.broker.on_candle(flat(1, 1985.0)) == []
     assert _algo(server, sl)[-1]["algoStatus"] == "NEW" and server.position_amt() > 0
 

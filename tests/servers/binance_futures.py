@@ -15,9 +15,20 @@ documented endpoints the live broker uses, through python-binance's real ``Clien
 ``DELETE /fapi/v1/algoOpenOrders``          cancel conditional orders of a symbol
 ``GET /fapi/v2|v3/positionRisk``            one-way positions
 ``GET /fapi/v2|v3/balance`` ``/account``    USDT wallet
-``GET /fapi/v1/userTrades``                 executions with commission and realised PnL
+``GET /fapi/v1/userTrades``                 executions; 7-day windows, 500/1000 rows (-1127/-1128)
 ``GET /fapi/v1/income``                     income history (funding fees)
+``GET /fapi/v1/positionSide/dual``          position mode (``dual_side``; -4061 on orders)
+``GET /fapi/v1/multiAssetsMargin``          Multi-Assets mode (``multi_assets``; -4168 on ISOLATED)
+``POST|PUT|DELETE /fapi/v1/listenKey``      user data stream key (60 min; -1125 when gone)
+``WS /private/ws?listenKey=``               user data stream: ORDER_TRADE_UPDATE, ALGO_UPDATE,
+                                            ACCOUNT_UPDATE, listenKeyExpired (legacy ``/ws/`` 404)
 ==========================================  =================================================
+
+Each behaviour added for the 2026 API carries, next to its code, the documented rule it models
+and where it is documented (Binance USD-M docs page and section, the error codes page, or
+python-binance's file). What the stand-in does NOT model: hedge-mode positions (a hedge account
+refuses every order, as it refuses ours), the 6-month limit of userTrades, the 24-hour connection
+limit of the user data stream, partial fills.
 
 Since December 2025 Binance routes conditional orders through the algo order service
 (``/fapi/v1/algoOrder``, ids ``algoId``/``clientAlgoId``); python-binance 1.0.37 does the same,
@@ -39,7 +50,10 @@ minus commissions, exactly like the simulated broker's cash.
 Fault injection, each one-shot and matched by method and path: ``reject_next`` (answer an error
 code without executing), ``delay_next`` (execute, then hold the response longer than the client
 waits: the order exists but the client timed out), ``http_error_next`` (5xx, before or after
-executing), ``rate_limit_next`` (429/418 with Retry-After). ``requests`` records every request
+executing), ``rate_limit_next`` (429/418 with Retry-After); for triggered conditional orders
+``cancel_next_trigger`` (FINISHED, market order EXPIRED without a trade), ``reject_next_trigger``
+(REJECTED), ``stall_next_trigger`` (stays TRIGGERING), ``expire_algo_externally`` (EXPIRED); for
+the user data stream ``expire_listen_key`` and ``drop_user_connections``. ``requests`` records every request
 (method, path, parameters without the signature, status, code) for assertions. The API secret is
 only used to verify signatures: it is never logged or recorded.
 """
