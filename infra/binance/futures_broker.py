@@ -287,6 +287,8 @@ class BinanceFuturesBroker:
         waiting."""
         if not api_key or not api_secret:
             raise ValueError("live trading needs an API key and secret")
+        if not hasattr(Client, "futures_create_algo_order"):  # added in python-binance 1.0.33
+            raise RuntimeError("python-binance >= 1.0.33 is required: protective orders use its algo order API")
         if working_type not in _WORKING_TYPES:
             raise ValueError(f"working_type must be one of {', '.join(_WORKING_TYPES)}")
         lev = int(settings.leverage if leverage is None else leverage)

@@ -15,8 +15,9 @@ How it follows Binance's documentation (USD-M "User Data Streams"):
   ``wss://fstream.binancefuture.com/private/ws?listenKey=<key>``).
 * ``listenKeyExpired`` ends the stream: a new key, a new connection. A connection lives at most
   24 hours; any close is followed by a reconnect with exponential back-off (with jitter).
-* After every reconnect, events may have been missed: an ``AccountStreamEvent(gap=True)`` asks
-  the broker to reconcile over REST (the fallback), before newer events are applied.
+* After every connect, events may have been missed (while disconnected, or before the first
+  connect): an ``AccountStreamEvent(gap=True)`` asks the broker to reconcile over REST (the
+  fallback), before newer events are applied.
 
 Thread model: one daemon thread runs an asyncio loop for the websocket; every event goes to
 ``sink`` (the engine's input queue) as an ``AccountStreamEvent``. The broker is never touched
@@ -37,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.config import BinanceEndpoints
-from core.feed import AccountStreamEvent, FeedStatus
+from core.feed import AccountStreamEvent
 
 __all__ = ["UserDataStream", "user_stream_url"]
 
@@ -79,6 +80,7 @@ class UserDataStream:
         self._stop = threading.Event()
         self._ws: Any = None
         self.listen_key: str | None = None
+        self.state = "connecting"
         # counters (shown in tests and status)
         self.connects = 0
         self.events = 0
@@ -123,7 +125,10 @@ class UserDataStream:
             self._loop = None
 
     def _status(self, state: str, detail: str = "") -> None:
-        self._emit(FeedStatus(self.source, state, detail=detail, time_ms=int(time.time() * 1000)))
+        """Logged, not sent to the engine: connection events there describe the market feed (the
+        UI shows the latest one as the feed's state)."""
+        self.state = state
+        (log.info if state in ("connected", "stopped") else log.warning)("%s %s: %s", self.source, state, detail)
 
     def _emit(self, ev: Any) -> None:
         assert self._sink is not None
@@ -133,7 +138,6 @@ class UserDataStream:
         from websockets.asyncio.client import connect
 
         attempt = 0
-        first = True
         while not self._stop.is_set():
             try:
                 key = await asyncio.to_thread(self._new_key)
@@ -143,9 +147,9 @@ class UserDataStream:
                     self.connects += 1
                     attempt = 0
                     self._status("connected", f"user data stream (key {key[:6]}...)")
-                    if not first:  # events may have been missed while disconnected
-                        self._emit(AccountStreamEvent("", {}, int(time.time() * 1000), gap=True))
-                    first = False
+                    # events may have been missed before this connection (while disconnected, or
+                    # between the engine's start-up reconcile and the first connect): reconcile
+                    self._emit(AccountStreamEvent("", {}, int(time.time() * 1000), gap=True))
                     keepalive = asyncio.ensure_future(self._keepalive(ws, key))
                     try:
                         await self._read(ws)
