@@ -829,10 +829,12 @@ class BinanceFuturesBroker:
         assert p is not None
         rules = self._rules()
         exit_side = p.side.exit_order_side.value
+        # The open list, not a query by clientAlgoId: after a dead order the id exists twice on
+        # the exchange (the dead one and, maybe, its replacement), and only an open one protects.
+        open_ids = {o.get("clientAlgoId") for o in self._open_algo_orders()}
         for kind, otype, level in (("sl", "STOP_MARKET", p.stop_price), ("tp", "TAKE_PROFIT_MARKET", p.target_price)):
             cid = self._entry_order_id + kind
-            found = self._lookup_algo(cid)
-            if found is not None and found.get("algoStatus") == "NEW":
+            if cid in open_ids:
                 continue
             params = {"symbol": self.symbol, "side": exit_side, "type": otype, "algoType": "CONDITIONAL",
                       "triggerPrice": _fmt(rules.round_price(level)), "closePosition": "true",
@@ -841,6 +843,11 @@ class BinanceFuturesBroker:
                          lambda cid=cid: self._live_algo(cid))
 
     def _live_algo(self, cid: str) -> dict[str, Any] | None:
+        """The order ``cid`` if it was placed and is alive (open, or triggered just now): the
+        open list first, then a query, never one already known dead."""
+        for o in self._open_algo_orders():
+            if o.get("clientAlgoId") == cid:
+                return o
         o = self._lookup_algo(cid)
         if o is None or o.get("algoStatus") in ("CANCELED", "EXPIRED", "REJECTED", "FINISHED"):
             return None

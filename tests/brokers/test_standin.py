@@ -105,3 +105,57 @@ def test_requests_are_recorded_without_the_signature_or_credentials(server: Futu
     rec = [r for r in server.requests if r.path == "/fapi/v1/order"][-1]
     assert rec.params["newClientOrderId"] == "abc" and "signature" not in rec.params
     assert API_KEY not in repr(server.requests) and API_SECRET not in repr(server.requests)
+
+
+# ------------------------------------------------------------------ 2026 rules (user data stream, modes)
+def test_listen_key_lives_sixty_minutes_unless_kept_alive(server: FuturesStandIn) -> None:
+    """Start/Keepalive User Data Stream: valid 60 minutes after creation, a PUT extends it by 60
+    minutes, a POST on an account with an active key returns that key; gone: -1125."""
+    c = client(server)
+    key = c.futures_stream_get_listen_key()
+    assert c.futures_stream_get_listen_key() == key  # the active key, extended
+    server.clock_skew_ms = 59 * 60_000
+    c.futures_stream_keepalive(listenKey=key)  # extends to 59 + 60 minutes
+    server.clock_skew_ms = 118 * 60_000
+    c.futures_stream_keepalive(listenKey=key)
+    server.clock_skew_ms = 179 * 60_000  # 61 minutes after the last keepalive
+    assert code_of(c.futures_stream_keepalive, listenKey=key) == -1125
+    assert c.futures_stream_get_listen_key() != key  # a new one
+    unsigned = Client(None, None, ping=False)
+    unsigned.FUTURES_URL = server.base_url
+    with pytest.raises(BinanceAPIException) as info:
+        unsigned.futures_stream_get_listen_key()
+    assert info.value.code == -2014  # USER_STREAM endpoints still need the API key
+
+
+def test_expired_key_ends_the_stream_with_the_documented_event(server: FuturesStandIn) -> None:
+    """A key not kept alive for 60 minutes: ``listenKeyExpired`` is sent and the stream closes."""
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+
+    key = client(server).futures_stream_get_listen_key()
+
+    async def go() -> list[dict]:
+        got = []
+        async with connect(f"{server.user_ws_url}ws?listenKey={key}", open_timeout=5) as ws:
+            server.clock_skew_ms = 60 * 60_000 + 1000
+            async for raw in ws:
+                got.append(json.loads(raw))
+        return got
+
+    msgs = asyncio.run(asyncio.wait_for(go(), 10))
+    assert [m["e"] for m in msgs] == ["listenKeyExpired"] and msgs[0]["listenKey"] == key
+
+
+def test_account_modes(server: FuturesStandIn) -> None:
+    c = client(server)
+    assert c.futures_get_position_mode() == {"dualSidePosition": False}
+    assert c.futures_get_multi_assets_mode() == {"multiAssetsMargin": False}
+    server.dual_side, server.multi_assets = True, True
+    assert c.futures_get_position_mode() == {"dualSidePosition": True}
+    assert code_of(buy, c=c, qty="0.1") == -4061  # no positionSide in hedge mode
+    assert code_of(c.futures_change_margin_type, symbol=SYMBOL, marginType="ISOLATED") == -4168
+    server.dual_side = False
+    assert code_of(buy, c=c, qty="0.1", positionSide="LONG") == -4061  # LONG/SHORT only in hedge mode
