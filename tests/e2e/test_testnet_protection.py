@@ -155,3 +155,16 @@ def test_ten_day_old_position_closed_while_down_is_recorded_truly(
     assert len(windows) >= 2, "ten days are read in (at least) two 7-day windows"
     assert all(int(r.params["endTime"]) - int(r.params["startTime"]) <= 7 * DAY and r.status == 200 for r in windows)
     assert p2.terminate() == 0, p2.tail()
+
+
+def test_hedge_mode_account_is_refused_at_start(plan: SignalPlan, servers: Servers, launch, tmp_path: Path) -> None:
+    """A hedge-mode account would answer -4061 to every order: the process refuses to start,
+    with the reason on one line, before sending anything that changes the account."""
+    servers.trading.dual_side = True
+    proc = launch("hedge", [*ARGS, "--testnet", "--journal", str(tmp_path / "j.sqlite")],
+                  servers.env(tmp_path / "data"))
+    assert proc.wait(60) == 2, proc.tail()
+    line = [x for x in proc.stderr().splitlines() if x.startswith("error:")]
+    assert len(line) == 1 and "hedge mode" in line[0] and "one-way mode" in line[0], proc.tail()
+    assert "Traceback" not in proc.stderr()
+    assert not [r for r in servers.trading.requests if r.method in ("POST", "PUT", "DELETE")]
