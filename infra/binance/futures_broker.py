@@ -1015,8 +1015,9 @@ class BinanceFuturesBroker:
         if res is not None:
             return res
         exit_side = p.side.exit_order_side.value
-        trades = [t for t in self._trades_between(p.entry_time, self._now_ms())
-                  if t.get("side") == exit_side and int(t["orderId"]) != self._entry_exchange_id]
+        trades = self._closing_trades(
+            [t for t in self._trades_between(p.entry_time, self._now_ms())
+             if t.get("side") == exit_side and int(t["orderId"]) != self._entry_exchange_id], p.qty)
         if trades:
             reason = FillReason.FLATTEN
             last = self._lookup_order_by_id(int(trades[-1]["orderId"]))
@@ -1034,6 +1035,19 @@ class BinanceFuturesBroker:
         self._cancel_all_orders()
         return self._finish_exit([{"qty": p.qty, "price": mark, "commission": "0", "time": int(_time.time() * 1000)}],
                                  FillReason.FLATTEN)
+
+    def _closing_trades(self, rows: list[dict[str, Any]], qty: float) -> list[dict[str, Any]]:
+        """The exit-side trades (oldest first) that closed ``qty``: later ones belong to whatever
+        was traded on the symbol after our position was gone."""
+        out: list[dict[str, Any]] = []
+        done = Decimal(0)
+        need = _dec(qty) - (self._rules().step / 2 if self.rules is not None else Decimal(0))
+        for t in rows:
+            out.append(t)
+            done += _dec(t["qty"])
+            if done >= need:
+                break
+        return out
 
     def _finish_exit(self, trades: list[dict[str, Any]], reason: FillReason,
                      suffix: str | None = None) -> tuple[Fill, Trade]:

@@ -221,3 +221,22 @@ def test_trigger_grace_is_measured_on_the_exchange_clock(server: FuturesStandIn)
     server.clock_skew_ms = 120_000
     b.sync_time()
     assert abs(b._now_ms() - server.now_ms()) < 1000
+
+
+def test_outside_close_takes_only_the_closing_trades(server: FuturesStandIn) -> None:
+    """Trades on the symbol after our position was closed (someone opened and closed another one)
+    are not part of our exit."""
+    h = _open_long(server)
+    b = h.broker
+    qty = b.position.qty
+    server.jump(2010.0)
+    server.close_position_externally()
+    close = server.trades[-1]
+    server.jump(2030.0)
+    server.open_position_externally("BUY", 0.5)
+    server.jump(2050.0)
+    server.close_position_externally()  # another SELL, later
+    findings = b.reconcile()
+    fill = findings[0].fill
+    assert fill is not None and fill.price == 2010.0 and fill.qty == pytest.approx(qty)
+    assert fill.fee == pytest.approx(float(close["commission"]))
