@@ -446,11 +446,11 @@ class Engine:
             check(ev.source)
         except Exception as exc:  # noqa: BLE001 - the broker's refusal, reported as an error event
             self.refused_candles += 1
-            if self.refused_candles <= 3 or self.refused_candles % 1000 == 0:
+            if self.refused_candles <= 3 or self.refused_candles % 1000 == 0:  # visible, not a flood
                 log.error("%s (%d refused)", exc, self.refused_candles)
-            self._buffer.append(ErrorEvent(**self._env("refused", uuid.uuid4().hex), symbol=ev.symbol,
-                                           interval=ev.interval, strategy=slot.spec.strategy, source="broker",
-                                           message=str(exc)))
+                self._buffer.append(ErrorEvent(**self._env("refused", uuid.uuid4().hex), symbol=ev.symbol,
+                                               interval=ev.interval, strategy=slot.spec.strategy, source="broker",
+                                               message=f"{exc} ({self.refused_candles} refused so far)"))
             return True
         return False
 
