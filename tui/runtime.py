@@ -160,6 +160,7 @@ class Runtime:
         if self.trading_mode == "paper":
             return
         from infra.binance.errors import AccountModeUnsupported, BinanceError
+        from infra.settings import LiveTradingRefused
 
         for session in self.engine.sessions.values():
             start = getattr(session.broker, "start", None)
@@ -167,9 +168,9 @@ class Runtime:
                 continue
             try:
                 start()
-            except AccountModeUnsupported as e:
+            except AccountModeUnsupported as e:  # the account must change: a refusal, exit 2
                 self.journal.close()
-                raise ValueError(str(e)) from None
+                raise LiveTradingRefused(str(e)) from None
             except BinanceError as e:
                 log.warning("could not prepare the %s broker yet (%s); it retries on the first candle", session.key, e)
 

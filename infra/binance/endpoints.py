@@ -57,6 +57,7 @@ _SCHEMES = {"rest": ("http", "https"), "ws": ("ws", "wss")}
 #: (Binance developer docs, "Market Data Streams": "This fails silently rather than erroring").
 FUTURES_WS_HOSTS = frozenset({"fstream.binance.com", "fstream.binancefuture.com"})
 FUTURES_MARKET_ROUTE = "/market"
+FUTURES_PRIVATE_ROUTE = "/private"  # user data (python-binance >= 1.0.36 futures_user_socket)
 
 #: REST request timeout (seconds) for clients built here; python-binance's default is 10 s too,
 #: stated explicitly because a hung request would stall a backfill.
@@ -85,6 +86,13 @@ def _normalise(field: str, value: object, origin: str) -> str:
             f"{origin}: {field} {url!r} is a retired or wrong route for klines: Binance serves USD-M "
             f"futures klines only under {FUTURES_MARKET_ROUTE} since 2026-04-23 (Important WebSocket "
             f"Change Notice); use {parts.scheme}://{parts.netloc}{FUTURES_MARKET_ROUTE}/"
+        )
+    if field == "futures_user_ws" and (parts.hostname or "") in FUTURES_WS_HOSTS \
+            and not (parts.path.rstrip("/") + "/").startswith(FUTURES_PRIVATE_ROUTE + "/"):
+        raise ValueError(
+            f"{origin}: {field} {url!r} is a retired or wrong route for the user data stream: Binance "
+            f"serves it under {FUTURES_PRIVATE_ROUTE} (Important WebSocket Change Notice); use "
+            f"{parts.scheme}://{parts.netloc}{FUTURES_PRIVATE_ROUTE}/"
         )
     return url.rstrip("/") if kind == "rest" else url.rstrip("/") + "/"
 

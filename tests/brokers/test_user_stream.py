@@ -186,3 +186,12 @@ def test_legacy_route_is_closed(server: FuturesStandIn) -> None:
 
     with pytest.raises(InvalidStatus):
         asyncio.run(go())
+
+
+def test_legacy_user_stream_base_is_refused_at_configuration() -> None:
+    from infra.binance.endpoints import resolve_endpoints
+
+    with pytest.raises(ValueError, match="/private"):
+        resolve_endpoints({"futures_user_ws": "wss://fstream.binance.com/"}, {})
+    e = resolve_endpoints({}, {"TRADECONSOLE_BINANCE_FUTURES_USER_WS": "wss://fstream.binance.com/private"})
+    assert e.futures_user_ws == "wss://fstream.binance.com/private/"
