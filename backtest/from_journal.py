@@ -5,10 +5,16 @@ the same metric code, from what the engine journalled: candle events give the ba
 events the equity curve, fill events the fills and round trips, and the session state the
 position still open. Because it reads only the journal, the summary also covers runs that were
 interrupted and resumed.
+
+Streaming: the journal is read in chunks and only what the metrics need is kept, in compact
+typed arrays (8 bytes a bar for times, closes and equity), so a multi-year run is summarised in
+a few tens of MB, not the run's whole event payloads.
 """
 
 from __future__ import annotations
 
+from array import array
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -24,18 +30,22 @@ from infra.journal import Journal
 __all__ = ["result_from_journal"]
 
 
-def _ms(iso: str) -> int:
-    from datetime import datetime
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
 
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+def _ms(iso: str) -> int:
+    """Epoch ms of an ISO time, in integers (``timestamp() * 1000`` can round .999 down)."""
+    return (datetime.fromisoformat(iso.replace("Z", "+00:00")) - _EPOCH) // _MS
 
 
 def result_from_journal(journal: Journal, run_id: str, spec: SessionSpec) -> BacktestResult:
+    """The run's ``BacktestResult`` for one session, rebuilt by streaming the journal."""
     key = (spec.symbol, spec.interval, spec.strategy)
-    open_time: list[int] = []
-    close: list[float] = []
-    equity: list[float] = []
-    in_pos: list[bool] = []
+    open_time = array("q")
+    close = array("d")
+    equity = array("d")
+    in_pos = array("b")
     fills: list[Fill] = []
     trades: list[Trade] = []
     for _, e in journal.events(run_id=run_id, types=("candle", "equity", "fill"), session=key):
@@ -45,7 +55,7 @@ def result_from_journal(journal: Journal, run_id: str, spec: SessionSpec) -> Bac
             close.append(float(e["close"]))
         elif t == "equity" and len(equity) < len(open_time):  # one equity point per closed candle
             equity.append(float(e["equity"]))
-            in_pos.append(bool(e.get("in_position")))
+            in_pos.append(1 if e.get("in_position") else 0)
         elif t == "fill":
             fills.append(Fill(_ms(e["fill_time"]), e["symbol"], OrderSide(e["side"]), float(e["price"]),
                               float(e["qty"]), float(e["fee"]), FillReason(e["reason"]), e["order_id"]))
@@ -64,8 +74,9 @@ def result_from_journal(journal: Journal, run_id: str, spec: SessionSpec) -> Bac
     fm = FILL_MODELS[spec.model]
     return BacktestResult(
         symbol=spec.symbol, interval=spec.interval, strategy=make_strategy(spec.strategy, **spec.params), model=fm,
-        settings=spec.broker, run_id=run_id, open_time=np.asarray(open_time, dtype=np.int64),
-        close=np.asarray(close), equity=np.asarray(equity), in_position=np.asarray(in_pos, dtype=bool),
+        settings=spec.broker, run_id=run_id, open_time=np.frombuffer(open_time, dtype=np.int64).copy(),
+        close=np.frombuffer(close, dtype=np.float64).copy(), equity=np.frombuffer(equity, dtype=np.float64).copy(),
+        in_position=np.frombuffer(in_pos, dtype=np.int8).astype(bool),
         fills=fills, trades=trades, fees_paid=sum(f.fee for f in fills), funding_paid=funding,
         open_position=open_position, indicator_settings=IndicatorSettings(rsi_smoothing=fm.rsi_smoothing),
     )

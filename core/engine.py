@@ -18,6 +18,12 @@ candle it processed. Candles up to that time only warm up the indicators (no tra
 so re-fed history can never open a position twice. Candles that arrive as REST backfill after an
 outage still run exits, but their entry signals are not acted on when they are older than one
 interval: they are too old to trade.
+
+Failure: a bad input is reported and the engine goes on, but when the engine itself cannot go on
+(the journal cannot write: disk full; a bug outside an input's handler) the thread ends, records
+the root cause in ``failure`` (one line), tries to journal it as a fatal error event and marks
+the run ``failed``. Runners turn ``failure`` into a non-zero exit so a supervisor restarts the
+process, which resumes from the journal.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from core.feed import AccountStreamEvent, CandleClosed, CandleUpdate, FeedAlarm,
 from core.indicators import IncrementalIndicators
 from core.risk import RiskGuard, RiskLimits
 from core.session import Broker, StrategySession
-from core.store import EventStore, SessionState
+from core.store import EventStore, SessionState, StoreError
 from core.strategies import make_strategy
 
 __all__ = [
@@ -175,6 +181,8 @@ class Engine:
         self.refused_candles = 0  # candles a live broker refused (not from the exchange's feed)
         self.processed_closed = 0
         self.finished_sources: set[str] = set()
+        #: why the engine thread ended on its own (one line), None while it runs or after a clean stop
+        self.failure: str | None = None
         self._broker_factory = broker_factory
         self.reconcile_every_s = 60.0
         self._next_reconcile = 0.0
@@ -202,9 +210,15 @@ class Engine:
 
     def feed(self, event: MarketEvent) -> None:
         """MarketSink for sources. Blocks only when the input queue is full (backpressure on the
-        source's thread), never drops a closed candle."""
+        source's thread), never drops a closed candle while the engine runs. After the engine
+        failed nothing will process the input: it returns instead of blocking the source forever."""
         self._idle.clear()
-        self._inputs.put(event)
+        while self.failure is None:
+            try:
+                self._inputs.put(event, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def send(self, command: Command) -> None:
         self._idle.clear()
@@ -223,8 +237,12 @@ class Engine:
             return
         self.send(Shutdown())
         self._thread.join(timeout)
-        if self.journal is not None:
-            self.journal.end_run(self.run_id, "stopped")
+        if self.journal is not None and self.failure is None:
+            try:
+                self.journal.end_run(self.run_id, "stopped")
+            except StoreError as exc:  # the last write of a clean stop failed: still a failure
+                self.failure = str(exc)
+                log.error("%s", exc)
 
     def join(self, timeout: float | None = None) -> bool:
         if self._thread is not None:
@@ -290,9 +308,9 @@ class Engine:
 
     # ------------------------------------------------------------------ thread
     def _run(self) -> None:
-        self._flush()
-        self._reconcile()
         try:
+            self._flush()
+            self._reconcile()
             while True:
                 if self._clock() >= self._next_reconcile:
                     self._reconcile()
@@ -325,8 +343,34 @@ class Engine:
                         break
                     self._guard(self._handle_market, ev, flush=False)
                 self._flush()
+        except BaseException as exc:  # noqa: BLE001 - the thread ends here; say why, once, loudly
+            self._fail(exc)
         finally:
             self._idle.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Record why the engine stopped: ``failure`` (the root cause, one line), a log line, and
+        where the journal still accepts a write, a fatal error event and the run marked failed."""
+        if isinstance(exc, StoreError):
+            cause = str(exc)  # already "journal write failed: <sqlite's reason> (<path>)"
+            log.error("engine stopped: %s", cause)
+        else:
+            cause = f"engine failed: {type(exc).__name__}: {exc}"
+            log.error("engine stopped: %s", cause[:2000], exc_info=exc)
+        cause = " ".join(cause.split())
+        self.failure = cause if len(cause) <= 500 else cause[:497] + "..."
+        self._buffer.clear()
+        self._dirty.clear()
+        if self.journal is None:
+            return
+        ev = ErrorEvent(**self._env("fatal", uuid.uuid4().hex), source="engine", message=self.failure, fatal=True)
+        try:
+            self.journal.commit([ev])
+            self.journal.end_run(self.run_id, "failed")
+        except Exception as again:  # noqa: BLE001 - e.g. still full: the cause is already known
+            log.warning("could not record the engine failure in the journal: %s", again)
+            return
+        self._deliver([ev])
 
     def _drain_inputs(self) -> None:
         while True:

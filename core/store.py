@@ -11,7 +11,16 @@ from typing import Any, Protocol
 
 from core.events import Event
 
-__all__ = ["EventStore", "SessionState"]
+__all__ = ["EventStore", "SessionState", "StoreError"]
+
+
+class StoreError(Exception):
+    """A durable-store failure whose message already names the root cause in one line.
+
+    Why a ``core`` type: the engine must tell "the journal cannot write" (report exactly that and
+    stop, a supervisor restarts the process) from a bug (report with a traceback) without
+    importing the SQLite adapter. ``infra.journal.JournalError`` derives from it.
+    """
 
 
 @dataclass(frozen=True, slots=True)

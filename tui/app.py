@@ -141,9 +141,10 @@ class TradeConsoleApp(App[int]):
             try:
                 rt = await asyncio.to_thread(self.runtime_factory, opts, confirm, [self.collector])
             except Exception as exc:  # noqa: BLE001 - every failure is shown, none is fatal to the UI
+                from infra.journal import JournalError
                 from infra.settings import ConfigError, LiveTradingRefused
 
-                if isinstance(exc, (LiveTradingRefused, ConfigError)):
+                if isinstance(exc, (LiveTradingRefused, ConfigError, JournalError)):
                     self.exit_message = f"tradeconsole: {exc}"
                     self.exit(2, return_code=2, message=self.exit_message)
                     return
@@ -451,5 +452,11 @@ def main(args: argparse.Namespace) -> int:
         app.run()
     finally:
         app.shutdown_runtime()
+    # an engine that died (journal full, broker failure) ends the console non-zero with its root
+    # cause, so a supervisor or script sees it even though the UI itself closed normally
+    failure = getattr(app.last_stopped, "failure", None)
+    if failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     return int(app.return_code or 0)
 

@@ -6,6 +6,12 @@ stops, queued candles are processed and journalled, sinks are flushed. With ``--
 ends when the data ends; ``--json`` then prints, per session, a summary with the same fields as
 ``tradeconsole backtest --json`` (rebuilt from the journal, so a resumed run is summarised whole).
 Restarting with the same ``--journal`` resumes where the previous run stopped.
+
+Exit codes (what a supervisor acts on): 0 a clean stop (signal, end of replay); 1 the engine
+failed while running (journal write failed, e.g. disk full; a broken broker): the root cause is
+the last line on stderr (``error: ...``) and restarting resumes from the journal; 2 refused to
+start (bad options, live trading not confirmed, journal in use by another process, damaged, or
+holding a run started with other options): restarting does not help until a person acts.
 """
 
 from __future__ import annotations
@@ -73,12 +79,13 @@ def _confirm_fn(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from tui.cli import UserError, check_engine_args
+    from tui.cli import EnvironmentFailure, UserError, check_engine_args
 
     if not args.headless:
         raise UserError("`tradeconsole run` needs --headless (the console is plain `tradeconsole`)")
     check_engine_args(args)
     _setup_logging()
+    from infra.journal import JournalError, JournalWriteError
     from tui.runtime import Runtime, options_from_args
 
     try:
@@ -86,7 +93,12 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:  # unknown strategy and the like: a mistake in the options
         raise UserError(str(exc)) from None
     # config, data and live-trading refusals are mapped to one `error:` line by tui.cli.main
-    runtime = Runtime(opts, confirm=_confirm_fn(args), extra_subscribers=[_log_event])
+    try:
+        runtime = Runtime(opts, confirm=_confirm_fn(args), extra_subscribers=[_log_event])
+    except JournalWriteError as exc:  # e.g. disk full at start: a restart helps once there is space
+        raise EnvironmentFailure(str(exc)) from None
+    except JournalError as exc:  # in use, damaged, another run's options: restarting cannot help
+        raise UserError(str(exc)) from None
 
     stop = threading.Event()
 
@@ -109,14 +121,21 @@ def main(args: argparse.Namespace) -> int:
             if opts.replay and source_name in engine.finished_sources and engine.wait_idle(0.2):
                 break
             if not engine.alive:
-                log.error("engine thread ended unexpectedly")
-                break
+                break  # the engine failed: runtime.failure says why
             stop.wait(0.2)
     finally:
-        runtime.stop()
+        try:
+            runtime.stop()
+        except JournalError as exc:  # closing wrote to a journal that cannot take it any more
+            if runtime.failure is None:
+                engine.failure = str(exc)
+    failure = runtime.failure
     log.info("stopped", extra={"event": {"run_id": engine.run_id, "closed_candles": engine.processed_closed,
                                          "duplicates_skipped": engine.duplicates_skipped,
-                                         "invalid_skipped": engine.invalid_skipped}})
+                                         "invalid_skipped": engine.invalid_skipped, "failure": failure}})
+    if failure is not None:
+        # one line, last on stderr, the root cause: what `systemctl status` and a person see first
+        raise EnvironmentFailure(failure)  # tui.cli.main prints it as one `error:` line, exit 1
     if args.json:
         _print_summaries(runtime)
     return 0
@@ -128,7 +147,7 @@ def _print_summaries(runtime: Any) -> None:
     from backtest.report import to_json
     from infra.journal import Journal
 
-    journal = Journal(runtime.journal.path, sync="normal")
+    journal = Journal(runtime.journal.path, sync="normal", verify=False)  # just written and closed by this run
     try:
         for spec in runtime.specs:
             result = result_from_journal(journal, runtime.engine.run_id, spec)

@@ -44,6 +44,9 @@ class RuntimeOptions:
     #: once, like the live stream's REST warm-up; they are never traded). 0 for headless replays,
     #: which must give exactly the backtest's fills from the first candle.
     replay_warmup: int = 0
+    #: open-candle ticks kept per run in the journal (older ones are deleted once shipped);
+    #: None keeps every tick
+    keep_candle_updates: int | None = 20_000
 
 
 def parse_strategy_specs(values: list[str] | None, interval: str | None) -> list[tuple[str, str]]:
@@ -85,17 +88,29 @@ class Runtime:
         self.specs = [SessionSpec(opts.symbol, iv, name, model=opts.fill_model,
                                   broker=BrokerSettings(initial_cash=cash), risk=self.settings.risk)
                       for name, iv in opts.strategies]
+        # what makes a run the same run: resuming with any of these changed would silently ignore it
+        identity = {"symbol": opts.symbol, "sessions": sorted(s.key for s in self.specs), "fill_model": opts.fill_model,
+                    "cash": cash}
         self.journal = self._open_journal()
-        self.engine = Engine(self.specs, mode=self.trading_mode, journal=self.journal,
-                             broker_factory=self._broker_factory(), config=self.public_config())
-        self._check_live_account()
-        self.user_stream: Any = None
-        self.sinks: list[Any] = []
-        self._viewers = list(extra_subscribers or [])
-        for fn in self._viewers:
-            self.engine.subscribe(fn)
-        self._add_sinks()
-        self.source: MarketDataSource = self._make_source()
+        try:
+            restored = next((st.run_id for s in self.specs if (st := self.journal.session_state(s.key)) is not None), None)
+            if restored is not None:
+                self.journal.check_resume(restored, self.trading_mode, identity)
+            self.engine = Engine(self.specs, mode=self.trading_mode, journal=self.journal,
+                                 broker_factory=self._broker_factory(), config={**self.public_config(), "identity": identity})
+            self._check_live_account()
+            self.user_stream: Any = None
+            self.sinks: list[Any] = []
+            self._viewers = list(extra_subscribers or [])
+            for fn in self._viewers:
+                self.engine.subscribe(fn)
+            self._add_sinks()
+            # ticks are deleted only once every sink configured here has acknowledged them
+            self.journal.set_retention(opts.keep_candle_updates, hold_for=[_sink_name(s) for s in self.sinks])
+            self.source: MarketDataSource = self._make_source()
+        except BaseException:
+            self.journal.close()  # a refused start must not keep the writer lock
+            raise
         self._started = False
 
     def public_config(self) -> dict[str, Any]:
@@ -252,6 +267,11 @@ class Runtime:
                                   endpoints=resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet"))
 
     # ------------------------------------------------------------------ lifecycle
+    @property
+    def failure(self) -> str | None:
+        """Why the engine ended on its own (one line), or None: runners exit non-zero on it."""
+        return self.engine.failure
+
     def start(self) -> None:
         if self._started:
             return
@@ -277,7 +297,13 @@ class Runtime:
         finally:
             self.engine.stop(timeout)
             for shipper in getattr(self, "shippers", []):
-                if not shipper.stop(max(timeout, 30.0)):
+                try:
+                    done = shipper.stop(max(timeout, 30.0))
+                except Exception as exc:  # noqa: BLE001 - e.g. the cursor write hit a full disk
+                    log.warning("%s: stopping the shipper failed (%s); the next start resends from the journal "
+                                "cursor", shipper.name, exc)
+                    continue
+                if not done:
                     log.warning("%s: not every event was acknowledged before shutdown; the next start resends "
                                 "from the journal", shipper.name)
             for sink in self.sinks:
