@@ -130,8 +130,8 @@ class JournalWriteError(JournalError):
     """A write failed (disk full, I/O error); the message carries SQLite's root cause and the path."""
 
 
-def _recover_hint(path: Path) -> str:
-    return (f"move it aside (mv {path} {path}.broken) to start a new journal there, "
+def _recover_hint(path: Path, capital: bool = False) -> str:
+    return (f"{'M' if capital else 'm'}ove it aside (mv {path} {path}.broken) to start a new journal there, "
             f"or start with --journal NEWPATH")
 
 
@@ -275,17 +275,17 @@ class Journal:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=5000")
-            db.execute("PRAGMA journal_mode=WAL")
             if check:
                 problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
                 if problems != ["ok"]:
-                    raise JournalDamaged(f"journal {self.path} is damaged (integrity check: {problems[0][:160]}); "
-                                         f"it is not resumed. {_recover_hint(self.path).capitalize()}; "
+                    raise JournalDamaged(f"journal {self.path} is damaged (integrity check: {' '.join(str(problems[0]).split())[:160]}); "
+                                         f"it is not resumed. {_recover_hint(self.path, capital=True)}; "
                                          f"`sqlite3 {self.path} .recover` can salvage what is readable")
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and not {"events", "runs", "sessions"} <= tables:
                 raise JournalDamaged(f"{self.path} is an SQLite database but not a tradeconsole journal (tables: "
                                      f"{', '.join(sorted(tables))[:120]}); {_recover_hint(self.path)}")
+            db.execute("PRAGMA journal_mode=WAL")  # only once it is known to be a journal: this writes
             db.executescript(_SCHEMA)  # adds what older journals lack; a no-op otherwise
         except JournalError:
             db.close()
@@ -295,7 +295,7 @@ class Journal:
             if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
                 raise _write_error(exc, self.path) from exc
             raise JournalDamaged(f"journal {self.path} cannot be read ({exc}); it is not resumed. "
-                                 f"{_recover_hint(self.path).capitalize()}") from exc
+                                 f"{_recover_hint(self.path, capital=True)}") from exc
         return db
 
     # ------------------------------------------------------------------ writing
@@ -386,16 +386,17 @@ class Journal:
         return dup
 
     # ------------------------------------------------------------------ retention
-    def set_retention(self, keep_updates: int | None, hold_for: Iterable[str] = ()) -> None:
+    def set_retention(self, keep_updates: int | None, hold_for: Iterable[str] = (), *,
+                      background: bool = True) -> None:
         """Keep only the newest ``keep_updates`` open-candle ticks per run (None: keep all), never
         deleting one a sink named in ``hold_for`` (its shipper cursor) has not acknowledged.
-        Compaction runs on a background thread with its own connection, in transactions of at
+        Retention applies to the runs in ``runs`` (every engine run begins there). Compaction runs on a background thread with its own connection, in transactions of at
         most a few thousand rows, so the engine's commits wait milliseconds at most."""
         if keep_updates is not None and keep_updates < 0:
             raise ValueError("keep_updates must be >= 0")
         self.keep_updates = keep_updates
         self.hold_for = tuple(hold_for)
-        if keep_updates is not None and self._compactor is None:
+        if background and keep_updates is not None and self._compactor is None:
             self._compact_wake.set()  # a resumed journal may already hold more than it should
             self._compactor = threading.Thread(target=self._compact_loop, name="journal-compactor", daemon=True)
             self._compactor.start()
