@@ -196,10 +196,12 @@ class Journal:
     """Append-only event store plus per-session state; safe to read from other threads.
 
     ``verify=False`` skips the integrity check (only for a journal this process just wrote and
-    closed, e.g. the headless summary); the lock and format checks always run.
+    closed, e.g. the headless summary); the lock and format checks always run. ``readonly=True``
+    is for inspecting a journal another process may be writing (tools, tests): no lock, no
+    creation, every write refused by SQLite.
     """
 
-    def __init__(self, path: str | Path, sync: str = "full", *, verify: bool = True) -> None:
+    def __init__(self, path: str | Path, sync: str = "full", *, verify: bool = True, readonly: bool = False) -> None:
         if sync not in ("full", "normal"):
             raise ValueError("sync must be 'full' or 'normal'")
         self.path = Path(path)
@@ -212,6 +214,15 @@ class Journal:
         self.keep_updates: int | None = None
         self.hold_for: tuple[str, ...] = ()
         self._since_compact = 0
+        self._sync = sync
+        if readonly:
+            self._lock_key = ""
+            if not self.path.is_file():
+                raise JournalDamaged(f"journal {self.path} does not exist")
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout=5000")
+            return
         self._lock_key, first = _acquire_lock(self.path)
         try:
             if first:
@@ -220,7 +231,6 @@ class Journal:
         except BaseException:
             _release_lock(self._lock_key)
             raise
-        self._sync = sync
         self._db.execute(f"PRAGMA synchronous={sync.upper()}")
 
     # ------------------------------------------------------------------ opening
@@ -595,8 +605,13 @@ class Journal:
         self._compact_wake.set()
         if self._compactor is not None:
             self._compactor.join(10)
+            try:  # leave a closed journal exactly at its bound (the thread compacts in steps)
+                self.compact_now()
+            except sqlite3.Error as exc:
+                log.warning("journal compaction at close skipped: %s (%s)", exc, self.path)
         try:
             with self._lock:
                 self._db.close()
         finally:
-            _release_lock(self._lock_key)
+            if self._lock_key:
+                _release_lock(self._lock_key)

@@ -222,6 +222,19 @@ def test_second_writer_is_refused_naming_the_holder_and_sigkill_releases(tmp_pat
     j.close()
 
 
+def test_readonly_inspection_needs_no_lock(tmp_path):
+    journal = tmp_path / "j.sqlite"
+    w = Journal(journal, sync="normal")
+    w.commit([_audit(0)])
+    holder_running = subprocess.run(
+        [sys.executable, "-c", "import sys; from infra.journal import Journal; "
+         "j = Journal(sys.argv[1], readonly=True); print(j.count()); j.set_cursor('x', 1)", str(journal)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert holder_running.stdout.strip() == "1"  # read while another process holds the writer lock
+    assert "JournalWriteError" in holder_running.stderr and "readonly" in holder_running.stderr
+    w.close()
+
+
 def test_same_process_opens_share_the_lock(tmp_path):
     a = Journal(tmp_path / "j.sqlite")
     b = Journal(tmp_path / "j.sqlite")  # e.g. the shipper's own connection
