@@ -420,3 +420,13 @@ def test_headless_summary_and_journal_with_retention_match_the_backtest(tmp_path
     assert counts["candle_update"] <= 20_000 < 4 * 9504  # ticks bounded by the default retention
     assert counts["candle"] == counts["equity"] == 9504  # the audit trail in full
     assert dict(db.execute("SELECT type, deleted FROM compacted").fetchall())["candle_update"] >= 4 * 9504 - 20_000
+
+
+def test_lock_file_names_the_holder_without_url_credentials(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/x/bin/tradeconsole", "run", "--headless", "--elasticsearch",
+                                      "https://elastic:s3cret-pw@es.example:9200", "--journal", "j"])
+    j = Journal(tmp_path / "j.sqlite")
+    text = (tmp_path / "j.sqlite.lock").read_text()
+    j.close()
+    assert text.startswith(f"pid {os.getpid()} (tradeconsole run --headless --elasticsearch https://***@es.example")
+    assert "s3cret" not in text and "elastic:" not in text
