@@ -23,7 +23,6 @@ from backtest.runner import BacktestResult
 from core.broker import FILL_MODELS
 from core.domain import Fill, FillReason, OrderSide, Trade
 from core.engine import SessionSpec
-from core.indicators import IndicatorSettings
 from core.strategies import make_strategy
 from infra.journal import Journal
 
@@ -78,5 +77,5 @@ def result_from_journal(journal: Journal, run_id: str, spec: SessionSpec) -> Bac
         close=np.frombuffer(close, dtype=np.float64).copy(), equity=np.frombuffer(equity, dtype=np.float64).copy(),
         in_position=np.frombuffer(in_pos, dtype=np.int8).astype(bool),
         fills=fills, trades=trades, fees_paid=sum(f.fee for f in fills), funding_paid=funding,
-        open_position=open_position, indicator_settings=IndicatorSettings(rsi_smoothing=fm.rsi_smoothing),
+        open_position=open_position, indicator_settings=fm.indicator_settings(),
     )
