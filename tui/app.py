@@ -456,7 +456,8 @@ def main(args: argparse.Namespace) -> int:
     # cause, so a supervisor or script sees it even though the UI itself closed normally
     failure = getattr(app.last_stopped, "failure", None)
     if failure:
-        print(f"error: {failure}", file=sys.stderr)
-        return 1
+        from tui.cli import EnvironmentFailure
+
+        raise EnvironmentFailure(failure)  # tui.cli.main prints it as one `error:` line, exit 1
     return int(app.return_code or 0)
 

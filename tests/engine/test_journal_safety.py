@@ -4,6 +4,7 @@ bounded growth and streaming summaries (9/Build 8)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import resource
@@ -152,7 +153,7 @@ def test_engine_death_records_the_cause_and_never_blocks_the_source(tmp_path, ca
 
 def test_console_exits_nonzero_with_the_engines_root_cause(monkeypatch, capsys):
     import tui.app as app_mod
-    from tui.cli import build_parser
+    import tui.cli as cli
 
     class FakeRuntime:
         failure = "journal write failed: database or disk is full (/x/journal.sqlite)"
@@ -169,8 +170,14 @@ def test_console_exits_nonzero_with_the_engines_root_cause(monkeypatch, capsys):
         def shutdown_runtime(self):
             pass
 
+    class TTY(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
     monkeypatch.setattr(app_mod, "TradeConsoleApp", FakeApp)
-    assert app_mod.main(build_parser().parse_args([])) == 1
+    monkeypatch.setattr(sys, "stdin", TTY())
+    monkeypatch.setattr(sys, "stdout", TTY())
+    assert cli.main([]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {FakeRuntime.failure}"
 
 
