@@ -88,6 +88,15 @@ class Runtime:
         self.specs = [SessionSpec(opts.symbol, iv, name, model=opts.fill_model,
                                   broker=BrokerSettings(initial_cash=cash), risk=self.settings.risk)
                       for name, iv in opts.strategies]
+        if self.trading_mode != "paper" and len(self.specs) > 1:
+            # one Binance account holds one position per symbol (one-way mode): two sessions would
+            # cancel each other's protective orders and both read every fill of the symbol
+            from infra.settings import LiveTradingRefused
+
+            raise LiveTradingRefused(
+                f"{self.trading_mode} trading runs one strategy per symbol, got "
+                f"{', '.join(s.key for s in self.specs)}: the exchange keeps one {opts.symbol} position "
+                "for the account; run the others in paper mode")
         # what makes a run the same run: resuming with any of these changed would silently ignore it
         identity = {"symbol": opts.symbol, "sessions": sorted(s.key for s in self.specs), "fill_model": opts.fill_model,
                     "cash": cash}
@@ -174,7 +183,7 @@ class Runtime:
         unreachable) are retried lazily by the broker, as before."""
         if self.trading_mode == "paper":
             return
-        from infra.binance.errors import AccountModeUnsupported, BinanceError
+        from infra.binance.errors import AccountModeUnsupported, AuthenticationFailed, BinanceError
         from infra.settings import LiveTradingRefused
 
         for session in self.engine.sessions.values():
@@ -186,6 +195,10 @@ class Runtime:
             except AccountModeUnsupported as e:  # the account must change: a refusal, exit 2
                 self.journal.close()
                 raise LiveTradingRefused(str(e)) from None
+            except AuthenticationFailed as e:  # a wrong or revoked key never heals by retrying
+                self.journal.close()
+                raise LiveTradingRefused(f"the exchange refused the API key: {e} (check BINANCE_API_KEY/"
+                                         "BINANCE_API_SECRET, the key's futures permission and IP whitelist)") from None
             except BinanceError as e:
                 log.warning("could not prepare the %s broker yet (%s); it retries on the first candle", session.key, e)
 
