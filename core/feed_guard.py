@@ -120,7 +120,7 @@ def check_candle(candle: Candle, interval: str, now_ms: int, *, last_close: floa
     if (last_close is not None and last_open_time is not None and last_close > 0
             and 0 <= t - last_open_time <= settings.band_intervals * step):
         band = settings.price_band
-        for price in (candle.open, candle.close):
+        for price in (candle.open, candle.high, candle.low, candle.close):  # a wick trips stops too
             if abs(price - last_close) > band * last_close:
                 return "price_band"
     return None

@@ -142,8 +142,9 @@ class KlineSequencer:
         self.last_valid = 0.0  # loop time of the last accepted message (degraded detection)
 
     def note_price(self, candle: Candle) -> None:
-        """Make an accepted candle the price band's reference (never a rejected one)."""
-        if self.ref_open is None or candle.open_time >= self.ref_open:
+        """Make an accepted closed candle the price band's reference (never a rejected one, and
+        never an open-candle update: a hostile stream could walk the reference away in steps)."""
+        if candle.closed and (self.ref_open is None or candle.open_time >= self.ref_open):
             self.ref_close, self.ref_open = candle.close, candle.open_time
 
     def is_old(self, open_time: int) -> bool:

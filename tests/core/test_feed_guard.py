@@ -74,6 +74,8 @@ def test_price_band_against_a_recent_reference_only():
     assert check_candle(candle(o=1.0, h=1.0, lo=1.0, c=1.0), "5m", NOW, **ref) == "price_band"  # the repro
     assert check_candle(candle(o=100.0, h=160.0, lo=99.0, c=155.0), "5m", NOW, **ref) == "price_band"
     assert check_candle(candle(o=100.0, h=146.0, lo=99.0, c=145.0), "5m", NOW, **ref) is None  # inside 50%
+    # a wick alone (open and close normal) trips paper stops and skews CCI: it is checked too
+    assert check_candle(candle(o=100.0, h=101.0, lo=1.0, c=100.5), "5m", NOW, **ref) == "price_band"
     wide = GuardSettings(price_band=0.6)
     assert check_candle(candle(o=100.0, h=160.0, lo=99.0, c=155.0), "5m", NOW, settings=wide, **ref) is None
     # a reference older than band_intervals: the market may really have moved, band re-anchors
