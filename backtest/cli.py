@@ -67,7 +67,12 @@ def main(args: argparse.Namespace) -> int:
         settings = BrokerSettings(initial_cash=args.cash, leverage=args.leverage, fee_rate=args.fee,
                                   slippage_bps=args.slippage_bps, funding_rate_8h=args.funding_rate)
     except ValueError as exc:
-        raise UserError(str(exc)) from None
+        msg = str(exc)
+        # name the flag the user typed, not the parameter it sets
+        for flag, name in (("--stop-loss", "stop_loss_pct"), ("--take-profit", "take_profit_pct")):
+            if getattr(args, flag[2:].replace("-", "_")) is not None and msg.startswith(name):
+                msg = msg.replace(name, flag)
+        raise UserError(msg) from None
     if args.trades_csv:
         check_output_file(args.trades_csv, "--trades-csv")
     from core.domain import parse_utc_ms
@@ -101,9 +106,13 @@ def main(args: argparse.Namespace) -> int:
     warmup = 0
     if start is not None or end is not None:
         # --from/--to select the traded window; earlier candles warm the indicators up
+        first, last = int(candles.open_time[0]), int(candles.open_time[-1])
         candles, warmup = window_with_warmup(candles, start, end)
         if len(candles) <= warmup:
-            raise UserError("no candles in the requested date range")
+            from core.domain import iso_ms
+
+            raise UserError(f"no candles in the requested date range: the data covers {iso_ms(first)[:16]} "
+                            f"to {iso_ms(last)[:16]} UTC")
     for line in report.skipped_rows[:20]:
         print(f"warning: skipped {clip(line, 300)}", file=sys.stderr)
     for after, nxt, missing in report.gaps[:20]:

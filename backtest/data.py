@@ -211,7 +211,10 @@ def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str
         first = fh.readline()
     if not first.strip():
         return CandleArrays.from_candles([])
-    colmap = _header_map(first)
+    try:
+        colmap = _header_map(first)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}; expected Binance public-data klines or a CSV with a header") from None
     header = colmap is not None
     if colmap is None:
         colmap = _PUBLIC

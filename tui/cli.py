@@ -142,6 +142,19 @@ def _symbol(value: str) -> str:
     return value.upper()
 
 
+def _journal_path(value: str) -> str:
+    """A journal file the user named: not a directory, and in a folder that exists (the default
+    journal's folder is created for the user; a typed path with a missing folder is a typo)."""
+    import os
+
+    if os.path.isdir(value):
+        raise argparse.ArgumentTypeError(f"{clip(value)!r} is a directory; give a file, e.g. {clip(value)}/journal.sqlite")
+    parent = os.path.dirname(value) or "."
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"{clip(value)!r}: directory {clip(parent)!r} does not exist")
+    return value
+
+
 _CASH = number("cash", 0, 1e12, low_open=True)
 
 
@@ -199,6 +212,8 @@ def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: s
             kw["default"] = argparse.SUPPRESS
         else:
             kw["default"] = default
+        if "metavar" not in kw and "choices" not in kw and kw.get("action") is None:
+            kw["metavar"] = dest.upper()  # not argparse's CONSOLE__SYMBOL from the prefixed dest
         p.add_argument(*flags, dest=prefix + dest, **kw)
 
     add("--strategy", dest="strategies", action="append", metavar="NAME[:INTERVAL]",
@@ -213,7 +228,8 @@ def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: s
         help="replay speed: candles per real interval (60 = an hour of 1m data per minute) or 'max'")
     add("--mode", dest="mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
     add("--cash", dest="cash", type=_CASH, default=10_000.0, help="paper starting balance in USDT (default 10000)")
-    add("--journal", dest="journal", metavar="PATH", help="journal database (default: in the data directory)")
+    add("--journal", dest="journal", metavar="PATH", type=_journal_path,
+        help="journal database (default: in the data directory)")
     add("--config", dest="config", metavar="PATH", help="config file (TOML, mode 0600 if it holds secrets)")
     add("--live", dest="live", action="store_true", default=False, help="trade real money on Binance USD-M futures")
     add("--testnet", dest="testnet", action="store_true", default=False, help="trade on the Binance futures testnet")
