@@ -319,7 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(handler="infra.binance.download:cli_main")
 
     # -- forwarder
-    fw = sub.add_parser("forward", help="consume Kafka topics into Elasticsearch")
+    fw = sub.add_parser("forward", help="consume Kafka topics into Elasticsearch",
+                        description="Consume the tradeconsole Kafka topics into Elasticsearch: bulk requests with "
+                                    "the event id as document id (a resend never duplicates), offsets committed "
+                                    "only after Elasticsearch accepted the batch, poison messages to a dead-letter "
+                                    "topic. Stops within a few seconds of SIGINT/SIGTERM.")
     _add_debug(fw, root=False)
     fw.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers (host:port)")
     fw.add_argument("--elasticsearch", required=True, metavar="URL", help="Elasticsearch URL, or 'cloud'")
