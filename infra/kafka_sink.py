@@ -22,13 +22,47 @@ acknowledge are remembered and not sent again, and the thread reconnects with ex
 of an aborted request can reach Kafka twice; consumers deduplicate on ``event_id`` (the
 Elasticsearch forwarder does so through the document id).
 
-Spool
------
-The spool's segment format, its fsync policies (``spool_fsync``) and its ordering guarantees are
+Journal-fed mode: exactly once across restarts
+----------------------------------------------
+The console and the headless runner never publish engine events to the sink directly: the
+:class:`~infra.shipper.JournalShipper` feeds it from the journal (``journal_fed=True``). The
+journal then is the one record of what is unsent, and the sink keeps nothing of its own:
+
+* no disk spool at all. The journal already holds every event; a second durable copy is exactly
+  what delivered an outage's backlog twice after a restart (the spool replayed it and the shipper
+  resent it from its cursor), and a full spool disk cannot stop delivery when there is no spool.
+  What is unacknowledged stays in memory, bounded by the shipper's window.
+* every message carries two headers, ``tc-src`` (the journal's identity: the id of its first
+  event) and ``tc-seq`` (the event's journal sequence number).
+* when delivery fails (an error, or no acknowledgement for ``stall_abort_s``), or the queue is
+  full, the sink drops everything unacknowledged and starts a new *epoch*
+  (:meth:`KafkaSink.progress`); events of an older epoch still queued are discarded, never sent.
+  The shipper goes back to its durable cursor, and once the broker answers again it asks
+  :meth:`KafkaSink.delivered_seqs` which journal seqs after the cursor Kafka already holds (read
+  back from the end of each partition, by the headers) and skips those. The same read-back runs at
+  every start, so a SIGKILL between Kafka's acknowledgement and the cursor write duplicates
+  nothing either. That is exactly once for the journal's events, without Kafka transactions
+  (which would need ``read_committed`` consumers and a broker that implements them).
+
+Status
+------
+``stats()["state"]``: ``connected`` while the broker acknowledges; ``stalled`` when records wait
+for ``stall_s`` without an acknowledgement; ``down`` when a delivery failed or the broker is
+unreachable (a TCP probe every ``probe_interval_s`` while nothing is being acknowledged, so an
+idle sink notices an outage too); ``degraded`` when a standalone sink's spool disk is full;
+``closed``. :func:`delivery_event` turns that into the UI's status.
+
+Spool (standalone mode)
+-----------------------
+A sink fed by the engine directly (``tradeconsole backtest --kafka``, benchmarks) keeps what it
+cannot deliver in a disk spool. The spool's segment format, its fsync policies (``spool_fsync``) and its ordering guarantees are
 described in :mod:`infra.spool`. ``close()`` drains the in-memory deque (to Kafka, or to the spool
 when Kafka is unreachable). The default spool directory is ``<data>/spool/kafka`` (``kafka.1``,
 ``kafka.2``... while another process holds it); a sink started on a spool with records left by an
-earlier run sends those first.
+earlier run sends those first. When the spool disk is full (ENOSPC) the sink does not stop: it
+keeps the records in memory (state ``degraded``), sends them when the broker is back, and returns
+to the spool when it accepts writes again; only what exceeds the memory bound too is lost,
+counted in ``stats()["lost"]`` and logged.
 """
 
 from __future__ import annotations
@@ -147,6 +181,37 @@ class _Done:
 _DONE = _Done()
 
 
+class _NoSpool:
+    """The spool of a journal-fed sink: always empty, never touches the disk (see the module
+    docstring: the journal is the only durable copy of what is unsent)."""
+
+    dir = None
+    fsync = "never"
+    pending = unread = recovered = corrupt = appended_total = 0
+
+    def __init__(self) -> None:
+        self.acked_ahead: set[SpoolPosition] = set()
+
+    def read(self, max_records: int) -> list[tuple[Record | None, SpoolPosition]]:
+        return []
+
+    def append(self, records: Sequence[Record]) -> None:
+        raise RuntimeError("a journal-fed sink has no spool")
+
+    prepend = adopt = append
+
+    def maybe_sync(self) -> None:
+        pass
+
+    save_cursor = rewind = close = sync = maybe_sync
+
+    def ack(self, pos: SpoolPosition, count: int) -> None:
+        pass
+
+    def oldest_ts(self) -> None:
+        return None
+
+
 def _parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     for part in bootstrap.split(","):
@@ -226,7 +291,8 @@ class KafkaSink(SpooledSinkBase):
                  spool_dir: Path | None = None, security: dict[str, Any] | None = None,
                  queue_size: int = 100_000, on_stats: Callable[[dict[str, Any]], None] | None = None,
                  spool_fsync: str = "interval", spill_after_s: float = 2.0, stats_interval_s: float = 1.0,
-                 max_inflight: int = 50_000, **producer_overrides: Any) -> None:
+                 max_inflight: int = 50_000, journal_fed: bool = False, stall_s: float = 3.0,
+                 stall_abort_s: float = 10.0, probe_interval_s: float = 1.0, **producer_overrides: Any) -> None:
         self._bootstrap = bootstrap_servers
         self._addresses = _parse_bootstrap(bootstrap_servers)
         self._names = TopicNames(topic_prefix)
@@ -246,12 +312,37 @@ class KafkaSink(SpooledSinkBase):
             "reconnect_backoff_max_ms": 1_000,
             "client_id": "tradeconsole-sink",
         }
-        config.update(kafka_security_kwargs(security))
+        self._security = kafka_security_kwargs(security)
+        config.update(self._security)
         config.update(producer_overrides)
         self._config = config
-        self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
-                       else open_default_spool("kafka", fsync=spool_fsync))
+        self._journal_fed = journal_fed
+        self._spool: Any
+        if journal_fed:
+            self._spool = _NoSpool()
+        else:
+            self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
+                           else open_default_spool("kafka", fsync=spool_fsync))
         self._inbox = EventInbox(queue_size, self._encode, self._spool.dir)
+        # journal-fed mode (see the module docstring)
+        self._epoch = 0
+        self._ep_done = 0
+        self._progress = (0, 0)  # (epoch, records resolved in it, in order): read by the shipper
+        self._source: bytes | None = None
+        self._deferred = 0  # records dropped back to the journal (resent by the shipper)
+        self._stale = 0     # queued records of an older epoch, discarded
+        self._seen_dropped_full = 0
+        # status and outage detection
+        self._stall_s = stall_s
+        self._stall_abort_s = stall_abort_s
+        self._probe_interval = probe_interval_s
+        self._last_probe = 0.0
+        # standalone mode on a full spool disk: records kept in memory, oldest first
+        self._held: deque[Record] = deque()
+        self._held_max = max(queue_size, 1)
+        self._spool_full = False
+        self._next_spool_try = 0.0
+        self._lost = 0
         self._high_water = max(1, queue_size // 2)
         self._spill_after = spill_after_s
         self._max_inflight = max_inflight
@@ -287,6 +378,81 @@ class KafkaSink(SpooledSinkBase):
     def publish(self, event: Event) -> None:
         """Hand ``event`` to the sink. Returns at once; never waits for the broker or the disk."""
         self._inbox.put(event)
+
+    # ------------------------------------------------------------------ journal-fed protocol
+    def progress(self) -> tuple[int, int]:
+        """(epoch, records of that epoch resolved so far, in publish order): the shipper's view of
+        what is acknowledged. A new epoch means every unacknowledged record was dropped."""
+        return self._progress
+
+    def ready(self) -> bool:
+        """True while a producer is connected and the broker acknowledges (or has nothing to)."""
+        return self._producer is not None and self._state == "connected"
+
+    def set_source(self, source: str) -> None:
+        """The journal's identity, sent as the ``tc-src`` header of every message."""
+        self._source = source.encode()
+
+    def delivered_seqs(self, source: str, after_seq: int, *, max_scan: int = 2_000_000,
+                       timeout_s: float = 30.0) -> set[int]:
+        """Journal seqs above ``after_seq`` from journal ``source`` that Kafka already holds.
+
+        Reads each partition of this prefix's topics backwards from its end, in growing chunks,
+        until it meets a message of ``source`` with a seq at or below ``after_seq`` (everything
+        earlier in the partition was sent before it: the cursor had passed it), or the start of
+        the partition, or ``max_scan`` messages (logged: anything older is then assumed unsent).
+        Raises when the broker cannot be read; the caller retries later.
+        """
+        from kafka import KafkaConsumer, TopicPartition
+
+        src = source.encode()
+        found: set[int] = set()
+        consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None,
+                                 allow_auto_create_topics=False, client_id="tradeconsole-readback",
+                                 request_timeout_ms=10_000, fetch_max_wait_ms=50, consumer_timeout_ms=1000,
+                                 max_partition_fetch_bytes=8 << 20, **self._security)
+        deadline = time.monotonic() + timeout_s
+        try:
+            tps = [TopicPartition(t, p) for t in self._names.all()
+                   for p in sorted(consumer.partitions_for_topic(t) or ())]
+            if not tps:
+                return found
+            begin = consumer.beginning_offsets(tps)
+            end = consumer.end_offsets(tps)
+            # The first window of every partition is read to the real end, not to the reported end
+            # offset: Tansu reports the last batch's base offset + 1 there instead of the high
+            # watermark (measured: 21 records in 3 batches, end offset 15), which would hide the
+            # last batch - exactly the one a crash leaves unacknowledged.
+            chunk = 1_000
+            low = {tp: max(begin[tp], end[tp] - chunk) for tp in tps}
+            tails = _read_tails(consumer, low, end, deadline)
+            for tp in tps:
+                headers_list, lo, scanned = tails[tp], low[tp], 0
+                while True:
+                    reached_cursor = False
+                    for headers in headers_list:
+                        seq = _journal_seq(headers, src)
+                        if seq is None:
+                            continue
+                        if seq > after_seq:
+                            found.add(seq)
+                        else:
+                            reached_cursor = True
+                    scanned += len(headers_list)
+                    if reached_cursor or lo <= begin[tp]:
+                        break
+                    if scanned >= max_scan:
+                        log.warning("Kafka read-back of %s stopped after %d messages without reaching the "
+                                    "journal cursor; older messages are assumed unsent", tp, scanned)
+                        break
+                    chunk = min(chunk * 4, 100_000)
+                    hi, lo = lo, max(begin[tp], lo - chunk)
+                    headers_list = _read_range(consumer, tp, lo, hi, deadline)
+            log.info("Kafka read-back after journal seq %d: %d event(s) already delivered (%d partitions)",
+                     after_seq, len(found), len(tps))
+            return found
+        finally:
+            consumer.close()
 
     # ------------------------------------------------------------------ caller side
     def flush(self, timeout: float = 10.0) -> bool:
@@ -341,6 +507,12 @@ class KafkaSink(SpooledSinkBase):
             "recovered": self._spool.recovered,
             "broker_failures": self._failures,
             "lag_ms": self._lag_ms,
+            "journal_fed": self._journal_fed,
+            "epoch": self._epoch,
+            "deferred": self._deferred + self._stale,
+            "held": len(self._held),
+            "spool_full": self._spool_full,
+            "lost": self._lost + self._inbox.lost_disk,
         }
 
     @property
@@ -352,7 +524,8 @@ class KafkaSink(SpooledSinkBase):
 
     # ------------------------------------------------------------------ sink thread
     def _done_count(self) -> int:
-        return self._acked + self._invalid + self._inbox.invalid + self._spool.corrupt
+        return (self._acked + self._invalid + self._inbox.invalid + self._spool.corrupt
+                + self._lost + self._inbox.lost_disk)
 
     def _encode(self, item: tuple[int, float, Event]) -> Record | None:
         seq, t, ev = item
@@ -364,6 +537,8 @@ class KafkaSink(SpooledSinkBase):
             key = self._key_of.get(ev.symbol)
             if key is None:
                 key = self._key_of[ev.symbol] = message_key(ev)
+            if self._journal_fed:
+                seq = ev.seq  # type: ignore[attr-defined] - a JournalledEvent
             return seq, int(t * 1000), topic, key, value
         except Exception:  # a bug in an event's to_dict: report it, keep the stream going
             name = type(ev).__name__
@@ -387,28 +562,45 @@ class KafkaSink(SpooledSinkBase):
 
     def _idle_and_empty(self) -> bool:
         return (not self._inflight and not len(self._inbox) and not self._inbox.overflowing
-                and self._spool.pending == 0)
+                and self._spool.pending == 0 and not self._held)
 
     def _step(self) -> bool:
         now = time.monotonic()
         did = self._reap()
         if self._producer is None and now >= self._next_connect:
             self._connect()
+        elif self._producer is not None:
+            self._watch(now)
         inbox, spool = self._inbox, self._spool
-        # Stalled, not merely busy: nothing acknowledged for spill_after_s while records wait.
-        slow = bool(self._inflight) and now - max(self._inflight.head_sent(), self._last_ack) > self._spill_after
-        if len(inbox) and (spool.unread or self._producer is None or slow or len(inbox) > self._high_water):
-            self._spill()
-            did = True
-        ovf = inbox.seal_overflow(spool.fsync != "never")
-        if ovf is not None:
-            spool.adopt(ovf.path, ovf.count)
-            did = True
+        if self._journal_fed:
+            if inbox.dropped_full != self._seen_dropped_full:
+                self._seen_dropped_full = inbox.dropped_full
+                self._fail("queue full")  # the shipper resends what was refused, from the journal
+        else:
+            # Stalled, not merely busy: nothing acknowledged for spill_after_s while records wait.
+            slow = bool(self._inflight) and now - max(self._inflight.head_sent(), self._last_ack) > self._spill_after
+            if len(inbox) and (spool.unread or self._held or self._producer is None or slow
+                               or len(inbox) > self._high_water):
+                self._spill()
+                did = True
+            if self._held and self._spool_full and now >= self._next_spool_try:
+                did = self._unhold() or did
+            ovf = inbox.seal_overflow(spool.fsync != "never")
+            if ovf is not None:
+                try:
+                    spool.adopt(ovf.path, ovf.count)
+                except OSError as exc:  # cannot even rename: keep the file, count its events as lost
+                    self._lost += ovf.count
+                    log.error("cannot adopt overflow file %s (%s); %d event(s) lost", ovf.path, exc, ovf.count)
+                did = True
         if self._producer is not None and len(self._inflight) < self._max_inflight:
             room = min(self._max_inflight - len(self._inflight), 2_000)
             if spool.pending:
-                if self._inflight_origin != "queue" and spool.unread:
+                if self._inflight_origin != "memory" and spool.unread:
                     did = self._send_from_spool(room) or did
+            elif self._held:
+                if self._inflight_origin != "spool":
+                    did = self._send_from_held(room) or did
             elif self._inflight_origin != "spool" and len(inbox):
                 did = self._send_from_queue(room) or did
         spool.maybe_sync()
@@ -420,19 +612,99 @@ class KafkaSink(SpooledSinkBase):
             self._report_stats()
         return did
 
+    def _watch(self, now: float) -> None:
+        """Outage detection while a producer exists: kafka-python retries a dead connection
+        quietly until ``delivery_timeout_ms`` (30 s), so the status would say "connected" all
+        that time. Records waiting ``stall_s`` without an acknowledgement make it "stalled"; a TCP
+        probe (every ``probe_interval_s`` while nothing is acknowledged) that fails ends the
+        producer at once; a journal-fed sink also gives up after ``stall_abort_s`` (a hung broker
+        that still accepts connections), which costs nothing there (see the module docstring)."""
+        inflight = self._inflight
+        waited = now - max(inflight.head_sent(), self._last_ack) if inflight else 0.0
+        if waited > self._stall_s and self._state == "connected":
+            self._state = "stalled"
+            log.warning("Kafka at %s has acknowledged nothing for %.0f s (%d record(s) waiting)",
+                        self._bootstrap, waited, len(inflight))
+        if self._journal_fed and waited > self._stall_abort_s:
+            self._fail(f"no acknowledgement for {waited:.0f} s")
+            return
+        if now - self._last_probe >= self._probe_interval and (
+                now - self._last_ack >= self._probe_interval or self._state == "stalled"):
+            self._last_probe = now
+            if not self._probe():
+                self._fail("broker unreachable")
+
     def _spill(self) -> None:
         items = self._inbox.take(len(self._inbox))
         recs = [r for r in map(self._encode, items) if r is not None]
         self._invalid += len(items) - len(recs)
-        self._spool.append(recs)
+        if self._held:  # newer than what is held in memory: behind it, to keep the order
+            self._hold(recs)
+            return
+        try:
+            self._spool.append(recs)
+        except OSError as exc:
+            self._spool_full_now(exc)
+            self._hold(recs)
+
+    def _spool_full_now(self, exc: OSError) -> None:
+        self._next_spool_try = time.monotonic() + 5.0
+        if not self._spool_full:
+            self._spool_full = True
+            log.error("Kafka spool %s cannot be written (%s); keeping up to %d event(s) in memory and "
+                      "delivering them when the broker is back", self._spool.dir, exc, self._held_max)
+
+    def _hold(self, recs: Sequence[Record]) -> None:
+        """Keep records in memory behind what is held (the spool disk refused them)."""
+        room = self._held_max - len(self._held)
+        if len(recs) > room:
+            lost = len(recs) - max(room, 0)
+            self._lost += lost
+            log.error("Kafka spool disk full and %d event(s) held in memory: %d newer event(s) lost",
+                      len(self._held), lost)
+            recs = recs[:max(room, 0)]
+        self._held.extend(recs)
+
+    def _unhold(self) -> bool:
+        """Try the spool again: move what is held in memory to it, in order."""
+        if self._inflight_origin == "memory":
+            return False  # held records in flight; they come back to the front on failure
+        try:
+            self._spool.append(list(self._held))
+        except OSError as exc:
+            self._spool_full_now(exc)
+            return False
+        self._held.clear()
+        self._spool_full = False
+        log.info("Kafka spool %s accepts writes again", self._spool.dir)
+        return True
+
+    def _send_from_held(self, n: int) -> bool:
+        held = self._held
+        recs = [held.popleft() for _ in range(min(n, len(held)))]
+        if not recs:
+            return False
+        self._send([(r, None) for r in recs], "memory")
+        return True
 
     def _send_from_queue(self, n: int) -> bool:
         items = self._inbox.take(n)
         if not items:
             return False
-        recs = [r for r in map(self._encode, items) if r is not None]
-        self._invalid += len(items) - len(recs)
-        self._send([(r, None) for r in recs], "queue")
+        if self._journal_fed:
+            epoch = self._epoch
+            fresh = [it for it in items if it[2].epoch == epoch]  # type: ignore[attr-defined]
+            self._stale += len(items) - len(fresh)
+            if not fresh:
+                return True
+            recs: list[Record | None] = list(map(self._encode, fresh))
+            self._invalid += recs.count(None)
+            # invalid ones stay in line (resolved at once), so progress counts them in order
+            self._send([(r, None) for r in recs], "memory")
+            return True
+        valid = [r for r in map(self._encode, items) if r is not None]
+        self._invalid += len(items) - len(valid)
+        self._send([(r, None) for r in valid], "memory")
         return True
 
     def _send_from_spool(self, n: int) -> bool:
@@ -452,12 +724,14 @@ class KafkaSink(SpooledSinkBase):
             if rec is None or (pos is not None and pos in ahead):
                 inflight.append(rec, _DONE, now, pos)
                 continue
-            _seq, _ts, topic, key, value = rec
+            seq, _ts, topic, key, value = rec
             try:
                 part = self._partitions.get((topic, key))
                 if part is None:
                     part = self._partition(topic, key)
-                fut = producer.send(topic, value=value, key=key, partition=part)
+                headers = ([("tc-src", self._source or b""), ("tc-seq", b"%d" % seq)]
+                           if self._journal_fed else None)
+                fut = producer.send(topic, value=value, key=key, partition=part, headers=headers)
             except Exception as exc:  # noqa: BLE001 - metadata timeout, buffer full, closed producer
                 self._fail(f"send failed: {exc}", unsent=entries[i:])
                 return
@@ -482,6 +756,7 @@ class KafkaSink(SpooledSinkBase):
         inflight, spool = self._inflight, self._spool
         acked = 0
         n_pos = 0
+        resolved = 0
         last_pos: SpoolPosition | None = None
         futs, positions = inflight.futs, inflight.positions
         while futs:
@@ -499,6 +774,7 @@ class KafkaSink(SpooledSinkBase):
             elif pos is not None:
                 spool.acked_ahead.discard(pos)
             inflight.popleft()
+            resolved += 1
             if pos is not None:
                 last_pos = pos
                 n_pos += 1
@@ -507,21 +783,54 @@ class KafkaSink(SpooledSinkBase):
         self._acked += acked
         if acked:
             self._last_ack = time.monotonic()
+            if self._state == "stalled":
+                self._state = "connected"
+                log.info("Kafka at %s acknowledges again", self._bootstrap)
+        if resolved and self._journal_fed:
+            self._ep_done += resolved
+            self._progress = (self._epoch, self._ep_done)
         if not inflight:
             self._inflight_origin = None
-        return bool(acked or n_pos)
+        return bool(acked or n_pos or resolved)
 
     def _fail(self, reason: str, unsent: Sequence[tuple[Record | None, SpoolPosition | None]] = ()) -> None:
         """Abort the producer; put unacknowledged records back in order; reconnect later."""
         self._failures += 1
         if not self._logged_down:
-            log.warning("Kafka delivery to %s failed (%s); spooling to %s until the broker is back",
-                        self._bootstrap, reason, self._spool.dir)
+            if self._journal_fed:
+                log.warning("Kafka delivery to %s failed (%s); events wait in the journal until the broker "
+                            "is back", self._bootstrap, reason)
+            else:
+                log.warning("Kafka delivery to %s failed (%s); spooling to %s until the broker is back",
+                            self._bootstrap, reason, self._spool.dir)
             self._logged_down = True
-        self._abort_inflight(unsent)
+        if self._journal_fed:
+            self._drop_unacknowledged()
+        else:
+            self._abort_inflight(unsent)
         self._state = "down"
         self._next_connect = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, 5.0)
+
+    def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception:  # it is being thrown away
+                log.debug("closing the failed producer raised", exc_info=True)
+
+    def _drop_unacknowledged(self) -> None:
+        """Journal-fed: forget everything unacknowledged and start a new epoch; the shipper goes
+        back to its cursor and reads back from Kafka what did arrive (module docstring)."""
+        self._close_producer()
+        n = len(self._inflight) + self._inbox.discard()
+        self._inflight.clear()
+        self._inflight_origin = None
+        self._deferred += n
+        self._epoch += 1
+        self._ep_done = 0
+        self._progress = (self._epoch, 0)
 
     def _abort_inflight(self, unsent: Sequence[tuple[Record | None, SpoolPosition | None]] = ()) -> None:
         producer, self._producer = self._producer, None
@@ -557,7 +866,14 @@ class KafkaSink(SpooledSinkBase):
         if spool_origin:
             self._spool.rewind()
         if back:
-            self._spool.prepend(back)
+            if self._held or self._spool_full:
+                self._held.extendleft(reversed(back))  # older than everything held
+            else:
+                try:
+                    self._spool.prepend(back)
+                except OSError as exc:
+                    self._spool_full_now(exc)
+                    self._held.extendleft(reversed(back))
 
     def _probe(self) -> bool:
         for host, port in self._addresses:
@@ -589,6 +905,7 @@ class KafkaSink(SpooledSinkBase):
             return
         self._partitions.clear()
         self._state = "connected"
+        self._last_probe = self._last_ack = time.monotonic()
         self._backoff = 0.2
         if self._logged_down:
             log.info("Kafka at %s reachable again; sending %d spooled event(s)", self._bootstrap, self._spool.pending)
@@ -618,37 +935,114 @@ class KafkaSink(SpooledSinkBase):
         try:
             self._reap()
             self._inbox.close()
-            if self._inflight:
-                self._abort_inflight()
-            if len(self._inbox):
-                self._spill()
-            ovf = self._inbox.seal_overflow(self._spool.fsync != "never")
-            if ovf is not None:
-                self._spool.adopt(ovf.path, ovf.count)
+            if self._journal_fed:
+                pending = len(self._inflight) + len(self._inbox)
+                if pending:
+                    self._drop_unacknowledged()  # the journal keeps them; the next start sends them
+                    log.info("%d event(s) not acknowledged by Kafka at shutdown stay in the journal", pending)
+                self._drained_at_close = pending == 0
+            else:
+                self._shutdown_spooled()
             if self._producer is not None:
                 try:
                     self._producer.close(timeout=max(0.0, min(5.0, self._deadline - time.monotonic())))
                 except Exception:
                     log.debug("closing the producer raised", exc_info=True)
                 self._producer = None
-            self._drained_at_close = self._spool.pending == 0
             self._state = "closed"
             self._report_stats()
         except Exception:
             log.exception("Kafka sink shutdown failed")
         finally:
             self._spool.close()
-            if not self._drained_at_close and self._spool.pending:
-                log.warning("%d event(s) not delivered to Kafka are kept in %s for the next run",
-                            self._spool.pending, self._spool.dir)
+            if not self._journal_fed and not self._drained_at_close and (self._spool.pending or self._held):
+                log.warning("%d event(s) not delivered to Kafka are kept in %s for the next run%s",
+                            self._spool.pending, self._spool.dir,
+                            f"; {len(self._held)} held in memory (spool disk full) are lost" if self._held else "")
+
+    def _shutdown_spooled(self) -> None:
+        if self._inflight:
+            self._abort_inflight()
+        if len(self._inbox):
+            self._spill()
+        if self._held and not self._unhold():
+            self._lost += len(self._held)
+        ovf = self._inbox.seal_overflow(self._spool.fsync != "never")
+        if ovf is not None:
+            self._spool.adopt(ovf.path, ovf.count)
+        self._drained_at_close = self._spool.pending == 0 and not self._held
+
+
+def _read_tails(consumer: Any, low: dict[Any, int], end: dict[Any, int], deadline: float) -> dict[Any, list[Any]]:
+    """Headers of every message from ``low[tp]`` to the real end of each partition, all
+    partitions at once: past the reported ``end[tp]``, until two polls in a row bring nothing."""
+    out: dict[Any, list[Any]] = {tp: [] for tp in low}
+    consumer.assign(list(low))
+    for tp, lo in low.items():
+        consumer.seek(tp, lo)
+    empty = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError("reading back the partition tails from Kafka timed out")
+        got = 0
+        for tp, msgs in consumer.poll(timeout_ms=100, max_records=10_000).items():
+            got += len(msgs)
+            out[tp].extend(m.headers for m in msgs)
+        empty = 0 if got else empty + 1
+        if empty >= 2 and all(consumer.position(tp) >= end[tp] for tp in low):
+            return out
+
+
+def _read_range(consumer: Any, tp: Any, lo: int, hi: int, deadline: float) -> list[Any]:
+    """Headers of the messages at offsets [lo, hi) of one partition, in order (below the tail,
+    where offsets are known to exist). Raises TimeoutError when the broker does not hand them
+    over before ``deadline``."""
+    consumer.assign([tp])
+    consumer.seek(tp, lo)
+    out: list[Any] = []
+    while consumer.position(tp) < hi:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"reading back {tp.topic}[{tp.partition}] from Kafka timed out")
+        for msgs in consumer.poll(timeout_ms=200, max_records=10_000).values():
+            out.extend(m.headers for m in msgs if m.offset < hi)
+    return out
+
+
+def _journal_seq(headers: Any, source: bytes) -> int | None:
+    """The ``tc-seq`` of a message whose ``tc-src`` is ``source``, else None."""
+    src = seq = None
+    for k, v in headers or ():
+        if k == "tc-src":
+            src = v
+        elif k == "tc-seq":
+            seq = v
+    if src != source or seq is None:
+        return None
+    try:
+        return int(seq)
+    except ValueError:
+        return None
 
 
 def delivery_event(stats: Mapping[str, Any], *, run_id: str, mode: str, source: str = "kafka",
                    time_ms: int | None = None) -> ConnectionEvent:
-    """A status event for the UI from :meth:`KafkaSink.stats` (delivery counts and lag)."""
+    """A status event for the UI from :meth:`KafkaSink.stats` (delivery counts and lag).
+
+    ``connected`` only while the broker acknowledges; ``stalled``/``down``/``connecting`` show as
+    ``reconnecting``; a standalone sink whose spool disk is full shows as ``degraded``."""
     t = int(time.time() * 1000) if time_ms is None else time_ms
-    state = {"connected": "connected", "closed": "disconnected"}.get(str(stats.get("state")), "reconnecting")
-    detail = (f"sent {stats.get('acked', 0)} acked, {stats.get('queued', 0)} queued, "
-              f"{stats.get('spooled', 0)} spooled, {stats.get('failed', 0)} retried")
+    raw = str(stats.get("state"))
+    state = {"connected": "connected", "closed": "disconnected"}.get(raw, "reconnecting")
+    if stats.get("journal_fed"):
+        detail = f"sent {stats.get('acked', 0)} acked, {stats.get('inflight', 0)} in flight"
+        if state != "connected" and state != "disconnected":
+            detail += f" ({raw}); shipping from the journal when the broker is back"
+    else:
+        detail = (f"sent {stats.get('acked', 0)} acked, {stats.get('queued', 0)} queued, "
+                  f"{stats.get('spooled', 0)} spooled, {stats.get('failed', 0)} retried")
+        if stats.get("spool_full"):
+            state = "degraded"
+            detail = (f"spool disk full; {stats.get('held', 0)} held in memory, {stats.get('lost', 0)} lost, "
+                      + detail)
     return ConnectionEvent(event_id=f"{run_id}:delivery:{source}:{t}", time=t, run_id=run_id, mode=mode,
                            source=source, state=state, lag_ms=float(stats.get("lag_ms", 0.0)), detail=detail)

@@ -4,16 +4,35 @@ Why not subscribe the sink to the engine directly: a sink keeps recent events in
 broker acknowledges them, and a killed process would lose those. The journal already holds every
 event durably and in order, so the shipper tails it (its own SQLite connection, never the
 engine's thread), hands events to the sink, and moves a cursor stored in the journal forward only
-once the sink reports them acknowledged (``flush()`` true). After a crash it starts again at the
-cursor: events in flight at the crash are sent once more, and downstream stays exact because the
-Elasticsearch document id is the event id (delivery to Kafka is at least once).
+once the sink reports them acknowledged. The journal cursor is the one record of what is unsent:
+a sink keeps no durable copy of its own that a restart would replay a second time.
+
+Two protocols, chosen by what the sink offers:
+
+* **Exactly once** (``KafkaSink(journal_fed=True)``, which has ``progress``/``ready``/
+  ``delivered_seqs``). The shipper publishes at most ``window`` unacknowledged events, tagged with
+  their journal seq and the sink's current epoch, and only while the sink is connected, so during
+  an outage events simply wait in the journal ("ship from the journal later"), in memory there is
+  never more than the window, and nothing reaches a disk spool. The sink resolves records in
+  publish order, so once ``progress()`` counts a batch as resolved the cursor moves to the batch's
+  last seq. When the sink starts a new epoch (it dropped everything unacknowledged after a failed
+  delivery) and at every start, the shipper goes back to its cursor and, as soon as the broker
+  answers, reads back which journal seqs after the cursor Kafka already holds
+  (``delivered_seqs``): those are skipped, the rest sent. A crash between Kafka's acknowledgement
+  and the cursor write therefore duplicates nothing.
+* **At least once** (any other sink with ``publish``/``flush``, e.g. Elasticsearch, where the
+  document id is the event id so a resend never duplicates a document): publish what the journal
+  holds, move the cursor when ``flush()`` reports everything acknowledged.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,12 +52,15 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class JournalledEvent:
-    """An event as the journal stored it: what sinks need (family, symbol, JSON form)."""
+    """An event as the journal stored it: what sinks need (family, symbol, JSON form), its journal
+    ``seq`` and the sink ``epoch`` it was published in (exactly-once protocol)."""
 
     family: str
     symbol: str
     event_id: str
     payload: dict[str, Any]
+    seq: int = 0
+    epoch: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return self.payload
@@ -48,17 +70,32 @@ class JournalShipper:
     """Tails ``journal_path`` from the cursor ``name`` and publishes to ``sink`` in journal order."""
 
     def __init__(self, journal_path: str | Path, sink: Sink, *, name: str = "kafka", batch: int = 5_000,
-                 idle_s: float = 0.1, ack_timeout_s: float = 1.0) -> None:
+                 idle_s: float = 0.1, ack_timeout_s: float = 1.0, window: int = 20_000) -> None:
         self.sink = sink
         self.name = name
         self.batch = batch
         self.idle_s = idle_s
         self.ack_timeout_s = ack_timeout_s
+        self.window = max(1, window)
         self._journal = Journal(journal_path, sync="normal")
         self._families = {t: c.family for t, c in event_classes().items()}
         self.acked_seq = self._journal.cursor(name)  # durable: everything up to here was acknowledged
-        self.published_seq = self.acked_seq  # handed to the sink in this process
+        self.published_seq = self.acked_seq  # handed to the sink (or skipped) in this process
         self.shipped = 0
+        #: events after the cursor found already in Kafka by a read-back, and not sent again
+        self.skipped = 0
+        #: read-backs done (one at start, one after each epoch the sink dropped)
+        self.reconciles = 0
+        #: journal events not yet acknowledged (approximate; for the status line)
+        self.backlog = 0
+        self.exactly_once = all(hasattr(sink, a) for a in ("progress", "ready", "delivered_seqs", "set_source"))
+        self._epoch: int | None = None  # None: a read-back is due before anything is published
+        self._reconciled = False
+        self._skip: set[int] = set()
+        self._ep_published = 0  # records published in the current epoch
+        self._marks: deque[tuple[int, int]] = deque()  # (records published in epoch so far, last seq)
+        self._source: str | None = None
+        self._fresh_source = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -67,17 +104,50 @@ class JournalShipper:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 30.0) -> bool:
+    def stop(self, timeout: float = 30.0, *, unreachable_grace_s: float = 3.0) -> bool:
         """Ship what the journal holds now, wait for the sink's acknowledgement, stop.
-        Returns True when everything journalled was acknowledged."""
+
+        Returns True when everything journalled was acknowledged. An exactly-once sink that is not
+        connected gets ``unreachable_grace_s`` to come back (an outage must not hold a shutdown
+        for the whole ``timeout``); what is left stays in the journal for the next start."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self.ship_available()
-        done = self._ack(timeout)
-        self._journal.close()
-        return done
+        try:
+            if not self.exactly_once:
+                self.ship_available()
+                return self._ack(timeout)
+            deadline = time.monotonic() + timeout
+            down_since: float | None = None
+            while True:
+                now = time.monotonic()
+                if self.ready_to_stop():
+                    return True
+                if now >= deadline:
+                    return False
+                if self.sink.ready():  # type: ignore[attr-defined]
+                    down_since = None
+                else:
+                    down_since = down_since or now
+                    if now - down_since >= unreachable_grace_s:
+                        return False
+                try:
+                    did = self.step()
+                except Exception:  # noqa: BLE001 - shutting down: report, keep the journal
+                    log.exception("journal shipper %s failed while stopping", self.name)
+                    return False
+                if not did:
+                    time.sleep(0.01)
+        finally:
+            self._journal.close()
 
+    def ready_to_stop(self) -> bool:
+        """Everything the journal holds is acknowledged (exactly-once protocol)."""
+        if self._marks or not self._reconciled:
+            return False
+        return not self._journal.rows_after(self.published_seq, 1)
+
+    # ------------------------------------------------------------------ at least once
     def ship_available(self) -> int:
         """Publish every journalled event after ``published_seq``; returns how many."""
         n = 0
@@ -86,11 +156,14 @@ class JournalShipper:
             if not rows:
                 return n
             for seq, type_, symbol, payload in rows:
-                doc = json.loads(payload)
-                self.sink.publish(JournalledEvent(self._families.get(type_, "events"), symbol, doc["event_id"], doc))
+                self.sink.publish(self._event(seq, type_, symbol, payload, 0))
                 self.published_seq = seq
             n += len(rows)
             self.shipped += len(rows)
+
+    def _event(self, seq: int, type_: str, symbol: str, payload: str, epoch: int) -> JournalledEvent:
+        doc = json.loads(payload)
+        return JournalledEvent(self._families.get(type_, "events"), symbol, doc["event_id"], doc, seq, epoch)
 
     def _ack(self, timeout: float) -> bool:
         if self.published_seq == self.acked_seq:
@@ -101,13 +174,96 @@ class JournalShipper:
             return True
         return False
 
+    # ------------------------------------------------------------------ exactly once
+    def step(self) -> bool:
+        """One round of the exactly-once protocol; True when it did something."""
+        sink: Any = self.sink
+        epoch, resolved = sink.progress()
+        if epoch != self._epoch:
+            # first round, or the sink dropped everything unacknowledged: back to the cursor, and
+            # find out what of it did reach Kafka before sending anything again
+            if self._epoch is not None:
+                log.info("journal shipper %s: delivery interrupted; resending from seq %d after a read-back",
+                         self.name, self.acked_seq + 1)
+            self._epoch, self._reconciled = epoch, False
+            self.published_seq = self.acked_seq
+            self._ep_published = 0
+            self._marks.clear()
+        did = False
+        moved = False
+        while self._marks and resolved >= self._marks[0][0]:
+            self.acked_seq = self._marks.popleft()[1]
+            moved = True
+        if not self._marks and self._reconciled and self.published_seq > self.acked_seq:
+            self.acked_seq = self.published_seq  # the tail was skipped (already in Kafka)
+            moved = True
+        if moved:
+            self._journal.set_cursor(self.name, self.acked_seq)
+            self._skip = {s for s in self._skip if s > self.acked_seq}
+            did = True
+        if not sink.ready():
+            return did
+        if not self._reconciled:
+            source = self._journal_source()
+            found = set() if self._fresh_source else sink.delivered_seqs(source, self.acked_seq)
+            self._fresh_source = False
+            if sink.progress()[0] != epoch:
+                return True  # the sink failed again meanwhile; start over next round
+            self._skip = found
+            self._reconciled = True
+            self.reconciles += 1
+            if found:
+                log.info("journal shipper %s: %d event(s) after the cursor are already in Kafka; not sent again",
+                         self.name, len(found))
+            return True
+        room = self.window - (self._ep_published - resolved)
+        if room <= 0:
+            return did
+        rows = self._journal.rows_after(self.published_seq, min(self.batch, room))
+        if not rows:
+            self.backlog = self._ep_published - resolved
+            return did
+        n = 0
+        for seq, type_, symbol, payload in rows:
+            if seq in self._skip:
+                self.skipped += 1
+            else:
+                sink.publish(self._event(seq, type_, symbol, payload, epoch))
+                n += 1
+            self.published_seq = seq
+        if n:
+            self._ep_published += n
+            self._marks.append((self._ep_published, self.published_seq))
+            self.shipped += n
+        self.backlog = self._ep_published - resolved
+        return True
+
+    def _journal_source(self) -> str:
+        """The journal's identity for the sink's ``tc-src`` header: a random number drawn once and
+        kept in the journal's cursor table (``<name>.source``), so it survives restarts and any
+        retention that deletes old events, and two journals never share it."""
+        if self._source is None:
+            key = f"{self.name}.source"
+            ident = self._journal.cursor(key)
+            if not ident:
+                ident = secrets.randbits(62) | 1
+                self._journal.set_cursor(key, ident)
+                self._fresh_source = True  # nothing can carry it yet: no read-back needed
+            self._source = f"{ident:x}"
+            self.sink.set_source(self._source)  # type: ignore[attr-defined]
+        return self._source
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                shipped = self.ship_available()
-                self._ack(self.ack_timeout_s)
+                if self.exactly_once:
+                    shipped = self.step()
+                else:
+                    shipped = self.ship_available()
+                    self._ack(self.ack_timeout_s)
             except Exception:  # noqa: BLE001 - keep shipping; the cursor only moves on success
                 log.exception("journal shipper %s failed; retrying", self.name)
                 shipped = 0
+                self._stop.wait(1.0)
             if not shipped:
-                self._stop.wait(self.idle_s)
+                self._stop.wait(0.01 if self.exactly_once and self._marks else self.idle_s)

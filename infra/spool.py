@@ -122,6 +122,26 @@ def _decode_line(line: bytes) -> Record | None:
     return seq, ts, t.decode(errors="replace"), key, value
 
 
+def _open_private(path: Path, mode: str, buffering: int = -1) -> Any:
+    """Open a spool file created with mode 0600: spooled events are the user's trading history
+    and must not be readable by other local users (``open()`` would give 0666 minus the umask)."""
+    flags = {"ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+             "a+b": os.O_RDWR | os.O_CREAT | os.O_APPEND}[mode]
+    fd = os.open(path, flags, 0o600)
+    try:
+        return os.fdopen(fd, mode, buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _write(f: Any, data: bytes) -> None:
+    """Every spool write goes through here (tests replace it to inject ENOSPC, as a full disk
+    would raise it from ``write``/``flush``)."""
+    f.write(data)
+    f.flush()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -157,7 +177,7 @@ class Spool:
             raise ValueError(f"spool fsync policy must be one of {', '.join(_FSYNC_POLICIES)}")
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock_file = open(self.dir / "lock", "a+b")  # noqa: SIM115 - held for the spool's lifetime
+        self._lock_file = _open_private(self.dir / "lock", "a+b")  # held for the spool's lifetime
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -195,6 +215,7 @@ class Spool:
         cursor = self._load_cursor()
         for seg in self._segments:
             self._sizes[seg] = os.path.getsize(self._path(seg))
+            os.chmod(self._path(seg), 0o600)  # written 0644 by versions before 0600 was enforced
         if cursor is not None and cursor.segment in self._segments:
             self._starts[cursor.segment] = cursor.offset
         for ovf in sorted(self.dir.glob("ovf-*.tmp")):  # left by a crash while overflowing
@@ -230,7 +251,8 @@ class Spool:
         starts = {str(k): v for k, v in self._starts.items() if k in self._segments}
         cur = self._cursor or SpoolPosition(0, 0)
         tmp = self.dir / "cursor.tmp"
-        tmp.write_text(json.dumps({"cursor": list(cur), "starts": starts}))
+        with _open_private(tmp, "wb") as f:
+            _write(f, json.dumps({"cursor": list(cur), "starts": starts}).encode())
         os.replace(tmp, self.dir / "cursor")
         self._cursor_dirty = False
 
@@ -238,7 +260,7 @@ class Spool:
     def _roll(self) -> None:
         self._close_writer()
         seg = (self._segments[-1] + 1) if self._segments else _FIRST_SEGMENT
-        self._writer = open(self._path(seg), "ab", buffering=1 << 20)  # noqa: SIM115
+        self._writer = _open_private(self._path(seg), "ab", buffering=1 << 20)
         self._writer_seg, self._writer_size = seg, 0
         self._segments.append(seg)
         if self._cursor is None:
@@ -257,6 +279,29 @@ class Spool:
         self._writer = None
         self._writer_seg = None
 
+    def _truncate_writer(self) -> None:
+        """Drop the segment being written back to its last complete append (after a failed write)."""
+        w, seg, size = self._writer, self._writer_seg, self._writer_size
+        self._writer = self._writer_seg = None
+        try:
+            w.close()
+        except OSError:
+            pass  # the buffered tail could not be written either: it is cut below
+        try:
+            os.truncate(self._path(seg), size)  # type: ignore[arg-type]
+        except OSError:
+            log.exception("spool %s: cannot cut segment %s back after a failed write", self.dir, seg)
+        self._sizes[seg] = size  # type: ignore[index]
+        if size == 0 and seg == self._segments[-1] and not self.pending:
+            self._segments.pop()
+            self._sizes.pop(seg, None)
+            try:
+                self._path(seg).unlink()  # type: ignore[arg-type]
+            except OSError:
+                pass
+            if self._cursor is not None and self._cursor.segment == seg:
+                self._cursor = self._read_pos = None
+
     def roll(self) -> None:
         """Start a new segment on the next append (after an adopted overflow file)."""
         self._close_writer()
@@ -268,8 +313,13 @@ class Spool:
         if self._writer is None or self._writer_size >= self._segment_bytes:
             self._roll()
         data = b"".join(map(_encode_line, records))
-        self._writer.write(data)
-        self._writer.flush()  # in the OS now: survives a crash of the process
+        try:
+            _write(self._writer, data)  # in the OS now: survives a crash of the process
+        except OSError:
+            # ENOSPC/EIO: part of the data may be on disk. Cut the segment back to what it held
+            # before, so the spool never counts or reads half an append; the caller keeps the records.
+            self._truncate_writer()
+            raise
         self._writer_size += len(data)
         n = len(records)
         self.pending += n
@@ -290,11 +340,14 @@ class Spool:
             raise RuntimeError("prepend while spooled records are in flight")
         seg = (self._segments[0] - 1) if self._segments else _FIRST_SEGMENT
         data = b"".join(map(_encode_line, records))
-        with open(self._path(seg), "wb") as f:
-            f.write(data)
-            f.flush()
-            if self.fsync != "never":
-                os.fsync(f.fileno())
+        try:
+            with _open_private(self._path(seg), "wb") as f:
+                _write(f, data)
+                if self.fsync != "never":
+                    os.fsync(f.fileno())
+        except OSError:
+            self._path(seg).unlink(missing_ok=True)  # nothing of it counts; the caller keeps the records
+            raise
         if self.fsync != "never":
             _fsync_dir(self.dir)
         if self._cursor is not None:
@@ -470,12 +523,11 @@ class _OverflowFile:
 
     def __init__(self, directory: Path, first_seq: int) -> None:
         self.path = directory / f"ovf-{first_seq:020d}.tmp"
-        self._f = open(self.path, "ab", buffering=1 << 16)  # noqa: SIM115
+        self._f = _open_private(self.path, "ab", buffering=1 << 16)
         self.count = 0
 
     def write(self, rec: Record) -> None:
-        self._f.write(_encode_line(rec))
-        self._f.flush()
+        _write(self._f, _encode_line(rec))
         self.count += 1
 
     def close(self, fsync: bool) -> None:
@@ -498,7 +550,7 @@ class EventInbox:
     lock that nothing holds during network or fsync work.
     """
 
-    def __init__(self, maxsize: int, encode: Encoder, spool_dir: Path) -> None:
+    def __init__(self, maxsize: int, encode: Encoder, spool_dir: Path | None) -> None:
         if maxsize < 1:
             raise ValueError("queue_size must be at least 1")
         # Events and their publish times in two deques rather than one deque of tuples: a
@@ -517,6 +569,10 @@ class EventInbox:
         self.invalid = 0
         self.published = 0
         self.dropped_after_close = 0
+        #: events refused because the deque was full and there is no overflow directory
+        self.dropped_full = 0
+        #: events lost because the deque was full and the overflow file could not be written
+        self.lost_disk = 0
         self.closed = False
         #: Set by ``put`` when the sink thread sleeps in ``wait``.
         self.idle = False
@@ -547,20 +603,44 @@ class EventInbox:
             if not self.overflowing and len(self._dq) < self._max:
                 self._dq.append(event)
                 self._tq.append(t)
+            elif self._dir is None:
+                # No overflow file (a journal-fed sink): the event is not kept here. The sink sees
+                # ``dropped_full`` and has its feeder resend from the journal, which holds it.
+                self.dropped_full += 1
+                if self.dropped_full == 1:
+                    log.warning("sink queue full (%d events) and no overflow file; the sink resends "
+                                "from the journal", self._max)
             else:
                 item = (self.published, t, event)
-                if self._ovf is None:
-                    self._ovf = _OverflowFile(self._dir, item[0])
-                    self.overflowing = True
-                    log.warning("sink queue full (%d events): spilling to %s until it drains", self._max, self._dir)
-                rec = self._encode(item)
-                if rec is None:
-                    self.invalid += 1
-                else:
-                    self._ovf.write(rec)
-                self.overflowed += 1
+                try:
+                    if self._ovf is None:
+                        self._ovf = _OverflowFile(self._dir, item[0])
+                        self.overflowing = True
+                        log.warning("sink queue full (%d events): spilling to %s until it drains",
+                                    self._max, self._dir)
+                    rec = self._encode(item)
+                    if rec is None:
+                        self.invalid += 1
+                    else:
+                        self._ovf.write(rec)
+                    self.overflowed += 1
+                except OSError as exc:
+                    # The engine thread must never die of a full disk: the event is lost to this
+                    # sink, counted and logged (a journal-fed sink never gets here).
+                    self.lost_disk += 1
+                    if self.lost_disk == 1:
+                        log.error("sink queue full and the spool disk refuses the overflow (%s); events "
+                                  "are dropped and counted until it drains", exc)
         if self.idle:
             self.wake.set()
+
+    def discard(self) -> int:
+        """Drop everything queued in memory (sink thread; a journal-fed sink resends it from the
+        journal). Returns how many events were dropped."""
+        n = 0
+        while batch := self.take(10_000):
+            n += len(batch)
+        return n
 
     def take(self, n: int) -> list[tuple[int, float, Event]]:
         """Up to ``n`` oldest events (sink thread)."""

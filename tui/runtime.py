@@ -241,8 +241,11 @@ class Runtime:
 
             security = {k: (v.reveal() if hasattr(v, "reveal") else v) for k, v in self.settings.kafka.items()
                         if k not in ("bootstrap", "topic_prefix")}
+            # journal-fed: the shipper below is its only feeder and the journal its only spool
+            # (exactly once across restarts; see infra.shipper)
             sink = KafkaSink(kafka, topic_prefix=self.settings.kafka.get("topic_prefix", "tradeconsole"),
-                             security=security or None, on_stats=lambda st: self._sink_stats(st, "kafka"))
+                             security=security or None, on_stats=lambda st: self._sink_stats(st, "kafka"),
+                             journal_fed=True)
             self.sinks.append(sink)
         es_url = self.opts.elasticsearch or self.settings.elasticsearch.get("url")
         if es_url or self.settings.elasticsearch.get("cloud_id"):

@@ -5,6 +5,8 @@
 * ``restartable_broker`` - a Tansu broker of the test's own that it can ``stop()``, ``start()`` and
   ``restart()`` on the same port (skipped when ``KAFKA_BOOTSTRAP`` points at an external broker).
   Tansu keeps topics in memory, so a restart empties them, unlike a real Kafka.
+* ``proxied_broker`` - (broker, proxy): a Tansu broker behind a ``TcpProxy``; ``proxy.cut()`` is
+  an outage that keeps the topics (``proxy.restore()`` ends it).
 * ``es`` - an ``EsTarget``: the official client on ``ELASTICSEARCH_URL`` when set, else on the local
   ``ElasticsearchStandIn``; every test gets its own index prefix. On a real cluster the test's own
   indices and templates (and only those) are removed afterwards.
@@ -24,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.pipeline.helpers import TansuBroker
+from tests.pipeline.helpers import TansuBroker, TcpProxy, free_port
 from tests.servers.es_standin import ElasticsearchStandIn
 
 
@@ -51,6 +53,23 @@ def restartable_broker(tmp_path) -> Iterator[TansuBroker]:
     try:
         yield broker
     finally:
+        broker.stop()
+
+
+@pytest.fixture
+def proxied_broker(tmp_path) -> Iterator[tuple[TansuBroker, TcpProxy]]:
+    """A Tansu broker of the test's own behind a ``TcpProxy``: ``proxy.cut()`` is a Kafka
+    outage that keeps the broker's log (clients use ``proxy.bootstrap``)."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        pytest.skip("needs a broker of the test's own (KAFKA_BOOTSTRAP is external)")
+    proxy = TcpProxy(free_port())
+    broker = TansuBroker(tmp_path, port=proxy.target_port, advertised_port=proxy.port)
+    broker.start()
+    proxy.restore()
+    try:
+        yield broker, proxy
+    finally:
+        proxy.cut()
         broker.stop()
 
 

