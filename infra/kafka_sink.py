@@ -212,6 +212,58 @@ class _NoSpool:
         return None
 
 
+class _OneLineKafkaLogs(logging.Filter):
+    """kafka-python logs every dropped connection with a full traceback (e.g. "Connection reset
+    by peer" from ``kafka.net.transport``) and chats at INFO on every reconnect. During an outage
+    that floods the headless log; the sink reports delivery state itself. This keeps kafka-python's
+    warnings and errors, as one line each (the exception's type and message appended)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
+        if record.exc_info:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_KAFKA_LOG_FILTER = _OneLineKafkaLogs()
+
+
+def _tame_kafka_logging() -> None:
+    """Attach the filter to every kafka-python logger that exists (they are made at import)."""
+    for name, lg in list(logging.root.manager.loggerDict.items()):
+        if (name == "kafka" or name.startswith("kafka.")) and isinstance(lg, logging.Logger) \
+                and _KAFKA_LOG_FILTER not in lg.filters:
+            lg.addFilter(_KAFKA_LOG_FILTER)
+
+
+def _discard_producer(producer: Any) -> None:
+    """Throw a failed producer away without waiting for its unacknowledged batches.
+
+    kafka-python's ``close(timeout=0)`` first ``flush(0)``es, which raises while batches are
+    pending and leaves the producer open; its ``__del__`` then closes it again with a 1 s flush
+    and prints that second failure as an "Exception ignored ... Traceback" on stderr. So after a
+    failed close the sender thread is force-closed and the producer marked closed (kafka-python's
+    own private attributes, looked up defensively)."""
+    try:
+        producer.close(timeout=0)
+        return
+    except Exception:  # noqa: BLE001 - pending batches: force it below
+        log.debug("closing the failed producer raised", exc_info=True)
+    sender = getattr(producer, "_sender", None)
+    try:
+        if sender is not None:
+            sender.force_close()
+    except Exception:  # noqa: BLE001
+        log.debug("force-closing the producer's sender raised", exc_info=True)
+    if hasattr(producer, "_closed"):
+        producer._closed = True
+
+
 def _parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     for part in bootstrap.split(","):
@@ -405,6 +457,7 @@ class KafkaSink(SpooledSinkBase):
         """
         from kafka import KafkaConsumer, TopicPartition
 
+        _tame_kafka_logging()
         src = source.encode()
         found: set[int] = set()
         consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None,
@@ -815,10 +868,7 @@ class KafkaSink(SpooledSinkBase):
     def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except Exception:  # it is being thrown away
-                log.debug("closing the failed producer raised", exc_info=True)
+            _discard_producer(producer)
 
     def _drop_unacknowledged(self) -> None:
         """Journal-fed: forget everything unacknowledged and start a new epoch; the shipper goes
@@ -833,12 +883,7 @@ class KafkaSink(SpooledSinkBase):
         self._progress = (self._epoch, 0)
 
     def _abort_inflight(self, unsent: Sequence[tuple[Record | None, SpoolPosition | None]] = ()) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except Exception:  # it is being thrown away
-                log.debug("closing the failed producer raised", exc_info=True)
+        self._close_producer()
         back: list[Record] = []
         spool_origin = False
         for rec, fut, pos in self._inflight.entries():
@@ -892,6 +937,7 @@ class KafkaSink(SpooledSinkBase):
             return
         from kafka import KafkaProducer
 
+        _tame_kafka_logging()
         try:
             self._producer = KafkaProducer(bootstrap_servers=self._bootstrap, **self._config)
         except Exception as exc:  # noqa: BLE001 - any failure means: try again later
@@ -948,6 +994,7 @@ class KafkaSink(SpooledSinkBase):
                     self._producer.close(timeout=max(0.0, min(5.0, self._deadline - time.monotonic())))
                 except Exception:
                     log.debug("closing the producer raised", exc_info=True)
+                    _discard_producer(self._producer)
                 self._producer = None
             self._state = "closed"
             self._report_stats()

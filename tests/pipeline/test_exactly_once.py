@@ -131,6 +131,7 @@ def test_outage_then_restart_delivers_every_event_exactly_once(how, proxied_brok
             if first.poll() is None:
                 first.kill()
                 first.wait(10)
+    assert "Traceback" not in log1.read_text(), log1.read_text()[-3000:]
     if how == "SIGTERM":
         assert rc == 0, log1.read_text()[-2000:]
         assert stopped_in < 20, f"a SIGTERM during an outage took {stopped_in:.1f} s to stop"
@@ -146,6 +147,7 @@ def test_outage_then_restart_delivers_every_event_exactly_once(how, proxied_brok
                             capture_output=True, text=True, timeout=200)
     (tmp_path / "second.log").write_text(second.stderr)
     assert second.returncode == 0, second.stderr[-2000:]
+    assert "Traceback" not in second.stderr, second.stderr[-3000:]
     counts = _assert_exactly_once(proxy.bootstrap, topic_prefix, journal)
     assert len(counts) > 5_000
 
@@ -155,16 +157,18 @@ def _mount_full_tmpfs(path: Path) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         return False
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)], capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(path)],
+                       capture_output=True)
     if r.returncode != 0:
         return False
-    with open(path / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-        except OSError:
-            pass
+    fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     return True
 
 
@@ -175,9 +179,9 @@ def test_full_spool_disk_during_an_outage_then_recovery_delivers_exactly_once(pr
     nothing dies, and after recovery every event is in Kafka exactly once."""
     _broker, proxy = proxied_broker
     data_dir = tmp_path / "data"
-    if not _mount_full_tmpfs(data_dir):
-        pytest.skip("needs root to mount a tiny tmpfs (the in-process fault-hook test covers the spool)")
     try:
+        if not _mount_full_tmpfs(data_dir):
+            pytest.skip("needs root to mount a tiny tmpfs (the in-process fault-hook test covers the spool)")
         with pytest.raises(OSError):  # really full
             (data_dir / "probe").write_bytes(b"x" * 8192)
         cfg = tmp_path / "config.toml"
@@ -186,7 +190,7 @@ def test_full_spool_disk_during_an_outage_then_recovery_delivers_exactly_once(pr
         env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
         proxy.cut()  # the outage starts before the process does
         first = subprocess.Popen(_cmd(replay_csv, journal, cfg, proxy.bootstrap, "200000"), env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                 stdout=subprocess.DEVNULL, stderr=(tmp_path / "first.log").open("wb"))
         try:
             _wait_journal(first, journal, "SELECT MAX(seq) FROM events", 2000, 120)
             proxy.restore()  # the broker comes back while the disk stays full
@@ -201,14 +205,22 @@ def test_full_spool_disk_during_an_outage_then_recovery_delivers_exactly_once(pr
                 first.kill()
                 first.wait(10)
         # a restart on the full disk does not die, and ships the backlog once the broker is back
+        log2 = tmp_path / "second.log"
         second = subprocess.Popen(_cmd(replay_csv, journal, cfg, proxy.bootstrap, "max"), env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(3.0)
-        assert second.poll() in (None, 0), second.communicate()[1][-2000:]
-        proxy.restore()
-        _out, err = second.communicate(timeout=200)
-        assert second.returncode == 0, err[-2000:]
-        assert "Traceback" not in err
+                                  stdout=subprocess.DEVNULL, stderr=log2.open("wb"))
+        try:
+            time.sleep(3.0)
+            assert second.poll() in (None, 0), log2.read_text()[-2000:]
+            proxy.restore()
+            rc = second.wait(200)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.wait(10)
+        err = log2.read_text()
+        assert rc == 0, err[-2000:]
+        assert "Traceback" not in err and "Traceback" not in (tmp_path / "first.log").read_text()
         _assert_exactly_once(proxy.bootstrap, topic_prefix, journal)
     finally:
-        subprocess.run(["umount", "-l", str(data_dir)], capture_output=True)
+        if os.path.ismount(data_dir):
+            subprocess.run(["umount", "-l", str(data_dir)], capture_output=True)
