@@ -199,6 +199,7 @@ class Spool:
         self._reader_seg: int | None = None
         self._dirty = False
         self._cursor_dirty = False
+        self._cursor_failed = False
         self._last_sync = time.monotonic()
         #: Records acknowledged by the broker after an earlier one failed: skipped on re-read.
         self.acked_ahead: set[SpoolPosition] = set()
@@ -251,9 +252,17 @@ class Spool:
         starts = {str(k): v for k, v in self._starts.items() if k in self._segments}
         cur = self._cursor or SpoolPosition(0, 0)
         tmp = self.dir / "cursor.tmp"
-        with _open_private(tmp, "wb") as f:
-            _write(f, json.dumps({"cursor": list(cur), "starts": starts}).encode())
-        os.replace(tmp, self.dir / "cursor")
+        try:
+            with _open_private(tmp, "wb") as f:
+                _write(f, json.dumps({"cursor": list(cur), "starts": starts}).encode())
+            os.replace(tmp, self.dir / "cursor")
+        except OSError as exc:  # a full disk: keep the old cursor (records may be sent again), retry later
+            if not self._cursor_failed:
+                log.warning("spool %s: cannot save the cursor (%s); acknowledged records may be sent again "
+                            "after a restart", self.dir, exc)
+            self._cursor_failed = True
+            return
+        self._cursor_failed = False
         self._cursor_dirty = False
 
     # ------------------------------------------------------------------ writing
@@ -496,12 +505,19 @@ class Spool:
         """Flush, fsync (unless ``never``), persist the cursor and release the directory."""
         if self._lock_file.closed:
             return
-        self._close_reader()
-        self._close_writer()
-        self._cursor_dirty = True
-        self.save_cursor()
-        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        self._lock_file.close()
+        try:
+            self._close_reader()
+            try:
+                self._close_writer()
+            except OSError as exc:  # a full disk: what is not written is cut off, never half a line
+                log.error("spool %s: cannot flush the last segment (%s)", self.dir, exc)
+                if self._writer is not None:
+                    self._truncate_writer()
+            self._cursor_dirty = True
+            self.save_cursor()
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
 
 
 def open_default_spool(name: str, **kwargs: Any) -> Spool:

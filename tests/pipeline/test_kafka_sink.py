@@ -153,3 +153,97 @@ def test_security_settings_are_checked_and_the_password_never_shows(kafka_bootst
     assert password not in caplog.text
     for rec in caplog.records:
         assert password not in rec.getMessage()
+
+
+def test_a_full_spool_disk_degrades_instead_of_stopping_delivery(proxied_broker, topic_prefix, candles_1h, tmp_path,
+                                                                  monkeypatch):
+    """ENOSPC from every spool write (injected in the spool's one write path) during an outage: the
+    sink thread keeps running, holds the events in memory, says "degraded, spool disk full", and
+    delivers everything exactly once when the broker returns while the disk is still full
+    (issue 10, defect 4). This is the standalone sink; the console's journal-fed sink has no spool
+    (see test_exactly_once.py)."""
+    import errno
+
+    import infra.spool as spool_mod
+
+    def full(f, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    _broker, proxy = proxied_broker
+    events = []
+    sink = KafkaSink(proxy.bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool", spill_after_s=0.3)
+    try:
+        wait_for(lambda: sink.stats()["state"] == "connected", 15, message="the sink to connect")
+        proxy.cut()
+        monkeypatch.setattr(spool_mod, "_write", full)
+        run_engulfing(candles_1h.take(slice(0, 1500)), lambda e: (events.append(e), sink.publish(e)))
+        wait_for(lambda: sink.stats()["spool_full"] and sink.stats()["held"] > 0, 30,
+                 message="the sink to hold events in memory")
+        stats = sink.stats()
+        assert sink._thread.is_alive()
+        assert stats["spooled"] == 0 and stats["lost"] == 0
+        status = delivery_event(stats, run_id="r", mode="paper")
+        assert status.state == "degraded" and status.detail.startswith("spool disk full")
+        assert validate(status.to_dict()) == []
+        proxy.restore()  # the disk stays full
+        assert sink.flush(60), sink.stats()
+        assert sink.stats()["held"] == 0 and sink.stats()["lost"] == 0
+    finally:
+        sink.close()
+    assert_in_kafka_in_order(proxy.bootstrap, topic_prefix, events)
+
+
+def test_a_sink_started_on_a_full_spool_disk_delivers(proxied_broker, topic_prefix, tmp_path, monkeypatch):
+    """A restart on a full disk does not die: the spool opens, nothing can be written, events are
+    held in memory and delivered."""
+    import errno
+
+    import infra.spool as spool_mod
+
+    def full(f, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_mod, "_write", full)
+    _broker, proxy = proxied_broker
+    proxy.cut()
+    sink = KafkaSink(proxy.bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool")
+    events = [EngineStateEvent(event_id=f"r:state:{i}", time=1_700_000_000_000 + i, run_id="r", mode="paper",
+                               state="running") for i in range(50)]
+    try:
+        for e in events:
+            sink.publish(e)
+        wait_for(lambda: sink.stats()["held"] == 50, 15, message="events held in memory")
+        proxy.restore()
+        assert sink.flush(60), sink.stats()
+    finally:
+        sink.close()
+    assert_in_kafka_in_order(proxy.bootstrap, topic_prefix, events)
+
+
+def test_the_status_leaves_connected_within_seconds_of_an_outage(proxied_broker, topic_prefix, candles_1h,
+                                                               tmp_path):
+    """kafka-python retries a dead connection for delivery_timeout_ms (30 s) without failing a
+    future; the sink's probe takes its status off "connected" within seconds and back on when
+    the broker acknowledges again (issue 10, defect 9)."""
+    import time
+
+    _broker, proxy = proxied_broker
+    seen: list[str] = []
+    sink = KafkaSink(proxy.bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool",
+                     on_stats=lambda st: seen.append(delivery_event(st, run_id="r", mode="paper").state),
+                     stats_interval_s=0.1)
+    events = []
+    try:
+        run_engulfing(candles_1h.take(slice(0, 300)), lambda e: (events.append(e), sink.publish(e)))
+        assert sink.flush(30)
+        t0 = time.monotonic()
+        proxy.cut()
+        for e in events[:5]:
+            sink.publish(e)  # something to deliver while the broker is away
+        wait_for(lambda: seen and seen[-1] == "reconnecting", 5, message="the status to leave 'connected'")
+        assert time.monotonic() - t0 < 5
+        proxy.restore()
+        assert sink.flush(60)
+        wait_for(lambda: seen[-1] == "connected", 10, message="the status back to 'connected'")
+    finally:
+        sink.close()

@@ -117,3 +117,63 @@ def test_one_process_per_spool(tmp_path):
     Spool(tmp_path).close()
     with pytest.raises(ValueError):
         Spool(tmp_path / "x", fsync="sometimes")
+
+
+def test_spool_files_are_created_0600(tmp_path):
+    """Spooled events are the user's trading history: segments, cursor, lock and overflow files
+    are readable by the owner only (issue 10, item 6), whatever the umask."""
+    import os
+    import stat
+
+    from infra.spool import EventInbox
+
+    old = os.umask(0o022)
+    try:
+        spool = Spool(tmp_path / "s", segment_bytes=500)
+        spool.append(recs(0, 20))
+        spool.prepend(recs(100, 2))
+        spool.save_cursor()
+        inbox = EventInbox(1, lambda item: (item[0], 0, "t.x", b"k", b"{}"), tmp_path / "s")
+        inbox.put(object())  # type: ignore[arg-type]
+        inbox.put(object())  # type: ignore[arg-type] - the deque is full: into the overflow file
+        spool.close()
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "s").iterdir()]
+    assert {p.name.split("-")[0] for p in files} >= {"seg", "ovf", "cursor", "lock"}
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o600" for p in files}
+    assert stat.S_IMODE((tmp_path / "s").stat().st_mode) == 0o700
+
+
+def test_a_full_disk_fails_the_append_cleanly_and_the_spool_stays_consistent(tmp_path, monkeypatch):
+    """ENOSPC from a write (injected in the one write path): the append raises, nothing of it is
+    counted or left half-written on disk, and the spool works again once the disk has room."""
+    import errno
+
+    import infra.spool as spool_mod
+
+    spool = Spool(tmp_path)
+    spool.append(recs(0, 5))
+    real = spool_mod._write
+    full = True
+
+    def write(f, data):
+        if full:
+            real(f, data[: len(data) // 2])  # part of it reaches the disk, as before ENOSPC
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(f, data)
+
+    monkeypatch.setattr(spool_mod, "_write", write)
+    with pytest.raises(OSError):
+        spool.append(recs(5, 5))
+    with pytest.raises(OSError):
+        spool.prepend(recs(100, 1))
+    assert spool.pending == 5
+    full = False
+    spool.append(recs(5, 5))
+    assert drain(spool) == list(range(10))
+    spool.close()
+    # and a spool reopened on that directory finds no torn record
+    again = Spool(tmp_path)
+    assert again.pending == 0 and again.corrupt == 0
+    again.close()
