@@ -437,6 +437,11 @@ class KafkaSink(SpooledSinkBase):
         what is acknowledged. A new epoch means every unacknowledged record was dropped."""
         return self._progress
 
+    @property
+    def journal_fed(self) -> bool:
+        """Made for the journal shipper's exactly-once protocol (no spool; see the module docstring)."""
+        return self._journal_fed
+
     def ready(self) -> bool:
         """True while a producer is connected and the broker acknowledges (or has nothing to)."""
         return self._producer is not None and self._state == "connected"

@@ -88,7 +88,8 @@ class JournalShipper:
         self.reconciles = 0
         #: journal events not yet acknowledged (approximate; for the status line)
         self.backlog = 0
-        self.exactly_once = all(hasattr(sink, a) for a in ("progress", "ready", "delivered_seqs", "set_source"))
+        # a KafkaSink made with journal_fed=True; any other sink gets the at-least-once protocol
+        self.exactly_once = bool(getattr(sink, "journal_fed", False))
         self._epoch: int | None = None  # None: a read-back is due before anything is published
         self._reconciled = False
         self._skip: set[int] = set()

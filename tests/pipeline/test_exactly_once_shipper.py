@@ -121,3 +121,19 @@ def test_an_idle_sink_notices_an_outage_within_seconds(proxied_broker, topic_pre
     finally:
         sink.close()
     assert noticed < 5
+
+
+def test_a_sink_that_is_not_journal_fed_gets_the_at_least_once_protocol(proxied_broker, topic_prefix, candles_1h,
+                                                                          tmp_path):
+    """A standalone KafkaSink (own spool, no epochs) is shipped to with publish/flush, and the
+    cursor still reaches the end."""
+    _broker, proxy = proxied_broker
+    path = tmp_path / "j.sqlite"
+    ids = journal_with_events(path, candles_1h, 200)
+    sink = KafkaSink(proxy.bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool")
+    shipper = JournalShipper(path, sink)
+    assert not shipper.exactly_once
+    shipper.start()
+    wait_for(lambda: shipper.acked_seq == len(ids), 60, message="everything acknowledged")
+    assert shipper.stop(10) and sink.close()
+    assert kafka_counts(proxy.bootstrap, topic_prefix, len(ids)) == collections.Counter(ids)
