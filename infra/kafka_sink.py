@@ -478,8 +478,10 @@ class KafkaSink(SpooledSinkBase):
             begin = consumer.beginning_offsets(tps)
             end = consumer.end_offsets(tps)
             # The first window of every partition is read to the real end, not to the reported end
-            # offset: Tansu reports the last batch's base offset + 1 there instead of the high
-            # watermark (measured: 21 records in 3 batches, end offset 15), which would hide the
+            # offset. Kafka documents the end offset as the high watermark, "the offset of the last
+            # successfully replicated message plus one" (KafkaConsumer#endOffsets javadoc, apache/
+            # kafka clients/.../KafkaConsumer.java); Tansu 0.6 reports the last batch's base offset
+            # + 1 instead (measured: 21 records in 3 batches, end offset 15), which would hide the
             # last batch - exactly the one a crash leaves unacknowledged.
             chunk = 1_000
             low = {tp: max(begin[tp], end[tp] - chunk) for tp in tps}

@@ -97,6 +97,7 @@ class JournalShipper:
         self._marks: deque[tuple[int, int]] = deque()  # (records published in epoch so far, last seq)
         self._source: str | None = None
         self._fresh_source = False
+        self._last_error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -262,9 +263,16 @@ class JournalShipper:
                 else:
                     shipped = self.ship_available()
                     self._ack(self.ack_timeout_s)
-            except Exception:  # noqa: BLE001 - keep shipping; the cursor only moves on success
-                log.exception("journal shipper %s failed; retrying", self.name)
+            except Exception as exc:  # noqa: BLE001 - keep shipping; the cursor only moves on success
+                # e.g. the broker went away during a read-back: one line, the details at debug
+                line = f"{type(exc).__name__}: {exc}"
+                if line != self._last_error:  # once per distinct failure, not once a second
+                    log.warning("journal shipper %s: %s; retrying", self.name, line)
+                self._last_error = line
+                log.debug("journal shipper %s failure", self.name, exc_info=True)
                 shipped = 0
                 self._stop.wait(1.0)
+            else:
+                self._last_error = ""
             if not shipped:
                 self._stop.wait(0.01 if self.exactly_once and self._marks else self.idle_s)

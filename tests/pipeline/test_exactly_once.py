@@ -136,8 +136,9 @@ def test_outage_then_restart_delivers_every_event_exactly_once(how, proxied_brok
         assert rc == 0, log1.read_text()[-2000:]
         assert stopped_in < 20, f"a SIGTERM during an outage took {stopped_in:.1f} s to stop"
     cursor_at_stop = _query(journal, "SELECT seq FROM cursors WHERE name='kafka'")
-    print(f"cut at journal seq {at_cut}; at stop: cursor {cursor_at_stop}", flush=True)
     journalled_at_stop = _query(journal, "SELECT MAX(seq) FROM events")
+    print(f"cut at journal seq {at_cut}; at stop: cursor {cursor_at_stop}, journal {journalled_at_stop}; "
+          f"{how} exit took {stopped_in:.1f} s", flush=True)
     assert journalled_at_stop - cursor_at_stop >= 1000, "no outage backlog: the test would prove nothing"
     # no second durable copy of the backlog exists outside the journal
     assert not list(data_dir.rglob("seg-*.log")) and not list(data_dir.rglob("ovf-*.tmp"))
