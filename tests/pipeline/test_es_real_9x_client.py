@@ -20,7 +20,8 @@ from tests.servers.es_standin import ElasticsearchStandIn
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[2]
-CLIENT_9X = ("elasticsearch>=9,<10", "elastic-transport>=9,<10")
+# the 9.x client and what it needs beyond the project's own environment (installed with --no-deps)
+CLIENT_9X = ("elasticsearch>=9,<10", "elastic-transport>=9,<10", "anyio", "sniffio", "idna")
 
 
 @pytest.fixture(scope="module")
