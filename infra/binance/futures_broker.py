@@ -315,6 +315,7 @@ class BinanceFuturesBroker:
         self._started = False
         # state (what snapshot()/restore() carry)
         self.cash = 0.0
+        self._cash_time = 0  # exchange time (ms) of the balance in ``cash``: older stream balances are ignored
         self.position: Position | None = None
         self.fills: list[Fill] = []
         self.trades: list[Trade] = []
@@ -516,14 +517,16 @@ class BinanceFuturesBroker:
         self._ensure_started()
         self.stream_events += 1
         kind = event.get("e")
-        out: list[tuple[Fill, Trade | None]] = []
+        when = int(event.get("T") or event.get("E") or 0)
+        out = self._queued
+        self._queued = []
         try:
-            if self.position is not None and 0 < int(event.get("T") or 0) < self.position.entry_time:
+            if self.position is not None and 0 < when < self.position.entry_time:
                 res = None  # about an earlier position (queued behind the candle that replaced it)
                 if kind == "ACCOUNT_UPDATE":
-                    self._on_account_update({"B": (event.get("a") or {}).get("B")})
+                    self._on_account_update({"B": (event.get("a") or {}).get("B")}, when)
             elif kind == "ACCOUNT_UPDATE":
-                res = self._on_account_update(event.get("a") or {})
+                res = self._on_account_update(event.get("a") or {}, when)
             elif kind == "ORDER_TRADE_UPDATE":
                 res = self._on_order_update(event.get("o") or {})
             elif kind == "ALGO_UPDATE":
@@ -532,9 +535,13 @@ class BinanceFuturesBroker:
                 res = None
             if res is not None:
                 out.append(res)
-        finally:
-            out = self._queued + out
-            self._queued = []
+        except BaseException:
+            # Recorded exits are never lost: put them back (ahead of anything queued meanwhile)
+            # so the next on_candle / stream event delivers them, as on_candle does.
+            self._queued = out + self._queued
+            raise
+        out.extend(self._queued)  # queued while handling this event (e.g. a failed re-protect)
+        self._queued = []
         return out
 
     def on_stream_gap(self) -> list[tuple[Fill, Trade | None]]:
@@ -544,10 +551,18 @@ class BinanceFuturesBroker:
         out, self._queued = self._queued, []
         return out
 
-    def _on_account_update(self, a: dict[str, Any]) -> tuple[Fill, Trade] | None:
+    def _on_account_update(self, a: dict[str, Any], when: int) -> tuple[Fill, Trade] | None:
+        """``when`` is the event's transaction time ``T`` (event time ``E`` without it): a balance
+        older than the last one applied (stream or REST read) is ignored, since the stream may
+        deliver an event after a newer REST read and must not roll ``cash`` back."""
         for b in a.get("B") or []:
             if b.get("a") == "USDT" and b.get("wb") is not None:
+                if when and when < self._cash_time:
+                    log.info("ignoring a %s wallet balance from %s: older than the last applied one (%s)",
+                             self.symbol, _iso(when), _iso(self._cash_time))
+                    continue
                 self.cash = float(b["wb"])
+                self._cash_time = max(self._cash_time, when)
         p = self.position
         if p is None:
             return None
@@ -1088,10 +1103,12 @@ class BinanceFuturesBroker:
         return self.rules
 
     def _refresh_cash(self) -> None:
+        asked = self._now_ms()  # the answer reflects at least every balance change before this
         rows = self._request("reading the wallet balance", self._client.futures_account_balance)
         for r in rows:
             if r.get("asset") == "USDT":
                 self.cash = float(r.get("balance", r.get("walletBalance", 0.0)))
+                self._cash_time = max(self._cash_time, asked)
                 return
 
     def _exchange_position(self) -> _ExchangePosition:

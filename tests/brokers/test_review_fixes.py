@@ -1,0 +1,85 @@
+"""Regression tests for review findings on the live broker (each failed before its fix)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.domain import FillReason, Side
+from infra.binance.errors import ExchangeUnavailable
+from tests.brokers.conftest import SYMBOL, LiveHarness, flat, make_live_broker, oid
+from tests.servers.binance_futures import FuturesStandIn
+
+pytestmark = pytest.mark.timeout(60)
+
+DAY = 24 * 3600 * 1000
+
+
+def _position_risk_path(server: FuturesStandIn) -> str:
+    return next(r.path for r in reversed(server.requests) if "positionRisk" in r.path)
+
+
+# ------------------------------------------------------------------ 1: queued exits survive a failing event
+def test_queued_exit_survives_a_rest_failure_while_a_stream_event_is_handled(server: FuturesStandIn) -> None:
+    """reconcile() recorded an exit (closed on the web); a new position is opened; then an
+    ACCOUNT_UPDATE arrives and the REST confirmation fails. The recorded exit must not be lost:
+    the next call delivers it (and it is in the snapshot meanwhile)."""
+    h = LiveHarness(server)
+    b = h.broker
+    h.feed(flat(0, 2000.0))
+    assert h.enter(Side.LONG, flat(0, 2000.0), 0) is not None
+    server.jump(2010.0)
+    server.close_position_externally()
+    findings = b.reconcile()
+    assert [f.kind.value for f in findings][:1] == ["position_closed"]
+    recorded = findings[0].fill
+    assert recorded is not None and b.position is None
+    assert h.enter(Side.SHORT, flat(1, 2010.0), 1) is not None
+    path = _position_risk_path(server)
+    for _ in range(b.max_retries + 1):
+        server.http_error_next(path, method="GET")
+    ev = {"e": "ACCOUNT_UPDATE", "E": server.now_ms(), "T": server.now_ms(),
+          "a": {"m": "ORDER", "B": [], "P": [{"s": SYMBOL, "pa": "0", "ep": "0", "ps": "BOTH"}]}}
+    with pytest.raises(ExchangeUnavailable):
+        b.apply_stream_event(ev)
+    assert [f for f, _ in b._queued] == [recorded]
+    assert [q["fill"]["order_id"] for q in b.snapshot()["queued"]] == [recorded.order_id]
+    out = b.apply_stream_event({"e": "ACCOUNT_UPDATE", "E": server.now_ms(), "T": server.now_ms(), "a": {}})
+    assert [f for f, _ in out] == [recorded] and out[0][1] is not None
+    assert b._queued == [] and b.position is not None  # the new short is untouched
+
+
+# ------------------------------------------------------------------ 3: old balances are ignored
+def test_an_account_update_older_than_the_last_balance_is_ignored(server: FuturesStandIn) -> None:
+    b = make_live_broker(server)
+    b.start()  # reads the wallet over REST: that balance is as of now
+    fresh = b.cash
+    t = server.now_ms()
+    old = {"e": "ACCOUNT_UPDATE", "E": t - 5000, "T": t - 5000,
+           "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": "1234", "cw": "1234", "bc": "0"}], "P": []}}
+    assert b.apply_stream_event(old) == []
+    assert b.cash == fresh
+    newer = dict(old, E=t + 10, T=t + 10, a={"m": "ORDER", "B": [{"a": "USDT", "wb": "9999", "cw": "9999"}]})
+    b.apply_stream_event(newer)
+    assert b.cash == 9999.0
+    # an event older than the last *stream* balance is ignored too (out-of-order delivery)
+    between = dict(old, E=t + 5, T=t + 5, a={"m": "ORDER", "B": [{"a": "USDT", "wb": "5555", "cw": "5555"}]})
+    b.apply_stream_event(between)
+    assert b.cash == 9999.0
+
+
+# ------------------------------------------------------------------ 7: fromId paging runs
+def test_more_than_a_page_of_trades_in_one_millisecond_is_read_by_from_id(server: FuturesStandIn) -> None:
+    """2,500 trades share one millisecond (a page holds 1,000): startTime cannot move past them,
+    so the rest is paged by fromId; every trade is read exactly once, in order."""
+    b = make_live_broker(server)
+    b.start()
+    now = server.now_ms()
+    t1 = now - 2 * DAY
+    ids = [server.add_past_trade(side="BUY", qty=0.01, price=1999, time_ms=t1 - 1000 + i)["id"] for i in range(10)]
+    ids += [server.add_past_trade(side="SELL", qty=0.001, price=2000, time_ms=t1)["id"] for _ in range(2500)]
+    ids += [server.add_past_trade(side="BUY", qty=0.01, price=2001, time_ms=t1 + 5000 + i)["id"] for i in range(10)]
+    got = b._trades_between(now - 3 * DAY, now)
+    assert [t["id"] for t in got] == ids
+    paged = [r for r in server.requests if r.path == "/fapi/v1/userTrades" and "fromId" in r.params]
+    assert len(paged) >= 2
+    assert all("startTime" not in r.params and "endTime" not in r.params for r in paged)
