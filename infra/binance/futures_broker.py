@@ -335,6 +335,11 @@ class BinanceFuturesBroker:
         self._dead_algo_ids: set[int] = set()  # terminal-without-fill algo orders already handled
         self._algo_order_cid: dict[int, str] = {}  # actual (market) order id -> clientAlgoId, from ALGO_UPDATE
         self._algo_by_order: dict[int, int] = {}  # actual (market) order id -> algoId, from ALGO_UPDATE
+        #: clientAlgoId -> algoId of its *current* placement. A re-placed stop reuses its client id
+        #: (Binance: clientAlgoId is "a unique id among open orders", so a dead one's id is free
+        #: again) and Query Algo Order by clientAlgoId then has more than one candidate with no
+        #: documented choice; the algoId returned at placement names exactly one order.
+        self._algo_ids: dict[str, int] = {}
         self.stream_events = 0
 
     def __repr__(self) -> str:
@@ -603,20 +608,33 @@ class BinanceFuturesBroker:
         if not trades:  # not visible yet over REST: the event itself carries the cumulative fill
             trades = [{"qty": o.get("z"), "price": o.get("ap"), "commission": o.get("n") or "0",
                        "time": int(o.get("T") or self._now_ms())}]
-        mapped = self._algo_order_cid.get(int(o["i"]), cid)
-        if mapped in self._protective_ids():
-            return self._exit_by_protective(mapped, trades)
-        ot = str(o.get("ot") or "")
-        if cid.startswith(("autoclose", "adl_autoclose")) or o.get("o") == "LIQUIDATION":
-            reason = FillReason.LIQUIDATION
-        elif ot.startswith("STOP") and (o.get("cp") or o.get("R")):
+        reason = self._exit_reason(int(o["i"]), cid, str(o.get("ot") or ""),
+                                   _truthy(o.get("cp")) or _truthy(o.get("R")), o.get("o") == "LIQUIDATION")
+        if reason is FillReason.STOP_LOSS:
             return self._exit_by_protective(self._entry_order_id + "sl", trades)
-        elif ot.startswith("TAKE_PROFIT") and (o.get("cp") or o.get("R")):
+        if reason is FillReason.TAKE_PROFIT:
             return self._exit_by_protective(self._entry_order_id + "tp", trades)
-        else:
-            reason = FillReason.FLATTEN  # closed outside the console (web, app, another bot)
         self._cancel_all_orders()
         return self._finish_exit(trades, reason)
+
+    def _exit_reason(self, order_id: int, client_id: str, orig_type: str = "", closing: bool = False,
+                     liquidation: bool = False) -> FillReason:
+        """Why the exchange order ``order_id`` closed our position (the one classifier for stream
+        and REST exits). Liquidation: Binance's own closing orders (client id ``autoclose-``,
+        ``adl_autoclose``; order type LIQUIDATION on the stream). Stop/target: the order is the
+        ``actualOrderId`` (ALGO_UPDATE ``ai``) of one of our protective algo orders, the only
+        documented link; failing that, a closing STOP*/TAKE_PROFIT* order (its ``origType``).
+        Anything else was closed outside the console (web, app, another bot)."""
+        if liquidation or client_id.startswith(("autoclose", "adl_autoclose")):
+            return FillReason.LIQUIDATION
+        mapped = self._algo_order_cid.get(order_id)
+        if mapped in self._protective_ids():
+            return FillReason.STOP_LOSS if mapped.endswith("sl") else FillReason.TAKE_PROFIT
+        if closing and orig_type.startswith("STOP"):
+            return FillReason.STOP_LOSS
+        if closing and orig_type.startswith("TAKE_PROFIT"):
+            return FillReason.TAKE_PROFIT
+        return FillReason.FLATTEN
 
     def _on_algo_update(self, o: dict[str, Any]) -> tuple[Fill, Trade] | None:
         cid = str(o.get("caid") or "")
@@ -712,8 +730,7 @@ class BinanceFuturesBroker:
         if entry_id is not None and set(levels) == {"sl", "tp"}:
             order = self._lookup_order(entry_id)
             if order is not None and order.get("side") == side.entry_order_side.value:
-                self._adopt(order, side, entry_id, exch, float(levels["sl"]["triggerPrice"]),
-                            float(levels["tp"]["triggerPrice"]))
+                self._adopt(order, side, entry_id, exch, levels)
                 return Finding(FindingKind.UNKNOWN_POSITION, desc,
                                f"adopted it: traced to our entry {entry_id} and protected by our stop "
                                f"{levels['sl']['triggerPrice']} and target {levels['tp']['triggerPrice']}")
@@ -723,14 +740,16 @@ class BinanceFuturesBroker:
                        "we know, so keeping it would leave it unprotected", fill)
 
     def _adopt(self, order: dict[str, Any], side: Side, entry_id: str, exch: _ExchangePosition,
-               stop: float, target: float) -> None:
+               levels: dict[str, dict[str, Any]]) -> None:
         px = float(order.get("avgPrice") or exch.entry_price)
         qty = float(abs(exch.amt))
         fee = self._order_fee(int(order["orderId"]), qty, px)
+        stop, target = float(levels["sl"]["triggerPrice"]), float(levels["tp"]["triggerPrice"])
         self.position = Position(self.symbol, side, qty, exch.entry_price or px, int(order.get("updateTime", 0)),
                                  fee, float(self.leverage), stop, target, exch.liquidation_price)
         self._entry_order_id = entry_id
         self._entry_exchange_id = int(order["orderId"])
+        self._algo_ids = {entry_id + k: int(o["algoId"]) for k, o in levels.items() if o.get("algoId")}
         self._entry_stake = qty * px / self.leverage + fee
 
     def _cancel_strays(self) -> list[Finding]:
@@ -745,7 +764,7 @@ class BinanceFuturesBroker:
             cid = o.get("clientAlgoId", "")
             if cid in keep:
                 continue
-            self._cancel_algo(cid)
+            self._cancel_algo(cid, int(o.get("algoId") or 0) or None)
             out.append(Finding(FindingKind.STRAY_ORDER,
                                f"open {o.get('orderType')} {o.get('side')} conditional order {cid} at "
                                f"{o.get('triggerPrice')} on {self.symbol} is not one of our protective orders",
@@ -789,6 +808,7 @@ class BinanceFuturesBroker:
             "entry_order_id": self._entry_order_id,
             "entry_exchange_id": self._entry_exchange_id,
             "entry_stake": self._entry_stake,
+            "algo_ids": dict(self._algo_ids),
             "queued": [{"fill": _fill_to_dict(f), "trade": None if t is None else _trade_to_dict(t)}
                        for f, t in self._queued],
         }
@@ -806,6 +826,7 @@ class BinanceFuturesBroker:
         eid = state.get("entry_exchange_id")
         self._entry_exchange_id = None if eid is None else int(eid)
         self._entry_stake = float(state.get("entry_stake", 0.0))
+        self._algo_ids = {str(k): int(v) for k, v in (state.get("algo_ids") or {}).items()}
         self._queued = [(_fill_from_dict(q["fill"]), None if q["trade"] is None else _trade_from_dict(q["trade"]))
                         for q in state.get("queued", [])]
 
@@ -826,6 +847,7 @@ class BinanceFuturesBroker:
         self.position = Position(self.symbol, side, qty, px, t, fee, float(self.leverage), stop, target, liq)
         self._entry_order_id = order_id
         self._entry_exchange_id = int(order["orderId"])
+        self._algo_ids = {}
         self._entry_stake = stake or (qty * px / self.leverage + fee)
         self.cash -= fee
         self.fees_paid += fee
@@ -854,8 +876,10 @@ class BinanceFuturesBroker:
             params = {"symbol": self.symbol, "side": exit_side, "type": otype, "algoType": "CONDITIONAL",
                       "triggerPrice": _fmt(rules.round_price(level)), "closePosition": "true",
                       "workingType": self.working_type, "clientAlgoId": cid}
-            self._submit(f"placing {otype} {cid}", self._client.futures_create_algo_order, params,
-                         lambda cid=cid: self._live_algo(cid))
+            placed = self._submit(f"placing {otype} {cid}", self._client.futures_create_algo_order, params,
+                                  lambda cid=cid: self._live_algo(cid))
+            if placed.get("algoId"):
+                self._algo_ids[cid] = int(placed["algoId"])
 
     def _live_algo(self, cid: str) -> dict[str, Any] | None:
         """The order ``cid`` if it was placed and is alive (open, or triggered just now): the
@@ -930,6 +954,8 @@ class BinanceFuturesBroker:
             triggered_at = int(algo.get("triggerTime") or algo.get("updateTime") or 0)
             fresh = now - triggered_at < self.trigger_grace_ms
             actual = algo.get("actualOrderId")
+            if actual:  # the documented link from the algo order to its market order
+                self._algo_order_cid[int(actual)] = cid
             if status in ("TRIGGERING", "TRIGGERED") or (status == "FINISHED" and actual):
                 if actual:
                     trades = self._trades(orderId=int(actual))
@@ -1034,15 +1060,11 @@ class BinanceFuturesBroker:
             [t for t in self._trades_between(p.entry_time, self._now_ms())
              if t.get("side") == exit_side and int(t["orderId"]) != self._entry_exchange_id], p.qty)
         if trades:
-            reason = FillReason.FLATTEN
-            last = self._lookup_order_by_id(int(trades[-1]["orderId"]))
-            cid = (last or {}).get("clientOrderId", "")
-            if cid.startswith("autoclose") or cid.startswith("adl_autoclose"):
-                reason = FillReason.LIQUIDATION
-            elif cid.endswith("sl") and cid[:-2] == self._entry_order_id:
-                reason = FillReason.STOP_LOSS
-            elif cid.endswith("tp") and cid[:-2] == self._entry_order_id:
-                reason = FillReason.TAKE_PROFIT
+            last_id = int(trades[-1]["orderId"])
+            last = self._lookup_order_by_id(last_id) or {}
+            reason = self._exit_reason(last_id, str(last.get("clientOrderId") or ""),
+                                       str(last.get("origType") or ""),
+                                       _truthy(last.get("closePosition")) or _truthy(last.get("reduceOnly")))
             self._cancel_all_orders()
             return self._finish_exit(trades, reason)
         mark = self._mark if self._mark is not None else p.entry_price
@@ -1212,9 +1234,15 @@ class BinanceFuturesBroker:
         return self._lookup(f"looking up order {order_id}", self._client.futures_get_order,
                             symbol=self.symbol, orderId=order_id)
 
+    def _algo_ref(self, client_algo_id: str) -> dict[str, Any]:
+        """How to name a protective order to Binance: by the algoId of its current placement when
+        we have it (unambiguous), else by clientAlgoId (e.g. an order we did not place)."""
+        aid = self._algo_ids.get(client_algo_id)
+        return {"algoId": aid} if aid else {"clientAlgoId": client_algo_id}
+
     def _lookup_algo(self, client_algo_id: str) -> dict[str, Any] | None:
         return self._lookup("looking up conditional order " + client_algo_id, self._client.futures_get_algo_order,
-                            clientAlgoId=client_algo_id)
+                            **self._algo_ref(client_algo_id))
 
     def _lookup(self, op: str, fn: Callable[..., Any], **params: Any) -> dict[str, Any] | None:
         try:
@@ -1246,9 +1274,9 @@ class BinanceFuturesBroker:
         self._request("canceling open conditional orders", self._client.futures_cancel_all_algo_open_orders,
                       symbol=self.symbol)
 
-    def _cancel_algo(self, client_algo_id: str) -> None:
-        self._lookup("canceling conditional order " + client_algo_id, self._client.futures_cancel_algo_order,
-                     clientAlgoId=client_algo_id)
+    def _cancel_algo(self, client_algo_id: str, algo_id: int | None = None) -> None:
+        ref = {"algoId": algo_id} if algo_id else self._algo_ref(client_algo_id)
+        self._lookup("canceling conditional order " + client_algo_id, self._client.futures_cancel_algo_order, **ref)
 
     def _cancel_regular(self, order: dict[str, Any]) -> None:
         self._lookup(f"canceling order {order.get('clientOrderId')}", self._client.futures_cancel_order,

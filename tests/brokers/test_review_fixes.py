@@ -83,3 +83,86 @@ def test_more_than_a_page_of_trades_in_one_millisecond_is_read_by_from_id(server
     paged = [r for r in server.requests if r.path == "/fapi/v1/userTrades" and "fromId" in r.params]
     assert len(paged) >= 2
     assert all("startTime" not in r.params and "endTime" not in r.params for r in paged)
+
+
+# ------------------------------------------------------------------ 4: protective orders are named by algoId
+def _algo_gets(server: FuturesStandIn, since: int) -> list[dict[str, str]]:
+    return [r.params for r in server.requests[since:] if r.method == "GET" and r.path == "/fapi/v1/algoOrder"]
+
+
+def test_a_replaced_stop_is_queried_by_its_algo_id_also_after_a_restart(server: FuturesStandIn) -> None:
+    """A stop that died is re-placed under the same clientAlgoId; Binance documents no rule for
+    which of the two a query by clientAlgoId returns (the stand-in answers the oldest once none
+    is open). The broker keeps the algoId of each placement (in the snapshot too) and asks by it,
+    so the fired replacement is recorded as the stop exit it is."""
+    h = LiveHarness(server)
+    b = h.broker
+    h.feed(flat(0, 2000.0))
+    assert h.enter(Side.LONG, flat(0, 2000.0), 0, sl=0.02, tp=0.04) is not None  # stop 1960
+    sl = oid(0, Side.LONG) + "sl"
+    first = next(o for o in server.algo_orders if o["clientAlgoId"] == sl)
+    assert b.snapshot()["algo_ids"][sl] == first["algoId"]
+    server.expire_algo_externally(sl)
+    h.feed(flat(1, 2000.0))  # the poll re-places it
+    same = [o for o in server.algo_orders if o["clientAlgoId"] == sl]
+    assert [o["algoStatus"] for o in same] == ["EXPIRED", "NEW"]
+    assert b.snapshot()["algo_ids"][sl] == same[1]["algoId"] != first["algoId"]
+    h2 = h.reborn()  # a restart: the snapshot carries the algoIds
+    since = len(server.requests)
+    server.walk(1950.0)  # the replacement fires and fills at 1960
+    out = h2.broker.on_candle(flat(2, 1950.0))
+    assert [(f.reason, f.price) for f, _ in out] == [(FillReason.STOP_LOSS, 1960.0)]
+    gets = _algo_gets(server, since)
+    assert gets and all("algoId" in g and "clientAlgoId" not in g for g in gets)
+    assert str(same[1]["algoId"]) in {g["algoId"] for g in gets}
+
+
+def test_standin_models_query_algo_order_by_either_id(server: FuturesStandIn) -> None:
+    """Documented (USD-M "Query Algo Order"): either algoId or clientAlgoId must be sent; the
+    clientAlgoId is unique among open orders only ("New Algo Order"): a second open order with
+    it is refused, a dead one's id can be used again."""
+    h = LiveHarness(server)
+    b = h.broker
+    h.feed(flat(0, 2000.0))
+    h.enter(Side.LONG, flat(0, 2000.0), 0)
+    sl = oid(0, Side.LONG) + "sl"
+    client = b._client
+    params = {"symbol": SYMBOL, "side": "SELL", "type": "STOP_MARKET", "algoType": "CONDITIONAL",
+              "triggerPrice": "1900", "closePosition": "true", "clientAlgoId": sl}
+    with pytest.raises(Exception, match="-4116"):
+        client.futures_create_algo_order(**params)
+    with pytest.raises(Exception, match="-1102"):
+        client.futures_get_algo_order()
+    server.expire_algo_externally(sl)
+    again = client.futures_create_algo_order(**params)
+    dead = next(o for o in server.algo_orders if o["clientAlgoId"] == sl and o["algoStatus"] == "EXPIRED")
+    assert client.futures_get_algo_order(algoId=dead["algoId"])["algoStatus"] == "EXPIRED"
+    assert client.futures_get_algo_order(algoId=again["algoId"])["algoStatus"] == "NEW"
+    assert client.futures_get_algo_order(clientAlgoId=sl)["algoId"] == again["algoId"]  # the open one
+
+
+# ------------------------------------------------------------------ 5: the documented link to a triggered order
+def test_a_stop_exit_is_traced_by_actual_order_id_not_by_client_id(server: FuturesStandIn) -> None:
+    """The stop fired while only its ALGO_UPDATE (``ai``: the market order's id) reached us, and
+    the algo order can no longer be queried (-2013). Its market order has a client id of its own
+    (nothing documents that it inherits the clientAlgoId): the exit is still a stop loss, traced
+    by the documented link ``ai``/``actualOrderId``."""
+    h = LiveHarness(server)
+    b = h.broker
+    h.feed(flat(0, 2000.0))
+    assert h.enter(Side.LONG, flat(0, 2000.0), 0, sl=0.02, tp=0.04) is not None
+    sl = oid(0, Side.LONG) + "sl"
+    n = len(server.user_events)
+    server.walk(1950.0)
+    trig = [e for e in server.user_events[n:] if e["e"] == "ALGO_UPDATE" and e["o"]["caid"] == sl
+            and e["o"]["X"] == "TRIGGERED"]
+    assert trig and trig[0]["o"]["ai"]
+    market = next(o for o in server.orders if str(o["orderId"]) == str(trig[0]["o"]["ai"]))
+    assert market["clientOrderId"] != sl
+    assert b.apply_stream_event(trig[0]) == []  # triggered: the fill follows
+    for _ in range(2):  # the stop and the target: "Order does not exist."
+        server.reject_next("/fapi/v1/algoOrder", -2013, "Order does not exist.", method="GET")
+    findings = b.reconcile()
+    assert findings[0].kind.value == "position_closed"
+    assert findings[0].fill is not None and findings[0].fill.reason is FillReason.STOP_LOSS
+    assert findings[0].fill.price == 1960.0

@@ -103,7 +103,8 @@ def test_dead_stop_is_reprotected_and_the_next_stop_is_seen_within_a_second(
     assert servers.trading.open_algo_orders() == [], "the target is canceled"
     assert journal.session(KEY)[1]["position"] is None
     assert proc.terminate() == 0, proc.tail()
-    assert not leaks(proc.stderr() + proc.stdout()) and not leaks(journal.file_bytes())
+    assert servers.trading.issued_listen_keys
+    assert not leaks(proc.stderr() + proc.stdout(), servers) and not leaks(journal.file_bytes(), servers)
 
 
 def test_ten_day_old_position_closed_while_down_is_recorded_truly(
