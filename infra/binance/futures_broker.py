@@ -321,6 +321,7 @@ class BinanceFuturesBroker:
         self.trades: list[Trade] = []
         self.fees_paid = 0.0
         self.funding_paid = 0.0
+        self._funding_booked = 0.0  # funding of the open position already carried by its partial closes
         self.alerts: list[str] = []
         self._entry_order_id = ""
         self._entry_exchange_id: int | None = None
@@ -597,17 +598,24 @@ class BinanceFuturesBroker:
                     return self._reprotect_if_open()
             return None
         exch = self._exchange_position()
-        if exch.amt != 0 and (exch.amt > 0) == (p.side is Side.LONG):
-            if abs(exch.amt) < _dec(p.qty):  # partly closed: keep the rest protected
-                log.warning("%s order %s closed part of the position (%s left)", self.symbol, o.get("c"),
-                            _fmt(abs(exch.amt)))
-                return self._reprotect_if_open()
-            return None
         cid = str(o.get("c") or "")
-        trades = self._trades(orderId=int(o["i"]))
-        if not trades:  # not visible yet over REST: the event itself carries the cumulative fill
-            trades = [{"qty": o.get("z"), "price": o.get("ap"), "commission": o.get("n") or "0",
-                       "time": int(o.get("T") or self._now_ms())}]
+        if exch.amt != 0 and (exch.amt > 0) == (p.side is Side.LONG):
+            if _dec(p.qty) - abs(exch.amt) > self._rules().step / 2:  # partly closed: record it, protect the rest
+                log.warning("%s order %s closed part of the position (%s left)", self.symbol, cid,
+                            _fmt(abs(exch.amt)))
+                trades = self._order_trades(o)
+                closed = sum((_dec(t["qty"]) for t in trades), Decimal(0))
+                if 0 < closed < _dec(p.qty):
+                    reason = self._exit_reason(int(o["i"]), cid, str(o.get("ot") or ""),
+                                               _truthy(o.get("cp")) or _truthy(o.get("R")),
+                                               o.get("o") == "LIQUIDATION")
+                    # queued at once: delivered with this event, or later if what follows raises
+                    self._queued.append(self._finish_exit(trades, reason, partial=True))
+                final = self._reprotect_if_open()  # the rest, protected (or closed if impossible)
+                if final is not None:
+                    self._queued.append(final)
+            return None
+        trades = self._order_trades(o)
         reason = self._exit_reason(int(o["i"]), cid, str(o.get("ot") or ""),
                                    _truthy(o.get("cp")) or _truthy(o.get("R")), o.get("o") == "LIQUIDATION")
         if reason is FillReason.STOP_LOSS:
@@ -616,6 +624,15 @@ class BinanceFuturesBroker:
             return self._exit_by_protective(self._entry_order_id + "tp", trades)
         self._cancel_all_orders()
         return self._finish_exit(trades, reason)
+
+    def _order_trades(self, o: dict[str, Any]) -> list[dict[str, Any]]:
+        """The account trades of the order in an ORDER_TRADE_UPDATE (true price and fee); if not
+        visible over REST yet, the event itself (cumulative qty ``z``, average ``ap``, fee ``n``)."""
+        trades = self._trades(orderId=int(o["i"]))
+        if not trades:
+            trades = [{"qty": o.get("z"), "price": o.get("ap"), "commission": o.get("n") or "0",
+                       "time": int(o.get("T") or self._now_ms())}]
+        return trades
 
     def _exit_reason(self, order_id: int, client_id: str, orig_type: str = "", closing: bool = False,
                      liquidation: bool = False) -> FillReason:
@@ -651,14 +668,17 @@ class BinanceFuturesBroker:
             return res
         return self._reprotect_if_open()
 
-    def _reprotect_if_open(self) -> tuple[Fill, Trade] | None:
+    def _reprotect_if_open(self, alert: str | None = None) -> tuple[Fill, Trade] | None:
         """A protective order is gone: if the position is still open, place it again at the
-        recorded level; if that fails, close the position. If the position is gone, record how."""
+        recorded level (raising ``alert`` first, if given); if that fails, close the position. If
+        the position is gone, record how. A size that differs from the exchange's is adopted."""
         p = self.position
         assert p is not None
         exch = self._exchange_position()
         if exch.amt == 0 or (exch.amt > 0) != (p.side is Side.LONG):
             return self._resolve_vanished()
+        if alert is not None:
+            self._alert(alert)
         if abs(abs(exch.amt) - _dec(p.qty)) > self._rules().step / 2:
             self.position = Position(p.symbol, p.side, float(abs(exch.amt)), p.entry_price, p.entry_time,
                                      p.entry_fee, p.leverage, p.stop_price, p.target_price, p.liquidation_price)
@@ -750,6 +770,7 @@ class BinanceFuturesBroker:
         self._entry_order_id = entry_id
         self._entry_exchange_id = int(order["orderId"])
         self._algo_ids = {entry_id + k: int(o["algoId"]) for k, o in levels.items() if o.get("algoId")}
+        self._funding_booked = 0.0
         self._entry_stake = qty * px / self.leverage + fee
 
     def _cancel_strays(self) -> list[Finding]:
@@ -808,6 +829,7 @@ class BinanceFuturesBroker:
             "entry_order_id": self._entry_order_id,
             "entry_exchange_id": self._entry_exchange_id,
             "entry_stake": self._entry_stake,
+            "funding_booked": self._funding_booked,
             "algo_ids": dict(self._algo_ids),
             "queued": [{"fill": _fill_to_dict(f), "trade": None if t is None else _trade_to_dict(t)}
                        for f, t in self._queued],
@@ -826,6 +848,7 @@ class BinanceFuturesBroker:
         eid = state.get("entry_exchange_id")
         self._entry_exchange_id = None if eid is None else int(eid)
         self._entry_stake = float(state.get("entry_stake", 0.0))
+        self._funding_booked = float(state.get("funding_booked", 0.0))
         self._algo_ids = {str(k): int(v) for k, v in (state.get("algo_ids") or {}).items()}
         self._queued = [(_fill_from_dict(q["fill"]), None if q["trade"] is None else _trade_from_dict(q["trade"]))
                         for q in state.get("queued", [])]
@@ -848,6 +871,7 @@ class BinanceFuturesBroker:
         self._entry_order_id = order_id
         self._entry_exchange_id = int(order["orderId"])
         self._algo_ids = {}
+        self._funding_booked = 0.0
         self._entry_stake = stake or (qty * px / self.leverage + fee)
         self.cash -= fee
         self.fees_paid += fee
@@ -919,19 +943,8 @@ class BinanceFuturesBroker:
         res, in_flight = self._inspect_protective(missing)
         if res is not None or in_flight:
             return res
-        exch = self._exchange_position()
-        p = self.position
-        assert p is not None
-        if exch.amt == 0 or (exch.amt > 0) != (p.side is Side.LONG):
-            return self._resolve_vanished()
-        self._alert(f"protective order(s) {', '.join(missing)} on {self.symbol} disappeared; re-placing them")
-        try:
-            self._protect()
-        except BinanceError as e:
-            res2 = self._protection_failed(str(e), None)
-            self._queued.remove(res2)
-            return res2
-        return None
+        return self._reprotect_if_open(
+            f"protective order(s) {', '.join(missing)} on {self.symbol} disappeared; re-placing them")
 
     def _inspect_protective(self, ids: list[str]) -> tuple[tuple[Fill, Trade] | None, bool]:
         """Classify the protective orders ``ids`` by their documented algo status (Binance, "Algo
@@ -1087,7 +1100,13 @@ class BinanceFuturesBroker:
         return out
 
     def _finish_exit(self, trades: list[dict[str, Any]], reason: FillReason,
-                     suffix: str | None = None) -> tuple[Fill, Trade]:
+                     suffix: str | None = None, *, partial: bool = False) -> tuple[Fill, Trade]:
+        """Record the exit made of ``trades`` (account trade rows: qty, price, commission, time).
+
+        ``partial``: the trades closed only part of the position (e.g. a reduce-only order from
+        the web): that part becomes its own round trip (fill suffix ``px``) carrying its share of
+        the entry fee, the stake and the funding paid so far, and the position keeps the rest,
+        so the round trips of one position always add up to its whole PnL, fees and funding."""
         p = self.position
         assert p is not None
         dqty = sum((_dec(t["qty"]) for t in trades), Decimal(0))
@@ -1098,21 +1117,32 @@ class BinanceFuturesBroker:
         fee = float(sum((_dec(t.get("commission", 0)) for t in trades), Decimal(0)))
         when = max(int(t.get("time", 0)) for t in trades)
         gross = p.side.sign * qty * (px - p.entry_price)
-        funding = self._funding_paid(p.entry_time, when)
-        suffix = suffix or {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp",
-                            FillReason.LIQUIDATION: "lq"}.get(reason, "fx")
+        # funding since the entry, less what earlier partial closes already carried
+        funding_open = self._funding_paid(p.entry_time, when) - self._funding_booked
+        share = min(1.0, qty / p.qty) if partial and p.qty > 0 else 1.0
+        entry_fee, funding, stake = p.entry_fee * share, funding_open * share, self._entry_stake * share
+        suffix = "px" if partial else suffix or {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp",
+                                                 FillReason.LIQUIDATION: "lq"}.get(reason, "fx")
         fill = Fill(when, self.symbol, p.side.exit_order_side, px, qty, fee, reason, self._entry_order_id + suffix)
         trade = Trade(symbol=self.symbol, side=p.side, qty=qty, entry_time=p.entry_time, entry_price=p.entry_price,
-                      exit_time=when, exit_price=px, pnl=gross - p.entry_fee - fee - funding,
-                      fees=p.entry_fee + fee, funding=funding, exit_reason=reason, stake=self._entry_stake)
-        self.position = None
+                      exit_time=when, exit_price=px, pnl=gross - entry_fee - fee - funding,
+                      fees=entry_fee + fee, funding=funding, exit_reason=reason, stake=stake)
+        if partial:
+            self.position = Position(p.symbol, p.side, float(_dec(p.qty) - dqty), p.entry_price, p.entry_time,
+                                     p.entry_fee - entry_fee, p.leverage, p.stop_price, p.target_price,
+                                     p.liquidation_price)
+            self._entry_stake -= stake
+            self._funding_booked += funding
+        else:
+            self.position = None
+            self._funding_booked = 0.0
         self.fees_paid += fee
         self.funding_paid += funding
         self.cash += gross - fee
         self.fills.append(fill)
         self.trades.append(trade)
-        log.info("exit %s %s %g at %g (%s), pnl %.4f", p.side.name.lower(), self.symbol, qty, px, reason.value,
-                 trade.pnl)
+        log.info("%s %s %s %g at %g (%s), pnl %.4f", "partial exit" if partial else "exit", p.side.name.lower(),
+                 self.symbol, qty, px, reason.value, trade.pnl)
         try:
             self._refresh_cash()
         except BinanceError as e:

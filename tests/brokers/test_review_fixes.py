@@ -166,3 +166,58 @@ def test_a_stop_exit_is_traced_by_actual_order_id_not_by_client_id(server: Futur
     assert findings[0].kind.value == "position_closed"
     assert findings[0].fill is not None and findings[0].fill.reason is FillReason.STOP_LOSS
     assert findings[0].fill.price == 1960.0
+
+
+# ------------------------------------------------------------------ 2: a partial close is recorded
+def test_a_partial_close_is_recorded_and_the_round_trips_add_up(server: FuturesStandIn) -> None:
+    """Half the position is closed on the web (a reduce-only market order), then the rest: the
+    first close is its own round trip (its price, fee and share of the entry fee), the position
+    keeps the rest, protected, and the two round trips add up to the whole position's result."""
+    h = LiveHarness(server)
+    b = h.broker
+    h.feed(flat(0, 2000.0))
+    entry = h.enter(Side.LONG, flat(0, 2000.0), 0, sl=0.02, tp=0.04, stake=0.2)
+    assert entry is not None and b.position is not None
+    qty, entry_fee, stake = b.position.qty, b.position.entry_fee, b.snapshot()["entry_stake"]
+    half = round(qty / 2, 3)
+    server.charge_funding(0.001)  # paid on the whole position before the partial close
+    funding = b._funding_paid(b.position.entry_time, server.now_ms() + 1)
+    assert funding > 0
+    server.jump(2010.0)
+    n = len(server.user_events)
+    b._client.futures_create_order(symbol=SYMBOL, side="SELL", type="MARKET", quantity=str(half),
+                                   reduceOnly="true", newClientOrderId="web_partial_1")
+    upd = [e for e in server.user_events[n:] if e["e"] == "ORDER_TRADE_UPDATE" and e["o"]["X"] == "FILLED"]
+    first_trade = server.trades[-1]
+    out = b.apply_stream_event(upd[-1])
+    assert len(out) == 1
+    fill, trade = out[0]
+    assert trade is not None and fill.reason is FillReason.FLATTEN and fill.order_id.endswith("px")
+    assert fill.qty == pytest.approx(half) and fill.price == 2010.0
+    assert fill.fee == pytest.approx(float(first_trade["commission"]))
+    assert trade.qty == pytest.approx(half)
+    assert trade.fees == pytest.approx(entry_fee * half / qty + fill.fee)
+    assert trade.funding == pytest.approx(funding * half / qty)
+    assert trade.pnl == pytest.approx(half * 10.0 - entry_fee * half / qty - fill.fee - trade.funding)
+    assert b.position is not None and b.position.qty == pytest.approx(qty - half)
+    assert b.position.entry_fee == pytest.approx(entry_fee * (qty - half) / qty)
+    assert {o["clientAlgoId"][-2:] for o in server.open_algo_orders()} == {"sl", "tp"}  # the rest is protected
+    assert b.apply_stream_event(upd[-1]) == []  # delivered again (reconnect): not recorded twice
+    assert b.position.qty == pytest.approx(qty - half)
+    # the rest is closed on the web too
+    server.jump(2020.0)
+    n = len(server.user_events)
+    server.close_position_externally()
+    last_trade = server.trades[-1]
+    upd = [e for e in server.user_events[n:] if e["e"] == "ORDER_TRADE_UPDATE" and e["o"]["X"] == "FILLED"]
+    out2 = b.apply_stream_event(upd[-1])
+    assert len(out2) == 1 and b.position is None
+    fill2, trade2 = out2[0]
+    assert trade2 is not None and fill2.qty == pytest.approx(qty - half)
+    total_fees = entry_fee + fill.fee + fill2.fee
+    assert fill2.fee == pytest.approx(float(last_trade["commission"]))
+    assert trade.fees + trade2.fees == pytest.approx(total_fees)
+    assert trade.funding + trade2.funding == pytest.approx(funding)  # carried once, split by size
+    assert trade.pnl + trade2.pnl == pytest.approx(half * 10.0 + (qty - half) * 20.0 - total_fees - funding)
+    assert trade.stake + trade2.stake == pytest.approx(stake)
+    assert b.fees_paid == pytest.approx(total_fees)
