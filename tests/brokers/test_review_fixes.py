@@ -221,3 +221,19 @@ def test_a_partial_close_is_recorded_and_the_round_trips_add_up(server: FuturesS
     assert trade.pnl + trade2.pnl == pytest.approx(half * 10.0 + (qty - half) * 20.0 - total_fees - funding)
     assert trade.stake + trade2.stake == pytest.approx(stake)
     assert b.fees_paid == pytest.approx(total_fees)
+
+
+# ------------------------------------------------------------------ 6: one table-driven route check
+@pytest.mark.parametrize(("field", "bad", "route"), [
+    ("futures_ws", "wss://fstream.binance.com/ws/", "/market/"),
+    ("futures_user_ws", "wss://fstream.binance.com/ws/", "/private/"),
+    ("futures_user_ws", "wss://fstream.binancefuture.com/market/", "/private/"),
+])
+def test_futures_ws_routes_are_checked_from_one_table(field: str, bad: str, route: str) -> None:
+    from infra.binance.endpoints import ENV_VARS, resolve_endpoints
+
+    with pytest.raises(ValueError, match=rf"{field} .*retired or wrong route.*{route}"):
+        resolve_endpoints(env={ENV_VARS[field]: bad})
+    ok = bad.split("/", 3)
+    good = f"{ok[0]}//{ok[2]}{route}"
+    assert getattr(resolve_endpoints(env={ENV_VARS[field]: good}), field) == good
