@@ -18,7 +18,9 @@ No unprotected position
     Right after an entry fills, a STOP_MARKET and a TAKE_PROFIT_MARKET (``closePosition=true``,
     ``workingType`` configurable, client ids ``<entry id>sl`` / ``<entry id>tp``) are placed on the
     exchange through the algo order API (Binance moved conditional orders there in December 2025),
-    so the position stays protected if the console dies. If either cannot be placed, the position
+    so the position stays protected if the console dies. Each is then named to Binance by the
+    ``algoId`` its placement returned (kept in ``snapshot()``): a re-placed stop reuses its
+    clientAlgoId, which Binance keeps unique only among *open* orders. If either cannot be placed, the position
     is closed at once with a reduce-only MARKET order and an alert is raised; if even that fails,
     ``ProtectionFailed`` is raised (the position is unprotected: the engine must alert loudly).
 
@@ -31,7 +33,12 @@ Exits
     request; more only when one is gone) as the fallback. Either way a fired order becomes an
     exit ``Fill`` (STOP_LOSS / TAKE_PROFIT) with its round-trip ``Trade`` from the account's trade
     list (true price and fee; funding from the income history), and the sibling is canceled. Cash
-    (the USDT wallet balance) is refreshed there too, so ``equity(mark)`` never calls the API.
+    (the USDT wallet balance) is refreshed there too, so ``equity(mark)`` never calls the API;
+    a stream balance older (transaction time) than the last one applied is ignored. An order
+    that closes only part of the position is recorded as its own round trip (its share of the
+    entry fee, stake and funding) and the rest stays protected. A stop/target exit is traced by
+    the documented link from the algo order to its market order (``actualOrderId``, ALGO_UPDATE
+    ``ai``), never by the market order's client id.
     Before a new entry every open order on the symbol is canceled: while flat, any open order is a
     leftover, and a closePosition stop left behind would close the new position.
 
