@@ -59,6 +59,13 @@ FUTURES_WS_HOSTS = frozenset({"fstream.binance.com", "fstream.binancefuture.com"
 FUTURES_MARKET_ROUTE = "/market"
 FUTURES_PRIVATE_ROUTE = "/private"  # user data (python-binance >= 1.0.36 futures_user_socket)
 
+#: endpoint field -> (the route Binance requires on its futures hosts, what it carries, the rule)
+_ROUTES: dict[str, tuple[str, str, str]] = {
+    "futures_ws": (FUTURES_MARKET_ROUTE, "klines", f"USD-M futures klines only under {FUTURES_MARKET_ROUTE}"),
+    "futures_user_ws": (FUTURES_PRIVATE_ROUTE, "the user data stream",
+                        f"the USD-M futures user data stream under {FUTURES_PRIVATE_ROUTE}"),
+}
+
 #: REST request timeout (seconds) for clients built here; python-binance's default is 10 s too,
 #: stated explicitly because a hung request would stall a backfill.
 DEFAULT_TIMEOUT_S = 10.0
@@ -79,20 +86,14 @@ def _normalise(field: str, value: object, origin: str) -> str:
         )
     if parts.query or parts.fragment:
         raise ValueError(f"{origin}: {field} must not contain a query or fragment: {url!r}")
-    if field == "futures_ws" and (parts.hostname or "") in FUTURES_WS_HOSTS \
-            and not (parts.path.rstrip("/") + "/").startswith(FUTURES_MARKET_ROUTE + "/"):
+    route = _ROUTES.get(field)
+    if route is not None and (parts.hostname or "") in FUTURES_WS_HOSTS \
+            and not (parts.path.rstrip("/") + "/").startswith(route[0] + "/"):
         # a silent feed is worse than a refusal: say so at start, with the fix
         raise ValueError(
-            f"{origin}: {field} {url!r} is a retired or wrong route for klines: Binance serves USD-M "
-            f"futures klines only under {FUTURES_MARKET_ROUTE} since 2026-04-23 (Important WebSocket "
-            f"Change Notice); use {parts.scheme}://{parts.netloc}{FUTURES_MARKET_ROUTE}/"
-        )
-    if field == "futures_user_ws" and (parts.hostname or "") in FUTURES_WS_HOSTS \
-            and not (parts.path.rstrip("/") + "/").startswith(FUTURES_PRIVATE_ROUTE + "/"):
-        raise ValueError(
-            f"{origin}: {field} {url!r} is a retired or wrong route for the user data stream: Binance "
-            f"serves it under {FUTURES_PRIVATE_ROUTE} (Important WebSocket Change Notice); use "
-            f"{parts.scheme}://{parts.netloc}{FUTURES_PRIVATE_ROUTE}/"
+            f"{origin}: {field} {url!r} is a retired or wrong route for {route[1]}: Binance serves "
+            f"{route[2]} since 2026-04-23 (Important WebSocket Change Notice); use "
+            f"{parts.scheme}://{parts.netloc}{route[0]}/"
         )
     return url.rstrip("/") if kind == "rest" else url.rstrip("/") + "/"
 

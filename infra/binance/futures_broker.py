@@ -18,7 +18,9 @@ No unprotected position
     Right after an entry fills, a STOP_MARKET and a TAKE_PROFIT_MARKET (``closePosition=true``,
     ``workingType`` configurable, client ids ``<entry id>sl`` / ``<entry id>tp``) are placed on the
     exchange through the algo order API (Binance moved conditional orders there in December 2025),
-    so the position stays protected if the console dies. If either cannot be placed, the position
+    so the position stays protected if the console dies. Each is then named to Binance by the
+    ``algoId`` its placement returned (kept in ``snapshot()``): a re-placed stop reuses its
+    clientAlgoId, which Binance keeps unique only among *open* orders. If either cannot be placed, the position
     is closed at once with a reduce-only MARKET order and an alert is raised; if even that fails,
     ``ProtectionFailed`` is raised (the position is unprotected: the engine must alert loudly).
 
@@ -31,7 +33,12 @@ Exits
     request; more only when one is gone) as the fallback. Either way a fired order becomes an
     exit ``Fill`` (STOP_LOSS / TAKE_PROFIT) with its round-trip ``Trade`` from the account's trade
     list (true price and fee; funding from the income history), and the sibling is canceled. Cash
-    (the USDT wallet balance) is refreshed there too, so ``equity(mark)`` never calls the API.
+    (the USDT wallet balance) is refreshed there too, so ``equity(mark)`` never calls the API;
+    a stream balance older (transaction time) than the last one applied is ignored. An order
+    that closes only part of the position is recorded as its own round trip (its share of the
+    entry fee, stake and funding) and the rest stays protected. A stop/target exit is traced by
+    the documented link from the algo order to its market order (``actualOrderId``, ALGO_UPDATE
+    ``ai``), never by the market order's client id.
     Before a new entry every open order on the symbol is canceled: while flat, any open order is a
     leftover, and a closePosition stop left behind would close the new position.
 
@@ -315,11 +322,13 @@ class BinanceFuturesBroker:
         self._started = False
         # state (what snapshot()/restore() carry)
         self.cash = 0.0
+        self._cash_time = 0  # exchange time (ms) of the balance in ``cash``: older stream balances are ignored
         self.position: Position | None = None
         self.fills: list[Fill] = []
         self.trades: list[Trade] = []
         self.fees_paid = 0.0
         self.funding_paid = 0.0
+        self._funding_booked = 0.0  # funding of the open position already carried by its partial closes
         self.alerts: list[str] = []
         self._entry_order_id = ""
         self._entry_exchange_id: int | None = None
@@ -334,6 +343,11 @@ class BinanceFuturesBroker:
         self._dead_algo_ids: set[int] = set()  # terminal-without-fill algo orders already handled
         self._algo_order_cid: dict[int, str] = {}  # actual (market) order id -> clientAlgoId, from ALGO_UPDATE
         self._algo_by_order: dict[int, int] = {}  # actual (market) order id -> algoId, from ALGO_UPDATE
+        #: clientAlgoId -> algoId of its *current* placement. A re-placed stop reuses its client id
+        #: (Binance: clientAlgoId is "a unique id among open orders", so a dead one's id is free
+        #: again) and Query Algo Order by clientAlgoId then has more than one candidate with no
+        #: documented choice; the algoId returned at placement names exactly one order.
+        self._algo_ids: dict[str, int] = {}
         self.stream_events = 0
 
     def __repr__(self) -> str:
@@ -516,14 +530,16 @@ class BinanceFuturesBroker:
         self._ensure_started()
         self.stream_events += 1
         kind = event.get("e")
-        out: list[tuple[Fill, Trade | None]] = []
+        when = int(event.get("T") or event.get("E") or 0)
+        out = self._queued
+        self._queued = []
         try:
-            if self.position is not None and 0 < int(event.get("T") or 0) < self.position.entry_time:
+            if self.position is not None and 0 < when < self.position.entry_time:
                 res = None  # about an earlier position (queued behind the candle that replaced it)
                 if kind == "ACCOUNT_UPDATE":
-                    self._on_account_update({"B": (event.get("a") or {}).get("B")})
+                    self._on_account_update({"B": (event.get("a") or {}).get("B")}, when)
             elif kind == "ACCOUNT_UPDATE":
-                res = self._on_account_update(event.get("a") or {})
+                res = self._on_account_update(event.get("a") or {}, when)
             elif kind == "ORDER_TRADE_UPDATE":
                 res = self._on_order_update(event.get("o") or {})
             elif kind == "ALGO_UPDATE":
@@ -532,9 +548,13 @@ class BinanceFuturesBroker:
                 res = None
             if res is not None:
                 out.append(res)
-        finally:
-            out = self._queued + out
-            self._queued = []
+        except BaseException:
+            # Recorded exits are never lost: put them back (ahead of anything queued meanwhile)
+            # so the next on_candle / stream event delivers them, as on_candle does.
+            self._queued = out + self._queued
+            raise
+        out.extend(self._queued)  # queued while handling this event (e.g. a failed re-protect)
+        self._queued = []
         return out
 
     def on_stream_gap(self) -> list[tuple[Fill, Trade | None]]:
@@ -544,10 +564,18 @@ class BinanceFuturesBroker:
         out, self._queued = self._queued, []
         return out
 
-    def _on_account_update(self, a: dict[str, Any]) -> tuple[Fill, Trade] | None:
+    def _on_account_update(self, a: dict[str, Any], when: int) -> tuple[Fill, Trade] | None:
+        """``when`` is the event's transaction time ``T`` (event time ``E`` without it): a balance
+        older than the last one applied (stream or REST read) is ignored, since the stream may
+        deliver an event after a newer REST read and must not roll ``cash`` back."""
         for b in a.get("B") or []:
             if b.get("a") == "USDT" and b.get("wb") is not None:
+                if when and when < self._cash_time:
+                    log.info("ignoring a %s wallet balance from %s: older than the last applied one (%s)",
+                             self.symbol, _iso(when), _iso(self._cash_time))
+                    continue
                 self.cash = float(b["wb"])
+                self._cash_time = max(self._cash_time, when)
         p = self.position
         if p is None:
             return None
@@ -577,31 +605,60 @@ class BinanceFuturesBroker:
                     return self._reprotect_if_open()
             return None
         exch = self._exchange_position()
-        if exch.amt != 0 and (exch.amt > 0) == (p.side is Side.LONG):
-            if abs(exch.amt) < _dec(p.qty):  # partly closed: keep the rest protected
-                log.warning("%s order %s closed part of the position (%s left)", self.symbol, o.get("c"),
-                            _fmt(abs(exch.amt)))
-                return self._reprotect_if_open()
-            return None
         cid = str(o.get("c") or "")
-        trades = self._trades(orderId=int(o["i"]))
-        if not trades:  # not visible yet over REST: the event itself carries the cumulative fill
-            trades = [{"qty": o.get("z"), "price": o.get("ap"), "commission": o.get("n") or "0",
-                       "time": int(o.get("T") or self._now_ms())}]
-        mapped = self._algo_order_cid.get(int(o["i"]), cid)
-        if mapped in self._protective_ids():
-            return self._exit_by_protective(mapped, trades)
-        ot = str(o.get("ot") or "")
-        if cid.startswith(("autoclose", "adl_autoclose")) or o.get("o") == "LIQUIDATION":
-            reason = FillReason.LIQUIDATION
-        elif ot.startswith("STOP") and (o.get("cp") or o.get("R")):
+        if exch.amt != 0 and (exch.amt > 0) == (p.side is Side.LONG):
+            if _dec(p.qty) - abs(exch.amt) > self._rules().step / 2:  # partly closed: record it, protect the rest
+                log.warning("%s order %s closed part of the position (%s left)", self.symbol, cid,
+                            _fmt(abs(exch.amt)))
+                trades = self._order_trades(o)
+                closed = sum((_dec(t["qty"]) for t in trades), Decimal(0))
+                if 0 < closed < _dec(p.qty):
+                    reason = self._exit_reason(int(o["i"]), cid, str(o.get("ot") or ""),
+                                               _truthy(o.get("cp")) or _truthy(o.get("R")),
+                                               o.get("o") == "LIQUIDATION")
+                    # queued at once: delivered with this event, or later if what follows raises
+                    self._queued.append(self._finish_exit(trades, reason, partial=True))
+                final = self._reprotect_if_open()  # the rest, protected (or closed if impossible)
+                if final is not None:
+                    self._queued.append(final)
+            return None
+        trades = self._order_trades(o)
+        reason = self._exit_reason(int(o["i"]), cid, str(o.get("ot") or ""),
+                                   _truthy(o.get("cp")) or _truthy(o.get("R")), o.get("o") == "LIQUIDATION")
+        if reason is FillReason.STOP_LOSS:
             return self._exit_by_protective(self._entry_order_id + "sl", trades)
-        elif ot.startswith("TAKE_PROFIT") and (o.get("cp") or o.get("R")):
+        if reason is FillReason.TAKE_PROFIT:
             return self._exit_by_protective(self._entry_order_id + "tp", trades)
-        else:
-            reason = FillReason.FLATTEN  # closed outside the console (web, app, another bot)
         self._cancel_all_orders()
         return self._finish_exit(trades, reason)
+
+    def _order_trades(self, o: dict[str, Any]) -> list[dict[str, Any]]:
+        """The account trades of the order in an ORDER_TRADE_UPDATE (true price and fee); if not
+        visible over REST yet, the event itself (cumulative qty ``z``, average ``ap``, fee ``n``)."""
+        trades = self._trades(orderId=int(o["i"]))
+        if not trades:
+            trades = [{"qty": o.get("z"), "price": o.get("ap"), "commission": o.get("n") or "0",
+                       "time": int(o.get("T") or self._now_ms())}]
+        return trades
+
+    def _exit_reason(self, order_id: int, client_id: str, orig_type: str = "", closing: bool = False,
+                     liquidation: bool = False) -> FillReason:
+        """Why the exchange order ``order_id`` closed our position (the one classifier for stream
+        and REST exits). Liquidation: Binance's own closing orders (client id ``autoclose-``,
+        ``adl_autoclose``; order type LIQUIDATION on the stream). Stop/target: the order is the
+        ``actualOrderId`` (ALGO_UPDATE ``ai``) of one of our protective algo orders, the only
+        documented link; failing that, a closing STOP*/TAKE_PROFIT* order (its ``origType``).
+        Anything else was closed outside the console (web, app, another bot)."""
+        if liquidation or client_id.startswith(("autoclose", "adl_autoclose")):
+            return FillReason.LIQUIDATION
+        mapped = self._algo_order_cid.get(order_id)
+        if mapped in self._protective_ids():
+            return FillReason.STOP_LOSS if mapped.endswith("sl") else FillReason.TAKE_PROFIT
+        if closing and orig_type.startswith("STOP"):
+            return FillReason.STOP_LOSS
+        if closing and orig_type.startswith("TAKE_PROFIT"):
+            return FillReason.TAKE_PROFIT
+        return FillReason.FLATTEN
 
     def _on_algo_update(self, o: dict[str, Any]) -> tuple[Fill, Trade] | None:
         cid = str(o.get("caid") or "")
@@ -618,14 +675,17 @@ class BinanceFuturesBroker:
             return res
         return self._reprotect_if_open()
 
-    def _reprotect_if_open(self) -> tuple[Fill, Trade] | None:
+    def _reprotect_if_open(self, alert: str | None = None) -> tuple[Fill, Trade] | None:
         """A protective order is gone: if the position is still open, place it again at the
-        recorded level; if that fails, close the position. If the position is gone, record how."""
+        recorded level (raising ``alert`` first, if given); if that fails, close the position. If
+        the position is gone, record how. A size that differs from the exchange's is adopted."""
         p = self.position
         assert p is not None
         exch = self._exchange_position()
         if exch.amt == 0 or (exch.amt > 0) != (p.side is Side.LONG):
             return self._resolve_vanished()
+        if alert is not None:
+            self._alert(alert)
         if abs(abs(exch.amt) - _dec(p.qty)) > self._rules().step / 2:
             self.position = Position(p.symbol, p.side, float(abs(exch.amt)), p.entry_price, p.entry_time,
                                      p.entry_fee, p.leverage, p.stop_price, p.target_price, p.liquidation_price)
@@ -697,8 +757,7 @@ class BinanceFuturesBroker:
         if entry_id is not None and set(levels) == {"sl", "tp"}:
             order = self._lookup_order(entry_id)
             if order is not None and order.get("side") == side.entry_order_side.value:
-                self._adopt(order, side, entry_id, exch, float(levels["sl"]["triggerPrice"]),
-                            float(levels["tp"]["triggerPrice"]))
+                self._adopt(order, side, entry_id, exch, levels)
                 return Finding(FindingKind.UNKNOWN_POSITION, desc,
                                f"adopted it: traced to our entry {entry_id} and protected by our stop "
                                f"{levels['sl']['triggerPrice']} and target {levels['tp']['triggerPrice']}")
@@ -708,14 +767,17 @@ class BinanceFuturesBroker:
                        "we know, so keeping it would leave it unprotected", fill)
 
     def _adopt(self, order: dict[str, Any], side: Side, entry_id: str, exch: _ExchangePosition,
-               stop: float, target: float) -> None:
+               levels: dict[str, dict[str, Any]]) -> None:
         px = float(order.get("avgPrice") or exch.entry_price)
         qty = float(abs(exch.amt))
         fee = self._order_fee(int(order["orderId"]), qty, px)
+        stop, target = float(levels["sl"]["triggerPrice"]), float(levels["tp"]["triggerPrice"])
         self.position = Position(self.symbol, side, qty, exch.entry_price or px, int(order.get("updateTime", 0)),
                                  fee, float(self.leverage), stop, target, exch.liquidation_price)
         self._entry_order_id = entry_id
         self._entry_exchange_id = int(order["orderId"])
+        self._algo_ids = {entry_id + k: int(o["algoId"]) for k, o in levels.items() if o.get("algoId")}
+        self._funding_booked = 0.0
         self._entry_stake = qty * px / self.leverage + fee
 
     def _cancel_strays(self) -> list[Finding]:
@@ -730,7 +792,7 @@ class BinanceFuturesBroker:
             cid = o.get("clientAlgoId", "")
             if cid in keep:
                 continue
-            self._cancel_algo(cid)
+            self._cancel_algo(cid, int(o.get("algoId") or 0) or None)
             out.append(Finding(FindingKind.STRAY_ORDER,
                                f"open {o.get('orderType')} {o.get('side')} conditional order {cid} at "
                                f"{o.get('triggerPrice')} on {self.symbol} is not one of our protective orders",
@@ -774,6 +836,8 @@ class BinanceFuturesBroker:
             "entry_order_id": self._entry_order_id,
             "entry_exchange_id": self._entry_exchange_id,
             "entry_stake": self._entry_stake,
+            "funding_booked": self._funding_booked,
+            "algo_ids": dict(self._algo_ids),
             "queued": [{"fill": _fill_to_dict(f), "trade": None if t is None else _trade_to_dict(t)}
                        for f, t in self._queued],
         }
@@ -791,6 +855,8 @@ class BinanceFuturesBroker:
         eid = state.get("entry_exchange_id")
         self._entry_exchange_id = None if eid is None else int(eid)
         self._entry_stake = float(state.get("entry_stake", 0.0))
+        self._funding_booked = float(state.get("funding_booked", 0.0))
+        self._algo_ids = {str(k): int(v) for k, v in (state.get("algo_ids") or {}).items()}
         self._queued = [(_fill_from_dict(q["fill"]), None if q["trade"] is None else _trade_from_dict(q["trade"]))
                         for q in state.get("queued", [])]
 
@@ -811,6 +877,8 @@ class BinanceFuturesBroker:
         self.position = Position(self.symbol, side, qty, px, t, fee, float(self.leverage), stop, target, liq)
         self._entry_order_id = order_id
         self._entry_exchange_id = int(order["orderId"])
+        self._algo_ids = {}
+        self._funding_booked = 0.0
         self._entry_stake = stake or (qty * px / self.leverage + fee)
         self.cash -= fee
         self.fees_paid += fee
@@ -839,8 +907,10 @@ class BinanceFuturesBroker:
             params = {"symbol": self.symbol, "side": exit_side, "type": otype, "algoType": "CONDITIONAL",
                       "triggerPrice": _fmt(rules.round_price(level)), "closePosition": "true",
                       "workingType": self.working_type, "clientAlgoId": cid}
-            self._submit(f"placing {otype} {cid}", self._client.futures_create_algo_order, params,
-                         lambda cid=cid: self._live_algo(cid))
+            placed = self._submit(f"placing {otype} {cid}", self._client.futures_create_algo_order, params,
+                                  lambda cid=cid: self._live_algo(cid))
+            if placed.get("algoId"):
+                self._algo_ids[cid] = int(placed["algoId"])
 
     def _live_algo(self, cid: str) -> dict[str, Any] | None:
         """The order ``cid`` if it was placed and is alive (open, or triggered just now): the
@@ -880,19 +950,8 @@ class BinanceFuturesBroker:
         res, in_flight = self._inspect_protective(missing)
         if res is not None or in_flight:
             return res
-        exch = self._exchange_position()
-        p = self.position
-        assert p is not None
-        if exch.amt == 0 or (exch.amt > 0) != (p.side is Side.LONG):
-            return self._resolve_vanished()
-        self._alert(f"protective order(s) {', '.join(missing)} on {self.symbol} disappeared; re-placing them")
-        try:
-            self._protect()
-        except BinanceError as e:
-            res2 = self._protection_failed(str(e), None)
-            self._queued.remove(res2)
-            return res2
-        return None
+        return self._reprotect_if_open(
+            f"protective order(s) {', '.join(missing)} on {self.symbol} disappeared; re-placing them")
 
     def _inspect_protective(self, ids: list[str]) -> tuple[tuple[Fill, Trade] | None, bool]:
         """Classify the protective orders ``ids`` by their documented algo status (Binance, "Algo
@@ -915,6 +974,8 @@ class BinanceFuturesBroker:
             triggered_at = int(algo.get("triggerTime") or algo.get("updateTime") or 0)
             fresh = now - triggered_at < self.trigger_grace_ms
             actual = algo.get("actualOrderId")
+            if actual:  # the documented link from the algo order to its market order
+                self._algo_order_cid[int(actual)] = cid
             if status in ("TRIGGERING", "TRIGGERED") or (status == "FINISHED" and actual):
                 if actual:
                     trades = self._trades(orderId=int(actual))
@@ -1019,15 +1080,11 @@ class BinanceFuturesBroker:
             [t for t in self._trades_between(p.entry_time, self._now_ms())
              if t.get("side") == exit_side and int(t["orderId"]) != self._entry_exchange_id], p.qty)
         if trades:
-            reason = FillReason.FLATTEN
-            last = self._lookup_order_by_id(int(trades[-1]["orderId"]))
-            cid = (last or {}).get("clientOrderId", "")
-            if cid.startswith("autoclose") or cid.startswith("adl_autoclose"):
-                reason = FillReason.LIQUIDATION
-            elif cid.endswith("sl") and cid[:-2] == self._entry_order_id:
-                reason = FillReason.STOP_LOSS
-            elif cid.endswith("tp") and cid[:-2] == self._entry_order_id:
-                reason = FillReason.TAKE_PROFIT
+            last_id = int(trades[-1]["orderId"])
+            last = self._lookup_order_by_id(last_id) or {}
+            reason = self._exit_reason(last_id, str(last.get("clientOrderId") or ""),
+                                       str(last.get("origType") or ""),
+                                       _truthy(last.get("closePosition")) or _truthy(last.get("reduceOnly")))
             self._cancel_all_orders()
             return self._finish_exit(trades, reason)
         mark = self._mark if self._mark is not None else p.entry_price
@@ -1050,7 +1107,13 @@ class BinanceFuturesBroker:
         return out
 
     def _finish_exit(self, trades: list[dict[str, Any]], reason: FillReason,
-                     suffix: str | None = None) -> tuple[Fill, Trade]:
+                     suffix: str | None = None, *, partial: bool = False) -> tuple[Fill, Trade]:
+        """Record the exit made of ``trades`` (account trade rows: qty, price, commission, time).
+
+        ``partial``: the trades closed only part of the position (e.g. a reduce-only order from
+        the web): that part becomes its own round trip (fill suffix ``px``) carrying its share of
+        the entry fee, the stake and the funding paid so far, and the position keeps the rest,
+        so the round trips of one position always add up to its whole PnL, fees and funding."""
         p = self.position
         assert p is not None
         dqty = sum((_dec(t["qty"]) for t in trades), Decimal(0))
@@ -1061,21 +1124,32 @@ class BinanceFuturesBroker:
         fee = float(sum((_dec(t.get("commission", 0)) for t in trades), Decimal(0)))
         when = max(int(t.get("time", 0)) for t in trades)
         gross = p.side.sign * qty * (px - p.entry_price)
-        funding = self._funding_paid(p.entry_time, when)
-        suffix = suffix or {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp",
-                            FillReason.LIQUIDATION: "lq"}.get(reason, "fx")
+        # funding since the entry, less what earlier partial closes already carried
+        funding_open = self._funding_paid(p.entry_time, when) - self._funding_booked
+        share = min(1.0, qty / p.qty) if partial and p.qty > 0 else 1.0
+        entry_fee, funding, stake = p.entry_fee * share, funding_open * share, self._entry_stake * share
+        suffix = "px" if partial else suffix or {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp",
+                                                 FillReason.LIQUIDATION: "lq"}.get(reason, "fx")
         fill = Fill(when, self.symbol, p.side.exit_order_side, px, qty, fee, reason, self._entry_order_id + suffix)
         trade = Trade(symbol=self.symbol, side=p.side, qty=qty, entry_time=p.entry_time, entry_price=p.entry_price,
-                      exit_time=when, exit_price=px, pnl=gross - p.entry_fee - fee - funding,
-                      fees=p.entry_fee + fee, funding=funding, exit_reason=reason, stake=self._entry_stake)
-        self.position = None
+                      exit_time=when, exit_price=px, pnl=gross - entry_fee - fee - funding,
+                      fees=entry_fee + fee, funding=funding, exit_reason=reason, stake=stake)
+        if partial:
+            self.position = Position(p.symbol, p.side, float(_dec(p.qty) - dqty), p.entry_price, p.entry_time,
+                                     p.entry_fee - entry_fee, p.leverage, p.stop_price, p.target_price,
+                                     p.liquidation_price)
+            self._entry_stake -= stake
+            self._funding_booked += funding
+        else:
+            self.position = None
+            self._funding_booked = 0.0
         self.fees_paid += fee
         self.funding_paid += funding
         self.cash += gross - fee
         self.fills.append(fill)
         self.trades.append(trade)
-        log.info("exit %s %s %g at %g (%s), pnl %.4f", p.side.name.lower(), self.symbol, qty, px, reason.value,
-                 trade.pnl)
+        log.info("%s %s %s %g at %g (%s), pnl %.4f", "partial exit" if partial else "exit", p.side.name.lower(),
+                 self.symbol, qty, px, reason.value, trade.pnl)
         try:
             self._refresh_cash()
         except BinanceError as e:
@@ -1088,10 +1162,12 @@ class BinanceFuturesBroker:
         return self.rules
 
     def _refresh_cash(self) -> None:
+        asked = self._now_ms()  # the answer reflects at least every balance change before this
         rows = self._request("reading the wallet balance", self._client.futures_account_balance)
         for r in rows:
             if r.get("asset") == "USDT":
                 self.cash = float(r.get("balance", r.get("walletBalance", 0.0)))
+                self._cash_time = max(self._cash_time, asked)
                 return
 
     def _exchange_position(self) -> _ExchangePosition:
@@ -1195,9 +1271,15 @@ class BinanceFuturesBroker:
         return self._lookup(f"looking up order {order_id}", self._client.futures_get_order,
                             symbol=self.symbol, orderId=order_id)
 
+    def _algo_ref(self, client_algo_id: str) -> dict[str, Any]:
+        """How to name a protective order to Binance: by the algoId of its current placement when
+        we have it (unambiguous), else by clientAlgoId (e.g. an order we did not place)."""
+        aid = self._algo_ids.get(client_algo_id)
+        return {"algoId": aid} if aid else {"clientAlgoId": client_algo_id}
+
     def _lookup_algo(self, client_algo_id: str) -> dict[str, Any] | None:
         return self._lookup("looking up conditional order " + client_algo_id, self._client.futures_get_algo_order,
-                            clientAlgoId=client_algo_id)
+                            **self._algo_ref(client_algo_id))
 
     def _lookup(self, op: str, fn: Callable[..., Any], **params: Any) -> dict[str, Any] | None:
         try:
@@ -1229,9 +1311,9 @@ class BinanceFuturesBroker:
         self._request("canceling open conditional orders", self._client.futures_cancel_all_algo_open_orders,
                       symbol=self.symbol)
 
-    def _cancel_algo(self, client_algo_id: str) -> None:
-        self._lookup("canceling conditional order " + client_algo_id, self._client.futures_cancel_algo_order,
-                     clientAlgoId=client_algo_id)
+    def _cancel_algo(self, client_algo_id: str, algo_id: int | None = None) -> None:
+        ref = {"algoId": algo_id} if algo_id else self._algo_ref(client_algo_id)
+        self._lookup("canceling conditional order " + client_algo_id, self._client.futures_cancel_algo_order, **ref)
 
     def _cancel_regular(self, order: dict[str, Any]) -> None:
         self._lookup(f"canceling order {order.get('clientOrderId')}", self._client.futures_cancel_order,

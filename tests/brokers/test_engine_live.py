@@ -101,10 +101,12 @@ def test_stale_account_update_does_not_close_a_new_position(server: FuturesStand
            "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": "9999", "cw": "9999", "bc": "0"}],
                  "P": [{"s": SYMBOL, "pa": "0", "ep": "0", "ps": "BOTH"}]}}
     b.submit_entry(Side.LONG, flat(0, 2000.0), "tc" + "1" * 22 + "ab", 0.02, 0.04, 0.2)
+    cash = b.cash
     assert b.apply_stream_event(old) == [] and b.position is not None
-    assert b.cash == 9999.0  # the balance is still taken
-    now = dict(old, T=server.now_ms() + 1)
+    assert b.cash == cash  # older than the balance read at start: not taken
+    now = dict(old, E=server.now_ms() + 1, T=server.now_ms() + 1)
     assert b.apply_stream_event(now) == [] and b.position is not None  # REST says it is open
+    assert b.cash == 9999.0  # a newer balance is taken
 
 
 def test_reason_of_a_manual_close_on_the_stream(server: FuturesStandIn) -> None:

@@ -121,8 +121,13 @@ def test_stop_fill_is_applied_from_the_stream_at_once(server: FuturesStandIn) ->
         h.enter(Side.LONG, c0, 0, sl=0.02, tp=0.04)
         n = len(c.events())
         server.walk(1950.0)
-        wait(lambda: c.events("ORDER_TRADE_UPDATE")[-1:] and
-             c.events("ORDER_TRADE_UPDATE")[-1].payload["o"]["c"].endswith("sl"), what="the stop's order update")
+        # the stop's market order is linked to the algo order by id only (ALGO_UPDATE ``ai``)
+        def stop_order_filled() -> bool:
+            ai = {e.payload["o"]["ai"] for e in c.events("ALGO_UPDATE")
+                  if e.payload["o"]["caid"].endswith("sl") and e.payload["o"]["ai"]}
+            return any(str(e.payload["o"]["i"]) in {str(a) for a in ai} and e.payload["o"]["X"] == "FILLED"
+                       for e in c.events("ORDER_TRADE_UPDATE"))
+        wait(stop_order_filled, what="the stop's order update")
         kinds = {e.payload["e"] for e in c.events()[n:]}
         assert {"ORDER_TRADE_UPDATE", "ALGO_UPDATE", "ACCOUNT_UPDATE"} <= kinds
         exits = []

@@ -55,10 +55,18 @@ SECRETS = {"api key": API_KEY, "api secret": API_SECRET,
            "api key fragment": API_KEY[20:52], "api secret fragment": API_SECRET[20:52]}
 
 
-def leaks(blob: str | bytes) -> list[str]:
+def leaks(blob: str | bytes, servers: Servers | None = None) -> list[str]:
+    """Names of the secrets found in ``blob``: the API key and secret, and (with ``servers``)
+    every listenKey the trading stand-in handed out: a listenKey lets anyone read the account's
+    user data stream, so it is a secret too."""
     if isinstance(blob, bytes):
         blob = blob.decode("latin-1")
-    return [name for name, value in SECRETS.items() if value in blob]
+    secrets = dict(SECRETS)
+    if servers is not None:
+        for n, key in enumerate(servers.trading.issued_listen_keys):
+            secrets[f"listenKey {n}"] = key
+            secrets[f"listenKey {n} fragment"] = key[16:48]
+    return [name for name, value in secrets.items() if value in blob]
 
 
 def posts(servers: Servers, path: str) -> list:
@@ -263,7 +271,8 @@ def test_testnet_entry_protection_restart_and_exit(plan: SignalPlan, servers: Se
     for path in tmp_path.rglob("*"):  # the data dir and anything else the processes wrote
         if path.is_file():
             blobs[str(path)] = path.read_bytes()
-    assert {name: leaks(b) for name, b in blobs.items() if leaks(b)} == {}
+    assert servers.trading.issued_listen_keys, "the user data stream should have been opened (its key is checked)"
+    assert {name: leaks(b, servers) for name, b in blobs.items() if leaks(b, servers)} == {}
     assert b'"keys_configured": true' in journal.file_bytes(), "the run config (where a leak would be) is journalled"
     # ...while the stand-in did authenticate them (so they really were in use)
     assert servers.trading.requests and all(r.status != 401 for r in servers.trading.requests)
@@ -273,7 +282,7 @@ def test_live_needs_confirmation(plan: SignalPlan, servers: Servers, launch, tmp
     env = servers.env(tmp_path / "data")
     refused = launch("live-unconfirmed", [*ARGS, "--live", "--journal", str(tmp_path / "refused.sqlite")], env)
     assert refused.wait(60) == 2, refused.tail()
-    assert "confirmation" in refused.stderr() and not leaks(refused.stderr() + refused.stdout())
+    assert "confirmation" in refused.stderr() and not leaks(refused.stderr() + refused.stdout(), servers)
     assert not servers.trading.requests and not servers.market.request_counts, \
         "a refused start must not reach the exchange"
 
@@ -289,5 +298,5 @@ def test_live_needs_confirmation(plan: SignalPlan, servers: Servers, launch, tmp
     assert live.terminate() == 0, live.tail()
     assert not posts(servers, "/fapi/v1/order") and not posts(servers, "/fapi/v1/algoOrder")
     blob = live.stdout() + live.stderr()
-    assert not leaks(blob) and not leaks(JournalReader(journal_path).file_bytes())
+    assert not leaks(blob, servers) and not leaks(JournalReader(journal_path).file_bytes(), servers)
 

@@ -89,8 +89,10 @@ def test_dead_stop_is_reprotected_and_the_next_stop_is_seen_within_a_second(
     seq = journal.max_seq()
     servers.trading.walk(beyond)
     assert servers.trading.position_amt() == 0
+    # the stop's market order is linked to it by id (actualOrderId), not by client id
+    actual = str(_stop_algos(servers, sl)[1]["actualOrderId"])
     emitted = next(ev["E"] for ev in reversed(servers.trading.user_events)
-                   if ev["e"] == "ORDER_TRADE_UPDATE" and ev["o"]["c"] == sl and ev["o"]["X"] == "FILLED")
+                   if ev["e"] == "ORDER_TRADE_UPDATE" and str(ev["o"]["i"]) == actual and ev["o"]["X"] == "FILLED")
     exits = wait_until(lambda: [f for f in journal.events("fill", after_seq=seq) if f.get("trade")], 10,
                        "the stop fill in the journal", proc)
     latency_ms = time.time() * 1000 - emitted
@@ -103,7 +105,8 @@ def test_dead_stop_is_reprotected_and_the_next_stop_is_seen_within_a_second(
     assert servers.trading.open_algo_orders() == [], "the target is canceled"
     assert journal.session(KEY)[1]["position"] is None
     assert proc.terminate() == 0, proc.tail()
-    assert not leaks(proc.stderr() + proc.stdout()) and not leaks(journal.file_bytes())
+    assert servers.trading.issued_listen_keys
+    assert not leaks(proc.stderr() + proc.stdout(), servers) and not leaks(journal.file_bytes(), servers)
 
 
 def test_ten_day_old_position_closed_while_down_is_recorded_truly(

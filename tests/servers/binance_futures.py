@@ -211,6 +211,8 @@ class FuturesStandIn:
         self.trigger_faults: list[str] = []
         #: user data stream: listenKey -> expiry (server ms); connected websockets per key
         self.listen_keys: dict[str, int] = {}
+        #: every listenKey ever handed out (kept after expiry/close): tests check none leaks
+        self.issued_listen_keys: list[str] = []
         self.user_events: list[dict[str, Any]] = []  # every event pushed, in order
         self._user_conns: dict[str, list[asyncio.Queue]] = {}
         self._ids = itertools.count(8_389_765_000)
@@ -814,6 +816,9 @@ class FuturesStandIn:
         cid = p.get("clientAlgoId") or f"standinalgo{next(self._algo_ids)}"
         if len(cid) > 36:
             raise ApiError(-4015, "Client order id is not valid.")
+        # "New Algo Order": clientAlgoId is "a unique id among open orders"; a second open order
+        # with the same id is refused (error list: -4116 "ClientOrderId is duplicated."), a dead
+        # one's id may be used again.
         if any(o["clientAlgoId"] == cid and o["algoStatus"] == "NEW" for o in self.algo_orders):
             raise ApiError(-4116, "ClientOrderId is duplicated.")
         ref = self.mark[spec.symbol] if working == "MARK_PRICE" else self.last[spec.symbol]
@@ -842,12 +847,28 @@ class FuturesStandIn:
         return price >= trigger if side == "SELL" else price <= trigger
 
     def _find_algo(self, p: dict[str, str]) -> dict[str, Any]:
+        """USD-M "Query Algo Order" / "Cancel Algo Order" (GET|DELETE /fapi/v1/algoOrder):
+        "Either algoId or clientAlgoId must be sent." An algoId names one order (it is the order's
+        id; "self-increment for each specific symbol"), so it wins when both are sent.
+        A clientAlgoId is only "a unique id among open orders" ("New Algo Order", parameter
+        clientAlgoId): once an order is dead its id may be used again, and Binance documents no
+        rule for which order a query by such an id returns. Here: the open one if there is one,
+        otherwise the OLDEST (deliberately not the newest), so a client that needs a particular
+        dead or triggered order must ask by its algoId."""
         aid, cid = p.get("algoId"), p.get("clientAlgoId")
         if aid is None and cid is None:
             raise ApiError(-1102, "Either algoId or clientAlgoId must be sent.")
-        for o in reversed(self.algo_orders):
-            if str(o["algoId"]) == aid or o["clientAlgoId"] == cid:
+        if aid is not None:
+            for o in self.algo_orders:
+                if str(o["algoId"]) == aid:
+                    return o
+            raise ApiError(-2013, "Order does not exist.")
+        same = [o for o in self.algo_orders if o["clientAlgoId"] == cid]
+        for o in same:
+            if o["algoStatus"] == "NEW":
                 return o
+        if same:
+            return same[0]
         raise ApiError(-2013, "Order does not exist.")
 
     def _get_algo(self, p: dict[str, str]) -> dict[str, Any]:
@@ -938,7 +959,7 @@ class FuturesStandIn:
             return
         try:
             order = self._new_market_order(symbol, algo["side"], qty, reduce_only=closes, resp_type="RESULT",
-                                           client_id=algo["clientAlgoId"], price=price, orig_type=algo["orderType"],
+                                           client_id=self._triggered_client_id(), price=price, orig_type=algo["orderType"],
                                            close_position=algo["closePosition"], before_execute=lambda o: (
                                                algo.__setitem__("actualOrderId", str(o["orderId"])),
                                                self._set_algo_status(algo, "TRIGGERED", now)))
@@ -948,11 +969,19 @@ class FuturesStandIn:
         algo["actualPrice"] = order["avgPrice"]
         self._set_algo_status(algo, "FINISHED", now)
 
+    def _triggered_client_id(self) -> str:
+        """The client order id of the market order a triggered conditional order creates.
+        Binance documents the link from the algo order to that order only by order id: Query
+        Algo Order's ``actualOrderId`` and ALGO_UPDATE's ``ai`` ("Event: Algo Order Update");
+        nothing documents that the order inherits the clientAlgoId. So it gets an id of its own
+        here, and a client must follow ``actualOrderId``/``ai``, never the client id."""
+        return f"standintrig{next(self._ids)}"
+
     def _dead_market_order(self, symbol: str, algo: dict[str, Any], qty: Decimal, now: int) -> dict[str, Any]:
         """The market order of a triggered conditional order, canceled by the matching engine
         before any trade (e.g. price protection): status EXPIRED, executedQty 0, no trade rows."""
         order = {
-            "orderId": next(self._ids), "symbol": symbol, "status": "EXPIRED", "clientOrderId": algo["clientAlgoId"],
+            "orderId": next(self._ids), "symbol": symbol, "status": "EXPIRED", "clientOrderId": self._triggered_client_id(),
             "price": "0", "avgPrice": "0.00", "origQty": _s(qty), "executedQty": "0", "cumQty": "0",
             "cumQuote": "0", "timeInForce": "GTC", "type": "MARKET", "reduceOnly": True,
             "closePosition": algo["closePosition"], "side": algo["side"], "positionSide": "BOTH", "stopPrice": "0",
@@ -1106,6 +1135,8 @@ class FuturesStandIn:
         live = [k for k, exp in self.listen_keys.items() if exp > now]
         key = live[0] if live else hashlib.sha256(f"{now}:{next(self._ids)}".encode()).hexdigest()[:64]
         self.listen_keys[key] = now + _LISTEN_KEY_MS
+        if key not in self.issued_listen_keys:
+            self.issued_listen_keys.append(key)
         return {"listenKey": key}
 
     def _keepalive_listen_key(self, p: dict[str, str]) -> dict[str, Any]:
