@@ -36,7 +36,14 @@ from core.strategies import STRATEGIES
 from tui.collector import CollectorSnapshot, EventCollector
 from tui.runtime import Runtime, RuntimeOptions, options_from_args
 from tui.screens.dashboard import DASHBOARD_BINDINGS, DashboardScreen
-from tui.screens.dialogs import ChoiceDialog, ConfirmDialog, LiveConfirmDialog, ReplayOfferDialog, TextDialog
+from tui.screens.dialogs import (
+    ChoiceDialog,
+    ConfirmDialog,
+    LiveConfirmDialog,
+    QuitDialog,
+    ReplayOfferDialog,
+    TextDialog,
+)
 from tui.screens.help import HelpScreen
 from tui.startup import probe_binance, replay_candidates, retarget_replay, symbol_problem, with_market
 from tui.widgets.chart import ChartBuilder, ThreadedPlot
@@ -101,6 +108,7 @@ class TradeConsoleApp(App[int]):
         self.status = "starting…"
         self.exit_message = ""  # why the console refused to start (printed after exit)
         self._errors_seen = 0
+        self._quitting = False
         self._backtest_installed = False
         self.last_stopped: Runtime | None = None  # kept for inspection (tests); older ones are dropped
         self.chart_builder = ChartBuilder()
@@ -208,8 +216,30 @@ class TradeConsoleApp(App[int]):
             self.last_stopped = rt
 
     async def action_quit(self) -> None:
+        """Quit; with an open position, ask first whether to leave it protected or flatten."""
+        if self._quitting:
+            return
+        open_now = self.open_positions() if self.runtime is not None else []
+        if open_now and not isinstance(self.screen, QuitDialog):
+            live = self.runtime is not None and self.runtime.trading_mode in ("live", "testnet")
+            replay = self.runtime is not None and self.runtime.replay_candles is not None and not self.options.journal
+            self.push_screen(QuitDialog(open_now, live=live, throwaway=replay), self._quit_answer)
+            return
+        await self._shutdown_and_exit(flatten=False)
+
+    async def _quit_answer(self, answer: str | None) -> None:
+        if answer in ("leave", "flatten"):
+            await self._shutdown_and_exit(flatten=answer == "flatten")
+
+    async def _shutdown_and_exit(self, flatten: bool) -> None:
+        self._quitting = True
         self.status = "shutting down…"
         self.workers.cancel_group(self, "runtime")
+        rt = self.runtime
+        if flatten and rt is not None:
+            rt.engine.send(Flatten(pause=True))
+            self.collector.note("quit: flattening every position first", "warning")
+            await asyncio.to_thread(rt.engine.wait_idle, 5.0)
         await asyncio.to_thread(self.shutdown_runtime)
         self.exit(0)
 
@@ -290,12 +320,15 @@ class TradeConsoleApp(App[int]):
         return True
 
     def action_toggle_trading(self) -> None:
+        """Stop = no new entries and no strategy decisions, but open positions stay managed
+        (marks, stop/target, paper fills) until they close or are flattened; start again."""
         engine = self._engine()
         if engine is None:
             return
         self.trading = not self.trading
         engine.send(StartTrading() if self.trading else StopTrading())
-        self.collector.note("trading started" if self.trading else "trading stopped by the operator")
+        self.collector.note("trading started" if self.trading else
+                            "trading stopped by the operator: no new entries; open positions keep their stop/target")
         self._show_now()
 
     def action_toggle_pause(self) -> None:
@@ -306,8 +339,24 @@ class TradeConsoleApp(App[int]):
         engine.send(PauseEntries(self.entries_paused))
         self._show_now()
 
+    def open_positions(self) -> list[str]:
+        """One line per open position or pending entry, as the collector last saw them."""
+        out = []
+        for s in self.collector.snapshot().sessions:
+            if s.position is not None:
+                p = s.position
+                out.append(f"{s.symbol} {s.strategy} {p.side.name} {p.qty:,.4f} @ {p.entry_price:,.2f}")
+            elif any(o.kind == "MARKET" for o in s.working):
+                out.append(f"{s.symbol} {s.strategy} pending entry")
+        return out
+
     def action_flatten(self) -> None:
         if self._engine() is None:
+            return
+        open_now = self.open_positions()
+        if not open_now:
+            self.notify("Nothing to close: no open position or pending entry.", title="Flatten", timeout=4)
+            self.collector.note("flatten: nothing to close")
             return
 
         def confirmed(ok: bool | None) -> None:
@@ -316,8 +365,28 @@ class TradeConsoleApp(App[int]):
                 engine.send(Flatten())
                 self.collector.note("flatten requested by the operator", "warning")
 
-        self.push_screen(ConfirmDialog("Close every open position now at the last price\n"
-                                       "and cancel pending entries?", "Flatten"), confirmed)
+        self.push_screen(ConfirmDialog("Close now at the last price (market):\n  " + "\n  ".join(open_now)
+                                       + "\nand cancel pending entries?\nEntries stay allowed: "
+                                       "use the kill switch (k) to also pause them.", "Flatten"), confirmed)
+
+    def action_kill_switch(self) -> None:
+        """The kill switch: flatten everything and pause new entries, after confirmation."""
+        if self._engine() is None:
+            return
+        open_now = self.open_positions()
+
+        def confirmed(ok: bool | None) -> None:
+            engine = self._engine()
+            if ok and engine is not None:
+                engine.send(Flatten(pause=True))
+                self.entries_paused = True
+                self.collector.note("KILL SWITCH: flatten everything and pause entries", "warning")
+                self._show_now()
+
+        what = ("Close now at the last price (market):\n  " + "\n  ".join(open_now)) if open_now else \
+            "No open position (nothing to close)."
+        self.push_screen(ConfirmDialog(f"{what}\nCancel pending entries and PAUSE all new entries\n"
+                                       "(p resumes them).", "KILL SWITCH"), confirmed)
 
     def action_switch_strategy(self) -> None:
         if self._engine() is None or self.selected_key is None:
@@ -420,6 +489,8 @@ class TradeConsoleApp(App[int]):
         yield SystemCommand("Start / stop trading", "Stop acting on candles, or start again", self.action_toggle_trading)
         yield SystemCommand("Pause / resume entries", "No new positions; exits keep working", self.action_toggle_pause)
         yield SystemCommand("Flatten all positions", "Close everything now (asks first)", self.action_flatten)
+        yield SystemCommand("Kill switch", "Flatten everything and pause new entries (asks first)",
+                            self.action_kill_switch)
         yield SystemCommand("Switch strategy", "Another strategy for the selected session", self.action_switch_strategy)
         yield SystemCommand("Switch symbol", "Trade another symbol (restarts the engine)", self.action_switch_symbol)
         yield SystemCommand("Switch interval", "Another kline interval (restarts the engine)",

@@ -35,9 +35,11 @@ CHART_HZ = 2.5
 _SWITCH = Binding.Group("Switch", compact=True)
 
 DASHBOARD_BINDINGS = [
-    Binding("s", "app.toggle_trading", "Start/Stop", tooltip="stop acting on candles / start again"),
+    Binding("s", "app.toggle_trading", "Start/Stop",
+            tooltip="stop the strategy (no new entries; open positions keep their stop/target) / start again"),
     Binding("p", "app.toggle_pause", "Pause", tooltip="pause / resume new entries (exits keep working)"),
     Binding("f", "app.flatten", "Flatten", tooltip="close every position now, after confirmation"),
+    Binding("k", "app.kill_switch", "Kill", tooltip="kill switch: flatten everything and pause entries (confirmed)"),
     Binding("t", "app.switch_strategy", "Switch strategy", group=_SWITCH,
             tooltip="switch the selected session's strategy"),
     Binding("y", "app.switch_symbol", "Switch symbol", group=_SWITCH, tooltip="trade another symbol (restarts the engine)"),
