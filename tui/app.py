@@ -61,6 +61,9 @@ NetworkProbe = Callable[[RuntimeOptions], str | None]
 #: GIL back sooner; the engine loses a little throughput, the keyboard stays responsive.
 GIL_SWITCH_INTERVAL = 0.0005
 
+#: seconds the event sinks get to deliver at shutdown (the rest is resent from the journal)
+SINK_BUDGET_S = 0.8
+
 #: intervals offered by the interval dialog (a subset of Binance's, the ones worth trading)
 INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "1d"]
 assert all(iv in INTERVAL_MS for iv in INTERVALS)
@@ -128,7 +131,7 @@ class TradeConsoleApp(App[int]):
         whatever it takes: live confirmation, or a replay when live data is unavailable."""
         if previous is not None:
             self.status = "stopping the engine…"
-            await asyncio.to_thread(previous.stop)
+            await asyncio.to_thread(previous.stop, 10.0, SINK_BUDGET_S)
             self.last_stopped = previous
         self.collector.reset()
         self.trading, self.entries_paused = True, False
@@ -209,15 +212,19 @@ class TradeConsoleApp(App[int]):
         return lambda _prompt: answer
 
     def shutdown_runtime(self) -> None:
-        """Stop the engine cleanly (source, engine thread, sinks, journal); idempotent."""
+        """Stop the engine cleanly (source, engine thread, sinks, journal); idempotent. Sinks get
+        ``SINK_BUDGET_S`` to deliver: what they could not stays in the journal and is resent by
+        the next start, so the console never hangs on an unreachable Kafka/Elasticsearch."""
         rt, self.runtime = self.runtime, None
         if rt is not None:
-            rt.stop()
+            rt.stop(sink_timeout=SINK_BUDGET_S)
             self.last_stopped = rt
 
     async def action_quit(self) -> None:
-        """Quit; with an open position, ask first whether to leave it protected or flatten."""
+        """Quit; with an open position, ask first whether to leave it protected or flatten.
+        Quit again while shutting down exits at once (the journal already holds everything)."""
         if self._quitting:
+            self.exit(0)
             return
         open_now = self.open_positions() if self.runtime is not None else []
         if open_now and not isinstance(self.screen, QuitDialog):
@@ -315,6 +322,8 @@ class TradeConsoleApp(App[int]):
                 self.screen.refresh_header()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self._quitting:
+            return action == "quit"  # shutting down: no palette, no command reaches a dying engine
         if action == "toggle_replay":
             return self.runtime is not None and hasattr(self.runtime.source, "pause")
         return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,20 +302,31 @@ class Runtime:
         self._start_user_stream()
         self.source.start(self._tagged_feed())
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the source, let the engine finish what it has, flush sinks, close the journal."""
+    def stop(self, timeout: float = 10.0, sink_timeout: float | None = None) -> None:
+        """Stop the source, let the engine finish what it has, flush sinks, close the journal.
+
+        ``sink_timeout`` bounds the wait for Kafka/Elasticsearch acknowledgements (default: up
+        to 30 s). Nothing is lost by a short one: the journal holds every event and the next
+        start resends from the shipper's acknowledged cursor; the console quits with ~1 s so an
+        unreachable broker can never hold the operator's terminal."""
         if not self._started:
             return
         self._started = False
+        ship_wait = max(timeout, 30.0) if sink_timeout is None else sink_timeout
         try:
             self.source.stop()
             if self.user_stream is not None:
                 self.user_stream.stop()
         finally:
             self.engine.stop(timeout)
-            for shipper in getattr(self, "shippers", []):
+            shippers = getattr(self, "shippers", [])
+            # one deadline for all of it: a shipper's stop can take twice its timeout (thread
+            # join, then the acknowledgement wait), the sinks' close gets what is left
+            deadline = time.monotonic() + ship_wait
+            for shipper in shippers:
+                share = max(0.0, deadline - time.monotonic()) / 2 / max(1, len(shippers))
                 try:
-                    done = shipper.stop(max(timeout, 30.0))
+                    done = shipper.stop(share if sink_timeout is not None else ship_wait)
                 except Exception as exc:  # noqa: BLE001 - e.g. the cursor write hit a full disk
                     log.warning("%s: stopping the shipper failed (%s); the next start resends from the journal "
                                 "cursor", shipper.name, exc)
@@ -322,9 +334,12 @@ class Runtime:
                 if not done:
                     log.warning("%s: not every event was acknowledged before shutdown; the next start resends "
                                 "from the journal", shipper.name)
-            for sink in self.sinks:
+            for i, sink in enumerate(self.sinks):
                 try:
-                    sink.close()
+                    if sink_timeout is None:
+                        sink.close()
+                    else:
+                        sink.close(max(0.05, deadline - time.monotonic()) / (len(self.sinks) - i))
                 except Exception:  # noqa: BLE001 - shutting down: report and continue
                     log.exception("closing %r failed", sink)
             self.journal.close()

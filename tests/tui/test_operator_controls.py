@@ -133,3 +133,29 @@ async def test_quit_leaving_the_position_keeps_it_for_the_next_start(replay_opts
         assert restored is not None and restored.entry_time == held.entry_time
     finally:
         again.journal.close()
+
+
+async def test_quit_with_an_unreachable_kafka_is_quick_and_keys_during_shutdown_are_harmless(replay_opts, tmp_path,
+                                                                                               monkeypatch):
+    """Kafka at a port nothing listens on: the sink cannot deliver, quitting must not wait for it
+    (the journal keeps every event; the next start resends). Keys pressed while shutting down
+    (the palette, quit again) must not crash the app."""
+    import time
+
+    monkeypatch.setenv("TRADECONSOLE_DATA_DIR", str(tmp_path / "data"))
+    app = TradeConsoleApp(replay_opts(kafka="127.0.0.1:1", journal=str(tmp_path / "j.sqlite")))
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        rt = app.runtime
+        assert rt.sinks, "the Kafka sink was built"
+        await pilot.press("f", "y")  # flat, so quit does not ask
+        await wait_for(pilot, lambda: session(app).position is None, what="flat")
+        t0 = time.monotonic()
+        await pilot.press("q")
+        await pilot.press("ctrl+p", "ctrl+p", "escape", "s", "f", "k")
+        await wait_for(pilot, lambda: not app.is_running, timeout=10, what="the app to exit")
+        took = time.monotonic() - t0
+    print(f"quit took {took:.2f} s")
+    assert took < 2.0, f"quit took {took:.1f} s with Kafka unreachable"
+    assert_closed(rt)
+    assert app.return_code == 0
