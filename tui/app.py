@@ -266,11 +266,17 @@ class TradeConsoleApp(App[int]):
         interval = s.interval if s is not None else opts.strategies[0][1]
         conn = snap.connection
         data = ""
+        market_ms = None
+        speed = ""
         if rt is not None and rt.replay_candles is not None:
             total = len(rt.replay_candles)
             done = s.closed_total if s is not None else 0
-            speed = "max" if opts.speed is None else f"×{opts.speed:g}"
-            data = f"{done:,}/{total:,} {speed}"
+            pace = getattr(rt.source, "speed", opts.speed)
+            speed = "max" if pace is None else f"×{pace:,g}"
+            data = f"{done:,}/{total:,}"
+            if s is not None:  # the replay's market clock: the open candle, else the last close
+                market_ms = s.open_candle.open_time if s.open_candle is not None else \
+                    (s.candles[-1].close_time + 1 if s.candles else None)
         elif conn.lag_ms is not None or conn.last_market_mono is not None:
             parts = []
             if conn.lag_ms is not None:
@@ -288,6 +294,7 @@ class TradeConsoleApp(App[int]):
             connection=f"{conn.source} {conn.state}".strip() if conn.source else "connecting",
             data=data, trading=self.trading, entries_paused=self.entries_paused,
             replay_paused=bool(getattr(source, "paused", False)), session_hint=hint, starting=self.status,
+            market_ms=market_ms, speed=speed,
             delivery=tuple((f"{d.source} {d.state}" + (f" {d.lag_ms:,.0f} ms" if d.lag_ms else ""), d.state)
                            for d in snap.delivery))
 

@@ -88,6 +88,7 @@ class OrderRow:
     price: float | None
     status: str
     note: str
+    client_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,7 @@ class SessionSnapshot:
     closed_total: int
     version: int
     book_version: int
+    order_book: tuple[OrderRow, ...] = ()  # one row per order, its latest state, oldest update first
 
     @property
     def unrealized_pnl(self) -> float | None:
@@ -171,6 +173,7 @@ class _Session:
     fills: deque[FillRow] = field(init=False)
     orders: deque[OrderRow] = field(init=False)
     working: dict[str, OrderRow] = field(init=False)
+    latest: dict[str, OrderRow] = field(init=False)
     open_candle: Candle | None = None
     open_indicators: dict[str, float | int | None] | None = None
     mark: float | None = None
@@ -187,6 +190,7 @@ class _Session:
         self.fills = deque(maxlen=self.rows)
         self.orders = deque(maxlen=self.rows)
         self.working = {}
+        self.latest = {}
 
     def freeze(self) -> SessionSnapshot:
         return SessionSnapshot(
@@ -194,7 +198,8 @@ class _Session:
             candles=tuple(self.candles), indicators=tuple(self.indicators), open_candle=self.open_candle,
             open_indicators=self.open_indicators, mark=self.mark, position=self.position, equity=self.equity,
             markers=tuple(self.markers), fills=tuple(self.fills), orders=tuple(self.orders),
-            working=tuple(self.working.values()), closed_total=self.closed_total, version=self.version, book_version=self.book_version)
+            working=tuple(self.working.values()), closed_total=self.closed_total, version=self.version,
+            book_version=self.book_version, order_book=tuple(self.latest.values()))
 
 
 def _num(v: float | None, spec: str = ",.2f") -> str:
@@ -330,8 +335,16 @@ class EventCollector:
             s = self._route(event)
             o = event.order
             row = OrderRow(event.time, o.side.value, o.type.value, o.qty or None, o.stop_price, event.status,
-                           event.message or (o.reason.value if o.reason else ""))
+                           event.message or (o.reason.value if o.reason else ""), o.client_id)
             s.orders.append(row)
+            before = s.latest.pop(o.client_id, None)
+            if before is not None:  # a cancel/fill event may not repeat the order's price or size
+                row = OrderRow(row.time, row.side, row.kind, row.qty or before.qty,
+                               row.price if row.price is not None else before.price, row.status,
+                               row.note or before.note, row.client_id)
+            s.latest[o.client_id] = row
+            while len(s.latest) > self._rows:
+                s.latest.pop(next(iter(s.latest)))
             if event.status == "new":
                 s.working[o.client_id] = row
                 while len(s.working) > self._rows:
@@ -419,7 +432,7 @@ class EventCollector:
         with self._lock:
             out = {"log": len(self._log), "sessions": len(self._sessions)}
             for s in self._sessions.values():
-                for name in ("candles", "indicators", "markers", "fills", "orders", "working"):
+                for name in ("candles", "indicators", "markers", "fills", "orders", "working", "latest"):
                     out[f"{s.key}.{name}"] = len(getattr(s, name))
             return out
 

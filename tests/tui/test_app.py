@@ -249,7 +249,7 @@ async def test_help_and_command_palette(replay_opts):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
-        for words in ("Start/Stop", "Flatten", "Kill", "Switch symbol", "Backtest"):
+        for words in ("Start/Stop", "Flatten", "Kill", "Symbol", "Backtest"):
             assert words in text
         await pilot.press("end")  # the help scrolls at 80x24
         await pilot.pause(0.1)
@@ -272,7 +272,7 @@ async def test_footer_shows_the_keys_at_80x24(replay_opts):
     async with app.run_test(size=(80, 24)) as pilot:
         await start(pilot)
         footer = screen_text(app).splitlines()[-1]
-        for words in ("Start/Stop", "Pause", "Flatten", "Switch", "Backtest", "Help", "Quit"):
+        for words in ("Start/Stop", "Pause", "Flatten", "Kill", "Backtest", "Help", "Quit", "palette"):
             assert words in footer
         await quit_cleanly(pilot, app)
 

@@ -32,6 +32,7 @@ class _Dialog(ModalScreen):
     }
     _Dialog .hint { color: $text-muted; margin-top: 1; }
     _Dialog .error { color: $error; }
+    _Dialog Label, _Dialog Static { width: 100%; }  /* wrap inside the dialog, never cut */
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
