@@ -263,6 +263,10 @@ class Engine:
                 return True
         return False
 
+    def backlog(self) -> int:
+        """Market inputs queued and not yet handled (a replay paces itself on it)."""
+        return self._inputs.qsize()
+
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

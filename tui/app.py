@@ -64,6 +64,13 @@ GIL_SWITCH_INTERVAL = 0.0005
 #: seconds the event sinks get to deliver at shutdown (the rest is resent from the journal)
 SINK_BUDGET_S = 0.8
 
+#: engine inputs a console replay may run ahead (5 per candle with 4 updates): a pause or a
+#: step stops within a few candles even at full speed
+REPLAY_MAX_BACKLOG = 16
+
+#: replay speeds the +/- keys step through (None = as fast as possible)
+SPEEDS: list[float | None] = [1, 2, 5, 10, 30, 60, 120, 300, 600, 1_000, 3_000, 10_000, None]
+
 #: intervals offered by the interval dialog (a subset of Binance's, the ones worth trading)
 INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "1d"]
 assert all(iv in INTERVAL_MS for iv in INTERVALS)
@@ -98,6 +105,8 @@ class TradeConsoleApp(App[int]):
                  network_probe: NetworkProbe = probe_binance, deterministic: bool = False,
                  refresh_hz: float = 5.0) -> None:
         super().__init__()
+        if options.replay_max_backlog is None:  # a pause must stop the replayed market at once
+            options = replace(options, replay_max_backlog=REPLAY_MAX_BACKLOG)
         self.options = options
         self.runtime_factory = runtime_factory
         self.network_probe = network_probe
@@ -170,6 +179,7 @@ class TradeConsoleApp(App[int]):
                 opts = replace(opts, replay=path)
                 continue
             break
+        self.collector.set_replay(rt.replay_candles is not None)
         for spec in rt.specs:
             self.collector.register(spec.key, spec.symbol, spec.interval, spec.strategy)
         self.collector.note(f"{rt.trading_mode} trading {', '.join(s.key for s in rt.specs)}"
@@ -331,7 +341,7 @@ class TradeConsoleApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self._quitting:
             return action == "quit"  # shutting down: no palette, no command reaches a dying engine
-        if action == "toggle_replay":
+        if action in ("toggle_replay", "replay_step", "replay_speed"):
             return self.runtime is not None and hasattr(self.runtime.source, "pause")
         return True
 
@@ -474,6 +484,31 @@ class TradeConsoleApp(App[int]):
             source.pause()
         self._show_now()
 
+    def action_replay_step(self) -> None:
+        """Play exactly one more candle of the replay, then hold."""
+        source = self.runtime.source if self.runtime is not None else None
+        if source is None or not hasattr(source, "step"):
+            return
+        source.step()
+        self._show_now()
+
+    def action_replay_speed(self, direction: int) -> None:
+        """Next faster (+1) or slower (-1) replay speed: x1 ... x10,000, max."""
+        source = self.runtime.source if self.runtime is not None else None
+        if source is None or not hasattr(source, "set_speed"):
+            return
+        now = source.speed
+        if now in SPEEDS:
+            i = SPEEDS.index(now)
+        else:  # a speed from the command line: the nearest step
+            i = len(SPEEDS) - 1 if now is None else min(range(len(SPEEDS) - 1), key=lambda j: abs(SPEEDS[j] - now))
+        new = SPEEDS[max(0, min(len(SPEEDS) - 1, i + direction))]
+        if new != now:
+            source.set_speed(new)
+            self.options = replace(self.options, speed=new)
+            self.collector.note(f"replay speed {'max' if new is None else f'×{new:,g}'}")
+        self._show_now()
+
     def action_backtest(self) -> None:
         from tui.screens.backtest import BacktestScreen
 
@@ -513,6 +548,9 @@ class TradeConsoleApp(App[int]):
                             self.action_switch_interval)
         yield SystemCommand("Backtest", "Run a strategy over history", self.action_backtest)
         yield SystemCommand("Pause / resume replay", "Freeze the replay feed", self.action_toggle_replay)
+        yield SystemCommand("Replay: one candle", "Play one more candle, then hold", self.action_replay_step)
+        yield SystemCommand("Replay faster", "Next replay speed up (to max)", lambda: self.action_replay_speed(1))
+        yield SystemCommand("Replay slower", "Next replay speed down (to x1)", lambda: self.action_replay_speed(-1))
         yield SystemCommand("Next session", "Show the next running session", self.action_next_session)
         yield SystemCommand("Keys and help", "Every key binding", self.action_help)
         yield SystemCommand("Quit", "Stop the engine cleanly and exit", self.action_quit)

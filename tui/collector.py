@@ -238,6 +238,8 @@ class EventCollector:
         self._errors = 0
         self._version = 0
         self._seq = getattr(self, "_seq", 0)
+        self._market_ms = 0
+        self._replay = getattr(self, "_replay", False)
 
     # ------------------------------------------------------------------ setup (UI thread)
     def register(self, key: str, symbol: str, interval: str, strategy: str) -> None:
@@ -258,6 +260,12 @@ class EventCollector:
         with self._lock:
             self._reset_state()
 
+    def set_replay(self, replay: bool) -> None:
+        """On a replay, engine, connection and operator lines are stamped with the replay's
+        market time (when they happened in the replayed market), so the log has one clock."""
+        with self._lock:
+            self._replay = replay
+
     def note(self, text: str, level: str = "info") -> None:
         """Add a UI-side line to the log (operator actions, startup problems)."""
         with self._lock:
@@ -274,6 +282,7 @@ class EventCollector:
                 s = self._route(event)
                 s.open_candle, s.open_indicators = event.candle, event.indicators
                 s.mark = event.candle.close
+                self._market_ms = event.candle.open_time
                 s.version += 1
                 self._touch_market()
             elif isinstance(event, CandleEvent):
@@ -282,6 +291,7 @@ class EventCollector:
                 s.indicators.append(event.indicators)
                 s.closed_total += 1
                 s.mark = event.candle.close
+                self._market_ms = event.candle.close_time + 1
                 if s.open_candle is not None and s.open_candle.open_time <= event.candle.open_time:
                     s.open_candle = s.open_indicators = None
                 s.version += 1
@@ -401,6 +411,8 @@ class EventCollector:
         return s
 
     def _add_log(self, time_ms: int, wall: bool, level: str, text: str) -> None:
+        if wall and self._replay and self._market_ms:
+            time_ms, wall = self._market_ms, False
         if self._mask and self._run_id:
             text = text.replace(self._run_id, "<run>")
         self._seq += 1

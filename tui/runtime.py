@@ -48,6 +48,9 @@ class RuntimeOptions:
     #: open-candle ticks kept per run in the journal (older ones are deleted once shipped);
     #: None keeps every tick
     keep_candle_updates: int | None = 20_000
+    #: a replay waits while the engine has more than this many inputs queued (None: no limit,
+    #: the headless default). The console keeps it small so a pause stops the market at once.
+    replay_max_backlog: int | None = None
 
 
 def parse_strategy_specs(values: list[str] | None, interval: str | None) -> list[tuple[str, str]]:
@@ -275,7 +278,9 @@ class Runtime:
 
             return ReplaySource(self.replay_candles, self.opts.symbol, self.specs[0].interval,
                                 speed=self.opts.speed, updates_per_candle=self.opts.updates_per_candle,
-                                warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)))
+                                warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)),
+                                backlog=self.engine.backlog if self.opts.replay_max_backlog else None,
+                                max_backlog=self.opts.replay_max_backlog or 64)
         from infra.binance.endpoints import resolve_endpoints
         from infra.binance.stream import BinanceKlineStream
 
