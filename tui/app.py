@@ -45,7 +45,14 @@ from tui.screens.dialogs import (
     TextDialog,
 )
 from tui.screens.help import HelpScreen
-from tui.startup import probe_binance, replay_candidates, retarget_replay, symbol_problem, with_market
+from tui.startup import (
+    data_symbol_problem,
+    probe_binance,
+    replay_candidates,
+    retarget_replay,
+    symbol_problem,
+    with_market,
+)
 from tui.widgets.chart import ChartBuilder, ThreadedPlot
 from tui.widgets.header import HeaderState
 
@@ -433,12 +440,28 @@ class TradeConsoleApp(App[int]):
         self.push_screen(ChoiceDialog("Strategy", list(STRATEGIES), current, descriptions), chosen)
 
     def action_switch_symbol(self) -> None:
+        """Another symbol. During a replay the data must follow: the new symbol's history next
+        to the current one (same layout), or the switch is refused in the dialog."""
+        opts = self.options
+
         def chosen(symbol: str | None) -> None:
             if symbol and symbol.upper() != self.options.symbol:
                 self._restart(symbol=symbol.upper())
 
-        self.push_screen(TextDialog("Symbol", "Symbol to trade (restarts the engine):", self.options.symbol,
-                                    validate=symbol_problem), chosen)
+        def validate(text: str) -> str | None:
+            problem = symbol_problem(text)
+            if problem or not opts.replay or text.upper() == opts.symbol:
+                return problem
+            iv = opts.strategies[0][1]
+            path = retarget_replay(opts.replay, opts.symbol, text.upper(), iv, iv)
+            if path is None:
+                return (f"this replay holds {opts.symbol} data and no {text.upper()} {iv} history was found "
+                        f"next to it: download it (tradeconsole data download {text.upper()} {iv}) or keep "
+                        f"{opts.symbol}")
+            return data_symbol_problem(path, text)
+
+        self.push_screen(TextDialog("Symbol", "Symbol to trade (restarts the engine):", opts.symbol,
+                                    validate=validate), chosen)
 
     def action_switch_interval(self) -> None:
         current = self.options.strategies[0][1]

@@ -140,6 +140,11 @@ class Runtime:
     def _load_replay(self) -> None:
         from backtest.data import load_candles
 
+        from tui.startup import data_symbol_problem
+
+        problem = data_symbol_problem(self.opts.replay, self.opts.symbol)
+        if problem:
+            raise ValueError(problem)
         intervals = {iv for _, iv in self.opts.strategies}
         if len(intervals) != 1:
             raise ValueError("a replay feeds one interval: run strategies on the same interval "

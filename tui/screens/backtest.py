@@ -129,6 +129,13 @@ def parse_request(values: dict[str, str]) -> tuple[BacktestRequest | None, list[
     stop = _number(values.get("stop", ""), "stop %", errors, 0.01, 99.0)
     target = _number(values.get("target", ""), "target %", errors, 0.01, 999.0)
     cash = _number(values.get("cash", ""), "cash", errors, 1.0, 1e12)
+    data = values.get("data", "").strip()
+    if data and symbol and not errors:
+        from tui.startup import data_symbol_problem
+
+        problem = data_symbol_problem(data, symbol)  # never label one symbol's prices as another's
+        if problem:
+            errors.append(problem)
     if errors:
         return None, errors
     return BacktestRequest(strategy=strategy, symbol=symbol, interval=values["interval"], data=values.get("data", "").strip(),
