@@ -47,8 +47,10 @@ from tui.screens.dialogs import (
 from tui.screens.help import HelpScreen
 from tui.startup import (
     data_symbol_problem,
+    load_theme,
     probe_binance,
     replay_candidates,
+    save_theme,
     retarget_replay,
     symbol_problem,
     with_market,
@@ -77,6 +79,17 @@ REPLAY_MAX_BACKLOG = 16
 
 #: replay speeds the +/- keys step through (None = as fast as possible)
 SPEEDS: list[float | None] = [1, 2, 5, 10, 30, 60, 120, 300, 600, 1_000, 3_000, 10_000, None]
+
+#: keys that belong to widgets and dialogs rather than a screen's bindings (listed in help)
+HELP_EXTRA = [
+    Binding("tab,shift+tab", "", "Next / previous field or pane (collapsed panes too)"),
+    Binding("up,down", "", "Move in a table or list; Enter selects (a run in the Runs table)"),
+    Binding("s", "", "Sort a backtest table by the column under the cursor (again: reverse)"),
+    Binding("y,enter", "", "Confirm dialog: yes"),
+    Binding("n,escape", "", "Confirm dialog: no / close any dialog"),
+    Binding("l", "", "Quit dialog: leave the position protected and quit"),
+    Binding("f", "", "Quit dialog: flatten, then quit"),
+]
 
 #: intervals offered by the interval dialog (a subset of Binance's, the ones worth trading)
 INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "1d"]
@@ -134,6 +147,10 @@ class TradeConsoleApp(App[int]):
 
     # ------------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
+        saved = load_theme(self.options.config)
+        if saved and saved in self.available_themes and not self.deterministic:
+            self.theme = saved
+        self._theme_ready = True  # from now on a theme change is the user's: save it
         self._switch_interval = sys.getswitchinterval()
         if GIL_SWITCH_INTERVAL:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL)
@@ -272,6 +289,17 @@ class TradeConsoleApp(App[int]):
         self.chart_builder.stop()
         sys.setswitchinterval(getattr(self, "_switch_interval", 0.005))
         gc.unfreeze()  # process-wide settings go back as they were (tests run many apps in one process)
+
+    def watch_theme(self, theme: str) -> None:
+        """A theme chosen in the palette is kept in the config file's ``[ui]`` table."""
+        if not getattr(self, "_theme_ready", False) or self.deterministic:
+            return
+        try:
+            path = save_theme(self.options.config, theme)
+        except (OSError, ValueError) as exc:
+            self.notify(f"theme not saved: {exc}", severity="warning", timeout=4)
+            return
+        self.collector.note(f"theme {theme} saved in {path}")
 
     # ------------------------------------------------------------------ view state
     def header_state(self, snap: CollectorSnapshot) -> HeaderState:
@@ -553,13 +581,19 @@ class TradeConsoleApp(App[int]):
             self.install_screen(HelpScreen([
                 ("Dashboard", DASHBOARD_BINDINGS),
                 ("Backtest screen", BACKTEST_BINDINGS),
-                ("Everywhere", [Binding("ctrl+p", "", "Command palette"), Binding("ctrl+q", "", "Quit")]),
+                ("Tables and dialogs", HELP_EXTRA),
+                ("Everywhere", [Binding("ctrl+p", "", "Command palette: every action by name"),
+                                Binding("ctrl+q", "", "Quit (asks about open positions; again: at once)")]),
             ]), name="help")
         if not isinstance(self.screen, HelpScreen):
             self.push_screen("help")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        """Every action once: Textual's own Quit and Keys are replaced by ours (our Quit asks
+        about open positions; our help lists every key)."""
+        for cmd in super().get_system_commands(screen):
+            if cmd.title not in ("Quit", "Keys"):
+                yield cmd
         yield SystemCommand("Start / stop trading", "Stop acting on candles, or start again", self.action_toggle_trading)
         yield SystemCommand("Pause / resume entries", "No new positions; exits keep working", self.action_toggle_pause)
         yield SystemCommand("Flatten all positions", "Close everything now (asks first)", self.action_flatten)
@@ -575,7 +609,10 @@ class TradeConsoleApp(App[int]):
         yield SystemCommand("Replay faster", "Next replay speed up (to max)", lambda: self.action_replay_speed(1))
         yield SystemCommand("Replay slower", "Next replay speed down (to x1)", lambda: self.action_replay_speed(-1))
         yield SystemCommand("Next session", "Show the next running session", self.action_next_session)
-        yield SystemCommand("Keys and help", "Every key binding", self.action_help)
+        yield SystemCommand("Orders: open / history", "Toggle the orders table",
+                            lambda: self.screen.action_toggle_orders() if isinstance(self.screen, DashboardScreen)
+                            else None)
+        yield SystemCommand("Help: every key", "Keys of every screen and dialog", self.action_help)
         yield SystemCommand("Quit", "Stop the engine cleanly and exit", self.action_quit)
 
 
