@@ -14,7 +14,7 @@ from tests.tui.test_operator_controls import held_at
 from tests.tui.test_app import KEY, assert_closed, quit_cleanly, session
 from tui.app import SPEEDS, TradeConsoleApp
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]
+pytestmark = [pytest.mark.timeout(60)]
 
 SIZE = (100, 30)
 
@@ -29,6 +29,7 @@ async def held(pilot, app, n: int) -> None:
                    and app.runtime.engine.wait_idle(0.1) and closed(app) == n, what=f"the replay to hold at {n}")
 
 
+@pytest.mark.asyncio
 async def test_step_plays_exactly_one_candle_and_the_header_shows_market_time(replay_opts, jan_1h):
     app = TradeConsoleApp(replay_opts(), runtime_factory=held_at(300))
     async with app.run_test(size=SIZE) as pilot:
@@ -46,6 +47,7 @@ async def test_step_plays_exactly_one_candle_and_the_header_shows_market_time(re
     assert_closed(rt)
 
 
+@pytest.mark.asyncio
 async def test_speed_keys_walk_the_speed_steps(replay_opts):
     app = TradeConsoleApp(replay_opts(), runtime_factory=held_at(100))
     async with app.run_test(size=SIZE) as pilot:
@@ -73,6 +75,7 @@ async def test_speed_keys_walk_the_speed_steps(replay_opts):
     assert_closed(rt)
 
 
+@pytest.mark.asyncio
 async def test_pause_at_full_speed_holds_at_once(replay_opts, data_1h):
     app = TradeConsoleApp(replay_opts(replay=str(data_1h)), runtime_factory=held_at(300))
     async with app.run_test(size=SIZE) as pilot:
