@@ -187,6 +187,7 @@ async def test_runs_differing_only_in_a_parameter_are_told_apart(replay_opts, ja
         await pilot.press("ctrl+a", "ctrl+k", *"0.03")
         await run_and_wait(pilot, screen)
         assert len(screen.runs) == 2 and screen.runs[1].request.stop_loss_pct == 0.03
+        assert "vs #1: stop_loss_pct 0.015→0.03" in screen.status_message
         runs = screen.query_one("#runs", SortableTable)
         labels = [str(c.label).strip() for c in runs.columns.values()]
         assert "stop_loss_pct" in labels, labels  # the one setting that differs has its column

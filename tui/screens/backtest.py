@@ -578,7 +578,12 @@ class BacktestScreen(Screen):
         self.query_one("#progress", ProgressBar).update(total=max(1, total), progress=total)
         m = run.metrics
         state = "cancelled" if m.get("cancelled") else "done"
-        self._status(f"run #{run.number} {state}: {m['trades']} round trips, return {m['return_pct']:+.2f}%",
+        diff = ""
+        if len(self.runs) > 1:  # what this run changed, so two runs are never told apart by guessing
+            before, now = self.runs[-2].request.settings_dict(), run.request.settings_dict()
+            changed = [f"{k} {_setting(before.get(k))}→{_setting(now.get(k))}" for k in now if before.get(k) != now.get(k)]
+            diff = f"; vs #{self.runs[-2].number}: {', '.join(changed) or 'same settings'}"
+        self._status(f"run #{run.number} {state}: {m['trades']} round trips, return {m['return_pct']:+.2f}%{diff}",
                      "yellow" if m.get("cancelled") else "green")
         self._fill_runs()
         self.show_run(run)
