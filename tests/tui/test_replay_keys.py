@@ -82,16 +82,19 @@ async def test_pause_at_full_speed_holds_at_once(replay_opts, data_1h):
         await held(pilot, app, 300)
         await pilot.press("space")  # resume at max speed
         await wait_for(pilot, lambda: closed(app) > 1_500, what="the replay to run")
-        at_press = app.runtime.engine.processed_closed  # what the engine had handled at the key press
         await pilot.press("space")
+        # the key has been handled (under load that can take a while at ~1,000 candles/s); from
+        # here only what was already queued for the engine may still be processed
+        at_press = app.runtime.engine.processed_closed
         assert app.runtime.source.paused
         assert app.runtime.engine.wait_idle(5)
         await wait_for(pilot, lambda: closed(app) == app.runtime.engine.processed_closed, what="delivery")
         after = closed(app)
         time.sleep(0.3)
         assert closed(app) == after, "the replay moved while paused"
-        # what was already queued when the key was pressed: at most a few candles
-        assert after - at_press <= 6, (at_press, after)
+        # what was already queued when the key was handled: at most a few candles (the console's
+        # replay runs at most REPLAY_MAX_BACKLOG = 16 inputs, ~3 candles, ahead of the engine)
+        assert after - at_press <= 5, (at_press, after)
         assert after < len(app.runtime.replay_candles)
         await pilot.press("space")
         await wait_for(pilot, lambda: closed(app) > after, what="the replay to resume")
