@@ -14,6 +14,12 @@ approaches, but never reveals early, the final values.
 Timing: ``speed`` is a multiple of real time (60 plays an hour of candles per minute); ``None``
 runs as fast as the sink accepts. The schedule is absolute (start time + n * tick), so a slow
 sink does not accumulate drift, and ``pause()`` shifts the schedule by the time spent paused.
+
+Driving it (the console's replay keys): ``set_speed`` changes the pace from the next tick on,
+``step()`` plays exactly one more candle and pauses again, ``run_to(i)`` plays until candle ``i``
+is next and pauses. ``backlog`` (the consumer's queue length) lets the source wait while the
+consumer is more than ``max_backlog`` inputs behind, so a pause at full speed takes effect at
+once instead of after the thousands of inputs a deep queue would still hold.
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ class ReplaySource:
         name: str = "replay",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
+        backlog: Callable[[], int] | None = None,
+        max_backlog: int = 64,
     ) -> None:
         if speed is not None and not speed > 0:
             raise ValueError("speed must be positive or None (as fast as possible)")
@@ -98,6 +106,12 @@ class ReplaySource:
         self._thread: threading.Thread | None = None
         self.position = 0  # index of the next candle to finish
         self.finished = False
+        self._limit: int | None = None  # pause before starting this candle index (step / run_to)
+        self._rebase = False  # speed changed: restart the absolute schedule at the next tick
+        self._backlog = backlog
+        self._max_backlog = max(1, max_backlog)
+        self._origin = 0.0
+        self._k0 = 0
 
     @classmethod
     def from_path(cls, path: str | Path, symbol: str, interval: str, speed: float | None = None,
@@ -132,6 +146,23 @@ class ReplaySource:
     @property
     def paused(self) -> bool:
         return not self._running.is_set()
+
+    def set_speed(self, speed: float | None) -> None:
+        """New pace (a multiple of real time, None = as fast as possible), from the next tick."""
+        if speed is not None and not speed > 0:
+            raise ValueError("speed must be positive or None (as fast as possible)")
+        self.speed = speed
+        self._rebase = True
+
+    def run_to(self, index: int) -> None:
+        """Play until candle ``index`` would start, then pause (``index`` <= position: pause now,
+        before the next candle)."""
+        self._limit = max(index, self.position)
+        self._running.set()
+
+    def step(self) -> None:
+        """Finish the current candle (one more closed candle) and pause again."""
+        self.run_to(self.position + 1)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the replay thread to end; True if it has."""
@@ -174,19 +205,23 @@ class ReplaySource:
                     break
                 sink(CandleClosed(sym, iv, self.candles.candle(i), 0, True))
                 self.position = i + 1
-            ticks = self.updates_per_candle + 1
-            tick_s = 0.0 if self.speed is None else self.step_ms / 1000.0 / self.speed / ticks
-            self._origin = self._clock()
+            self._origin, self._k0 = self._clock(), 0
             k = 0  # ticks scheduled so far
             for i in range(self.warmup, n):
+                if self._stop.is_set():
+                    break
+                limit = self._limit
+                if limit is not None and i >= limit:
+                    self._limit = None
+                    self._running.clear()  # a step/run_to ends here: pause before this candle
                 candle = self.candles.candle(i)
                 for upd in synthetic_updates(candle, self.updates_per_candle):
                     k += 1
-                    if not self._pace(k, tick_s):
+                    if not self._pace(k):
                         break
                     sink(CandleUpdate(sym, iv, upd, 0))
                 k += 1
-                if not self._pace(k, tick_s):
+                if not self._pace(k):
                     break
                 sink(CandleClosed(sym, iv, candle, 0, False))
                 self.position = i + 1
@@ -200,12 +235,23 @@ class ReplaySource:
             self.finished = True
             self._status(sink, "finished", f"{n} candles replayed")
 
-    def _pace(self, k: int, tick_s: float) -> bool:
+    def _tick_s(self) -> float:
+        return 0.0 if self.speed is None else self.step_ms / 1000.0 / self.speed / (self.updates_per_candle + 1)
+
+    def _pace(self, k: int) -> bool:
         """Wait for tick ``k`` of the schedule (returns False once stopped)."""
         if self._stop.is_set():
             return False
+        if self._rebase:  # a new speed: the schedule restarts from this tick
+            self._rebase = False
+            self._origin, self._k0 = self._clock(), k - 1
+        backlog = self._backlog
+        if backlog is not None:
+            while backlog() > self._max_backlog and not self._stop.is_set():
+                self._stop.wait(0.001)  # consumer behind: wait, so a pause stays immediate
+        tick_s = self._tick_s()
         if tick_s == 0.0:
             if not self._running.is_set():
                 return self._wait_until(self._clock())
             return True
-        return self._wait_until(self._origin + k * tick_s)
+        return self._wait_until(self._origin + (k - self._k0) * tick_s)

@@ -133,9 +133,7 @@ async def latency_phase(opts, presses: int, size: tuple[int, int]) -> tuple[dict
         info["replay_s"] = time.perf_counter() - t0
         info["candles"] = total
         info["events"] = app.collector.snapshot().events_total
-        await pilot.press("q")
-        while app.is_running:
-            await asyncio.sleep(0.05)
+        await quit_app(pilot)
     info["engine_alive_after_quit"] = float(rt.engine.alive)
     return idle, loaded, info
 
@@ -167,10 +165,21 @@ async def memory_phase(opts, size: tuple[int, int], samples: int) -> tuple[list[
         rt.engine.wait_idle(120)
         sizes = app.collector.sizes()
         tracemalloc.stop()
-        await pilot.press("q")
-        while app.is_running:
-            await asyncio.sleep(0.05)
+        await quit_app(pilot)
     return points, sizes
+
+
+async def quit_app(pilot) -> None:
+    """q, and when a position is open (the quit dialog asks) leave it: the replay is throwaway."""
+    from tui.screens.dialogs import QuitDialog
+
+    app = pilot.app
+    await pilot.press("q")
+    await pilot.pause(0.1)
+    if isinstance(app.screen, QuitDialog):
+        await pilot.press("l")
+    while app.is_running:
+        await asyncio.sleep(0.05)
 
 
 def ms(x: float) -> str:

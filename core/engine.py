@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
-from core.domain import interval_ms, iso_ms
+from core.domain import FillReason, Order, OrderType, Side, interval_ms, iso_ms
 from core.events import ConnectionEvent, EngineStateEvent, ErrorEvent, Event
 from core.feed import AccountStreamEvent, CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
 from core.indicators import IncrementalIndicators
@@ -73,12 +73,16 @@ class StartTrading:
 
 @dataclass(frozen=True, slots=True)
 class StopTrading:
-    """Stop acting on candles: indicators keep updating and open positions keep their protective
-    exits, but no new entries are taken."""
+    """Stop the strategy: no new entries (a pending entry is cancelled), but open positions stay
+    managed until they close or are flattened: candles, marks, protective stop/target and paper
+    fills keep running (hummingbot's ``stop`` / freqtrade's stop-entry semantics). Leaving a
+    position unmanaged because the operator pressed Stop would disarm its stop-loss."""
 
 
 @dataclass(frozen=True, slots=True)
 class PauseEntries:
+    """Pause (or resume) new entries of one session or all; exits keep working."""
+
     paused: bool = True
     key: str | None = None  # None = all sessions
 
@@ -144,6 +148,7 @@ class _Slot:
     updates: int = 0
     last_price: float | None = None  # latest price seen (open-candle update or close)
     last_ms: int = 0
+    operator_paused: bool = False  # PauseEntries/kill switch; entries are also off while stopped
 
 
 # ---------------------------------------------------------------------------- engine
@@ -257,6 +262,10 @@ class Engine:
             if self._idle.wait(0.05) and self._inputs.empty() and self._commands.empty():
                 return True
         return False
+
+    def backlog(self) -> int:
+        """Market inputs queued and not yet handled (a replay paces itself on it)."""
+        return self._inputs.qsize()
 
     @property
     def alive(self) -> bool:
@@ -533,8 +542,8 @@ class Engine:
                                                f"{iso_ms(c.open_time)} for {slot.spec.key}"))
             fresh = not ev.backfill or (ev.received_ms or int(self._clock() * 1000)) - c.close_time <= step
             try:
-                if self.trading:
-                    slot.session.on_closed_candle(c, ind, allow_entry=fresh)
+                # also while stopped: exits, marks and equity must keep running (entries are off)
+                slot.session.on_closed_candle(c, ind, allow_entry=fresh)
             finally:
                 # even if the broker failed (exchange down), this candle is done: it is never
                 # re-processed, and the failure was reported as an error event by _guard
@@ -555,38 +564,53 @@ class Engine:
             slot.updates += 1
             slot.last_price, slot.last_ms = ev.candle.close, max(ev.candle.open_time, ev.received_ms)
             ind = slot.indicators.preview(ev.candle)
-            if self.trading and slot.session.on_open_candle(ev.candle, ind, f"{self._started_ms}.{slot.updates}") is not None:
+            if slot.session.on_open_candle(ev.candle, ind, f"{self._started_ms}.{slot.updates}") is not None:
                 self._dirty[slot.spec.key] = slot
 
     def _handle_command(self, cmd: Command) -> None:
         now = int(self._clock() * 1000)
         if isinstance(cmd, StartTrading):
             self.trading = True
+            for slot in self._slots.values():
+                slot.session.entries_paused = slot.operator_paused
             self._emit_state("running", "trading started")
         elif isinstance(cmd, StopTrading):
             self.trading = False
-            self._emit_state("stopped", "trading stopped: no candles acted on until started again")
+            open_keys = []
+            for slot in self._slots.values():
+                slot.session.entries_paused = True
+                self._cancel_pending(slot, now)
+                if slot.session.broker.position is not None:
+                    open_keys.append(slot.spec.key)
+            self._emit_state("stopped", "trading stopped: no new entries; " + (
+                f"open position(s) keep their stop/target until closed or flattened: {', '.join(open_keys)}"
+                if open_keys else "no open position"))
         elif isinstance(cmd, PauseEntries):
             for slot in self._targets(cmd.key):
-                slot.session.entries_paused = cmd.paused
+                slot.operator_paused = cmd.paused
+                slot.session.entries_paused = cmd.paused or not self.trading
             self._emit_state("paused" if cmd.paused else "running",
                              ("new entries paused" if cmd.paused else "new entries resumed") + f" ({cmd.key or 'all'})",
                              session=cmd.key or "")
         elif isinstance(cmd, Flatten):
+            closed: list[str] = []
             for slot in self._targets(cmd.key):
                 if cmd.pause:
+                    slot.operator_paused = True
                     slot.session.entries_paused = True
-                cancel = getattr(slot.session.broker, "cancel_pending", None)
-                if cancel is not None:
-                    cancel()
+                cancelled = self._cancel_pending(slot, now)
+                if cancelled:
+                    closed.append(f"{slot.spec.key} pending entry")
                 if slot.last_price is None:
                     continue  # no price seen yet: nothing can be open
                 # at the latest market price and market time (a replay's clock, not the wall's)
-                slot.session.flatten(slot.last_price, slot.last_ms or now)
+                if slot.session.flatten(slot.last_price, slot.last_ms or now) is not None:
+                    closed.append(slot.spec.key)
                 self._collect_alerts(slot)
                 self._dirty[slot.spec.key] = slot
-            self._emit_state("paused" if cmd.pause else "running",
-                             f"flattened {cmd.key or 'all'}" + (" and paused entries (kill switch)" if cmd.pause else ""),
+            what = f"flattened {', '.join(closed)}" if closed else "nothing to flatten: no open position"
+            self._emit_state("paused" if cmd.pause else ("running" if self.trading else "stopped"),
+                             what + (" and paused entries (kill switch)" if cmd.pause else ""),
                              session=cmd.key or "")
         elif isinstance(cmd, SwitchStrategy):
             slot = self._slots.get(cmd.key)
@@ -599,6 +623,21 @@ class Engine:
             slot.session.strategy = make_strategy(cmd.strategy, **cmd.params)
             self._emit_state("running", f"{cmd.key} now runs {cmd.strategy} {cmd.params or ''}".strip(),
                              session=cmd.key, switched_to=cmd.strategy)
+
+    def _cancel_pending(self, slot: _Slot, now: int) -> bool:
+        """Drop a decided-but-unfilled entry (realistic paper model: it would fill at the next
+        open) and publish its cancellation, so the orders panel never shows a dead order."""
+        cancel = getattr(slot.session.broker, "cancel_pending", None)
+        pending = getattr(slot.session.broker, "pending", None)
+        if cancel is None or not cancel():
+            return False
+        if pending is not None and slot.session.publish is not None:
+            side = pending.side
+            order = Order(pending.order_id, slot.spec.symbol, side.entry_order_side, OrderType.MARKET, 0.0,
+                          slot.last_ms or now, reason=FillReason.ENTRY_LONG if side is Side.LONG else FillReason.ENTRY_SHORT)
+            slot.session._order(order, "canceled", slot.last_ms or now, "cancelled by the operator")
+        self._dirty[slot.spec.key] = slot
+        return True
 
     def _targets(self, key: str | None) -> list[_Slot]:
         if key is None:

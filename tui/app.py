@@ -36,9 +36,25 @@ from core.strategies import STRATEGIES
 from tui.collector import CollectorSnapshot, EventCollector
 from tui.runtime import Runtime, RuntimeOptions, options_from_args
 from tui.screens.dashboard import DASHBOARD_BINDINGS, DashboardScreen
-from tui.screens.dialogs import ChoiceDialog, ConfirmDialog, LiveConfirmDialog, ReplayOfferDialog, TextDialog
+from tui.screens.dialogs import (
+    ChoiceDialog,
+    ConfirmDialog,
+    LiveConfirmDialog,
+    QuitDialog,
+    ReplayOfferDialog,
+    TextDialog,
+)
 from tui.screens.help import HelpScreen
-from tui.startup import probe_binance, replay_candidates, retarget_replay, symbol_problem, with_market
+from tui.startup import (
+    data_symbol_problem,
+    load_theme,
+    probe_binance,
+    replay_candidates,
+    save_theme,
+    retarget_replay,
+    symbol_problem,
+    with_market,
+)
 from tui.widgets.chart import ChartBuilder, ThreadedPlot
 from tui.widgets.header import HeaderState
 
@@ -53,6 +69,27 @@ NetworkProbe = Callable[[RuntimeOptions], str | None]
 #: replay at full speed that adds up to hundreds of milliseconds. A shorter interval hands the
 #: GIL back sooner; the engine loses a little throughput, the keyboard stays responsive.
 GIL_SWITCH_INTERVAL = 0.0005
+
+#: seconds the event sinks get to deliver at shutdown (the rest is resent from the journal)
+SINK_BUDGET_S = 0.8
+
+#: engine inputs a console replay may run ahead (5 per candle with 4 updates): a pause or a
+#: step stops within a few candles even at full speed
+REPLAY_MAX_BACKLOG = 16
+
+#: replay speeds the +/- keys step through (None = as fast as possible)
+SPEEDS: list[float | None] = [1, 2, 5, 10, 30, 60, 120, 300, 600, 1_000, 3_000, 10_000, None]
+
+#: keys that belong to widgets and dialogs rather than a screen's bindings (listed in help)
+HELP_EXTRA = [
+    Binding("tab,shift+tab", "", "Next / previous field or pane (collapsed panes too)"),
+    Binding("up,down", "", "Move in a table or list; Enter selects (a run in the Runs table)"),
+    Binding("s", "", "Sort a backtest table by the column under the cursor (again: reverse)"),
+    Binding("y,enter", "", "Confirm dialog: yes"),
+    Binding("n,escape", "", "Confirm dialog: no / close any dialog"),
+    Binding("l", "", "Quit dialog: leave the position protected and quit"),
+    Binding("f", "", "Quit dialog: flatten, then quit"),
+]
 
 #: intervals offered by the interval dialog (a subset of Binance's, the ones worth trading)
 INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "1d"]
@@ -88,6 +125,8 @@ class TradeConsoleApp(App[int]):
                  network_probe: NetworkProbe = probe_binance, deterministic: bool = False,
                  refresh_hz: float = 5.0) -> None:
         super().__init__()
+        if options.replay_max_backlog is None:  # a pause must stop the replayed market at once
+            options = replace(options, replay_max_backlog=REPLAY_MAX_BACKLOG)
         self.options = options
         self.runtime_factory = runtime_factory
         self.network_probe = network_probe
@@ -101,12 +140,17 @@ class TradeConsoleApp(App[int]):
         self.status = "starting…"
         self.exit_message = ""  # why the console refused to start (printed after exit)
         self._errors_seen = 0
+        self._quitting = False
         self._backtest_installed = False
         self.last_stopped: Runtime | None = None  # kept for inspection (tests); older ones are dropped
         self.chart_builder = ChartBuilder()
 
     # ------------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
+        saved = load_theme(self.options.config)
+        if saved and saved in self.available_themes and not self.deterministic:
+            self.theme = saved
+        self._theme_ready = True  # from now on a theme change is the user's: save it
         self._switch_interval = sys.getswitchinterval()
         if GIL_SWITCH_INTERVAL:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL)
@@ -120,7 +164,7 @@ class TradeConsoleApp(App[int]):
         whatever it takes: live confirmation, or a replay when live data is unavailable."""
         if previous is not None:
             self.status = "stopping the engine…"
-            await asyncio.to_thread(previous.stop)
+            await asyncio.to_thread(previous.stop, 10.0, SINK_BUDGET_S)
             self.last_stopped = previous
         self.collector.reset()
         self.trading, self.entries_paused = True, False
@@ -159,6 +203,7 @@ class TradeConsoleApp(App[int]):
                 opts = replace(opts, replay=path)
                 continue
             break
+        self.collector.set_replay(rt.replay_candles is not None)
         for spec in rt.specs:
             self.collector.register(spec.key, spec.symbol, spec.interval, spec.strategy)
         self.collector.note(f"{rt.trading_mode} trading {', '.join(s.key for s in rt.specs)}"
@@ -201,15 +246,41 @@ class TradeConsoleApp(App[int]):
         return lambda _prompt: answer
 
     def shutdown_runtime(self) -> None:
-        """Stop the engine cleanly (source, engine thread, sinks, journal); idempotent."""
+        """Stop the engine cleanly (source, engine thread, sinks, journal); idempotent. Sinks get
+        ``SINK_BUDGET_S`` to deliver: what they could not stays in the journal and is resent by
+        the next start, so the console never hangs on an unreachable Kafka/Elasticsearch."""
         rt, self.runtime = self.runtime, None
         if rt is not None:
-            rt.stop()
+            rt.stop(sink_timeout=SINK_BUDGET_S)
             self.last_stopped = rt
 
     async def action_quit(self) -> None:
+        """Quit; with an open position, ask first whether to leave it protected or flatten.
+        Quit again while shutting down exits at once (the journal already holds everything)."""
+        if self._quitting:
+            self.exit(0)
+            return
+        open_now = self.open_positions() if self.runtime is not None else []
+        if open_now and not isinstance(self.screen, QuitDialog):
+            live = self.runtime is not None and self.runtime.trading_mode in ("live", "testnet")
+            replay = self.runtime is not None and self.runtime.replay_candles is not None and not self.options.journal
+            self.push_screen(QuitDialog(open_now, live=live, throwaway=replay), self._quit_answer)
+            return
+        await self._shutdown_and_exit(flatten=False)
+
+    async def _quit_answer(self, answer: str | None) -> None:
+        if answer in ("leave", "flatten"):
+            await self._shutdown_and_exit(flatten=answer == "flatten")
+
+    async def _shutdown_and_exit(self, flatten: bool) -> None:
+        self._quitting = True
         self.status = "shutting down…"
         self.workers.cancel_group(self, "runtime")
+        rt = self.runtime
+        if flatten and rt is not None:
+            rt.engine.send(Flatten(pause=True))
+            self.collector.note("quit: flattening every position first", "warning")
+            await asyncio.to_thread(rt.engine.wait_idle, 5.0)
         await asyncio.to_thread(self.shutdown_runtime)
         self.exit(0)
 
@@ -218,6 +289,17 @@ class TradeConsoleApp(App[int]):
         self.chart_builder.stop()
         sys.setswitchinterval(getattr(self, "_switch_interval", 0.005))
         gc.unfreeze()  # process-wide settings go back as they were (tests run many apps in one process)
+
+    def watch_theme(self, theme: str) -> None:
+        """A theme chosen in the palette is kept in the config file's ``[ui]`` table."""
+        if not getattr(self, "_theme_ready", False) or self.deterministic:
+            return
+        try:
+            path = save_theme(self.options.config, theme)
+        except (OSError, ValueError) as exc:
+            self.notify(f"theme not saved: {exc}", severity="warning", timeout=4)
+            return
+        self.collector.note(f"theme {theme} saved in {path}")
 
     # ------------------------------------------------------------------ view state
     def header_state(self, snap: CollectorSnapshot) -> HeaderState:
@@ -229,11 +311,17 @@ class TradeConsoleApp(App[int]):
         interval = s.interval if s is not None else opts.strategies[0][1]
         conn = snap.connection
         data = ""
+        market_ms = None
+        speed = ""
         if rt is not None and rt.replay_candles is not None:
             total = len(rt.replay_candles)
             done = s.closed_total if s is not None else 0
-            speed = "max" if opts.speed is None else f"×{opts.speed:g}"
-            data = f"{done:,}/{total:,} {speed}"
+            pace = getattr(rt.source, "speed", opts.speed)
+            speed = "max" if pace is None else f"×{pace:,g}"
+            data = f"{done:,}/{total:,}"
+            if s is not None:  # the replay's market clock: the open candle, else the last close
+                market_ms = s.open_candle.open_time if s.open_candle is not None else \
+                    (s.candles[-1].close_time + 1 if s.candles else None)
         elif conn.lag_ms is not None or conn.last_market_mono is not None:
             parts = []
             if conn.lag_ms is not None:
@@ -251,6 +339,7 @@ class TradeConsoleApp(App[int]):
             connection=f"{conn.source} {conn.state}".strip() if conn.source else "connecting",
             data=data, trading=self.trading, entries_paused=self.entries_paused,
             replay_paused=bool(getattr(source, "paused", False)), session_hint=hint, starting=self.status,
+            market_ms=market_ms, speed=speed,
             delivery=tuple((f"{d.source} {d.state}" + (f" {d.lag_ms:,.0f} ms" if d.lag_ms else ""), d.state)
                            for d in snap.delivery))
 
@@ -285,17 +374,22 @@ class TradeConsoleApp(App[int]):
                 self.screen.refresh_header()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "toggle_replay":
+        if self._quitting:
+            return action == "quit"  # shutting down: no palette, no command reaches a dying engine
+        if action in ("toggle_replay", "replay_step", "replay_speed"):
             return self.runtime is not None and hasattr(self.runtime.source, "pause")
         return True
 
     def action_toggle_trading(self) -> None:
+        """Stop = no new entries and no strategy decisions, but open positions stay managed
+        (marks, stop/target, paper fills) until they close or are flattened; start again."""
         engine = self._engine()
         if engine is None:
             return
         self.trading = not self.trading
         engine.send(StartTrading() if self.trading else StopTrading())
-        self.collector.note("trading started" if self.trading else "trading stopped by the operator")
+        self.collector.note("trading started" if self.trading else
+                            "trading stopped by the operator: no new entries; open positions keep their stop/target")
         self._show_now()
 
     def action_toggle_pause(self) -> None:
@@ -306,8 +400,24 @@ class TradeConsoleApp(App[int]):
         engine.send(PauseEntries(self.entries_paused))
         self._show_now()
 
+    def open_positions(self) -> list[str]:
+        """One line per open position or pending entry, as the collector last saw them."""
+        out = []
+        for s in self.collector.snapshot().sessions:
+            if s.position is not None:
+                p = s.position
+                out.append(f"{s.symbol} {s.strategy} {p.side.name} {p.qty:,.4f} @ {p.entry_price:,.2f}")
+            elif any(o.kind == "MARKET" for o in s.working):
+                out.append(f"{s.symbol} {s.strategy} pending entry")
+        return out
+
     def action_flatten(self) -> None:
         if self._engine() is None:
+            return
+        open_now = self.open_positions()
+        if not open_now:
+            self.notify("Nothing to close: no open position or pending entry.", title="Flatten", timeout=4)
+            self.collector.note("flatten: nothing to close")
             return
 
         def confirmed(ok: bool | None) -> None:
@@ -316,8 +426,28 @@ class TradeConsoleApp(App[int]):
                 engine.send(Flatten())
                 self.collector.note("flatten requested by the operator", "warning")
 
-        self.push_screen(ConfirmDialog("Close every open position now at the last price\n"
-                                       "and cancel pending entries?", "Flatten"), confirmed)
+        self.push_screen(ConfirmDialog("Close now at the last price (market):\n  " + "\n  ".join(open_now)
+                                       + "\nand cancel pending entries?\nEntries stay allowed: "
+                                       "use the kill switch (k) to also pause them.", "Flatten"), confirmed)
+
+    def action_kill_switch(self) -> None:
+        """The kill switch: flatten everything and pause new entries, after confirmation."""
+        if self._engine() is None:
+            return
+        open_now = self.open_positions()
+
+        def confirmed(ok: bool | None) -> None:
+            engine = self._engine()
+            if ok and engine is not None:
+                engine.send(Flatten(pause=True))
+                self.entries_paused = True
+                self.collector.note("KILL SWITCH: flatten everything and pause entries", "warning")
+                self._show_now()
+
+        what = ("Close now at the last price (market):\n  " + "\n  ".join(open_now)) if open_now else \
+            "No open position (nothing to close)."
+        self.push_screen(ConfirmDialog(f"{what}\nCancel pending entries and PAUSE all new entries\n"
+                                       "(p resumes them).", "KILL SWITCH"), confirmed)
 
     def action_switch_strategy(self) -> None:
         if self._engine() is None or self.selected_key is None:
@@ -338,12 +468,28 @@ class TradeConsoleApp(App[int]):
         self.push_screen(ChoiceDialog("Strategy", list(STRATEGIES), current, descriptions), chosen)
 
     def action_switch_symbol(self) -> None:
+        """Another symbol. During a replay the data must follow: the new symbol's history next
+        to the current one (same layout), or the switch is refused in the dialog."""
+        opts = self.options
+
         def chosen(symbol: str | None) -> None:
             if symbol and symbol.upper() != self.options.symbol:
                 self._restart(symbol=symbol.upper())
 
-        self.push_screen(TextDialog("Symbol", "Symbol to trade (restarts the engine):", self.options.symbol,
-                                    validate=symbol_problem), chosen)
+        def validate(text: str) -> str | None:
+            problem = symbol_problem(text)
+            if problem or not opts.replay or text.upper() == opts.symbol:
+                return problem
+            iv = opts.strategies[0][1]
+            path = retarget_replay(opts.replay, opts.symbol, text.upper(), iv, iv)
+            if path is None:
+                return (f"this replay holds {opts.symbol} data and no {text.upper()} {iv} history was found "
+                        f"next to it: download it (tradeconsole data download {text.upper()} {iv}) or keep "
+                        f"{opts.symbol}")
+            return data_symbol_problem(path, text)
+
+        self.push_screen(TextDialog("Symbol", "Symbol to trade (restarts the engine):", opts.symbol,
+                                    validate=validate), chosen)
 
     def action_switch_interval(self) -> None:
         current = self.options.strategies[0][1]
@@ -389,6 +535,31 @@ class TradeConsoleApp(App[int]):
             source.pause()
         self._show_now()
 
+    def action_replay_step(self) -> None:
+        """Play exactly one more candle of the replay, then hold."""
+        source = self.runtime.source if self.runtime is not None else None
+        if source is None or not hasattr(source, "step"):
+            return
+        source.step()
+        self._show_now()
+
+    def action_replay_speed(self, direction: int) -> None:
+        """Next faster (+1) or slower (-1) replay speed: x1 ... x10,000, max."""
+        source = self.runtime.source if self.runtime is not None else None
+        if source is None or not hasattr(source, "set_speed"):
+            return
+        now = source.speed
+        if now in SPEEDS:
+            i = SPEEDS.index(now)
+        else:  # a speed from the command line: the nearest step
+            i = len(SPEEDS) - 1 if now is None else min(range(len(SPEEDS) - 1), key=lambda j: abs(SPEEDS[j] - now))
+        new = SPEEDS[max(0, min(len(SPEEDS) - 1, i + direction))]
+        if new != now:
+            source.set_speed(new)
+            self.options = replace(self.options, speed=new)
+            self.collector.note(f"replay speed {'max' if new is None else f'×{new:,g}'}")
+        self._show_now()
+
     def action_backtest(self) -> None:
         from tui.screens.backtest import BacktestScreen
 
@@ -410,24 +581,38 @@ class TradeConsoleApp(App[int]):
             self.install_screen(HelpScreen([
                 ("Dashboard", DASHBOARD_BINDINGS),
                 ("Backtest screen", BACKTEST_BINDINGS),
-                ("Everywhere", [Binding("ctrl+p", "", "Command palette"), Binding("ctrl+q", "", "Quit")]),
+                ("Tables and dialogs", HELP_EXTRA),
+                ("Everywhere", [Binding("ctrl+p", "", "Command palette: every action by name"),
+                                Binding("ctrl+q", "", "Quit (asks about open positions; again: at once)")]),
             ]), name="help")
         if not isinstance(self.screen, HelpScreen):
             self.push_screen("help")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        """Every action once: Textual's own Quit and Keys are replaced by ours (our Quit asks
+        about open positions; our help lists every key)."""
+        for cmd in super().get_system_commands(screen):
+            if cmd.title not in ("Quit", "Keys"):
+                yield cmd
         yield SystemCommand("Start / stop trading", "Stop acting on candles, or start again", self.action_toggle_trading)
         yield SystemCommand("Pause / resume entries", "No new positions; exits keep working", self.action_toggle_pause)
         yield SystemCommand("Flatten all positions", "Close everything now (asks first)", self.action_flatten)
+        yield SystemCommand("Kill switch", "Flatten everything and pause new entries (asks first)",
+                            self.action_kill_switch)
         yield SystemCommand("Switch strategy", "Another strategy for the selected session", self.action_switch_strategy)
         yield SystemCommand("Switch symbol", "Trade another symbol (restarts the engine)", self.action_switch_symbol)
         yield SystemCommand("Switch interval", "Another kline interval (restarts the engine)",
                             self.action_switch_interval)
         yield SystemCommand("Backtest", "Run a strategy over history", self.action_backtest)
         yield SystemCommand("Pause / resume replay", "Freeze the replay feed", self.action_toggle_replay)
+        yield SystemCommand("Replay: one candle", "Play one more candle, then hold", self.action_replay_step)
+        yield SystemCommand("Replay faster", "Next replay speed up (to max)", lambda: self.action_replay_speed(1))
+        yield SystemCommand("Replay slower", "Next replay speed down (to x1)", lambda: self.action_replay_speed(-1))
         yield SystemCommand("Next session", "Show the next running session", self.action_next_session)
-        yield SystemCommand("Keys and help", "Every key binding", self.action_help)
+        yield SystemCommand("Orders: open / history", "Toggle the orders table",
+                            lambda: self.screen.action_toggle_orders() if isinstance(self.screen, DashboardScreen)
+                            else None)
+        yield SystemCommand("Help: every key", "Keys of every screen and dialog", self.action_help)
         yield SystemCommand("Quit", "Stop the engine cleanly and exit", self.action_quit)
 
 

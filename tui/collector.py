@@ -88,6 +88,7 @@ class OrderRow:
     price: float | None
     status: str
     note: str
+    client_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,7 @@ class SessionSnapshot:
     closed_total: int
     version: int
     book_version: int
+    order_book: tuple[OrderRow, ...] = ()  # one row per order, its latest state, oldest update first
 
     @property
     def unrealized_pnl(self) -> float | None:
@@ -171,6 +173,7 @@ class _Session:
     fills: deque[FillRow] = field(init=False)
     orders: deque[OrderRow] = field(init=False)
     working: dict[str, OrderRow] = field(init=False)
+    latest: dict[str, OrderRow] = field(init=False)
     open_candle: Candle | None = None
     open_indicators: dict[str, float | int | None] | None = None
     mark: float | None = None
@@ -187,6 +190,7 @@ class _Session:
         self.fills = deque(maxlen=self.rows)
         self.orders = deque(maxlen=self.rows)
         self.working = {}
+        self.latest = {}
 
     def freeze(self) -> SessionSnapshot:
         return SessionSnapshot(
@@ -194,7 +198,8 @@ class _Session:
             candles=tuple(self.candles), indicators=tuple(self.indicators), open_candle=self.open_candle,
             open_indicators=self.open_indicators, mark=self.mark, position=self.position, equity=self.equity,
             markers=tuple(self.markers), fills=tuple(self.fills), orders=tuple(self.orders),
-            working=tuple(self.working.values()), closed_total=self.closed_total, version=self.version, book_version=self.book_version)
+            working=tuple(self.working.values()), closed_total=self.closed_total, version=self.version,
+            book_version=self.book_version, order_book=tuple(self.latest.values()))
 
 
 def _num(v: float | None, spec: str = ",.2f") -> str:
@@ -233,6 +238,8 @@ class EventCollector:
         self._errors = 0
         self._version = 0
         self._seq = getattr(self, "_seq", 0)
+        self._market_ms = 0
+        self._replay = getattr(self, "_replay", False)
 
     # ------------------------------------------------------------------ setup (UI thread)
     def register(self, key: str, symbol: str, interval: str, strategy: str) -> None:
@@ -253,6 +260,12 @@ class EventCollector:
         with self._lock:
             self._reset_state()
 
+    def set_replay(self, replay: bool) -> None:
+        """On a replay, engine, connection and operator lines are stamped with the replay's
+        market time (when they happened in the replayed market), so the log has one clock."""
+        with self._lock:
+            self._replay = replay
+
     def note(self, text: str, level: str = "info") -> None:
         """Add a UI-side line to the log (operator actions, startup problems)."""
         with self._lock:
@@ -269,6 +282,7 @@ class EventCollector:
                 s = self._route(event)
                 s.open_candle, s.open_indicators = event.candle, event.indicators
                 s.mark = event.candle.close
+                self._market_ms = event.candle.open_time
                 s.version += 1
                 self._touch_market()
             elif isinstance(event, CandleEvent):
@@ -277,6 +291,7 @@ class EventCollector:
                 s.indicators.append(event.indicators)
                 s.closed_total += 1
                 s.mark = event.candle.close
+                self._market_ms = event.candle.close_time + 1
                 if s.open_candle is not None and s.open_candle.open_time <= event.candle.open_time:
                     s.open_candle = s.open_indicators = None
                 s.version += 1
@@ -330,8 +345,16 @@ class EventCollector:
             s = self._route(event)
             o = event.order
             row = OrderRow(event.time, o.side.value, o.type.value, o.qty or None, o.stop_price, event.status,
-                           event.message or (o.reason.value if o.reason else ""))
+                           event.message or (o.reason.value if o.reason else ""), o.client_id)
             s.orders.append(row)
+            before = s.latest.pop(o.client_id, None)
+            if before is not None:  # a cancel/fill event may not repeat the order's price or size
+                row = OrderRow(row.time, row.side, row.kind, row.qty or before.qty,
+                               row.price if row.price is not None else before.price, row.status,
+                               row.note or before.note, row.client_id)
+            s.latest[o.client_id] = row
+            while len(s.latest) > self._rows:
+                s.latest.pop(next(iter(s.latest)))
             if event.status == "new":
                 s.working[o.client_id] = row
                 while len(s.working) > self._rows:
@@ -388,6 +411,8 @@ class EventCollector:
         return s
 
     def _add_log(self, time_ms: int, wall: bool, level: str, text: str) -> None:
+        if wall and self._replay and self._market_ms:
+            time_ms, wall = self._market_ms, False
         if self._mask and self._run_id:
             text = text.replace(self._run_id, "<run>")
         self._seq += 1
@@ -419,7 +444,7 @@ class EventCollector:
         with self._lock:
             out = {"log": len(self._log), "sessions": len(self._sessions)}
             for s in self._sessions.values():
-                for name in ("candles", "indicators", "markers", "fills", "orders", "working"):
+                for name in ("candles", "indicators", "markers", "fills", "orders", "working", "latest"):
                     out[f"{s.key}.{name}"] = len(getattr(s, name))
             return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,9 @@ class RuntimeOptions:
     #: open-candle ticks kept per run in the journal (older ones are deleted once shipped);
     #: None keeps every tick
     keep_candle_updates: int | None = 20_000
+    #: a replay waits while the engine has more than this many inputs queued (None: no limit,
+    #: the headless default). The console keeps it small so a pause stops the market at once.
+    replay_max_backlog: int | None = None
 
 
 def parse_strategy_specs(values: list[str] | None, interval: str | None) -> list[tuple[str, str]]:
@@ -136,6 +140,11 @@ class Runtime:
     def _load_replay(self) -> None:
         from backtest.data import load_candles
 
+        from tui.startup import data_symbol_problem
+
+        problem = data_symbol_problem(self.opts.replay, self.opts.symbol)
+        if problem:
+            raise ValueError(problem)
         intervals = {iv for _, iv in self.opts.strategies}
         if len(intervals) != 1:
             raise ValueError("a replay feeds one interval: run strategies on the same interval "
@@ -274,7 +283,9 @@ class Runtime:
 
             return ReplaySource(self.replay_candles, self.opts.symbol, self.specs[0].interval,
                                 speed=self.opts.speed, updates_per_candle=self.opts.updates_per_candle,
-                                warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)))
+                                warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)),
+                                backlog=self.engine.backlog if self.opts.replay_max_backlog else None,
+                                max_backlog=self.opts.replay_max_backlog or 64)
         from infra.binance.endpoints import resolve_endpoints
         from infra.binance.stream import BinanceKlineStream
 
@@ -301,20 +312,31 @@ class Runtime:
         self._start_user_stream()
         self.source.start(self._tagged_feed())
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the source, let the engine finish what it has, flush sinks, close the journal."""
+    def stop(self, timeout: float = 10.0, sink_timeout: float | None = None) -> None:
+        """Stop the source, let the engine finish what it has, flush sinks, close the journal.
+
+        ``sink_timeout`` bounds the wait for Kafka/Elasticsearch acknowledgements (default: up
+        to 30 s). Nothing is lost by a short one: the journal holds every event and the next
+        start resends from the shipper's acknowledged cursor; the console quits with ~1 s so an
+        unreachable broker can never hold the operator's terminal."""
         if not self._started:
             return
         self._started = False
+        ship_wait = max(timeout, 30.0) if sink_timeout is None else sink_timeout
         try:
             self.source.stop()
             if self.user_stream is not None:
                 self.user_stream.stop()
         finally:
             self.engine.stop(timeout)
-            for shipper in getattr(self, "shippers", []):
+            shippers = getattr(self, "shippers", [])
+            # one deadline for all of it: a shipper's stop can take twice its timeout (thread
+            # join, then the acknowledgement wait), the sinks' close gets what is left
+            deadline = time.monotonic() + ship_wait
+            for shipper in shippers:
+                share = max(0.0, deadline - time.monotonic()) / 2 / max(1, len(shippers))
                 try:
-                    done = shipper.stop(max(timeout, 30.0))
+                    done = shipper.stop(share if sink_timeout is not None else ship_wait)
                 except Exception as exc:  # noqa: BLE001 - e.g. the cursor write hit a full disk
                     log.warning("%s: stopping the shipper failed (%s); the next start resends from the journal "
                                 "cursor", shipper.name, exc)
@@ -322,9 +344,12 @@ class Runtime:
                 if not done:
                     log.warning("%s: not every event was acknowledged before shutdown; the next start resends "
                                 "from the journal", shipper.name)
-            for sink in self.sinks:
+            for i, sink in enumerate(self.sinks):
                 try:
-                    sink.close()
+                    if sink_timeout is None:
+                        sink.close()
+                    else:
+                        sink.close(max(0.05, deadline - time.monotonic()) / (len(self.sinks) - i))
                 except Exception:  # noqa: BLE001 - shutting down: report and continue
                     log.exception("closing %r failed", sink)
             self.journal.close()

@@ -16,9 +16,54 @@ from urllib.parse import urlsplit
 
 from tui.runtime import RuntimeOptions
 
-__all__ = ["probe_binance", "replay_candidates", "retarget_replay", "symbol_problem", "with_market"]
+__all__ = ["data_symbol", "data_symbol_problem", "load_theme", "save_theme", "probe_binance", "replay_candidates", "retarget_replay",
+           "symbol_problem", "with_market"]
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{5,20}$")
+#: Binance public data (data.binance.vision) and our download cache name kline files
+#: ``<SYMBOL>-<interval>-YYYY-MM[-DD].<ext>`` (monthly/daily archives)
+_DATA_FILE = re.compile(r"^([A-Z0-9]{5,20})-(\d+[smhdwM])-\d{4}-\d{2}(?:-\d{2})?\.(?:csv|parquet|zip)$")
+_INTERVAL = re.compile(r"^\d+[smhdwM]$")
+
+
+def data_symbol(path: str | Path) -> tuple[str | None, str]:
+    """The symbol a history file or directory holds, and how that is known: from the file
+    names (``ETHUSDT-5m-2022-08.csv``), else from the layout (``.../ETHUSDT/5m/``). (None, why)
+    when it cannot be told; a directory mixing symbols raises ``ValueError``."""
+    p = Path(path)
+    if p.is_file() or p.suffix in (".csv", ".parquet", ".zip"):
+        m = _DATA_FILE.match(p.name)
+        if m:
+            return m.group(1), f"file name {p.name}"
+        parent = p.parent
+        if _INTERVAL.match(parent.name) and _SYMBOL.match(parent.parent.name):
+            return parent.parent.name, f"directory {parent.parent.name}/{parent.name}"
+        return None, f"{p.name} does not name its symbol"
+    if p.is_dir():
+        symbols = sorted({m.group(1) for f in p.iterdir() if (m := _DATA_FILE.match(f.name))})
+        if len(symbols) > 1:
+            raise ValueError(f"{p} mixes data of several symbols ({', '.join(symbols)}): one symbol per directory")
+        if symbols:
+            return symbols[0], f"file names in {p.name}/"
+        if _INTERVAL.match(p.name) and _SYMBOL.match(p.parent.name):
+            return p.parent.name, f"directory {p.parent.name}/{p.name}"
+        if _SYMBOL.match(p.name):
+            return p.name, f"directory {p.name}"
+    return None, f"{p.name} does not name its symbol"
+
+
+def data_symbol_problem(path: str | Path, symbol: str) -> str | None:
+    """A clear refusal when ``path`` holds another symbol's data than ``symbol`` (None: they
+    agree, or the data does not say). Trading or backtesting BTCUSDT on ETHUSDT prices would
+    report numbers that mean nothing."""
+    try:
+        held, how = data_symbol(path)
+    except ValueError as exc:
+        return str(exc)
+    if held is not None and held != symbol.upper():
+        return (f"{Path(path).name} holds {held} data (from its {how}), not {symbol.upper()}: "
+                f"choose {symbol.upper()} data or use symbol {held}")
+    return None
 
 
 def probe_binance(opts: RuntimeOptions, timeout: float = 3.0) -> str | None:
@@ -96,3 +141,71 @@ def with_market(opts: RuntimeOptions, *, symbol: str | None = None, interval: st
         strats = [(name, interval) for name, _ in strats]
     return replace(opts, symbol=(symbol or opts.symbol).upper(), strategies=strats,
                    replay=replay if replay is not None else opts.replay)
+
+
+def _config_file(config: str | None) -> Path:
+    from infra.settings import default_config_path
+
+    return Path(config).expanduser() if config else default_config_path()
+
+
+def load_theme(config: str | None) -> str | None:
+    """The theme saved in the config file's ``[ui]`` table (None when unset or unreadable)."""
+    import tomllib
+
+    p = _config_file(config)
+    try:
+        theme = tomllib.loads(p.read_text()).get("ui", {}).get("theme")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return None
+    return theme if isinstance(theme, str) and theme else None
+
+
+_THEME_LINE = re.compile(r"^\s*theme\s*=.*$")
+_TABLE = re.compile(r"^\s*\[")
+
+
+def save_theme(config: str | None, theme: str) -> Path:
+    """Write ``theme`` into the config file's ``[ui]`` table, changing nothing else in it.
+
+    A line-level edit rather than a TOML rewrite: the file is the user's (comments, order, and
+    possibly API keys), so only the one line is replaced or added; the file keeps its mode (a
+    new one is created 0600, as a file that may later hold keys must be) and is replaced
+    atomically."""
+    import os
+    import tempfile
+
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", theme):
+        raise ValueError(f"not a theme name: {theme!r}")
+    p = _config_file(config)
+    lines = p.read_text().splitlines() if p.exists() else []
+    out: list[str] = []
+    in_ui = done = False
+    for line in lines:
+        if _TABLE.match(line):
+            if in_ui and not done:
+                out.append(f'theme = "{theme}"')
+                done = True
+            in_ui = line.strip() == "[ui]"
+        elif in_ui and not done and _THEME_LINE.match(line):
+            out.append(f'theme = "{theme}"')
+            done = True
+            continue
+        out.append(line)
+    if not done:
+        if in_ui:
+            out.append(f'theme = "{theme}"')
+        else:
+            out += ([""] if out and out[-1].strip() else []) + ["[ui]", f'theme = "{theme}"']
+    mode = (p.stat().st_mode & 0o777) if p.exists() else 0o600
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".config-", suffix=".toml")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(out) + "\n")
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p

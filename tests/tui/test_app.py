@@ -15,7 +15,14 @@ from tests.tui.conftest import screen_text, unreachable, wait_for
 from tui.app import TradeConsoleApp
 from tui.runtime import Runtime
 from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import ChoiceDialog, ConfirmDialog, LiveConfirmDialog, ReplayOfferDialog, TextDialog
+from tui.screens.dialogs import (
+    ChoiceDialog,
+    ConfirmDialog,
+    LiveConfirmDialog,
+    QuitDialog,
+    ReplayOfferDialog,
+    TextDialog,
+)
 from tui.screens.help import HelpScreen
 from tui.widgets.candles import CandleChart
 
@@ -44,6 +51,9 @@ async def start(pilot) -> TradeConsoleApp:
 async def quit_cleanly(pilot, app: TradeConsoleApp) -> Runtime:
     rt = app.runtime
     await pilot.press("q")
+    await pilot.pause(0.05)
+    if isinstance(app.screen, QuitDialog):  # a position is open: leave it protected
+        await pilot.press("l")
     await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
     return rt
 
@@ -239,8 +249,11 @@ async def test_help_and_command_palette(replay_opts):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
-        for words in ("Start/Stop", "Flatten", "Switch symbol", "Backtest", "Command palette"):
+        for words in ("Start/Stop", "Flatten", "Kill", "Symbol", "Backtest"):
             assert words in text
+        await pilot.press("end")  # the help scrolls at 80x24
+        await pilot.pause(0.1)
+        assert "Command palette" in screen_text(app)
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
 
@@ -259,7 +272,7 @@ async def test_footer_shows_the_keys_at_80x24(replay_opts):
     async with app.run_test(size=(80, 24)) as pilot:
         await start(pilot)
         footer = screen_text(app).splitlines()[-1]
-        for words in ("Start/Stop", "Pause", "Flatten", "Switch", "Backtest", "Help", "Quit"):
+        for words in ("Start/Stop", "Pause", "Flatten", "Kill", "Backtest", "Help", "Quit", "palette"):
             assert words in footer
         await quit_cleanly(pilot, app)
 

@@ -14,6 +14,7 @@ from core.broker import BrokerSettings
 from core.strategies import make_strategy
 from tests.tui.conftest import screen_text, wait_for
 from tui.app import TradeConsoleApp
+from tui.screens.dialogs import QuitDialog
 from tui.screens.backtest import BacktestScreen, SortableTable, parse_request
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.dialogs import TextDialog
@@ -98,6 +99,9 @@ async def test_backtest_by_keys_compare_sort_export(replay_opts, data_1h, tmp_pa
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
         await pilot.press("q")
+        await pilot.pause(0.05)
+        if isinstance(app.screen, QuitDialog):  # the replay ends holding a position: leave it
+            await pilot.press("l")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
 
 
@@ -140,15 +144,92 @@ async def test_cancel_and_errors_are_reported(replay_opts, data_1h):
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
         await pilot.press("q")
+        await pilot.pause(0.05)
+        if isinstance(app.screen, QuitDialog):  # the replay ends holding a position: leave it
+            await pilot.press("l")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
 
 
 def test_form_parsing():
+    # the CLI's units: fractions (fee 0.0004 = 0.04%), bps; strategy parameters by their names
     base = {"strategy": "basic", "symbol": "ethusdt", "interval": "5m", "data": "", "from": "2022-09-01",
-            "to": "2022-10-01", "model": "seed", "fee": "0.04", "stop": "1.5", "target": "3", "cash": "10,000"}
+            "to": "2022-10-01", "model": "seed", "fee": "0.0004", "param:stop_loss_pct": "0.015",
+            "param:take_profit_pct": "0.03", "cash": "10,000", "leverage": "2", "slippage_bps": "1.5",
+            "funding_rate": "0.0001", "param:rsi_oversold": "35"}
     req, errors = parse_request(base)
     assert errors == [] and req is not None
     assert (req.symbol, req.fee_rate, req.stop_loss_pct, req.take_profit_pct, req.cash) == ("ETHUSDT", 0.0004, 0.015, 0.03, 10_000)
+    assert (req.leverage, req.slippage_bps, req.funding_rate_8h) == (2.0, 1.5, 0.0001)
+    assert dict(req.params)["rsi_oversold"] == 35.0 and dict(req.params)["rsi_overbought"] == 70.0  # default kept
     assert req.start_ms == 1661990400000 and req.source().endswith("binance/spot/ETHUSDT/5m")
-    req, errors = parse_request({**base, "from": "2022-10-01", "to": "2022-09-01", "fee": "x", "stop": "0"})
-    assert req is None and len(errors) == 3
+    req, errors = parse_request({**base, "from": "2022-10-01", "to": "2022-09-01", "fee": "x"})
+    assert req is None and len(errors) == 2
+    req, errors = parse_request({**base, "param:stop_loss_pct": "1.5"})  # a percent typed as a fraction: refused
+    assert req is None and "stop_loss_pct" in errors[0] and "1.5" in errors[0]
+
+
+@pytest.mark.asyncio
+async def test_runs_differing_only_in_a_parameter_are_told_apart(replay_opts, jan_1h):
+    from dataclasses import fields as dc_fields
+
+    from core.strategies import STRATEGIES
+
+    app = TradeConsoleApp(replay_opts())
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_backtest(pilot)
+        # every field of the strategy's parameter declaration is in the form, at its default
+        inputs = {str(i.id).removeprefix("param-"): i.value for i in screen.query("#bt-params Input")}
+        assert list(inputs) == [f.name for f in dc_fields(STRATEGIES["engulfing"].Params)]
+        assert inputs["stop_loss_pct"] == "0.015" and inputs["rsi_oversold"] == "25"
+        await run_and_wait(pilot, screen)
+        stop = screen.query_one("#param-stop_loss_pct")
+        stop.focus()
+        await pilot.press("ctrl+a", "ctrl+k", *"0.03")
+        await run_and_wait(pilot, screen)
+        assert len(screen.runs) == 2 and screen.runs[1].request.stop_loss_pct == 0.03
+        assert "vs #1: stop_loss_pct 0.015→0.03" in screen.status_message
+        runs = screen.query_one("#runs", SortableTable)
+        labels = [str(c.label).strip() for c in runs.columns.values()]
+        assert "stop_loss_pct" in labels, labels  # the one setting that differs has its column
+        assert "fee" not in labels and "symbol" not in labels  # the same in both: in the title
+        for metric in ("return", "maxDD", "win", "PF", "sharpe", "trades", "final", "B&H"):
+            assert metric in labels
+        i = labels.index("stop_loss_pct")
+        assert [str(runs.get_row_at(r)[i]) for r in range(2)] == ["0.015", "0.03"]
+        assert "fee=0.0004" in str(runs.border_title)
+        # sort by return with an indicator on that column
+        screen._show_view("runs")
+        runs.focus()
+        runs.cursor_coordinate = (0, labels.index("return"))
+        await pilot.press("s")
+        assert str(list(runs.columns.values())[labels.index("return")].label).endswith("▲")
+        await pilot.press("s")
+        assert str(list(runs.columns.values())[labels.index("return")].label).endswith("▼")
+        # exits are shown at their fill time on the same clock as entries (never hh:59)
+        trades = screen.query_one("#trades", SortableTable)
+        times = [str(trades.get_row_at(r)[4]) for r in range(trades.row_count)]
+        assert times and not any(t.endswith(":59") for t in times)
+        await pilot.press("escape")
+        await pilot.press("q")
+        await pilot.pause(0.05)
+        if isinstance(app.screen, QuitDialog):
+            await pilot.press("l")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+
+
+@pytest.mark.asyncio
+async def test_typing_right_after_tab_goes_to_the_next_field(replay_opts):
+    app = TradeConsoleApp(replay_opts())
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_backtest(pilot)
+        screen.query_one("#from").focus()
+        await pilot.pause(0.05)
+        await pilot.press("tab", *"2022-01-20")  # no pause between Tab and the typing
+        assert screen.query_one("#from").value == ""
+        assert screen.query_one("#to").value == "2022-01-20"
+        await pilot.press("escape")
+        await pilot.press("q")
+        await pilot.pause(0.05)
+        if isinstance(app.screen, QuitDialog):
+            await pilot.press("l")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")

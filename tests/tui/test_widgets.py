@@ -39,12 +39,20 @@ def test_header_shows_event_delivery_apart():
     assert text.plain.endswith("│ kafka connected 12 ms") and "binance connected" in text.plain
 
 
-def test_key_bars_fit_80_columns_and_name_every_action():
-    dash = KeyBar.render_keys(DASHBOARD_BINDINGS).plain
-    assert len(dash) <= 80
-    for words in ("s Start/Stop", "p Pause", "f Flatten", "tyi Switch", "b Backtest", "? Help", "q Quit", "^p palette"):
-        assert words in dash
-    bt = KeyBar.render_keys(BACKTEST_BINDINGS).plain
+def test_key_bars_fit_their_width_and_never_drop_essential_keys():
+    from tui.screens.dashboard import ESSENTIAL_KEYS
+
+    full = KeyBar.render_keys(DASHBOARD_BINDINGS).plain
+    for words in ("s Start/Stop", "p Pause", "f Flatten", "k Kill", "t Strategy", "y Symbol", "i Interval",
+                  "b Backtest", "? Help", "q Quit", "^p palette"):
+        assert words in full
+    for width in (40, 60, 80, 100):
+        bar = KeyBar.render_keys(DASHBOARD_BINDINGS, width, ESSENTIAL_KEYS).plain
+        assert len(bar) <= max(width, 46), (width, bar)
+        for words in ("s Start/Stop", "f Flatten", "k Kill", "? Help", "q Quit"):
+            assert words in bar, (width, bar)
+    assert "^p palette" in KeyBar.render_keys(DASHBOARD_BINDINGS, 80, ESSENTIAL_KEYS).plain
+    bt = KeyBar.render_keys(BACKTEST_BINDINGS, 80).plain
     assert len(bt) <= 80 and "^r Run" in bt and "esc Cancel/Back" in bt and "^s Export CSV" in bt
 
 
@@ -77,3 +85,30 @@ def test_candle_picture_is_built_without_an_app(candles_1h):
     assert "01-0" in text  # time labels on the x axis
     empty = build_picture(chart.plt, chart.draw, None, 80, 12, "default")
     assert "waiting for candles" in "".join(seg.text for seg in empty[0])
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_header_keeps_every_state_at_80_columns(width):
+    from dataclasses import replace
+
+    worst = replace(header("paper"), connection="replay reconnecting", trading=False, entries_paused=True,
+                    replay_paused=True, market_ms=1_643_673_600_000, speed="×10,000",
+                    delivery=(("kafka connecting 1,234 ms", "connecting"), ("elasticsearch stale", "stale")))
+    text = StatusHeader.render_state(worst, width).plain
+    assert len(text) <= width, text
+    for words in ("PAPER", "ETHUSDT", "stopped", "entries", "replay", "kafka", "stale", "02-01 00:00"):
+        assert words in text, (width, words, text)
+    assert "retry" in text or "reconnecting" in text
+    assert "wait" in text or "connecting" in text
+    if width >= 100:
+        assert "×10,000" in text
+
+
+def test_header_at_60_columns_keeps_the_trading_state():
+    from dataclasses import replace
+
+    st = replace(header("paper"), connection="replay finished", market_ms=1_643_673_600_000, speed="max",
+                 entries_paused=False, data="744/744")
+    text = StatusHeader.render_state(st, 60).plain
+    assert len(text) <= 60 and "▶ trading" in text and "ETHUSDT" in text and "01-31" not in text
+    assert "02-01 00:00" in text

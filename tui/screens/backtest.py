@@ -1,7 +1,8 @@
 """The backtest screen: try a strategy on history without leaving the console.
 
-A form on the left (strategy, symbol, interval, data, date range, fill mode, fee, stop/target,
-cash); results on the right: the metrics of ``backtest.metrics``, a comparison table of every
+A form on the left (strategy, symbol, interval, data, date range, fill mode, cash, leverage, fee,
+slippage, funding, and every parameter the strategy declares, in the CLI's units: fractions and
+bps); results on the right: the metrics of ``backtest.metrics``, a comparison table of every
 run kept this session, the equity curve, the price with the fills, and a sortable trades table.
 
 The run itself is ``backtest.runner.run_backtest`` in a thread worker. Its progress callback only
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select
 from textual_plotext import Plot
 
 from backtest.report import fmt_metric as _fmt
-from core.strategies import STRATEGIES
+from core.strategies import STRATEGIES, make_strategy
 from tui.widgets.candles import spaced_ticks
 from tui.widgets.chart import ThreadedPlot
 from tui.widgets.header import KeyBar
@@ -68,6 +69,9 @@ def default_loader(path: str, interval: str) -> tuple[Any, str]:
 
 @dataclass(frozen=True, slots=True)
 class BacktestRequest:
+    """One run, in the units the CLI and the config use: fractions (fee 0.0004 = 0.04%,
+    stop_loss_pct 0.015 = 1.5%), slippage in basis points, funding as a fraction per 8 h."""
+
     strategy: str
     symbol: str
     interval: str
@@ -76,9 +80,19 @@ class BacktestRequest:
     end_ms: int | None
     model: str
     fee_rate: float
-    stop_loss_pct: float
-    take_profit_pct: float
     cash: float
+    leverage: float = 1.0
+    slippage_bps: float = 0.0
+    funding_rate_8h: float = 0.0
+    params: tuple[tuple[str, float], ...] = ()  # the strategy's parameters (its Params fields)
+
+    @property
+    def stop_loss_pct(self) -> float:
+        return dict(self.params).get("stop_loss_pct", STRATEGIES[self.strategy].Params().stop_loss_pct)
+
+    @property
+    def take_profit_pct(self) -> float:
+        return dict(self.params).get("take_profit_pct", STRATEGIES[self.strategy].Params().take_profit_pct)
 
     def source(self) -> str:
         if self.data:
@@ -86,6 +100,23 @@ class BacktestRequest:
         from infra.paths import history_cache_dir
 
         return str(history_cache_dir(self.symbol, self.interval, "spot"))
+
+    def settings_dict(self) -> dict[str, object]:
+        """Everything that defines the run, for the Runs table's "what differs" columns."""
+        return {"symbol": self.symbol, "iv": self.interval, "fills": self.model, "data": Path(self.data).name or "cache",
+                "from": _day(self.start_ms), "to": _day(self.end_ms), "cash": self.cash, "lev": self.leverage,
+                "fee": self.fee_rate, "slip_bps": self.slippage_bps, "funding": self.funding_rate_8h,
+                "strategy": self.strategy, **dict(self.params)}
+
+
+def _day(ms: int | None) -> str:
+    return "" if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def param_fields(strategy: str) -> list[tuple[str, float]]:
+    """The strategy's own parameter declaration (its ``Params`` dataclass): name and default."""
+    cls = STRATEGIES[strategy]
+    return [(f.name, float(getattr(cls.Params(), f.name))) for f in fields(cls.Params)]
 
 
 def _date_ms(text: str, name: str, errors: list[str]) -> int | None:
@@ -103,7 +134,7 @@ def _date_ms(text: str, name: str, errors: list[str]) -> int | None:
 
 def _number(text: str, name: str, errors: list[str], lo: float, hi: float) -> float:
     try:
-        v = float(text.replace(",", "").replace("%", ""))
+        v = float(text.replace(",", "").replace("_", ""))
     except ValueError:
         errors.append(f"{name}: {text!r} is not a number")
         return math.nan
@@ -113,7 +144,8 @@ def _number(text: str, name: str, errors: list[str], lo: float, hi: float) -> fl
 
 
 def parse_request(values: dict[str, str]) -> tuple[BacktestRequest | None, list[str]]:
-    """The form's text values -> a request, or the list of what is wrong with them."""
+    """The form's text values -> a request, or the list of what is wrong with them. Strategy
+    parameters come as ``param:NAME`` keys; units are the CLI's (fractions, bps)."""
     errors: list[str] = []
     strategy = values.get("strategy", "")
     if strategy not in STRATEGIES:
@@ -125,15 +157,34 @@ def parse_request(values: dict[str, str]) -> tuple[BacktestRequest | None, list[
     end = _date_ms(values.get("to", "").strip(), "to", errors)
     if start is not None and end is not None and end <= start:
         errors.append("to must be after from")
-    fee = _number(values.get("fee", ""), "fee %", errors, 0.0, 0.99)
-    stop = _number(values.get("stop", ""), "stop %", errors, 0.01, 99.0)
-    target = _number(values.get("target", ""), "target %", errors, 0.01, 999.0)
-    cash = _number(values.get("cash", ""), "cash", errors, 1.0, 1e12)
+    fee = _number(values.get("fee", "0.0004"), "fee (fraction, 0.0004 = 0.04%)", errors, 0.0, 0.0099)
+    cash = _number(values.get("cash", "10000"), "cash", errors, 1.0, 1e12)
+    leverage = _number(values.get("leverage", "1"), "leverage", errors, 1.0, 125.0)
+    slippage = _number(values.get("slippage_bps", "0"), "slippage_bps", errors, 0.0, 1000.0)
+    funding = _number(values.get("funding_rate", "0"), "funding_rate (fraction per 8 h)", errors, -0.05, 0.05)
+    params: list[tuple[str, float]] = []
+    if strategy in STRATEGIES:
+        for name, default in param_fields(strategy):
+            text = values.get(f"param:{name}", "")
+            params.append((name, _number(text, name, errors, -1e9, 1e9) if text.strip() else default))
+        if not errors:
+            try:
+                make_strategy(strategy, **dict(params))  # the strategy's own checks (0 < stop < 1 ...)
+            except ValueError as exc:
+                errors.append(str(exc))
+    data = values.get("data", "").strip()
+    if data and symbol and not errors:
+        from tui.startup import data_symbol_problem
+
+        problem = data_symbol_problem(data, symbol)  # never label one symbol's prices as another's
+        if problem:
+            errors.append(problem)
     if errors:
         return None, errors
-    return BacktestRequest(strategy=strategy, symbol=symbol, interval=values["interval"], data=values.get("data", "").strip(),
-                           start_ms=start, end_ms=end, model=values["model"], fee_rate=fee / 100.0,
-                           stop_loss_pct=stop / 100.0, take_profit_pct=target / 100.0, cash=cash), []
+    return BacktestRequest(strategy=strategy, symbol=symbol, interval=values["interval"], data=data,
+                           start_ms=start, end_ms=end, model=values["model"], fee_rate=fee, cash=cash,
+                           leverage=leverage, slippage_bps=slippage, funding_rate_8h=funding,
+                           params=tuple(params)), []
 
 
 @dataclass(slots=True)
@@ -159,8 +210,8 @@ def _when(iso: str | None) -> str:
 def metrics_table(m: dict[str, Any], data_summary: str) -> Table:
     """The step-1 metrics as a compact two-column grid that fits a narrow pane."""
     t = Table.grid(padding=(0, 1))
-    t.add_column(style="dim", no_wrap=True)
-    t.add_column(no_wrap=True)
+    t.add_column(style="dim", no_wrap=True, min_width=14)  # labels whole; values wrap instead
+    t.add_column(overflow="fold")
 
     def signed(v: float | None, spec: str = "+.2f", suffix: str = "%") -> Text:
         return Text(_fmt(v, spec, suffix), style="dim" if v is None else "green" if v > 0 else "red" if v < 0 else "")
@@ -180,13 +231,30 @@ def metrics_table(m: dict[str, Any], data_summary: str) -> Table:
     t.add_row("avg trade", f"{_fmt(m['avg_trade_pnl'])} ({_fmt(m['avg_trade_pct'], '+.2f', '%')})")
     t.add_row("exposure", _fmt(m["exposure_pct"], ".1f", "%"))
     t.add_row("fees", _fmt(m["fees_paid"]))
-    t.add_row("costs", f"fee {a['fee_rate'] * 100:g}%  stop {a['stop_loss_pct'] * 100:g}%  "
-                       f"target {a['take_profit_pct'] * 100:g}%")
+    t.add_row("costs", f"fee {a['fee_rate']:g}  stop_loss {a['stop_loss_pct']:g}  "
+                       f"take_profit {a['take_profit_pct']:g}")
     op = m.get("open_position")
     if op:
         t.add_row("open at end", f"{op['side']} {op['qty']:.4f} @ {op['entry_price']:,.2f}")
     t.add_row("data", Text(data_summary, style="dim"))
     return t
+
+
+#: the Runs table's metric columns, most telling first
+RUN_METRICS = ("return", "maxDD", "win", "PF", "sharpe", "trades", "final", "B&H")
+
+
+def _setting(v: object) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _fill_time(ms: int) -> str:
+    """A fill's time as the console shows times: an exit found on a closed bar is stamped with
+    the bar's close (``…:59.999``) and shown as the minute it completes (``21:00``, not
+    ``20:59``), so entries (at opens) and exits read on the same clock."""
+    if ms % 1000 == 999:
+        ms += 1
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -199,13 +267,24 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 class SortableTable(DataTable):
-    """A DataTable sorted from the keyboard: ``s`` sorts by the cursor's column, again reverses."""
+    """A DataTable sorted from the keyboard: ``s`` sorts by the cursor's column, again reverses;
+    the sorted column's label carries ▲ (ascending) or ▼."""
 
     BINDINGS = [Binding("s", "sort_column", "Sort by column")]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="cell", zebra_stripes=True, **kwargs)
         self.sorted_by: tuple[str, bool] | None = None
+        self._labels: dict[str, str] = {}
+
+    def set_columns(self, *labels: str) -> None:
+        """Replace every column (labels keep two cells for the sort mark)."""
+        self.clear(columns=True)
+        self._labels = {}
+        self.sorted_by = None
+        for label in labels:
+            key = self.add_column(f"{label}  ", key=label)
+            self._labels[str(key.value)] = label
 
     def action_sort_column(self) -> None:
         if not self.columns or not self.row_count:
@@ -214,6 +293,11 @@ class SortableTable(DataTable):
         reverse = self.sorted_by is not None and self.sorted_by == (str(column.value), False)
         self.sort(column, key=_sort_key, reverse=reverse)
         self.sorted_by = (str(column.value), reverse)
+        for key, col in self.columns.items():
+            base = self._labels.get(str(key.value), str(col.label).rstrip(" ▲▼"))
+            mark = ("▼" if reverse else "▲") if key == column else " "
+            col.label = Text(f"{base} {mark}")
+        self.refresh()
 
 
 class ResultChart(ThreadedPlot):
@@ -306,22 +390,46 @@ class BacktestScreen(Screen):
                 yield _row("To", Input("", placeholder="YYYY-MM-DD", compact=True, id="to"))
                 yield _row("Fills", Select([("realistic", "realistic"), ("seed", "seed")], value="realistic",
                                            allow_blank=False, compact=True, id="model"))
-                yield _row("Fee %", Input("0.04", compact=True, id="fee"))
-                yield _row("Stop %", Input("1.5", compact=True, id="stop"))
-                yield _row("Target %", Input("3.0", compact=True, id="target"))
                 yield _row("Cash", Input(f"{ini['cash']:g}", compact=True, id="cash"))
+                # the CLI's names and units: fractions, bps (tradeconsole backtest --help)
+                yield _row("leverage", Input("1", compact=True, id="leverage"))
+                yield _row("fee", Input("0.0004", compact=True, id="fee", tooltip="fraction: 0.0004 = 0.04%"))
+                yield _row("slippage_bps", Input("0", compact=True, id="slippage_bps"))
+                yield _row("funding_rate", Input("0", compact=True, id="funding_rate", tooltip="fraction per 8 h"))
+                yield Label("strategy params (--param)", classes="bt-section")
+                yield Vertical(*self._param_rows(ini["strategy"]), id="bt-params")
                 yield Button("Run (ctrl+r)", id="run", compact=True, variant="primary")
-                yield ProgressBar(total=100, show_eta=False, id="progress")
-                yield Static("", id="bt-status")
             with Vertical(id="bt-results"):
                 yield Static("", id="bt-views")
                 with Vertical(id="bt-grid"):
                     yield VerticalScroll(Static("", id="metrics-body"), id="metrics", classes="view")
-                    yield DataTable(cursor_type="row", zebra_stripes=True, id="runs", classes="view")
+                    yield SortableTable(id="runs", classes="view")
                     yield ResultChart("equity", id="equity", classes="view")
                     yield ResultChart("price", id="price", classes="view")
                     yield SortableTable(id="trades", classes="view")
+        with Horizontal(id="bt-bottom"):  # outside the form's scroll: always visible, wraps
+            yield ProgressBar(total=100, show_eta=False, id="progress")
+            yield Static("", id="bt-status")
         yield KeyBar(BACKTEST_BINDINGS)
+
+    def _param_rows(self, strategy: str) -> list[Horizontal]:
+        """One input per field of the strategy's ``Params`` declaration, at its default."""
+        return [_row(name, Input(f"{default:g}", compact=True, id=f"param-{name}", classes="param"))
+                for name, default in param_fields(strategy)]
+
+    @on(Select.Changed, "#strategy")
+    async def _strategy_changed(self, event: Select.Changed) -> None:
+        box = self.query_one("#bt-params", Vertical)
+        if event.value not in STRATEGIES:
+            return
+        current = [inp.id for inp in box.query(Input)]
+        wanted = [f"param-{n}" for n, _ in param_fields(str(event.value))]
+        if current == wanted:
+            return
+        await box.remove_children()
+        await box.mount(*self._param_rows(str(event.value)))
+        for inp in box.query(Input):
+            inp.cursor_blink = not self.deterministic
 
     def on_mount(self) -> None:
         for inp in self.query(Input):
@@ -330,11 +438,9 @@ class BacktestScreen(Screen):
                   "price": "Price & fills (▲ long ▼ short x exit)", "trades": "Trades (s sorts)"}
         for v in VIEWS:
             self.query_one(f"#{v}").border_title = titles[v]
-        runs = self.query_one("#runs", DataTable)
-        runs.add_columns("#", "strategy", "iv", "fills", "period", "return", "B&H", "trades", "win", "maxDD",
-                         "sharpe", "PF", "final")
+        self.query_one("#runs", SortableTable).set_columns("#", *RUN_METRICS)
         trades = self.query_one("#trades", SortableTable)
-        trades.add_columns("#", "side", "entry time", "entry", "exit time", "exit", "pnl", "ret %", "reason")
+        trades.set_columns("#", "side", "entry time", "entry", "exit time", "exit", "pnl", "ret %", "reason")
         self.query_one("#metrics-body", Static).update(Text("No run yet. Fill the form, then ctrl+r.", style="dim"))
         self._show_view("metrics")
         self.query_one("#strategy").focus()
@@ -371,8 +477,10 @@ class BacktestScreen(Screen):
         out: dict[str, str] = {}
         for name in ("strategy", "interval", "model"):
             out[name] = str(self.query_one(f"#{name}", Select).value)
-        for name in ("symbol", "data", "from", "to", "fee", "stop", "target", "cash"):
+        for name in ("symbol", "data", "from", "to", "cash", "leverage", "fee", "slippage_bps", "funding_rate"):
             out[name] = self.query_one(f"#{name}", Input).value
+        for inp in self.query("#bt-params Input").results(Input):
+            out[f"param:{str(inp.id).removeprefix('param-')}"] = inp.value
         return out
 
     def _status(self, text: str, style: str = "") -> None:
@@ -423,11 +531,11 @@ class BacktestScreen(Screen):
         from backtest.metrics import compute_metrics
         from backtest.runner import run_backtest
         from core.broker import BrokerSettings
-        from core.strategies import make_strategy
 
         try:
-            strategy = make_strategy(req.strategy, stop_loss_pct=req.stop_loss_pct, take_profit_pct=req.take_profit_pct)
-            settings = BrokerSettings(initial_cash=req.cash, fee_rate=req.fee_rate)
+            strategy = make_strategy(req.strategy, **dict(req.params))
+            settings = BrokerSettings(initial_cash=req.cash, fee_rate=req.fee_rate, leverage=req.leverage,
+                                      slippage_bps=req.slippage_bps, funding_rate_8h=req.funding_rate_8h)
             candles, summary = self.loader(req.source(), req.interval)
             if req.start_ms is not None or req.end_ms is not None:
                 candles = slice_by_time(candles, req.start_ms, req.end_ms)
@@ -470,7 +578,12 @@ class BacktestScreen(Screen):
         self.query_one("#progress", ProgressBar).update(total=max(1, total), progress=total)
         m = run.metrics
         state = "cancelled" if m.get("cancelled") else "done"
-        self._status(f"run #{run.number} {state}: {m['trades']} round trips, return {m['return_pct']:+.2f}%",
+        diff = ""
+        if len(self.runs) > 1:  # what this run changed, so two runs are never told apart by guessing
+            before, now = self.runs[-2].request.settings_dict(), run.request.settings_dict()
+            changed = [f"{k} {_setting(before.get(k))}→{_setting(now.get(k))}" for k in now if before.get(k) != now.get(k)]
+            diff = f"; vs #{self.runs[-2].number}: {', '.join(changed) or 'same settings'}"
+        self._status(f"run #{run.number} {state}: {m['trades']} round trips, return {m['return_pct']:+.2f}%{diff}",
                      "yellow" if m.get("cancelled") else "green")
         self._fill_runs()
         self.show_run(run)
@@ -478,21 +591,30 @@ class BacktestScreen(Screen):
 
     # ------------------------------------------------------------------ results
     def _fill_runs(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        table.clear()
-        for r in self.runs:
+        """Every kept run: the settings that differ between them (all the same: in the title),
+        then every headline metric. ``s`` sorts by the cursor's column, Enter shows the run."""
+        table = self.query_one("#runs", SortableTable)
+        settings = [r.request.settings_dict() for r in self.runs]
+        keys = list(dict.fromkeys(k for d in settings for k in d))
+        differ = [k for k in keys if len({repr(d.get(k)) for d in settings}) > 1]
+        same = [k for k in keys if k not in differ]
+        table.set_columns("#", *differ, *RUN_METRICS)
+        for r, d in zip(self.runs, settings, strict=True):
             m = r.metrics
-            period = f"{(m['start'] or '')[:10]}→{(m['end'] or '')[:10]}"
-            table.add_row(str(r.number), m["strategy"], m["interval"], m["mode"], period,
-                          _fmt(m["return_pct"], "+.2f", "%"), _fmt(m["buy_and_hold_return_pct"], "+.2f", "%"),
-                          str(m["trades"]), _fmt(m["win_rate_pct"], ".0f", "%"), _fmt(m["max_drawdown_pct"], ".1f", "%"),
-                          _fmt(m["sharpe"], ".2f"), _fmt(m["profit_factor"], ".2f"), _fmt(m["final_equity"], ",.0f"),
+            cells = [_setting(d.get(k)) for k in differ]
+            table.add_row(str(r.number), *cells, _fmt(m["return_pct"], "+.2f", "%"),
+                          _fmt(m["max_drawdown_pct"], ".1f", "%"), _fmt(m["win_rate_pct"], ".0f", "%"),
+                          _fmt(m["profit_factor"], ".2f"), _fmt(m["sharpe"], ".2f"), str(m["trades"]),
+                          _fmt(m["final_equity"], ",.2f"), _fmt(m["buy_and_hold_return_pct"], "+.2f", "%"),
                           key=str(r.number))
+        common = " ".join(f"{k}={_setting(settings[0][k])}" for k in same if settings and settings[0].get(k) != "")
+        table.border_title = f"Runs (Enter shows one, s sorts) · all: {common}" if len(self.runs) > 1 else \
+            "Runs (Enter shows one, s sorts)"
 
-    @on(DataTable.RowSelected, "#runs")
-    def _run_selected(self, event: DataTable.RowSelected) -> None:
+    @on(DataTable.CellSelected, "#runs")
+    def _run_cell_selected(self, event: DataTable.CellSelected) -> None:
         for r in self.runs:
-            if str(r.number) == event.row_key.value:
+            if str(r.number) == event.cell_key.row_key.value:
                 self.show_run(r)
                 self._status(f"showing run #{r.number}")
 
@@ -507,9 +629,9 @@ class BacktestScreen(Screen):
         for i, t in enumerate(run.result.trades, start=1):
             d = t.to_dict()
             pnl = Text(f"{t.pnl:+,.2f}", style="green" if t.pnl > 0 else "red")
-            trades.add_row(str(i), d["side"], str(d["entry_time"])[:16].replace("T", " "), f"{t.entry_price:,.2f}",
-                           str(d["exit_time"])[:16].replace("T", " "), f"{t.exit_price:,.2f}", pnl,
-                           f"{t.return_pct:+.2f}", d["exit_reason"])
+            trades.add_row(str(i), d["side"], _fill_time(t.entry_time), f"{t.entry_price:,.2f}",
+                           _fill_time(t.exit_time), f"{t.exit_price:,.2f}", pnl, f"{t.return_pct:+.2f}",
+                           d["exit_reason"])
 
     def action_export(self) -> None:
         run = self.shown

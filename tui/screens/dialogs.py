@@ -20,7 +20,7 @@ from textual.widgets.option_list import Option
 
 from tui.widgets.header import mode_badge
 
-__all__ = ["ChoiceDialog", "ConfirmDialog", "LiveConfirmDialog", "ReplayOfferDialog", "TextDialog"]
+__all__ = ["ChoiceDialog", "ConfirmDialog", "LiveConfirmDialog", "QuitDialog", "ReplayOfferDialog", "TextDialog"]
 
 
 class _Dialog(ModalScreen):
@@ -32,6 +32,7 @@ class _Dialog(ModalScreen):
     }
     _Dialog .hint { color: $text-muted; margin-top: 1; }
     _Dialog .error { color: $error; }
+    _Dialog Label, _Dialog Static { width: 100%; }  /* wrap inside the dialog, never cut */
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -60,6 +61,37 @@ class ConfirmDialog(_Dialog):
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+
+class QuitDialog(_Dialog):
+    """Quit with a position open: leave it protected (``l``), flatten first (``f``), or stay
+    (Escape). Dismisses with ``"leave"``, ``"flatten"`` or None."""
+
+    BINDINGS = [Binding("l", "answer('leave')", "Leave protected"), Binding("f", "answer('flatten')", "Flatten"),
+                Binding("escape,n", "cancel", "Cancel")]
+
+    def __init__(self, positions: Sequence[str], *, live: bool = False, throwaway: bool = False) -> None:
+        super().__init__()
+        self.positions = list(positions)
+        self.live = live
+        self.throwaway = throwaway
+
+    def compose(self) -> ComposeResult:
+        if self.live:
+            leave = "the stop-loss and take-profit orders stay on the exchange and protect it"
+        elif self.throwaway:
+            leave = "this replay has no journal (--journal): the position ends with it"
+        else:
+            leave = "the journal keeps it; the next start restores it with its stop/target"
+        with Vertical() as v:
+            v.border_title = "Quit with an open position"
+            yield Static("Open now:\n  " + "\n  ".join(self.positions))
+            yield Static(Text.assemble(("l", "bold"), "  leave it protected and quit: ", leave))
+            yield Static(Text.assemble(("f", "bold"), "  flatten (close at market) and quit"))
+            yield Label("[b]l[/b] leave   [b]f[/b] flatten   [b]Escape[/b] stay", classes="hint")
+
+    def action_answer(self, answer: str) -> None:
+        self.dismiss(answer)
 
 
 class ChoiceDialog(_Dialog):

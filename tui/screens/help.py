@@ -24,6 +24,19 @@ CSV/Parquet path): the engine, strategies and broker are exactly those of live p
 Command palette: ctrl+p lists every action by name."""
 
 
+_KEY_NAMES = {"question_mark": "?", "full_stop": ".", "plus": "+", "equals_sign": "=", "minus": "-",
+              "escape": "Esc", "enter": "Enter", "space": "Space", "tab": "Tab", "shift+tab": "Shift+Tab",
+              "up": "↑", "down": "↓", "f1": "F1", "f5": "F5"}
+
+
+def key_names(keys: str) -> str:
+    """``question_mark,f1`` -> ``?, F1``; ``ctrl+r`` -> ``^r``."""
+    out = []
+    for k in (k.strip() for k in keys.split(",")):
+        out.append(_KEY_NAMES.get(k) or (f"^{k[5:]}" if k.startswith("ctrl+") else k))
+    return ", ".join(dict.fromkeys(out))
+
+
 def bindings_table(title: str, bindings: Iterable[BindingType]) -> Text:
     """Key/description lines of the bindings that have a description, under a bold title.
     Plain Text (not a rich Table) so the screen opens without measuring columns."""
@@ -31,7 +44,7 @@ def bindings_table(title: str, bindings: Iterable[BindingType]) -> Text:
     for b in bindings:
         if not isinstance(b, Binding) or not b.description:
             continue
-        keys = b.key_display or ", ".join(k.strip() for k in b.key.split(","))
+        keys = key_names(b.key)
         rows.append((keys, b.description + (f" — {b.tooltip}" if b.tooltip else "")))
     width = max((len(k) for k, _ in rows), default=0) + 2
     out = Text()

@@ -38,7 +38,12 @@ def time_labels(times: Sequence[int], interval: str, columns: int) -> tuple[list
     if n == 0:
         return [], []
     ms = interval_ms(interval)
-    fmt = "%H:%M" if ms < 3_600_000 else "%m-%d %H" if ms < 86_400_000 else "%Y-%m-%d"
+    spans_days = times[-1] - times[0] >= 86_400_000 or \
+        datetime.fromtimestamp(times[0] / 1000, tz=UTC).date() != datetime.fromtimestamp(times[-1] / 1000, tz=UTC).date()
+    if ms < 3_600_000:
+        fmt = "%m-%d %H:%M" if spans_days else "%H:%M"  # a window over days says which day
+    else:
+        fmt = "%m-%d %H" if ms < 86_400_000 else "%Y-%m-%d"
     return spaced_ticks(n, columns, len(datetime.fromtimestamp(0, tz=UTC).strftime(fmt)),
                         lambda i: datetime.fromtimestamp(times[i] / 1000, tz=UTC).strftime(fmt))
 
@@ -93,11 +98,22 @@ class CandleChart(ThreadedPlot):
             xs, ys = marks[kind]
             if xs:
                 plt.scatter(xs, ys, marker=marker, color=color)
+        # the y-range comes from the candles: a far stop/target must not flatten them into a line
+        lo = min(c.low for c in series)
+        hi = max(c.high for c in series)
+        pad = (hi - lo) * 0.04 or abs(hi) * 0.001 or 1.0
+        lo, hi = lo - pad, hi + pad
         p = data.position
         if p is not None:
-            plt.hline(p.entry_price, "blue")
-            plt.hline(p.stop_price, "red")
-            plt.hline(p.target_price, "green")
+            for level, color, name in ((p.entry_price, "blue", "entry"), (p.stop_price, "red", "stop"),
+                                       (p.target_price, "green", "target")):
+                if lo <= level <= hi:
+                    plt.hline(level, color)
+                else:  # outside the candles' range: marked at the edge it lies beyond
+                    arrow = "↑" if level > hi else "↓"
+                    plt.text(f"{arrow} {name} {level:,.2f}", x=0, y=hi if level > hi else lo, color=color,
+                             alignment="left")
+        plt.ylim(lo, hi)
         ticks, labels = time_labels(opens, data.interval, width - _Y_AXIS)
         plt.xticks(ticks, labels)
         plt.xlim(-1, n)

@@ -7,6 +7,7 @@ the replay's clock); engine and connection events with the wall clock, which sna
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -32,12 +33,33 @@ class EventLog(RichLog):
     """Append-only view of the collector's log."""
 
     def __init__(self, hide_wall_clock: bool = False, **kwargs: object) -> None:
-        super().__init__(max_lines=500, wrap=False, markup=False, highlight=False, **kwargs)  # type: ignore[arg-type]
+        # wrap: a log line is never cut mid-number ("target 1,60"); min_width small so narrow
+        # terminals wrap at their own width instead of RichLog's default 78 columns
+        super().__init__(max_lines=500, wrap=True, min_width=20, markup=False, highlight=False,
+                         **kwargs)  # type: ignore[arg-type]
         self.border_title = "Log"
         self.hide_wall_clock = hide_wall_clock
         self.last_seq = 0
+        self._kept: deque[LogLine] = deque(maxlen=500)
+        self._wrapped_at = 0
+
+    def _width(self) -> int | None:
+        w = self.scrollable_content_region.width
+        return w if w >= 20 else None
 
     def append(self, lines: Iterable[LogLine]) -> None:
         for line in lines:
-            self.write(format_line(line, self.hide_wall_clock))
+            self._kept.append(line)
+            self.write(format_line(line, self.hide_wall_clock), width=self._width())
             self.last_seq = line.seq
+        self._wrapped_at = self._width() or 0
+
+    def on_resize(self) -> None:
+        """Wrap again at the new width (lines are wrapped when written)."""
+        w = self._width()
+        if w is None or w == self._wrapped_at or not self._kept:
+            return
+        self._wrapped_at = w
+        self.clear()
+        for line in self._kept:
+            self.write(format_line(line, self.hide_wall_clock), width=w)

@@ -16,7 +16,7 @@ from textual.widgets import Static
 from core.domain import Side
 from tui.collector import SessionSnapshot, fmt_num
 
-__all__ = ["EquityPanel", "PositionsPanel", "label_lines", "position_lines"]
+__all__ = ["EquityPanel", "PositionStrip", "PositionsPanel", "label_lines", "position_lines"]
 
 
 def _signed_style(v: float | None) -> str:
@@ -106,3 +106,47 @@ class EquityPanel(Static):
             ("return", Text(f"{eq.return_pct:+.2f}%", style=_signed_style(eq.return_pct))),
             ("cash", Text(fmt_num(eq.cash))),
         ]), layout=False)
+
+
+class PositionStrip(Static):
+    """The position and account in two lines, for terminals too narrow for the side panel
+    (below 80 columns): what is held must stay on screen, whatever else collapses."""
+
+    DEFAULT_CSS = """
+    PositionStrip { height: 2; padding: 0 1; }
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("", **kwargs)  # type: ignore[arg-type]
+        self._key: object = None
+
+    def show(self, s: SessionSnapshot | None) -> None:
+        key = s and (s.key, s.position, s.mark, s.equity)
+        if key == self._key:
+            return
+        self._key = key
+        self.update(self.strip_text(s), layout=False)
+
+    @staticmethod
+    def strip_text(s: SessionSnapshot | None) -> Text:
+        t = Text(no_wrap=True, overflow="crop")
+        if s is None:
+            return t.append("no session yet", style="dim")
+        p = s.position
+        if p is None:
+            t.append("FLAT", style="dim")
+            t.append(f"  mark {fmt_num(s.mark)}")
+        else:
+            t.append(p.side.name, style="bold green" if p.side is Side.LONG else "bold red")
+            t.append(f" {p.qty:.4f} @ {fmt_num(p.entry_price)} mark {fmt_num(s.mark)} ")
+            t.append(f"uPnL {fmt_num(s.unrealized_pnl, '+,.2f')}", style=_signed_style(s.unrealized_pnl))
+        t.append("\n")
+        if p is not None:
+            t.append(f"stop {fmt_num(p.stop_price)}", style="red")
+            t.append(f" target {fmt_num(p.target_price)}", style="green")
+            t.append(" ")
+        eq = s.equity
+        if eq is not None:
+            t.append(f"equity {fmt_num(eq.equity)} ")
+            t.append(f"{eq.return_pct:+.2f}%", style=_signed_style(eq.return_pct))
+        return t
