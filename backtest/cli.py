@@ -83,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--to must be after --from")
     if args.data:
         check_input_path(args.data, "--data")
-        source, symbol = args.data, _symbol_from_path(args.data)
+        source, symbol = args.data, _symbol_of(args.data)
     else:
         from infra.paths import history_cache_dir
 
@@ -163,12 +163,13 @@ def _color_ok(stream: object) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
 
 
-def _symbol_from_path(path: str) -> str:
-    """Best guess of the symbol from a public-data path such as .../ETHUSDT/5m/ (default ETHUSDT)."""
-    import re
+def _symbol_of(path: str) -> str:
+    """The symbol the data names (file names such as ETHUSDT-5m-2022-08.csv, or an
+    .../ETHUSDT/5m/ layout: ``backtest.data.data_symbol``); ETHUSDT when it names none."""
+    from backtest.data import data_symbol
 
-    for part in reversed(Path(path).resolve().parts):
-        m = re.match(r"^([A-Z0-9]{5,20})(?:-|$)", part)
-        if m and not m.group(1).isdigit():
-            return m.group(1)
-    return "ETHUSDT"
+    try:
+        held, _ = data_symbol(path)
+    except ValueError as exc:  # a directory mixing symbols
+        raise UserError(str(exc)) from None
+    return held or "ETHUSDT"

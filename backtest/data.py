@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,8 @@ import numpy as np
 
 from core.domain import INTERVAL_MS, Candle, interval_ms, iso_ms
 
-__all__ = ["CandleArrays", "DataError", "DataReport", "IntervalMismatchError", "infer_interval", "load_candles",
-           "slice_by_time", "window_with_warmup"]
+__all__ = ["DATA_FILE", "SYMBOL_NAME", "CandleArrays", "DataError", "DataReport", "IntervalMismatchError", "infer_interval", "load_candles",
+           "data_symbol", "data_symbol_problem", "slice_by_time", "window_with_warmup"]
 
 _COLS = ("open_time", "open", "high", "low", "close", "volume", "close_time")
 _ALIASES = {
@@ -569,3 +570,52 @@ def slice_by_time(arr: CandleArrays, start_ms: int | None, end_ms: int | None) -
     lo = 0 if start_ms is None else int(np.searchsorted(arr.open_time, start_ms, side="left"))
     hi = len(arr) if end_ms is None else int(np.searchsorted(arr.open_time, end_ms, side="left"))
     return arr.take(slice(lo, hi))
+
+
+# ---------------------------------------------------------------------------- which symbol
+
+SYMBOL_NAME = re.compile(r"^[A-Z0-9]{5,20}$")
+#: Binance public data (data.binance.vision) and our download cache name kline files
+#: ``<SYMBOL>-<interval>-YYYY-MM[-DD].<ext>`` (monthly/daily archives)
+DATA_FILE = re.compile(r"^([A-Z0-9]{5,20})-(\d+[smhdwM])-\d{4}-\d{2}(?:-\d{2})?\.(?:csv|parquet|zip)$")
+_INTERVAL_DIR = re.compile(r"^\d+[smhdwM]$")
+
+
+def data_symbol(path: str | Path) -> tuple[str | None, str]:
+    """The symbol a history file or directory holds, and how that is known: from the file
+    names (``ETHUSDT-5m-2022-08.csv``), else from the layout (``.../ETHUSDT/5m/``). (None, why)
+    when it cannot be told; a directory mixing symbols raises ``ValueError``."""
+    p = Path(path)
+    if p.is_file() or p.suffix in (".csv", ".parquet", ".zip"):
+        m = DATA_FILE.match(p.name)
+        if m:
+            return m.group(1), f"file name {p.name}"
+        parent = p.parent
+        if _INTERVAL_DIR.match(parent.name) and SYMBOL_NAME.match(parent.parent.name):
+            return parent.parent.name, f"directory {parent.parent.name}/{parent.name}"
+        return None, f"{p.name} does not name its symbol"
+    if p.is_dir():
+        symbols = sorted({m.group(1) for f in p.iterdir() if (m := DATA_FILE.match(f.name))})
+        if len(symbols) > 1:
+            raise ValueError(f"{p} mixes data of several symbols ({', '.join(symbols)}): one symbol per directory")
+        if symbols:
+            return symbols[0], f"file names in {p.name}/"
+        if _INTERVAL_DIR.match(p.name) and SYMBOL_NAME.match(p.parent.name):
+            return p.parent.name, f"directory {p.parent.name}/{p.name}"
+        if SYMBOL_NAME.match(p.name):
+            return p.name, f"directory {p.name}"
+    return None, f"{p.name} does not name its symbol"
+
+
+def data_symbol_problem(path: str | Path, symbol: str) -> str | None:
+    """A clear refusal when ``path`` holds another symbol's data than ``symbol`` (None: they
+    agree, or the data does not say). Trading or backtesting BTCUSDT on ETHUSDT prices would
+    report numbers that mean nothing."""
+    try:
+        held, how = data_symbol(path)
+    except ValueError as exc:
+        return str(exc)
+    if held is not None and held != symbol.upper():
+        return (f"{Path(path).name} holds {held} data (from its {how}), not {symbol.upper()}: "
+                f"choose {symbol.upper()} data or use symbol {held}")
+    return None

@@ -43,3 +43,15 @@ def test_root_help_shows_plain_metavars(capsys):
 
     text = build_parser().format_help()
     assert "CONSOLE__" not in text and "--symbol SYMBOL" in text
+
+
+def test_backtest_refuses_a_directory_mixing_symbols(capsys, tmp_path, data_1h):
+    """The report and exports are labelled with the data's symbol: a folder holding two symbols
+    has no one label, and one symbol's prices are never reported as another's."""
+    import shutil
+
+    for f in sorted(data_1h.iterdir())[:2]:
+        shutil.copy(f, tmp_path / f.name)
+    shutil.copy(sorted(data_1h.iterdir())[2], tmp_path / "BTCUSDT-1h-2022-03.csv")
+    code, out, err = run_inproc(capsys, ["backtest", "--strategy", "engulfing", "--data", str(tmp_path)])
+    assert_one_error(code, out, err, 2, "mixes data of several symbols (BTCUSDT, ETHUSDT)")

@@ -19,51 +19,7 @@ from tui.runtime import RuntimeOptions
 __all__ = ["data_symbol", "data_symbol_problem", "load_theme", "save_theme", "probe_binance", "replay_candidates", "retarget_replay",
            "symbol_problem", "with_market"]
 
-_SYMBOL = re.compile(r"^[A-Z0-9]{5,20}$")
-#: Binance public data (data.binance.vision) and our download cache name kline files
-#: ``<SYMBOL>-<interval>-YYYY-MM[-DD].<ext>`` (monthly/daily archives)
-_DATA_FILE = re.compile(r"^([A-Z0-9]{5,20})-(\d+[smhdwM])-\d{4}-\d{2}(?:-\d{2})?\.(?:csv|parquet|zip)$")
-_INTERVAL = re.compile(r"^\d+[smhdwM]$")
-
-
-def data_symbol(path: str | Path) -> tuple[str | None, str]:
-    """The symbol a history file or directory holds, and how that is known: from the file
-    names (``ETHUSDT-5m-2022-08.csv``), else from the layout (``.../ETHUSDT/5m/``). (None, why)
-    when it cannot be told; a directory mixing symbols raises ``ValueError``."""
-    p = Path(path)
-    if p.is_file() or p.suffix in (".csv", ".parquet", ".zip"):
-        m = _DATA_FILE.match(p.name)
-        if m:
-            return m.group(1), f"file name {p.name}"
-        parent = p.parent
-        if _INTERVAL.match(parent.name) and _SYMBOL.match(parent.parent.name):
-            return parent.parent.name, f"directory {parent.parent.name}/{parent.name}"
-        return None, f"{p.name} does not name its symbol"
-    if p.is_dir():
-        symbols = sorted({m.group(1) for f in p.iterdir() if (m := _DATA_FILE.match(f.name))})
-        if len(symbols) > 1:
-            raise ValueError(f"{p} mixes data of several symbols ({', '.join(symbols)}): one symbol per directory")
-        if symbols:
-            return symbols[0], f"file names in {p.name}/"
-        if _INTERVAL.match(p.name) and _SYMBOL.match(p.parent.name):
-            return p.parent.name, f"directory {p.parent.name}/{p.name}"
-        if _SYMBOL.match(p.name):
-            return p.name, f"directory {p.name}"
-    return None, f"{p.name} does not name its symbol"
-
-
-def data_symbol_problem(path: str | Path, symbol: str) -> str | None:
-    """A clear refusal when ``path`` holds another symbol's data than ``symbol`` (None: they
-    agree, or the data does not say). Trading or backtesting BTCUSDT on ETHUSDT prices would
-    report numbers that mean nothing."""
-    try:
-        held, how = data_symbol(path)
-    except ValueError as exc:
-        return str(exc)
-    if held is not None and held != symbol.upper():
-        return (f"{Path(path).name} holds {held} data (from its {how}), not {symbol.upper()}: "
-                f"choose {symbol.upper()} data or use symbol {held}")
-    return None
+from backtest.data import SYMBOL_NAME as _SYMBOL, data_symbol, data_symbol_problem
 
 
 def probe_binance(opts: RuntimeOptions, timeout: float = 3.0) -> str | None:

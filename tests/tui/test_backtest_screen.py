@@ -233,3 +233,34 @@ async def test_typing_right_after_tab_goes_to_the_next_field(replay_opts):
         if isinstance(app.screen, QuitDialog):
             await pilot.press("l")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
+
+
+@pytest.mark.asyncio
+async def test_a_window_warms_up_on_earlier_candles_like_the_cli(replay_opts, data_1h):
+    """The form's dates select the traded window; the candles before it warm the indicators up,
+    exactly as `tradeconsole backtest --from/--to` does (one definition of a windowed run)."""
+    from backtest.data import window_with_warmup
+    from core.domain import parse_utc_ms
+
+    start, end = parse_utc_ms("2022-03-01"), parse_utc_ms("2022-07-01")
+    candles, warmup = window_with_warmup(load_candles(data_1h, interval="1h")[0], start, end)
+    assert warmup > 1000
+    want = compute_metrics(run_backtest(candles, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",
+                                        model="realistic", settings=BrokerSettings(initial_cash=10_000.0,
+                                                                                   fee_rate=0.0004),
+                                        warmup=warmup))
+    app = TradeConsoleApp(replay_opts())
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_backtest(pilot)
+        await pilot.press("tab", "tab", "tab", "ctrl+a", "ctrl+k", *str(data_1h))
+        await pilot.press("tab", *"2022-03-01", "tab", *"2022-07-01")
+        await run_and_wait(pilot, screen)
+        got = screen.runs[0].metrics
+        assert (got["trades"], got["return_pct"], got["bars"]) == (want["trades"], want["return_pct"], want["bars"])
+        assert screen.runs[0].result.warmup_bars == warmup  # the earlier candles were used, not cut off
+        await pilot.press("escape")
+        await pilot.press("q")
+        await pilot.pause(0.05)
+        if isinstance(app.screen, QuitDialog):
+            await pilot.press("l")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")

@@ -527,7 +527,7 @@ class BacktestScreen(Screen):
     @work(thread=True, exclusive=True, group="backtest")
     def _run_worker(self, req: BacktestRequest) -> None:
         """Load, slice, run and measure off the UI thread; report back with call_from_thread."""
-        from backtest.data import slice_by_time
+        from backtest.data import window_with_warmup
         from backtest.metrics import compute_metrics
         from backtest.runner import run_backtest
         from core.broker import BrokerSettings
@@ -537,15 +537,18 @@ class BacktestScreen(Screen):
             settings = BrokerSettings(initial_cash=req.cash, fee_rate=req.fee_rate, leverage=req.leverage,
                                       slippage_bps=req.slippage_bps, funding_rate_8h=req.funding_rate_8h)
             candles, summary = self.loader(req.source(), req.interval)
+            warmup = 0
             if req.start_ms is not None or req.end_ms is not None:
-                candles = slice_by_time(candles, req.start_ms, req.end_ms)
-            if len(candles) < 2:
+                # as `tradeconsole backtest`: the dates select the traded window and the candles
+                # before it warm the indicators up, so the same window gives the same numbers
+                candles, warmup = window_with_warmup(candles, req.start_ms, req.end_ms)
+            if len(candles) - warmup < 2:
                 raise ValueError("fewer than 2 candles in the chosen data and date range")
             if self._cancel.is_set():
                 self._report(None, "cancelled before the run started")
                 return
             result = run_backtest(candles, strategy, symbol=req.symbol, interval=req.interval, model=req.model,
-                                  settings=settings, progress=self._progress_cb)
+                                  settings=settings, progress=self._progress_cb, warmup=warmup)
             metrics = compute_metrics(result)
         except Exception as exc:  # noqa: BLE001 - bad data, bad parameters: shown, never fatal
             self._report(None, f"{type(exc).__name__}: {exc}")
