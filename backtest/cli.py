@@ -134,6 +134,10 @@ def main(args: argparse.Namespace) -> int:
 
     metrics = compute_metrics(result)
     metrics["data"] = report.summary()
+    from backtest.strategy_check import check_status
+
+    # a strategy never proven free of look-ahead and equal live says so next to its numbers
+    metrics["strategy_check"] = check_status(STRATEGIES[args.strategy])
     if sink is not None:
         from core.events import BacktestRunEvent
 
@@ -150,6 +154,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(text_report(metrics))
         print(f"\n  Data                 {report.summary()}")
+        print(f"  Strategy check       {metrics['strategy_check']}")
     if args.plot:
         # never on stdout next to --json: `... --json --plot | jq` must get JSON only
         stream = plot_stream(json_on_stdout=args.json)

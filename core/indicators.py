@@ -461,19 +461,30 @@ class IndicatorSpec:
         """The raw result of a ta/custom indicator over ``frame`` (a DataFrame of the candles)."""
         if self.kind == "custom":
             return self.fn(frame)
-        import pandas_ta as ta
-
-        func = getattr(ta, self.name)
+        func, params = _ta_function(self.name)
         kw = dict(self.kwargs)
-        import inspect
-
-        params = inspect.signature(func).parameters
-        args = {k: frame[k] for k in ("open_", "high", "low", "close", "volume") if k in params and k != "open_"}
+        args = {k: frame[k] for k in ("high", "low", "close", "volume") if k in params}
         if "open_" in params:
             args["open_"] = frame["open"]
         if "talib" in params:
             kw.setdefault("talib", False)
         return func(**args, **kw)
+
+
+_TA_CACHE: dict[str, tuple[Any, frozenset[str]]] = {}
+
+
+def _ta_function(name: str) -> tuple[Any, frozenset[str]]:
+    """pandas-ta's function and its parameter names (looked up once: ``inspect`` is slow)."""
+    hit = _TA_CACHE.get(name)
+    if hit is None:
+        import inspect
+
+        import pandas_ta as ta
+
+        func = getattr(ta, name)
+        hit = _TA_CACHE[name] = (func, frozenset(inspect.signature(func).parameters))
+    return hit
 
 
 def _probe_frame(n: int) -> Any:
@@ -576,9 +587,46 @@ class IndicatorPlan:
             if frame is None:
                 frame = _frame(open_, high, low, close, volume)
             if spec.key not in results:
-                results[spec.key] = spec.evaluate(frame)
-            out[name] = _column(results[spec.key], col, len(close), spec)
+                full = spec.evaluate(frame)
+                cols = [c for sp, c in self.outputs.values() if sp is spec]
+                results[spec.key] = (full, _head(spec, frame, full, cols))
+            res, head = results[spec.key]
+            arr = _column(res, col, len(close), spec).copy()
+            arr[: len(head[col])] = head[col]
+            out[name] = arr
         return out
+
+
+def _head(spec: IndicatorSpec, frame: Any, full: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """The first bars of a ta/custom indicator exactly as the live path computes them: over the
+    candles up to each bar. pandas-ta returns nothing for a history shorter than it wants (and a
+    function may seed differently), so the whole-history value of an early bar need not be what
+    a live start sees. Bars are recomputed from the first one until three defined ones in a row
+    equal the whole-history values (a causal function agrees from then on), at most ``window`` bars."""
+    n_all = len(frame)
+    n = min(spec.window, n_all)
+    whole = {c: _column(full, c, n_all, spec) for c in names}
+    cols: dict[str, list[float]] = {c: [] for c in names}
+    agree = 0
+    for t in range(n):
+        try:
+            res = spec.evaluate(frame.iloc[: t + 1])
+        except Exception:  # too short for the function yet: undefined, as live
+            res = None
+        same, defined = True, False
+        for c in names:
+            try:
+                v = float(_column(res, c, t + 1, spec)[-1]) if res is not None else NAN
+            except (KeyError, IndicatorPlanError):
+                v = NAN
+            cols[c].append(v)
+            w = float(whole[c][t])
+            same = same and ((v != v and w != w) or v == w or abs(v - w) <= 1e-12 * max(1.0, abs(v), abs(w)))
+            defined = defined or v == v
+        agree = agree + 1 if same and defined else 0  # both still undefined proves nothing
+        if agree >= 3:
+            break
+    return {c: np.array(v, dtype="float64") for c, v in cols.items()}
 
 
 def _as_dict(self: Any) -> dict[str, float | int]:
@@ -619,7 +667,26 @@ class LiveIndicators:
                                                       for s in plan.specs if s.kind == "o1"}
         self._windowed = [s for s in plan.specs if s.kind != "o1"]
         self._candles: deque[Candle] = deque(maxlen=max(plan.window, 1))
+        self._kept: deque[Candle] = deque(maxlen=max(plan.window, self.KEEP))  # to warm up a switched strategy
         self._simple = not plan.outputs
+
+    #: closed candles kept so a strategy switch can warm its own declared indicators up
+    KEEP = 1000
+
+    def switched(self, plan: IndicatorPlan) -> LiveIndicators:
+        """The live path for another strategy's ``plan`` (same fill model), continuing from here:
+        the base values carry on unchanged; the new declared ones are warmed up on the kept
+        candles (exact for windowed ones within ``KEEP``; O(1) ones start from those candles)."""
+        if plan.specs == self.plan.specs:
+            return self
+        fresh = LiveIndicators(plan)
+        fresh.base = self.base
+        for c in self._kept:
+            for inc in fresh._o1.values():
+                inc.update(c)
+            fresh._candles.append(c)
+            fresh._kept.append(c)
+        return fresh
 
     @property
     def last_candle(self) -> Candle | None:
@@ -637,6 +704,8 @@ class LiveIndicators:
 
     def _step(self, c: Candle, commit: bool) -> Any:
         base = self.base.update(c) if commit else self.base.preview(c)
+        if commit:
+            self._kept.append(c)
         if self._simple:
             return base
         o1 = {k: (inc.update(c) if commit else inc.preview(c)) for k, inc in self._o1.items()}
@@ -667,6 +736,3 @@ class LiveIndicators:
                 vals.append(float(_column(res, col, n, spec)[-1]) if res is not None else NAN)
         return self.plan.values_type._make(vals)
 
-    def retained(self) -> list[Candle]:
-        """The closed candles kept for the windowed indicators (to warm a replacement up)."""
-        return list(self._candles)
