@@ -182,3 +182,12 @@ def test_headless_replay_fills_equal_the_backtest(data_3m, name, modes):
             assert {"exit_signal", "time_exit", "stop_loss"} <= reasons
         else:
             assert "stop_loss" in reasons and "take_profit" in reasons
+
+
+def test_live_trading_refuses_exits_the_live_broker_cannot_place():
+    env = {"BINANCE_API_KEY": "k" * 64, "BINANCE_API_SECRET": "s" * 64}
+    p = cli("run", "--headless", "--testnet", "--confirm", "ETHUSDT", "--strategy-path", str(STRATS),
+            "--strategy", "signal_time_exit", env=env, timeout=60)
+    err = one_error_line(p)
+    assert "the strategy 'signal_time_exit' declares" in err and "a time exit (max_bars_in_trade)" in err
+    assert "exit signals" in err and "risk sizing" in err and "k" * 64 not in p.stderr
