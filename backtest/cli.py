@@ -127,8 +127,13 @@ def main(args: argparse.Namespace) -> int:
         sink = KafkaSink(args.kafka)
         publish = sink.publish
     progress = tty_progress() if len(candles) > 20_000 else None
-    result = run_backtest(candles, strategy, symbol=symbol, interval=interval, model=args.mode,
-                          settings=settings, publish=publish, progress=progress, warmup=warmup)
+    from core.indicators import IndicatorPlanError
+
+    try:
+        result = run_backtest(candles, strategy, symbol=symbol, interval=interval, model=args.mode,
+                              settings=settings, publish=publish, progress=progress, warmup=warmup)
+    except IndicatorPlanError as exc:  # a declared indicator that cannot run on this data
+        raise UserError(f"strategy {args.strategy!r}: {exc}") from None
     from backtest.metrics import compute_metrics
     from backtest.report import plot_result, plot_stream, text_report, to_json, write_trades_csv
 

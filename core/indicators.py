@@ -587,7 +587,11 @@ class IndicatorPlan:
             if frame is None:
                 frame = _frame(open_, high, low, close, volume)
             if spec.key not in results:
-                full = spec.evaluate(frame)
+                try:
+                    full = spec.evaluate(frame)
+                except Exception as exc:  # the user's function or arguments: one clear message
+                    raise IndicatorPlanError(f"indicator {spec.key!r} failed on this history: "
+                                             f"{type(exc).__name__}: {exc}") from None
                 cols = [c for sp, c in self.outputs.values() if sp is spec]
                 results[spec.key] = (full, _head(spec, frame, full, cols))
             res, head = results[spec.key]
