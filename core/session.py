@@ -18,6 +18,7 @@ broker in ``infra`` implements the same surface.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -81,6 +82,7 @@ class StrategySession:
         self.leverage = leverage
         self.entries_paused = False
         self.last_closed: Candle | None = None
+        self._unplaced: set[str] = set()  # protective order ids never placed (no stop / no target)
 
     @property
     def strategy(self) -> Strategy:
@@ -307,10 +309,19 @@ class StrategySession:
             pos = self.broker.position
             if pos is not None:
                 exit_side = pos.side.exit_order_side
-                self._order(Order(fill.order_id + "sl", self.symbol, exit_side, OrderType.STOP_MARKET, qty, t,
-                                  stop_price=pos.stop_price, reduce_only=True, reason=FillReason.STOP_LOSS), "new", t)
-                self._order(Order(fill.order_id + "tp", self.symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, qty, t,
-                                  stop_price=pos.target_price, reduce_only=True, reason=FillReason.TAKE_PROFIT), "new", t)
+                # a strategy without a stop or a target (None: an infinite level) places no such order
+                if math.isfinite(pos.stop_price):
+                    self._order(Order(fill.order_id + "sl", self.symbol, exit_side, OrderType.STOP_MARKET, qty, t,
+                                      stop_price=pos.stop_price, reduce_only=True, reason=FillReason.STOP_LOSS),
+                                "new", t)
+                else:
+                    self._unplaced.add(fill.order_id + "sl")
+                if math.isfinite(pos.target_price):
+                    self._order(Order(fill.order_id + "tp", self.symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, qty,
+                                      t, stop_price=pos.target_price, reduce_only=True,
+                                      reason=FillReason.TAKE_PROFIT), "new", t)
+                else:
+                    self._unplaced.add(fill.order_id + "tp")
             return
         entry_id = fill.order_id[:-2]
         kind = _EXIT_ORDER.get(fill.reason, OrderType.MARKET)
@@ -319,7 +330,9 @@ class StrategySession:
         self.publish(self._fill_event(fill, trade))  # type: ignore[misc]
         for suffix, typ, reason in (("sl", OrderType.STOP_MARKET, FillReason.STOP_LOSS),
                                     ("tp", OrderType.TAKE_PROFIT_MARKET, FillReason.TAKE_PROFIT)):
-            if fill.order_id != entry_id + suffix:
+            if entry_id + suffix in self._unplaced:
+                self._unplaced.discard(entry_id + suffix)
+            elif fill.order_id != entry_id + suffix:
                 self._order(Order(entry_id + suffix, self.symbol, fill.side, typ, qty, t, reduce_only=True,
                                   reason=reason), "canceled", t)
 

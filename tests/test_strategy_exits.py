@@ -195,3 +195,20 @@ def test_live_broker_features_are_listed_for_refusal():
 
     missing = T().live_unsupported()
     assert "a trailing stop" in missing and "a time exit (max_bars_in_trade)" in missing
+
+
+def test_orders_published_match_what_exists():
+    """No target declared: no take-profit order is placed, so none is cancelled either; a time
+    exit publishes its market order when decided and fills it at the next open."""
+    class T(_Once):
+        name = "t_orders"
+        stop_loss = fixed(0.5)
+        max_bars_in_trade = 1
+
+    events = []
+    data = bars((100, 101, 99, 100), (100, 101, 99, 100), (100, 101, 99, 100), (100, 101, 99, 100))
+    run_backtest(data, T(), interval="1h", model="realistic", settings=NOFEE, publish=events.append)
+    orders = [(e.order.client_id[-2:], e.status) for e in events if e.type == "order"]
+    assert ("tp", "new") not in orders and ("tp", "canceled") not in orders
+    assert ("sl", "new") in orders and ("sl", "canceled") in orders
+    assert ("xt", "new") in orders and ("xt", "filled") in orders
