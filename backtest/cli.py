@@ -127,13 +127,22 @@ def main(args: argparse.Namespace) -> int:
         sink = KafkaSink(args.kafka)
         publish = sink.publish
     progress = tty_progress() if len(candles) > 20_000 else None
-    result = run_backtest(candles, strategy, symbol=symbol, interval=interval, model=args.mode,
-                          settings=settings, publish=publish, progress=progress, warmup=warmup)
+    from core.indicators import IndicatorPlanError
+
+    try:
+        result = run_backtest(candles, strategy, symbol=symbol, interval=interval, model=args.mode,
+                              settings=settings, publish=publish, progress=progress, warmup=warmup)
+    except IndicatorPlanError as exc:  # a declared indicator that cannot run on this data
+        raise UserError(f"strategy {args.strategy!r}: {exc}") from None
     from backtest.metrics import compute_metrics
     from backtest.report import plot_result, plot_stream, text_report, to_json, write_trades_csv
 
     metrics = compute_metrics(result)
     metrics["data"] = report.summary()
+    from backtest.strategy_check import check_status
+
+    # a strategy never proven free of look-ahead and equal live says so next to its numbers
+    metrics["strategy_check"] = check_status(STRATEGIES[args.strategy])
     if sink is not None:
         from core.events import BacktestRunEvent
 
@@ -150,6 +159,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(text_report(metrics))
         print(f"\n  Data                 {report.summary()}")
+        print(f"  Strategy check       {metrics['strategy_check']}")
     if args.plot:
         # never on stdout next to --json: `... --json --plot | jq` must get JSON only
         stream = plot_stream(json_on_stdout=args.json)

@@ -22,7 +22,7 @@ from backtest.data import CandleArrays
 from core.broker import FILL_MODELS, BrokerSettings, DroppedEntry, FillModel, SimulatedFuturesBroker
 from core.domain import Candle, Fill, Trade
 from core.events import Event
-from core.indicators import IndicatorSettings, IndicatorValues, compute_history
+from core.indicators import IndicatorSettings
 from core.session import StrategySession
 from core.strategies.base import Strategy
 
@@ -85,7 +85,8 @@ def run_backtest(
     run_id = run_id or f"bt-{uuid.uuid4().hex[:12]}"
     if warmup < 0 or (warmup and warmup >= len(candles)):
         raise ValueError(f"warmup must leave at least one candle to trade (got {warmup} of {len(candles)})")
-    ind = compute_history(candles.open, candles.high, candles.low, candles.close, ind_settings)
+    plan = strategy.indicator_plan(ind_settings)  # the base values plus the strategy's declared ones
+    ind = plan.compute_history(candles.open, candles.high, candles.low, candles.close, candles.volume)
     if warmup:
         ind = {k: v[warmup:] for k, v in ind.items()}
         candles = candles.take(slice(warmup, None))
@@ -99,13 +100,13 @@ def run_backtest(
     marks: list[tuple[int, float, float, float]] = [(0, broker.cash, 0.0, 0.0)]  # (bar, cash, signed qty, entry)
     cols = [a.tolist() for a in (candles.open_time, candles.open, candles.high, candles.low, candles.close,
                                  candles.volume, candles.close_time)]
-    icols = [ind[k].tolist() for k in IndicatorValues._fields]
+    icols = [ind[k].tolist() for k in plan.fields]
     on_closed = session.on_closed_candle
     step = max(1, n // 200)
     cancelled = False
     last_pos, last_cash = broker.position, broker.cash
     m = n
-    make_candle, make_ind = Candle._make, IndicatorValues._make  # the cheapest way to build per-bar tuples
+    make_candle, make_ind = Candle._make, plan.values_type._make  # the cheapest way to build per-bar tuples
     for i, (row, irow) in enumerate(zip(zip(*cols, repeat(True)), zip(*icols))):
         on_closed(make_candle(row), make_ind(irow))
         pos = broker.position

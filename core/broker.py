@@ -20,6 +20,15 @@ funding. How and when orders fill is a ``FillModel``:
     candle, the worse (the stop) is assumed. The position is sized so margin plus entry fee equals the stake; fees are charged on
     notional. Wilder RSI.
 
+Beyond the fixed percentages, an entry may carry an ``ExitPlan`` (from a strategy's declared
+exits): a stop/target as a fraction, a price distance (ATR-based) or an absolute price
+(indicator-based), a trailing stop, and a sizing rule. A trailing stop is the stop order moved
+once per closed candle, after that candle's exits were checked, to the trail behind the best price
+the candle reached (realistic: its high for a long, its low for a short; seed: its close), never
+backwards; a fill of it is a ``stop_loss``. Exit signals and time exits (``submit_exit``) are
+market orders decided on a closed candle: seed fills them at that close, realistic at the next
+candle's open (before any protective order can act on that candle).
+
 Exits are evaluated when a candle closes, from that candle's open/high/low/close, in every mode
 (backtest, paper, replay), so the same candles always give the same fills.
 
@@ -31,7 +40,8 @@ while a position is open. Equity = cash + unrealised PnL at the mark price.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade, iso_ms
@@ -41,6 +51,7 @@ __all__ = [
     "FILL_MODELS",
     "BrokerSettings",
     "DroppedEntry",
+    "ExitPlan",
     "FillModel",
     "SimulatedFuturesBroker",
     "client_order_id",
@@ -105,6 +116,42 @@ def client_order_id(strategy: str, symbol: str, interval: str, candle_open_time:
 
 
 @dataclass(frozen=True, slots=True)
+class ExitPlan:
+    """Protective orders and size of one entry, resolved on the signal candle.
+
+    ``stop``/``target``: ``("pct", fraction of the fill price)``, ``("distance", price units)`` or
+    ``("price", absolute)``; None for none. ``trail``: ``("pct", f)`` or ``("distance", d)`` behind
+    the best price, or None. ``sizing``: ``"fraction"`` of equity as margin (``size``), a
+    ``"notional"`` in USDT, or ``"risk"``: the fraction of equity lost at the stop."""
+
+    stop: tuple[str, float] | None
+    target: tuple[str, float] | None
+    trail: tuple[str, float] | None = None
+    sizing: str = "fraction"
+    size: float = 1.0
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> ExitPlan:
+        def t(x: Any) -> tuple[str, float] | None:
+            return None if x is None else (str(x[0]), float(x[1]))
+        return ExitPlan(t(d.get("stop")), t(d.get("target")), t(d.get("trail")), str(d.get("sizing", "fraction")),
+                        float(d.get("size", 1.0)))
+
+
+def _level(px: float, rule: tuple[str, float] | None, sign: int, adverse: bool) -> float:
+    """The price of a stop (``adverse``) or target for a fill at ``px``; +-inf for none."""
+    if rule is None:
+        return -sign * math.inf if adverse else sign * math.inf
+    kind, v = rule
+    direction = -sign if adverse else sign
+    if kind == "pct":
+        return px * (1 + direction * v)
+    if kind == "distance":
+        return px + direction * v
+    return v
+
+
+@dataclass(frozen=True, slots=True)
 class _Pending:
     side: Side
     order_id: str
@@ -113,6 +160,7 @@ class _Pending:
     take_profit_pct: float
     stake_fraction: float
     signal_close_time: int | None = None  # None in snapshots written before it existed: no check
+    plan: ExitPlan | None = None  # None: fixed percentages above, equity-fraction sizing
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +172,12 @@ class DroppedEntry:
     order_id: str
     signal_time: int
     next_open_time: int
+    why: str = ""  # set when the entry was dropped for another reason than a gap
 
     @property
     def note(self) -> str:
+        if self.why:
+            return f"entry dropped: {self.why}"
         return (f"entry dropped: the next candle ({iso_ms(self.next_open_time)}) is not the immediate successor "
                 f"of the signal candle ({iso_ms(self.signal_time)}); the price moved on unseen")
 
@@ -151,6 +202,8 @@ class SimulatedFuturesBroker:
         self._entry_order_id = ""
         self._entry_stake = 0.0
         self._position_funding = 0.0
+        self.trail: tuple[str, float] | None = None  # the open position's trailing stop
+        self.pending_exit: str | None = None  # FillReason value of an exit to fill at the next open
 
     # ------------------------------------------------------------------ queries
     @property
@@ -189,6 +242,9 @@ class SimulatedFuturesBroker:
         """Process one closed candle: fill a pending entry at its open, charge funding, then
         check protective exits. Returns the fills (with the round trip each one closed)."""
         out: list[tuple[Fill, Trade | None]] = []
+        ex = self.fill_pending_exit(candle)
+        if ex is not None:
+            out.append(ex)
         entry = self.on_candle_open(candle)
         if entry is not None:
             out.append((entry, None))
@@ -199,16 +255,55 @@ class SimulatedFuturesBroker:
             exit_ = self._check_exits(candle)
             if exit_ is not None:
                 out.append(exit_)
+            elif self.trail is not None:
+                self._move_trail(candle)
         return out
 
+    def submit_exit(self, candle: Candle, reason: FillReason) -> tuple[Fill, Trade] | None:
+        """Close the position on a decision taken at ``candle``'s close (an exit signal or a time
+        exit): seed fills at that close, realistic at the next candle's open (``on_candle``)."""
+        if self.position is None or self.pending_exit is not None:
+            return None
+        if self.model.fill_at_next_open:
+            self.pending_exit = reason.value
+            return None
+        return self._close(self._slipped(candle.close, self.position.side.exit_order_side), candle.close_time, reason)
+
+    def fill_pending_exit(self, candle: Candle) -> tuple[Fill, Trade] | None:
+        """Fill an exit decided on the previous closed candle at this candle's open (market
+        order: slippage applies; after a gap too: an exit must not wait)."""
+        if self.pending_exit is None or self.position is None or candle.open_time <= self.position.entry_time:
+            return None
+        reason = FillReason(self.pending_exit)
+        return self._close(self._slipped(candle.open, self.position.side.exit_order_side), candle.open_time, reason)
+
+    def _move_trail(self, c: Candle) -> None:
+        p = self.position
+        assert p is not None and self.trail is not None
+        long = p.side is Side.LONG
+        if self.model.intrabar_exits:
+            ref = c.high if long else c.low
+        else:
+            ref = c.close
+        kind, v = self.trail
+        if long:
+            new = ref * (1 - v) if kind == "pct" else ref - v
+            if new > p.stop_price:
+                self.position = replace(p, stop_price=new)
+        else:
+            new = ref * (1 + v) if kind == "pct" else ref + v
+            if new < p.stop_price:
+                self.position = replace(p, stop_price=new)
+
     def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
-                     take_profit_pct: float, stake_fraction: float = 1.0) -> Fill | None:
+                     take_profit_pct: float, stake_fraction: float = 1.0, plan: ExitPlan | None = None) -> Fill | None:
         """Enter on a signal at ``candle``'s close (seed: filled now; realistic: at the next
-        candle's open, returned by the next ``on_candle``). Ignored if not flat."""
+        candle's open, returned by the next ``on_candle``). Ignored if not flat. ``plan``
+        replaces the percentages and the stake fraction when given."""
         if not self.is_flat:
             return None
         pending = _Pending(side, order_id, candle.open_time, stop_loss_pct, take_profit_pct, stake_fraction,
-                           candle.close_time)
+                           candle.close_time, plan)
         if self.model.fill_at_next_open:
             self.pending = pending
             return None
@@ -226,6 +321,7 @@ class SimulatedFuturesBroker:
         self.pending = None
         if self.position is None:
             return None
+        self.pending_exit = None
         return self._close(self._slipped(price, self.position.side.exit_order_side), time, reason)
 
     # ------------------------------------------------------------------ internals
@@ -235,7 +331,10 @@ class SimulatedFuturesBroker:
             return price
         return price * (1 + bps / 10_000) if side is OrderSide.BUY else price * (1 - bps / 10_000)
 
-    def _fill_pending(self, candle: Candle, price: float | None = None, time: int | None = None) -> Fill:
+    def _fill_pending(self, candle: Candle, price: float | None = None, time: int | None = None) -> Fill | None:
+        p = self.pending
+        if p is not None and p.plan is not None:
+            return self._fill_planned(candle, price, time)
         p = self.pending
         assert p is not None
         self.pending = None
@@ -260,6 +359,56 @@ class SimulatedFuturesBroker:
         self._entry_order_id = p.order_id
         self._entry_stake = stake
         self._position_funding = 0.0
+        reason = FillReason.ENTRY_LONG if sign > 0 else FillReason.ENTRY_SHORT
+        fill = Fill(t, self.symbol, p.side.entry_order_side, px, qty, fee, reason, p.order_id)
+        self.fills.append(fill)
+        return fill
+
+    def _fill_planned(self, candle: Candle, price: float | None, time: int | None) -> Fill | None:
+        """``_fill_pending`` for an entry with an ``ExitPlan``: levels from the fill price, size
+        from the plan's rule, capped by what the wallet can margin (margin + entry fee <= cash)."""
+        p = self.pending
+        assert p is not None and p.plan is not None
+        self.pending = None
+        s, plan, sign = self.settings, p.plan, p.side.sign
+        px = self._slipped(candle.open if price is None else price, p.side.entry_order_side)
+        t = candle.open_time if time is None else time
+        stop = _level(px, plan.stop, sign, adverse=True)
+        target = _level(px, plan.target, sign, adverse=False)
+        if plan.trail is not None:
+            kind, v = plan.trail
+            trail0 = (px * (1 - sign * v)) if kind == "pct" else px - sign * v
+            stop = max(stop, trail0) if sign > 0 else min(stop, trail0)
+        why = ""
+        if math.isnan(stop) or math.isnan(target):
+            why = "a protective level is undefined on the signal candle (indicator warm-up)"
+        elif (stop >= px or target <= px) if sign > 0 else (stop <= px or target >= px):
+            why = f"protective levels on the wrong side of the fill price {px:g} (stop {stop:g}, target {target:g})"
+        per_unit = px * (1.0 / s.leverage + s.fee_rate)
+        qty_max = self.cash / per_unit
+        if plan.sizing == "fraction":
+            qty = self.cash * plan.size / per_unit
+        elif plan.sizing == "notional":
+            qty = min(plan.size / px, qty_max)
+        else:  # risk: a stop hit loses plan.size of equity
+            dist = abs(px - stop)
+            qty = min(self.cash * plan.size / dist, qty_max) if dist > 0 and math.isfinite(dist) else 0.0
+        if not why and not qty > 0:
+            why = "the sizing rule gives no quantity"
+        if why:
+            self.dropped_entries.append(DroppedEntry(p.side, p.order_id, p.signal_time, t, why))
+            return None
+        fee = qty * px * s.fee_rate
+        mmr = s.maintenance_margin_rate
+        liq = px * (1 - 1 / s.leverage + mmr) if sign > 0 else px * (1 + 1 / s.leverage - mmr)
+        self.cash -= fee
+        self.fees_paid += fee
+        self.position = Position(self.symbol, p.side, qty, px, t, fee, s.leverage, stop, target, liq)
+        self._entry_order_id = p.order_id
+        self._entry_stake = qty * per_unit
+        self._position_funding = 0.0
+        self.trail = plan.trail
+        self.pending_exit = None
         reason = FillReason.ENTRY_LONG if sign > 0 else FillReason.ENTRY_SHORT
         fill = Fill(t, self.symbol, p.side.entry_order_side, px, qty, fee, reason, p.order_id)
         self.fills.append(fill)
@@ -334,6 +483,8 @@ class SimulatedFuturesBroker:
             fees=p.entry_fee + fee, funding=self._position_funding, exit_reason=reason, stake=self._entry_stake,
         )
         self.position = None
+        self.trail = None
+        self.pending_exit = None
         self.fills.append(fill)
         self.trades.append(trade)
         return fill, trade
@@ -350,6 +501,8 @@ class SimulatedFuturesBroker:
             "entry_order_id": self._entry_order_id,
             "entry_stake": self._entry_stake,
             "position_funding": self._position_funding,
+            "trail": None if self.trail is None else list(self.trail),
+            "pending_exit": self.pending_exit,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -359,10 +512,15 @@ class SimulatedFuturesBroker:
         pos = state.get("position")
         self.position = None if pos is None else Position(**{**pos, "side": Side[pos["side"]]})
         pend = state.get("pending")
+        if pend is not None and pend.get("plan") is not None:
+            pend = {**pend, "plan": ExitPlan.from_dict(pend["plan"])}
         self.pending = None if pend is None else _Pending(**{**pend, "side": Side[pend["side"]]})
         self._entry_order_id = state.get("entry_order_id", "")
         self._entry_stake = float(state.get("entry_stake", 0.0))
         self._position_funding = float(state.get("position_funding", 0.0))
+        trail = state.get("trail")
+        self.trail = None if trail is None else (str(trail[0]), float(trail[1]))
+        self.pending_exit = state.get("pending_exit")
 
 
 _EXIT_SUFFIX = {
@@ -370,5 +528,7 @@ _EXIT_SUFFIX = {
     FillReason.TAKE_PROFIT: "tp",
     FillReason.LIQUIDATION: "lq",
     FillReason.FLATTEN: "fx",
+    FillReason.EXIT_SIGNAL: "xs",
+    FillReason.TIME_EXIT: "xt",
 }
 

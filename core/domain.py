@@ -157,6 +157,8 @@ class FillReason(enum.StrEnum):
     TAKE_PROFIT = "take_profit"
     LIQUIDATION = "liquidation"
     FLATTEN = "flatten"
+    EXIT_SIGNAL = "exit_signal"  # the strategy's exit rule, decided on a closed candle
+    TIME_EXIT = "time_exit"  # held for the strategy's max_bars_in_trade
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
 from core.domain import FillReason, Order, OrderType, Side, interval_ms, iso_ms
 from core.events import ConnectionEvent, EngineStateEvent, ErrorEvent, Event
 from core.feed import AccountStreamEvent, CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
-from core.indicators import IncrementalIndicators
+from core.indicators import LiveIndicators
 from core.risk import RiskGuard, RiskLimits
 from core.session import Broker, StrategySession
 from core.store import EventStore, SessionState, StoreError
@@ -143,7 +143,7 @@ class _Slot:
 
     spec: SessionSpec
     session: StrategySession
-    indicators: IncrementalIndicators
+    indicators: LiveIndicators
     last_open_time: int = -1  # last closed candle processed (restored from the journal)
     updates: int = 0
     last_price: float | None = None  # latest price seen (open-candle update or close)
@@ -288,7 +288,7 @@ class Engine:
                                   run_id=self.run_id, mode=self.mode, initial_cash=spec.broker.initial_cash,
                                   reenter_on_exit_candle=fm.reenter_on_exit_candle, publish=self._buffer.append,
                                   risk=RiskGuard(spec.risk), leverage=spec.broker.leverage)
-        slot = _Slot(spec, session, IncrementalIndicators(fm.indicator_settings()))
+        slot = _Slot(spec, session, LiveIndicators(strategy.indicator_plan(fm.indicator_settings())))
         if self.journal is not None:
             st = self.journal.session_state(spec.key)
             if st is not None:
@@ -620,7 +620,9 @@ class Engine:
                 self._buffer.append(ErrorEvent(**self._env("switch", str(now)), source="engine",
                                                message=f"cannot switch {cmd.key} while a position is open: flatten first"))
                 return
-            slot.session.strategy = make_strategy(cmd.strategy, **cmd.params)
+            strategy = make_strategy(cmd.strategy, **cmd.params)
+            slot.indicators = slot.indicators.switched(strategy.indicator_plan(slot.indicators.plan.settings))
+            slot.session.strategy = strategy
             self._emit_state("running", f"{cmd.key} now runs {cmd.strategy} {cmd.params or ''}".strip(),
                              session=cmd.key, switched_to=cmd.strategy)
 

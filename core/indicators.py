@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -54,6 +54,11 @@ __all__ = [
     "IndicatorSettings",
     "IndicatorValues",
     "IncrementalIndicators",
+    "IndicatorPlan",
+    "IndicatorPlanError",
+    "IndicatorSpec",
+    "LiveIndicators",
+    "O1_INDICATORS",
     "compute_history",
     "engulfing_pattern",
 ]
@@ -397,3 +402,341 @@ class IncrementalIndicators:
             self._prev = c
             self.count += 1
         return IndicatorValues(rsi, macd, sig, hist, cci, bull, eng)
+
+
+# --------------------------------------------------------------------------- declared indicators
+#
+# A strategy declares the indicators it needs (``core.strategies.base.ta`` / ``custom``). Each
+# declaration becomes an ``IndicatorSpec``; an ``IndicatorPlan`` is the strategy's whole set: the
+# seven base values above (always there, the dashboard charts them) plus the declared ones.
+#
+# * ``rsi``, ``macd`` and ``cci`` declared by name use the project's own definitions (the
+#   conventions at the top of this module, in the fill model's style) and are O(1) per candle
+#   live: an ``IncrementalIndicators`` with those lengths.
+# * Any other pandas-ta indicator, and any user function over the candle history, is computed
+#   whole-history in a backtest and, live, over a bounded window of the most recent closed
+#   candles (``IndicatorSpec.window``): the same function over the same last ``window`` candles.
+#   The two agree whenever the indicator's value depends on at most ``window`` candles (finite
+#   memory: SMA, Bollinger Bands, Donchian...) or its memory has decayed within them (EMA-based:
+#   ATR, Supertrend); ``tradeconsole strategy check`` measures it on real data.
+
+#: the pandas-ta names that have an O(1) form here, with the keyword arguments each accepts
+O1_INDICATORS: dict[str, tuple[str, ...]] = {
+    "rsi": ("length",),
+    "macd": ("fast", "slow", "signal"),
+    "cci": ("length", "c"),
+}
+
+
+@dataclass(frozen=True)
+class IndicatorSpec:
+    """One declared indicator. ``key`` is the name the strategy reads it by (``ind.<key>``; a
+    multi-column result adds ``_<column>`` suffixes, see ``IndicatorPlan``)."""
+
+    key: str
+    kind: str  # "o1" (rsi/macd/cci, incremental), "ta" (pandas-ta by name), "custom" (user function)
+    name: str = ""  # pandas-ta function name
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    fn: Any = None  # custom: (DataFrame of open/high/low/close/volume) -> Series | DataFrame | ndarray
+    window: int = 0  # live window in closed candles (ta/custom); 0 for o1
+    columns: tuple[tuple[str, str], ...] = ()  # our suffix -> pandas-ta column prefix (multi-column results)
+
+    def settings(self, base: IndicatorSettings) -> IndicatorSettings:
+        """The o1 indicator's ``IndicatorSettings``: the fill model's style with the declared lengths."""
+        kw = dict(self.kwargs)
+        if self.name == "rsi":
+            return replace(base, rsi_length=int(kw.get("length", 14)))
+        if self.name == "macd":
+            return replace(base, macd_fast=int(kw.get("fast", 12)), macd_slow=int(kw.get("slow", 26)),
+                           macd_signal=int(kw.get("signal", 9)))
+        return replace(base, cci_length=int(kw.get("length", 20)), cci_constant=float(kw.get("c", 0.015)))
+
+    def o1_outputs(self) -> dict[str, str]:
+        """Output name -> base field of an o1 indicator."""
+        if self.name == "macd":
+            return {self.key: "macd", f"{self.key}_signal": "macd_signal", f"{self.key}_hist": "macd_hist"}
+        return {self.key: self.name}
+
+    def evaluate(self, frame: Any) -> Any:
+        """The raw result of a ta/custom indicator over ``frame`` (a DataFrame of the candles)."""
+        if self.kind == "custom":
+            return self.fn(frame)
+        func, params = _ta_function(self.name)
+        kw = dict(self.kwargs)
+        args = {k: frame[k] for k in ("high", "low", "close", "volume") if k in params}
+        if "open_" in params:
+            args["open_"] = frame["open"]
+        if "talib" in params:
+            kw.setdefault("talib", False)
+        return func(**args, **kw)
+
+
+_TA_CACHE: dict[str, tuple[Any, frozenset[str]]] = {}
+
+
+def _ta_function(name: str) -> tuple[Any, frozenset[str]]:
+    """pandas-ta's function and its parameter names (looked up once: ``inspect`` is slow)."""
+    hit = _TA_CACHE.get(name)
+    if hit is None:
+        import inspect
+
+        import pandas_ta as ta
+
+        func = getattr(ta, name)
+        hit = _TA_CACHE[name] = (func, frozenset(inspect.signature(func).parameters))
+    return hit
+
+
+def _probe_frame(n: int) -> Any:
+    """A deterministic synthetic history (trend + two cycles) used once per plan to learn the
+    declared indicators' output columns and to reject a bad declaration before any run."""
+    import pandas as pd
+
+    i = np.arange(n, dtype="float64")
+    close = 100.0 + 0.01 * i + 3.0 * np.sin(i / 7.0) + 1.5 * np.sin(i / 23.0)
+    open_ = np.concatenate(([close[0]], close[:-1]))
+    high = np.maximum(open_, close) + 0.5 + 0.25 * np.abs(np.sin(i / 3.0))
+    low = np.minimum(open_, close) - 0.5 - 0.25 * np.abs(np.cos(i / 5.0))
+    volume = 1000.0 + 100.0 * np.abs(np.sin(i / 11.0))
+    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume})
+
+
+class IndicatorPlanError(ValueError):
+    """A declared indicator cannot be computed (unknown name, bad arguments, wrong output)."""
+
+
+class IndicatorPlan:
+    """Every value a strategy reads on a bar: the base ``IndicatorValues`` fields, then each
+    declared indicator's outputs. ``values_type`` is the per-bar NamedTuple (``IndicatorValues``
+    itself when nothing is declared, so the built-ins pay nothing)."""
+
+    def __init__(self, specs: tuple[IndicatorSpec, ...], settings: IndicatorSettings) -> None:
+        self.specs = specs
+        self.settings = settings
+        self.outputs: dict[str, tuple[IndicatorSpec, str]] = {}  # output name -> (spec, column or base field)
+        probe = None
+        for spec in specs:
+            if spec.kind == "o1":
+                for out, fld in spec.o1_outputs().items():
+                    self._add(out, spec, fld)
+                continue
+            if probe is None:
+                probe = _probe_frame(max(300, max((s.window for s in specs), default=0) + 50))
+            for out, col in self._columns_of(spec, probe).items():
+                self._add(out, spec, col)
+        names = tuple(IndicatorValues._fields) + tuple(self.outputs)
+        self.fields = names
+        if not self.outputs:
+            self.values_type: Any = IndicatorValues
+        else:
+            base = NamedTuple("StrategyIndicatorValues", [(n, float) for n in names])  # type: ignore[misc]
+            self.values_type = type("StrategyIndicatorValues", (base,), {"__slots__": (), "as_dict": _as_dict})
+        self.window = max((s.window for s in specs if s.kind != "o1"), default=0)
+
+    def _add(self, out: str, spec: IndicatorSpec, col: str) -> None:
+        if out in IndicatorValues._fields or out in self.outputs or not out.isidentifier():
+            raise IndicatorPlanError(f"indicator {spec.key!r}: output name {out!r} is not a free identifier")
+        self.outputs[out] = (spec, col)
+
+    @staticmethod
+    def _columns_of(spec: IndicatorSpec, probe: Any) -> dict[str, str]:
+        import pandas as pd
+
+        what = f"pandas-ta {spec.name!r}" if spec.kind == "ta" else f"function {getattr(spec.fn, '__name__', spec.fn)!r}"
+        try:
+            res = spec.evaluate(probe)
+        except Exception as exc:  # the user's declaration: report it, never a traceback
+            raise IndicatorPlanError(f"indicator {spec.key!r} ({what}) failed on a test history: "
+                                     f"{type(exc).__name__}: {exc}") from None
+        if res is None:
+            raise IndicatorPlanError(f"indicator {spec.key!r} ({what}) returned nothing (bad arguments?)")
+        if isinstance(res, pd.DataFrame):
+            cols = [str(c) for c in res.columns]
+            if spec.columns:
+                out = {}
+                for suffix, prefix in spec.columns:
+                    match = [c for c in cols if c == prefix or c.split("_")[0] == prefix]
+                    if len(match) != 1:
+                        raise IndicatorPlanError(f"indicator {spec.key!r}: column {prefix!r} not found once in "
+                                                 f"{what}'s output {cols}")
+                    out[f"{spec.key}_{suffix}"] = match[0]
+                return out
+            return {f"{spec.key}_{c.split('_')[0].lower()}": c for c in cols}
+        arr = np.asarray(res)
+        if arr.ndim != 1 or len(arr) != len(probe):
+            raise IndicatorPlanError(f"indicator {spec.key!r} ({what}) must return one value per candle "
+                                     f"(got shape {arr.shape} for {len(probe)} candles)")
+        return {spec.key: ""}
+
+    # -- whole history (backtests, checks)
+    def compute_history(self, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                        volume: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Every field over a whole history (float arrays; bull/engulfing int8)."""
+        out = compute_history(open_, high, low, close, self.settings)
+        if not self.outputs:
+            return out
+        frame = None
+        results: dict[str, Any] = {}
+        for name, (spec, col) in self.outputs.items():
+            if spec.kind == "o1":
+                key = ("o1", spec.key)
+                if key not in results:
+                    results[key] = compute_history(open_, high, low, close, spec.settings(self.settings))
+                out[name] = results[key][col]
+                continue
+            if frame is None:
+                frame = _frame(open_, high, low, close, volume)
+            if spec.key not in results:
+                try:
+                    full = spec.evaluate(frame)
+                except Exception as exc:  # the user's function or arguments: one clear message
+                    raise IndicatorPlanError(f"indicator {spec.key!r} failed on this history: "
+                                             f"{type(exc).__name__}: {exc}") from None
+                cols = [c for sp, c in self.outputs.values() if sp is spec]
+                results[spec.key] = (full, _head(spec, frame, full, cols))
+            res, head = results[spec.key]
+            arr = _column(res, col, len(close), spec).copy()
+            arr[: len(head[col])] = head[col]
+            out[name] = arr
+        return out
+
+
+def _head(spec: IndicatorSpec, frame: Any, full: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """The first bars of a ta/custom indicator exactly as the live path computes them: over the
+    candles up to each bar. pandas-ta returns nothing for a history shorter than it wants (and a
+    function may seed differently), so the whole-history value of an early bar need not be what
+    a live start sees. Bars are recomputed from the first one until three defined ones in a row
+    equal the whole-history values (a causal function agrees from then on), at most ``window`` bars."""
+    n_all = len(frame)
+    n = min(spec.window, n_all)
+    whole = {c: _column(full, c, n_all, spec) for c in names}
+    cols: dict[str, list[float]] = {c: [] for c in names}
+    agree = 0
+    for t in range(n):
+        try:
+            res = spec.evaluate(frame.iloc[: t + 1])
+        except Exception:  # too short for the function yet: undefined, as live
+            res = None
+        same, defined = True, False
+        for c in names:
+            try:
+                v = float(_column(res, c, t + 1, spec)[-1]) if res is not None else NAN
+            except (KeyError, IndicatorPlanError):
+                v = NAN
+            cols[c].append(v)
+            w = float(whole[c][t])
+            same = same and ((v != v and w != w) or v == w or abs(v - w) <= 1e-12 * max(1.0, abs(v), abs(w)))
+            defined = defined or v == v
+        agree = agree + 1 if same and defined else 0  # both still undefined proves nothing
+        if agree >= 3:
+            break
+    return {c: np.array(v, dtype="float64") for c, v in cols.items()}
+
+
+def _as_dict(self: Any) -> dict[str, float | int]:
+    return self._asdict()
+
+
+def _frame(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray | None) -> Any:
+    import pandas as pd
+
+    n = len(close)
+    return pd.DataFrame({"open": np.asarray(open_, dtype="float64"), "high": np.asarray(high, dtype="float64"),
+                         "low": np.asarray(low, dtype="float64"), "close": np.asarray(close, dtype="float64"),
+                         "volume": np.zeros(n) if volume is None else np.asarray(volume, dtype="float64")})
+
+
+def _column(res: Any, col: str, n: int, spec: IndicatorSpec) -> np.ndarray:
+    """One output column of a ta/custom result as a float array of length ``n``."""
+    import pandas as pd
+
+    if res is None:
+        return np.full(n, np.nan)  # pandas-ta returns None when the history is shorter than it needs
+    arr = res[col].to_numpy(dtype="float64") if isinstance(res, pd.DataFrame) else np.asarray(res, dtype="float64")
+    if arr.shape != (n,):
+        raise IndicatorPlanError(f"indicator {spec.key!r} returned {arr.shape[0] if arr.ndim else 0} values "
+                                 f"for {n} candles")
+    return arr
+
+
+class LiveIndicators:
+    """The live path for one strategy: the base ``IncrementalIndicators``, one more per declared
+    o1 indicator, and the ta/custom ones recomputed over the last ``plan.window`` closed candles
+    (plus the open one for ``preview``). Same interface as ``IncrementalIndicators``."""
+
+    def __init__(self, plan: IndicatorPlan) -> None:
+        self.plan = plan
+        self.base = IncrementalIndicators(plan.settings)
+        self._o1: dict[str, IncrementalIndicators] = {s.key: IncrementalIndicators(s.settings(plan.settings))
+                                                      for s in plan.specs if s.kind == "o1"}
+        self._windowed = [s for s in plan.specs if s.kind != "o1"]
+        self._candles: deque[Candle] = deque(maxlen=max(plan.window, 1))
+        self._kept: deque[Candle] = deque(maxlen=max(plan.window, self.KEEP))  # to warm up a switched strategy
+        self._simple = not plan.outputs
+
+    #: closed candles kept so a strategy switch can warm its own declared indicators up
+    KEEP = 1000
+
+    def switched(self, plan: IndicatorPlan) -> LiveIndicators:
+        """The live path for another strategy's ``plan`` (same fill model), continuing from here:
+        the base values carry on unchanged; the new declared ones are warmed up on the kept
+        candles (exact for windowed ones within ``KEEP``; O(1) ones start from those candles)."""
+        if plan.specs == self.plan.specs:
+            return self
+        fresh = LiveIndicators(plan)
+        fresh.base = self.base
+        for c in self._kept:
+            for inc in fresh._o1.values():
+                inc.update(c)
+            fresh._candles.append(c)
+            fresh._kept.append(c)
+        return fresh
+
+    @property
+    def last_candle(self) -> Candle | None:
+        return self.base.last_candle
+
+    @property
+    def count(self) -> int:
+        return self.base.count
+
+    def update(self, candle: Candle) -> Any:
+        return self._step(candle, commit=True)
+
+    def preview(self, candle: Candle) -> Any:
+        return self._step(candle, commit=False)
+
+    def _step(self, c: Candle, commit: bool) -> Any:
+        base = self.base.update(c) if commit else self.base.preview(c)
+        if commit:
+            self._kept.append(c)
+        if self._simple:
+            return base
+        o1 = {k: (inc.update(c) if commit else inc.preview(c)) for k, inc in self._o1.items()}
+        if commit:
+            self._candles.append(c)
+            window = list(self._candles)
+        else:  # the open candle takes the oldest one's place, as it will once it closes
+            window = list(self._candles)
+            if len(window) == self._candles.maxlen:
+                window = window[1:]
+            window.append(c)
+        results: dict[str, Any] = {}
+        if self._windowed:
+            a = np.array([(x.open, x.high, x.low, x.close, x.volume) for x in window], dtype="float64")
+            frame = _frame(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4])
+            for spec in self._windowed:
+                try:
+                    results[spec.key] = spec.evaluate(frame)
+                except Exception:  # a short window (warm-up) that the function cannot handle yet
+                    results[spec.key] = None
+        vals: list[Any] = list(base)
+        n = len(window)
+        for spec, col in self.plan.outputs.values():
+            if spec.kind == "o1":
+                vals.append(getattr(o1[spec.key], col))
+            else:
+                res = results.get(spec.key)
+                vals.append(float(_column(res, col, n, spec)[-1]) if res is not None else NAN)
+        return self.plan.values_type._make(vals)
+

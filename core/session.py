@@ -6,6 +6,11 @@ entry, then publishes what happened. Backtests call it with indicator values com
 whole history; the live engine calls it with values from ``IncrementalIndicators``. The two are
 proven equal, so a replay of the same candles gives the same fills everywhere.
 
+Exit signals and time exits (``Strategy.exit_signal``, ``max_bars_in_trade``) are decided here,
+on the closed candle, after the broker's protective orders had their chance on it, and handed to
+the broker as a market exit (``submit_exit``). Time is counted in candles of the session's
+interval from the entry fill, so a restart (which restores the position) counts on correctly.
+
 The broker is anything with the ``SimulatedFuturesBroker`` surface (``on_candle``,
 ``submit_entry``, ``flatten``, ``equity``, ``is_flat``, ``position``, ``cash``); the live Binance
 broker in ``infra`` implements the same surface.
@@ -13,10 +18,12 @@ broker in ``infra`` implements the same surface.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from core.broker import client_order_id
+from dataclasses import replace
 from core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
 from core.events import (
     CandleEvent,
@@ -64,7 +71,7 @@ class StrategySession:
                  leverage: float = 1.0) -> None:
         self.symbol = symbol
         self.interval = interval
-        self.strategy = strategy
+        self.strategy = strategy  # a property: also refreshes what the strategy's exits need
         self.broker = broker
         self.run_id = run_id
         self.mode = mode
@@ -75,6 +82,17 @@ class StrategySession:
         self.leverage = leverage
         self.entries_paused = False
         self.last_closed: Candle | None = None
+        self._unplaced: set[str] = set()  # protective order ids never placed (no stop / no target)
+
+    @property
+    def strategy(self) -> Strategy:
+        return self._strategy
+
+    @strategy.setter
+    def strategy(self, strategy: Strategy) -> None:
+        self._strategy = strategy
+        self._managed = bool(getattr(strategy, "managed_exits", False))
+        self._max_hold = strategy.max_hold() if self._managed else None
 
     @property
     def key(self) -> str:
@@ -94,6 +112,13 @@ class StrategySession:
             exited = exited or trade is not None
             if pub:
                 self._publish_fill(fill, trade)
+        if self._managed and broker.position is not None and not exited:
+            res = self._managed_exit(candle, ind)
+            if res is not None:
+                fills.append(res[0])
+                exited = True
+                if pub:
+                    self._publish_fill(*res)
         if pub:
             self._publish_dropped()
         if pub:
@@ -101,7 +126,7 @@ class StrategySession:
         if broker.is_flat and (self.reenter_on_exit_candle or not exited):
             side = self.strategy.entry_signal(candle, ind)
             if side is not None:
-                fill = self._enter(side, candle, allow_entry)
+                fill = self._enter(side, candle, allow_entry, ind)
                 if fill is not None:
                     fills.append(fill)
         risk = self.risk
@@ -119,7 +144,29 @@ class StrategySession:
         self.last_closed = candle
         return fills
 
-    def _enter(self, side: Side, candle: Candle, allow_entry: bool) -> Fill | None:
+    def _managed_exit(self, candle: Candle, ind: IndicatorValues) -> tuple[Fill, Trade] | None:
+        """A time exit or the strategy's exit signal on this closed candle."""
+        pos = self.broker.position
+        assert pos is not None
+        if getattr(self.broker, "pending_exit", None) is not None:
+            return None  # already decided, fills at the next open
+        reason = None
+        span = candle.close_time + 1 - candle.open_time  # the candle's length in ms
+        if self._max_hold is not None and candle.close_time + 1 - pos.entry_time >= self._max_hold * span:
+            reason = FillReason.TIME_EXIT
+        elif self.strategy.exit_signal(candle, ind, pos):
+            reason = FillReason.EXIT_SIGNAL
+        if reason is None:
+            return None
+        res = self.broker.submit_exit(candle, reason)  # type: ignore[attr-defined]
+        if res is None and self.publish:  # realistic: a market order for the next open
+            oid = f"{getattr(self.broker, '_entry_order_id', '')}{'xt' if reason is FillReason.TIME_EXIT else 'xs'}"
+            self._order(Order(oid, self.symbol, pos.side.exit_order_side, OrderType.MARKET, pos.qty, candle.close_time,
+                              reduce_only=True, reason=reason), "new", candle.close_time,
+                        "fills at the next candle's open")
+        return res
+
+    def _enter(self, side: Side, candle: Candle, allow_entry: bool, ind: IndicatorValues) -> Fill | None:
         p = self.strategy.params
         note = ""
         if self.entries_paused:
@@ -141,7 +188,16 @@ class StrategySession:
         if self.risk is not None:
             self.risk.record_order(candle.close_time)
         try:
-            fill = self.broker.submit_entry(side, candle, oid, p.stop_loss_pct, p.take_profit_pct, stake)
+            if self.strategy.simple_exits:
+                fill = self.broker.submit_entry(side, candle, oid, p.stop_loss_pct, p.take_profit_pct, stake)
+            else:
+                plan = self.strategy.exit_plan(side, ind)
+                if plan.sizing == "fraction" and self.risk is not None:
+                    plan = replace(plan, size=self.risk.stake_fraction(plan.size, self.broker.equity(candle.close),
+                                                                       self.leverage))
+                elif plan.sizing == "notional" and self.risk is not None and self.risk.limits.max_notional is not None:
+                    plan = replace(plan, size=min(plan.size, self.risk.limits.max_notional))
+                fill = self.broker.submit_entry(side, candle, oid, 0.0, 0.0, 1.0, plan=plan)
         except Exception as exc:
             # A live broker may fail *after* the entry filled (e.g. protective orders rejected):
             # the fill is real and must be journalled before the error propagates.
@@ -162,6 +218,13 @@ class StrategySession:
         """Live only: fill a pending entry at the new candle's open (paper), then publish the open
         candle with its preview indicators."""
         fill = None
+        pending_exit = getattr(self.broker, "fill_pending_exit", None)
+        if pending_exit is not None:
+            res = pending_exit(candle)
+            if res is not None and self.publish:
+                self._publish_fill(*res)
+                self.publish(PositionEvent(**self._env("position", res[0].time), position=None,
+                                           mark_price=candle.close))
         on_open = getattr(self.broker, "on_candle_open", None)
         if on_open is not None:
             fill = on_open(candle)
@@ -246,10 +309,19 @@ class StrategySession:
             pos = self.broker.position
             if pos is not None:
                 exit_side = pos.side.exit_order_side
-                self._order(Order(fill.order_id + "sl", self.symbol, exit_side, OrderType.STOP_MARKET, qty, t,
-                                  stop_price=pos.stop_price, reduce_only=True, reason=FillReason.STOP_LOSS), "new", t)
-                self._order(Order(fill.order_id + "tp", self.symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, qty, t,
-                                  stop_price=pos.target_price, reduce_only=True, reason=FillReason.TAKE_PROFIT), "new", t)
+                # a strategy without a stop or a target (None: an infinite level) places no such order
+                if math.isfinite(pos.stop_price):
+                    self._order(Order(fill.order_id + "sl", self.symbol, exit_side, OrderType.STOP_MARKET, qty, t,
+                                      stop_price=pos.stop_price, reduce_only=True, reason=FillReason.STOP_LOSS),
+                                "new", t)
+                else:
+                    self._unplaced.add(fill.order_id + "sl")
+                if math.isfinite(pos.target_price):
+                    self._order(Order(fill.order_id + "tp", self.symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, qty,
+                                      t, stop_price=pos.target_price, reduce_only=True,
+                                      reason=FillReason.TAKE_PROFIT), "new", t)
+                else:
+                    self._unplaced.add(fill.order_id + "tp")
             return
         entry_id = fill.order_id[:-2]
         kind = _EXIT_ORDER.get(fill.reason, OrderType.MARKET)
@@ -258,7 +330,9 @@ class StrategySession:
         self.publish(self._fill_event(fill, trade))  # type: ignore[misc]
         for suffix, typ, reason in (("sl", OrderType.STOP_MARKET, FillReason.STOP_LOSS),
                                     ("tp", OrderType.TAKE_PROFIT_MARKET, FillReason.TAKE_PROFIT)):
-            if fill.order_id != entry_id + suffix:
+            if entry_id + suffix in self._unplaced:
+                self._unplaced.discard(entry_id + suffix)
+            elif fill.order_id != entry_id + suffix:
                 self._order(Order(entry_id + suffix, self.symbol, fill.side, typ, qty, t, reduce_only=True,
                                   reason=reason), "canceled", t)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_dir", "history_cache_dir", "journal_path", "spool_dir"]
+__all__ = ["data_dir", "history_cache_dir", "journal_path", "spool_dir", "strategies_dir", "strategy_checks_path"]
 
 
 def data_dir() -> Path:
@@ -32,3 +32,14 @@ def journal_path(name: str = "journal.sqlite") -> Path:
 
 def spool_dir() -> Path:
     return data_dir() / "spool"
+
+
+def strategies_dir() -> Path:
+    """``<data>/strategies/``: strategy files found by every command without ``--strategy-path``."""
+    return data_dir() / "strategies"
+
+
+def strategy_checks_path() -> Path:
+    """``<data>/strategy-checks.json``: which strategy files (by content hash) passed
+    ``tradeconsole strategy check``, so a backtest can say when its strategy never did."""
+    return data_dir() / "strategy-checks.json"

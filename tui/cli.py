@@ -217,8 +217,10 @@ def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: s
         p.add_argument(*flags, dest=prefix + dest, **kw)
 
     add("--strategy", dest="strategies", action="append", metavar="NAME[:INTERVAL]",
-        help="strategy to run (basic, engulfing); repeat for several, e.g. "
+        help=f"strategy to run ({', '.join(_strategy_names())}); repeat for several, e.g. "
              "--strategy basic --strategy engulfing:1h. Default: basic")
+    add("--strategy-path", dest="strategy_path", action="append", metavar="FILE_OR_DIR",
+        help="also load strategies from this file or directory (repeatable)")
     add("--symbol", dest="symbol", default="ETHUSDT", type=_symbol, help="symbol (default ETHUSDT)")
     add("--interval", dest="interval", type=_interval, help="kline interval (default: the strategy's own)")
     add("--market", dest="market", choices=("spot", "futures"), default="futures",
@@ -261,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("backtest", help="replay history through a strategy and report",
                         description="Replay history through a strategy with the simulated futures broker.")
     _add_debug(bt, root=False)
-    bt.add_argument("--strategy", required=True, choices=("basic", "engulfing"), help="strategy to test")
+    bt.add_argument("--strategy", required=True, choices=_strategy_names(), help="strategy to test")
+    bt.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR",
+                    help="also load strategies from this file or directory (repeatable)")
     src = bt.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="PATH", help="CSV/Parquet file or directory of them")
     src.add_argument("--symbol", type=_symbol, help="read the local history cache for this symbol (see `data download`)")
@@ -304,6 +308,35 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--confirm", metavar="SYMBOL", help="non-interactive live confirmation (type the symbol)")
     run.set_defaults(handler="tui.headless:main")
 
+    # -- strategy new / list / check
+    st = sub.add_parser("strategy", help="write, list and check strategies")
+    _add_debug(st, root=False)
+    ssub = st.add_subparsers(dest="strategy_command", metavar="ACTION", required=True, parser_class=_Parser)
+    sn = ssub.add_parser("new", help="write a commented strategy template that runs as is")
+    _add_debug(sn, root=False)
+    sn.add_argument("name", type=_strategy_name, help="strategy name (letters, digits, _), also the file name")
+    sn.add_argument("--dir", metavar="DIR", help="where to write NAME.py (default: the user strategies directory)")
+    sn.add_argument("--force", action="store_true", help="overwrite an existing file")
+    sn.set_defaults(handler="backtest.strategy_cli:new_main")
+    sl = ssub.add_parser("list", help="strategies available, with parameters (ranges) and intervals")
+    _add_debug(sl, root=False)
+    sl.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR", help="also load from here")
+    sl.add_argument("--json", action="store_true", help="print JSON")
+    sl.set_defaults(handler="backtest.strategy_cli:list_main")
+    sc = ssub.add_parser("check", help="prove no look-ahead, live == backtest, and a long enough warm-up")
+    _add_debug(sc, root=False)
+    sc.add_argument("name", choices=_strategy_names(), help="strategy to check")
+    sc.add_argument("--data", required=True, metavar="PATH", help="CSV/Parquet file or directory of them")
+    sc.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR", help="also load from here")
+    sc.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
+    sc.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    sc.add_argument("--samples", type=number("samples", 2, 10_000), default=40,
+                    help="truncation points / warm-up windows sampled (default 40)")
+    sc.add_argument("--live-bars", type=number("live-bars", 10, 1_000_000), default=3000,
+                    help="candles replayed candle by candle through the live path (default 3000)")
+    sc.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    sc.set_defaults(handler="backtest.strategy_cli:check_main")
+
     # -- data download
     data = sub.add_parser("data", help="history cache")
     _add_debug(data, root=False)
@@ -341,6 +374,48 @@ def build_parser() -> argparse.ArgumentParser:
     ki.add_argument("--config", metavar="PATH", help="config file ([kibana], [elasticsearch])")
     ki.set_defaults(handler="infra.kibana:cli_main")
     return parser
+
+
+def _strategy_names() -> list[str]:
+    """Every strategy registered so far (built-ins plus what ``preload_strategies`` found)."""
+    from core.strategies import STRATEGIES
+
+    return sorted(STRATEGIES)
+
+
+def _strategy_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", value):
+        raise argparse.ArgumentTypeError(f"{clip(value)!r}: a strategy name is a letter then letters, digits or _")
+    return value
+
+
+#: subcommands that take strategies (no subcommand: the console)
+_STRATEGY_COMMANDS = {"backtest", "run", "strategy", None}
+_ALL_COMMANDS = {"backtest", "run", "strategy", "data", "forward", "kibana"}
+
+
+def preload_strategies(raw: Sequence[str]) -> None:
+    """Register strategy files before the parser is built, so ``--strategy`` choices list what
+    is found: every ``--strategy-path`` in ``raw``, the user strategies directory and the
+    ``tradeconsole.strategies`` entry points. Broken explicit files are a UserError naming file
+    and line; broken ones elsewhere a ``warning:`` line each."""
+    command = next((a for a in raw if a in _ALL_COMMANDS), None)
+    if command not in _STRATEGY_COMMANDS:
+        return
+    paths: list[str] = []
+    for i, a in enumerate(raw):
+        if a == "--strategy-path" and i + 1 < len(raw):
+            paths.append(raw[i + 1])
+        elif a.startswith("--strategy-path="):
+            paths.append(a.split("=", 1)[1])
+    from backtest.strategy_loader import StrategyLoadError, load_strategies
+
+    try:
+        report = load_strategies(paths)
+    except StrategyLoadError as exc:
+        raise UserError(clip(str(exc), 600)) from None
+    for msg in report.skipped:
+        print(f"warning: skipped {clip(msg, 600)}", file=sys.stderr)
 
 
 def check_input_path(path: str, option: str, what: str = "file or directory") -> None:
@@ -460,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in raw
     try:
+        preload_strategies(raw)
         args = build_parser().parse_args(raw)
         debug = bool(args.debug)
         module_name, func_name = args.handler.split(":")

@@ -89,6 +89,8 @@ class Runtime:
         self.replay_candles = None
         if opts.replay:
             self._load_replay()
+        if self.trading_mode in ("live", "testnet"):
+            self._refuse_unsupported_exits()
         self.specs = [SessionSpec(opts.symbol, iv, name, model=opts.fill_model,
                                   broker=BrokerSettings(initial_cash=cash), risk=self.settings.risk)
                       for name, iv in opts.strategies]
@@ -135,6 +137,21 @@ class Runtime:
 
         options = {k: (redact_url(v) if isinstance(v, str) and "@" in v else v) for k, v in vars_of(self.opts).items()}
         return {"options": options, "settings": self.settings.public_view()}
+
+    def _refuse_unsupported_exits(self) -> None:
+        """The live Binance broker places fixed-percentage stop and target orders and sizes by
+        equity fraction only; a strategy declaring more (trailing stops, time exits, exit
+        signals, ATR/indicator levels, other sizing) is refused before anything is sent, rather
+        than traded live without the exits its backtest assumed."""
+        from core.strategies import make_strategy
+
+        for name, _iv in self.opts.strategies:
+            missing = make_strategy(name).live_unsupported()
+            if missing:
+                from infra.settings import LiveTradingRefused
+
+                raise LiveTradingRefused(f"the strategy {name!r} declares {', '.join(missing)}, which the live "
+                                         f"Binance broker does not support yet: paper-trade or backtest it instead")
 
     # ------------------------------------------------------------------ building blocks
     def _load_replay(self) -> None:
@@ -289,8 +306,14 @@ class Runtime:
         from infra.binance.endpoints import resolve_endpoints
         from infra.binance.stream import BinanceKlineStream
 
+        from core.broker import FILL_MODELS
+        from core.strategies import STRATEGIES
+
         pairs = sorted({(s.symbol, s.interval) for s in self.specs})
-        return BinanceKlineStream(pairs, market=self.opts.market,
+        # REST warm-up: at least each strategy's declared/derived warm-up (strategy check (c))
+        backfill = max([1000] + [STRATEGIES[s.strategy].warmup_bars(FILL_MODELS[s.model].indicator_settings())
+                                 for s in self.specs])
+        return BinanceKlineStream(pairs, market=self.opts.market, backfill=backfill,
                                   endpoints=resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet"))
 
     # ------------------------------------------------------------------ lifecycle

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from core.domain import Candle, Side
 from core.indicators import IndicatorValues
-from core.strategies.base import CCI, RSI, Strategy, StrategyParams, param
+from core.strategies.base import CCI, RSI, Strategy, StrategyParams, equity_fraction, fixed, param
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,10 @@ class BasicStrategy(Strategy):
     default_interval: ClassVar[str] = "5m"
     Params = BasicParams
     params: BasicParams
+    # reads the base values only (rsi, macd, macd_signal, cci): O(1) live, nothing to declare
+    stop_loss = fixed("stop_loss_pct")
+    take_profit = fixed("take_profit_pct")
+    sizing = equity_fraction("stake_fraction")
 
     def entry_signal(self, candle: Candle, ind: IndicatorValues) -> Side | None:
         p = self.params
