@@ -128,8 +128,10 @@ def test_stop_fill_is_applied_from_the_stream_at_once(server: FuturesStandIn) ->
             return any(str(e.payload["o"]["i"]) in {str(a) for a in ai} and e.payload["o"]["X"] == "FILLED"
                        for e in c.events("ORDER_TRADE_UPDATE"))
         wait(stop_order_filled, what="the stop's order update")
-        kinds = {e.payload["e"] for e in c.events()[n:]}
-        assert {"ORDER_TRADE_UPDATE", "ALGO_UPDATE", "ACCOUNT_UPDATE"} <= kinds
+        # the three event types are separate frames with no documented order among them: wait
+        # for the account update too instead of assuming it came first
+        wait(lambda: {"ORDER_TRADE_UPDATE", "ALGO_UPDATE", "ACCOUNT_UPDATE"} <= {e.payload["e"] for e in c.events()[n:]},
+             what="the account update")
         exits = []
         for ev in c.events()[n:]:
             exits += h.broker.apply_stream_event(ev.payload)
