@@ -256,10 +256,15 @@ class Engine:
         return True
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Block until every queued input has been processed (tests and headless summaries)."""
+        """Block until every queued input and command has been processed, journalled and
+        delivered (tests and headless summaries). Counted with the queues' own task tracking: a
+        command taken off its queue but still being handled is not idle (the queues look empty
+        then), and a dead engine thread is idle (nothing more will be handled)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._idle.wait(0.05) and self._inputs.empty() and self._commands.empty():
+            if self._idle.wait(0.05) and (
+                    (self._inputs.unfinished_tasks == 0 and self._commands.unfinished_tasks == 0)
+                    or (self._thread is not None and not self._thread.is_alive())):
                 return True
         return False
 
@@ -332,8 +337,10 @@ class Engine:
                         self._drain_inputs()
                         self._emit_state("stopped", "engine shut down")
                         self._flush()
+                        self._commands.task_done()
                         return
                     self._guard(self._handle_command, cmd)
+                    self._commands.task_done()  # handled, journalled and delivered (wait_idle)
                 try:
                     ev = self._inputs.get(timeout=0.05)
                 except queue.Empty:
@@ -343,6 +350,7 @@ class Engine:
                 # _BATCH of them, then journal and deliver once. Nothing is delivered before it is
                 # committed, and a live feed (one input at a time) is still committed per input.
                 self._guard(self._handle_market, ev, flush=False)
+                handled = 1
                 for _ in range(_BATCH - 1):
                     if not self._commands.empty():
                         break
@@ -351,7 +359,10 @@ class Engine:
                     except queue.Empty:
                         break
                     self._guard(self._handle_market, ev, flush=False)
+                    handled += 1
                 self._flush()
+                for _ in range(handled):  # done only once committed and delivered
+                    self._inputs.task_done()
         except BaseException as exc:  # noqa: BLE001 - the thread ends here; say why, once, loudly
             self._fail(exc)
         finally:
@@ -388,6 +399,7 @@ class Engine:
             except queue.Empty:
                 return
             self._guard(self._handle_market, ev)
+            self._inputs.task_done()
 
     def _guard(self, fn: Callable[[Any], None], arg: Any, flush: bool = True) -> None:
         """Run one input; an unexpected error becomes an error event, the engine keeps going."""
