@@ -11,7 +11,9 @@ only when the test advances it) and ships its journal to a Tansu broker through 
    at ``t = 10**18``, a price of 1.0, an off-grid open time, a NaN open, and a past and a
    duplicate candle (new values for the last closed candle, and an old one);
 2. after the entry fill, Kafka goes away; two candles are journalled during the outage, then the
-   process is SIGKILLed; one candle closes while nothing runs; the process is restarted (same
+   process is SIGKILLed; one candle closes while nothing runs, and REST lies about it (price 1.0:
+   the restart's backfill must refuse it, so the clean run is the one without that candle, and
+   the engine's gap alarm is expected); the process is restarted (same
    journal, same arguments) while Kafka is still down, streams one candle, then Kafka returns
    and the stream runs to the scenario's last candle; SIGTERM.
 
@@ -46,6 +48,10 @@ STEP = 300_000
 DAY = 86_400_000
 #: what the hostile frames must be refused as (core.feed_guard reasons), each once or twice
 EXPECTED_REJECTIONS = {"future": 2, "price_band": 1, "off_grid": 1, "bad_value": 1}
+#: and the lying REST row of the restart, refused each time it is fetched: by the start-up
+#: backfill, then by the gap fill when the next live candle shows it missing (which then gives it
+#: up as an exchange gap, alarmed by the engine as "1 candle(s) missing")
+REST_LIE = {"price_band": 2}
 
 
 def _send_hostile_frames(market) -> None:
@@ -71,6 +77,8 @@ def _feed_rejections(journal: JournalReader) -> collections.Counter[str]:
         if e["source"] != "feed":
             continue
         msg = e["message"]
+        if re.match(r"\d+ candle\(s\) missing before ", msg):  # the engine's gap alarm, not a rejection
+            continue
         summary = re.search(r"more candle\(s\) refused: (.*)$", msg)
         folded = re.search(r"\(\+(\d+) more rejected since the last alarm: (.*)\)$", msg)
         one = re.search(r"refused \((\w+)\)", msg)
@@ -138,12 +146,14 @@ def test_hostile_feed_kafka_outage_sigkill_restart_equals_the_clean_run(plan, se
     p1.proc.send_signal(signal.SIGKILL)
     rc1 = p1.wait(30)
     backlog = (at_cut, journal.max_seq(), _kafka_cursor(journal))
-    drive.close_candle(s + 4, None)  # a candle closes while nothing runs
+    drive.close_candle(s + 4, None)  # a candle closes while nothing runs...
+    lie = s + 4  # ...and REST lies about it: the restart's backfill must refuse it (price 1.0)
+    servers.market.corrupt_rest_kline(plan.open_time(lie), o="1.0", h="1.0", l="1.0", c="1.0")
 
     # ------------------------------------------------------------------ run 2: restart while Kafka is down
     seq_restart = journal.max_seq()
     p2 = launch("run2", args, env)
-    drive.wait_streaming(p2, seq_restart, s + 4)  # the missed candle over REST
+    drive.wait_streaming(p2, seq_restart, s + 3)
     drive.close_candle(s + 5, p2)
     proxy.restore()
     for i in range(s + 6, last + 1):
@@ -160,7 +170,9 @@ def test_hostile_feed_kafka_outage_sigkill_restart_equals_the_clean_run(plan, se
         assert "Traceback" not in p.stderr(), p.tail()
 
     # (1) fills and the closed-candle sequence equal the one backtest path's on the same candles
-    window = plan.arrays.take(slice(f - WARMUP, last + 1))
+    # the clean run sees the candles a process can trust: all of them but the one REST lied about
+    keep = [i for i in range(f - WARMUP, last + 1) if i != lie]
+    window = plan.arrays.take(keep)
     clean = run_backtest(window, make_strategy(STRATEGY), symbol=SYMBOL, interval=INTERVAL, model="realistic",
                          warmup=WARMUP)
     assert clean.fills, "the clean run has no fill: the scenario would prove nothing"
@@ -176,7 +188,9 @@ def test_hostile_feed_kafka_outage_sigkill_restart_equals_the_clean_run(plan, se
 
     # (3) the alarms: every rejection counted by reason, journalled as feed errors, and nothing
     # else went wrong; no hostile value reached the journal as an open-candle update either
-    assert _feed_rejections(journal) == EXPECTED_REJECTIONS
+    assert _feed_rejections(journal) == collections.Counter(EXPECTED_REJECTIONS) + collections.Counter(REST_LIE)
+    gaps = [e["message"] for e in journal.events("error") if "missing before" in e["message"]]
+    assert gaps == [f"1 candle(s) missing before {iso_ms(plan.open_time(lie + 1))} for {KEY}"], gaps
     others = [e for e in journal.events("error") if e["source"] != "feed"]
     assert others == [], others
     updates = journal.events("candle_update")
