@@ -618,15 +618,22 @@ class BinanceKlineStream:
         detail = f"{what} {symbol} {interval} refused ({reason}): {candle!r}"[:240]
         self._log_bad("rejected", ValueError(detail), raw if raw is not None else "")
         if self._alarms.allow(time.monotonic()):
-            self._emit_alarm(symbol, interval, reason, detail, 1 + self._alarms.take_suppressed())
+            self._alarms.take_suppressed()
+            earlier = sum(self._suppressed.values())
+            if earlier:  # name every reason folded into this alarm, so the journal counts each one
+                detail += f" (+{earlier} more rejected since the last alarm: {self._reasons()})"
             self._suppressed.clear()
+            self._emit_alarm(symbol, interval, reason, detail, 1 + earlier)
         else:
             self._suppressed[reason] += 1
 
+    def _reasons(self) -> str:
+        """The suppressed rejections as ``reason count, ...`` (most frequent first)."""
+        return ", ".join(f"{k} {v}" for k, v in self._suppressed.most_common())
+
     def _emit_alarm(self, symbol: str, interval: str, reason: str, detail: str, count: int) -> None:
+        """Queue one FeedAlarm; ``detail`` already states what ``count`` covers."""
         self._counters.alarms += 1
-        if count > 1:
-            detail += f" (+{count - 1} more rejected since the last alarm)"
         self._outbox.put(FeedAlarm(self.name, symbol, interval, reason, detail, count, int(time.time() * 1000)))
 
     def _flush_suppressed_alarms(self) -> None:
@@ -635,7 +642,7 @@ class BinanceKlineStream:
             return
         self._alarms.take_suppressed()
         count = sum(self._suppressed.values())
-        reasons = ", ".join(f"{k} {v}" for k, v in self._suppressed.most_common())
+        reasons = self._reasons()
         reason = self._suppressed.most_common(1)[0][0]
         self._suppressed.clear()
         self._emit_alarm("", "", reason, f"{count} more candle(s) refused: {reasons}", count)

@@ -228,3 +228,43 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "
             return
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {message}")
+
+
+def assert_exactly_once(bootstrap: str, prefix: str, journal: Path) -> collections.Counter[str]:
+    """Consume every message of the ``prefix`` topics and check them against the journal: every
+    journalled event id exactly once, nothing foreign, per topic in journal order, each with its
+    journal position headers, and the Kafka cursor at the end of the journal. Returns the counts."""
+    import sqlite3
+
+    from infra.topics import TopicNames
+
+    db = sqlite3.connect(journal)
+    try:
+        journalled = [json.loads(r[0])["event_id"] for r in db.execute("SELECT payload FROM events ORDER BY seq")]
+        cursor = db.execute("SELECT seq FROM cursors WHERE name='kafka'").fetchone()[0]
+        last = db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+    finally:
+        db.close()
+    msgs = read_topics(bootstrap, TopicNames(prefix).all(), expected=len(journalled), timeout=90)
+    counts = collections.Counter(json.loads(m.value)["event_id"] for m in msgs)
+    duplicates = {e: n for e, n in counts.items() if n > 1}
+    missing = set(journalled) - set(counts)
+    foreign = set(counts) - set(journalled)
+    per_topic = collections.Counter(m.topic for m in msgs)
+    where = [(m.topic, m.partition, m.offset, dict(m.headers)) for m in msgs
+             if json.loads(m.value)["event_id"] in duplicates][:10]
+    assert not duplicates, (f"{len(duplicates)} event(s) delivered more than once (per topic {dict(per_topic)}): "
+                            f"{where}")
+    assert not missing, f"{len(missing)} journalled event(s) never reached Kafka"
+    assert not foreign, f"{len(foreign)} message(s) that are not journalled events"
+    assert len(msgs) == len(journalled)
+    assert cursor == last, "the cursor did not reach the end of the journal"
+    # every message names its journal position, and per topic they arrive in journal order
+    seq_of = {e: i for i, e in enumerate(journalled)}
+    by_topic: dict[str, list[int]] = collections.defaultdict(list)
+    for m in sorted(msgs, key=lambda m: (m.topic, m.partition, m.offset)):
+        by_topic[m.topic].append(seq_of[json.loads(m.value)["event_id"]])
+        assert dict(m.headers).keys() >= {"tc-src", "tc-seq"}
+    for topic, order in by_topic.items():
+        assert order == sorted(order), f"{topic} out of journal order"
+    return counts

@@ -11,8 +11,6 @@ twice (the spool replayed it and the shipper resent it from the journal cursor).
 
 from __future__ import annotations
 
-import collections
-import json
 import os
 import signal
 import sqlite3
@@ -23,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.topics import TopicNames
-from tests.pipeline.helpers import read_topics
+from tests.pipeline.helpers import assert_exactly_once
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("kafka")]
 
@@ -67,39 +64,6 @@ def _wait_journal(proc: subprocess.Popen, journal: Path, sql: str, at_least: int
             return n
         time.sleep(0.05)
     pytest.fail(f"{sql!r} reached {n}, not {at_least} (process exit code {proc.poll()})")
-
-
-def _assert_exactly_once(bootstrap: str, prefix: str, journal: Path) -> collections.Counter[str]:
-    db = sqlite3.connect(journal)
-    try:
-        journalled = [json.loads(r[0])["event_id"] for r in db.execute("SELECT payload FROM events ORDER BY seq")]
-        cursor = db.execute("SELECT seq FROM cursors WHERE name='kafka'").fetchone()[0]
-        last = db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
-    finally:
-        db.close()
-    msgs = read_topics(bootstrap, TopicNames(prefix).all(), expected=len(journalled), timeout=90)
-    counts = collections.Counter(json.loads(m.value)["event_id"] for m in msgs)
-    duplicates = {e: n for e, n in counts.items() if n > 1}
-    missing = set(journalled) - set(counts)
-    foreign = set(counts) - set(journalled)
-    per_topic = collections.Counter(m.topic for m in msgs)
-    where = [(m.topic, m.partition, m.offset, dict(m.headers)) for m in msgs
-             if json.loads(m.value)["event_id"] in duplicates][:10]
-    assert not duplicates, (f"{len(duplicates)} event(s) delivered more than once (per topic {dict(per_topic)}): "
-                            f"{where}")
-    assert not missing, f"{len(missing)} journalled event(s) never reached Kafka"
-    assert not foreign, f"{len(foreign)} message(s) that are not journalled events"
-    assert len(msgs) == len(journalled)
-    assert cursor == last, "the cursor did not reach the end of the journal"
-    # every message names its journal position, and per topic they arrive in journal order
-    seq_of = {e: i for i, e in enumerate(journalled)}
-    by_topic: dict[str, list[int]] = collections.defaultdict(list)
-    for m in sorted(msgs, key=lambda m: (m.topic, m.partition, m.offset)):
-        by_topic[m.topic].append(seq_of[json.loads(m.value)["event_id"]])
-        assert dict(m.headers).keys() >= {"tc-src", "tc-seq"}
-    for topic, order in by_topic.items():
-        assert order == sorted(order), f"{topic} out of journal order"
-    return counts
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
@@ -149,7 +113,7 @@ def test_outage_then_restart_delivers_every_event_exactly_once(how, proxied_brok
     (tmp_path / "second.log").write_text(second.stderr)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "Traceback" not in second.stderr, second.stderr[-3000:]
-    counts = _assert_exactly_once(proxy.bootstrap, topic_prefix, journal)
+    counts = assert_exactly_once(proxy.bootstrap, topic_prefix, journal)
     assert len(counts) > 5_000
 
 
@@ -221,7 +185,7 @@ def test_full_spool_disk_during_an_outage_then_recovery_delivers_exactly_once(pr
         err = log2.read_text()
         assert rc == 0, err[-2000:]
         assert "Traceback" not in err and "Traceback" not in (tmp_path / "first.log").read_text()
-        _assert_exactly_once(proxy.bootstrap, topic_prefix, journal)
+        assert_exactly_once(proxy.bootstrap, topic_prefix, journal)
     finally:
         if os.path.ismount(data_dir):
             subprocess.run(["umount", "-l", str(data_dir)], capture_output=True)
