@@ -145,6 +145,13 @@ class Workspace:
 
     def evaluate(self, params: dict[str, float], *, with_fills: bool = True) -> dict[str, Any]:
         """Metrics of one combination through the compiled kernel (validated by ``verify``)."""
+        metrics = compute_metrics(self.run(params))
+        if not with_fills:
+            metrics.pop("fills", None)
+        return metrics
+
+    def run(self, params: dict[str, float]) -> BacktestResult:
+        """The ``BacktestResult`` of one combination through the compiled kernel."""
         from backtest.optimize.sim import simulate
 
         strat = make_strategy(self.strategy, **params)  # the declared ranges check every value
@@ -155,11 +162,7 @@ class Workspace:
             o, h, lo, c, ot, ct, self.signals(params), p.stop_loss_pct, p.take_profit_pct, p.stake_fraction,
             s.initial_cash, s.leverage, s.fee_rate, s.slippage_bps, s.funding_rate_8h, s.maintenance_margin_rate,
             fm.fill_at_next_open, fm.intrabar_exits, fm.reenter_on_exit_candle, fm.fee_on_stake)
-        result = self._result(strat, equity, in_pos, fl, tr, tot)
-        metrics = compute_metrics(result)
-        if not with_fills:
-            metrics.pop("fills", None)
-        return metrics
+        return self._result(strat, equity, in_pos, fl, tr, tot)
 
     def _result(self, strat: Any, equity: np.ndarray, in_pos: np.ndarray, fl: np.ndarray, tr: np.ndarray,
                 tot: np.ndarray) -> BacktestResult:
