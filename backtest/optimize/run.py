@@ -100,7 +100,15 @@ class LocalExecutor:
         self._pool: ProcessPoolExecutor | None = None
         self._cache: dict = {}
         if workers > 1:
-            self._pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(job,))
+            import multiprocessing
+
+            # Workers fork from a fork server that has imported the optimiser (numpy, pandas, the
+            # compiled kernel) once: as cheap as fork, without forking this process, whose native
+            # threads (BLAS, a Dask client, the test runner) could deadlock a forked child.
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["backtest.optimize.run", "backtest.optimize.sim", "backtest.metrics"])
+            self._pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(job,),
+                                             mp_context=ctx)
 
     def run(self, window: Window, batches: Iterable[list[dict[str, float]]]) -> Iterator[tuple[list, list]]:
         """Yield (points, rows) per finished batch, at most 2 batches in flight per worker."""
