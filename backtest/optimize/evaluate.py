@@ -94,6 +94,7 @@ class Workspace:
     warmup: int = 0
     symbol: str = "ETHUSDT"
     interval: str = "5m"
+    vectorised: bool = True  # False: every signal series from entry_signal bar by bar
     _signals: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -116,6 +117,7 @@ class Workspace:
                         np.ascontiguousarray(t.open_time, dtype=np.int64),
                         np.ascontiguousarray(t.close_time, dtype=np.int64))
         self._bars: list[tuple[Candle, IndicatorValues]] | None = None
+        self._vector_checked = False
 
     def _bar_tuples(self) -> list[tuple[Candle, IndicatorValues]]:
         """The per-bar values ``run_backtest`` hands the session (built once, shared by all signals)."""
@@ -128,20 +130,39 @@ class Workspace:
         return self._bars
 
     def signals(self, params: dict[str, float]) -> np.ndarray:
-        """+1/-1/0 per traded bar from the strategy's own ``entry_signal``, cached by entry parameters."""
+        """+1/-1/0 per traded bar, cached by entry parameters: the strategy's own ``entry_signal``
+        bar by bar, or its vectorised twin (``backtest.optimize.vector``) once the twin has matched
+        ``entry_signal`` on this workspace's first parameter set."""
         key = tuple(sorted((k, v) for k, v in params.items() if k not in EXIT_PARAMS))
         sig = self._signals.get(key)
         if sig is None:
+            from backtest.optimize.vector import VECTOR_SIGNALS
+
             strat = make_strategy(self.strategy, **params)
-            entry = strat.entry_signal
-            long, short = Side.LONG, Side.SHORT
-            out = np.zeros(len(self.traded), dtype=np.int8)
-            for i, (candle, ind) in enumerate(self._bar_tuples()):
-                s = entry(candle, ind)
-                if s is not None:
-                    out[i] = 1 if s is long else -1 if s is short else 0
-            sig = self._signals[key] = out
+            vec = VECTOR_SIGNALS.get(type(strat)) if self.vectorised else None
+            if vec is not None and self._vector_checked:
+                sig = vec(self.ind, strat.params)
+            else:
+                sig = self._loop_signals(strat)
+                if vec is not None:
+                    fast = vec(self.ind, strat.params)
+                    if not np.array_equal(fast, sig):
+                        bad = int(np.flatnonzero(fast != sig)[0])
+                        raise MismatchError(f"vectorised signals of {self.strategy!r} differ from its entry_signal "
+                                            f"at bar {bad} ({fast[bad]} vs {sig[bad]}) for {params}")
+                    self._vector_checked = True
+            self._signals[key] = sig
         return sig
+
+    def _loop_signals(self, strat: Any) -> np.ndarray:
+        entry = strat.entry_signal
+        long, short = Side.LONG, Side.SHORT
+        out = np.zeros(len(self.traded), dtype=np.int8)
+        for i, (candle, ind) in enumerate(self._bar_tuples()):
+            s = entry(candle, ind)
+            if s is not None:
+                out[i] = 1 if s is long else -1 if s is short else 0
+        return out
 
     def evaluate(self, params: dict[str, float], *, with_fills: bool = True) -> dict[str, Any]:
         """Metrics of one combination through the compiled kernel (validated by ``verify``)."""

@@ -114,3 +114,32 @@ def test_verify_fails_loudly_on_a_difference(candles_5m, monkeypatch):
     monkeypatch.setattr(ws, "run", off_by_a_cent)
     with pytest.raises(ev.MismatchError, match="final_equity"):
         ws.verify({"rsi_oversold": 35.0})
+
+
+@pytest.mark.parametrize("strategy, data", [("basic", "candles_5m"), ("engulfing", "candles_1h")])
+def test_vectorised_signals_equal_entry_signal(strategy, data, request):
+    candles = request.getfixturevalue(data)
+    rng = random.Random(strategy)
+    for model in ("seed", "realistic"):
+        vec = Workspace(candles, strategy, model, BrokerSettings(), interval="5m" if data == "candles_5m" else "1h")
+        loop = Workspace(candles, strategy, model, BrokerSettings(), vectorised=False)
+        for _ in range(6):
+            params = {"rsi_oversold": round(rng.uniform(10, 50), 2), "rsi_overbought": round(rng.uniform(50, 90), 2)}
+            assert np.array_equal(vec.signals(params), loop.signals(params))
+        assert vec._vector_checked and not loop._vector_checked
+
+
+def test_a_diverging_vectorised_signal_is_refused(candles_5m, monkeypatch):
+    from backtest.optimize import vector
+    from backtest.optimize.evaluate import MismatchError
+    from core.strategies.basic import BasicStrategy
+
+    def wrong(ind, p):
+        out = vector._basic(ind, p)
+        out[-1] = 1 - out[-1]  # one bar differs
+        return out
+
+    monkeypatch.setitem(vector.VECTOR_SIGNALS, BasicStrategy, wrong)
+    ws = Workspace(candles_5m.take(slice(0, 3_000)), "basic", "realistic", BrokerSettings())
+    with pytest.raises(MismatchError, match="vectorised signals"):
+        ws.signals({})
