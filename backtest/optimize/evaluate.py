@@ -151,6 +151,7 @@ class Workspace:
                         raise MismatchError(f"vectorised signals of {self.strategy!r} differ from its entry_signal "
                                             f"at bar {bad} ({fast[bad]} vs {sig[bad]}) for {params}")
                     self._vector_checked = True
+                    self._bars = None  # the per-bar tuples were only needed for this check
             self._signals[key] = sig
         return sig
 
