@@ -138,7 +138,8 @@ def main(args: argparse.Namespace) -> int:
     ctx = {"data": data_hash(candles), "strategy": args.strategy, "model": args.mode, "settings": asdict(settings),
            "symbol": symbol, "interval": interval}
     store = ResultsStore(args.results)
-    resumed = computed = 0
+    from_file = set(store.rows)  # keys already in --results before this run
+    resumed = reused = computed = 0
     names = [d.name for d in dims]
 
     def key_of(w: Window, p: dict[str, float]) -> str:
@@ -147,10 +148,14 @@ def main(args: argparse.Namespace) -> int:
 
     def lookup_for(w: Window):
         def lookup(p: dict[str, float]) -> dict[str, Any] | None:
-            nonlocal resumed
-            row = store.get(key_of(w, p))
+            nonlocal resumed, reused
+            k = key_of(w, p)
+            row = store.get(k)
             if row is not None:
-                resumed += 1
+                if k in from_file:
+                    resumed += 1
+                else:  # computed earlier in this run for another window (a test window = the next training one)
+                    reused += 1
                 row = dict(row)
                 if isinstance(row.get("blocks"), str):
                     row["blocks"] = json.loads(row["blocks"])
@@ -253,7 +258,7 @@ def main(args: argparse.Namespace) -> int:
     out.update(strategy=args.strategy, mode=args.mode, symbol=symbol, interval=interval,
                data={"start": iso_ms(int(candles.open_time[warmup])), "end": iso_ms(int(candles.open_time[-1]) + step_ms),
                      "bars": n - warmup, "warmup_bars": warmup, "summary": report.summary()},
-               search=args.search, evaluated=len(full_rows), resumed=resumed, computed=computed,
+               search=args.search, evaluated=len(full_rows), resumed=resumed, reused=reused, computed=computed,
                verified_against_backtest=checked, elapsed_s=round(elapsed, 3),
                results_file=args.results)
     if args.json:
@@ -414,7 +419,8 @@ def _text(o: dict[str, Any]) -> str:
     lines = [f"Optimisation  {o['strategy']} {o['symbol']} {o['interval']}  mode {o['mode']}  search {o['search']}  "
              f"objective {o['objective']}",
              f"  Data                 {o['data']['start']} .. {o['data']['end']}  ({o['data']['bars']} bars)",
-             f"  Combinations         {o['evaluated']} evaluated ({o['computed']} computed, {o['resumed']} resumed), "
+             f"  Combinations         {o['evaluated']} evaluated, {o['computed']} backtests computed and {o['resumed']} "
+             "resumed from the results file over all windows, "
              f"{o['feasible']} feasible, {o['elapsed_s']:.1f}s",
              f"  Self-check           {o['verified_against_backtest']} result(s) re-run through `backtest`: identical"]
     if o.get("warning"):

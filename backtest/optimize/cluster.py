@@ -25,6 +25,8 @@ _CACHES: dict[str, dict] = {}
 
 
 def _task(job: Job, job_key: str, window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
+    if job_key not in _CACHES:
+        _CACHES.clear()  # a long-lived worker keeps the workspaces of the latest job only
     cache = _CACHES.setdefault(job_key, {})
     return evaluate_batch(job, cache, window, points)
 

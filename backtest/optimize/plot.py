@@ -37,7 +37,7 @@ def heatmap(dims: list[Any], points: list[dict[str, float]], rows: list[dict[str
         k = (p[x], p[y])
         if k not in best or s > best[k]:
             best[k] = s
-    title = f"best {rows and 'score'} by {x} (columns) and {y} (rows); blank = no feasible combination"
+    title = f"best score by {x} (columns) and {y} (rows); '-' = no feasible combination"
     if not color:
         w = max(9, *(len(f"{v:g}") + 1 for v in xs))
         out = [title, f"{y:>12} \\ {x}", " " * 14 + "".join(f"{v:>{w}g}" for v in xs)]
