@@ -222,6 +222,20 @@ def main(args: argparse.Namespace) -> int:
             entry.update(params=pts[best], in_sample=_pick(rows[best]), out_of_sample=_pick(test_row),
                          in_sample_score=rows[best]["score"], out_of_sample_score=objective.score(test_row))
             fold_out.append(entry)
+        # ---- the one path checks the fast path: the top results of the full window and every
+        # fold's out-of-sample run are re-run through run_backtest (in parallel on the workers)
+        order = sorted((i for i, r in enumerate(full_rows) if r["score"] is not None),
+                       key=lambda i: full_rows[i]["score"], reverse=True)
+        checks = [(full, full_points[i], full_rows[i]) for i in order[:args.verify_top]]
+        chosen = iter(test_rows)
+        checks += [(te, f["params"], next(chosen)) for (_, te), f in zip(folds, fold_out, strict=True) if "params" in f]
+        refs = executor.references([(w, p) for w, p, _ in checks])
+        try:
+            for (w, p, row), ref in zip(checks, refs, strict=True):
+                _same_row(row, ref, p, w.name)
+        except MismatchError as exc:
+            raise EnvironmentFailure(f"self-check failed, results not trustworthy: {exc}") from None
+        checked = len(checks)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -233,26 +247,7 @@ def main(args: argparse.Namespace) -> int:
               "run the same command again to resume", file=sys.stderr)
         return 130
     elapsed = time.perf_counter() - t0
-
-    # ---- the one path checks the fast path: top results, and every fold's out-of-sample run
-    order = sorted((i for i, r in enumerate(full_rows) if r["score"] is not None),
-                   key=lambda i: full_rows[i]["score"], reverse=True)
     full_ws = Workspace(candles, args.strategy, args.mode, settings, warmup=warmup, symbol=symbol, interval=interval)
-    checked = 0
-    try:
-        for i in order[:args.verify_top]:
-            ref = full_ws.verify(full_points[i])
-            _same_row(full_rows[i], ref, full_points[i])
-            checked += 1
-        chosen = iter(test_rows)
-        for (tr, te), f in zip(folds, fold_out, strict=True):
-            if "params" in f:
-                ws = Workspace(candles.take(slice(0, te.end)), args.strategy, args.mode, settings, warmup=te.start,
-                               symbol=symbol, interval=interval)
-                _same_row(next(chosen), ws.verify(f["params"]), f["params"])
-                checked += 1
-    except MismatchError as exc:
-        raise EnvironmentFailure(f"self-check failed, results not trustworthy: {exc}") from None
 
     out = _report(args, dims, objective, full_points, full_rows, order, fold_out, full_ws, settings)
     out.update(strategy=args.strategy, mode=args.mode, symbol=symbol, interval=interval,
@@ -296,17 +291,17 @@ def _pick(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in TEXT_METRICS}
 
 
-def _same_row(row: dict[str, Any], ref: dict[str, Any], params: dict[str, float]) -> None:
+def _same_row(row: dict[str, Any], ref: dict[str, Any], params: dict[str, float], window: str) -> None:
     """The stored/computed row must carry exactly the one path's scalar metrics (resumed rows too)."""
     from backtest.optimize.evaluate import MismatchError
-    from backtest.optimize.store import scalar_row
 
-    for k, v in scalar_row(ref).items():
+    for k, v in ref.items():
         got = row.get(k)
         if isinstance(v, float) and isinstance(got, float) and (v == got or (math.isnan(v) and math.isnan(got))):
             continue
         if got != v:
-            raise MismatchError(f"{params}: {k} is {got!r} in the optimiser's results, {v!r} in `tradeconsole backtest`")
+            raise MismatchError(f"{params} ({window} window): {k} is {got!r} in the optimiser's results, {v!r} in "
+                                "`tradeconsole backtest`")
 
 
 def _optuna(dims, args, executor, w, lookup, record, label):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from backtest.optimize.run import Job, Window, evaluate_batch
+from backtest.optimize.run import Job, Window, evaluate_batch, reference_rows
 
 __all__ = ["DaskExecutor"]
 
@@ -74,6 +74,11 @@ class DaskExecutor:
         finally:
             for f in futs:
                 f.cancel()
+
+    def references(self, tasks: list[tuple[Window, dict[str, float]]]) -> list[dict[str, Any]]:
+        """The one path's scalar metrics for each (window, params), on the cluster."""
+        futs = [self.client.submit(reference_rows, self.job_future, w, [p], pure=False) for w, p in tasks]
+        return [f.result()[0] for f in futs]
 
     def close(self) -> None:
         self.client.close()

@@ -172,8 +172,22 @@ class Workspace:
             metrics.pop("fills", None)
         return metrics
 
-    def run(self, params: dict[str, float]) -> BacktestResult:
-        """The ``BacktestResult`` of one combination through the compiled kernel."""
+    def scalar_metrics(self, params: dict[str, float]) -> tuple[dict[str, Any], BacktestResult]:
+        """The scalar metrics of one combination (what the optimiser reports and stores), without
+        building the per-fill objects: ``compute_metrics`` runs on the result with its round trips,
+        and only the two fill counts (``buys``/``sells``) come from the kernel's fill sides.
+        The CLI checks these rows against ``run_backtest`` for its top results."""
+        from backtest.optimize.store import scalar_row
+
+        result = self.run(params, lean=True)
+        sides = result.extra.pop("fill_sides")
+        m = compute_metrics(result)
+        m["buys"], m["sells"] = int((sides > 0).sum()), int((sides < 0).sum())
+        return scalar_row(m), result
+
+    def run(self, params: dict[str, float], *, lean: bool = False) -> BacktestResult:
+        """The ``BacktestResult`` of one combination through the compiled kernel (``lean``: no
+        fill objects, their sides in ``extra["fill_sides"]``)."""
         from backtest.optimize.sim import simulate
 
         strat = make_strategy(self.strategy, **params)  # the declared ranges check every value
@@ -184,14 +198,14 @@ class Workspace:
             o, h, lo, c, ot, ct, self.signals(params), p.stop_loss_pct, p.take_profit_pct, p.stake_fraction,
             s.initial_cash, s.leverage, s.fee_rate, s.slippage_bps, s.funding_rate_8h, s.maintenance_margin_rate,
             fm.fill_at_next_open, fm.intrabar_exits, fm.reenter_on_exit_candle, fm.fee_on_stake)
-        return self._result(strat, equity, in_pos, fl, tr, tot)
+        return self._result(strat, equity, in_pos, fl, tr, tot, lean)
 
     def _result(self, strat: Any, equity: np.ndarray, in_pos: np.ndarray, fl: np.ndarray, tr: np.ndarray,
-                tot: np.ndarray) -> BacktestResult:
+                tot: np.ndarray, lean: bool = False) -> BacktestResult:
         sym, iv, name = self.symbol, self.interval, strat.name
         fills: list[Fill] = []
         oids: dict[tuple[int, int], str] = {}
-        for t, side, px, q, fee, reason, sig_t in fl.tolist():
+        for t, side, px, q, fee, reason, sig_t in ([] if lean else fl.tolist()):
             r = _REASONS[int(reason)]
             if r in (FillReason.ENTRY_LONG, FillReason.ENTRY_SHORT):
                 pside = Side.LONG if r is FillReason.ENTRY_LONG else Side.SHORT
@@ -219,6 +233,7 @@ class Workspace:
             in_position=in_pos, fills=fills, trades=trades, fees_paid=float(tot[0]), funding_paid=float(tot[1]),
             open_position=open_position, indicator_settings=self.ind_settings, warmup_bars=self.warmup,
             dropped_entries=[None] * int(tot[2]),  # only counted by the metrics; verify() checks the count
+            extra={"fill_sides": fl[:, 1]} if lean else {},
         )
 
     def reference(self, params: dict[str, float]) -> dict[str, Any]:

@@ -78,18 +78,28 @@ def evaluate_batch(job: Job, cache: dict, window: Window, points: list[dict[str,
     ws = _workspace(job, window, cache)
     out = []
     for p in points:
-        result = ws.run(p)
-        from backtest.metrics import compute_metrics
-
-        m = scalar_row(compute_metrics(result))
+        m, result = ws.scalar_metrics(p)
         if job.blocks and window.name == "full":
             m["blocks"] = block_stats(returns_of(result.equity, job.settings.initial_cash), job.blocks)
         out.append(m)
     return out
 
 
+def reference_rows(job: Job, window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """Scalar metrics of ``points`` through the one path, ``run_backtest`` (the self-check)."""
+    from backtest.optimize.evaluate import reference
+
+    candles = job.candles.take(slice(0, window.end))
+    return [scalar_row(reference(candles, job.strategy, p, model=job.model, settings=job.settings, warmup=window.start,
+                                 symbol=job.symbol, interval=job.interval)) for p in points]
+
+
 def _worker_batch(window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
     return evaluate_batch(_STATE["job"], _STATE["ws"], window, points)
+
+
+def _worker_reference(window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
+    return reference_rows(_STATE["job"], window, points)
 
 
 class LocalExecutor:
@@ -134,6 +144,13 @@ class LocalExecutor:
         finally:
             for f in pending:
                 f.cancel()
+
+    def references(self, tasks: list[tuple[Window, dict[str, float]]]) -> list[dict[str, Any]]:
+        """The one path's scalar metrics for each (window, params), in parallel on the workers."""
+        if self._pool is None:
+            return [reference_rows(self.job, w, [p])[0] for w, p in tasks]
+        futs = [self._pool.submit(_worker_reference, w, [p]) for w, p in tasks]
+        return [f.result()[0] for f in futs]
 
     def close(self) -> None:
         if self._pool is not None:

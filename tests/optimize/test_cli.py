@@ -85,8 +85,8 @@ def test_self_check_failure_exits_1(capsys, data_5m, monkeypatch):
 
     real = evaluate.Workspace.run
 
-    def skewed(self, params):
-        r = real(self, params)
+    def skewed(self, params, **kw):
+        r = real(self, params, **kw)
         r.fees_paid += 1e-9
         return r
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from backtest.optimize.evaluate import Workspace, comparable, reference
+from backtest.optimize.store import scalar_row
 from core.broker import BrokerSettings
 
 pytestmark = pytest.mark.xdist_group("optimize")
@@ -63,6 +64,8 @@ def test_thirty_random_combinations_equal_the_backtest(candles_5m, model):
         fast = comparable(ws.evaluate(params))
         ref = comparable(reference(sources[src], "basic", params, model=model, settings=settings, warmup=warmup))
         assert fast == ref, (case, params, settings, [k for k in ref if fast.get(k) != ref[k]])
+        lean, _ = ws.scalar_metrics(params)  # the rows the optimiser stores and reports
+        assert lean == scalar_row(ref)
         checked += 1
         trades += ref["trades"]
         liquidations += sum(1 for f in ref["fills"] if f["reason"] == "liquidation")
