@@ -297,6 +297,53 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--kafka", metavar="BOOTSTRAP", help="publish the run's events to Kafka (host:port)")
     bt.set_defaults(handler="backtest.cli:main")
 
+    # -- optimize
+    op = sub.add_parser("optimize", help="search strategy parameters (walk-forward, self-checked)",
+                        description="Search strategy parameters over history; every reported result is the "
+                                    "backtest's, walk-forward out-of-sample by default.")
+    _add_debug(op, root=False)
+    op.add_argument("--strategy", required=True, choices=("basic", "engulfing"), help="strategy to optimise")
+    op.add_argument("--data", metavar="PATH", required=True, help="CSV/Parquet file or directory of them")
+    op.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
+    op.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first day (UTC)")
+    op.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="end (exclusive, UTC)")
+    op.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    op.add_argument("--cash", type=_CASH, default=10_000.0, help="starting balance in USDT (default 10000)")
+    op.add_argument("--leverage", type=number("leverage", 1, 125), default=1.0, help="leverage, 1..125 (default 1)")
+    op.add_argument("--fee", type=number("fee", 0, 0.01, high_open=True), default=0.0004, help="taker fee fraction")
+    op.add_argument("--slippage-bps", type=number("slippage-bps", 0, 1000), default=0.0, help="slippage in bps")
+    op.add_argument("--funding-rate", type=number("funding-rate", -0.05, 0.05), default=0.0, help="funding per 8h")
+    op.add_argument("--param", action="append", default=[], metavar="NAME=SPEC",
+                    help="searched parameter: values 20,25,30, range LOW:HIGH:STEP, or NAME for its declared range")
+    op.add_argument("--search", choices=("grid", "random", "optuna"), default="grid", help="search (default grid)")
+    op.add_argument("--trials", type=number("trials", 1, 10_000_000, integer=True), help="points for random/optuna")
+    op.add_argument("--seed", type=number("seed", 0, 2**32 - 1, integer=True), default=0, help="random seed (default 0)")
+    op.add_argument("--objective", default="sharpe",
+                    help="return, sharpe, sortino, calmar, profit_factor or module:function (default sharpe)")
+    op.add_argument("--min-trades", type=number("min-trades", 0, 10**9, integer=True), default=0,
+                    help="constraint: at least this many round trips")
+    op.add_argument("--max-drawdown", type=number("max-drawdown", 0, 100), default=None,
+                    help="constraint: max drawdown in percent")
+    op.add_argument("--workers", type=number("workers", 1, 256, integer=True), default=None,
+                    help="local worker processes (default: CPU count)")
+    op.add_argument("--backend", choices=("local", "dask"), default="local", help="where to run (default local)")
+    op.add_argument("--address", help="Dask scheduler address for --backend dask")
+    op.add_argument("--folds", type=number("folds", 0, 100, integer=True), default=None,
+                    help="walk-forward folds in time order (default 4; 0 = in-sample only)")
+    op.add_argument("--train", metavar="LEN", help="rolling training window, e.g. 60d (with --test)")
+    op.add_argument("--test", metavar="LEN", help="rolling test window, e.g. 20d (with --train)")
+    op.add_argument("--pbo-blocks", type=number("pbo-blocks", 0, 16, integer=True), default=16,
+                    help="blocks for PBO/CSCV, even (default 16; 0 = off)")
+    op.add_argument("--top", type=number("top", 1, 1000, integer=True), default=10, help="rows in the top table")
+    op.add_argument("--verify-top", type=number("verify-top", 0, 1000, integer=True), default=5,
+                    help="re-run this many best results through backtest (default 5)")
+    op.add_argument("--results", metavar="FILE", help="results file (.csv or .parquet); a re-run resumes from it")
+    op.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows instead of failing")
+    op.add_argument("--json", action="store_true", help="print one JSON object")
+    op.add_argument("--plot", action="store_true", help="heatmap of two parameters (stderr with --json)")
+    op.add_argument("--plot-params", metavar="X,Y", help="the two parameters of --plot (default: the first two)")
+    op.set_defaults(handler="backtest.optimize.cli:main")
+
     # -- run (headless)
     run = sub.add_parser("run", help="run the engine without the UI",
                          description="Run strategies headless, with structured logs.")

@@ -1,0 +1,251 @@
+"""Evaluating parameter combinations: the shared workspace, the fast path and the one path.
+
+What does not change between combinations is prepared once per window (``Workspace``): the
+candles, the indicators of the fill model (``compute_history`` over exactly the candles
+``run_backtest`` would see, sliced after the warm-up exactly as it slices them), the per-bar
+``Candle``/``IndicatorValues`` tuples. Entry signals are the strategy's own ``entry_signal``
+evaluated once per distinct set of *entry* parameters (everything except the broker-side
+``stop_loss_pct``/``take_profit_pct``/``stake_fraction`` of ``StrategyParams``), so a grid of
+16 threshold pairs x 64 stop/target pairs computes 16 signal series, not 1,024. The compiled
+kernel (``backtest.optimize.sim``) then runs the broker's rules, and the metrics come from the
+one ``backtest.metrics.compute_metrics`` applied to a real ``BacktestResult``.
+
+``reference`` is the one path: ``run_backtest(candles, make_strategy(name, **params),
+model=..., settings=..., warmup=...)`` exactly as ``backtest/cli.py`` calls it. ``verify``
+compares the two and raises ``MismatchError`` on any difference; the optimiser calls it on its
+top results and fails loudly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from backtest.data import CandleArrays
+from backtest.metrics import compute_metrics
+from backtest.runner import BacktestResult, run_backtest
+from core.broker import FILL_MODELS, BrokerSettings, FillModel, client_order_id
+from core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
+from core.indicators import IndicatorValues, compute_history
+from core.strategies import STRATEGIES, make_strategy
+from core.strategies.base import StrategyParams
+
+__all__ = ["MismatchError", "Workspace", "comparable", "data_hash", "reference", "verify"]
+
+#: broker-side parameters the kernel takes directly; every other parameter is an entry parameter
+EXIT_PARAMS = frozenset(f.name for f in fields(StrategyParams))
+
+_REASONS = {0: FillReason.ENTRY_LONG, 1: FillReason.ENTRY_SHORT, 2: FillReason.STOP_LOSS,
+            3: FillReason.TAKE_PROFIT, 4: FillReason.LIQUIDATION}
+_SUFFIX = {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp", FillReason.LIQUIDATION: "lq"}
+
+
+class MismatchError(RuntimeError):
+    """The fast path disagreed with ``run_backtest``: its numbers must not be trusted."""
+
+
+def data_hash(candles: CandleArrays) -> str:
+    """A digest of every candle column, so results files are keyed by the data they came from."""
+    h = hashlib.sha256()
+    for a in (candles.open_time, candles.open, candles.high, candles.low, candles.close, candles.volume,
+              candles.close_time):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def reference(candles: CandleArrays, strategy: str, params: dict[str, float], *, model: str,
+              settings: BrokerSettings, warmup: int = 0, symbol: str = "ETHUSDT",
+              interval: str = "5m") -> dict[str, Any]:
+    """Metrics of one combination through the one backtest path (as ``tradeconsole backtest``)."""
+    strat = make_strategy(strategy, **params)
+    result = run_backtest(candles, strat, symbol=symbol, interval=interval, model=model, settings=settings,
+                          warmup=warmup)
+    return compute_metrics(result)
+
+
+def comparable(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics without the run id (random per run): what two paths must agree on exactly."""
+    return {k: v for k, v in metrics.items() if k != "run_id"}
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            va, vb = a.get(k), b.get(k)
+            if isinstance(va, list) and isinstance(vb, list):
+                return f"{k}: {len(va)} vs {len(vb)} entries" + next(
+                    (f", first difference at #{i}: {x} vs {y}" for i, (x, y) in enumerate(zip(va, vb)) if x != y), "")
+            return f"{k}: {va!r} vs {vb!r}"
+    return "no difference"
+
+
+@dataclass
+class Workspace:
+    """Everything one window's combinations share. Build it once per process (worker) and window."""
+
+    candles: CandleArrays
+    strategy: str
+    model: str
+    settings: BrokerSettings
+    warmup: int = 0
+    symbol: str = "ETHUSDT"
+    interval: str = "5m"
+    vectorised: bool = True  # False: every signal series from entry_signal bar by bar
+    _signals: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES)}")
+        if self.warmup < 0 or (self.warmup and self.warmup >= len(self.candles)):
+            raise ValueError(f"warmup must leave at least one candle to trade (got {self.warmup} of {len(self.candles)})")
+        fm: FillModel = FILL_MODELS[self.model]
+        self.fill_model = fm
+        self.ind_settings = fm.indicator_settings()
+        c = self.candles
+        ind = compute_history(c.open, c.high, c.low, c.close, self.ind_settings)  # as run_backtest
+        w = self.warmup
+        self.ind = {k: v[w:] for k, v in ind.items()}
+        self.traded = c.take(slice(w, None)) if w else c
+        t = self.traded
+        self._cols = [t.open_time, t.open, t.high, t.low, t.close, t.open_time, t.close_time]
+        self._arrays = (np.ascontiguousarray(t.open, dtype=np.float64), np.ascontiguousarray(t.high, dtype=np.float64),
+                        np.ascontiguousarray(t.low, dtype=np.float64), np.ascontiguousarray(t.close, dtype=np.float64),
+                        np.ascontiguousarray(t.open_time, dtype=np.int64),
+                        np.ascontiguousarray(t.close_time, dtype=np.int64))
+        self._bars: list[tuple[Candle, IndicatorValues]] | None = None
+        self._vector_checked = False
+
+    def _bar_tuples(self) -> list[tuple[Candle, IndicatorValues]]:
+        """The per-bar values ``run_backtest`` hands the session (built once, shared by all signals)."""
+        if self._bars is None:
+            t = self.traded
+            cols = [a.tolist() for a in (t.open_time, t.open, t.high, t.low, t.close, t.volume, t.close_time)]
+            icols = [self.ind[k].tolist() for k in IndicatorValues._fields]
+            self._bars = [(Candle._make((*row, True)), IndicatorValues._make(irow))
+                          for row, irow in zip(zip(*cols), zip(*icols))]
+        return self._bars
+
+    def signals(self, params: dict[str, float]) -> np.ndarray:
+        """+1/-1/0 per traded bar, cached by entry parameters: the strategy's own ``entry_signal``
+        bar by bar, or its vectorised twin (``backtest.optimize.vector``) once the twin has matched
+        ``entry_signal`` on this workspace's first parameter set."""
+        key = tuple(sorted((k, v) for k, v in params.items() if k not in EXIT_PARAMS))
+        sig = self._signals.get(key)
+        if sig is None:
+            from backtest.optimize.vector import VECTOR_SIGNALS
+
+            strat = make_strategy(self.strategy, **params)
+            vec = VECTOR_SIGNALS.get(type(strat)) if self.vectorised else None
+            if vec is not None and self._vector_checked:
+                sig = vec(self.ind, strat.params)
+            else:
+                sig = self._loop_signals(strat)
+                if vec is not None:
+                    fast = vec(self.ind, strat.params)
+                    if not np.array_equal(fast, sig):
+                        bad = int(np.flatnonzero(fast != sig)[0])
+                        raise MismatchError(f"vectorised signals of {self.strategy!r} differ from its entry_signal "
+                                            f"at bar {bad} ({fast[bad]} vs {sig[bad]}) for {params}")
+                    self._vector_checked = True
+                    self._bars = None  # the per-bar tuples were only needed for this check
+            self._signals[key] = sig
+        return sig
+
+    def _loop_signals(self, strat: Any) -> np.ndarray:
+        entry = strat.entry_signal
+        long, short = Side.LONG, Side.SHORT
+        out = np.zeros(len(self.traded), dtype=np.int8)
+        for i, (candle, ind) in enumerate(self._bar_tuples()):
+            s = entry(candle, ind)
+            if s is not None:
+                out[i] = 1 if s is long else -1 if s is short else 0
+        return out
+
+    def evaluate(self, params: dict[str, float], *, with_fills: bool = True) -> dict[str, Any]:
+        """Metrics of one combination through the compiled kernel (validated by ``verify``)."""
+        metrics = compute_metrics(self.run(params))
+        if not with_fills:
+            metrics.pop("fills", None)
+        return metrics
+
+    def scalar_metrics(self, params: dict[str, float]) -> tuple[dict[str, Any], BacktestResult]:
+        """The scalar metrics of one combination (what the optimiser reports and stores), without
+        building the per-fill objects: ``compute_metrics`` runs on the result with its round trips,
+        and only the two fill counts (``buys``/``sells``) come from the kernel's fill sides.
+        The CLI checks these rows against ``run_backtest`` for its top results."""
+        from backtest.optimize.store import scalar_row
+
+        result = self.run(params, lean=True)
+        sides = result.extra.pop("fill_sides")
+        m = compute_metrics(result)
+        m["buys"], m["sells"] = int((sides > 0).sum()), int((sides < 0).sum())
+        return scalar_row(m), result
+
+    def run(self, params: dict[str, float], *, lean: bool = False) -> BacktestResult:
+        """The ``BacktestResult`` of one combination through the compiled kernel (``lean``: no
+        fill objects, their sides in ``extra["fill_sides"]``)."""
+        from backtest.optimize.sim import simulate
+
+        strat = make_strategy(self.strategy, **params)  # the declared ranges check every value
+        p = strat.params
+        s, fm = self.settings, self.fill_model
+        o, h, lo, c, ot, ct = self._arrays
+        equity, in_pos, fl, tr, tot = simulate(
+            o, h, lo, c, ot, ct, self.signals(params), p.stop_loss_pct, p.take_profit_pct, p.stake_fraction,
+            s.initial_cash, s.leverage, s.fee_rate, s.slippage_bps, s.funding_rate_8h, s.maintenance_margin_rate,
+            fm.fill_at_next_open, fm.intrabar_exits, fm.reenter_on_exit_candle, fm.fee_on_stake)
+        return self._result(strat, equity, in_pos, fl, tr, tot, lean)
+
+    def _result(self, strat: Any, equity: np.ndarray, in_pos: np.ndarray, fl: np.ndarray, tr: np.ndarray,
+                tot: np.ndarray, lean: bool = False) -> BacktestResult:
+        sym, iv, name = self.symbol, self.interval, strat.name
+        fills: list[Fill] = []
+        oids: dict[tuple[int, int], str] = {}
+        for t, side, px, q, fee, reason, sig_t in ([] if lean else fl.tolist()):
+            r = _REASONS[int(reason)]
+            if r in (FillReason.ENTRY_LONG, FillReason.ENTRY_SHORT):
+                pside = Side.LONG if r is FillReason.ENTRY_LONG else Side.SHORT
+                oid = oids[(int(sig_t), pside.value)] = client_order_id(name, sym, iv, int(sig_t), pside)
+            else:
+                pside = Side.SHORT if side > 0 else Side.LONG  # a buy closes a short
+                oid = oids.get((int(sig_t), pside.value)) or client_order_id(name, sym, iv, int(sig_t), pside)
+                oid += _SUFFIX[r]
+            fills.append(Fill(int(t), sym, OrderSide.BUY if side > 0 else OrderSide.SELL, px, q, fee, r, oid))
+        trades = [Trade(symbol=sym, side=Side.LONG if sg > 0 else Side.SHORT, qty=q, entry_time=int(et),
+                        entry_price=ep, exit_time=int(xt), exit_price=xp, pnl=pnl, fees=fees, funding=fund,
+                        exit_reason=_REASONS[int(reason)], stake=stake)
+                  for sg, q, et, ep, xt, xp, pnl, fees, fund, reason, stake in tr.tolist()]
+        open_position = None
+        if tot[3]:
+            side = Side.LONG if tot[4] > 0 else Side.SHORT
+            qty, entry = float(tot[5]), float(tot[6])
+            last = float(self.traded.close[-1])
+            open_position = {"side": side.name.lower(), "qty": qty, "entry_price": entry, "entry_time": int(tot[7]),
+                             "unrealized_pnl": side.sign * qty * (last - entry)}
+        t = self.traded
+        return BacktestResult(
+            symbol=sym, interval=iv, strategy=strat, model=self.fill_model, settings=self.settings,
+            run_id=f"opt-{uuid.uuid4().hex[:12]}", open_time=t.open_time, close=t.close, equity=equity,
+            in_position=in_pos, fills=fills, trades=trades, fees_paid=float(tot[0]), funding_paid=float(tot[1]),
+            open_position=open_position, indicator_settings=self.ind_settings, warmup_bars=self.warmup,
+            dropped_entries=[None] * int(tot[2]),  # only counted by the metrics; verify() checks the count
+            extra={"fill_sides": fl[:, 1]} if lean else {},
+        )
+
+    def reference(self, params: dict[str, float]) -> dict[str, Any]:
+        """The one path for this window (``run_backtest`` over the same candles and warm-up)."""
+        return reference(self.candles, self.strategy, params, model=self.model, settings=self.settings,
+                         warmup=self.warmup, symbol=self.symbol, interval=self.interval)
+
+    def verify(self, params: dict[str, float]) -> dict[str, Any]:
+        """Fast path == one path for ``params`` (every metric, every fill), else ``MismatchError``."""
+        fast = comparable(self.evaluate(params))
+        ref = comparable(self.reference(params))
+        if fast != ref:
+            raise MismatchError(f"optimiser result differs from `tradeconsole backtest` for {params} "
+                                f"({self.model} fill model): {_diff(fast, ref)}")
+        return ref

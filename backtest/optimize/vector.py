@@ -1,0 +1,44 @@
+"""Vectorised entry signals of the built-in strategies: an accelerator, checked at run time.
+
+``Workspace.signals`` uses these only for the exact strategy classes listed here, and the first
+time a workspace uses one it also runs the strategy's own ``entry_signal`` bar by bar and
+compares the two series (any difference raises ``MismatchError``), so a strategy rewritten
+after this file was written cannot be silently mis-simulated; the top results are re-run
+through ``run_backtest`` as well. A comparison with NaN (warm-up) is False in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from core.strategies.basic import BasicStrategy
+from core.strategies.engulfing import EngulfingStrategy
+
+__all__ = ["VECTOR_SIGNALS"]
+
+
+def _sides(long: np.ndarray, short: np.ndarray) -> np.ndarray:
+    return np.where(long, 1, np.where(short, -1, 0)).astype(np.int8)
+
+
+def _basic(ind: dict[str, np.ndarray], p: Any) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        long = (ind["macd"] > ind["macd_signal"]) & (ind["rsi"] < p.rsi_oversold) & (ind["cci"] > p.cci_long_min)
+        short = (ind["macd"] < ind["macd_signal"]) & (ind["rsi"] > p.rsi_overbought) & (ind["cci"] < p.cci_short_max)
+    return _sides(long, short)
+
+
+def _engulfing(ind: dict[str, np.ndarray], p: Any) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        long = (ind["engulfing"] == 1) & (ind["rsi"] < p.rsi_oversold)
+        short = (ind["engulfing"] == -1) & (ind["rsi"] > p.rsi_overbought)
+    return _sides(long, short)
+
+
+VECTOR_SIGNALS: dict[type, Callable[[dict[str, np.ndarray], Any], np.ndarray]] = {
+    BasicStrategy: _basic,
+    EngulfingStrategy: _engulfing,
+}
