@@ -83,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--to must be after --from")
     if args.data:
         check_input_path(args.data, "--data")
-        source, symbol = args.data, _symbol_of(args.data)
+        source, symbol = args.data, symbol_of(args.data)
     else:
         from infra.paths import history_cache_dir
 
@@ -173,7 +173,7 @@ def _color_ok(stream: object) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
 
 
-def _symbol_of(path: str) -> str:
+def symbol_of(path: str) -> str:
     """The symbol the data names (file names such as ETHUSDT-5m-2022-08.csv, or an
     .../ETHUSDT/5m/ layout: ``backtest.data.data_symbol``); ETHUSDT when it names none."""
     from backtest.data import data_symbol

@@ -74,7 +74,7 @@ def _windows(args: argparse.Namespace, start: int, n: int, interval_ms: int) -> 
 
 def main(args: argparse.Namespace) -> int:
     """Run the optimisation the options describe; print the report (text or ``--json``)."""
-    from backtest.cli import _symbol_from_path, check_output_file
+    from backtest.cli import symbol_of, check_output_file
     from backtest.data import DataError, load_candles, window_with_warmup
     from backtest.optimize.evaluate import MismatchError, Workspace, data_hash
     from backtest.optimize.objective import Objective, load_objective
@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--to must be after --from")
     check_input_path(args.data, "--data")
     check_data_files(args.data)
-    symbol = _symbol_from_path(args.data)
+    symbol = symbol_of(args.data)
     expected_by = f"--interval is {interval}" if args.interval else f"the strategy {args.strategy!r} runs on {interval}"
     try:
         candles, report = load_candles(args.data, interval=interval, skip_bad_rows=args.skip_bad_rows,
