@@ -245,7 +245,9 @@ class EquityEvent(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionEvent(Event):
-    """Market-data or broker connection state: connected, reconnecting, stale, disconnected."""
+    """Market-data, broker or pipeline connection state: connected, reconnecting, stale,
+    disconnected; a sink also reports degraded (delivering, but its spool disk is full) and
+    refused (the destination refuses this client for good; the reason is in ``detail``)."""
 
     type: ClassVar[str] = "connection"
     family: ClassVar[str] = "status"

@@ -21,6 +21,24 @@ templates that another tool owns (``_meta.managed_by`` not ``tradeconsole``) are
 
 Documents are written with the ``create`` operation and ``_id = event_id``: a redelivered event
 gets 409 (counted as a duplicate, not an error), so a replay never duplicates a document.
+
+Direct sink: journal-fed (the console and the headless runner) or spooled
+-------------------------------------------------------------------------
+The runtime's sink is made with ``journal_fed=True`` and fed by the
+:class:`~infra.shipper.JournalShipper` with the same windowed protocol as the Kafka sink: the
+journal cursor is the only record of what is unsent, and the sink keeps **no disk spool**. Why
+this rather than a spool that degrades to memory on ENOSPC: the journal already holds every event
+durably, so a second copy on disk only adds a failure mode (a full spool disk killed the sink
+thread for good) and a second replay after a restart; and because the document id is the event
+id, resending from the cursor after a crash or an outage can never duplicate a document (409,
+counted in ``duplicates``), so no read-back is needed. During an outage the shipper publishes
+nothing (``ready()`` is False), the events wait in the journal, and memory holds at most the
+shipper's window. ``close()`` never waits for Elasticsearch: what is unacknowledged stays in the
+journal and is sent by the next run, so a quit or SIGTERM ends in seconds whatever Elasticsearch
+is doing (down, hanging, refusing). Documents Elasticsearch rejects go to ``deadletter_path``; a
+full disk there is logged and counted (``deadletter_lost``), never fatal.
+
+A sink made without ``journal_fed`` (direct use, tests) keeps the older disk spool.
 """
 
 from __future__ import annotations
@@ -460,12 +478,26 @@ class ElasticsearchSink(SpooledSinkBase):
                  spool_dir: Path | None = None, queue_size: int = 100_000, batch_size: int = 1000,
                  on_stats: Callable[[dict[str, Any]], None] | None = None, install: bool = True,
                  spool_fsync: str = "interval", replicas: int | None = None,
-                 stats_interval_s: float = 1.0) -> None:
+                 stats_interval_s: float = 1.0, journal_fed: bool = False,
+                 deadletter_path: Path | None = None, stall_s: float = 3.0) -> None:
         self._client = make_client(client) if isinstance(client, str) else client
         self._prefix = check_index_prefix(index_prefix)
-        self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
-                       else open_default_spool("elasticsearch", fsync=spool_fsync))
-        self._inbox = EventInbox(queue_size, self._encode, self._spool.dir)
+        self._journal_fed = journal_fed
+        self._spool: Any
+        if journal_fed:
+            # no disk spool: the journal is the only record of what is unsent (module docstring)
+            self._spool = None
+            self._inbox = EventInbox(queue_size, self._encode, None)
+            if deadletter_path is None:
+                from infra.paths import data_dir
+
+                deadletter_path = data_dir() / "deadletter" / "elasticsearch.ndjson"
+            self._deadletter_path = Path(deadletter_path)
+        else:
+            self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
+                           else open_default_spool("elasticsearch", fsync=spool_fsync))
+            self._inbox = EventInbox(queue_size, self._encode, self._spool.dir)
+            self._deadletter_path = Path(deadletter_path) if deadletter_path else self._spool.dir / "deadletter.ndjson"
         self._batch = batch_size
         self._on_stats = on_stats
         self._stats_interval = stats_interval_s
@@ -479,12 +511,22 @@ class ElasticsearchSink(SpooledSinkBase):
         self._down = False
         self._refused: str | None = None
         self._counts = {"indexed": 0, "duplicates": 0, "rejected": 0, "retries": 0, "invalid": 0, "batches": 0}
+        self._deadletter_lost = 0
+        # journal-fed protocol (infra/shipper.py): (epoch, records of it resolved in publish order)
+        self._epoch = 0
+        self._ep_done = 0
+        self._progress = (0, 0)
+        self._head: list[tuple[int, float, Any]] = []  # the batch being written (journal-fed)
+        self._head_actions: list[dict[str, Any] | None] = []  # its actions still to write (None: resolved)
+        self._seen_dropped_full = 0
+        self._deferred = 0
+        self._request_since: float | None = None  # a bulk request in progress since (monotonic)
+        self._stall_s = stall_s
         self._last_stats = 0.0
         self._stop = False
         self._deadline = float("inf")
         self._closed = False
         self._drained_at_close = False
-        self._deadletter_path = self._spool.dir / "deadletter.ndjson"
         self._thread = threading.Thread(target=self._run, name="es-sink", daemon=True)
         self._thread.start()
 
@@ -503,8 +545,18 @@ class ElasticsearchSink(SpooledSinkBase):
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every event published so far is written (or rejected). False on timeout."""
-        target = self._inbox.published + self._spool.recovered
         deadline = time.monotonic() + timeout
+        if self._journal_fed:
+            while True:
+                if self._refused is not None:
+                    return False
+                if not len(self._inbox) and not self._head:
+                    return True
+                if time.monotonic() >= deadline or not self._thread.is_alive():
+                    return False
+                self._inbox.wake.set()
+                time.sleep(0.005)
+        target = self._inbox.published + self._spool.recovered
         while True:
             if self._refused is not None:
                 return False
@@ -517,6 +569,43 @@ class ElasticsearchSink(SpooledSinkBase):
             self._inbox.wake.set()
             time.sleep(0.005)
 
+    # ------------------------------------------------------------------ journal-fed protocol
+    @property
+    def journal_fed(self) -> bool:
+        """Made for the journal shipper's windowed protocol (no spool; see the module docstring)."""
+        return self._journal_fed
+
+    def progress(self) -> tuple[int, int]:
+        """(epoch, records of that epoch resolved so far, in publish order): what the shipper may
+        move its cursor past. A new epoch means everything unresolved was dropped (resend it)."""
+        return self._progress
+
+    def ready(self) -> bool:
+        """True while Elasticsearch answers (templates installed, last write not failed); the
+        shipper publishes nothing otherwise, so an outage's events wait in the journal."""
+        since = self._request_since
+        stalled = since is not None and time.monotonic() - since > self._stall_s  # a hanging server
+        return (not self._closed and self._refused is None and not self._down and self._templates_ok
+                and not stalled and self._thread.is_alive())
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop. Journal-fed: never waits for Elasticsearch (at most ``timeout`` for the thread to
+        leave a request in progress): what is unacknowledged stays in the journal for the next
+        run. Spooled: deliver for up to ``timeout`` seconds, spool the rest."""
+        if not self._journal_fed:
+            return super().close(timeout)
+        if self._closed:
+            return self._drained_at_close
+        self._deadline = time.monotonic()
+        self._stop = True
+        self._inbox.wake.set()
+        self._thread.join(max(0.0, timeout))
+        if self._thread.is_alive():  # blocked in a request to a hanging server: a daemon, left behind
+            log.warning("Elasticsearch sink still waiting on a request at shutdown; its events stay in the journal")
+            self._drained_at_close = False
+        self._closed = True
+        return self._drained_at_close
+
     def stats(self) -> dict[str, Any]:
         """Counters: queued, spooled, indexed, duplicates, rejected, retries, invalid, state
         (``connected``, ``down``, ``refused`` with the reason in ``error``, ``closed``)."""
@@ -526,20 +615,28 @@ class ElasticsearchSink(SpooledSinkBase):
             state = "refused"
         else:
             state = "down" if self._down else "connected"
+        spool = self._spool
         return {
             "state": state,
             "error": self._refused,
             "published": self._inbox.published,
             "queued": len(self._inbox),
-            "spooled": self._spool.pending,
-            "spooled_total": self._spool.appended_total,
+            "inflight": len(self._head),
+            "spooled": spool.pending if spool is not None else 0,
+            "spooled_total": spool.appended_total if spool is not None else 0,
             "overflowed": self._inbox.overflowed,
+            "journal_fed": self._journal_fed,
+            "epoch": self._epoch,
+            "deferred": self._deferred,
+            "deadletter_lost": self._deadletter_lost,
+            "acked": self._counts["indexed"] + self._counts["duplicates"],
             **self._counts,
         }
 
     @property
-    def spool_dir(self) -> Path:
-        return self._spool.dir
+    def spool_dir(self) -> Path | None:
+        """The disk spool (None for a journal-fed sink, which has none)."""
+        return self._spool.dir if self._spool is not None else None
 
     @property
     def deadletter_path(self) -> Path:
@@ -560,16 +657,115 @@ class ElasticsearchSink(SpooledSinkBase):
     def _run(self) -> None:
         try:
             while True:
-                did = self._step()
-                if self._stop and ((not len(self._inbox) and not self._inbox.overflowing and not self._spool.pending)
-                                   or self._refused is not None or time.monotonic() >= self._deadline):
-                    break
+                if self._journal_fed:
+                    if self._stop:
+                        break
+                    did = self._step_fed()
+                else:
+                    did = self._step()
+                    if self._stop and ((not len(self._inbox) and not self._inbox.overflowing and not self._spool.pending)
+                                       or self._refused is not None or time.monotonic() >= self._deadline):
+                        break
                 if not did:
                     self._inbox.wait(0.05)
         except Exception:
-            log.exception("Elasticsearch sink thread failed; pending events go to the spool")
+            log.exception("Elasticsearch sink thread failed; pending events go to the spool"
+                          if not self._journal_fed else "Elasticsearch sink thread failed; unsent events stay in the journal")
         finally:
-            self._shutdown()
+            if self._journal_fed:
+                self._shutdown_fed()
+            else:
+                self._shutdown()
+
+    # ------------------------------------------------------------------ journal-fed thread
+    def _report(self, now: float) -> None:
+        if now - self._last_stats >= self._stats_interval:
+            self._last_stats = now
+            if self._on_stats is not None:
+                try:
+                    self._on_stats(self.stats())
+                except Exception:
+                    log.exception("on_stats callback failed")
+
+    def _new_epoch(self) -> None:
+        """Drop everything unresolved; the shipper goes back to its cursor and resends (the
+        document id is the event id: what did arrive comes back as a 409 duplicate)."""
+        n = len(self._head) + self._inbox.discard()
+        self._head, self._head_actions = [], []
+        self._deferred += n
+        self._epoch += 1
+        self._ep_done = 0
+        self._progress = (self._epoch, 0)
+
+    def _step_fed(self) -> bool:
+        now = time.monotonic()
+        self._report(now)
+        if self._inbox.dropped_full != self._seen_dropped_full:  # queue overflowed: resend from the journal
+            self._seen_dropped_full = self._inbox.dropped_full
+            self._new_epoch()
+            return True
+        if now < self._next_try:
+            return False
+        if not self._templates_ok:
+            try:
+                install_templates(self._client, self._prefix, replicas=self._replicas)
+                self._templates_ok = True
+                self._recovered()
+            except Exception as exc:  # noqa: BLE001 - unreachable or refusing: classified here
+                refused = refusal(exc)
+                if refused is not None:
+                    self._refuse(refused)
+                else:
+                    self._trouble(f"installing index templates failed: {describe_error(exc)}", retry_after_of(exc))
+            return True
+        if not self._head:
+            items = [it for it in self._inbox.take(self._batch) if getattr(it[2], "epoch", 0) == self._epoch]
+            if not items:
+                return False
+            actions: list[dict[str, Any] | None] = []
+            for item in items:
+                ev = item[2]
+                try:
+                    actions.append(to_action(ev.to_dict(), ev.family, self._prefix))
+                except Exception as exc:  # noqa: BLE001 - counted, resolved in its place
+                    self._counts["invalid"] += 1
+                    log.error("cannot index %s: %s", type(ev).__name__, exc)
+                    actions.append(None)
+            self._head, self._head_actions = items, actions
+        live = [(i, a) for i, a in enumerate(self._head_actions) if a is not None]
+        if live:
+            self._request_since = time.monotonic()
+            try:
+                outcomes = bulk_write(self._client, [a for _, a in live])
+            except ElasticsearchRefused as exc:
+                self._refuse(str(exc))
+                return True
+            finally:
+                self._request_since = None
+            self._counts["batches"] += 1
+            retry = 0
+            for (i, act), (kind, reason) in zip(live, outcomes, strict=True):
+                if self._account(kind, reason, act):
+                    retry += 1
+                else:
+                    self._head_actions[i] = None
+            if retry:
+                self._counts["retries"] += retry
+                self._trouble(next(r for k, r in outcomes if k == "retry"), outcomes.retry_after)
+                return True
+        self._ep_done += len(self._head)
+        self._progress = (self._epoch, self._ep_done)
+        self._head, self._head_actions = [], []
+        self._recovered()
+        return True
+
+    def _shutdown_fed(self) -> None:
+        self._inbox.close()
+        pending = len(self._head) + len(self._inbox)
+        if pending:
+            self._new_epoch()
+            log.info("%d event(s) not acknowledged by Elasticsearch at shutdown stay in the journal", pending)
+        self._drained_at_close = pending == 0
 
     def _step(self) -> bool:
         now = time.monotonic()
@@ -624,7 +820,8 @@ class ElasticsearchSink(SpooledSinkBase):
     def _trouble(self, reason: str, retry_after: float | None = None) -> None:
         """A transient failure: one log line (infra/retry.py), events wait in the spool."""
         if not self._down:
-            reason = f"{reason}; events wait in {self._spool.dir}"
+            reason = (f"{reason}; events wait in the journal" if self._journal_fed
+                      else f"{reason}; events wait in {self._spool.dir}")
         self._down = True
         self._next_try = time.monotonic() + self._retry.failed(reason, retry_after)
 
@@ -633,7 +830,8 @@ class ElasticsearchSink(SpooledSinkBase):
         once, loudly, and stop sending. Events keep going to the spool, so nothing is lost; a
         sink started after the cause is fixed sends them first."""
         if self._refused is None:
-            log.error("Elasticsearch sink stopped sending: %s; events are kept in %s", reason, self._spool.dir)
+            log.error("Elasticsearch sink stopped sending: %s; events are kept in %s", reason,
+                      "the journal" if self._journal_fed else self._spool.dir)
         self._refused = reason
         self._down = True
         self._next_try = float("inf")
@@ -723,8 +921,16 @@ class ElasticsearchSink(SpooledSinkBase):
         log.error("Elasticsearch rejected %s in %s: %s", action.get("_id"), action.get("_index"), reason)
         line = dumps({"reason": reason, "index": action.get("_index"), "id": action.get("_id"),
                       "document": action.get("_source")})
-        with open(self._deadletter_path, "ab") as f:
-            f.write(line + b"\n")
+        try:
+            self._deadletter_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._deadletter_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "ab") as f:
+                f.write(line + b"\n")
+        except OSError as exc:  # a full disk must not stop indexing: the rejection is logged above
+            self._deadletter_lost += 1
+            if self._deadletter_lost == 1:
+                log.error("cannot write the dead letter file %s (%s); rejected documents are only logged",
+                          self._deadletter_path, exc)
 
     def _shutdown(self) -> None:
         try:

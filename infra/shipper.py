@@ -20,9 +20,11 @@ Two protocols, chosen by what the sink offers:
   answers, reads back which journal seqs after the cursor Kafka already holds
   (``delivered_seqs``): those are skipped, the rest sent. A crash between Kafka's acknowledgement
   and the cursor write therefore duplicates nothing.
-* **At least once** (any other sink with ``publish``/``flush``, e.g. Elasticsearch, where the
-  document id is the event id so a resend never duplicates a document): publish what the journal
-  holds, move the cursor when ``flush()`` reports everything acknowledged.
+  ``ElasticsearchSink(journal_fed=True)`` uses the same windowed protocol without a read-back (it
+  has no ``delivered_seqs``): its document id is the event id, so what it resends after the cursor
+  comes back as a 409 duplicate, never a second document.
+* **At least once** (any other sink with ``publish``/``flush``): publish what the journal holds,
+  move the cursor when ``flush()`` reports everything acknowledged.
 """
 
 from __future__ import annotations
@@ -207,7 +209,9 @@ class JournalShipper:
             return did
         if not self._reconciled:
             source = self._journal_source()
-            found = set() if self._fresh_source else sink.delivered_seqs(source, self.acked_seq)
+            # a sink without a read-back deduplicates by itself (Elasticsearch: _id = event id)
+            reads_back = hasattr(sink, "delivered_seqs")
+            found = set() if self._fresh_source or not reads_back else sink.delivered_seqs(source, self.acked_seq)
             self._fresh_source = False
             if sink.progress()[0] != epoch:
                 return True  # the sink failed again meanwhile; start over next round
@@ -252,7 +256,9 @@ class JournalShipper:
                 self._journal.set_cursor(key, ident)
                 self._fresh_source = True  # nothing can carry it yet: no read-back needed
             self._source = f"{ident:x}"
-            self.sink.set_source(self._source)  # type: ignore[attr-defined]
+            set_source = getattr(self.sink, "set_source", None)
+            if set_source is not None:
+                set_source(self._source)
         return self._source
 
     def _run(self) -> None:

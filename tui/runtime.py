@@ -277,8 +277,11 @@ class Runtime:
         if es_url or self.settings.elasticsearch.get("cloud_id"):
             from infra.elastic import ElasticsearchSink
 
-            sink = ElasticsearchSink.from_settings(es_url, self.settings.elasticsearch,
-                                                   on_stats=lambda st: self._sink_stats(st, "elasticsearch"))
+            # journal-fed as well: no disk spool (a full disk cannot stop it), the journal cursor is
+            # the only record of what is unsent, and shutdown never waits for Elasticsearch
+            sink = ElasticsearchSink.from_settings(
+                es_url, self.settings.elasticsearch, on_stats=lambda st: self._sink_stats(st, "elasticsearch"),
+                journal_fed=True, deadletter_path=Path(f"{self.journal.path}.es-deadletter.ndjson"))
             self.sinks.append(sink)
 
     def _sink_stats(self, stats: dict[str, Any], source: str) -> None:
@@ -346,6 +349,8 @@ class Runtime:
             return
         self._started = False
         ship_wait = max(timeout, 30.0) if sink_timeout is None else sink_timeout
+        # a replay that ran to its end (not a quit) may drain the sinks while they acknowledge
+        replay_done = bool(getattr(self.source, "finished", False))
         try:
             self.source.stop()
             if self.user_stream is not None:
@@ -359,7 +364,14 @@ class Runtime:
             for shipper in shippers:
                 share = max(0.0, deadline - time.monotonic()) / 2 / max(1, len(shippers))
                 try:
-                    done = shipper.stop(share if sink_timeout is not None else ship_wait)
+                    if shipper.name == "elasticsearch":
+                        # a quit ends in seconds whatever Elasticsearch does: what it has not
+                        # acknowledged stays in the journal and is sent (deduplicated by id) next
+                        # run; a finished replay drains while it acknowledges (1 s grace when not)
+                        es_wait = share if sink_timeout is not None else (ship_wait if replay_done else 2.0)
+                        done = shipper.stop(es_wait, unreachable_grace_s=1.0)
+                    else:
+                        done = shipper.stop(share if sink_timeout is not None else ship_wait)
                 except Exception as exc:  # noqa: BLE001 - e.g. the cursor write hit a full disk
                     log.warning("%s: stopping the shipper failed (%s); the next start resends from the journal "
                                 "cursor", shipper.name, exc)
@@ -369,10 +381,12 @@ class Runtime:
                                 "from the journal", shipper.name)
             for i, sink in enumerate(self.sinks):
                 try:
-                    if sink_timeout is None:
-                        sink.close()
-                    else:
+                    if sink_timeout is not None:
                         sink.close(max(0.05, deadline - time.monotonic()) / (len(self.sinks) - i))
+                    elif _sink_name(sink) == "elasticsearch":
+                        sink.close(2.0)  # journal-fed: never waits for Elasticsearch itself
+                    else:
+                        sink.close()
                 except Exception:  # noqa: BLE001 - shutting down: report and continue
                     log.exception("closing %r failed", sink)
             self.journal.close()
