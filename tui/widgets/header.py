@@ -27,13 +27,16 @@ _BADGES = {
 _CONN_STYLE = {
     "connected": "green", "finished": "cyan", "connecting": "yellow", "backfilling": "yellow",
     "reconnecting": "bold yellow", "stale": "bold red", "disconnected": "bold red", "stopped": "red",
+    # a feed showing only rejected frames, or a sink low on disk; a sink the server refuses (wrong
+    # version header, credentials): it never heals by itself, the operator must act
+    "degraded": "bold yellow", "refused": "bold red",
 }
 
 
 #: the narrowest header's words for sources and states (still words, never bare symbols)
 _SHORT = {
     "connected": "ok", "connecting": "wait", "reconnecting": "retry", "disconnected": "down", "backfilling": "fill",
-    "finished": "done", "elasticsearch": "es",
+    "finished": "done", "elasticsearch": "es", "degraded": "degr", "refused": "refused",
 }
 
 
