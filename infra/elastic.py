@@ -770,13 +770,7 @@ class ElasticsearchSink(SpooledSinkBase):
     def _step(self) -> bool:
         now = time.monotonic()
         inbox, spool = self._inbox, self._spool
-        if now - self._last_stats >= self._stats_interval:
-            self._last_stats = now
-            if self._on_stats is not None:
-                try:
-                    self._on_stats(self.stats())
-                except Exception:
-                    log.exception("on_stats callback failed")
+        self._report(now)
         waiting = now < self._next_try
         if len(inbox) and (waiting or spool.pending or not self._templates_ok):
             self._spill()

@@ -35,6 +35,32 @@ def _slipped(price: float, buy: bool, bps: float) -> float:
 
 
 @njit(cache=True, nogil=True)
+def _open_position(raw_px: float, side: float, cash: float, stake_fraction: float, leverage: float,
+                   fee_rate: float, slippage_bps: float, stop_pct: float, tp_pct: float, mmr: float,
+                   fee_on_stake: bool):
+    """The entry's fill price, quantity, fee, stake and its stop, target and liquidation prices:
+    ``core.broker``'s entry arithmetic (both fill models' fee conventions), written once for both
+    of the kernel's fill paths (next open, signal close)."""
+    px = _slipped(raw_px, side > 0, slippage_bps)
+    stake = cash * stake_fraction
+    if fee_on_stake:
+        fee = stake * leverage * fee_rate
+        q = (stake * leverage - fee) / px
+    else:
+        q = stake / (px * (1.0 / leverage + fee_rate))
+        fee = q * px * fee_rate
+    if side > 0:
+        stop = px * (1 - stop_pct)
+        target = px * (1 + tp_pct)
+        liq = px * (1 - 1 / leverage + mmr)
+    else:
+        stop = px * (1 + stop_pct)
+        target = px * (1 - tp_pct)
+        liq = px * (1 + 1 / leverage - mmr)
+    return px, q, fee, stake, stop, target, liq
+
+
+@njit(cache=True, nogil=True)
 def simulate(open_, high, low, close, open_time, close_time, signal,
              stop_pct, tp_pct, stake_fraction,
              initial_cash, leverage, fee_rate, slippage_bps, funding_rate, mmr,
@@ -90,22 +116,9 @@ def simulate(open_, high, low, close, open_time, close_time, signal,
         if do_fill:
             pending = False
             buy = p_sign > 0
-            px = _slipped(fill_px_raw, buy, slippage_bps)
-            stake = cash * stake_fraction
-            if fee_on_stake:
-                fee = stake * leverage * fee_rate
-                q = (stake * leverage - fee) / px
-            else:
-                q = stake / (px * (1.0 / leverage + fee_rate))
-                fee = q * px * fee_rate
-            if p_sign > 0:
-                stop = px * (1 - stop_pct)
-                target = px * (1 + tp_pct)
-                liq = px * (1 - 1 / leverage + mmr)
-            else:
-                stop = px * (1 + stop_pct)
-                target = px * (1 - tp_pct)
-                liq = px * (1 + 1 / leverage - mmr)
+            px, q, fee, stake, stop, target, liq = _open_position(
+                fill_px_raw, p_sign, cash, stake_fraction, leverage, fee_rate, slippage_bps, stop_pct, tp_pct,
+                mmr, fee_on_stake)
             cash -= fee
             fees_paid += fee
             pos = True
@@ -222,22 +235,9 @@ def simulate(open_, high, low, close, open_time, close_time, signal,
                 else:
                     p_sign = 1.0 if s > 0 else -1.0
                     buy = p_sign > 0
-                    px = _slipped(close[i], buy, slippage_bps)
-                    stake = cash * stake_fraction
-                    if fee_on_stake:
-                        fee = stake * leverage * fee_rate
-                        q = (stake * leverage - fee) / px
-                    else:
-                        q = stake / (px * (1.0 / leverage + fee_rate))
-                        fee = q * px * fee_rate
-                    if p_sign > 0:
-                        stop = px * (1 - stop_pct)
-                        target = px * (1 + tp_pct)
-                        liq = px * (1 - 1 / leverage + mmr)
-                    else:
-                        stop = px * (1 + stop_pct)
-                        target = px * (1 - tp_pct)
-                        liq = px * (1 + 1 / leverage - mmr)
+                    px, q, fee, stake, stop, target, liq = _open_position(
+                        close[i], p_sign, cash, stake_fraction, leverage, fee_rate, slippage_bps, stop_pct,
+                        tp_pct, mmr, fee_on_stake)
                     cash -= fee
                     fees_paid += fee
                     pos = True
