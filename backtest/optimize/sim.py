@@ -61,6 +61,19 @@ def _open_position(raw_px: float, side: float, cash: float, stake_fraction: floa
 
 
 @njit(cache=True, nogil=True)
+def _record_entry(fills, nf: int, t, buy: bool, px: float, q: float, fee: float, sig_time) -> int:
+    """Write the entry fill row ``nf`` (columns as ``simulate`` documents); returns the next row."""
+    fills[nf, 0] = t
+    fills[nf, 1] = 1.0 if buy else -1.0
+    fills[nf, 2] = px
+    fills[nf, 3] = q
+    fills[nf, 4] = fee
+    fills[nf, 5] = R_ENTRY_LONG if buy else R_ENTRY_SHORT
+    fills[nf, 6] = sig_time
+    return nf + 1
+
+
+@njit(cache=True, nogil=True)
 def simulate(open_, high, low, close, open_time, close_time, signal,
              stop_pct, tp_pct, stake_fraction,
              initial_cash, leverage, fee_rate, slippage_bps, funding_rate, mmr,
@@ -130,14 +143,7 @@ def simulate(open_, high, low, close, open_time, close_time, signal,
             stake_at_entry = stake
             pos_funding = 0.0
             sig_time = p_sig_time
-            fills[nf, 0] = fill_t
-            fills[nf, 1] = 1.0 if buy else -1.0
-            fills[nf, 2] = px
-            fills[nf, 3] = q
-            fills[nf, 4] = fee
-            fills[nf, 5] = R_ENTRY_LONG if sign > 0 else R_ENTRY_SHORT
-            fills[nf, 6] = sig_time
-            nf += 1
+            nf = _record_entry(fills, nf, fill_t, buy, px, q, fee, sig_time)
         # ---- funding at 00/08/16 UTC opens
         if pos and funding_rate != 0.0 and open_time[i] % FUNDING_PERIOD_MS == 0 and entry_time < open_time[i]:
             payment = sign * qty * open_[i] * funding_rate
@@ -249,14 +255,7 @@ def simulate(open_, high, low, close, open_time, close_time, signal,
                     stake_at_entry = stake
                     pos_funding = 0.0
                     sig_time = open_time[i]
-                    fills[nf, 0] = close_time[i]
-                    fills[nf, 1] = 1.0 if buy else -1.0
-                    fills[nf, 2] = px
-                    fills[nf, 3] = q
-                    fills[nf, 4] = fee
-                    fills[nf, 5] = R_ENTRY_LONG if sign > 0 else R_ENTRY_SHORT
-                    fills[nf, 6] = sig_time
-                    nf += 1
+                    nf = _record_entry(fills, nf, close_time[i], buy, px, q, fee, sig_time)
         # ---- equity marked at this close
         if pos:
             equity[i] = cash + sign * qty * (close[i] - entry_px)

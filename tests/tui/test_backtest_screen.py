@@ -45,6 +45,17 @@ async def run_and_wait(pilot, screen: BacktestScreen) -> None:
     await pilot.pause(0.2)
 
 
+async def leave_and_quit(pilot) -> None:
+    """Back to the dashboard and quit; a replay may end holding a position: leave it protected."""
+    app = pilot.app
+    await pilot.press("escape")
+    await pilot.press("q")
+    await pilot.pause(0.05)
+    if isinstance(app.screen, QuitDialog):
+        await pilot.press("l")
+    await wait_for(pilot, lambda: not app.is_running, what="exit")
+
+
 @pytest.mark.asyncio
 async def test_backtest_by_keys_compare_sort_export(replay_opts, data_1h, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -209,12 +220,7 @@ async def test_runs_differing_only_in_a_parameter_are_told_apart(replay_opts, ja
         trades = screen.query_one("#trades", SortableTable)
         times = [str(trades.get_row_at(r)[4]) for r in range(trades.row_count)]
         assert times and not any(t.endswith(":59") for t in times)
-        await pilot.press("escape")
-        await pilot.press("q")
-        await pilot.pause(0.05)
-        if isinstance(app.screen, QuitDialog):
-            await pilot.press("l")
-        await wait_for(pilot, lambda: not app.is_running, what="exit")
+        await leave_and_quit(pilot)
 
 
 @pytest.mark.asyncio
@@ -227,12 +233,7 @@ async def test_typing_right_after_tab_goes_to_the_next_field(replay_opts):
         await pilot.press("tab", *"2022-01-20")  # no pause between Tab and the typing
         assert screen.query_one("#from").value == ""
         assert screen.query_one("#to").value == "2022-01-20"
-        await pilot.press("escape")
-        await pilot.press("q")
-        await pilot.pause(0.05)
-        if isinstance(app.screen, QuitDialog):
-            await pilot.press("l")
-        await wait_for(pilot, lambda: not app.is_running, what="exit")
+        await leave_and_quit(pilot)
 
 
 @pytest.mark.asyncio
@@ -258,9 +259,4 @@ async def test_a_window_warms_up_on_earlier_candles_like_the_cli(replay_opts, da
         got = screen.runs[0].metrics
         assert (got["trades"], got["return_pct"], got["bars"]) == (want["trades"], want["return_pct"], want["bars"])
         assert screen.runs[0].result.warmup_bars == warmup  # the earlier candles were used, not cut off
-        await pilot.press("escape")
-        await pilot.press("q")
-        await pilot.pause(0.05)
-        if isinstance(app.screen, QuitDialog):
-            await pilot.press("l")
-        await wait_for(pilot, lambda: not app.is_running, what="exit")
+        await leave_and_quit(pilot)
