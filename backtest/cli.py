@@ -3,7 +3,7 @@
 Everything the user asked for is checked before the run starts (parameters against the
 strategy's declared ranges, the broker settings, the data files being text or Parquet, the
 ``--trades-csv`` destination being writable), so a mistake never costs a whole backtest first.
-Mistakes raise ``tui.cli.UserError``; ``tui.cli.main`` prints them as one ``error:`` line.
+Mistakes raise ``tradeconsole.tui.cli.UserError``; ``tradeconsole.tui.cli.main`` prints them as one ``error:`` line.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-from tui.cli import UserError, check_data_files, check_input_path, clip
+from tradeconsole.tui.cli import UserError, check_data_files, check_input_path, clip
 
 __all__ = ["main", "parse_params"]
 
 
 def parse_params(pairs: list[str]) -> dict[str, float]:
     """``["rsi_oversold=25"]`` -> ``{"rsi_oversold": 25.0}``; anything else is a UserError (exit 2).
-    Ranges are checked by the strategy's parameter declarations (``core.strategies.base.Param``)."""
+    Ranges are checked by the strategy's parameter declarations (``tradeconsole.core.strategies.base.Param``)."""
     out: dict[str, float] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -51,10 +51,10 @@ def check_output_file(path: str, option: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run one backtest as the options describe and print its report."""
-    from backtest.data import DataError, load_candles, window_with_warmup
-    from backtest.runner import run_backtest, tty_progress
-    from core.broker import BrokerSettings
-    from core.strategies import STRATEGIES, make_strategy
+    from tradeconsole.backtest.data import DataError, load_candles, window_with_warmup
+    from tradeconsole.backtest.runner import run_backtest, tty_progress
+    from tradeconsole.core.broker import BrokerSettings
+    from tradeconsole.core.strategies import STRATEGIES, make_strategy
 
     interval = args.interval or STRATEGIES[args.strategy].default_interval
     params = parse_params(args.param)
@@ -75,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(msg) from None
     if args.trades_csv:
         check_output_file(args.trades_csv, "--trades-csv")
-    from core.domain import parse_utc_ms
+    from tradeconsole.core.domain import parse_utc_ms
 
     start = parse_utc_ms(args.date_from) if args.date_from else None
     end = parse_utc_ms(args.date_to) if args.date_to else None
@@ -85,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
         check_input_path(args.data, "--data")
         source, symbol = args.data, symbol_of(args.data)
     else:
-        from infra.paths import history_cache_dir
+        from tradeconsole.infra.paths import history_cache_dir
 
         symbol = args.symbol.upper()
         source = str(history_cache_dir(symbol, interval, args.market))
@@ -109,42 +109,42 @@ def main(args: argparse.Namespace) -> int:
         first, last = int(candles.open_time[0]), int(candles.open_time[-1])
         candles, warmup = window_with_warmup(candles, start, end)
         if len(candles) <= warmup:
-            from core.domain import iso_ms
+            from tradeconsole.core.domain import iso_ms
 
             raise UserError(f"no candles in the requested date range: the data covers {iso_ms(first)[:16]} "
                             f"to {iso_ms(last)[:16]} UTC")
     for line in report.skipped_rows[:20]:
         print(f"warning: skipped {clip(line, 300)}", file=sys.stderr)
     for after, nxt, missing in report.gaps[:20]:
-        from core.domain import iso_ms
+        from tradeconsole.core.domain import iso_ms
 
         print(f"warning: gap of {missing} candle(s) between {iso_ms(after)} and {iso_ms(nxt)}", file=sys.stderr)
 
     publish = sink = None
     if getattr(args, "kafka", None):
-        from infra.kafka_sink import KafkaSink
+        from tradeconsole.infra.sinks.kafka import KafkaSink
 
         sink = KafkaSink(args.kafka)
         publish = sink.publish
     progress = tty_progress() if len(candles) > 20_000 else None
-    from core.indicators import IndicatorPlanError
+    from tradeconsole.core.indicators import IndicatorPlanError
 
     try:
         result = run_backtest(candles, strategy, symbol=symbol, interval=interval, model=args.mode,
                               settings=settings, publish=publish, progress=progress, warmup=warmup)
     except IndicatorPlanError as exc:  # a declared indicator that cannot run on this data
         raise UserError(f"strategy {args.strategy!r}: {exc}") from None
-    from backtest.metrics import compute_metrics
-    from backtest.report import plot_result, plot_stream, text_report, to_json, write_trades_csv
+    from tradeconsole.backtest.metrics import compute_metrics
+    from tradeconsole.backtest.report import plot_result, plot_stream, text_report, to_json, write_trades_csv
 
     metrics = compute_metrics(result)
     metrics["data"] = report.summary()
-    from backtest.strategy_check import check_status
+    from tradeconsole.backtest.strategy_check import check_status
 
     # a strategy never proven free of look-ahead and equal live says so next to its numbers
     metrics["strategy_check"] = check_status(STRATEGIES[args.strategy])
     if sink is not None:
-        from core.events import BacktestRunEvent
+        from tradeconsole.core.events import BacktestRunEvent
 
         end_time = int(result.open_time[-1])
         sink.publish(BacktestRunEvent(event_id=f"{result.run_id}:backtest_run", time=end_time, run_id=result.run_id,
@@ -175,8 +175,8 @@ def _color_ok(stream: object) -> bool:
 
 def symbol_of(path: str) -> str:
     """The symbol the data names (file names such as ETHUSDT-5m-2022-08.csv, or an
-    .../ETHUSDT/5m/ layout: ``backtest.data.data_symbol``); ETHUSDT when it names none."""
-    from backtest.data import data_symbol
+    .../ETHUSDT/5m/ layout: ``tradeconsole.backtest.data.data_symbol``); ETHUSDT when it names none."""
+    from tradeconsole.backtest.data import data_symbol
 
     try:
         held, _ = data_symbol(path)

@@ -29,12 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.domain import INTERVAL_MS, Candle, interval_ms, iso_ms
+from tradeconsole.core.candles import COLUMNS as _COLS
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.core.domain import INTERVAL_MS, Candle, interval_ms, iso_ms
 
-__all__ = ["DATA_FILE", "SYMBOL_NAME", "CandleArrays", "DataError", "DataReport", "IntervalMismatchError", "infer_interval", "load_candles",
+__all__ = ["DATA_FILE", "SYMBOL_NAME", "DataError", "DataReport", "IntervalMismatchError", "infer_interval", "load_candles",
            "data_symbol", "data_symbol_problem", "slice_by_time", "window_with_warmup"]
 
-_COLS = ("open_time", "open", "high", "low", "close", "volume", "close_time")
 _ALIASES = {
     "open_time": ("open_time", "open time", "opentime", "timestamp", "time", "date", "datetime", "ts"),
     "open": ("open", "o"),
@@ -98,42 +99,6 @@ class DataReport:
             missing = sum(g[2] for g in self.gaps)
             parts.append(f"{len(self.gaps)} gap(s), {missing} candle(s) missing")
         return ", ".join(parts)
-
-
-@dataclass(slots=True)
-class CandleArrays:
-    """Column arrays of a candle history (the fast form for backtests)."""
-
-    open_time: np.ndarray  # int64 ms
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-    close_time: np.ndarray  # int64 ms
-
-    def __len__(self) -> int:
-        return len(self.close)
-
-    def candle(self, i: int) -> Candle:
-        return Candle(int(self.open_time[i]), float(self.open[i]), float(self.high[i]), float(self.low[i]),
-                      float(self.close[i]), float(self.volume[i]), int(self.close_time[i]), True)
-
-    def candles(self) -> list[Candle]:
-        cols = [a.tolist() for a in (self.open_time, self.open, self.high, self.low, self.close,
-                                     self.volume, self.close_time)]
-        return [Candle(*row, True) for row in zip(*cols)]
-
-    def take(self, sl: slice | np.ndarray) -> CandleArrays:
-        return CandleArrays(*(getattr(self, c)[sl] for c in _COLS))
-
-    @classmethod
-    def from_candles(cls, candles: list[Candle]) -> CandleArrays:
-        if not candles:
-            return cls(*(np.empty(0, dtype=np.int64 if c.endswith("time") else np.float64) for c in _COLS))
-        cols = list(zip(*candles))
-        return cls(*(np.asarray(cols[i], dtype=np.int64 if c.endswith("time") else np.float64)
-                     for i, c in enumerate(_COLS)))
 
 
 # ---------------------------------------------------------------------------- helpers

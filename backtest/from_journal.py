@@ -15,18 +15,30 @@ from __future__ import annotations
 
 from array import array
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
 import numpy as np
 
-from backtest.runner import BacktestResult
-from core.broker import FILL_MODELS
-from core.domain import Fill, FillReason, OrderSide, Trade
-from core.engine import SessionSpec
-from core.strategies import make_strategy
-from infra.journal import Journal
+from tradeconsole.backtest.runner import BacktestResult
+from tradeconsole.core.broker import FILL_MODELS
+from tradeconsole.core.domain import Fill, FillReason, OrderSide, Trade
+from tradeconsole.core.engine import SessionSpec
+from tradeconsole.core.strategies import make_strategy
+from tradeconsole.core.store import SessionState
 
-__all__ = ["result_from_journal"]
+__all__ = ["JournalReader", "result_from_journal"]
+
+
+class JournalReader(Protocol):
+    """What this module reads of a journal (``tradeconsole.infra.persistence.journal.Journal``
+    implements it). A protocol, so that ``backtest`` never imports ``infra``."""
+
+    def events(self, run_id: str | None = None, types: Iterable[str] | None = None,
+               after_seq: int = 0, session: tuple[str, str, str] | None = None
+               ) -> Iterator[tuple[int, dict[str, Any]]]: ...
+
+    def session_state(self, session_key: str) -> SessionState | None: ...
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -38,7 +50,7 @@ def _ms(iso: str) -> int:
     return (datetime.fromisoformat(iso.replace("Z", "+00:00")) - _EPOCH) // _MS
 
 
-def result_from_journal(journal: Journal, run_id: str, spec: SessionSpec) -> BacktestResult:
+def result_from_journal(journal: JournalReader, run_id: str, spec: SessionSpec) -> BacktestResult:
     """The run's ``BacktestResult`` for one session, rebuilt by streaming the journal."""
     key = (spec.symbol, spec.interval, spec.strategy)
     open_time = array("q")

@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from backtest.runner import BacktestResult
-from core.domain import OrderSide, Side, interval_ms, iso_ms
+from tradeconsole.backtest.runner import BacktestResult
+from tradeconsole.core.domain import OrderSide, Side, interval_ms, iso_ms
 
 __all__ = ["compute_metrics"]
 

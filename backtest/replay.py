@@ -30,9 +30,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from backtest.data import CandleArrays, load_candles
-from core.domain import Candle, interval_ms
-from core.feed import CandleClosed, CandleUpdate, FeedStatus, MarketSink
+from tradeconsole.backtest.data import load_candles
+
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.core.domain import Candle, interval_ms
+from tradeconsole.core.feed import CandleClosed, CandleUpdate, FeedStatus, MarketSink
 
 __all__ = ["ReplaySource", "partial_candle", "synthetic_updates"]
 
@@ -117,7 +119,7 @@ class ReplaySource:
     def from_path(cls, path: str | Path, symbol: str, interval: str, speed: float | None = None,
                   **kwargs) -> ReplaySource:
         """Replay a CSV/Parquet file or directory (e.g. the download cache), validated by
-        ``backtest.data.load_candles``."""
+        ``tradeconsole.backtest.data.load_candles``."""
         arrays, _report = load_candles(path, interval=interval)
         return cls(arrays, symbol, interval, speed, **kwargs)
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from backtest.runner import BacktestResult
+from tradeconsole.backtest.runner import BacktestResult
 
 __all__ = ["fmt_metric", "plot_result", "plot_stream", "text_report", "to_json", "write_trades_csv"]
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backtest.data import CandleArrays
-from core.broker import FILL_MODELS, BrokerSettings, DroppedEntry, FillModel, SimulatedFuturesBroker
-from core.domain import Candle, Fill, Trade
-from core.events import Event
-from core.indicators import IndicatorSettings
-from core.session import StrategySession
-from core.strategies.base import Strategy
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, DroppedEntry, FillModel, SimulatedFuturesBroker
+from tradeconsole.core.domain import Candle, Fill, Trade
+from tradeconsole.core.events import Event
+from tradeconsole.core.indicators import IndicatorSettings
+from tradeconsole.core.session import StrategySession
+from tradeconsole.core.strategies.base import Strategy
 
 __all__ = ["BacktestResult", "run_backtest"]
 

@@ -5,7 +5,7 @@ backtest, on the user's own data. Three checks, each with a verdict and the firs
     removed. Sampled truncation points (evenly spread, plus bars where the full run signals),
     each compared over its last few bars.
 (b) **live == backtest**: the first ``live_bars`` candles go candle by candle through the live
-    path (``core.indicators.LiveIndicators``: O(1) and windowed indicators, the engine's own) and
+    path (``tradeconsole.core.indicators.LiveIndicators``: O(1) and windowed indicators, the engine's own) and
     ``StrategySession`` with the simulated broker; every value must equal the whole-history
     computation (within ``TOLERANCE``) and every fill the backtest's.
 (c) **warm-up**: at sampled bars t, the values computed from only the strategy's warm-up
@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from backtest.data import CandleArrays
-from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
-from core.domain import Candle, Position, Side, iso_ms
-from core.indicators import LiveIndicators
-from core.session import StrategySession
-from core.strategies import Strategy
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
+from tradeconsole.core.domain import Candle, Position, Side, iso_ms
+from tradeconsole.core.indicators import LiveIndicators
+from tradeconsole.core.session import StrategySession
+from tradeconsole.core.strategies import Strategy
 
 __all__ = ["TOLERANCE", "CheckResult", "check_status", "check_strategy", "record_pass"]
 
@@ -144,7 +144,7 @@ def check_strategy(strategy: Strategy, candles: CandleArrays, *, model: str = "r
     m = min(n, int(live_bars))
     head = candles.take(slice(0, m))
     ref = _Values(strategy, head, settings) if m < n else full
-    from backtest.runner import run_backtest
+    from tradeconsole.backtest.runner import run_backtest
 
     bt = run_backtest(head, strategy, symbol=symbol, interval=interval, model=fm)
     live = LiveIndicators(strategy.indicator_plan(settings))
@@ -218,8 +218,8 @@ def _records(path: Path) -> dict[str, Any]:
 
 def record_pass(cls: type[Strategy], data: str) -> None:
     """Remember that this exact strategy file passed (atomic write to the user data dir)."""
-    from backtest.strategy_loader import strategy_fingerprint
-    from infra.paths import strategy_checks_path
+    from tradeconsole.backtest.strategy_loader import strategy_fingerprint
+    from tradeconsole.infra.paths import strategy_checks_path
 
     path = strategy_checks_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -233,8 +233,8 @@ def record_pass(cls: type[Strategy], data: str) -> None:
 
 def check_status(cls: type[Strategy]) -> str:
     """"passed <when> on <data>" or a sentence saying the strategy never passed the check."""
-    from backtest.strategy_loader import strategy_fingerprint
-    from infra.paths import strategy_checks_path
+    from tradeconsole.backtest.strategy_loader import strategy_fingerprint
+    from tradeconsole.infra.paths import strategy_checks_path
 
     rec = _records(strategy_checks_path()).get(strategy_fingerprint(cls))
     if rec is None:

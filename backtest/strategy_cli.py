@@ -1,5 +1,5 @@
 """``tradeconsole strategy new | list | check``: write a template, show what is available, prove a
-strategy free of look-ahead and equal live and in backtests (``backtest.strategy_check``)."""
+strategy free of look-ahead and equal live and in backtests (``tradeconsole.backtest.strategy_check``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from tui.cli import UserError, check_data_files, check_input_path, clip
+from tradeconsole.tui.cli import UserError, check_data_files, check_input_path, clip
 
 __all__ = ["TEMPLATE", "check_main", "list_main", "new_main"]
 
@@ -16,12 +16,12 @@ TEMPLATE = '''"""{name}: a strategy template written by `tradeconsole strategy n
 
 It runs as is:  tradeconsole backtest --strategy-path {path} --strategy {name} --data DIR
 Check it:       tradeconsole strategy check {name} --strategy-path {path} --data DIR
-The API is documented in docs/strategies.md (and in the docstring of core.strategies.base).
+The API is documented in docs/strategies.md (and in the docstring of tradeconsole.core.strategies.base).
 """
 
 from dataclasses import dataclass
 
-from core.strategies import (
+from tradeconsole.core.strategies import (
     Side, Strategy, StrategyParams, atr, equity_fraction, fixed, param, ta, trailing,
 )
 
@@ -78,7 +78,7 @@ class {cls}(Strategy):
 
 def new_main(args: argparse.Namespace) -> int:
     """Write NAME.py (refusing to overwrite unless --force) and say where."""
-    from core.strategies import STRATEGIES, SOURCES
+    from tradeconsole.core.strategies import STRATEGIES, SOURCES
 
     name = args.name
     if name in STRATEGIES and SOURCES.get(name) == "built-in":
@@ -86,7 +86,7 @@ def new_main(args: argparse.Namespace) -> int:
     if args.dir:
         d = Path(args.dir)
     else:
-        from infra.paths import strategies_dir
+        from tradeconsole.infra.paths import strategies_dir
 
         d = strategies_dir()
     if d.exists() and not d.is_dir():
@@ -105,7 +105,7 @@ def new_main(args: argparse.Namespace) -> int:
 
 def list_main(args: argparse.Namespace) -> int:
     """Every strategy found, its source, intervals and parameters with their ranges."""
-    from backtest.strategy_loader import available
+    from tradeconsole.backtest.strategy_loader import available
 
     rows = available()
     if args.json:
@@ -125,10 +125,10 @@ def list_main(args: argparse.Namespace) -> int:
 
 def check_main(args: argparse.Namespace) -> int:
     """Exit 0 when all three checks pass (and record it), 1 when one fails."""
-    from backtest.cli import parse_params
-    from backtest.data import load_candles
-    from backtest.strategy_check import check_strategy, record_pass
-    from core.strategies import STRATEGIES, make_strategy
+    from tradeconsole.backtest.cli import parse_params
+    from tradeconsole.backtest.data import load_candles
+    from tradeconsole.backtest.strategy_check import check_strategy, record_pass
+    from tradeconsole.core.strategies import STRATEGIES, make_strategy
 
     cls = STRATEGIES[args.name]
     interval = args.interval or cls.default_interval

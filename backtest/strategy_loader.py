@@ -1,9 +1,9 @@
 """Finding strategies: files given with ``--strategy-path``, the strategies directory in the user
-data directory (``infra.paths.strategies_dir``) and the ``tradeconsole.strategies`` entry-point
-group of installed packages. Every strategy found is registered in ``core.strategies`` (which
+data directory (``tradeconsole.infra.paths.strategies_dir``) and the ``tradeconsole.strategies`` entry-point
+group of installed packages. Every strategy found is registered in ``tradeconsole.core.strategies`` (which
 does no I/O itself), so the CLI, the engine and the console see them by name.
 
-A strategy file is plain Python importing the API from ``core.strategies``; every non-abstract
+A strategy file is plain Python importing the API from ``tradeconsole.core.strategies``; every non-abstract
 ``Strategy`` subclass defined in it is a strategy. Loading a file runs it, so a broken one is
 reported as ``StrategyLoadError`` with the file and line that failed (a syntax error, an
 exception while importing, or a declaration the API refuses, pointed at the class), never a
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.broker import FILL_MODELS
-from core.strategies import SOURCES, STRATEGIES, Strategy, register_strategy
+from tradeconsole.core.broker import FILL_MODELS
+from tradeconsole.core.strategies import SOURCES, STRATEGIES, Strategy, register_strategy
 
 __all__ = ["ENTRY_POINT_GROUP", "LoadReport", "StrategyLoadError", "available", "load_file", "load_strategies",
            "strategy_fingerprint"]
@@ -157,7 +157,7 @@ def load_strategies(paths: list[str] | tuple[str, ...] = (), *, user_dir: bool =
         for f in files:
             _register(load_file(f), str(f), report)
     if user_dir:
-        from infra.paths import strategies_dir
+        from tradeconsole.infra.paths import strategies_dir
 
         d = strategies_dir()
         if d.is_dir():
@@ -195,7 +195,7 @@ def available() -> list[dict[str, Any]]:
     (for ``strategy list``, the console's strategy switcher and the backtest form)."""
     from dataclasses import fields
 
-    from core.strategies import param_ranges
+    from tradeconsole.core.strategies import param_ranges
 
     out = []
     for name, cls in STRATEGIES.items():

@@ -12,7 +12,7 @@ other work on the machine hits all of them alike:
 
 1. **the product**, as whole ``tradeconsole backtest --mode seed --json`` processes (interpreter
    start, imports, CSV load and validation, indicators, simulation, metrics, JSON); the
-   in-process ``backtest.runner.run_backtest`` alone is timed too, for information;
+   in-process ``tradeconsole.backtest.runner.run_backtest`` alone is timed too, for information;
 2. **a per-bar pandas loop** of the same rules in the style of a research notebook
    (pandas-computed indicators, then ``for i in range(len(df))`` with ``df['Close'][i]``);
 3. **backtesting.py** (``FractionalBacktest``) with a ``Strategy`` subclass reading precomputed
@@ -334,7 +334,7 @@ import time, json
 t0 = time.perf_counter(); import numpy
 t1 = time.perf_counter(); import pandas
 t2 = time.perf_counter(); import pandas_ta
-t3 = time.perf_counter(); import backtest.data, backtest.runner, backtest.metrics, backtest.report, core.strategies
+t3 = time.perf_counter(); import tradeconsole.backtest.data, tradeconsole.backtest.runner, tradeconsole.backtest.metrics, tradeconsole.backtest.report, tradeconsole.core.strategies
 t4 = time.perf_counter()
 print(json.dumps({"numpy": t1 - t0, "pandas": t2 - t1, "pandas_ta (numba, talib)": t3 - t2, "product modules": t4 - t3}))
 """
@@ -353,9 +353,9 @@ class InProcess:
     def __init__(self) -> None:
         if str(ROOT) not in sys.path:
             sys.path.insert(0, str(ROOT))
-        from backtest.data import load_candles
-        from backtest.runner import run_backtest
-        from core.strategies import make_strategy
+        from tradeconsole.backtest.data import load_candles
+        from tradeconsole.backtest.runner import run_backtest
+        from tradeconsole.core.strategies import make_strategy
 
         self.load_candles, self.run_backtest, self.make_strategy = load_candles, run_backtest, make_strategy
         self.cache: dict[tuple[str, str], object] = {}

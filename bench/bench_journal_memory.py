@@ -94,10 +94,10 @@ def solo(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
 
 def worker(mode: str, journal: str) -> None:
     """Summary-only workers (run in fresh processes so their peak RSS is their own)."""
-    from backtest.from_journal import result_from_journal
-    from backtest.metrics import compute_metrics
-    from core.engine import SessionSpec
-    from infra.journal import Journal
+    from tradeconsole.backtest.from_journal import result_from_journal
+    from tradeconsole.backtest.metrics import compute_metrics
+    from tradeconsole.core.engine import SessionSpec
+    from tradeconsole.infra.persistence.journal import Journal
 
     if mode == "open":
         t0 = time.perf_counter()

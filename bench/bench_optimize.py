@@ -82,9 +82,9 @@ def write_indicators(path: Path) -> None:
     """The seed model's indicators (research style) once, for both competitors."""
     import numpy as np
 
-    from backtest.data import load_candles
-    from core.broker import FILL_MODELS
-    from core.indicators import compute_history
+    from tradeconsole.backtest.data import load_candles
+    from tradeconsole.core.broker import FILL_MODELS
+    from tradeconsole.core.indicators import compute_history
 
     c, _ = load_candles(DATA_5M, interval="5m")
     ind = compute_history(c.open, c.high, c.low, c.close, FILL_MODELS["seed"].indicator_settings())

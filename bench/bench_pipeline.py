@@ -72,9 +72,9 @@ def start_tansu(log_dir: Path) -> tuple[subprocess.Popen, str]:
 
 
 def make_events(n: int) -> list:
-    from backtest.data import load_candles
-    from backtest.runner import run_backtest
-    from core.strategies import make_strategy
+    from tradeconsole.backtest.data import load_candles
+    from tradeconsole.backtest.runner import run_backtest
+    from tradeconsole.core.strategies import make_strategy
 
     candles = load_candles(DATA_1H, interval="1h")[0]
     events: list = []
@@ -109,8 +109,8 @@ def bench_raw_producer(bootstrap: str, events, serialise: bool) -> float:
     from kafka import KafkaProducer
     from kafka.partitioner.default import murmur2
 
-    from infra.kafka_sink import dumps
-    from infra.topics import TopicNames, message_key
+    from tradeconsole.infra.sinks.kafka import dumps
+    from tradeconsole.infra.sinks.topics import TopicNames, message_key
 
     names = TopicNames(f"raw{uuid.uuid4().hex[:8]}")
     producer = KafkaProducer(bootstrap_servers=bootstrap, **producer_config())
@@ -135,7 +135,7 @@ def bench_raw_producer(bootstrap: str, events, serialise: bool) -> float:
 
 
 def bench_sink_burst(bootstrap: str, events, prefix: str, spool: Path) -> dict:
-    from infra.kafka_sink import KafkaSink
+    from tradeconsole.infra.sinks.kafka import KafkaSink
 
     sink = KafkaSink(bootstrap, topic_prefix=prefix, spool_dir=spool, queue_size=len(events) * 2)
     sink.publish(events[0])  # connect and create topics outside the measurement
@@ -152,7 +152,7 @@ def bench_sink_burst(bootstrap: str, events, prefix: str, spool: Path) -> dict:
 
 
 def bench_sink_paced(bootstrap: str, events, prefix: str, spool: Path, rate: float, seconds: float) -> dict:
-    from infra.kafka_sink import KafkaSink
+    from tradeconsole.infra.sinks.kafka import KafkaSink
 
     sink = KafkaSink(bootstrap, topic_prefix=prefix, spool_dir=spool)
     sink.publish(events[0])
@@ -179,8 +179,8 @@ def bench_sink_paced(bootstrap: str, events, prefix: str, spool: Path, rate: flo
 
 
 def bench_forwarder(bootstrap: str, es_url: str, prefix: str, n: int) -> dict:
-    from infra.elastic import make_client
-    from infra.forwarder import Forwarder
+    from tradeconsole.infra.sinks.elastic import make_client
+    from tradeconsole.infra.sinks.forwarder import Forwarder
 
     es = make_client(es_url, request_timeout=60)
     fw = Forwarder(bootstrap, es, group_id=f"bench-{uuid.uuid4().hex[:6]}", topic_prefix=prefix,
@@ -204,7 +204,7 @@ def bench_forwarder(bootstrap: str, es_url: str, prefix: str, n: int) -> dict:
 def bench_raw_consumer(bootstrap: str, prefix: str, n: int) -> float:
     from kafka import KafkaConsumer, TopicPartition
 
-    from infra.topics import TopicNames
+    from tradeconsole.infra.sinks.topics import TopicNames
 
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
                       max_partition_fetch_bytes=8 * 1024 * 1024)
@@ -244,11 +244,11 @@ def main() -> int:
         standin = ElasticsearchStandIn().start()
         es_url = standin.url
     try:
-        import infra.kafka_sink as ks
+        import tradeconsole.infra.sinks.kafka as ks
 
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, broker {bootstrap}"
               f"{' (Tansu)' if broker else ''}, Elasticsearch {'stand-in' if standin else es_url}, "
-              f"json: {'orjson' if ks.dumps.__module__ == 'infra.kafka_sink' and 'orjson' in sys.modules else 'json'}")
+              f"json: {'orjson' if ks.dumps.__module__ == 'tradeconsole.infra.sinks.kafka' and 'orjson' in sys.modules else 'json'}")
         t = time.perf_counter()
         events = make_events(args.events + 1)
         # The benchmark keeps all its events alive at once, which a real engine never does;

@@ -2,7 +2,7 @@
 """Per-closed-candle cost of the live path for declared indicators (issue 14, item 4).
 
 A strategy's pandas-ta indicators without an O(1) form are recomputed live over a bounded window
-of recent closed candles (``core.indicators.LiveIndicators``). This measures, with 1,000 closed
+of recent closed candles (``tradeconsole.core.indicators.LiveIndicators``). This measures, with 1,000 closed
 candles of real 5m ETHUSDT history already seen, the time of one ``update`` (a closed candle)
 and one ``preview`` (an open-candle update) for:
 
@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backtest.data import load_candles  # noqa: E402
-from core.broker import FILL_MODELS  # noqa: E402
-from core.indicators import LiveIndicators  # noqa: E402
-from core.strategies import Side, Strategy, custom, ta  # noqa: E402
+from tradeconsole.backtest.data import load_candles  # noqa: E402
+from tradeconsole.core.broker import FILL_MODELS  # noqa: E402
+from tradeconsole.core.indicators import LiveIndicators  # noqa: E402
+from tradeconsole.core.strategies import Side, Strategy, custom, ta  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "binance" / "spot" / "ETHUSDT" / "5m"
 

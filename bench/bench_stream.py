@@ -35,11 +35,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` (the stand-in server)
 
-from core.domain import Candle  # noqa: E402
-from core.feed import CandleClosed, CandleUpdate  # noqa: E402
-from core.indicators import IncrementalIndicators  # noqa: E402
-from infra.binance.klines import parse_ws_message  # noqa: E402
-from infra.binance.stream import BinanceKlineStream, KlineSequencer  # noqa: E402
+from tradeconsole.core.domain import Candle  # noqa: E402
+from tradeconsole.core.feed import CandleClosed, CandleUpdate  # noqa: E402
+from tradeconsole.core.indicators import IncrementalIndicators  # noqa: E402
+from tradeconsole.infra.binance.market.klines import parse_ws_message  # noqa: E402
+from tradeconsole.infra.binance.market.stream import BinanceKlineStream, KlineSequencer  # noqa: E402
 from tests.servers.binance_market import BinanceMarketServer, shared_series  # noqa: E402
 
 HISTORY = 1000
@@ -48,7 +48,7 @@ UPDATES = 3
 
 def _messages(candles: list[Candle]) -> list[str]:
     """Futures combined-stream messages for the candles: UPDATES partial states + the close."""
-    from backtest.replay import synthetic_updates
+    from tradeconsole.backtest.replay import synthetic_updates
 
     out = []
     for c in candles:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Console benchmark (issue 5): key-press latency and memory while a replay runs at maximum speed.
 
-The real console (``tui.app.TradeConsoleApp``, headless through Textual's pilot) runs the real
+The real console (``tradeconsole.tui.app.TradeConsoleApp``, headless through Textual's pilot) runs the real
 runtime: the six months of 5m ETHUSDT candles in ``../shared/data/binance/spot/ETHUSDT/5m/``
 (52,992 candles, 4 open-candle updates each: ~265,000 market events and as many engine events,
 every one journalled to SQLite) replayed as fast as the engine takes them, with ``basic``.
@@ -63,7 +63,7 @@ def rss_mb() -> float:
 
 def paused_factory(opts, confirm, subscribers):
     """The normal runtime, with its replay paused before it starts (the idle baseline)."""
-    from tui.runtime import Runtime
+    from tradeconsole.tui.runtime import Runtime
 
     rt = Runtime(opts, confirm=confirm, extra_subscribers=subscribers)
     rt.source.pause()
@@ -92,9 +92,9 @@ async def timed_key(pilot, key: str, done: Callable[[], bool]) -> tuple[float, f
 
 
 async def press_round(pilot, out: dict[str, list[tuple[float, float]]]) -> None:
-    from tui.screens.dashboard import DashboardScreen
-    from tui.screens.help import HelpScreen
-    from tui.widgets.header import StatusHeader
+    from tradeconsole.tui.screens.dashboard import DashboardScreen
+    from tradeconsole.tui.screens.help import HelpScreen
+    from tradeconsole.tui.widgets.header import StatusHeader
 
     app = pilot.app
     out["? help"].append(await timed_key(pilot, "question_mark", lambda: isinstance(app.screen, HelpScreen)))
@@ -106,7 +106,7 @@ async def press_round(pilot, out: dict[str, list[tuple[float, float]]]) -> None:
 
 
 async def latency_phase(opts, presses: int, size: tuple[int, int]) -> tuple[dict, dict, dict]:
-    from tui.app import TradeConsoleApp
+    from tradeconsole.tui.app import TradeConsoleApp
 
     app = TradeConsoleApp(opts, runtime_factory=paused_factory)
     idle: dict[str, list[tuple[float, float]]] = {"? help": [], "escape": [], "p pause": []}
@@ -139,7 +139,7 @@ async def latency_phase(opts, presses: int, size: tuple[int, int]) -> tuple[dict
 
 
 async def memory_phase(opts, size: tuple[int, int], samples: int) -> tuple[list[tuple[float, float, float]], dict]:
-    from tui.app import TradeConsoleApp
+    from tradeconsole.tui.app import TradeConsoleApp
 
     tracemalloc.start()  # before the app exists, so the baseline is the whole idle app's heap
     app = TradeConsoleApp(opts, runtime_factory=paused_factory)
@@ -171,7 +171,7 @@ async def memory_phase(opts, size: tuple[int, int], samples: int) -> tuple[list[
 
 async def quit_app(pilot) -> None:
     """q, and when a position is open (the quit dialog asks) leave it: the replay is throwaway."""
-    from tui.screens.dialogs import QuitDialog
+    from tradeconsole.tui.screens.dialogs import QuitDialog
 
     app = pilot.app
     await pilot.press("q")
@@ -204,15 +204,15 @@ def main() -> int:
     os.environ.setdefault("TRADECONSOLE_DATA_DIR", tempfile.mkdtemp(prefix="bench-tui-"))
     os.environ.setdefault("TRADECONSOLE_CONFIG", os.path.join(os.environ["TRADECONSOLE_DATA_DIR"], "none.toml"))
 
-    from tui.runtime import RuntimeOptions
+    from tradeconsole.tui.runtime import RuntimeOptions
 
     if args.switch_interval is not None:
-        import tui.app
+        import tradeconsole.tui.app
 
-        tui.app.GIL_SWITCH_INTERVAL = args.switch_interval
+        tradeconsole.tui.app.GIL_SWITCH_INTERVAL = args.switch_interval
     opts = RuntimeOptions(strategies=[("basic", "5m")], symbol="ETHUSDT", replay=data, speed=None)
-    from tui.app import TradeConsoleApp
-    from tui.screens.dashboard import CHART_HZ
+    from tradeconsole.tui.app import TradeConsoleApp
+    from tradeconsole.tui.screens.dashboard import CHART_HZ
 
     hz = TradeConsoleApp.__init__.__kwdefaults__["refresh_hz"]
     print(f"console benchmark: replay of {data} at maximum speed, terminal {w}x{h}, "

@@ -7,7 +7,7 @@ funding. How and when orders fill is a ``FillModel``:
     Decide and fill at the signal candle's close; stop-loss and take-profit are checked on closes
     only (and fill at that close); no new entry on the candle that closed a position; the
     research code's indicator definitions (simple-mean RSI from bar 13, pandas ``ewm(adjust=True)``
-    MACD; see ``core.indicators``). The entry fee is charged on the whole stake and the position is sized
+    MACD; see ``tradeconsole.core.indicators``). The entry fee is charged on the whole stake and the position is sized
     from what remains, as the original research code did. This reproduces its backtests.
 ``realistic`` (default)
     Decide on a closed candle, fill at the next candle's open plus slippage, but only if that
@@ -44,8 +44,8 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade, iso_ms
-from core.indicators import IndicatorSettings
+from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade, iso_ms
+from tradeconsole.core.indicators import IndicatorSettings
 
 __all__ = [
     "FILL_MODELS",

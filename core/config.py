@@ -1,5 +1,5 @@
 """Configuration values shared across layers (no file or environment access here: that is
-``infra.settings``, which builds these from the config file and environment)."""
+``tradeconsole.infra.settings``, which builds these from the config file and environment)."""
 
 from __future__ import annotations
 

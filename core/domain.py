@@ -1,7 +1,7 @@
 """Domain values shared by every layer: candles, sides, orders, fills, positions, round trips.
 
 Everything here is immutable. The per-bar values (``Candle``, ``IndicatorValues`` in
-``core.indicators``) are ``NamedTuple`` rather than frozen dataclasses because a backtest creates
+``tradeconsole.core.indicators``) are ``NamedTuple`` rather than frozen dataclasses because a backtest creates
 one per bar and a NamedTuple is several times cheaper to build; the rarer values (orders, fills,
 positions, trades) are frozen slotted dataclasses.
 

@@ -37,15 +37,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
-from core.domain import FillReason, Order, OrderType, Side, interval_ms, iso_ms
-from core.events import ConnectionEvent, EngineStateEvent, ErrorEvent, Event
-from core.feed import AccountStreamEvent, CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
-from core.indicators import LiveIndicators
-from core.risk import RiskGuard, RiskLimits
-from core.session import Broker, StrategySession
-from core.store import EventStore, SessionState, StoreError
-from core.strategies import make_strategy
+from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
+from tradeconsole.core.domain import FillReason, Order, OrderType, Side, interval_ms, iso_ms
+from tradeconsole.core.events import ConnectionEvent, EngineStateEvent, ErrorEvent, Event
+from tradeconsole.core.feed import AccountStreamEvent, CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
+from tradeconsole.core.indicators import LiveIndicators
+from tradeconsole.core.risk import RiskGuard, RiskLimits
+from tradeconsole.core.session import Broker, StrategySession
+from tradeconsole.core.store import EventStore, SessionState, StoreError
+from tradeconsole.core.strategies import make_strategy
 
 __all__ = [
     "Engine",
@@ -476,7 +476,7 @@ class Engine:
             self._on_closed(ev)
         elif isinstance(ev, CandleUpdate):
             self._on_update(ev)
-        elif isinstance(ev, FeedAlarm):  # a source refused data (core.feed_guard): journalled, shown
+        elif isinstance(ev, FeedAlarm):  # a source refused data (tradeconsole.core.feed_guard): journalled, shown
             self._buffer.append(ErrorEvent(**self._env("feed", uuid.uuid4().hex, ev.time_ms or None),
                                            symbol=ev.symbol, interval=ev.interval, source="feed",
                                            message=f"{ev.source}: {ev.detail}"))

@@ -5,7 +5,7 @@ about, never random, so a replay or a redelivery produces the same id and every 
 can be idempotent), the event ``time`` in epoch ms UTC, the ``run_id``, the ``mode``
 (``backtest``, ``paper``, ``testnet`` or ``live``), and the symbol/interval/strategy it concerns.
 
-``to_dict()`` gives the JSON form documented in ``infra/schemas`` (schema version
+``to_dict()`` gives the JSON form documented in ``infra/sinks/schemas`` (schema version
 ``SCHEMA_VERSION``); timestamps become UTC ISO-8601 strings there. No event ever carries API keys
 or other secrets: the types below simply have no field that could hold one.
 """
@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from core.domain import Candle, Fill, Order, Position, Side, Trade, iso_ms
+from tradeconsole.core.domain import Candle, Fill, Order, Position, Side, Trade, iso_ms
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -280,7 +280,7 @@ class ErrorEvent(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BacktestRunEvent(Event):
-    """Summary of a finished backtest run (the metrics of ``backtest.metrics``)."""
+    """Summary of a finished backtest run (the metrics of ``tradeconsole.backtest.metrics``)."""
 
     type: ClassVar[str] = "backtest_run"
     family: ClassVar[str] = "backtests"

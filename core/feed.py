@@ -1,12 +1,12 @@
 """Market-data events and the source interface the engine consumes.
 
-A source (the supervised Binance websocket in ``infra.binance.stream``, or the history replay in
-``backtest.replay``) pushes these values into a sink callable, typically the engine's input
+A source (the supervised Binance websocket in ``tradeconsole.infra.binance.market.stream``, or the history replay in
+``tradeconsole.backtest.replay``) pushes these values into a sink callable, typically the engine's input
 queue. Contract every source keeps: for each (symbol, interval) the ``CandleClosed`` events
 arrive exactly once each and in open-time order, with no gap the source could have filled
 (reconnects backfill over REST); ``CandleUpdate`` events for the open candle may be dropped or
 coalesced freely, they only refresh the live view. Sources bound what they deliver with
-``core.feed_guard`` and report what they refused as ``FeedAlarm`` (rate-limited).
+``tradeconsole.core.feed_guard`` and report what they refused as ``FeedAlarm`` (rate-limited).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.domain import Candle
+from tradeconsole.core.domain import Candle
 
 __all__ = ["CANDLE_SOURCE_EXCHANGE", "CANDLE_SOURCE_REPLAY", "AccountStreamEvent", "CandleClosed", "CandleUpdate",
            "FeedAlarm", "FeedStatus", "MarketDataSource", "MarketEvent", "MarketSink"]
@@ -62,14 +62,14 @@ class FeedStatus:
 @dataclass(frozen=True, slots=True)
 class FeedAlarm:
     """A source refused data it received (a candle that cannot be true, see
-    ``core.feed_guard``). Visible on purpose: the engine journals it as an ``ErrorEvent``, so
+    ``tradeconsole.core.feed_guard``). Visible on purpose: the engine journals it as an ``ErrorEvent``, so
     the UI, the journal and Kafka see that the feed is being fed nonsense. Sources rate-limit
     these; ``count`` is how many rejections this alarm stands for (suppressed ones included)."""
 
     source: str
     symbol: str
     interval: str
-    reason: str  # a core.feed_guard reason code
+    reason: str  # a tradeconsole.core.feed_guard reason code
     detail: str
     count: int = 1
     time_ms: int = 0

@@ -7,7 +7,7 @@ as old), made gap fill ask REST for the future, and was journalled as the engine
 formatting; a frame at price 1.0 was traded on. These rules decide, before anything advances,
 whether a candle is believable. Pure functions and small value classes: no I/O, no clock of
 their own (the caller passes the exchange time), so they are unit-tested directly and shared by
-``infra.binance.stream`` (websocket and REST paths) and the engine's restart check.
+``tradeconsole.infra.binance.market.stream`` (websocket and REST paths) and the engine's restart check.
 
 Rules (each rejection has a short reason code, counted per reason by the caller):
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from core.domain import INTERVAL_MS, Candle
+from tradeconsole.core.domain import INTERVAL_MS, Candle
 
 __all__ = [
     "REASONS",

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from core.domain import Candle
+from tradeconsole.core.domain import Candle
 
 if TYPE_CHECKING:  # pandas is imported lazily: the live path never needs it
     pass
@@ -406,7 +406,7 @@ class IncrementalIndicators:
 
 # --------------------------------------------------------------------------- declared indicators
 #
-# A strategy declares the indicators it needs (``core.strategies.base.ta`` / ``custom``). Each
+# A strategy declares the indicators it needs (``tradeconsole.core.strategies.base.ta`` / ``custom``). Each
 # declaration becomes an ``IndicatorSpec``; an ``IndicatorPlan`` is the strategy's whole set: the
 # seven base values above (always there, the dashboard charts them) plus the declared ones.
 #

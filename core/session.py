@@ -22,10 +22,10 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from core.broker import client_order_id
+from tradeconsole.core.broker import client_order_id
 from dataclasses import replace
-from core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
-from core.events import (
+from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
+from tradeconsole.core.events import (
     CandleEvent,
     ErrorEvent,
     CandleUpdateEvent,
@@ -36,9 +36,9 @@ from core.events import (
     PositionEvent,
     SignalEvent,
 )
-from core.indicators import IndicatorValues
-from core.risk import RiskGuard
-from core.strategies.base import Strategy
+from tradeconsole.core.indicators import IndicatorValues
+from tradeconsole.core.risk import RiskGuard
+from tradeconsole.core.strategies.base import Strategy
 
 __all__ = ["Broker", "StrategySession"]
 

@@ -1,4 +1,4 @@
-"""What the engine needs from a durable store (``infra.journal.Journal`` implements it).
+"""What the engine needs from a durable store (``tradeconsole.infra.persistence.journal.Journal`` implements it).
 
 Defined in ``core`` so the engine depends on an interface, not on SQLite.
 """
@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.events import Event
+from tradeconsole.core.events import Event
 
 __all__ = ["EventStore", "SessionState", "StoreError"]
 
@@ -19,7 +19,7 @@ class StoreError(Exception):
 
     Why a ``core`` type: the engine must tell "the journal cannot write" (report exactly that and
     stop, a supervisor restarts the process) from a bug (report with a traceback) without
-    importing the SQLite adapter. ``infra.journal.JournalError`` derives from it.
+    importing the SQLite adapter. ``tradeconsole.infra.persistence.journal.JournalError`` derives from it.
     """
 
 

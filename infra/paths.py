@@ -22,7 +22,7 @@ def data_dir() -> Path:
 
 def history_cache_dir(symbol: str, interval: str, market: str = "spot") -> Path:
     """``<data>/binance/<market>/<SYMBOL>/<interval>/``: monthly Parquet files
-    ``<SYMBOL>-<interval>-YYYY-MM.parquet`` readable by ``backtest.data.load_candles``."""
+    ``<SYMBOL>-<interval>-YYYY-MM.parquet`` readable by ``tradeconsole.backtest.data.load_candles``."""
     return data_dir() / "binance" / market / symbol.upper() / interval
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.risk import RiskLimits
+from tradeconsole.core.risk import RiskLimits
 
 __all__ = ["ConfigError", "LiveTradingRefused", "Secret", "Settings", "check_live_allowed", "is_secret_key",
            "load_settings", "redact_url", "split_url_credentials"]
@@ -297,7 +297,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
 
 
 def _shown(p: Path, limit: int = 200) -> str:
-    """A path for a message, shortened like ``tui.cli.clip`` (a path is user input too)."""
+    """A path for a message, shortened like ``tradeconsole.tui.cli.clip`` (a path is user input too)."""
     s = str(p)
     return s if len(s) <= limit else f"{s[:limit]}…({len(s)} chars)"
 

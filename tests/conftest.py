@@ -30,14 +30,14 @@ def data_1h() -> Path:
 
 @pytest.fixture(scope="session")
 def candles_1h(data_1h):
-    from backtest.data import load_candles
+    from tradeconsole.backtest.data import load_candles
 
     return load_candles(data_1h, interval="1h")[0]
 
 
 @pytest.fixture(scope="session")
 def candles_5m(data_5m):
-    from backtest.data import load_candles
+    from tradeconsole.backtest.data import load_candles
 
     return load_candles(data_5m, interval="5m")[0]
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from infra.binance.download import parse_date
+from tradeconsole.infra.binance.market.download import parse_date
 from tests.servers.binance_market import BinanceMarketServer
-from tui.cli import main
+from tradeconsole.tui.cli import main
 
 pytestmark = pytest.mark.timeout(60)
 

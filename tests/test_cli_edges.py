@@ -39,7 +39,7 @@ def test_level_flags_are_named_as_typed(capsys, data_5m, flag, value):
 
 
 def test_root_help_shows_plain_metavars(capsys):
-    from tui.cli import build_parser
+    from tradeconsole.tui.cli import build_parser
 
     text = build_parser().format_help()
     assert "CONSOLE__" not in text and "--symbol SYMBOL" in text

@@ -3,8 +3,8 @@
 Walks every subcommand (console, backtest, run, data download, forward, kibana import) with bad
 input and asserts: the exit code (2 for a user mistake, 1 for the environment), exactly one
 ``error:`` line on stderr, no traceback, and nothing of a long bad token echoed in full.
-In-process cases go through ``tui.cli.main``; the ``run``/console cases and one per subcommand
-also go through a real ``python -m tui.cli`` process.
+In-process cases go through ``tradeconsole.tui.cli.main``; the ``run``/console cases and one per subcommand
+also go through a real ``python -m tradeconsole.tui.cli`` process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.cli import UserError, clip, main
+from tradeconsole.tui.cli import UserError, clip, main
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,7 +50,7 @@ def run_inproc(capsys, argv: list[str]) -> tuple[int, str, str]:
 
 def run_proc(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
              stdin=subprocess.DEVNULL) -> tuple[int, str, str]:
-    p = subprocess.run([sys.executable, "-m", "tui.cli", *argv], capture_output=True, text=True, stdin=stdin,
+    p = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", *argv], capture_output=True, text=True, stdin=stdin,
                        env={**os.environ, **(env or {})}, cwd=cwd, timeout=60)
     return p.returncode, p.stdout, p.stderr
 
@@ -168,7 +168,7 @@ def test_version_and_help(capsys):
 def test_every_option_has_help_text():
     import argparse
 
-    from tui.cli import build_parser
+    from tradeconsole.tui.cli import build_parser
 
     def walk(p: argparse.ArgumentParser, path: str):
         for a in p._actions:
@@ -307,7 +307,7 @@ def test_user_error_is_the_one_exception_type_handlers_raise():
 
 
 def test_options_apply_where_they_are_given():
-    from tui.cli import build_parser
+    from tradeconsole.tui.cli import build_parser
 
     console = build_parser().parse_args(["--mode", "seed", "--cash", "5000", "--strategy", "engulfing:1h"])
     assert (console.command, console.mode, console.cash, console.strategies) == (None, "seed", 5000.0, ["engulfing:1h"])

@@ -8,9 +8,9 @@ from dataclasses import fields
 
 import pytest
 
-from core.risk import RiskLimits
-from core.strategies import STRATEGIES, make_strategy
-from core.strategies.base import param_ranges
+from tradeconsole.core.risk import RiskLimits
+from tradeconsole.core.strategies import STRATEGIES, make_strategy
+from tradeconsole.core.strategies.base import param_ranges
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from backtest.data import load_candles
-from backtest.replay import ReplaySource, partial_candle, synthetic_updates
-from core.domain import Candle
-from core.feed import CandleClosed, CandleUpdate, FeedStatus
+from tradeconsole.backtest.data import load_candles
+from tradeconsole.backtest.replay import ReplaySource, partial_candle, synthetic_updates
+from tradeconsole.core.domain import Candle
+from tradeconsole.core.feed import CandleClosed, CandleUpdate, FeedStatus
 
 pytestmark = pytest.mark.timeout(30)
 

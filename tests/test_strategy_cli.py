@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(300)
 
 HERE = Path(__file__).parent
 STRATS = HERE / "strategies"
-CLI = [sys.executable, "-m", "tui.cli"]
+CLI = [sys.executable, "-m", "tradeconsole.tui.cli"]
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -41,12 +41,12 @@ def one_error_line(p: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.parametrize("body, line, what", [
-    ("from core.strategies import Strategy\n\nclass X(Strategy)\n    pass\n", 3, "syntax error"),
-    ("from core.strategies import Strategy\nimport math\n\nVALUE = 1 / 0\n", 4, "ZeroDivisionError"),
-    ("from core.strategies import Side, Strategy, ta\n\n\nclass X(Strategy):\n    name = 'x'\n"
+    ("from tradeconsole.core.strategies import Strategy\n\nclass X(Strategy)\n    pass\n", 3, "syntax error"),
+    ("from tradeconsole.core.strategies import Strategy\nimport math\n\nVALUE = 1 / 0\n", 4, "ZeroDivisionError"),
+    ("from tradeconsole.core.strategies import Side, Strategy, ta\n\n\nclass X(Strategy):\n    name = 'x'\n"
      "    default_interval = '1h'\n    indicators = {'q': ta('no_such_indicator')}\n\n"
      "    def entry_signal(self, c, ind):\n        return None\n", 7, "pandas-ta has no indicator"),
-    ("from core.strategies import Side, Strategy, custom\n\n\nclass X(Strategy):\n    name = 'x'\n"
+    ("from tradeconsole.core.strategies import Side, Strategy, custom\n\n\nclass X(Strategy):\n    name = 'x'\n"
      "    default_interval = '1h'\n    indicators = {'q': custom(lambda df: df.close.iloc[:3])}\n\n"
      "    def entry_signal(self, c, ind):\n        return None\n", 4, "one value per candle"),
     ("x = 1\n", None, "defines no Strategy subclass"),

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from backtest.data import CandleArrays
-from backtest.runner import run_backtest
-from core.broker import BrokerSettings, ExitPlan, SimulatedFuturesBroker, FILL_MODELS
-from core.domain import Candle, FillReason, Side
-from core.strategies import (
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.broker import BrokerSettings, ExitPlan, SimulatedFuturesBroker, FILL_MODELS
+from tradeconsole.core.domain import Candle, FillReason, Side
+from tradeconsole.core.strategies import (
     Strategy, StrategyDefinitionError, StrategyParams, atr, custom, fixed, fixed_notional, level, param, per_side,
     risk_per_trade, trailing,
 )
@@ -162,7 +162,7 @@ def test_bad_declarations_are_refused_at_class_creation():
             name = "t_bad1"
             sizing = risk_per_trade(0.01)
     with pytest.raises(StrategyDefinitionError, match="pandas-ta has no indicator"):
-        from core.strategies import ta
+        from tradeconsole.core.strategies import ta
 
         ta("no_such_indicator")
     with pytest.raises(StrategyDefinitionError, match="base values"):
@@ -184,7 +184,7 @@ def test_bad_declarations_are_refused_at_class_creation():
 
 
 def test_live_broker_features_are_listed_for_refusal():
-    from core.strategies import make_strategy
+    from tradeconsole.core.strategies import make_strategy
 
     assert make_strategy("basic").live_unsupported() == []
 

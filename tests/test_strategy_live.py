@@ -1,4 +1,4 @@
-"""The live path for declared indicators (core.indicators.LiveIndicators) equals the backtest's
+"""The live path for declared indicators (tradeconsole.core.indicators.LiveIndicators) equals the backtest's
 whole-history computation, previews an open candle without committing it, and survives a
 strategy switch in the engine."""
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backtest.strategy_loader import load_file
-from core.broker import FILL_MODELS
-from core.indicators import LiveIndicators
-from core.strategies import make_strategy, register_strategy
+from tradeconsole.backtest.strategy_loader import load_file
+from tradeconsole.core.broker import FILL_MODELS
+from tradeconsole.core.indicators import LiveIndicators
+from tradeconsole.core.strategies import make_strategy, register_strategy
 
 STRATS = Path(__file__).parent / "strategies"
 
@@ -65,8 +65,8 @@ def test_switching_to_a_strategy_with_declared_indicators_warms_them_up(loaded, 
 
 
 def test_engine_switch_strategy_uses_the_new_indicators(loaded, candles_1h):
-    from core.engine import Engine, SessionSpec, SwitchStrategy
-    from core.feed import CandleClosed
+    from tradeconsole.core.engine import Engine, SessionSpec, SwitchStrategy
+    from tradeconsole.core.feed import CandleClosed
 
     eng = Engine([SessionSpec("ETHUSDT", "1h", "basic")], mode="paper")
     eng.start()

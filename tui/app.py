@@ -29,14 +29,14 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from core.domain import INTERVAL_MS
-from core.engine import Flatten, PauseEntries, StartTrading, StopTrading, SwitchStrategy
-from core.events import Event
-from core.strategies import STRATEGIES
-from tui.collector import CollectorSnapshot, EventCollector
-from tui.runtime import Runtime, RuntimeOptions, options_from_args
-from tui.screens.dashboard import DASHBOARD_BINDINGS, DashboardScreen
-from tui.screens.dialogs import (
+from tradeconsole.core.domain import INTERVAL_MS
+from tradeconsole.core.engine import Flatten, PauseEntries, StartTrading, StopTrading, SwitchStrategy
+from tradeconsole.core.events import Event
+from tradeconsole.core.strategies import STRATEGIES
+from tradeconsole.tui.collector import CollectorSnapshot, EventCollector
+from tradeconsole.tui.runtime import Runtime, RuntimeOptions, options_from_args
+from tradeconsole.tui.screens.dashboard import DASHBOARD_BINDINGS, DashboardScreen
+from tradeconsole.tui.screens.dialogs import (
     ChoiceDialog,
     ConfirmDialog,
     LiveConfirmDialog,
@@ -44,8 +44,8 @@ from tui.screens.dialogs import (
     ReplayOfferDialog,
     TextDialog,
 )
-from tui.screens.help import HelpScreen
-from tui.startup import (
+from tradeconsole.tui.screens.help import HelpScreen
+from tradeconsole.tui.startup import (
     data_symbol_problem,
     load_theme,
     probe_binance,
@@ -55,8 +55,8 @@ from tui.startup import (
     symbol_problem,
     with_market,
 )
-from tui.widgets.chart import ChartBuilder, ThreadedPlot
-from tui.widgets.header import HeaderState
+from tradeconsole.tui.widgets.chart import ChartBuilder, ThreadedPlot
+from tradeconsole.tui.widgets.header import HeaderState
 
 __all__ = ["TradeConsoleApp", "main"]
 
@@ -185,8 +185,8 @@ class TradeConsoleApp(App[int]):
             try:
                 rt = await asyncio.to_thread(self.runtime_factory, opts, confirm, [self.collector])
             except Exception as exc:  # noqa: BLE001 - every failure is shown, none is fatal to the UI
-                from infra.journal import JournalError
-                from infra.settings import ConfigError, LiveTradingRefused
+                from tradeconsole.infra.persistence.journal import JournalError
+                from tradeconsole.infra.settings import ConfigError, LiveTradingRefused
 
                 if isinstance(exc, (LiveTradingRefused, ConfigError, JournalError)):
                     self.exit_message = f"tradeconsole: {exc}"
@@ -232,7 +232,7 @@ class TradeConsoleApp(App[int]):
     async def _live_confirmation(self, opts: RuntimeOptions) -> Callable[[str], str] | None:
         """The typed symbol for the live-trading gate, asked before anything starts. Without keys
         the gate refuses before asking, so the user is not asked for nothing."""
-        from infra.settings import load_settings
+        from tradeconsole.infra.settings import load_settings
 
         try:
             has_keys = (await asyncio.to_thread(load_settings, opts.config)).has_keys
@@ -358,7 +358,7 @@ class TradeConsoleApp(App[int]):
                     break
 
     # ------------------------------------------------------------------ actions
-    def _engine(self):  # noqa: ANN202 - core.engine.Engine, imported lazily by Runtime
+    def _engine(self):  # noqa: ANN202 - tradeconsole.core.engine.Engine, imported lazily by Runtime
         if self.runtime is None:
             self.notify("the engine is not running yet", severity="warning", timeout=3)
             return None
@@ -561,7 +561,7 @@ class TradeConsoleApp(App[int]):
         self._show_now()
 
     def action_backtest(self) -> None:
-        from tui.screens.backtest import BacktestScreen
+        from tradeconsole.tui.screens.backtest import BacktestScreen
 
         if not self._backtest_installed:
             s = self.collector.snapshot().session(self.selected_key)
@@ -575,7 +575,7 @@ class TradeConsoleApp(App[int]):
 
     def action_help(self) -> None:
         """Show the help screen; built once and kept, so opening it again costs one repaint."""
-        from tui.screens.backtest import BACKTEST_BINDINGS
+        from tradeconsole.tui.screens.backtest import BACKTEST_BINDINGS
 
         if not self.is_screen_installed("help"):
             self.install_screen(HelpScreen([
@@ -617,8 +617,8 @@ class TradeConsoleApp(App[int]):
 
 
 def main(args: argparse.Namespace) -> int:
-    """Entry point of ``tradeconsole`` without a subcommand (see ``tui.cli``)."""
-    from tui.cli import UserError, check_engine_args, clip
+    """Entry point of ``tradeconsole`` without a subcommand (see ``tradeconsole.tui.cli``)."""
+    from tradeconsole.tui.cli import UserError, check_engine_args, clip
 
     check_engine_args(args)
     try:
@@ -641,8 +641,8 @@ def main(args: argparse.Namespace) -> int:
     # cause, so a supervisor or script sees it even though the UI itself closed normally
     failure = getattr(app.last_stopped, "failure", None)
     if failure:
-        from tui.cli import EnvironmentFailure
+        from tradeconsole.tui.cli import EnvironmentFailure
 
-        raise EnvironmentFailure(failure)  # tui.cli.main prints it as one `error:` line, exit 1
+        raise EnvironmentFailure(failure)  # tradeconsole.tui.cli.main prints it as one `error:` line, exit 1
     return int(app.return_code or 0)
 

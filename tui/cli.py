@@ -117,7 +117,7 @@ def _speed(value: str) -> float | None:
 
 def _interval(value: str) -> str:
     """A Binance kline interval (``5m``, ``1h``...): refused by the parser when unknown."""
-    from core.domain import INTERVAL_MS
+    from tradeconsole.core.domain import INTERVAL_MS
 
     if value not in INTERVAL_MS:
         raise argparse.ArgumentTypeError(f"unknown interval {clip(value)!r}; expected one of {', '.join(INTERVAL_MS)}")
@@ -126,7 +126,7 @@ def _interval(value: str) -> str:
 
 def _date(value: str) -> str:
     """A UTC date or time (checked here, converted by the handler)."""
-    from core.domain import parse_utc_ms
+    from tradeconsole.core.domain import parse_utc_ms
 
     try:
         parse_utc_ms(value)
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version and exit")
     _add_debug(parser, root=True)
     _add_engine_options(parser, headless=False, prefix=_CONSOLE_PREFIX)
-    parser.set_defaults(handler="tui.app:main")
+    parser.set_defaults(handler="tradeconsole.tui.app:main")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     # -- backtest
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="end (exclusive, UTC), e.g. 2022-12-01")
     bt.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
     bt.add_argument("--cash", type=_CASH, default=10_000.0, help="starting balance in USDT (default 10000)")
-    # ranges as core.broker.BrokerSettings enforces them (Binance USD-M allows at most 125x)
+    # ranges as tradeconsole.core.broker.BrokerSettings enforces them (Binance USD-M allows at most 125x)
     bt.add_argument("--leverage", type=number("leverage", 1, 125), default=1.0, help="leverage, 1..125 (default 1)")
     bt.add_argument("--fee", type=number("fee", 0, 0.01, high_open=True), default=0.0004,
                     help="taker fee as a fraction (0.0004 = 0.04%%), below 0.01")
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--plot", action="store_true",
                     help="draw equity and price with fills (on stdout, or on stderr with --json)")
     bt.add_argument("--kafka", metavar="BOOTSTRAP", help="publish the run's events to Kafka (host:port)")
-    bt.set_defaults(handler="backtest.cli:main")
+    bt.set_defaults(handler="tradeconsole.backtest.cli:main")
 
     # -- optimize
     op = sub.add_parser("optimize", help="search strategy parameters (walk-forward, self-checked)",
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--json", action="store_true", help="print one JSON object")
     op.add_argument("--plot", action="store_true", help="heatmap of two parameters (stderr with --json)")
     op.add_argument("--plot-params", metavar="X,Y", help="the two parameters of --plot (default: the first two)")
-    op.set_defaults(handler="backtest.optimize.cli:main")
+    op.set_defaults(handler="tradeconsole.backtest.optimize.cli:main")
 
     # -- run (headless)
     run = sub.add_parser("run", help="run the engine without the UI",
@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true",
                      help="with --replay: print a summary like `backtest --json` when the data ends")
     run.add_argument("--confirm", metavar="SYMBOL", help="non-interactive live confirmation (type the symbol)")
-    run.set_defaults(handler="tui.headless:main")
+    run.set_defaults(handler="tradeconsole.tui.headless:main")
 
     # -- strategy new / list / check
     st = sub.add_parser("strategy", help="write, list and check strategies")
@@ -364,12 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("name", type=_strategy_name, help="strategy name (letters, digits, _), also the file name")
     sn.add_argument("--dir", metavar="DIR", help="where to write NAME.py (default: the user strategies directory)")
     sn.add_argument("--force", action="store_true", help="overwrite an existing file")
-    sn.set_defaults(handler="backtest.strategy_cli:new_main")
+    sn.set_defaults(handler="tradeconsole.backtest.strategy_cli:new_main")
     sl = ssub.add_parser("list", help="strategies available, with parameters (ranges) and intervals")
     _add_debug(sl, root=False)
     sl.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR", help="also load from here")
     sl.add_argument("--json", action="store_true", help="print JSON")
-    sl.set_defaults(handler="backtest.strategy_cli:list_main")
+    sl.set_defaults(handler="tradeconsole.backtest.strategy_cli:list_main")
     sc = ssub.add_parser("check", help="prove no look-ahead, live == backtest, and a long enough warm-up")
     _add_debug(sc, root=False)
     sc.add_argument("name", choices=_strategy_names(), help="strategy to check")
@@ -382,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--live-bars", type=number("live-bars", 10, 1_000_000), default=3000,
                     help="candles replayed candle by candle through the live path (default 3000)")
     sc.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
-    sc.set_defaults(handler="backtest.strategy_cli:check_main")
+    sc.set_defaults(handler="tradeconsole.backtest.strategy_cli:check_main")
 
     # -- data download
     data = sub.add_parser("data", help="history cache")
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="end (exclusive, UTC; default: now)")
     dl.add_argument("--market", choices=("spot", "futures"), default="spot", help="market (default spot)")
     dl.add_argument("--config", metavar="PATH", help="config file (for [binance] endpoints)")
-    dl.set_defaults(handler="infra.binance.download:cli_main")
+    dl.set_defaults(handler="tradeconsole.infra.binance.market.download:cli_main")
 
     # -- forwarder
     fw = sub.add_parser("forward", help="consume Kafka topics into Elasticsearch",
@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--elasticsearch", required=True, metavar="URL", help="Elasticsearch URL, or 'cloud'")
     fw.add_argument("--group", default="tradeconsole-forwarder", help="Kafka consumer group (default tradeconsole-forwarder)")
     fw.add_argument("--config", metavar="PATH", help="config file ([kafka], [elasticsearch], [forwarder])")
-    fw.set_defaults(handler="infra.forwarder:cli_main")
+    fw.set_defaults(handler="tradeconsole.infra.sinks.forwarder:cli_main")
 
     # -- kibana
     kb = sub.add_parser("kibana", help="Kibana saved objects")
@@ -419,13 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(ki, root=False)
     ki.add_argument("--kibana", required=True, metavar="URL", help="Kibana URL, or 'cloud'")
     ki.add_argument("--config", metavar="PATH", help="config file ([kibana], [elasticsearch])")
-    ki.set_defaults(handler="infra.kibana:cli_main")
+    ki.set_defaults(handler="tradeconsole.infra.sinks.kibana:cli_main")
     return parser
 
 
 def _strategy_names() -> list[str]:
     """Every strategy registered so far (built-ins plus what ``preload_strategies`` found)."""
-    from core.strategies import STRATEGIES
+    from tradeconsole.core.strategies import STRATEGIES
 
     return sorted(STRATEGIES)
 
@@ -455,7 +455,7 @@ def preload_strategies(raw: Sequence[str]) -> None:
             paths.append(raw[i + 1])
         elif a.startswith("--strategy-path="):
             paths.append(a.split("=", 1)[1])
-    from backtest.strategy_loader import StrategyLoadError, load_strategies
+    from tradeconsole.backtest.strategy_loader import StrategyLoadError, load_strategies
 
     try:
         report = load_strategies(paths)
@@ -533,7 +533,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     """User-mistake exceptions of the layers below, looked up only in modules already imported
     (an exception of a module that was never loaded cannot have been raised)."""
     out: list[type[BaseException]] = [UserError]
-    for mod, names in (("infra.settings", ("ConfigError", "LiveTradingRefused")), ("backtest.data", ("DataError",))):
+    for mod, names in (("tradeconsole.infra.settings", ("ConfigError", "LiveTradingRefused")), ("tradeconsole.backtest.data", ("DataError",))):
         m = sys.modules.get(mod)
         if m is not None:
             out += [getattr(m, n) for n in names if hasattr(m, n)]
@@ -542,7 +542,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 def _environment_error_types() -> tuple[type[BaseException], ...]:
     out: list[type[BaseException]] = [EnvironmentFailure, OSError]
-    for mod, names in (("sqlite3", ("OperationalError", "DatabaseError")), ("infra.binance.rest", ("RestError",))):
+    for mod, names in (("sqlite3", ("OperationalError", "DatabaseError")), ("tradeconsole.infra.binance.http.rest", ("RestError",))):
         m = sys.modules.get(mod)
         if m is not None:
             out += [getattr(m, n) for n in names if hasattr(m, n)]
@@ -600,8 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # `python -m tui.cli`: use the importable module's main so that UserError raised by the
-    # handlers (imported from ``tui.cli``) is the class the error path maps
-    from tui.cli import main as _main
+    # `python -m tradeconsole.tui.cli`: use the importable module's main so that UserError raised by the
+    # handlers (imported from ``tradeconsole.tui.cli``) is the class the error path maps
+    from tradeconsole.tui.cli import main as _main
 
     sys.exit(_main())

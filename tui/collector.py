@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.domain import Candle, Position
-from core.events import (
+from tradeconsole.core.domain import Candle, Position
+from tradeconsole.core.events import (
     CandleEvent,
     CandleUpdateEvent,
     ConnectionEvent,

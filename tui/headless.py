@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-from core.events import Event
+from tradeconsole.core.events import Event
 
 __all__ = ["JsonLogFormatter", "main"]
 
@@ -79,20 +79,20 @@ def _confirm_fn(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from tui.cli import EnvironmentFailure, UserError, check_engine_args
+    from tradeconsole.tui.cli import EnvironmentFailure, UserError, check_engine_args
 
     if not args.headless:
         raise UserError("`tradeconsole run` needs --headless (the console is plain `tradeconsole`)")
     check_engine_args(args)
     _setup_logging()
-    from infra.journal import JournalError, JournalWriteError
-    from tui.runtime import Runtime, options_from_args
+    from tradeconsole.infra.persistence.journal import JournalError, JournalWriteError
+    from tradeconsole.tui.runtime import Runtime, options_from_args
 
     try:
         opts = options_from_args(args)
     except ValueError as exc:  # unknown strategy and the like: a mistake in the options
         raise UserError(str(exc)) from None
-    # config, data and live-trading refusals are mapped to one `error:` line by tui.cli.main
+    # config, data and live-trading refusals are mapped to one `error:` line by tradeconsole.tui.cli.main
     try:
         runtime = Runtime(opts, confirm=_confirm_fn(args), extra_subscribers=[_log_event])
     except JournalWriteError as exc:  # e.g. disk full at start: a restart helps once there is space
@@ -135,17 +135,17 @@ def main(args: argparse.Namespace) -> int:
                                          "invalid_skipped": engine.invalid_skipped, "failure": failure}})
     if failure is not None:
         # one line, last on stderr, the root cause: what `systemctl status` and a person see first
-        raise EnvironmentFailure(failure)  # tui.cli.main prints it as one `error:` line, exit 1
+        raise EnvironmentFailure(failure)  # tradeconsole.tui.cli.main prints it as one `error:` line, exit 1
     if args.json:
         _print_summaries(runtime)
     return 0
 
 
 def _print_summaries(runtime: Any) -> None:
-    from backtest.from_journal import result_from_journal
-    from backtest.metrics import compute_metrics
-    from backtest.report import to_json
-    from infra.journal import Journal
+    from tradeconsole.backtest.from_journal import result_from_journal
+    from tradeconsole.backtest.metrics import compute_metrics
+    from tradeconsole.backtest.report import to_json
+    from tradeconsole.infra.persistence.journal import Journal
 
     journal = Journal(runtime.journal.path, sync="normal", verify=False)  # just written and closed by this run
     try:

@@ -1,6 +1,6 @@
 """Wiring: command-line options -> settings, journal, engine, market-data source and event sinks.
 
-Shared by the Textual console (``tui.app``) and the headless runner (``tui.headless``) so both
+Shared by the Textual console (``tradeconsole.tui.app``) and the headless runner (``tradeconsole.tui.headless``) so both
 run exactly the same engine the same way; only how events are shown differs.
 """
 
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.broker import BrokerSettings
-from core.engine import Engine, SessionSpec, paper_broker
-from core.events import Event
-from core.feed import MarketDataSource
-from core.strategies import STRATEGIES
+from tradeconsole.core.broker import BrokerSettings
+from tradeconsole.core.engine import Engine, SessionSpec, paper_broker
+from tradeconsole.core.events import Event
+from tradeconsole.core.feed import MarketDataSource
+from tradeconsole.core.strategies import STRATEGIES
 
 __all__ = ["RuntimeOptions", "Runtime", "options_from_args", "parse_strategy_specs"]
 
@@ -79,7 +79,7 @@ class Runtime:
 
     def __init__(self, opts: RuntimeOptions, *, confirm: Callable[[str], str] | None = None,
                  extra_subscribers: list[Callable[[Event], None]] | None = None) -> None:
-        from infra.settings import check_live_allowed, load_settings
+        from tradeconsole.infra.settings import check_live_allowed, load_settings
 
         self.opts = opts
         self.settings = load_settings(opts.config)
@@ -97,7 +97,7 @@ class Runtime:
         if self.trading_mode != "paper" and len(self.specs) > 1:
             # one Binance account holds one position per symbol (one-way mode): two sessions would
             # cancel each other's protective orders and both read every fill of the symbol
-            from infra.settings import LiveTradingRefused
+            from tradeconsole.infra.settings import LiveTradingRefused
 
             raise LiveTradingRefused(
                 f"{self.trading_mode} trading runs one strategy per symbol, got "
@@ -133,7 +133,7 @@ class Runtime:
         settings with every secret redacted here, before the engine (and so the journal, events
         and logs) ever sees it; e.g. ``--elasticsearch https://user:pw@host`` is kept as
         ``https://user:***@host``."""
-        from infra.settings import redact_url
+        from tradeconsole.infra.settings import redact_url
 
         options = {k: (redact_url(v) if isinstance(v, str) and "@" in v else v) for k, v in vars_of(self.opts).items()}
         return {"options": options, "settings": self.settings.public_view()}
@@ -143,21 +143,21 @@ class Runtime:
         equity fraction only; a strategy declaring more (trailing stops, time exits, exit
         signals, ATR/indicator levels, other sizing) is refused before anything is sent, rather
         than traded live without the exits its backtest assumed."""
-        from core.strategies import make_strategy
+        from tradeconsole.core.strategies import make_strategy
 
         for name, _iv in self.opts.strategies:
             missing = make_strategy(name).live_unsupported()
             if missing:
-                from infra.settings import LiveTradingRefused
+                from tradeconsole.infra.settings import LiveTradingRefused
 
                 raise LiveTradingRefused(f"the strategy {name!r} declares {', '.join(missing)}, which the live "
                                          f"Binance broker does not support yet: paper-trade or backtest it instead")
 
     # ------------------------------------------------------------------ building blocks
     def _load_replay(self) -> None:
-        from backtest.data import load_candles
+        from tradeconsole.backtest.data import load_candles
 
-        from tui.startup import data_symbol_problem
+        from tradeconsole.tui.startup import data_symbol_problem
 
         problem = data_symbol_problem(self.opts.replay, self.opts.symbol)
         if problem:
@@ -172,8 +172,8 @@ class Runtime:
         self.replay_candles, self.replay_report = load_candles(self.opts.replay, interval=interval, expected_by=why)
 
     def _open_journal(self):
-        from infra.journal import Journal
-        from infra.paths import journal_path
+        from tradeconsole.infra.persistence.journal import Journal
+        from tradeconsole.infra.paths import journal_path
 
         if self.opts.journal:
             path = Path(self.opts.journal)
@@ -189,8 +189,8 @@ class Runtime:
     def _broker_factory(self):
         if self.trading_mode == "paper":
             return paper_broker
-        from infra.binance.endpoints import resolve_endpoints
-        from infra.binance.futures_broker import BinanceFuturesBroker
+        from tradeconsole.infra.binance.http.endpoints import resolve_endpoints
+        from tradeconsole.infra.binance.execution.broker import BinanceFuturesBroker
 
         endpoints = resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet")
         key, secret = self.settings.api_key, self.settings.api_secret
@@ -209,8 +209,8 @@ class Runtime:
         unreachable) are retried lazily by the broker, as before."""
         if self.trading_mode == "paper":
             return
-        from infra.binance.errors import AccountModeUnsupported, AuthenticationFailed, BinanceError
-        from infra.settings import LiveTradingRefused
+        from tradeconsole.infra.binance.http.errors import AccountModeUnsupported, AuthenticationFailed, BinanceError
+        from tradeconsole.infra.settings import LiveTradingRefused
 
         for session in self.engine.sessions.values():
             start = getattr(session.broker, "start", None)
@@ -233,8 +233,8 @@ class Runtime:
         exchange reports them; its events go through the engine's input queue."""
         if self.trading_mode == "paper":
             return
-        from infra.binance.endpoints import make_client, resolve_endpoints
-        from infra.binance.user_stream import UserDataStream
+        from tradeconsole.infra.binance.http.endpoints import make_client, resolve_endpoints
+        from tradeconsole.infra.binance.execution.user_stream import UserDataStream
 
         endpoints = resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet")
         key, secret = self.settings.api_key, self.settings.api_secret
@@ -248,7 +248,7 @@ class Runtime:
         anything but ``exchange`` (``BinanceFuturesBroker.check_feed``)."""
         import dataclasses
 
-        from core.feed import CANDLE_SOURCE_EXCHANGE, CANDLE_SOURCE_REPLAY, CandleClosed, CandleUpdate
+        from tradeconsole.core.feed import CANDLE_SOURCE_EXCHANGE, CANDLE_SOURCE_REPLAY, CandleClosed, CandleUpdate
 
         tag = CANDLE_SOURCE_REPLAY if self.replay_candles is not None else CANDLE_SOURCE_EXCHANGE
         feed = self.engine.feed
@@ -263,19 +263,19 @@ class Runtime:
     def _add_sinks(self) -> None:
         kafka = self.opts.kafka or self.settings.kafka.get("bootstrap")
         if kafka:
-            from infra.kafka_sink import KafkaSink
+            from tradeconsole.infra.sinks.kafka import KafkaSink
 
             security = {k: (v.reveal() if hasattr(v, "reveal") else v) for k, v in self.settings.kafka.items()
                         if k not in ("bootstrap", "topic_prefix")}
             # journal-fed: the shipper below is its only feeder and the journal its only spool
-            # (exactly once across restarts; see infra.shipper)
+            # (exactly once across restarts; see tradeconsole.infra.persistence.shipper)
             sink = KafkaSink(kafka, topic_prefix=self.settings.kafka.get("topic_prefix", "tradeconsole"),
                              security=security or None, on_stats=lambda st: self._sink_stats(st, "kafka"),
                              journal_fed=True)
             self.sinks.append(sink)
         es_url = self.opts.elasticsearch or self.settings.elasticsearch.get("url")
         if es_url or self.settings.elasticsearch.get("cloud_id"):
-            from infra.elastic import ElasticsearchSink
+            from tradeconsole.infra.sinks.elastic import ElasticsearchSink
 
             # journal-fed as well: no disk spool (a full disk cannot stop it), the journal cursor is
             # the only record of what is unsent, and shutdown never waits for Elasticsearch
@@ -288,7 +288,7 @@ class Runtime:
         """Delivery counts and lag of a sink, as a connection event for the viewers (UI, logs).
         Called on the sink's own thread; viewers are thread-safe and non-blocking. These status
         events are not journalled or shipped: they describe the shipping itself."""
-        from infra.kafka_sink import delivery_event
+        from tradeconsole.infra.sinks.kafka import delivery_event
 
         ev = delivery_event(stats, run_id=self.engine.run_id, mode=self.trading_mode, source=source)
         for fn in self._viewers:
@@ -299,18 +299,18 @@ class Runtime:
 
     def _make_source(self) -> MarketDataSource:
         if self.replay_candles is not None:
-            from backtest.replay import ReplaySource
+            from tradeconsole.backtest.replay import ReplaySource
 
             return ReplaySource(self.replay_candles, self.opts.symbol, self.specs[0].interval,
                                 speed=self.opts.speed, updates_per_candle=self.opts.updates_per_candle,
                                 warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)),
                                 backlog=self.engine.backlog if self.opts.replay_max_backlog else None,
                                 max_backlog=self.opts.replay_max_backlog or 64)
-        from infra.binance.endpoints import resolve_endpoints
-        from infra.binance.stream import BinanceKlineStream
+        from tradeconsole.infra.binance.http.endpoints import resolve_endpoints
+        from tradeconsole.infra.binance.market.stream import BinanceKlineStream
 
-        from core.broker import FILL_MODELS
-        from core.strategies import STRATEGIES
+        from tradeconsole.core.broker import FILL_MODELS
+        from tradeconsole.core.strategies import STRATEGIES
 
         pairs = sorted({(s.symbol, s.interval) for s in self.specs})
         # REST warm-up: at least each strategy's declared/derived warm-up (strategy check (c))
@@ -329,7 +329,7 @@ class Runtime:
         if self._started:
             return
         self._started = True
-        from infra.shipper import JournalShipper
+        from tradeconsole.infra.persistence.shipper import JournalShipper
 
         # sinks are fed from the journal, not from the engine: a crash cannot lose what the
         # journal holds, and a restart resumes shipping at the acknowledged cursor

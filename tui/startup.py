@@ -14,21 +14,21 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tui.runtime import RuntimeOptions
+from tradeconsole.tui.runtime import RuntimeOptions
 
 __all__ = ["data_symbol", "data_symbol_problem", "load_theme", "save_theme", "probe_binance", "replay_candidates", "retarget_replay",
            "symbol_problem", "with_market"]
 
-from backtest.data import SYMBOL_NAME as _SYMBOL, data_symbol, data_symbol_problem
+from tradeconsole.backtest.data import SYMBOL_NAME as _SYMBOL, data_symbol, data_symbol_problem
 
 
 def probe_binance(opts: RuntimeOptions, timeout: float = 3.0) -> str | None:
     """None when a TCP connection to the Binance REST host for ``opts.market`` succeeds, else a
     one-line reason. Endpoint overrides (config file, environment) are honoured."""
-    from infra.binance.endpoints import resolve_endpoints
+    from tradeconsole.infra.binance.http.endpoints import resolve_endpoints
 
     try:
-        from infra.settings import load_settings
+        from tradeconsole.infra.settings import load_settings
 
         binance = load_settings(opts.config).binance
     except Exception:  # noqa: BLE001 - a bad config is reported when the runtime is built
@@ -51,7 +51,7 @@ def probe_binance(opts: RuntimeOptions, timeout: float = 3.0) -> str | None:
 def replay_candidates(symbol: str, interval: str, market: str = "futures") -> list[str]:
     """History-cache directories with data files for ``symbol``/``interval`` (the requested market
     first, then the other)."""
-    from infra.paths import history_cache_dir
+    from tradeconsole.infra.paths import history_cache_dir
 
     out: list[str] = []
     for m in dict.fromkeys((market, "spot", "futures")):
@@ -100,7 +100,7 @@ def with_market(opts: RuntimeOptions, *, symbol: str | None = None, interval: st
 
 
 def _config_file(config: str | None) -> Path:
-    from infra.settings import default_config_path
+    from tradeconsole.infra.settings import default_config_path
 
     return Path(config).expanduser() if config else default_config_path()
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from tui.cli import EnvironmentFailure, UserError, check_data_files, check_input_path, clip
+from tradeconsole.tui.cli import EnvironmentFailure, UserError, check_data_files, check_input_path, clip
 
 __all__ = ["main", "parse_duration"]
 
@@ -42,7 +42,7 @@ def parse_duration(text: str, interval_ms: int, option: str) -> int:
 
 
 def _windows(args: argparse.Namespace, start: int, n: int, interval_ms: int) -> list[tuple[Any, Any]]:
-    from backtest.optimize.run import Window
+    from tradeconsole.backtest.optimize.run import Window
 
     folds: list[tuple[Any, Any]] = []
     if args.train or args.test:
@@ -74,16 +74,16 @@ def _windows(args: argparse.Namespace, start: int, n: int, interval_ms: int) -> 
 
 def main(args: argparse.Namespace) -> int:
     """Run the optimisation the options describe; print the report (text or ``--json``)."""
-    from backtest.cli import symbol_of, check_output_file
-    from backtest.data import DataError, load_candles, window_with_warmup
-    from backtest.optimize.evaluate import MismatchError, Workspace, data_hash
-    from backtest.optimize.objective import Objective, load_objective
-    from backtest.optimize.run import Job, LocalExecutor, Progress, Window
-    from backtest.optimize.space import SpaceError, grid, grid_size, parse_space, random_points
-    from backtest.optimize.store import ResultsStore, combo_key
-    from core.broker import BrokerSettings
-    from core.domain import interval_ms, iso_ms, parse_utc_ms
-    from core.strategies import STRATEGIES
+    from tradeconsole.backtest.cli import symbol_of, check_output_file
+    from tradeconsole.backtest.data import DataError, load_candles, window_with_warmup
+    from tradeconsole.backtest.optimize.evaluate import MismatchError, Workspace, data_hash
+    from tradeconsole.backtest.optimize.objective import Objective, load_objective
+    from tradeconsole.backtest.optimize.run import Job, LocalExecutor, Progress, Window
+    from tradeconsole.backtest.optimize.space import SpaceError, grid, grid_size, parse_space, random_points
+    from tradeconsole.backtest.optimize.store import ResultsStore, combo_key
+    from tradeconsole.core.broker import BrokerSettings
+    from tradeconsole.core.domain import interval_ms, iso_ms, parse_utc_ms
+    from tradeconsole.core.strategies import STRATEGIES
 
     interval = args.interval or STRATEGIES[args.strategy].default_interval
     args.workers = args.workers or (os.cpu_count() or 1)
@@ -179,7 +179,7 @@ def main(args: argparse.Namespace) -> int:
         return record
 
     if args.backend == "dask":
-        from backtest.optimize.cluster import DaskExecutor
+        from tradeconsole.backtest.optimize.cluster import DaskExecutor
 
         executor: Any = DaskExecutor(job, args.address)
     else:
@@ -192,7 +192,7 @@ def main(args: argparse.Namespace) -> int:
     test_rows: list[dict[str, Any]] = []  # each fold's chosen combination on its test window (all metrics)
     try:
         def search(w: Window, label: str) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
-            from backtest.optimize.run import evaluate_points
+            from tradeconsole.backtest.optimize.run import evaluate_points
 
             if args.search == "grid":
                 pts = list(grid(dims))
@@ -215,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
                 entry["note"] = "no feasible combination in the training window"
                 fold_out.append(entry)
                 continue
-            from backtest.optimize.run import evaluate_points
+            from tradeconsole.backtest.optimize.run import evaluate_points
 
             test_row = evaluate_points(executor, te, [pts[best]], lookup_for(te), record_for(te))[0]
             test_rows.append(test_row)
@@ -261,7 +261,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(_text(out))
     if args.plot:
-        from backtest.optimize.plot import heatmap
+        from tradeconsole.backtest.optimize.plot import heatmap
 
         stream = sys.stderr if args.json else sys.stdout
         color = bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
@@ -274,7 +274,7 @@ def _batch(n: int, args: argparse.Namespace) -> int:
 
 
 def _span(candles: Any, w: Any, step_ms: int) -> list[str]:
-    from core.domain import iso_ms
+    from tradeconsole.core.domain import iso_ms
 
     return [iso_ms(int(candles.open_time[w.start])), iso_ms(int(candles.open_time[w.end - 1]) + step_ms)]
 
@@ -293,7 +293,7 @@ def _pick(row: dict[str, Any]) -> dict[str, Any]:
 
 def _same_row(row: dict[str, Any], ref: dict[str, Any], params: dict[str, float], window: str) -> None:
     """The stored/computed row must carry exactly the one path's scalar metrics (resumed rows too)."""
-    from backtest.optimize.evaluate import MismatchError
+    from tradeconsole.backtest.optimize.evaluate import MismatchError
 
     for k, v in ref.items():
         got = row.get(k)
@@ -310,7 +310,7 @@ def _optuna(dims, args, executor, w, lookup, record, label):
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.trial import TrialState
 
-    from backtest.optimize.run import Progress, evaluate_points
+    from tradeconsole.backtest.optimize.run import Progress, evaluate_points
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
@@ -341,7 +341,7 @@ def _optuna(dims, args, executor, w, lookup, record, label):
 def _report(args, dims, objective, points, rows, order, folds, ws, settings) -> dict[str, Any]:
     import numpy as np
 
-    from backtest.optimize.stats import deflated_sharpe, neighbourhood, pbo_cscv, returns_of
+    from tradeconsole.backtest.optimize.stats import deflated_sharpe, neighbourhood, pbo_cscv, returns_of
 
     out: dict[str, Any] = {"objective": objective.name,
                            "constraints": {"min_trades": objective.min_trades, "max_drawdown_pct": objective.max_drawdown},

@@ -9,7 +9,7 @@ runtime for no gain here.
 
 Each worker keeps one workspace cache per job (keyed by the scattered job's key), so indicators
 and signals are computed once per worker and window, as locally. Results are identical to the
-local run because both call ``backtest.optimize.run.evaluate_batch``.
+local run because both call ``tradeconsole.backtest.optimize.run.evaluate_batch``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from backtest.optimize.run import Job, Window, evaluate_batch, reference_rows
+from tradeconsole.backtest.optimize.run import Job, Window, evaluate_batch, reference_rows
 
 __all__ = ["DaskExecutor"]
 
@@ -38,13 +38,13 @@ class DaskExecutor:
         try:
             from distributed import Client
         except ImportError as exc:  # the optional extra
-            from tui.cli import EnvironmentFailure
+            from tradeconsole.tui.cli import EnvironmentFailure
 
             raise EnvironmentFailure(f"--backend dask needs the cluster extra (pip install 'tradeconsole[cluster]'): {exc}") from None
         try:
             self.client = Client(address, timeout=10)
         except OSError as exc:
-            from tui.cli import EnvironmentFailure
+            from tradeconsole.tui.cli import EnvironmentFailure
 
             raise EnvironmentFailure(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         self.job_future = self.client.scatter(job, broadcast=True)

@@ -7,8 +7,8 @@ candles, the indicators of the fill model (``compute_history`` over exactly the 
 evaluated once per distinct set of *entry* parameters (everything except the broker-side
 ``stop_loss_pct``/``take_profit_pct``/``stake_fraction`` of ``StrategyParams``), so a grid of
 16 threshold pairs x 64 stop/target pairs computes 16 signal series, not 1,024. The compiled
-kernel (``backtest.optimize.sim``) then runs the broker's rules, and the metrics come from the
-one ``backtest.metrics.compute_metrics`` applied to a real ``BacktestResult``.
+kernel (``tradeconsole.backtest.optimize.sim``) then runs the broker's rules, and the metrics come from the
+one ``tradeconsole.backtest.metrics.compute_metrics`` applied to a real ``BacktestResult``.
 
 ``reference`` is the one path: ``run_backtest(candles, make_strategy(name, **params),
 model=..., settings=..., warmup=...)`` exactly as ``backtest/cli.py`` calls it. ``verify``
@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from backtest.data import CandleArrays
-from backtest.metrics import compute_metrics
-from backtest.runner import BacktestResult, run_backtest
-from core.broker import FILL_MODELS, BrokerSettings, FillModel, client_order_id
-from core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
-from core.indicators import IndicatorValues, compute_history
-from core.strategies import STRATEGIES, make_strategy
-from core.strategies.base import StrategyParams
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.backtest.metrics import compute_metrics
+from tradeconsole.backtest.runner import BacktestResult, run_backtest
+from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, FillModel, client_order_id
+from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
+from tradeconsole.core.indicators import IndicatorValues, compute_history
+from tradeconsole.core.strategies import STRATEGIES, make_strategy
+from tradeconsole.core.strategies.base import StrategyParams
 
 __all__ = ["MismatchError", "Workspace", "comparable", "data_hash", "reference", "verify"]
 
@@ -131,12 +131,12 @@ class Workspace:
 
     def signals(self, params: dict[str, float]) -> np.ndarray:
         """+1/-1/0 per traded bar, cached by entry parameters: the strategy's own ``entry_signal``
-        bar by bar, or its vectorised twin (``backtest.optimize.vector``) once the twin has matched
+        bar by bar, or its vectorised twin (``tradeconsole.backtest.optimize.vector``) once the twin has matched
         ``entry_signal`` on this workspace's first parameter set."""
         key = tuple(sorted((k, v) for k, v in params.items() if k not in EXIT_PARAMS))
         sig = self._signals.get(key)
         if sig is None:
-            from backtest.optimize.vector import VECTOR_SIGNALS
+            from tradeconsole.backtest.optimize.vector import VECTOR_SIGNALS
 
             strat = make_strategy(self.strategy, **params)
             vec = VECTOR_SIGNALS.get(type(strat)) if self.vectorised else None
@@ -177,7 +177,7 @@ class Workspace:
         building the per-fill objects: ``compute_metrics`` runs on the result with its round trips,
         and only the two fill counts (``buys``/``sells``) come from the kernel's fill sides.
         The CLI checks these rows against ``run_backtest`` for its top results."""
-        from backtest.optimize.store import scalar_row
+        from tradeconsole.backtest.optimize.store import scalar_row
 
         result = self.run(params, lean=True)
         sides = result.extra.pop("fill_sides")
@@ -188,7 +188,7 @@ class Workspace:
     def run(self, params: dict[str, float], *, lean: bool = False) -> BacktestResult:
         """The ``BacktestResult`` of one combination through the compiled kernel (``lean``: no
         fill objects, their sides in ``extra["fill_sides"]``)."""
-        from backtest.optimize.sim import simulate
+        from tradeconsole.backtest.optimize.sim import simulate
 
         strat = make_strategy(self.strategy, **params)  # the declared ranges check every value
         p = strat.params

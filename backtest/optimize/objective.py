@@ -1,6 +1,6 @@
 """Objectives and constraints: which combination is "best".
 
-Built-in objectives read the backtest metrics (definitions in ``backtest.metrics``): ``return``
+Built-in objectives read the backtest metrics (definitions in ``tradeconsole.backtest.metrics``): ``return``
 (``return_pct``), ``sharpe``, ``sortino``, ``calmar`` (``return_pct / max_drawdown_pct`` over the
 window, not annualised; undefined without a drawdown), ``profit_factor``. ``module:function`` is a
 user function ``f(metrics: dict) -> float | None``. Larger is better. An undefined value (None,

@@ -5,7 +5,7 @@ Executors evaluate batches of parameter points on a window and ship the data *on
 * ``LocalExecutor`` - ``concurrent.futures.ProcessPoolExecutor`` whose initializer receives the
   candles once; each worker builds one ``Workspace`` per window and reuses it (indicators,
   per-bar tuples, signal series) for every batch. ``workers=1`` runs in this process.
-* ``backtest.optimize.cluster.DaskExecutor`` - the same batches on a Dask cluster.
+* ``tradeconsole.backtest.optimize.cluster.DaskExecutor`` - the same batches on a Dask cluster.
 
 Workers ignore SIGINT: Ctrl-C reaches this process only, which stops submitting, keeps every
 finished row (the results file is written as rows arrive) and exits 130.
@@ -21,11 +21,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from typing import Any
 
-from backtest.data import CandleArrays
-from backtest.optimize.evaluate import Workspace
-from backtest.optimize.stats import block_stats, returns_of
-from backtest.optimize.store import scalar_row
-from core.broker import BrokerSettings
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.backtest.optimize.evaluate import Workspace
+from tradeconsole.backtest.optimize.stats import block_stats, returns_of
+from tradeconsole.backtest.optimize.store import scalar_row
+from tradeconsole.core.broker import BrokerSettings
 
 __all__ = ["Job", "LocalExecutor", "Window", "evaluate_batch", "Progress"]
 
@@ -87,7 +87,7 @@ def evaluate_batch(job: Job, cache: dict, window: Window, points: list[dict[str,
 
 def reference_rows(job: Job, window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
     """Scalar metrics of ``points`` through the one path, ``run_backtest`` (the self-check)."""
-    from backtest.optimize.evaluate import reference
+    from tradeconsole.backtest.optimize.evaluate import reference
 
     candles = job.candles.take(slice(0, window.end))
     return [scalar_row(reference(candles, job.strategy, p, model=job.model, settings=job.settings, warmup=window.start,
@@ -116,7 +116,7 @@ class LocalExecutor:
             # compiled kernel) once: as cheap as fork, without forking this process, whose native
             # threads (BLAS, a Dask client, the test runner) could deadlock a forked child.
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["backtest.optimize.run", "backtest.optimize.sim", "backtest.metrics"])
+            ctx.set_forkserver_preload(["tradeconsole.backtest.optimize.run", "tradeconsole.backtest.optimize.sim", "tradeconsole.backtest.metrics"])
             self._pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(job,),
                                              mp_context=ctx)
 

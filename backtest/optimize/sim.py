@@ -1,12 +1,12 @@
 """Accelerated simulation: the simulated futures broker's rules compiled with numba.
 
 This is an *accelerator*, never an authority. It re-implements, operation for operation, what
-``core.broker.SimulatedFuturesBroker`` + ``core.session.StrategySession`` do inside
-``backtest.runner.run_backtest`` for a strategy whose exits are the fixed stop-loss/take-profit
+``tradeconsole.core.broker.SimulatedFuturesBroker`` + ``tradeconsole.core.session.StrategySession`` do inside
+``tradeconsole.backtest.runner.run_backtest`` for a strategy whose exits are the fixed stop-loss/take-profit
 of ``StrategyParams`` (both fill models: seed closes-only exits, realistic next-open entries with
 dropped entries after gaps, intrabar exits, gaps through levels, liquidation, funding, slippage).
 The same IEEE operations in the same order give bit-identical numbers, and that is *checked*,
-not assumed: ``backtest.optimize.evaluate`` re-runs results through ``run_backtest`` and the
+not assumed: ``tradeconsole.backtest.optimize.evaluate`` re-runs results through ``run_backtest`` and the
 tests compare randomised combinations exhaustively. Anything the kernel does not model (a
 strategy with its own exit rules) must go through the reference path instead.
 
@@ -21,7 +21,7 @@ from numba import njit
 
 __all__ = ["simulate", "FUNDING_PERIOD_MS", "R_ENTRY_LONG", "R_ENTRY_SHORT", "R_STOP", "R_TARGET", "R_LIQ"]
 
-FUNDING_PERIOD_MS = 8 * 3_600_000  # core.broker.FUNDING_PERIOD_MS
+FUNDING_PERIOD_MS = 8 * 3_600_000  # tradeconsole.core.broker.FUNDING_PERIOD_MS
 R_ENTRY_LONG, R_ENTRY_SHORT, R_STOP, R_TARGET, R_LIQ = 0, 1, 2, 3, 4
 
 
@@ -39,7 +39,7 @@ def _open_position(raw_px: float, side: float, cash: float, stake_fraction: floa
                    fee_rate: float, slippage_bps: float, stop_pct: float, tp_pct: float, mmr: float,
                    fee_on_stake: bool):
     """The entry's fill price, quantity, fee, stake and its stop, target and liquidation prices:
-    ``core.broker``'s entry arithmetic (both fill models' fee conventions), written once for both
+    ``tradeconsole.core.broker``'s entry arithmetic (both fill models' fee conventions), written once for both
     of the kernel's fill paths (next open, signal close)."""
     px = _slipped(raw_px, side > 0, slippage_bps)
     stake = cash * stake_fraction

@@ -15,8 +15,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from core.strategies import STRATEGIES
-from core.strategies.base import Param, param_ranges
+from tradeconsole.core.strategies import STRATEGIES
+from tradeconsole.core.strategies.base import Param, param_ranges
 
 __all__ = ["Dimension", "SpaceError", "grid", "parse_space", "random_points"]
 

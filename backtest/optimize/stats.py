@@ -1,7 +1,7 @@
 """Overfitting statistics and parameter stability.
 
 Per-bar returns are the metrics' own: r_t = E_t / E_{t-1} - 1 on the marked equity curve
-(``backtest.metrics``), E_0 = initial cash. The full window is cut into ``S`` contiguous blocks
+(``tradeconsole.backtest.metrics``), E_0 = initial cash. The full window is cut into ``S`` contiguous blocks
 of (almost) equal length, and for every combination each block keeps (count, sum r, sum r^2), so
 the Sharpe ratio of any union of blocks is exact (mean / sample standard deviation, ddof 1).
 
@@ -38,7 +38,7 @@ EULER_GAMMA = 0.5772156649015329
 
 
 def returns_of(equity: np.ndarray, initial_cash: float) -> np.ndarray:
-    """Per-bar simple returns exactly as ``backtest.metrics`` computes them."""
+    """Per-bar simple returns exactly as ``tradeconsole.backtest.metrics`` computes them."""
     full = np.concatenate(([initial_cash], equity))
     return np.diff(full) / full[:-1]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from core.strategies.basic import BasicStrategy
-from core.strategies.engulfing import EngulfingStrategy
+from tradeconsole.core.strategies.basic import BasicStrategy
+from tradeconsole.core.strategies.engulfing import EngulfingStrategy
 
 __all__ = ["VECTOR_SIGNALS"]
 

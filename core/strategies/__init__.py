@@ -1,9 +1,9 @@
 """The strategy API and the registry of available strategies.
 
-Everything a strategy file needs is importable from here (``from core.strategies import
+Everything a strategy file needs is importable from here (``from tradeconsole.core.strategies import
 Strategy, StrategyParams, param, ta, ...``); the names in ``__all__`` are the public, stable API
 (documented in docs/strategies.md). The registry holds the built-ins; strategies loaded from files
-or entry points (``backtest.strategy_loader``; core itself reads no files) are added with
+or entry points (``tradeconsole.backtest.strategy_loader``; core itself reads no files) are added with
 ``register_strategy`` and are then found by ``make_strategy`` everywhere (backtest, engine, CLI).
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.domain import Candle, Position, Side
-from core.strategies.base import (
+from tradeconsole.core.domain import Candle, Position, Side
+from tradeconsole.core.strategies.base import (
     ATR,
     Fixed,
     IndicatorLevel,
@@ -36,8 +36,8 @@ from core.strategies.base import (
     ta,
     trailing,
 )
-from core.strategies.basic import BasicStrategy
-from core.strategies.engulfing import EngulfingStrategy
+from tradeconsole.core.strategies.basic import BasicStrategy
+from tradeconsole.core.strategies.engulfing import EngulfingStrategy
 
 #: name -> class of every strategy available in this process (built-ins first)
 STRATEGIES: dict[str, type[Strategy]] = {

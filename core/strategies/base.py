@@ -34,9 +34,9 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
-from core.broker import ExitPlan
-from core.domain import Candle, Position, Side
-from core.indicators import (
+from tradeconsole.core.broker import ExitPlan
+from tradeconsole.core.domain import Candle, Position, Side
+from tradeconsole.core.indicators import (
     O1_INDICATORS,
     IndicatorPlan,
     IndicatorSettings,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from core.domain import Candle, Side
-from core.indicators import IndicatorValues
-from core.strategies.base import CCI, RSI, Strategy, StrategyParams, equity_fraction, fixed, param
+from tradeconsole.core.domain import Candle, Side
+from tradeconsole.core.indicators import IndicatorValues
+from tradeconsole.core.strategies.base import CCI, RSI, Strategy, StrategyParams, equity_fraction, fixed, param
 
 
 @dataclass(frozen=True, slots=True)

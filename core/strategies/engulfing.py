@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from core.domain import Candle, Side
-from core.indicators import IndicatorValues
-from core.strategies.base import RSI, Strategy, StrategyParams, equity_fraction, fixed, param
+from tradeconsole.core.domain import Candle, Side
+from tradeconsole.core.indicators import IndicatorValues
+from tradeconsole.core.strategies.base import RSI, Strategy, StrategyParams, equity_fraction, fixed, param
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +18,7 @@ class EngulfingParams(StrategyParams):
 
 class EngulfingStrategy(Strategy):
     """Long on a bullish engulfing candle with RSI < oversold; short on a bearish engulfing
-    candle with RSI > overbought (pattern definition in ``core.indicators``)."""
+    candle with RSI > overbought (pattern definition in ``tradeconsole.core.indicators``)."""
 
     name: ClassVar[str] = "engulfing"
     default_interval: ClassVar[str] = "1h"

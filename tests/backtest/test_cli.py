@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tui.cli import main
+from tradeconsole.tui.cli import main
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -72,7 +72,7 @@ def test_reads_the_history_cache(capsys, candles_1h):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from infra.paths import history_cache_dir
+    from tradeconsole.infra.paths import history_cache_dir
 
     d = history_cache_dir("ETHUSDT", "1h", "futures")
     d.mkdir(parents=True)
@@ -95,7 +95,7 @@ def test_plot_never_shares_stdout_with_json(capsys, data_1h):
 
 
 def test_plot_colours_only_on_a_terminal_without_no_color(capsys, data_1h, monkeypatch):
-    from backtest.cli import _color_ok
+    from tradeconsole.backtest.cli import _color_ok
 
     class Tty:
         def isatty(self) -> bool:
@@ -113,11 +113,11 @@ def test_plot_colours_only_on_a_terminal_without_no_color(capsys, data_1h, monke
 
 
 def test_plot_time_axis_has_dates(data_1h):
-    from backtest.data import load_candles, slice_by_time
-    from backtest.report import plot_result
-    from backtest.runner import run_backtest
-    from core.domain import parse_utc_ms
-    from core.strategies import make_strategy
+    from tradeconsole.backtest.data import load_candles, slice_by_time
+    from tradeconsole.backtest.report import plot_result
+    from tradeconsole.backtest.runner import run_backtest
+    from tradeconsole.core.domain import parse_utc_ms
+    from tradeconsole.core.strategies import make_strategy
 
     candles, _ = load_candles(data_1h, interval="1h")
     candles = slice_by_time(candles, parse_utc_ms("2022-03-01"), parse_utc_ms("2022-06-01"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backtest.data import DataError, load_candles, slice_by_time
+from tradeconsole.backtest.data import DataError, load_candles, slice_by_time
 
 ROW = "{t},{o},{h},{l},{c},10.0,{ct},1000.0,5,5.0,500.0,0\n"
 
@@ -142,7 +142,7 @@ def test_bad_file_via_cli_exit_code_and_message(tmp_path, data_1h):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "tui.cli", "backtest", "--strategy", "engulfing", "--data", str(d)],
+    out = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "backtest", "--strategy", "engulfing", "--data", str(d)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "ETHUSDT-1h-2022-05.csv:100" in out.stderr

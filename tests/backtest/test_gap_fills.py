@@ -8,13 +8,13 @@ import json
 
 import numpy as np
 
-from backtest.data import CandleArrays
-from backtest.metrics import compute_metrics
-from backtest.report import text_report
-from backtest.runner import run_backtest
-from core.events import OrderEvent
-from core.strategies import make_strategy
-from tui.cli import main
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.backtest.metrics import compute_metrics
+from tradeconsole.backtest.report import text_report
+from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.events import OrderEvent
+from tradeconsole.core.strategies import make_strategy
+from tradeconsole.tui.cli import main
 
 H = 3_600_000
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from backtest.data import DataError, IntervalMismatchError, infer_interval, load_candles
+from tradeconsole.backtest.data import DataError, IntervalMismatchError, infer_interval, load_candles
 from tests.backtest.test_data import rows, write
-from tui.cli import main
+from tradeconsole.tui.cli import main
 
 
 def test_loader_infers_the_interval_of_real_data(data_1h, data_5m):
@@ -69,7 +69,7 @@ def test_backtest_cli_right_interval_still_runs(capsys, data_1h):
 
 def test_headless_replay_of_wrong_interval_refuses_at_start(tmp_path, data_1h):
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-m", "tui.cli", "run", "--headless", "--strategy", "basic", "--replay",
+    proc = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "basic", "--replay",
                            str(data_1h), "--speed", "max", "--journal", str(tmp_path / "j.sqlite")],
                           capture_output=True, text=True, timeout=60, cwd=root)
     assert proc.returncode == 2, proc.stderr[-2000:]

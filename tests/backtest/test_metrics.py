@@ -9,13 +9,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from backtest.data import CandleArrays
-from backtest.metrics import compute_metrics
-from backtest.report import text_report, to_json
-from backtest.runner import run_backtest
-from core.domain import Candle, Side
-from core.indicators import IndicatorValues
-from core.strategies.base import Strategy
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.backtest.metrics import compute_metrics
+from tradeconsole.backtest.report import text_report, to_json
+from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.domain import Candle, Side
+from tradeconsole.core.indicators import IndicatorValues
+from tradeconsole.core.strategies.base import Strategy
 
 H = 3_600_000
 
@@ -62,7 +62,7 @@ def test_no_losses_is_null_with_a_different_note_in_json_and_text():
 
 
 def test_a_defined_profit_factor_has_no_note(candles_1h):
-    from core.strategies import make_strategy
+    from tradeconsole.core.strategies import make_strategy
 
     m = compute_metrics(run_backtest(candles_1h, make_strategy("engulfing"), interval="1h"))
     assert m["profit_factor"] > 0 and m["profit_factor_note"] is None

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from backtest.runner import run_backtest
-from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
-from core.indicators import IncrementalIndicators
-from core.session import StrategySession
-from core.strategies import make_strategy
+from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
+from tradeconsole.core.indicators import IncrementalIndicators
+from tradeconsole.core.session import StrategySession
+from tradeconsole.core.strategies import make_strategy
 
 
 def live_path_fills(candles, strategy_name: str, model: str, interval: str):

@@ -14,7 +14,7 @@ import pytest
 
 
 def _backtest(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "tui.cli", "backtest", *args, "--json"],
+    out = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "backtest", *args, "--json"],
                          capture_output=True, text=True, check=True, timeout=120)
     return json.loads(out.stdout)
 

@@ -3,7 +3,7 @@ indicators up, and seed mode reproduces the research code's indicator definition
 in short windows.
 
 The research code's definitions are re-implemented here independently, in plain Python loops
-from their textbook formulas (no pandas, nothing shared with ``core.indicators``):
+from their textbook formulas (no pandas, nothing shared with ``tradeconsole.core.indicators``):
 
 * each MACD EMA is pandas ``ewm(span, adjust=True, min_periods=span - 1).mean()``: at bar t the
   weighted mean of all observations so far with weights (1 - a)^age, a = 2 / (span + 1),
@@ -22,14 +22,14 @@ import math
 import numpy as np
 import pytest
 
-from backtest.data import window_with_warmup
-from backtest.runner import run_backtest
-from core.broker import FILL_MODELS
-from core.domain import parse_utc_ms
-from core.events import CandleEvent
-from core.indicators import IncrementalIndicators, IndicatorSettings, compute_history
-from core.strategies import make_strategy
-from tui.cli import main
+from tradeconsole.backtest.data import window_with_warmup
+from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.broker import FILL_MODELS
+from tradeconsole.core.domain import parse_utc_ms
+from tradeconsole.core.events import CandleEvent
+from tradeconsole.core.indicators import IncrementalIndicators, IndicatorSettings, compute_history
+from tradeconsole.core.strategies import make_strategy
+from tradeconsole.tui.cli import main
 
 NAN = math.nan
 FIELDS = ("rsi", "macd", "macd_signal", "macd_hist", "cci")

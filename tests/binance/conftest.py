@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from core.domain import Candle
-from core.feed import CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
+from tradeconsole.core.domain import Candle
+from tradeconsole.core.feed import CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
 from tests.servers.binance_market import BinanceMarketServer
 
 
@@ -98,7 +98,7 @@ def market_server() -> Iterator[BinanceMarketServer]:
 def make_stream() -> Iterator[Callable[..., object]]:
     """Build ``BinanceKlineStream``s with fast test timings; every one is stopped afterwards and
     must have ended its threads."""
-    from infra.binance.stream import BinanceKlineStream
+    from tradeconsole.infra.binance.market.stream import BinanceKlineStream
 
     streams: list[BinanceKlineStream] = []
 

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from backtest.data import load_candles
-from infra.binance.download import CacheError, Progress, cli_main, download_history, parse_date
-from infra.binance.endpoints import make_client
-from infra.binance.rest import KlineRestClient, RateLimited, RestError, RetryPolicy
-from infra.paths import history_cache_dir
+from tradeconsole.backtest.data import load_candles
+from tradeconsole.infra.binance.market.download import CacheError, Progress, cli_main, download_history, parse_date
+from tradeconsole.infra.binance.http.endpoints import make_client
+from tradeconsole.infra.binance.http.rest import KlineRestClient, RateLimited, RestError, RetryPolicy
+from tradeconsole.infra.paths import history_cache_dir
 from tests.servers.binance_market import BinanceMarketServer, generated_series
 
 pytestmark = pytest.mark.timeout(60)
@@ -209,7 +209,7 @@ def test_progress_bar_on_a_terminal():
 
 
 def test_cli_download(server, monkeypatch, capsys):
-    from tui.cli import build_parser
+    from tradeconsole.tui.cli import build_parser
 
     for key, value in server.env().items():
         monkeypatch.setenv(key, value)
@@ -222,18 +222,18 @@ def test_cli_download(server, monkeypatch, capsys):
     assert len(arrays) == 432 and server.request_counts["/fapi/v1/klines"] == 1
     assert cli_main(args) == 0
     assert "0 new candle(s) in 0 request(s)" in capsys.readouterr().out
-    from tui.cli import main
+    from tradeconsole.tui.cli import main
 
     assert main(["data", "download", "ETHUSDT", "5m", "--from", "yesterday"]) == 2
     assert main(["data", "download", "ETHUSDT", "5m", "--from", "2022-10-02", "--to", "2022-10-01"]) == 2
 
 
 def test_cli_reports_failure_and_keeps_progress(server, monkeypatch, capsys):
-    from tui.cli import build_parser
+    from tradeconsole.tui.cli import build_parser
 
     monkeypatch.setenv("TRADECONSOLE_BINANCE_SPOT_REST", server.endpoints().spot_rest)
     server.fail_rest(418, count=1, retry_after=3600, after=1)  # ban after the first page
-    from tui.cli import main
+    from tradeconsole.tui.cli import main
 
     assert main(["data", "download", "ETHUSDT", "5m", "--from", "2022-09-20"]) == 1
     err = capsys.readouterr().err

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS, BinanceEndpoints
-from infra.binance.endpoints import combined_stream_url, make_async_client, make_client, resolve_endpoints
+from tradeconsole.core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS, BinanceEndpoints
+from tradeconsole.infra.binance.http.endpoints import combined_stream_url, make_async_client, make_client, resolve_endpoints
 
 pytestmark = pytest.mark.timeout(30)
 

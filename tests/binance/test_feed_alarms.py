@@ -13,9 +13,9 @@ import re
 
 import pytest
 
-import infra.binance.stream as stream_module
-from core.feed import FeedAlarm
-from infra.binance.stream import BinanceKlineStream
+import tradeconsole.infra.binance.market.stream as stream_module
+from tradeconsole.core.feed import FeedAlarm
+from tradeconsole.infra.binance.market.stream import BinanceKlineStream
 
 
 class _Clock:

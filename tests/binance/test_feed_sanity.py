@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from core.domain import iso_ms
-from core.engine import Engine, SessionSpec
-from core.feed import CandleUpdate
+from tradeconsole.core.domain import iso_ms
+from tradeconsole.core.engine import Engine, SessionSpec
+from tradeconsole.core.feed import CandleUpdate
 from tests.binance.conftest import RecordingSink, assert_true_sequence, wait_caught_up, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -47,9 +47,9 @@ def _hostile_frames(server) -> dict[str, int]:
 
 def test_hostile_frames_are_refused_counted_and_alarmed_and_change_nothing(market_server, make_stream, tmp_path,
                                                                            caplog):
-    from infra.journal import Journal
+    from tradeconsole.infra.persistence.journal import Journal
 
-    caplog.set_level(logging.WARNING, logger="infra.binance.stream")
+    caplog.set_level(logging.WARNING, logger="tradeconsole.infra.binance.market.stream")
     journal = Journal(tmp_path / "j.sqlite", sync="normal")
     engine = Engine([SessionSpec("ETHUSDT", "5m", "basic")], journal=journal)
     engine.start()

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from core.domain import Candle
-from infra.binance.klines import (
+from tradeconsole.core.domain import Candle
+from tradeconsole.infra.binance.market.klines import (
     KlineParseError,
     UnexpectedMessage,
     align_down,

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from core.feed import CandleClosed, CandleUpdate
+from tradeconsole.core.feed import CandleClosed, CandleUpdate
 from tests.binance.conftest import RecordingSink, assert_true_sequence, wait_caught_up, wait_until
 from tests.servers.binance_market import BinanceMarketServer, generated_series
 
@@ -141,7 +141,7 @@ def test_malformed_and_unexpected_messages_are_counted_not_fatal(market_server, 
 def test_binance_24h_disconnect_is_survived():
     # 1h candles so that a day of server time is quick to simulate
     with BinanceMarketServer(connection_lifetime_ms=24 * 3_600_000) as server:
-        from infra.binance.stream import BinanceKlineStream
+        from tradeconsole.infra.binance.market.stream import BinanceKlineStream
 
         sink = RecordingSink()
         stream = BinanceKlineStream([("ETHUSDT", "1h")], "futures", endpoints=server.endpoints(), backfill=30,
@@ -257,7 +257,7 @@ def test_exchange_gap_is_reported_not_waited_for():
     start = 1_700_000_000_000 - 1_700_000_000_000 % STEP_5M
     series = generated_series("5m", start, 400, seed=3, missing=range(205, 208))
     with BinanceMarketServer({("TESTUSDT", "5m"): series}, start_time_ms=start + 200 * STEP_5M) as server:
-        from infra.binance.stream import BinanceKlineStream
+        from tradeconsole.infra.binance.market.stream import BinanceKlineStream
 
         sink = RecordingSink()
         stream = BinanceKlineStream([("TESTUSDT", "5m")], "spot", endpoints=server.endpoints(), backfill=100,
@@ -328,7 +328,7 @@ def test_default_futures_route_streams_and_the_retired_route_stays_silent(market
     import dataclasses
     from urllib.parse import urlsplit
 
-    from core.config import DEFAULT_ENDPOINTS
+    from tradeconsole.core.config import DEFAULT_ENDPOINTS
 
     default_path = urlsplit(DEFAULT_ENDPOINTS.futures_ws).path
     assert default_path == "/market/"

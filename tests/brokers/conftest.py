@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker, client_order_id
-from core.config import BinanceEndpoints
-from core.domain import Candle, Fill, Side, Trade
-from infra.binance.futures_broker import BinanceFuturesBroker
+from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker, client_order_id
+from tradeconsole.core.config import BinanceEndpoints
+from tradeconsole.core.domain import Candle, Fill, Side, Trade
+from tradeconsole.infra.binance.execution.broker import BinanceFuturesBroker
 from tests.servers.binance_futures import FuturesStandIn
 
 # Distinctive so a leak anywhere is unmistakable.

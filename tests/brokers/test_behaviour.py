@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from core.domain import FillReason, OrderSide, Side
+from tradeconsole.core.domain import FillReason, OrderSide, Side
 from tests.brokers.conftest import (
     CASH,
     FEE,

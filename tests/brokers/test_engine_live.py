@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from core.broker import BrokerSettings
-from core.domain import FillReason, Side
-from core.engine import Engine, SessionSpec
-from core.feed import CANDLE_SOURCE_EXCHANGE, CANDLE_SOURCE_REPLAY, AccountStreamEvent, CandleClosed
-from infra.binance.endpoints import make_client
-from infra.binance.user_stream import UserDataStream
-from infra.journal import Journal
+from tradeconsole.core.broker import BrokerSettings
+from tradeconsole.core.domain import FillReason, Side
+from tradeconsole.core.engine import Engine, SessionSpec
+from tradeconsole.core.feed import CANDLE_SOURCE_EXCHANGE, CANDLE_SOURCE_REPLAY, AccountStreamEvent, CandleClosed
+from tradeconsole.infra.binance.http.endpoints import make_client
+from tradeconsole.infra.binance.execution.user_stream import UserDataStream
+from tradeconsole.infra.persistence.journal import Journal
 from tests.brokers.conftest import API_KEY, API_SECRET, CASH, FEE, LEVERAGE, SYMBOL, flat, make_live_broker
 from tests.brokers.test_user_stream import endpoints, wait
 from tests.servers.binance_futures import FuturesStandIn

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from core.domain import FillReason, Side
-from core.feed import CANDLE_SOURCE_EXCHANGE, CANDLE_SOURCE_REPLAY
-from infra.binance.errors import AccountModeUnsupported, FeedRefused
+from tradeconsole.core.domain import FillReason, Side
+from tradeconsole.core.feed import CANDLE_SOURCE_EXCHANGE, CANDLE_SOURCE_REPLAY
+from tradeconsole.infra.binance.http.errors import AccountModeUnsupported, FeedRefused
 from tests.brokers.conftest import LiveHarness, flat, make_live_broker
 from tests.servers.binance_futures import FuturesStandIn
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS
-from core.domain import FillReason, Side
-from infra.binance.errors import (
+from tradeconsole.core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS
+from tradeconsole.core.domain import FillReason, Side
+from tradeconsole.infra.binance.http.errors import (
     AuthenticationFailed,
     BinanceError,
     ExchangeUnavailable,
@@ -22,7 +22,7 @@ from infra.binance.errors import (
     RateLimited,
     TimestampOutOfSync,
 )
-from infra.binance.futures_broker import BinanceFuturesBroker
+from tradeconsole.infra.binance.execution.broker import BinanceFuturesBroker
 from tests.brokers.conftest import (
     API_KEY,
     API_SECRET,

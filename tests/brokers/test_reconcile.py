@@ -8,8 +8,8 @@ import json
 import pytest
 from binance.client import Client
 
-from core.domain import FillReason, Side
-from infra.binance.futures_broker import FindingKind
+from tradeconsole.core.domain import FillReason, Side
+from tradeconsole.infra.binance.execution.broker import FindingKind
 from tests.brokers.conftest import API_KEY, API_SECRET, SYMBOL, LiveHarness, flat, oid, posts
 from tests.servers.binance_futures import FuturesStandIn
 

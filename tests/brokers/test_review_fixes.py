@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.domain import FillReason, Side
-from infra.binance.errors import ExchangeUnavailable
+from tradeconsole.core.domain import FillReason, Side
+from tradeconsole.infra.binance.http.errors import ExchangeUnavailable
 from tests.brokers.conftest import SYMBOL, LiveHarness, flat, make_live_broker, oid
 from tests.servers.binance_futures import FuturesStandIn
 
@@ -230,7 +230,7 @@ def test_a_partial_close_is_recorded_and_the_round_trips_add_up(server: FuturesS
     ("futures_user_ws", "wss://fstream.binancefuture.com/market/", "/private/"),
 ])
 def test_futures_ws_routes_are_checked_from_one_table(field: str, bad: str, route: str) -> None:
-    from infra.binance.endpoints import ENV_VARS, resolve_endpoints
+    from tradeconsole.infra.binance.http.endpoints import ENV_VARS, resolve_endpoints
 
     with pytest.raises(ValueError, match=rf"{field} .*retired or wrong route.*{route}"):
         resolve_endpoints(env={ENV_VARS[field]: bad})

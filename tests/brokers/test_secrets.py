@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from core.domain import Side
-from infra.binance.errors import BinanceError
+from tradeconsole.core.domain import Side
+from tradeconsole.infra.binance.http.errors import BinanceError
 from tests.brokers.conftest import API_KEY, API_SECRET, LiveHarness, flat, make_live_broker
 from tests.servers.binance_futures import FuturesStandIn
 
@@ -90,8 +90,8 @@ PLACES = {
 
 @pytest.mark.parametrize("place", sorted(PLACES))
 def test_a_secret_in_a_world_readable_file_is_refused_naming_the_file(place, tmp_path, capsys):
-    from infra.settings import ConfigError, load_settings
-    from tui.cli import main
+    from tradeconsole.infra.settings import ConfigError, load_settings
+    from tradeconsole.tui.cli import main
 
     template, value = PLACES[place]
     cfg = tmp_path / "config.toml"
@@ -108,7 +108,7 @@ def test_a_secret_in_a_world_readable_file_is_refused_naming_the_file(place, tmp
 
 @pytest.mark.parametrize("place", sorted(PLACES))
 def test_secrets_are_wrapped_and_redacted_in_the_public_view(place, tmp_path):
-    from infra.settings import Secret, load_settings
+    from tradeconsole.infra.settings import Secret, load_settings
 
     template, value = PLACES[place]
     cfg = tmp_path / "config.toml"
@@ -119,14 +119,14 @@ def test_secrets_are_wrapped_and_redacted_in_the_public_view(place, tmp_path):
     assert value not in view and value not in repr(st) and value not in str(st)
     revealed = [v.reveal() for d in (st.kafka, st.elasticsearch) for v in d.values() if isinstance(v, Secret)]
     revealed += [s.reveal() for s in (st.api_key, st.api_secret) if s is not None]
-    if not place.startswith("kibana"):  # [kibana] is read by infra.kibana itself
+    if not place.startswith("kibana"):  # [kibana] is read by tradeconsole.infra.sinks.kibana itself
         assert value in revealed  # wrapped, and still usable by whoever needs it
     if place.endswith("user:password"):
         assert st.elasticsearch["url"] == "http://127.0.0.1:9200" and st.elasticsearch["username"] == "elastic"
 
 
 def test_secrets_from_the_environment_are_wrapped(tmp_path):
-    from infra.settings import Secret, load_settings
+    from tradeconsole.infra.settings import Secret, load_settings
 
     env = {"TRADECONSOLE_KAFKA_SSL_PASSWORD": "env-kssl", "TRADECONSOLE_KAFKA_SASL_PLAIN_PASSWORD": "env-ksasl",
            "TRADECONSOLE_ELASTICSEARCH_PASSWORD": "env-espw", "TRADECONSOLE_CONFIG": str(tmp_path / "none.toml")}
@@ -160,7 +160,7 @@ def test_no_secret_reaches_stdout_stderr_journal_or_events(tmp_path, data_1h):
     journal = tmp_path / "journal.sqlite"
     with ElasticsearchStandIn() as es:
         url = es.url.replace("http://", f"http://elastic:{cli_pw}@")
-        out = subprocess.run([sys.executable, "-m", "tui.cli", "run", "--headless", "--strategy", "engulfing",
+        out = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing",
                               "--interval", "1h", "--replay", str(data_1h / "ETHUSDT-1h-2022-01.csv"),
                               "--speed", "max", "--journal", str(journal), "--config", str(cfg),
                               "--elasticsearch", url, "--json"],

@@ -9,11 +9,11 @@ from typing import ClassVar
 
 import pytest
 
-from core.domain import Candle, FillReason, Side
-from core.events import Event, FillEvent
-from core.indicators import IndicatorValues
-from core.session import StrategySession
-from core.strategies.base import Strategy, StrategyParams
+from tradeconsole.core.domain import Candle, FillReason, Side
+from tradeconsole.core.events import Event, FillEvent
+from tradeconsole.core.indicators import IndicatorValues
+from tradeconsole.core.session import StrategySession
+from tradeconsole.core.strategies.base import Strategy, StrategyParams
 from tests.brokers.conftest import API_KEY, API_SECRET, CASH, SYMBOL, Harness, LiveHarness, PaperHarness, candle
 from tests.servers.binance_futures import FuturesStandIn
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from core.config import BinanceEndpoints
-from core.domain import FillReason, Side
-from core.feed import AccountStreamEvent
-from infra.binance.endpoints import make_client
-from infra.binance.user_stream import UserDataStream, user_stream_url
+from tradeconsole.core.config import BinanceEndpoints
+from tradeconsole.core.domain import FillReason, Side
+from tradeconsole.core.feed import AccountStreamEvent
+from tradeconsole.infra.binance.http.endpoints import make_client
+from tradeconsole.infra.binance.execution.user_stream import UserDataStream, user_stream_url
 from tests.brokers.conftest import API_KEY, API_SECRET, LiveHarness, flat
 from tests.servers.binance_futures import FuturesStandIn
 
@@ -64,7 +64,7 @@ def stream(server: FuturesStandIn, **kw: Any) -> tuple[UserDataStream, Collector
 
 
 def test_url_is_the_2026_private_route() -> None:
-    from core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS
+    from tradeconsole.core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS
 
     assert user_stream_url(DEFAULT_ENDPOINTS, "K") == "wss://fstream.binance.com/private/ws?listenKey=K"
     assert user_stream_url(TESTNET_ENDPOINTS, "K") == "wss://fstream.binancefuture.com/private/ws?listenKey=K"
@@ -196,7 +196,7 @@ def test_legacy_route_is_closed(server: FuturesStandIn) -> None:
 
 
 def test_legacy_user_stream_base_is_refused_at_configuration() -> None:
-    from infra.binance.endpoints import resolve_endpoints
+    from tradeconsole.infra.binance.http.endpoints import resolve_endpoints
 
     with pytest.raises(ValueError, match="/private"):
         resolve_endpoints({"futures_user_ws": "wss://fstream.binance.com/"}, {})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker, client_order_id
-from core.domain import Candle, FillReason, OrderSide, Side
+from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker, client_order_id
+from tradeconsole.core.domain import Candle, FillReason, OrderSide, Side
 
 H = 3_600_000
 

@@ -1,4 +1,4 @@
-"""The feed guard's pure rules (core.feed_guard), and the engine's two uses of them: feed alarms
+"""The feed guard's pure rules (tradeconsole.core.feed_guard), and the engine's two uses of them: feed alarms
 journalled as errors, and a future ``last_open_time`` in the journal not believed on restart."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from core.broker import BrokerSettings, SimulatedFuturesBroker
-from core.domain import Candle
-from core.engine import Engine, SessionSpec
-from core.feed import CandleClosed, FeedAlarm
-from core.feed_guard import (
+from tradeconsole.core.broker import BrokerSettings, SimulatedFuturesBroker
+from tradeconsole.core.domain import Candle
+from tradeconsole.core.engine import Engine, SessionSpec
+from tradeconsole.core.feed import CandleClosed, FeedAlarm
+from tradeconsole.core.feed_guard import (
     REASONS,
     AlarmLimiter,
     ExchangeClock,
@@ -21,7 +21,7 @@ from core.feed_guard import (
     current_open_time,
     grid_start,
 )
-from core.store import SessionState
+from tradeconsole.core.store import SessionState
 
 STEP = 300_000  # 5m
 NOW = 1_700_000_123_456  # exchange time, inside the candle opening at T0
@@ -131,7 +131,7 @@ H1 = 3_600_000
 
 
 def _journal_with_future_state(tmp_path, now_ms: int, last_open_time: int):
-    from infra.journal import Journal
+    from tradeconsole.infra.persistence.journal import Journal
 
     spec = SessionSpec("ETHUSDT", "1h", "engulfing")
     journal = Journal(tmp_path / "j.sqlite", sync="normal")

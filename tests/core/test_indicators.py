@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from core.domain import Candle
-from core.indicators import IncrementalIndicators, IndicatorSettings, IndicatorValues, compute_history
+from tradeconsole.core.domain import Candle
+from tradeconsole.core.indicators import IncrementalIndicators, IndicatorSettings, IndicatorValues, compute_history
 
 TOL = 1e-9
 

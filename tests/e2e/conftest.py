@@ -4,7 +4,7 @@ at the two local stand-ins (market data: ``BinanceMarketServer``; USD-M trading:
 
 Nothing here touches the network: every endpoint the process can reach is on 127.0.0.1, set
 through the ``TRADECONSOLE_BINANCE_*`` environment variables, which override both the built-in
-defaults and the testnet defaults (``infra.binance.endpoints.resolve_endpoints``).
+defaults and the testnet defaults (``tradeconsole.infra.binance.http.endpoints.resolve_endpoints``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from backtest.data import CandleArrays
-from core.broker import client_order_id
-from core.domain import Side, interval_ms
-from core.indicators import IncrementalIndicators, IndicatorSettings
-from core.strategies import make_strategy
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.core.broker import client_order_id
+from tradeconsole.core.domain import Side, interval_ms
+from tradeconsole.core.indicators import IncrementalIndicators, IndicatorSettings
+from tradeconsole.core.strategies import make_strategy
 from tests.servers.binance_futures import FuturesStandIn
 from tests.servers.binance_market import BinanceMarketServer, shared_series
 
@@ -188,7 +188,7 @@ def servers(plan: SignalPlan) -> Iterator[Servers]:
 def tradeconsole_command() -> list[str]:
     """The installed console script (what a user runs), else the same entry point via -m."""
     script = Path(sys.executable).with_name("tradeconsole")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tui.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tradeconsole.tui.cli"]
 
 
 class HeadlessProcess:

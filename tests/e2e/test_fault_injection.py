@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from backtest.runner import run_backtest
-from core.domain import iso_ms
-from core.strategies import make_strategy
+from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.domain import iso_ms
+from tradeconsole.core.strategies import make_strategy
 from tests.e2e.conftest import INTERVAL, POST, STRATEGY, SYMBOL, WARMUP, JournalReader, wait_until
 from tests.e2e.test_testnet_headless import Driver
 from tests.pipeline.conftest import proxied_broker, topic_prefix  # noqa: F401 - fixtures used below
@@ -46,7 +46,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(240), pytest.mark.xdist_gr
 KEY = f"{SYMBOL}:{INTERVAL}:{STRATEGY}"
 STEP = 300_000
 DAY = 86_400_000
-#: what the hostile frames must be refused as (core.feed_guard reasons), each once or twice
+#: what the hostile frames must be refused as (tradeconsole.core.feed_guard reasons), each once or twice
 EXPECTED_REJECTIONS = {"future": 2, "price_band": 1, "off_grid": 1, "bad_value": 1}
 #: and the lying REST row of the restart, refused each time it is fetched: by the start-up
 #: backfill, then by the gap fill when the next live candle shows it missing (which then gives it

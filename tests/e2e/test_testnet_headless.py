@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from core.domain import Side
-from core.domain import iso_ms as _iso
+from tradeconsole.core.domain import Side
+from tradeconsole.core.domain import iso_ms as _iso
 from tests.e2e.conftest import (
     API_KEY,
     API_SECRET,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from core.domain import Side
+from tradeconsole.core.domain import Side
 from tests.e2e.conftest import (
     INTERVAL,
     STRATEGY,

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def _cmd(data, journal, speed):
-    return [sys.executable, "-m", "tui.cli", "run", "--headless", "--strategy", "engulfing", "--symbol", "ETHUSDT",
+    return [sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing", "--symbol", "ETHUSDT",
             "--interval", "1h", "--replay", str(data), "--speed", speed, "--journal", str(journal), "--json"]
 
 
@@ -63,7 +63,7 @@ def test_sigkill_with_open_position_then_resume(tmp_path, data_1h):
     summary = json.loads(second.stdout.strip().splitlines()[-1])
     assert any('"resumed": true' in line for line in second.stderr.splitlines())
 
-    bt = subprocess.run([sys.executable, "-m", "tui.cli", "backtest", "--strategy", "engulfing", "--data",
+    bt = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "backtest", "--strategy", "engulfing", "--data",
                          str(data_1h), "--json"], capture_output=True, text=True, check=True, timeout=60)
     expected = json.loads(bt.stdout)
     assert summary["fills"] == expected["fills"]

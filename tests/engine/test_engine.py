@@ -6,12 +6,12 @@ import threading
 
 import pytest
 
-from backtest.runner import run_backtest
-from core.domain import Candle, FillReason
-from core.engine import Engine, Flatten, PauseEntries, SessionSpec, StopTrading, StartTrading, SwitchStrategy
-from core.feed import CandleClosed, CandleUpdate, FeedStatus
-from core.strategies import make_strategy
-from infra.journal import Journal
+from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.domain import Candle, FillReason
+from tradeconsole.core.engine import Engine, Flatten, PauseEntries, SessionSpec, StopTrading, StartTrading, SwitchStrategy
+from tradeconsole.core.feed import CandleClosed, CandleUpdate, FeedStatus
+from tradeconsole.core.strategies import make_strategy
+from tradeconsole.infra.persistence.journal import Journal
 
 
 def feed_all(engine: Engine, candles, symbol="ETHUSDT", interval="1h", start=0, stop=None, updates=True):
@@ -162,7 +162,7 @@ def test_feed_is_thread_safe_from_several_sources(candles_1h):
 
 
 def test_reconcile_findings_are_published_at_start_and_periodically(candles_1h):
-    from core.broker import FILL_MODELS, SimulatedFuturesBroker
+    from tradeconsole.core.broker import FILL_MODELS, SimulatedFuturesBroker
 
     calls = []
 

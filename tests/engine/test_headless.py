@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_replay_through_engine_equals_backtest(tmp_path, data_1h):
-    cmd = [sys.executable, "-m", "tui.cli"]
+    cmd = [sys.executable, "-m", "tradeconsole.tui.cli"]
     for mode in ("seed", "realistic"):
         h = subprocess.run(cmd + ["run", "--headless", "--strategy", "engulfing", "--interval", "1h", "--replay",
                                   str(data_1h), "--speed", "max", "--mode", mode, "--json"],
@@ -34,7 +34,7 @@ def test_replay_through_engine_equals_backtest(tmp_path, data_1h):
 
 def test_sigterm_is_a_clean_shutdown(tmp_path, data_1h):
     journal = tmp_path / "j.sqlite"
-    p = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", "--headless", "--strategy", "engulfing",
+    p = subprocess.Popen([sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing",
                           "--interval", "1h", "--replay", str(data_1h), "--speed", "200000", "--journal", str(journal)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

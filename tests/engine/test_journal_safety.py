@@ -19,16 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from core.domain import Candle
-from core.engine import Engine, SessionSpec
-from core.events import CandleUpdateEvent, ErrorEvent
-from core.feed import CandleClosed
-from infra.journal import Journal, JournalDamaged, JournalLocked, JournalWriteError
+from tradeconsole.core.domain import Candle
+from tradeconsole.core.engine import Engine, SessionSpec
+from tradeconsole.core.events import CandleUpdateEvent, ErrorEvent
+from tradeconsole.core.feed import CandleClosed
+from tradeconsole.infra.persistence.journal import Journal, JournalDamaged, JournalLocked, JournalWriteError
 
 pytestmark = pytest.mark.timeout(180)
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "tui.cli"]
+CLI = [sys.executable, "-m", "tradeconsole.tui.cli"]
 ENV = {"run_id": "run-1", "mode": "paper", "symbol": "ETHUSDT", "interval": "1h", "strategy": "engulfing"}
 
 
@@ -152,8 +152,8 @@ def test_engine_death_records_the_cause_and_never_blocks_the_source(tmp_path, ca
 
 
 def test_console_exits_nonzero_with_the_engines_root_cause(monkeypatch, capsys):
-    import tui.app as app_mod
-    import tui.cli as cli
+    import tradeconsole.tui.app as app_mod
+    import tradeconsole.tui.cli as cli
 
     class FakeRuntime:
         failure = "journal write failed: database or disk is full (/x/journal.sqlite)"
@@ -195,7 +195,7 @@ def test_systemd_unit_restarts_on_failure_and_not_on_refusal():
 
 _HOLDER = """
 import sys, time
-from infra.journal import Journal
+from tradeconsole.infra.persistence.journal import Journal
 j = Journal(sys.argv[1], sync="normal")
 print("locked", flush=True)
 time.sleep(120)
@@ -234,7 +234,7 @@ def test_readonly_inspection_needs_no_lock(tmp_path):
     w = Journal(journal, sync="normal")
     w.commit([_audit(0)])
     holder_running = subprocess.run(
-        [sys.executable, "-c", "import sys; from infra.journal import Journal; "
+        [sys.executable, "-c", "import sys; from tradeconsole.infra.persistence.journal import Journal; "
          "j = Journal(sys.argv[1], readonly=True); print(j.count()); j.set_cursor('x', 1)", str(journal)],
         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert holder_running.stdout.strip() == "1"  # read while another process holds the writer lock

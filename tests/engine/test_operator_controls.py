@@ -7,11 +7,11 @@ and target still fire on later candles, at exactly the backtest's price. The kil
 
 from __future__ import annotations
 
-from backtest.runner import run_backtest
-from core.domain import FillReason
-from core.engine import Engine, Flatten, PauseEntries, SessionSpec, StartTrading, StopTrading
-from core.feed import CandleClosed, CandleUpdate
-from core.strategies import make_strategy
+from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.domain import FillReason
+from tradeconsole.core.engine import Engine, Flatten, PauseEntries, SessionSpec, StartTrading, StopTrading
+from tradeconsole.core.feed import CandleClosed, CandleUpdate
+from tradeconsole.core.strategies import make_strategy
 
 KEY = "ETHUSDT:1h:engulfing"
 

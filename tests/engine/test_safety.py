@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from infra.settings import ConfigError, LiveTradingRefused, Secret, check_live_allowed, load_settings
+from tradeconsole.infra.settings import ConfigError, LiveTradingRefused, Secret, check_live_allowed, load_settings
 
 KEY = "AKIAFAKEKEY0123456789abcdefSECRETKEY"
 SECRET = "s3cr3t-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -52,7 +52,7 @@ def test_env_keys_and_live_gate():
 
 
 def _headless(args, env, tmp_path):
-    return subprocess.run([sys.executable, "-m", "tui.cli", "run", "--headless", *args],
+    return subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", *args],
                           capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.cli import main
+from tradeconsole.tui.cli import main
 
 pytestmark = pytest.mark.xdist_group("optimize")
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,7 @@ def test_mistakes_are_one_line_exit_2(capsys, data_5m, args, message):
 
 
 def test_self_check_failure_exits_1(capsys, data_5m, monkeypatch):
-    from backtest.optimize import evaluate
+    from tradeconsole.backtest.optimize import evaluate
 
     real = evaluate.Workspace.run
 
@@ -135,7 +135,7 @@ def test_results_file_resumes_csv_and_parquet(capsys, data_5m, tmp_path):
 
 def test_ctrl_c_keeps_finished_rows_and_a_rerun_resumes(data_5m, tmp_path):
     results = tmp_path / "r.csv"
-    cmd = [sys.executable, "-m", "tui.cli", "optimize", "--strategy", "basic", "--data", str(data_5m),
+    cmd = [sys.executable, "-m", "tradeconsole.tui.cli", "optimize", "--strategy", "basic", "--data", str(data_5m),
            "--param", "rsi_oversold=20:40:1", "--param", "stop_loss_pct=0.005:0.03:0.0025",
            "--param", "take_profit_pct=0.01:0.06:0.01", "--folds", "0", "--workers", "2", "--json",
            "--results", str(results)]

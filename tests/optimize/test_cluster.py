@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tui.cli import main
+from tradeconsole.tui.cli import main
 
 pytestmark = pytest.mark.xdist_group("optimize")
 
@@ -18,7 +18,7 @@ except ImportError as exc:  # the cluster extra is part of dev; skip only when i
 
 
 def _cached_windows() -> int:
-    from backtest.optimize import cluster
+    from tradeconsole.backtest.optimize import cluster
 
     return sum(len(c) for c in cluster._CACHES.values())
 

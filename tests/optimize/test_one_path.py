@@ -10,9 +10,9 @@ import random
 import numpy as np
 import pytest
 
-from backtest.optimize.evaluate import Workspace, comparable, reference
-from backtest.optimize.store import scalar_row
-from core.broker import BrokerSettings
+from tradeconsole.backtest.optimize.evaluate import Workspace, comparable, reference
+from tradeconsole.backtest.optimize.store import scalar_row
+from tradeconsole.core.broker import BrokerSettings
 
 pytestmark = pytest.mark.xdist_group("optimize")
 
@@ -103,7 +103,7 @@ def test_signals_are_shared_across_exit_parameters(candles_5m):
 
 
 def test_verify_fails_loudly_on_a_difference(candles_5m, monkeypatch):
-    from backtest.optimize import evaluate as ev
+    from tradeconsole.backtest.optimize import evaluate as ev
 
     ws = Workspace(candles_5m.take(slice(0, 8_000)), "basic", "realistic", BrokerSettings())
     real = ws.run
@@ -133,9 +133,9 @@ def test_vectorised_signals_equal_entry_signal(strategy, data, request):
 
 
 def test_a_diverging_vectorised_signal_is_refused(candles_5m, monkeypatch):
-    from backtest.optimize import vector
-    from backtest.optimize.evaluate import MismatchError
-    from core.strategies.basic import BasicStrategy
+    from tradeconsole.backtest.optimize import vector
+    from tradeconsole.backtest.optimize.evaluate import MismatchError
+    from tradeconsole.core.strategies.basic import BasicStrategy
 
     def wrong(ind, p):
         out = vector._basic(ind, p)

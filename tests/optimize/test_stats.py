@@ -8,7 +8,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from backtest.optimize.stats import EULER_GAMMA, block_stats, deflated_sharpe, pbo_cscv
+from tradeconsole.backtest.optimize.stats import EULER_GAMMA, block_stats, deflated_sharpe, pbo_cscv
 
 
 def _stats(rets: np.ndarray, blocks: int = 10) -> np.ndarray:

@@ -8,10 +8,10 @@ import argparse
 
 import pytest
 
-from backtest.optimize.cli import _windows, parse_duration
-from backtest.optimize.run import Job, Window, evaluate_batch
-from core.broker import BrokerSettings
-from tui.cli import UserError
+from tradeconsole.backtest.optimize.cli import _windows, parse_duration
+from tradeconsole.backtest.optimize.run import Job, Window, evaluate_batch
+from tradeconsole.core.broker import BrokerSettings
+from tradeconsole.tui.cli import UserError
 
 pytestmark = pytest.mark.xdist_group("optimize")
 
@@ -46,7 +46,7 @@ def test_training_results_identical_when_later_data_is_removed(candles_5m, model
 def test_test_window_warms_up_on_earlier_candles(candles_5m):
     """A test window is traded from its first bar with indicators already defined (warm-up is the
     earlier history), and is not the same as trading the window's candles alone."""
-    from backtest.optimize.evaluate import Workspace
+    from tradeconsole.backtest.optimize.evaluate import Workspace
 
     data = candles_5m.take(slice(0, 20_000))
     ws = Workspace(data, "basic", "realistic", BrokerSettings(), warmup=15_000)

@@ -128,7 +128,7 @@ def es(_es_backend) -> Iterator[EsTarget]:
         yield target
     finally:
         if standin is None:  # a real cluster: remove what this test created (by its prefix), nothing else
-            from infra.topics import families
+            from tradeconsole.infra.sinks.topics import families
 
             for name in client.indices.get(index=f"{prefix}-*", allow_no_indices=True, expand_wildcards="all"):
                 client.indices.delete(index=name)

@@ -236,7 +236,7 @@ def assert_exactly_once(bootstrap: str, prefix: str, journal: Path) -> collectio
     journal position headers, and the Kafka cursor at the end of the journal. Returns the counts."""
     import sqlite3
 
-    from infra.topics import TopicNames
+    from tradeconsole.infra.sinks.topics import TopicNames
 
     db = sqlite3.connect(journal)
     try:

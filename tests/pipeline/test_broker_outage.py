@@ -18,9 +18,9 @@ import uuid
 
 import pytest
 
-from infra.forwarder import Forwarder
-from infra.kafka_sink import KafkaSink
-from infra.topics import TopicNames
+from tradeconsole.infra.sinks.forwarder import Forwarder
+from tradeconsole.infra.sinks.kafka import KafkaSink
+from tradeconsole.infra.sinks.topics import TopicNames
 from tests.pipeline.helpers import GROUP_TIMEOUTS, read_topics, wait_for
 
 STOP_AT = 5_000  # the broker stops when the engine publishes this event
@@ -29,8 +29,8 @@ STOP_AT = 5_000  # the broker stops when the engine publishes this event
 @pytest.mark.timeout(240)
 def test_broker_stopped_mid_run_engine_keeps_going_and_every_event_lands_once(
         restartable_broker, topic_prefix, es, candles_1h, tmp_path):
-    from backtest.runner import run_backtest
-    from core.strategies import make_strategy
+    from tradeconsole.backtest.runner import run_backtest
+    from tradeconsole.core.strategies import make_strategy
 
     broker = restartable_broker
     group = f"fw-{uuid.uuid4().hex[:8]}"

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.elastic import index_pattern, mapping_for_family
-from infra.kibana import SAVED_OBJECTS_DIR, kibana_url_from_cloud_id, load_saved_objects
-from infra.topics import TopicNames, families
+from tradeconsole.infra.sinks.elastic import index_pattern, mapping_for_family
+from tradeconsole.infra.sinks.kibana import SAVED_OBJECTS_DIR, kibana_url_from_cloud_id, load_saved_objects
+from tradeconsole.infra.sinks.topics import TopicNames, families
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "infra" / "deploy"
@@ -351,7 +351,7 @@ class StubKibana:
 
 
 def test_kibana_import_command_posts_the_saved_objects(tmp_path, monkeypatch, capsys):
-    from tui.cli import main
+    from tradeconsole.tui.cli import main
 
     config = tmp_path / "config.toml"
     config.write_text('[kibana]\nspace = "trading"\n[elasticsearch]\nindex_prefix = "desk2"\n')
@@ -374,7 +374,7 @@ def test_kibana_import_command_posts_the_saved_objects(tmp_path, monkeypatch, ca
 
 
 def test_kibana_import_reports_refused_objects(tmp_path, monkeypatch, capsys):
-    from tui.cli import main
+    from tradeconsole.tui.cli import main
 
     monkeypatch.setenv("TRADECONSOLE_CONFIG", str(tmp_path / "none.toml"))
     monkeypatch.delenv("TRADECONSOLE_KIBANA_API_KEY", raising=False)

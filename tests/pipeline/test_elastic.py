@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from core.events import EngineStateEvent
-from infra.elastic import (
+from tradeconsole.core.events import EngineStateEvent
+from tradeconsole.infra.sinks.elastic import (
     TEMPLATE_VERSION,
     ElasticsearchSink,
     client_from_settings,
@@ -17,7 +17,7 @@ from infra.elastic import (
     index_template,
     install_templates,
 )
-from infra.topics import families
+from tradeconsole.infra.sinks.topics import families
 from tests.pipeline.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -70,7 +70,7 @@ def test_templates_are_installed_once_and_foreign_or_existing_things_are_left_al
 
 
 def test_clients_from_config_for_a_url_or_elastic_cloud(monkeypatch):
-    from infra.settings import Secret
+    from tradeconsole.infra.settings import Secret
 
     client = client_from_settings("http://127.0.0.1:9", {"api_key": Secret("a2V5OnNlY3JldA==")}, env={})
     assert client._headers["authorization"] == "ApiKey a2V5OnNlY3JldA=="
@@ -85,8 +85,8 @@ def test_clients_from_config_for_a_url_or_elastic_cloud(monkeypatch):
 
 
 def test_direct_sink_indexes_a_backtest_once(es, candles_1h, tmp_path):
-    from backtest.runner import run_backtest
-    from core.strategies import make_strategy
+    from tradeconsole.backtest.runner import run_backtest
+    from tradeconsole.core.strategies import make_strategy
 
     events = []
     sink = ElasticsearchSink(es.client, index_prefix=es.index_prefix, spool_dir=tmp_path / "spool")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from core.events import EngineStateEvent
-from infra.elastic import ElasticsearchRefused, ElasticsearchSink, bulk_write, make_client, refusal, to_action
+from tradeconsole.core.events import EngineStateEvent
+from tradeconsole.infra.sinks.elastic import ElasticsearchRefused, ElasticsearchSink, bulk_write, make_client, refusal, to_action
 from tests.servers.es_standin import ElasticsearchStandIn
 
 pytestmark = pytest.mark.timeout(120)
@@ -187,7 +187,7 @@ def test_transient_errors_are_not_refusals():
 
 
 def test_the_direct_sink_stops_sending_keeps_the_events_and_says_why_once(monkeypatch, tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="infra.elastic")
+    caplog.set_level(logging.WARNING, logger="tradeconsole.infra.sinks.elastic")
     events = [EngineStateEvent(event_id=f"r:s:{i}", time=1_704_100_000_000 + i, run_id="r", mode="paper",
                                state="running") for i in range(50)]
     with ElasticsearchStandIn() as standin:
@@ -227,7 +227,7 @@ def test_the_direct_sink_stops_sending_keeps_the_events_and_says_why_once(monkey
 def test_the_direct_sink_logs_one_line_per_failed_retry_and_closes_promptly_when_down(tmp_path, caplog):
     from tests.pipeline.helpers import free_port
 
-    caplog.set_level(logging.INFO, logger="infra")
+    caplog.set_level(logging.INFO, logger="tradeconsole.infra")
     sink = ElasticsearchSink(make_client(f"http://127.0.0.1:{free_port()}", request_timeout=2), index_prefix="tct",
                              spool_dir=tmp_path / "spool")
     sink.publish(EngineStateEvent(event_id="r:s:1", time=1_704_100_000_000, run_id="r", mode="paper", state="running"))

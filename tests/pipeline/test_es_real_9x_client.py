@@ -48,13 +48,13 @@ def client_9x() -> dict[str, str]:
 def test_forward_with_the_real_9x_client_against_compose_8x_cluster_fails_with_one_clear_line(client_9x, tmp_path):
     with ElasticsearchStandIn() as standin:
         assert standin.major == 8
-        done = subprocess.run([sys.executable, "-m", "tui.cli", "forward", "--kafka", "127.0.0.1:1",
+        done = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "forward", "--kafka", "127.0.0.1:1",
                                "--elasticsearch", standin.url],
                               env={**client_9x, "TRADECONSOLE_DATA_DIR": str(tmp_path)}, cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
         assert standin.refused_media_types == 1 and standin.templates == {}
     assert done.returncode == 1, done.stdout + done.stderr
-    (error,) = [ln for ln in done.stderr.splitlines() if "error:" in ln]  # one line, on stderr (tui.cli)
+    (error,) = [ln for ln in done.stderr.splitlines() if "error:" in ln]  # one line, on stderr (tradeconsole.tui.cli)
     assert error.startswith("error: ") and done.stdout == ""
     assert "this client sent compatible-with=9 (Python client elasticsearch 9." in error
     assert "Traceback" not in done.stdout + done.stderr

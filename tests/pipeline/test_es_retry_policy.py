@@ -11,7 +11,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from infra.retry import Backoff, RetryPolicy, Stopped, parse_retry_after, retry_call, stop_requested, wait_or_stop
+from tradeconsole.infra.retry import Backoff, RetryPolicy, Stopped, parse_retry_after, retry_call, stop_requested, wait_or_stop
 
 
 def test_delays_grow_exponentially_to_the_cap_with_bounded_jitter():
@@ -119,7 +119,7 @@ def test_the_elasticsearch_side_reads_retry_after_from_a_response():
     from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
     from elasticsearch import ApiError
 
-    from infra.elastic import refusal, retry_after_of
+    from tradeconsole.infra.sinks.elastic import refusal, retry_after_of
 
     meta = ApiResponseMeta(status=429, http_version="1.1", headers=HttpHeaders({"Retry-After": "7"}), duration=0.0,
                            node=NodeConfig("http", "127.0.0.1", 9200))

@@ -38,7 +38,7 @@ def replay_csv(tmp_path, candles_1h) -> Path:
 
 
 def _cmd(data: Path, journal: Path, cfg: Path, bootstrap: str, speed: str) -> list[str]:
-    return [sys.executable, "-m", "tui.cli", "run", "--headless", "--strategy", "engulfing", "--interval", "1h",
+    return [sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing", "--interval", "1h",
             "--replay", str(data), "--speed", speed, "--journal", str(journal), "--config", str(cfg),
             "--kafka", bootstrap]
 

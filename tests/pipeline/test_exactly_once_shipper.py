@@ -13,18 +13,18 @@ import json
 
 import pytest
 
-from infra.journal import Journal
-from infra.kafka_sink import KafkaSink
-from infra.shipper import JournalShipper
-from infra.topics import TopicNames
+from tradeconsole.infra.persistence.journal import Journal
+from tradeconsole.infra.sinks.kafka import KafkaSink
+from tradeconsole.infra.persistence.shipper import JournalShipper
+from tradeconsole.infra.sinks.topics import TopicNames
 from tests.pipeline.helpers import read_topics, wait_for
 
 pytestmark = [pytest.mark.timeout(180)]
 
 
 def journal_with_events(path, candles, n_candles: int) -> list[str]:
-    from backtest.runner import run_backtest
-    from core.strategies import make_strategy
+    from tradeconsole.backtest.runner import run_backtest
+    from tradeconsole.core.strategies import make_strategy
 
     events = []
     run_backtest(candles.take(slice(0, n_candles)), make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from infra.kafka_sink import KafkaSink
-from infra.topics import TopicNames
+from tradeconsole.infra.sinks.kafka import KafkaSink
+from tradeconsole.infra.sinks.topics import TopicNames
 from tests.pipeline.helpers import read_topics
 from tests.pipeline.test_es_compat import compose_config, image_version
 from tests.pipeline.test_forward_stop import Forward, assert_clean_stop
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture
 def backtest_in_kafka(kafka_bootstrap, topic_prefix, candles_1h, tmp_path):
     """A backtest's events published to Kafka; returns the messages Kafka holds."""
-    from backtest.runner import run_backtest
-    from core.strategies import make_strategy
+    from tradeconsole.backtest.runner import run_backtest
+    from tradeconsole.core.strategies import make_strategy
 
     events = []
     with KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool") as sink:

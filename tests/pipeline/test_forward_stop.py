@@ -33,7 +33,7 @@ STOP_LIMIT_S = 5.0
 AS_9X_CLIENT = ("import re, sys\n"
                 "import elasticsearch._sync.client._base as b\n"
                 "b._COMPAT_MIMETYPE_SUB = re.sub(r'compatible-with=\\d+', 'compatible-with=9', b._COMPAT_MIMETYPE_SUB)\n"
-                "from tui.cli import main\n"
+                "from tradeconsole.tui.cli import main\n"
                 "sys.exit(main(sys.argv[1:]))\n")
 
 
@@ -48,7 +48,7 @@ class Forward:
                           f'[elasticsearch]\nindex_prefix = "tct{uuid.uuid4().hex[:8]}"\n'
                           f"[forwarder]\nbatch_size = 500\nconsumer = {{ {consumer} }}\n")
         config.chmod(0o600)
-        head = [sys.executable, "-c", AS_9X_CLIENT] if as_9x_client else [sys.executable, "-m", "tui.cli"]
+        head = [sys.executable, "-c", AS_9X_CLIENT] if as_9x_client else [sys.executable, "-m", "tradeconsole.tui.cli"]
         env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen([*head, "forward", "--kafka", kafka, "--elasticsearch", es_url,
                                       "--group", f"stop-{uuid.uuid4().hex[:8]}", "--config", str(config)],
@@ -230,7 +230,7 @@ def test_a_refused_client_ends_forward_at_once_with_one_clear_line(tmp_path):
             t.join(5)
         assert standin.refused_media_types == 1, "one refused request, no retries"
     assert fw.proc.returncode == 1, fw.text
-    errors = [ln for ln in fw.lines if "error:" in ln]  # tui.cli's contract: one `error:` line on stderr
+    errors = [ln for ln in fw.lines if "error:" in ln]  # tradeconsole.tui.cli's contract: one `error:` line on stderr
     assert len(errors) == 1 and errors[0].startswith("error: "), fw.text
     assert fw.out == []
     assert "media_type_header_exception" in errors[0] and "compatible-with=9" in errors[0]
@@ -244,7 +244,7 @@ def test_stops_while_a_batch_waits_for_a_refusing_elasticsearch(kafka_bootstrap,
 
     from kafka import KafkaProducer
 
-    from infra.topics import TopicNames
+    from tradeconsole.infra.sinks.topics import TopicNames
 
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     topic = TopicNames(topic_prefix).for_family("status")

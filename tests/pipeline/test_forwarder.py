@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from infra.forwarder import Forwarder
-from infra.kafka_sink import KafkaSink
-from infra.topics import TopicNames
+from tradeconsole.infra.sinks.forwarder import Forwarder
+from tradeconsole.infra.sinks.kafka import KafkaSink
+from tradeconsole.infra.sinks.topics import TopicNames
 from tests.pipeline.helpers import GROUP_TIMEOUTS, read_topics, wait_for
 
 pytestmark = pytest.mark.timeout(150)
@@ -22,8 +22,8 @@ def make_forwarder(bootstrap, es, prefix, group=None, **kw):
 
 
 def publish_backtest(bootstrap, prefix, candles, spool_dir):
-    from backtest.runner import run_backtest
-    from core.strategies import make_strategy
+    from tradeconsole.backtest.runner import run_backtest
+    from tradeconsole.core.strategies import make_strategy
 
     events = []
     with KafkaSink(bootstrap, topic_prefix=prefix, spool_dir=spool_dir) as sink:
@@ -175,7 +175,7 @@ def test_forward_command_runs_until_terminated(kafka_bootstrap, topic_prefix, es
                       f"[forwarder]\nbatch_size = 500\nconsumer = {{ {consumer} }}\n")
     config.chmod(0o600)
     env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "forward", "--kafka", kafka_bootstrap,
+    proc = subprocess.Popen([sys.executable, "-m", "tradeconsole.tui.cli", "forward", "--kafka", kafka_bootstrap,
                              "--elasticsearch", es.url, "--group", f"cli-{uuid.uuid4().hex[:8]}", "--config", str(config)],
                             cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

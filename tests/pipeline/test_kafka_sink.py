@@ -8,10 +8,10 @@ import logging
 
 import pytest
 
-from core.events import EngineStateEvent
-from infra.kafka_sink import KafkaSink, delivery_event, kafka_security_kwargs
-from infra.schemas import validate
-from infra.topics import TopicNames
+from tradeconsole.core.events import EngineStateEvent
+from tradeconsole.infra.sinks.kafka import KafkaSink, delivery_event, kafka_security_kwargs
+from tradeconsole.infra.sinks.schemas import validate
+from tradeconsole.infra.sinks.topics import TopicNames
 from tests.pipeline.helpers import (
     event_ids_by_partition,
     free_port,
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def run_engulfing(candles, publish):
-    from backtest.runner import run_backtest
-    from core.strategies import make_strategy
+    from tradeconsole.backtest.runner import run_backtest
+    from tradeconsole.core.strategies import make_strategy
 
     return run_backtest(candles, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h", publish=publish)
 
@@ -164,7 +164,7 @@ def test_a_full_spool_disk_degrades_instead_of_stopping_delivery(proxied_broker,
     (see test_exactly_once.py)."""
     import errno
 
-    import infra.spool as spool_mod
+    import tradeconsole.infra.sinks.spool as spool_mod
 
     def full(f, data):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -198,7 +198,7 @@ def test_a_sink_started_on_a_full_spool_disk_delivers(proxied_broker, topic_pref
     held in memory and delivered."""
     import errno
 
-    import infra.spool as spool_mod
+    import tradeconsole.infra.sinks.spool as spool_mod
 
     def full(f, data):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -11,14 +11,14 @@ from collections import defaultdict
 
 import pytest
 
-from infra.topics import families
+from tradeconsole.infra.sinks.topics import families
 from tests.pipeline.helpers import read_topics
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("kafka")]
 
 
 def test_headless_replay_ships_the_journal_to_kafka(tmp_path, kafka_bootstrap, topic_prefix, candles_1h):
-    from backtest.data import CandleArrays  # noqa: F401  (the data fixture loads it)
+    from tradeconsole.core.candles import CandleArrays  # noqa: F401  (the data fixture loads it)
 
     data = tmp_path / "data.csv"
     with data.open("w") as fh:
@@ -27,7 +27,7 @@ def test_headless_replay_ships_the_journal_to_kafka(tmp_path, kafka_bootstrap, t
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[kafka]\ntopic_prefix = "{topic_prefix}"\n')
     journal = tmp_path / "j.sqlite"
-    out = subprocess.run([sys.executable, "-m", "tui.cli", "run", "--headless", "--strategy", "engulfing",
+    out = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing",
                           "--interval", "1h", "--replay", str(data), "--speed", "max", "--journal", str(journal),
                           "--config", str(cfg), "--kafka", kafka_bootstrap, "--json"],
                          capture_output=True, text=True, timeout=150)
@@ -64,7 +64,7 @@ def test_sigkill_loses_nothing_on_the_way_to_kafka(tmp_path, kafka_bootstrap, to
     journal = tmp_path / "j.sqlite"
 
     def cmd(speed):
-        return [sys.executable, "-m", "tui.cli", "run", "--headless", "--strategy", "engulfing", "--interval", "1h",
+        return [sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing", "--interval", "1h",
                 "--replay", str(data_1h), "--speed", speed, "--journal", str(journal), "--config", str(cfg),
                 "--kafka", kafka_bootstrap]
 

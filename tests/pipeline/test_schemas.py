@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.domain import Candle, FillReason, Order, OrderSide, OrderType
-from core.events import (
+from tradeconsole.core.domain import Candle, FillReason, Order, OrderSide, OrderType
+from tradeconsole.core.events import (
     SCHEMA_VERSION,
     BacktestRunEvent,
     CandleUpdateEvent,
@@ -17,17 +17,17 @@ from core.events import (
     ErrorEvent,
     OrderEvent,
 )
-from infra.elastic import mapping_for_family
-from infra.schemas import SCHEMA_DIR, event_types, family_of_type, load_schema, validate
-from infra.topics import event_classes, families
+from tradeconsole.infra.sinks.elastic import mapping_for_family
+from tradeconsole.infra.sinks.schemas import SCHEMA_DIR, event_types, family_of_type, load_schema, validate
+from tradeconsole.infra.sinks.topics import event_classes, families
 
 ENV = {"run_id": "run-1", "mode": "paper", "symbol": "ETHUSDT", "interval": "1h", "strategy": "engulfing"}
 
 
 @pytest.fixture(scope="module")
 def backtest_events(candles_1h):
-    from backtest.runner import run_backtest
-    from core.strategies import make_strategy
+    from tradeconsole.backtest.runner import run_backtest
+    from tradeconsole.core.strategies import make_strategy
 
     events = []
     result = run_backtest(candles_1h, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",
@@ -84,7 +84,7 @@ def test_live_event_types_validate(event_type):
 
 
 def test_backtest_run_validates(backtest_events):
-    from backtest.metrics import compute_metrics
+    from tradeconsole.backtest.metrics import compute_metrics
 
     _, result = backtest_events
     metrics = compute_metrics(result)

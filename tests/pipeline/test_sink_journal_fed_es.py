@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from core.events import EngineStateEvent
-from infra.elastic import ElasticsearchSink, make_client
-from infra.kafka_sink import delivery_event
+from tradeconsole.core.events import EngineStateEvent
+from tradeconsole.infra.sinks.elastic import ElasticsearchSink, make_client
+from tradeconsole.infra.sinks.kafka import delivery_event
 from tests.pipeline.helpers import free_port, wait_for
 from tests.pipeline.test_es_compat import emulate_client_major
 from tests.servers.es_standin import ElasticsearchStandIn
@@ -82,7 +82,7 @@ def test_a_real_compatibility_refusal_reaches_the_console_as_refused(monkeypatch
 
 
 def _cmd(data: Path, journal: Path, cfg: Path, es_url: str, speed: str) -> list[str]:
-    return [sys.executable, "-m", "tui.cli", "run", "--headless", "--strategy", "engulfing", "--interval", "1h",
+    return [sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing", "--interval", "1h",
             "--replay", str(data), "--speed", speed, "--journal", str(journal), "--config", str(cfg),
             "--elasticsearch", es_url]
 
@@ -164,8 +164,8 @@ def test_close_never_waits_for_a_hanging_elasticsearch(tmp_path):
 def test_a_full_spool_disk_does_not_stop_the_runtimes_elasticsearch_sink(tmp_path, monkeypatch, data_1h):
     """The runtime's sink is journal-fed: every spool write failing with ENOSPC changes nothing,
     everything journalled is indexed exactly once and the sink never reports trouble."""
-    import infra.spool
-    from tui.runtime import Runtime, RuntimeOptions
+    import tradeconsole.infra.sinks.spool
+    from tradeconsole.tui.runtime import Runtime, RuntimeOptions
 
     writes: list[int] = []
 
@@ -173,7 +173,7 @@ def test_a_full_spool_disk_does_not_stop_the_runtimes_elasticsearch_sink(tmp_pat
         writes.append(len(data))
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(infra.spool, "_write", enospc)
+    monkeypatch.setattr(tradeconsole.infra.sinks.spool, "_write", enospc)
     monkeypatch.setenv("TRADECONSOLE_DATA_DIR", str(tmp_path / "home"))
     with ElasticsearchStandIn() as standin:
         cfg = tmp_path / "config.toml"
@@ -206,8 +206,8 @@ def test_a_full_spool_disk_does_not_stop_the_runtimes_elasticsearch_sink(tmp_pat
 def test_a_journal_fed_sink_resends_after_an_outage_without_duplicates(tmp_path):
     """Elasticsearch fails whole requests for a while: the shipper's window waits in the journal,
     the cursor moves only after acknowledgement, and every event is indexed once."""
-    from infra.journal import Journal
-    from infra.shipper import JournalShipper
+    from tradeconsole.infra.persistence.journal import Journal
+    from tradeconsole.infra.persistence.shipper import JournalShipper
 
     path = tmp_path / "j.sqlite"
     j = Journal(path, sync="normal")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.spool import Spool, SpoolBusyError
+from tradeconsole.infra.sinks.spool import Spool, SpoolBusyError
 
 
 def recs(start: int, n: int, topic: str = "t.candles") -> list[tuple[int, int, str, bytes, bytes]]:
@@ -98,7 +98,7 @@ def test_corrupt_and_torn_lines_are_skipped_and_counted(tmp_path):
 
 
 def test_an_overflow_file_left_by_a_crash_is_adopted_after_the_segments(tmp_path):
-    from infra.spool import _encode_line
+    from tradeconsole.infra.sinks.spool import _encode_line
 
     spool = Spool(tmp_path)
     spool.append(recs(0, 2))
@@ -125,7 +125,7 @@ def test_spool_files_are_created_0600(tmp_path):
     import os
     import stat
 
-    from infra.spool import EventInbox
+    from tradeconsole.infra.sinks.spool import EventInbox
 
     old = os.umask(0o022)
     try:
@@ -150,7 +150,7 @@ def test_a_full_disk_fails_the_append_cleanly_and_the_spool_stays_consistent(tmp
     counted or left half-written on disk, and the spool works again once the disk has room."""
     import errno
 
-    import infra.spool as spool_mod
+    import tradeconsole.infra.sinks.spool as spool_mod
 
     spool = Spool(tmp_path)
     spool.append(recs(0, 5))

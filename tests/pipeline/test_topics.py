@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.domain import Candle
-from core.events import CandleEvent, EngineStateEvent
-from infra.topics import TopicNames, event_classes, families, message_key
+from tradeconsole.core.domain import Candle
+from tradeconsole.core.events import CandleEvent, EngineStateEvent
+from tradeconsole.infra.sinks.topics import TopicNames, event_classes, families, message_key
 
 
 def test_one_topic_per_family_with_prefix():

@@ -33,7 +33,7 @@ console uses, in Binance's own formats:
 The market is a deterministic candle series per (symbol, interval) (the real public-data CSVs,
 or a generated random walk) and a **controllable clock**: nothing happens until the test calls
 ``advance()``, which walks the clock forward and broadcasts, for every candle it crosses,
-``updates_per_candle`` open-candle updates (the synthetic path of ``backtest.replay``) and the
+``updates_per_candle`` open-candle updates (the synthetic path of ``tradeconsole.backtest.replay``) and the
 closing ``x: true`` event. REST answers from the same clock, so the open candle it returns is
 the one the stream is showing.
 
@@ -49,7 +49,7 @@ Retry-After, or 5xx) and ``used_weight``. ``request_counts`` counts requests per
 Usage::
 
     with BinanceMarketServer() as server:
-        endpoints = server.endpoints()      # core.config.BinanceEndpoints pointing here
+        endpoints = server.endpoints()      # tradeconsole.core.config.BinanceEndpoints pointing here
         server.advance(3)                   # three candles of the first series
 """
 
@@ -70,10 +70,12 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from backtest.data import CandleArrays, load_candles
-from backtest.replay import partial_candle
-from core.config import BinanceEndpoints
-from core.domain import Candle, interval_ms
+from tradeconsole.backtest.data import load_candles
+
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.backtest.replay import partial_candle
+from tradeconsole.core.config import BinanceEndpoints
+from tradeconsole.core.domain import Candle, interval_ms
 
 __all__ = [
     "SHARED_DATA",

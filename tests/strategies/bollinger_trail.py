@@ -3,7 +3,7 @@ built-ins do not use) mean reversion with a trailing stop and an indicator-based
 
 from dataclasses import dataclass
 
-from core.strategies import Side, Strategy, StrategyParams, fixed, level, param, per_side, ta, trailing
+from tradeconsole.core.strategies import Side, Strategy, StrategyParams, fixed, level, param, per_side, ta, trailing
 
 
 @dataclass(frozen=True, slots=True)

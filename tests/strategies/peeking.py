@@ -1,7 +1,7 @@
 """Test strategy (exists only under tests/): deliberately reads the NEXT candle's close through a
 custom indicator (``shift(-1)``), the look-ahead ``strategy check`` must catch."""
 
-from core.strategies import Side, Strategy, custom
+from tradeconsole.core.strategies import Side, Strategy, custom
 
 
 def next_close(df):

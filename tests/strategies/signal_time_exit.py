@@ -3,7 +3,7 @@ from the candle history), an exit signal, a time exit and risk-per-trade sizing 
 
 from dataclasses import dataclass
 
-from core.strategies import Side, Strategy, StrategyParams, atr, custom, param, risk_per_trade, ta
+from tradeconsole.core.strategies import Side, Strategy, StrategyParams, atr, custom, param, risk_per_trade, ta
 
 
 def channel(df):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.runtime import RuntimeOptions
+from tradeconsole.tui.runtime import RuntimeOptions
 
 JAN = "ETHUSDT-1h-2022-01.csv"
 

@@ -12,10 +12,10 @@ import sqlite3
 import pytest
 
 from tests.tui.conftest import screen_text, unreachable, wait_for
-from tui.app import TradeConsoleApp
-from tui.runtime import Runtime
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import (
+from tradeconsole.tui.app import TradeConsoleApp
+from tradeconsole.tui.runtime import Runtime
+from tradeconsole.tui.screens.dashboard import DashboardScreen
+from tradeconsole.tui.screens.dialogs import (
     ChoiceDialog,
     ConfirmDialog,
     LiveConfirmDialog,
@@ -23,8 +23,8 @@ from tui.screens.dialogs import (
     ReplayOfferDialog,
     TextDialog,
 )
-from tui.screens.help import HelpScreen
-from tui.widgets.candles import CandleChart
+from tradeconsole.tui.screens.help import HelpScreen
+from tradeconsole.tui.widgets.candles import CandleChart
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]
 
@@ -316,7 +316,7 @@ async def test_live_paper_session_on_the_binance_stand_in(monkeypatch):
     """No replay: the console probes the (local stand-in) Binance host, starts the real kline
     stream, warms up over REST, then draws candles as the stand-in's clock moves."""
     from tests.servers.binance_market import BinanceMarketServer, shared_series
-    from tui.runtime import RuntimeOptions
+    from tradeconsole.tui.runtime import RuntimeOptions
 
     with BinanceMarketServer({("ETHUSDT", "1h"): shared_series("ETHUSDT", "1h")}) as server:
         for name, value in server.env().items():

@@ -7,17 +7,17 @@ import threading
 
 import pytest
 
-from backtest.data import load_candles, slice_by_time
-from backtest.metrics import compute_metrics
-from backtest.runner import run_backtest
-from core.broker import BrokerSettings
-from core.strategies import make_strategy
+from tradeconsole.backtest.data import load_candles, slice_by_time
+from tradeconsole.backtest.metrics import compute_metrics
+from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.broker import BrokerSettings
+from tradeconsole.core.strategies import make_strategy
 from tests.tui.conftest import screen_text, wait_for
-from tui.app import TradeConsoleApp
-from tui.screens.dialogs import QuitDialog
-from tui.screens.backtest import BacktestScreen, SortableTable, parse_request
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import TextDialog
+from tradeconsole.tui.app import TradeConsoleApp
+from tradeconsole.tui.screens.dialogs import QuitDialog
+from tradeconsole.tui.screens.backtest import BacktestScreen, SortableTable, parse_request
+from tradeconsole.tui.screens.dashboard import DashboardScreen
+from tradeconsole.tui.screens.dialogs import TextDialog
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -183,7 +183,7 @@ def test_form_parsing():
 async def test_runs_differing_only_in_a_parameter_are_told_apart(replay_opts, jan_1h):
     from dataclasses import fields as dc_fields
 
-    from core.strategies import STRATEGIES
+    from tradeconsole.core.strategies import STRATEGIES
 
     app = TradeConsoleApp(replay_opts())
     async with app.run_test(size=(160, 45)) as pilot:
@@ -240,8 +240,8 @@ async def test_typing_right_after_tab_goes_to_the_next_field(replay_opts):
 async def test_a_window_warms_up_on_earlier_candles_like_the_cli(replay_opts, data_1h):
     """The form's dates select the traded window; the candles before it warm the indicators up,
     exactly as `tradeconsole backtest --from/--to` does (one definition of a windowed run)."""
-    from backtest.data import window_with_warmup
-    from core.domain import parse_utc_ms
+    from tradeconsole.backtest.data import window_with_warmup
+    from tradeconsole.core.domain import parse_utc_ms
 
     start, end = parse_utc_ms("2022-03-01"), parse_utc_ms("2022-07-01")
     candles, warmup = window_with_warmup(load_candles(data_1h, interval="1h")[0], start, end)

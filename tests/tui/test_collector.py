@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from backtest.replay import ReplaySource
-from core.engine import Engine, SessionSpec, SwitchStrategy
-from core.events import CandleEvent, CandleUpdateEvent, ConnectionEvent, EngineStateEvent
-from tui.collector import EventCollector
+from tradeconsole.backtest.replay import ReplaySource
+from tradeconsole.core.engine import Engine, SessionSpec, SwitchStrategy
+from tradeconsole.core.events import CandleEvent, CandleUpdateEvent, ConnectionEvent, EngineStateEvent
+from tradeconsole.tui.collector import EventCollector
 
 pytestmark = pytest.mark.timeout(60)
 

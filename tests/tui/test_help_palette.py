@@ -10,10 +10,10 @@ import pytest
 
 from tests.tui.conftest import wait_for
 from tests.tui.test_app import quit_cleanly, start
-from tui.app import TradeConsoleApp
-from tui.screens.dashboard import DASHBOARD_BINDINGS
-from tui.screens.help import HelpScreen
-from tui.startup import load_theme, save_theme
+from tradeconsole.tui.app import TradeConsoleApp
+from tradeconsole.tui.screens.dashboard import DASHBOARD_BINDINGS
+from tradeconsole.tui.screens.help import HelpScreen
+from tradeconsole.tui.startup import load_theme, save_theme
 
 
 def test_save_theme_edits_one_line_and_keeps_the_file_private(tmp_path):

@@ -7,8 +7,8 @@ import pytest
 
 from tests.tui.conftest import screen_text, wait_for
 from tests.tui.test_app import quit_cleanly, start
-from tui.app import TradeConsoleApp
-from tui.screens.dashboard import SWITCHABLE, plan_layout
+from tradeconsole.tui.app import TradeConsoleApp
+from tradeconsole.tui.screens.dashboard import SWITCHABLE, plan_layout
 
 SIZES = [(w, h) for w in (60, 70, 80, 100, 120, 160, 200, 250) for h in (20, 24, 30, 36, 39, 45, 50, 70)]
 
@@ -107,9 +107,9 @@ async def test_numbers_and_log_lines_are_never_cut(replay_opts, size):
 @pytest.mark.asyncio
 async def test_dialog_text_wraps_instead_of_being_cut(replay_opts, monkeypatch):
     from tests.tui.conftest import unreachable
-    from tui.screens.dialogs import ReplayOfferDialog
+    from tradeconsole.tui.screens.dialogs import ReplayOfferDialog
 
-    monkeypatch.setattr("tui.app.replay_candidates", lambda *a: [])
+    monkeypatch.setattr("tradeconsole.tui.app.replay_candidates", lambda *a: [])
     app = TradeConsoleApp(replay_opts(replay=None), network_probe=unreachable)
     async with app.run_test(size=(60, 20)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, ReplayOfferDialog), what="the replay offer")
@@ -124,7 +124,7 @@ async def test_dialog_text_wraps_instead_of_being_cut(replay_opts, monkeypatch):
 @pytest.mark.timeout(60)
 @pytest.mark.asyncio
 async def test_orders_panel_shows_open_orders_once_and_toggles_to_history(replay_opts):
-    from tui.widgets.orders import OrdersTable
+    from tradeconsole.tui.widgets.orders import OrdersTable
 
     app = TradeConsoleApp(replay_opts())
     async with app.run_test(size=(120, 36)) as pilot:

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from backtest.data import load_candles
-from backtest.runner import run_backtest
-from core.domain import FillReason
-from core.strategies import make_strategy
+from tradeconsole.backtest.data import load_candles
+from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.domain import FillReason
+from tradeconsole.core.strategies import make_strategy
 from tests.tui.conftest import screen_text, wait_for
 from tests.tui.test_app import KEY, assert_closed, finished, quit_cleanly, session, start
-from tui.app import TradeConsoleApp
-from tui.runtime import Runtime
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import ConfirmDialog, QuitDialog
+from tradeconsole.tui.app import TradeConsoleApp
+from tradeconsole.tui.runtime import Runtime
+from tradeconsole.tui.screens.dashboard import DashboardScreen
+from tradeconsole.tui.screens.dialogs import ConfirmDialog, QuitDialog
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]
 

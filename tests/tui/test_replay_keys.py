@@ -12,7 +12,7 @@ import pytest
 from tests.tui.conftest import screen_text, wait_for
 from tests.tui.test_operator_controls import held_at
 from tests.tui.test_app import KEY, assert_closed, quit_cleanly, session
-from tui.app import SPEEDS, TradeConsoleApp
+from tradeconsole.tui.app import SPEEDS, TradeConsoleApp
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -105,8 +105,8 @@ async def test_pause_at_full_speed_holds_at_once(replay_opts, data_1h):
 def test_source_speed_change_restarts_the_schedule_and_backlog_holds_the_source(candles_1h):
     """ReplaySource level: a new speed applies from the next tick on an absolute schedule; with
     ``backlog`` the source never runs more than ``max_backlog`` inputs ahead of its consumer."""
-    from backtest.replay import ReplaySource
-    from core.feed import CandleClosed, FeedStatus
+    from tradeconsole.backtest.replay import ReplaySource
+    from tradeconsole.core.feed import CandleClosed, FeedStatus
 
     clock = [0.0]
     stamps: list[float] = []

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from tests.tui.conftest import wait_for
-from tui.app import TradeConsoleApp
-from tui.screens.backtest import BacktestScreen
+from tradeconsole.tui.app import TradeConsoleApp
+from tradeconsole.tui.screens.backtest import BacktestScreen
 
 pytestmark = pytest.mark.timeout(90)
 

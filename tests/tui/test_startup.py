@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tui.runtime import RuntimeOptions
-from tui.startup import probe_binance, replay_candidates, retarget_replay, symbol_problem, with_market
+from tradeconsole.tui.runtime import RuntimeOptions
+from tradeconsole.tui.startup import probe_binance, replay_candidates, retarget_replay, symbol_problem, with_market
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -61,7 +61,7 @@ def test_symbol_validation_and_options_copy():
 
 
 def test_main_rejects_a_missing_replay_path(tmp_path: Path, capsys):
-    from tui.cli import main
+    from tradeconsole.tui.cli import main
 
     assert main(["--replay", str(tmp_path / "nothing.csv")]) == 2
     assert "no such replay" in capsys.readouterr().err

@@ -8,11 +8,11 @@ import pytest
 
 from tests.tui.conftest import screen_text, wait_for
 from tests.tui.test_app import assert_closed, quit_cleanly
-from tui.app import TradeConsoleApp
-from tui.runtime import Runtime
-from tui.screens.backtest import parse_request
-from tui.screens.dialogs import ReplayOfferDialog, TextDialog
-from tui.startup import data_symbol, data_symbol_problem
+from tradeconsole.tui.app import TradeConsoleApp
+from tradeconsole.tui.runtime import Runtime
+from tradeconsole.tui.screens.backtest import parse_request
+from tradeconsole.tui.screens.dialogs import ReplayOfferDialog, TextDialog
+from tradeconsole.tui.startup import data_symbol, data_symbol_problem
 
 
 def test_symbol_from_file_names_and_layout(tmp_path, jan_1h, data_1h):

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from core.domain import Position, Side
-from tui.collector import SessionSnapshot
-from tui.screens.backtest import BACKTEST_BINDINGS
-from tui.screens.dashboard import DASHBOARD_BINDINGS
-from tui.widgets.candles import CandleChart, CandleData, spaced_ticks, time_labels
-from tui.widgets.chart import build_picture
-from tui.widgets.header import HeaderState, KeyBar, StatusHeader
-from tui.widgets.positions import position_lines
+from tradeconsole.core.domain import Position, Side
+from tradeconsole.tui.collector import SessionSnapshot
+from tradeconsole.tui.screens.backtest import BACKTEST_BINDINGS
+from tradeconsole.tui.screens.dashboard import DASHBOARD_BINDINGS
+from tradeconsole.tui.widgets.candles import CandleChart, CandleData, spaced_ticks, time_labels
+from tradeconsole.tui.widgets.chart import build_picture
+from tradeconsole.tui.widgets.header import HeaderState, KeyBar, StatusHeader
+from tradeconsole.tui.widgets.positions import position_lines
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -40,7 +40,7 @@ def test_header_shows_event_delivery_apart():
 
 
 def test_key_bars_fit_their_width_and_never_drop_essential_keys():
-    from tui.screens.dashboard import ESSENTIAL_KEYS
+    from tradeconsole.tui.screens.dashboard import ESSENTIAL_KEYS
 
     full = KeyBar.render_keys(DASHBOARD_BINDINGS).plain
     for words in ("s Start/Stop", "p Pause", "f Flatten", "k Kill", "t Strategy", "y Symbol", "i Interval",

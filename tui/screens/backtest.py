@@ -2,10 +2,10 @@
 
 A form on the left (strategy, symbol, interval, data, date range, fill mode, cash, leverage, fee,
 slippage, funding, and every parameter the strategy declares, in the CLI's units: fractions and
-bps); results on the right: the metrics of ``backtest.metrics``, a comparison table of every
+bps); results on the right: the metrics of ``tradeconsole.backtest.metrics``, a comparison table of every
 run kept this session, the equity curve, the price with the fills, and a sortable trades table.
 
-The run itself is ``backtest.runner.run_backtest`` in a thread worker. Its progress callback only
+The run itself is ``tradeconsole.backtest.runner.run_backtest`` in a thread worker. Its progress callback only
 stores two integers and reads the cancel flag; a timer copies the numbers into the progress bar,
 so a fast run is never slowed by the UI and the UI never waits for the run.
 
@@ -33,11 +33,11 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import Plot
 
-from backtest.report import fmt_metric as _fmt
-from core.strategies import STRATEGIES, make_strategy
-from tui.widgets.candles import spaced_ticks
-from tui.widgets.chart import ThreadedPlot
-from tui.widgets.header import KeyBar
+from tradeconsole.backtest.report import fmt_metric as _fmt
+from tradeconsole.core.strategies import STRATEGIES, make_strategy
+from tradeconsole.tui.widgets.candles import spaced_ticks
+from tradeconsole.tui.widgets.chart import ThreadedPlot
+from tradeconsole.tui.widgets.header import KeyBar
 
 __all__ = ["BACKTEST_BINDINGS", "BacktestRequest", "BacktestRun", "BacktestScreen", "parse_request"]
 
@@ -58,7 +58,7 @@ Loader = Callable[[str, str], tuple[Any, str]]
 
 def default_loader(path: str, interval: str) -> tuple[Any, str]:
     """Candles and a one-line data summary (gaps, duplicates) for ``path``."""
-    from backtest.data import load_candles
+    from tradeconsole.backtest.data import load_candles
 
     candles, report = load_candles(path, interval=interval)
     return candles, report.summary()
@@ -97,7 +97,7 @@ class BacktestRequest:
     def source(self) -> str:
         if self.data:
             return self.data
-        from infra.paths import history_cache_dir
+        from tradeconsole.infra.paths import history_cache_dir
 
         return str(history_cache_dir(self.symbol, self.interval, "spot"))
 
@@ -174,7 +174,7 @@ def parse_request(values: dict[str, str]) -> tuple[BacktestRequest | None, list[
                 errors.append(str(exc))
     data = values.get("data", "").strip()
     if data and symbol and not errors:
-        from tui.startup import data_symbol_problem
+        from tradeconsole.tui.startup import data_symbol_problem
 
         problem = data_symbol_problem(data, symbol)  # never label one symbol's prices as another's
         if problem:
@@ -191,7 +191,7 @@ def parse_request(values: dict[str, str]) -> tuple[BacktestRequest | None, list[
 class BacktestRun:
     number: int
     request: BacktestRequest
-    result: Any  # backtest.runner.BacktestResult
+    result: Any  # tradeconsole.backtest.runner.BacktestResult
     metrics: dict[str, Any]
     data_summary: str
 
@@ -374,7 +374,7 @@ class BacktestScreen(Screen):
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        from tui.app import INTERVALS
+        from tradeconsole.tui.app import INTERVALS
 
         ini = self.initial
         yield Static("Backtest · the live strategy code on history · trading continues behind", id="bt-title")
@@ -527,10 +527,10 @@ class BacktestScreen(Screen):
     @work(thread=True, exclusive=True, group="backtest")
     def _run_worker(self, req: BacktestRequest) -> None:
         """Load, slice, run and measure off the UI thread; report back with call_from_thread."""
-        from backtest.data import window_with_warmup
-        from backtest.metrics import compute_metrics
-        from backtest.runner import run_backtest
-        from core.broker import BrokerSettings
+        from tradeconsole.backtest.data import window_with_warmup
+        from tradeconsole.backtest.metrics import compute_metrics
+        from tradeconsole.backtest.runner import run_backtest
+        from tradeconsole.core.broker import BrokerSettings
 
         try:
             strategy = make_strategy(req.strategy, **dict(req.params))
@@ -641,7 +641,7 @@ class BacktestScreen(Screen):
         if run is None:
             self._status("nothing to export yet: run a backtest first", "yellow")
             return
-        from tui.screens.dialogs import TextDialog
+        from tradeconsole.tui.screens.dialogs import TextDialog
 
         default = str(Path.cwd() / f"trades-{run.metrics['strategy']}-{run.metrics['symbol']}-"
                       f"{run.metrics['interval']}-run{run.number}.csv")
@@ -649,7 +649,7 @@ class BacktestScreen(Screen):
         def chosen(path: str | None) -> None:
             if not path:
                 return
-            from backtest.report import write_trades_csv
+            from tradeconsole.backtest.report import write_trades_csv
 
             try:
                 n = write_trades_csv(run.result, path)

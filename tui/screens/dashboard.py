@@ -21,16 +21,16 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tui.collector import CollectorSnapshot, SessionSnapshot
-from tui.widgets.candles import CandleChart
-from tui.widgets.header import KeyBar, StatusHeader
-from tui.widgets.indicators import IndicatorChart
-from tui.widgets.log import EventLog
-from tui.widgets.orders import OrdersTable, TradesTable
-from tui.widgets.positions import EquityPanel, PositionsPanel, PositionStrip
+from tradeconsole.tui.collector import CollectorSnapshot, SessionSnapshot
+from tradeconsole.tui.widgets.candles import CandleChart
+from tradeconsole.tui.widgets.header import KeyBar, StatusHeader
+from tradeconsole.tui.widgets.indicators import IndicatorChart
+from tradeconsole.tui.widgets.log import EventLog
+from tradeconsole.tui.widgets.orders import OrdersTable, TradesTable
+from tradeconsole.tui.widgets.positions import EquityPanel, PositionsPanel, PositionStrip
 
 if TYPE_CHECKING:
-    from tui.app import TradeConsoleApp
+    from tradeconsole.tui.app import TradeConsoleApp
 
 __all__ = ["DashboardScreen", "LayoutPlan", "plan_layout"]
 

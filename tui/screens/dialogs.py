@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tui.widgets.header import mode_badge
+from tradeconsole.tui.widgets.header import mode_badge
 
 __all__ = ["ChoiceDialog", "ConfirmDialog", "LiveConfirmDialog", "QuitDialog", "ReplayOfferDialog", "TextDialog"]
 

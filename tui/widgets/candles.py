@@ -1,7 +1,7 @@
 """Candlestick chart of the last candles, with the open candle, entries/exits and the position's
 entry, stop and target levels.
 
-Drawn with plotext (textual-plotext) by the app's chart thread (see ``tui.widgets.chart``). The
+Drawn with plotext (textual-plotext) by the app's chart thread (see ``tradeconsole.tui.widgets.chart``). The
 chart shows as many candles as it has columns, so a wider terminal shows more history; one
 candle is one column.
 """
@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 from textual_plotext import Plot
 
-from core.domain import Candle, Position, interval_ms
-from tui.collector import Marker
-from tui.widgets.chart import ThreadedPlot
+from tradeconsole.core.domain import Candle, Position, interval_ms
+from tradeconsole.tui.collector import Marker
+from tradeconsole.tui.widgets.chart import ThreadedPlot
 
 __all__ = ["CandleChart", "CandleData", "spaced_ticks", "time_labels", "visible_count"]
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from textual_plotext import Plot
 
-from tui.collector import fmt_num
-from tui.widgets.candles import visible_count
-from tui.widgets.chart import ThreadedPlot
+from tradeconsole.tui.collector import fmt_num
+from tradeconsole.tui.widgets.candles import visible_count
+from tradeconsole.tui.widgets.chart import ThreadedPlot
 
 __all__ = ["IndicatorChart", "KINDS"]
 

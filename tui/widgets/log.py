@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from rich.text import Text
 from textual.widgets import RichLog
 
-from tui.collector import LogLine
+from tradeconsole.tui.collector import LogLine
 
 __all__ = ["EventLog", "format_line"]
 

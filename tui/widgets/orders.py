@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.collector import OrderRow, SessionSnapshot, fmt_num
+from tradeconsole.tui.collector import OrderRow, SessionSnapshot, fmt_num
 
 __all__ = ["OrdersTable", "TradesTable", "fit_columns", "short_time"]
 

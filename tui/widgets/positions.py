@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import Static
 
-from core.domain import Side
-from tui.collector import SessionSnapshot, fmt_num
+from tradeconsole.core.domain import Side
+from tradeconsole.tui.collector import SessionSnapshot, fmt_num
 
 __all__ = ["EquityPanel", "PositionStrip", "PositionsPanel", "label_lines", "position_lines"]
 

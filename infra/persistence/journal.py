@@ -36,7 +36,7 @@ is deleted only once shipped). The audit trail (orders, fills, positions, equity
 candles, errors, state) is never deleted.
 
 Secrets are never written: events have no field for them and the run config is stored as given
-by ``infra.settings.public_view``.
+by ``tradeconsole.infra.settings.public_view``.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core.events import Event
-from core.store import SessionState, StoreError
+from tradeconsole.core.events import Event
+from tradeconsole.core.store import SessionState, StoreError
 
 __all__ = ["Journal", "JournalDamaged", "JournalError", "JournalLocked", "JournalMismatch", "JournalWriteError",
            "SessionState"]

@@ -2,7 +2,7 @@
 
 How an event travels
 --------------------
-``publish(event)`` (engine thread) hands the event to an :class:`~infra.spool.EventInbox`: a
+``publish(event)`` (engine thread) hands the event to an :class:`~tradeconsole.infra.sinks.spool.EventInbox`: a
 bounded in-memory deque, with an overflow file in the spool directory when the deque is full. It
 returns at once; nothing in it waits for the network or for the disk.
 
@@ -14,7 +14,7 @@ in-flight list until the broker acknowledges them.
 
 When the broker is down or slow (no connection, nothing acknowledged for ``spill_after_s`` while
 records wait, or the deque past half full), the thread spills the deque to the on-disk
-:class:`~infra.spool.Spool`, and everything that is already on disk is sent from there, oldest
+:class:`~tradeconsole.infra.sinks.spool.Spool`, and everything that is already on disk is sent from there, oldest
 first, before anything newer: events reach Kafka in publish order. A failed delivery aborts the
 producer: the unacknowledged records go back to the head of the spool, records the broker did
 acknowledge are remembered and not sent again, and the thread reconnects with exponential backoff
@@ -25,7 +25,7 @@ Elasticsearch forwarder does so through the document id).
 Journal-fed mode: exactly once across restarts
 ----------------------------------------------
 The console and the headless runner never publish engine events to the sink directly: the
-:class:`~infra.shipper.JournalShipper` feeds it from the journal (``journal_fed=True``). The
+:class:`~tradeconsole.infra.persistence.shipper.JournalShipper` feeds it from the journal (``journal_fed=True``). The
 journal then is the one record of what is unsent, and the sink keeps nothing of its own:
 
 * no disk spool at all. The journal already holds every event; a second durable copy is exactly
@@ -56,7 +56,7 @@ Spool (standalone mode)
 -----------------------
 A sink fed by the engine directly (``tradeconsole backtest --kafka``, benchmarks) keeps what it
 cannot deliver in a disk spool. The spool's segment format, its fsync policies (``spool_fsync``) and its ordering guarantees are
-described in :mod:`infra.spool`. ``close()`` drains the in-memory deque (to Kafka, or to the spool
+described in :mod:`tradeconsole.infra.sinks.spool`. ``close()`` drains the in-memory deque (to Kafka, or to the spool
 when Kafka is unreachable). The default spool directory is ``<data>/spool/kafka`` (``kafka.1``,
 ``kafka.2``... while another process holds it); a sink started on a spool with records left by an
 earlier run sends those first. When the spool disk is full (ENOSPC) the sink does not stop: it
@@ -77,9 +77,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from core.events import ConnectionEvent, Event
-from infra.spool import EventInbox, Record, Spool, SpooledSinkBase, SpoolPosition, open_default_spool
-from infra.topics import DEFAULT_PREFIX, TopicNames, message_key
+from tradeconsole.core.events import ConnectionEvent, Event
+from tradeconsole.infra.sinks.spool import EventInbox, Record, Spool, SpooledSinkBase, SpoolPosition, open_default_spool
+from tradeconsole.infra.sinks.topics import DEFAULT_PREFIX, TopicNames, message_key
 
 __all__ = [
     "SECURITY_KEYS",
@@ -124,7 +124,7 @@ _MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER
 def kafka_security_kwargs(security: Mapping[str, Any] | None) -> dict[str, Any]:
     """kafka-python keyword arguments for TLS/SASL from a config section.
 
-    Values may be ``infra.settings.Secret`` objects (revealed here, at the last moment). Errors
+    Values may be ``tradeconsole.infra.settings.Secret`` objects (revealed here, at the last moment). Errors
     name the offending key, never a value, so a password cannot end up in a message.
     """
     if not security:

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.domain import Candle, interval_ms
-from infra.binance.klines import KlineParseError, parse_rest_klines
+from tradeconsole.core.domain import Candle, interval_ms
+from tradeconsole.infra.binance.market.klines import KlineParseError, parse_rest_klines
 
 if TYPE_CHECKING:
     from binance.client import Client
@@ -110,7 +110,7 @@ def _retry_after(response: Any) -> float | None:
 
 class KlineRestClient:
     """Kline and server-time requests for one market through a python-binance ``Client``
-    (build it with ``infra.binance.endpoints.make_client``)."""
+    (build it with ``tradeconsole.infra.binance.http.endpoints.make_client``)."""
 
     def __init__(
         self,

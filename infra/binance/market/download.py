@@ -1,8 +1,8 @@
 """``tradeconsole data download``: fill the local kline cache from Binance REST.
 
-The cache is ``infra.paths.history_cache_dir(symbol, interval, market)``: one Parquet file per
+The cache is ``tradeconsole.infra.paths.history_cache_dir(symbol, interval, market)``: one Parquet file per
 UTC month, ``<SYMBOL>-<interval>-YYYY-MM.parquet``, columns ``open_time, open, high, low, close,
-volume, close_time`` (int64 ms / float64), which ``backtest.data.load_candles`` reads as is.
+volume, close_time`` (int64 ms / float64), which ``tradeconsole.backtest.data.load_candles`` reads as is.
 
 Why it can be interrupted and re-run at will:
 
@@ -37,11 +37,11 @@ from typing import TextIO
 
 import numpy as np
 
-from backtest.data import CandleArrays
-from core.domain import Candle, interval_ms, iso_ms, parse_utc_ms
-from infra.binance.klines import align_down, align_up
-from infra.binance.rest import KlineRestClient, RestError
-from infra.paths import history_cache_dir
+from tradeconsole.core.candles import CandleArrays
+from tradeconsole.core.domain import Candle, interval_ms, iso_ms, parse_utc_ms
+from tradeconsole.infra.binance.market.klines import align_down, align_up
+from tradeconsole.infra.binance.http.rest import KlineRestClient, RestError
+from tradeconsole.infra.paths import history_cache_dir
 
 __all__ = [
     "CacheError",
@@ -423,10 +423,10 @@ def _cached_note(result: DownloadResult | None) -> str:
 def cli_main(args: argparse.Namespace) -> int:
     """``tradeconsole data download SYMBOL INTERVAL --from DATE [--to DATE] [--market M]``.
     Exit codes: 0 cache continuous over the range, 1 download failed or holes remain (rerun to
-    resume), 2 bad arguments. Failures are raised as ``tui.cli`` errors (one line each)."""
-    from infra.binance.endpoints import make_client, resolve_endpoints
-    from infra.settings import load_settings
-    from tui.cli import EnvironmentFailure, UserError
+    resume), 2 bad arguments. Failures are raised as ``tradeconsole.tui.cli`` errors (one line each)."""
+    from tradeconsole.infra.binance.http.endpoints import make_client, resolve_endpoints
+    from tradeconsole.infra.settings import load_settings
+    from tradeconsole.tui.cli import EnvironmentFailure, UserError
 
     interval_ms(args.interval)
     start = parse_date(args.date_from)

@@ -1,7 +1,7 @@
 """Kafka -> Elasticsearch forwarder (``tradeconsole forward``), also runnable in-process.
 
 A consumer in a consumer group reads every family topic, a batch at a time, and writes the batch
-with the official client's bulk helpers (``infra.elastic.bulk_write``): one ``create`` per event,
+with the official client's bulk helpers (``tradeconsole.infra.sinks.elastic.bulk_write``): one ``create`` per event,
 ``_id = event_id``, into the event's monthly index. The batch's offsets are committed only after
 Elasticsearch has accepted every document of it, so a crash anywhere before the commit means
 the batch is read again, and the second write of a document is a 409 duplicate, not a copy:
@@ -15,7 +15,7 @@ original payload, and is committed with the rest. Transient failures (connection
 ``Retry-After`` honoured, one log line per failed attempt) while the consumer keeps its group
 membership; the offsets stay uncommitted until the retry succeeds. A refusal that no retry can
 cure (the cluster rejects the client's ``compatible-with`` header, bad credentials) stops the
-forwarder with :class:`~infra.elastic.ElasticsearchRefused` and a one-line message.
+forwarder with :class:`~tradeconsole.infra.sinks.elastic.ElasticsearchRefused` and a one-line message.
 
 Every wait is stop-aware: :meth:`Forwarder.stop` (or the ``stop`` event given to :meth:`run`)
 ends a start-up retry, a bulk retry or a dead-letter acknowledgement wait within ~0.1 s. The
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from infra.elastic import (
+from tradeconsole.infra.sinks.elastic import (
     DEFAULT_INDEX_PREFIX,
     ElasticsearchRefused,
     bulk_write,
@@ -49,9 +49,9 @@ from infra.elastic import (
     retry_after_of,
     to_action,
 )
-from infra.kafka_sink import dumps, kafka_security_kwargs, loads
-from infra.retry import Backoff, RetryPolicy, Stopped, stop_requested, wait_or_stop
-from infra.topics import DEFAULT_PREFIX, TopicNames
+from tradeconsole.infra.sinks.kafka import dumps, kafka_security_kwargs, loads
+from tradeconsole.infra.retry import Backoff, RetryPolicy, Stopped, stop_requested, wait_or_stop
+from tradeconsole.infra.sinks.topics import DEFAULT_PREFIX, TopicNames
 
 if TYPE_CHECKING:
     import argparse
@@ -480,8 +480,8 @@ def cli_main(args: argparse.Namespace) -> int:
     1 when Elasticsearch refuses this client for good (one ``error:`` line says why), 2 for bad
     arguments or configuration.
     """
-    from infra.settings import load_settings
-    from tui.cli import EnvironmentFailure, UserError
+    from tradeconsole.infra.settings import load_settings
+    from tradeconsole.tui.cli import EnvironmentFailure, UserError
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -490,7 +490,7 @@ def cli_main(args: argparse.Namespace) -> int:
     # for every connection attempt.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     logging.getLogger("elastic_transport").setLevel(logging.ERROR)
-    # errors go through tui.cli.main: one `error:` line on stderr (config mistakes exit 2)
+    # errors go through tradeconsole.tui.cli.main: one `error:` line on stderr (config mistakes exit 2)
     settings = load_settings(getattr(args, "config", None))
     kafka_cfg = dict(settings.kafka)
     es_cfg = dict(settings.elasticsearch)
@@ -528,7 +528,7 @@ def cli_main(args: argparse.Namespace) -> int:
     else:
         es.close()
     if isinstance(fw.failure, ElasticsearchRefused):
-        raise EnvironmentFailure(str(fw.failure))  # tui.cli.main: one `error:` line, exit 1
+        raise EnvironmentFailure(str(fw.failure))  # tradeconsole.tui.cli.main: one `error:` line, exit 1
     if fw.failure is not None:
         raise fw.failure
     log.info("forwarder stopped: %s", fw.stats())
@@ -536,7 +536,7 @@ def cli_main(args: argparse.Namespace) -> int:
 
 
 def _forwarder_section(path: Any) -> dict[str, Any]:
-    """The ``[forwarder]`` table of the config file (``infra.settings`` already vetted the file)."""
+    """The ``[forwarder]`` table of the config file (``tradeconsole.infra.settings`` already vetted the file)."""
     import tomllib
 
     if path is None:

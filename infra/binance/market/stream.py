@@ -14,7 +14,7 @@ those has to be solved here anyway, and they are simpler to solve around a plain
 around a second supervisor: we own the reconnect loop (never gives up; exponential backoff with
 jitter, reset after a healthy connection), silence detection (a watchdog aborts a connection that
 has been quiet for ``silence_timeout``), the scheduled reconnect before Binance's 24-hour cut, and
-back-pressure (see below). REST stays on python-binance's ``Client`` (``infra.binance.rest``), so
+back-pressure (see below). REST stays on python-binance's ``Client`` (``tradeconsole.infra.binance.http.rest``), so
 the rate-limit rules live in one place.
 
 **Exactly once, in order.** For each pair a ``KlineSequencer`` remembers the open time of the
@@ -31,7 +31,7 @@ as an exchange gap, never waited for forever.
 **Back-pressure.** The sink is called from a dispatcher thread, not from the event loop, so a
 sink that blocks never stalls reading (and Binance's pings). Closed candles and statuses queue
 without limit (a few per minute); open-candle updates are coalesced to the newest per pair
-while the sink is busy, which ``core.feed`` allows. If the loop itself falls behind, the
+while the sink is busy, which ``tradeconsole.core.feed`` allows. If the loop itself falls behind, the
 websocket library stops reading the socket (TCP back-pressure, nothing is dropped) and any
 disconnect that follows is repaired by the REST backfill.
 
@@ -39,7 +39,7 @@ Malformed messages (``KlineParseError``) and unexpected ones (not a kline of a s
 are counted in ``counters`` and logged (rate-limited), never fatal.
 
 **Feed sanity.** Every candle, from the websocket and from REST backfill, passes
-``core.feed_guard.check_candle`` before it can touch anything: open time on the grid and not
+``tradeconsole.core.feed_guard.check_candle`` before it can touch anything: open time on the grid and not
 beyond the currently open candle of the exchange clock, a closed flag only after the close time,
 finite positive prices within a band of the pair's last accepted close, consistent OHLC, the
 documented close time. The exchange clock is the local clock plus the offset measured from REST
@@ -68,12 +68,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import BinanceEndpoints
-from core.domain import Candle, interval_ms
-from core.feed import CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent, MarketSink
-from core.feed_guard import AlarmLimiter, ExchangeClock, GuardSettings, check_candle, current_open_time
-from infra.binance.endpoints import combined_stream_url, make_client, resolve_endpoints
-from infra.binance.klines import (
+from tradeconsole.core.config import BinanceEndpoints
+from tradeconsole.core.domain import Candle, interval_ms
+from tradeconsole.core.feed import CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent, MarketSink
+from tradeconsole.core.feed_guard import AlarmLimiter, ExchangeClock, GuardSettings, check_candle, current_open_time
+from tradeconsole.infra.binance.http.endpoints import combined_stream_url, make_client, resolve_endpoints
+from tradeconsole.infra.binance.market.klines import (
     InvalidKline,
     KlineParseError,
     UnexpectedMessage,
@@ -81,7 +81,7 @@ from infra.binance.klines import (
     kline_stream_name,
     parse_ws_message,
 )
-from infra.binance.rest import MARKETS, KlineRestClient, RestError, RetryPolicy
+from tradeconsole.infra.binance.http.rest import MARKETS, KlineRestClient, RestError, RetryPolicy
 
 __all__ = ["BinanceKlineStream", "KlineSequencer", "StreamCounters", "StreamStopped"]
 
@@ -114,7 +114,7 @@ class StreamCounters:
     coalesced_updates: int = 0  # updates replaced by a newer one while the sink was busy
     sink_errors: int = 0  # exceptions raised by the sink (logged, swallowed)
     rejected: int = 0  # candles (websocket or REST) refused by the feed guard
-    rejections: dict[str, int] = field(default_factory=dict)  # ... per core.feed_guard reason
+    rejections: dict[str, int] = field(default_factory=dict)  # ... per tradeconsole.core.feed_guard reason
     alarms: int = 0  # FeedAlarm events emitted (rate-limited)
     clock_syncs: int = 0  # exchange clock offset measurements (REST server time)
     degraded: int = 0  # times the stream went from connected to degraded

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infra.elastic import DEFAULT_INDEX_PREFIX, check_index_prefix
+from tradeconsole.infra.sinks.elastic import DEFAULT_INDEX_PREFIX, check_index_prefix
 
 if TYPE_CHECKING:
     import argparse
@@ -39,7 +39,7 @@ __all__ = [
     "load_saved_objects",
 ]
 
-SAVED_OBJECTS_DIR = Path(__file__).resolve().parent / "deploy" / "kibana"
+SAVED_OBJECTS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "kibana"
 
 
 class KibanaImportError(RuntimeError):
@@ -126,10 +126,10 @@ def _kibana_config(path: Path | None) -> dict[str, Any]:
 
 def cli_main(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
     """``tradeconsole kibana import --kibana URL [--config PATH]``."""
-    from infra.settings import load_settings
-    from tui.cli import EnvironmentFailure, UserError
+    from tradeconsole.infra.settings import load_settings
+    from tradeconsole.tui.cli import EnvironmentFailure, UserError
 
-    # errors go through tui.cli.main: one `error:` line on stderr (a ConfigError is exit 2)
+    # errors go through tradeconsole.tui.cli.main: one `error:` line on stderr (a ConfigError is exit 2)
     settings = load_settings(getattr(args, "config", None))  # also refuses unsafe config files
     kib = _kibana_config(settings.config_path)
     es_cfg = settings.elasticsearch

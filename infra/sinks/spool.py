@@ -61,7 +61,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from core.events import Event
+from tradeconsole.core.events import Event
 
 __all__ = [
     "SpooledSinkBase",
@@ -521,9 +521,9 @@ class Spool:
 
 
 def open_default_spool(name: str, **kwargs: Any) -> Spool:
-    """The spool under ``infra.paths.spool_dir()``: ``<name>``, or ``<name>.1``, ``<name>.2``...
+    """The spool under ``tradeconsole.infra.paths.spool_dir()``: ``<name>``, or ``<name>.1``, ``<name>.2``...
     while other processes hold the earlier ones."""
-    from infra.paths import spool_dir
+    from tradeconsole.infra.paths import spool_dir
 
     root = spool_dir()
     for i in range(64):

@@ -37,8 +37,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.config import BinanceEndpoints
-from core.feed import AccountStreamEvent
+from tradeconsole.core.config import BinanceEndpoints
+from tradeconsole.core.feed import AccountStreamEvent
 
 __all__ = ["UserDataStream", "user_stream_url"]
 

@@ -1,11 +1,11 @@
-"""Live Binance USD-M futures broker, with the same surface as ``core.broker.SimulatedFuturesBroker``.
+"""Live Binance USD-M futures broker, with the same surface as ``tradeconsole.core.broker.SimulatedFuturesBroker``.
 
 ``StrategySession`` drives either broker through ``on_candle``, ``submit_entry``, ``flatten``,
 ``equity``, ``is_flat``, ``position`` and ``cash``; this one trades for real through python-binance
 (REST only). What it guarantees, and how:
 
 No doubled orders
-    Every order carries a client id derived from the signal (``core.broker.client_order_id``) or
+    Every order carries a client id derived from the signal (``tradeconsole.core.broker.client_order_id``) or
     from the entry id plus a suffix (``sl``, ``tp``, ``fx``). Binance only rejects a duplicate id
     while the first order is *open*, and a MARKET order is never open for long, so the exchange
     alone cannot stop a double entry. Hence: before an entry is sent the id is looked up; after a
@@ -25,7 +25,7 @@ No unprotected position
     ``ProtectionFailed`` is raised (the position is unprotected: the engine must alert loudly).
 
 Exits
-    ``apply_stream_event`` applies the user data stream (``infra.binance.user_stream``) the moment
+    ``apply_stream_event`` applies the user data stream (``tradeconsole.infra.binance.execution.user_stream``) the moment
     an event arrives, on the engine thread: ``ORDER_TRADE_UPDATE`` (a stop/target/liquidation/
     manual close filled), ``ALGO_UPDATE`` (a protective order changed status) and
     ``ACCOUNT_UPDATE`` (wallet balance; position gone). ``on_stream_gap`` runs the REST reconcile
@@ -91,7 +91,7 @@ Reconcile (``reconcile()``; call it on start after ``restore()`` and periodicall
                          behind would close the *next* position.
 
 Errors
-    Binance codes become typed exceptions from ``infra.binance.errors`` with the code and a human
+    Binance codes become typed exceptions from ``tradeconsole.infra.binance.http.errors`` with the code and a human
     explanation. -1021 re-syncs the clock and retries once; 429 with a short Retry-After waits and
     retries, 418 and long waits raise ``RateLimited``; 5xx/timeouts on reads are retried.
 
@@ -118,12 +118,12 @@ import requests
 from binance.client import Client
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
-from core.broker import BrokerSettings
-from core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS, BinanceEndpoints
-from core.feed import CANDLE_SOURCE_EXCHANGE
-from core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade
-from core.domain import iso_ms as _iso
-from infra.binance.errors import (
+from tradeconsole.core.broker import BrokerSettings
+from tradeconsole.core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS, BinanceEndpoints
+from tradeconsole.core.feed import CANDLE_SOURCE_EXCHANGE
+from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade
+from tradeconsole.core.domain import iso_ms as _iso
+from tradeconsole.infra.binance.http.errors import (
     DUPLICATE_ID_CODES,
     AccountModeUnsupported,
     BinanceError,

@@ -3,7 +3,7 @@
 One file per event type, ``<type>.schema.json``, version ``x-schema-version`` (the events carry the
 same number as ``schema_version``). They are the single source of truth for what a message holds:
 ``README.md`` documents them for people, :func:`validate` checks documents against them (tests
-validate the real ``to_dict()`` output of every event type), and ``infra.elastic`` derives the
+validate the real ``to_dict()`` output of every event type), and ``tradeconsole.infra.sinks.elastic`` derives the
 explicit Elasticsearch mappings from them, so a field cannot be documented as a double and indexed
 as a long.
 

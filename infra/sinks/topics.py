@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from core.events import Event
+from tradeconsole.core.events import Event
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -42,7 +42,7 @@ def _all_subclasses(cls: type) -> list[type]:
 @cache
 def event_classes() -> dict[str, type[Event]]:
     """Every concrete event class by its ``type`` (``candle`` -> ``CandleEvent``)."""
-    import core.events  # noqa: F401 - make sure all event classes are defined
+    import tradeconsole.core.events  # noqa: F401 - make sure all event classes are defined
 
     return {c.type: c for c in _all_subclasses(Event)}
 

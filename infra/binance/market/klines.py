@@ -1,4 +1,4 @@
-"""Binance kline payloads (REST rows and websocket events) -> ``core.domain.Candle``.
+"""Binance kline payloads (REST rows and websocket events) -> ``tradeconsole.core.domain.Candle``.
 
 One strict parser for both transports, so a candle backfilled over REST and the same candle
 closed on the websocket compare equal (the stream dedupes on that). Anything that does not
@@ -24,8 +24,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from core.domain import INTERVAL_MS, Candle
-from core.feed_guard import check_values, grid_start
+from tradeconsole.core.domain import INTERVAL_MS, Candle
+from tradeconsole.core.feed_guard import check_values, grid_start
 
 __all__ = [
     "InvalidKline",
@@ -48,7 +48,7 @@ class KlineParseError(ValueError):
 
 class InvalidKline(KlineParseError):
     """A kline that parses but cannot be true (NaN or non-positive prices, negative volume,
-    inconsistent OHLC, close before open). ``reason`` is the ``core.feed_guard`` reason code, so
+    inconsistent OHLC, close before open). ``reason`` is the ``tradeconsole.core.feed_guard`` reason code, so
     the stream counts it with the other rejected candles rather than as line noise."""
 
     def __init__(self, reason: str, message: str, symbol: str = "", interval: str = "") -> None:
@@ -193,7 +193,7 @@ def parse_ws_message(raw: str | bytes | Mapping[str, Any]) -> KlineEvent:
 
 
 def align_down(ms: int, interval: str) -> int:
-    """Open time of the candle that contains ``ms`` (weeks open on Mondays: ``core.feed_guard``)."""
+    """Open time of the candle that contains ``ms`` (weeks open on Mondays: ``tradeconsole.core.feed_guard``)."""
     return grid_start(ms, interval)
 
 

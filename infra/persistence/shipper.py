@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from infra.journal import Journal
-from infra.topics import event_classes
+from tradeconsole.infra.persistence.journal import Journal
+from tradeconsole.infra.sinks.topics import event_classes
 
 __all__ = ["JournalShipper", "JournalledEvent"]
 

@@ -13,7 +13,7 @@ are easy to archive by hand. Kibana data views use ``<prefix>-<family>-*``.
 Templates and mappings
 ----------------------
 ``install_templates`` puts one composable index template per family (``<prefix>-<family>``) whose
-explicit mappings are derived from ``infra/schemas`` (dates as ``date``, prices and indicators as
+explicit mappings are derived from ``infra/sinks/schemas`` (dates as ``date``, prices and indicators as
 ``double``, ids and enums as ``keyword``, free text as ``text`` with a ``keyword`` sub-field);
 fields not in the schema map numbers to ``double`` and strings to ``keyword``. A template only
 affects indices created after it, and nothing here deletes an index, a document or a template:
@@ -25,7 +25,7 @@ gets 409 (counted as a duplicate, not an error), so a replay never duplicates a 
 Direct sink: journal-fed (the console and the headless runner) or spooled
 -------------------------------------------------------------------------
 The runtime's sink is made with ``journal_fed=True`` and fed by the
-:class:`~infra.shipper.JournalShipper` with the same windowed protocol as the Kafka sink: the
+:class:`~tradeconsole.infra.persistence.shipper.JournalShipper` with the same windowed protocol as the Kafka sink: the
 journal cursor is the only record of what is unsent, and the sink keeps **no disk spool**. Why
 this rather than a spool that degrades to memory on ENOSPC: the journal already holds every event
 durably, so a second copy on disk only adds a failure mode (a full spool disk killed the sink
@@ -54,12 +54,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.events import SCHEMA_VERSION, Event
-from infra.kafka_sink import dumps, loads
-from infra.retry import Backoff, RetryPolicy, parse_retry_after
-from infra.schemas import SchemaError, schemas_for_family
-from infra.spool import EventInbox, Record, Spool, SpooledSinkBase, SpoolPosition, open_default_spool
-from infra.topics import families, message_key
+from tradeconsole.core.events import SCHEMA_VERSION, Event
+from tradeconsole.infra.sinks.kafka import dumps, loads
+from tradeconsole.infra.retry import Backoff, RetryPolicy, parse_retry_after
+from tradeconsole.infra.sinks.schemas import SchemaError, schemas_for_family
+from tradeconsole.infra.sinks.spool import EventInbox, Record, Spool, SpooledSinkBase, SpoolPosition, open_default_spool
+from tradeconsole.infra.sinks.topics import families, message_key
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -489,7 +489,7 @@ class ElasticsearchSink(SpooledSinkBase):
             self._spool = None
             self._inbox = EventInbox(queue_size, self._encode, None)
             if deadletter_path is None:
-                from infra.paths import data_dir
+                from tradeconsole.infra.paths import data_dir
 
                 deadletter_path = data_dir() / "deadletter" / "elasticsearch.ndjson"
             self._deadletter_path = Path(deadletter_path)
@@ -512,7 +512,7 @@ class ElasticsearchSink(SpooledSinkBase):
         self._refused: str | None = None
         self._counts = {"indexed": 0, "duplicates": 0, "rejected": 0, "retries": 0, "invalid": 0, "batches": 0}
         self._deadletter_lost = 0
-        # journal-fed protocol (infra/shipper.py): (epoch, records of it resolved in publish order)
+        # journal-fed protocol (infra/persistence/shipper.py): (epoch, records of it resolved in publish order)
         self._epoch = 0
         self._ep_done = 0
         self._progress = (0, 0)
