@@ -14,7 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from tradeconsole.tui.cli import UserError, check_data_files, check_input_path, clip
+from tradeconsole.backtest.inputs import check_data_files, check_input_path
+
+from tradeconsole.core.errors import UserError, clip
 
 __all__ = ["main", "parse_params"]
 
@@ -85,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
         check_input_path(args.data, "--data")
         source, symbol = args.data, symbol_of(args.data)
     else:
-        from tradeconsole.infra.paths import history_cache_dir
+        from tradeconsole.core.paths import history_cache_dir
 
         symbol = args.symbol.upper()
         source = str(history_cache_dir(symbol, interval, args.market))

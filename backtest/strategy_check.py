@@ -219,7 +219,7 @@ def _records(path: Path) -> dict[str, Any]:
 def record_pass(cls: type[Strategy], data: str) -> None:
     """Remember that this exact strategy file passed (atomic write to the user data dir)."""
     from tradeconsole.backtest.strategy_loader import strategy_fingerprint
-    from tradeconsole.infra.paths import strategy_checks_path
+    from tradeconsole.core.paths import strategy_checks_path
 
     path = strategy_checks_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +234,7 @@ def record_pass(cls: type[Strategy], data: str) -> None:
 def check_status(cls: type[Strategy]) -> str:
     """"passed <when> on <data>" or a sentence saying the strategy never passed the check."""
     from tradeconsole.backtest.strategy_loader import strategy_fingerprint
-    from tradeconsole.infra.paths import strategy_checks_path
+    from tradeconsole.core.paths import strategy_checks_path
 
     rec = _records(strategy_checks_path()).get(strategy_fingerprint(cls))
     if rec is None:

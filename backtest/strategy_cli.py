@@ -8,7 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from tradeconsole.tui.cli import UserError, check_data_files, check_input_path, clip
+from tradeconsole.backtest.inputs import check_data_files, check_input_path
+
+from tradeconsole.core.errors import UserError, clip
 
 __all__ = ["TEMPLATE", "check_main", "list_main", "new_main"]
 
@@ -86,7 +88,7 @@ def new_main(args: argparse.Namespace) -> int:
     if args.dir:
         d = Path(args.dir)
     else:
-        from tradeconsole.infra.paths import strategies_dir
+        from tradeconsole.core.paths import strategies_dir
 
         d = strategies_dir()
     if d.exists() and not d.is_dir():

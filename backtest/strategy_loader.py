@@ -1,5 +1,5 @@
 """Finding strategies: files given with ``--strategy-path``, the strategies directory in the user
-data directory (``tradeconsole.infra.paths.strategies_dir``) and the ``tradeconsole.strategies`` entry-point
+data directory (``tradeconsole.core.paths.strategies_dir``) and the ``tradeconsole.strategies`` entry-point
 group of installed packages. Every strategy found is registered in ``tradeconsole.core.strategies`` (which
 does no I/O itself), so the CLI, the engine and the console see them by name.
 
@@ -157,7 +157,7 @@ def load_strategies(paths: list[str] | tuple[str, ...] = (), *, user_dir: bool =
         for f in files:
             _register(load_file(f), str(f), report)
     if user_dir:
-        from tradeconsole.infra.paths import strategies_dir
+        from tradeconsole.core.paths import strategies_dir
 
         d = strategies_dir()
         if d.is_dir():

@@ -29,6 +29,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from tradeconsole.backtest.inputs import check_data_files, check_input_path
+from tradeconsole.core.errors import CLIP, EnvironmentFailure, UserError, clip
+
 __all__ = ["EnvironmentFailure", "UserError", "build_parser", "check_data_files", "check_engine_args",
            "check_input_path", "clip", "main", "number"]
 
@@ -38,28 +41,6 @@ try:
     __version__ = _pkg_version("tradeconsole")
 except Exception:  # noqa: BLE001 - running from a checkout that was never installed
     __version__ = "0+unknown"
-
-
-class UserError(Exception):
-    """A mistake in what the user asked for (options, paths, config): exit 2, one line."""
-
-    exit_code = 2
-
-
-class EnvironmentFailure(Exception):
-    """The environment refused (network, disk, permissions): exit 1, one line."""
-
-    exit_code = 1
-
-
-CLIP = 80
-
-
-def clip(value: object, limit: int = CLIP) -> str:
-    """``value`` as text, cut to ``limit`` characters plus ``…(N chars)`` when longer: messages
-    quote what the user typed, and a hostile or mistaken 20 MB argument must not come back whole."""
-    s = str(value)
-    return s if len(s) <= limit else f"{s[:limit]}…({len(s)} chars)"
 
 
 _LONG_TOKEN = re.compile(r"\S{121,}")
@@ -463,50 +444,6 @@ def preload_strategies(raw: Sequence[str]) -> None:
         raise UserError(clip(str(exc), 600)) from None
     for msg in report.skipped:
         print(f"warning: skipped {clip(msg, 600)}", file=sys.stderr)
-
-
-def check_input_path(path: str, option: str, what: str = "file or directory") -> None:
-    """An input file or directory the user named must exist (checked before any work)."""
-    from pathlib import Path
-
-    try:
-        ok = Path(path).exists()
-    except OSError as exc:  # e.g. a name too long for the file system
-        raise UserError(f"{option} {clip(path, 200)}: {exc.strerror or 'not a usable path'}") from None
-    if not ok:
-        raise UserError(f"{option} {clip(path, 200)}: no such {what}")
-
-
-def check_data_files(path: str) -> None:
-    """Name a binary or unreadable data file up front: a CSV must start as UTF-8 text without NUL
-    bytes and a Parquet file with its ``PAR1`` magic (the Parquet format's first four bytes)."""
-    import codecs
-    from pathlib import Path
-
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".csv", ".parquet") and f.is_file())
-    elif p.is_file():
-        files = [p]
-    else:
-        return  # the loader reports missing paths with its own message
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                head = fh.read(65_536)
-        except PermissionError:
-            raise UserError(f"{clip(f, 200)}: cannot read the data file (permission denied)") from None
-        if f.suffix.lower() == ".parquet":
-            if head[:4] != b"PAR1":
-                raise UserError(f"{clip(f, 200)}: not a Parquet file (no PAR1 header)")
-            continue
-        try:
-            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-            bad = b"\x00" in head
-        except UnicodeDecodeError:
-            bad = True
-        if bad:
-            raise UserError(f"{clip(f, 200)}: binary data, not a CSV text file")
 
 
 def check_engine_args(args: argparse.Namespace) -> None:

@@ -173,7 +173,7 @@ class Runtime:
 
     def _open_journal(self):
         from tradeconsole.infra.persistence.journal import Journal
-        from tradeconsole.infra.paths import journal_path
+        from tradeconsole.core.paths import journal_path
 
         if self.opts.journal:
             path = Path(self.opts.journal)

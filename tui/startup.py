@@ -51,7 +51,7 @@ def probe_binance(opts: RuntimeOptions, timeout: float = 3.0) -> str | None:
 def replay_candidates(symbol: str, interval: str, market: str = "futures") -> list[str]:
     """History-cache directories with data files for ``symbol``/``interval`` (the requested market
     first, then the other)."""
-    from tradeconsole.infra.paths import history_cache_dir
+    from tradeconsole.core.paths import history_cache_dir
 
     out: list[str] = []
     for m in dict.fromkeys((market, "spot", "futures")):

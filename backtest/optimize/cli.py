@@ -21,7 +21,9 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from tradeconsole.tui.cli import EnvironmentFailure, UserError, check_data_files, check_input_path, clip
+from tradeconsole.backtest.inputs import check_data_files, check_input_path
+
+from tradeconsole.core.errors import EnvironmentFailure, UserError, clip
 
 __all__ = ["main", "parse_duration"]
 

@@ -38,13 +38,13 @@ class DaskExecutor:
         try:
             from distributed import Client
         except ImportError as exc:  # the optional extra
-            from tradeconsole.tui.cli import EnvironmentFailure
+            from tradeconsole.core.errors import EnvironmentFailure
 
             raise EnvironmentFailure(f"--backend dask needs the cluster extra (pip install 'tradeconsole[cluster]'): {exc}") from None
         try:
             self.client = Client(address, timeout=10)
         except OSError as exc:
-            from tradeconsole.tui.cli import EnvironmentFailure
+            from tradeconsole.core.errors import EnvironmentFailure
 
             raise EnvironmentFailure(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         self.job_future = self.client.scatter(job, broadcast=True)

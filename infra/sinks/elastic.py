@@ -489,7 +489,7 @@ class ElasticsearchSink(SpooledSinkBase):
             self._spool = None
             self._inbox = EventInbox(queue_size, self._encode, None)
             if deadletter_path is None:
-                from tradeconsole.infra.paths import data_dir
+                from tradeconsole.core.paths import data_dir
 
                 deadletter_path = data_dir() / "deadletter" / "elasticsearch.ndjson"
             self._deadletter_path = Path(deadletter_path)

@@ -481,7 +481,7 @@ def cli_main(args: argparse.Namespace) -> int:
     arguments or configuration.
     """
     from tradeconsole.infra.settings import load_settings
-    from tradeconsole.tui.cli import EnvironmentFailure, UserError
+    from tradeconsole.core.errors import EnvironmentFailure, UserError
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

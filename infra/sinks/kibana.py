@@ -127,7 +127,7 @@ def _kibana_config(path: Path | None) -> dict[str, Any]:
 def cli_main(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
     """``tradeconsole kibana import --kibana URL [--config PATH]``."""
     from tradeconsole.infra.settings import load_settings
-    from tradeconsole.tui.cli import EnvironmentFailure, UserError
+    from tradeconsole.core.errors import EnvironmentFailure, UserError
 
     # errors go through tradeconsole.tui.cli.main: one `error:` line on stderr (a ConfigError is exit 2)
     settings = load_settings(getattr(args, "config", None))  # also refuses unsafe config files

@@ -521,9 +521,9 @@ class Spool:
 
 
 def open_default_spool(name: str, **kwargs: Any) -> Spool:
-    """The spool under ``tradeconsole.infra.paths.spool_dir()``: ``<name>``, or ``<name>.1``, ``<name>.2``...
+    """The spool under ``tradeconsole.core.paths.spool_dir()``: ``<name>``, or ``<name>.1``, ``<name>.2``...
     while other processes hold the earlier ones."""
-    from tradeconsole.infra.paths import spool_dir
+    from tradeconsole.core.paths import spool_dir
 
     root = spool_dir()
     for i in range(64):

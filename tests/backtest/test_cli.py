@@ -72,7 +72,7 @@ def test_reads_the_history_cache(capsys, candles_1h):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tradeconsole.infra.paths import history_cache_dir
+    from tradeconsole.core.paths import history_cache_dir
 
     d = history_cache_dir("ETHUSDT", "1h", "futures")
     d.mkdir(parents=True)

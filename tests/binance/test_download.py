@@ -15,7 +15,7 @@ from tradeconsole.backtest.data import load_candles
 from tradeconsole.infra.binance.market.download import CacheError, Progress, cli_main, download_history, parse_date
 from tradeconsole.infra.binance.http.endpoints import make_client
 from tradeconsole.infra.binance.http.rest import KlineRestClient, RateLimited, RestError, RetryPolicy
-from tradeconsole.infra.paths import history_cache_dir
+from tradeconsole.core.paths import history_cache_dir
 from tests.servers.binance_market import BinanceMarketServer, generated_series
 
 pytestmark = pytest.mark.timeout(60)

@@ -97,7 +97,7 @@ class BacktestRequest:
     def source(self) -> str:
         if self.data:
             return self.data
-        from tradeconsole.infra.paths import history_cache_dir
+        from tradeconsole.core.paths import history_cache_dir
 
         return str(history_cache_dir(self.symbol, self.interval, "spot"))
 

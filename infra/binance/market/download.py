@@ -1,6 +1,6 @@
 """``tradeconsole data download``: fill the local kline cache from Binance REST.
 
-The cache is ``tradeconsole.infra.paths.history_cache_dir(symbol, interval, market)``: one Parquet file per
+The cache is ``tradeconsole.core.paths.history_cache_dir(symbol, interval, market)``: one Parquet file per
 UTC month, ``<SYMBOL>-<interval>-YYYY-MM.parquet``, columns ``open_time, open, high, low, close,
 volume, close_time`` (int64 ms / float64), which ``tradeconsole.backtest.data.load_candles`` reads as is.
 
@@ -41,7 +41,7 @@ from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, interval_ms, iso_ms, parse_utc_ms
 from tradeconsole.infra.binance.market.klines import align_down, align_up
 from tradeconsole.infra.binance.http.rest import KlineRestClient, RestError
-from tradeconsole.infra.paths import history_cache_dir
+from tradeconsole.core.paths import history_cache_dir
 
 __all__ = [
     "CacheError",
@@ -426,7 +426,7 @@ def cli_main(args: argparse.Namespace) -> int:
     resume), 2 bad arguments. Failures are raised as ``tradeconsole.tui.cli`` errors (one line each)."""
     from tradeconsole.infra.binance.http.endpoints import make_client, resolve_endpoints
     from tradeconsole.infra.settings import load_settings
-    from tradeconsole.tui.cli import EnvironmentFailure, UserError
+    from tradeconsole.core.errors import EnvironmentFailure, UserError
 
     interval_ms(args.interval)
     start = parse_date(args.date_from)
