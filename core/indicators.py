@@ -545,7 +545,7 @@ class IndicatorPlan:
         what = f"pandas-ta {spec.name!r}" if spec.kind == "ta" else f"function {getattr(spec.fn, '__name__', spec.fn)!r}"
         try:
             res = spec.evaluate(probe)
-        except Exception as exc:  # the user's declaration: report it, never a traceback
+        except Exception as exc:  # noqa: BLE001 - the user's declaration: report it, never a traceback
             raise IndicatorPlanError(f"indicator {spec.key!r} ({what}) failed on a test history: "
                                      f"{type(exc).__name__}: {exc}") from None
         if res is None:
@@ -589,7 +589,7 @@ class IndicatorPlan:
             if spec.key not in results:
                 try:
                     full = spec.evaluate(frame)
-                except Exception as exc:  # the user's function or arguments: one clear message
+                except Exception as exc:  # noqa: BLE001 - the user's function or arguments: one clear message
                     raise IndicatorPlanError(f"indicator {spec.key!r} failed on this history: "
                                              f"{type(exc).__name__}: {exc}") from None
                 cols = [c for sp, c in self.outputs.values() if sp is spec]
@@ -615,7 +615,7 @@ def _head(spec: IndicatorSpec, frame: Any, full: Any, names: list[str]) -> dict[
     for t in range(n):
         try:
             res = spec.evaluate(frame.iloc[: t + 1])
-        except Exception:  # too short for the function yet: undefined, as live
+        except Exception:  # noqa: BLE001 - too short for the function yet: undefined, as live
             res = None
         same, defined = True, False
         for c in names:
@@ -728,7 +728,7 @@ class LiveIndicators:
             for spec in self._windowed:
                 try:
                     results[spec.key] = spec.evaluate(frame)
-                except Exception:  # a short window (warm-up) that the function cannot handle yet
+                except Exception:  # noqa: BLE001 - a short window (warm-up) the function cannot handle yet
                     results[spec.key] = None
         vals: list[Any] = list(base)
         n = len(window)

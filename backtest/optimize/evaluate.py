@@ -34,7 +34,7 @@ from tradeconsole.core.indicators import IndicatorValues, compute_history
 from tradeconsole.core.strategies import STRATEGIES, make_strategy
 from tradeconsole.core.strategies.base import StrategyParams
 
-__all__ = ["MismatchError", "Workspace", "comparable", "data_hash", "reference", "verify"]
+__all__ = ["MismatchError", "Workspace", "comparable", "data_hash", "reference"]
 
 #: broker-side parameters the kernel takes directly; every other parameter is an entry parameter
 EXIT_PARAMS = frozenset(f.name for f in fields(StrategyParams))

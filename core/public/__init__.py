@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     "compute_metrics": "tradeconsole.backtest.metrics",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = sorted([*_EXPORTS, "__version__"])  # noqa: PLE0605 - from _EXPORTS, so the two cannot drift
 
 
 def __getattr__(name: str) -> Any:

@@ -161,7 +161,7 @@ class Forwarder:
             self.failure = exc
             if self._log_failure:
                 log.error("forwarder stopped: %s", exc)
-        except BaseException as exc:  # a bug: keep the reason for whoever started us
+        except BaseException as exc:  # noqa: BLE001 - a bug: keep the reason for whoever started us
             self.failure = exc
             if self._log_failure:
                 log.error("forwarder thread failed: %s: %s", type(exc).__name__, exc)

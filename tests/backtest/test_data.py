@@ -123,7 +123,7 @@ def test_missing_path_and_empty_dir(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_candles(tmp_path / "nope.csv")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no .csv or .parquet"):
+    with pytest.raises(DataError, match=r"no \.csv or \.parquet"):
         load_candles(tmp_path / "empty")
 
 

@@ -66,7 +66,7 @@ def test_a_defined_profit_factor_has_no_note(candles_1h):
 
     m = compute_metrics(run_backtest(candles_1h, make_strategy("engulfing"), interval="1h"))
     assert m["profit_factor"] > 0 and m["profit_factor_note"] is None
-    assert "Profit factor        %.2f\n" % m["profit_factor"] in text_report(m) + "\n"
+    assert f"Profit factor        {m['profit_factor']:.2f}\n" in text_report(m) + "\n"
 
 
 def test_documented_definitions_hold_by_hand():

@@ -151,7 +151,7 @@ def test_write_is_atomic(server, tmp_path, monkeypatch):
 
 def test_unreadable_cache_file_is_reported(server, tmp_path):
     (tmp_path / "ETHUSDT-5m-2022-09.parquet").write_bytes(b"garbage")
-    with pytest.raises(CacheError, match="ETHUSDT-5m-2022-09.parquet"):
+    with pytest.raises(CacheError, match=r"ETHUSDT-5m-2022-09\.parquet"):
         download_history(_rest(server), "ETHUSDT", "5m", parse_date("2022-09-01"), directory=tmp_path)
 
 

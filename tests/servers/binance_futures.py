@@ -245,7 +245,7 @@ class FuturesStandIn:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self._serve())
-            except BaseException as e:  # pragma: no cover - surfaced to start()
+            except BaseException as e:  # noqa: BLE001  # pragma: no cover - surfaced to start()
                 failure.append(e)
                 ready.set()
                 return

@@ -4,6 +4,7 @@ lines on the market's clock."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -90,7 +91,7 @@ async def test_pause_at_full_speed_holds_at_once(replay_opts, data_1h):
         assert app.runtime.engine.wait_idle(5)
         await wait_for(pilot, lambda: closed(app) == app.runtime.engine.processed_closed, what="delivery")
         after = closed(app)
-        time.sleep(0.3)
+        await asyncio.sleep(0.3)  # not time.sleep: a blocked loop could not deliver a moving replay
         assert closed(app) == after, "the replay moved while paused"
         # what was already queued when the key was handled: at most a few candles (the console's
         # replay runs at most REPLAY_MAX_BACKLOG = 16 inputs, ~3 candles, ahead of the engine)

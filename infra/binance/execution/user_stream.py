@@ -174,7 +174,8 @@ class UserDataStream:
 
     async def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
-        while not self._stop.is_set() and time.monotonic() < end:
+        # _stop is a threading.Event (set from other threads), so asyncio.Event cannot replace it
+        while not self._stop.is_set() and time.monotonic() < end:  # noqa: ASYNC110
             await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
     def _new_key(self) -> str:

@@ -171,7 +171,7 @@ class HistoryCache:
 
         try:
             table = pq.read_table(path, columns=list(_COLS))
-        except Exception as exc:  # pyarrow raises several types for damaged files
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for damaged files
             raise CacheError(f"{path}: unreadable ({exc}); delete it and run the download again") from None
         arr = CandleArrays(*(np.asarray(table.column(c).to_numpy(),
                                         dtype=np.int64 if c.endswith("time") else np.float64) for c in _COLS))
