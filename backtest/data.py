@@ -25,13 +25,18 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tradeconsole.core.candles import COLUMNS as _COLS
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import INTERVAL_MS, Candle, interval_ms, iso_ms
+
+if TYPE_CHECKING:  # pandas is imported where a file is parsed
+    import pandas as pd
 
 __all__ = ["DATA_FILE", "SYMBOL_NAME", "DataError", "DataReport", "IntervalMismatchError", "infer_interval", "load_candles",
            "data_symbol", "data_symbol_problem", "slice_by_time", "window_with_warmup"]
@@ -65,7 +70,7 @@ class IntervalMismatchError(DataError):
 _INTERVAL_BY_MS = {ms: name for name, ms in INTERVAL_MS.items()}
 
 
-def infer_interval(open_time: np.ndarray) -> str | None:
+def infer_interval(open_time: NDArray[Any]) -> str | None:
     """The Binance interval name of a history's step (median gap between open times), or None
     for fewer than two candles or a step that is no Binance interval."""
     if len(open_time) < 2:
@@ -104,7 +109,7 @@ class DataReport:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _to_ms(ts: np.ndarray) -> np.ndarray:
+def _to_ms(ts: NDArray[Any]) -> NDArray[Any]:
     """Normalise s / ms / µs epoch timestamps to ms (decided per value by magnitude)."""
     ts = ts.astype(np.int64, copy=False)
     out = ts.copy()
@@ -200,7 +205,7 @@ def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str
         # the exact line-by-line reader names each skipped line with its real reason
         return _read_csv_lines(path, header, colmap, report, interval)
     lines = _LineNumbers(path, header, len(df))
-    cols: dict[str, np.ndarray] = {}
+    cols: dict[str, NDArray[Any]] = {}
     for name, idx in colmap.items():
         series = df[idx]
         if name.endswith("time"):
@@ -217,7 +222,7 @@ def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str
     return _validate_rows(_complete(cols, interval), lines, str(path), report, skip_bad_rows)
 
 
-def _complete(cols: dict[str, np.ndarray], interval: str | None) -> CandleArrays:
+def _complete(cols: dict[str, NDArray[Any]], interval: str | None) -> CandleArrays:
     """Candle arrays from parsed columns, filling what a headed CSV may lack: volume (0) and the
     close time (open time + interval - 1 ms, Binance's definition)."""
     if "volume" not in cols:
@@ -267,7 +272,7 @@ def _read_csv_lines(path: Path, header: bool, colmap: dict[str, int], report: Da
                 good[name].append(toks[idx])
             numbers.append(lineno)
     lines = np.asarray(numbers, dtype=np.int64)
-    cols: dict[str, np.ndarray] = {}
+    cols: dict[str, NDArray[Any]] = {}
     bad = np.zeros(len(numbers), dtype=bool)
     epoch, one_ms = pd.Timestamp(0, tz="UTC"), pd.Timedelta(milliseconds=1)
     for name, toks in good.items():
@@ -281,11 +286,11 @@ def _read_csv_lines(path: Path, header: bool, colmap: dict[str, int], report: Da
         ms = np.zeros(len(series), dtype=np.int64)
         ms[isnum] = _to_ms(num[isnum].to_numpy().astype(np.int64))
         if (~isnum).any():  # date strings (headed files only)
-            idx = np.flatnonzero(~isnum)
-            text = pd.to_datetime(series.iloc[idx], utc=True, errors="coerce", format="mixed")
+            at = np.flatnonzero(~isnum)
+            text = pd.to_datetime(series.iloc[at], utc=True, errors="coerce", format="mixed")
             ok = text.notna().to_numpy()
-            ms[idx[ok]] = ((text[ok] - epoch) // one_ms).to_numpy(dtype=np.int64)
-            bad[idx[~ok]] = True
+            ms[at[ok]] = ((text[ok] - epoch) // one_ms).to_numpy(dtype=np.int64)
+            bad[at[~ok]] = True
         cols[name] = ms
     for i in np.flatnonzero(bad):
         report.skipped_rows.append(f"{path}:{lines[i]}: a time column is not a timestamp")
@@ -294,7 +299,7 @@ def _read_csv_lines(path: Path, header: bool, colmap: dict[str, int], report: Da
     return _validate_rows(_complete(cols, interval), lines[keep], str(path), report, True)
 
 
-def _parse_times(series, path: Path, lines, name: str) -> np.ndarray:
+def _parse_times(series: pd.Series[Any], path: Path, lines: _LineNumbers, name: str) -> NDArray[np.integer[Any]]:
     """Epoch numbers (s/ms/µs) or date strings to epoch ms; a bad value names its line."""
     import pandas as pd
 
@@ -310,7 +315,8 @@ def _parse_times(series, path: Path, lines, name: str) -> np.ndarray:
     if parsed.isna().any():
         i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
         raise DataError(f"{path}:{lines[i]}: {name} is not a timestamp: {series.iloc[i]!r}")
-    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(dtype=np.int64)
+    ms: NDArray[np.integer[Any]] = ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(dtype=np.int64)
+    return ms
 
 
 class _LineNumbers:
@@ -319,9 +325,9 @@ class _LineNumbers:
 
     def __init__(self, path: Path, header: bool, rows: int) -> None:
         self.path, self.header, self.rows = path, header, rows
-        self._lines: np.ndarray | None = None
+        self._lines: NDArray[Any] | None = None
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> NDArray[Any]:
         if self._lines is None:
             with open(self.path, newline="", encoding="utf-8", errors="replace") as fh:
                 real = [n for n, ln in enumerate(fh, start=1) if ln.strip() and not (self.header and n == 1)]
@@ -329,17 +335,17 @@ class _LineNumbers:
                                      np.arange(self.rows) + (2 if self.header else 1))
         return self._lines
 
-    def __getitem__(self, i):  # int or boolean mask
+    def __getitem__(self, i: int | NDArray[np.bool_]) -> Any:  # a line number, or an array of them
         return self._load()[i]
 
 
-def _infer_step(open_time: np.ndarray) -> int:
+def _infer_step(open_time: NDArray[Any]) -> int:
     if len(open_time) < 2:
         raise DataError("cannot infer the interval from a single candle; pass --interval")
     return int(np.median(np.diff(open_time)))
 
 
-def _validate_rows(arr: CandleArrays, lines, name: str, report: DataReport,
+def _validate_rows(arr: CandleArrays, lines: _LineNumbers | NDArray[np.int64], name: str, report: DataReport,
                    skip_bad_rows: bool) -> CandleArrays:
     o, h, lo, c, v = arr.open, arr.high, arr.low, arr.close, arr.volume
     with np.errstate(invalid="ignore"):
@@ -372,7 +378,7 @@ def _validate_rows(arr: CandleArrays, lines, name: str, report: DataReport,
     return arr
 
 
-def _longest_increasing(t: np.ndarray) -> np.ndarray:
+def _longest_increasing(t: NDArray[Any]) -> NDArray[Any]:
     """Mask of a longest non-decreasing run of ``t`` (patience sorting, O(n log n)): with
     ``skip_bad_rows`` the fewest rows are dropped to put a file back in time order, so one
     corrupt timestamp costs one row, not every row after it."""
@@ -403,7 +409,7 @@ def _read_parquet(path: Path, report: DataReport, skip_bad_rows: bool, interval:
 
     table = pq.read_table(path)
     names = {n.lower(): n for n in table.column_names}
-    cols: dict[str, np.ndarray] = {}
+    cols: dict[str, NDArray[Any]] = {}
     for col, aliases in _ALIASES.items():
         src = next((names[a] for a in aliases if a in names), None)
         if src is None:
@@ -472,7 +478,7 @@ def load_candles(path: str | os.PathLike[str], *, interval: str | None = None,
     return arr, report
 
 
-def _check_interval(open_time: np.ndarray, interval: str | None, path: str | os.PathLike[str],
+def _check_interval(open_time: NDArray[Any], interval: str | None, path: str | os.PathLike[str],
                     report: DataReport, expected_by: str | None) -> int:
     """Infer the data's step, record it in ``report`` and compare it with ``interval``; returns
     the step the grid check uses."""

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tradeconsole.backtest.data import load_candles
 
@@ -117,7 +118,7 @@ class ReplaySource:
 
     @classmethod
     def from_path(cls, path: str | Path, symbol: str, interval: str, speed: float | None = None,
-                  **kwargs) -> ReplaySource:
+                  **kwargs: Any) -> ReplaySource:
         """Replay a CSV/Parquet file or directory (e.g. the download cache), validated by
         ``tradeconsole.backtest.data.load_candles``."""
         arrays, _report = load_candles(path, interval=interval)

@@ -135,7 +135,7 @@ def plot_result(result: BacktestResult, width: int | None = None, height: int | 
     plt.xlabel("time (UTC)")
 
     def idx(t: int) -> int:
-        return int(min(len(times) - 1, np.searchsorted(times, t, side="right") - 1))
+        return min(len(times) - 1, int(np.searchsorted(times, t, side="right")) - 1)
 
     for reason, marker, colour in (("entry_long", "^", "green"), ("entry_short", "v", "red")):
         pts = [f for f in result.fills if f.reason.value == reason]
@@ -144,5 +144,6 @@ def plot_result(result: BacktestResult, width: int | None = None, height: int | 
     exits = [f for f in result.fills if not f.reason.value.startswith("entry")]
     if exits:
         plt.scatter([idx(f.time) for f in exits], [f.price for f in exits], marker="x", color="blue")
-    text = plt.build()
-    return text if color else plt.uncolorize(text)
+    text: str = plt.build()
+    plain: str = plt.uncolorize(text)
+    return text if color else plain

@@ -15,8 +15,10 @@ import uuid
 from itertools import repeat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, DroppedEntry, FillModel, SimulatedFuturesBroker
@@ -37,21 +39,21 @@ class BacktestResult:
     model: FillModel
     settings: BrokerSettings
     run_id: str
-    open_time: np.ndarray
-    close: np.ndarray
-    equity: np.ndarray
-    in_position: np.ndarray  # bool per bar: a position was open at that bar's close
+    open_time: NDArray[np.int64]
+    close: NDArray[np.float64]
+    equity: NDArray[np.float64]
+    in_position: NDArray[np.bool_]  # bool per bar: a position was open at that bar's close
     fills: list[Fill]
     trades: list[Trade]
     fees_paid: float
     funding_paid: float
-    open_position: dict | None
+    open_position: dict[str, Any] | None
     indicator_settings: IndicatorSettings
     elapsed_s: float = 0.0
     cancelled: bool = False
     warmup_bars: int = 0  # candles before the window used only to warm the indicators up
     dropped_entries: list[DroppedEntry] = field(default_factory=list)  # entries not filled: gap after the signal
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 ProgressFn = Callable[[int, int], bool | None]  # (done, total) -> False to cancel
@@ -137,7 +139,8 @@ def run_backtest(
     )
 
 
-def _expand_equity(marks: list[tuple[int, float, float, float]], close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _expand_equity(marks: list[tuple[int, float, float, float]],
+                   close: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Per-bar equity at the close and in-position flags from the account's change points."""
     m = len(close)
     bars = np.array([b for b, *_ in marks], dtype=np.int64)

@@ -27,6 +27,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def _signals(strategy: Strategy, c: Candle, vals: Any) -> tuple[Any, ...]:
     side = strategy.entry_signal(c, vals)
     if type(strategy).exit_signal is Strategy.exit_signal:
         return (side,)
-    out = [side]
+    out: list[Side | bool | None] = [side]
     for s in (Side.LONG, Side.SHORT):
         pos = Position("X", s, 1.0, c.close, c.close_time, 0.0, 1.0, 0.0, math.inf, 0.0)
         out.append(bool(strategy.exit_signal(c, vals, pos)))
@@ -98,7 +99,7 @@ class _Values:
         return None
 
 
-def _sample(lo: int, hi: int, k: int, extra: list[int] = ()) -> list[int]:
+def _sample(lo: int, hi: int, k: int, extra: Sequence[int] = ()) -> list[int]:
     if hi < lo:
         return []
     pts = set(np.linspace(lo, hi, num=min(k, hi - lo + 1)).round().astype(int).tolist())

@@ -7,8 +7,10 @@ Binance history download) produce or consume it, and neither may import the othe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tradeconsole.core.domain import Candle
 
@@ -23,13 +25,13 @@ _COLS = COLUMNS
 class CandleArrays:
     """Column arrays of a candle history (the fast form for backtests)."""
 
-    open_time: np.ndarray  # int64 ms
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-    close_time: np.ndarray  # int64 ms
+    open_time: NDArray[np.int64]  # int64 ms
+    open: NDArray[np.float64]
+    high: NDArray[np.float64]
+    low: NDArray[np.float64]
+    close: NDArray[np.float64]
+    volume: NDArray[np.float64]
+    close_time: NDArray[np.int64]  # int64 ms
 
     def __len__(self) -> int:
         return len(self.close)
@@ -41,15 +43,18 @@ class CandleArrays:
     def candles(self) -> list[Candle]:
         cols = [a.tolist() for a in (self.open_time, self.open, self.high, self.low, self.close,
                                      self.volume, self.close_time)]
-        return [Candle(*row, True) for row in zip(*cols)]
+        return [Candle(*row) for row in zip(*cols)]  # closed defaults to True
 
-    def take(self, sl: slice | np.ndarray) -> CandleArrays:
+    def take(self, sl: slice | NDArray[Any]) -> CandleArrays:
         return CandleArrays(*(getattr(self, c)[sl] for c in _COLS))
 
     @classmethod
     def from_candles(cls, candles: list[Candle]) -> CandleArrays:
         if not candles:
-            return cls(*(np.empty(0, dtype=np.int64 if c.endswith("time") else np.float64) for c in _COLS))
+            empty: list[NDArray[Any]] = [np.empty(0, dtype=np.int64 if c.endswith("time") else np.float64)
+                                         for c in _COLS]
+            return cls(*empty)
         cols = list(zip(*candles))
-        return cls(*(np.asarray(cols[i], dtype=np.int64 if c.endswith("time") else np.float64)
-                     for i, c in enumerate(_COLS)))
+        arrays: list[NDArray[Any]] = [np.asarray(cols[i], dtype=np.int64 if c.endswith("time") else np.float64)
+                                      for i, c in enumerate(_COLS)]
+        return cls(*arrays)

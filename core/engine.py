@@ -625,9 +625,9 @@ class Engine:
                              what + (" and paused entries (kill switch)" if cmd.pause else ""),
                              session=cmd.key or "")
         elif isinstance(cmd, SwitchStrategy):
-            slot = self._slots.get(cmd.key)
-            if slot is None:
+            if cmd.key not in self._slots:
                 raise ValueError(f"no session {cmd.key!r}")
+            slot = self._slots[cmd.key]
             if not slot.session.broker.is_flat:
                 self._buffer.append(ErrorEvent(**self._env("switch", str(now)), source="engine",
                                                message=f"cannot switch {cmd.key} while a position is open: flatten first"))

@@ -71,7 +71,8 @@ class Event:
         return out
 
     def _payload(self) -> dict[str, Any]:
-        return {name: _jsonable(getattr(self, name)) for name in _own_fields(type(self))}
+        # a class is hashable; mypy reads the dataclass instance's __hash__ = None onto type(self)
+        return {name: _jsonable(getattr(self, name)) for name in _own_fields(type(self))}  # type: ignore[arg-type]
 
 
 @functools.cache

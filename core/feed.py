@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from tradeconsole.core.domain import Candle
 
@@ -83,7 +83,7 @@ class AccountStreamEvent:
     broker is only ever touched on the engine thread. ``symbol`` "" means every session."""
 
     symbol: str
-    payload: dict
+    payload: dict[str, Any]
     received_ms: int = 0
     gap: bool = False
 

@@ -44,11 +44,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tradeconsole.core.domain import Candle
 
 if TYPE_CHECKING:  # pandas is imported lazily: the live path never needs it
-    pass
+    import pandas as pd
 
 __all__ = [
     "IndicatorSettings",
@@ -103,14 +104,14 @@ class IndicatorValues(NamedTuple):
     bull: int
     engulfing: int
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         return self._asdict()
 
 
 # --------------------------------------------------------------------------- whole history
 
 
-def engulfing_pattern(open_: np.ndarray, close: np.ndarray) -> np.ndarray:
+def engulfing_pattern(open_: NDArray[Any], close: NDArray[Any]) -> NDArray[Any]:
     """+1 bullish engulfing, -1 bearish engulfing, 0 otherwise (vectorised)."""
     out = np.zeros(len(close), dtype=np.int8)
     if len(close) < 2:
@@ -123,23 +124,24 @@ def engulfing_pattern(open_: np.ndarray, close: np.ndarray) -> np.ndarray:
     return out
 
 
-def _wilder_seeded(values, length: int):
+def _wilder_seeded(values: pd.Series[float], length: int) -> pd.Series[float]:
     """pandas-ta ``rma`` with the SMA seed of TradingView/TA-Lib placed at index ``length``."""
     import pandas_ta as ta
 
     seeded = values.copy()
     seeded.iloc[length] = values.iloc[1 : length + 1].mean()
     seeded.iloc[: length] = np.nan
-    return ta.rma(seeded, length=length)
+    out: pd.Series[float] = ta.rma(seeded, length=length)
+    return out
 
 
 def compute_history(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
+    open_: NDArray[Any],
+    high: NDArray[Any],
+    low: NDArray[Any],
+    close: NDArray[Any],
     settings: IndicatorSettings = IndicatorSettings(),
-) -> dict[str, np.ndarray]:
+) -> dict[str, NDArray[Any]]:
     """Indicators over a whole history; returns float arrays (int8 for bull/engulfing)."""
     import pandas as pd
     import pandas_ta as ta
@@ -176,7 +178,7 @@ def compute_history(
 
     # MACD
     if research:
-        def ewm(x, span: int):
+        def ewm(x: pd.Series[float], span: int) -> pd.Series[float]:
             return x.ewm(span=span, adjust=True, min_periods=span - 1).mean()
 
         line = ewm(c, s.macd_fast) - ewm(c, s.macd_slow)
@@ -463,7 +465,7 @@ class IndicatorSpec:
             return self.fn(frame)
         func, params = _ta_function(self.name)
         kw = dict(self.kwargs)
-        args = {k: frame[k] for k in ("high", "low", "close", "volume") if k in params}
+        args: dict[str, Any] = {k: frame[k] for k in ("high", "low", "close", "volume") if k in params}
         if "open_" in params:
             args["open_"] = frame["open"]
         if "talib" in params:
@@ -569,14 +571,14 @@ class IndicatorPlan:
         return {spec.key: ""}
 
     # -- whole history (backtests, checks)
-    def compute_history(self, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-                        volume: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def compute_history(self, open_: NDArray[Any], high: NDArray[Any], low: NDArray[Any], close: NDArray[Any],
+                        volume: NDArray[Any] | None = None) -> dict[str, NDArray[Any]]:
         """Every field over a whole history (float arrays; bull/engulfing int8)."""
         out = compute_history(open_, high, low, close, self.settings)
         if not self.outputs:
             return out
         frame = None
-        results: dict[str, Any] = {}
+        results: dict[str | tuple[str, str], Any] = {}  # o1 results under ("o1", key), ta/custom under key
         for name, (spec, col) in self.outputs.items():
             if spec.kind == "o1":
                 key = ("o1", spec.key)
@@ -601,7 +603,7 @@ class IndicatorPlan:
         return out
 
 
-def _head(spec: IndicatorSpec, frame: Any, full: Any, names: list[str]) -> dict[str, np.ndarray]:
+def _head(spec: IndicatorSpec, frame: Any, full: Any, names: list[str]) -> dict[str, NDArray[Any]]:
     """The first bars of a ta/custom indicator exactly as the live path computes them: over the
     candles up to each bar. pandas-ta returns nothing for a history shorter than it wants (and a
     function may seed differently), so the whole-history value of an early bar need not be what
@@ -633,11 +635,12 @@ def _head(spec: IndicatorSpec, frame: Any, full: Any, names: list[str]) -> dict[
     return {c: np.array(v, dtype="float64") for c, v in cols.items()}
 
 
-def _as_dict(self: Any) -> dict[str, float | int]:
-    return self._asdict()
+def _as_dict(self: Any) -> dict[str, float | int | None]:
+    out: dict[str, float | int | None] = self._asdict()
+    return out
 
 
-def _frame(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray | None) -> Any:
+def _frame(open_: NDArray[Any], high: NDArray[Any], low: NDArray[Any], close: NDArray[Any], volume: NDArray[Any] | None) -> Any:
     import pandas as pd
 
     n = len(close)
@@ -646,7 +649,7 @@ def _frame(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarr
                          "volume": np.zeros(n) if volume is None else np.asarray(volume, dtype="float64")})
 
 
-def _column(res: Any, col: str, n: int, spec: IndicatorSpec) -> np.ndarray:
+def _column(res: Any, col: str, n: int, spec: IndicatorSpec) -> NDArray[Any]:
     """One output column of a ta/custom result as a float array of length ``n``."""
     import pandas as pd
 

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from tradeconsole.core.broker import client_order_id
+from tradeconsole.core.broker import ExitPlan, client_order_id
 from dataclasses import replace
 from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
 from tradeconsole.core.events import (
@@ -52,7 +52,8 @@ class Broker(Protocol):
     def equity(self, mark: float) -> float: ...
     def on_candle(self, candle: Candle) -> list[tuple[Fill, Trade | None]]: ...
     def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
-                     take_profit_pct: float, stake_fraction: float = 1.0) -> Fill | None: ...
+                     take_profit_pct: float, stake_fraction: float = 1.0,
+                     plan: ExitPlan | None = None) -> Fill | None: ...
     def flatten(self, price: float, time: int, reason: FillReason = ...) -> tuple[Fill, Trade] | None: ...
 
 
@@ -126,9 +127,9 @@ class StrategySession:
         if broker.is_flat and (self.reenter_on_exit_candle or not exited):
             side = self.strategy.entry_signal(candle, ind)
             if side is not None:
-                fill = self._enter(side, candle, allow_entry, ind)
-                if fill is not None:
-                    fills.append(fill)
+                entry = self._enter(side, candle, allow_entry, ind)
+                if entry is not None:
+                    fills.append(entry)
         risk = self.risk
         if pub or risk:
             equity = broker.equity(candle.close)
@@ -158,7 +159,7 @@ class StrategySession:
             reason = FillReason.EXIT_SIGNAL
         if reason is None:
             return None
-        res = self.broker.submit_exit(candle, reason)  # type: ignore[attr-defined]
+        res: tuple[Fill, Trade] | None = self.broker.submit_exit(candle, reason)  # type: ignore[attr-defined]
         if res is None and self.publish:  # realistic: a market order for the next open
             oid = f"{getattr(self.broker, '_entry_order_id', '')}{'xt' if reason is FillReason.TIME_EXIT else 'xs'}"
             self._order(Order(oid, self.symbol, pos.side.exit_order_side, OrderType.MARKET, pos.qty, candle.close_time,

@@ -18,12 +18,24 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradeconsole.backtest.inputs import check_data_files, check_input_path
 
 from tradeconsole.core.errors import EnvironmentFailure, UserError, clip
+
+if TYPE_CHECKING:  # the optimiser's modules load only when `optimize` runs
+    from tradeconsole.backtest.optimize.evaluate import Workspace
+    from tradeconsole.backtest.optimize.objective import Objective
+    from tradeconsole.backtest.optimize.run import Window
+    from tradeconsole.backtest.optimize.space import Dimension
+    from tradeconsole.core.broker import BrokerSettings
+
+#: the results store's read and write callbacks for one window (see run.evaluate_points)
+Lookup = Callable[[dict[str, float]], dict[str, Any] | None]
+Record = Callable[[dict[str, float], dict[str, Any]], dict[str, Any]]
 
 __all__ = ["main", "parse_duration"]
 
@@ -148,7 +160,7 @@ def main(args: argparse.Namespace) -> int:
         wctx = {**ctx, "window": [int(candles.open_time[w.start]), int(candles.open_time[w.end - 1])]}
         return combo_key(wctx, p)
 
-    def lookup_for(w: Window):
+    def lookup_for(w: Window) -> Lookup:
         def lookup(p: dict[str, float]) -> dict[str, Any] | None:
             nonlocal resumed, reused
             k = key_of(w, p)
@@ -165,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
             return row
         return lookup
 
-    def record_for(w: Window):
+    def record_for(w: Window) -> Record:
         def record(p: dict[str, float], m: dict[str, Any]) -> dict[str, Any]:
             nonlocal computed
             computed += 1
@@ -272,7 +284,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _batch(n: int, args: argparse.Namespace) -> int:
-    return max(1, min(32, n // max(1, 4 * args.workers)))
+    workers: int = args.workers
+    return max(1, min(32, n // max(1, 4 * workers)))
 
 
 def _span(candles: Any, w: Any, step_ms: int) -> list[str]:
@@ -306,18 +319,21 @@ def _same_row(row: dict[str, Any], ref: dict[str, Any], params: dict[str, float]
                                 "`tradeconsole backtest`")
 
 
-def _optuna(dims, args, executor, w, lookup, record, label):
+def _optuna(dims: list[Dimension], args: argparse.Namespace, executor: Any, w: Window, lookup: Lookup,
+            record: Record, label: str) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
     """TPE over the space; infeasible trials (constraints, undefined objective) are pruned."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
     from optuna.trial import TrialState
 
     from tradeconsole.backtest.optimize.run import Progress, evaluate_points
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
-    dist = {d.name: FloatDistribution(d.low, d.high) if d.low is not None else CategoricalDistribution(list(d.values))
-            for d in dims}
+    # a numeric dimension has both bounds, a listed one neither (space.Dimension)
+    dist: dict[str, BaseDistribution] = {
+        d.name: FloatDistribution(d.low, d.high) if d.low is not None and d.high is not None
+        else CategoricalDistribution(list(d.values)) for d in dims}
     prog = Progress(label, args.trials)
     pts: list[dict[str, float]] = []
     rows: list[dict[str, Any]] = []
@@ -326,7 +342,8 @@ def _optuna(dims, args, executor, w, lookup, record, label):
         trials = [study.ask(dist) for _ in range(min(batch, args.trials - len(pts)))]
         points = [{d.name: (float(f"{t.params[d.name]:.6g}") if d.low is not None else float(t.params[d.name]))
                    for d in dims} for t in trials]
-        points = [{k: min(max(v, d.low), d.high) if d.low is not None else v for (k, v), d in zip(p.items(), dims)}
+        points = [{k: min(max(v, d.low), d.high) if d.low is not None and d.high is not None else v
+                   for (k, v), d in zip(p.items(), dims)}
                   for p in points]
         got = evaluate_points(executor, w, points, lookup, record, prog, batch=1)
         for t, r in zip(trials, got, strict=True):
@@ -340,7 +357,9 @@ def _optuna(dims, args, executor, w, lookup, record, label):
     return pts, rows
 
 
-def _report(args, dims, objective, points, rows, order, folds, ws, settings) -> dict[str, Any]:
+def _report(args: argparse.Namespace, dims: list[Dimension], objective: Objective, points: list[dict[str, float]],
+            rows: list[dict[str, Any]], order: list[int], folds: list[dict[str, Any]], ws: Workspace,
+            settings: BrokerSettings) -> dict[str, Any]:
     import numpy as np
 
     from tradeconsole.backtest.optimize.stats import deflated_sharpe, neighbourhood, pbo_cscv, returns_of

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tradeconsole.backtest.optimize.run import Job, Window, evaluate_batch, reference_rows
+from tradeconsole.backtest.optimize.run import Job, Window, WorkspaceCache, evaluate_batch, reference_rows
 
 __all__ = ["DaskExecutor"]
 
-_CACHES: dict[str, dict] = {}
+_CACHES: dict[str, WorkspaceCache] = {}
 
 
 def _task(job: Job, job_key: str, window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
@@ -52,7 +52,7 @@ class DaskExecutor:
         nworkers = len(self.client.scheduler_info().get("workers", {})) or 1
         self.in_flight = 2 * nworkers
 
-    def run(self, window: Window, batches: Iterable[list[dict[str, float]]]) -> Iterator[tuple[list, list]]:
+    def run(self, window: Window, batches: Iterable[list[dict[str, float]]]) -> Iterator[tuple[list[Any], list[Any]]]:
         from distributed import as_completed
 
         it = iter(batches)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.backtest.metrics import compute_metrics
@@ -95,7 +96,7 @@ class Workspace:
     symbol: str = "ETHUSDT"
     interval: str = "5m"
     vectorised: bool = True  # False: every signal series from entry_signal bar by bar
-    _signals: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
+    _signals: dict[tuple[Any, ...], NDArray[Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -129,7 +130,7 @@ class Workspace:
                           for row, irow in zip(zip(*cols), zip(*icols))]
         return self._bars
 
-    def signals(self, params: dict[str, float]) -> np.ndarray:
+    def signals(self, params: dict[str, float]) -> NDArray[Any]:
         """+1/-1/0 per traded bar, cached by entry parameters: the strategy's own ``entry_signal``
         bar by bar, or its vectorised twin (``tradeconsole.backtest.optimize.vector``) once the twin has matched
         ``entry_signal`` on this workspace's first parameter set."""
@@ -155,7 +156,7 @@ class Workspace:
             self._signals[key] = sig
         return sig
 
-    def _loop_signals(self, strat: Any) -> np.ndarray:
+    def _loop_signals(self, strat: Any) -> NDArray[Any]:
         entry = strat.entry_signal
         long, short = Side.LONG, Side.SHORT
         out = np.zeros(len(self.traded), dtype=np.int8)
@@ -200,8 +201,8 @@ class Workspace:
             fm.fill_at_next_open, fm.intrabar_exits, fm.reenter_on_exit_candle, fm.fee_on_stake)
         return self._result(strat, equity, in_pos, fl, tr, tot, lean)
 
-    def _result(self, strat: Any, equity: np.ndarray, in_pos: np.ndarray, fl: np.ndarray, tr: np.ndarray,
-                tot: np.ndarray, lean: bool = False) -> BacktestResult:
+    def _result(self, strat: Any, equity: NDArray[Any], in_pos: NDArray[Any], fl: NDArray[Any], tr: NDArray[Any],
+                tot: NDArray[Any], lean: bool = False) -> BacktestResult:
         sym, iv, name = self.symbol, self.interval, strat.name
         fills: list[Fill] = []
         oids: dict[tuple[int, int], str] = {}
@@ -232,7 +233,8 @@ class Workspace:
             run_id=f"opt-{uuid.uuid4().hex[:12]}", open_time=t.open_time, close=t.close, equity=equity,
             in_position=in_pos, fills=fills, trades=trades, fees_paid=float(tot[0]), funding_paid=float(tot[1]),
             open_position=open_position, indicator_settings=self.ind_settings, warmup_bars=self.warmup,
-            dropped_entries=[None] * int(tot[2]),  # only counted by the metrics; verify() checks the count
+            # only counted by the metrics (verify() checks the count); the kernel keeps no details
+            dropped_entries=[None] * int(tot[2]),  # type: ignore[list-item]
             extra={"fill_sides": fl[:, 1]} if lean else {},
         )
 

@@ -63,7 +63,7 @@ def load_objective(spec: str) -> Callable[[Metrics], float | None]:
         module = importlib.import_module(mod)
     except ImportError as exc:
         raise ValueError(f"--objective {spec[:60]!r}: cannot import {mod[:60]!r} ({exc})") from None
-    fn = getattr(module, func, None)
+    fn: Callable[[Metrics], float | None] | None = getattr(module, func, None)
     if not callable(fn):
         raise ValueError(f"--objective {spec[:60]!r}: {mod[:60]} has no function {func[:60]!r}")
     return fn

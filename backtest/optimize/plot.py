@@ -58,4 +58,5 @@ def heatmap(dims: list[Any], points: list[dict[str, float]], rows: list[dict[str
     plt.xticks(list(range(1, len(xs) + 1)), [f"{v:g}" for v in xs])
     plt.yticks(list(range(1, len(ys) + 1)), [f"{v:g}" for v in reversed(ys)])
     plt.plotsize(min(120, 8 * len(xs) + 20), min(40, 2 * len(ys) + 8))
-    return plt.build()
+    text: str = plt.build()  # plotext has no stubs
+    return text

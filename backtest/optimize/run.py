@@ -53,6 +53,9 @@ class Job:
     blocks: int  # PBO blocks kept for the "full" window (0: none)
 
 
+#: a process's workspaces by window (start, end): one per window, reused across batches
+WorkspaceCache = dict[tuple[int, int], Workspace]
+
 _STATE: dict[str, Any] = {}
 
 
@@ -64,7 +67,7 @@ def init_worker(job: Job, ignore_sigint: bool = True) -> None:
     _STATE["ws"] = {}
 
 
-def _workspace(job: Job, w: Window, cache: dict) -> Workspace:
+def _workspace(job: Job, w: Window, cache: WorkspaceCache) -> Workspace:
     key = (w.start, w.end)
     ws = cache.get(key)
     if ws is None:
@@ -73,7 +76,7 @@ def _workspace(job: Job, w: Window, cache: dict) -> Workspace:
     return ws
 
 
-def evaluate_batch(job: Job, cache: dict, window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
+def evaluate_batch(job: Job, cache: WorkspaceCache, window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
     """Scalar metrics (plus PBO block stats for the full window) of ``points`` on ``window``."""
     ws = _workspace(job, window, cache)
     out = []
@@ -108,7 +111,7 @@ class LocalExecutor:
     def __init__(self, job: Job, workers: int) -> None:
         self.job, self.workers = job, workers
         self._pool: ProcessPoolExecutor | None = None
-        self._cache: dict = {}
+        self._cache: WorkspaceCache = {}
         if workers > 1:
             import multiprocessing
 
@@ -120,14 +123,14 @@ class LocalExecutor:
             self._pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(job,),
                                              mp_context=ctx)
 
-    def run(self, window: Window, batches: Iterable[list[dict[str, float]]]) -> Iterator[tuple[list, list]]:
+    def run(self, window: Window, batches: Iterable[list[dict[str, float]]]) -> Iterator[tuple[list[Any], list[Any]]]:
         """Yield (points, rows) per finished batch, at most 2 batches in flight per worker."""
         if self._pool is None:
             for b in batches:
                 yield b, evaluate_batch(self.job, self._cache, window, b)
             return
         it = iter(batches)
-        pending: dict[Future, list] = {}
+        pending: dict[Future[Any], list[Any]] = {}
         try:
             for b in it:
                 pending[self._pool.submit(_worker_batch, window, b)] = b

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
+
+F64 = NDArray[np.float64]
 
 __all__ = ["simulate", "FUNDING_PERIOD_MS", "R_ENTRY_LONG", "R_ENTRY_SHORT", "R_STOP", "R_TARGET", "R_LIQ"]
 
@@ -37,7 +40,7 @@ def _slipped(price: float, buy: bool, bps: float) -> float:
 @njit(cache=True, nogil=True)
 def _open_position(raw_px: float, side: float, cash: float, stake_fraction: float, leverage: float,
                    fee_rate: float, slippage_bps: float, stop_pct: float, tp_pct: float, mmr: float,
-                   fee_on_stake: bool):
+                   fee_on_stake: bool) -> tuple[float, float, float, float, float, float, float]:
     """The entry's fill price, quantity, fee, stake and its stop, target and liquidation prices:
     ``tradeconsole.core.broker``'s entry arithmetic (both fill models' fee conventions), written once for both
     of the kernel's fill paths (next open, signal close)."""
@@ -61,7 +64,7 @@ def _open_position(raw_px: float, side: float, cash: float, stake_fraction: floa
 
 
 @njit(cache=True, nogil=True)
-def _record_entry(fills, nf: int, t, buy: bool, px: float, q: float, fee: float, sig_time) -> int:
+def _record_entry(fills: F64, nf: int, t: float, buy: bool, px: float, q: float, fee: float, sig_time: float) -> int:
     """Write the entry fill row ``nf`` (columns as ``simulate`` documents); returns the next row."""
     fills[nf, 0] = t
     fills[nf, 1] = 1.0 if buy else -1.0
@@ -74,10 +77,11 @@ def _record_entry(fills, nf: int, t, buy: bool, px: float, q: float, fee: float,
 
 
 @njit(cache=True, nogil=True)
-def simulate(open_, high, low, close, open_time, close_time, signal,
-             stop_pct, tp_pct, stake_fraction,
-             initial_cash, leverage, fee_rate, slippage_bps, funding_rate, mmr,
-             fill_next_open, intrabar, reenter, fee_on_stake):
+def simulate(open_: F64, high: F64, low: F64, close: F64, open_time: NDArray[np.int64], close_time: NDArray[np.int64],
+             signal: NDArray[np.int8], stop_pct: float, tp_pct: float, stake_fraction: float,
+             initial_cash: float, leverage: float, fee_rate: float, slippage_bps: float, funding_rate: float,
+             mmr: float, fill_next_open: bool, intrabar: bool, reenter: bool,
+             fee_on_stake: bool) -> tuple[F64, NDArray[np.bool_], F64, F64, F64]:
     """Run one combination. Returns (equity, in_position, fills[k, 7], trades[m, 11], totals[4]).
 
     fills columns: time, side (+1 buy, -1 sell), price, qty, fee, reason code, signal open time.

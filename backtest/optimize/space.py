@@ -140,6 +140,7 @@ def random_points(dims: list[Dimension], trials: int, seed: int) -> list[dict[st
             if d.low is None:
                 point[d.name] = rng.choice(d.values)
             else:
+                assert d.high is not None  # a numeric dimension has both bounds (parse_space)
                 point[d.name] = min(max(float(f"{rng.uniform(d.low, d.high):.6g}"), d.low), d.high)
         key = tuple(point.values())
         if key not in seen:

@@ -31,25 +31,27 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["block_stats", "deflated_sharpe", "neighbourhood", "pbo_cscv", "returns_of"]
 
 EULER_GAMMA = 0.5772156649015329
 
 
-def returns_of(equity: np.ndarray, initial_cash: float) -> np.ndarray:
+def returns_of(equity: NDArray[Any], initial_cash: float) -> NDArray[Any]:
     """Per-bar simple returns exactly as ``tradeconsole.backtest.metrics`` computes them."""
     full = np.concatenate(([initial_cash], equity))
-    return np.diff(full) / full[:-1]
+    rets: NDArray[np.float64] = np.diff(full) / full[:-1]
+    return rets
 
 
-def block_stats(rets: np.ndarray, blocks: int) -> list[list[float]]:
+def block_stats(rets: NDArray[Any], blocks: int) -> list[list[float]]:
     """[count, sum, sum of squares] of the returns in each of ``blocks`` contiguous blocks."""
     edges = np.linspace(0, len(rets), blocks + 1).round().astype(int)
     return [[float(b - a), float(rets[a:b].sum()), float((rets[a:b] ** 2).sum())] for a, b in zip(edges[:-1], edges[1:])]
 
 
-def _sharpe(cnt: np.ndarray, s: np.ndarray, ss: np.ndarray) -> np.ndarray:
+def _sharpe(cnt: NDArray[Any], s: NDArray[Any], ss: NDArray[Any]) -> NDArray[Any]:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s / cnt
         var = (ss - cnt * mean**2) / (cnt - 1)
@@ -58,12 +60,12 @@ def _sharpe(cnt: np.ndarray, s: np.ndarray, ss: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0)
 
 
-def pbo_cscv(stats: np.ndarray) -> dict[str, Any]:
+def pbo_cscv(stats: NDArray[Any]) -> dict[str, Any]:
     """PBO of N combinations from their block stats, shape (N, S, 3); S must be even."""
     n, s, _ = stats.shape
     if n < 2 or s < 2 or s % 2:
         return {"pbo": None, "note": "needs at least 2 combinations and an even number of blocks"}
-    lambdas: list[np.ndarray] = []
+    lambdas: list[NDArray[Any]] = []
     splits = list(itertools.combinations(range(s), s // 2))
     for lo in range(0, len(splits), 512):
         chunk = splits[lo:lo + 512]
@@ -83,7 +85,7 @@ def pbo_cscv(stats: np.ndarray) -> dict[str, Any]:
             "median_logit": float(np.median(lam))}
 
 
-def deflated_sharpe(trial_sharpes: np.ndarray, best_rets: np.ndarray) -> dict[str, Any]:
+def deflated_sharpe(trial_sharpes: NDArray[Any], best_rets: NDArray[Any]) -> dict[str, Any]:
     """DSR of the chosen combination (its per-bar returns) among ``trial_sharpes`` (per bar)."""
     n, t = len(trial_sharpes), len(best_rets)
     if n < 2 or t < 4 or float(np.std(best_rets, ddof=1)) == 0:

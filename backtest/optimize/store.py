@@ -16,7 +16,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["ResultsStore", "combo_key", "scalar_row"]
 
@@ -51,8 +51,8 @@ class ResultsStore:
         self.path = Path(path) if path else None
         self.rows: dict[str, dict[str, Any]] = {}
         self.parquet = bool(self.path and self.path.suffix.lower() == ".parquet")
-        self._fh = None
-        self._writer: csv.DictWriter | None = None
+        self._fh: TextIO | None = None
+        self._writer: csv.DictWriter[str] | None = None
         self._columns: list[str] | None = None
         if self.path and self.path.exists() and self.path.stat().st_size:
             self._load()
@@ -92,6 +92,7 @@ class ResultsStore:
                 self._writer.writeheader()
         self.rows[row["key"]] = row
         self._writer.writerow({c: row.get(c) for c in self._writer.fieldnames})
+        assert self._fh is not None  # opened together with the writer
         self._fh.flush()
 
     def _rewrite(self, columns: list[str]) -> None:

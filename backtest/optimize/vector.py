@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tradeconsole.core.strategies.basic import BasicStrategy
 from tradeconsole.core.strategies.engulfing import EngulfingStrategy
@@ -20,25 +21,25 @@ from tradeconsole.core.strategies.engulfing import EngulfingStrategy
 __all__ = ["VECTOR_SIGNALS"]
 
 
-def _sides(long: np.ndarray, short: np.ndarray) -> np.ndarray:
+def _sides(long: NDArray[Any], short: NDArray[Any]) -> NDArray[Any]:
     return np.where(long, 1, np.where(short, -1, 0)).astype(np.int8)
 
 
-def _basic(ind: dict[str, np.ndarray], p: Any) -> np.ndarray:
+def _basic(ind: dict[str, NDArray[Any]], p: Any) -> NDArray[Any]:
     with np.errstate(invalid="ignore"):
         long = (ind["macd"] > ind["macd_signal"]) & (ind["rsi"] < p.rsi_oversold) & (ind["cci"] > p.cci_long_min)
         short = (ind["macd"] < ind["macd_signal"]) & (ind["rsi"] > p.rsi_overbought) & (ind["cci"] < p.cci_short_max)
     return _sides(long, short)
 
 
-def _engulfing(ind: dict[str, np.ndarray], p: Any) -> np.ndarray:
+def _engulfing(ind: dict[str, NDArray[Any]], p: Any) -> NDArray[Any]:
     with np.errstate(invalid="ignore"):
         long = (ind["engulfing"] == 1) & (ind["rsi"] < p.rsi_oversold)
         short = (ind["engulfing"] == -1) & (ind["rsi"] > p.rsi_overbought)
     return _sides(long, short)
 
 
-VECTOR_SIGNALS: dict[type, Callable[[dict[str, np.ndarray], Any], np.ndarray]] = {
+VECTOR_SIGNALS: dict[type, Callable[[dict[str, NDArray[Any]], Any], NDArray[Any]]] = {
     BasicStrategy: _basic,
     EngulfingStrategy: _engulfing,
 }

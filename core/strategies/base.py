@@ -32,7 +32,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from tradeconsole.core.broker import ExitPlan
 from tradeconsole.core.domain import Candle, Position, Side
@@ -91,10 +91,18 @@ def param_ranges(params_cls: type[StrategyParams]) -> dict[str, Param]:
     return {f.name: f.metadata["param"] for f in fields(params_cls) if "param" in f.metadata}
 
 
+class _Range(TypedDict):
+    """The keyword arguments of ``param`` that a family of parameters shares."""
+
+    low: float
+    high: float
+    doc: str
+
+
 #: RSI is bounded by definition
-RSI = {"low": 0.0, "high": 100.0, "doc": "RSI is between 0 and 100"}
+RSI: _Range = {"low": 0.0, "high": 100.0, "doc": "RSI is between 0 and 100"}
 #: CCI(20) = (TP - SMA) / (0.015 * mean deviation) cannot leave +-n/0.03 = +-666.7 for n = 20
-CCI = {"low": -1000.0, "high": 1000.0, "doc": "CCI(20) never leaves about +-667"}
+CCI: _Range = {"low": -1000.0, "high": 1000.0, "doc": "CCI(20) never leaves about +-667"}
 
 
 @dataclass(frozen=True, slots=True)
