@@ -405,7 +405,7 @@ class Engine:
         """Run one input; an unexpected error becomes an error event, the engine keeps going."""
         try:
             fn(arg)
-        except Exception as exc:  # noqa: BLE001 - the engine must outlive a bad input
+        except Exception as exc:  # the engine must outlive a bad input
             log.exception("engine error while handling %r", type(arg).__name__)
             self._buffer.append(ErrorEvent(**self._env("error", str(uuid.uuid4())), source="engine",
                                            message=f"{type(exc).__name__}: {exc}"))
@@ -434,7 +434,7 @@ class Engine:
             for fn in subs:
                 try:
                     fn(e)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     self.subscriber_errors += 1
                     log.exception("subscriber %r failed on %s", fn, e.type)
 

@@ -294,7 +294,7 @@ class Runtime:
         for fn in self._viewers:
             try:
                 fn(ev)
-            except Exception:  # noqa: BLE001 - a viewer's failure must not stop delivery
+            except Exception:  # a viewer's failure must not stop delivery
                 log.exception("viewer failed on delivery stats")
 
     def _make_source(self) -> MarketDataSource:
@@ -387,7 +387,7 @@ class Runtime:
                         sink.close(2.0)  # journal-fed: never waits for Elasticsearch itself
                     else:
                         sink.close()
-                except Exception:  # noqa: BLE001 - shutting down: report and continue
+                except Exception:  # shutting down: report and continue
                     log.exception("closing %r failed", sink)
             self.journal.close()
 

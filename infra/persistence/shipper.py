@@ -137,7 +137,7 @@ class JournalShipper:
                         return False
                 try:
                     did = self.step()
-                except Exception:  # noqa: BLE001 - shutting down: report, keep the journal
+                except Exception:  # shutting down: report, keep the journal
                     log.exception("journal shipper %s failed while stopping", self.name)
                     return False
                 if not did:
@@ -269,7 +269,7 @@ class JournalShipper:
                 else:
                     shipped = self.ship_available()
                     self._ack(self.ack_timeout_s)
-            except Exception as exc:  # noqa: BLE001 - keep shipping; the cursor only moves on success
+            except Exception as exc:  # keep shipping; the cursor only moves on success
                 # e.g. the broker went away during a read-back: one line, the details at debug
                 line = f"{type(exc).__name__}: {exc}"
                 if line != self._last_error:  # once per distinct failure, not once a second

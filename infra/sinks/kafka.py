@@ -252,13 +252,13 @@ def _discard_producer(producer: Any) -> None:
     try:
         producer.close(timeout=0)
         return
-    except Exception:  # noqa: BLE001 - pending batches: force it below
+    except Exception:  # pending batches: force it below
         log.debug("closing the failed producer raised", exc_info=True)
     sender = getattr(producer, "_sender", None)
     try:
         if sender is not None:
             sender.force_close()
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.debug("force-closing the producer's sender raised", exc_info=True)
     if hasattr(producer, "_closed"):
         producer._closed = True

@@ -106,8 +106,14 @@ def _comparable(fill: dict) -> dict:
     return out
 
 
-def test_hostile_feed_kafka_outage_sigkill_restart_equals_the_clean_run(plan, servers, launch, tmp_path: Path,
-                                                                      proxied_broker, topic_prefix):  # noqa: F811
+def test_hostile_feed_kafka_outage_sigkill_restart_equals_the_clean_run(
+    plan,
+    servers,
+    launch,
+    tmp_path: Path,
+    proxied_broker,  # noqa: F811 - a fixture, imported above
+    topic_prefix,  # noqa: F811
+):
     _broker, proxy = proxied_broker
     journal_path = tmp_path / "journal.sqlite"
     journal = JournalReader(journal_path)
