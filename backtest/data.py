@@ -486,6 +486,7 @@ def _check_interval(open_time: NDArray[Any], interval: str | None, path: str | o
         if interval is None:
             _infer_step(open_time)  # raises: nothing to infer from
         report.interval = interval
+        # not None here: _infer_step raised above when it was
         return interval_ms(interval)  # type: ignore[arg-type]
     step = _infer_step(open_time)
     data_iv = _INTERVAL_BY_MS.get(step)

@@ -16,7 +16,7 @@ import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "INTERVAL_MS",
@@ -268,15 +268,15 @@ class Trade:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> Trade:
+    def from_dict(cls, d: dict[str, Any]) -> Trade:
         """Inverse of ``to_dict`` (used to rebuild reports from the journal)."""
         from datetime import datetime
 
         def ms(v: object) -> int:
             return int(datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp() * 1000)
 
-        return cls(symbol=str(d["symbol"]), side=Side[str(d["side"]).upper()], qty=float(d["qty"]),  # type: ignore[arg-type]
-                   entry_time=ms(d["entry_time"]), entry_price=float(d["entry_price"]),  # type: ignore[arg-type]
-                   exit_time=ms(d["exit_time"]), exit_price=float(d["exit_price"]), pnl=float(d["pnl"]),  # type: ignore[arg-type]
-                   fees=float(d["fees"]), funding=float(d["funding"]),  # type: ignore[arg-type]
-                   exit_reason=FillReason(str(d["exit_reason"])), stake=float(d["stake"]))  # type: ignore[arg-type]
+        return cls(symbol=str(d["symbol"]), side=Side[str(d["side"]).upper()], qty=float(d["qty"]),
+                   entry_time=ms(d["entry_time"]), entry_price=float(d["entry_price"]),
+                   exit_time=ms(d["exit_time"]), exit_price=float(d["exit_price"]), pnl=float(d["pnl"]),
+                   fees=float(d["fees"]), funding=float(d["funding"]),
+                   exit_reason=FillReason(str(d["exit_reason"])), stake=float(d["stake"]))

@@ -353,6 +353,7 @@ class IncrementalIndicators:
         if prev is not None:
             d = c.close - prev.close
             g, lo = (d if d > 0 else 0.0), (-d if d < 0 else 0.0)
+            # _loss is always built like _gain (both _Ema, or both windows); mypy narrows only _gain
             if isinstance(self._gain, _Ema):
                 ga = self._gain.push(g) if commit else self._gain.peek(g)
                 la = self._loss.push(lo) if commit else self._loss.peek(lo)  # type: ignore[union-attr]
@@ -367,6 +368,7 @@ class IncrementalIndicators:
             den = ga + la
             rsi = 100.0 * ga / den if den == den and den != 0 else NAN
         elif self._research_rsi and commit:  # the first bar's missing change counts as 0
+            # research RSI: both are windows (see __init__), which mypy cannot tell from the union
             self._gain.window.append(0.0)  # type: ignore[union-attr]
             self._loss.window.append(0.0)  # type: ignore[union-attr]
         # MACD
@@ -531,6 +533,7 @@ class IndicatorPlan:
         if not self.outputs:
             self.values_type: Any = IndicatorValues
         else:
+            # the fields are the strategy's own declarations, so the NamedTuple is built at run time
             base = NamedTuple("StrategyIndicatorValues", [(n, float) for n in names])  # type: ignore[misc]
             self.values_type = type("StrategyIndicatorValues", (base,), {"__slots__": (), "as_dict": _as_dict})
         self.window = max((s.window for s in specs if s.kind != "o1"), default=0)

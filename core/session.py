@@ -159,6 +159,7 @@ class StrategySession:
             reason = FillReason.EXIT_SIGNAL
         if reason is None:
             return None
+        # submit_exit is not in the Broker protocol yet (issue 13 item 3 adds the full broker surface)
         res: tuple[Fill, Trade] | None = self.broker.submit_exit(candle, reason)  # type: ignore[attr-defined]
         if res is None and self.publish:  # realistic: a market order for the next open
             oid = f"{getattr(self.broker, '_entry_order_id', '')}{'xt' if reason is FillReason.TIME_EXIT else 'xs'}"
@@ -306,6 +307,7 @@ class StrategySession:
         if fill.reason in (FillReason.ENTRY_LONG, FillReason.ENTRY_SHORT):
             self._order(Order(fill.order_id, self.symbol, fill.side, OrderType.MARKET, qty, t, reason=fill.reason),
                         "filled", t)
+            # called only while publishing (self.publish is set); mypy sees the Optional attribute
             self.publish(self._fill_event(fill, trade))  # type: ignore[misc]
             pos = self.broker.position
             if pos is not None:
@@ -328,6 +330,7 @@ class StrategySession:
         kind = _EXIT_ORDER.get(fill.reason, OrderType.MARKET)
         self._order(Order(fill.order_id, self.symbol, fill.side, kind, qty, t, reduce_only=True, reason=fill.reason),
                     "filled", t)
+        # called only while publishing (self.publish is set); mypy sees the Optional attribute
         self.publish(self._fill_event(fill, trade))  # type: ignore[misc]
         for suffix, typ, reason in (("sl", OrderType.STOP_MARKET, FillReason.STOP_LOSS),
                                     ("tp", OrderType.TAKE_PROFIT_MARKET, FillReason.TAKE_PROFIT)):

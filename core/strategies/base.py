@@ -239,6 +239,7 @@ class Trailing:
     def resolve(self, s: Strategy, side: Side, ind: Any) -> tuple[str, float]:
         if self.pct is not None:
             return ("pct", _num(s, self.pct))
+        # self.atr is set whenever self.pct is None: trailing() requires exactly one of them
         return ("distance", _num(s, self.atr) * float(getattr(ind, self.column)))  # type: ignore[arg-type]
 
 
