@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -175,9 +176,13 @@ def test_wheel_installs_beside_pypi_backtest_and_tui(tmp_path):
     pip's cache keeps the dependency downloads to the first run; constraints.txt pins them as CI does.
     """
     pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    # build from a copy of the sources: setuptools' in-tree build/ would otherwise be left in the
+    # checkout, and files it kept from an earlier build could end up in the wheel
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*SKIP_DIRS, "*.pyc"))
     wheels = tmp_path / "wheels"
     _run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)],
         env=pip_env,
         timeout=600,
     )
