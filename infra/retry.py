@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 __all__ = [
+    "REPORT_MODES",
     "Backoff",
     "RetryPolicy",
     "StopSignal",
@@ -43,6 +44,13 @@ __all__ = [
 
 #: Something that says "stop now": an Event, or a callable returning True when stop was asked.
 StopSignal = threading.Event | Callable[[], bool]
+
+
+#: How a :class:`Backoff` logs failed attempts: ``"each"`` one line per attempt (the default);
+#: ``"distinct"`` one line per distinct reason until the next success (a service that retries every
+#: second would otherwise repeat the same line every second); ``"none"`` nothing, for a caller that
+#: reports its own state (a sink's status says "down" once, with what happens to the events).
+REPORT_MODES = ("each", "distinct", "none")
 
 
 class Stopped(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -140,14 +148,19 @@ class Backoff:
 
     ``failed`` counts a failure, logs one line and returns the delay; ``wait`` sleeps it
     interruptibly; ``succeeded`` resets. ``name`` says what is being retried in the log line.
+    ``report`` (see :data:`REPORT_MODES`) says which failures are logged.
     """
 
     def __init__(self, name: str, policy: RetryPolicy | None = None, *,
                  stop: StopSignal | Iterable[StopSignal | None] | None = None,
-                 logger: logging.Logger | None = None, rng: random.Random | None = None) -> None:
+                 logger: logging.Logger | None = None, rng: random.Random | None = None,
+                 report: str = "each") -> None:
+        if report not in REPORT_MODES:
+            raise ValueError(f"report must be one of {', '.join(REPORT_MODES)}")
         self.name = name
         self.policy = policy or RetryPolicy()
         self.stop = _as_list(stop)
+        self.report = report
         self.failures = 0
         self.total_failures = 0
         self.last_reason = ""
@@ -160,12 +173,17 @@ class Backoff:
         return self.policy.max_attempts is not None and self.failures >= self.policy.max_attempts
 
     def failed(self, reason: str, retry_after: float | None = None) -> float:
-        """Count a failure; log it in one line; return the seconds to wait before the next try."""
+        """Count a failure; log it in one line (as ``report`` says); return the seconds to wait
+        before the next try."""
+        repeated = self.failures > 0 and reason == self.last_reason
         self.failures += 1
         self.total_failures += 1
         self.last_reason = reason
         delay = self.policy.delay(self.failures, retry_after, self._rng)
         hint = f" (server asked for {retry_after:.1f}s)" if retry_after else ""
+        quiet = self.report == "none" or (self.report == "distinct" and repeated)
+        if quiet:
+            return delay
         if self.exhausted:
             self._log.warning("%s failed (attempt %d, giving up): %s", self.name, self.failures, _one_line(reason))
         else:
@@ -175,7 +193,7 @@ class Backoff:
 
     def succeeded(self) -> None:
         """Reset after a success (one INFO line when it follows failures)."""
-        if self.failures:
+        if self.failures and self.report != "none":
             self._log.info("%s succeeded after %d failed attempt(s)", self.name, self.failures)
         self.failures = 0
 
@@ -197,9 +215,13 @@ Classifier = Callable[[BaseException], float | bool | None]
 
 def retry_call[T](fn: Callable[[], T], *, name: str, classify: Classifier, policy: RetryPolicy | None = None,
                stop: StopSignal | Iterable[StopSignal | None] | None = None,
-               logger: logging.Logger | None = None) -> T:
+               logger: logging.Logger | None = None,
+               describe: Callable[[BaseException], str] | None = None) -> T:
     """Call ``fn`` until it succeeds, a non-retryable error (re-raised), ``max_attempts``
-    failures (the last error re-raised) or a stop (:class:`Stopped`)."""
+    failures (the last error re-raised) or a stop (:class:`Stopped`).
+
+    ``describe(exc)`` gives the reason in the log line (default ``Type: message``; a client
+    whose message hides the cause, like elastic_transport's "Connection error", wants more)."""
     backoff = Backoff(name, policy, stop=stop, logger=logger)
     while True:
         if stop_requested(backoff.stop):
@@ -213,7 +235,7 @@ def retry_call[T](fn: Callable[[], T], *, name: str, classify: Classifier, polic
             if verdict is None or verdict is False:
                 raise
             retry_after = float(verdict) if not isinstance(verdict, bool) and verdict > 0 else None
-            delay = backoff.failed(f"{type(exc).__name__}: {exc}", retry_after)
+            delay = backoff.failed(describe(exc) if describe else f"{type(exc).__name__}: {exc}", retry_after)
             if backoff.exhausted:
                 raise
             if not backoff.wait(delay):
