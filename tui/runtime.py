@@ -19,6 +19,7 @@ from tradeconsole.core.engine import Engine, SessionSpec, paper_broker
 from tradeconsole.core.events import Event
 from tradeconsole.core.feed import MarketDataSource
 from tradeconsole.core.strategies import STRATEGIES
+from tradeconsole.infra.sinks.protocol import ELASTICSEARCH, Sink
 
 __all__ = ["RuntimeOptions", "Runtime", "options_from_args", "parse_strategy_specs"]
 
@@ -115,13 +116,13 @@ class Runtime:
                                  broker_factory=self._broker_factory(), config={**self.public_config(), "identity": identity})
             self._check_live_account()
             self.user_stream: Any = None
-            self.sinks: list[Any] = []
+            self.sinks: list[Sink] = []
             self._viewers = list(extra_subscribers or [])
             for fn in self._viewers:
                 self.engine.subscribe(fn)
             self._add_sinks()
             # ticks are deleted only once every sink configured here has acknowledged them
-            self.journal.set_retention(opts.keep_candle_updates, hold_for=[_sink_name(s) for s in self.sinks])
+            self.journal.set_retention(opts.keep_candle_updates, hold_for=[s.kind for s in self.sinks])
             self.source: MarketDataSource = self._make_source()
         except BaseException:
             self.journal.close()  # a refused start must not keep the writer lock
@@ -288,7 +289,7 @@ class Runtime:
         """Delivery counts and lag of a sink, as a connection event for the viewers (UI, logs).
         Called on the sink's own thread; viewers are thread-safe and non-blocking. These status
         events are not journalled or shipped: they describe the shipping itself."""
-        from tradeconsole.infra.sinks.kafka import delivery_event
+        from tradeconsole.infra.sinks.status import delivery_event
 
         ev = delivery_event(stats, run_id=self.engine.run_id, mode=self.trading_mode, source=source)
         for fn in self._viewers:
@@ -333,7 +334,7 @@ class Runtime:
 
         # sinks are fed from the journal, not from the engine: a crash cannot lose what the
         # journal holds, and a restart resumes shipping at the acknowledged cursor
-        self.shippers = [JournalShipper(self.journal.path, sink, name=_sink_name(sink)).start() for sink in self.sinks]
+        self.shippers = [JournalShipper(self.journal.path, sink, name=sink.kind).start() for sink in self.sinks]
         self.engine.start()
         self._start_user_stream()
         self.source.start(self._tagged_feed())
@@ -364,7 +365,7 @@ class Runtime:
             for shipper in shippers:
                 share = max(0.0, deadline - time.monotonic()) / 2 / max(1, len(shippers))
                 try:
-                    if shipper.name == "elasticsearch":
+                    if shipper.sink.kind == ELASTICSEARCH:
                         # a quit ends in seconds whatever Elasticsearch does: what it has not
                         # acknowledged stays in the journal and is sent (deduplicated by id) next
                         # run; a finished replay drains while it acknowledges (1 s grace when not)
@@ -383,17 +384,13 @@ class Runtime:
                 try:
                     if sink_timeout is not None:
                         sink.close(max(0.05, deadline - time.monotonic()) / (len(self.sinks) - i))
-                    elif _sink_name(sink) == "elasticsearch":
+                    elif sink.kind == ELASTICSEARCH:
                         sink.close(2.0)  # journal-fed: never waits for Elasticsearch itself
                     else:
                         sink.close()
                 except Exception:  # noqa: BLE001 - shutting down: report and continue
                     log.exception("closing %r failed", sink)
             self.journal.close()
-
-
-def _sink_name(sink: Any) -> str:
-    return "elasticsearch" if type(sink).__name__ == "ElasticsearchSink" else "kafka"
 
 
 def vars_of(opts: RuntimeOptions) -> dict[str, Any]:
