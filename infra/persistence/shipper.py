@@ -10,7 +10,8 @@ a sink keeps no durable copy of its own that a restart would replay a second tim
 Two protocols, chosen by what the sink offers:
 
 * **Exactly once** (a :class:`~tradeconsole.infra.sinks.protocol.JournalFedSink`, such as
-  ``KafkaSink(journal_fed=True)``, with ``progress``/``ready``/``delivered_seqs``). The shipper publishes at most ``window`` unacknowledged events, tagged with
+  ``KafkaSink(journal_fed=True)``, with ``progress``/``ready``/``delivered_seqs``). The shipper
+  publishes at most ``window`` unacknowledged events, tagged with
   their journal seq and the sink's current epoch, and only while the sink is connected, so during
   an outage events simply wait in the journal ("ship from the journal later"), in memory there is
   never more than the window, and nothing reaches a disk spool. The sink resolves records in

@@ -495,8 +495,9 @@ class ElasticsearchSink(SpooledSinkBase):
             self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
                            else open_default_spool("elasticsearch", fsync=spool_fsync))
             self._deadletter_path = Path(deadletter_path) if deadletter_path else self._spool.dir / "deadletter.ndjson"
-        super().__init__(ELASTICSEARCH, EventInbox(queue_size, self._encode, self._spool.dir if self._spool else None),
-                         journal_fed=journal_fed, thread_name="es-sink")
+        overflow_dir = self._spool.dir if self._spool is not None else None
+        super().__init__(ELASTICSEARCH, EventInbox(queue_size, self._encode, overflow_dir), journal_fed=journal_fed,
+                         thread_name="es-sink")
         self._batch = batch_size
         self._on_stats = on_stats
         self._stats_interval = stats_interval_s

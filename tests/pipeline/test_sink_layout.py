@@ -64,7 +64,9 @@ def test_both_sinks_say_what_they_are_and_satisfy_the_protocols(tmp_path):
                            deadletter_path=tmp_path / "dead.ndjson")
     standalone = KafkaSink(dead, spool_dir=tmp_path / "spool")
     try:
-        assert (kafka.kind, es.kind, standalone.kind) == (KAFKA, ELASTICSEARCH, KAFKA) == ("kafka", "elasticsearch", "kafka")
+        # the kinds name the journal cursors already stored in users' journals: they never change
+        assert (kafka.kind, es.kind, standalone.kind) == (KAFKA, ELASTICSEARCH, KAFKA)
+        assert (KAFKA, ELASTICSEARCH) == ("kafka", "elasticsearch")
         for sink in (kafka, es, standalone):
             assert isinstance(sink, Sink)
             assert isinstance(sink, JournalFedSink)
@@ -163,10 +165,9 @@ def test_the_spooled_sink_base_asks_for_what_it_needs():
     class Forgetful(SpooledSinkBase):  # no worker, no flush, no stats
         pass
 
-    with pytest.raises(TypeError):
-        Forgetful("x", EventInbox(1, lambda item: None, None), journal_fed=False, thread_name="x")  # type: ignore[abstract]
-    with pytest.raises(TypeError):
-        SpooledSinkBase.__init__(_ListSink.__new__(_ListSink), EventInbox(1, lambda i: None, None))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="abstract"):
+        Forgetful("x", EventInbox(1, lambda item: None, None), journal_fed=False,  # type: ignore[abstract]
+                  thread_name="x")
 
     with _ListSink() as sink:
         assert sink.kind == "list" and not sink.journal_fed and isinstance(sink, Sink)
