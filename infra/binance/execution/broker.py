@@ -119,6 +119,7 @@ from binance.client import Client
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from tradeconsole.core.broker import BrokerSettings
+from tradeconsole.core.broker_protocol import Broker
 from tradeconsole.core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS, BinanceEndpoints
 from tradeconsole.core.feed import CANDLE_SOURCE_EXCHANGE
 from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade
@@ -275,7 +276,7 @@ class _ExchangePosition:
 
 
 # ---------------------------------------------------------------------------------------- broker
-class BinanceFuturesBroker:
+class BinanceFuturesBroker(Broker):
     """One symbol, isolated margin (CROSSED in Multi-Assets mode), one-way mode, one position at
     a time, market entries."""
 
@@ -427,9 +428,22 @@ class BinanceFuturesBroker:
         p = self.position
         return self.cash if p is None else self.cash + p.side.sign * p.qty * (mark - p.entry_price)
 
+    @property
+    def pending(self) -> None:
+        """Entries are MARKET orders, filled or rejected at once: there is never a pending one."""
+        return None
+
     def cancel_pending(self) -> bool:
         """Entries are MARKET orders, filled or rejected at once: there is never a pending one."""
         return False
+
+    def on_candle_open(self, candle: Candle) -> None:
+        """Nothing fills at a candle's open: entries go to market when the signal candle closes."""
+        return None
+
+    def take_dropped(self) -> list[Any]:
+        """Entries are never deferred to the next open, so none can be dropped by a data gap."""
+        return []
 
     def on_candle(self, candle: Candle) -> list[tuple[Fill, Trade | None]]:
         """Deliver exits found since the last call (protective order fired, or resolved by
