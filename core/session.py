@@ -24,7 +24,7 @@ from typing import Any
 from tradeconsole.core.broker import client_order_id
 from tradeconsole.core.broker_protocol import Broker
 from dataclasses import replace
-from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
+from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Side, Trade
 from tradeconsole.core.events import (
     CandleEvent,
     ErrorEvent,
