@@ -24,9 +24,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import requests
-from binance.exceptions import BinanceAPIException, BinanceRequestException
-
 from tradeconsole.core.domain import iso_ms as _iso
 from tradeconsole.infra.binance.execution.rules import SymbolRules, _dec
 from tradeconsole.infra.binance.http.errors import (
@@ -34,8 +31,9 @@ from tradeconsole.infra.binance.http.errors import (
     ExchangeUnavailable,
     RateLimited,
     TimestampOutOfSync,
-    error_from_response,
+    error_from_exception,
 )
+from tradeconsole.infra.retry import RetryPolicy, retry_call
 
 log = logging.getLogger(__name__)
 _NOT_FOUND = (-2013, -2011)
@@ -207,51 +205,47 @@ class ExchangeReads:
                 return None
             raise
 
+    def _retry_policy(self) -> RetryPolicy:
+        """The broker's share of the one retry policy (``tradeconsole.infra.retry``): at most
+        ``max_retries`` retries, backing off from ``retry_backoff`` seconds."""
+        return RetryPolicy(initial_s=self.retry_backoff, max_s=max(self.retry_backoff, self.max_retry_wait),
+                           max_attempts=self.max_retries + 1)
+
     def _request(self, op: str, fn: Callable[..., Any], *, idempotent: bool = True, **params: Any) -> Any:
         """One REST call under the retry policy. Reads (``idempotent``) are retried on 5xx and
         timeouts; everything is retried once after re-syncing the clock on -1021 and after a short
-        Retry-After on 429 (nothing executed in either case)."""
+        Retry-After on 429 (nothing executed in either case); a 418 (IP ban) or a Retry-After
+        longer than ``max_retry_wait`` raises ``RateLimited`` at once."""
         resynced = False
-        attempt = 0
-        while True:
-            err = self._attempt(op, fn, params)
-            if not isinstance(err, BinanceError):
-                return err
-            if isinstance(err, TimestampOutOfSync) and not resynced:
-                log.warning("Binance says our clock drifts (%s); re-syncing server time", err.api_message)
+
+        def once() -> Any:
+            nonlocal resynced
+            result = self._attempt(op, fn, params)
+            if isinstance(result, TimestampOutOfSync) and not resynced:
+                log.warning("Binance says our clock drifts (%s); re-syncing server time", result.api_message)
                 self.sync_time()
                 resynced = True
-                continue
-            if attempt >= self.max_retries:
-                raise err
-            if isinstance(err, RateLimited):
-                if err.http_status == 418 or err.retry_after is None or err.retry_after > self.max_retry_wait:
-                    raise err
-                log.warning("rate limited while %s; waiting %gs", op, err.retry_after)
-                self._sleep(err.retry_after)
-            elif isinstance(err, ExchangeUnavailable) and idempotent:
-                self._sleep(self.retry_backoff * (attempt + 1))
-            else:
-                raise err
-            attempt += 1
+                result = self._attempt(op, fn, params)
+            if isinstance(result, BinanceError):
+                raise result
+            return result
+
+        def classify(exc: BaseException) -> float | bool | None:
+            if isinstance(exc, RateLimited):
+                if exc.http_status == 418 or exc.retry_after is None or exc.retry_after > self.max_retry_wait:
+                    return None
+                return exc.retry_after
+            return True if isinstance(exc, ExchangeUnavailable) and idempotent else None
+
+        return retry_call(once, name=op, classify=classify, policy=self._retry_policy(), sleep=self._sleep,
+                          logger=log)
 
     def _attempt(self, op: str, fn: Callable[..., Any], params: dict[str, Any]) -> Any:
         """Call once; return the result or the typed error (never raise python-binance types)."""
         try:
             return fn(**params)
-        except BinanceAPIException as e:
-            retry_after = None
-            headers = getattr(getattr(e, "response", None), "headers", None) or {}
-            if headers.get("Retry-After"):
-                try:
-                    retry_after = float(headers["Retry-After"])
-                except ValueError:
-                    retry_after = None
-            code = e.code if isinstance(e.code, int) and e.code != 0 else None
-            api_msg = self._redact(str(e.message or ""))[:300]
-            return error_from_response(code, e.status_code, api_msg, op, retry_after)
-        except requests.exceptions.Timeout:
-            return ExchangeUnavailable(f"no answer from Binance in time while {op}; outcome unknown",
-                                       code=None, operation=op)
-        except (requests.exceptions.RequestException, BinanceRequestException) as e:
-            return ExchangeUnavailable(f"could not reach Binance while {op}: {type(e).__name__}", operation=op)
+        except Exception as e:
+            err = error_from_exception(e, op, (self._client.API_KEY, self._client.API_SECRET))
+            if err is None:
+                raise
+            return err

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tradeconsole.infra.binance.http.errors import DUPLICATE_ID_CODES, BinanceError, ExchangeUnavailable
+from tradeconsole.infra.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class OrderSubmission:
         """Send an order so that it exists exactly once. After an ambiguous failure (timeout, 5xx,
         execution-status-unknown codes) or a duplicate-id reject, look the client id up; re-send only
         when the exchange says it does not exist."""
-        attempt = 0
+        backoff = Backoff(op, self._retry_policy(), logger=log, sleep=self._sleep)
         while True:
             try:
                 return self._request(op, fn, idempotent=False, **params)
@@ -44,11 +45,11 @@ class OrderSubmission:
                 if found is not None:
                     log.info("%s: the order was placed despite the error; not re-sending", op)
                     return found
-                attempt += 1
-                if attempt > self.max_retries:
-                    raise ExchangeUnavailable(f"{op}: not placed after {attempt} attempts ({e}); verified absent",
-                                              code=e.code, http_status=e.http_status, operation=op) from None
-                self._sleep(self.retry_backoff * attempt)
+                delay = backoff.failed(f"verified absent after: {e}")
+                if backoff.exhausted:
+                    raise ExchangeUnavailable(f"{op}: not placed after {backoff.failures} attempts ({e}); verified "
+                                              "absent", code=e.code, http_status=e.http_status, operation=op) from None
+                backoff.wait(delay)
             except BinanceError as e:
                 if e.code not in DUPLICATE_ID_CODES:
                     raise
