@@ -44,6 +44,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from tradeconsole.core.broker_protocol import Broker
 from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade, iso_ms
 from tradeconsole.core.indicators import IndicatorSettings
 
@@ -182,8 +183,9 @@ class DroppedEntry:
                 f"of the signal candle ({iso_ms(self.signal_time)}); the price moved on unseen")
 
 
-class SimulatedFuturesBroker:
-    """Simulated isolated-margin futures account for one symbol."""
+class SimulatedFuturesBroker(Broker):
+    """Simulated isolated-margin futures account for one symbol (the ``Broker`` Protocol; the
+    exchange-only members are documented no-ops)."""
 
     def __init__(self, symbol: str, settings: BrokerSettings = BrokerSettings(),
                  model: FillModel = FILL_MODELS["realistic"]) -> None:
@@ -488,6 +490,29 @@ class SimulatedFuturesBroker:
         self.fills.append(fill)
         self.trades.append(trade)
         return fill, trade
+
+    # ------------------------------------------------------------------ exchange-only members (no-ops)
+    def start(self) -> None:
+        """Nothing to prepare: the simulated account exists from ``__init__``."""
+
+    def check_feed(self, source: str) -> None:
+        """Every candle source may drive a simulation (backtests replay history on purpose)."""
+
+    def apply_stream_event(self, event: dict[str, Any]) -> list[tuple[Fill, Trade | None]]:
+        """There is no account stream for a simulated account: nothing changes."""
+        return []
+
+    def on_stream_gap(self) -> list[tuple[Fill, Trade | None]]:
+        """No account stream, so nothing can have been missed."""
+        return []
+
+    def reconcile(self) -> list[Any]:
+        """No exchange to compare with: the simulation is its own truth."""
+        return []
+
+    def take_alerts(self) -> list[str]:
+        """The simulation never raises operator alerts (fills and drops are published as events)."""
+        return []
 
     # ------------------------------------------------------------------ persistence (paper)
     def snapshot(self) -> dict[str, Any]:

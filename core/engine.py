@@ -297,9 +297,7 @@ class Engine:
         if self.journal is not None:
             st = self.journal.session_state(spec.key)
             if st is not None:
-                restore = getattr(broker, "restore", None)
-                if restore is not None:
-                    restore(st.snapshot)
+                broker.restore(st.snapshot)
                 slot.last_open_time = self._believable_last_open_time(spec, st.last_open_time)
         return slot
 
@@ -420,7 +418,7 @@ class Engine:
         self._dirty.clear()
         if self.journal is not None and (events or dirty):
             states = [SessionState(s.spec.key, self.run_id, s.session.broker.snapshot(), s.last_open_time)
-                      for s in dirty if hasattr(s.session.broker, "snapshot")]
+                      for s in dirty]
             dup = self.journal.commit(events, states)
             if dup:
                 events = [e for e in events if e.event_id not in dup]
@@ -444,17 +442,14 @@ class Engine:
         ``reconcile``) after the broker resolved it by its documented rule."""
         self._next_reconcile = self._clock() + self.reconcile_every_s
         for slot in self._slots.values():
-            reconcile = getattr(slot.session.broker, "reconcile", None)
-            if reconcile is None:
-                continue
             try:
-                findings = reconcile() or []
+                findings = list(slot.session.broker.reconcile())
             except Exception as exc:  # noqa: BLE001 - exchange down: report, retry next period
                 findings = [f"reconcile failed: {type(exc).__name__}: {exc}"]
             for f in findings:
                 self._buffer.append(ErrorEvent(**self._env("reconcile", uuid.uuid4().hex), symbol=slot.spec.symbol,
                                                interval=slot.spec.interval, strategy=slot.spec.strategy,
-                                               source="reconcile", message=str(getattr(f, "message", f))))
+                                               source="reconcile", message=str(f)))
             self._collect_alerts(slot)
             if findings:
                 self._dirty[slot.spec.key] = slot
@@ -462,13 +457,10 @@ class Engine:
 
     def _collect_alerts(self, slot: _Slot) -> None:
         """Live brokers queue alerts (e.g. protection could not be placed); publish them."""
-        take = getattr(slot.session.broker, "take_alerts", None)
-        if take is None:
-            return
-        for alert in take() or []:
+        for alert in slot.session.broker.take_alerts():
             self._buffer.append(ErrorEvent(**self._env("alert", uuid.uuid4().hex), symbol=slot.spec.symbol,
                                            interval=slot.spec.interval, strategy=slot.spec.strategy,
-                                           source="broker", message=str(getattr(alert, "message", alert))))
+                                           source="broker", message=str(alert)))
 
     # ------------------------------------------------------------------ handlers
     def _handle_market(self, ev: MarketEvent) -> None:
@@ -504,11 +496,8 @@ class Engine:
     def _feed_refused(self, slot: _Slot, ev: CandleClosed | CandleUpdate) -> bool:
         """Live brokers refuse candles that are not from the exchange (``check_feed`` raises):
         the candle is skipped for that session, counted, and reported on one line."""
-        check = getattr(slot.session.broker, "check_feed", None)
-        if check is None:
-            return False
         try:
-            check(ev.source)
+            slot.session.broker.check_feed(ev.source)
         except Exception as exc:  # noqa: BLE001 - the broker's refusal, reported as an error event
             self.refused_candles += 1
             if self.refused_candles <= 3 or self.refused_candles % 1000 == 0:  # visible, not a flood
@@ -641,9 +630,8 @@ class Engine:
     def _cancel_pending(self, slot: _Slot, now: int) -> bool:
         """Drop a decided-but-unfilled entry (realistic paper model: it would fill at the next
         open) and publish its cancellation, so the orders panel never shows a dead order."""
-        cancel = getattr(slot.session.broker, "cancel_pending", None)
-        pending = getattr(slot.session.broker, "pending", None)
-        if cancel is None or not cancel():
+        pending = slot.session.broker.pending  # read before the cancel clears it
+        if not slot.session.broker.cancel_pending():
             return False
         if pending is not None and slot.session.publish is not None:
             side = pending.side

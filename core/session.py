@@ -11,20 +11,20 @@ on the closed candle, after the broker's protective orders had their chance on i
 the broker as a market exit (``submit_exit``). Time is counted in candles of the session's
 interval from the entry fill, so a restart (which restores the position) counts on correctly.
 
-The broker is anything with the ``SimulatedFuturesBroker`` surface (``on_candle``,
-``submit_entry``, ``flatten``, ``equity``, ``is_flat``, ``position``, ``cash``); the live Binance
-broker in ``infra`` implements the same surface.
+The broker is a ``tradeconsole.core.broker_protocol.Broker``: the simulated broker and the live
+Binance broker in ``infra`` both implement that Protocol explicitly.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from tradeconsole.core.broker import client_order_id
+from tradeconsole.core.broker_protocol import Broker
 from dataclasses import replace
-from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
+from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Side, Trade
 from tradeconsole.core.events import (
     CandleEvent,
     ErrorEvent,
@@ -41,19 +41,6 @@ from tradeconsole.core.risk import RiskGuard
 from tradeconsole.core.strategies.base import Strategy
 
 __all__ = ["Broker", "StrategySession"]
-
-
-class Broker(Protocol):
-    position: Position | None
-    cash: float
-
-    @property
-    def is_flat(self) -> bool: ...
-    def equity(self, mark: float) -> float: ...
-    def on_candle(self, candle: Candle) -> list[tuple[Fill, Trade | None]]: ...
-    def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
-                     take_profit_pct: float, stake_fraction: float = 1.0) -> Fill | None: ...
-    def flatten(self, price: float, time: int, reason: FillReason = ...) -> tuple[Fill, Trade] | None: ...
 
 
 Publish = Callable[[Event], None]

@@ -16,11 +16,15 @@ Elasticsearch was down; others logged a traceback per attempt). Everything that 
 Which errors are worth retrying is the caller's knowledge (a 503 is, an authentication failure or
 a refused media type is not); :func:`retry_call` takes a ``classify`` function for that.
 Non-blocking users (a worker thread that must keep draining its queue) call
-:meth:`Backoff.failed` to get the delay and schedule the next try themselves.
+:meth:`Backoff.failed` to get the delay and schedule the next try themselves; asyncio users (the
+Binance websocket supervisors) await :func:`async_wait_or_stop` with it. Callers whose waits must
+be observable or interruptible in their own way (tests recording the back-off, a stream whose sleep
+raises when it stops) pass ``sleep=``; the stop signals are still checked before and after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -36,6 +40,7 @@ __all__ = [
     "RetryPolicy",
     "StopSignal",
     "Stopped",
+    "async_wait_or_stop",
     "parse_retry_after",
     "retry_call",
     "stop_requested",
@@ -143,6 +148,17 @@ def wait_or_stop(seconds: float, stop: StopSignal | Iterable[StopSignal | None] 
             time.sleep(step)
 
 
+async def async_wait_or_stop(seconds: float, stop: StopSignal | Iterable[StopSignal | None] | None,
+                             tick_s: float = 0.05) -> bool:
+    """``wait_or_stop`` for a coroutine: sleeps without blocking the event loop; False as soon as
+    a stop is requested (checked every ``tick_s``)."""
+    stops = _as_list(stop)
+    deadline = time.monotonic() + max(0.0, seconds)
+    while not stop_requested(stops) and time.monotonic() < deadline:
+        await asyncio.sleep(max(0.0, min(tick_s, deadline - time.monotonic())))
+    return not stop_requested(stops)
+
+
 class Backoff:
     """The retry state of one activity (start-up, a batch, a sink's connection).
 
@@ -154,7 +170,7 @@ class Backoff:
     def __init__(self, name: str, policy: RetryPolicy | None = None, *,
                  stop: StopSignal | Iterable[StopSignal | None] | None = None,
                  logger: logging.Logger | None = None, rng: random.Random | None = None,
-                 report: str = "each") -> None:
+                 report: str = "each", sleep: Callable[[float], None] | None = None) -> None:
         if report not in REPORT_MODES:
             raise ValueError(f"report must be one of {', '.join(REPORT_MODES)}")
         self.name = name
@@ -166,6 +182,7 @@ class Backoff:
         self.last_reason = ""
         self._log = logger or logging.getLogger(__name__)
         self._rng = rng
+        self._sleep = sleep
 
     @property
     def exhausted(self) -> bool:
@@ -198,8 +215,15 @@ class Backoff:
         self.failures = 0
 
     def wait(self, seconds: float) -> bool:
-        """Sleep ``seconds`` unless stopped first; False when stopped."""
-        return wait_or_stop(seconds, self.stop)
+        """Sleep ``seconds`` unless stopped first; False when stopped. With an injected ``sleep``
+        the stop signals are checked before and after it (the sleep itself may raise to stop)."""
+        if self._sleep is None:
+            return wait_or_stop(seconds, self.stop)
+        if stop_requested(self.stop):
+            return False
+        if seconds > 0:
+            self._sleep(seconds)
+        return not stop_requested(self.stop)
 
     def pause(self, reason: str, retry_after: float | None = None) -> None:
         """``failed`` + ``wait``; raises :class:`Stopped` when a stop came first."""
@@ -216,13 +240,15 @@ Classifier = Callable[[BaseException], float | bool | None]
 def retry_call[T](fn: Callable[[], T], *, name: str, classify: Classifier, policy: RetryPolicy | None = None,
                stop: StopSignal | Iterable[StopSignal | None] | None = None,
                logger: logging.Logger | None = None,
-               describe: Callable[[BaseException], str] | None = None) -> T:
+               describe: Callable[[BaseException], str] | None = None,
+               sleep: Callable[[float], None] | None = None, rng: random.Random | None = None) -> T:
     """Call ``fn`` until it succeeds, a non-retryable error (re-raised), ``max_attempts``
     failures (the last error re-raised) or a stop (:class:`Stopped`).
 
     ``describe(exc)`` gives the reason in the log line (default ``Type: message``; a client
-    whose message hides the cause, like elastic_transport's "Connection error", wants more)."""
-    backoff = Backoff(name, policy, stop=stop, logger=logger)
+    whose message hides the cause, like elastic_transport's "Connection error", wants more).
+    ``sleep``/``rng`` as for :class:`Backoff`."""
+    backoff = Backoff(name, policy, stop=stop, logger=logger, rng=rng, sleep=sleep)
     while True:
         if stop_requested(backoff.stop):
             raise Stopped(f"{name}: stopped before it succeeded")

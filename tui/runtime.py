@@ -214,11 +214,8 @@ class Runtime:
         from tradeconsole.infra.settings import LiveTradingRefused
 
         for session in self.engine.sessions.values():
-            start = getattr(session.broker, "start", None)
-            if start is None:
-                continue
             try:
-                start()
+                session.broker.start()
             except AccountModeUnsupported as e:  # the account must change: a refusal, exit 2
                 self.journal.close()
                 raise LiveTradingRefused(str(e)) from None
