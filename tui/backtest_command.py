@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradeconsole.core.errors import EnvironmentFailure
+from tradeconsole.core.errors import EnvironmentFailure, UserError
 
 if TYPE_CHECKING:
     from tradeconsole.core.events import Event
@@ -84,6 +84,8 @@ def main(args: argparse.Namespace) -> int:
     from tradeconsole.backtest import cli as backtest_cli
 
     if not args.kafka:
+        if args.journal:  # a journal nobody ships would be written for nothing
+            raise UserError("--journal keeps the events --kafka ships; without --kafka a backtest writes no journal")
         return backtest_cli.main(args)
     from tradeconsole.infra.persistence.journal import Journal
     from tradeconsole.infra.persistence.shipper import JournalShipper

@@ -76,3 +76,12 @@ def test_an_unreachable_kafka_is_an_error_not_a_silent_loss(tmp_path, data_1h):
     assert json.loads(out.stdout)["trades"] >= 0  # the report itself was printed
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "did not acknowledge" in errors[0] and "Traceback" not in out.stderr
+
+
+def test_a_journal_without_kafka_is_refused(tmp_path, data_1h, capsys):
+    from tradeconsole.tui.cli import main
+
+    code = main(["backtest", "--strategy", "engulfing", "--data", str(data_1h), "--journal", str(tmp_path / "j.sqlite")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("error:") == 1 and "without --kafka" in err
+    assert not (tmp_path / "j.sqlite").exists()
