@@ -63,7 +63,7 @@ def run_backtest(
     *,
     symbol: str = "ETHUSDT",
     interval: str = "5m",
-    model: FillModel | str = "realistic",
+    fill_model: FillModel | str = "realistic",
     settings: BrokerSettings = BrokerSettings(),
     indicator_settings: IndicatorSettings | None = None,
     publish: Callable[[Event], None] | None = None,
@@ -80,7 +80,7 @@ def run_backtest(
     result (equity, bars, metrics) covers the window only.
     """
     t0 = time.perf_counter()
-    fm = FILL_MODELS[model] if isinstance(model, str) else model
+    fm = FILL_MODELS[fill_model] if isinstance(fill_model, str) else fill_model
     ind_settings = indicator_settings or fm.indicator_settings()
     run_id = run_id or f"bt-{uuid.uuid4().hex[:12]}"
     if warmup < 0 or (warmup and warmup >= len(candles)):

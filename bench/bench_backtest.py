@@ -365,10 +365,10 @@ class InProcess:
         if key not in self.cache:
             self.cache[key] = self.load_candles(data, interval=interval)[0]
             # warm-up: the first call pays for importing pandas-ta (and numba under it)
-            self.run_backtest(self.cache[key], self.make_strategy(strategy), interval=interval, model="seed")
+            self.run_backtest(self.cache[key], self.make_strategy(strategy), interval=interval, fill_model="seed")
         candles = self.cache[key]
         t0 = time.perf_counter()
-        r = self.run_backtest(candles, self.make_strategy(strategy), interval=interval, model="seed")
+        r = self.run_backtest(candles, self.make_strategy(strategy), interval=interval, fill_model="seed")
         wall = time.perf_counter() - t0
         return wall, {"trades": len(r.trades), "final_equity": float(r.equity[-1])}
 

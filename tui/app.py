@@ -35,6 +35,7 @@ from tradeconsole.core.events import Event
 from tradeconsole.core.strategies import STRATEGIES
 from tradeconsole.tui.collector import CollectorSnapshot, EventCollector
 from tradeconsole.tui.runtime import Runtime, RuntimeOptions, options_from_args
+from tradeconsole.tui.screens import INTERVALS
 from tradeconsole.tui.screens.dashboard import DASHBOARD_BINDINGS, DashboardScreen
 from tradeconsole.tui.screens.dialogs import (
     ChoiceDialog,
@@ -91,9 +92,7 @@ HELP_EXTRA = [
     Binding("f", "", "Quit dialog: flatten, then quit"),
 ]
 
-#: intervals offered by the interval dialog (a subset of Binance's, the ones worth trading)
-INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "1d"]
-assert all(iv in INTERVAL_MS for iv in INTERVALS)
+assert all(iv in INTERVAL_MS for iv in INTERVALS)  # the intervals the dialogs offer are Binance's
 
 
 def settle_garbage_collector() -> None:
@@ -155,7 +154,7 @@ class TradeConsoleApp(App[int]):
         if GIL_SWITCH_INTERVAL:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self.chart_builder.start()
-        self.push_screen(DashboardScreen())
+        self.push_screen(DashboardScreen(self, chart_builder=self.chart_builder))
         self.launch(self.options)
 
     @work(exclusive=True, group="runtime")
@@ -568,7 +567,8 @@ class TradeConsoleApp(App[int]):
             self.install_screen(BacktestScreen(
                 strategy=s.strategy if s is not None else self.options.strategies[0][0],
                 symbol=self.options.symbol, interval=self.options.strategies[0][1],
-                data=self.options.replay or "", cash=self.options.cash, deterministic=self.deterministic),
+                data=self.options.replay or "", cash=self.options.cash, deterministic=self.deterministic,
+                chart_builder=self.chart_builder, intervals=INTERVALS),
                 name="backtest")
             self._backtest_installed = True
         self.push_screen("backtest")

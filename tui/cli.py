@@ -138,6 +138,35 @@ def _journal_path(value: str) -> str:
 
 _CASH = number("cash", 0, 1e12, low_open=True)
 
+#: the simulated broker's fill models (``tradeconsole.core.broker.FILL_MODELS``)
+FILL_MODEL_CHOICES = ("seed", "realistic")
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old option name kept working (``--mode`` for ``--fill-model``): it stores into the new
+    option's dest and records itself, so ``main`` prints one ``warning:`` line naming the new
+    flag once the command line parsed (never in front of a parse error)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, **kw: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        used = vars(namespace).setdefault("deprecated_options", [])
+        if (option_string, self.new) not in used:
+            used.append((option_string, self.new))
+
+
+def _add_fill_model(add: Callable[..., None]) -> None:
+    """``--fill-model {seed,realistic}`` (default realistic) and its deprecated alias ``--mode``.
+    The trading mode (paper/testnet/live) is ``--live``/``--testnet``; ``mode`` in events means only that."""
+    add("--fill-model", dest="fill_model", choices=FILL_MODEL_CHOICES, default="realistic",
+        help="fill model of the simulated broker: seed or realistic (default realistic)")
+    add("--mode", dest="fill_model", choices=FILL_MODEL_CHOICES, action=_DeprecatedAlias, new="--fill-model",
+        alias=True, help="deprecated alias of --fill-model (prints a warning)")
+
 
 # ---------------------------------------------------------------------- parsers
 
@@ -188,8 +217,8 @@ def _engine_defaults(*, headless: bool) -> dict[str, Any]:
 def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: str = "") -> None:
     """Options of the engine (console and ``run --headless``). With ``prefix`` (the bare
     console's options on the root parser) nothing is set unless given."""
-    def add(*flags: str, dest: str, default: Any = None, **kw: Any) -> None:
-        if prefix:
+    def add(*flags: str, dest: str, default: Any = None, alias: bool = False, **kw: Any) -> None:
+        if prefix or alias:  # an alias never sets a default over the option it stands for
             kw["default"] = argparse.SUPPRESS
         else:
             kw["default"] = default
@@ -209,7 +238,7 @@ def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: s
     add("--replay", dest="replay", metavar="PATH", help="replay a history file/directory instead of live data")
     add("--speed", dest="speed", type=_speed, default=None if headless else 60.0, metavar="N|max",
         help="replay speed: candles per real interval (60 = an hour of 1m data per minute) or 'max'")
-    add("--mode", dest="mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    _add_fill_model(add)
     add("--cash", dest="cash", type=_CASH, default=10_000.0, help="paper starting balance in USDT (default 10000)")
     add("--journal", dest="journal", metavar="PATH", type=_journal_path,
         help="journal database (default: in the data directory)")
@@ -218,6 +247,16 @@ def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: s
     add("--testnet", dest="testnet", action="store_true", default=False, help="trade on the Binance futures testnet")
     add("--kafka", dest="kafka", metavar="BOOTSTRAP", help="also publish every event to Kafka (host:port)")
     add("--elasticsearch", dest="elasticsearch", metavar="URL", help="also index events directly into Elasticsearch")
+
+
+def _adder(p: argparse.ArgumentParser) -> Callable[..., None]:
+    """``add_argument`` with the ``alias`` keyword of ``_add_engine_options``'s ``add``."""
+    def add(*flags: str, alias: bool = False, **kw: Any) -> None:
+        if alias:
+            kw["default"] = argparse.SUPPRESS
+        p.add_argument(*flags, **kw)
+
+    return add
 
 
 def _add_debug(p: argparse.ArgumentParser, *, root: bool) -> None:
@@ -254,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
     bt.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first day (UTC), e.g. 2022-09-01")
     bt.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="end (exclusive, UTC), e.g. 2022-12-01")
-    bt.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    _add_fill_model(_adder(bt))
     bt.add_argument("--cash", type=_CASH, default=10_000.0, help="starting balance in USDT (default 10000)")
     # ranges as tradeconsole.core.broker.BrokerSettings enforces them (Binance USD-M allows at most 125x)
     bt.add_argument("--leverage", type=number("leverage", 1, 125), default=1.0, help="leverage, 1..125 (default 1)")
@@ -275,8 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--trades-csv", metavar="FILE", help="write the closed round trips to a CSV file")
     bt.add_argument("--plot", action="store_true",
                     help="draw equity and price with fills (on stdout, or on stderr with --json)")
-    bt.add_argument("--kafka", metavar="BOOTSTRAP", help="publish the run's events to Kafka (host:port)")
-    bt.set_defaults(handler="tradeconsole.backtest.cli:main")
+    bt.add_argument("--kafka", metavar="BOOTSTRAP",
+                    help="publish the run's events to Kafka (host:port), through a journal and its shipper")
+    bt.add_argument("--journal", metavar="PATH", type=_journal_path,
+                    help="with --kafka: keep the run's events in this journal (default: a temporary one); "
+                         "what Kafka did not acknowledge is resent by the next run with the same journal")
+    bt.add_argument("--config", metavar="PATH", help="config file (with --kafka: [kafka] topic_prefix, security)")
+    bt.set_defaults(handler="tradeconsole.tui.backtest_command:main")
 
     # -- optimize
     op = sub.add_parser("optimize", help="search strategy parameters (walk-forward, self-checked)",
@@ -288,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
     op.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first day (UTC)")
     op.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="end (exclusive, UTC)")
-    op.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    _add_fill_model(_adder(op))
     op.add_argument("--cash", type=_CASH, default=10_000.0, help="starting balance in USDT (default 10000)")
     op.add_argument("--leverage", type=number("leverage", 1, 125), default=1.0, help="leverage, 1..125 (default 1)")
     op.add_argument("--fee", type=number("fee", 0, 0.01, high_open=True), default=0.0004, help="taker fee fraction")
@@ -357,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--data", required=True, metavar="PATH", help="CSV/Parquet file or directory of them")
     sc.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR", help="also load from here")
     sc.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
-    sc.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    _add_fill_model(_adder(sc))
     sc.add_argument("--samples", type=number("samples", 2, 10_000), default=40,
                     help="truncation points / warm-up windows sampled (default 40)")
     sc.add_argument("--live-bars", type=number("live-bars", 10, 1_000_000), default=3000,
@@ -522,6 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         preload_strategies(raw)
         args = build_parser().parse_args(raw)
         debug = bool(args.debug)
+        for old, new in vars(args).pop("deprecated_options", []):
+            print(f"warning: {old} is deprecated, use {new} (same values)", file=sys.stderr)
         module_name, func_name = args.handler.split(":")
         handler = getattr(importlib.import_module(module_name), func_name)
         return int(handler(args) or 0)

@@ -6,6 +6,7 @@ run exactly the same engine the same way; only how events are shown differs.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import tempfile
 import time
@@ -66,12 +67,16 @@ def parse_strategy_specs(values: list[str] | None, interval: str | None) -> list
     return out
 
 
-def options_from_args(args: Any) -> RuntimeOptions:
+def options_from_args(args: argparse.Namespace) -> RuntimeOptions:
+    """The one place parsed engine options (the console's and ``run --headless``'s, see
+    ``tradeconsole.tui.cli._add_engine_options``) become ``RuntimeOptions``: every field read by
+    name, so a renamed or missing option fails here, at start, instead of being defaulted
+    silently by a ``getattr``."""
     return RuntimeOptions(
-        strategies=parse_strategy_specs(getattr(args, "strategies", None), getattr(args, "interval", None)),
+        strategies=parse_strategy_specs(args.strategies, args.interval),
         symbol=args.symbol.upper(), market=args.market, replay=args.replay, speed=args.speed,
-        fill_model=args.mode, cash=args.cash, journal=args.journal, config=args.config, live=args.live,
-        testnet=args.testnet, kafka=args.kafka, elasticsearch=getattr(args, "elasticsearch", None),
+        fill_model=args.fill_model, cash=args.cash, journal=args.journal, config=args.config, live=args.live,
+        testnet=args.testnet, kafka=args.kafka, elasticsearch=args.elasticsearch,
     )
 
 

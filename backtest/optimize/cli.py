@@ -136,8 +136,8 @@ def main(args: argparse.Namespace) -> int:
     folds = _windows(args, warmup, n, step_ms)
     full = Window("full", warmup, n)
 
-    job = Job(candles, args.strategy, args.mode, settings, symbol, interval, args.pbo_blocks)
-    ctx = {"data": data_hash(candles), "strategy": args.strategy, "model": args.mode, "settings": asdict(settings),
+    job = Job(candles, args.strategy, args.fill_model, settings, symbol, interval, args.pbo_blocks)
+    ctx = {"data": data_hash(candles), "strategy": args.strategy, "model": args.fill_model, "settings": asdict(settings),
            "symbol": symbol, "interval": interval}
     store = ResultsStore(args.results)
     from_file = set(store.rows)  # keys already in --results before this run
@@ -249,10 +249,10 @@ def main(args: argparse.Namespace) -> int:
               "run the same command again to resume", file=sys.stderr)
         return 130
     elapsed = time.perf_counter() - t0
-    full_ws = Workspace(candles, args.strategy, args.mode, settings, warmup=warmup, symbol=symbol, interval=interval)
+    full_ws = Workspace(candles, args.strategy, args.fill_model, settings, warmup=warmup, symbol=symbol, interval=interval)
 
     out = _report(args, dims, objective, full_points, full_rows, order, fold_out, full_ws, settings)
-    out.update(strategy=args.strategy, mode=args.mode, symbol=symbol, interval=interval,
+    out.update(strategy=args.strategy, mode=args.fill_model, symbol=symbol, interval=interval,
                data={"start": iso_ms(int(candles.open_time[warmup])), "end": iso_ms(int(candles.open_time[-1]) + step_ms),
                      "bars": n - warmup, "warmup_bars": warmup, "summary": report.summary()},
                search=args.search, evaluated=len(full_rows), resumed=resumed, reused=reused, computed=computed,

@@ -10,8 +10,8 @@ evaluated once per distinct set of *entry* parameters (everything except the bro
 kernel (``tradeconsole.backtest.optimize.sim``) then runs the broker's rules, and the metrics come from the
 one ``tradeconsole.backtest.metrics.compute_metrics`` applied to a real ``BacktestResult``.
 
-``reference`` is the one path: ``run_backtest(candles, make_strategy(name, **params),
-model=..., settings=..., warmup=...)`` exactly as ``backtest/cli.py`` calls it. ``verify``
+``reference`` is the one path: ``Backtest(candles, name, params=..., fill_model=..., settings=...,
+warmup=...).run()`` (``tradeconsole.backtest.facade``), the object ``backtest/cli.py`` runs. ``verify``
 compares the two and raises ``MismatchError`` on any difference; the optimiser calls it on its
 top results and fails loudly.
 """
@@ -27,7 +27,7 @@ import numpy as np
 
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.backtest.metrics import compute_metrics
-from tradeconsole.backtest.runner import BacktestResult, run_backtest
+from tradeconsole.backtest.runner import BacktestResult
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, FillModel, client_order_id
 from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
 from tradeconsole.core.indicators import IndicatorValues, compute_history
@@ -60,11 +60,11 @@ def data_hash(candles: CandleArrays) -> str:
 def reference(candles: CandleArrays, strategy: str, params: dict[str, float], *, model: str,
               settings: BrokerSettings, warmup: int = 0, symbol: str = "ETHUSDT",
               interval: str = "5m") -> dict[str, Any]:
-    """Metrics of one combination through the one backtest path (as ``tradeconsole backtest``)."""
-    strat = make_strategy(strategy, **params)
-    result = run_backtest(candles, strat, symbol=symbol, interval=interval, model=model, settings=settings,
-                          warmup=warmup)
-    return compute_metrics(result)
+    """Metrics of one combination through the one backtest path, ``Backtest`` (as ``tradeconsole backtest``)."""
+    from tradeconsole.backtest.facade import Backtest
+
+    return Backtest(candles, strategy, params=params, fill_model=model, settings=settings, warmup=warmup,
+                    symbol=symbol, interval=interval).run().metrics
 
 
 def comparable(metrics: dict[str, Any]) -> dict[str, Any]:

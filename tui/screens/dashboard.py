@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rich.text import Text
 
@@ -21,18 +21,16 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tradeconsole.tui.collector import CollectorSnapshot, SessionSnapshot
+from tradeconsole.tui.collector import CollectorSnapshot, EventCollector, SessionSnapshot
 from tradeconsole.tui.widgets.candles import CandleChart
-from tradeconsole.tui.widgets.header import KeyBar, StatusHeader
+from tradeconsole.tui.widgets.chart import ChartBuilder
+from tradeconsole.tui.widgets.header import HeaderState, KeyBar, StatusHeader
 from tradeconsole.tui.widgets.indicators import IndicatorChart
 from tradeconsole.tui.widgets.log import EventLog
 from tradeconsole.tui.widgets.orders import OrdersTable, TradesTable
 from tradeconsole.tui.widgets.positions import EquityPanel, PositionsPanel, PositionStrip
 
-if TYPE_CHECKING:
-    from tradeconsole.tui.app import TradeConsoleApp
-
-__all__ = ["DashboardScreen", "LayoutPlan", "plan_layout"]
+__all__ = ["DashboardHost", "DashboardScreen", "LayoutPlan", "plan_layout"]
 
 CHART_HZ = 2.5
 
@@ -128,11 +126,27 @@ class SwitcherBar(Static):
         self.update(t)
 
 
+class DashboardHost(Protocol):
+    """What the dashboard reads from its owner (``TradeConsoleApp``), handed to the screen
+    instead of imported: the collector it draws, the header's state and the selected session."""
+
+    collector: EventCollector
+    selected_key: str | None
+    deterministic: bool
+    refresh_hz: float
+
+    def header_state(self, snap: CollectorSnapshot) -> HeaderState: ...
+
+    def on_snapshot(self, snap: CollectorSnapshot) -> None: ...
+
+
 class DashboardScreen(Screen):
     BINDINGS = DASHBOARD_BINDINGS
 
-    def __init__(self) -> None:
+    def __init__(self, host: DashboardHost, *, chart_builder: ChartBuilder | None = None) -> None:
         super().__init__()
+        self.host = host
+        self.chart_builder = chart_builder
         self.plan: LayoutPlan | None = None
         self.pane = "indicators"  # shown in the switcher when collapsed
 
@@ -140,16 +154,16 @@ class DashboardScreen(Screen):
         yield StatusHeader(id="status")
         with Vertical(id="body"):
             with Horizontal(id="top"):
-                yield CandleChart(id="candles")
+                yield CandleChart(id="candles", builder=self.chart_builder)
                 with Vertical(id="side"):
                     yield PositionsPanel(id="position")
                     yield EquityPanel(id="equity")
             yield PositionStrip(id="strip")
             yield SwitcherBar(id="tabs")
             with Horizontal(id="indicators"):
-                yield IndicatorChart("rsi", id="rsi")
-                yield IndicatorChart("macd", id="macd")
-                yield IndicatorChart("cci", id="cci")
+                yield IndicatorChart("rsi", id="rsi", builder=self.chart_builder)
+                yield IndicatorChart("macd", id="macd", builder=self.chart_builder)
+                yield IndicatorChart("cci", id="cci", builder=self.chart_builder)
             yield EventLog(id="log")
             with Horizontal(id="book"):
                 yield OrdersTable(id="orders")
@@ -218,32 +232,28 @@ class DashboardScreen(Screen):
         widget = self.query_one(f"#{nxt}")
         self.call_after_refresh(widget.focus)
 
-    @property
-    def tc_app(self) -> TradeConsoleApp:
-        return self.app  # type: ignore[return-value]
-
     def on_mount(self) -> None:
-        self.query_one(EventLog).hide_wall_clock = self.tc_app.deterministic
+        self.query_one(EventLog).hide_wall_clock = self.host.deterministic
         self.apply_layout()
         self._chart_seen: tuple[str, int] | None = None
         self._chart_time = 0.0
         self._version = -1
         self._snap: CollectorSnapshot | None = None
         self.refresh_view(force=True)
-        self.set_interval(1.0 / self.tc_app.refresh_hz, self.refresh_view)
+        self.set_interval(1.0 / self.host.refresh_hz, self.refresh_view)
 
     # ------------------------------------------------------------------ drawing
     def refresh_header(self) -> None:
         """Only the status line (an operator action's immediate answer; the rest follows on the
         next tick)."""
         if self._snap is not None:
-            self.query_one(StatusHeader).show(self.tc_app.header_state(self._snap))
+            self.query_one(StatusHeader).show(self.host.header_state(self._snap))
 
     def refresh_view(self, force: bool = False) -> None:
         """Pull a snapshot from the collector and update what changed (timer callback)."""
         if not force and not self.is_current:
             return  # hidden behind the backtest screen: nothing to draw
-        app = self.tc_app
+        app = self.host
         changed = force or app.collector.version != self._version
         if changed or self._snap is None:
             self._snap = app.collector.snapshot()
