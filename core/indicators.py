@@ -440,6 +440,8 @@ class IndicatorSpec:
     fn: Any = None  # custom: (DataFrame of open/high/low/close/volume) -> Series | DataFrame | ndarray
     window: int = 0  # live window in closed candles (ta/custom); 0 for o1
     columns: tuple[tuple[str, str], ...] = ()  # our suffix -> pandas-ta column prefix (multi-column results)
+    plot: str = "auto"  # how the dashboard charts it: "auto", "overlay" (price chart), "pane" or "none"
+    levels: tuple[float, ...] = ()  # reference lines drawn with it (RSI 30/70, ADX 25)
 
     def settings(self, base: IndicatorSettings) -> IndicatorSettings:
         """The o1 indicator's ``IndicatorSettings``: the fill model's style with the declared lengths."""
