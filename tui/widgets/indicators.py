@@ -210,26 +210,36 @@ class IndicatorPanes(Horizontal):
         charts, self.problem = charts_for(strategy)
         if charts != self.charts:
             self.charts = charts
-            self.remove_children()
-            panes = self._panes(charts)
-            self.mount_all(panes)
-        else:
-            panes = list(self.query(IndicatorChart))
-        for pane in panes:
+            self.call_later(self._rebuild, charts, tuple(rows), open_row)
+            return charts
+        for pane in self.query(IndicatorChart):
             pane.set_data(rows, open_row)
         return charts
+
+    async def _rebuild(self, charts: tuple[Chart, ...], rows: tuple[IndicatorRow, ...],
+                       open_row: IndicatorRow | None) -> None:
+        """Replace the panes (the old ones are gone before the new ones, which may reuse their
+        ids, are mounted), unless another layout was asked for meanwhile."""
+        if charts != self.charts:
+            return
+        await self.remove_children()
+        panes = self._panes(charts)
+        await self.mount_all(panes)
+        for pane in panes:
+            pane.set_data(rows, open_row)
 
 
 def axis_ticks(kind: str | Chart, lo: float, hi: float, rows: int) -> tuple[list[float], list[str]]:
     """Y ticks for an indicator pane: its reference lines first (RSI 30/70, CCI +/-100, MACD 0,
     a declared indicator's ``levels``), then the range's ends when there are rows enough to keep
     labels apart."""
-    if isinstance(kind, Chart):  # a declared indicator: its levels inside the range, else the ends
-        refs = [v for v in kind.levels if lo <= v <= hi]
-        ticks = sorted(set(refs + ([lo, hi] if rows >= 5 or not refs else [])))
-        if rows < 3:
-            ticks = ticks[:1]
-        return _spread(ticks, lo, hi, rows)
+    if isinstance(kind, Chart):  # a declared indicator: its levels first, the range's ends where they fit
+        span = (hi - lo) or 1.0
+        kept = sorted({v for v in kind.levels if lo <= v <= hi})[: 1 if rows < 3 else None]
+        for end in ([lo, hi] if rows >= 5 or not kept else []):
+            if all(abs(end - t) / span * max(1, rows - 1) >= 1.2 for t in kept):
+                kept.append(end)
+        return _spread(sorted(kept), lo, hi, rows)
     refs = list(KINDS[kind][1])
     if kind == "macd":
         ticks = [lo, 0.0, hi] if rows >= 5 and lo < 0 < hi else [0.0] if lo <= 0 <= hi else [lo, hi]
