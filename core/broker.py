@@ -122,20 +122,24 @@ class ExitPlan:
     ``stop``/``target``: ``("pct", fraction of the fill price)``, ``("distance", price units)`` or
     ``("price", absolute)``; None for none. ``trail``: ``("pct", f)`` or ``("distance", d)`` behind
     the best price, or None. ``sizing``: ``"fraction"`` of equity as margin (``size``), a
-    ``"notional"`` in USDT, or ``"risk"``: the fraction of equity lost at the stop."""
+    ``"notional"`` in USDT, or ``"risk"``: the fraction of equity lost at the stop.
+    ``max_notional``: the risk limit's cap on the position's notional (USDT), applied at the fill
+    price whatever the sizing rule (``tradeconsole.core.risk.RiskGuard.limit_plan``)."""
 
     stop: tuple[str, float] | None
     target: tuple[str, float] | None
     trail: tuple[str, float] | None = None
     sizing: str = "fraction"
     size: float = 1.0
+    max_notional: float | None = None
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> ExitPlan:
         def t(x: Any) -> tuple[str, float] | None:
             return None if x is None else (str(x[0]), float(x[1]))
+        cap = d.get("max_notional")
         return ExitPlan(t(d.get("stop")), t(d.get("target")), t(d.get("trail")), str(d.get("sizing", "fraction")),
-                        float(d.get("size", 1.0)))
+                        float(d.get("size", 1.0)), None if cap is None else float(cap))
 
 
 def _level(px: float, rule: tuple[str, float] | None, sign: int, adverse: bool) -> float:
@@ -385,9 +389,11 @@ class SimulatedFuturesBroker:
         elif (stop >= px or target <= px) if sign > 0 else (stop <= px or target >= px):
             why = f"protective levels on the wrong side of the fill price {px:g} (stop {stop:g}, target {target:g})"
         per_unit = px * (1.0 / s.leverage + s.fee_rate)
-        qty_max = self.cash / per_unit
+        qty_max = self.cash / per_unit  # the leverage cap: margin + entry fee never exceed the wallet
+        if plan.max_notional is not None:  # the risk limit, at the fill price, for every sizing rule
+            qty_max = min(qty_max, plan.max_notional / px)
         if plan.sizing == "fraction":
-            qty = self.cash * plan.size / per_unit
+            qty = min(self.cash * plan.size / per_unit, qty_max)
         elif plan.sizing == "notional":
             qty = min(plan.size / px, qty_max)
         else:  # risk: a stop hit loses plan.size of equity

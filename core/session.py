@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from tradeconsole.core.broker import client_order_id
-from dataclasses import replace
 from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
 from tradeconsole.core.events import (
     CandleEvent,
@@ -192,11 +191,8 @@ class StrategySession:
                 fill = self.broker.submit_entry(side, candle, oid, p.stop_loss_pct, p.take_profit_pct, stake)
             else:
                 plan = self.strategy.exit_plan(side, ind)
-                if plan.sizing == "fraction" and self.risk is not None:
-                    plan = replace(plan, size=self.risk.stake_fraction(plan.size, self.broker.equity(candle.close),
-                                                                       self.leverage))
-                elif plan.sizing == "notional" and self.risk is not None and self.risk.limits.max_notional is not None:
-                    plan = replace(plan, size=min(plan.size, self.risk.limits.max_notional))
+                if self.risk is not None:  # max notional for every sizing rule (risk per trade too)
+                    plan = self.risk.limit_plan(plan, self.broker.equity(candle.close), self.leverage)
                 fill = self.broker.submit_entry(side, candle, oid, 0.0, 0.0, 1.0, plan=plan)
         except Exception as exc:
             # A live broker may fail *after* the entry filled (e.g. protective orders rejected):
