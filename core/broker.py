@@ -207,6 +207,7 @@ class SimulatedFuturesBroker:
         self._entry_stake = 0.0
         self._position_funding = 0.0
         self.trail: tuple[str, float] | None = None  # the open position's trailing stop
+        self._stop_move: tuple[float, float] | None = None  # (from, to) of the last trailing move not yet taken
         self.pending_exit: str | None = None  # FillReason value of an exit to fill at the next open
 
     # ------------------------------------------------------------------ queries
@@ -292,12 +293,21 @@ class SimulatedFuturesBroker:
         kind, v = self.trail
         if long:
             new = ref * (1 - v) if kind == "pct" else ref - v
-            if new > p.stop_price:
-                self.position = replace(p, stop_price=new)
+            moved = new > p.stop_price
         else:
             new = ref * (1 + v) if kind == "pct" else ref + v
-            if new < p.stop_price:
-                self.position = replace(p, stop_price=new)
+            moved = new < p.stop_price
+        if moved:
+            self.position = replace(p, stop_price=new)
+            before = self._stop_move[0] if self._stop_move is not None else p.stop_price
+            self._stop_move = (before, new)
+
+    def take_stop_move(self) -> tuple[float, float] | None:
+        """The trailing stop's move since the last call, as (from, to) prices, or None: the
+        session publishes it as the stop order's ``amended`` event, so the console, the journal
+        and Kibana show the stop where the broker holds it."""
+        move, self._stop_move = self._stop_move, None
+        return move
 
     def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
                      take_profit_pct: float, stake_fraction: float = 1.0, plan: ExitPlan | None = None) -> Fill | None:
@@ -490,6 +500,7 @@ class SimulatedFuturesBroker:
         )
         self.position = None
         self.trail = None
+        self._stop_move = None
         self.pending_exit = None
         self.fills.append(fill)
         self.trades.append(trade)

@@ -111,6 +111,11 @@ class StrategySession:
             exited = exited or trade is not None
             if pub:
                 self._publish_fill(fill, trade)
+        take_move = getattr(broker, "take_stop_move", None)
+        move = take_move() if take_move is not None else None
+        # a stop placed on this very candle (realistic entry at its open) is published at its moved level already
+        if pub and move is not None and broker.position is not None and broker.position.entry_time < candle.open_time:
+            self._publish_stop_move(broker.position, move, candle.close_time)
         if self._managed and broker.position is not None and not exited:
             res = self._managed_exit(candle, ind)
             if res is not None:
@@ -284,6 +289,14 @@ class StrategySession:
         assert self.publish is not None
         self.publish(OrderEvent(**self._env("order", time, f"{order.client_id}:{status}"), order=order,
                                 status=status, message=message))
+
+    def _publish_stop_move(self, pos: Position, move: tuple[float, float], time: int) -> None:
+        """A trailing stop moved on this closed candle: its stop order, same client id, at the new
+        trigger price, status ``amended`` (the exchange's word for a changed working order)."""
+        oid = getattr(self.broker, "_entry_order_id", "") + "sl"
+        self._order(Order(oid, self.symbol, pos.side.exit_order_side, OrderType.STOP_MARKET, pos.qty, time,
+                          stop_price=move[1], reduce_only=True, reason=FillReason.STOP_LOSS), "amended", time,
+                    f"trailing stop moved {move[0]:,.2f} -> {move[1]:,.2f}")
 
     def _publish_dropped(self) -> None:
         """An entry the broker dropped (the next candle came after a gap) ends its order as
