@@ -10,7 +10,8 @@ A strategy is a small class. It *declares* what it needs and *decides* on closed
   live; the rest are recomputed over a bounded window of recent candles (``window``, default
   ``startup_candle_count`` or derived), so live and backtest run the same function on the same
   candles. The base values (``rsi``, ``macd``, ``macd_signal``, ``macd_hist``, ``cci``, ``bull``,
-  ``engulfing``) are always there;
+  ``engulfing``) are always there. ``plot=`` / ``levels=`` on a declaration and ``base_panes``
+  say how the dashboard charts them (``chart_layout``; see ``tradeconsole.core.strategies.charts``);
 * ``entry_signal(candle, ind)``: the side to open on this closed candle, or None;
 * exits: ``stop_loss`` / ``take_profit`` (``fixed(pct)``, ``atr(mult)``, ``level(column)``, or
   ``per_side(long=..., short=...)``), ``trailing_stop`` (``trailing(pct=...)`` or
