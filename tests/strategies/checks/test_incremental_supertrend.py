@@ -19,7 +19,7 @@ from tradeconsole.core.broker import FILL_MODELS
 from tradeconsole.core.indicators import IncrementalSupertrend, LiveIndicators
 from tradeconsole.core.strategies import Side, Strategy, ta
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance" / "spot" / "ETHUSDT" / "5m"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "binance" / "spot" / "ETHUSDT" / "5m"
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from tradeconsole.infra.sinks.schemas import load_schema, validate
 from tradeconsole.tui.collector import EventCollector
 
 H = 3_600_000
-STRATS = Path(__file__).resolve().parent
+STRATS = Path(__file__).resolve().parents[1]
 
 
 class _Trail(Strategy):
