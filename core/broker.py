@@ -123,20 +123,24 @@ class ExitPlan:
     ``stop``/``target``: ``("pct", fraction of the fill price)``, ``("distance", price units)`` or
     ``("price", absolute)``; None for none. ``trail``: ``("pct", f)`` or ``("distance", d)`` behind
     the best price, or None. ``sizing``: ``"fraction"`` of equity as margin (``size``), a
-    ``"notional"`` in USDT, or ``"risk"``: the fraction of equity lost at the stop."""
+    ``"notional"`` in USDT, or ``"risk"``: the fraction of equity lost at the stop.
+    ``max_notional``: the risk limit's cap on the position's notional (USDT), applied at the fill
+    price whatever the sizing rule (``tradeconsole.core.risk.RiskGuard.limit_plan``)."""
 
     stop: tuple[str, float] | None
     target: tuple[str, float] | None
     trail: tuple[str, float] | None = None
     sizing: str = "fraction"
     size: float = 1.0
+    max_notional: float | None = None
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> ExitPlan:
         def t(x: Any) -> tuple[str, float] | None:
             return None if x is None else (str(x[0]), float(x[1]))
+        cap = d.get("max_notional")
         return ExitPlan(t(d.get("stop")), t(d.get("target")), t(d.get("trail")), str(d.get("sizing", "fraction")),
-                        float(d.get("size", 1.0)))
+                        float(d.get("size", 1.0)), None if cap is None else float(cap))
 
 
 def _level(px: float, rule: tuple[str, float] | None, sign: int, adverse: bool) -> float:
@@ -205,6 +209,7 @@ class SimulatedFuturesBroker(Broker):
         self._entry_stake = 0.0
         self._position_funding = 0.0
         self.trail: tuple[str, float] | None = None  # the open position's trailing stop
+        self._stop_move: tuple[float, float] | None = None  # (from, to) of the last trailing move not yet taken
         self.pending_exit: str | None = None  # FillReason value of an exit to fill at the next open
 
     # ------------------------------------------------------------------ queries
@@ -290,12 +295,21 @@ class SimulatedFuturesBroker(Broker):
         kind, v = self.trail
         if long:
             new = ref * (1 - v) if kind == "pct" else ref - v
-            if new > p.stop_price:
-                self.position = replace(p, stop_price=new)
+            moved = new > p.stop_price
         else:
             new = ref * (1 + v) if kind == "pct" else ref + v
-            if new < p.stop_price:
-                self.position = replace(p, stop_price=new)
+            moved = new < p.stop_price
+        if moved:
+            self.position = replace(p, stop_price=new)
+            before = self._stop_move[0] if self._stop_move is not None else p.stop_price
+            self._stop_move = (before, new)
+
+    def take_stop_move(self) -> tuple[float, float] | None:
+        """The trailing stop's move since the last call, as (from, to) prices, or None: the
+        session publishes it as the stop order's ``amended`` event, so the console, the journal
+        and Kibana show the stop where the broker holds it."""
+        move, self._stop_move = self._stop_move, None
+        return move
 
     def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
                      take_profit_pct: float, stake_fraction: float = 1.0, plan: ExitPlan | None = None) -> Fill | None:
@@ -387,9 +401,11 @@ class SimulatedFuturesBroker(Broker):
         elif (stop >= px or target <= px) if sign > 0 else (stop <= px or target >= px):
             why = f"protective levels on the wrong side of the fill price {px:g} (stop {stop:g}, target {target:g})"
         per_unit = px * (1.0 / s.leverage + s.fee_rate)
-        qty_max = self.cash / per_unit
+        qty_max = self.cash / per_unit  # the leverage cap: margin + entry fee never exceed the wallet
+        if plan.max_notional is not None:  # the risk limit, at the fill price, for every sizing rule
+            qty_max = min(qty_max, plan.max_notional / px)
         if plan.sizing == "fraction":
-            qty = self.cash * plan.size / per_unit
+            qty = min(self.cash * plan.size / per_unit, qty_max)
         elif plan.sizing == "notional":
             qty = min(plan.size / px, qty_max)
         else:  # risk: a stop hit loses plan.size of equity
@@ -486,6 +502,7 @@ class SimulatedFuturesBroker(Broker):
         )
         self.position = None
         self.trail = None
+        self._stop_move = None
         self.pending_exit = None
         self.fills.append(fill)
         self.trades.append(trade)

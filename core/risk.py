@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tradeconsole.core.broker import ExitPlan
 
 __all__ = ["RiskGuard", "RiskLimits"]
 
@@ -60,6 +64,19 @@ class RiskGuard:
         if cap is None or equity <= 0:
             return wanted
         return min(wanted, cap / (equity * leverage))
+
+    def limit_plan(self, plan: ExitPlan, equity: float, leverage: float) -> ExitPlan:
+        """``plan`` under the limits, whatever its sizing rule: a fraction of equity is reduced
+        as ``stake_fraction`` does, and every rule (fraction, fixed notional, risk per trade,
+        whose size depends on the stop distance known only at the fill) carries ``max_notional``
+        for the broker to cap the quantity at the fill price. The leverage cap (margin + fee
+        within the wallet) is the broker's, for every rule too."""
+        cap = self.limits.max_notional
+        if cap is None:
+            return plan
+        if plan.sizing == "fraction":
+            plan = replace(plan, size=self.stake_fraction(plan.size, equity, leverage))
+        return replace(plan, max_notional=cap if plan.max_notional is None else min(cap, plan.max_notional))
 
     def observe_equity(self, now_ms: int, equity: float) -> str | None:
         """Track the day's loss; returns an alert message when the limit is first crossed."""

@@ -24,7 +24,7 @@ from typing import Any
 from tradeconsole.core.broker import client_order_id
 from tradeconsole.core.broker_protocol import Broker
 from dataclasses import replace
-from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Side, Trade
+from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
 from tradeconsole.core.events import (
     CandleEvent,
     ErrorEvent,
@@ -99,6 +99,11 @@ class StrategySession:
             exited = exited or trade is not None
             if pub:
                 self._publish_fill(fill, trade)
+        take_move = getattr(broker, "take_stop_move", None)
+        move = take_move() if take_move is not None else None
+        # a stop placed on this very candle (realistic entry at its open) is published at its moved level already
+        if pub and move is not None and broker.position is not None and broker.position.entry_time < candle.open_time:
+            self._publish_stop_move(broker.position, move, candle.close_time)
         if self._managed and broker.position is not None and not exited:
             res = self._managed_exit(candle, ind)
             if res is not None:
@@ -179,11 +184,8 @@ class StrategySession:
                 fill = self.broker.submit_entry(side, candle, oid, p.stop_loss_pct, p.take_profit_pct, stake)
             else:
                 plan = self.strategy.exit_plan(side, ind)
-                if plan.sizing == "fraction" and self.risk is not None:
-                    plan = replace(plan, size=self.risk.stake_fraction(plan.size, self.broker.equity(candle.close),
-                                                                       self.leverage))
-                elif plan.sizing == "notional" and self.risk is not None and self.risk.limits.max_notional is not None:
-                    plan = replace(plan, size=min(plan.size, self.risk.limits.max_notional))
+                if self.risk is not None:  # max notional for every sizing rule (risk per trade too)
+                    plan = self.risk.limit_plan(plan, self.broker.equity(candle.close), self.leverage)
                 fill = self.broker.submit_entry(side, candle, oid, 0.0, 0.0, 1.0, plan=plan)
         except Exception as exc:
             # A live broker may fail *after* the entry filled (e.g. protective orders rejected):
@@ -275,6 +277,14 @@ class StrategySession:
         assert self.publish is not None
         self.publish(OrderEvent(**self._env("order", time, f"{order.client_id}:{status}"), order=order,
                                 status=status, message=message))
+
+    def _publish_stop_move(self, pos: Position, move: tuple[float, float], time: int) -> None:
+        """A trailing stop moved on this closed candle: its stop order, same client id, at the new
+        trigger price, status ``amended`` (the exchange's word for a changed working order)."""
+        oid = getattr(self.broker, "_entry_order_id", "") + "sl"
+        self._order(Order(oid, self.symbol, pos.side.exit_order_side, OrderType.STOP_MARKET, pos.qty, time,
+                          stop_price=move[1], reduce_only=True, reason=FillReason.STOP_LOSS), "amended", time,
+                    f"trailing stop moved {move[0]:,.2f} -> {move[1]:,.2f}")
 
     def _publish_dropped(self) -> None:
         """An entry the broker dropped (the next candle came after a gap) ends its order as

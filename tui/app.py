@@ -32,7 +32,6 @@ from textual.screen import Screen
 from tradeconsole.core.domain import INTERVAL_MS
 from tradeconsole.core.engine import Flatten, PauseEntries, StartTrading, StopTrading, SwitchStrategy
 from tradeconsole.core.events import Event
-from tradeconsole.core.strategies import STRATEGIES
 from tradeconsole.tui.collector import CollectorSnapshot, EventCollector
 from tradeconsole.tui.runtime import Runtime, RuntimeOptions, options_from_args
 from tradeconsole.tui.screens import INTERVALS
@@ -43,6 +42,7 @@ from tradeconsole.tui.screens.dialogs import (
     LiveConfirmDialog,
     QuitDialog,
     ReplayOfferDialog,
+    StrategyDialog,
     TextDialog,
 )
 from tradeconsole.tui.screens.help import HelpScreen
@@ -463,8 +463,7 @@ class TradeConsoleApp(App[int]):
             engine.send(SwitchStrategy(key, name, {}))
             self.collector.note(f"switch {key} to {name} requested")
 
-        descriptions = {n: f"default interval {cls.default_interval}" for n, cls in STRATEGIES.items()}
-        self.push_screen(ChoiceDialog("Strategy", list(STRATEGIES), current, descriptions), chosen)
+        self.push_screen(StrategyDialog(current), chosen)
 
     def action_switch_symbol(self) -> None:
         """Another symbol. During a replay the data must follow: the new symbol's history next

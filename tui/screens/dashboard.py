@@ -25,7 +25,7 @@ from tradeconsole.tui.collector import CollectorSnapshot, EventCollector, Sessio
 from tradeconsole.tui.widgets.candles import CandleChart
 from tradeconsole.tui.widgets.chart import ChartBuilder
 from tradeconsole.tui.widgets.header import HeaderState, KeyBar, StatusHeader
-from tradeconsole.tui.widgets.indicators import IndicatorChart
+from tradeconsole.tui.widgets.indicators import IndicatorPanes, overlay_lines
 from tradeconsole.tui.widgets.log import EventLog
 from tradeconsole.tui.widgets.orders import OrdersTable, TradesTable
 from tradeconsole.tui.widgets.positions import EquityPanel, PositionsPanel, PositionStrip
@@ -160,10 +160,7 @@ class DashboardScreen(Screen):
                     yield EquityPanel(id="equity")
             yield PositionStrip(id="strip")
             yield SwitcherBar(id="tabs")
-            with Horizontal(id="indicators"):
-                yield IndicatorChart("rsi", id="rsi", builder=self.chart_builder)
-                yield IndicatorChart("macd", id="macd", builder=self.chart_builder)
-                yield IndicatorChart("cci", id="cci", builder=self.chart_builder)
+            yield IndicatorPanes(id="indicators", builder=self.chart_builder)  # the shown strategy's panes
             yield EventLog(id="log")
             with Horizontal(id="book"):
                 yield OrdersTable(id="orders")
@@ -210,7 +207,9 @@ class DashboardScreen(Screen):
         if self.plan is not None and name in self.plan.tabbed:
             self.pane = name
             self.apply_layout()
-        target = {"indicators": "#rsi", "log": "#log", "orders": "#orders", "trades": "#trades"}[name]
+        panes = self.query_one(IndicatorPanes).pane_ids
+        target = {"indicators": f"#{panes[0]}" if panes else "#indicators", "log": "#log", "orders": "#orders",
+                  "trades": "#trades"}[name]
         self.call_after_refresh(self.query_one(target).focus)
 
     def action_toggle_orders(self) -> None:
@@ -219,9 +218,9 @@ class DashboardScreen(Screen):
 
     def action_cycle_focus(self, step: int) -> None:
         """Tab / shift+Tab: every pane in turn, collapsed ones included (the switcher follows)."""
-        order = ["candles", "rsi", "macd", "cci", "log", "orders", "trades"]
-        group = {"rsi": "indicators", "macd": "indicators", "cci": "indicators", "log": "log", "orders": "orders",
-                 "trades": "trades"}
+        panes = self.query_one(IndicatorPanes).pane_ids
+        order = ["candles", *panes, "log", "orders", "trades"]
+        group = {**{p: "indicators" for p in panes}, "log": "log", "orders": "orders", "trades": "trades"}
         focused = self.focused.id if self.focused is not None else None
         i = order.index(focused) if focused in order else -1
         nxt = order[(i + step) % len(order)]
@@ -239,6 +238,7 @@ class DashboardScreen(Screen):
         self._chart_time = 0.0
         self._version = -1
         self._snap: CollectorSnapshot | None = None
+        self._noted: set[str] = set()
         self.refresh_view(force=True)
         self.set_interval(1.0 / self.host.refresh_hz, self.refresh_view)
 
@@ -289,6 +289,10 @@ class DashboardScreen(Screen):
         chart.border_title = f"{s.symbol} {s.interval}" + (
             f"  C {s.candles[-1].close:,.2f}" if s.candles and s.open_candle is None else
             f"  open {s.open_candle.close:,.2f}" if s.open_candle is not None else "")
-        chart.set_data(s.candles, s.open_candle, s.markers, s.position, s.interval)
-        for pane in self.query(IndicatorChart):
-            pane.set_data(s.indicators, s.open_indicators)
+        panes = self.query_one(IndicatorPanes)
+        charts = panes.show(s.strategy, s.indicators, s.open_indicators)
+        if panes.problem and panes.problem not in self._noted:  # a strategy's bad declaration: said once
+            self._noted.add(panes.problem)
+            self.tc_app.collector.note(panes.problem, "warning")
+        chart.set_data(s.candles, s.open_candle, s.markers, s.position, s.interval,
+                       overlay_lines(charts, s.indicators, s.open_indicators))
