@@ -240,8 +240,10 @@ class TradeConsoleApp(App[int]):
             return None
         if not has_keys:
             return None
-        prompt = f"Type the symbol ({opts.symbol}) to confirm live trading:"
-        typed = await self.push_screen_wait(LiveConfirmDialog(prompt, opts.symbol))
+        # several symbols: every one of them, comma-separated (the gate compares exactly that)
+        symbols = ",".join(opts.symbols) if len(opts.symbols) > 1 else opts.symbol
+        prompt = f"Type the symbol{'s' if ',' in symbols else ''} ({symbols}) to confirm live trading:"
+        typed = await self.push_screen_wait(LiveConfirmDialog(prompt, symbols))
         answer = typed or ""
         return lambda _prompt: answer
 
@@ -505,8 +507,12 @@ class TradeConsoleApp(App[int]):
         opts = self.options
         strategies = list(opts.strategies)
         if self.runtime is not None:
-            strategies = [(sess.strategy.name, sess.interval) for sess in self.runtime.engine.sessions.values()]
+            # once per strategy spec, not once per symbol x spec
+            strategies = list(dict.fromkeys((sess.strategy.name, sess.interval)
+                                            for sess in self.runtime.engine.sessions.values()))
         new = with_market(opts, symbol=symbol, interval=interval, strategies=strategies)
+        if symbol:  # "another symbol" replaces the set of symbols by that one
+            new = replace(new, symbols=[new.symbol])
         if opts.replay:
             path = retarget_replay(opts.replay, opts.symbol, new.symbol, opts.strategies[0][1], new.strategies[0][1])
             new = replace(new, replay=path or "")
