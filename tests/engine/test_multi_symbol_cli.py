@@ -147,3 +147,43 @@ def test_candles_of_both_symbols_are_real_files(market):
     btc, _ = load_candles(market / "BTCUSDT" / "1h", interval="1h")
     eth, _ = load_candles(market / "ETHUSDT" / "1h", interval="1h")
     assert len(btc) == len(eth) - 3 and float(btc.close[0]) == pytest.approx(float(eth.close[0]) * 13)
+
+
+def test_one_combined_connection_carries_every_symbol_and_the_stand_in_refuses_over_1024(candles_1h):
+    """Both symbols' klines arrive over ONE combined-stream connection (REST warm-up per symbol);
+    a handshake asking for more streams than Binance allows per connection is refused."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tests.servers.binance_market import BinanceMarketServer
+    from tradeconsole.core.candles import CandleArrays
+    from tradeconsole.core.feed import CandleClosed
+    from tradeconsole.infra.binance.market.stream import BinanceKlineStream
+
+    c = candles_1h
+    btc = CandleArrays(c.open_time, c.open * 13, c.high * 13, c.low * 13, c.close * 13, c.volume, c.close_time)
+    with BinanceMarketServer({("ETHUSDT", "1h"): c, ("BTCUSDT", "1h"): btc}) as server:
+        got: list = []
+        stream = BinanceKlineStream([("ETHUSDT", "1h"), ("BTCUSDT", "1h")], "futures", endpoints=server.endpoints(),
+                                    backfill=20, silence_timeout=5, backoff_initial=0.02, backoff_max=0.2, seed=1)
+        stream.start(got.append)
+        try:
+            deadline = time.monotonic() + 30
+            live = lambda: {e.symbol for e in got if isinstance(e, CandleClosed) and not e.backfill}  # noqa: E731
+            while time.monotonic() < deadline and live() != {"ETHUSDT", "BTCUSDT"}:
+                server.advance(1, "1h")
+                time.sleep(0.1)
+            assert live() == {"ETHUSDT", "BTCUSDT"}
+            warm = {e.symbol for e in got if isinstance(e, CandleClosed) and e.backfill}
+            assert warm == {"ETHUSDT", "BTCUSDT"}  # REST warm-up for each symbol
+            assert server.ws_connects == 1
+            assert [p for p in server.request_counts if "stream" in p] == ["/futures/market/stream"]
+        finally:
+            stream.stop()
+        names = "/".join(f"s{i:04d}usdt@kline_1m" for i in range(1025))
+        url = f"{server.base_url}/futures/market/stream?streams={names}"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url, timeout=10)
+        assert err.value.code == 400 and "too many streams: 1025 > 1024" in err.value.read().decode()
+        assert server.refused_over_limit == 1

@@ -289,7 +289,10 @@ class BinanceMarketServer:
         for prefix, market, klines in routes:
             app.router.add_get(prefix + "/ws/{stream}", self._ws_raw(market, klines))
             app.router.add_get(prefix + "/stream", self._ws_combined(market, klines))
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        # request lines up to 64 KiB (aiohttp's default is 8 KiB): a combined stream of 1024 kline
+        # streams is a ~25 KB URL, and Binance documents no URL limit, only the stream count
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5,
+                               max_line_size=65_536)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
