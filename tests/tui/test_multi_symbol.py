@@ -86,3 +86,14 @@ async def test_switching_between_symbols(two_markets, size):
             assert whose == {s.symbol for s in snap.sessions if s.working}
         rt = await quit_cleanly(pilot, app)
     assert_closed(rt)
+
+
+def test_session_keys_are_free_and_named_in_the_help():
+    """``[``/``]`` are taken by nothing else on the dashboard, and the help shows them as typed."""
+    from tradeconsole.tui.screens.dashboard import DASHBOARD_BINDINGS
+    from tradeconsole.tui.screens.help import key_names
+
+    keys = [k.strip() for b in DASHBOARD_BINDINGS for k in b.key.split(",")]
+    assert len(keys) == len(set(keys)), "a key bound twice on the dashboard"
+    assert {"left_square_bracket", "right_square_bracket", "n"} <= set(keys)
+    assert key_names("n,right_square_bracket") == "n, ]" and key_names("left_square_bracket") == "["
