@@ -88,7 +88,7 @@ async def test_switching_between_symbols(two_markets, size):
     assert_closed(rt)
 
 
-def test_session_keys_are_free_and_named_in_the_help():
+async def test_session_keys_are_free_and_named_in_the_help():
     """``[``/``]`` are taken by nothing else on the dashboard, and the help shows them as typed."""
     from tradeconsole.tui.screens.dashboard import DASHBOARD_BINDINGS
     from tradeconsole.tui.screens.help import key_names
