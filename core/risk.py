@@ -4,6 +4,9 @@
 * ``max_daily_loss``: once equity has fallen this much (USDT) below the day's starting equity
   (UTC day), no new entries until the next day; the engine publishes an alert.
 * ``max_orders_per_minute``: entries beyond this many in a rolling minute are refused.
+* ``max_positions``: no new entry while this many positions (or entries waiting for their
+  fill) are open; it matters for an account shared by several sessions
+  (``tradeconsole.core.account``), where every limit above applies to the account as a whole.
 
 Exits are never blocked by risk limits: protecting a position always goes through.
 """
@@ -31,6 +34,7 @@ class RiskLimits:
     max_notional: float | None = None
     max_daily_loss: float | None = None
     max_orders_per_minute: int | None = 10
+    max_positions: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_notional", "max_daily_loss"):
@@ -47,6 +51,12 @@ class RiskLimits:
                 raise ValueError(f"max_orders_per_minute must be a whole number, not {type(n).__name__}")
             if not 1 <= n <= 10_000:
                 raise ValueError(f"max_orders_per_minute={n} is out of range: allowed 1..10000")
+        m = self.max_positions
+        if m is not None:
+            if isinstance(m, bool) or not isinstance(m, int):
+                raise ValueError(f"max_positions must be a whole number, not {type(m).__name__}")
+            if not 1 <= m <= 10_000:
+                raise ValueError(f"max_positions={m} is out of range: allowed 1..10000")
 
 
 class RiskGuard:

@@ -311,7 +311,7 @@ def test_options_apply_where_they_are_given():
 
     console = build_parser().parse_args(["--mode", "seed", "--cash", "5000", "--strategy", "engulfing:1h"])
     assert (console.command, console.fill_model, console.cash, console.strategies) == (None, "seed", 5000.0, ["engulfing:1h"])
-    assert console.speed == 60.0 and console.symbol == "ETHUSDT"  # the console's own defaults
+    assert console.speed == 60.0 and console.symbol is None  # the console's own defaults (None: the config's symbols, else ETHUSDT)
     run = build_parser().parse_args(["run", "--headless", "--mode", "seed", "--cash", "5000"])
     assert (run.fill_model, run.cash, run.speed) == ("seed", 5000.0, None)
     bt = build_parser().parse_args(["--debug", "backtest", "--strategy", "basic", "--data", "x", "--mode", "seed"])

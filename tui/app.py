@@ -239,8 +239,10 @@ class TradeConsoleApp(App[int]):
             return None
         if not has_keys:
             return None
-        prompt = f"Type the symbol ({opts.symbol}) to confirm live trading:"
-        typed = await self.push_screen_wait(LiveConfirmDialog(prompt, opts.symbol))
+        # several symbols: every one of them, comma-separated (the gate compares exactly that)
+        symbols = ",".join(opts.symbols) if len(opts.symbols) > 1 else opts.symbol
+        prompt = f"Type the symbol{'s' if ',' in symbols else ''} ({symbols}) to confirm live trading:"
+        typed = await self.push_screen_wait(LiveConfirmDialog(prompt, symbols))
         answer = typed or ""
         return lambda _prompt: answer
 
@@ -301,6 +303,15 @@ class TradeConsoleApp(App[int]):
         self.collector.note(f"theme {theme} saved in {path}")
 
     # ------------------------------------------------------------------ view state
+    def account_equity(self, snap: CollectorSnapshot) -> float | None:
+        """The shared paper account's equity (the sum of its sessions' equities: each trades an
+        allocation of it, see tradeconsole.core.account), or None without a shared account."""
+        rt = self.runtime
+        if rt is None or getattr(rt, "account", None) is None:
+            return None
+        allocation = {spec.key: spec.broker.initial_cash for spec in rt.specs}
+        return sum(s.equity.equity if s.equity is not None else allocation.get(s.key, 0.0) for s in snap.sessions)
+
     def header_state(self, snap: CollectorSnapshot) -> HeaderState:
         rt = self.runtime
         opts = self.options
@@ -503,8 +514,12 @@ class TradeConsoleApp(App[int]):
         opts = self.options
         strategies = list(opts.strategies)
         if self.runtime is not None:
-            strategies = [(sess.strategy.name, sess.interval) for sess in self.runtime.engine.sessions.values()]
+            # once per strategy spec, not once per symbol x spec
+            strategies = list(dict.fromkeys((sess.strategy.name, sess.interval)
+                                            for sess in self.runtime.engine.sessions.values()))
         new = with_market(opts, symbol=symbol, interval=interval, strategies=strategies)
+        if symbol:  # "another symbol" replaces the set of symbols by that one
+            new = replace(new, symbols=[new.symbol])
         if opts.replay:
             path = retarget_replay(opts.replay, opts.symbol, new.symbol, opts.strategies[0][1], new.strategies[0][1])
             new = replace(new, replay=path or "")
@@ -515,12 +530,14 @@ class TradeConsoleApp(App[int]):
         self.collector.note(f"switching to {new.symbol} {new.strategies[0][1]}")
         self.launch(new, previous)
 
-    def action_next_session(self) -> None:
+    def action_next_session(self, step: int = 1) -> None:
+        """Show the next (``step`` 1) or previous (-1) session: chart, indicators, position,
+        trades; the positions panel and the orders table keep listing every session."""
         snap = self.collector.snapshot()
         keys = [s.key for s in snap.sessions]
         if keys:
-            i = keys.index(self.selected_key) if self.selected_key in keys else -1
-            self.selected_key = keys[(i + 1) % len(keys)]
+            i = keys.index(self.selected_key) if self.selected_key in keys else (-1 if step > 0 else 0)
+            self.selected_key = keys[(i + step) % len(keys)]
             self._show_now(everything=True)
 
     def action_toggle_replay(self) -> None:

@@ -231,7 +231,9 @@ def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: s
              "--strategy basic --strategy engulfing:1h. Default: basic")
     add("--strategy-path", dest="strategy_path", action="append", metavar="FILE_OR_DIR",
         help="also load strategies from this file or directory (repeatable)")
-    add("--symbol", dest="symbol", default="ETHUSDT", type=_symbol, help="symbol (default ETHUSDT)")
+    add("--symbol", dest="symbol", action="append", type=_symbol, metavar="SYMBOL",
+        help="symbol to trade; repeat for several (--symbol ETHUSDT --symbol BTCUSDT): each runs every "
+             "strategy as its own session, on one shared paper account. Default: the config's symbols, else ETHUSDT")
     add("--interval", dest="interval", type=_interval, help="kline interval (default: the strategy's own)")
     add("--market", dest="market", choices=("spot", "futures"), default="futures",
         help="market data source for live candles (default futures)")

@@ -54,7 +54,10 @@ DASHBOARD_BINDINGS = [
             tooltip="replay speed up: x1 ... x10,000, max"),
     Binding("minus", "app.replay_speed(-1)", "Replay slower", key_display="-", show=False,
             tooltip="replay speed down"),
-    Binding("n", "app.next_session", "Next session", show=False, tooltip="select the next running session"),
+    Binding("n,right_square_bracket", "app.next_session(1)", "Next session", key_display="n/]", show=False,
+            tooltip="show the next session (symbol x strategy) on the chart"),
+    Binding("left_square_bracket", "app.next_session(-1)", "Previous session", key_display="[", show=False,
+            tooltip="show the previous session on the chart"),
     Binding("tab", "cycle_focus(1)", "Next pane", show=False, tooltip="focus the next pane (collapsed ones too)"),
     Binding("shift+tab", "cycle_focus(-1)", "Previous pane", show=False),
     Binding("1", "show_pane('indicators')", "Indicators", show=False, tooltip="show/focus the indicator panes"),
@@ -279,9 +282,9 @@ class DashboardScreen(Screen):
     def _draw_book(self, snap: CollectorSnapshot, selected: SessionSnapshot | None) -> None:
         others = [s for s in snap.sessions if selected is None or s.key != selected.key]
         self.query_one(PositionsPanel).show(selected, others)
-        self.query_one(EquityPanel).show(selected)
+        self.query_one(EquityPanel).show(selected, self.tc_app.account_equity(snap))
         self.query_one(PositionStrip).show(selected)
-        self.query_one(OrdersTable).show(selected)
+        self.query_one(OrdersTable).show(selected, others)
         self.query_one(TradesTable).show(selected)
 
     def _draw_charts(self, s: SessionSnapshot) -> None:

@@ -230,6 +230,10 @@ class _Outbox:
             self._cond.notify_all()
 
 
+#: streams one combined websocket connection may carry (Binance "WebSocket Market Streams")
+MAX_STREAMS_PER_CONNECTION = 1024
+
+
 class BinanceKlineStream:
     """Supervised kline websocket for ``pairs`` on ``market`` ("spot" or "futures").
 
@@ -284,6 +288,11 @@ class BinanceKlineStream:
             self._seq.setdefault((symbol.upper(), interval), KlineSequencer(symbol, interval))
         if not self._seq:
             raise ValueError("at least one (symbol, interval) pair is required")
+        if len(self._seq) > MAX_STREAMS_PER_CONNECTION:
+            # "A single connection can listen to a maximum of 1024 streams" (Binance spot and
+            # USD-M futures docs, "WebSocket Market Streams"): more would be refused at connect
+            raise ValueError(f"{len(self._seq)} (symbol, interval) streams is more than the "
+                             f"{MAX_STREAMS_PER_CONNECTION} one Binance websocket connection carries")
         if backfill < 0 or silence_timeout <= 0 or backoff_initial < 0 or backoff_max < backoff_initial:
             raise ValueError("invalid stream timing settings")
         if (degraded_after is not None and not degraded_after > 0) or not degraded_grace >= 0 \
