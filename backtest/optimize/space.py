@@ -64,6 +64,8 @@ def parse_space(strategy: str, specs: list[str]) -> list[Dimension]:
     if strategy not in STRATEGIES:
         raise SpaceError(f"unknown strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
     ranges = param_ranges(STRATEGIES[strategy].Params)
+    if not specs:
+        specs = default_specs(strategy)
     dims: list[Dimension] = []
     seen: set[str] = set()
     for raw in specs:
@@ -110,6 +112,23 @@ def parse_space(strategy: str, specs: list[str]) -> list[Dimension]:
     if not dims:
         raise SpaceError("nothing to optimise: give at least one --param NAME=SPEC (or NAME for its declared range)")
     return dims
+
+
+def default_specs(strategy: str) -> list[str]:
+    """The space searched when no ``--param`` is given: for a user strategy, every parameter its
+    own ``Params`` declares a range for (the ranges inherited from ``StrategyParams`` - stop,
+    target, stake - are the user's to add: their defaults are what the strategy was written with);
+    for a built-in nothing (its ranges are the API's, far wider than anyone would search)."""
+    from dataclasses import fields
+
+    from tradeconsole.core.strategies import SOURCES
+    from tradeconsole.core.strategies.base import StrategyParams
+
+    if SOURCES.get(strategy) == "built-in":
+        return []
+    inherited = {f.name for f in fields(StrategyParams)}
+    ranges = param_ranges(STRATEGIES[strategy].Params)
+    return [name for name in ranges if name not in inherited]
 
 
 def grid_size(dims: list[Dimension]) -> int:
