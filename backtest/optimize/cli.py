@@ -394,22 +394,23 @@ def _same_row(row: dict[str, Any], ref: dict[str, Any], params: dict[str, float]
 def _optuna(dims, args, executor, w, lookup, record, label, on_progress=None):
     """TPE over the space; infeasible trials (constraints, undefined objective) are pruned."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
     from optuna.trial import TrialState
 
     from tradeconsole.backtest.optimize.run import Progress, evaluate_points
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
-    dist = {d.name: FloatDistribution(d.low, d.high) if d.low is not None else CategoricalDistribution(list(d.values))
-            for d in dims}
+    dist = {d.name: (IntDistribution(int(d.low), int(d.high)) if d.integer else FloatDistribution(d.low, d.high))
+            if d.low is not None else CategoricalDistribution(list(d.values)) for d in dims}
     prog = Progress(label, args.trials, on_update=on_progress)
     pts: list[dict[str, float]] = []
     rows: list[dict[str, Any]] = []
     batch = max(1, 2 * args.workers)
     while len(pts) < args.trials:
         trials = [study.ask(dist) for _ in range(min(batch, args.trials - len(pts)))]
-        points = [{d.name: (float(f"{t.params[d.name]:.6g}") if d.low is not None else float(t.params[d.name]))
+        points = [{d.name: (float(f"{t.params[d.name]:.6g}") if d.low is not None and not d.integer
+                            else float(t.params[d.name]))
                    for d in dims} for t in trials]
         points = [{k: min(max(v, d.low), d.high) if d.low is not None else v for (k, v), d in zip(p.items(), dims)}
                   for p in points]
