@@ -178,7 +178,8 @@ class Progress:
     def __init__(self, label: str, total: int, stream: Any = None,
                  on_update: Callable[[str, int, int], bool | None] | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.on = bool(getattr(self.stream, "isatty", lambda: False)())
+        # a caller with its own display (the console) gets the numbers, never a bar on its terminal
+        self.on = on_update is None and bool(getattr(self.stream, "isatty", lambda: False)())
         self.label, self.total, self.done, self.t0 = label, total, 0, time.perf_counter()
         self.on_update = on_update  # e.g. the console's progress bar; returning False stops the run
 

@@ -141,12 +141,12 @@ def heatmap_text(points: list[dict[str, float]], rows: list[dict[str, Any]], x: 
     xs = sorted({p[x] for p in points})
     ys = sorted({p[y] for p in points}, reverse=True)
     out = Text()
-    out.append(f"best score: {y} (rows) × {x} (columns)\n", style="bold")
+    out.append(f"best score: {y} (rows) × {x} (cols)\n", style="bold")
     if not xs or not ys:
         out.append("no trials", style="dim")
         return out
     label_w = max(len(f"{v:g}") for v in ys) + 1
-    cell = max(6, *(len(f"{v:g}") + 1 for v in xs))
+    cell = max(7, *(len(f"{v:g}") + 1 for v in xs))  # 6 characters of score and a space
     fit = max(1, (width - label_w) // cell)
     if len(xs) > fit:
         out.append(f"({len(xs) - fit} more columns than fit)\n", style="dim")
@@ -164,7 +164,8 @@ def heatmap_text(points: list[dict[str, float]], rows: list[dict[str, Any]], x: 
                 continue
             f = (v - lo) / span
             r, g = int(200 * (1 - f)) + 30, int(170 * f) + 30
-            out.append(f"{v:>{cell}.3g}", style=f"bold white on rgb({r},{g},40)")
+            out.append(" ")
+            out.append(f"{v:>{cell - 1}.3g}", style=f"bold white on rgb({r},{g},40)")
         out.append("\n")
     out.append(f"low {lo:.3g} … high {hi:.3g}", style="dim")
     return out
@@ -188,14 +189,14 @@ class OptimizeScreen(Screen):
     OptimizeScreen { layout: vertical; }
     #op-title { height: 1; background: $boost; padding: 0 1; }
     #op-main { height: 1fr; }
-    #op-form { width: 36; min-width: 28; border: round $panel-lighten-2; padding: 0 1; }
+    #op-form { width: 30; border: round $panel-lighten-2; padding: 0 1; }
     .op-row { height: 1; }
     .op-label { width: 11; }
     .op-row Input, .op-row Select { width: 1fr; }
     #op-results { width: 1fr; }
-    #op-heatmap-box { height: 1fr; min-height: 5; border: round $panel-lighten-2; }
-    #op-trials { height: 1fr; min-height: 5; border: round $panel-lighten-2; }
-    #op-wf { height: auto; max-height: 8; border: round $panel-lighten-2; }
+    #op-heatmap-box { height: 3fr; min-height: 8; border: round $panel-lighten-2; }
+    #op-trials { height: 2fr; min-height: 5; border: round $panel-lighten-2; }
+    #op-wf { height: auto; max-height: 7; border: round $panel-lighten-2; }
     #op-bottom { height: auto; }
     #op-progress { width: 30; }
     #op-status { width: 1fr; }
@@ -349,7 +350,8 @@ class OptimizeScreen(Screen):
             return
         self.show_report(out)
         best = out.get("best")
-        head = (f"done: {out['evaluated']} combinations, {out['feasible']} feasible, {out['elapsed_s']:.1f}s; "
+        took = "" if self.deterministic else f", {out['elapsed_s']:.1f}s"  # snapshots: no wall clock
+        head = (f"done: {out['evaluated']} combinations, {out['feasible']} feasible{took}; "
                 f"{out['verified_against_backtest']} re-run through the backtest: identical; kernel: {out['kernel']}")
         self._status(head if best else f"{head}; {out.get('note', 'no feasible combination')}",
                      "green" if best else "yellow")
@@ -519,7 +521,8 @@ class OptimizeScreen(Screen):
             app.collector.alias(key, strategy)
             engine.send(SwitchStrategy(key, strategy, params))
             app.collector.note(f"switch {key} to {strategy} {_params_text(params)} requested (optimiser)")
-            self._status(f"paper session {key} switched to {strategy} {_params_text(params)}", "green")
+            self._status(f"asked paper session {key} to switch to {strategy} {_params_text(params)} "
+                         "(the dashboard log shows whether the engine took it)", "green")
 
         app.push_screen(ConfirmDialog(f"Paper-trade session {key} with {strategy}\n{_params_text(params)}?\n"
                                       "(refused by the engine while it holds a position)", "Paper with these"),
