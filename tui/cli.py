@@ -468,17 +468,23 @@ def optimize_main(args: argparse.Namespace) -> int:
             raise UserError("--kafka/--elasticsearch ship from the journal: drop --no-journal")
         return optimize(args)
     from tradeconsole.core.paths import journal_path
-    from tradeconsole.infra.persistence.journal import Journal
+    from tradeconsole.infra.persistence.journal import Journal, JournalError
 
-    journal = Journal(args.journal or journal_path("journal-optimize.sqlite"), sync="normal")
+    try:
+        journal = Journal(args.journal or journal_path("journal-optimize.sqlite"), sync="normal")
+    except JournalError as exc:  # in use by another run, damaged: one line, exit 1
+        raise EnvironmentFailure(str(exc)) from None
     runs: list[str] = []
 
     def publish(event: Any) -> None:
-        if not runs:
-            runs.append(event.run_id)
-            journal.begin_run(event.run_id, "backtest", {"command": "optimize", "strategy": args.strategy,
-                                                         "objective": args.objective, "search": args.search})
-        journal.commit([event])
+        try:
+            if not runs:
+                runs.append(event.run_id)
+                journal.begin_run(event.run_id, "backtest", {"command": "optimize", "strategy": args.strategy,
+                                                             "objective": args.objective, "search": args.search})
+            journal.commit([event])
+        except JournalError as exc:  # e.g. the disk is full: the run's events cannot be kept
+            raise EnvironmentFailure(f"cannot journal the optimisation's events: {exc}") from None
 
     code = 1
     try:

@@ -74,6 +74,25 @@ def test_default_journal_and_no_journal(capsys, data_5m, tmp_path, monkeypatch):
     assert code == 2 and "drop --no-journal" in capsys.readouterr().err
 
 
+def test_journal_in_use_is_one_line_exit_1(data_5m, tmp_path):
+    """Another process holds the journal: the optimiser refuses before any work, in one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tradeconsole.infra.persistence.journal import Journal
+
+    held = Journal(tmp_path / "j.sqlite")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", *_args(data_5m, "--journal",
+                                                                                 str(tmp_path / "j.sqlite"))],
+                              cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    finally:
+        held.close()
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+    assert proc.stderr.startswith("error: ") and "in use" in proc.stderr and "internal error" not in proc.stderr
+
+
 def test_interrupted_run_ends_with_an_interrupted_event(capsys, data_5m, tmp_path, monkeypatch):
     from tradeconsole.backtest.optimize import run as runmod
 
