@@ -592,11 +592,13 @@ class TradeConsoleApp(App[int]):
     def action_help(self) -> None:
         """Show the help screen; built once and kept, so opening it again costs one repaint."""
         from tradeconsole.tui.screens.backtest import BACKTEST_BINDINGS
+        from tradeconsole.tui.screens.optimize import OPTIMIZE_BINDINGS
 
         if not self.is_screen_installed("help"):
             self.install_screen(HelpScreen([
                 ("Dashboard", DASHBOARD_BINDINGS),
                 ("Backtest screen", BACKTEST_BINDINGS),
+                ("Optimise screen (ctrl+o on the backtest screen)", OPTIMIZE_BINDINGS),
                 ("Tables and dialogs", HELP_EXTRA),
                 ("Everywhere", [Binding("ctrl+p", "", "Command palette: every action by name"),
                                 Binding("ctrl+q", "", "Quit (asks about open positions; again: at once)")]),

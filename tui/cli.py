@@ -27,6 +27,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from tradeconsole.backtest.inputs import check_data_files, check_input_path
@@ -329,7 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Search strategy parameters over history; every reported result is the "
                                     "backtest's, walk-forward out-of-sample by default.")
     _add_debug(op, root=False)
-    op.add_argument("--strategy", required=True, choices=("basic", "engulfing"), help="strategy to optimise")
+    op.add_argument("--strategy", required=True, choices=_strategy_names(),
+                    help="strategy to optimise (built-in or found with --strategy-path / the user directory)")
+    op.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR",
+                    help="also load strategies from this file or directory (repeatable)")
     op.add_argument("--data", metavar="PATH", required=True, help="CSV/Parquet file or directory of them")
     op.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
     op.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first day (UTC)")
@@ -369,7 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--json", action="store_true", help="print one JSON object")
     op.add_argument("--plot", action="store_true", help="heatmap of two parameters (stderr with --json)")
     op.add_argument("--plot-params", metavar="X,Y", help="the two parameters of --plot (default: the first two)")
-    op.set_defaults(handler="tradeconsole.backtest.optimize.cli:main")
+    op.add_argument("--journal", metavar="PATH", type=_journal_path,
+                    help="journal the run's events here (default: journal-optimize.sqlite in the data directory)")
+    op.add_argument("--no-journal", action="store_true", help="do not journal the run's events")
+    op.add_argument("--kafka", metavar="BOOTSTRAP", help="also ship the run's events to Kafka (host:port), from the journal")
+    op.add_argument("--elasticsearch", metavar="URL", help="also ship the run's events to Elasticsearch, from the journal")
+    op.set_defaults(handler="tradeconsole.tui.cli:optimize_main")
 
     # -- run (headless)
     run = sub.add_parser("run", help="run the engine without the UI",
@@ -464,8 +473,8 @@ def _strategy_name(value: str) -> str:
 
 
 #: subcommands that take strategies (no subcommand: the console)
-_STRATEGY_COMMANDS = {"backtest", "run", "strategy", None}
-_ALL_COMMANDS = {"backtest", "run", "strategy", "data", "forward", "kibana"}
+_STRATEGY_COMMANDS = {"backtest", "optimize", "run", "strategy", None}
+_ALL_COMMANDS = {"backtest", "optimize", "run", "strategy", "data", "forward", "kibana"}
 
 
 def preload_strategies(raw: Sequence[str]) -> None:
@@ -490,6 +499,76 @@ def preload_strategies(raw: Sequence[str]) -> None:
         raise UserError(clip(str(exc), 600)) from None
     for msg in report.skipped:
         print(f"warning: skipped {clip(msg, 600)}", file=sys.stderr)
+
+
+def optimize_main(args: argparse.Namespace) -> int:
+    """``tradeconsole optimize`` composed with persistence: the optimiser (backtest layer, no I/O
+    beyond its data and results file) publishes its ``optimization_run``/``optimization_trial``
+    events into the journal, and ``--kafka``/``--elasticsearch`` ship them from the journal with
+    the same ``JournalShipper`` protocol as every run (exactly once; whatever a sink did not
+    acknowledge stays in the journal and goes with the next run that ships)."""
+    from tradeconsole.backtest.optimize.cli import main as optimize
+
+    if args.no_journal:
+        if args.kafka or args.elasticsearch:
+            raise UserError("--kafka/--elasticsearch ship from the journal: drop --no-journal")
+        return optimize(args)
+    from tradeconsole.core.paths import journal_path
+    from tradeconsole.infra.persistence.journal import Journal, JournalError
+
+    try:
+        journal = Journal(args.journal or journal_path("journal-optimize.sqlite"), sync="normal")
+    except JournalError as exc:  # in use by another run, damaged: one line, exit 1
+        raise EnvironmentFailure(str(exc)) from None
+    runs: list[str] = []
+
+    def publish(event: Any) -> None:
+        try:
+            if not runs:
+                runs.append(event.run_id)
+                journal.begin_run(event.run_id, "backtest", {"command": "optimize", "strategy": args.strategy,
+                                                             "objective": args.objective, "search": args.search})
+            journal.commit([event])
+        except JournalError as exc:  # e.g. the disk is full: the run's events cannot be kept
+            raise EnvironmentFailure(f"cannot journal the optimisation's events: {exc}") from None
+
+    code = 1
+    try:
+        code = optimize(args, publish=publish)
+    finally:
+        if runs:
+            journal.end_run(runs[0], {0: "finished", 130: "interrupted"}.get(code, "failed"))
+        path = journal.path
+        journal.close()
+    if runs and (args.kafka or args.elasticsearch):
+        _ship_journal(path, args)
+    return code
+
+
+def _ship_journal(path: Any, args: argparse.Namespace) -> None:
+    """Ship what ``path`` holds to the sinks named on the command line; a sink that does not
+    acknowledge in time is one ``warning:`` line (the events stay journalled for a later run)."""
+    from tradeconsole.infra.persistence.shipper import JournalShipper
+
+    sinks: list[tuple[str, Any]] = []
+    if args.kafka:
+        from tradeconsole.infra.sinks.kafka import KafkaSink
+
+        sinks.append(("kafka", KafkaSink(args.kafka, journal_fed=True)))
+    if args.elasticsearch:
+        from tradeconsole.infra.sinks.elastic import ElasticsearchSink
+
+        sinks.append(("elasticsearch", ElasticsearchSink.from_settings(
+            args.elasticsearch, {}, journal_fed=True, deadletter_path=Path(f"{path}.es-deadletter.ndjson"))))
+    for name, sink in sinks:
+        shipper = JournalShipper(path, sink, name=name).start()
+        try:
+            done = shipper.stop(timeout=30.0)
+        finally:
+            sink.close()
+        if not done:
+            print(f"warning: {name} did not acknowledge every event; they stay in the journal {path} "
+                  "and are shipped by the next run", file=sys.stderr)
 
 
 def check_engine_args(args: argparse.Namespace) -> None:

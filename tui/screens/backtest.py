@@ -50,6 +50,8 @@ BACKTEST_BINDINGS = [
             tooltip="cancel the running backtest, else back to the dashboard"),
     Binding("ctrl+n", "next_view", "Next view", key_display="^n", tooltip="show the next result view"),
     Binding("ctrl+s", "export", "Export CSV", key_display="^s", tooltip="write the shown run's trades to CSV"),
+    Binding("ctrl+o", "optimise", "Optimise", key_display="^o",
+            tooltip="search this form's strategy parameters (heatmap, top trials, walk-forward)"),
 ]
 
 VIEWS = ("metrics", "runs", "equity", "price", "trades")
@@ -634,6 +636,16 @@ class BacktestScreen(Screen):
             trades.add_row(str(i), d["side"], _fill_time(t.entry_time), f"{t.entry_price:,.2f}",
                            _fill_time(t.exit_time), f"{t.exit_price:,.2f}", pnl, f"{t.return_pct:+.2f}",
                            d["exit_reason"])
+
+    def action_optimise(self) -> None:
+        """Open the optimisation screen for what the form holds (its checks first)."""
+        req, errors = parse_request(self.form_values())
+        if req is None:
+            self._status("; ".join(errors), "bold red")
+            return
+        from tradeconsole.tui.screens.optimize import OptimizeScreen
+
+        self.app.push_screen(OptimizeScreen(req, deterministic=self.deterministic))
 
     def action_export(self) -> None:
         run = self.shown
