@@ -304,6 +304,11 @@ class SimulatedFuturesBroker(Broker):
             before = self._stop_move[0] if self._stop_move is not None else p.stop_price
             self._stop_move = (before, new)
 
+    @property
+    def entry_order_id(self) -> str:
+        """The open position's entry client order id ("" when flat)."""
+        return self._entry_order_id
+
     def take_stop_move(self) -> tuple[float, float] | None:
         """The trailing stop's move since the last call, as (from, to) prices, or None: the
         session publishes it as the stop order's ``amended`` event, so the console, the journal

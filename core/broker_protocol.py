@@ -84,6 +84,22 @@ class Broker(Protocol):
         """Drop a pending entry; True when there was one."""
         ...
 
+    # ------------------------------------------------------------------ managed exits (paper)
+    # A strategy's exit signal or time exit is decided by the session on a closed candle. Only
+    # the simulator trades them; the live runtime refuses such strategies before anything is sent
+    # (``Runtime._refuse_unsupported_exits``), and the live broker says so if it is ever asked.
+    #: the FillReason value of an exit decided but not filled yet (fills at the next open); a
+    #: plain attribute like ``pending``
+    pending_exit: str | None
+
+    def submit_exit(self, candle: Candle, reason: FillReason) -> tuple[Fill, Trade] | None:
+        """Close on a decision taken at ``candle``'s close; None when it fills at the next open."""
+        ...
+
+    def fill_pending_exit(self, candle: Candle) -> tuple[Fill, Trade] | None:
+        """Fill the pending exit at ``candle``'s open, if any."""
+        ...
+
     def take_dropped(self) -> Sequence[Any]:
         """Entries dropped since the last call (each with ``side``, ``order_id``,
         ``next_open_time`` and ``note``), for the session to publish once."""
@@ -107,6 +123,17 @@ class Broker(Protocol):
         one-line message) per mismatch, empty when everything matched."""
         ...
 
+    def take_stop_move(self) -> tuple[float, float] | None:
+        """The trailing stop's move since the last call as (from, to) prices, or None (a broker
+        without trailing stops always returns None)."""
+        ...
+
+    @property
+    def entry_order_id(self) -> str:
+        """The client order id of the open position's entry ("" when flat): the stem of its
+        exit and protective orders' ids."""
+        ...
+
     def take_alerts(self) -> list[str]:
         """Alerts raised since the last call (e.g. protection could not be placed)."""
         ...
@@ -125,5 +152,6 @@ class Broker(Protocol):
 BROKER_MEMBERS: tuple[str, ...] = (
     "symbol", "position", "cash", "is_flat", "pending", "equity", "start", "check_feed", "on_candle_open",
     "on_candle", "submit_entry", "cancel_pending", "take_dropped", "flatten", "apply_stream_event",
-    "on_stream_gap", "reconcile", "take_alerts", "snapshot", "restore",
+    "on_stream_gap", "reconcile", "take_alerts", "snapshot", "restore", "pending_exit", "submit_exit",
+    "fill_pending_exit", "take_stop_move", "entry_order_id",
 )

@@ -99,8 +99,7 @@ class StrategySession:
             exited = exited or trade is not None
             if pub:
                 self._publish_fill(fill, trade)
-        take_move = getattr(broker, "take_stop_move", None)
-        move = take_move() if take_move is not None else None
+        move = broker.take_stop_move()
         # a stop placed on this very candle (realistic entry at its open) is published at its moved level already
         if pub and move is not None and broker.position is not None and broker.position.entry_time < candle.open_time:
             self._publish_stop_move(broker.position, move, candle.close_time)
@@ -140,7 +139,7 @@ class StrategySession:
         """A time exit or the strategy's exit signal on this closed candle."""
         pos = self.broker.position
         assert pos is not None
-        if getattr(self.broker, "pending_exit", None) is not None:
+        if self.broker.pending_exit is not None:
             return None  # already decided, fills at the next open
         reason = None
         span = candle.close_time + 1 - candle.open_time  # the candle's length in ms
@@ -150,9 +149,9 @@ class StrategySession:
             reason = FillReason.EXIT_SIGNAL
         if reason is None:
             return None
-        res = self.broker.submit_exit(candle, reason)  # type: ignore[attr-defined]
+        res = self.broker.submit_exit(candle, reason)
         if res is None and self.publish:  # realistic: a market order for the next open
-            oid = f"{getattr(self.broker, '_entry_order_id', '')}{'xt' if reason is FillReason.TIME_EXIT else 'xs'}"
+            oid = f"{self.broker.entry_order_id}{'xt' if reason is FillReason.TIME_EXIT else 'xs'}"
             self._order(Order(oid, self.symbol, pos.side.exit_order_side, OrderType.MARKET, pos.qty, candle.close_time,
                               reduce_only=True, reason=reason), "new", candle.close_time,
                         "fills at the next candle's open")
@@ -206,23 +205,18 @@ class StrategySession:
     def on_open_candle(self, candle: Candle, ind: IndicatorValues, seq: str) -> Fill | None:
         """Live only: fill a pending entry at the new candle's open (paper), then publish the open
         candle with its preview indicators."""
-        fill = None
-        pending_exit = getattr(self.broker, "fill_pending_exit", None)
-        if pending_exit is not None:
-            res = pending_exit(candle)
-            if res is not None and self.publish:
-                self._publish_fill(*res)
-                self.publish(PositionEvent(**self._env("position", res[0].time), position=None,
-                                           mark_price=candle.close))
-        on_open = getattr(self.broker, "on_candle_open", None)
-        if on_open is not None:
-            fill = on_open(candle)
-            if self.publish:
-                self._publish_dropped()
-            if fill is not None and self.publish:
-                self._publish_fill(fill, None)
-                self.publish(PositionEvent(**self._env("position", fill.time), position=self.broker.position,
-                                           mark_price=candle.close))
+        res = self.broker.fill_pending_exit(candle)
+        if res is not None and self.publish:
+            self._publish_fill(*res)
+            self.publish(PositionEvent(**self._env("position", res[0].time), position=None,
+                                       mark_price=candle.close))
+        fill = self.broker.on_candle_open(candle)
+        if self.publish:
+            self._publish_dropped()
+        if fill is not None and self.publish:
+            self._publish_fill(fill, None)
+            self.publish(PositionEvent(**self._env("position", fill.time), position=self.broker.position,
+                                       mark_price=candle.close))
         if self.publish:
             self.publish(CandleUpdateEvent(**self._env("tick", candle.open_time, seq), candle=candle,
                                            indicators=ind.as_dict()))
@@ -232,11 +226,8 @@ class StrategySession:
         """Live only: apply a user data stream message (or, with ``gap``, the REST reconcile that
         follows a stream interruption) and publish the exits it completed, like a closed candle
         would. Returns whether the broker's state may have changed (to be journalled)."""
-        apply = getattr(self.broker, "on_stream_gap" if gap else "apply_stream_event", None)
-        if apply is None:
-            return False
         before = self.broker.position
-        results = apply() if gap else apply(payload)
+        results = self.broker.on_stream_gap() if gap else self.broker.apply_stream_event(payload)
         for fill, trade in results:
             if self.publish:
                 self._publish_fill(fill, trade)
@@ -281,7 +272,7 @@ class StrategySession:
     def _publish_stop_move(self, pos: Position, move: tuple[float, float], time: int) -> None:
         """A trailing stop moved on this closed candle: its stop order, same client id, at the new
         trigger price, status ``amended`` (the exchange's word for a changed working order)."""
-        oid = getattr(self.broker, "_entry_order_id", "") + "sl"
+        oid = self.broker.entry_order_id + "sl"
         self._order(Order(oid, self.symbol, pos.side.exit_order_side, OrderType.STOP_MARKET, pos.qty, time,
                           stop_price=move[1], reduce_only=True, reason=FillReason.STOP_LOSS), "amended", time,
                     f"trailing stop moved {move[0]:,.2f} -> {move[1]:,.2f}")
@@ -289,8 +280,7 @@ class StrategySession:
     def _publish_dropped(self) -> None:
         """An entry the broker dropped (the next candle came after a gap) ends its order as
         ``expired``, so the journal never holds an order that stays "new" forever."""
-        take = getattr(self.broker, "take_dropped", None)
-        for d in take() if take is not None else ():
+        for d in self.broker.take_dropped():
             self._order(Order(d.order_id, self.symbol, d.side.entry_order_side, OrderType.MARKET, 0.0, d.next_open_time,
                               reason=_ENTRY_REASON[d.side]), "expired", d.next_open_time, d.note)
 

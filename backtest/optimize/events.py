@@ -53,7 +53,7 @@ def start_event(run_id: str, args: argparse.Namespace, dims: list[Any], symbol: 
                 data: dict[str, Any], kernel: str) -> OptimizationRunEvent:
     """What is about to be searched, on which data, with which objective."""
     return OptimizationRunEvent(
-        **_envelope(run_id, args, symbol, interval, "optimization_run:start"), phase="start", fill_model=args.mode,
+        **_envelope(run_id, args, symbol, interval, "optimization_run:start"), phase="start", fill_model=args.fill_model,
         search=args.search, objective=args.objective, kernel=kernel, space=_plain(_space(dims)),
         constraints={"min_trades": args.min_trades, "max_drawdown_pct": args.max_drawdown},
         start=data["start"], end=data["end"], bars=int(data["bars"]))
@@ -63,7 +63,7 @@ def finish_event(run_id: str, args: argparse.Namespace, symbol: str, interval: s
                  out: dict[str, Any]) -> OptimizationRunEvent:
     """The end of the run: the report's best trial with its honest numbers, or (``out`` holding
     ``status: interrupted``) how much was computed before the interruption."""
-    base = dict(phase="finish", fill_model=args.mode, search=args.search, objective=args.objective,
+    base = dict(phase="finish", fill_model=args.fill_model, search=args.search, objective=args.objective,
                 constraints={"min_trades": args.min_trades, "max_drawdown_pct": args.max_drawdown})
     if out.get("status") == "interrupted":
         return OptimizationRunEvent(**_envelope(run_id, args, symbol, interval, "optimization_run:interrupted"),

@@ -24,7 +24,7 @@ from tests.brokers.conftest import Harness, flat
 pytestmark = pytest.mark.timeout(30)
 
 REPO = Path(__file__).resolve().parents[2]
-_DATA = {"symbol", "position", "cash", "pending"}  # instance attributes (or properties) of a broker
+_DATA = {"symbol", "position", "cash", "pending", "pending_exit"}  # instance attributes (or properties) of a broker
 
 
 def _defined_by(cls: type, name: str) -> type | None:

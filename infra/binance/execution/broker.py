@@ -214,6 +214,27 @@ class BinanceFuturesBroker(StreamEvents, Reconcile, Protection, Exits, OrderSubm
         """Nothing fills at a candle's open: entries go to market when the signal candle closes."""
         return None
 
+    @property
+    def entry_order_id(self) -> str:
+        """The open position's entry client order id ("" when flat)."""
+        return self._entry_order_id
+
+    def take_stop_move(self) -> tuple[float, float] | None:
+        """The live broker does not trail its exchange stop: never a move to publish."""
+        return None
+
+    #: managed exits are refused for live trading at start: never one pending
+    pending_exit: str | None = None
+
+    def submit_exit(self, candle: Candle, reason: FillReason) -> tuple[Fill, Trade] | None:
+        """Exit signals and time exits are not traded live (the runtime refuses such strategies
+        before start); reaching this is a bug, and it must not pass silently."""
+        raise NotImplementedError(f"{reason.value} exits are not supported by the live Binance broker")
+
+    def fill_pending_exit(self, candle: Candle) -> None:
+        """Nothing is ever pending (see ``pending_exit``)."""
+        return None
+
     def take_dropped(self) -> list[Any]:
         """Entries are never deferred to the next open, so none can be dropped by a data gap."""
         return []
