@@ -96,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
                    else f"the strategy {args.strategy!r} runs on {interval}")
     try:
         candles, report = load_candles(source, interval=interval, skip_bad_rows=args.skip_bad_rows,
-                                       expected_by=expected_by)
+                                       expected_by=expected_by, cache=not getattr(args, "no_cache", False))
     except DataError as exc:
         if args.data:
             raise
