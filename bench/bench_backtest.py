@@ -118,6 +118,67 @@ def build_long_series(dest: Path, copies: int = 3, src: Path = DATA_5M) -> Path:
     return out
 
 
+def synth_years(dest: Path, interval: str, years: int = 5, src: Path = DATA_5M, start: str = "2020-01-01") -> Path:
+    """``years`` of ``interval`` (``5m`` or ``1m``) candles in the Binance public-data layout
+    (monthly ``ETHUSDT-<iv>-YYYY-MM.csv``, 12 columns, no header), built deterministically from the
+    six real months of 5m candles.
+
+    The real months are cycled; each cycle is scaled so its first open equals the previous
+    cycle's last close (no jump at the seams) and every bar is multiplied by one deterministic
+    factor ``1 + 0.002 * sin(bar / 97 + cycle)``, the same for its open, high, low and close, so
+    OHLC stays consistent but no cycle repeats the previous one exactly. For ``1m`` every 5m
+    candle becomes five 1m candles along the path open -> low -> mid -> high -> (high+close)/2 ->
+    close (high first for a falling candle), so the 5m candle's range is reached inside it and its
+    volume is split evenly. Nothing here is random: the same inputs always give the same files.
+    """
+    import numpy as np
+    import pandas as pd
+
+    base = pd.concat([pd.read_csv(f, header=None, names=PUBLIC_COLS) for f in _csv_files(src)], ignore_index=True)
+    o0, h0, l0, c0 = (base[c].to_numpy(np.float64) for c in ("Open", "High", "Low", "Close"))
+    v0 = base["Volume"].to_numpy(np.float64)
+    step = 60_000 if interval == "1m" else 300_000
+    t_start = int(pd.Timestamp(start, tz="UTC").value // 1_000_000)
+    t_end = int((pd.Timestamp(start, tz="UTC") + pd.DateOffset(years=years)).value // 1_000_000)
+    bars5 = (t_end - t_start) // 300_000
+    cycles = -(-bars5 // len(o0))
+    parts = {k: [] for k in ("o", "h", "l", "c", "v")}
+    scale = 1.0
+    for k in range(cycles):
+        f = scale * (1 + 0.002 * np.sin(np.arange(len(o0)) / 97.0 + k))
+        for key, col in (("o", o0), ("h", h0), ("l", l0), ("c", c0)):
+            parts[key].append(col * f)
+        parts["v"].append(v0)
+        scale = parts["c"][-1][-1] / o0[0]
+    o, h, lo, c, v = (np.concatenate(parts[key])[:bars5] for key in ("o", "h", "l", "c", "v"))
+    if interval == "1m":
+        up = c >= o
+        a = np.where(up, lo, h)
+        b = np.where(up, h, lo)
+        pts = np.stack([o, a, (a + b) / 2, b, (b + c) / 2, c], axis=1)  # 6 points, 5 one-minute legs
+        o = pts[:, :-1].reshape(-1)
+        c = pts[:, 1:].reshape(-1)
+        h, lo = np.maximum(o, c), np.minimum(o, c)
+        v = np.repeat(v / 5, 5)
+    n = len(o)
+    ot = t_start + np.arange(n, dtype=np.int64) * step
+    o, h, lo, c = (np.round(x, 2) for x in (o, h, lo, c))
+    h = np.maximum(h, np.maximum(o, c))  # rounding must not break OHLC order
+    lo = np.minimum(lo, np.minimum(o, c))
+    v = np.round(v, 4)
+    df = pd.DataFrame({"open_time": ot, "Open": o, "High": h, "Low": lo, "Close": c, "Volume": v,
+                       "close_time": ot + step - 1, "quote_volume": np.round(v * c, 4),
+                       "trades": (v * 3).astype(np.int64) + 1, "taker_base": np.round(v / 2, 4),
+                       "taker_quote": np.round(v * c / 2, 4), "ignore": 0})
+    out = dest / "ETHUSDT" / interval
+    out.mkdir(parents=True, exist_ok=True)
+    month = pd.to_datetime(ot, unit="ms").strftime("%Y-%m").to_numpy()
+    cuts = np.flatnonzero(month[1:] != month[:-1]) + 1
+    for lo_i, hi_i in zip(np.r_[0, cuts], np.r_[cuts, n]):
+        df.iloc[lo_i:hi_i].to_csv(out / f"ETHUSDT-{interval}-{month[lo_i]}.csv", header=False, index=False)
+    return out
+
+
 def build_floor_series(dest: Path, bars: int = 288, src: Path = DATA_5M) -> Path:
     """One day of 5m candles: a whole-process run on it measures the fixed cost (start-up, imports)."""
     out = dest / "floor" / "ETHUSDT" / "5m"
