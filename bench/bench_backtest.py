@@ -717,7 +717,11 @@ def scale_main(args) -> int:
                 res["vbt"].append((w, r))
                 out["vbt"] = json.loads(o.strip().splitlines()[-1])
         rows.append((label, d, cold, res, out))
-        print(f"{label} done (load avg {os.getloadavg()[0]:.1f})", flush=True)
+        # each set's raw numbers at once: a run cut short still leaves what it measured
+        print(f"{label} done (load avg {os.getloadavg()[0]:.1f}): product cold {cold[0]:.2f} s {cold[1]:.0f} MB; "
+              + "; ".join(f"{k} " + ", ".join(f"{w:.2f} s {r:.0f} MB" for w, r in v) for k, v in res.items())
+              + "; " + "; ".join(f"{k} {v['trades']} trades {v['final_equity']:.2f}" for k, v in out.items()),
+              flush=True)
     print(f"\n| history | product cold (CSV) | product (cache) | backtesting.py | vectorbt | ratio btpy | ratio vbt |")
     print("|---|---|---|---|---|---|---|")
     for label, d, cold, res, out in rows:
