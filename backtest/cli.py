@@ -95,7 +95,8 @@ def main(args: argparse.Namespace, publish: Callable[[Event], None] | None = Non
         bt = Backtest(source, args.strategy, params=params, fill_model=args.fill_model, cash=args.cash,
                       fee=args.fee, slippage_bps=args.slippage_bps, funding_rate_8h=args.funding_rate,
                       leverage=args.leverage, symbol=symbol, interval=interval, start=start, end=end,
-                      skip_bad_rows=args.skip_bad_rows, expected_by=expected_by)
+                      skip_bad_rows=args.skip_bad_rows, expected_by=expected_by,
+                      cache=not args.no_cache)
     except ValueError as exc:
         msg = str(exc)
         # name the flag the user typed, not the parameter it sets

@@ -80,7 +80,8 @@ class Backtest:
                  cash: float = 10_000.0, fee: float = 0.0004, slippage_bps: float = 0.0,
                  funding_rate_8h: float = 0.0, leverage: float = 1.0, settings: BrokerSettings | None = None,
                  symbol: str | None = None, interval: str | None = None, start: When = None, end: When = None,
-                 warmup: int = 0, skip_bad_rows: bool = False, expected_by: str | None = None) -> None:
+                 warmup: int = 0, skip_bad_rows: bool = False, expected_by: str | None = None,
+                 cache: bool = True) -> None:
         if isinstance(strategy, Strategy):
             if params:
                 raise ValueError("params apply to a strategy given by name; this one is already built")
@@ -105,6 +106,8 @@ class Backtest:
         self._warmup = int(warmup)
         self._symbol = symbol
         self.skip_bad_rows = skip_bad_rows
+        #: read a CSV directory through the Parquet cache (``load_candles(cache=)``)
+        self.cache = cache
         self.expected_by = expected_by
         self._prepared: tuple[CandleArrays, int, DataReport | None] | None = None
 
@@ -135,6 +138,7 @@ class Backtest:
             candles = self._data
         else:
             candles, report = load_candles(self._data, interval=self.interval, skip_bad_rows=self.skip_bad_rows,
+                                           cache=self.cache,
                                            expected_by=self.expected_by)
         warmup = self._warmup
         if self.start_ms is not None or self.end_ms is not None:

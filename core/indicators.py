@@ -133,6 +133,9 @@ def _wilder_seeded(values, length: int):
     return ta.rma(seeded, length=length)
 
 
+_MAD_BLOCK = 1 << 15  # rows of the CCI's mean-deviation window per block
+
+
 def compute_history(
     open_: np.ndarray,
     high: np.ndarray,
@@ -202,7 +205,12 @@ def compute_history(
         mean_tp = tp.rolling(s.cci_length).mean().to_numpy()  # = ta.sma, without numba start-up
         tp_arr = tp.to_numpy(dtype="float64")
         win = sliding_window_view(tp_arr, s.cci_length)
-        mad = np.abs(win - win.mean(axis=1, keepdims=True)).mean(axis=1)
+        mad = np.empty(len(win))
+        # in blocks of rows: the same numpy expression per row (so the same bits), without
+        # materialising two n x cci_length temporaries (840 MB at 2.6M bars)
+        for a in range(0, len(win), _MAD_BLOCK):
+            w = win[a:a + _MAD_BLOCK]
+            mad[a:a + _MAD_BLOCK] = np.abs(w - w.mean(axis=1, keepdims=True)).mean(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             cci[s.cci_length - 1 :] = (tp_arr[s.cci_length - 1 :] - mean_tp[s.cci_length - 1 :]) / (
                 s.cci_constant * mad

@@ -313,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="override a strategy parameter within its declared range, e.g. --param rsi_oversold=25")
     bt.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows instead of failing")
+    bt.add_argument("--no-cache", action="store_true",
+                    help="read and validate the CSV files even when their Parquet copy in the data directory's "
+                         "cache is current (the copy is not written either)")
     bt.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     bt.add_argument("--trades-csv", metavar="FILE", help="write the closed round trips to a CSV file")
     bt.add_argument("--plot", action="store_true",
