@@ -3,7 +3,9 @@
 Everything the user asked for is checked before the run starts (parameters against the
 strategy's declared ranges, the broker settings, the data files being text or Parquet, the
 ``--trades-csv`` destination being writable), so a mistake never costs a whole backtest first.
-Mistakes raise ``tradeconsole.tui.cli.UserError``; ``tradeconsole.tui.cli.main`` prints them as one ``error:`` line.
+Mistakes raise ``tradeconsole.core.errors.UserError``; ``tradeconsole.tui.cli.main`` prints them as one
+``error:`` line. The run itself is ``tradeconsole.backtest.facade.Backtest``, the same object the
+console's backtest screen and the optimiser use.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tradeconsole.backtest.inputs import check_data_files, check_input_path
 
 from tradeconsole.core.errors import UserError, clip
+
+if TYPE_CHECKING:
+    from tradeconsole.core.events import Event
 
 __all__ = ["main", "parse_params"]
 
@@ -51,12 +58,18 @@ def check_output_file(path: str, option: str) -> None:
         raise UserError(f"{option} {clip(path, 200)}: not writable (permission denied)")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run one backtest as the options describe and print its report."""
-    from tradeconsole.backtest.data import DataError, load_candles, window_with_warmup
-    from tradeconsole.backtest.runner import run_backtest, tty_progress
-    from tradeconsole.core.broker import BrokerSettings
-    from tradeconsole.core.strategies import STRATEGIES, make_strategy
+def main(args: argparse.Namespace, publish: Callable[[Event], None] | None = None) -> int:
+    """Run one backtest as the options describe and print its report.
+
+    ``publish`` is the event writer: it receives every engine event of the run and, last, the
+    run's ``BacktestRunEvent`` (``tradeconsole backtest --kafka`` hands in the journal that its
+    shipper delivers from, see ``tradeconsole.tui.commands.backtest``). This package never
+    imports ``infra``: where events go is decided by the caller."""
+    from tradeconsole.backtest.data import DataError
+    from tradeconsole.backtest.facade import Backtest
+    from tradeconsole.backtest.runner import tty_progress
+    from tradeconsole.core.domain import parse_utc_ms
+    from tradeconsole.core.strategies import STRATEGIES
 
     interval = args.interval or STRATEGIES[args.strategy].default_interval
     params = parse_params(args.param)
@@ -64,21 +77,6 @@ def main(args: argparse.Namespace) -> int:
         params["stop_loss_pct"] = args.stop_loss
     if args.take_profit is not None:
         params["take_profit_pct"] = args.take_profit
-    try:
-        strategy = make_strategy(args.strategy, **params)
-        settings = BrokerSettings(initial_cash=args.cash, leverage=args.leverage, fee_rate=args.fee,
-                                  slippage_bps=args.slippage_bps, funding_rate_8h=args.funding_rate)
-    except ValueError as exc:
-        msg = str(exc)
-        # name the flag the user typed, not the parameter it sets
-        for flag, name in (("--stop-loss", "stop_loss_pct"), ("--take-profit", "take_profit_pct")):
-            if getattr(args, flag[2:].replace("-", "_")) is not None and msg.startswith(name):
-                msg = msg.replace(name, flag)
-        raise UserError(msg) from None
-    if args.trades_csv:
-        check_output_file(args.trades_csv, "--trades-csv")
-    from tradeconsole.core.domain import parse_utc_ms
-
     start = parse_utc_ms(args.date_from) if args.date_from else None
     end = parse_utc_ms(args.date_to) if args.date_to else None
     if start is not None and end is not None and end <= start:
@@ -91,12 +89,26 @@ def main(args: argparse.Namespace) -> int:
 
         symbol = args.symbol.upper()
         source = str(history_cache_dir(symbol, interval, args.market))
-    check_data_files(source)
     expected_by = (f"--interval is {interval}" if args.interval
                    else f"the strategy {args.strategy!r} runs on {interval}")
     try:
-        candles, report = load_candles(source, interval=interval, skip_bad_rows=args.skip_bad_rows,
-                                       expected_by=expected_by)
+        bt = Backtest(source, args.strategy, params=params, fill_model=args.fill_model, cash=args.cash,
+                      fee=args.fee, slippage_bps=args.slippage_bps, funding_rate_8h=args.funding_rate,
+                      leverage=args.leverage, symbol=symbol, interval=interval, start=start, end=end,
+                      skip_bad_rows=args.skip_bad_rows, expected_by=expected_by,
+                      cache=not args.no_cache)
+    except ValueError as exc:
+        msg = str(exc)
+        # name the flag the user typed, not the parameter it sets
+        for flag, name in (("--stop-loss", "stop_loss_pct"), ("--take-profit", "take_profit_pct")):
+            if getattr(args, flag[2:].replace("-", "_")) is not None and msg.startswith(name):
+                msg = msg.replace(name, flag)
+        raise UserError(msg) from None
+    if args.trades_csv:
+        check_output_file(args.trades_csv, "--trades-csv")
+    check_data_files(source)
+    try:
+        bt.prepare()
     except DataError as exc:
         if args.data:
             raise
@@ -105,16 +117,8 @@ def main(args: argparse.Namespace) -> int:
     except UnicodeDecodeError as exc:  # binary bytes past the part check_data_files looked at
         raise UserError(f"{clip(source, 200)}: binary data in a CSV file ({exc.reason} at byte {exc.start} "
                         "of a read block)") from None
-    warmup = 0
-    if start is not None or end is not None:
-        # --from/--to select the traded window; earlier candles warm the indicators up
-        first, last = int(candles.open_time[0]), int(candles.open_time[-1])
-        candles, warmup = window_with_warmup(candles, start, end)
-        if len(candles) <= warmup:
-            from tradeconsole.core.domain import iso_ms
-
-            raise UserError(f"no candles in the requested date range: the data covers {iso_ms(first)[:16]} "
-                            f"to {iso_ms(last)[:16]} UTC")
+    report = bt.data_report
+    assert report is not None  # loaded from a path
     for line in report.skipped_rows[:20]:
         print(f"warning: skipped {clip(line, 300)}", file=sys.stderr)
     for after, nxt, missing in report.gaps[:20]:
@@ -122,44 +126,33 @@ def main(args: argparse.Namespace) -> int:
 
         print(f"warning: gap of {missing} candle(s) between {iso_ms(after)} and {iso_ms(nxt)}", file=sys.stderr)
 
-    publish = sink = None
-    if getattr(args, "kafka", None):
-        from tradeconsole.infra.sinks.kafka import KafkaSink
-
-        sink = KafkaSink(args.kafka)
-        publish = sink.publish
-    progress = tty_progress() if len(candles) > 20_000 else None
+    progress = tty_progress() if bt.bars > 20_000 else None
     from tradeconsole.core.indicators import IndicatorPlanError
 
     try:
-        result = run_backtest(candles, strategy, symbol=symbol, interval=interval, model=args.mode,
-                              settings=settings, publish=publish, progress=progress, warmup=warmup)
+        outcome = bt.run(progress=progress, publish=publish)
     except IndicatorPlanError as exc:  # a declared indicator that cannot run on this data
         raise UserError(f"strategy {args.strategy!r}: {exc}") from None
-    from tradeconsole.backtest.metrics import compute_metrics
-    from tradeconsole.backtest.report import plot_result, plot_stream, text_report, to_json, write_trades_csv
-
-    metrics = compute_metrics(result)
-    metrics["data"] = report.summary()
+    from tradeconsole.backtest.report import plot_result, plot_stream
     from tradeconsole.backtest.strategy_check import check_status
 
+    result, metrics = outcome.result, outcome.metrics
     # a strategy never proven free of look-ahead and equal live says so next to its numbers
     metrics["strategy_check"] = check_status(STRATEGIES[args.strategy])
-    if sink is not None:
+    if publish is not None:
         from tradeconsole.core.events import BacktestRunEvent
 
         end_time = int(result.open_time[-1])
-        sink.publish(BacktestRunEvent(event_id=f"{result.run_id}:backtest_run", time=end_time, run_id=result.run_id,
-                                      mode="backtest", symbol=symbol, interval=interval, strategy=strategy.name,
-                                      metrics=metrics))
-        sink.close()
+        publish(BacktestRunEvent(event_id=f"{result.run_id}:backtest_run", time=end_time, run_id=result.run_id,
+                                 mode="backtest", symbol=symbol, interval=interval, strategy=bt.strategy.name,
+                                 metrics=metrics))
     if args.trades_csv:
-        n = write_trades_csv(result, args.trades_csv)
+        n = outcome.write_trades_csv(args.trades_csv)
         print(f"wrote {n} round trips to {args.trades_csv}", file=sys.stderr)
     if args.json:
-        print(to_json(metrics))
+        print(outcome.to_json())
     else:
-        print(text_report(metrics))
+        print(outcome.report())
         print(f"\n  Data                 {report.summary()}")
         print(f"  Strategy check       {metrics['strategy_check']}")
     if args.plot:

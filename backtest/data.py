@@ -407,7 +407,10 @@ def _longest_increasing(t: NDArray[Any]) -> NDArray[Any]:
 def _read_parquet(path: Path, report: DataReport, skip_bad_rows: bool, interval: str | None) -> CandleArrays:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    wanted = {a for aliases in _ALIASES.values() for a in aliases}
+    # project: read only the candle columns (a Parquet file may hold many more)
+    schema_names = pq.read_schema(path).names
+    table = pq.read_table(path, columns=[n for n in schema_names if n.lower() in wanted])
     names = {n.lower(): n for n in table.column_names}
     cols: dict[str, NDArray[Any]] = {}
     for col, aliases in _ALIASES.items():
@@ -446,25 +449,22 @@ def _files(path: Path) -> list[Path]:
 
 def load_candles(path: str | os.PathLike[str], *, interval: str | None = None,
                  skip_bad_rows: bool = False, report: DataReport | None = None,
-                 expected_by: str | None = None) -> tuple[CandleArrays, DataReport]:
+                 expected_by: str | None = None, cache: bool = True) -> tuple[CandleArrays, DataReport]:
     """Load, validate and concatenate candle history from a file or a directory of files.
 
     ``interval`` is what the caller will run the candles as; the data's own step must equal it,
     else ``IntervalMismatchError``. ``expected_by`` says in the message why that interval is
     expected (e.g. "the strategy 'basic' runs on 5m"); by default "--interval is 5m".
+
+    CSV sources are cached transparently as Parquet (see ``_cache_path``): parsing text is most of
+    a large backtest's start-up, and a second run over unchanged files reads the validated columns
+    back instead. ``cache=False`` (``--no-cache``) reads and validates the files every time.
     """
     report = report if report is not None else DataReport()
-    parts: list[CandleArrays] = []
-    for f in _files(Path(path)):
-        reader = _read_parquet if f.suffix.lower() == ".parquet" else _read_csv
-        part = reader(f, report, skip_bad_rows, interval)
-        report.files.append(str(f))
-        if len(part):
-            parts.append(part)
-    if not parts:
+    files = _files(Path(path))
+    arr = _load_files(files, report, skip_bad_rows, interval, cache)
+    if arr is None:
         raise DataError(f"{path}: no candles found")
-    parts.sort(key=lambda a: int(a.open_time[0]))
-    arr = CandleArrays(*(np.concatenate([getattr(p, c) for p in parts]) for c in _COLS))
     arr = _dedupe(arr, report, str(path))
     step = _check_interval(arr.open_time, interval, path, report, expected_by)
     d = np.diff(arr.open_time)
@@ -478,7 +478,113 @@ def load_candles(path: str | os.PathLike[str], *, interval: str | None = None,
     return arr, report
 
 
-def _check_interval(open_time: NDArray[Any], interval: str | None, path: str | os.PathLike[str],
+def _concat_files(files: list[Path], report: DataReport, skip_bad_rows: bool,
+                  interval: str | None) -> CandleArrays | None:
+    """Every file read and row-validated, concatenated in the order of their first candle."""
+    parts: list[CandleArrays] = []
+    for f in files:
+        reader = _read_parquet if f.suffix.lower() == ".parquet" else _read_csv
+        part = reader(f, report, skip_bad_rows, interval)
+        report.files.append(str(f))
+        if len(part):
+            parts.append(part)
+    if not parts:
+        return None
+    parts.sort(key=lambda a: int(a.open_time[0]))
+    return CandleArrays(*(np.concatenate([getattr(p, c) for p in parts]) for c in _COLS))
+
+
+#: bump when what the cache holds or how it is keyed changes: old entries are then never read
+_CACHE_VERSION = 2
+
+
+def _cache_path(files: list[Path], skip_bad_rows: bool, interval: str | None) -> Path | None:
+    """Where the Parquet copy of these files lives: ``<data dir>/cache/candles/<key>.parquet``,
+    keyed by each file's resolved path, size and modification time (any edit, addition or
+    removal gives a new key, so a stale copy is never read) and by the options that change what
+    the parse yields. None when no CSV is involved (Parquet is read directly) or the data
+    directory cannot be determined."""
+    if not any(f.suffix.lower() == ".csv" for f in files):
+        return None
+    import hashlib
+
+    from tradeconsole.core.paths import data_dir
+
+    h = hashlib.sha256(f"v{_CACHE_VERSION}|{skip_bad_rows}|{interval}".encode())
+    try:
+        for f in files:
+            st = f.stat()
+            h.update(f"|{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        return data_dir() / "cache" / "candles" / f"{h.hexdigest()[:32]}.parquet"
+    except OSError:
+        return None
+
+
+def _load_files(files: list[Path], report: DataReport, skip_bad_rows: bool, interval: str | None,
+                cache: bool) -> CandleArrays | None:
+    """``_concat_files`` through the Parquet cache. The cache holds the candles after the row
+    checks, with the report's file list and skipped rows in its metadata, so a cached run warns
+    about exactly what the first one did; the whole-history checks (duplicates, interval, gaps)
+    run on it again. Any failure to read or write the cache falls back to the files: a cache
+    must never be the reason a backtest fails."""
+    where = _cache_path(files, skip_bad_rows, interval) if cache else None
+    if where is not None and where.is_file():
+        got = _read_cache(where, report)
+        if got is not None:
+            return got
+    files_before, skipped_before = len(report.files), len(report.skipped_rows)
+    arr = _concat_files(files, report, skip_bad_rows, interval)
+    if where is not None and arr is not None:
+        _write_cache(where, arr, report.files[files_before:], report.skipped_rows[skipped_before:])
+    return arr
+
+
+def _month_bounds(open_time: np.ndarray) -> list[int]:
+    """Row indices where a new UTC calendar month starts (the cache's row-group boundaries)."""
+    months = open_time.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+    return [0, *(np.flatnonzero(np.diff(months) != 0) + 1).tolist(), len(open_time)]
+
+
+def _write_cache(where: Path, arr: CandleArrays, files: list[str], skipped: list[str]) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = {b"tradeconsole": json.dumps({"version": _CACHE_VERSION, "files": files, "skipped": skipped}).encode()}
+    table = pa.table({c: getattr(arr, c) for c in _COLS}).replace_schema_metadata(meta)
+    tmp = where.with_name(f".{where.name}.{os.getpid()}.tmp")
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        bounds = _month_bounds(arr.open_time)
+        with pq.ParquetWriter(tmp, table.schema, compression="lz4", use_dictionary=False) as writer:
+            for lo, hi in zip(bounds, bounds[1:]):
+                writer.write_table(table.slice(lo, hi - lo))  # one row group per month
+        os.replace(tmp, where)  # atomic: a concurrent reader sees the old entry or the whole new one
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_cache(where: Path, report: DataReport) -> CandleArrays | None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    try:
+        # ParquetFile, not read_table: read_table imports pyarrow.dataset (a second of start-up)
+        table = pq.ParquetFile(where).read(columns=list(_COLS), use_threads=False)  # 2 shared cores: no gain
+        meta = json.loads((table.schema.metadata or {})[b"tradeconsole"])
+        if meta.get("version") != _CACHE_VERSION:
+            return None
+        cols = [table.column(c).to_numpy() for c in _COLS]
+    except Exception:  # a truncated or foreign file: read the sources instead
+        return None
+    report.files.extend(meta["files"])
+    report.skipped_rows.extend(meta["skipped"])
+    return CandleArrays(*cols)
+
+
+def _check_interval(open_time: np.ndarray, interval: str | None, path: str | os.PathLike[str],
                     report: DataReport, expected_by: str | None) -> int:
     """Infer the data's step, record it in ``report`` and compare it with ``interval``; returns
     the step the grid check uses."""

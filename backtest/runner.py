@@ -21,8 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tradeconsole.core.candles import CandleArrays
-from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, DroppedEntry, FillModel, SimulatedFuturesBroker
-from tradeconsole.core.domain import Candle, Fill, Trade
+from tradeconsole.core.broker import (FILL_MODELS, BrokerSettings, DroppedEntry, FillModel, SimulatedFuturesBroker,
+                                      client_order_id)
+from tradeconsole.core.broker_step import R_ENTRY_LONG, R_ENTRY_SHORT, R_LIQ, R_STOP, R_TARGET
+from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
 from tradeconsole.core.events import Event
 from tradeconsole.core.indicators import IndicatorSettings
 from tradeconsole.core.session import StrategySession
@@ -65,7 +67,7 @@ def run_backtest(
     *,
     symbol: str = "ETHUSDT",
     interval: str = "5m",
-    model: FillModel | str = "realistic",
+    fill_model: FillModel | str = "realistic",
     settings: BrokerSettings = BrokerSettings(),
     indicator_settings: IndicatorSettings | None = None,
     publish: Callable[[Event], None] | None = None,
@@ -82,7 +84,7 @@ def run_backtest(
     result (equity, bars, metrics) covers the window only.
     """
     t0 = time.perf_counter()
-    fm = FILL_MODELS[model] if isinstance(model, str) else model
+    fm = FILL_MODELS[fill_model] if isinstance(fill_model, str) else fill_model
     ind_settings = indicator_settings or fm.indicator_settings()
     run_id = run_id or f"bt-{uuid.uuid4().hex[:12]}"
     if warmup < 0 or (warmup and warmup >= len(candles)):
@@ -93,6 +95,10 @@ def run_backtest(
         ind = {k: v[warmup:] for k, v in ind.items()}
         candles = candles.take(slice(warmup, None))
     n = len(candles)
+    signal = _vector_signal(strategy, ind) if publish is None else None
+    if signal is not None:
+        return _run_compiled(candles, strategy, signal, symbol=symbol, interval=interval, fm=fm, settings=settings,
+                             ind_settings=ind_settings, progress=progress, run_id=run_id, warmup=warmup, t0=t0)
     broker = SimulatedFuturesBroker(symbol, settings, fm)
     session = StrategySession(symbol=symbol, interval=interval, strategy=strategy, broker=broker, run_id=run_id,
                               mode="backtest", initial_cash=settings.initial_cash,
@@ -139,8 +145,98 @@ def run_backtest(
     )
 
 
-def _expand_equity(marks: list[tuple[int, float, float, float]],
-                   close: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+def _vector_signal(strategy: Strategy, ind: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The strategy's entry signal for every bar from its indicator frame (+1 long, -1 short, 0),
+    or None when the compiled loop cannot run it: a strategy with its own exit rules (exit plan,
+    trailing stop, exit signal, time exit) or one without a vectorised signal (only the exact
+    built-in classes have one; ``tests/backtest/test_compiled_step.py`` proves them equal to
+    ``entry_signal`` bar by bar)."""
+    if not getattr(strategy, "simple_exits", False) or getattr(strategy, "managed_exits", False):
+        return None
+    from tradeconsole.backtest.optimize.vector import VECTOR_SIGNALS
+
+    fn = VECTOR_SIGNALS.get(type(strategy))
+    return None if fn is None else fn(ind, strategy.params)
+
+
+def _run_compiled(candles: CandleArrays, strategy: Strategy, signal: np.ndarray, *, symbol: str, interval: str,
+                  fm: FillModel, settings: BrokerSettings, ind_settings: IndicatorSettings,
+                  progress: ProgressFn | None, run_id: str, warmup: int, t0: float) -> BacktestResult:
+    """``run_backtest`` for nobody listening bar by bar: the broker's compiled step
+    (``tradeconsole.core.broker_step.simulate``) over the arrays, then the few fills and round
+    trips as the objects the per-candle path returns. A run of millions of bars takes
+    milliseconds, so ``progress`` is asked once before (False: cancelled after the first bar, as
+    the per-bar loop would) and told once at the end."""
+    from tradeconsole.core.broker_step import simulate
+
+    n = len(candles)
+    cancelled = False
+    if progress is not None and progress(0, n) is False:
+        cancelled = True
+        candles, signal = candles.take(slice(0, 1)), signal[:1]
+    s = settings
+    f64 = np.float64
+    equity, in_pos, fills_a, trades_a, dropped_a, totals = simulate(
+        np.ascontiguousarray(candles.open, dtype=f64), np.ascontiguousarray(candles.high, dtype=f64),
+        np.ascontiguousarray(candles.low, dtype=f64), np.ascontiguousarray(candles.close, dtype=f64),
+        np.ascontiguousarray(candles.open_time, dtype=np.int64), np.ascontiguousarray(candles.close_time, dtype=np.int64),
+        np.ascontiguousarray(signal, dtype=np.int8), float(strategy.params.stop_loss_pct),
+        float(strategy.params.take_profit_pct), float(strategy.params.stake_fraction), float(s.initial_cash),
+        float(s.leverage), float(s.fee_rate), float(s.slippage_bps), float(s.funding_rate_8h),
+        float(s.maintenance_margin_rate), bool(fm.fill_at_next_open), bool(fm.intrabar_exits),
+        bool(fm.reenter_on_exit_candle), bool(fm.fee_on_stake))
+    if progress is not None and not cancelled:
+        progress(n, n)
+    m = len(candles)
+    fills, trades = _fill_objects(fills_a, trades_a, strategy.name, symbol, interval)
+    dropped = [DroppedEntry(Side.LONG if row[0] > 0 else Side.SHORT,
+                            client_order_id(strategy.name, symbol, interval, int(row[1]),
+                                            Side.LONG if row[0] > 0 else Side.SHORT), int(row[1]), int(row[2]))
+               for row in dropped_a]
+    open_position = None
+    if totals[3]:
+        side = Side.LONG if totals[4] > 0 else Side.SHORT
+        qty, entry = float(totals[5]), float(totals[6])
+        open_position = {"side": side.name.lower(), "qty": qty, "entry_price": entry, "entry_time": int(totals[7]),
+                         "unrealized_pnl": side.sign * qty * (float(candles.close[m - 1]) - entry)}
+    return BacktestResult(
+        symbol=symbol, interval=interval, strategy=strategy, model=fm, settings=settings, run_id=run_id,
+        open_time=candles.open_time[:m], close=candles.close[:m], equity=equity, in_position=in_pos,
+        fills=fills, trades=trades, fees_paid=float(totals[0]), funding_paid=float(totals[1]),
+        open_position=open_position, indicator_settings=ind_settings, elapsed_s=time.perf_counter() - t0,
+        cancelled=cancelled, warmup_bars=warmup, dropped_entries=dropped,
+    )
+
+
+_CODE_REASON = {R_ENTRY_LONG: FillReason.ENTRY_LONG, R_ENTRY_SHORT: FillReason.ENTRY_SHORT,
+                R_STOP: FillReason.STOP_LOSS, R_TARGET: FillReason.TAKE_PROFIT, R_LIQ: FillReason.LIQUIDATION}
+_CODE_SUFFIX = {R_STOP: "sl", R_TARGET: "tp", R_LIQ: "lq"}
+
+
+def _fill_objects(fills_a: np.ndarray, trades_a: np.ndarray, name: str, symbol: str,
+                  interval: str) -> tuple[list[Fill], list[Trade]]:
+    """The compiled loop's fill and round-trip rows as ``Fill``/``Trade`` objects, with the order
+    ids the broker gives them (the entry's id derives from its signal candle and side)."""
+    fills: list[Fill] = []
+    for t, side, px, qty, fee, code, sig in fills_a.tolist():
+        code = int(code)
+        buy = side > 0
+        if code in (R_ENTRY_LONG, R_ENTRY_SHORT):
+            entry_side = Side.LONG if code == R_ENTRY_LONG else Side.SHORT
+            oid = client_order_id(name, symbol, interval, int(sig), entry_side)
+        else:
+            entry_side = Side.SHORT if buy else Side.LONG
+            oid = client_order_id(name, symbol, interval, int(sig), entry_side) + _CODE_SUFFIX[code]
+        fills.append(Fill(int(t), symbol, OrderSide.BUY if buy else OrderSide.SELL, px, qty, fee,
+                          _CODE_REASON[code], oid))
+    trades = [Trade(symbol=symbol, side=Side.LONG if sg > 0 else Side.SHORT, qty=qty, entry_time=int(et),
+                    entry_price=ep, exit_time=int(xt), exit_price=xp, pnl=pnl, fees=fees, funding=funding,
+                    exit_reason=_CODE_REASON[int(code)], stake=stake)
+              for sg, qty, et, ep, xt, xp, pnl, fees, funding, code, stake in trades_a.tolist()]
+    return fills, trades
+
+
+def _expand_equity(marks: list[tuple[int, float, float, float]], close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-bar equity at the close and in-position flags from the account's change points."""
     m = len(close)
     bars = np.array([b for b, *_ in marks], dtype=np.int64)

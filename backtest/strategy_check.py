@@ -147,7 +147,7 @@ def check_strategy(strategy: Strategy, candles: CandleArrays, *, model: str = "r
     ref = _Values(strategy, head, settings) if m < n else full
     from tradeconsole.backtest.runner import run_backtest
 
-    bt = run_backtest(head, strategy, symbol=symbol, interval=interval, model=fm)
+    bt = run_backtest(head, strategy, symbol=symbol, interval=interval, fill_model=fm)
     live = LiveIndicators(strategy.indicator_plan(settings))
     broker = SimulatedFuturesBroker(symbol, BrokerSettings(), fm)
     session = StrategySession(symbol=symbol, interval=interval, strategy=strategy, broker=broker, run_id="check",

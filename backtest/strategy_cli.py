@@ -142,9 +142,9 @@ def check_main(args: argparse.Namespace) -> int:
     check_data_files(args.data)
     candles, _report = load_candles(args.data, interval=interval,
                                     expected_by=f"the strategy {args.name!r} runs on {interval}")
-    results = check_strategy(strategy, candles, model=args.mode, samples=int(args.samples),
+    results = check_strategy(strategy, candles, model=args.fill_model, samples=int(args.samples),
                              live_bars=int(args.live_bars), interval=interval)
-    print(f"strategy check {args.name} on {len(candles)} candles of {args.data} ({args.mode} fill model)")
+    print(f"strategy check {args.name} on {len(candles)} candles of {args.data} ({args.fill_model} fill model)")
     for r in results:
         print("  " + r.line())
     ok = all(r.passed for r in results)

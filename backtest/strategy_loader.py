@@ -82,7 +82,7 @@ def load_file(path: str | Path) -> list[type[Strategy]]:
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
         exec(code, module.__dict__)
-    except Exception as exc:  # noqa: BLE001 - the user's code: report where it failed
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code (even sys.exit()): report where it failed
         sys.modules.pop(name, None)
         line = _where(exc, p)
         raise StrategyLoadError(f"{path}{f':{line}' if line else ''}: {type(exc).__name__}: {exc}") from None

@@ -118,6 +118,67 @@ def build_long_series(dest: Path, copies: int = 3, src: Path = DATA_5M) -> Path:
     return out
 
 
+def synth_years(dest: Path, interval: str, years: int = 5, src: Path = DATA_5M, start: str = "2020-01-01") -> Path:
+    """``years`` of ``interval`` (``5m`` or ``1m``) candles in the Binance public-data layout
+    (monthly ``ETHUSDT-<iv>-YYYY-MM.csv``, 12 columns, no header), built deterministically from the
+    six real months of 5m candles.
+
+    The real months are cycled; each cycle is scaled so its first open equals the previous
+    cycle's last close (no jump at the seams) and every bar is multiplied by one deterministic
+    factor ``1 + 0.002 * sin(bar / 97 + cycle)``, the same for its open, high, low and close, so
+    OHLC stays consistent but no cycle repeats the previous one exactly. For ``1m`` every 5m
+    candle becomes five 1m candles along the path open -> low -> mid -> high -> (high+close)/2 ->
+    close (high first for a falling candle), so the 5m candle's range is reached inside it and its
+    volume is split evenly. Nothing here is random: the same inputs always give the same files.
+    """
+    import numpy as np
+    import pandas as pd
+
+    base = pd.concat([pd.read_csv(f, header=None, names=PUBLIC_COLS) for f in _csv_files(src)], ignore_index=True)
+    o0, h0, l0, c0 = (base[c].to_numpy(np.float64) for c in ("Open", "High", "Low", "Close"))
+    v0 = base["Volume"].to_numpy(np.float64)
+    step = 60_000 if interval == "1m" else 300_000
+    t_start = int(pd.Timestamp(start, tz="UTC").value // 1_000_000)
+    t_end = int((pd.Timestamp(start, tz="UTC") + pd.DateOffset(years=years)).value // 1_000_000)
+    bars5 = (t_end - t_start) // 300_000
+    cycles = -(-bars5 // len(o0))
+    parts = {k: [] for k in ("o", "h", "l", "c", "v")}
+    scale = 1.0
+    for k in range(cycles):
+        f = scale * (1 + 0.002 * np.sin(np.arange(len(o0)) / 97.0 + k))
+        for key, col in (("o", o0), ("h", h0), ("l", l0), ("c", c0)):
+            parts[key].append(col * f)
+        parts["v"].append(v0)
+        scale = parts["c"][-1][-1] / o0[0]
+    o, h, lo, c, v = (np.concatenate(parts[key])[:bars5] for key in ("o", "h", "l", "c", "v"))
+    if interval == "1m":
+        up = c >= o
+        a = np.where(up, lo, h)
+        b = np.where(up, h, lo)
+        pts = np.stack([o, a, (a + b) / 2, b, (b + c) / 2, c], axis=1)  # 6 points, 5 one-minute legs
+        o = pts[:, :-1].reshape(-1)
+        c = pts[:, 1:].reshape(-1)
+        h, lo = np.maximum(o, c), np.minimum(o, c)
+        v = np.repeat(v / 5, 5)
+    n = len(o)
+    ot = t_start + np.arange(n, dtype=np.int64) * step
+    o, h, lo, c = (np.round(x, 2) for x in (o, h, lo, c))
+    h = np.maximum(h, np.maximum(o, c))  # rounding must not break OHLC order
+    lo = np.minimum(lo, np.minimum(o, c))
+    v = np.round(v, 4)
+    df = pd.DataFrame({"open_time": ot, "Open": o, "High": h, "Low": lo, "Close": c, "Volume": v,
+                       "close_time": ot + step - 1, "quote_volume": np.round(v * c, 4),
+                       "trades": (v * 3).astype(np.int64) + 1, "taker_base": np.round(v / 2, 4),
+                       "taker_quote": np.round(v * c / 2, 4), "ignore": 0})
+    out = dest / "ETHUSDT" / interval
+    out.mkdir(parents=True, exist_ok=True)
+    month = pd.to_datetime(ot, unit="ms").strftime("%Y-%m").to_numpy()
+    cuts = np.flatnonzero(month[1:] != month[:-1]) + 1
+    for lo_i, hi_i in zip(np.r_[0, cuts], np.r_[cuts, n]):
+        df.iloc[lo_i:hi_i].to_csv(out / f"ETHUSDT-{interval}-{month[lo_i]}.csv", header=False, index=False)
+    return out
+
+
 def build_floor_series(dest: Path, bars: int = 288, src: Path = DATA_5M) -> Path:
     """One day of 5m candles: a whole-process run on it measures the fixed cost (start-up, imports)."""
     out = dest / "floor" / "ETHUSDT" / "5m"
@@ -300,7 +361,78 @@ def run_backtesting_py(path: str, strategy: str) -> dict:
             "compute_s": t4 - t2}
 
 
-WORKERS = {"loop": run_notebook, "btpy": run_backtesting_py}
+def run_backtesting_py_realistic(path: str, strategy: str) -> dict:
+    """The realistic rules in backtesting.py (``--scale``): decide on the closed candle, fill at
+    the next open (its default, ``trade_on_close=False``), ``sl``/``tp`` hit intrabar from the
+    high/low, commission on notional, the whole equity as stake. Only ``basic`` is run."""
+    t0 = time.perf_counter()
+    import pandas as pd
+    from backtesting import Strategy
+    from backtesting.lib import FractionalBacktest
+
+    t1 = time.perf_counter()
+    df = notebook_load(path)
+    t2 = time.perf_counter()
+    notebook_indicators(df)
+    df.index = pd.to_datetime(df["open_time"], unit="ms")
+    t3 = time.perf_counter()
+
+    class RealisticRules(Strategy):
+        def init(self):
+            pass
+
+        def next(self):
+            if self.position or self.orders:
+                return
+            d = self.data
+            close = d.Close[-1]
+            macd, sig, rsi, cci = d.MACD[-1], d.Signal[-1], d.RSI[-1], d.CCI[-1]
+            if macd > sig and rsi < BASIC["rsi_lo"] and cci > BASIC["cci_lo"]:
+                self.buy(sl=close * (1 - STOP), tp=close * (1 + TARGET))
+            elif macd < sig and rsi > BASIC["rsi_hi"] and cci < BASIC["cci_hi"]:
+                self.sell(sl=close * (1 + STOP), tp=close * (1 - TARGET))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bt = FractionalBacktest(df[["Open", "High", "Low", "Close", "Volume", "RSI", "MACD", "Signal", "CCI"]],
+                                RealisticRules, cash=CASH, commission=FEE, fractional_unit=1e-6)
+        stats = bt.run()
+    t4 = time.perf_counter()
+    return {"trades": int(stats["# Trades"]), "final_equity": float(stats["Equity Final [$]"]), "bars": len(df),
+            "import_s": t1 - t0, "load_s": t2 - t1, "indicators_s": t3 - t2, "sim_s": t4 - t3,
+            "compute_s": t4 - t2}
+
+
+def run_vectorbt_realistic(path: str, strategy: str) -> dict:
+    """The realistic rules in vectorbt (``--scale``): signals on the closed candle, shifted one
+    bar and filled at that bar's open (``price=open``), stop/target as ``sl_stop``/``tp_stop``
+    checked intrabar from the high/low, fees on notional, the whole equity as stake, one
+    position at a time. Only ``basic`` is run."""
+    t0 = time.perf_counter()
+    import numpy as np
+    import vectorbt as vbt
+
+    t1 = time.perf_counter()
+    df = notebook_load(path)
+    t2 = time.perf_counter()
+    notebook_indicators(df)
+    with np.errstate(invalid="ignore"):
+        long = (df["MACD"] > df["Signal"]) & (df["RSI"] < BASIC["rsi_lo"]) & (df["CCI"] > BASIC["cci_lo"])
+        short = (df["MACD"] < df["Signal"]) & (df["RSI"] > BASIC["rsi_hi"]) & (df["CCI"] < BASIC["cci_hi"])
+    t3 = time.perf_counter()
+    pf = vbt.Portfolio.from_signals(
+        df["Close"], entries=long.shift(1, fill_value=False), short_entries=short.shift(1, fill_value=False),
+        price=df["Open"], open=df["Open"], high=df["High"], low=df["Low"], sl_stop=STOP, tp_stop=TARGET,
+        fees=FEE, init_cash=CASH, size=np.inf, accumulate=False, freq="1min")
+    trades = int(pf.trades.count())
+    final = float(pf.final_value())
+    t4 = time.perf_counter()
+    return {"trades": trades, "final_equity": final, "bars": len(df), "import_s": t1 - t0, "load_s": t2 - t1,
+            "indicators_s": t3 - t2, "sim_s": t4 - t3, "compute_s": t4 - t2}
+
+
+WORKERS = {"loop": run_notebook, "btpy": run_backtesting_py, "btpy_real": run_backtesting_py_realistic,
+           "vbt_real": run_vectorbt_realistic}
 
 
 # ============================================================================ the product
@@ -365,10 +497,10 @@ class InProcess:
         if key not in self.cache:
             self.cache[key] = self.load_candles(data, interval=interval)[0]
             # warm-up: the first call pays for importing pandas-ta (and numba under it)
-            self.run_backtest(self.cache[key], self.make_strategy(strategy), interval=interval, model="seed")
+            self.run_backtest(self.cache[key], self.make_strategy(strategy), interval=interval, fill_model="seed")
         candles = self.cache[key]
         t0 = time.perf_counter()
-        r = self.run_backtest(candles, self.make_strategy(strategy), interval=interval, model="seed")
+        r = self.run_backtest(candles, self.make_strategy(strategy), interval=interval, fill_model="seed")
         wall = time.perf_counter() - t0
         return wall, {"trades": len(r.trades), "final_equity": float(r.equity[-1])}
 
@@ -517,19 +649,117 @@ def _versions() -> str:
     return f"python {platform.python_version()}, pandas {pd_v}, numpy {np_v}, backtesting {bt_v}"
 
 
+# ============================================================================ --scale (issue 15)
+
+VBT_VENV = Path(tempfile.gettempdir()) / "tcbench-vectorbt-venv"
+
+
+def vectorbt_python() -> str:
+    """A Python that can import vectorbt: this one if it can, else a separate venv (built once,
+    with ``pip install vectorbt`` from PyPI) so the product's own venv stays as it is."""
+    if subprocess.run([PYTHON, "-c", "import vectorbt"], capture_output=True).returncode == 0:
+        return PYTHON
+    py = VBT_VENV / "bin" / "python"
+    if not py.exists() or subprocess.run([str(py), "-c", "import vectorbt, backtesting"],
+                                         capture_output=True).returncode != 0:
+        print(f"installing vectorbt into {VBT_VENV} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VBT_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "vectorbt", "backtesting==0.6.6"], check=True)
+    return str(py)
+
+
+def _peak_rss_mb(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, stdout) of one whole child process, the peak being that
+    process's own (``/usr/bin/time -f %M``), not the maximum over every child so far."""
+    t0 = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, cwd=ROOT, env=env)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr[-2000:]}")
+    rss_kb = float(out.stderr.strip().splitlines()[-1])
+    return wall, rss_kb / 1024, out.stdout
+
+
+def scale_main(args) -> int:
+    """Issue 15: ``basic``, realistic rules, 53k / 525k / 2.6M bars, whole processes, the product
+    (from its Parquet cache after a first, cold run; the cold run is reported too) vs
+    backtesting.py and vectorbt, interleaved round by round, with peak RSS per process."""
+    root = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="tcbench-scale-"))
+    sets = [("6 months 5m", DATA_5M, "5m")]
+    for iv, label in (("5m", "5 years 5m"), ("1m", "5 years 1m")):
+        d = root / "ETHUSDT" / iv
+        if not d.is_dir():
+            t = time.perf_counter()
+            synth_years(root, iv)
+            print(f"synthesised {label} in {d} ({time.perf_counter() - t:.0f} s)", flush=True)
+        sets.append((label, d, iv))
+    vpy = None if "vbt" in args.skip else vectorbt_python()
+    cache = Path(tempfile.mkdtemp(prefix="tcbench-cache-"))
+    env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(cache), "TQDM_DISABLE": "1"}
+    rows = []
+    for label, d, iv in sets:
+        prod = [str(TRADECONSOLE), "backtest", "--strategy", "basic", "--data", str(d), "--interval", iv,
+                "--mode", "realistic", "--json"]
+        cold = _peak_rss_mb(prod, env)  # first run: CSV parse, writes the cache (and compiles once)
+        res: dict[str, list[tuple[float, float]]] = {"product": [], "btpy": [], "vbt": []}
+        out: dict[str, dict] = {"product": json.loads(cold[2])}
+        for _ in range(args.reps):
+            w, r, o = _peak_rss_mb(prod, env)
+            res["product"].append((w, r))
+            if "btpy" not in args.skip:
+                w, r, o = _peak_rss_mb([PYTHON, str(Path(__file__).resolve()), "--worker", "btpy_real",
+                                        "--strategy", "basic", "--data", str(d)], env)
+                res["btpy"].append((w, r))
+                out["btpy"] = json.loads(o.strip().splitlines()[-1])
+            if vpy is not None:
+                w, r, o = _peak_rss_mb([vpy, str(Path(__file__).resolve()), "--worker", "vbt_real",
+                                        "--strategy", "basic", "--data", str(d)], env)
+                res["vbt"].append((w, r))
+                out["vbt"] = json.loads(o.strip().splitlines()[-1])
+        rows.append((label, d, cold, res, out))
+        # each set's raw numbers at once: a run cut short still leaves what it measured
+        print(f"{label} done (load avg {os.getloadavg()[0]:.1f}): product cold {cold[0]:.2f} s {cold[1]:.0f} MB; "
+              + "; ".join(f"{k} " + ", ".join(f"{w:.2f} s {r:.0f} MB" for w, r in v) for k, v in res.items())
+              + "; " + "; ".join(f"{k} {v['trades']} trades {v['final_equity']:.2f}" for k, v in out.items()),
+              flush=True)
+    print(f"\n| history | product cold (CSV) | product (cache) | backtesting.py | vectorbt | ratio btpy | ratio vbt |")
+    print("|---|---|---|---|---|---|---|")
+    for label, d, cold, res, out in rows:
+        def cell(k: str) -> str:
+            if not res[k]:
+                return "-"
+            return (f"{statistics.median(w for w, _ in res[k]):.2f} s, "
+                    f"{statistics.median(r for _, r in res[k]):.0f} MB")
+
+        def ratio(k: str) -> str:
+            if not res[k]:
+                return "-"
+            return f"{statistics.median(a[0] / b[0] for a, b in zip(res[k], res['product'])):.1f}x"
+
+        print(f"| {label} | {cold[0]:.2f} s, {cold[1]:.0f} MB | {cell('product')} | {cell('btpy')} | {cell('vbt')} "
+              f"| {ratio('btpy')} | {ratio('vbt')} |")
+    print("\ntrades / final equity:")
+    for label, d, cold, res, out in rows:
+        print(f"  {label}: " + "; ".join(f"{k} {v['trades']} / {v['final_equity']:.2f}" for k, v in out.items()))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=7, help="repetitions for the product (default 7)")
     ap.add_argument("--baseline-reps", type=int, default=3,
                     help="repetitions for the per-bar loop and backtesting.py (default 3)")
     ap.add_argument("--quick", action="store_true", help="2 product reps, 1 baseline rep")
-    ap.add_argument("--skip", action="append", default=[], choices=("loop", "btpy", "1h"),
+    ap.add_argument("--skip", action="append", default=[], choices=("loop", "btpy", "1h", "vbt"),
                     help="leave out an implementation or the 1h case")
     ap.add_argument("--floor-bars", type=int, default=288, help=argparse.SUPPRESS)
     # worker mode (internal): one competitor run in a fresh process, JSON on stdout
     ap.add_argument("--worker", choices=tuple(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--strategy", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--scale", action="store_true",
+                    help="issue 15: basic, realistic rules, 53k/525k/2.6M bars vs backtesting.py and vectorbt")
+    ap.add_argument("--data-dir", help="--scale: where the synthesised 5-year series are (built if missing)")
     args = ap.parse_args()
 
     if args.worker:
@@ -537,6 +767,9 @@ def main() -> int:
         return 0
     if args.quick:
         args.reps, args.baseline_reps = 2, 1
+    if args.scale:
+        args.reps = 1 if args.quick else 3
+        return scale_main(args)
     args.reps = max(args.reps, args.baseline_reps)  # every baseline round needs its product run
     for p in (DATA_5M, DATA_1H, TRADECONSOLE):
         if not p.exists():

@@ -109,7 +109,7 @@ def bench_raw_producer(bootstrap: str, events, serialise: bool) -> float:
     from kafka import KafkaProducer
     from kafka.partitioner.default import murmur2
 
-    from tradeconsole.infra.sinks.kafka import dumps
+    from tradeconsole.infra.sinks.codec import dumps
     from tradeconsole.infra.sinks.topics import TopicNames, message_key
 
     names = TopicNames(f"raw{uuid.uuid4().hex[:8]}")
@@ -244,11 +244,11 @@ def main() -> int:
         standin = ElasticsearchStandIn().start()
         es_url = standin.url
     try:
-        import tradeconsole.infra.sinks.kafka as ks
+        from tradeconsole.infra.sinks import codec
 
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, broker {bootstrap}"
               f"{' (Tansu)' if broker else ''}, Elasticsearch {'stand-in' if standin else es_url}, "
-              f"json: {'orjson' if ks.dumps.__module__ == 'tradeconsole.infra.sinks.kafka' and 'orjson' in sys.modules else 'json'}")
+              f"json: {codec.BACKEND}")
         t = time.perf_counter()
         events = make_events(args.events + 1)
         # The benchmark keeps all its events alive at once, which a real engine never does;

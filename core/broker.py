@@ -44,6 +44,8 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from tradeconsole.core import broker_step as step
+from tradeconsole.core.broker_protocol import Broker
 from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Position, Side, Trade, iso_ms
 from tradeconsole.core.indicators import IndicatorSettings
 
@@ -57,7 +59,7 @@ __all__ = [
     "client_order_id",
 ]
 
-FUNDING_PERIOD_MS = 8 * 3_600_000
+FUNDING_PERIOD_MS = step.FUNDING_PERIOD_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,20 +124,24 @@ class ExitPlan:
     ``stop``/``target``: ``("pct", fraction of the fill price)``, ``("distance", price units)`` or
     ``("price", absolute)``; None for none. ``trail``: ``("pct", f)`` or ``("distance", d)`` behind
     the best price, or None. ``sizing``: ``"fraction"`` of equity as margin (``size``), a
-    ``"notional"`` in USDT, or ``"risk"``: the fraction of equity lost at the stop."""
+    ``"notional"`` in USDT, or ``"risk"``: the fraction of equity lost at the stop.
+    ``max_notional``: the risk limit's cap on the position's notional (USDT), applied at the fill
+    price whatever the sizing rule (``tradeconsole.core.risk.RiskGuard.limit_plan``)."""
 
     stop: tuple[str, float] | None
     target: tuple[str, float] | None
     trail: tuple[str, float] | None = None
     sizing: str = "fraction"
     size: float = 1.0
+    max_notional: float | None = None
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> ExitPlan:
         def t(x: Any) -> tuple[str, float] | None:
             return None if x is None else (str(x[0]), float(x[1]))
+        cap = d.get("max_notional")
         return ExitPlan(t(d.get("stop")), t(d.get("target")), t(d.get("trail")), str(d.get("sizing", "fraction")),
-                        float(d.get("size", 1.0)))
+                        float(d.get("size", 1.0)), None if cap is None else float(cap))
 
 
 def _level(px: float, rule: tuple[str, float] | None, sign: int, adverse: bool) -> float:
@@ -182,8 +188,9 @@ class DroppedEntry:
                 f"of the signal candle ({iso_ms(self.signal_time)}); the price moved on unseen")
 
 
-class SimulatedFuturesBroker:
-    """Simulated isolated-margin futures account for one symbol."""
+class SimulatedFuturesBroker(Broker):
+    """Simulated isolated-margin futures account for one symbol (the ``Broker`` Protocol; the
+    exchange-only members are documented no-ops)."""
 
     def __init__(self, symbol: str, settings: BrokerSettings = BrokerSettings(),
                  model: FillModel = FILL_MODELS["realistic"]) -> None:
@@ -203,6 +210,7 @@ class SimulatedFuturesBroker:
         self._entry_stake = 0.0
         self._position_funding = 0.0
         self.trail: tuple[str, float] | None = None  # the open position's trailing stop
+        self._stop_move: tuple[float, float] | None = None  # (from, to) of the last trailing move not yet taken
         self.pending_exit: str | None = None  # FillReason value of an exit to fill at the next open
 
     # ------------------------------------------------------------------ queries
@@ -248,8 +256,8 @@ class SimulatedFuturesBroker:
         entry = self.on_candle_open(candle)
         if entry is not None:
             out.append((entry, None))
-        if self.position is not None and self.settings.funding_rate_8h and \
-                candle.open_time % FUNDING_PERIOD_MS == 0 and self.position.entry_time < candle.open_time:
+        if self.position is not None and step.funding_due(candle.open_time, self.position.entry_time,
+                                                          float(self.settings.funding_rate_8h)):
             self._charge_funding(candle.open)
         if self.position is not None:
             exit_ = self._check_exits(candle)
@@ -288,12 +296,26 @@ class SimulatedFuturesBroker:
         kind, v = self.trail
         if long:
             new = ref * (1 - v) if kind == "pct" else ref - v
-            if new > p.stop_price:
-                self.position = replace(p, stop_price=new)
+            moved = new > p.stop_price
         else:
             new = ref * (1 + v) if kind == "pct" else ref + v
-            if new < p.stop_price:
-                self.position = replace(p, stop_price=new)
+            moved = new < p.stop_price
+        if moved:
+            self.position = replace(p, stop_price=new)
+            before = self._stop_move[0] if self._stop_move is not None else p.stop_price
+            self._stop_move = (before, new)
+
+    @property
+    def entry_order_id(self) -> str:
+        """The open position's entry client order id ("" when flat)."""
+        return self._entry_order_id
+
+    def take_stop_move(self) -> tuple[float, float] | None:
+        """The trailing stop's move since the last call, as (from, to) prices, or None: the
+        session publishes it as the stop order's ``amended`` event, so the console, the journal
+        and Kibana show the stop where the broker holds it."""
+        move, self._stop_move = self._stop_move, None
+        return move
 
     def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
                      take_profit_pct: float, stake_fraction: float = 1.0, plan: ExitPlan | None = None) -> Fill | None:
@@ -326,10 +348,7 @@ class SimulatedFuturesBroker:
 
     # ------------------------------------------------------------------ internals
     def _slipped(self, price: float, side: OrderSide) -> float:
-        bps = self.settings.slippage_bps
-        if not bps:
-            return price
-        return price * (1 + bps / 10_000) if side is OrderSide.BUY else price * (1 - bps / 10_000)
+        return step.slipped(float(price), side is OrderSide.BUY, float(self.settings.slippage_bps))
 
     def _fill_pending(self, candle: Candle, price: float | None = None, time: int | None = None) -> Fill | None:
         p = self.pending
@@ -339,20 +358,12 @@ class SimulatedFuturesBroker:
         assert p is not None
         self.pending = None
         s = self.settings
-        px = self._slipped(candle.open if price is None else price, p.side.entry_order_side)
         t = candle.open_time if time is None else time
-        stake = self.cash * p.stake_fraction
-        if self.model.fee_on_stake:
-            fee = stake * s.leverage * s.fee_rate
-            qty = (stake * s.leverage - fee) / px
-        else:
-            qty = stake / (px * (1.0 / s.leverage + s.fee_rate))
-            fee = qty * px * s.fee_rate
         sign = p.side.sign
-        stop = px * (1 - p.stop_loss_pct) if sign > 0 else px * (1 + p.stop_loss_pct)
-        target = px * (1 + p.take_profit_pct) if sign > 0 else px * (1 - p.take_profit_pct)
-        mmr = s.maintenance_margin_rate
-        liq = px * (1 - 1 / s.leverage + mmr) if sign > 0 else px * (1 + 1 / s.leverage - mmr)
+        px, qty, fee, stake, stop, target, liq = step.open_position(
+            float(candle.open if price is None else price), float(sign), float(self.cash), float(p.stake_fraction),
+            float(s.leverage), float(s.fee_rate), float(s.slippage_bps), float(p.stop_loss_pct),
+            float(p.take_profit_pct), float(s.maintenance_margin_rate), bool(self.model.fee_on_stake))
         self.cash -= fee
         self.fees_paid += fee
         self.position = Position(self.symbol, p.side, qty, px, t, fee, s.leverage, stop, target, liq)
@@ -385,9 +396,11 @@ class SimulatedFuturesBroker:
         elif (stop >= px or target <= px) if sign > 0 else (stop <= px or target >= px):
             why = f"protective levels on the wrong side of the fill price {px:g} (stop {stop:g}, target {target:g})"
         per_unit = px * (1.0 / s.leverage + s.fee_rate)
-        qty_max = self.cash / per_unit
+        qty_max = self.cash / per_unit  # the leverage cap: margin + entry fee never exceed the wallet
+        if plan.max_notional is not None:  # the risk limit, at the fill price, for every sizing rule
+            qty_max = min(qty_max, plan.max_notional / px)
         if plan.sizing == "fraction":
-            qty = self.cash * plan.size / per_unit
+            qty = min(self.cash * plan.size / per_unit, qty_max)
         elif plan.sizing == "notional":
             qty = min(plan.size / px, qty_max)
         else:  # risk: a stop hit loses plan.size of equity
@@ -423,57 +436,24 @@ class SimulatedFuturesBroker:
         self._position_funding += payment
 
     def _check_exits(self, c: Candle) -> tuple[Fill, Trade] | None:
+        """The protective orders against this closed candle (the rules: ``broker_step.protective_exit``)."""
         p = self.position
         assert p is not None
-        long = p.side is Side.LONG
-        if not self.model.intrabar_exits:
-            # seed: closes only; the stop first, as the original code checked it first
-            if (c.close <= p.liquidation_price) if long else (c.close >= p.liquidation_price):
-                return self._close(p.liquidation_price, c.close_time, FillReason.LIQUIDATION, slip=False)
-            if (c.close <= p.stop_price) if long else (c.close >= p.stop_price):
-                return self._close(c.close, c.close_time, FillReason.STOP_LOSS, slip=False)
-            if (c.close >= p.target_price) if long else (c.close <= p.target_price):
-                return self._close(c.close, c.close_time, FillReason.TAKE_PROFIT, slip=False)
+        code, price, at_open, slip = step.protective_exit(
+            float(p.side.sign), float(c.open), float(c.high), float(c.low), float(c.close), float(p.stop_price),
+            float(p.target_price), float(p.liquidation_price), bool(self.model.intrabar_exits))
+        if code == step.R_NONE:
             return None
-        # realistic: a candle opening beyond a level fills that order at its open (the open comes
-        # first: a target gapped through is a take-profit even if the candle later reaches the
-        # stop); otherwise intrabar, worse case first. Binance USD-M "New Order" / "New Algo
-        # Order" trigger rules: TAKE_PROFIT_MARKET SELL triggers when the latest price >= its
-        # stopPrice (BUY: <=), STOP_MARKET SELL when <= (BUY: >=); the open is that first price.
-        stop, target, liq = p.stop_price, p.target_price, p.liquidation_price
-        if long:
-            adverse_open, adverse_extreme, favourable_open, favourable_extreme = c.open <= stop, c.low <= stop, c.open >= target, c.high >= target
-            liq_hit = c.low <= liq
-        else:
-            adverse_open, adverse_extreme, favourable_open, favourable_extreme = c.open >= stop, c.high >= stop, c.open <= target, c.low <= target
-            liq_hit = c.high >= liq
-        # Liquidation only when price reaches it before the stop can act: the candle opened
-        # beyond it (gap), or the stop sits beyond it (very high leverage).
-        opened_beyond_liq = (c.open <= liq) if long else (c.open >= liq)
-        stop_beyond_liq = (stop <= liq) if long else (stop >= liq)
-        if opened_beyond_liq:
-            return self._close(liq, c.open_time, FillReason.LIQUIDATION, slip=False)
-        if adverse_open:
-            return self._close(c.open, c.open_time, FillReason.STOP_LOSS)
-        if favourable_open:
-            return self._close(c.open, c.open_time, FillReason.TAKE_PROFIT)
-        if liq_hit and stop_beyond_liq:
-            return self._close(liq, c.close_time, FillReason.LIQUIDATION, slip=False)
-        if adverse_extreme:
-            return self._close(stop, c.close_time, FillReason.STOP_LOSS)
-        if favourable_extreme:
-            return self._close(target, c.close_time, FillReason.TAKE_PROFIT)
-        return None
+        return self._close(price, c.open_time if at_open else c.close_time, _STEP_REASON[code], slip=slip)
 
     def _close(self, price: float, time: int, reason: FillReason, slip: bool = True) -> tuple[Fill, Trade]:
         p = self.position
         assert p is not None
         side = p.side.exit_order_side
-        px = self._slipped(price, side) if slip else price
-        gross = p.side.sign * p.qty * (px - p.entry_price)
-        if reason is FillReason.LIQUIDATION:
-            gross = max(gross, -p.margin)  # isolated margin: the loss stops at the margin
-        fee = p.qty * px * self.settings.fee_rate
+        # isolated margin: a liquidation's loss stops at the margin (``broker_step.close_amounts``)
+        px, gross, fee = step.close_amounts(float(p.side.sign), float(p.qty), float(p.entry_price), float(p.leverage),
+                                            float(price), slip, reason is FillReason.LIQUIDATION,
+                                            float(self.settings.fee_rate), float(self.settings.slippage_bps))
         self.cash += gross - fee
         self.fees_paid += fee
         fill = Fill(time, self.symbol, side, px, p.qty, fee, reason, self._entry_order_id + _EXIT_SUFFIX[reason])
@@ -484,10 +464,34 @@ class SimulatedFuturesBroker:
         )
         self.position = None
         self.trail = None
+        self._stop_move = None
         self.pending_exit = None
         self.fills.append(fill)
         self.trades.append(trade)
         return fill, trade
+
+    # ------------------------------------------------------------------ exchange-only members (no-ops)
+    def start(self) -> None:
+        """Nothing to prepare: the simulated account exists from ``__init__``."""
+
+    def check_feed(self, source: str) -> None:
+        """Every candle source may drive a simulation (backtests replay history on purpose)."""
+
+    def apply_stream_event(self, event: dict[str, Any]) -> list[tuple[Fill, Trade | None]]:
+        """There is no account stream for a simulated account: nothing changes."""
+        return []
+
+    def on_stream_gap(self) -> list[tuple[Fill, Trade | None]]:
+        """No account stream, so nothing can have been missed."""
+        return []
+
+    def reconcile(self) -> list[Any]:
+        """No exchange to compare with: the simulation is its own truth."""
+        return []
+
+    def take_alerts(self) -> list[str]:
+        """The simulation never raises operator alerts (fills and drops are published as events)."""
+        return []
 
     # ------------------------------------------------------------------ persistence (paper)
     def snapshot(self) -> dict[str, Any]:
@@ -522,6 +526,9 @@ class SimulatedFuturesBroker:
         self.trail = None if trail is None else (str(trail[0]), float(trail[1]))
         self.pending_exit = state.get("pending_exit")
 
+
+_STEP_REASON = {step.R_STOP: FillReason.STOP_LOSS, step.R_TARGET: FillReason.TAKE_PROFIT,
+                step.R_LIQ: FillReason.LIQUIDATION}
 
 _EXIT_SUFFIX = {
     FillReason.STOP_LOSS: "sl",

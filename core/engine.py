@@ -19,6 +19,11 @@ so re-fed history can never open a position twice. Candles that arrive as REST b
 outage still run exits, but their entry signals are not acted on when they are older than one
 interval: they are too old to trade.
 
+Several sessions may share one paper account (``account``, a ``SharedAccount``): each session
+then trades its allocation of the account's cash, and the risk limits apply to the account as a
+whole (``tradeconsole.core.account``); an entry the account refuses is journalled as a ``risk``
+error event, and the account's own state is journalled with the sessions' in every commit.
+
 Failure: a bad input is reported and the engine goes on, but when the engine itself cannot go on
 (the journal cannot write: disk full; a bug outside an input's handler) the thread ends, records
 the root cause in ``failure`` (one line), tries to journal it as a fatal error event and marks
@@ -37,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tradeconsole.core.account import ACCOUNT_STATE_KEY, AccountRisk, SharedAccount
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
 from tradeconsole.core.domain import FillReason, Order, OrderType, Side, interval_ms, iso_ms
 from tradeconsole.core.events import ConnectionEvent, EngineStateEvent, ErrorEvent, Event
@@ -161,7 +167,7 @@ class Engine:
     def __init__(self, specs: list[SessionSpec], *, mode: str = "paper", journal: EventStore | None = None,
                  broker_factory: BrokerFactory = paper_broker, run_id: str | None = None,
                  config: dict[str, Any] | None = None, queue_size: int = 10_000,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, account: SharedAccount | None = None) -> None:
         if not specs:
             raise ValueError("the engine needs at least one session")
         keys = [s.key for s in specs]
@@ -189,12 +195,18 @@ class Engine:
         #: why the engine thread ended on its own (one line), None while it runs or after a clean stop
         self.failure: str | None = None
         self._broker_factory = broker_factory
+        #: the paper account the sessions share (None: each session is its own account)
+        self.account = account
         self.reconcile_every_s = 60.0
         self._next_reconcile = 0.0
         restored = self._restored_run_id(specs) if journal is not None else None
         self.run_id = run_id or restored or f"{mode}-{uuid.uuid4().hex[:12]}"
         self.resumed = restored is not None and (run_id is None or run_id == restored)
         self._slots: dict[str, _Slot] = {s.key: self._make_slot(s) for s in specs}
+        if account is not None and journal is not None:
+            st = journal.session_state(ACCOUNT_STATE_KEY)
+            if st is not None:
+                account.restore(st.snapshot)
         if journal is not None:
             journal.begin_run(self.run_id, mode, config or {})
 
@@ -289,17 +301,18 @@ class Engine:
         strategy = make_strategy(spec.strategy, **spec.params)
         broker = self._broker_factory(spec)
         fm = FILL_MODELS[spec.model]
+        risk: RiskGuard | AccountRisk = RiskGuard(spec.risk)
+        if self.account is not None:  # the account's limits, for all sessions together
+            risk = self.account.join(spec.key, broker, spec.broker.initial_cash, spec.broker.leverage)
         session = StrategySession(symbol=spec.symbol, interval=spec.interval, strategy=strategy, broker=broker,
                                   run_id=self.run_id, mode=self.mode, initial_cash=spec.broker.initial_cash,
                                   reenter_on_exit_candle=fm.reenter_on_exit_candle, publish=self._buffer.append,
-                                  risk=RiskGuard(spec.risk), leverage=spec.broker.leverage)
+                                  risk=risk, leverage=spec.broker.leverage)  # type: ignore[arg-type]
         slot = _Slot(spec, session, LiveIndicators(strategy.indicator_plan(fm.indicator_settings())))
         if self.journal is not None:
             st = self.journal.session_state(spec.key)
             if st is not None:
-                restore = getattr(broker, "restore", None)
-                if restore is not None:
-                    restore(st.snapshot)
+                broker.restore(st.snapshot)
                 slot.last_open_time = self._believable_last_open_time(spec, st.last_open_time)
         return slot
 
@@ -420,7 +433,9 @@ class Engine:
         self._dirty.clear()
         if self.journal is not None and (events or dirty):
             states = [SessionState(s.spec.key, self.run_id, s.session.broker.snapshot(), s.last_open_time)
-                      for s in dirty if hasattr(s.session.broker, "snapshot")]
+                      for s in dirty]
+            if self.account is not None and dirty:  # the account moves with its sessions, atomically
+                states.append(SessionState(ACCOUNT_STATE_KEY, self.run_id, self.account.snapshot(), -1))
             dup = self.journal.commit(events, states)
             if dup:
                 events = [e for e in events if e.event_id not in dup]
@@ -444,31 +459,36 @@ class Engine:
         ``reconcile``) after the broker resolved it by its documented rule."""
         self._next_reconcile = self._clock() + self.reconcile_every_s
         for slot in self._slots.values():
-            reconcile = getattr(slot.session.broker, "reconcile", None)
-            if reconcile is None:
-                continue
             try:
-                findings = reconcile() or []
+                findings = list(slot.session.broker.reconcile())
             except Exception as exc:  # noqa: BLE001 - exchange down: report, retry next period
                 findings = [f"reconcile failed: {type(exc).__name__}: {exc}"]
             for f in findings:
                 self._buffer.append(ErrorEvent(**self._env("reconcile", uuid.uuid4().hex), symbol=slot.spec.symbol,
                                                interval=slot.spec.interval, strategy=slot.spec.strategy,
-                                               source="reconcile", message=str(getattr(f, "message", f))))
+                                               source="reconcile", message=str(f)))
             self._collect_alerts(slot)
             if findings:
                 self._dirty[slot.spec.key] = slot
         self._flush()
 
+    def _collect_refusals(self, slot: _Slot, candle_time: int) -> None:
+        """Entries the shared account refused on this candle: one journalled ``risk`` error event
+        each, naming the session, so the operator sees why a second symbol did not enter."""
+        risk = slot.session.risk
+        if not isinstance(risk, AccountRisk):
+            return
+        for i, why in enumerate(risk.take_refusals()):
+            self._buffer.append(ErrorEvent(**self._env("refused-entry", f"{slot.spec.key}:{candle_time}:{i}", candle_time),
+                                           symbol=slot.spec.symbol, interval=slot.spec.interval,
+                                           strategy=slot.spec.strategy, source="risk", message=why))
+
     def _collect_alerts(self, slot: _Slot) -> None:
         """Live brokers queue alerts (e.g. protection could not be placed); publish them."""
-        take = getattr(slot.session.broker, "take_alerts", None)
-        if take is None:
-            return
-        for alert in take() or []:
+        for alert in slot.session.broker.take_alerts():
             self._buffer.append(ErrorEvent(**self._env("alert", uuid.uuid4().hex), symbol=slot.spec.symbol,
                                            interval=slot.spec.interval, strategy=slot.spec.strategy,
-                                           source="broker", message=str(getattr(alert, "message", alert))))
+                                           source="broker", message=str(alert)))
 
     # ------------------------------------------------------------------ handlers
     def _handle_market(self, ev: MarketEvent) -> None:
@@ -504,11 +524,8 @@ class Engine:
     def _feed_refused(self, slot: _Slot, ev: CandleClosed | CandleUpdate) -> bool:
         """Live brokers refuse candles that are not from the exchange (``check_feed`` raises):
         the candle is skipped for that session, counted, and reported on one line."""
-        check = getattr(slot.session.broker, "check_feed", None)
-        if check is None:
-            return False
         try:
-            check(ev.source)
+            slot.session.broker.check_feed(ev.source)
         except Exception as exc:  # noqa: BLE001 - the broker's refusal, reported as an error event
             self.refused_candles += 1
             if self.refused_candles <= 3 or self.refused_candles % 1000 == 0:  # visible, not a flood
@@ -544,6 +561,8 @@ class Engine:
                 continue
             ind = slot.indicators.update(c)
             slot.last_price, slot.last_ms = c.close, c.close_time
+            if self.account is not None:
+                self.account.mark(slot.spec.key, c.close)
             if c.open_time <= slot.last_open_time:
                 continue  # already traded before a restart: warm-up only
             step = interval_ms(slot.spec.interval)
@@ -560,6 +579,7 @@ class Engine:
                 # even if the broker failed (exchange down), this candle is done: it is never
                 # re-processed, and the failure was reported as an error event by _guard
                 self._collect_alerts(slot)
+                self._collect_refusals(slot, c.open_time)
                 slot.last_open_time = c.open_time
                 self._dirty[slot.spec.key] = slot
                 self.processed_closed += 1
@@ -575,6 +595,8 @@ class Engine:
                 continue  # an update of a candle already closed (or traded before a restart)
             slot.updates += 1
             slot.last_price, slot.last_ms = ev.candle.close, max(ev.candle.open_time, ev.received_ms)
+            if self.account is not None:
+                self.account.mark(slot.spec.key, ev.candle.close)
             ind = slot.indicators.preview(ev.candle)
             if slot.session.on_open_candle(ev.candle, ind, f"{self._started_ms}.{slot.updates}") is not None:
                 self._dirty[slot.spec.key] = slot
@@ -618,6 +640,8 @@ class Engine:
                 # at the latest market price and market time (a replay's clock, not the wall's)
                 if slot.session.flatten(slot.last_price, slot.last_ms or now) is not None:
                     closed.append(slot.spec.key)
+                if self.account is not None:
+                    self.account.mark(slot.spec.key, slot.last_price)
                 self._collect_alerts(slot)
                 self._dirty[slot.spec.key] = slot
             what = f"flattened {', '.join(closed)}" if closed else "nothing to flatten: no open position"
@@ -641,9 +665,8 @@ class Engine:
     def _cancel_pending(self, slot: _Slot, now: int) -> bool:
         """Drop a decided-but-unfilled entry (realistic paper model: it would fill at the next
         open) and publish its cancellation, so the orders panel never shows a dead order."""
-        cancel = getattr(slot.session.broker, "cancel_pending", None)
-        pending = getattr(slot.session.broker, "pending", None)
-        if cancel is None or not cancel():
+        pending = slot.session.broker.pending  # read before the cancel clears it
+        if not slot.session.broker.cancel_pending():
             return False
         if pending is not None and slot.session.publish is not None:
             side = pending.side

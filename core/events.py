@@ -30,6 +30,8 @@ __all__ = [
     "ErrorEvent",
     "Event",
     "FillEvent",
+    "OptimizationRunEvent",
+    "OptimizationTrialEvent",
     "OrderEvent",
     "PositionEvent",
     "SignalEvent",
@@ -295,3 +297,51 @@ class BacktestRunEvent(Event):
         if "mode" in self.metrics:
             out["fill_model"] = self.metrics["mode"]
         return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptimizationRunEvent(Event):
+    """An optimisation run (``tradeconsole optimize``) starting (``phase`` "start": what is
+    searched on which data) and ending ("finish": trials count, the best parameters and their
+    honest numbers; "interrupted": what was computed before Ctrl-C). In the ``backtests`` family
+    so Kibana charts optimisations next to the backtests they consist of."""
+
+    type: ClassVar[str] = "optimization_run"
+    family: ClassVar[str] = "backtests"
+    phase: str
+    fill_model: str
+    search: str
+    objective: str
+    kernel: str = ""
+    space: dict[str, Any] = field(default_factory=dict)
+    constraints: dict[str, Any] = field(default_factory=dict)
+    start: str | None = None  # the traded data window, UTC ISO-8601
+    end: str | None = None
+    bars: int = 0
+    trials: int = 0
+    computed: int = 0
+    resumed: int = 0
+    best_params: dict[str, float] | None = None
+    best_score: float | None = None
+    in_sample: dict[str, Any] | None = None
+    out_of_sample: dict[str, Any] | None = None
+    pbo: float | None = None
+    deflated_sharpe: float | None = None
+    elapsed_s: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptimizationTrialEvent(Event):
+    """One reported trial of an optimisation run (the top ``--top`` of the full window, bounded):
+    its parameters, score, full-window (in-sample) metrics and its results on the walk-forward
+    test windows."""
+
+    type: ClassVar[str] = "optimization_trial"
+    family: ClassVar[str] = "backtests"
+    rank: int
+    objective: str
+    params: dict[str, float] = field(default_factory=dict)
+    score: float | None = None
+    in_sample: dict[str, Any] = field(default_factory=dict)
+    test_windows: dict[str, Any] | None = None

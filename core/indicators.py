@@ -135,6 +135,9 @@ def _wilder_seeded(values: pd.Series[float], length: int) -> pd.Series[float]:
     return out
 
 
+_MAD_BLOCK = 1 << 15  # rows of the CCI's mean-deviation window per block
+
+
 def compute_history(
     open_: NDArray[Any],
     high: NDArray[Any],
@@ -204,7 +207,12 @@ def compute_history(
         mean_tp = tp.rolling(s.cci_length).mean().to_numpy()  # = ta.sma, without numba start-up
         tp_arr = tp.to_numpy(dtype="float64")
         win = sliding_window_view(tp_arr, s.cci_length)
-        mad = np.abs(win - win.mean(axis=1, keepdims=True)).mean(axis=1)
+        mad = np.empty(len(win))
+        # in blocks of rows: the same numpy expression per row (so the same bits), without
+        # materialising two n x cci_length temporaries (840 MB at 2.6M bars)
+        for a in range(0, len(win), _MAD_BLOCK):
+            w = win[a:a + _MAD_BLOCK]
+            mad[a:a + _MAD_BLOCK] = np.abs(w - w.mean(axis=1, keepdims=True)).mean(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             cci[s.cci_length - 1 :] = (tp_arr[s.cci_length - 1 :] - mean_tp[s.cci_length - 1 :]) / (
                 s.cci_constant * mad
@@ -408,6 +416,117 @@ class IncrementalIndicators:
         return IndicatorValues(rsi, macd, sig, hist, cci, bull, eng)
 
 
+class IncrementalSupertrend:
+    """pandas-ta ``supertrend(length, multiplier, atr_length)`` in O(1) per closed candle, with
+    ``preview`` for the open candle: the same recurrence step by step, so a live strategy pays
+    microseconds instead of a window recomputation (``bench/bench_strategy_window.py``).
+
+    What it mirrors (pandas-ta 0.4, ``overlap/supertrend.py``): ATR as pandas-ta computes it
+    inside ``supertrend`` (whose ``atr`` call keeps its ``talib`` default, so TA-Lib's ``ATR``
+    when TA-Lib is installed: first value the mean true range of bars 1..n at bar n, then
+    ``(prev * (n - 1) + tr) / n``; otherwise the true range from bar 0 (bar 0: high - low), its
+    first ``n`` values' mean at bar n - 1, then Wilder's ``ewm(alpha=1/n, adjust=False)``);
+    bands ``hl2 -/+ multiplier * atr``; direction flips when the close crosses the previous
+    bar's (carried) band, else a band only tightens. Values are NaN until the history is long
+    enough for pandas-ta to return anything (``max(length, atr_length) + 1`` candles), as a live
+    start computing it over the candles so far sees them. pandas-ta adds 2.2e-16 to every
+    high-low range of a history holding a zero-range candle; that is below 1e-12 relative and
+    not reproduced. ``tests/strategies/test_incremental_supertrend.py`` proves the equality on
+    real data in both ATR modes."""
+
+    #: keyword arguments this form reproduces (others fall back to the window recomputation)
+    KWARGS = ("length", "multiplier", "atr_length", "atr_mamode", "offset")
+
+    def __init__(self, length: int = 7, multiplier: float = 3.0, atr_length: int | None = None,
+                 talib: bool | None = None) -> None:
+        if talib is None:
+            from pandas_ta.maps import Imports
+
+            talib = bool(Imports["talib"])
+        self.length, self.multiplier = int(length), float(multiplier)
+        self.atr_length = int(atr_length) if atr_length else self.length
+        self.talib = talib
+        self.first = max(self.length, self.atr_length)  # first bar pandas-ta returns values for
+        n = self.atr_length
+        self._ema = None if talib else _Ema(n, alpha=1.0 / n)
+        self._tr_sum = 0.0  # TA-Lib: true ranges of bars 1..n before the first ATR
+        self.atr = NAN
+        self.count = 0
+        self._prev_close = NAN
+        self._lb = NAN
+        self._ub = NAN
+        self._dir = 1
+
+    def update(self, c: Candle) -> tuple[float, float, float, float]:
+        """(trend, direction, long, short) on this closed candle (the columns ``SUPERT``,
+        ``SUPERTd``, ``SUPERTl``, ``SUPERTs``)."""
+        return self._step(c, True)
+
+    def preview(self, c: Candle) -> tuple[float, float, float, float]:
+        return self._step(c, False)
+
+    def _step(self, c: Candle, commit: bool) -> tuple[float, float, float, float]:
+        i, n, pc = self.count, self.atr_length, self._prev_close
+        hl = c.high - c.low
+        if i == 0:
+            tr = hl
+        else:
+            tr = max(abs(hl), abs(c.high - pc), abs(pc - c.low))
+        if self._ema is not None:  # pandas-ta: true range from bar 0, SMA seed at bar n - 1, Wilder after
+            atr = self._ema.push(tr) if commit else self._ema.peek(tr)
+            tr_sum = 0.0
+        else:  # TA-Lib ATR: first value at bar n, the mean of the true ranges of bars 1..n
+            tr_sum = self._tr_sum
+            if i == 0:
+                atr = NAN
+            elif i < n:
+                tr_sum += tr
+                atr = NAN
+            elif i == n:
+                atr = (tr_sum + tr) / n
+            else:
+                atr = (self.atr * (n - 1) + tr) / n
+        mid = 0.5 * (c.high + c.low)
+        matr = self.multiplier * atr
+        lb, ub = mid - matr, mid + matr
+        d = self._dir
+        if i >= 1:
+            if c.close > self._ub:
+                d = 1
+            elif c.close < self._lb:
+                d = -1
+            else:
+                if d > 0 and lb < self._lb:
+                    lb = self._lb
+                if d < 0 and ub > self._ub:
+                    ub = self._ub
+        if commit:
+            self.count, self._prev_close, self._lb, self._ub, self._dir = i + 1, c.close, lb, ub, d
+            self._tr_sum, self.atr = tr_sum, atr
+        if i < self.first:
+            return (NAN, NAN, NAN, NAN)
+        trend = lb if d > 0 else ub
+        return (trend, float(d), lb if d > 0 else NAN, NAN if d > 0 else ub)
+
+    @staticmethod
+    def supports(spec: Any) -> bool:
+        """Whether ``spec`` (a declared ``ta("supertrend", ...)``) is one this form reproduces."""
+        if spec.kind != "ta" or spec.name != "supertrend":
+            return False
+        kw = dict(spec.kwargs)
+        return (set(kw) <= set(IncrementalSupertrend.KWARGS) and kw.get("atr_mamode") in (None, "rma")
+                and kw.get("offset") in (None, 0))
+
+    @staticmethod
+    def for_spec(spec: Any) -> IncrementalSupertrend:
+        kw = dict(spec.kwargs)
+        return IncrementalSupertrend(kw.get("length") or 7, kw.get("multiplier") or 3.0, kw.get("atr_length"))
+
+
+#: the pandas-ta column prefix of each ``IncrementalSupertrend`` output, in its order
+_SUPERTREND_COLUMNS = ("SUPERT", "SUPERTd", "SUPERTl", "SUPERTs")
+
+
 # --------------------------------------------------------------------------- declared indicators
 #
 # A strategy declares the indicators it needs (``tradeconsole.core.strategies.base.ta`` / ``custom``). Each
@@ -444,6 +563,8 @@ class IndicatorSpec:
     fn: Any = None  # custom: (DataFrame of open/high/low/close/volume) -> Series | DataFrame | ndarray
     window: int = 0  # live window in closed candles (ta/custom); 0 for o1
     columns: tuple[tuple[str, str], ...] = ()  # our suffix -> pandas-ta column prefix (multi-column results)
+    plot: str = "auto"  # how the dashboard charts it: "auto", "overlay" (price chart), "pane" or "none"
+    levels: tuple[float, ...] = ()  # reference lines drawn with it (RSI 30/70, ADX 25)
 
     def settings(self, base: IndicatorSettings) -> IndicatorSettings:
         """The o1 indicator's ``IndicatorSettings``: the fill model's style with the declared lengths."""
@@ -675,7 +796,10 @@ class LiveIndicators:
         self.base = IncrementalIndicators(plan.settings)
         self._o1: dict[str, IncrementalIndicators] = {s.key: IncrementalIndicators(s.settings(plan.settings))
                                                       for s in plan.specs if s.kind == "o1"}
-        self._windowed = [s for s in plan.specs if s.kind != "o1"]
+        #: declared indicators with an O(1) form here (Supertrend), the rest recomputed over the window
+        self._inc: dict[str, IncrementalSupertrend] = {s.key: IncrementalSupertrend.for_spec(s)
+                                                       for s in plan.specs if IncrementalSupertrend.supports(s)}
+        self._windowed = [s for s in plan.specs if s.kind != "o1" and s.key not in self._inc]
         self._candles: deque[Candle] = deque(maxlen=max(plan.window, 1))
         self._kept: deque[Candle] = deque(maxlen=max(plan.window, self.KEEP))  # to warm up a switched strategy
         self._simple = not plan.outputs
@@ -694,6 +818,8 @@ class LiveIndicators:
         for c in self._kept:
             for inc in fresh._o1.values():
                 inc.update(c)
+            for st in fresh._inc.values():
+                st.update(c)
             fresh._candles.append(c)
             fresh._kept.append(c)
         return fresh
@@ -719,16 +845,17 @@ class LiveIndicators:
         if self._simple:
             return base
         o1 = {k: (inc.update(c) if commit else inc.preview(c)) for k, inc in self._o1.items()}
+        inc_vals = {k: (st.update(c) if commit else st.preview(c)) for k, st in self._inc.items()}
         if commit:
             self._candles.append(c)
-            window = list(self._candles)
-        else:  # the open candle takes the oldest one's place, as it will once it closes
-            window = list(self._candles)
-            if len(window) == self._candles.maxlen:
-                window = window[1:]
-            window.append(c)
+        window: list[Candle] = []
         results: dict[str, Any] = {}
         if self._windowed:
+            window = list(self._candles)
+            if not commit:  # the open candle takes the oldest one's place, as it will once it closes
+                if len(window) == self._candles.maxlen:
+                    window = window[1:]
+                window.append(c)
             a = np.array([(x.open, x.high, x.low, x.close, x.volume) for x in window], dtype="float64")
             frame = _frame(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4])
             for spec in self._windowed:
@@ -741,6 +868,8 @@ class LiveIndicators:
         for spec, col in self.plan.outputs.values():
             if spec.kind == "o1":
                 vals.append(getattr(o1[spec.key], col))
+            elif spec.key in inc_vals:
+                vals.append(inc_vals[spec.key][_SUPERTREND_COLUMNS.index(col.split("_")[0])])
             else:
                 res = results.get(spec.key)
                 vals.append(float(_column(res, col, n, spec)[-1]) if res is not None else NAN)

@@ -4,6 +4,9 @@
 * ``max_daily_loss``: once equity has fallen this much (USDT) below the day's starting equity
   (UTC day), no new entries until the next day; the engine publishes an alert.
 * ``max_orders_per_minute``: entries beyond this many in a rolling minute are refused.
+* ``max_positions``: no new entry while this many positions (or entries waiting for their
+  fill) are open; it matters for an account shared by several sessions
+  (``tradeconsole.core.account``), where every limit above applies to the account as a whole.
 
 Exits are never blocked by risk limits: protecting a position always goes through.
 """
@@ -12,7 +15,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tradeconsole.core.broker import ExitPlan
 
 __all__ = ["RiskGuard", "RiskLimits"]
 
@@ -27,6 +34,7 @@ class RiskLimits:
     max_notional: float | None = None
     max_daily_loss: float | None = None
     max_orders_per_minute: int | None = 10
+    max_positions: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_notional", "max_daily_loss"):
@@ -43,6 +51,12 @@ class RiskLimits:
                 raise ValueError(f"max_orders_per_minute must be a whole number, not {type(n).__name__}")
             if not 1 <= n <= 10_000:
                 raise ValueError(f"max_orders_per_minute={n} is out of range: allowed 1..10000")
+        m = self.max_positions
+        if m is not None:
+            if isinstance(m, bool) or not isinstance(m, int):
+                raise ValueError(f"max_positions must be a whole number, not {type(m).__name__}")
+            if not 1 <= m <= 10_000:
+                raise ValueError(f"max_positions={m} is out of range: allowed 1..10000")
 
 
 class RiskGuard:
@@ -60,6 +74,19 @@ class RiskGuard:
         if cap is None or equity <= 0:
             return wanted
         return min(wanted, cap / (equity * leverage))
+
+    def limit_plan(self, plan: ExitPlan, equity: float, leverage: float) -> ExitPlan:
+        """``plan`` under the limits, whatever its sizing rule: a fraction of equity is reduced
+        as ``stake_fraction`` does, and every rule (fraction, fixed notional, risk per trade,
+        whose size depends on the stop distance known only at the fill) carries ``max_notional``
+        for the broker to cap the quantity at the fill price. The leverage cap (margin + fee
+        within the wallet) is the broker's, for every rule too."""
+        cap = self.limits.max_notional
+        if cap is None:
+            return plan
+        if plan.sizing == "fraction":
+            plan = replace(plan, size=self.stake_fraction(plan.size, equity, leverage))
+        return replace(plan, max_notional=cap if plan.max_notional is None else min(cap, plan.max_notional))
 
     def observe_equity(self, now_ms: int, equity: float) -> str | None:
         """Track the day's loss; returns an alert message when the limit is first crossed."""

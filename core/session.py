@@ -11,18 +11,18 @@ on the closed candle, after the broker's protective orders had their chance on i
 the broker as a market exit (``submit_exit``). Time is counted in candles of the session's
 interval from the entry fill, so a restart (which restores the position) counts on correctly.
 
-The broker is anything with the ``SimulatedFuturesBroker`` surface (``on_candle``,
-``submit_entry``, ``flatten``, ``equity``, ``is_flat``, ``position``, ``cash``); the live Binance
-broker in ``infra`` implements the same surface.
+The broker is a ``tradeconsole.core.broker_protocol.Broker``: the simulated broker and the live
+Binance broker in ``infra`` both implement that Protocol explicitly.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from tradeconsole.core.broker import ExitPlan, client_order_id
+from tradeconsole.core.broker import client_order_id
+from tradeconsole.core.broker_protocol import Broker
 from dataclasses import replace
 from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
 from tradeconsole.core.events import (
@@ -41,20 +41,6 @@ from tradeconsole.core.risk import RiskGuard
 from tradeconsole.core.strategies.base import Strategy
 
 __all__ = ["Broker", "StrategySession"]
-
-
-class Broker(Protocol):
-    position: Position | None
-    cash: float
-
-    @property
-    def is_flat(self) -> bool: ...
-    def equity(self, mark: float) -> float: ...
-    def on_candle(self, candle: Candle) -> list[tuple[Fill, Trade | None]]: ...
-    def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
-                     take_profit_pct: float, stake_fraction: float = 1.0,
-                     plan: ExitPlan | None = None) -> Fill | None: ...
-    def flatten(self, price: float, time: int, reason: FillReason = ...) -> tuple[Fill, Trade] | None: ...
 
 
 Publish = Callable[[Event], None]
@@ -113,6 +99,10 @@ class StrategySession:
             exited = exited or trade is not None
             if pub:
                 self._publish_fill(fill, trade)
+        move = broker.take_stop_move()
+        # a stop placed on this very candle (realistic entry at its open) is published at its moved level already
+        if pub and move is not None and broker.position is not None and broker.position.entry_time < candle.open_time:
+            self._publish_stop_move(broker.position, move, candle.close_time)
         if self._managed and broker.position is not None and not exited:
             res = self._managed_exit(candle, ind)
             if res is not None:
@@ -149,7 +139,7 @@ class StrategySession:
         """A time exit or the strategy's exit signal on this closed candle."""
         pos = self.broker.position
         assert pos is not None
-        if getattr(self.broker, "pending_exit", None) is not None:
+        if self.broker.pending_exit is not None:
             return None  # already decided, fills at the next open
         reason = None
         span = candle.close_time + 1 - candle.open_time  # the candle's length in ms
@@ -159,10 +149,9 @@ class StrategySession:
             reason = FillReason.EXIT_SIGNAL
         if reason is None:
             return None
-        # submit_exit is not in the Broker protocol yet (issue 13 item 3 adds the full broker surface)
-        res: tuple[Fill, Trade] | None = self.broker.submit_exit(candle, reason)  # type: ignore[attr-defined]
+        res = self.broker.submit_exit(candle, reason)
         if res is None and self.publish:  # realistic: a market order for the next open
-            oid = f"{getattr(self.broker, '_entry_order_id', '')}{'xt' if reason is FillReason.TIME_EXIT else 'xs'}"
+            oid = f"{self.broker.entry_order_id}{'xt' if reason is FillReason.TIME_EXIT else 'xs'}"
             self._order(Order(oid, self.symbol, pos.side.exit_order_side, OrderType.MARKET, pos.qty, candle.close_time,
                               reduce_only=True, reason=reason), "new", candle.close_time,
                         "fills at the next candle's open")
@@ -194,11 +183,8 @@ class StrategySession:
                 fill = self.broker.submit_entry(side, candle, oid, p.stop_loss_pct, p.take_profit_pct, stake)
             else:
                 plan = self.strategy.exit_plan(side, ind)
-                if plan.sizing == "fraction" and self.risk is not None:
-                    plan = replace(plan, size=self.risk.stake_fraction(plan.size, self.broker.equity(candle.close),
-                                                                       self.leverage))
-                elif plan.sizing == "notional" and self.risk is not None and self.risk.limits.max_notional is not None:
-                    plan = replace(plan, size=min(plan.size, self.risk.limits.max_notional))
+                if self.risk is not None:  # max notional for every sizing rule (risk per trade too)
+                    plan = self.risk.limit_plan(plan, self.broker.equity(candle.close), self.leverage)
                 fill = self.broker.submit_entry(side, candle, oid, 0.0, 0.0, 1.0, plan=plan)
         except Exception as exc:
             # A live broker may fail *after* the entry filled (e.g. protective orders rejected):
@@ -219,23 +205,18 @@ class StrategySession:
     def on_open_candle(self, candle: Candle, ind: IndicatorValues, seq: str) -> Fill | None:
         """Live only: fill a pending entry at the new candle's open (paper), then publish the open
         candle with its preview indicators."""
-        fill = None
-        pending_exit = getattr(self.broker, "fill_pending_exit", None)
-        if pending_exit is not None:
-            res = pending_exit(candle)
-            if res is not None and self.publish:
-                self._publish_fill(*res)
-                self.publish(PositionEvent(**self._env("position", res[0].time), position=None,
-                                           mark_price=candle.close))
-        on_open = getattr(self.broker, "on_candle_open", None)
-        if on_open is not None:
-            fill = on_open(candle)
-            if self.publish:
-                self._publish_dropped()
-            if fill is not None and self.publish:
-                self._publish_fill(fill, None)
-                self.publish(PositionEvent(**self._env("position", fill.time), position=self.broker.position,
-                                           mark_price=candle.close))
+        res = self.broker.fill_pending_exit(candle)
+        if res is not None and self.publish:
+            self._publish_fill(*res)
+            self.publish(PositionEvent(**self._env("position", res[0].time), position=None,
+                                       mark_price=candle.close))
+        fill = self.broker.on_candle_open(candle)
+        if self.publish:
+            self._publish_dropped()
+        if fill is not None and self.publish:
+            self._publish_fill(fill, None)
+            self.publish(PositionEvent(**self._env("position", fill.time), position=self.broker.position,
+                                       mark_price=candle.close))
         if self.publish:
             self.publish(CandleUpdateEvent(**self._env("tick", candle.open_time, seq), candle=candle,
                                            indicators=ind.as_dict()))
@@ -245,11 +226,8 @@ class StrategySession:
         """Live only: apply a user data stream message (or, with ``gap``, the REST reconcile that
         follows a stream interruption) and publish the exits it completed, like a closed candle
         would. Returns whether the broker's state may have changed (to be journalled)."""
-        apply = getattr(self.broker, "on_stream_gap" if gap else "apply_stream_event", None)
-        if apply is None:
-            return False
         before = self.broker.position
-        results = apply() if gap else apply(payload)
+        results = self.broker.on_stream_gap() if gap else self.broker.apply_stream_event(payload)
         for fill, trade in results:
             if self.publish:
                 self._publish_fill(fill, trade)
@@ -291,11 +269,18 @@ class StrategySession:
         self.publish(OrderEvent(**self._env("order", time, f"{order.client_id}:{status}"), order=order,
                                 status=status, message=message))
 
+    def _publish_stop_move(self, pos: Position, move: tuple[float, float], time: int) -> None:
+        """A trailing stop moved on this closed candle: its stop order, same client id, at the new
+        trigger price, status ``amended`` (the exchange's word for a changed working order)."""
+        oid = self.broker.entry_order_id + "sl"
+        self._order(Order(oid, self.symbol, pos.side.exit_order_side, OrderType.STOP_MARKET, pos.qty, time,
+                          stop_price=move[1], reduce_only=True, reason=FillReason.STOP_LOSS), "amended", time,
+                    f"trailing stop moved {move[0]:,.2f} -> {move[1]:,.2f}")
+
     def _publish_dropped(self) -> None:
         """An entry the broker dropped (the next candle came after a gap) ends its order as
         ``expired``, so the journal never holds an order that stays "new" forever."""
-        take = getattr(self.broker, "take_dropped", None)
-        for d in take() if take is not None else ():
+        for d in self.broker.take_dropped():
             self._order(Order(d.order_id, self.symbol, d.side.entry_order_side, OrderType.MARKET, 0.0, d.next_open_time,
                               reason=_ENTRY_REASON[d.side]), "expired", d.next_open_time, d.note)
 

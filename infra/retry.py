@@ -16,11 +16,15 @@ Elasticsearch was down; others logged a traceback per attempt). Everything that 
 Which errors are worth retrying is the caller's knowledge (a 503 is, an authentication failure or
 a refused media type is not); :func:`retry_call` takes a ``classify`` function for that.
 Non-blocking users (a worker thread that must keep draining its queue) call
-:meth:`Backoff.failed` to get the delay and schedule the next try themselves.
+:meth:`Backoff.failed` to get the delay and schedule the next try themselves; asyncio users (the
+Binance websocket supervisors) await :func:`async_wait_or_stop` with it. Callers whose waits must
+be observable or interruptible in their own way (tests recording the back-off, a stream whose sleep
+raises when it stops) pass ``sleep=``; the stop signals are still checked before and after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -31,10 +35,12 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 __all__ = [
+    "REPORT_MODES",
     "Backoff",
     "RetryPolicy",
     "StopSignal",
     "Stopped",
+    "async_wait_or_stop",
     "parse_retry_after",
     "retry_call",
     "stop_requested",
@@ -43,6 +49,13 @@ __all__ = [
 
 #: Something that says "stop now": an Event, or a callable returning True when stop was asked.
 StopSignal = threading.Event | Callable[[], bool]
+
+
+#: How a :class:`Backoff` logs failed attempts: ``"each"`` one line per attempt (the default);
+#: ``"distinct"`` one line per distinct reason until the next success (a service that retries every
+#: second would otherwise repeat the same line every second); ``"none"`` nothing, for a caller that
+#: reports its own state (a sink's status says "down" once, with what happens to the events).
+REPORT_MODES = ("each", "distinct", "none")
 
 
 class Stopped(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -135,24 +148,41 @@ def wait_or_stop(seconds: float, stop: StopSignal | Iterable[StopSignal | None] 
             time.sleep(step)
 
 
+async def async_wait_or_stop(seconds: float, stop: StopSignal | Iterable[StopSignal | None] | None,
+                             tick_s: float = 0.05) -> bool:
+    """``wait_or_stop`` for a coroutine: sleeps without blocking the event loop; False as soon as
+    a stop is requested (checked every ``tick_s``)."""
+    stops = _as_list(stop)
+    deadline = time.monotonic() + max(0.0, seconds)
+    while not stop_requested(stops) and time.monotonic() < deadline:
+        await asyncio.sleep(max(0.0, min(tick_s, deadline - time.monotonic())))
+    return not stop_requested(stops)
+
+
 class Backoff:
     """The retry state of one activity (start-up, a batch, a sink's connection).
 
     ``failed`` counts a failure, logs one line and returns the delay; ``wait`` sleeps it
     interruptibly; ``succeeded`` resets. ``name`` says what is being retried in the log line.
+    ``report`` (see :data:`REPORT_MODES`) says which failures are logged.
     """
 
     def __init__(self, name: str, policy: RetryPolicy | None = None, *,
                  stop: StopSignal | Iterable[StopSignal | None] | None = None,
-                 logger: logging.Logger | None = None, rng: random.Random | None = None) -> None:
+                 logger: logging.Logger | None = None, rng: random.Random | None = None,
+                 report: str = "each", sleep: Callable[[float], None] | None = None) -> None:
+        if report not in REPORT_MODES:
+            raise ValueError(f"report must be one of {', '.join(REPORT_MODES)}")
         self.name = name
         self.policy = policy or RetryPolicy()
         self.stop = _as_list(stop)
+        self.report = report
         self.failures = 0
         self.total_failures = 0
         self.last_reason = ""
         self._log = logger or logging.getLogger(__name__)
         self._rng = rng
+        self._sleep = sleep
 
     @property
     def exhausted(self) -> bool:
@@ -160,12 +190,17 @@ class Backoff:
         return self.policy.max_attempts is not None and self.failures >= self.policy.max_attempts
 
     def failed(self, reason: str, retry_after: float | None = None) -> float:
-        """Count a failure; log it in one line; return the seconds to wait before the next try."""
+        """Count a failure; log it in one line (as ``report`` says); return the seconds to wait
+        before the next try."""
+        repeated = self.failures > 0 and reason == self.last_reason
         self.failures += 1
         self.total_failures += 1
         self.last_reason = reason
         delay = self.policy.delay(self.failures, retry_after, self._rng)
         hint = f" (server asked for {retry_after:.1f}s)" if retry_after else ""
+        quiet = self.report == "none" or (self.report == "distinct" and repeated)
+        if quiet:
+            return delay
         if self.exhausted:
             self._log.warning("%s failed (attempt %d, giving up): %s", self.name, self.failures, _one_line(reason))
         else:
@@ -175,13 +210,20 @@ class Backoff:
 
     def succeeded(self) -> None:
         """Reset after a success (one INFO line when it follows failures)."""
-        if self.failures:
+        if self.failures and self.report != "none":
             self._log.info("%s succeeded after %d failed attempt(s)", self.name, self.failures)
         self.failures = 0
 
     def wait(self, seconds: float) -> bool:
-        """Sleep ``seconds`` unless stopped first; False when stopped."""
-        return wait_or_stop(seconds, self.stop)
+        """Sleep ``seconds`` unless stopped first; False when stopped. With an injected ``sleep``
+        the stop signals are checked before and after it (the sleep itself may raise to stop)."""
+        if self._sleep is None:
+            return wait_or_stop(seconds, self.stop)
+        if stop_requested(self.stop):
+            return False
+        if seconds > 0:
+            self._sleep(seconds)
+        return not stop_requested(self.stop)
 
     def pause(self, reason: str, retry_after: float | None = None) -> None:
         """``failed`` + ``wait``; raises :class:`Stopped` when a stop came first."""
@@ -197,10 +239,16 @@ Classifier = Callable[[BaseException], float | bool | None]
 
 def retry_call[T](fn: Callable[[], T], *, name: str, classify: Classifier, policy: RetryPolicy | None = None,
                stop: StopSignal | Iterable[StopSignal | None] | None = None,
-               logger: logging.Logger | None = None) -> T:
+               logger: logging.Logger | None = None,
+               describe: Callable[[BaseException], str] | None = None,
+               sleep: Callable[[float], None] | None = None, rng: random.Random | None = None) -> T:
     """Call ``fn`` until it succeeds, a non-retryable error (re-raised), ``max_attempts``
-    failures (the last error re-raised) or a stop (:class:`Stopped`)."""
-    backoff = Backoff(name, policy, stop=stop, logger=logger)
+    failures (the last error re-raised) or a stop (:class:`Stopped`).
+
+    ``describe(exc)`` gives the reason in the log line (default ``Type: message``; a client
+    whose message hides the cause, like elastic_transport's "Connection error", wants more).
+    ``sleep``/``rng`` as for :class:`Backoff`."""
+    backoff = Backoff(name, policy, stop=stop, logger=logger, rng=rng, sleep=sleep)
     while True:
         if stop_requested(backoff.stop):
             raise Stopped(f"{name}: stopped before it succeeded")
@@ -213,7 +261,7 @@ def retry_call[T](fn: Callable[[], T], *, name: str, classify: Classifier, polic
             if verdict is None or verdict is False:
                 raise
             retry_after = float(verdict) if not isinstance(verdict, bool) and verdict > 0 else None
-            delay = backoff.failed(f"{type(exc).__name__}: {exc}", retry_after)
+            delay = backoff.failed(describe(exc) if describe else f"{type(exc).__name__}: {exc}", retry_after)
             if backoff.exhausted:
                 raise
             if not backoff.wait(delay):

@@ -1,13 +1,19 @@
 """Settings from the config file and the environment, and the gate in front of live trading.
 
 Config file (TOML): ``--config PATH``, else ``$TRADECONSOLE_CONFIG``, else ``config.toml`` in
-the platform's user config directory. Sections::
+the platform's user config directory. Top level (before any section)::
+
+    symbols = ["ETHUSDT", "BTCUSDT"]   symbols to trade when no --symbol is given; each runs
+                                       every strategy as its own session
+
+Sections::
 
     [binance]        api_key, api_secret, spot_rest, futures_rest, spot_ws, futures_ws
     [kafka]          bootstrap, topic_prefix, security_protocol, ssl_cafile, ssl_password,
                      sasl_mechanism, sasl_plain_username, sasl_plain_password
     [elasticsearch]  url (may embed user:password), cloud_id, api_key, username, password
-    [risk]           max_notional, max_daily_loss, max_orders_per_minute
+    [risk]           max_notional, max_daily_loss, max_orders_per_minute, max_positions
+                     (with several sessions in paper mode: for the shared account as a whole)
     [paper]          cash
 
 Secrets (API keys and secrets, passwords) may come from the environment
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
@@ -136,6 +143,8 @@ class Settings:
     elasticsearch: dict[str, Any] = field(default_factory=dict)
     risk: RiskLimits = RiskLimits()
     paper_cash: float | None = None
+    #: the config's ``symbols`` (upper case, checked); empty when not set
+    symbols: tuple[str, ...] = ()
     api_key: Secret | None = None
     api_secret: Secret | None = None
 
@@ -165,7 +174,9 @@ class Settings:
             "kafka": clean(self.kafka),
             "elasticsearch": clean(self.elasticsearch),
             "risk": {"max_notional": self.risk.max_notional, "max_daily_loss": self.risk.max_daily_loss,
-                     "max_orders_per_minute": self.risk.max_orders_per_minute},
+                     "max_orders_per_minute": self.risk.max_orders_per_minute,
+                     "max_positions": self.risk.max_positions},
+            "symbols": list(self.symbols),
             "keys_configured": self.has_keys,
         }
 
@@ -282,6 +293,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
             max_notional=_opt_number(risk_cfg.get("max_notional"), "max_notional"),
             max_daily_loss=_opt_number(risk_cfg.get("max_daily_loss"), "max_daily_loss"),
             max_orders_per_minute=_opt_int(risk_cfg.get("max_orders_per_minute", 10), "max_orders_per_minute"),
+            max_positions=_opt_int(risk_cfg.get("max_positions"), "max_positions"),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config {p}: [risk] {exc}") from None
@@ -291,9 +303,27 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
             raise ValueError(f"cash={cash:g} is out of range: allowed 0 < cash <= 1e12 (USDT)")
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config {p}: [paper] {exc}") from None
+    symbols = _symbols(p, data.get("symbols"))
     return Settings(config_path=p if exists else None, binance=binance, kafka=kafka, elasticsearch=es,
-                    risk=risk, paper_cash=cash, api_key=Secret(key) if key else None,
+                    risk=risk, paper_cash=cash, symbols=symbols, api_key=Secret(key) if key else None,
                     api_secret=Secret(secret) if secret else None)
+
+
+def _symbols(p: Path, v: Any) -> tuple[str, ...]:
+    """The top-level ``symbols`` list: Binance symbols (letters and digits), each once."""
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not v:
+        raise ConfigError(f"config {p}: symbols must be a non-empty array of strings, e.g. "
+                          f'symbols = ["ETHUSDT", "BTCUSDT"], not {_toml_type(v)}')
+    out: list[str] = []
+    for x in v:
+        if not isinstance(x, str) or not re.fullmatch(r"[A-Za-z0-9]{2,30}", x):
+            raise ConfigError(f"config {p}: symbols: not a symbol: {_toml_type(x)} (letters and digits, e.g. ETHUSDT)")
+        if x.upper() in out:
+            raise ConfigError(f"config {p}: symbols: {x.upper()} is listed twice")
+        out.append(x.upper())
+    return tuple(out)
 
 
 def _shown(p: Path, limit: int = 200) -> str:

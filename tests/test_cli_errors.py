@@ -310,9 +310,9 @@ def test_options_apply_where_they_are_given():
     from tradeconsole.tui.cli import build_parser
 
     console = build_parser().parse_args(["--mode", "seed", "--cash", "5000", "--strategy", "engulfing:1h"])
-    assert (console.command, console.mode, console.cash, console.strategies) == (None, "seed", 5000.0, ["engulfing:1h"])
-    assert console.speed == 60.0 and console.symbol == "ETHUSDT"  # the console's own defaults
+    assert (console.command, console.fill_model, console.cash, console.strategies) == (None, "seed", 5000.0, ["engulfing:1h"])
+    assert console.speed == 60.0 and console.symbol is None  # the console's own defaults (None: the config's symbols, else ETHUSDT)
     run = build_parser().parse_args(["run", "--headless", "--mode", "seed", "--cash", "5000"])
-    assert (run.mode, run.cash, run.speed) == ("seed", 5000.0, None)
+    assert (run.fill_model, run.cash, run.speed) == ("seed", 5000.0, None)
     bt = build_parser().parse_args(["--debug", "backtest", "--strategy", "basic", "--data", "x", "--mode", "seed"])
-    assert bt.mode == "seed" and bt.debug is True  # --debug is global and applies everywhere
+    assert bt.fill_model == "seed" and bt.debug is True  # --debug is global and applies everywhere

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from tradeconsole.core.candles import CandleArrays
+from tradeconsole import Backtest
 from tradeconsole.backtest.runner import run_backtest
 from tradeconsole.core.broker import BrokerSettings, ExitPlan, SimulatedFuturesBroker, FILL_MODELS
 from tradeconsole.core.domain import Candle, FillReason, Side
@@ -38,8 +39,8 @@ class _Once(Strategy):
         return Side.LONG if candle.open_time == 0 else None
 
 
-def run(cls: type[Strategy], data: CandleArrays, model: str, **kw):
-    return run_backtest(data, cls(), interval="1h", model=model, settings=kw.pop("settings", NOFEE), **kw)
+def run(cls: type[Strategy], data: CandleArrays, model: str, settings: BrokerSettings = NOFEE):
+    return Backtest(data, cls(), interval="1h", fill_model=model, settings=settings).run().result
 
 
 def test_trailing_stop_moves_with_the_high_realistic_and_the_close_seed():
@@ -207,7 +208,7 @@ def test_orders_published_match_what_exists():
 
     events = []
     data = bars((100, 101, 99, 100), (100, 101, 99, 100), (100, 101, 99, 100), (100, 101, 99, 100))
-    run_backtest(data, T(), interval="1h", model="realistic", settings=NOFEE, publish=events.append)
+    run_backtest(data, T(), interval="1h", fill_model="realistic", settings=NOFEE, publish=events.append)
     orders = [(e.order.client_id[-2:], e.status) for e in events if e.type == "order"]
     assert ("tp", "new") not in orders and ("tp", "canceled") not in orders
     assert ("sl", "new") in orders and ("sl", "canceled") in orders

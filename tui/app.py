@@ -32,9 +32,9 @@ from textual.screen import Screen
 from tradeconsole.core.domain import INTERVAL_MS
 from tradeconsole.core.engine import Flatten, PauseEntries, StartTrading, StopTrading, SwitchStrategy
 from tradeconsole.core.events import Event
-from tradeconsole.core.strategies import STRATEGIES
 from tradeconsole.tui.collector import CollectorSnapshot, EventCollector
 from tradeconsole.tui.runtime import Runtime, RuntimeOptions, options_from_args
+from tradeconsole.tui.screens import INTERVALS
 from tradeconsole.tui.screens.dashboard import DASHBOARD_BINDINGS, DashboardScreen
 from tradeconsole.tui.screens.dialogs import (
     ChoiceDialog,
@@ -42,6 +42,7 @@ from tradeconsole.tui.screens.dialogs import (
     LiveConfirmDialog,
     QuitDialog,
     ReplayOfferDialog,
+    StrategyDialog,
     TextDialog,
 )
 from tradeconsole.tui.screens.help import HelpScreen
@@ -91,9 +92,7 @@ HELP_EXTRA = [
     Binding("f", "", "Quit dialog: flatten, then quit"),
 ]
 
-#: intervals offered by the interval dialog (a subset of Binance's, the ones worth trading)
-INTERVALS = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "1d"]
-assert all(iv in INTERVAL_MS for iv in INTERVALS)
+assert all(iv in INTERVAL_MS for iv in INTERVALS)  # the intervals the dialogs offer are Binance's
 
 
 def settle_garbage_collector() -> None:
@@ -155,7 +154,7 @@ class TradeConsoleApp(App[int]):
         if GIL_SWITCH_INTERVAL:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self.chart_builder.start()
-        self.push_screen(DashboardScreen())
+        self.push_screen(DashboardScreen(self, chart_builder=self.chart_builder))
         self.launch(self.options)
 
     @work(exclusive=True, group="runtime")
@@ -240,8 +239,10 @@ class TradeConsoleApp(App[int]):
             return None
         if not has_keys:
             return None
-        prompt = f"Type the symbol ({opts.symbol}) to confirm live trading:"
-        typed = await self.push_screen_wait(LiveConfirmDialog(prompt, opts.symbol))
+        # several symbols: every one of them, comma-separated (the gate compares exactly that)
+        symbols = ",".join(opts.symbols) if len(opts.symbols) > 1 else opts.symbol
+        prompt = f"Type the symbol{'s' if ',' in symbols else ''} ({symbols}) to confirm live trading:"
+        typed = await self.push_screen_wait(LiveConfirmDialog(prompt, symbols))
         answer = typed or ""
         return lambda _prompt: answer
 
@@ -302,6 +303,15 @@ class TradeConsoleApp(App[int]):
         self.collector.note(f"theme {theme} saved in {path}")
 
     # ------------------------------------------------------------------ view state
+    def account_equity(self, snap: CollectorSnapshot) -> float | None:
+        """The shared paper account's equity (the sum of its sessions' equities: each trades an
+        allocation of it, see tradeconsole.core.account), or None without a shared account."""
+        rt = self.runtime
+        if rt is None or getattr(rt, "account", None) is None:
+            return None
+        allocation = {spec.key: spec.broker.initial_cash for spec in rt.specs}
+        return sum(s.equity.equity if s.equity is not None else allocation.get(s.key, 0.0) for s in snap.sessions)
+
     def header_state(self, snap: CollectorSnapshot) -> HeaderState:
         rt = self.runtime
         opts = self.options
@@ -464,8 +474,7 @@ class TradeConsoleApp(App[int]):
             engine.send(SwitchStrategy(key, name, {}))
             self.collector.note(f"switch {key} to {name} requested")
 
-        descriptions = {n: f"default interval {cls.default_interval}" for n, cls in STRATEGIES.items()}
-        self.push_screen(ChoiceDialog("Strategy", list(STRATEGIES), current, descriptions), chosen)
+        self.push_screen(StrategyDialog(current), chosen)
 
     def action_switch_symbol(self) -> None:
         """Another symbol. During a replay the data must follow: the new symbol's history next
@@ -505,8 +514,12 @@ class TradeConsoleApp(App[int]):
         opts = self.options
         strategies = list(opts.strategies)
         if self.runtime is not None:
-            strategies = [(sess.strategy.name, sess.interval) for sess in self.runtime.engine.sessions.values()]
+            # once per strategy spec, not once per symbol x spec
+            strategies = list(dict.fromkeys((sess.strategy.name, sess.interval)
+                                            for sess in self.runtime.engine.sessions.values()))
         new = with_market(opts, symbol=symbol, interval=interval, strategies=strategies)
+        if symbol:  # "another symbol" replaces the set of symbols by that one
+            new = replace(new, symbols=[new.symbol])
         if opts.replay:
             path = retarget_replay(opts.replay, opts.symbol, new.symbol, opts.strategies[0][1], new.strategies[0][1])
             new = replace(new, replay=path or "")
@@ -517,12 +530,14 @@ class TradeConsoleApp(App[int]):
         self.collector.note(f"switching to {new.symbol} {new.strategies[0][1]}")
         self.launch(new, previous)
 
-    def action_next_session(self) -> None:
+    def action_next_session(self, step: int = 1) -> None:
+        """Show the next (``step`` 1) or previous (-1) session: chart, indicators, position,
+        trades; the positions panel and the orders table keep listing every session."""
         snap = self.collector.snapshot()
         keys = [s.key for s in snap.sessions]
         if keys:
-            i = keys.index(self.selected_key) if self.selected_key in keys else -1
-            self.selected_key = keys[(i + 1) % len(keys)]
+            i = keys.index(self.selected_key) if self.selected_key in keys else (-1 if step > 0 else 0)
+            self.selected_key = keys[(i + step) % len(keys)]
             self._show_now(everything=True)
 
     def action_toggle_replay(self) -> None:
@@ -568,7 +583,8 @@ class TradeConsoleApp(App[int]):
             self.install_screen(BacktestScreen(
                 strategy=s.strategy if s is not None else self.options.strategies[0][0],
                 symbol=self.options.symbol, interval=self.options.strategies[0][1],
-                data=self.options.replay or "", cash=self.options.cash, deterministic=self.deterministic),
+                data=self.options.replay or "", cash=self.options.cash, deterministic=self.deterministic,
+                chart_builder=self.chart_builder, intervals=INTERVALS),
                 name="backtest")
             self._backtest_installed = True
         self.push_screen("backtest")
@@ -576,11 +592,13 @@ class TradeConsoleApp(App[int]):
     def action_help(self) -> None:
         """Show the help screen; built once and kept, so opening it again costs one repaint."""
         from tradeconsole.tui.screens.backtest import BACKTEST_BINDINGS
+        from tradeconsole.tui.screens.optimize import OPTIMIZE_BINDINGS
 
         if not self.is_screen_installed("help"):
             self.install_screen(HelpScreen([
                 ("Dashboard", DASHBOARD_BINDINGS),
                 ("Backtest screen", BACKTEST_BINDINGS),
+                ("Optimise screen (ctrl+o on the backtest screen)", OPTIMIZE_BINDINGS),
                 ("Tables and dialogs", HELP_EXTRA),
                 ("Everywhere", [Binding("ctrl+p", "", "Command palette: every action by name"),
                                 Binding("ctrl+q", "", "Quit (asks about open positions; again: at once)")]),

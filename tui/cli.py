@@ -27,6 +27,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from tradeconsole.backtest.inputs import check_data_files, check_input_path
@@ -138,6 +139,35 @@ def _journal_path(value: str) -> str:
 
 _CASH = number("cash", 0, 1e12, low_open=True)
 
+#: the simulated broker's fill models (``tradeconsole.core.broker.FILL_MODELS``)
+FILL_MODEL_CHOICES = ("seed", "realistic")
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old option name kept working (``--mode`` for ``--fill-model``): it stores into the new
+    option's dest and records itself, so ``main`` prints one ``warning:`` line naming the new
+    flag once the command line parsed (never in front of a parse error)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, **kw: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        used = vars(namespace).setdefault("deprecated_options", [])
+        if (option_string, self.new) not in used:
+            used.append((option_string, self.new))
+
+
+def _add_fill_model(add: Callable[..., None]) -> None:
+    """``--fill-model {seed,realistic}`` (default realistic) and its deprecated alias ``--mode``.
+    The trading mode (paper/testnet/live) is ``--live``/``--testnet``; ``mode`` in events means only that."""
+    add("--fill-model", dest="fill_model", choices=FILL_MODEL_CHOICES, default="realistic",
+        help="fill model of the simulated broker: seed or realistic (default realistic)")
+    add("--mode", dest="fill_model", choices=FILL_MODEL_CHOICES, action=_DeprecatedAlias, new="--fill-model",
+        alias=True, help="deprecated alias of --fill-model (prints a warning)")
+
 
 # ---------------------------------------------------------------------- parsers
 
@@ -188,8 +218,8 @@ def _engine_defaults(*, headless: bool) -> dict[str, Any]:
 def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: str = "") -> None:
     """Options of the engine (console and ``run --headless``). With ``prefix`` (the bare
     console's options on the root parser) nothing is set unless given."""
-    def add(*flags: str, dest: str, default: Any = None, **kw: Any) -> None:
-        if prefix:
+    def add(*flags: str, dest: str, default: Any = None, alias: bool = False, **kw: Any) -> None:
+        if prefix or alias:  # an alias never sets a default over the option it stands for
             kw["default"] = argparse.SUPPRESS
         else:
             kw["default"] = default
@@ -202,14 +232,16 @@ def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: s
              "--strategy basic --strategy engulfing:1h. Default: basic")
     add("--strategy-path", dest="strategy_path", action="append", metavar="FILE_OR_DIR",
         help="also load strategies from this file or directory (repeatable)")
-    add("--symbol", dest="symbol", default="ETHUSDT", type=_symbol, help="symbol (default ETHUSDT)")
+    add("--symbol", dest="symbol", action="append", type=_symbol, metavar="SYMBOL",
+        help="symbol to trade; repeat for several (--symbol ETHUSDT --symbol BTCUSDT): each runs every "
+             "strategy as its own session, on one shared paper account. Default: the config's symbols, else ETHUSDT")
     add("--interval", dest="interval", type=_interval, help="kline interval (default: the strategy's own)")
     add("--market", dest="market", choices=("spot", "futures"), default="futures",
         help="market data source for live candles (default futures)")
     add("--replay", dest="replay", metavar="PATH", help="replay a history file/directory instead of live data")
     add("--speed", dest="speed", type=_speed, default=None if headless else 60.0, metavar="N|max",
         help="replay speed: candles per real interval (60 = an hour of 1m data per minute) or 'max'")
-    add("--mode", dest="mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    _add_fill_model(add)
     add("--cash", dest="cash", type=_CASH, default=10_000.0, help="paper starting balance in USDT (default 10000)")
     add("--journal", dest="journal", metavar="PATH", type=_journal_path,
         help="journal database (default: in the data directory)")
@@ -218,6 +250,16 @@ def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: s
     add("--testnet", dest="testnet", action="store_true", default=False, help="trade on the Binance futures testnet")
     add("--kafka", dest="kafka", metavar="BOOTSTRAP", help="also publish every event to Kafka (host:port)")
     add("--elasticsearch", dest="elasticsearch", metavar="URL", help="also index events directly into Elasticsearch")
+
+
+def _adder(p: argparse.ArgumentParser) -> Callable[..., None]:
+    """``add_argument`` with the ``alias`` keyword of ``_add_engine_options``'s ``add``."""
+    def add(*flags: str, alias: bool = False, **kw: Any) -> None:
+        if alias:
+            kw["default"] = argparse.SUPPRESS
+        p.add_argument(*flags, **kw)
+
+    return add
 
 
 def _add_debug(p: argparse.ArgumentParser, *, root: bool) -> None:
@@ -254,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
     bt.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first day (UTC), e.g. 2022-09-01")
     bt.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="end (exclusive, UTC), e.g. 2022-12-01")
-    bt.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    _add_fill_model(_adder(bt))
     bt.add_argument("--cash", type=_CASH, default=10_000.0, help="starting balance in USDT (default 10000)")
     # ranges as tradeconsole.core.broker.BrokerSettings enforces them (Binance USD-M allows at most 125x)
     bt.add_argument("--leverage", type=number("leverage", 1, 125), default=1.0, help="leverage, 1..125 (default 1)")
@@ -271,24 +313,35 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="override a strategy parameter within its declared range, e.g. --param rsi_oversold=25")
     bt.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows instead of failing")
+    bt.add_argument("--no-cache", action="store_true",
+                    help="read and validate the CSV files even when their Parquet copy in the data directory's "
+                         "cache is current (the copy is not written either)")
     bt.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     bt.add_argument("--trades-csv", metavar="FILE", help="write the closed round trips to a CSV file")
     bt.add_argument("--plot", action="store_true",
                     help="draw equity and price with fills (on stdout, or on stderr with --json)")
-    bt.add_argument("--kafka", metavar="BOOTSTRAP", help="publish the run's events to Kafka (host:port)")
-    bt.set_defaults(handler="tradeconsole.backtest.cli:main")
+    bt.add_argument("--kafka", metavar="BOOTSTRAP",
+                    help="publish the run's events to Kafka (host:port), through a journal and its shipper")
+    bt.add_argument("--journal", metavar="PATH", type=_journal_path,
+                    help="with --kafka: keep the run's events in this journal (default: a temporary one); "
+                         "what Kafka did not acknowledge is resent by the next run with the same journal")
+    bt.add_argument("--config", metavar="PATH", help="config file (with --kafka: [kafka] topic_prefix, security)")
+    bt.set_defaults(handler="tradeconsole.tui.backtest_command:main")
 
     # -- optimize
     op = sub.add_parser("optimize", help="search strategy parameters (walk-forward, self-checked)",
                         description="Search strategy parameters over history; every reported result is the "
                                     "backtest's, walk-forward out-of-sample by default.")
     _add_debug(op, root=False)
-    op.add_argument("--strategy", required=True, choices=("basic", "engulfing"), help="strategy to optimise")
+    op.add_argument("--strategy", required=True, choices=_strategy_names(),
+                    help="strategy to optimise (built-in or found with --strategy-path / the user directory)")
+    op.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR",
+                    help="also load strategies from this file or directory (repeatable)")
     op.add_argument("--data", metavar="PATH", required=True, help="CSV/Parquet file or directory of them")
     op.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
     op.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first day (UTC)")
     op.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="end (exclusive, UTC)")
-    op.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    _add_fill_model(_adder(op))
     op.add_argument("--cash", type=_CASH, default=10_000.0, help="starting balance in USDT (default 10000)")
     op.add_argument("--leverage", type=number("leverage", 1, 125), default=1.0, help="leverage, 1..125 (default 1)")
     op.add_argument("--fee", type=number("fee", 0, 0.01, high_open=True), default=0.0004, help="taker fee fraction")
@@ -323,7 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--json", action="store_true", help="print one JSON object")
     op.add_argument("--plot", action="store_true", help="heatmap of two parameters (stderr with --json)")
     op.add_argument("--plot-params", metavar="X,Y", help="the two parameters of --plot (default: the first two)")
-    op.set_defaults(handler="tradeconsole.backtest.optimize.cli:main")
+    op.add_argument("--journal", metavar="PATH", type=_journal_path,
+                    help="journal the run's events here (default: journal-optimize.sqlite in the data directory)")
+    op.add_argument("--no-journal", action="store_true", help="do not journal the run's events")
+    op.add_argument("--kafka", metavar="BOOTSTRAP", help="also ship the run's events to Kafka (host:port), from the journal")
+    op.add_argument("--elasticsearch", metavar="URL", help="also ship the run's events to Elasticsearch, from the journal")
+    op.set_defaults(handler="tradeconsole.tui.cli:optimize_main")
 
     # -- run (headless)
     run = sub.add_parser("run", help="run the engine without the UI",
@@ -357,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--data", required=True, metavar="PATH", help="CSV/Parquet file or directory of them")
     sc.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR", help="also load from here")
     sc.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
-    sc.add_argument("--mode", choices=("seed", "realistic"), default="realistic", help="fill model (default realistic)")
+    _add_fill_model(_adder(sc))
     sc.add_argument("--samples", type=number("samples", 2, 10_000), default=40,
                     help="truncation points / warm-up windows sampled (default 40)")
     sc.add_argument("--live-bars", type=number("live-bars", 10, 1_000_000), default=3000,
@@ -418,8 +476,8 @@ def _strategy_name(value: str) -> str:
 
 
 #: subcommands that take strategies (no subcommand: the console)
-_STRATEGY_COMMANDS = {"backtest", "run", "strategy", None}
-_ALL_COMMANDS = {"backtest", "run", "strategy", "data", "forward", "kibana"}
+_STRATEGY_COMMANDS = {"backtest", "optimize", "run", "strategy", None}
+_ALL_COMMANDS = {"backtest", "optimize", "run", "strategy", "data", "forward", "kibana"}
 
 
 def preload_strategies(raw: Sequence[str]) -> None:
@@ -444,6 +502,76 @@ def preload_strategies(raw: Sequence[str]) -> None:
         raise UserError(clip(str(exc), 600)) from None
     for msg in report.skipped:
         print(f"warning: skipped {clip(msg, 600)}", file=sys.stderr)
+
+
+def optimize_main(args: argparse.Namespace) -> int:
+    """``tradeconsole optimize`` composed with persistence: the optimiser (backtest layer, no I/O
+    beyond its data and results file) publishes its ``optimization_run``/``optimization_trial``
+    events into the journal, and ``--kafka``/``--elasticsearch`` ship them from the journal with
+    the same ``JournalShipper`` protocol as every run (exactly once; whatever a sink did not
+    acknowledge stays in the journal and goes with the next run that ships)."""
+    from tradeconsole.backtest.optimize.cli import main as optimize
+
+    if args.no_journal:
+        if args.kafka or args.elasticsearch:
+            raise UserError("--kafka/--elasticsearch ship from the journal: drop --no-journal")
+        return optimize(args)
+    from tradeconsole.core.paths import journal_path
+    from tradeconsole.infra.persistence.journal import Journal, JournalError
+
+    try:
+        journal = Journal(args.journal or journal_path("journal-optimize.sqlite"), sync="normal")
+    except JournalError as exc:  # in use by another run, damaged: one line, exit 1
+        raise EnvironmentFailure(str(exc)) from None
+    runs: list[str] = []
+
+    def publish(event: Any) -> None:
+        try:
+            if not runs:
+                runs.append(event.run_id)
+                journal.begin_run(event.run_id, "backtest", {"command": "optimize", "strategy": args.strategy,
+                                                             "objective": args.objective, "search": args.search})
+            journal.commit([event])
+        except JournalError as exc:  # e.g. the disk is full: the run's events cannot be kept
+            raise EnvironmentFailure(f"cannot journal the optimisation's events: {exc}") from None
+
+    code = 1
+    try:
+        code = optimize(args, publish=publish)
+    finally:
+        if runs:
+            journal.end_run(runs[0], {0: "finished", 130: "interrupted"}.get(code, "failed"))
+        path = journal.path
+        journal.close()
+    if runs and (args.kafka or args.elasticsearch):
+        _ship_journal(path, args)
+    return code
+
+
+def _ship_journal(path: Any, args: argparse.Namespace) -> None:
+    """Ship what ``path`` holds to the sinks named on the command line; a sink that does not
+    acknowledge in time is one ``warning:`` line (the events stay journalled for a later run)."""
+    from tradeconsole.infra.persistence.shipper import JournalShipper
+
+    sinks: list[tuple[str, Any]] = []
+    if args.kafka:
+        from tradeconsole.infra.sinks.kafka import KafkaSink
+
+        sinks.append(("kafka", KafkaSink(args.kafka, journal_fed=True)))
+    if args.elasticsearch:
+        from tradeconsole.infra.sinks.elastic import ElasticsearchSink
+
+        sinks.append(("elasticsearch", ElasticsearchSink.from_settings(
+            args.elasticsearch, {}, journal_fed=True, deadletter_path=Path(f"{path}.es-deadletter.ndjson"))))
+    for name, sink in sinks:
+        shipper = JournalShipper(path, sink, name=name).start()
+        try:
+            done = shipper.stop(timeout=30.0)
+        finally:
+            sink.close()
+        if not done:
+            print(f"warning: {name} did not acknowledge every event; they stay in the journal {path} "
+                  "and are shipped by the next run", file=sys.stderr)
 
 
 def check_engine_args(args: argparse.Namespace) -> None:
@@ -522,6 +650,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         preload_strategies(raw)
         args = build_parser().parse_args(raw)
         debug = bool(args.debug)
+        for old, new in vars(args).pop("deprecated_options", []):
+            print(f"warning: {old} is deprecated, use {new} (same values)", file=sys.stderr)
         module_name, func_name = args.handler.split(":")
         handler = getattr(importlib.import_module(module_name), func_name)
         return int(handler(args) or 0)

@@ -355,7 +355,7 @@ class EventCollector:
             s.latest[o.client_id] = row
             while len(s.latest) > self._rows:
                 s.latest.pop(next(iter(s.latest)))
-            if event.status == "new":
+            if event.status in ("new", "amended"):  # amended: a working order's trigger moved (trailing stop)
                 s.working[o.client_id] = row
                 while len(s.working) > self._rows:
                     s.working.pop(next(iter(s.working)))

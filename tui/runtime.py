@@ -6,21 +6,24 @@ run exactly the same engine the same way; only how events are shown differs.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tradeconsole.core.account import SharedAccount
 from tradeconsole.core.broker import BrokerSettings
 from tradeconsole.core.engine import Engine, SessionSpec, paper_broker
 from tradeconsole.core.events import Event
 from tradeconsole.core.feed import MarketDataSource
 from tradeconsole.core.strategies import STRATEGIES
+from tradeconsole.infra.sinks.protocol import ELASTICSEARCH, Sink
 
-__all__ = ["RuntimeOptions", "Runtime", "options_from_args", "parse_strategy_specs"]
+__all__ = ["RuntimeOptions", "Runtime", "options_from_args", "parse_strategy_specs", "parse_symbols", "replay_paths"]
 
 log = logging.getLogger("tradeconsole.runtime")
 
@@ -29,6 +32,9 @@ log = logging.getLogger("tradeconsole.runtime")
 class RuntimeOptions:
     strategies: list[tuple[str, str]] = field(default_factory=lambda: [("basic", "5m")])
     symbol: str = "ETHUSDT"
+    #: every symbol to trade (``--symbol`` repeated); empty: the config's ``symbols``, else ``symbol``.
+    #: Each symbol runs every strategy spec as its own session.
+    symbols: list[str] = field(default_factory=list)
     market: str = "futures"
     replay: str | None = None
     speed: float | None = None  # None = as fast as possible
@@ -65,12 +71,87 @@ def parse_strategy_specs(values: list[str] | None, interval: str | None) -> list
     return out
 
 
-def options_from_args(args: Any) -> RuntimeOptions:
+_SYMBOL = r"[A-Z0-9]{2,30}"
+
+#: streams one Binance websocket connection carries at most ("WebSocket Market Streams": "A
+#: single connection can listen to a maximum of 1024 streams"); every (symbol, interval) is one
+MAX_STREAMS = 1024
+
+
+def parse_symbols(values: list[str] | str | None) -> list[str]:
+    """``--symbol`` values (repeatable) or the config's ``symbols``: upper-cased, each a Binance
+    symbol (letters and digits), no duplicates. A duplicate would run every session twice on one
+    account; it is refused rather than silently merged. [] when none are given."""
+    import re
+
+    if values is None:
+        return []
+    raw = [values] if isinstance(values, str) else list(values)
+    out: list[str] = []
+    for v in raw:
+        if not isinstance(v, str) or not re.fullmatch(_SYMBOL, v.upper()):
+            raise ValueError(f"not a symbol: {str(v)[:40]!r} (letters and digits, e.g. ETHUSDT)")
+        sym = v.upper()
+        if sym in out:
+            raise ValueError(f"symbol {sym} given twice: each symbol runs once (its sessions are one per strategy)")
+        out.append(sym)
+    return out
+
+
+def replay_paths(replay: str, symbols: list[str], interval: str) -> dict[str, str]:
+    """The history to replay for each symbol. One symbol: ``replay`` itself. Several: ``replay``
+    must say which symbol it holds (file names ``ETHUSDT-5m-...`` or a ``.../ETHUSDT/5m/``
+    directory, the layout of Binance public data and of the download cache), and every other
+    symbol's history is looked up at the same place in that layout (``.../BTCUSDT/5m/``).
+    Anything else is refused: replaying one symbol's prices as another's would trade on numbers
+    that mean nothing."""
+    from tradeconsole.tui.startup import data_symbol, data_symbol_problem, retarget_replay
+
+    if len(symbols) <= 1:
+        return {symbols[0]: replay} if symbols else {}
+    try:
+        held, how = data_symbol(replay)
+    except ValueError as exc:
+        raise ValueError(f"a replay of several symbols needs one symbol per directory: {exc}") from None
+    if held is None:
+        raise ValueError(f"a replay of several symbols ({', '.join(symbols)}) needs data that names its symbol "
+                         f"(files like ETHUSDT-{interval}-2024-01.csv, or a directory .../ETHUSDT/{interval}/): "
+                         f"{how}")
+    if held not in symbols:
+        raise ValueError(f"{Path(replay).name} holds {held} data (from its {how}), which is not one of the symbols "
+                         f"{', '.join(symbols)}")
+    out: dict[str, str] = {}
+    for sym in symbols:
+        path = replay if sym == held else retarget_replay(replay, held, sym, interval, interval)
+        if path is None or not Path(path).exists():
+            raise ValueError(f"no {sym} {interval} history next to the {held} replay {replay}: a replay of several "
+                             f"symbols reads each symbol's data from the same layout (e.g. .../{sym}/{interval}/)")
+        problem = data_symbol_problem(path, sym)
+        if problem:
+            raise ValueError(problem)
+        out[sym] = path
+    return out
+
+
+def options_from_args(args: argparse.Namespace) -> RuntimeOptions:
+    """The one place parsed engine options (the console's and ``run --headless``'s, see
+    ``tradeconsole.tui.cli._add_engine_options``) become ``RuntimeOptions``: every field read by
+    name, so a renamed or missing option fails here, at start, instead of being defaulted
+    silently by a ``getattr``."""
+    symbols = parse_symbols(args.symbol)
+    strategies = parse_strategy_specs(args.strategies, args.interval)
+    if len(symbols) * len({iv for _, iv in strategies}) > MAX_STREAMS:
+        raise ValueError(f"{len(symbols)} symbols x {len({iv for _, iv in strategies})} intervals is more than the "
+                         f"{MAX_STREAMS} streams one Binance websocket connection carries")
+    if len(symbols) > 1 and args.replay:
+        ivs = {iv for _, iv in strategies}
+        if len(ivs) == 1:
+            replay_paths(args.replay, symbols, ivs.pop())  # refuse at once, before any window opens
     return RuntimeOptions(
-        strategies=parse_strategy_specs(getattr(args, "strategies", None), getattr(args, "interval", None)),
-        symbol=args.symbol.upper(), market=args.market, replay=args.replay, speed=args.speed,
-        fill_model=args.mode, cash=args.cash, journal=args.journal, config=args.config, live=args.live,
-        testnet=args.testnet, kafka=args.kafka, elasticsearch=getattr(args, "elasticsearch", None),
+        strategies=strategies, symbol=symbols[0] if symbols else "ETHUSDT", symbols=symbols,
+        market=args.market, replay=args.replay, speed=args.speed,
+        fill_model=args.fill_model, cash=args.cash, journal=args.journal, config=args.config, live=args.live,
+        testnet=args.testnet, kafka=args.kafka, elasticsearch=args.elasticsearch,
     )
 
 
@@ -81,47 +162,69 @@ class Runtime:
                  extra_subscribers: list[Callable[[Event], None]] | None = None) -> None:
         from tradeconsole.infra.settings import check_live_allowed, load_settings
 
-        self.opts = opts
         self.settings = load_settings(opts.config)
+        #: the symbols traded: ``--symbol`` (repeatable), else the config's ``symbols``, else the default
+        self.symbols = parse_symbols(opts.symbols) or list(self.settings.symbols) or [opts.symbol.upper()]
+        opts = replace(opts, symbol=self.symbols[0], symbols=self.symbols)
+        self.opts = opts
+        # live: the operator types every symbol traded, comma-separated, to confirm
         self.trading_mode = check_live_allowed(live=opts.live, testnet=opts.testnet, settings=self.settings,
-                                                symbol=opts.symbol, confirm=confirm)
+                                                symbol=",".join(self.symbols), confirm=confirm)
         cash = opts.cash if opts.cash != 10_000.0 or self.settings.paper_cash is None else self.settings.paper_cash
         self.replay_candles = None
+        #: a replay's history per symbol (``replay_candles`` is the first symbol's)
+        self.replay_sets: dict[str, Any] = {}
         if opts.replay:
             self._load_replay()
         if self.trading_mode in ("live", "testnet"):
             self._refuse_unsupported_exits()
-        self.specs = [SessionSpec(opts.symbol, iv, name, model=opts.fill_model,
-                                  broker=BrokerSettings(initial_cash=cash), risk=self.settings.risk)
-                      for name, iv in opts.strategies]
-        if self.trading_mode != "paper" and len(self.specs) > 1:
-            # one Binance account holds one position per symbol (one-way mode): two sessions would
-            # cancel each other's protective orders and both read every fill of the symbol
-            from tradeconsole.infra.settings import LiveTradingRefused
+        n_sessions = len(self.symbols) * len(opts.strategies)
+        # paper, several sessions: one shared account; each session trades an equal allocation of
+        # its cash and the risk limits hold for the account (tradeconsole.core.account)
+        self.account: SharedAccount | None = None
+        allocation = cash
+        if self.trading_mode == "paper" and n_sessions > 1:
+            self.account = SharedAccount(cash, self.settings.risk)
+            allocation = cash / n_sessions
+        self.specs = [SessionSpec(sym, iv, name, model=opts.fill_model,
+                                  broker=BrokerSettings(initial_cash=allocation), risk=self.settings.risk)
+                      for sym in self.symbols for name, iv in opts.strategies]
+        if self.trading_mode != "paper":
+            by_symbol: dict[str, list[str]] = {}
+            for spec in self.specs:
+                by_symbol.setdefault(spec.symbol, []).append(spec.key)
+            crowded = next((keys for keys in by_symbol.values() if len(keys) > 1), None)
+            if crowded is not None:
+                # one Binance account holds one position per symbol (one-way mode): two sessions on
+                # one symbol would cancel each other's protective orders and both read its fills
+                from tradeconsole.infra.settings import LiveTradingRefused
 
-            raise LiveTradingRefused(
-                f"{self.trading_mode} trading runs one strategy per symbol, got "
-                f"{', '.join(s.key for s in self.specs)}: the exchange keeps one {opts.symbol} position "
-                "for the account; run the others in paper mode")
+                sym = crowded[0].split(":")[0]
+                raise LiveTradingRefused(
+                    f"{self.trading_mode} trading runs one strategy per symbol, got {', '.join(crowded)}: the "
+                    f"exchange keeps one {sym} position for the account; run the others in paper mode")
         # what makes a run the same run: resuming with any of these changed would silently ignore it
-        identity = {"symbol": opts.symbol, "sessions": sorted(s.key for s in self.specs), "fill_model": opts.fill_model,
-                    "cash": cash}
+        identity: dict[str, Any] = {"symbol": opts.symbol, "sessions": sorted(s.key for s in self.specs),
+                                    "fill_model": opts.fill_model, "cash": cash}
+        if self.account is not None:
+            identity["account"] = "shared"
         self.journal = self._open_journal()
         try:
             restored = next((st.run_id for s in self.specs if (st := self.journal.session_state(s.key)) is not None), None)
             if restored is not None:
                 self.journal.check_resume(restored, self.trading_mode, identity)
             self.engine = Engine(self.specs, mode=self.trading_mode, journal=self.journal,
-                                 broker_factory=self._broker_factory(), config={**self.public_config(), "identity": identity})
+                                 broker_factory=self._broker_factory(), config={**self.public_config(), "identity": identity},
+                                 account=self.account)
             self._check_live_account()
             self.user_stream: Any = None
-            self.sinks: list[Any] = []
+            self.sinks: list[Sink] = []
             self._viewers = list(extra_subscribers or [])
             for fn in self._viewers:
                 self.engine.subscribe(fn)
             self._add_sinks()
             # ticks are deleted only once every sink configured here has acknowledged them
-            self.journal.set_retention(opts.keep_candle_updates, hold_for=[_sink_name(s) for s in self.sinks])
+            self.journal.set_retention(opts.keep_candle_updates, hold_for=[s.kind for s in self.sinks])
             self.source: MarketDataSource = self._make_source()
         except BaseException:
             self.journal.close()  # a refused start must not keep the writer lock
@@ -159,7 +262,7 @@ class Runtime:
 
         from tradeconsole.tui.startup import data_symbol_problem
 
-        problem = data_symbol_problem(self.opts.replay, self.opts.symbol)
+        problem = data_symbol_problem(self.opts.replay, self.opts.symbol) if len(self.symbols) == 1 else None
         if problem:
             raise ValueError(problem)
         intervals = {iv for _, iv in self.opts.strategies}
@@ -169,7 +272,11 @@ class Runtime:
         interval = intervals.pop()
         # the same interval check as a backtest: 1h data replayed as 5m is refused at start
         why = ", ".join(f"the strategy {name!r} runs on {iv}" for name, iv in self.opts.strategies)
-        self.replay_candles, self.replay_report = load_candles(self.opts.replay, interval=interval, expected_by=why)
+        for sym, path in replay_paths(self.opts.replay, self.symbols, interval).items():
+            candles, report = load_candles(path, interval=interval, expected_by=why)
+            self.replay_sets[sym] = candles
+            if self.replay_candles is None:
+                self.replay_candles, self.replay_report = candles, report
 
     def _open_journal(self):
         from tradeconsole.infra.persistence.journal import Journal
@@ -213,11 +320,8 @@ class Runtime:
         from tradeconsole.infra.settings import LiveTradingRefused
 
         for session in self.engine.sessions.values():
-            start = getattr(session.broker, "start", None)
-            if start is None:
-                continue
             try:
-                start()
+                session.broker.start()
             except AccountModeUnsupported as e:  # the account must change: a refusal, exit 2
                 self.journal.close()
                 raise LiveTradingRefused(str(e)) from None
@@ -288,7 +392,7 @@ class Runtime:
         """Delivery counts and lag of a sink, as a connection event for the viewers (UI, logs).
         Called on the sink's own thread; viewers are thread-safe and non-blocking. These status
         events are not journalled or shipped: they describe the shipping itself."""
-        from tradeconsole.infra.sinks.kafka import delivery_event
+        from tradeconsole.infra.sinks.status import delivery_event
 
         ev = delivery_event(stats, run_id=self.engine.run_id, mode=self.trading_mode, source=source)
         for fn in self._viewers:
@@ -298,6 +402,14 @@ class Runtime:
                 log.exception("viewer failed on delivery stats")
 
     def _make_source(self) -> MarketDataSource:
+        if self.replay_candles is not None and len(self.replay_sets) > 1:
+            from tradeconsole.backtest.replay_multi import MultiReplaySource
+
+            return MultiReplaySource(list(self.replay_sets.items()), self.specs[0].interval, speed=self.opts.speed,
+                                     updates_per_candle=self.opts.updates_per_candle,
+                                     warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)),
+                                     backlog=self.engine.backlog if self.opts.replay_max_backlog else None,
+                                     max_backlog=self.opts.replay_max_backlog or 64)
         if self.replay_candles is not None:
             from tradeconsole.backtest.replay import ReplaySource
 
@@ -333,7 +445,7 @@ class Runtime:
 
         # sinks are fed from the journal, not from the engine: a crash cannot lose what the
         # journal holds, and a restart resumes shipping at the acknowledged cursor
-        self.shippers = [JournalShipper(self.journal.path, sink, name=_sink_name(sink)).start() for sink in self.sinks]
+        self.shippers = [JournalShipper(self.journal.path, sink, name=sink.kind).start() for sink in self.sinks]
         self.engine.start()
         self._start_user_stream()
         self.source.start(self._tagged_feed())
@@ -364,7 +476,7 @@ class Runtime:
             for shipper in shippers:
                 share = max(0.0, deadline - time.monotonic()) / 2 / max(1, len(shippers))
                 try:
-                    if shipper.name == "elasticsearch":
+                    if shipper.sink.kind == ELASTICSEARCH:
                         # a quit ends in seconds whatever Elasticsearch does: what it has not
                         # acknowledged stays in the journal and is sent (deduplicated by id) next
                         # run; a finished replay drains while it acknowledges (1 s grace when not)
@@ -383,17 +495,13 @@ class Runtime:
                 try:
                     if sink_timeout is not None:
                         sink.close(max(0.05, deadline - time.monotonic()) / (len(self.sinks) - i))
-                    elif _sink_name(sink) == "elasticsearch":
+                    elif sink.kind == ELASTICSEARCH:
                         sink.close(2.0)  # journal-fed: never waits for Elasticsearch itself
                     else:
                         sink.close()
                 except Exception:  # shutting down: report and continue
                     log.exception("closing %r failed", sink)
             self.journal.close()
-
-
-def _sink_name(sink: Any) -> str:
-    return "elasticsearch" if type(sink).__name__ == "ElasticsearchSink" else "kafka"
 
 
 def vars_of(opts: RuntimeOptions) -> dict[str, Any]:

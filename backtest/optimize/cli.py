@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -26,18 +27,7 @@ from tradeconsole.backtest.inputs import check_data_files, check_input_path
 
 from tradeconsole.core.errors import EnvironmentFailure, UserError, clip
 
-if TYPE_CHECKING:  # the optimiser's modules load only when `optimize` runs
-    from tradeconsole.backtest.optimize.evaluate import Workspace
-    from tradeconsole.backtest.optimize.objective import Objective
-    from tradeconsole.backtest.optimize.run import Window
-    from tradeconsole.backtest.optimize.space import Dimension
-    from tradeconsole.core.broker import BrokerSettings
-
-#: the results store's read and write callbacks for one window (see run.evaluate_points)
-Lookup = Callable[[dict[str, float]], dict[str, Any] | None]
-Record = Callable[[dict[str, float], dict[str, Any]], dict[str, Any]]
-
-__all__ = ["main", "parse_duration"]
+__all__ = ["Interrupted", "main", "parse_duration", "run_optimisation"]
 
 TEXT_METRICS = ("return_pct", "sharpe", "sortino", "max_drawdown_pct", "profit_factor", "trades", "win_rate_pct")
 
@@ -86,11 +76,57 @@ def _windows(args: argparse.Namespace, start: int, n: int, interval_ms: int) -> 
     return folds
 
 
-def main(args: argparse.Namespace) -> int:
+class Interrupted(Exception):
+    """Ctrl-C (or a progress callback asking to stop): ``computed`` rows were kept."""
+
+    def __init__(self, computed: int, results: str | None) -> None:
+        super().__init__(f"interrupted after {computed} computed combination(s)")
+        self.computed, self.results = computed, results
+
+
+#: ``on_progress(label, done, total)``; returning False stops the run (as Ctrl-C does)
+ProgressHook = Callable[[str, int, int], bool | None]
+#: receives every ``tradeconsole.core.events`` event of the run (the CLI composition journals them)
+Publish = Callable[[Any], None]
+
+
+def main(args: argparse.Namespace, publish: Publish | None = None) -> int:
     """Run the optimisation the options describe; print the report (text or ``--json``)."""
+    try:
+        out = run_optimisation(args, publish=publish)
+    except Interrupted as exc:
+        where = f" in {exc.results}" if exc.results else " (no --results file: nothing kept)"
+        print(f"interrupted: {exc.computed} combination(s) computed this run kept{where}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(_public(out), default=_json_default, allow_nan=False))
+    else:
+        print(_text(out))
+    if args.plot:
+        from tradeconsole.backtest.optimize.plot import heatmap
+
+        stream = sys.stderr if args.json else sys.stdout
+        color = bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
+        print(heatmap(out["_dims"], out["_points"], out["_rows"], args.plot_params, color=color), file=stream)
+    return 0
+
+
+def _public(out: dict[str, Any]) -> dict[str, Any]:
+    """The report without the in-memory parts (``_dims``, ``_points``, ``_rows``)."""
+    return {k: v for k, v in out.items() if not k.startswith("_")}
+
+
+def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | None = None,
+                     publish: Publish | None = None) -> dict[str, Any]:
+    """The whole optimisation of ``args`` (the ``optimize`` options): the report as a dict, plus
+    ``_dims``/``_points``/``_rows`` (every full-window combination, for heatmaps and tables).
+    Raises ``Interrupted`` on Ctrl-C or when ``on_progress`` returns False, after keeping every
+    finished row. ``publish`` receives an ``optimization_run`` start and finish event and one
+    ``optimization_trial`` event per reported top trial."""
     from tradeconsole.backtest.cli import symbol_of, check_output_file
     from tradeconsole.backtest.data import DataError, load_candles, window_with_warmup
-    from tradeconsole.backtest.optimize.evaluate import MismatchError, Workspace, data_hash
+    from tradeconsole.backtest.optimize.evaluate import MismatchError, Workspace, data_hash, kernel_reason
     from tradeconsole.backtest.optimize.objective import Objective, load_objective
     from tradeconsole.backtest.optimize.run import Job, LocalExecutor, Progress, Window
     from tradeconsole.backtest.optimize.space import SpaceError, grid, grid_size, parse_space, random_points
@@ -99,6 +135,8 @@ def main(args: argparse.Namespace) -> int:
     from tradeconsole.core.domain import interval_ms, iso_ms, parse_utc_ms
     from tradeconsole.core.strategies import STRATEGIES
 
+    if args.strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy {clip(args.strategy)!r}; available: {', '.join(sorted(STRATEGIES))}")
     interval = args.interval or STRATEGIES[args.strategy].default_interval
     args.workers = args.workers or (os.cpu_count() or 1)
     try:
@@ -148,8 +186,18 @@ def main(args: argparse.Namespace) -> int:
     folds = _windows(args, warmup, n, step_ms)
     full = Window("full", warmup, n)
 
-    job = Job(candles, args.strategy, args.mode, settings, symbol, interval, args.pbo_blocks)
-    ctx = {"data": data_hash(candles), "strategy": args.strategy, "model": args.mode, "settings": asdict(settings),
+    paths = tuple(getattr(args, "strategy_path", None) or ())
+    job = Job(candles, args.strategy, args.fill_model, settings, symbol, interval, args.pbo_blocks, paths)
+    plain = kernel_reason(args.strategy)
+    kernel = "compiled" if plain is None else f"plain path ({plain})"
+    run_id = f"opt-{uuid.uuid4().hex[:12]}"
+    data_info = {"start": iso_ms(int(candles.open_time[warmup])), "end": iso_ms(int(candles.open_time[-1]) + step_ms),
+                 "bars": n - warmup, "warmup_bars": warmup, "summary": report.summary()}
+    if publish is not None:
+        from tradeconsole.backtest.optimize.events import start_event
+
+        publish(start_event(run_id, args, dims, symbol, interval, data_info, kernel))
+    ctx = {"data": data_hash(candles), "strategy": args.strategy, "model": args.fill_model, "settings": asdict(settings),
            "symbol": symbol, "interval": interval}
     store = ResultsStore(args.results)
     from_file = set(store.rows)  # keys already in --results before this run
@@ -213,8 +261,8 @@ def main(args: argparse.Namespace) -> int:
             elif args.search == "random":
                 pts = random_points(dims, args.trials, args.seed)
             else:
-                return _optuna(dims, args, executor, w, lookup_for(w), record_for(w), label)
-            prog = Progress(label, len(pts))
+                return _optuna(dims, args, executor, w, lookup_for(w), record_for(w), label, on_progress)
+            prog = Progress(label, len(pts), on_update=on_progress)
             rows = evaluate_points(executor, w, pts, lookup_for(w), record_for(w), prog, batch=_batch(len(pts), args))
             prog.end()
             return pts, rows
@@ -250,37 +298,62 @@ def main(args: argparse.Namespace) -> int:
         except MismatchError as exc:
             raise EnvironmentFailure(f"self-check failed, results not trustworthy: {exc}") from None
         checked = len(checks)
+        top_oos = _top_out_of_sample(executor, folds, full_points, full_rows, order[:args.top], objective,
+                                     lookup_for, record_for)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         executor.close()
         store.close()
     if interrupted:
-        where = f" in {args.results}" if args.results else " (no --results file: nothing kept)"
-        print(f"interrupted: {computed} combination(s) computed this run kept{where}; "
-              "run the same command again to resume", file=sys.stderr)
-        return 130
+        if publish is not None:
+            from tradeconsole.backtest.optimize.events import finish_event
+
+            publish(finish_event(run_id, args, symbol, interval, {"status": "interrupted", "computed": computed}))
+        raise Interrupted(computed, args.results)
     elapsed = time.perf_counter() - t0
-    full_ws = Workspace(candles, args.strategy, args.mode, settings, warmup=warmup, symbol=symbol, interval=interval)
+    full_ws = Workspace(candles, args.strategy, args.fill_model, settings, warmup=warmup, symbol=symbol, interval=interval)
 
     out = _report(args, dims, objective, full_points, full_rows, order, fold_out, full_ws, settings)
-    out.update(strategy=args.strategy, mode=args.mode, symbol=symbol, interval=interval,
-               data={"start": iso_ms(int(candles.open_time[warmup])), "end": iso_ms(int(candles.open_time[-1]) + step_ms),
-                     "bars": n - warmup, "warmup_bars": warmup, "summary": report.summary()},
+    for t, oos in zip(out["top"], top_oos, strict=False):
+        t["test_windows"] = oos
+    out.update(strategy=args.strategy, mode=args.fill_model, symbol=symbol, interval=interval, kernel=kernel,
+               data=data_info,
                search=args.search, evaluated=len(full_rows), resumed=resumed, reused=reused, computed=computed,
                verified_against_backtest=checked, elapsed_s=round(elapsed, 3),
                results_file=args.results)
-    if args.json:
-        print(json.dumps(out, default=_json_default, allow_nan=False))
-    else:
-        print(_text(out))
-    if args.plot:
-        from tradeconsole.backtest.optimize.plot import heatmap
+    if publish is not None:
+        from tradeconsole.backtest.optimize.events import finish_event, trial_events
 
-        stream = sys.stderr if args.json else sys.stdout
-        color = bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
-        print(heatmap(dims, full_points, full_rows, args.plot_params, color=color), file=stream)
-    return 0
+        for ev in trial_events(run_id, args, symbol, interval, out):
+            publish(ev)
+        publish(finish_event(run_id, args, symbol, interval, out))
+    out.update(_dims=dims, _points=full_points, _rows=full_rows, _run_id=run_id)
+    return out
+
+
+def _top_out_of_sample(executor, folds, points, rows, top, objective, lookup_for, record_for) -> list[dict[str, Any]]:
+    """Each top trial on every walk-forward test window: its compounded return, mean score and
+    trades there. The full-window ranking saw these candles, so this is how a trial held up
+    window by window, not a forecast; the honest number is the walk-forward's (each fold chose
+    on its training window alone)."""
+    from tradeconsole.backtest.optimize.run import evaluate_points
+
+    out: list[dict[str, Any]] = [{"windows": 0, "return_pct": None, "score_mean": None, "trades": 0} for _ in top]
+    if not folds or not top:
+        return out
+    pts = [points[i] for i in top]
+    per_window = [evaluate_points(executor, te, pts, lookup_for(te), record_for(te), batch=4) for _, te in folds]
+    for j in range(len(pts)):
+        comp, scores, trades = 1.0, [], 0
+        for rs in per_window:
+            r = rs[j]
+            comp *= 1 + r["return_pct"] / 100
+            scores.append(objective.score(r))
+            trades += int(r["trades"])
+        out[j] = {"windows": len(per_window), "return_pct": (comp - 1) * 100, "score_mean": _mean(scores),
+                  "trades": trades}
+    return out
 
 
 def _batch(n: int, args: argparse.Namespace) -> int:
@@ -319,28 +392,26 @@ def _same_row(row: dict[str, Any], ref: dict[str, Any], params: dict[str, float]
                                 "`tradeconsole backtest`")
 
 
-def _optuna(dims: list[Dimension], args: argparse.Namespace, executor: Any, w: Window, lookup: Lookup,
-            record: Record, label: str) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
+def _optuna(dims, args, executor, w, lookup, record, label, on_progress=None):
     """TPE over the space; infeasible trials (constraints, undefined objective) are pruned."""
     import optuna
-    from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
     from optuna.trial import TrialState
 
     from tradeconsole.backtest.optimize.run import Progress, evaluate_points
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
-    # a numeric dimension has both bounds, a listed one neither (space.Dimension)
-    dist: dict[str, BaseDistribution] = {
-        d.name: FloatDistribution(d.low, d.high) if d.low is not None and d.high is not None
-        else CategoricalDistribution(list(d.values)) for d in dims}
-    prog = Progress(label, args.trials)
+    dist = {d.name: (IntDistribution(int(d.low), int(d.high)) if d.integer else FloatDistribution(d.low, d.high))
+            if d.low is not None else CategoricalDistribution(list(d.values)) for d in dims}
+    prog = Progress(label, args.trials, on_update=on_progress)
     pts: list[dict[str, float]] = []
     rows: list[dict[str, Any]] = []
     batch = max(1, 2 * args.workers)
     while len(pts) < args.trials:
         trials = [study.ask(dist) for _ in range(min(batch, args.trials - len(pts)))]
-        points = [{d.name: (float(f"{t.params[d.name]:.6g}") if d.low is not None else float(t.params[d.name]))
+        points = [{d.name: (float(f"{t.params[d.name]:.6g}") if d.low is not None and not d.integer
+                            else float(t.params[d.name]))
                    for d in dims} for t in trials]
         points = [{k: min(max(v, d.low), d.high) if d.low is not None and d.high is not None else v
                    for (k, v), d in zip(p.items(), dims)}
@@ -438,7 +509,10 @@ def _text(o: dict[str, Any]) -> str:
              f"  Combinations         {o['evaluated']} evaluated, {o['computed']} backtests computed and {o['resumed']} "
              "resumed from the results file over all windows, "
              f"{o['feasible']} feasible, {o['elapsed_s']:.1f}s",
-             f"  Self-check           {o['verified_against_backtest']} result(s) re-run through `backtest`: identical"]
+             f"  Self-check           {o['verified_against_backtest']} result(s) re-run through `backtest`: identical",
+             f"  kernel: {o['kernel']}" + ("" if o["kernel"] == "compiled" else
+                                           ": the compiled kernel does not model this strategy; every combination "
+                                           "is a run of the real engine")]
     if o.get("warning"):
         lines.append(f"  WARNING              {o['warning']}")
     if o["best"] is None:

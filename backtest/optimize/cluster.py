@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tradeconsole.backtest.optimize.run import Job, Window, WorkspaceCache, evaluate_batch, reference_rows
+from tradeconsole.backtest.optimize.run import Job, Window, ensure_strategy, evaluate_batch, reference_rows
 
 __all__ = ["DaskExecutor"]
 
@@ -28,7 +28,13 @@ def _task(job: Job, job_key: str, window: Window, points: list[dict[str, float]]
     if job_key not in _CACHES:
         _CACHES.clear()  # a long-lived worker keeps the workspaces of the latest job only
     cache = _CACHES.setdefault(job_key, {})
+    ensure_strategy(job)
     return evaluate_batch(job, cache, window, points)
+
+
+def _reference_task(job: Job, window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
+    ensure_strategy(job)
+    return reference_rows(job, window, points)
 
 
 class DaskExecutor:
@@ -77,7 +83,7 @@ class DaskExecutor:
 
     def references(self, tasks: list[tuple[Window, dict[str, float]]]) -> list[dict[str, Any]]:
         """The one path's scalar metrics for each (window, params), on the cluster."""
-        futs = [self.client.submit(reference_rows, self.job_future, w, [p], pure=False) for w, p in tasks]
+        futs = [self.client.submit(_reference_task, self.job_future, w, [p], pure=False) for w, p in tasks]
         return [f.result()[0] for f in futs]
 
     def close(self) -> None:

@@ -10,8 +10,8 @@ evaluated once per distinct set of *entry* parameters (everything except the bro
 kernel (``tradeconsole.backtest.optimize.sim``) then runs the broker's rules, and the metrics come from the
 one ``tradeconsole.backtest.metrics.compute_metrics`` applied to a real ``BacktestResult``.
 
-``reference`` is the one path: ``run_backtest(candles, make_strategy(name, **params),
-model=..., settings=..., warmup=...)`` exactly as ``backtest/cli.py`` calls it. ``verify``
+``reference`` is the one path: ``Backtest(candles, name, params=..., fill_model=..., settings=...,
+warmup=...).run()`` (``tradeconsole.backtest.facade``), the object ``backtest/cli.py`` runs. ``verify``
 compares the two and raises ``MismatchError`` on any difference; the optimiser calls it on its
 top results and fails loudly.
 """
@@ -28,14 +28,14 @@ from numpy.typing import NDArray
 
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.backtest.metrics import compute_metrics
-from tradeconsole.backtest.runner import BacktestResult, run_backtest
+from tradeconsole.backtest.runner import BacktestResult
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, FillModel, client_order_id
 from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
 from tradeconsole.core.indicators import IndicatorValues, compute_history
 from tradeconsole.core.strategies import STRATEGIES, make_strategy
 from tradeconsole.core.strategies.base import StrategyParams
 
-__all__ = ["MismatchError", "Workspace", "comparable", "data_hash", "reference"]
+__all__ = ["MismatchError", "Workspace", "comparable", "data_hash", "kernel_reason", "reference", "verify"]
 
 #: broker-side parameters the kernel takes directly; every other parameter is an entry parameter
 EXIT_PARAMS = frozenset(f.name for f in fields(StrategyParams))
@@ -43,6 +43,33 @@ EXIT_PARAMS = frozenset(f.name for f in fields(StrategyParams))
 _REASONS = {0: FillReason.ENTRY_LONG, 1: FillReason.ENTRY_SHORT, 2: FillReason.STOP_LOSS,
             3: FillReason.TAKE_PROFIT, 4: FillReason.LIQUIDATION}
 _SUFFIX = {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp", FillReason.LIQUIDATION: "lq"}
+
+
+def kernel_reason(strategy: str) -> str | None:
+    """Why the compiled kernel cannot run ``strategy`` (None: it can).
+
+    The kernel models exactly the built-ins' exits: a fixed stop-loss/take-profit from
+    ``stop_loss_pct``/``take_profit_pct``, ``stake_fraction`` sizing and the base indicators. A
+    strategy with anything else (a trailing stop, a time exit, an exit signal, ATR or level
+    exits, other sizing, declared indicators) or any user strategy (whose rules the kernel was
+    never checked against) runs through the plain path, the real engine, instead."""
+    from tradeconsole.core.strategies import SOURCES, Strategy
+
+    cls = STRATEGIES[strategy]
+    strat = cls()
+    if strat.trailing_stop is not None:
+        return "trailing stop"
+    if strat.max_bars_in_trade is not None:
+        return "time exit"
+    if type(strat).exit_signal is not Strategy.exit_signal:
+        return "exit signal"
+    if not strat.simple_exits:
+        return "stop/target or sizing rules other than fixed percentages"
+    if cls.indicators:
+        return "declared indicators"
+    if SOURCES.get(strategy) != "built-in":
+        return "user strategy"
+    return None
 
 
 class MismatchError(RuntimeError):
@@ -61,11 +88,11 @@ def data_hash(candles: CandleArrays) -> str:
 def reference(candles: CandleArrays, strategy: str, params: dict[str, float], *, model: str,
               settings: BrokerSettings, warmup: int = 0, symbol: str = "ETHUSDT",
               interval: str = "5m") -> dict[str, Any]:
-    """Metrics of one combination through the one backtest path (as ``tradeconsole backtest``)."""
-    strat = make_strategy(strategy, **params)
-    result = run_backtest(candles, strat, symbol=symbol, interval=interval, model=model, settings=settings,
-                          warmup=warmup)
-    return compute_metrics(result)
+    """Metrics of one combination through the one backtest path, ``Backtest`` (as ``tradeconsole backtest``)."""
+    from tradeconsole.backtest.facade import Backtest
+
+    return Backtest(candles, strategy, params=params, fill_model=model, settings=settings, warmup=warmup,
+                    symbol=symbol, interval=interval).run().metrics
 
 
 def comparable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +133,10 @@ class Workspace:
         fm: FillModel = FILL_MODELS[self.model]
         self.fill_model = fm
         self.ind_settings = fm.indicator_settings()
+        #: None: the compiled kernel runs this strategy; else why the plain path (run_backtest) does
+        self.plain_reason = kernel_reason(self.strategy)
+        if self.plain_reason is not None:
+            return  # nothing to prepare: every combination is a run of the real engine
         c = self.candles
         ind = compute_history(c.open, c.high, c.low, c.close, self.ind_settings)  # as run_backtest
         w = self.warmup
@@ -180,6 +211,9 @@ class Workspace:
         The CLI checks these rows against ``run_backtest`` for its top results."""
         from tradeconsole.backtest.optimize.store import scalar_row
 
+        if self.plain_reason is not None:
+            result = self._plain(params)
+            return scalar_row(compute_metrics(result)), result
         result = self.run(params, lean=True)
         sides = result.extra.pop("fill_sides")
         m = compute_metrics(result)
@@ -188,8 +222,12 @@ class Workspace:
 
     def run(self, params: dict[str, float], *, lean: bool = False) -> BacktestResult:
         """The ``BacktestResult`` of one combination through the compiled kernel (``lean``: no
-        fill objects, their sides in ``extra["fill_sides"]``)."""
+        fill objects, their sides in ``extra["fill_sides"]``); a strategy the kernel does not
+        model (``plain_reason``) runs through ``run_backtest``."""
         from tradeconsole.backtest.optimize.sim import simulate
+
+        if self.plain_reason is not None:
+            return self._plain(params)
 
         strat = make_strategy(self.strategy, **params)  # the declared ranges check every value
         p = strat.params
@@ -237,6 +275,11 @@ class Workspace:
             dropped_entries=[None] * int(tot[2]),  # type: ignore[list-item]
             extra={"fill_sides": fl[:, 1]} if lean else {},
         )
+
+    def _plain(self, params: dict[str, float]) -> BacktestResult:
+        """The plain path: the real engine, exactly as ``reference`` runs it."""
+        return run_backtest(self.candles, make_strategy(self.strategy, **params), symbol=self.symbol,
+                            interval=self.interval, model=self.model, settings=self.settings, warmup=self.warmup)
 
     def reference(self, params: dict[str, float]) -> dict[str, Any]:
         """The one path for this window (``run_backtest`` over the same candles and warm-up)."""

@@ -51,6 +51,19 @@ class Job:
     symbol: str
     interval: str
     blocks: int  # PBO blocks kept for the "full" window (0: none)
+    #: where a user strategy was found (``--strategy-path``): a worker process registers it again
+    strategy_paths: tuple[str, ...] = ()
+
+
+def ensure_strategy(job: Job) -> None:
+    """Register the job's strategy in this process if it is not (a fresh worker or Dask process
+    knows only the built-ins): the same search as the CLI's (paths, user directory, entry points)."""
+    from tradeconsole.core.strategies import STRATEGIES
+
+    if job.strategy not in STRATEGIES:
+        from tradeconsole.backtest.strategy_loader import load_strategies
+
+        load_strategies(list(job.strategy_paths))
 
 
 #: a process's workspaces by window (start, end): one per window, reused across batches
@@ -63,6 +76,7 @@ def init_worker(job: Job, ignore_sigint: bool = True) -> None:
     """Per-process setup: keep the job (shipped once) and an empty workspace cache."""
     if ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ensure_strategy(job)
     _STATE["job"] = job
     _STATE["ws"] = {}
 
@@ -164,13 +178,18 @@ class LocalExecutor:
 class Progress:
     """A one-line bar with ETA on stderr when it is a terminal (silent otherwise)."""
 
-    def __init__(self, label: str, total: int, stream: Any = None) -> None:
+    def __init__(self, label: str, total: int, stream: Any = None,
+                 on_update: Callable[[str, int, int], bool | None] | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.on = bool(getattr(self.stream, "isatty", lambda: False)())
+        # a caller with its own display (the console) gets the numbers, never a bar on its terminal
+        self.on = on_update is None and bool(getattr(self.stream, "isatty", lambda: False)())
         self.label, self.total, self.done, self.t0 = label, total, 0, time.perf_counter()
+        self.on_update = on_update  # e.g. the console's progress bar; returning False stops the run
 
     def add(self, k: int) -> None:
         self.done += k
+        if self.on_update is not None and self.on_update(self.label, self.done, self.total) is False:
+            raise KeyboardInterrupt  # the same path as Ctrl-C: finished rows are kept
         if not self.on:
             return
         el = time.perf_counter() - self.t0

@@ -37,6 +37,9 @@ class Dimension:
     values: tuple[float, ...]
     low: float | None = None
     high: float | None = None
+    #: a declared range the strategy accepts only whole numbers of (a count such as a time
+    #: exit's candles): its grid values and random/Optuna draws are whole numbers too
+    integer: bool = False
 
 
 def _num(name: str, text: str) -> float:
@@ -49,12 +52,31 @@ def _num(name: str, text: str) -> float:
     return v
 
 
-def _declared(name: str, spec: Param) -> Dimension:
+def _whole_only(strategy: str, name: str, spec: Param) -> bool:
+    """The strategy accepts only whole numbers for ``name`` (e.g. a time exit's candles): asked
+    of the strategy itself with a fractional value inside the range."""
+    from tradeconsole.core.strategies import make_strategy
+
+    if not all(float(v).is_integer() for v in (spec.default, spec.low, spec.high)):
+        return False
+    probe = float(math.floor((spec.low + spec.high) / 2)) + 0.5
+    try:
+        spec.check(name, probe)
+        make_strategy(strategy, **{name: probe})
+    except (ValueError, TypeError):
+        return True
+    return False
+
+
+def _declared(name: str, spec: Param, whole: bool = False) -> Dimension:
     lo, hi = spec.low, spec.high
     span = hi - lo
     # open ends are not allowed values: step inside them by a small fraction of the span
     a = lo + span * 1e-3 if spec.low_open else lo
     b = hi - span * 1e-3 if spec.high_open else hi
+    if whole:
+        vals = tuple(dict.fromkeys(float(round(a + (b - a) * k / (DEFAULT_STEPS - 1))) for k in range(DEFAULT_STEPS)))
+        return Dimension(name, vals, a, b, integer=True)
     vals = tuple(round(a + (b - a) * k / (DEFAULT_STEPS - 1), 10) for k in range(DEFAULT_STEPS))
     return Dimension(name, vals, a, b)
 
@@ -64,6 +86,8 @@ def parse_space(strategy: str, specs: list[str]) -> list[Dimension]:
     if strategy not in STRATEGIES:
         raise SpaceError(f"unknown strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
     ranges = param_ranges(STRATEGIES[strategy].Params)
+    if not specs:
+        specs = default_specs(strategy)
     dims: list[Dimension] = []
     seen: set[str] = set()
     for raw in specs:
@@ -78,7 +102,7 @@ def parse_space(strategy: str, specs: list[str]) -> list[Dimension]:
         seen.add(name)
         spec = ranges[name]
         if not sep:
-            dims.append(_declared(name, spec))
+            dims.append(_declared(name, spec, _whole_only(strategy, name, spec)))
             continue
         body = body.strip()
         if ":" in body:
@@ -109,7 +133,39 @@ def parse_space(strategy: str, specs: list[str]) -> list[Dimension]:
         dims.append(Dimension(name, vals, low, high))
     if not dims:
         raise SpaceError("nothing to optimise: give at least one --param NAME=SPEC (or NAME for its declared range)")
+    _check_values(strategy, dims)
     return dims
+
+
+def _check_values(strategy: str, dims: list[Dimension]) -> None:
+    """Every listed value through the strategy's own checks (``make_strategy``: e.g. a time exit
+    must be a whole number of candles), so a value the strategy refuses is a mistake reported
+    now, not a failure in the middle of the run."""
+    from tradeconsole.core.strategies import make_strategy
+
+    for d in dims:
+        for v in d.values:
+            try:
+                make_strategy(strategy, **{d.name: v})
+            except (ValueError, TypeError) as exc:
+                raise SpaceError(f"--param {d.name}={v:g}: {exc}") from None
+
+
+def default_specs(strategy: str) -> list[str]:
+    """The space searched when no ``--param`` is given: for a user strategy, every parameter its
+    own ``Params`` declares a range for (the ranges inherited from ``StrategyParams`` - stop,
+    target, stake - are the user's to add: their defaults are what the strategy was written with);
+    for a built-in nothing (its ranges are the API's, far wider than anyone would search)."""
+    from dataclasses import fields
+
+    from tradeconsole.core.strategies import SOURCES
+    from tradeconsole.core.strategies.base import StrategyParams
+
+    if SOURCES.get(strategy) == "built-in":
+        return []
+    inherited = {f.name for f in fields(StrategyParams)}
+    ranges = param_ranges(STRATEGIES[strategy].Params)
+    return [name for name in ranges if name not in inherited]
 
 
 def grid_size(dims: list[Dimension]) -> int:
@@ -139,6 +195,8 @@ def random_points(dims: list[Dimension], trials: int, seed: int) -> list[dict[st
         for d in dims:
             if d.low is None:
                 point[d.name] = rng.choice(d.values)
+            elif d.integer:
+                point[d.name] = float(rng.randint(int(d.low), int(d.high)))
             else:
                 assert d.high is not None  # a numeric dimension has both bounds (parse_space)
                 point[d.name] = min(max(float(f"{rng.uniform(d.low, d.high):.6g}"), d.low), d.high)

@@ -36,6 +36,8 @@ _EXPORTS: dict[str, str] = {
     # history and backtests
     "load_candles": "tradeconsole.backtest.data",
     "DataError": "tradeconsole.backtest.data",
+    "Backtest": "tradeconsole.backtest.facade",
+    "BacktestOutcome": "tradeconsole.backtest.facade",
     "run_backtest": "tradeconsole.backtest.runner",
     "BacktestResult": "tradeconsole.backtest.runner",
     "compute_metrics": "tradeconsole.backtest.metrics",

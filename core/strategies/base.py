@@ -10,7 +10,8 @@ A strategy is a small class. It *declares* what it needs and *decides* on closed
   live; the rest are recomputed over a bounded window of recent candles (``window``, default
   ``startup_candle_count`` or derived), so live and backtest run the same function on the same
   candles. The base values (``rsi``, ``macd``, ``macd_signal``, ``macd_hist``, ``cci``, ``bull``,
-  ``engulfing``) are always there;
+  ``engulfing``) are always there. ``plot=`` / ``levels=`` on a declaration and ``base_panes``
+  say how the dashboard charts them (``chart_layout``; see ``tradeconsole.core.strategies.charts``);
 * ``entry_signal(candle, ind)``: the side to open on this closed candle, or None;
 * exits: ``stop_loss`` / ``take_profit`` (``fixed(pct)``, ``atr(mult)``, ``level(column)``, or
   ``per_side(long=..., short=...)``), ``trailing_stop`` (``trailing(pct=...)`` or
@@ -138,37 +139,67 @@ def _num(strategy: Strategy, x: Number) -> float:
 # ---------------------------------------------------------------------------- indicators
 
 
-def ta(name: str, *, window: int | None = None, columns: dict[str, str] | None = None, **kwargs: Any) -> IndicatorSpec:
+def ta(name: str, *, window: int | None = None, columns: dict[str, str] | None = None, plot: str = "auto",
+       levels: tuple[float, ...] | list[float] = (), **kwargs: Any) -> IndicatorSpec:
     """A pandas-ta indicator by name, e.g. ``ta("bbands", length=20, std=2.0)``. A multi-column
     result is read as ``ind.<key>_<suffix>``: by default the suffix is pandas-ta's column prefix
     lowercased (``bb_bbl``, ``bb_bbu``), or name them with ``columns={"lower": "BBL", ...}``.
     ``rsi``, ``macd`` and ``cci`` use the project's definitions and are O(1) live. ``window``:
     closed candles the live path recomputes it over (default: the strategy's
-    ``startup_candle_count``, else 10x its longest length, at least 50)."""
+    ``startup_candle_count``, else 10x its longest length, at least 50).
+
+    ``plot`` says how the dashboard charts it, so a user strategy is charted without touching the
+    console: ``"overlay"`` draws its price-valued columns over the candles (bands, MAs,
+    Supertrend), ``"pane"`` gives it a pane of its own, ``"none"`` leaves it off the screen, and
+    ``"auto"`` (default) overlays it when its values lie in the price range and gives it a pane
+    otherwise. ``levels``: reference lines drawn with it (``levels=(30, 70)`` for an RSI)."""
     if not isinstance(name, str) or not name.isidentifier():
         raise StrategyDefinitionError(f"ta(): indicator name must be a pandas-ta function name, not {name!r}")
+    plot, levels_t = _chart_args(f"ta({name!r})", plot, levels)
     if name in O1_INDICATORS:
         bad = set(kwargs) - set(O1_INDICATORS[name])
         if bad:
             raise StrategyDefinitionError(f"ta({name!r}): unknown argument(s) {', '.join(sorted(bad))}; "
                                           f"allowed: {', '.join(O1_INDICATORS[name])}")
-        return IndicatorSpec("", "o1", name, tuple(sorted(kwargs.items())))
+        return IndicatorSpec("", "o1", name, tuple(sorted(kwargs.items())), plot=plot, levels=levels_t)
     import pandas_ta
 
     if not callable(getattr(pandas_ta, name, None)):
         raise StrategyDefinitionError(f"ta({name!r}): pandas-ta has no indicator {name!r}")
     return IndicatorSpec("", "ta", name, tuple(sorted(kwargs.items())), window=_window(window),
-                         columns=tuple((columns or {}).items()))
+                         columns=tuple((columns or {}).items()), plot=plot, levels=levels_t)
 
 
-def custom(fn: Any, *, window: int | None = None) -> IndicatorSpec:
+def custom(fn: Any, *, window: int | None = None, plot: str = "auto",
+           levels: tuple[float, ...] | list[float] = ()) -> IndicatorSpec:
     """A user function of the candle history: ``fn(df)`` gets a DataFrame with columns open, high,
     low, close, volume (oldest first) and returns a Series/array with one value per row, or a
     DataFrame (read as ``ind.<key>_<column prefix>``). It must only look backwards:
-    ``tradeconsole strategy check`` proves it. ``window`` as in ``ta`` (default 200 candles)."""
+    ``tradeconsole strategy check`` proves it. ``window``, ``plot`` and ``levels`` as in ``ta``
+    (default window 200 candles)."""
     if not callable(fn):
         raise StrategyDefinitionError(f"custom(): {fn!r} is not a function")
-    return IndicatorSpec("", "custom", getattr(fn, "__name__", "custom"), fn=fn, window=_window(window))
+    plot, levels_t = _chart_args("custom()", plot, levels)
+    return IndicatorSpec("", "custom", getattr(fn, "__name__", "custom"), fn=fn, window=_window(window),
+                         plot=plot, levels=levels_t)
+
+
+#: how a declared indicator may be charted (see ``ta``)
+PLOTS = ("auto", "overlay", "pane", "none")
+
+
+def _chart_args(what: str, plot: object, levels: object) -> tuple[str, tuple[float, ...]]:
+    """``plot`` and ``levels`` checked at declaration time: a typo must not silently hide a pane."""
+    if plot not in PLOTS:
+        raise StrategyDefinitionError(f"{what}: plot must be one of {', '.join(map(repr, PLOTS))}, not {plot!r}")
+    if not isinstance(levels, (tuple, list)):
+        raise StrategyDefinitionError(f"{what}: levels must be a tuple of numbers, not {type(levels).__name__}")
+    out = []
+    for v in levels:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise StrategyDefinitionError(f"{what}: levels must be finite numbers, not {v!r}")
+        out.append(float(v))
+    return str(plot), tuple(out)
 
 
 def _window(window: int | None) -> int:
@@ -313,7 +344,11 @@ class Strategy(ABC):
     max_bars_in_trade: ClassVar[int | str | None] = None  # time exit: candles held (or a parameter's name)
     sizing: ClassVar[Sizing] = Sizing("fraction", "stake_fraction")
     startup_candle_count: ClassVar[int | None] = None  # warm-up in candles (None: derived)
+    #: the base values the dashboard gives a pane each, in order (any of "rsi", "macd", "cci");
+    #: declared indicators are charted after them as their ``plot=`` says
+    base_panes: ClassVar[tuple[str, ...]] = ("rsi", "macd", "cci")
     _plans: ClassVar[dict[IndicatorSettings, IndicatorPlan]] = {}
+    _charts: ClassVar[tuple[Any, ...] | None] = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -353,7 +388,12 @@ class Strategy(ABC):
                                           "or risk_per_trade(...)")
         if cls.sizing.kind == "risk" and cls.stop_loss is None:
             raise StrategyDefinitionError(f"{cls.name}: risk_per_trade sizing needs a stop_loss")
+        bp = cls.base_panes
+        if not isinstance(bp, tuple) or any(p not in ("rsi", "macd", "cci") for p in bp) or len(set(bp)) != len(bp):
+            raise StrategyDefinitionError(f"{cls.name}: base_panes must be a tuple of distinct names among "
+                                          f"'rsi', 'macd', 'cci', not {bp!r}")
         cls._plans = {}
+        cls._charts = None
 
     def __init__(self, params: StrategyParams | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -433,6 +473,17 @@ class Strategy(ABC):
                         raise StrategyDefinitionError(f"{cls.name}: {attr} reads ind.{col}, which no declared "
                                                       f"indicator provides (have: {', '.join(plan.fields)})")
         return plan
+
+    @classmethod
+    def chart_layout(cls) -> tuple[Any, ...]:
+        """What the dashboard draws for this strategy (``tradeconsole.core.strategies.charts.Chart``
+        each): the ``base_panes``, then every declared indicator as its ``plot=`` says. Built
+        once per class; raises like ``indicator_plan`` for a declaration that cannot be computed."""
+        if cls._charts is None:
+            from tradeconsole.core.strategies.charts import chart_layout
+
+            cls._charts = chart_layout(cls)
+        return cls._charts
 
     @classmethod
     def warmup_bars(cls, settings: IndicatorSettings = IndicatorSettings()) -> int:

@@ -9,8 +9,9 @@ a sink keeps no durable copy of its own that a restart would replay a second tim
 
 Two protocols, chosen by what the sink offers:
 
-* **Exactly once** (``KafkaSink(journal_fed=True)``, which has ``progress``/``ready``/
-  ``delivered_seqs``). The shipper publishes at most ``window`` unacknowledged events, tagged with
+* **Exactly once** (a :class:`~tradeconsole.infra.sinks.protocol.JournalFedSink`, such as
+  ``KafkaSink(journal_fed=True)``, with ``progress``/``ready``/``delivered_seqs``). The shipper
+  publishes at most ``window`` unacknowledged events, tagged with
   their journal seq and the sink's current epoch, and only while the sink is connected, so during
   an outage events simply wait in the journal ("ship from the journal later"), in memory there is
   never more than the window, and nothing reaches a disk spool. The sink resolves records in
@@ -20,11 +21,11 @@ Two protocols, chosen by what the sink offers:
   answers, reads back which journal seqs after the cursor Kafka already holds
   (``delivered_seqs``): those are skipped, the rest sent. A crash between Kafka's acknowledgement
   and the cursor write therefore duplicates nothing.
-  ``ElasticsearchSink(journal_fed=True)`` uses the same windowed protocol without a read-back (it
-  has no ``delivered_seqs``): its document id is the event id, so what it resends after the cursor
-  comes back as a 409 duplicate, never a second document.
-* **At least once** (any other sink with ``publish``/``flush``): publish what the journal holds,
-  move the cursor when ``flush()`` reports everything acknowledged.
+  ``ElasticsearchSink(journal_fed=True)`` uses the same windowed protocol; its read-back is empty
+  and asks nothing of the server: its document id is the event id, so what it resends after the
+  cursor comes back as a 409 duplicate, never a second document.
+* **At least once** (any other :class:`~tradeconsole.infra.sinks.protocol.Sink`): publish what
+  the journal holds, move the cursor when ``flush()`` reports everything acknowledged.
 """
 
 from __future__ import annotations
@@ -37,19 +38,16 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, cast
 
 from tradeconsole.infra.persistence.journal import Journal
+from tradeconsole.infra.retry import Backoff, RetryPolicy
+from tradeconsole.infra.sinks.protocol import JournalFedSink, Sink
 from tradeconsole.infra.sinks.topics import event_classes
 
 __all__ = ["JournalShipper", "JournalledEvent"]
 
 log = logging.getLogger(__name__)
-
-
-class Sink(Protocol):
-    def publish(self, event: Any) -> None: ...
-    def flush(self, timeout: float = ...) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +67,13 @@ class JournalledEvent:
 
 
 class JournalShipper:
-    """Tails ``journal_path`` from the cursor ``name`` and publishes to ``sink`` in journal order."""
+    """Tails ``journal_path`` from the cursor ``name`` (default: the sink's ``kind``) and publishes
+    to ``sink`` in journal order."""
 
-    def __init__(self, journal_path: str | Path, sink: Sink, *, name: str = "kafka", batch: int = 5_000,
+    def __init__(self, journal_path: str | Path, sink: Sink, *, name: str | None = None, batch: int = 5_000,
                  idle_s: float = 0.1, ack_timeout_s: float = 1.0, window: int = 20_000) -> None:
         self.sink = sink
-        self.name = name
+        self.name = name or sink.kind
         self.batch = batch
         self.idle_s = idle_s
         self.ack_timeout_s = ack_timeout_s
@@ -90,8 +89,9 @@ class JournalShipper:
         self.reconciles = 0
         #: journal events not yet acknowledged (approximate; for the status line)
         self.backlog = 0
-        # a KafkaSink made with journal_fed=True; any other sink gets the at-least-once protocol
-        self.exactly_once = bool(getattr(sink, "journal_fed", False))
+        # a sink made with journal_fed=True; any other sink gets the at-least-once protocol
+        self.exactly_once = sink.journal_fed
+        self._fed: JournalFedSink | None = cast(JournalFedSink, sink) if sink.journal_fed else None
         self._epoch: int | None = None  # None: a read-back is due before anything is published
         self._reconciled = False
         self._skip: set[int] = set()
@@ -99,8 +99,12 @@ class JournalShipper:
         self._marks: deque[tuple[int, int]] = deque()  # (records published in epoch so far, last seq)
         self._source: str | None = None
         self._fresh_source = False
-        self._last_error = ""
         self._stop = threading.Event()
+        # the one retry policy (infra/retry.py): a failed round is tried again after 1 s, logged
+        # once per distinct failure rather than once a second
+        self._retry = Backoff(f"journal shipper {self.name}",
+                              RetryPolicy(initial_s=1.0, max_s=1.0, multiplier=1.0, jitter=0.0),
+                              stop=self._stop, logger=log, report="distinct")
         self._thread: threading.Thread | None = None
 
     def start(self) -> JournalShipper:
@@ -129,7 +133,7 @@ class JournalShipper:
                     return True
                 if now >= deadline:
                     return False
-                if self.sink.ready():  # type: ignore[attr-defined]
+                if self._fed_sink().ready():
                     down_since = None
                 else:
                     down_since = down_since or now
@@ -181,7 +185,7 @@ class JournalShipper:
     # ------------------------------------------------------------------ exactly once
     def step(self) -> bool:
         """One round of the exactly-once protocol; True when it did something."""
-        sink: Any = self.sink
+        sink = self._fed_sink()
         epoch, resolved = sink.progress()
         if epoch != self._epoch:
             # first round, or the sink dropped everything unacknowledged: back to the cursor, and
@@ -209,9 +213,8 @@ class JournalShipper:
             return did
         if not self._reconciled:
             source = self._journal_source()
-            # a sink without a read-back deduplicates by itself (Elasticsearch: _id = event id)
-            reads_back = hasattr(sink, "delivered_seqs")
-            found = set() if self._fresh_source or not reads_back else sink.delivered_seqs(source, self.acked_seq)
+            # a sink that deduplicates by itself (Elasticsearch: _id = event id) reads back nothing
+            found = set() if self._fresh_source else sink.delivered_seqs(source, self.acked_seq)
             self._fresh_source = False
             if sink.progress()[0] != epoch:
                 return True  # the sink failed again meanwhile; start over next round
@@ -256,10 +259,13 @@ class JournalShipper:
                 self._journal.set_cursor(key, ident)
                 self._fresh_source = True  # nothing can carry it yet: no read-back needed
             self._source = f"{ident:x}"
-            set_source = getattr(self.sink, "set_source", None)
-            if set_source is not None:
-                set_source(self._source)
+            self._fed_sink().set_source(self._source)
         return self._source
+
+    def _fed_sink(self) -> JournalFedSink:
+        if self._fed is None:
+            raise TypeError(f"{self.sink!r} is not journal-fed: it has no exactly-once protocol")
+        return self._fed
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -271,14 +277,9 @@ class JournalShipper:
                     self._ack(self.ack_timeout_s)
             except Exception as exc:  # keep shipping; the cursor only moves on success
                 # e.g. the broker went away during a read-back: one line, the details at debug
-                line = f"{type(exc).__name__}: {exc}"
-                if line != self._last_error:  # once per distinct failure, not once a second
-                    log.warning("journal shipper %s: %s; retrying", self.name, line)
-                self._last_error = line
                 log.debug("journal shipper %s failure", self.name, exc_info=True)
-                shipped = 0
-                self._stop.wait(1.0)
-            else:
-                self._last_error = ""
+                self._retry.wait(self._retry.failed(f"{type(exc).__name__}: {exc}"))
+                continue
+            self._retry.succeeded()
             if not shipped:
                 self._stop.wait(0.01 if self.exactly_once and self._marks else self.idle_s)

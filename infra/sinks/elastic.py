@@ -47,7 +47,6 @@ import copy
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -55,8 +54,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradeconsole.core.events import SCHEMA_VERSION, Event
-from tradeconsole.infra.sinks.kafka import dumps, loads
 from tradeconsole.infra.retry import Backoff, RetryPolicy, parse_retry_after
+from tradeconsole.infra.sinks.codec import dumps, loads
+from tradeconsole.infra.sinks.protocol import ELASTICSEARCH
 from tradeconsole.infra.sinks.schemas import SchemaError, schemas_for_family
 from tradeconsole.infra.sinks.spool import EventInbox, Record, Spool, SpooledSinkBase, SpoolPosition, open_default_spool
 from tradeconsole.infra.sinks.topics import families, message_key
@@ -482,12 +482,10 @@ class ElasticsearchSink(SpooledSinkBase):
                  deadletter_path: Path | None = None, stall_s: float = 3.0) -> None:
         self._client = make_client(client) if isinstance(client, str) else client
         self._prefix = check_index_prefix(index_prefix)
-        self._journal_fed = journal_fed
         self._spool: Any
         if journal_fed:
             # no disk spool: the journal is the only record of what is unsent (module docstring)
             self._spool = None
-            self._inbox = EventInbox(queue_size, self._encode, None)
             if deadletter_path is None:
                 from tradeconsole.core.paths import data_dir
 
@@ -496,12 +494,13 @@ class ElasticsearchSink(SpooledSinkBase):
         else:
             self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
                            else open_default_spool("elasticsearch", fsync=spool_fsync))
-            self._inbox = EventInbox(queue_size, self._encode, self._spool.dir)
             self._deadletter_path = Path(deadletter_path) if deadletter_path else self._spool.dir / "deadletter.ndjson"
+        overflow_dir = self._spool.dir if self._spool is not None else None
+        super().__init__(ELASTICSEARCH, EventInbox(queue_size, self._encode, overflow_dir), journal_fed=journal_fed,
+                         thread_name="es-sink")
         self._batch = batch_size
         self._on_stats = on_stats
         self._stats_interval = stats_interval_s
-        self._install = install
         self._replicas = replicas
         self._templates_ok = not install
         # the one retry policy (infra/retry.py), used non-blocking: the thread keeps taking events
@@ -523,12 +522,7 @@ class ElasticsearchSink(SpooledSinkBase):
         self._request_since: float | None = None  # a bulk request in progress since (monotonic)
         self._stall_s = stall_s
         self._last_stats = 0.0
-        self._stop = False
-        self._deadline = float("inf")
-        self._closed = False
-        self._drained_at_close = False
-        self._thread = threading.Thread(target=self._run, name="es-sink", daemon=True)
-        self._thread.start()
+        self._start_worker()
 
     @classmethod
     def from_settings(cls, url: str | None, settings: Mapping[str, Any] | None = None, **kwargs: Any) -> ElasticsearchSink:
@@ -539,42 +533,26 @@ class ElasticsearchSink(SpooledSinkBase):
         return cls(client_from_settings(url, s), **kwargs)
 
     # ------------------------------------------------------------------ public
-    def publish(self, event: Event) -> None:
-        """Hand ``event`` over. Returns at once; never waits for Elasticsearch or the disk."""
-        self._inbox.put(event)
-
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every event published so far is written (or rejected). False on timeout."""
-        deadline = time.monotonic() + timeout
         if self._journal_fed:
-            while True:
-                if self._refused is not None:
-                    return False
-                if not len(self._inbox) and not self._head:
-                    return True
-                if time.monotonic() >= deadline or not self._thread.is_alive():
-                    return False
-                self._inbox.wake.set()
-                time.sleep(0.005)
+            return self._wait_until(lambda: self._outcome(not len(self._inbox) and not self._head), timeout)
         target = self._inbox.published + self._spool.recovered
-        while True:
-            if self._refused is not None:
-                return False
+
+        def written() -> bool | None:
             c = self._counts
             done = c["indexed"] + c["duplicates"] + c["rejected"] + c["invalid"] + self._inbox.invalid + self._spool.corrupt
-            if done >= target:
-                return True
-            if time.monotonic() >= deadline or not self._thread.is_alive():
-                return False
-            self._inbox.wake.set()
-            time.sleep(0.005)
+            return self._outcome(done >= target)
+
+        return self._wait_until(written, timeout)
+
+    def _outcome(self, done: bool) -> bool | None:
+        """For ``flush``: False once refused (it never completes), True when ``done``, else None."""
+        if self._refused is not None:
+            return False
+        return True if done else None
 
     # ------------------------------------------------------------------ journal-fed protocol
-    @property
-    def journal_fed(self) -> bool:
-        """Made for the journal shipper's windowed protocol (no spool; see the module docstring)."""
-        return self._journal_fed
-
     def progress(self) -> tuple[int, int]:
         """(epoch, records of that epoch resolved so far, in publish order): what the shipper may
         move its cursor past. A new epoch means everything unresolved was dropped (resend it)."""
@@ -587,6 +565,15 @@ class ElasticsearchSink(SpooledSinkBase):
         stalled = since is not None and time.monotonic() - since > self._stall_s  # a hanging server
         return (not self._closed and self._refused is None and not self._down and self._templates_ok
                 and not stalled and self._thread.is_alive())
+
+    def set_source(self, source: str) -> None:
+        """Nothing to tag: a document's id is its event id, which already says where it came from."""
+
+    def delivered_seqs(self, source: str, after_seq: int) -> set[int]:
+        """Always empty, and no request: nothing needs reading back, because what the shipper
+        resends after its cursor comes back as a 409 duplicate (``_id = event_id``), never a
+        second document."""
+        return set()
 
     def close(self, timeout: float = 10.0) -> bool:
         """Stop. Journal-fed: never waits for Elasticsearch (at most ``timeout`` for the thread to

@@ -49,8 +49,9 @@ from tradeconsole.infra.sinks.elastic import (
     retry_after_of,
     to_action,
 )
-from tradeconsole.infra.sinks.kafka import dumps, kafka_security_kwargs, loads
-from tradeconsole.infra.retry import Backoff, RetryPolicy, Stopped, stop_requested, wait_or_stop
+from tradeconsole.infra.retry import Backoff, RetryPolicy, Stopped, retry_call, stop_requested, wait_or_stop
+from tradeconsole.infra.sinks.codec import dumps, loads
+from tradeconsole.infra.sinks.kafka import kafka_security_kwargs
 from tradeconsole.infra.sinks.topics import DEFAULT_PREFIX, TopicNames
 
 if TYPE_CHECKING:
@@ -111,7 +112,6 @@ class Forwarder:
         self._batch_size = batch_size
         self._poll_timeout = poll_timeout_s
         self._max_backoff = max_backoff_s
-        self._install = install
         self._replicas = replicas
         self._consumer_overrides = dict(consumer_overrides or {})
         self._producer_overrides = dict(producer_overrides or {})
@@ -350,20 +350,9 @@ class Forwarder:
     # ------------------------------------------------------------------ helpers
     def _ensure_started(self) -> None:
         if not self._templates_ok:
-            backoff = Backoff("installing the index templates", self._policy(), stop=self._stops(), logger=log)
-            while True:
-                if self.stopping:
-                    raise Stopped("stopped before the index templates were installed")
-                try:
-                    install_templates(self._es, self._index_prefix, replicas=self._replicas)
-                    self._templates_ok = True
-                    backoff.succeeded()
-                    break
-                except Exception as exc:  # noqa: BLE001 - classified: refused for good, or not up yet
-                    refused = refusal(exc)
-                    if refused is not None:
-                        raise ElasticsearchRefused(refused) from None
-                    backoff.pause(describe_error(exc), retry_after_of(exc))
+            retry_call(self._install_templates, name="installing the index templates", classify=_transient,
+                       policy=self._policy(), stop=self._stops(), logger=log, describe=describe_error)
+            self._templates_ok = True
         if self._consumer is None:
             from kafka import KafkaConsumer
 
@@ -382,6 +371,16 @@ class Forwarder:
             }
             self._consumer = KafkaConsumer(**config)
             self._consumer.subscribe(self._names.all())
+
+    def _install_templates(self) -> None:
+        """Install the index templates once; a permanent refusal becomes :class:`ElasticsearchRefused`."""
+        try:
+            install_templates(self._es, self._index_prefix, replicas=self._replicas)
+        except Exception as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                raise ElasticsearchRefused(refused) from None
+            raise
 
     def _dead_letter(self, dead: list[tuple[Any, str]]) -> None:
         """Send to ``<prefix>.deadletter`` and wait for the broker's acknowledgement (so the
@@ -456,6 +455,14 @@ class Forwarder:
                 self._on_stats(self.stats())
             except Exception:
                 log.exception("on_stats callback failed")
+
+
+def _transient(exc: BaseException) -> float | bool | None:
+    """``retry_call``'s verdict on a failure to reach Elasticsearch: a refusal is final, anything
+    else (not up yet, 5xx, 429) is retried, after at least the server's Retry-After."""
+    if isinstance(exc, ElasticsearchRefused):
+        return None
+    return retry_after_of(exc) or True
 
 
 def _bootstrap_timeout(client_class: Any) -> dict[str, Any]:

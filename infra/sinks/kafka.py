@@ -50,7 +50,7 @@ Status
 for ``stall_s`` without an acknowledgement; ``down`` when a delivery failed or the broker is
 unreachable (a TCP probe every ``probe_interval_s`` while nothing is being acknowledged, so an
 idle sink notices an outage too); ``degraded`` when a standalone sink's spool disk is full;
-``closed``. :func:`delivery_event` turns that into the UI's status.
+``closed``. :func:`tradeconsole.infra.sinks.status.delivery_event` turns that into the UI's status.
 
 Spool (standalone mode)
 -----------------------
@@ -67,48 +67,28 @@ counted in ``stats()["lost"]`` and logged.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-from tradeconsole.core.events import ConnectionEvent, Event
+from tradeconsole.core.events import Event
+from tradeconsole.infra.retry import Backoff, RetryPolicy
+from tradeconsole.infra.sinks.codec import dumps
+from tradeconsole.infra.sinks.protocol import KAFKA
 from tradeconsole.infra.sinks.spool import EventInbox, Record, Spool, SpooledSinkBase, SpoolPosition, open_default_spool
 from tradeconsole.infra.sinks.topics import DEFAULT_PREFIX, TopicNames, message_key
 
 __all__ = [
     "SECURITY_KEYS",
     "KafkaSink",
-    "delivery_event",
-    "dumps",
     "kafka_security_kwargs",
-    "loads",
 ]
 
 log = logging.getLogger(__name__)
-
-try:  # orjson is ~7x faster than json for these documents; json is the fallback.
-    import orjson
-
-    def dumps(obj: Any) -> bytes:
-        """Compact JSON bytes (NaN is already None in ``to_dict()`` output)."""
-        return orjson.dumps(obj)
-
-    loads = orjson.loads
-
-except ImportError:  # pragma: no cover - depends on the environment
-
-    def dumps(obj: Any) -> bytes:
-        """Compact JSON bytes (NaN is already None in ``to_dict()`` output)."""
-        return json.dumps(obj, separators=(",", ":")).encode()
-
-    loads = json.loads
-
 
 #: ``security`` keys passed to kafka-python (TLS and SASL). Anything else is a config error.
 SECURITY_KEYS = frozenset({
@@ -116,7 +96,6 @@ SECURITY_KEYS = frozenset({
     "ssl_check_hostname", "ssl_ciphers", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
     "sasl_kerberos_service_name", "sasl_kerberos_domain_name",
 })
-_SECRET_SECURITY_KEYS = frozenset({"sasl_plain_password", "ssl_password"})
 _PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 _MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"}
 
@@ -153,11 +132,6 @@ def kafka_security_kwargs(security: Mapping[str, Any] | None) -> dict[str, Any]:
         if path_key in out and not Path(str(out[path_key])).expanduser().is_file():
             raise ValueError(f"{path_key}: no such file")
     return out
-
-
-def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a client config that is safe to log."""
-    return {k: ("***" if k in _SECRET_SECURITY_KEYS or "password" in k else v) for k, v in config.items()}
 
 
 # ---------------------------------------------------------------------------------------------- sink
@@ -336,7 +310,7 @@ class KafkaSink(SpooledSinkBase):
     to ``kafka.KafkaProducer`` last (e.g. ``compression_type="lz4"`` if the lz4 module is
     installed, or ``delivery_timeout_ms``). ``on_stats`` receives :meth:`stats` about once a
     ``stats_interval_s`` from the sink thread (turn it into a UI event with
-    :func:`delivery_event`); it must not block.
+    :func:`~tradeconsole.infra.sinks.status.delivery_event`); it must not block.
     """
 
     def __init__(self, bootstrap_servers: str, *, topic_prefix: str = DEFAULT_PREFIX,
@@ -368,14 +342,14 @@ class KafkaSink(SpooledSinkBase):
         config.update(self._security)
         config.update(producer_overrides)
         self._config = config
-        self._journal_fed = journal_fed
         self._spool: Any
         if journal_fed:
             self._spool = _NoSpool()
         else:
             self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
                            else open_default_spool("kafka", fsync=spool_fsync))
-        self._inbox = EventInbox(queue_size, self._encode, self._spool.dir)
+        super().__init__(KAFKA, EventInbox(queue_size, self._encode, self._spool.dir), journal_fed=journal_fed,
+                         thread_name="kafka-sink")
         # journal-fed mode (see the module docstring)
         self._epoch = 0
         self._ep_done = 0
@@ -405,7 +379,9 @@ class KafkaSink(SpooledSinkBase):
         self._inflight = _InFlight()
         self._inflight_origin: str | None = None
         self._state = "connecting"
-        self._backoff = 0.2
+        # the one retry policy (infra/retry.py), used non-blocking: the thread keeps taking events
+        # while it waits to reconnect. Silent: the sink logs "down" once and reports its state.
+        self._retry = Backoff("Kafka sink", RetryPolicy(initial_s=0.2, max_s=5.0), logger=log, report="none")
         self._next_connect = 0.0
         self._sent = 0
         self._acked = 0
@@ -418,29 +394,14 @@ class KafkaSink(SpooledSinkBase):
         self._last_cursor_save = 0.0
         self._logged_down = False
         self._invalid_types: set[str] = set()
-        self._stop = False
-        self._deadline = float("inf")
-        self._closed = False
-        self._drained_at_close = False
         self._wake_cb = lambda _=None: self._inbox.wake.set()
-        self._thread = threading.Thread(target=self._run, name="kafka-sink", daemon=True)
-        self._thread.start()
-
-    # ------------------------------------------------------------------ engine side
-    def publish(self, event: Event) -> None:
-        """Hand ``event`` to the sink. Returns at once; never waits for the broker or the disk."""
-        self._inbox.put(event)
+        self._start_worker()
 
     # ------------------------------------------------------------------ journal-fed protocol
     def progress(self) -> tuple[int, int]:
         """(epoch, records of that epoch resolved so far, in publish order): the shipper's view of
         what is acknowledged. A new epoch means every unacknowledged record was dropped."""
         return self._progress
-
-    @property
-    def journal_fed(self) -> bool:
-        """Made for the journal shipper's exactly-once protocol (no spool; see the module docstring)."""
-        return self._journal_fed
 
     def ready(self) -> bool:
         """True while a producer is connected and the broker acknowledges (or has nothing to)."""
@@ -521,27 +482,7 @@ class KafkaSink(SpooledSinkBase):
         Returns False on timeout (events stay queued or spooled and are still delivered later).
         """
         target = self._inbox.published + self._spool.recovered
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._done_count() >= target:
-                return True
-            if time.monotonic() >= deadline or not self._thread.is_alive():
-                return False
-            self._inbox.wake.set()
-            time.sleep(0.005)
-
-        self._deadline = time.monotonic() + max(0.0, timeout)
-        self._stop = True
-        self._inbox.wake.set()
-        self._thread.join(timeout + 30)
-        self._closed = True
-        return self._drained_at_close
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return self._wait_until(lambda: True if self._done_count() >= target else None, timeout)
 
     def stats(self) -> dict[str, Any]:
         """Delivery counters (approximate while running; read from any thread).
@@ -869,8 +810,11 @@ class KafkaSink(SpooledSinkBase):
         else:
             self._abort_inflight(unsent)
         self._state = "down"
-        self._next_connect = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, 5.0)
+        self._retry_later(reason)
+
+    def _retry_later(self, reason: str) -> None:
+        """Schedule the next connection attempt by the shared policy (the thread does not sleep)."""
+        self._next_connect = time.monotonic() + self._retry.failed(reason)
 
     def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
@@ -939,8 +883,7 @@ class KafkaSink(SpooledSinkBase):
     def _connect(self) -> None:
         if not self._probe():
             self._state = "down"
-            self._next_connect = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, 5.0)
+            self._retry_later("broker unreachable")
             return
         from kafka import KafkaProducer
 
@@ -953,13 +896,12 @@ class KafkaSink(SpooledSinkBase):
                 log.warning("cannot connect to Kafka at %s (%s: %s); spooling", self._bootstrap,
                             type(exc).__name__, exc)
                 self._logged_down = True
-            self._next_connect = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, 5.0)
+            self._retry_later(f"cannot connect: {type(exc).__name__}: {exc}")
             return
         self._partitions.clear()
         self._state = "connected"
         self._last_probe = self._last_ack = time.monotonic()
-        self._backoff = 0.2
+        self._retry.succeeded()
         if self._logged_down:
             log.info("Kafka at %s reachable again; sending %d spooled event(s)", self._bootstrap, self._spool.pending)
         self._logged_down = False
@@ -1076,45 +1018,3 @@ def _journal_seq(headers: Any, source: bytes) -> int | None:
         return int(seq)
     except ValueError:
         return None
-
-
-def delivery_event(stats: Mapping[str, Any], *, run_id: str, mode: str, source: str = "kafka",
-                   time_ms: int | None = None) -> ConnectionEvent:
-    """A status event for the UI from a sink's ``stats()`` (Kafka or Elasticsearch): delivery
-    counts and lag.
-
-    ``connected`` only while the destination acknowledges; ``stalled``/``down``/``connecting``
-    show as ``reconnecting`` (it will come back by itself); ``refused`` (Elasticsearch refuses
-    this client for good: compatible-with mismatch, 401/403, another permanent 4xx) shows as
-    ``refused`` with the one-line reason first in ``detail``, because retrying will not help and an
-    operator must act; a standalone sink whose spool disk is full shows as ``degraded``."""
-    t = int(time.time() * 1000) if time_ms is None else time_ms
-    raw = str(stats.get("state"))
-    state = {"connected": "connected", "closed": "disconnected", "refused": "refused",
-             "degraded": "degraded"}.get(raw, "reconnecting")
-    if stats.get("journal_fed"):
-        detail = f"sent {stats.get('acked', 0)} acked, {stats.get('inflight', 0)} in flight"
-        if state == "refused":
-            detail = (f"{_one_line(stats.get('error')) or 'refused'}; events wait in the journal until the "
-                      f"cause is fixed and the console restarted ({detail})")
-        elif state != "connected" and state != "disconnected":
-            detail += f" ({raw}); shipping from the journal when the broker is back"
-    else:
-        detail = (f"sent {stats.get('acked', 0)} acked, {stats.get('queued', 0)} queued, "
-                  f"{stats.get('spooled', 0)} spooled, {stats.get('failed', 0)} retried")
-        if state == "refused":
-            detail = f"{_one_line(stats.get('error')) or 'refused'}; events are kept in the spool ({detail})"
-        elif stats.get("spool_full"):
-            state = "degraded"
-            detail = (f"spool disk full; {stats.get('held', 0)} held in memory, {stats.get('lost', 0)} lost, "
-                      + detail)
-    return ConnectionEvent(event_id=f"{run_id}:delivery:{source}:{t}", time=t, run_id=run_id, mode=mode,
-                           source=source, state=state, lag_ms=float(stats.get("lag_ms", 0.0)), detail=detail)
-
-
-def _one_line(text: Any, limit: int = 500) -> str:
-    """A reason as one bounded line (a server's error text can span lines or be huge)."""
-    if not text:
-        return ""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"

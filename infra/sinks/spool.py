@@ -56,10 +56,11 @@ import re
 import threading
 import time
 import zlib
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from tradeconsole.core.events import Event
 
@@ -310,10 +311,6 @@ class Spool:
                 pass
             if self._cursor is not None and self._cursor.segment == seg:
                 self._cursor = self._read_pos = None
-
-    def roll(self) -> None:
-        """Start a new segment on the next append (after an adopted overflow file)."""
-        self._close_writer()
 
     def append(self, records: Sequence[Record]) -> None:
         """Append records after everything already spooled."""
@@ -696,20 +693,70 @@ class EventInbox:
         self.wake.clear()
 
 
-class SpooledSinkBase:
-    """Shutdown shared by the spooled sinks (Kafka, Elasticsearch): both run one worker thread
-    fed by an ``EventInbox`` and record at shutdown whether everything was delivered.
+class SpooledSinkBase(ABC):
+    """What the spooled sinks (Kafka, Elasticsearch) share: one worker thread fed by an
+    :class:`EventInbox`, a ``publish`` that never waits, and a shutdown that records whether
+    everything was delivered.
 
-    Subclasses set ``_inbox``, ``_thread``, ``_stop``, ``_deadline``, ``_closed`` and
-    ``_drained_at_close``; their worker honours ``_stop``/``_deadline`` and sets
-    ``_drained_at_close`` before it exits."""
+    Everything the shared code relies on is a constructor argument or an abstract method, so a
+    new sink cannot forget one: ``kind`` and ``journal_fed`` (see
+    :class:`~tradeconsole.infra.sinks.protocol.Sink`), the ``inbox``, and ``_run``, the worker,
+    which honours ``_stop``/``_deadline`` and sets ``_drained_at_close`` before it returns. The
+    worker thread is made here and started by :meth:`_start_worker`, which the subclass calls as
+    the last step of its constructor (the worker reads the subclass's own state).
+    """
 
-    _inbox: EventInbox
-    _thread: threading.Thread
-    _stop: bool
-    _deadline: float
-    _closed: bool
-    _drained_at_close: bool
+    def __init__(self, kind: str, inbox: EventInbox, *, journal_fed: bool, thread_name: str) -> None:
+        self._kind = kind
+        self._journal_fed = journal_fed
+        self._inbox = inbox
+        self._stop = False
+        self._deadline = float("inf")
+        self._closed = False
+        self._drained_at_close = False
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+
+    def _start_worker(self) -> None:
+        self._thread.start()
+
+    @property
+    def kind(self) -> str:
+        """What the sink delivers to: ``"kafka"`` or ``"elasticsearch"`` (also its journal cursor's name)."""
+        return self._kind
+
+    @property
+    def journal_fed(self) -> bool:
+        """Made for the journal shipper's windowed protocol (no disk spool; see the sink's module)."""
+        return self._journal_fed
+
+    @abstractmethod
+    def _run(self) -> None:
+        """The worker thread: deliver until ``_stop``, then set ``_drained_at_close``."""
+
+    @abstractmethod
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every event published so far is acknowledged; False on timeout."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """Delivery counters (``state``, ``acked``, ``lag_ms``, ...; see the sink)."""
+
+    def publish(self, event: Event) -> None:
+        """Hand ``event`` to the sink. Returns at once; never waits for the destination or the disk."""
+        self._inbox.put(event)
+
+    def _wait_until(self, outcome: Callable[[], bool | None], timeout: float) -> bool:
+        """``flush``'s wait: poll ``outcome`` (True done, False never will be, None not yet),
+        waking the worker each time, until it answers, ``timeout`` passes or the worker died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = outcome()
+            if result is not None:
+                return result
+            if time.monotonic() >= deadline or not self._thread.is_alive():
+                return False
+            self._inbox.wake.set()
+            time.sleep(0.005)
 
     def close(self, timeout: float = 10.0) -> bool:
         """Deliver what is pending for up to ``timeout`` seconds, spool the rest, and stop.
@@ -725,3 +772,9 @@ class SpooledSinkBase:
         self._thread.join(timeout + 30)
         self._closed = True
         return self._drained_at_close
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -29,7 +29,7 @@ def live_path_fills(candles, strategy_name: str, model: str, interval: str):
 @pytest.mark.parametrize("strategy,which", [("engulfing", "1h"), ("basic", "5m")])
 def test_backtest_equals_live_path(strategy, which, model, candles_1h, candles_5m):
     candles = candles_1h if which == "1h" else candles_5m.take(slice(0, 20_000))
-    bt = run_backtest(candles, make_strategy(strategy), interval=which, model=model)
+    bt = run_backtest(candles, make_strategy(strategy), interval=which, fill_model=model)
     live, events = live_path_fills(candles, strategy, model, which)
     assert len(bt.fills) > 10
     assert [f.to_dict() for f in bt.fills] == [f.to_dict() for f in live]

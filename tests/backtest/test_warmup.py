@@ -122,7 +122,7 @@ def test_standard_definitions_differ_on_short_windows(candles_1h):
 def test_seed_backtest_trades_on_the_research_definitions_in_a_short_window(candles_5m):
     w = candles_5m.take(slice(20_000, 20_300))
     events: list = []
-    run_backtest(w, make_strategy("basic"), interval="5m", model="seed", publish=events.append)
+    run_backtest(w, make_strategy("basic"), interval="5m", fill_model="seed", publish=events.append)
     used = [e.indicators for e in events if isinstance(e, CandleEvent)]
     want = research_indicators(w.open.tolist(), w.high.tolist(), w.low.tolist(), w.close.tolist())
     assert_same({k: [u[k] for u in used] for k in FIELDS}, want)
@@ -139,7 +139,7 @@ def test_window_indicators_equal_a_full_run_sliced(candles_5m, mode):
     hi = int(np.searchsorted(candles_5m.open_time, end))
     assert warmup == lo > 0 and len(upto) == hi
     events: list = []
-    r = run_backtest(upto, make_strategy("basic"), interval="5m", model=mode, publish=events.append, warmup=warmup)
+    r = run_backtest(upto, make_strategy("basic"), interval="5m", fill_model=mode, publish=events.append, warmup=warmup)
     assert r.warmup_bars == warmup and len(r.equity) == hi - lo and r.open_time[0] == start
     assert all(f.time >= start for f in r.fills)  # warm-up candles are never traded
     used = [e.indicators for e in events if isinstance(e, CandleEvent)]

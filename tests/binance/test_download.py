@@ -14,7 +14,9 @@ import pytest
 from tradeconsole.backtest.data import load_candles
 from tradeconsole.infra.binance.market.download import CacheError, Progress, cli_main, download_history, parse_date
 from tradeconsole.infra.binance.http.endpoints import make_client
-from tradeconsole.infra.binance.http.rest import KlineRestClient, RateLimited, RestError, RetryPolicy
+from tradeconsole.infra.binance.http.errors import RateLimited, RestError
+from tradeconsole.infra.binance.http.rest import KlineRestClient
+from tradeconsole.infra.retry import RetryPolicy
 from tradeconsole.core.paths import history_cache_dir
 from tests.servers.binance_market import BinanceMarketServer, generated_series
 
@@ -84,7 +86,7 @@ def test_interrupted_download_resumes_and_a_rerun_makes_no_kline_request(server)
     start, end = parse_date("2022-09-01"), parse_date("2022-10-01")
     server.fail_rest(429, count=100, retry_after=1, after=4)
     with pytest.raises(RateLimited):
-        download_history(_rest(server, retry=RetryPolicy(attempts=3)), "ETHUSDT", "5m", start, end)
+        download_history(_rest(server, retry=RetryPolicy(max_attempts=3)), "ETHUSDT", "5m", start, end)
     directory = history_cache_dir("ETHUSDT", "5m", "spot")
     kept, _ = load_candles(directory, interval="5m")
     assert len(kept) == 4000  # the four pages that made it are safely on disk
@@ -184,7 +186,7 @@ def test_rest_error_handling(server):
 
 
 def test_unreachable_server_gives_up_after_the_retries(server):
-    rest = _rest(server, retry=RetryPolicy(attempts=3, base_delay=0.01))
+    rest = _rest(server, retry=RetryPolicy(initial_s=0.01, max_attempts=3))
     server.stop()
     with pytest.raises(RestError, match="after 3 attempts"):
         rest.server_time_ms()

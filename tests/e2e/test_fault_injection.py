@@ -179,7 +179,7 @@ def test_hostile_feed_kafka_outage_sigkill_restart_equals_the_clean_run(
     # the clean run sees the candles a process can trust: all of them but the one REST lied about
     keep = [i for i in range(f - WARMUP, last + 1) if i != lie]
     window = plan.arrays.take(keep)
-    clean = run_backtest(window, make_strategy(STRATEGY), symbol=SYMBOL, interval=INTERVAL, model="realistic",
+    clean = run_backtest(window, make_strategy(STRATEGY), symbol=SYMBOL, interval=INTERVAL, fill_model="realistic",
                          warmup=WARMUP)
     assert clean.fills, "the clean run has no fill: the scenario would prove nothing"
     got = [_comparable(x) for x in journal.events("fill")]

@@ -28,7 +28,7 @@ def fills_of(events):
 
 @pytest.mark.parametrize("model", ["seed", "realistic"])
 def test_engine_thread_gives_backtest_fills(model, candles_1h):
-    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", model=model)
+    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", fill_model=model)
     engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing", model=model)], mode="paper")
     seen = []
     engine.subscribe(seen.append)
@@ -43,7 +43,7 @@ def test_engine_thread_gives_backtest_fills(model, candles_1h):
 
 
 def test_journal_restart_never_enters_twice(tmp_path, candles_1h):
-    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", model="realistic")
+    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", fill_model="realistic")
     path = tmp_path / "j.sqlite"
     spec = [SessionSpec("ETHUSDT", "1h", "engulfing")]
     # first run: stop feeding while a position is open (find such a candle from the backtest)
@@ -82,7 +82,7 @@ def test_commands_pause_flatten_switch_stop(candles_1h):
     seen = []
     engine.subscribe(seen.append)
     engine.start()
-    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", model="seed")
+    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", fill_model="seed")
     entry = bt.fills[0]
     upto = int((entry.time - int(candles_1h.open_time[0])) // 3_600_000) + 1
     feed_all(engine, candles_1h, stop=upto)
@@ -136,7 +136,7 @@ def test_bad_subscriber_and_bad_input_do_not_kill_the_engine(candles_1h):
 
 
 def test_backfilled_stale_signals_are_not_traded(candles_1h):
-    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", model="seed")
+    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", fill_model="seed")
     engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing", model="seed")])
     seen = []
     engine.subscribe(seen.append)

@@ -18,10 +18,10 @@ def test_replay_through_engine_equals_backtest(tmp_path, data_1h):
     cmd = [sys.executable, "-m", "tradeconsole.tui.cli"]
     for mode in ("seed", "realistic"):
         h = subprocess.run(cmd + ["run", "--headless", "--strategy", "engulfing", "--interval", "1h", "--replay",
-                                  str(data_1h), "--speed", "max", "--mode", mode, "--json"],
+                                  str(data_1h), "--speed", "max", "--fill-model", mode, "--json"],
                            capture_output=True, text=True, timeout=100)
         assert h.returncode == 0, h.stderr[-1500:]
-        b = subprocess.run(cmd + ["backtest", "--strategy", "engulfing", "--data", str(data_1h), "--mode", mode,
+        b = subprocess.run(cmd + ["backtest", "--strategy", "engulfing", "--data", str(data_1h), "--fill-model", mode,
                                   "--json"], capture_output=True, text=True, timeout=60, check=True)
         live, bt = json.loads(h.stdout), json.loads(b.stdout)
         assert live["fills"] == bt["fills"] and len(bt["fills"]) > 20

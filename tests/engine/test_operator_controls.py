@@ -27,7 +27,7 @@ def index_of(candles, t: int) -> int:
 
 
 def test_stop_keeps_managing_the_open_position_until_its_stop_fires(candles_1h):
-    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", model="realistic")
+    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", fill_model="realistic")
     trade = next(t for t in bt.trades if t.exit_reason is FillReason.STOP_LOSS)
     exit_fill = next(f for f in bt.fills if f.reason is FillReason.STOP_LOSS and f.time == trade.exit_time)
     engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing")])
@@ -58,7 +58,7 @@ def test_stop_keeps_managing_the_open_position_until_its_stop_fires(candles_1h):
 
 
 def test_stop_cancels_a_pending_entry_and_start_restores_the_operator_pause(candles_1h):
-    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", model="realistic")
+    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", fill_model="realistic")
     engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing")])
     seen: list = []
     engine.subscribe(seen.append)
@@ -86,7 +86,7 @@ def test_stop_cancels_a_pending_entry_and_start_restores_the_operator_pause(cand
 
 
 def test_kill_switch_flattens_and_pauses_and_flat_flatten_says_nothing_to_close(candles_1h):
-    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", model="realistic")
+    bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", fill_model="realistic")
     engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing")])
     seen: list = []
     engine.subscribe(seen.append)

@@ -9,7 +9,8 @@ import logging
 import pytest
 
 from tradeconsole.core.events import EngineStateEvent
-from tradeconsole.infra.sinks.kafka import KafkaSink, delivery_event, kafka_security_kwargs
+from tradeconsole.infra.sinks.kafka import KafkaSink, kafka_security_kwargs
+from tradeconsole.infra.sinks.status import delivery_event
 from tradeconsole.infra.sinks.schemas import validate
 from tradeconsole.infra.sinks.topics import TopicNames
 from tests.pipeline.helpers import (

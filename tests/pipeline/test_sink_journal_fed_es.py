@@ -18,7 +18,7 @@ import pytest
 
 from tradeconsole.core.events import EngineStateEvent
 from tradeconsole.infra.sinks.elastic import ElasticsearchSink, make_client
-from tradeconsole.infra.sinks.kafka import delivery_event
+from tradeconsole.infra.sinks.status import delivery_event
 from tests.pipeline.helpers import free_port, wait_for
 from tests.pipeline.test_es_compat import emulate_client_major
 from tests.servers.es_standin import ElasticsearchStandIn

@@ -85,6 +85,9 @@ __all__ = [
 ]
 
 SHARED_DATA = Path("/work/shared/data/binance/spot")
+#: streams per websocket connection ("WebSocket Market Streams": "A single connection can listen
+#: to a maximum of 1024 streams")
+MAX_STREAMS = 1024
 _PAGE_LIMIT = {"spot": 1000, "futures": 1500}
 _DEFAULT_LIMIT = 500
 
@@ -219,6 +222,7 @@ class BinanceMarketServer:
         self.request_counts: collections.Counter[str] = collections.Counter()
         self.request_log: list[tuple[str, dict[str, str]]] = []
         self.ws_connects = 0
+        self.refused_over_limit = 0  # combined-stream handshakes refused for more than MAX_STREAMS
         self.messages_sent = 0
         # faults
         self._silent = False
@@ -285,7 +289,10 @@ class BinanceMarketServer:
         for prefix, market, klines in routes:
             app.router.add_get(prefix + "/ws/{stream}", self._ws_raw(market, klines))
             app.router.add_get(prefix + "/stream", self._ws_combined(market, klines))
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        # request lines up to 64 KiB (aiohttp's default is 8 KiB): a combined stream of 1024 kline
+        # streams is a ~25 KB URL, and Binance documents no URL limit, only the stream count
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5,
+                               max_line_size=65_536)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -774,6 +781,12 @@ class BinanceMarketServer:
             streams = frozenset(n.lower() for n in names.split("/") if n)
             if not streams:
                 return self._error(-1100, "no streams", 400)
+            if len(streams) > MAX_STREAMS:
+                # "A single connection can listen to a maximum of 1024 streams" (spot and USD-M
+                # docs, "WebSocket Market Streams"). How Binance refuses more is not documented;
+                # the stand-in refuses the handshake, so a client over the limit fails loudly
+                self.refused_over_limit += 1
+                return self._error(-1100, f"too many streams: {len(streams)} > {MAX_STREAMS}", 400)
             return await self._ws(request, market, streams, True, klines)
         return handler
 

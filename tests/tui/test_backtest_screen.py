@@ -26,7 +26,7 @@ H1_2022 = (1640995200000, 1656633600000)  # 2022-01-01 .. 2022-07-01 UTC
 
 def expected_metrics(data_1h, strategy: str) -> dict:
     candles = slice_by_time(load_candles(data_1h, interval="1h")[0], *H1_2022)
-    result = run_backtest(candles, make_strategy(strategy), symbol="ETHUSDT", interval="1h", model="realistic",
+    result = run_backtest(candles, make_strategy(strategy), symbol="ETHUSDT", interval="1h", fill_model="realistic",
                           settings=BrokerSettings(initial_cash=10_000.0, fee_rate=0.0004))
     return compute_metrics(result)
 
@@ -164,7 +164,7 @@ async def test_cancel_and_errors_are_reported(replay_opts, data_1h):
 def test_form_parsing():
     # the CLI's units: fractions (fee 0.0004 = 0.04%), bps; strategy parameters by their names
     base = {"strategy": "basic", "symbol": "ethusdt", "interval": "5m", "data": "", "from": "2022-09-01",
-            "to": "2022-10-01", "model": "seed", "fee": "0.0004", "param:stop_loss_pct": "0.015",
+            "to": "2022-10-01", "fill_model": "seed", "fee": "0.0004", "param:stop_loss_pct": "0.015",
             "param:take_profit_pct": "0.03", "cash": "10,000", "leverage": "2", "slippage_bps": "1.5",
             "funding_rate": "0.0001", "param:rsi_oversold": "35"}
     req, errors = parse_request(base)
@@ -247,7 +247,7 @@ async def test_a_window_warms_up_on_earlier_candles_like_the_cli(replay_opts, da
     candles, warmup = window_with_warmup(load_candles(data_1h, interval="1h")[0], start, end)
     assert warmup > 1000
     want = compute_metrics(run_backtest(candles, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",
-                                        model="realistic", settings=BrokerSettings(initial_cash=10_000.0,
+                                        fill_model="realistic", settings=BrokerSettings(initial_cash=10_000.0,
                                                                                    fee_rate=0.0004),
                                         warmup=warmup))
     app = TradeConsoleApp(replay_opts())

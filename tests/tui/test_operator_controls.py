@@ -38,7 +38,7 @@ def held_at(index: int):
 
 async def test_stop_with_an_open_position_still_fills_the_stop_at_the_backtest_price(replay_opts, jan_1h):
     candles, _ = load_candles(jan_1h, interval="1h")
-    bt = run_backtest(candles, make_strategy("engulfing"), interval="1h", model="realistic")
+    bt = run_backtest(candles, make_strategy("engulfing"), interval="1h", fill_model="realistic")
     trade = bt.trades[0]
     assert trade.exit_reason is FillReason.STOP_LOSS  # January's first round trip ends on its stop
     entry_index = int((trade.entry_time - int(candles.open_time[0])) // 3_600_000)

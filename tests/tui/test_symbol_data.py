@@ -41,7 +41,7 @@ def test_symbol_from_file_names_and_layout(tmp_path, jan_1h, data_1h):
 
 def test_backtest_form_refuses_another_symbols_data(jan_1h):
     values = {"strategy": "engulfing", "symbol": "BTCUSDT", "interval": "1h", "data": str(jan_1h), "from": "",
-              "to": "", "fee": "0.0004", "cash": "10000", "model": "realistic"}
+              "to": "", "fee": "0.0004", "cash": "10000", "fill_model": "realistic"}
     req, errors = parse_request(values)
     assert req is None and any("holds ETHUSDT data" in e for e in errors)
     req, errors = parse_request({**values, "symbol": "ETHUSDT"})

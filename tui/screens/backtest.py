@@ -1,13 +1,15 @@
 """The backtest screen: try a strategy on history without leaving the console.
 
-A form on the left (strategy, symbol, interval, data, date range, fill mode, cash, leverage, fee,
+A form on the left (strategy, symbol, interval, data, date range, fill model, cash, leverage, fee,
 slippage, funding, and every parameter the strategy declares, in the CLI's units: fractions and
 bps); results on the right: the metrics of ``tradeconsole.backtest.metrics``, a comparison table of every
 run kept this session, the equity curve, the price with the fills, and a sortable trades table.
 
-The run itself is ``tradeconsole.backtest.runner.run_backtest`` in a thread worker. Its progress callback only
-stores two integers and reads the cancel flag; a timer copies the numbers into the progress bar,
-so a fast run is never slowed by the UI and the UI never waits for the run.
+The run itself is ``tradeconsole.backtest.facade.Backtest`` (as ``tradeconsole backtest``) in a
+thread worker. Its progress callback only stores two integers and reads the cancel flag; a timer
+copies the numbers into the progress bar, so a fast run is never slowed by the UI and the UI
+never waits for the run. What the screen needs from the app (the chart builder, the intervals
+offered) is handed to its constructor: screens never import the app.
 
 Layout: on a wide terminal every result view is visible at once; on a narrow one a single view
 is shown and ``ctrl+n`` (or focusing a view with Tab) switches between them.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,8 +37,9 @@ from textual_plotext import Plot
 
 from tradeconsole.backtest.report import fmt_metric as _fmt
 from tradeconsole.core.strategies import STRATEGIES, make_strategy
+from tradeconsole.tui.screens import INTERVALS
 from tradeconsole.tui.widgets.candles import spaced_ticks
-from tradeconsole.tui.widgets.chart import ThreadedPlot
+from tradeconsole.tui.widgets.chart import ChartBuilder, ThreadedPlot
 from tradeconsole.tui.widgets.header import KeyBar
 
 __all__ = ["BACKTEST_BINDINGS", "BacktestRequest", "BacktestRun", "BacktestScreen", "parse_request"]
@@ -47,6 +50,8 @@ BACKTEST_BINDINGS = [
             tooltip="cancel the running backtest, else back to the dashboard"),
     Binding("ctrl+n", "next_view", "Next view", key_display="^n", tooltip="show the next result view"),
     Binding("ctrl+s", "export", "Export CSV", key_display="^s", tooltip="write the shown run's trades to CSV"),
+    Binding("ctrl+o", "optimise", "Optimise", key_display="^o",
+            tooltip="search this form's strategy parameters (heatmap, top trials, walk-forward)"),
 ]
 
 VIEWS = ("metrics", "runs", "equity", "price", "trades")
@@ -78,7 +83,7 @@ class BacktestRequest:
     data: str  # path, or "" for the history cache
     start_ms: int | None
     end_ms: int | None
-    model: str
+    fill_model: str
     fee_rate: float
     cash: float
     leverage: float = 1.0
@@ -103,7 +108,7 @@ class BacktestRequest:
 
     def settings_dict(self) -> dict[str, object]:
         """Everything that defines the run, for the Runs table's "what differs" columns."""
-        return {"symbol": self.symbol, "iv": self.interval, "fills": self.model, "data": Path(self.data).name or "cache",
+        return {"symbol": self.symbol, "iv": self.interval, "fills": self.fill_model, "data": Path(self.data).name or "cache",
                 "from": _day(self.start_ms), "to": _day(self.end_ms), "cash": self.cash, "lev": self.leverage,
                 "fee": self.fee_rate, "slip_bps": self.slippage_bps, "funding": self.funding_rate_8h,
                 "strategy": self.strategy, **dict(self.params)}
@@ -182,7 +187,7 @@ def parse_request(values: dict[str, str]) -> tuple[BacktestRequest | None, list[
     if errors:
         return None, errors
     return BacktestRequest(strategy=strategy, symbol=symbol, interval=values["interval"], data=data,
-                           start_ms=start, end_ms=end, model=values["model"], fee_rate=fee, cash=cash,
+                           start_ms=start, end_ms=end, fill_model=values["fill_model"], fee_rate=fee, cash=cash,
                            leverage=leverage, slippage_bps=slippage, funding_rate_8h=funding,
                            params=tuple(params)), []
 
@@ -356,8 +361,11 @@ class BacktestScreen(Screen):
 
     def __init__(self, *, strategy: str = "basic", symbol: str = "ETHUSDT", interval: str | None = None,
                  data: str = "", cash: float = 10_000.0, deterministic: bool = False,
-                 loader: Loader = default_loader) -> None:
+                 loader: Loader = default_loader, chart_builder: ChartBuilder | None = None,
+                 intervals: Sequence[str] = INTERVALS) -> None:
         super().__init__()
+        self.chart_builder = chart_builder
+        self.intervals = list(intervals)
         self.initial = {"strategy": strategy, "symbol": symbol,
                         "interval": interval or STRATEGIES[strategy].default_interval, "data": data, "cash": cash}
         self.deterministic = deterministic
@@ -374,8 +382,6 @@ class BacktestScreen(Screen):
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        from tradeconsole.tui.app import INTERVALS
-
         ini = self.initial
         yield Static("Backtest · the live strategy code on history · trading continues behind", id="bt-title")
         with Horizontal(id="bt-main"):
@@ -383,13 +389,13 @@ class BacktestScreen(Screen):
                 yield _row("Strategy", Select([(n, n) for n in STRATEGIES], value=ini["strategy"], allow_blank=False,
                                               compact=True, id="strategy"))
                 yield _row("Symbol", Input(ini["symbol"], compact=True, id="symbol"))
-                yield _row("Interval", Select([(iv, iv) for iv in INTERVALS], value=ini["interval"],
+                yield _row("Interval", Select([(iv, iv) for iv in self.intervals], value=ini["interval"],
                                               allow_blank=False, compact=True, id="interval"))
                 yield _row("Data", Input(ini["data"], placeholder="history cache", compact=True, id="data"))
                 yield _row("From", Input("", placeholder="YYYY-MM-DD", compact=True, id="from"))
                 yield _row("To", Input("", placeholder="YYYY-MM-DD", compact=True, id="to"))
                 yield _row("Fills", Select([("realistic", "realistic"), ("seed", "seed")], value="realistic",
-                                           allow_blank=False, compact=True, id="model"))
+                                           allow_blank=False, compact=True, id="fill_model"))
                 yield _row("Cash", Input(f"{ini['cash']:g}", compact=True, id="cash"))
                 # the CLI's names and units: fractions, bps (tradeconsole backtest --help)
                 yield _row("leverage", Input("1", compact=True, id="leverage"))
@@ -404,8 +410,8 @@ class BacktestScreen(Screen):
                 with Vertical(id="bt-grid"):
                     yield VerticalScroll(Static("", id="metrics-body"), id="metrics", classes="view")
                     yield SortableTable(id="runs", classes="view")
-                    yield ResultChart("equity", id="equity", classes="view")
-                    yield ResultChart("price", id="price", classes="view")
+                    yield ResultChart("equity", id="equity", classes="view", builder=self.chart_builder)
+                    yield ResultChart("price", id="price", classes="view", builder=self.chart_builder)
                     yield SortableTable(id="trades", classes="view")
         with Horizontal(id="bt-bottom"):  # outside the form's scroll: always visible, wraps
             yield ProgressBar(total=100, show_eta=False, id="progress")
@@ -475,7 +481,7 @@ class BacktestScreen(Screen):
     # ------------------------------------------------------------------ running
     def form_values(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for name in ("strategy", "interval", "model"):
+        for name in ("strategy", "interval", "fill_model"):
             out[name] = str(self.query_one(f"#{name}", Select).value)
         for name in ("symbol", "data", "from", "to", "cash", "leverage", "fee", "slippage_bps", "funding_rate"):
             out[name] = self.query_one(f"#{name}", Input).value
@@ -526,34 +532,29 @@ class BacktestScreen(Screen):
 
     @work(thread=True, exclusive=True, group="backtest")
     def _run_worker(self, req: BacktestRequest) -> None:
-        """Load, slice, run and measure off the UI thread; report back with call_from_thread."""
-        from tradeconsole.backtest.data import window_with_warmup
-        from tradeconsole.backtest.metrics import compute_metrics
-        from tradeconsole.backtest.runner import run_backtest
-        from tradeconsole.core.broker import BrokerSettings
+        """Load, slice, run and measure off the UI thread; report back with call_from_thread.
+        The run is the one ``Backtest`` of ``tradeconsole backtest``: the dates select the traded
+        window and the candles before it warm the indicators up, so the same window gives the
+        same numbers here and on the command line."""
+        from tradeconsole.backtest.facade import Backtest
 
         try:
-            strategy = make_strategy(req.strategy, **dict(req.params))
-            settings = BrokerSettings(initial_cash=req.cash, fee_rate=req.fee_rate, leverage=req.leverage,
-                                      slippage_bps=req.slippage_bps, funding_rate_8h=req.funding_rate_8h)
             candles, summary = self.loader(req.source(), req.interval)
-            warmup = 0
-            if req.start_ms is not None or req.end_ms is not None:
-                # as `tradeconsole backtest`: the dates select the traded window and the candles
-                # before it warm the indicators up, so the same window gives the same numbers
-                candles, warmup = window_with_warmup(candles, req.start_ms, req.end_ms)
-            if len(candles) - warmup < 2:
+            bt = Backtest(candles, req.strategy, params=dict(req.params), fill_model=req.fill_model, cash=req.cash,
+                          fee=req.fee_rate, leverage=req.leverage, slippage_bps=req.slippage_bps,
+                          funding_rate_8h=req.funding_rate_8h, symbol=req.symbol, interval=req.interval,
+                          start=req.start_ms, end=req.end_ms)
+            if bt.bars < 2:
                 raise ValueError("fewer than 2 candles in the chosen data and date range")
             if self._cancel.is_set():
                 self._report(None, "cancelled before the run started")
                 return
-            result = run_backtest(candles, strategy, symbol=req.symbol, interval=req.interval, model=req.model,
-                                  settings=settings, progress=self._progress_cb, warmup=warmup)
-            metrics = compute_metrics(result)
+            outcome = bt.run(progress=self._progress_cb)
+            metrics = outcome.metrics
         except Exception as exc:  # noqa: BLE001 - bad data, bad parameters: shown, never fatal
             self._report(None, f"{type(exc).__name__}: {exc}")
             return
-        self._report(BacktestRun(0, req, result, metrics, summary), "")
+        self._report(BacktestRun(0, req, outcome.result, metrics, summary), "")
 
     def _report(self, run: BacktestRun | None, error: str) -> None:
         """Hand the outcome to the UI thread (nothing to do if the app has closed meanwhile)."""
@@ -635,6 +636,16 @@ class BacktestScreen(Screen):
             trades.add_row(str(i), d["side"], _fill_time(t.entry_time), f"{t.entry_price:,.2f}",
                            _fill_time(t.exit_time), f"{t.exit_price:,.2f}", pnl, f"{t.return_pct:+.2f}",
                            d["exit_reason"])
+
+    def action_optimise(self) -> None:
+        """Open the optimisation screen for what the form holds (its checks first)."""
+        req, errors = parse_request(self.form_values())
+        if req is None:
+            self._status("; ".join(errors), "bold red")
+            return
+        from tradeconsole.tui.screens.optimize import OptimizeScreen
+
+        self.app.push_screen(OptimizeScreen(req, deterministic=self.deterministic))
 
     def action_export(self) -> None:
         run = self.shown

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rich.text import Text
 
@@ -21,18 +21,16 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tradeconsole.tui.collector import CollectorSnapshot, SessionSnapshot
+from tradeconsole.tui.collector import CollectorSnapshot, EventCollector, SessionSnapshot
 from tradeconsole.tui.widgets.candles import CandleChart
-from tradeconsole.tui.widgets.header import KeyBar, StatusHeader
-from tradeconsole.tui.widgets.indicators import IndicatorChart
+from tradeconsole.tui.widgets.chart import ChartBuilder
+from tradeconsole.tui.widgets.header import HeaderState, KeyBar, StatusHeader
+from tradeconsole.tui.widgets.indicators import IndicatorPanes, overlay_lines
 from tradeconsole.tui.widgets.log import EventLog
 from tradeconsole.tui.widgets.orders import OrdersTable, TradesTable
 from tradeconsole.tui.widgets.positions import EquityPanel, PositionsPanel, PositionStrip
 
-if TYPE_CHECKING:
-    from tradeconsole.tui.app import TradeConsoleApp
-
-__all__ = ["DashboardScreen", "LayoutPlan", "plan_layout"]
+__all__ = ["DashboardHost", "DashboardScreen", "LayoutPlan", "plan_layout"]
 
 CHART_HZ = 2.5
 
@@ -56,7 +54,10 @@ DASHBOARD_BINDINGS = [
             tooltip="replay speed up: x1 ... x10,000, max"),
     Binding("minus", "app.replay_speed(-1)", "Replay slower", key_display="-", show=False,
             tooltip="replay speed down"),
-    Binding("n", "app.next_session", "Next session", show=False, tooltip="select the next running session"),
+    Binding("n,right_square_bracket", "app.next_session(1)", "Next session", key_display="n/]", show=False,
+            tooltip="show the next session (symbol x strategy) on the chart"),
+    Binding("left_square_bracket", "app.next_session(-1)", "Previous session", key_display="[", show=False,
+            tooltip="show the previous session on the chart"),
     Binding("tab", "cycle_focus(1)", "Next pane", show=False, tooltip="focus the next pane (collapsed ones too)"),
     Binding("shift+tab", "cycle_focus(-1)", "Previous pane", show=False),
     Binding("1", "show_pane('indicators')", "Indicators", show=False, tooltip="show/focus the indicator panes"),
@@ -128,11 +129,27 @@ class SwitcherBar(Static):
         self.update(t)
 
 
+class DashboardHost(Protocol):
+    """What the dashboard reads from its owner (``TradeConsoleApp``), handed to the screen
+    instead of imported: the collector it draws, the header's state and the selected session."""
+
+    collector: EventCollector
+    selected_key: str | None
+    deterministic: bool
+    refresh_hz: float
+
+    def header_state(self, snap: CollectorSnapshot) -> HeaderState: ...
+
+    def on_snapshot(self, snap: CollectorSnapshot) -> None: ...
+
+
 class DashboardScreen(Screen):
     BINDINGS = DASHBOARD_BINDINGS
 
-    def __init__(self) -> None:
+    def __init__(self, host: DashboardHost, *, chart_builder: ChartBuilder | None = None) -> None:
         super().__init__()
+        self.host = host
+        self.chart_builder = chart_builder
         self.plan: LayoutPlan | None = None
         self.pane = "indicators"  # shown in the switcher when collapsed
 
@@ -140,16 +157,13 @@ class DashboardScreen(Screen):
         yield StatusHeader(id="status")
         with Vertical(id="body"):
             with Horizontal(id="top"):
-                yield CandleChart(id="candles")
+                yield CandleChart(id="candles", builder=self.chart_builder)
                 with Vertical(id="side"):
                     yield PositionsPanel(id="position")
                     yield EquityPanel(id="equity")
             yield PositionStrip(id="strip")
             yield SwitcherBar(id="tabs")
-            with Horizontal(id="indicators"):
-                yield IndicatorChart("rsi", id="rsi")
-                yield IndicatorChart("macd", id="macd")
-                yield IndicatorChart("cci", id="cci")
+            yield IndicatorPanes(id="indicators", builder=self.chart_builder)  # the shown strategy's panes
             yield EventLog(id="log")
             with Horizontal(id="book"):
                 yield OrdersTable(id="orders")
@@ -196,7 +210,9 @@ class DashboardScreen(Screen):
         if self.plan is not None and name in self.plan.tabbed:
             self.pane = name
             self.apply_layout()
-        target = {"indicators": "#rsi", "log": "#log", "orders": "#orders", "trades": "#trades"}[name]
+        panes = self.query_one(IndicatorPanes).pane_ids
+        target = {"indicators": f"#{panes[0]}" if panes else "#indicators", "log": "#log", "orders": "#orders",
+                  "trades": "#trades"}[name]
         self.call_after_refresh(self.query_one(target).focus)
 
     def action_toggle_orders(self) -> None:
@@ -205,9 +221,9 @@ class DashboardScreen(Screen):
 
     def action_cycle_focus(self, step: int) -> None:
         """Tab / shift+Tab: every pane in turn, collapsed ones included (the switcher follows)."""
-        order = ["candles", "rsi", "macd", "cci", "log", "orders", "trades"]
-        group = {"rsi": "indicators", "macd": "indicators", "cci": "indicators", "log": "log", "orders": "orders",
-                 "trades": "trades"}
+        panes = self.query_one(IndicatorPanes).pane_ids
+        order = ["candles", *panes, "log", "orders", "trades"]
+        group = {**{p: "indicators" for p in panes}, "log": "log", "orders": "orders", "trades": "trades"}
         focused = self.focused.id if self.focused is not None else None
         i = order.index(focused) if focused in order else -1
         nxt = order[(i + step) % len(order)]
@@ -218,32 +234,29 @@ class DashboardScreen(Screen):
         widget = self.query_one(f"#{nxt}")
         self.call_after_refresh(widget.focus)
 
-    @property
-    def tc_app(self) -> TradeConsoleApp:
-        return self.app  # type: ignore[return-value]
-
     def on_mount(self) -> None:
-        self.query_one(EventLog).hide_wall_clock = self.tc_app.deterministic
+        self.query_one(EventLog).hide_wall_clock = self.host.deterministic
         self.apply_layout()
         self._chart_seen: tuple[str, int] | None = None
         self._chart_time = 0.0
         self._version = -1
         self._snap: CollectorSnapshot | None = None
+        self._noted: set[str] = set()
         self.refresh_view(force=True)
-        self.set_interval(1.0 / self.tc_app.refresh_hz, self.refresh_view)
+        self.set_interval(1.0 / self.host.refresh_hz, self.refresh_view)
 
     # ------------------------------------------------------------------ drawing
     def refresh_header(self) -> None:
         """Only the status line (an operator action's immediate answer; the rest follows on the
         next tick)."""
         if self._snap is not None:
-            self.query_one(StatusHeader).show(self.tc_app.header_state(self._snap))
+            self.query_one(StatusHeader).show(self.host.header_state(self._snap))
 
     def refresh_view(self, force: bool = False) -> None:
         """Pull a snapshot from the collector and update what changed (timer callback)."""
         if not force and not self.is_current:
             return  # hidden behind the backtest screen: nothing to draw
-        app = self.tc_app
+        app = self.host
         changed = force or app.collector.version != self._version
         if changed or self._snap is None:
             self._snap = app.collector.snapshot()
@@ -269,9 +282,9 @@ class DashboardScreen(Screen):
     def _draw_book(self, snap: CollectorSnapshot, selected: SessionSnapshot | None) -> None:
         others = [s for s in snap.sessions if selected is None or s.key != selected.key]
         self.query_one(PositionsPanel).show(selected, others)
-        self.query_one(EquityPanel).show(selected)
+        self.query_one(EquityPanel).show(selected, self.tc_app.account_equity(snap))
         self.query_one(PositionStrip).show(selected)
-        self.query_one(OrdersTable).show(selected)
+        self.query_one(OrdersTable).show(selected, others)
         self.query_one(TradesTable).show(selected)
 
     def _draw_charts(self, s: SessionSnapshot) -> None:
@@ -279,6 +292,10 @@ class DashboardScreen(Screen):
         chart.border_title = f"{s.symbol} {s.interval}" + (
             f"  C {s.candles[-1].close:,.2f}" if s.candles and s.open_candle is None else
             f"  open {s.open_candle.close:,.2f}" if s.open_candle is not None else "")
-        chart.set_data(s.candles, s.open_candle, s.markers, s.position, s.interval)
-        for pane in self.query(IndicatorChart):
-            pane.set_data(s.indicators, s.open_indicators)
+        panes = self.query_one(IndicatorPanes)
+        charts = panes.show(s.strategy, s.indicators, s.open_indicators)
+        if panes.problem and panes.problem not in self._noted:  # a strategy's bad declaration: said once
+            self._noted.add(panes.problem)
+            self.tc_app.collector.note(panes.problem, "warning")
+        chart.set_data(s.candles, s.open_candle, s.markers, s.position, s.interval,
+                       overlay_lines(charts, s.indicators, s.open_indicators))

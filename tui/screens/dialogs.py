@@ -20,7 +20,8 @@ from textual.widgets.option_list import Option
 
 from tradeconsole.tui.widgets.header import mode_badge
 
-__all__ = ["ChoiceDialog", "ConfirmDialog", "LiveConfirmDialog", "QuitDialog", "ReplayOfferDialog", "TextDialog"]
+__all__ = ["ChoiceDialog", "ConfirmDialog", "LiveConfirmDialog", "QuitDialog", "ReplayOfferDialog", "StrategyDialog",
+           "TextDialog", "strategy_choices"]
 
 
 class _Dialog(ModalScreen):
@@ -114,6 +115,7 @@ class ChoiceDialog(_Dialog):
             if c in self.descriptions:
                 label.append(f"  {self.descriptions[c]}", style="dim")
             options.append(Option(label, id=c))
+        options += self.extra_options()
         with Vertical() as v:
             v.border_title = self.title_text
             yield OptionList(*options, id="choices")
@@ -125,9 +127,52 @@ class ChoiceDialog(_Dialog):
             ol.highlighted = self.choices.index(self.current)
         ol.focus()
 
+    def extra_options(self) -> list[Option]:
+        """Lines shown after the choices (subclasses: e.g. what could not be offered, and why)."""
+        return []
+
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         self.dismiss(event.option.id)
+
+
+def strategy_choices(rescan: bool = True) -> tuple[list[str], dict[str, str], list[str]]:
+    """The strategy switcher's content: every strategy ``available()`` lists (built-ins, files
+    from ``--strategy-path`` and the user strategies directory, entry points), each described by
+    its source and intervals, plus one line per strategy file that could not be loaded.
+
+    ``rescan`` looks at the user directory and the entry points again first, so a file saved
+    while the console runs is offered. A file is user code: whatever it raises (even
+    ``SystemExit``) becomes a line here, never an exception in the console."""
+    from tradeconsole.backtest.strategy_loader import available, load_strategies
+
+    problems: list[str] = []
+    if rescan:
+        try:
+            problems += load_strategies((), user_dir=True, entry_points=True).skipped
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code: reported, the console goes on
+            problems.append(f"strategies not rescanned: {type(exc).__name__}: {exc}")
+    names: list[str] = []
+    descriptions: dict[str, str] = {}
+    for info in available():
+        names.append(info["name"])
+        source = info["source"]
+        where = "built-in" if source == "built-in" else source.rsplit("/", 1)[-1]
+        descriptions[info["name"]] = f"{'/'.join(info['intervals'])}  {where}"
+    return names, descriptions, problems
+
+
+class StrategyDialog(ChoiceDialog):
+    """The console's strategy switcher: ``strategy_choices`` as a list; strategy files that could
+    not be loaded are shown under it (greyed out, with file, line and reason) instead of
+    silently missing."""
+
+    def __init__(self, current: str | None = None, rescan: bool = True) -> None:
+        names, descriptions, self.problems = strategy_choices(rescan)
+        super().__init__("Strategy", names, current, descriptions)
+
+    def extra_options(self) -> list[Option]:
+        return [Option(Text(f"not loaded: {p}", style="dim red"), disabled=True) for p in self.problems]
 
 
 class TextDialog(_Dialog):

@@ -62,6 +62,8 @@ class CandleData(NamedTuple):
     markers: tuple[Marker, ...]
     position: Position | None
     interval: str
+    #: lines over the candles (a strategy's overlay indicators): (name, colour, one value per candle)
+    overlays: tuple[tuple[str, str, tuple[float, ...]], ...] = ()
 
 
 class CandleChart(ThreadedPlot):
@@ -71,8 +73,9 @@ class CandleChart(ThreadedPlot):
     can_focus = True
 
     def set_data(self, candles: Sequence[Candle], open_candle: Candle | None, markers: Sequence[Marker],
-                 position: Position | None, interval: str) -> None:
-        self.show_data(CandleData(tuple(candles), open_candle, tuple(markers), position, interval))
+                 position: Position | None, interval: str,
+                 overlays: tuple[tuple[str, str, tuple[float, ...]], ...] = ()) -> None:
+        self.show_data(CandleData(tuple(candles), open_candle, tuple(markers), position, interval, overlays))
 
     def draw(self, plt: Plot, data: CandleData | None, width: int, height: int) -> str | None:
         if data is None:
@@ -98,9 +101,17 @@ class CandleChart(ThreadedPlot):
             xs, ys = marks[kind]
             if xs:
                 plt.scatter(xs, ys, marker=marker, color=color)
-        # the y-range comes from the candles: a far stop/target must not flatten them into a line
+        # the y-range comes from the candles (and the overlay lines drawn over them): a far
+        # stop/target must not flatten them into a line
         lo = min(c.low for c in series)
         hi = max(c.high for c in series)
+        for _name, color, values in data.overlays:
+            vals = values[-n:]
+            off = n - len(vals)  # fewer values than candles: they belong to the newest ones
+            pts = [(i + off, v) for i, v in enumerate(vals) if v == v]
+            if pts:
+                plt.plot([p[0] for p in pts], [p[1] for p in pts], color=color, marker="braille")
+                lo, hi = min(lo, min(p[1] for p in pts)), max(hi, max(p[1] for p in pts))
         pad = (hi - lo) * 0.04 or abs(hi) * 0.001 or 1.0
         lo, hi = lo - pad, hi + pad
         p = data.position

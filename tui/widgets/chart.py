@@ -99,8 +99,11 @@ def build_picture(plt: Plot, draw: DrawFn, data: Any, width: int, height: int, t
 
 
 class ThreadedPlot(PlotextPlot):
-    """A PlotextPlot whose picture is built by the app's ``ChartBuilder`` (or inline when the app
-    has none). Subclasses implement ``draw`` and call ``show_data`` with immutable data."""
+    """A PlotextPlot whose picture is built by the ``ChartBuilder`` it is handed (or inline
+    without one). Subclasses implement ``draw`` and call ``show_data`` with immutable data.
+
+    The builder is injected by whoever composes the chart (the screen, from the app), never
+    looked up on ``self.app``: widgets know nothing of the app or the screens above them."""
 
     class Built(Message):
         def __init__(self, seq: int, strips: list[Strip], size: tuple[int, int]) -> None:
@@ -109,8 +112,9 @@ class ThreadedPlot(PlotextPlot):
             self.strips = strips
             self.size = size
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, builder: ChartBuilder | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.builder = builder
         self._data: Any = None
         self._strips: list[Strip] = []
         self.requested = 0
@@ -138,7 +142,7 @@ class ThreadedPlot(PlotextPlot):
         self.requested += 1
         width, height = self.size
         theme = self._get_plotext_theme_name(self.app.theme)
-        builder: ChartBuilder | None = getattr(self.app, "chart_builder", None)
+        builder = self.builder
         draw = type(self).draw.__get__(self)
         if builder is None:
             self._apply(self.requested, build_picture(self.plt, draw, self._data, width, height, theme), (width, height))

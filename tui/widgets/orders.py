@@ -62,11 +62,18 @@ class _BookTable(DataTable):
         self.border_title = title
         self._seen: tuple[object, ...] | None = None
         self._snap: SessionSnapshot | None = None
+        self._others: tuple[SessionSnapshot, ...] = ()
         self.shown_columns: list[str] = []
 
-    def show(self, s: SessionSnapshot | None) -> None:
+    def show(self, s: SessionSnapshot | None, others: Sequence[SessionSnapshot] = ()) -> None:
+        """Draw ``s`` (the selected session); tables that list every session (the orders) also
+        get the ``others``."""
         self._snap = s
+        self._others = tuple(others)
         self._redraw()
+
+    def table_columns(self) -> tuple[tuple[str, int], ...]:
+        return self.COLUMNS
 
     def on_resize(self) -> None:
         self._redraw()
@@ -74,13 +81,14 @@ class _BookTable(DataTable):
     def _redraw(self, force: bool = False) -> None:
         s = self._snap
         width = self.size.width - 1  # room for the vertical scrollbar
-        seen = (s.key, s.book_version, width, self.view_key()) if s is not None else (None, width, self.view_key())
+        others = tuple((o.key, o.book_version) for o in self._others)
+        seen = (s.key, s.book_version, others, width, self.view_key()) if s is not None else (None, width, self.view_key())
         if seen == self._seen and not force:
             return
         self._seen = seen
         short = width < 72
         rows = self.rows_for(s, short) if s is not None else []
-        cols = fit_columns(self.COLUMNS, rows, width) if width > 0 else [c for c, _ in self.COLUMNS]
+        cols = fit_columns(self.table_columns(), rows, width) if width > 0 else [c for c, _ in self.table_columns()]
         self.clear(columns=cols != self.shown_columns)
         if cols != self.shown_columns:
             self.shown_columns = cols
@@ -117,17 +125,35 @@ class OrdersTable(_BookTable):
         n = self.row_count
         return f"Orders: history ({n}) · o open" if self.history else f"Orders: open ({n}) · o history"
 
+    def table_columns(self) -> tuple[tuple[str, int], ...]:
+        # several sessions: every session's orders, each row saying whose (kept at any width)
+        return (("session", 1), *self.COLUMNS) if self._others else self.COLUMNS
+
     def rows_for(self, s: SessionSnapshot, short: bool) -> list[dict[str, object]]:
-        if self.history:
-            orders: list[OrderRow] = [o for o in reversed(s.order_book) if o.status not in ("new", "working")]
-        else:
-            orders = list(s.working)
+        sessions = [s, *self._others]
+        many = len(sessions) > 1
+        symbols = {x.symbol for x in sessions}
+        picked: list[tuple[OrderRow, SessionSnapshot]] = []
+        for x in sessions:
+            if self.history:
+                picked += [(o, x) for o in reversed(x.order_book) if o.status not in ("new", "working")]
+            else:
+                picked += [(o, x) for o in x.working]
+        if many:  # the newest first across sessions (the history), working orders by time placed
+            picked.sort(key=lambda ox: ox[0].time, reverse=self.history)
         out = []
-        for o in orders:
+        for o, x in picked:
             status = "working" if o.status == "new" else o.status
-            out.append({"time": short_time(o.time), "side": o.side, "type": _SHORT_TYPE.get(o.kind, o.kind) if short
-                        else o.kind, "qty": fmt_num(o.qty, ".4f"), "price": fmt_num(o.price),
-                        "status": Text(status, style=_STATUS_STYLE.get(status, "")), "note": o.note})
+            row: dict[str, object] = {
+                "time": short_time(o.time), "side": o.side, "type": _SHORT_TYPE.get(o.kind, o.kind) if short
+                else o.kind, "qty": fmt_num(o.qty, ".4f"), "price": fmt_num(o.price),
+                "status": Text(status, style=_STATUS_STYLE.get(status, "")), "note": o.note}
+            if many:
+                who = x.symbol if len(symbols) > 1 else x.strategy
+                if len(symbols) > 1 and len(sessions) > len(symbols):
+                    who = f"{x.symbol} {x.strategy}"
+                row["session"] = Text(who, style="bold" if x.key == s.key else "")
+            out.append(row)
         return out
 
 

@@ -79,8 +79,12 @@ class PositionsPanel(Static):
             p = o.position
             state = Text("flat", style="dim") if p is None else Text(
                 f"{p.side.name} {fmt_num(o.unrealized_pnl, '+,.2f')}", style=_signed_style(o.unrealized_pnl))
-            label = o.strategy if (o.symbol, o.interval) == (selected.symbol, selected.interval) else \
-                f"{o.strategy} {o.interval}"
+            if o.symbol != selected.symbol:  # several symbols: say whose position it is
+                label = f"{o.symbol} {o.strategy}"
+            elif o.interval == selected.interval:
+                label = o.strategy
+            else:
+                label = f"{o.strategy} {o.interval}"
             rows.append((label, state))
         self.update(label_lines(rows), layout=False)  # fixed-size panel: redraw without a relayout
 
@@ -93,19 +97,24 @@ class EquityPanel(Static):
         self.border_title = "Equity"
         self._key: object = None
 
-    def show(self, selected: SessionSnapshot | None) -> None:
+    def show(self, selected: SessionSnapshot | None, account: float | None = None) -> None:
+        """``account``: with several sessions on one shared paper account, its equity (the sum of
+        the sessions'), shown in the panel's title next to the selected session's own."""
         eq = selected.equity if selected is not None else None
-        if eq is self._key:
+        if (eq, account) == self._key:
             return
-        self._key = eq
+        self._key = (eq, account)
         if eq is None:
             self.update(Text("no equity yet", style="dim"), layout=False)
             return
-        self.update(label_lines([
+        rows = [
             ("equity", Text(fmt_num(eq.equity), style="bold")),
             ("return", Text(f"{eq.return_pct:+.2f}%", style=_signed_style(eq.return_pct))),
             ("cash", Text(fmt_num(eq.cash))),
-        ]), layout=False)
+        ]
+        # in the border: the panel's three rows are the session's, the account is the sum of all
+        self.border_title = "Equity" if account is None else f"Equity · account {fmt_num(account)}"
+        self.update(label_lines(rows), layout=False)
 
 
 class PositionStrip(Static):

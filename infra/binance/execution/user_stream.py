@@ -14,7 +14,8 @@ How it follows Binance's documentation (USD-M "User Data Streams"):
   ``wss://fstream.binance.com/private/ws?listenKey=<key>`` (testnet
   ``wss://fstream.binancefuture.com/private/ws?listenKey=<key>``).
 * ``listenKeyExpired`` ends the stream: a new key, a new connection. A connection lives at most
-  24 hours; any close is followed by a reconnect with exponential back-off (with jitter).
+  24 hours; any close is followed by a reconnect with exponential back-off (with jitter), by the reconnect
+  loop the kline stream uses too (``tradeconsole.infra.binance.reconnect``).
 * After every connect, events may have been missed (while disconnected, or before the first
   connect): an ``AccountStreamEvent(gap=True)`` asks the broker to reconcile over REST (the
   fallback), before newer events are applied.
@@ -31,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +39,8 @@ from typing import Any
 
 from tradeconsole.core.config import BinanceEndpoints
 from tradeconsole.core.feed import AccountStreamEvent
+from tradeconsole.infra.binance.reconnect import ReconnectLoop, SessionOutcome
+from tradeconsole.infra.retry import RetryPolicy
 
 __all__ = ["UserDataStream", "user_stream_url"]
 
@@ -135,48 +137,49 @@ class UserDataStream:
         self._sink(ev)
 
     async def _supervise(self) -> None:
-        from websockets.asyncio.client import connect
-
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                key = await asyncio.to_thread(self._new_key)
-                async with connect(user_stream_url(self.endpoints, key), open_timeout=10, ping_interval=20,
-                                   ping_timeout=20, close_timeout=2, max_size=2**20) as ws:
-                    self._ws = ws
-                    self.connects += 1
-                    attempt = 0
-                    self._status("connected", f"user data stream (key {key[:6]}...)")
-                    # events may have been missed before this connection (while disconnected, or
-                    # between the engine's start-up reconcile and the first connect): reconcile
-                    self._emit(AccountStreamEvent("", {}, int(time.time() * 1000), gap=True))
-                    keepalive = asyncio.ensure_future(self._keepalive(ws, key))
-                    try:
-                        await self._read(ws)
-                    finally:
-                        keepalive.cancel()
-                        self._ws = None
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - any failure: back off and reconnect
-                if not self._stop.is_set():
-                    text = str(e)[:200]
-                    if self.listen_key:  # the key is a bearer secret for the stream: never log it
-                        text = text.replace(self.listen_key, "***")
-                    log.warning("user data stream: %s: %s", type(e).__name__, text)
-            if self._stop.is_set():
-                break
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** min(attempt, 10)) * (0.5 + random.random() / 2)
-            attempt += 1
-            self._status("reconnecting", f"user data stream reconnects in {delay:.1f}s")
-            await self._sleep(delay)
+        """The shared reconnect loop (``tradeconsole.infra.binance.reconnect``) around
+        ``_session``: never gives up, backs off from ``backoff_s`` to ``max_backoff_s``."""
+        policy = RetryPolicy(initial_s=self.backoff_s, max_s=max(self.backoff_s, self.max_backoff_s), jitter=0.25)
+        loop = ReconnectLoop("user data stream", self._stop, policy, logger=log, on_reconnect=self._on_reconnect)
+        await loop.run(self._session)
         self._status("stopped", "user data stream stopped")
 
-    async def _sleep(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        # _stop is a threading.Event (set from other threads), so asyncio.Event cannot replace it
-        while not self._stop.is_set() and time.monotonic() < end:  # noqa: ASYNC110
-            await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
+    def _on_reconnect(self, outcome: SessionOutcome, delay: float) -> None:
+        self._status("reconnecting", f"user data stream reconnects in {delay:.1f}s ({outcome.reason})")
+
+    async def _session(self) -> SessionOutcome:
+        """One connection: a new listenKey, connect, announce the gap, read until it ends. Never
+        raises for network or exchange trouble (that is a ``SessionOutcome``)."""
+        from websockets.asyncio.client import connect
+
+        connected = False
+        try:
+            key = await asyncio.to_thread(self._new_key)
+            async with connect(user_stream_url(self.endpoints, key), open_timeout=10, ping_interval=20,
+                               ping_timeout=20, close_timeout=2, max_size=2**20) as ws:
+                self._ws = ws
+                self.connects += 1
+                connected = True
+                self._status("connected", f"user data stream (key {key[:6]}...)")
+                # events may have been missed before this connection (while disconnected, or
+                # between the engine's start-up reconcile and the first connect): reconcile
+                self._emit(AccountStreamEvent("", {}, int(time.time() * 1000), gap=True))
+                keepalive = asyncio.ensure_future(self._keepalive(ws, key))
+                try:
+                    await self._read(ws)
+                finally:
+                    keepalive.cancel()
+                    self._ws = None
+            return SessionOutcome(True, False, "connection closed")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure: back off and reconnect
+            text = str(e)[:200]
+            if self.listen_key:  # the key is a bearer secret for the stream: never log it
+                text = text.replace(self.listen_key, "***")
+            if not self._stop.is_set():
+                log.warning("user data stream: %s: %s", type(e).__name__, text)
+            return SessionOutcome(connected, False, f"{type(e).__name__}: {text}")
 
     def _new_key(self) -> str:
         key = self._client.futures_stream_get_listen_key()

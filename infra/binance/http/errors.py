@@ -1,4 +1,5 @@
-"""Typed errors for the live Binance USD-M futures broker.
+"""Typed errors for every Binance REST call (the live USD-M futures broker and the market-data
+client): the one error map of the Binance adapter.
 
 Binance answers a failed request with an HTTP status and a JSON body ``{"code": -2019, "msg":
 "Margin is insufficient."}``. The raw messages are terse and some codes mean very different things
@@ -10,11 +11,20 @@ and what to do.
 Nothing here ever formats an API key or secret: the messages are built only from the code, the
 server's ``msg`` and the operation name. ``redact`` is applied anyway as a last line of defence
 because a server (or a proxy in front of it) could echo request headers back.
+
+``error_from_exception`` turns what python-binance and requests raise into these types, so the
+broker and the kline client classify failures the same way (a 5xx and a timeout are
+``ExchangeUnavailable``, a 429/418 is ``RateLimited`` with the server's Retry-After, ...).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+import requests
+from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+from tradeconsole.infra.retry import parse_retry_after
 
 __all__ = [
     "AMBIGUOUS_CODES",
@@ -30,8 +40,10 @@ __all__ = [
     "ProtectionFailed",
     "RateLimited",
     "ReduceOnlyRejected",
+    "RestError",
     "TimestampOutOfSync",
     "describe",
+    "error_from_exception",
     "error_from_response",
     "redact",
 ]
@@ -132,6 +144,11 @@ class BinanceError(Exception):
         self.api_message = api_message
 
 
+#: What the market-data client (``tradeconsole.infra.binance.http.rest``) raises when a call failed
+#: for good: the same hierarchy as the broker's (one error map), under the name its callers know.
+RestError = BinanceError
+
+
 class OrderRejected(BinanceError):
     """The exchange (or the broker's own pre-check against exchange filters) refused an order."""
 
@@ -213,3 +230,22 @@ def error_from_response(code: int | None, http_status: int | None, api_message: 
     if code is not None and code <= -2000:
         return OrderRejected(msg, **kw)
     return BinanceError(msg, **kw)
+
+
+def error_from_exception(exc: BaseException, operation: str, secrets: Iterable[str | None] = ()) -> BinanceError | None:
+    """The typed error for a failure raised by python-binance or requests while ``operation``, or
+    None when ``exc`` is neither (a bug: let it propagate). The server's text is redacted with
+    ``secrets`` and clipped; a timeout says the outcome is unknown (an order may exist)."""
+    if isinstance(exc, BinanceAPIException):
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        code = exc.code if isinstance(exc.code, int) and exc.code != 0 else None
+        api_msg = redact(str(exc.message or ""), secrets)[:300]
+        return error_from_response(code, exc.status_code, api_msg, operation, retry_after)
+    if isinstance(exc, requests.exceptions.Timeout):
+        return ExchangeUnavailable(f"no answer from Binance in time while {operation}; outcome unknown",
+                                   code=None, operation=operation)
+    if isinstance(exc, (requests.exceptions.RequestException, BinanceRequestException)):
+        return ExchangeUnavailable(f"could not reach Binance while {operation}: {type(exc).__name__}",
+                                   operation=operation)
+    return None

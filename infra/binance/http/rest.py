@@ -5,15 +5,18 @@ Shared by the history downloader and the live stream's backfill, so both obey th
 * at most 1000 klines per spot request and 1500 per USD-M futures request;
 * after every response the used request weight (``X-MBX-USED-WEIGHT-1M``) is read, and when it
   nears the per-minute limit the client waits for the next minute instead of provoking a 429;
-* HTTP 429 (rate limited) and 418 (IP banned for ignoring 429s) are answered by waiting exactly
-  ``Retry-After`` seconds, and every later call of this client also waits until then, because
-  any request during a ban lengthens it; a wait longer than ``max_wait`` raises ``RateLimited``
-  rather than blocking for hours;
+* HTTP 429 (rate limited) and 418 (IP banned for ignoring 429s) are answered by waiting
+  ``Retry-After`` seconds (at least), and every later call of this client also waits until then,
+  because any request during a ban lengthens it; a Retry-After longer than the policy's
+  ``max_retry_after_s`` raises ``RateLimited`` rather than blocking for hours;
 * 5xx answers and connection errors are retried with exponential backoff and jitter; other 4xx
   answers (unknown symbol, bad interval) raise at once since retrying cannot fix them.
 
-``sleep`` is injectable: the stream passes one that aborts when the stream stops, tests pass
-one that records the waits instead of sleeping.
+The back-off is the one policy of ``tradeconsole.infra.retry`` (``RetryPolicy``/``Backoff``:
+stop-aware, Retry-After-aware) and failures are typed by the one error map,
+``tradeconsole.infra.binance.http.errors`` (``RestError`` is its ``BinanceError``). ``sleep`` is
+injectable: the stream passes one that aborts when the stream stops, tests pass one that records
+the waits instead of sleeping; ``stop`` ends a wait early with ``tradeconsole.infra.retry.Stopped``.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tradeconsole.core.domain import Candle, interval_ms
+from tradeconsole.infra.binance.http.errors import ExchangeUnavailable, RateLimited, RestError, error_from_exception
 from tradeconsole.infra.binance.market.klines import KlineParseError, parse_rest_klines
+from tradeconsole.infra.retry import Backoff, RetryPolicy, StopSignal, Stopped
 
 if TYPE_CHECKING:
     from binance.client import Client
@@ -37,10 +42,10 @@ __all__ = [
     "WEIGHT_LIMIT_1M",
     "KlinePage",
     "KlineRestClient",
+    "DEFAULT_RETRY",
     "RateLimited",
     "RestError",
     "RestStats",
-    "RetryPolicy",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,24 +58,9 @@ WEIGHT_LIMIT_1M = {"spot": 6000, "futures": 2400}
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 
 
-class RestError(RuntimeError):
-    """A REST call failed for good: a 4xx that retrying cannot fix, or retries exhausted."""
-
-
-class RateLimited(RestError):
-    """Binance asked us to wait (429/418) longer than we may, or kept refusing."""
-
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int = 8  # per call, counting the first
-    base_delay: float = 0.5  # seconds, doubled per failed attempt
-    max_delay: float = 30.0
-    max_wait: float = 900.0  # longest Retry-After we sit out before raising RateLimited
+#: The market-data client's default share of the one retry policy: 8 attempts per call, backing
+#: off from 0.5 s to 30 s; a Retry-After over 15 minutes raises ``RateLimited`` instead of waiting.
+DEFAULT_RETRY = RetryPolicy(initial_s=0.5, max_s=30.0, jitter=0.25, max_retry_after_s=900.0, max_attempts=8)
 
 
 @dataclass(slots=True)
@@ -97,17 +87,6 @@ class KlinePage:
     covered_until: int
 
 
-def _retry_after(response: Any) -> float | None:
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 class KlineRestClient:
     """Kline and server-time requests for one market through a python-binance ``Client``
     (build it with ``tradeconsole.infra.binance.http.endpoints.make_client``)."""
@@ -117,8 +96,9 @@ class KlineRestClient:
         client: Client,
         market: str = "spot",
         *,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
+        stop: StopSignal | Iterable[StopSignal | None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         weight_limit: int | None = None,
@@ -127,6 +107,8 @@ class KlineRestClient:
     ) -> None:
         if market not in MARKETS:
             raise ValueError(f"market must be one of {MARKETS}, not {market!r}")
+        if retry.max_attempts is None:
+            raise ValueError("the kline client's retry policy needs max_attempts (every call must end)")
         self.client = client
         self.market = market
         self.retry = retry
@@ -135,6 +117,7 @@ class KlineRestClient:
         self.weight_headroom = weight_headroom
         self.stats = RestStats()
         self._sleep = sleep
+        self._stop = stop
         self._monotonic = monotonic
         self._wall = wall
         self._rng = random.Random(seed)
@@ -207,10 +190,6 @@ class KlineRestClient:
             self.stats.waited_s += seconds
             self._sleep(seconds)
 
-    def _backoff(self, attempt: int) -> float:
-        d = min(self.retry.max_delay, self.retry.base_delay * 2 ** attempt)
-        return d * (0.5 + 0.5 * self._rng.random())
-
     def _note_weight(self) -> None:
         response = getattr(self.client, "response", None)
         headers = getattr(response, "headers", None) or {}
@@ -230,45 +209,47 @@ class KlineRestClient:
             self._wait(wait)
 
     def _call(self, fn: Callable[..., Any], **params: Any) -> Any:
-        from binance.exceptions import BinanceAPIException, BinanceRequestException
-        from requests import RequestException
-
-        last_error = "no attempt made"
-        for attempt in range(self.retry.attempts):
+        """One request under the retry policy (see the module docstring)."""
+        op = f"{self.market} {fn.__name__}"
+        backoff = Backoff(op, self.retry, stop=self._stop, logger=log, rng=self._rng, sleep=self._wait)
+        while True:
             blocked = self._blocked_until - self._monotonic()
             if blocked > 0:
-                self._wait(blocked)
+                if not backoff.wait(blocked):
+                    raise Stopped(f"{op}: stopped while rate limited")
                 self._blocked_until = 0.0  # served (``sleep`` may be simulated)
-            if attempt:
+            if backoff.failures:
                 self.stats.retries += 1
             self.stats.requests += 1
             try:
                 result = fn(**params)
-            except BinanceAPIException as exc:
-                status = int(exc.status_code)
-                self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
-                last_error = f"HTTP {status} (code {exc.code}): {exc.message}"
-                if status in (429, 418):
-                    self.stats.rate_limited += 1
-                    retry_after = _retry_after(exc.response)
-                    delay = retry_after if retry_after is not None else self._backoff(attempt)
-                    if delay > self.retry.max_wait:
-                        raise RateLimited(f"Binance {last_error}; asked to wait {delay:.0f} s", delay) from None
-                    log.warning("%s: rate limited (%s); waiting %.1f s", fn.__name__, last_error, delay)
-                    self._blocked_until = self._monotonic() + delay
-                    if attempt + 1 == self.retry.attempts:
-                        raise RateLimited(f"still rate limited after {attempt + 1} attempts: {last_error}",
-                                          retry_after) from None
-                    continue
-                if status < 500:
-                    raise RestError(f"{fn.__name__} {params}: {last_error}") from None
-            except (BinanceRequestException, RequestException) as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:
+                err = error_from_exception(exc, op)
+                if err is None:
+                    raise
             else:
                 self._note_weight()
+                backoff.succeeded()
                 return result
-            if attempt + 1 < self.retry.attempts:
-                delay = self._backoff(attempt)
-                log.warning("%s failed (%s); retry %d in %.2f s", fn.__name__, last_error, attempt + 1, delay)
-                self._wait(delay)
-        raise RestError(f"{fn.__name__} failed after {self.retry.attempts} attempts: {last_error}")
+            if err.http_status is not None:
+                self.stats.by_status[err.http_status] = self.stats.by_status.get(err.http_status, 0) + 1
+            if isinstance(err, RateLimited):
+                self.stats.rate_limited += 1
+                if err.retry_after is not None and err.retry_after > self.retry.max_retry_after_s:
+                    raise RateLimited(f"{err}; asked to wait {err.retry_after:.0f} s", retry_after=err.retry_after,
+                                      code=err.code, http_status=err.http_status, operation=op) from None
+                delay = backoff.failed(str(err), err.retry_after)
+                if backoff.exhausted:
+                    raise RateLimited(f"still rate limited after {backoff.failures} attempts: {err}",
+                                      retry_after=err.retry_after, code=err.code, http_status=err.http_status,
+                                      operation=op) from None
+                self._blocked_until = self._monotonic() + delay  # later calls of this client wait too
+                continue
+            if not isinstance(err, ExchangeUnavailable):
+                raise err from None  # a 4xx: retrying cannot fix it
+            delay = backoff.failed(str(err))
+            if backoff.exhausted:
+                raise ExchangeUnavailable(f"{op} failed after {backoff.failures} attempts: {err}", code=err.code,
+                                          http_status=err.http_status, operation=op) from None
+            if not backoff.wait(delay):
+                raise Stopped(f"{op}: stopped while waiting to retry")

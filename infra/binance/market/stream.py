@@ -81,7 +81,9 @@ from tradeconsole.infra.binance.market.klines import (
     kline_stream_name,
     parse_ws_message,
 )
-from tradeconsole.infra.binance.http.rest import MARKETS, KlineRestClient, RestError, RetryPolicy
+from tradeconsole.infra.binance.http.rest import DEFAULT_RETRY, MARKETS, KlineRestClient, RestError
+from tradeconsole.infra.binance.reconnect import ReconnectLoop, SessionOutcome
+from tradeconsole.infra.retry import RetryPolicy
 
 __all__ = ["BinanceKlineStream", "KlineSequencer", "StreamCounters", "StreamStopped"]
 
@@ -228,11 +230,8 @@ class _Outbox:
             self._cond.notify_all()
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    healthy: bool  # the connection delivered valid messages: reset the backoff
-    scheduled: bool  # we closed it on purpose (age limit): reconnect at once
-    reason: str
+#: streams one combined websocket connection may carry (Binance "WebSocket Market Streams")
+MAX_STREAMS_PER_CONNECTION = 1024
 
 
 class BinanceKlineStream:
@@ -268,7 +267,7 @@ class BinanceKlineStream:
         status_interval: float = 5.0,
         open_timeout: float = 10.0,
         gap_retries: int = 3,
-        rest_retry: RetryPolicy = RetryPolicy(),
+        rest_retry: RetryPolicy = DEFAULT_RETRY,
         rest_factory: Callable[[Callable[[float], None]], KlineRestClient] | None = None,
         seed: int | None = None,
         name: str | None = None,
@@ -289,6 +288,11 @@ class BinanceKlineStream:
             self._seq.setdefault((symbol.upper(), interval), KlineSequencer(symbol, interval))
         if not self._seq:
             raise ValueError("at least one (symbol, interval) pair is required")
+        if len(self._seq) > MAX_STREAMS_PER_CONNECTION:
+            # "A single connection can listen to a maximum of 1024 streams" (Binance spot and
+            # USD-M futures docs, "WebSocket Market Streams"): more would be refused at connect
+            raise ValueError(f"{len(self._seq)} (symbol, interval) streams is more than the "
+                             f"{MAX_STREAMS_PER_CONNECTION} one Binance websocket connection carries")
         if backfill < 0 or silence_timeout <= 0 or backoff_initial < 0 or backoff_max < backoff_initial:
             raise ValueError("invalid stream timing settings")
         if (degraded_after is not None and not degraded_after > 0) or not degraded_grace >= 0 \
@@ -435,32 +439,26 @@ class BinanceKlineStream:
         self.state = state
         self._outbox.put(FeedStatus(self.name, state, self._lag_ms, detail, int(time.time() * 1000)))
 
-    def _backoff(self, attempt: int) -> float:
-        d = min(self.backoff_max, self.backoff_initial * 2 ** attempt)
-        return d / 2 + self._rng.uniform(0, d / 2)
-
     async def _supervise(self) -> None:
-        attempt = 0
+        """The shared reconnect loop (``tradeconsole.infra.binance.reconnect``) around ``_session``;
+        never gives up, backs off from ``backoff_initial`` to ``backoff_max``."""
         self._status("connecting", self.url)
-        while not self._stopping.is_set():
-            try:
-                outcome = await self._session()
-            except StreamStopped:
-                return
-            if self._stopping.is_set():
-                return
-            self._counters.reconnects += 1
-            if outcome.healthy:
-                attempt = 0
-            delay = 0.0 if outcome.scheduled else self._backoff(attempt)
-            attempt += 0 if outcome.scheduled else 1
-            log.info("%s: %s; reconnecting in %.2f s", self.name, outcome.reason, delay)
-            self._status("reconnecting", f"{outcome.reason}; retry in {delay:.1f} s")
-            await asyncio.sleep(delay)
+        policy = RetryPolicy(initial_s=self.backoff_initial, max_s=self.backoff_max, jitter=0.25)
+        loop = ReconnectLoop(self.name, self._stopping, policy, rng=self._rng, logger=log,
+                             on_reconnect=self._on_reconnect)
+        try:
+            await loop.run(self._session)
+        except StreamStopped:
+            return
 
-    async def _session(self) -> _Outcome:
+    def _on_reconnect(self, outcome: SessionOutcome, delay: float) -> None:
+        self._counters.reconnects += 1
+        log.info("%s: %s; reconnecting in %.2f s", self.name, outcome.reason, delay)
+        self._status("reconnecting", f"{outcome.reason}; retry in {delay:.1f} s")
+
+    async def _session(self) -> SessionOutcome:
         """One connection: connect, backfill, read until it ends. Never raises for network or
-        REST trouble (that is an ``_Outcome``); ``StreamStopped``/cancellation propagate."""
+        REST trouble (that is an ``SessionOutcome``); ``StreamStopped``/cancellation propagate."""
         from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -471,7 +469,7 @@ class BinanceKlineStream:
                                close_timeout=2, max_queue=1024)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             self._counters.errors += 1
-            return _Outcome(False, False, f"connect failed: {type(exc).__name__}: {exc}")
+            return SessionOutcome(False, False, f"connect failed: {type(exc).__name__}: {exc}")
         self._counters.connects += 1
         try:
             self._status("backfilling", "catching up over REST")
@@ -483,16 +481,16 @@ class BinanceKlineStream:
             return await self._read(ws)
         except RestError as exc:
             self._counters.errors += 1
-            return _Outcome(self._healthy, False, f"REST backfill failed: {exc}")
+            return SessionOutcome(self._healthy, False, f"REST backfill failed: {exc}")
         except ConnectionClosed as exc:
-            return _Outcome(self._healthy, False, f"connection closed: {exc}")
+            return SessionOutcome(self._healthy, False, f"connection closed: {exc}")
         finally:
             try:
                 await asyncio.wait_for(ws.close(), 2)
             except (TimeoutError, OSError, asyncio.CancelledError):
                 ws.transport.abort()
 
-    async def _read(self, ws: Any) -> _Outcome:
+    async def _read(self, ws: Any) -> SessionOutcome:
         from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
         loop = asyncio.get_running_loop()
@@ -517,10 +515,10 @@ class BinanceKlineStream:
         finally:
             watchdog.cancel()
         if self._close_reason == "scheduled":
-            return _Outcome(True, True, "scheduled reconnect before the 24 h limit")
+            return SessionOutcome(True, True, "scheduled reconnect before the 24 h limit")
         if self._close_reason == "stale":
-            return _Outcome(False, False, f"no message for {self.silence_timeout:g} s")
-        return _Outcome(self._healthy, False, reason)
+            return SessionOutcome(False, False, f"no message for {self.silence_timeout:g} s")
+        return SessionOutcome(self._healthy, False, reason)
 
     async def _watchdog(self, ws: Any, connected_at: float) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,163 @@
+"""The optimisation screen (issue 16, item 5) driven by keys: from the backtest form (ctrl+o) run
+an optimisation off the UI thread, read the heatmap, the top trials and the walk-forward, sort,
+apply a trial to the form, paper-trade it through SwitchStrategy, cancel with Escape, open a
+stored results file; at 80x24 and large."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tui.conftest import screen_text, wait_for
+from tests.tui.test_backtest_screen import leave_and_quit, open_backtest
+from tradeconsole.core.engine import SwitchStrategy
+from tradeconsole.tui.app import TradeConsoleApp
+from tradeconsole.tui.screens.backtest import BacktestScreen, SortableTable, parse_request
+from tradeconsole.tui.screens.dialogs import ConfirmDialog
+from tradeconsole.tui.screens.optimize import OptimizeScreen, optimize_argv, parse_optimize_args
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("optimize")]
+
+SPACE = "stop_loss_pct=0.01,0.02,0.03 take_profit_pct=0.02,0.04"
+
+
+async def fill_form(pilot, data_1h) -> None:
+    """Backtest form: the 1h data folder, 2022-01-01 .. 2022-07-01 (engulfing, from the session)."""
+    await pilot.press("tab", "tab", "tab", "ctrl+a", "ctrl+k", *str(data_1h))
+    await pilot.press("tab", *"2022-01-01", "tab", *"2022-07-01")
+
+
+async def open_optimize(pilot, data_1h) -> OptimizeScreen:
+    app = pilot.app
+    await open_backtest(pilot)
+    await fill_form(pilot, data_1h)
+    await pilot.press("ctrl+o")
+    await wait_for(pilot, lambda: isinstance(app.screen, OptimizeScreen), what="the optimise screen")
+    return app.screen
+
+
+async def set_input(pilot, screen: OptimizeScreen, field: str, text: str) -> None:
+    screen.query_one(f"#{field}").focus()
+    await pilot.press("ctrl+a", "ctrl+k", *text)
+
+
+async def run_and_wait(pilot, screen: OptimizeScreen) -> None:
+    await pilot.press("ctrl+r")
+    await wait_for(pilot, lambda: not screen.running, timeout=150, what="the optimisation")
+    await pilot.pause(0.2)
+
+
+def expected(screen: OptimizeScreen) -> dict:
+    """The same optimisation through the CLI's function, outside the console."""
+    from tradeconsole.backtest.optimize.cli import run_optimisation
+
+    return run_optimisation(parse_optimize_args(optimize_argv(screen.request, screen.form_values())))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=["80x24", "200x60"])
+@pytest.mark.asyncio
+async def test_optimise_by_keys_results_apply_and_paper(replay_opts, data_1h, tmp_path, monkeypatch, size):
+    monkeypatch.chdir(tmp_path)
+    app = TradeConsoleApp(replay_opts())
+    async with app.run_test(size=size) as pilot:
+        screen = await open_optimize(pilot, data_1h)
+        assert screen.request.strategy == "engulfing" and screen.request.interval == "1h"
+        await set_input(pilot, screen, "space", SPACE)
+        await set_input(pilot, screen, "folds", "2")
+        await set_input(pilot, screen, "workers", "1")
+        await run_and_wait(pilot, screen)
+        assert screen.report is not None, screen.status_message
+        assert "done: 6 combinations" in screen.status_message and "kernel: compiled" in screen.status_message
+        want = expected(screen)
+        got = screen.report
+        assert [t["params"] for t in got["top"]] == [t["params"] for t in want["top"]]
+        assert [t["score"] for t in got["top"]] == [t["score"] for t in want["top"]]
+        assert got["walk_forward"]["folds"] == want["walk_forward"]["folds"]
+        table = screen.query_one("#op-trials", SortableTable)
+        assert table.row_count == 6
+        # the heatmap holds the best score of every (stop, target) cell
+        heat = str(screen.query_one("#op-heatmap").render())
+        best = max(t["score"] for t in want["top"])
+        assert f"{best:.3g}" in heat and "take_profit_pct" in heat
+        text = screen_text(app)
+        assert "Top trials" in text and "Walk-forward" in text
+        # sort by score, ascending: the worst trial first
+        table.focus()
+        await pilot.press("right", "right", "right", "s")
+        first = table.get_row_at(0)
+        assert str(first[3]) == f'{min(t["score"] for t in want["top"]):.3g}'
+
+        # select the worst trial (cursor row 0), apply it to the backtest form
+        await pilot.press("ctrl+t")
+        worst = min(want["top"], key=lambda t: t["score"])["params"]
+        assert "applied" in screen.status_message, screen.status_message
+        form = next(s for s in app.screen_stack if isinstance(s, BacktestScreen))
+        values = form.form_values()
+        assert float(values["param:stop_loss_pct"]) == worst["stop_loss_pct"]
+        assert float(values["param:take_profit_pct"]) == worst["take_profit_pct"]
+        req, errors = parse_request(values)
+        assert req is not None and dict(req.params)["take_profit_pct"] == worst["take_profit_pct"], errors
+        # paper trading with them: asks, then the engine gets SwitchStrategy with these parameters
+        sent = []
+        engine = app.runtime.engine
+        real_send = engine.send
+        monkeypatch.setattr(engine, "send", lambda cmd: (sent.append(cmd), real_send(cmd))[1])
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: sent, what="the switch command")
+        cmd = sent[0]
+        assert isinstance(cmd, SwitchStrategy) and cmd.strategy == "engulfing"
+        assert cmd.params == worst and cmd.key == app.selected_key
+        await pilot.press("escape")  # back to the form, then the dashboard
+        await wait_for(pilot, lambda: isinstance(app.screen, BacktestScreen), what="the backtest form")
+        await leave_and_quit(pilot)
+
+
+@pytest.mark.asyncio
+async def test_escape_cancels_and_a_results_file_resumes_and_opens(replay_opts, data_1h, tmp_path):
+    results = tmp_path / "r.csv"
+    app = TradeConsoleApp(replay_opts())
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_optimize(pilot, data_1h)
+        await set_input(pilot, screen, "space", "stop_loss_pct=0.005:0.05:0.001 take_profit_pct=0.01:0.1:0.01")
+        await set_input(pilot, screen, "folds", "0")
+        await set_input(pilot, screen, "workers", "1")
+        await set_input(pilot, screen, "results", str(results))
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: screen._progress[1] >= 5, timeout=120, what="some finished combinations")
+        await pilot.press("escape")  # cancels; the screen stays
+        await wait_for(pilot, lambda: not screen.running, timeout=60, what="the cancel")
+        assert isinstance(app.screen, OptimizeScreen)
+        assert screen.status_message.startswith("cancelled:") and str(results) in screen.status_message
+        kept = results.read_text().count("\n") - 1
+        assert 5 <= kept < 46 * 10
+        # a small space over a file that has rows: open shows them without running
+        await set_input(pilot, screen, "space", "stop_loss_pct=0.005,0.006 take_profit_pct=0.01")
+        await pilot.press("ctrl+l")
+        assert screen.status_message.startswith("opened"), screen.status_message
+        assert screen.query_one("#op-trials", SortableTable).row_count == min(10, kept)
+        await run_and_wait(pilot, screen)  # resumes: the two combinations were in the file already
+        assert screen.report is not None and screen.report["resumed"] >= 1, screen.status_message
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, BacktestScreen), what="the backtest form")
+        await leave_and_quit(pilot)
+
+
+@pytest.mark.asyncio
+async def test_bad_space_is_a_status_line_not_a_crash(replay_opts, data_1h):
+    app = TradeConsoleApp(replay_opts())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_optimize(pilot, data_1h)
+        await set_input(pilot, screen, "space", "nonsense=1,2")
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.2)
+        assert not screen.running and "unknown parameter" in screen.status_message
+        await set_input(pilot, screen, "space", "stop_loss_pct=2")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not screen.running, timeout=60, what="the refusal")
+        assert "stop_loss_pct" in screen.status_message and screen.report is None
+        await pilot.press("ctrl+g")  # nothing to paper-trade yet
+        assert "no trial yet" in screen.status_message
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, BacktestScreen), what="the backtest form")
+        await leave_and_quit(pilot)

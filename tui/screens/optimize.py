@@ -1,0 +1,539 @@
+"""The optimisation screen: search a strategy's parameters from the backtest screen (ctrl+o there).
+
+It takes the backtest form's strategy, data, dates, fill model and costs, and runs exactly what
+``tradeconsole optimize`` runs (``tradeconsole.backtest.optimize.cli.run_optimisation``: the
+compiled kernel self-checked against ``run_backtest``, or the plain path for strategies the kernel
+does not model; walk-forward by default) in a thread worker. Its progress hook only stores three
+values and reads the cancel flag; a timer copies them into the progress bar, so the UI never waits
+for the search and Escape stops it at the next finished batch (finished rows are kept in the
+results file, and a re-run resumes from it).
+
+Results: a heatmap of the best score over two searched parameters (ctrl+n cycles the pair), a
+sortable table of the top trials - their full-window (in-sample) metrics next to their results on
+the walk-forward test windows - and the walk-forward folds, whose out-of-sample numbers are the
+honest ones (each fold chose on its training window alone). ``ctrl+t`` copies the selected trial's
+parameters into the backtest form; ``ctrl+g`` switches the selected paper session to the strategy
+with these parameters through the engine's ``SwitchStrategy`` command (after a confirmation;
+refused outside paper trading). ``ctrl+l`` opens a stored results file instead of running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import threading
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
+
+from tradeconsole.core.strategies import SOURCES, STRATEGIES
+from tradeconsole.tui.screens.backtest import BacktestRequest, SortableTable, _day
+from tradeconsole.tui.widgets.header import KeyBar
+
+__all__ = ["OPTIMIZE_BINDINGS", "OptimizeScreen", "default_space", "heatmap_text", "optimize_argv",
+           "stored_results"]
+
+OPTIMIZE_BINDINGS = [
+    Binding("ctrl+r,f5", "run", "Run", key_display="^r"),
+    Binding("escape", "cancel_or_back", "Cancel/Back", key_display="esc",
+            tooltip="cancel the running optimisation (finished rows kept), else back to the backtest form"),
+    Binding("ctrl+t", "apply", "Apply to form", key_display="^t",
+            tooltip="copy the selected trial's parameters into the backtest form"),
+    Binding("ctrl+g", "paper", "Paper with these", key_display="^g",
+            tooltip="switch the selected paper session to these parameters (asks first)"),
+    Binding("ctrl+n", "next_pair", "Heatmap pair", key_display="^n", tooltip="heatmap of the next two parameters"),
+    Binding("ctrl+l", "open_results", "Open results", key_display="^l",
+            tooltip="show the stored results file named in the form"),
+]
+
+OBJECTIVES = ("sharpe", "return", "sortino", "calmar", "profit_factor")
+HEADLINE = ("return_pct", "sharpe", "max_drawdown_pct", "trades")
+
+
+def default_space(strategy: str) -> str:
+    """The form's starting ``--param`` specs: a user strategy's own declared ranges (as the CLI
+    uses them without ``--param``); for a built-in a small stop/target grid every strategy has."""
+    from tradeconsole.backtest.optimize.space import default_specs
+
+    own = default_specs(strategy)
+    if own:
+        return " ".join(own)
+    return "stop_loss_pct=0.01,0.015,0.02,0.03 take_profit_pct=0.02,0.03,0.045,0.06"
+
+
+def optimize_argv(req: BacktestRequest, form: dict[str, str]) -> list[str]:
+    """The ``tradeconsole optimize`` command line of the backtest request plus this screen's form,
+    so the screen runs exactly what the CLI would (and its option checks refuse what it refuses)."""
+    argv = ["optimize", "--strategy", req.strategy, "--data", req.source(), "--interval", req.interval,
+            "--mode", req.model, "--cash", repr(req.cash), "--leverage", repr(req.leverage), "--fee", repr(req.fee_rate),
+            "--slippage-bps", repr(req.slippage_bps), "--funding-rate", repr(req.funding_rate_8h),
+            "--search", form.get("search") or "grid", "--objective", form.get("objective") or "sharpe"]
+    if req.start_ms is not None:
+        argv += ["--from", _day(req.start_ms)]
+    if req.end_ms is not None:
+        argv += ["--to", _day(req.end_ms)]
+    specs = (form.get("space") or "").split()
+    for spec in specs:
+        argv += ["--param", spec]
+    # the form's other parameters, where they differ from the strategy's defaults, are held fixed
+    # (one-value dimensions): the optimisation searches around what the form would backtest
+    searched = {sp.partition("=")[0].strip() for sp in specs}
+    defaults = STRATEGIES[req.strategy].Params()
+    for name, value in req.params:
+        if name not in searched and float(getattr(defaults, name)) != value:
+            argv += ["--param", f"{name}={value!r}"]
+    for key, opt in (("trials", "--trials"), ("folds", "--folds"), ("min_trades", "--min-trades"),
+                     ("workers", "--workers"), ("results", "--results"), ("top", "--top")):
+        value = (form.get(key) or "").strip()
+        if value:
+            argv += [opt, value]
+    return argv
+
+
+def parse_optimize_args(argv: list[str]) -> argparse.Namespace:
+    """``argv`` through the CLI's own parser (a mistake is a ``UserError`` with the CLI's words)."""
+    from tradeconsole.tui.cli import build_parser
+
+    return build_parser().parse_args(argv)
+
+
+def stored_results(path: str, strategy: str, objective: str) -> tuple[list[str], list[dict[str, float]],
+                                                                          list[dict[str, Any]]]:
+    """The full-window rows of a results file (``--results``): parameter names, points, rows
+    scored by ``objective`` (rows of other windows are the walk-forward's and are left out)."""
+    from dataclasses import fields
+
+    from tradeconsole.backtest.optimize.objective import Objective, load_objective
+    from tradeconsole.backtest.optimize.store import ResultsStore
+
+    store = ResultsStore(path)
+    store.close()
+    declared = [f.name for f in fields(STRATEGIES[strategy].Params)]
+    rows = [r for r in store.rows.values() if r.get("window") == "full"]
+    names = [n for n in declared if rows and all(n in r and r[n] is not None for r in rows)]
+    obj = Objective(objective, load_objective(objective))
+    points, scored = [], []
+    for r in rows:
+        points.append({n: float(r[n]) for n in names})
+        scored.append({**r, "score": obj.score(r)})
+    return names, points, scored
+
+
+def heatmap_text(points: list[dict[str, float]], rows: list[dict[str, Any]], x: str, y: str,
+                 width: int = 80) -> Text:
+    """The best score over ``x`` (columns) and ``y`` (rows), colour from red (low) to green
+    (high), the number in every cell so nothing depends on colour; '-' = no feasible trial."""
+    best: dict[tuple[float, float], float] = {}
+    for p, r in zip(points, rows, strict=True):
+        s = r.get("score")
+        if s is None or not math.isfinite(s):
+            continue
+        k = (p[x], p[y])
+        if k not in best or s > best[k]:
+            best[k] = s
+    xs = sorted({p[x] for p in points})
+    ys = sorted({p[y] for p in points}, reverse=True)
+    out = Text()
+    out.append(f"best score: {y} (rows) × {x} (cols)\n", style="bold")
+    if not xs or not ys:
+        out.append("no trials", style="dim")
+        return out
+    label_w = max(len(f"{v:g}") for v in ys) + 1
+    cell = max(7, *(len(f"{v:g}") + 1 for v in xs))  # 6 characters of score and a space
+    fit = max(1, (width - label_w) // cell)
+    if len(xs) > fit:
+        out.append(f"({len(xs) - fit} more columns than fit)\n", style="dim")
+        xs = xs[:fit]
+    vals = list(best.values())
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    span = (hi - lo) or 1.0
+    out.append(" " * label_w + "".join(f"{v:>{cell}g}" for v in xs) + "\n", style="dim")
+    for yv in ys:
+        out.append(f"{yv:>{label_w - 1}g} ", style="dim")
+        for xv in xs:
+            v = best.get((xv, yv))
+            if v is None:
+                out.append(f"{'-':>{cell}}", style="dim")
+                continue
+            f = (v - lo) / span
+            r, g = int(200 * (1 - f)) + 30, int(170 * f) + 30
+            out.append(" ")
+            out.append(f"{v:>{cell - 1}.3g}", style=f"bold white on rgb({r},{g},40)")
+        out.append("\n")
+    out.append(f"low {lo:.3g} … high {hi:.3g}", style="dim")
+    return out
+
+
+def _f(v: Any, spec: str = ".3g") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return format(v, spec) if isinstance(v, float) else str(v)
+
+
+def _row(label: str, field: Any) -> Horizontal:
+    return Horizontal(Label(label, classes="op-label"), field, classes="op-row")
+
+
+class OptimizeScreen(Screen):
+    """Search the backtest form's strategy; see the module docstring."""
+
+    BINDINGS = OPTIMIZE_BINDINGS
+    DEFAULT_CSS = """
+    OptimizeScreen { layout: vertical; }
+    #op-title { height: 1; background: $boost; padding: 0 1; }
+    #op-main { height: 1fr; }
+    #op-form { width: 30; border: round $panel-lighten-2; padding: 0 1; }
+    .op-row { height: 1; }
+    .op-label { width: 11; }
+    .op-row Input, .op-row Select { width: 1fr; }
+    #op-results { width: 1fr; }
+    #op-heatmap-box { height: 3fr; min-height: 8; border: round $panel-lighten-2; }
+    #op-trials { height: 2fr; min-height: 5; border: round $panel-lighten-2; }
+    #op-wf { height: auto; max-height: 7; border: round $panel-lighten-2; }
+    #op-bottom { height: auto; }
+    #op-progress { width: 30; }
+    #op-status { width: 1fr; }
+    """
+
+    def __init__(self, request: BacktestRequest, *, deterministic: bool = False) -> None:
+        super().__init__()
+        self.request = request
+        self.deterministic = deterministic
+        self.running = False
+        self._cancel = threading.Event()
+        self._progress: tuple[str, int, int] = ("", 0, 0)
+        self._timer: Any = None
+        self.report: dict[str, Any] | None = None
+        self.names: list[str] = []
+        self.points: list[dict[str, float]] = []
+        self.rows: list[dict[str, Any]] = []
+        self.trials: list[dict[str, Any]] = []  # the table's trials, by row key (their rank)
+        self.pair = 0
+        self.status_message = ""
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        req = self.request
+        kind = "user strategy" if SOURCES.get(req.strategy) != "built-in" else "built-in"
+        yield Static(f"Optimise · {req.strategy} ({kind}) {req.symbol} {req.interval} · {req.model} fills · "
+                     "walk-forward, self-checked against the backtest", id="op-title")
+        with Horizontal(id="op-main"):
+            with VerticalScroll(id="op-form", can_focus=False):
+                yield _row("Params", Input(default_space(req.strategy), compact=True, id="space",
+                                           tooltip="--param specs: NAME=20,25,30 or NAME=LOW:HIGH:STEP or NAME"))
+                yield _row("Search", Select([(s, s) for s in ("grid", "random", "optuna")], value="grid",
+                                            allow_blank=False, compact=True, id="search"))
+                yield _row("Trials", Input("", placeholder="random/optuna", compact=True, id="trials"))
+                yield _row("Objective", Select([(o, o) for o in OBJECTIVES], value="sharpe", allow_blank=False,
+                                               compact=True, id="objective"))
+                yield _row("Folds", Input("4", compact=True, id="folds", tooltip="walk-forward folds; 0 = in-sample only"))
+                yield _row("Min trades", Input("0", compact=True, id="min_trades"))
+                yield _row("Workers", Input(str(max(1, (os.cpu_count() or 1) - 1)), compact=True, id="workers",
+                                            tooltip="worker processes (one core is left to the console)"))
+                yield _row("Top", Input("10", compact=True, id="top"))
+                yield _row("Results", Input("", placeholder="file .csv (resume/open)", compact=True, id="results"))
+                yield Button("Run (ctrl+r)", id="op-run", compact=True, variant="primary")
+            with Vertical(id="op-results"):
+                yield VerticalScroll(Static("", id="op-heatmap"), id="op-heatmap-box")
+                yield SortableTable(id="op-trials")
+                yield Static("", id="op-wf")
+        with Horizontal(id="op-bottom"):
+            yield ProgressBar(total=100, show_eta=False, id="op-progress")
+            yield Static("", id="op-status")
+        yield KeyBar(OPTIMIZE_BINDINGS)
+
+    def on_mount(self) -> None:
+        for inp in self.query(Input):
+            inp.cursor_blink = not self.deterministic
+        self.query_one("#op-heatmap-box").border_title = "Heatmap (ctrl+n: next pair)"
+        self.query_one("#op-trials").border_title = "Top trials (s sorts, Enter selects)"
+        self.query_one("#op-wf").border_title = "Walk-forward (honest: chosen on training windows only)"
+        self.query_one("#op-heatmap", Static).update(Text("No optimisation yet: check the form, then ctrl+r.",
+                                                          style="dim"))
+        self._columns([])
+        self.query_one("#space", Input).focus()
+
+    # ------------------------------------------------------------------ form
+    def form_values(self) -> dict[str, str]:
+        out = {k: self.query_one(f"#{k}", Input).value for k in
+               ("space", "trials", "folds", "min_trades", "workers", "top", "results")}
+        for k in ("search", "objective"):
+            out[k] = str(self.query_one(f"#{k}", Select).value)
+        return out
+
+    def _status(self, text: str, style: str = "") -> None:
+        self.status_message = text
+        self.query_one("#op-status", Static).update(Text(text, style=style))
+
+    # ------------------------------------------------------------------ running
+    @on(Button.Pressed, "#op-run")
+    def _run_pressed(self) -> None:
+        self.action_run()
+
+    def action_run(self) -> None:
+        if self.running:
+            self._status("an optimisation is already running (Escape cancels it)", "yellow")
+            return
+        from tradeconsole.core.errors import UserError
+
+        try:
+            args = parse_optimize_args(optimize_argv(self.request, self.form_values()))
+        except UserError as exc:
+            self._status(str(exc), "bold red")
+            return
+        self.running = True
+        self._cancel.clear()
+        self._progress = ("", 0, 0)
+        self.query_one("#op-progress", ProgressBar).update(total=100, progress=0)
+        self._status(f"loading {self.request.source()} …")
+        self._timer = self.set_interval(0.1, self._show_progress)
+        self._worker(args)
+
+    def action_cancel_or_back(self) -> None:
+        if self.running:
+            self._cancel.set()
+            self._status("cancelling… (finished rows are kept)", "yellow")
+        else:
+            self.app.pop_screen()
+
+    def _progress_cb(self, label: str, done: int, total: int) -> bool:
+        self._progress = (label, done, total)
+        return not self._cancel.is_set()
+
+    def _show_progress(self) -> None:
+        label, done, total = self._progress
+        if total:
+            self.query_one("#op-progress", ProgressBar).update(total=total, progress=done)
+            self._status(f"{label}: {done:,}/{total:,} combinations (Escape cancels)")
+
+    @work(thread=True, exclusive=True, group="optimize")
+    def _worker(self, args: argparse.Namespace) -> None:
+        """The optimisation off the UI thread; the outcome goes back with call_from_thread."""
+        from tradeconsole.backtest.optimize.cli import Interrupted, run_optimisation
+
+        try:
+            if self._cancel.is_set():
+                raise Interrupted(0, args.results)
+            out = run_optimisation(args, on_progress=self._progress_cb)
+        except Interrupted as exc:
+            kept = f" kept in {exc.results}" if exc.results else " (no results file: nothing kept)"
+            self._report(None, f"cancelled: {exc.computed} combination(s) computed{kept}")
+            return
+        except Exception as exc:  # noqa: BLE001 - bad data, bad space: shown, never fatal
+            self._report(None, f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc))
+            return
+        self._report(out, "")
+
+    def _report(self, out: dict[str, Any] | None, error: str) -> None:
+        try:
+            self.app.call_from_thread(self._finished, out, error)
+        except Exception:  # noqa: BLE001 - the app has closed meanwhile: nobody to tell
+            pass
+
+    def on_unmount(self) -> None:
+        self._cancel.set()  # closing: a running search stops at its next finished batch
+
+    def _finished(self, out: dict[str, Any] | None, error: str) -> None:
+        self.running = False
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if out is None:
+            self._status(error, "yellow" if error.startswith("cancelled") else "bold red")
+            return
+        self.show_report(out)
+        best = out.get("best")
+        took = "" if self.deterministic else f", {out['elapsed_s']:.1f}s"  # snapshots: no wall clock
+        head = (f"done: {out['evaluated']} combinations, {out['feasible']} feasible{took}; "
+                f"{out['verified_against_backtest']} re-run through the backtest: identical; kernel: {out['kernel']}")
+        self._status(head if best else f"{head}; {out.get('note', 'no feasible combination')}",
+                     "green" if best else "yellow")
+
+    # ------------------------------------------------------------------ results
+    def show_report(self, out: dict[str, Any]) -> None:
+        """A finished run's report: heatmap, top trials, walk-forward."""
+        self.report = out
+        self.names = [d.name for d in out["_dims"]]
+        self.points, self.rows = out["_points"], out["_rows"]
+        self.trials = [dict(t) for t in out["top"]]
+        self.pair = 0
+        self._draw_heatmap()
+        self._fill_trials()
+        self._fill_walk_forward(out.get("walk_forward"), out.get("warning"))
+
+    def _columns(self, names: list[str]) -> None:
+        table = self.query_one("#op-trials", SortableTable)
+        table.set_columns("#", *names, "score", "ret %", "sharpe", "dd %", "trades", "test ret %", "test score")
+
+    def _fill_trials(self) -> None:
+        table = self.query_one("#op-trials", SortableTable)
+        self._columns(self.names)
+        for i, t in enumerate(self.trials, start=1):
+            tw = t.get("test_windows") or {}
+            ret = t.get("return_pct")
+            table.add_row(str(i), *(f"{t['params'][n]:g}" for n in self.names), _f(t.get("score")),
+                          Text(_f(ret, "+.2f"), style="green" if (ret or 0) > 0 else "red"), _f(t.get("sharpe"), ".2f"),
+                          _f(t.get("max_drawdown_pct"), ".1f"), _f(t.get("trades")),
+                          _f(tw.get("return_pct"), "+.2f") if tw.get("windows") else "-",
+                          _f(tw.get("score_mean")) if tw.get("windows") else "-", key=str(i))
+
+    def _fill_walk_forward(self, wf: dict[str, Any] | None, warning: str | None) -> None:
+        body = self.query_one("#op-wf", Static)
+        if not wf:
+            body.update(Text(warning or "no walk-forward (in-sample only): every number was seen by the choice",
+                             style="yellow"))
+            return
+        text = Text()
+        for f in wf["folds"]:
+            if "params" not in f:
+                text.append(f"fold {f['fold']}: {f['note']}\n", style="dim")
+                continue
+            oos = f["out_of_sample"]["return_pct"]
+            text.append(f"fold {f['fold']} {f['test'][0][:10]}..{f['test'][1][:10]}  IS {_f(f['in_sample_score'])}  "
+                        f"OOS {_f(f['out_of_sample_score'])}  OOS ret ")
+            text.append(f"{oos:+.2f}%", style="green" if oos > 0 else "red")
+            text.append(f"  {' '.join(f'{k}={v:g}' for k, v in f['params'].items())}\n")
+        comp = wf["out_of_sample_return_pct_compounded"]
+        text.append(f"out-of-sample compounded {_f(comp, '+.2f')}%; mean score IS {_f(wf['mean_in_sample_score'])} "
+                    f"vs OOS {_f(wf['mean_out_of_sample_score'])}", style="bold")
+        body.update(text)
+
+    def _draw_heatmap(self) -> None:
+        box = self.query_one("#op-heatmap", Static)
+        if len(self.names) < 2:
+            box.update(Text("one searched parameter: no heatmap (the table has every trial's score)", style="dim"))
+            return
+        varied = [n for n in self.names if len({p[n] for p in self.points}) > 1] or self.names
+        if len(varied) < 2:
+            box.update(Text("one searched parameter varies: no heatmap (the table has the scores)", style="dim"))
+            return
+        pairs = [(a, b) for i, a in enumerate(varied) for b in varied[i + 1:]]
+        x, y = pairs[self.pair % len(pairs)]
+        width = max(20, self.query_one("#op-heatmap-box").size.width - 2)
+        box.update(heatmap_text(self.points, self.rows, x, y, width))
+
+    def action_next_pair(self) -> None:
+        if len(self.names) >= 2:
+            self.pair += 1
+            self._draw_heatmap()
+
+    def action_open_results(self) -> None:
+        """Show a stored results file (the form's Results field) without running anything."""
+        path = self.query_one("#results", Input).value.strip()
+        if not path:
+            self._status("name a results file (.csv/.parquet) in the Results field first", "yellow")
+            return
+        objective = str(self.query_one("#objective", Select).value)
+        try:
+            names, points, rows = stored_results(path, self.request.strategy, objective)
+        except (OSError, ValueError, KeyError) as exc:
+            self._status(f"cannot open {path}: {exc}", "bold red")
+            return
+        if not rows:
+            self._status(f"{path}: no full-window rows of {self.request.strategy}", "yellow")
+            return
+        top = int(self.query_one("#top", Input).value or 10) if self.query_one("#top", Input).value.isdigit() else 10
+        order = sorted((i for i, r in enumerate(rows) if r["score"] is not None), key=lambda i: rows[i]["score"],
+                       reverse=True)[:top]
+        self.report = None
+        self.names, self.points, self.rows = names, points, rows
+        self.trials = [{"params": points[i], **rows[i]} for i in order]
+        self.pair = 0
+        self._draw_heatmap()
+        self._fill_trials()
+        self._fill_walk_forward(None, "stored results: full-window (in-sample) rows only; run to walk forward")
+        self._status(f"opened {path}: {len(rows)} full-window trials, {len(order)} shown", "green")
+
+    # ------------------------------------------------------------------ actions on a trial
+    def selected_trial(self) -> dict[str, Any] | None:
+        """The trial under the table's cursor (the best one when the table has no focus yet)."""
+        if not self.trials:
+            return None
+        table = self.query_one("#op-trials", SortableTable)
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - empty table / no cursor
+            key = "1"
+        return self.trials[int(key or 1) - 1]
+
+    @on(DataTable.CellSelected, "#op-trials")
+    def _trial_selected(self, event: DataTable.CellSelected) -> None:
+        t = self.trials[int(event.cell_key.row_key.value or 1) - 1]
+        self._status(f"selected {_params_text(t['params'])}: ctrl+t applies to the form, ctrl+g paper-trades it")
+
+    def action_apply(self) -> None:
+        """Copy the trial's parameters into the backtest form (the screen below this one)."""
+        t = self.selected_trial()
+        if t is None:
+            self._status("no trial yet: run an optimisation (ctrl+r) or open results (ctrl+l)", "yellow")
+            return
+        from tradeconsole.tui.screens.backtest import BacktestScreen
+
+        form = next((s for s in reversed(self.app.screen_stack) if isinstance(s, BacktestScreen)), None)
+        if form is None:
+            self._status("no backtest form to apply to", "yellow")
+            return
+        missing = []
+        for name, value in t["params"].items():
+            found = form.query(f"#param-{name}")
+            if not found:
+                missing.append(name)
+                continue
+            found.first(Input).value = f"{value:g}"
+        if missing:
+            self._status(f"the form has no field for {', '.join(missing)} (another strategy?)", "bold red")
+            return
+        self._status(f"applied {_params_text(t['params'])} to the backtest form (Escape, then ctrl+r)", "green")
+
+    def action_paper(self) -> None:
+        """Switch the selected paper session to this strategy with the trial's parameters, through
+        the engine's ``SwitchStrategy`` (the engine refuses it while that session holds a position)."""
+        t = self.selected_trial()
+        if t is None:
+            self._status("no trial yet: run an optimisation (ctrl+r) or open results (ctrl+l)", "yellow")
+            return
+        app: Any = self.app
+        runtime = getattr(app, "runtime", None)
+        key = getattr(app, "selected_key", None)
+        if runtime is None or key is None:
+            self._status("no running session to switch (start the console's paper engine first)", "yellow")
+            return
+        if runtime.trading_mode != "paper":
+            self._status(f"refused: the console trades {runtime.trading_mode.upper()}; optimised parameters go to "
+                         "paper sessions only", "bold red")
+            return
+        from tradeconsole.core.engine import SwitchStrategy
+        from tradeconsole.tui.screens.dialogs import ConfirmDialog
+
+        strategy, params = self.request.strategy, dict(t["params"])
+
+        def confirmed(ok: bool | None) -> None:
+            engine = getattr(app, "_engine", lambda: None)()
+            if not ok or engine is None:
+                return
+            app.collector.alias(key, strategy)
+            engine.send(SwitchStrategy(key, strategy, params))
+            app.collector.note(f"switch {key} to {strategy} {_params_text(params)} requested (optimiser)")
+            self._status(f"asked paper session {key} to switch to {strategy} {_params_text(params)} "
+                         "(the dashboard log shows whether the engine took it)", "green")
+
+        app.push_screen(ConfirmDialog(f"Paper-trade session {key} with {strategy}\n{_params_text(params)}?\n"
+                                      "(refused by the engine while it holds a position)", "Paper with these"),
+                        confirmed)
+
+
+def _params_text(params: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:g}" for k, v in params.items())
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    from tradeconsole.core.errors import UserError
+
+    return isinstance(exc, UserError) or type(exc).__name__ == "DataError"
