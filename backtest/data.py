@@ -539,7 +539,7 @@ def _load_files(files: list[Path], report: DataReport, skip_bad_rows: bool, inte
     return arr
 
 
-def _month_bounds(open_time: np.ndarray) -> list[int]:
+def _month_bounds(open_time: NDArray[np.int64]) -> list[int]:
     """Row indices where a new UTC calendar month starts (the cache's row-group boundaries)."""
     months = open_time.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
     return [0, *(np.flatnonzero(np.diff(months) != 0) + 1).tolist(), len(open_time)]
@@ -584,7 +584,7 @@ def _read_cache(where: Path, report: DataReport) -> CandleArrays | None:
     return CandleArrays(*cols)
 
 
-def _check_interval(open_time: np.ndarray, interval: str | None, path: str | os.PathLike[str],
+def _check_interval(open_time: NDArray[np.int64], interval: str | None, path: str | os.PathLike[str],
                     report: DataReport, expected_by: str | None) -> int:
     """Infer the data's step, record it in ``report`` and compare it with ``interval``; returns
     the step the grid check uses."""

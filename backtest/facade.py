@@ -28,6 +28,7 @@ broker settings' ranges raise ``ValueError`` in the constructor; data problems r
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -121,7 +122,7 @@ class Backtest:
                 from tradeconsole.backtest.data import data_symbol
 
                 try:
-                    held, _ = data_symbol(self._data)
+                    held, _ = data_symbol(Path(self._data))
                 except ValueError as exc:  # a directory mixing symbols
                     raise DataError(str(exc)) from None
             self._symbol = held or "ETHUSDT"
@@ -148,7 +149,7 @@ class Backtest:
             if len(candles) <= warmup:
                 from tradeconsole.core.domain import iso_ms
 
-                covers = f": the data covers {iso_ms(first)[:16]} to {iso_ms(last)[:16]} UTC" if first is not None else ""
+                covers = f": the data covers {iso_ms(first)[:16]} to {iso_ms(last)[:16]} UTC" if first is not None and last is not None else ""
                 raise DataError(f"no candles in the requested date range{covers}")
         elif warmup >= len(candles):
             raise DataError(f"warm-up of {warmup} candles leaves none of the {len(candles)} to trade")
@@ -233,4 +234,4 @@ class BacktestOutcome:
         """Write the round trips to ``path``; returns how many."""
         from tradeconsole.backtest.report import write_trades_csv
 
-        return write_trades_csv(self.result, path)
+        return write_trades_csv(self.result, Path(path))

@@ -17,6 +17,8 @@ behaves as ``ReplaySource``; ``position`` and ``step`` count groups (market time
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +35,7 @@ class MultiReplaySource(ReplaySource):
     """Replays ``streams`` (symbol, history) through one sink in market-time order."""
 
     def __init__(self, streams: list[tuple[str, CandleArrays]], interval: str, speed: float | None = None,
-                 updates_per_candle: int = 4, **kwargs) -> None:
+                 updates_per_candle: int = 4, **kwargs: Any) -> None:
         if not streams:
             raise ValueError("a multi-symbol replay needs at least one symbol")
         symbols = [s.upper() for s, _ in streams]
@@ -46,11 +48,11 @@ class MultiReplaySource(ReplaySource):
         self.times = np.unique(np.concatenate([arr.open_time for _s, arr in self.streams]))
         self.warmup = max(0, min(self.warmup, len(self.times)))
 
-    def _groups(self):
+    def _groups(self) -> Iterator[tuple[int, list[tuple[str, CandleArrays, int]]]]:
         """(index, [(symbol, candle index)]) per market time, every symbol's cursor moving on."""
         cursors = [0] * len(self.streams)
         for g, t in enumerate(self.times):
-            members = []
+            members: list[tuple[str, CandleArrays, int]] = []
             for j, (sym, arr) in enumerate(self.streams):
                 i = cursors[j]
                 if i < len(arr) and int(arr.open_time[i]) == int(t):

@@ -145,7 +145,7 @@ def run_backtest(
     )
 
 
-def _vector_signal(strategy: Strategy, ind: dict[str, np.ndarray]) -> np.ndarray | None:
+def _vector_signal(strategy: Strategy, ind: dict[str, NDArray[np.float64]]) -> NDArray[np.int8] | None:
     """The strategy's entry signal for every bar from its indicator frame (+1 long, -1 short, 0),
     or None when the compiled loop cannot run it: a strategy with its own exit rules (exit plan,
     trailing stop, exit signal, time exit) or one without a vectorised signal (only the exact
@@ -159,7 +159,7 @@ def _vector_signal(strategy: Strategy, ind: dict[str, np.ndarray]) -> np.ndarray
     return None if fn is None else fn(ind, strategy.params)
 
 
-def _run_compiled(candles: CandleArrays, strategy: Strategy, signal: np.ndarray, *, symbol: str, interval: str,
+def _run_compiled(candles: CandleArrays, strategy: Strategy, signal: NDArray[np.int8], *, symbol: str, interval: str,
                   fm: FillModel, settings: BrokerSettings, ind_settings: IndicatorSettings,
                   progress: ProgressFn | None, run_id: str, warmup: int, t0: float) -> BacktestResult:
     """``run_backtest`` for nobody listening bar by bar: the broker's compiled step
@@ -213,7 +213,7 @@ _CODE_REASON = {R_ENTRY_LONG: FillReason.ENTRY_LONG, R_ENTRY_SHORT: FillReason.E
 _CODE_SUFFIX = {R_STOP: "sl", R_TARGET: "tp", R_LIQ: "lq"}
 
 
-def _fill_objects(fills_a: np.ndarray, trades_a: np.ndarray, name: str, symbol: str,
+def _fill_objects(fills_a: NDArray[np.float64], trades_a: NDArray[np.float64], name: str, symbol: str,
                   interval: str) -> tuple[list[Fill], list[Trade]]:
     """The compiled loop's fill and round-trip rows as ``Fill``/``Trade`` objects, with the order
     ids the broker gives them (the entry's id derives from its signal candle and side)."""
@@ -236,7 +236,8 @@ def _fill_objects(fills_a: np.ndarray, trades_a: np.ndarray, name: str, symbol: 
     return fills, trades
 
 
-def _expand_equity(marks: list[tuple[int, float, float, float]], close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _expand_equity(marks: list[tuple[int, float, float, float]],
+                   close: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Per-bar equity at the close and in-position flags from the account's change points."""
     m = len(close)
     bars = np.array([b for b, *_ in marks], dtype=np.int64)

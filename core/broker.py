@@ -348,7 +348,7 @@ class SimulatedFuturesBroker(Broker):
 
     # ------------------------------------------------------------------ internals
     def _slipped(self, price: float, side: OrderSide) -> float:
-        return step.slipped(float(price), side is OrderSide.BUY, float(self.settings.slippage_bps))
+        return float(step.slipped(float(price), side is OrderSide.BUY, float(self.settings.slippage_bps)))
 
     def _fill_pending(self, candle: Candle, price: float | None = None, time: int | None = None) -> Fill | None:
         p = self.pending

@@ -19,9 +19,12 @@ strategy with managed exits cannot run live by mistake.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tradeconsole.core.domain import Candle, Fill, FillReason, Position, Side, Trade
+
+if TYPE_CHECKING:  # core.broker imports this module
+    from tradeconsole.core.broker import ExitPlan
 
 __all__ = ["BROKER_MEMBERS", "Broker", "PendingEntry"]
 
@@ -76,8 +79,11 @@ class Broker(Protocol):
         ...
 
     def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
-                     take_profit_pct: float, stake_fraction: float = 1.0) -> Fill | None:
-        """Enter on a signal at ``candle``'s close; None when not filled now (or not flat)."""
+                     take_profit_pct: float, stake_fraction: float = 1.0,
+                     plan: ExitPlan | None = None) -> Fill | None:
+        """Enter on a signal at ``candle``'s close; None when not filled now (or not flat).
+        ``plan`` carries a strategy's declared exits and sizing (paper only: the live runtime
+        refuses such strategies before start)."""
         ...
 
     def cancel_pending(self) -> bool:

@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
+
+_F64 = NDArray[np.float64]
+_I64 = NDArray[np.int64]
 
 __all__ = ["FUNDING_PERIOD_MS", "R_ENTRY_LONG", "R_ENTRY_SHORT", "R_LIQ", "R_NONE", "R_STOP", "R_TARGET",
            "close_amounts", "funding_due", "open_position", "protective_exit", "simulate", "slipped"]
@@ -142,10 +146,11 @@ def close_amounts(sign: float, qty: float, entry_px: float, leverage: float, pri
 
 
 @njit(cache=True, nogil=True)
-def simulate(open_, high, low, close, open_time, close_time, signal,
-             stop_pct, tp_pct, stake_fraction,
-             initial_cash, leverage, fee_rate, slippage_bps, funding_rate, mmr,
-             fill_next_open, intrabar, reenter, fee_on_stake):
+def simulate(open_: _F64, high: _F64, low: _F64, close: _F64, open_time: _I64, close_time: _I64,
+             signal: NDArray[np.int8], stop_pct: float, tp_pct: float, stake_fraction: float,
+             initial_cash: float, leverage: float, fee_rate: float, slippage_bps: float, funding_rate: float,
+             mmr: float, fill_next_open: bool, intrabar: bool, reenter: bool, fee_on_stake: bool,
+             ) -> tuple[_F64, NDArray[np.bool_], _F64, _F64, _F64, _F64]:
     """The broker and the session's entry rule over whole arrays, for fixed-percentage exits.
 
     ``signal``: +1 long, -1 short, 0 none per closed candle (the strategy's entry signal).

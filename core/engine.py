@@ -475,7 +475,7 @@ class Engine:
     def _collect_refusals(self, slot: _Slot, candle_time: int) -> None:
         """Entries the shared account refused on this candle: one journalled ``risk`` error event
         each, naming the session, so the operator sees why a second symbol did not enter."""
-        risk = slot.session.risk
+        risk: object = slot.session.risk  # an AccountRisk only in a shared-account run
         if not isinstance(risk, AccountRisk):
             return
         for i, why in enumerate(risk.take_refusals()):

@@ -27,6 +27,17 @@ from tradeconsole.backtest.inputs import check_data_files, check_input_path
 
 from tradeconsole.core.errors import EnvironmentFailure, UserError, clip
 
+if TYPE_CHECKING:  # the optimiser's modules load only when `optimize` runs
+    from tradeconsole.backtest.optimize.evaluate import Workspace
+    from tradeconsole.backtest.optimize.objective import Objective
+    from tradeconsole.backtest.optimize.run import Window
+    from tradeconsole.backtest.optimize.space import Dimension
+    from tradeconsole.core.broker import BrokerSettings
+
+#: the results store's read and write callbacks for one window (see run.evaluate_points)
+Lookup = Callable[[dict[str, float]], dict[str, Any] | None]
+Record = Callable[[dict[str, float], dict[str, Any]], dict[str, Any]]
+
 __all__ = ["Interrupted", "main", "parse_duration", "run_optimisation"]
 
 TEXT_METRICS = ("return_pct", "sharpe", "sortino", "max_drawdown_pct", "profit_factor", "trades", "win_rate_pct")
@@ -332,7 +343,9 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
     return out
 
 
-def _top_out_of_sample(executor, folds, points, rows, top, objective, lookup_for, record_for) -> list[dict[str, Any]]:
+def _top_out_of_sample(executor: Any, folds: list[Any], points: list[dict[str, float]], rows: list[dict[str, Any]],
+                       top: list[int], objective: Objective, lookup_for: Callable[[Window], Lookup],
+                       record_for: Callable[[Window], Record]) -> list[dict[str, Any]]:
     """Each top trial on every walk-forward test window: its compounded return, mean score and
     trades there. The full-window ranking saw these candles, so this is how a trial held up
     window by window, not a forecast; the honest number is the walk-forward's (each fold chose
@@ -392,18 +405,22 @@ def _same_row(row: dict[str, Any], ref: dict[str, Any], params: dict[str, float]
                                 "`tradeconsole backtest`")
 
 
-def _optuna(dims, args, executor, w, lookup, record, label, on_progress=None):
+def _optuna(dims: list[Dimension], args: argparse.Namespace, executor: Any, w: Window, lookup: Lookup,
+            record: Record, label: str,
+            on_progress: Callable[..., Any] | None = None) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
     """TPE over the space; infeasible trials (constraints, undefined objective) are pruned."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
     from optuna.trial import TrialState
 
     from tradeconsole.backtest.optimize.run import Progress, evaluate_points
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
-    dist = {d.name: (IntDistribution(int(d.low), int(d.high)) if d.integer else FloatDistribution(d.low, d.high))
-            if d.low is not None else CategoricalDistribution(list(d.values)) for d in dims}
+    # a numeric dimension has both bounds, a listed one neither (space.Dimension)
+    dist: dict[str, BaseDistribution] = {
+        d.name: (IntDistribution(int(d.low), int(d.high)) if d.integer else FloatDistribution(d.low, d.high))
+        if d.low is not None and d.high is not None else CategoricalDistribution(list(d.values)) for d in dims}
     prog = Progress(label, args.trials, on_update=on_progress)
     pts: list[dict[str, float]] = []
     rows: list[dict[str, Any]] = []

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tradeconsole.backtest.optimize.run import Job, Window, ensure_strategy, evaluate_batch, reference_rows
+from tradeconsole.backtest.optimize.run import (Job, Window, WorkspaceCache, ensure_strategy, evaluate_batch,
+                                                reference_rows)
 
 __all__ = ["DaskExecutor"]
 

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.backtest.metrics import compute_metrics
-from tradeconsole.backtest.runner import BacktestResult
+from tradeconsole.backtest.runner import BacktestResult, run_backtest
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, FillModel, client_order_id
 from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
 from tradeconsole.core.indicators import IndicatorValues, compute_history
@@ -279,7 +279,8 @@ class Workspace:
     def _plain(self, params: dict[str, float]) -> BacktestResult:
         """The plain path: the real engine, exactly as ``reference`` runs it."""
         return run_backtest(self.candles, make_strategy(self.strategy, **params), symbol=self.symbol,
-                            interval=self.interval, model=self.model, settings=self.settings, warmup=self.warmup)
+                            interval=self.interval, fill_model=self.model, settings=self.settings,
+                            warmup=self.warmup)
 
     def reference(self, params: dict[str, float]) -> dict[str, Any]:
         """The one path for this window (``run_backtest`` over the same candles and warm-up)."""

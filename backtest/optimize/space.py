@@ -196,6 +196,7 @@ def random_points(dims: list[Dimension], trials: int, seed: int) -> list[dict[st
             if d.low is None:
                 point[d.name] = rng.choice(d.values)
             elif d.integer:
+                assert d.high is not None  # a numeric dimension has both bounds (parse_space)
                 point[d.name] = float(rng.randint(int(d.low), int(d.high)))
             else:
                 assert d.high is not None  # a numeric dimension has both bounds (parse_space)

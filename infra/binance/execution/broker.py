@@ -258,12 +258,16 @@ class BinanceFuturesBroker(StreamEvents, Reconcile, Protection, Exits, OrderSubm
         return out
 
     def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
-                     take_profit_pct: float, stake_fraction: float = 1.0) -> Fill | None:
+                     take_profit_pct: float, stake_fraction: float = 1.0, plan: Any = None) -> Fill | None:
         """Enter at market now (right after ``candle`` closed), then protect the position on the
         exchange. Sized like the realistic simulation (margin plus fee equals the stake) from
         ``candle.close``, rounded down to the step. Returns the entry fill; None when already in a
         position (one at a time) or when ``order_id`` was already executed and its position is
-        gone. Raises ``OrderRejected`` subclasses on filter/margin rejects."""
+        gone. Raises ``OrderRejected`` subclasses on filter/margin rejects. A declared exit
+        ``plan`` is refused: the runtime refuses such strategies before start, so reaching it is a
+        bug that must not trade with exits nobody places."""
+        if plan is not None:
+            raise NotImplementedError("declared exit plans are not supported by the live Binance broker")
         if not self.is_flat:
             return None
         rules = self._ensure_started()
