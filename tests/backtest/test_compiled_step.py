@@ -48,8 +48,8 @@ def test_compiled_loop_equals_per_candle_calls(strategy, which, model, settings,
     candles = candles_1h if which == "1h" else candles_5m
     s = SETTINGS[settings]
     events: list = []
-    compiled = run_backtest(candles, make_strategy(strategy), interval=which, model=model, settings=s)
-    per_candle = run_backtest(candles, make_strategy(strategy), interval=which, model=model, settings=s,
+    compiled = run_backtest(candles, make_strategy(strategy), interval=which, fill_model=model, settings=s)
+    per_candle = run_backtest(candles, make_strategy(strategy), interval=which, fill_model=model, settings=s,
                               publish=events.append)
     assert events, "the per-candle path ran (it published events)"
     assert len(compiled.trades) > 10
@@ -68,8 +68,8 @@ def test_compiled_loop_with_a_warmup_window_and_gaps(candles_5m):
     keep[20_000:20_003] = False
     candles = candles_5m.take(keep)
     for model in ("seed", "realistic"):
-        compiled = run_backtest(candles, make_strategy("basic"), model=model, warmup=3_000)
-        per_candle = run_backtest(candles, make_strategy("basic"), model=model, warmup=3_000,
+        compiled = run_backtest(candles, make_strategy("basic"), fill_model=model, warmup=3_000)
+        per_candle = run_backtest(candles, make_strategy("basic"), fill_model=model, warmup=3_000,
                                   publish=lambda e: None)
         assert _result_dict(compiled) == _result_dict(per_candle)
 

@@ -81,9 +81,25 @@ def test_progress_cancels(candles_1h):
         calls.append((done, total))
         return done < 2000
 
-    out = Backtest(candles_1h, "engulfing").run(progress=progress)
+    # a subscriber keeps the run on the per-bar path, which asks every few thousand bars
+    out = Backtest(candles_1h, "engulfing").run(progress=progress, publish=lambda e: None)
     assert out.cancelled
     assert 2000 <= len(out.equity) < len(candles_1h) and calls[-1][0] >= 2000
+
+
+def test_progress_cancels_the_compiled_run_before_it_starts(candles_1h):
+    """Without a subscriber the compiled loop runs the whole history in milliseconds: it asks
+    once before (False cancels after the first bar, as the per-bar loop would) and once at the end."""
+    calls: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int) -> bool:
+        calls.append((done, total))
+        return False
+
+    out = Backtest(candles_1h, "engulfing").run(progress=progress)
+    assert out.cancelled and len(out.equity) == 1 and calls == [(0, len(candles_1h))]
+    full = Backtest(candles_1h, "engulfing").run(progress=lambda d, t: calls.append((d, t)) is None)
+    assert not full.cancelled and calls[-1] == (len(candles_1h), len(candles_1h))
 
 
 def test_events_go_to_the_writer_in_order(candles_1h):

@@ -140,6 +140,8 @@ class DashboardHost(Protocol):
 
     def header_state(self, snap: CollectorSnapshot) -> HeaderState: ...
 
+    def account_equity(self, snap: CollectorSnapshot) -> float | None: ...
+
     def on_snapshot(self, snap: CollectorSnapshot) -> None: ...
 
 
@@ -282,7 +284,7 @@ class DashboardScreen(Screen):
     def _draw_book(self, snap: CollectorSnapshot, selected: SessionSnapshot | None) -> None:
         others = [s for s in snap.sessions if selected is None or s.key != selected.key]
         self.query_one(PositionsPanel).show(selected, others)
-        self.query_one(EquityPanel).show(selected, self.tc_app.account_equity(snap))
+        self.query_one(EquityPanel).show(selected, self.host.account_equity(snap))
         self.query_one(PositionStrip).show(selected)
         self.query_one(OrdersTable).show(selected, others)
         self.query_one(TradesTable).show(selected)
@@ -296,6 +298,6 @@ class DashboardScreen(Screen):
         charts = panes.show(s.strategy, s.indicators, s.open_indicators)
         if panes.problem and panes.problem not in self._noted:  # a strategy's bad declaration: said once
             self._noted.add(panes.problem)
-            self.tc_app.collector.note(panes.problem, "warning")
+            self.host.collector.note(panes.problem, "warning")
         chart.set_data(s.candles, s.open_candle, s.markers, s.position, s.interval,
                        overlay_lines(charts, s.indicators, s.open_indicators))

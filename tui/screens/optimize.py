@@ -72,7 +72,7 @@ def optimize_argv(req: BacktestRequest, form: dict[str, str]) -> list[str]:
     """The ``tradeconsole optimize`` command line of the backtest request plus this screen's form,
     so the screen runs exactly what the CLI would (and its option checks refuse what it refuses)."""
     argv = ["optimize", "--strategy", req.strategy, "--data", req.source(), "--interval", req.interval,
-            "--mode", req.model, "--cash", repr(req.cash), "--leverage", repr(req.leverage), "--fee", repr(req.fee_rate),
+            "--fill-model", req.fill_model, "--cash", repr(req.cash), "--leverage", repr(req.leverage), "--fee", repr(req.fee_rate),
             "--slippage-bps", repr(req.slippage_bps), "--funding-rate", repr(req.funding_rate_8h),
             "--search", form.get("search") or "grid", "--objective", form.get("objective") or "sharpe"]
     if req.start_ms is not None:
@@ -222,7 +222,7 @@ class OptimizeScreen(Screen):
     def compose(self) -> ComposeResult:
         req = self.request
         kind = "user strategy" if SOURCES.get(req.strategy) != "built-in" else "built-in"
-        yield Static(f"Optimise · {req.strategy} ({kind}) {req.symbol} {req.interval} · {req.model} fills · "
+        yield Static(f"Optimise · {req.strategy} ({kind}) {req.symbol} {req.interval} · {req.fill_model} fills · "
                      "walk-forward, self-checked against the backtest", id="op-title")
         with Horizontal(id="op-main"):
             with VerticalScroll(id="op-form", can_focus=False):
