@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tradeconsole.backtest.inputs import check_data_files, check_input_path
-
 from tradeconsole.core.errors import UserError, clip
 
 if TYPE_CHECKING:
@@ -89,14 +88,26 @@ def main(args: argparse.Namespace, publish: Callable[[Event], None] | None = Non
 
         symbol = args.symbol.upper()
         source = str(history_cache_dir(symbol, interval, args.market))
-    expected_by = (f"--interval is {interval}" if args.interval
-                   else f"the strategy {args.strategy!r} runs on {interval}")
+    expected_by = f"--interval is {interval}" if args.interval else f"the strategy {args.strategy!r} runs on {interval}"
     try:
-        bt = Backtest(source, args.strategy, params=params, fill_model=args.fill_model, cash=args.cash,
-                      fee=args.fee, slippage_bps=args.slippage_bps, funding_rate_8h=args.funding_rate,
-                      leverage=args.leverage, symbol=symbol, interval=interval, start=start, end=end,
-                      skip_bad_rows=args.skip_bad_rows, expected_by=expected_by,
-                      cache=not args.no_cache)
+        bt = Backtest(
+            source,
+            args.strategy,
+            params=params,
+            fill_model=args.fill_model,
+            cash=args.cash,
+            fee=args.fee,
+            slippage_bps=args.slippage_bps,
+            funding_rate_8h=args.funding_rate,
+            leverage=args.leverage,
+            symbol=symbol,
+            interval=interval,
+            start=start,
+            end=end,
+            skip_bad_rows=args.skip_bad_rows,
+            expected_by=expected_by,
+            cache=not args.no_cache,
+        )
     except ValueError as exc:
         msg = str(exc)
         # name the flag the user typed, not the parameter it sets
@@ -112,11 +123,14 @@ def main(args: argparse.Namespace, publish: Callable[[Event], None] | None = Non
     except DataError as exc:
         if args.data:
             raise
-        raise UserError(f"{exc}; fill the cache with `tradeconsole data download {symbol} {interval} --from DATE "
-                        f"--market {args.market}`") from None
+        raise UserError(
+            f"{exc}; fill the cache with `tradeconsole data download {symbol} {interval} --from DATE "
+            f"--market {args.market}`"
+        ) from None
     except UnicodeDecodeError as exc:  # binary bytes past the part check_data_files looked at
-        raise UserError(f"{clip(source, 200)}: binary data in a CSV file ({exc.reason} at byte {exc.start} "
-                        "of a read block)") from None
+        raise UserError(
+            f"{clip(source, 200)}: binary data in a CSV file ({exc.reason} at byte {exc.start} of a read block)"
+        ) from None
     report = bt.data_report
     assert report is not None  # loaded from a path
     for line in report.skipped_rows[:20]:
@@ -143,9 +157,18 @@ def main(args: argparse.Namespace, publish: Callable[[Event], None] | None = Non
         from tradeconsole.core.events import BacktestRunEvent
 
         end_time = int(result.open_time[-1])
-        publish(BacktestRunEvent(event_id=f"{result.run_id}:backtest_run", time=end_time, run_id=result.run_id,
-                                 mode="backtest", symbol=symbol, interval=interval, strategy=bt.strategy.name,
-                                 metrics=metrics))
+        publish(
+            BacktestRunEvent(
+                event_id=f"{result.run_id}:backtest_run",
+                time=end_time,
+                run_id=result.run_id,
+                mode="backtest",
+                symbol=symbol,
+                interval=interval,
+                strategy=bt.strategy.name,
+                metrics=metrics,
+            )
+        )
     if args.trades_csv:
         n = outcome.write_trades_csv(args.trades_csv)
         print(f"wrote {n} round trips to {args.trades_csv}", file=sys.stderr)

@@ -25,21 +25,31 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-
 from tradeconsole.core.candles import COLUMNS as _COLS
 from tradeconsole.core.candles import CandleArrays
-from tradeconsole.core.domain import INTERVAL_MS, Candle, interval_ms, iso_ms
+from tradeconsole.core.domain import INTERVAL_MS, interval_ms, iso_ms
 
 if TYPE_CHECKING:  # pandas is imported where a file is parsed
     import pandas as pd
 
-__all__ = ["DATA_FILE", "SYMBOL_NAME", "DataError", "DataReport", "IntervalMismatchError", "infer_interval", "load_candles",
-           "data_symbol", "data_symbol_problem", "slice_by_time", "window_with_warmup"]
+__all__ = [
+    "DATA_FILE",
+    "SYMBOL_NAME",
+    "DataError",
+    "DataReport",
+    "IntervalMismatchError",
+    "infer_interval",
+    "load_candles",
+    "data_symbol",
+    "data_symbol_problem",
+    "slice_by_time",
+    "window_with_warmup",
+]
 
 _ALIASES = {
     "open_time": ("open_time", "open time", "opentime", "timestamp", "time", "date", "datetime", "ts"),
@@ -191,8 +201,15 @@ def _read_csv(path: Path, report: DataReport, skip_bad_rows: bool, interval: str
         colmap = _PUBLIC
     usecols = sorted(set(colmap.values()))
     try:
-        df = pd.read_csv(path, header=None, skiprows=1 if header else 0, usecols=usecols,
-                         skip_blank_lines=True, engine="c", dtype=None)
+        df = pd.read_csv(
+            path,
+            header=None,
+            skiprows=1 if header else 0,
+            usecols=usecols,
+            skip_blank_lines=True,
+            engine="c",
+            dtype=None,
+        )
     except (ValueError, pd.errors.ParserError) as exc:  # UnicodeDecodeError is a ValueError
         if skip_bad_rows:
             return _read_csv_lines(path, header, colmap, report, interval)
@@ -250,8 +267,9 @@ def _line_problem(toks: list[str], header: bool, colmap: dict[str, int]) -> str 
     return None
 
 
-def _read_csv_lines(path: Path, header: bool, colmap: dict[str, int], report: DataReport,
-                    interval: str | None) -> CandleArrays:
+def _read_csv_lines(
+    path: Path, header: bool, colmap: dict[str, int], report: DataReport, interval: str | None
+) -> CandleArrays:
     """The exact, line-by-line reader used with ``skip_bad_rows`` when the fast parser met
     something that is not a clean candle row: every unparseable or truncated line is skipped and
     recorded as ``file:line: reason``; the rest go through the same row checks as the fast path."""
@@ -315,7 +333,9 @@ def _parse_times(series: pd.Series[Any], path: Path, lines: _LineNumbers, name: 
     if parsed.isna().any():
         i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
         raise DataError(f"{path}:{lines[i]}: {name} is not a timestamp: {series.iloc[i]!r}")
-    ms: NDArray[np.integer[Any]] = ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(dtype=np.int64)
+    ms: NDArray[np.integer[Any]] = ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(
+        dtype=np.int64
+    )
     return ms
 
 
@@ -331,8 +351,9 @@ class _LineNumbers:
         if self._lines is None:
             with open(self.path, newline="", encoding="utf-8", errors="replace") as fh:
                 real = [n for n, ln in enumerate(fh, start=1) if ln.strip() and not (self.header and n == 1)]
-            self._lines = np.asarray(real if len(real) == self.rows else
-                                     np.arange(self.rows) + (2 if self.header else 1))
+            self._lines = np.asarray(
+                real if len(real) == self.rows else np.arange(self.rows) + (2 if self.header else 1)
+            )
         return self._lines
 
     def __getitem__(self, i: int | NDArray[np.bool_]) -> Any:  # a line number, or an array of them
@@ -345,19 +366,27 @@ def _infer_step(open_time: NDArray[Any]) -> int:
     return int(np.median(np.diff(open_time)))
 
 
-def _validate_rows(arr: CandleArrays, lines: _LineNumbers | NDArray[np.int64], name: str, report: DataReport,
-                   skip_bad_rows: bool) -> CandleArrays:
+def _validate_rows(
+    arr: CandleArrays, lines: _LineNumbers | NDArray[np.int64], name: str, report: DataReport, skip_bad_rows: bool
+) -> CandleArrays:
     o, h, lo, c, v = arr.open, arr.high, arr.low, arr.close, arr.volume
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c) & np.isfinite(v)
-        ok = finite & (np.minimum(np.minimum(o, h), np.minimum(lo, c)) > 0) & (v >= 0) \
-            & (lo <= np.minimum(o, c)) & (h >= np.maximum(o, c))
+        ok = (
+            finite
+            & (np.minimum(np.minimum(o, h), np.minimum(lo, c)) > 0)
+            & (v >= 0)
+            & (lo <= np.minimum(o, c))
+            & (h >= np.maximum(o, c))
+        )
     if not ok.all():
         bad_idx = np.flatnonzero(~ok)
         if not skip_bad_rows:
             i = int(bad_idx[0])
-            raise DataError(f"{name}:{lines[i]}: {_row_problem(o[i], h[i], lo[i], c[i], v[i])}"
-                            " (use --skip-bad-rows to skip and count such rows)")
+            raise DataError(
+                f"{name}:{lines[i]}: {_row_problem(o[i], h[i], lo[i], c[i], v[i])}"
+                " (use --skip-bad-rows to skip and count such rows)"
+            )
         for i in bad_idx:
             report.skipped_rows.append(f"{name}:{lines[i]}: {_row_problem(o[i], h[i], lo[i], c[i], v[i])}")
         arr = arr.take(ok)
@@ -373,8 +402,10 @@ def _validate_rows(arr: CandleArrays, lines: _LineNumbers | NDArray[np.int64], n
         back = np.flatnonzero(np.diff(t) < 0)
         if len(back):
             i = int(back[0]) + 1
-            raise DataError(f"{name}:{lines[i]}: candle at {iso_ms(int(t[i]))} is earlier than the one before "
-                            f"({iso_ms(int(t[i - 1]))}); rows must be in time order")
+            raise DataError(
+                f"{name}:{lines[i]}: candle at {iso_ms(int(t[i]))} is earlier than the one before "
+                f"({iso_ms(int(t[i - 1]))}); rows must be in time order"
+            )
     return arr
 
 
@@ -447,9 +478,15 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_candles(path: str | os.PathLike[str], *, interval: str | None = None,
-                 skip_bad_rows: bool = False, report: DataReport | None = None,
-                 expected_by: str | None = None, cache: bool = True) -> tuple[CandleArrays, DataReport]:
+def load_candles(
+    path: str | os.PathLike[str],
+    *,
+    interval: str | None = None,
+    skip_bad_rows: bool = False,
+    report: DataReport | None = None,
+    expected_by: str | None = None,
+    cache: bool = True,
+) -> tuple[CandleArrays, DataReport]:
     """Load, validate and concatenate candle history from a file or a directory of files.
 
     ``interval`` is what the caller will run the candles as; the data's own step must equal it,
@@ -472,14 +509,17 @@ def load_candles(path: str | os.PathLike[str], *, interval: str | None = None,
         if d[i] % step == 0:
             report.gaps.append((int(arr.open_time[i]), int(arr.open_time[i + 1]), int(d[i] // step) - 1))
         else:
-            raise DataError(f"{path}: candle at {iso_ms(int(arr.open_time[i + 1]))} is not on the "
-                            f"{interval or 'inferred'} grid (step {step} ms after {iso_ms(int(arr.open_time[i]))})")
+            raise DataError(
+                f"{path}: candle at {iso_ms(int(arr.open_time[i + 1]))} is not on the "
+                f"{interval or 'inferred'} grid (step {step} ms after {iso_ms(int(arr.open_time[i]))})"
+            )
     report.rows = len(arr)
     return arr, report
 
 
-def _concat_files(files: list[Path], report: DataReport, skip_bad_rows: bool,
-                  interval: str | None) -> CandleArrays | None:
+def _concat_files(
+    files: list[Path], report: DataReport, skip_bad_rows: bool, interval: str | None
+) -> CandleArrays | None:
     """Every file read and row-validated, concatenated in the order of their first candle."""
     parts: list[CandleArrays] = []
     for f in files:
@@ -520,8 +560,9 @@ def _cache_path(files: list[Path], skip_bad_rows: bool, interval: str | None) ->
         return None
 
 
-def _load_files(files: list[Path], report: DataReport, skip_bad_rows: bool, interval: str | None,
-                cache: bool) -> CandleArrays | None:
+def _load_files(
+    files: list[Path], report: DataReport, skip_bad_rows: bool, interval: str | None, cache: bool
+) -> CandleArrays | None:
     """``_concat_files`` through the Parquet cache. The cache holds the candles after the row
     checks, with the report's file list and skipped rows in its metadata, so a cached run warns
     about exactly what the first one did; the whole-history checks (duplicates, interval, gaps)
@@ -577,15 +618,20 @@ def _read_cache(where: Path, report: DataReport) -> CandleArrays | None:
         if meta.get("version") != _CACHE_VERSION:
             return None
         cols = [table.column(c).to_numpy() for c in _COLS]
-    except Exception:  # a truncated or foreign file: read the sources instead
+    except Exception:  # noqa: BLE001 - a truncated or foreign cache file: read the sources instead
         return None
     report.files.extend(meta["files"])
     report.skipped_rows.extend(meta["skipped"])
     return CandleArrays(*cols)
 
 
-def _check_interval(open_time: NDArray[np.int64], interval: str | None, path: str | os.PathLike[str],
-                    report: DataReport, expected_by: str | None) -> int:
+def _check_interval(
+    open_time: NDArray[np.int64],
+    interval: str | None,
+    path: str | os.PathLike[str],
+    report: DataReport,
+    expected_by: str | None,
+) -> int:
     """Infer the data's step, record it in ``report`` and compare it with ``interval``; returns
     the step the grid check uses."""
     if len(open_time) < 2:
@@ -603,8 +649,9 @@ def _check_interval(open_time: NDArray[np.int64], interval: str | None, path: st
     if step != want:
         why = expected_by or f"--interval is {interval}"
         if data_iv is None:
-            msg = (f"{path}: candles are {_human_ms(step)} apart, which is not a Binance interval; {why}: "
-                   f"pass other data")
+            msg = (
+                f"{path}: candles are {_human_ms(step)} apart, which is not a Binance interval; {why}: pass other data"
+            )
         else:
             msg = f"{path}: this is {data_iv} data; {why}: pass --interval {data_iv} or other data"
         raise IntervalMismatchError(msg, data_iv, interval)
@@ -694,6 +741,8 @@ def data_symbol_problem(path: str | Path, symbol: str) -> str | None:
     except ValueError as exc:
         return str(exc)
     if held is not None and held != symbol.upper():
-        return (f"{Path(path).name} holds {held} data (from its {how}), not {symbol.upper()}: "
-                f"choose {symbol.upper()} data or use symbol {held}")
+        return (
+            f"{Path(path).name} holds {held} data (from its {how}), not {symbol.upper()}: "
+            f"choose {symbol.upper()} data or use symbol {held}"
+        )
     return None

@@ -28,9 +28,9 @@ broker settings' ranges raise ``ValueError`` in the constructor; data problems r
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Callable, Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradeconsole.backtest.data import DataError, DataReport, load_candles, window_with_warmup
@@ -43,7 +43,6 @@ from tradeconsole.core.strategies.base import Strategy
 
 if TYPE_CHECKING:
     import pandas as pd
-
     from tradeconsole.core.domain import Trade
 
 __all__ = ["Backtest", "BacktestOutcome"]
@@ -76,13 +75,28 @@ class Backtest:
     ``expected_by`` words the interval check's message ("--interval is 1h").
     """
 
-    def __init__(self, data: str | os.PathLike[str] | CandleArrays, strategy: str | Strategy, *,
-                 params: Mapping[str, float] | None = None, fill_model: str | FillModel = "realistic",
-                 cash: float = 10_000.0, fee: float = 0.0004, slippage_bps: float = 0.0,
-                 funding_rate_8h: float = 0.0, leverage: float = 1.0, settings: BrokerSettings | None = None,
-                 symbol: str | None = None, interval: str | None = None, start: When = None, end: When = None,
-                 warmup: int = 0, skip_bad_rows: bool = False, expected_by: str | None = None,
-                 cache: bool = True) -> None:
+    def __init__(
+        self,
+        data: str | os.PathLike[str] | CandleArrays,
+        strategy: str | Strategy,
+        *,
+        params: Mapping[str, float] | None = None,
+        fill_model: str | FillModel = "realistic",
+        cash: float = 10_000.0,
+        fee: float = 0.0004,
+        slippage_bps: float = 0.0,
+        funding_rate_8h: float = 0.0,
+        leverage: float = 1.0,
+        settings: BrokerSettings | None = None,
+        symbol: str | None = None,
+        interval: str | None = None,
+        start: When = None,
+        end: When = None,
+        warmup: int = 0,
+        skip_bad_rows: bool = False,
+        expected_by: str | None = None,
+        cache: bool = True,
+    ) -> None:
         if isinstance(strategy, Strategy):
             if params:
                 raise ValueError("params apply to a strategy given by name; this one is already built")
@@ -92,9 +106,17 @@ class Backtest:
         if isinstance(fill_model, str) and fill_model not in FILL_MODELS:
             raise ValueError(f"unknown fill model {fill_model!r}; expected one of {', '.join(FILL_MODELS)}")
         self.fill_model: FillModel = FILL_MODELS[fill_model] if isinstance(fill_model, str) else fill_model
-        self.settings = settings if settings is not None else BrokerSettings(
-            initial_cash=cash, leverage=leverage, fee_rate=fee, slippage_bps=slippage_bps,
-            funding_rate_8h=funding_rate_8h)
+        self.settings = (
+            settings
+            if settings is not None
+            else BrokerSettings(
+                initial_cash=cash,
+                leverage=leverage,
+                fee_rate=fee,
+                slippage_bps=slippage_bps,
+                funding_rate_8h=funding_rate_8h,
+            )
+        )
         self.interval = interval or type(self.strategy).default_interval
         self.start_ms, self.end_ms = _ms(start, "start"), _ms(end, "end")
         if self.start_ms is not None and self.end_ms is not None and self.end_ms <= self.start_ms:
@@ -138,9 +160,13 @@ class Backtest:
         if isinstance(self._data, CandleArrays):
             candles = self._data
         else:
-            candles, report = load_candles(self._data, interval=self.interval, skip_bad_rows=self.skip_bad_rows,
-                                           cache=self.cache,
-                                           expected_by=self.expected_by)
+            candles, report = load_candles(
+                self._data,
+                interval=self.interval,
+                skip_bad_rows=self.skip_bad_rows,
+                cache=self.cache,
+                expected_by=self.expected_by,
+            )
         warmup = self._warmup
         if self.start_ms is not None or self.end_ms is not None:
             first = int(candles.open_time[0]) if len(candles) else None
@@ -149,7 +175,11 @@ class Backtest:
             if len(candles) <= warmup:
                 from tradeconsole.core.domain import iso_ms
 
-                covers = f": the data covers {iso_ms(first)[:16]} to {iso_ms(last)[:16]} UTC" if first is not None and last is not None else ""
+                covers = (
+                    f": the data covers {iso_ms(first)[:16]} to {iso_ms(last)[:16]} UTC"
+                    if first is not None and last is not None
+                    else ""
+                )
                 raise DataError(f"no candles in the requested date range{covers}")
         elif warmup >= len(candles):
             raise DataError(f"warm-up of {warmup} candles leaves none of the {len(candles)} to trade")
@@ -168,8 +198,13 @@ class Backtest:
         return len(candles) - warmup
 
     # ------------------------------------------------------------------ the run
-    def run(self, *, progress: ProgressFn | None = None, publish: Callable[[Event], None] | None = None,
-            run_id: str | None = None) -> BacktestOutcome:
+    def run(
+        self,
+        *,
+        progress: ProgressFn | None = None,
+        publish: Callable[[Event], None] | None = None,
+        run_id: str | None = None,
+    ) -> BacktestOutcome:
         """Replay the window through the strategy with the simulated broker.
 
         ``progress(done, total)`` is called every few thousand bars and may return False to
@@ -177,9 +212,18 @@ class Backtest:
         receives every engine event in order (an event writer: a journal, a UI); None is the
         fastest run."""
         candles, warmup, report = self.prepare()
-        result = run_backtest(candles, self.strategy, symbol=self.symbol, interval=self.interval,
-                              fill_model=self.fill_model, settings=self.settings, publish=publish,
-                              progress=progress, run_id=run_id, warmup=warmup)
+        result = run_backtest(
+            candles,
+            self.strategy,
+            symbol=self.symbol,
+            interval=self.interval,
+            fill_model=self.fill_model,
+            settings=self.settings,
+            publish=publish,
+            progress=progress,
+            run_id=run_id,
+            warmup=warmup,
+        )
         return BacktestOutcome(result, report)
 
 

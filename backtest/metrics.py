@@ -40,7 +40,6 @@ import math
 from typing import Any
 
 import numpy as np
-
 from tradeconsole.backtest.runner import BacktestResult
 from tradeconsole.core.domain import OrderSide, Side, interval_ms, iso_ms
 

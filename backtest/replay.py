@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from tradeconsole.backtest.data import load_candles
-
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, interval_ms
 from tradeconsole.core.feed import CandleClosed, CandleUpdate, FeedStatus, MarketSink
@@ -117,8 +116,9 @@ class ReplaySource:
         self._k0 = 0
 
     @classmethod
-    def from_path(cls, path: str | Path, symbol: str, interval: str, speed: float | None = None,
-                  **kwargs: Any) -> ReplaySource:
+    def from_path(
+        cls, path: str | Path, symbol: str, interval: str, speed: float | None = None, **kwargs: Any
+    ) -> ReplaySource:
         """Replay a CSV/Parquet file or directory (e.g. the download cache), validated by
         ``tradeconsole.backtest.data.load_candles``."""
         arrays, _report = load_candles(path, interval=interval)
@@ -128,8 +128,7 @@ class ReplaySource:
     def start(self, sink: MarketSink) -> None:
         if self._thread is not None:
             raise RuntimeError("ReplaySource can only be started once")
-        self._thread = threading.Thread(target=self._run, args=(sink,), name=f"{self.name}-{self.symbol}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(sink,), name=f"{self.name}-{self.symbol}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-
 from tradeconsole.backtest.replay import ReplaySource, synthetic_updates
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.feed import CandleClosed, CandleUpdate, MarketSink
@@ -34,8 +33,14 @@ log = logging.getLogger(__name__)
 class MultiReplaySource(ReplaySource):
     """Replays ``streams`` (symbol, history) through one sink in market-time order."""
 
-    def __init__(self, streams: list[tuple[str, CandleArrays]], interval: str, speed: float | None = None,
-                 updates_per_candle: int = 4, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        streams: list[tuple[str, CandleArrays]],
+        interval: str,
+        speed: float | None = None,
+        updates_per_candle: int = 4,
+        **kwargs: Any,
+    ) -> None:
         if not streams:
             raise ValueError("a multi-symbol replay needs at least one symbol")
         symbols = [s.upper() for s, _ in streams]
@@ -66,7 +71,7 @@ class MultiReplaySource(ReplaySource):
         self._status(sink, "connected", f"replay of {total} candles of {', '.join(self.symbols)}")
         try:
             groups = list(self._groups())
-            for g, members in groups[:self.warmup]:  # warm-up: history at once, as the live REST warm-up
+            for g, members in groups[: self.warmup]:  # warm-up: history at once, as the live REST warm-up
                 if self._stop.is_set():
                     break
                 for sym, arr, i in members:
@@ -75,7 +80,7 @@ class MultiReplaySource(ReplaySource):
             self._origin, self._k0 = self._clock(), 0
             k = 0
             stopped = False
-            for g, members in groups[self.warmup:]:
+            for g, members in groups[self.warmup :]:
                 if self._stop.is_set():
                     break
                 limit = self._limit

@@ -63,7 +63,9 @@ def text_report(m: dict[str, Any]) -> str:
         f"  Fees paid            {fmt_metric(m['fees_paid'])}",
     ]
     if m.get("warmup_bars"):
-        lines.append(f"  Warm-up              {m['warmup_bars']:,} candle(s) before the window (indicators only, never traded)")
+        lines.append(
+            f"  Warm-up              {m['warmup_bars']:,} candle(s) before the window (indicators only, never traded)"
+        )
     elif "warmup_bars" in m:
         lines.append("  Warm-up              0 candles (the window starts with the data: indicators start cold)")
     if m.get("entries_dropped"):
@@ -72,8 +74,10 @@ def text_report(m: dict[str, Any]) -> str:
         lines.append(f"  Funding paid         {fmt_metric(m['funding_paid'])}")
     op = m.get("open_position")
     if op:
-        lines.append(f"  Open at end          {op['side']} {op['qty']:.4f} @ {op['entry_price']:.2f} "
-                     f"(unrealised {op['unrealized_pnl']:+,.2f})")
+        lines.append(
+            f"  Open at end          {op['side']} {op['qty']:.4f} @ {op['entry_price']:.2f} "
+            f"(unrealised {op['unrealized_pnl']:+,.2f})"
+        )
     if m.get("cancelled"):
         lines.append("  (run cancelled before the end of the data)")
     return "\n".join(lines)
@@ -82,8 +86,21 @@ def text_report(m: dict[str, Any]) -> str:
 def write_trades_csv(result: BacktestResult, path: str | Path) -> int:
     """Write closed round trips; returns how many rows were written."""
     rows = [t.to_dict() for t in result.trades]
-    fields = ["symbol", "side", "qty", "entry_time", "entry_price", "exit_time", "exit_price", "pnl",
-              "return_pct", "fees", "funding", "exit_reason", "stake"]
+    fields = [
+        "symbol",
+        "side",
+        "qty",
+        "entry_time",
+        "entry_price",
+        "exit_time",
+        "exit_price",
+        "pnl",
+        "return_pct",
+        "fees",
+        "funding",
+        "exit_reason",
+        "stake",
+    ]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
@@ -108,8 +125,9 @@ def _date_ticks(times: Any, x: list[int], n: int = 5) -> tuple[list[int], list[s
     return picks, [datetime.fromtimestamp(int(times[i]) / 1000, tz=UTC).strftime(fmt) for i in picks]
 
 
-def plot_result(result: BacktestResult, width: int | None = None, height: int | None = None, *,
-                color: bool = True) -> str:
+def plot_result(
+    result: BacktestResult, width: int | None = None, height: int | None = None, *, color: bool = True
+) -> str:
     """Equity and price with entries/exits, drawn with plotext; returns the text to print.
     The x axes are labelled with UTC dates; ``color=False`` (NO_COLOR, pipes) gives plain text
     without escape codes."""

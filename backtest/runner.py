@@ -12,18 +12,23 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from itertools import repeat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-
-from tradeconsole.core.candles import CandleArrays
-from tradeconsole.core.broker import (FILL_MODELS, BrokerSettings, DroppedEntry, FillModel, SimulatedFuturesBroker,
-                                      client_order_id)
+from tradeconsole.core.broker import (
+    FILL_MODELS,
+    BrokerSettings,
+    DroppedEntry,
+    FillModel,
+    SimulatedFuturesBroker,
+    client_order_id,
+)
 from tradeconsole.core.broker_step import R_ENTRY_LONG, R_ENTRY_SHORT, R_LIQ, R_STOP, R_TARGET
+from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
 from tradeconsole.core.events import Event
 from tradeconsole.core.indicators import IndicatorSettings
@@ -97,17 +102,47 @@ def run_backtest(
     n = len(candles)
     signal = _vector_signal(strategy, ind) if publish is None else None
     if signal is not None:
-        return _run_compiled(candles, strategy, signal, symbol=symbol, interval=interval, fm=fm, settings=settings,
-                             ind_settings=ind_settings, progress=progress, run_id=run_id, warmup=warmup, t0=t0)
+        return _run_compiled(
+            candles,
+            strategy,
+            signal,
+            symbol=symbol,
+            interval=interval,
+            fm=fm,
+            settings=settings,
+            ind_settings=ind_settings,
+            progress=progress,
+            run_id=run_id,
+            warmup=warmup,
+            t0=t0,
+        )
     broker = SimulatedFuturesBroker(symbol, settings, fm)
-    session = StrategySession(symbol=symbol, interval=interval, strategy=strategy, broker=broker, run_id=run_id,
-                              mode="backtest", initial_cash=settings.initial_cash,
-                              reenter_on_exit_candle=fm.reenter_on_exit_candle, publish=publish)
+    session = StrategySession(
+        symbol=symbol,
+        interval=interval,
+        strategy=strategy,
+        broker=broker,
+        run_id=run_id,
+        mode="backtest",
+        initial_cash=settings.initial_cash,
+        reenter_on_exit_candle=fm.reenter_on_exit_candle,
+        publish=publish,
+    )
     # The equity curve only changes shape when the account does (a fill, funding): record the
     # account at those bars and expand it with numpy afterwards instead of per bar in Python.
     marks: list[tuple[int, float, float, float]] = [(0, broker.cash, 0.0, 0.0)]  # (bar, cash, signed qty, entry)
-    cols = [a.tolist() for a in (candles.open_time, candles.open, candles.high, candles.low, candles.close,
-                                 candles.volume, candles.close_time)]
+    cols = [
+        a.tolist()
+        for a in (
+            candles.open_time,
+            candles.open,
+            candles.high,
+            candles.low,
+            candles.close,
+            candles.volume,
+            candles.close_time,
+        )
+    ]
     icols = [ind[k].tolist() for k in plan.fields]
     on_closed = session.on_closed_candle
     step = max(1, n // 200)
@@ -134,14 +169,34 @@ def run_backtest(
     pos = broker.position
     open_position = None
     if pos is not None:
-        open_position = {"side": pos.side.name.lower(), "qty": pos.qty, "entry_price": pos.entry_price,
-                         "entry_time": pos.entry_time, "unrealized_pnl": pos.unrealized_pnl(float(candles.close[m - 1]))}
+        open_position = {
+            "side": pos.side.name.lower(),
+            "qty": pos.qty,
+            "entry_price": pos.entry_price,
+            "entry_time": pos.entry_time,
+            "unrealized_pnl": pos.unrealized_pnl(float(candles.close[m - 1])),
+        }
     return BacktestResult(
-        symbol=symbol, interval=interval, strategy=strategy, model=fm, settings=settings, run_id=run_id,
-        open_time=candles.open_time[:m], close=candles.close[:m], equity=equity, in_position=in_pos,
-        fills=broker.fills, trades=broker.trades, fees_paid=broker.fees_paid, funding_paid=broker.funding_paid,
-        open_position=open_position, indicator_settings=ind_settings, elapsed_s=time.perf_counter() - t0,
-        cancelled=cancelled, warmup_bars=warmup, dropped_entries=list(broker.dropped_entries),
+        symbol=symbol,
+        interval=interval,
+        strategy=strategy,
+        model=fm,
+        settings=settings,
+        run_id=run_id,
+        open_time=candles.open_time[:m],
+        close=candles.close[:m],
+        equity=equity,
+        in_position=in_pos,
+        fills=broker.fills,
+        trades=broker.trades,
+        fees_paid=broker.fees_paid,
+        funding_paid=broker.funding_paid,
+        open_position=open_position,
+        indicator_settings=ind_settings,
+        elapsed_s=time.perf_counter() - t0,
+        cancelled=cancelled,
+        warmup_bars=warmup,
+        dropped_entries=list(broker.dropped_entries),
     )
 
 
@@ -159,9 +214,21 @@ def _vector_signal(strategy: Strategy, ind: dict[str, NDArray[np.float64]]) -> N
     return None if fn is None else fn(ind, strategy.params)
 
 
-def _run_compiled(candles: CandleArrays, strategy: Strategy, signal: NDArray[np.int8], *, symbol: str, interval: str,
-                  fm: FillModel, settings: BrokerSettings, ind_settings: IndicatorSettings,
-                  progress: ProgressFn | None, run_id: str, warmup: int, t0: float) -> BacktestResult:
+def _run_compiled(
+    candles: CandleArrays,
+    strategy: Strategy,
+    signal: NDArray[np.int8],
+    *,
+    symbol: str,
+    interval: str,
+    fm: FillModel,
+    settings: BrokerSettings,
+    ind_settings: IndicatorSettings,
+    progress: ProgressFn | None,
+    run_id: str,
+    warmup: int,
+    t0: float,
+) -> BacktestResult:
     """``run_backtest`` for nobody listening bar by bar: the broker's compiled step
     (``tradeconsole.core.broker_step.simulate``) over the arrays, then the few fills and round
     trips as the objects the per-candle path returns. A run of millions of bars takes
@@ -177,44 +244,88 @@ def _run_compiled(candles: CandleArrays, strategy: Strategy, signal: NDArray[np.
     s = settings
     f64 = np.float64
     equity, in_pos, fills_a, trades_a, dropped_a, totals = simulate(
-        np.ascontiguousarray(candles.open, dtype=f64), np.ascontiguousarray(candles.high, dtype=f64),
-        np.ascontiguousarray(candles.low, dtype=f64), np.ascontiguousarray(candles.close, dtype=f64),
-        np.ascontiguousarray(candles.open_time, dtype=np.int64), np.ascontiguousarray(candles.close_time, dtype=np.int64),
-        np.ascontiguousarray(signal, dtype=np.int8), float(strategy.params.stop_loss_pct),
-        float(strategy.params.take_profit_pct), float(strategy.params.stake_fraction), float(s.initial_cash),
-        float(s.leverage), float(s.fee_rate), float(s.slippage_bps), float(s.funding_rate_8h),
-        float(s.maintenance_margin_rate), bool(fm.fill_at_next_open), bool(fm.intrabar_exits),
-        bool(fm.reenter_on_exit_candle), bool(fm.fee_on_stake))
+        np.ascontiguousarray(candles.open, dtype=f64),
+        np.ascontiguousarray(candles.high, dtype=f64),
+        np.ascontiguousarray(candles.low, dtype=f64),
+        np.ascontiguousarray(candles.close, dtype=f64),
+        np.ascontiguousarray(candles.open_time, dtype=np.int64),
+        np.ascontiguousarray(candles.close_time, dtype=np.int64),
+        np.ascontiguousarray(signal, dtype=np.int8),
+        float(strategy.params.stop_loss_pct),
+        float(strategy.params.take_profit_pct),
+        float(strategy.params.stake_fraction),
+        float(s.initial_cash),
+        float(s.leverage),
+        float(s.fee_rate),
+        float(s.slippage_bps),
+        float(s.funding_rate_8h),
+        float(s.maintenance_margin_rate),
+        bool(fm.fill_at_next_open),
+        bool(fm.intrabar_exits),
+        bool(fm.reenter_on_exit_candle),
+        bool(fm.fee_on_stake),
+    )
     if progress is not None and not cancelled:
         progress(n, n)
     m = len(candles)
     fills, trades = _fill_objects(fills_a, trades_a, strategy.name, symbol, interval)
-    dropped = [DroppedEntry(Side.LONG if row[0] > 0 else Side.SHORT,
-                            client_order_id(strategy.name, symbol, interval, int(row[1]),
-                                            Side.LONG if row[0] > 0 else Side.SHORT), int(row[1]), int(row[2]))
-               for row in dropped_a]
+    dropped = [
+        DroppedEntry(
+            Side.LONG if row[0] > 0 else Side.SHORT,
+            client_order_id(strategy.name, symbol, interval, int(row[1]), Side.LONG if row[0] > 0 else Side.SHORT),
+            int(row[1]),
+            int(row[2]),
+        )
+        for row in dropped_a
+    ]
     open_position = None
     if totals[3]:
         side = Side.LONG if totals[4] > 0 else Side.SHORT
         qty, entry = float(totals[5]), float(totals[6])
-        open_position = {"side": side.name.lower(), "qty": qty, "entry_price": entry, "entry_time": int(totals[7]),
-                         "unrealized_pnl": side.sign * qty * (float(candles.close[m - 1]) - entry)}
+        open_position = {
+            "side": side.name.lower(),
+            "qty": qty,
+            "entry_price": entry,
+            "entry_time": int(totals[7]),
+            "unrealized_pnl": side.sign * qty * (float(candles.close[m - 1]) - entry),
+        }
     return BacktestResult(
-        symbol=symbol, interval=interval, strategy=strategy, model=fm, settings=settings, run_id=run_id,
-        open_time=candles.open_time[:m], close=candles.close[:m], equity=equity, in_position=in_pos,
-        fills=fills, trades=trades, fees_paid=float(totals[0]), funding_paid=float(totals[1]),
-        open_position=open_position, indicator_settings=ind_settings, elapsed_s=time.perf_counter() - t0,
-        cancelled=cancelled, warmup_bars=warmup, dropped_entries=dropped,
+        symbol=symbol,
+        interval=interval,
+        strategy=strategy,
+        model=fm,
+        settings=settings,
+        run_id=run_id,
+        open_time=candles.open_time[:m],
+        close=candles.close[:m],
+        equity=equity,
+        in_position=in_pos,
+        fills=fills,
+        trades=trades,
+        fees_paid=float(totals[0]),
+        funding_paid=float(totals[1]),
+        open_position=open_position,
+        indicator_settings=ind_settings,
+        elapsed_s=time.perf_counter() - t0,
+        cancelled=cancelled,
+        warmup_bars=warmup,
+        dropped_entries=dropped,
     )
 
 
-_CODE_REASON = {R_ENTRY_LONG: FillReason.ENTRY_LONG, R_ENTRY_SHORT: FillReason.ENTRY_SHORT,
-                R_STOP: FillReason.STOP_LOSS, R_TARGET: FillReason.TAKE_PROFIT, R_LIQ: FillReason.LIQUIDATION}
+_CODE_REASON = {
+    R_ENTRY_LONG: FillReason.ENTRY_LONG,
+    R_ENTRY_SHORT: FillReason.ENTRY_SHORT,
+    R_STOP: FillReason.STOP_LOSS,
+    R_TARGET: FillReason.TAKE_PROFIT,
+    R_LIQ: FillReason.LIQUIDATION,
+}
 _CODE_SUFFIX = {R_STOP: "sl", R_TARGET: "tp", R_LIQ: "lq"}
 
 
-def _fill_objects(fills_a: NDArray[np.float64], trades_a: NDArray[np.float64], name: str, symbol: str,
-                  interval: str) -> tuple[list[Fill], list[Trade]]:
+def _fill_objects(
+    fills_a: NDArray[np.float64], trades_a: NDArray[np.float64], name: str, symbol: str, interval: str
+) -> tuple[list[Fill], list[Trade]]:
     """The compiled loop's fill and round-trip rows as ``Fill``/``Trade`` objects, with the order
     ids the broker gives them (the entry's id derives from its signal candle and side)."""
     fills: list[Fill] = []
@@ -227,17 +338,32 @@ def _fill_objects(fills_a: NDArray[np.float64], trades_a: NDArray[np.float64], n
         else:
             entry_side = Side.SHORT if buy else Side.LONG
             oid = client_order_id(name, symbol, interval, int(sig), entry_side) + _CODE_SUFFIX[code]
-        fills.append(Fill(int(t), symbol, OrderSide.BUY if buy else OrderSide.SELL, px, qty, fee,
-                          _CODE_REASON[code], oid))
-    trades = [Trade(symbol=symbol, side=Side.LONG if sg > 0 else Side.SHORT, qty=qty, entry_time=int(et),
-                    entry_price=ep, exit_time=int(xt), exit_price=xp, pnl=pnl, fees=fees, funding=funding,
-                    exit_reason=_CODE_REASON[int(code)], stake=stake)
-              for sg, qty, et, ep, xt, xp, pnl, fees, funding, code, stake in trades_a.tolist()]
+        fills.append(
+            Fill(int(t), symbol, OrderSide.BUY if buy else OrderSide.SELL, px, qty, fee, _CODE_REASON[code], oid)
+        )
+    trades = [
+        Trade(
+            symbol=symbol,
+            side=Side.LONG if sg > 0 else Side.SHORT,
+            qty=qty,
+            entry_time=int(et),
+            entry_price=ep,
+            exit_time=int(xt),
+            exit_price=xp,
+            pnl=pnl,
+            fees=fees,
+            funding=funding,
+            exit_reason=_CODE_REASON[int(code)],
+            stake=stake,
+        )
+        for sg, qty, et, ep, xt, xp, pnl, fees, funding, code, stake in trades_a.tolist()
+    ]
     return fills, trades
 
 
-def _expand_equity(marks: list[tuple[int, float, float, float]],
-                   close: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+def _expand_equity(
+    marks: list[tuple[int, float, float, float]], close: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Per-bar equity at the close and in-position flags from the account's change points."""
     m = len(close)
     bars = np.array([b for b, *_ in marks], dtype=np.int64)

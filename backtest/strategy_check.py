@@ -26,15 +26,14 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
+from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, Position, Side, iso_ms
 from tradeconsole.core.indicators import LiveIndicators
 from tradeconsole.core.session import StrategySession
@@ -107,8 +106,16 @@ def _sample(lo: int, hi: int, k: int, extra: Sequence[int] = ()) -> list[int]:
     return sorted(pts)
 
 
-def check_strategy(strategy: Strategy, candles: CandleArrays, *, model: str = "realistic", samples: int = 40,
-                   live_bars: int = 3000, symbol: str = "ETHUSDT", interval: str = "5m") -> list[CheckResult]:
+def check_strategy(
+    strategy: Strategy,
+    candles: CandleArrays,
+    *,
+    model: str = "realistic",
+    samples: int = 40,
+    live_bars: int = 3000,
+    symbol: str = "ETHUSDT",
+    interval: str = "5m",
+) -> list[CheckResult]:
     """Run the three checks; see the module docstring."""
     fm = FILL_MODELS[model]
     settings = fm.indicator_settings()
@@ -135,11 +142,17 @@ def check_strategy(strategy: Strategy, candles: CandleArrays, *, model: str = "r
                 break
         if first is not None and first[0] <= points[0]:
             break
-    results.append(CheckResult("look-ahead", first is None,
-                               f"{len(points)} truncation points: values and signals unchanged" if first is None
-                               else f"{first[1]}: it reads candles after the bar it decides on",
-                               None if first is None else first[0],
-                               None if first is None else int(candles.open_time[first[0]])))
+    results.append(
+        CheckResult(
+            "look-ahead",
+            first is None,
+            f"{len(points)} truncation points: values and signals unchanged"
+            if first is None
+            else f"{first[1]}: it reads candles after the bar it decides on",
+            None if first is None else first[0],
+            None if first is None else int(candles.open_time[first[0]]),
+        )
+    )
 
     # (b) live path == backtest
     m = min(n, int(live_bars))
@@ -150,9 +163,16 @@ def check_strategy(strategy: Strategy, candles: CandleArrays, *, model: str = "r
     bt = run_backtest(head, strategy, symbol=symbol, interval=interval, fill_model=fm)
     live = LiveIndicators(strategy.indicator_plan(settings))
     broker = SimulatedFuturesBroker(symbol, BrokerSettings(), fm)
-    session = StrategySession(symbol=symbol, interval=interval, strategy=strategy, broker=broker, run_id="check",
-                              mode="backtest", initial_cash=broker.settings.initial_cash,
-                              reenter_on_exit_candle=fm.reenter_on_exit_candle)
+    session = StrategySession(
+        symbol=symbol,
+        interval=interval,
+        strategy=strategy,
+        broker=broker,
+        run_id="check",
+        mode="backtest",
+        initial_cash=broker.settings.initial_cash,
+        reenter_on_exit_candle=fm.reenter_on_exit_candle,
+    )
     bad: tuple[int, str] | None = None
     t0 = time.perf_counter()
     for i, c in enumerate(bars[:m]):
@@ -166,26 +186,44 @@ def check_strategy(strategy: Strategy, candles: CandleArrays, *, model: str = "r
     live_s = time.perf_counter() - t0
     if bad is None:
         for a, b in zip(bt.fills, broker.fills):
-            if (a.time, a.reason, a.side) != (b.time, b.reason, b.side) or not _same(a.price, b.price) \
-                    or not _same(a.qty, b.qty):
+            if (
+                (a.time, a.reason, a.side) != (b.time, b.reason, b.side)
+                or not _same(a.price, b.price)
+                or not _same(a.qty, b.qty)
+            ):
                 i = int(np.searchsorted(head.open_time, b.time, side="right") - 1)
-                bad = (max(i, 0), f"live fill {b.reason} {b.price:.8g} x {b.qty:.6g}, backtest {a.reason} "
-                                  f"{a.price:.8g} x {a.qty:.6g}")
+                bad = (
+                    max(i, 0),
+                    f"live fill {b.reason} {b.price:.8g} x {b.qty:.6g}, backtest {a.reason} "
+                    f"{a.price:.8g} x {a.qty:.6g}",
+                )
                 break
         else:
             if len(bt.fills) != len(broker.fills):
                 bad = (m - 1, f"{len(broker.fills)} live fills, {len(bt.fills)} in the backtest")
-    results.append(CheckResult("live == backtest", bad is None,
-                               f"{m} candles through the live path ({1000 * live_s / max(m, 1):.3f} ms/candle): "
-                               f"values equal, {len(bt.fills)} fills identical" if bad is None else bad[1],
-                               None if bad is None else bad[0],
-                               None if bad is None else int(head.open_time[bad[0]])))
+    results.append(
+        CheckResult(
+            "live == backtest",
+            bad is None,
+            f"{m} candles through the live path ({1000 * live_s / max(m, 1):.3f} ms/candle): "
+            f"values equal, {len(bt.fills)} fills identical"
+            if bad is None
+            else bad[1],
+            None if bad is None else bad[0],
+            None if bad is None else int(head.open_time[bad[0]]),
+        )
+    )
 
     # (c) warm-up
     w = strategy.warmup_bars(settings)
     if n <= w:
-        results.append(CheckResult("warm-up", False, f"the data ({n} candles) is not longer than the warm-up "
-                                   f"({w} candles): give more history"))
+        results.append(
+            CheckResult(
+                "warm-up",
+                False,
+                f"the data ({n} candles) is not longer than the warm-up ({w} candles): give more history",
+            )
+        )
         return results
     first = None
     pts = _sample(w, n - 1, samples)
@@ -197,12 +235,17 @@ def check_strategy(strategy: Strategy, candles: CandleArrays, *, model: str = "r
         if why is not None:
             first = (t, why)
             break
-    results.append(CheckResult("warm-up", first is None,
-                               f"{w} candles of history give the whole history's values at {len(pts)} sampled bars"
-                               if first is None else f"from only {w} candles of history {first[1]}: raise "
-                               "startup_candle_count (or the indicator's window)",
-                               None if first is None else first[0],
-                               None if first is None else int(candles.open_time[first[0]])))
+    results.append(
+        CheckResult(
+            "warm-up",
+            first is None,
+            f"{w} candles of history give the whole history's values at {len(pts)} sampled bars"
+            if first is None
+            else f"from only {w} candles of history {first[1]}: raise startup_candle_count (or the indicator's window)",
+            None if first is None else first[0],
+            None if first is None else int(candles.open_time[first[0]]),
+        )
+    )
     return results
 
 
@@ -233,12 +276,14 @@ def record_pass(cls: type[Strategy], data: str) -> None:
 
 
 def check_status(cls: type[Strategy]) -> str:
-    """"passed <when> on <data>" or a sentence saying the strategy never passed the check."""
+    """ "passed <when> on <data>" or a sentence saying the strategy never passed the check."""
     from tradeconsole.backtest.strategy_loader import strategy_fingerprint
     from tradeconsole.core.paths import strategy_checks_path
 
     rec = _records(strategy_checks_path()).get(strategy_fingerprint(cls))
     if rec is None:
-        return (f"never passed `tradeconsole strategy check {cls.name}` (look-ahead, live == backtest, warm-up) "
-                "in this form")
+        return (
+            f"never passed `tradeconsole strategy check {cls.name}` (look-ahead, live == backtest, warm-up) "
+            "in this form"
+        )
     return f"passed {rec.get('passed_at', '?')} on {rec.get('data', '?')}"

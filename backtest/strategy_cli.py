@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from tradeconsole.backtest.inputs import check_data_files, check_input_path
-
 from tradeconsole.core.errors import UserError, clip
 
 __all__ = ["TEMPLATE", "check_main", "list_main", "new_main"]
@@ -80,7 +79,7 @@ class {cls}(Strategy):
 
 def new_main(args: argparse.Namespace) -> int:
     """Write NAME.py (refusing to overwrite unless --force) and say where."""
-    from tradeconsole.core.strategies import STRATEGIES, SOURCES
+    from tradeconsole.core.strategies import SOURCES, STRATEGIES
 
     name = args.name
     if name in STRATEGIES and SOURCES.get(name) == "built-in":
@@ -100,8 +99,10 @@ def new_main(args: argparse.Namespace) -> int:
     cls = "".join(part.capitalize() for part in name.split("_")) + "Strategy"
     path.write_text(TEMPLATE.format(name=name, cls=cls, path=path))
     print(path)
-    print(f"wrote {path}: try `tradeconsole backtest --strategy-path {path} --strategy {name} --data DIR`",
-          file=sys.stderr)
+    print(
+        f"wrote {path}: try `tradeconsole backtest --strategy-path {path} --strategy {name} --data DIR`",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -140,10 +141,17 @@ def check_main(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     check_input_path(args.data, "--data")
     check_data_files(args.data)
-    candles, _report = load_candles(args.data, interval=interval,
-                                    expected_by=f"the strategy {args.name!r} runs on {interval}")
-    results = check_strategy(strategy, candles, model=args.fill_model, samples=int(args.samples),
-                             live_bars=int(args.live_bars), interval=interval)
+    candles, _report = load_candles(
+        args.data, interval=interval, expected_by=f"the strategy {args.name!r} runs on {interval}"
+    )
+    results = check_strategy(
+        strategy,
+        candles,
+        model=args.fill_model,
+        samples=int(args.samples),
+        live_bars=int(args.live_bars),
+        interval=interval,
+    )
     print(f"strategy check {args.name} on {len(candles)} candles of {args.data} ({args.fill_model} fill model)")
     for r in results:
         print("  " + r.line())

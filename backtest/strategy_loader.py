@@ -26,8 +26,15 @@ from typing import Any
 from tradeconsole.core.broker import FILL_MODELS
 from tradeconsole.core.strategies import SOURCES, STRATEGIES, Strategy, register_strategy
 
-__all__ = ["ENTRY_POINT_GROUP", "LoadReport", "StrategyLoadError", "available", "load_file", "load_strategies",
-           "strategy_fingerprint"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "LoadReport",
+    "StrategyLoadError",
+    "available",
+    "load_file",
+    "load_strategies",
+    "strategy_fingerprint",
+]
 
 ENTRY_POINT_GROUP = "tradeconsole.strategies"
 
@@ -86,9 +93,11 @@ def load_file(path: str | Path) -> list[type[Strategy]]:
         sys.modules.pop(name, None)
         line = _where(exc, p)
         raise StrategyLoadError(f"{path}{f':{line}' if line else ''}: {type(exc).__name__}: {exc}") from None
-    classes = [c for c in vars(module).values()
-               if isinstance(c, type) and issubclass(c, Strategy) and c.__module__ == name
-               and not inspect.isabstract(c)]
+    classes = [
+        c
+        for c in vars(module).values()
+        if isinstance(c, type) and issubclass(c, Strategy) and c.__module__ == name and not inspect.isabstract(c)
+    ]
     if not classes:
         raise StrategyLoadError(f"{path}: defines no Strategy subclass (class MyStrategy(Strategy): ...)")
     for cls in classes:
@@ -113,8 +122,9 @@ def _validate(cls: type[Strategy], label: str, path: Path | None) -> None:
         strategy.exit_plan  # noqa: B018 - exists
     except Exception as exc:  # noqa: BLE001
         line = (_where(exc, path) if path is not None else None) or _class_line(cls)
-        raise StrategyLoadError(f"{label}{f':{line}' if line else ''}: strategy {cls.__name__}: "
-                                f"{type(exc).__name__}: {exc}") from None
+        raise StrategyLoadError(
+            f"{label}{f':{line}' if line else ''}: strategy {cls.__name__}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def strategy_fingerprint(cls: type[Strategy]) -> str:
@@ -142,8 +152,9 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_strategies(paths: list[str] | tuple[str, ...] = (), *, user_dir: bool = True,
-                    entry_points: bool = True) -> LoadReport:
+def load_strategies(
+    paths: list[str] | tuple[str, ...] = (), *, user_dir: bool = True, entry_points: bool = True
+) -> LoadReport:
     """Register every strategy found. Explicit ``paths`` (files or directories) must load;
     the user directory and entry points are best effort (``skipped``)."""
     report = LoadReport()
@@ -173,9 +184,18 @@ def load_strategies(paths: list[str] | tuple[str, ...] = (), *, user_dir: bool =
             label = f"entry point {ep.name} ({ep.value})"
             try:
                 obj = ep.load()
-                classes = [obj] if isinstance(obj, type) else [
-                    c for c in vars(obj).values() if isinstance(c, type) and issubclass(c, Strategy)
-                    and c.__module__ == obj.__name__ and not inspect.isabstract(c)]
+                classes = (
+                    [obj]
+                    if isinstance(obj, type)
+                    else [
+                        c
+                        for c in vars(obj).values()
+                        if isinstance(c, type)
+                        and issubclass(c, Strategy)
+                        and c.__module__ == obj.__name__
+                        and not inspect.isabstract(c)
+                    ]
+                )
                 for cls in classes:
                     _validate(cls, label, None)
                 _register(classes, label, report)
@@ -200,10 +220,23 @@ def available() -> list[dict[str, Any]]:
     out = []
     for name, cls in STRATEGIES.items():
         ranges = param_ranges(cls.Params)
-        params = [{"name": f.name, "default": f.default, **({"low": ranges[f.name].low, "high": ranges[f.name].high}
-                                                           if f.name in ranges else {})}
-                  for f in fields(cls.Params)]
-        out.append({"name": name, "source": SOURCES.get(name, "?"), "default_interval": cls.default_interval,
-                    "intervals": list(cls.intervals), "params": params,
-                    "indicators": sorted(cls.indicators), "doc": _summary(cls)})
+        params = [
+            {
+                "name": f.name,
+                "default": f.default,
+                **({"low": ranges[f.name].low, "high": ranges[f.name].high} if f.name in ranges else {}),
+            }
+            for f in fields(cls.Params)
+        ]
+        out.append(
+            {
+                "name": name,
+                "source": SOURCES.get(name, "?"),
+                "default_interval": cls.default_interval,
+                "intervals": list(cls.intervals),
+                "params": params,
+                "indicators": sorted(cls.indicators),
+                "doc": _summary(cls),
+            }
+        )
     return out

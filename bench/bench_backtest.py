@@ -63,8 +63,20 @@ TARGET = 0.03
 BASIC = {"rsi_lo": 30.0, "rsi_hi": 70.0, "cci_lo": -100.0, "cci_hi": 100.0}
 ENGULF = {"rsi_lo": 25.0, "rsi_hi": 70.0}
 
-PUBLIC_COLS = ["open_time", "Open", "High", "Low", "Close", "Volume", "close_time", "quote_volume",
-               "trades", "taker_base", "taker_quote", "ignore"]
+PUBLIC_COLS = [
+    "open_time",
+    "Open",
+    "High",
+    "Low",
+    "Close",
+    "Volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_base",
+    "taker_quote",
+    "ignore",
+]
 
 
 # ============================================================================ data sets
@@ -166,10 +178,22 @@ def synth_years(dest: Path, interval: str, years: int = 5, src: Path = DATA_5M, 
     h = np.maximum(h, np.maximum(o, c))  # rounding must not break OHLC order
     lo = np.minimum(lo, np.minimum(o, c))
     v = np.round(v, 4)
-    df = pd.DataFrame({"open_time": ot, "Open": o, "High": h, "Low": lo, "Close": c, "Volume": v,
-                       "close_time": ot + step - 1, "quote_volume": np.round(v * c, 4),
-                       "trades": (v * 3).astype(np.int64) + 1, "taker_base": np.round(v / 2, 4),
-                       "taker_quote": np.round(v * c / 2, 4), "ignore": 0})
+    df = pd.DataFrame(
+        {
+            "open_time": ot,
+            "Open": o,
+            "High": h,
+            "Low": lo,
+            "Close": c,
+            "Volume": v,
+            "close_time": ot + step - 1,
+            "quote_volume": np.round(v * c, 4),
+            "trades": (v * 3).astype(np.int64) + 1,
+            "taker_base": np.round(v / 2, 4),
+            "taker_quote": np.round(v * c / 2, 4),
+            "ignore": 0,
+        }
+    )
     out = dest / "ETHUSDT" / interval
     out.mkdir(parents=True, exist_ok=True)
     month = pd.to_datetime(ot, unit="ms").strftime("%Y-%m").to_numpy()
@@ -195,9 +219,13 @@ def notebook_load(path: str):
     """Read a directory of Binance public-data CSVs (no header) the way a notebook would."""
     import pandas as pd
 
-    df = pd.concat([pd.read_csv(f, header=None, usecols=range(6),
-                                names=["open_time", "Open", "High", "Low", "Close", "Volume"])
-                    for f in _csv_files(Path(path))], ignore_index=True)
+    df = pd.concat(
+        [
+            pd.read_csv(f, header=None, usecols=range(6), names=["open_time", "Open", "High", "Low", "Close", "Volume"])
+            for f in _csv_files(Path(path))
+        ],
+        ignore_index=True,
+    )
     return df
 
 
@@ -207,8 +235,8 @@ def _ema(s, n: int):
 
     s = s.copy()
     first = int(s.notna().to_numpy().argmax())  # position of the first defined value
-    s.iloc[first + n - 1] = s.iloc[first:first + n].mean()
-    s.iloc[:first + n - 1] = np.nan
+    s.iloc[first + n - 1] = s.iloc[first : first + n].mean()
+    s.iloc[: first + n - 1] = np.nan
     return s.ewm(span=n, adjust=False).mean()
 
 
@@ -259,9 +287,17 @@ def notebook_loop(df, strategy: str) -> dict:
         if position == 0 and not exited:
             signal = 0
             if strategy == "basic":
-                if df["MACD"][i] > df["Signal"][i] and df["RSI"][i] < BASIC["rsi_lo"] and df["CCI"][i] > BASIC["cci_lo"]:
+                if (
+                    df["MACD"][i] > df["Signal"][i]
+                    and df["RSI"][i] < BASIC["rsi_lo"]
+                    and df["CCI"][i] > BASIC["cci_lo"]
+                ):
                     signal = 1
-                elif df["MACD"][i] < df["Signal"][i] and df["RSI"][i] > BASIC["rsi_hi"] and df["CCI"][i] < BASIC["cci_hi"]:
+                elif (
+                    df["MACD"][i] < df["Signal"][i]
+                    and df["RSI"][i] > BASIC["rsi_hi"]
+                    and df["CCI"][i] < BASIC["cci_hi"]
+                ):
                     signal = -1
             elif i > 0:
                 o, po, pc = df["Open"][i], df["Open"][i - 1], df["Close"][i - 1]
@@ -292,8 +328,15 @@ def run_notebook(path: str, strategy: str) -> dict:
     t3 = time.perf_counter()
     res = notebook_loop(df, strategy)
     t4 = time.perf_counter()
-    return {**res, "bars": len(df), "import_s": t1 - t0, "load_s": t2 - t1, "indicators_s": t3 - t2,
-            "sim_s": t4 - t3, "compute_s": t4 - t2}
+    return {
+        **res,
+        "bars": len(df),
+        "import_s": t1 - t0,
+        "load_s": t2 - t1,
+        "indicators_s": t3 - t2,
+        "sim_s": t4 - t3,
+        "compute_s": t4 - t2,
+    }
 
 
 # ============================================================================ competitor 2: backtesting.py
@@ -351,14 +394,26 @@ def run_backtesting_py(path: str, strategy: str) -> dict:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bt = FractionalBacktest(df[["Open", "High", "Low", "Close", "Volume", "RSI", "MACD", "Signal", "CCI"]],
-                                SeedRules, cash=CASH, commission=FEE, trade_on_close=True,
-                                fractional_unit=1e-6)
+        bt = FractionalBacktest(
+            df[["Open", "High", "Low", "Close", "Volume", "RSI", "MACD", "Signal", "CCI"]],
+            SeedRules,
+            cash=CASH,
+            commission=FEE,
+            trade_on_close=True,
+            fractional_unit=1e-6,
+        )
         stats = bt.run()
     t4 = time.perf_counter()
-    return {"trades": int(stats["# Trades"]), "final_equity": float(stats["Equity Final [$]"]), "bars": len(df),
-            "import_s": t1 - t0, "load_s": t2 - t1, "indicators_s": t3 - t2, "sim_s": t4 - t3,
-            "compute_s": t4 - t2}
+    return {
+        "trades": int(stats["# Trades"]),
+        "final_equity": float(stats["Equity Final [$]"]),
+        "bars": len(df),
+        "import_s": t1 - t0,
+        "load_s": t2 - t1,
+        "indicators_s": t3 - t2,
+        "sim_s": t4 - t3,
+        "compute_s": t4 - t2,
+    }
 
 
 def run_backtesting_py_realistic(path: str, strategy: str) -> dict:
@@ -394,13 +449,25 @@ def run_backtesting_py_realistic(path: str, strategy: str) -> dict:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bt = FractionalBacktest(df[["Open", "High", "Low", "Close", "Volume", "RSI", "MACD", "Signal", "CCI"]],
-                                RealisticRules, cash=CASH, commission=FEE, fractional_unit=1e-6)
+        bt = FractionalBacktest(
+            df[["Open", "High", "Low", "Close", "Volume", "RSI", "MACD", "Signal", "CCI"]],
+            RealisticRules,
+            cash=CASH,
+            commission=FEE,
+            fractional_unit=1e-6,
+        )
         stats = bt.run()
     t4 = time.perf_counter()
-    return {"trades": int(stats["# Trades"]), "final_equity": float(stats["Equity Final [$]"]), "bars": len(df),
-            "import_s": t1 - t0, "load_s": t2 - t1, "indicators_s": t3 - t2, "sim_s": t4 - t3,
-            "compute_s": t4 - t2}
+    return {
+        "trades": int(stats["# Trades"]),
+        "final_equity": float(stats["Equity Final [$]"]),
+        "bars": len(df),
+        "import_s": t1 - t0,
+        "load_s": t2 - t1,
+        "indicators_s": t3 - t2,
+        "sim_s": t4 - t3,
+        "compute_s": t4 - t2,
+    }
 
 
 def run_vectorbt_realistic(path: str, strategy: str) -> dict:
@@ -421,26 +488,61 @@ def run_vectorbt_realistic(path: str, strategy: str) -> dict:
         short = (df["MACD"] < df["Signal"]) & (df["RSI"] > BASIC["rsi_hi"]) & (df["CCI"] < BASIC["cci_hi"])
     t3 = time.perf_counter()
     pf = vbt.Portfolio.from_signals(
-        df["Close"], entries=long.shift(1, fill_value=False), short_entries=short.shift(1, fill_value=False),
-        price=df["Open"], open=df["Open"], high=df["High"], low=df["Low"], sl_stop=STOP, tp_stop=TARGET,
-        fees=FEE, init_cash=CASH, size=np.inf, accumulate=False, freq="1min")
+        df["Close"],
+        entries=long.shift(1, fill_value=False),
+        short_entries=short.shift(1, fill_value=False),
+        price=df["Open"],
+        open=df["Open"],
+        high=df["High"],
+        low=df["Low"],
+        sl_stop=STOP,
+        tp_stop=TARGET,
+        fees=FEE,
+        init_cash=CASH,
+        size=np.inf,
+        accumulate=False,
+        freq="1min",
+    )
     trades = int(pf.trades.count())
     final = float(pf.final_value())
     t4 = time.perf_counter()
-    return {"trades": trades, "final_equity": final, "bars": len(df), "import_s": t1 - t0, "load_s": t2 - t1,
-            "indicators_s": t3 - t2, "sim_s": t4 - t3, "compute_s": t4 - t2}
+    return {
+        "trades": trades,
+        "final_equity": final,
+        "bars": len(df),
+        "import_s": t1 - t0,
+        "load_s": t2 - t1,
+        "indicators_s": t3 - t2,
+        "sim_s": t4 - t3,
+        "compute_s": t4 - t2,
+    }
 
 
-WORKERS = {"loop": run_notebook, "btpy": run_backtesting_py, "btpy_real": run_backtesting_py_realistic,
-           "vbt_real": run_vectorbt_realistic}
+WORKERS = {
+    "loop": run_notebook,
+    "btpy": run_backtesting_py,
+    "btpy_real": run_backtesting_py_realistic,
+    "vbt_real": run_vectorbt_realistic,
+}
 
 
 # ============================================================================ the product
 
 
 def run_product_process(data: Path, strategy: str, interval: str) -> tuple[float, dict]:
-    cmd = [str(TRADECONSOLE), "backtest", "--strategy", strategy, "--data", str(data), "--interval", interval,
-           "--mode", "seed", "--json"]
+    cmd = [
+        str(TRADECONSOLE),
+        "backtest",
+        "--strategy",
+        strategy,
+        "--data",
+        str(data),
+        "--interval",
+        interval,
+        "--mode",
+        "seed",
+        "--json",
+    ]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
@@ -572,19 +674,27 @@ def print_table(cases: list[Case], floor: list[float], imports: list[dict[str, f
             ratio = "" if impl in ("product", "inproc") else f"{c.paired(impl):8.1f}x"
             if impl == "inproc":
                 ratio = f"{m / p:.0%} of P"
-            print(f"{IMPL_NAMES[impl]:<44}{len(c.times[impl]):>5}{m:>10.3f}{min(c.times[impl]):>9.3f}"
-                  f"{_fmt_rate(c.bars, m):>10}{ratio:>10}")
+            print(
+                f"{IMPL_NAMES[impl]:<44}{len(c.times[impl]):>5}{m:>10.3f}{min(c.times[impl]):>9.3f}"
+                f"{_fmt_rate(c.bars, m):>10}{ratio:>10}"
+            )
             if impl in ("loop", "btpy"):
                 comp = c.med(impl, "compute_s")
                 sim = c.med(impl, "sim_s")
                 what = "loop" if impl == "loop" else "bt.run()"
-                print(f"{'    in-process indicators+' + what:<44}{'':>5}{comp:>10.3f}{'':>9}"
-                      f"{_fmt_rate(c.bars, comp):>10}{c.paired(impl, 'compute_s'):>9.1f}x")
-                print(f"{'    in-process ' + what + ' alone':<44}{'':>5}{sim:>10.3f}{'':>9}"
-                      f"{_fmt_rate(c.bars, sim):>10}{'':>10}")
+                print(
+                    f"{'    in-process indicators+' + what:<44}{'':>5}{comp:>10.3f}{'':>9}"
+                    f"{_fmt_rate(c.bars, comp):>10}{c.paired(impl, 'compute_s'):>9.1f}x"
+                )
+                print(
+                    f"{'    in-process ' + what + ' alone':<44}{'':>5}{sim:>10.3f}{'':>9}"
+                    f"{_fmt_rate(c.bars, sim):>10}{'':>10}"
+                )
     if floor:
-        print(f"\nproduct start-up floor (whole process on {args.floor_bars} bars): median {statistics.median(floor):.3f} s, "
-              f"min {min(floor):.3f} s over {len(floor)} runs")
+        print(
+            f"\nproduct start-up floor (whole process on {args.floor_bars} bars): median {statistics.median(floor):.3f} s, "
+            f"min {min(floor):.3f} s over {len(floor)} runs"
+        )
         if imports:
             parts = [f"{k} {statistics.median(d[k] for d in imports):.3f} s" for k in imports[0]]
             print(f"  imports in a fresh interpreter (medians): {', '.join(parts)}")
@@ -607,10 +717,14 @@ def print_table(cases: list[Case], floor: list[float], imports: list[dict[str, f
         same = ""
         if "loop" in c.results:
             p, lp = c.results["product"], c.results["loop"]
-            same = "  = " if p["trades"] == lp["trades"] and abs(p["final_equity"] - lp["final_equity"]) < 1e-6 else "  !="
+            same = (
+                "  = " if p["trades"] == lp["trades"] and abs(p["final_equity"] - lp["final_equity"]) < 1e-6 else "  !="
+            )
         print(f"{c.strategy + ' / ' + c.label:<28}{cells[0]:>22}{cells[1]:>22}{cells[2]:>22}{same}")
     print("(trades / final equity from 10000; '=' marks product and loop identical to 1e-6. The per-bar loop")
-    print(" implements the seed rules exactly and must match the product. backtesting.py fills entries at the signal close")
+    print(
+        " implements the seed rules exactly and must match the product. backtesting.py fills entries at the signal close"
+    )
     print(" (trade_on_close=True) but executes them when the next bar is processed and hits sl/tp intrabar")
     print(" from high/low at the level, not on closes, so its counts and equity differ.)")
 
@@ -626,25 +740,38 @@ def print_table(cases: list[Case], floor: list[float], imports: list[dict[str, f
     for c in long:
         if "loop" in c.times:
             r, rc = c.paired("loop"), c.paired("loop", "compute_s")
-            print(f"[{'PASS' if r >= 10 else 'FAIL'}] {c.strategy} long run >= 10x per-bar loop: {r:.1f}x process vs process "
-                  f"({rc:.1f}x vs its in-process compute alone)")
+            print(
+                f"[{'PASS' if r >= 10 else 'FAIL'}] {c.strategy} long run >= 10x per-bar loop: {r:.1f}x process vs process "
+                f"({rc:.1f}x vs its in-process compute alone)"
+            )
         if "btpy" in c.times:
             r, rc = c.paired("btpy"), c.paired("btpy", "compute_s")
-            print(f"[{'PASS' if r >= 3 else 'FAIL'}] {c.strategy} long run >= 3x backtesting.py: {r:.1f}x process vs process "
-                  f"({rc:.1f}x vs its in-process compute alone)")
+            print(
+                f"[{'PASS' if r >= 3 else 'FAIL'}] {c.strategy} long run >= 3x backtesting.py: {r:.1f}x process vs process "
+                f"({rc:.1f}x vs its in-process compute alone)"
+            )
     print("For information, in-process engine against in-process engine (indicators + simulation, data in memory,")
     print("no interpreter start-up or imports): median over rounds of competitor's time / run_backtest's time")
     for c in long:
         q = c.med("inproc")
-        parts = [f"{name} {c.paired(impl, 'compute_s', 'inproc'):.1f}x" for impl, name in (("loop", "per-bar loop"),
-                 ("btpy", "backtesting.py")) if impl in c.stages]
+        parts = [
+            f"{name} {c.paired(impl, 'compute_s', 'inproc'):.1f}x"
+            for impl, name in (("loop", "per-bar loop"), ("btpy", "backtesting.py"))
+            if impl in c.stages
+        ]
         print(f"  {c.strategy} long run: run_backtest {q:.3f} s; " + ", ".join(parts))
 
 
 def _versions() -> str:
-    out = subprocess.run([PYTHON, "-c", "import pandas, numpy, backtesting; "
-                          "print(pandas.__version__, numpy.__version__, backtesting.__version__)"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            PYTHON,
+            "-c",
+            "import pandas, numpy, backtesting; print(pandas.__version__, numpy.__version__, backtesting.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     pd_v, np_v, bt_v = (out.stdout.split() + ["?", "?", "?"])[:3]
     return f"python {platform.python_version()}, pandas {pd_v}, numpy {np_v}, backtesting {bt_v}"
 
@@ -660,8 +787,10 @@ def vectorbt_python() -> str:
     if subprocess.run([PYTHON, "-c", "import vectorbt"], capture_output=True).returncode == 0:
         return PYTHON
     py = VBT_VENV / "bin" / "python"
-    if not py.exists() or subprocess.run([str(py), "-c", "import vectorbt, backtesting"],
-                                         capture_output=True).returncode != 0:
+    if (
+        not py.exists()
+        or subprocess.run([str(py), "-c", "import vectorbt, backtesting"], capture_output=True).returncode != 0
+    ):
         print(f"installing vectorbt into {VBT_VENV} (once) ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VBT_VENV)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", "vectorbt", "backtesting==0.6.6"], check=True)
@@ -698,8 +827,19 @@ def scale_main(args) -> int:
     env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(cache), "TQDM_DISABLE": "1"}
     rows = []
     for label, d, iv in sets:
-        prod = [str(TRADECONSOLE), "backtest", "--strategy", "basic", "--data", str(d), "--interval", iv,
-                "--mode", "realistic", "--json"]
+        prod = [
+            str(TRADECONSOLE),
+            "backtest",
+            "--strategy",
+            "basic",
+            "--data",
+            str(d),
+            "--interval",
+            iv,
+            "--mode",
+            "realistic",
+            "--json",
+        ]
         cold = _peak_rss_mb(prod, env)  # first run: CSV parse, writes the cache (and compiles once)
         res: dict[str, list[tuple[float, float]]] = {"product": [], "btpy": [], "vbt": []}
         out: dict[str, dict] = {"product": json.loads(cold[2])}
@@ -707,37 +847,64 @@ def scale_main(args) -> int:
             w, r, o = _peak_rss_mb(prod, env)
             res["product"].append((w, r))
             if "btpy" not in args.skip:
-                w, r, o = _peak_rss_mb([PYTHON, str(Path(__file__).resolve()), "--worker", "btpy_real",
-                                        "--strategy", "basic", "--data", str(d)], env)
+                w, r, o = _peak_rss_mb(
+                    [
+                        PYTHON,
+                        str(Path(__file__).resolve()),
+                        "--worker",
+                        "btpy_real",
+                        "--strategy",
+                        "basic",
+                        "--data",
+                        str(d),
+                    ],
+                    env,
+                )
                 res["btpy"].append((w, r))
                 out["btpy"] = json.loads(o.strip().splitlines()[-1])
             if vpy is not None:
-                w, r, o = _peak_rss_mb([vpy, str(Path(__file__).resolve()), "--worker", "vbt_real",
-                                        "--strategy", "basic", "--data", str(d)], env)
+                w, r, o = _peak_rss_mb(
+                    [
+                        vpy,
+                        str(Path(__file__).resolve()),
+                        "--worker",
+                        "vbt_real",
+                        "--strategy",
+                        "basic",
+                        "--data",
+                        str(d),
+                    ],
+                    env,
+                )
                 res["vbt"].append((w, r))
                 out["vbt"] = json.loads(o.strip().splitlines()[-1])
         rows.append((label, d, cold, res, out))
         # each set's raw numbers at once: a run cut short still leaves what it measured
-        print(f"{label} done (load avg {os.getloadavg()[0]:.1f}): product cold {cold[0]:.2f} s {cold[1]:.0f} MB; "
-              + "; ".join(f"{k} " + ", ".join(f"{w:.2f} s {r:.0f} MB" for w, r in v) for k, v in res.items())
-              + "; " + "; ".join(f"{k} {v['trades']} trades {v['final_equity']:.2f}" for k, v in out.items()),
-              flush=True)
-    print(f"\n| history | product cold (CSV) | product (cache) | backtesting.py | vectorbt | ratio btpy | ratio vbt |")
+        print(
+            f"{label} done (load avg {os.getloadavg()[0]:.1f}): product cold {cold[0]:.2f} s {cold[1]:.0f} MB; "
+            + "; ".join(f"{k} " + ", ".join(f"{w:.2f} s {r:.0f} MB" for w, r in v) for k, v in res.items())
+            + "; "
+            + "; ".join(f"{k} {v['trades']} trades {v['final_equity']:.2f}" for k, v in out.items()),
+            flush=True,
+        )
+    print("\n| history | product cold (CSV) | product (cache) | backtesting.py | vectorbt | ratio btpy | ratio vbt |")
     print("|---|---|---|---|---|---|---|")
     for label, d, cold, res, out in rows:
-        def cell(k: str) -> str:
+
+        def cell(k: str, res: dict = res) -> str:
             if not res[k]:
                 return "-"
-            return (f"{statistics.median(w for w, _ in res[k]):.2f} s, "
-                    f"{statistics.median(r for _, r in res[k]):.0f} MB")
+            return f"{statistics.median(w for w, _ in res[k]):.2f} s, {statistics.median(r for _, r in res[k]):.0f} MB"
 
-        def ratio(k: str) -> str:
+        def ratio(k: str, res: dict = res) -> str:
             if not res[k]:
                 return "-"
             return f"{statistics.median(a[0] / b[0] for a, b in zip(res[k], res['product'])):.1f}x"
 
-        print(f"| {label} | {cold[0]:.2f} s, {cold[1]:.0f} MB | {cell('product')} | {cell('btpy')} | {cell('vbt')} "
-              f"| {ratio('btpy')} | {ratio('vbt')} |")
+        print(
+            f"| {label} | {cold[0]:.2f} s, {cold[1]:.0f} MB | {cell('product')} | {cell('btpy')} | {cell('vbt')} "
+            f"| {ratio('btpy')} | {ratio('vbt')} |"
+        )
     print("\ntrades / final equity:")
     for label, d, cold, res, out in rows:
         print(f"  {label}: " + "; ".join(f"{k} {v['trades']} / {v['final_equity']:.2f}" for k, v in out.items()))
@@ -747,18 +914,27 @@ def scale_main(args) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=7, help="repetitions for the product (default 7)")
-    ap.add_argument("--baseline-reps", type=int, default=3,
-                    help="repetitions for the per-bar loop and backtesting.py (default 3)")
+    ap.add_argument(
+        "--baseline-reps", type=int, default=3, help="repetitions for the per-bar loop and backtesting.py (default 3)"
+    )
     ap.add_argument("--quick", action="store_true", help="2 product reps, 1 baseline rep")
-    ap.add_argument("--skip", action="append", default=[], choices=("loop", "btpy", "1h", "vbt"),
-                    help="leave out an implementation or the 1h case")
+    ap.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("loop", "btpy", "1h", "vbt"),
+        help="leave out an implementation or the 1h case",
+    )
     ap.add_argument("--floor-bars", type=int, default=288, help=argparse.SUPPRESS)
     # worker mode (internal): one competitor run in a fresh process, JSON on stdout
     ap.add_argument("--worker", choices=tuple(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--strategy", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
-    ap.add_argument("--scale", action="store_true",
-                    help="issue 15: basic, realistic rules, 53k/525k/2.6M bars vs backtesting.py and vectorbt")
+    ap.add_argument(
+        "--scale",
+        action="store_true",
+        help="issue 15: basic, realistic rules, 53k/525k/2.6M bars vs backtesting.py and vectorbt",
+    )
     ap.add_argument("--data-dir", help="--scale: where the synthesised 5-year series are (built if missing)")
     args = ap.parse_args()
 
@@ -775,8 +951,10 @@ def main() -> int:
         if not p.exists():
             raise SystemExit(f"missing: {p}")
 
-    print(f"tradeconsole backtest benchmark  ({_versions()}, {os.cpu_count()} CPUs, "
-          f"load avg {os.getloadavg()[0]:.2f} at start)")
+    print(
+        f"tradeconsole backtest benchmark  ({_versions()}, {os.cpu_count()} CPUs, "
+        f"load avg {os.getloadavg()[0]:.2f} at start)"
+    )
     with tempfile.TemporaryDirectory(prefix="tcbench-") as tmp:
         t = time.perf_counter()
         long_dir = build_long_series(Path(tmp))
@@ -789,7 +967,9 @@ def main() -> int:
             Case("engulfing", "5m 3x long", long_dir, "5m", "(18 months: the 6 months stitched 3 times)"),
         ]
         if "1h" not in args.skip:
-            cases.append(Case("engulfing", "1h 13 months", DATA_1H, "1h", "(Jan 2022 - Jan 2023, real; its own interval)"))
+            cases.append(
+                Case("engulfing", "1h 13 months", DATA_1H, "1h", "(Jan 2022 - Jan 2023, real; its own interval)")
+            )
         inproc = InProcess()
         floor: list[float] = []
         imports: list[dict[str, float]] = []
@@ -811,8 +991,11 @@ def main() -> int:
                             c.add(kind, wall, res)
                 if not c.bars:
                     c.bars = len(inproc.cache[(str(c.data), c.interval)])
-            print(f"round {rnd + 1}/{rounds} done in {time.perf_counter() - t_round:.1f} s "
-                  f"(load avg {os.getloadavg()[0]:.2f})", flush=True)
+            print(
+                f"round {rnd + 1}/{rounds} done in {time.perf_counter() - t_round:.1f} s "
+                f"(load avg {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
     print_table(cases, floor, imports, args)
     print(f"\nload avg at end {os.getloadavg()[0]:.2f} (1 min)")
     return 0

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,11 +67,12 @@ def synthesize(out: Path, start: datetime, end: datetime) -> int:
         if j == 0 and last_close is not None:
             scale = last_close / o
         t = t0 + i * STEP
-        month = datetime.fromtimestamp(t / 1000, tz=timezone.utc).strftime("%Y-%m")
+        month = datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m")
         s = scale
         files.setdefault(month, []).append(
             f"{t},{o * s:.2f},{h * s:.2f},{lo * s:.2f},{c * s:.2f},{v:.4f},{t + STEP - 1},{qv * s:.4f},{int(cnt)},"
-            f"{tb:.4f},{tq * s:.4f},0")
+            f"{tb:.4f},{tq * s:.4f},0"
+        )
         last_close = c * s
     for month, lines in files.items():
         (out / f"ETHUSDT-5m-{month}.csv").write_text("\n".join(lines) + "\n")
@@ -113,9 +114,11 @@ def worker(mode: str, journal: str) -> None:
         db = sqlite3.connect(journal)
         out = []
         for s in specs:
-            rows = db.execute("SELECT seq, payload FROM events WHERE run_id=? AND type IN ('candle','equity','fill')"
-                              " AND symbol=? AND interval=? AND strategy=? ORDER BY seq",
-                              (run_id, s.symbol, s.interval, s.strategy)).fetchall()
+            rows = db.execute(
+                "SELECT seq, payload FROM events WHERE run_id=? AND type IN ('candle','equity','fill')"
+                " AND symbol=? AND interval=? AND strategy=? ORDER BY seq",
+                (run_id, s.symbol, s.interval, s.strategy),
+            ).fetchall()
             events = [json.loads(p) for _, p in rows]
             out.append(sum(1 for e in events if e["type"] == "fill"))
             del rows, events
@@ -132,26 +135,48 @@ def main() -> None:
     if a.worker:
         worker(a.worker, a.journal)
         return
-    start = datetime(2020, 7, 1, tzinfo=timezone.utc)
-    end = datetime(2021, 1, 1, tzinfo=timezone.utc) if a.quick else datetime(2023, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2020, 7, 1, tzinfo=UTC)
+    end = datetime(2021, 1, 1, tzinfo=UTC) if a.quick else datetime(2023, 1, 1, tzinfo=UTC)
     py = sys.executable
     tc = str(Path(py).with_name("tradeconsole"))
     with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
         data, journal = Path(tmp) / "data", Path(tmp) / "journal.sqlite"
         bars = synthesize(data, start, end)
-        print(f"data: {bars:,} 5m bars ({start:%Y-%m-%d} .. {end:%Y-%m-%d}), "
-              f"{len(list(data.glob('*.csv')))} monthly files")
+        print(
+            f"data: {bars:,} 5m bars ({start:%Y-%m-%d} .. {end:%Y-%m-%d}), "
+            f"{len(list(data.glob('*.csv')))} monthly files"
+        )
 
-        rss, wall, p = solo([tc, "run", "--headless", "--strategy", "basic", "--strategy", "engulfing:5m",
-                             "--replay", str(data), "--speed", "max", "--json", "--journal", str(journal)])
+        rss, wall, p = solo(
+            [
+                tc,
+                "run",
+                "--headless",
+                "--strategy",
+                "basic",
+                "--strategy",
+                "engulfing:5m",
+                "--replay",
+                str(data),
+                "--speed",
+                "max",
+                "--json",
+                "--journal",
+                str(journal),
+            ]
+        )
         if p.returncode != 0:
             sys.exit(f"product run failed ({p.returncode}): {p.stderr[-2000:]}")
         summaries = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
-        print(f"\nproduct: run --headless, 2 sessions, --json   peak RSS {rss:7.1f} MB   wall {wall:6.1f} s   "
-              f"{'MEETS' if rss < TARGET_MB else 'MISSES'} target < {TARGET_MB:.0f} MB")
+        print(
+            f"\nproduct: run --headless, 2 sessions, --json   peak RSS {rss:7.1f} MB   wall {wall:6.1f} s   "
+            f"{'MEETS' if rss < TARGET_MB else 'MISSES'} target < {TARGET_MB:.0f} MB"
+        )
         for s in summaries:
-            print(f"   {s.get('strategy')}: {s.get('trades')} trades, final equity {s.get('final_equity'):,.2f}, "
-                  f"{s.get('bars'):,} bars")
+            print(
+                f"   {s.get('strategy')}: {s.get('trades')} trades, final equity {s.get('final_equity'):,.2f}, "
+                f"{s.get('bars'):,} bars"
+            )
 
         db = sqlite3.connect(journal)
         counts = dict(db.execute("SELECT type, COUNT(*) FROM events GROUP BY type").fetchall())
@@ -160,8 +185,10 @@ def main() -> None:
         size = sum(f.stat().st_size for f in Path(tmp).glob("journal.sqlite*") if f.is_file())
         kept = sum(counts.values())
         written = kept + sum(deleted.values())
-        print(f"\njournal: {size / 1e6:8.1f} MB on disk (db + wal), {kept:,} events kept of {written:,} written "
-              f"({sum(deleted.values()):,} candle_update ticks deleted by retention)")
+        print(
+            f"\njournal: {size / 1e6:8.1f} MB on disk (db + wal), {kept:,} events kept of {written:,} written "
+            f"({sum(deleted.values()):,} candle_update ticks deleted by retention)"
+        )
         print(f"   {size / kept:6.0f} B per kept event, {size / written:6.0f} B per event written")
         print("   kept: " + ", ".join(f"{t} {n:,}" for t, n in sorted(counts.items(), key=lambda x: -x[1])))
 
@@ -175,13 +202,19 @@ def main() -> None:
             if r.returncode != 0:
                 sys.exit(f"{name} worker failed: {r.stderr[-1500:]}")
         print("\nbaselines (same run)                              peak RSS        wall")
-        print(f"   backtest --strategy basic --json (in memory)   {b_rss:7.1f} MB  {b_wall:7.1f} s   "
-              f"product / baseline RSS {rss / b_rss:5.2f}x")
+        print(
+            f"   backtest --strategy basic --json (in memory)   {b_rss:7.1f} MB  {b_wall:7.1f} s   "
+            f"product / baseline RSS {rss / b_rss:5.2f}x"
+        )
         print(f"   summary only, streaming (what --json does)     {s_rss:7.1f} MB  {s_wall:7.1f} s")
-        print(f"   summary only, fetchall (former events())       {f_rss:7.1f} MB  {f_wall:7.1f} s   "
-              f"fetchall / streaming RSS {f_rss / s_rss:5.2f}x")
-        print(f"   open: lock + format + quick_check              {o_rss:7.1f} MB  "
-              f"{json.loads(o.stdout)['open_s']:7.2f} s (in process)")
+        print(
+            f"   summary only, fetchall (former events())       {f_rss:7.1f} MB  {f_wall:7.1f} s   "
+            f"fetchall / streaming RSS {f_rss / s_rss:5.2f}x"
+        )
+        print(
+            f"   open: lock + format + quick_check              {o_rss:7.1f} MB  "
+            f"{json.loads(o.stdout)['open_s']:7.2f} s (in process)"
+        )
 
 
 if __name__ == "__main__":

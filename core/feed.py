@@ -17,8 +17,18 @@ from typing import Any, Protocol
 
 from tradeconsole.core.domain import Candle
 
-__all__ = ["CANDLE_SOURCE_EXCHANGE", "CANDLE_SOURCE_REPLAY", "AccountStreamEvent", "CandleClosed", "CandleUpdate",
-           "FeedAlarm", "FeedStatus", "MarketDataSource", "MarketEvent", "MarketSink"]
+__all__ = [
+    "CANDLE_SOURCE_EXCHANGE",
+    "CANDLE_SOURCE_REPLAY",
+    "AccountStreamEvent",
+    "CandleClosed",
+    "CandleUpdate",
+    "FeedAlarm",
+    "FeedStatus",
+    "MarketDataSource",
+    "MarketEvent",
+    "MarketSink",
+]
 
 #: ``source`` of candles from the exchange itself (live websocket or its REST backfill). Live and
 #: testnet brokers act only on these; anything else (a replay, an untagged test feed) is refused.

@@ -64,8 +64,7 @@ class GuardSettings:
     def __post_init__(self) -> None:
         if not (isinstance(self.max_skew_ms, int) and self.max_skew_ms >= 0):
             raise ValueError(f"max_skew_ms must be an integer >= 0, not {self.max_skew_ms!r}")
-        if not (isinstance(self.price_band, (int, float)) and math.isfinite(self.price_band)
-                and 0 < self.price_band):
+        if not (isinstance(self.price_band, (int, float)) and math.isfinite(self.price_band) and 0 < self.price_band):
             raise ValueError(f"price_band must be a finite number > 0, not {self.price_band!r}")
         if not (isinstance(self.band_intervals, int) and self.band_intervals >= 1):
             raise ValueError(f"band_intervals must be an integer >= 1, not {self.band_intervals!r}")
@@ -95,9 +94,15 @@ def check_values(candle: Candle) -> str | None:
     return None
 
 
-def check_candle(candle: Candle, interval: str, now_ms: int, *, last_close: float | None = None,
-                 last_open_time: int | None = None,
-                 settings: GuardSettings = GuardSettings()) -> str | None:
+def check_candle(
+    candle: Candle,
+    interval: str,
+    now_ms: int,
+    *,
+    last_close: float | None = None,
+    last_open_time: int | None = None,
+    settings: GuardSettings = GuardSettings(),
+) -> str | None:
     """The first rule ``candle`` breaks (a code from ``REASONS``), or None if it is believable.
 
     ``now_ms`` is the exchange's current time (estimate). ``last_close``/``last_open_time`` are
@@ -117,8 +122,12 @@ def check_candle(candle: Candle, interval: str, now_ms: int, *, last_close: floa
         return "close_time"
     if candle.closed and candle.close_time > horizon:
         return "early_close"
-    if (last_close is not None and last_open_time is not None and last_close > 0
-            and 0 <= t - last_open_time <= settings.band_intervals * step):
+    if (
+        last_close is not None
+        and last_open_time is not None
+        and last_close > 0
+        and 0 <= t - last_open_time <= settings.band_intervals * step
+    ):
         band = settings.price_band
         for price in (candle.open, candle.high, candle.low, candle.close):  # a wick trips stops too
             if abs(price - last_close) > band * last_close:

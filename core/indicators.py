@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-
 from tradeconsole.core.domain import Candle
 
 if TYPE_CHECKING:  # pandas is imported lazily: the live path never needs it
@@ -130,7 +129,7 @@ def _wilder_seeded(values: pd.Series[float], length: int) -> pd.Series[float]:
 
     seeded = values.copy()
     seeded.iloc[length] = values.iloc[1 : length + 1].mean()
-    seeded.iloc[: length] = np.nan
+    seeded.iloc[:length] = np.nan
     out: pd.Series[float] = ta.rma(seeded, length=length)
     return out
 
@@ -181,6 +180,7 @@ def compute_history(
 
     # MACD
     if research:
+
         def ewm(x: pd.Series[float], span: int) -> pd.Series[float]:
             return x.ewm(span=span, adjust=True, min_periods=span - 1).mean()
 
@@ -211,8 +211,8 @@ def compute_history(
         # in blocks of rows: the same numpy expression per row (so the same bits), without
         # materialising two n x cci_length temporaries (840 MB at 2.6M bars)
         for a in range(0, len(win), _MAD_BLOCK):
-            w = win[a:a + _MAD_BLOCK]
-            mad[a:a + _MAD_BLOCK] = np.abs(w - w.mean(axis=1, keepdims=True)).mean(axis=1)
+            w = win[a : a + _MAD_BLOCK]
+            mad[a : a + _MAD_BLOCK] = np.abs(w - w.mean(axis=1, keepdims=True)).mean(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             cci[s.cci_length - 1 :] = (tp_arr[s.cci_length - 1 :] - mean_tp[s.cci_length - 1 :]) / (
                 s.cci_constant * mad
@@ -437,8 +437,9 @@ class IncrementalSupertrend:
     #: keyword arguments this form reproduces (others fall back to the window recomputation)
     KWARGS = ("length", "multiplier", "atr_length", "atr_mamode", "offset")
 
-    def __init__(self, length: int = 7, multiplier: float = 3.0, atr_length: int | None = None,
-                 talib: bool | None = None) -> None:
+    def __init__(
+        self, length: int = 7, multiplier: float = 3.0, atr_length: int | None = None, talib: bool | None = None
+    ) -> None:
         if talib is None:
             from pandas_ta.maps import Imports
 
@@ -514,8 +515,11 @@ class IncrementalSupertrend:
         if spec.kind != "ta" or spec.name != "supertrend":
             return False
         kw = dict(spec.kwargs)
-        return (set(kw) <= set(IncrementalSupertrend.KWARGS) and kw.get("atr_mamode") in (None, "rma")
-                and kw.get("offset") in (None, 0))
+        return (
+            set(kw) <= set(IncrementalSupertrend.KWARGS)
+            and kw.get("atr_mamode") in (None, "rma")
+            and kw.get("offset") in (None, 0)
+        )
 
     @staticmethod
     def for_spec(spec: Any) -> IncrementalSupertrend:
@@ -572,8 +576,12 @@ class IndicatorSpec:
         if self.name == "rsi":
             return replace(base, rsi_length=int(kw.get("length", 14)))
         if self.name == "macd":
-            return replace(base, macd_fast=int(kw.get("fast", 12)), macd_slow=int(kw.get("slow", 26)),
-                           macd_signal=int(kw.get("signal", 9)))
+            return replace(
+                base,
+                macd_fast=int(kw.get("fast", 12)),
+                macd_slow=int(kw.get("slow", 26)),
+                macd_signal=int(kw.get("signal", 9)),
+            )
         return replace(base, cci_length=int(kw.get("length", 20)), cci_constant=float(kw.get("c", 0.015)))
 
     def o1_outputs(self) -> dict[str, str]:
@@ -668,12 +676,15 @@ class IndicatorPlan:
     def _columns_of(spec: IndicatorSpec, probe: Any) -> dict[str, str]:
         import pandas as pd
 
-        what = f"pandas-ta {spec.name!r}" if spec.kind == "ta" else f"function {getattr(spec.fn, '__name__', spec.fn)!r}"
+        what = (
+            f"pandas-ta {spec.name!r}" if spec.kind == "ta" else f"function {getattr(spec.fn, '__name__', spec.fn)!r}"
+        )
         try:
             res = spec.evaluate(probe)
         except Exception as exc:  # noqa: BLE001 - the user's declaration: report it, never a traceback
-            raise IndicatorPlanError(f"indicator {spec.key!r} ({what}) failed on a test history: "
-                                     f"{type(exc).__name__}: {exc}") from None
+            raise IndicatorPlanError(
+                f"indicator {spec.key!r} ({what}) failed on a test history: {type(exc).__name__}: {exc}"
+            ) from None
         if res is None:
             raise IndicatorPlanError(f"indicator {spec.key!r} ({what}) returned nothing (bad arguments?)")
         if isinstance(res, pd.DataFrame):
@@ -683,20 +694,29 @@ class IndicatorPlan:
                 for suffix, prefix in spec.columns:
                     match = [c for c in cols if c == prefix or c.split("_")[0] == prefix]
                     if len(match) != 1:
-                        raise IndicatorPlanError(f"indicator {spec.key!r}: column {prefix!r} not found once in "
-                                                 f"{what}'s output {cols}")
+                        raise IndicatorPlanError(
+                            f"indicator {spec.key!r}: column {prefix!r} not found once in {what}'s output {cols}"
+                        )
                     out[f"{spec.key}_{suffix}"] = match[0]
                 return out
             return {f"{spec.key}_{c.split('_')[0].lower()}": c for c in cols}
         arr = np.asarray(res)
         if arr.ndim != 1 or len(arr) != len(probe):
-            raise IndicatorPlanError(f"indicator {spec.key!r} ({what}) must return one value per candle "
-                                     f"(got shape {arr.shape} for {len(probe)} candles)")
+            raise IndicatorPlanError(
+                f"indicator {spec.key!r} ({what}) must return one value per candle "
+                f"(got shape {arr.shape} for {len(probe)} candles)"
+            )
         return {spec.key: ""}
 
     # -- whole history (backtests, checks)
-    def compute_history(self, open_: NDArray[Any], high: NDArray[Any], low: NDArray[Any], close: NDArray[Any],
-                        volume: NDArray[Any] | None = None) -> dict[str, NDArray[Any]]:
+    def compute_history(
+        self,
+        open_: NDArray[Any],
+        high: NDArray[Any],
+        low: NDArray[Any],
+        close: NDArray[Any],
+        volume: NDArray[Any] | None = None,
+    ) -> dict[str, NDArray[Any]]:
         """Every field over a whole history (float arrays; bull/engulfing int8)."""
         out = compute_history(open_, high, low, close, self.settings)
         if not self.outputs:
@@ -716,8 +736,9 @@ class IndicatorPlan:
                 try:
                     full = spec.evaluate(frame)
                 except Exception as exc:  # noqa: BLE001 - the user's function or arguments: one clear message
-                    raise IndicatorPlanError(f"indicator {spec.key!r} failed on this history: "
-                                             f"{type(exc).__name__}: {exc}") from None
+                    raise IndicatorPlanError(
+                        f"indicator {spec.key!r} failed on this history: {type(exc).__name__}: {exc}"
+                    ) from None
                 cols = [c for sp, c in self.outputs.values() if sp is spec]
                 results[spec.key] = (full, _head(spec, frame, full, cols))
             res, head = results[spec.key]
@@ -764,13 +785,21 @@ def _as_dict(self: Any) -> dict[str, float | int | None]:
     return out
 
 
-def _frame(open_: NDArray[Any], high: NDArray[Any], low: NDArray[Any], close: NDArray[Any], volume: NDArray[Any] | None) -> Any:
+def _frame(
+    open_: NDArray[Any], high: NDArray[Any], low: NDArray[Any], close: NDArray[Any], volume: NDArray[Any] | None
+) -> Any:
     import pandas as pd
 
     n = len(close)
-    return pd.DataFrame({"open": np.asarray(open_, dtype="float64"), "high": np.asarray(high, dtype="float64"),
-                         "low": np.asarray(low, dtype="float64"), "close": np.asarray(close, dtype="float64"),
-                         "volume": np.zeros(n) if volume is None else np.asarray(volume, dtype="float64")})
+    return pd.DataFrame(
+        {
+            "open": np.asarray(open_, dtype="float64"),
+            "high": np.asarray(high, dtype="float64"),
+            "low": np.asarray(low, dtype="float64"),
+            "close": np.asarray(close, dtype="float64"),
+            "volume": np.zeros(n) if volume is None else np.asarray(volume, dtype="float64"),
+        }
+    )
 
 
 def _column(res: Any, col: str, n: int, spec: IndicatorSpec) -> NDArray[Any]:
@@ -781,8 +810,9 @@ def _column(res: Any, col: str, n: int, spec: IndicatorSpec) -> NDArray[Any]:
         return np.full(n, np.nan)  # pandas-ta returns None when the history is shorter than it needs
     arr = res[col].to_numpy(dtype="float64") if isinstance(res, pd.DataFrame) else np.asarray(res, dtype="float64")
     if arr.shape != (n,):
-        raise IndicatorPlanError(f"indicator {spec.key!r} returned {arr.shape[0] if arr.ndim else 0} values "
-                                 f"for {n} candles")
+        raise IndicatorPlanError(
+            f"indicator {spec.key!r} returned {arr.shape[0] if arr.ndim else 0} values for {n} candles"
+        )
     return arr
 
 
@@ -794,11 +824,13 @@ class LiveIndicators:
     def __init__(self, plan: IndicatorPlan) -> None:
         self.plan = plan
         self.base = IncrementalIndicators(plan.settings)
-        self._o1: dict[str, IncrementalIndicators] = {s.key: IncrementalIndicators(s.settings(plan.settings))
-                                                      for s in plan.specs if s.kind == "o1"}
+        self._o1: dict[str, IncrementalIndicators] = {
+            s.key: IncrementalIndicators(s.settings(plan.settings)) for s in plan.specs if s.kind == "o1"
+        }
         #: declared indicators with an O(1) form here (Supertrend), the rest recomputed over the window
-        self._inc: dict[str, IncrementalSupertrend] = {s.key: IncrementalSupertrend.for_spec(s)
-                                                       for s in plan.specs if IncrementalSupertrend.supports(s)}
+        self._inc: dict[str, IncrementalSupertrend] = {
+            s.key: IncrementalSupertrend.for_spec(s) for s in plan.specs if IncrementalSupertrend.supports(s)
+        }
         self._windowed = [s for s in plan.specs if s.kind != "o1" and s.key not in self._inc]
         self._candles: deque[Candle] = deque(maxlen=max(plan.window, 1))
         self._kept: deque[Candle] = deque(maxlen=max(plan.window, self.KEEP))  # to warm up a switched strategy
@@ -874,4 +906,3 @@ class LiveIndicators:
                 res = results.get(spec.key)
                 vals.append(float(_column(res, col, n, spec)[-1]) if res is not None else NAN)
         return self.plan.values_type._make(vals)
-

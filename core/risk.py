@@ -96,8 +96,10 @@ class RiskGuard:
             self.halted_reason = ""
         lim = self.limits.max_daily_loss
         if lim is not None and not self.halted_reason and self._day_start_equity - equity >= lim:
-            self.halted_reason = (f"daily loss limit reached ({self._day_start_equity - equity:,.2f} >= {lim:,.2f} USDT):"
-                                  " no new entries until 00:00 UTC")
+            self.halted_reason = (
+                f"daily loss limit reached ({self._day_start_equity - equity:,.2f} >= {lim:,.2f} USDT):"
+                " no new entries until 00:00 UTC"
+            )
             return self.halted_reason
         return None
 

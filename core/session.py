@@ -23,13 +23,12 @@ from typing import Any
 
 from tradeconsole.core.broker import client_order_id
 from tradeconsole.core.broker_protocol import Broker
-from dataclasses import replace
 from tradeconsole.core.domain import Candle, Fill, FillReason, Order, OrderType, Position, Side, Trade
 from tradeconsole.core.events import (
     CandleEvent,
-    ErrorEvent,
     CandleUpdateEvent,
     EquityEvent,
+    ErrorEvent,
     Event,
     FillEvent,
     OrderEvent,
@@ -52,10 +51,21 @@ _EXIT_ORDER = {FillReason.STOP_LOSS: OrderType.STOP_MARKET, FillReason.TAKE_PROF
 class StrategySession:
     """Candles in, orders and events out, for one (symbol, interval, strategy)."""
 
-    def __init__(self, *, symbol: str, interval: str, strategy: Strategy, broker: Broker,
-                 run_id: str, mode: str, initial_cash: float, reenter_on_exit_candle: bool,
-                 publish: Publish | None = None, risk: RiskGuard | None = None,
-                 leverage: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        symbol: str,
+        interval: str,
+        strategy: Strategy,
+        broker: Broker,
+        run_id: str,
+        mode: str,
+        initial_cash: float,
+        reenter_on_exit_candle: bool,
+        publish: Publish | None = None,
+        risk: RiskGuard | None = None,
+        leverage: float = 1.0,
+    ) -> None:
         self.symbol = symbol
         self.interval = interval
         self.strategy = strategy  # a property: also refreshes what the strategy's exits need
@@ -129,8 +139,13 @@ class StrategySession:
                     pub(ErrorEvent(**self._env("risk", candle.close_time), source="risk", message=alert))
             if pub:
                 if broker.position is not position_before:
-                    pub(PositionEvent(**self._env("position", candle.close_time), position=broker.position,
-                                      mark_price=candle.close))
+                    pub(
+                        PositionEvent(
+                            **self._env("position", candle.close_time),
+                            position=broker.position,
+                            mark_price=candle.close,
+                        )
+                    )
                 pub(self._equity_event(candle.close, candle.close_time))
         self.last_closed = candle
         return fills
@@ -152,9 +167,21 @@ class StrategySession:
         res = self.broker.submit_exit(candle, reason)
         if res is None and self.publish:  # realistic: a market order for the next open
             oid = f"{self.broker.entry_order_id}{'xt' if reason is FillReason.TIME_EXIT else 'xs'}"
-            self._order(Order(oid, self.symbol, pos.side.exit_order_side, OrderType.MARKET, pos.qty, candle.close_time,
-                              reduce_only=True, reason=reason), "new", candle.close_time,
-                        "fills at the next candle's open")
+            self._order(
+                Order(
+                    oid,
+                    self.symbol,
+                    pos.side.exit_order_side,
+                    OrderType.MARKET,
+                    pos.qty,
+                    candle.close_time,
+                    reduce_only=True,
+                    reason=reason,
+                ),
+                "new",
+                candle.close_time,
+                "fills at the next candle's open",
+            )
         return res
 
     def _enter(self, side: Side, candle: Candle, allow_entry: bool, ind: IndicatorValues) -> Fill | None:
@@ -171,8 +198,16 @@ class StrategySession:
         if not note and self.risk is not None:
             stake = self.risk.stake_fraction(stake, self.broker.equity(candle.close), self.leverage)
         if self.publish:
-            self.publish(SignalEvent(**self._env("signal", candle.open_time), side=side, price=candle.close,
-                                     candle_time=candle.open_time, acted=not note, note=note))
+            self.publish(
+                SignalEvent(
+                    **self._env("signal", candle.open_time),
+                    side=side,
+                    price=candle.close,
+                    candle_time=candle.open_time,
+                    acted=not note,
+                    note=note,
+                )
+            )
         if note:
             return None
         oid = client_order_id(self.strategy.name, self.symbol, self.interval, candle.open_time, side)
@@ -197,9 +232,20 @@ class StrategySession:
             if fill is not None:
                 self._publish_fill(fill, None)
             else:  # realistic fill model: the market order executes at the next candle's open
-                self._order(Order(oid, self.symbol, side.entry_order_side, OrderType.MARKET, 0.0, candle.close_time,
-                                  reason=_ENTRY_REASON[side]), "new", candle.close_time,
-                            "fills at the next candle's open")
+                self._order(
+                    Order(
+                        oid,
+                        self.symbol,
+                        side.entry_order_side,
+                        OrderType.MARKET,
+                        0.0,
+                        candle.close_time,
+                        reason=_ENTRY_REASON[side],
+                    ),
+                    "new",
+                    candle.close_time,
+                    "fills at the next candle's open",
+                )
         return fill
 
     def on_open_candle(self, candle: Candle, ind: IndicatorValues, seq: str) -> Fill | None:
@@ -208,18 +254,21 @@ class StrategySession:
         res = self.broker.fill_pending_exit(candle)
         if res is not None and self.publish:
             self._publish_fill(*res)
-            self.publish(PositionEvent(**self._env("position", res[0].time), position=None,
-                                       mark_price=candle.close))
+            self.publish(PositionEvent(**self._env("position", res[0].time), position=None, mark_price=candle.close))
         fill = self.broker.on_candle_open(candle)
         if self.publish:
             self._publish_dropped()
         if fill is not None and self.publish:
             self._publish_fill(fill, None)
-            self.publish(PositionEvent(**self._env("position", fill.time), position=self.broker.position,
-                                       mark_price=candle.close))
+            self.publish(
+                PositionEvent(
+                    **self._env("position", fill.time), position=self.broker.position, mark_price=candle.close
+                )
+            )
         if self.publish:
-            self.publish(CandleUpdateEvent(**self._env("tick", candle.open_time, seq), candle=candle,
-                                           indicators=ind.as_dict()))
+            self.publish(
+                CandleUpdateEvent(**self._env("tick", candle.open_time, seq), candle=candle, indicators=ind.as_dict())
+            )
         return fill
 
     def on_account_event(self, payload: dict[str, Any], gap: bool, mark: float | None, time: int) -> bool:
@@ -266,23 +315,51 @@ class StrategySession:
 
     def _order(self, order: Order, status: str, time: int, message: str = "") -> None:
         assert self.publish is not None
-        self.publish(OrderEvent(**self._env("order", time, f"{order.client_id}:{status}"), order=order,
-                                status=status, message=message))
+        self.publish(
+            OrderEvent(
+                **self._env("order", time, f"{order.client_id}:{status}"), order=order, status=status, message=message
+            )
+        )
 
     def _publish_stop_move(self, pos: Position, move: tuple[float, float], time: int) -> None:
         """A trailing stop moved on this closed candle: its stop order, same client id, at the new
         trigger price, status ``amended`` (the exchange's word for a changed working order)."""
         oid = self.broker.entry_order_id + "sl"
-        self._order(Order(oid, self.symbol, pos.side.exit_order_side, OrderType.STOP_MARKET, pos.qty, time,
-                          stop_price=move[1], reduce_only=True, reason=FillReason.STOP_LOSS), "amended", time,
-                    f"trailing stop moved {move[0]:,.2f} -> {move[1]:,.2f}")
+        self._order(
+            Order(
+                oid,
+                self.symbol,
+                pos.side.exit_order_side,
+                OrderType.STOP_MARKET,
+                pos.qty,
+                time,
+                stop_price=move[1],
+                reduce_only=True,
+                reason=FillReason.STOP_LOSS,
+            ),
+            "amended",
+            time,
+            f"trailing stop moved {move[0]:,.2f} -> {move[1]:,.2f}",
+        )
 
     def _publish_dropped(self) -> None:
         """An entry the broker dropped (the next candle came after a gap) ends its order as
         ``expired``, so the journal never holds an order that stays "new" forever."""
         for d in self.broker.take_dropped():
-            self._order(Order(d.order_id, self.symbol, d.side.entry_order_side, OrderType.MARKET, 0.0, d.next_open_time,
-                              reason=_ENTRY_REASON[d.side]), "expired", d.next_open_time, d.note)
+            self._order(
+                Order(
+                    d.order_id,
+                    self.symbol,
+                    d.side.entry_order_side,
+                    OrderType.MARKET,
+                    0.0,
+                    d.next_open_time,
+                    reason=_ENTRY_REASON[d.side],
+                ),
+                "expired",
+                d.next_open_time,
+                d.note,
+            )
 
     def _publish_fill(self, fill: Fill, trade: Trade | None) -> None:
         """Publish a fill with the order events it implies, the same for every broker: an entry
@@ -290,8 +367,9 @@ class StrategySession:
         them (or a market/liquidation order) and cancels the rest."""
         t, qty = fill.time, fill.qty
         if fill.reason in (FillReason.ENTRY_LONG, FillReason.ENTRY_SHORT):
-            self._order(Order(fill.order_id, self.symbol, fill.side, OrderType.MARKET, qty, t, reason=fill.reason),
-                        "filled", t)
+            self._order(
+                Order(fill.order_id, self.symbol, fill.side, OrderType.MARKET, qty, t, reason=fill.reason), "filled", t
+            )
             # called only while publishing (self.publish is set); mypy sees the Optional attribute
             self.publish(self._fill_event(fill, trade))  # type: ignore[misc]
             pos = self.broker.position
@@ -299,31 +377,63 @@ class StrategySession:
                 exit_side = pos.side.exit_order_side
                 # a strategy without a stop or a target (None: an infinite level) places no such order
                 if math.isfinite(pos.stop_price):
-                    self._order(Order(fill.order_id + "sl", self.symbol, exit_side, OrderType.STOP_MARKET, qty, t,
-                                      stop_price=pos.stop_price, reduce_only=True, reason=FillReason.STOP_LOSS),
-                                "new", t)
+                    self._order(
+                        Order(
+                            fill.order_id + "sl",
+                            self.symbol,
+                            exit_side,
+                            OrderType.STOP_MARKET,
+                            qty,
+                            t,
+                            stop_price=pos.stop_price,
+                            reduce_only=True,
+                            reason=FillReason.STOP_LOSS,
+                        ),
+                        "new",
+                        t,
+                    )
                 else:
                     self._unplaced.add(fill.order_id + "sl")
                 if math.isfinite(pos.target_price):
-                    self._order(Order(fill.order_id + "tp", self.symbol, exit_side, OrderType.TAKE_PROFIT_MARKET, qty,
-                                      t, stop_price=pos.target_price, reduce_only=True,
-                                      reason=FillReason.TAKE_PROFIT), "new", t)
+                    self._order(
+                        Order(
+                            fill.order_id + "tp",
+                            self.symbol,
+                            exit_side,
+                            OrderType.TAKE_PROFIT_MARKET,
+                            qty,
+                            t,
+                            stop_price=pos.target_price,
+                            reduce_only=True,
+                            reason=FillReason.TAKE_PROFIT,
+                        ),
+                        "new",
+                        t,
+                    )
                 else:
                     self._unplaced.add(fill.order_id + "tp")
             return
         entry_id = fill.order_id[:-2]
         kind = _EXIT_ORDER.get(fill.reason, OrderType.MARKET)
-        self._order(Order(fill.order_id, self.symbol, fill.side, kind, qty, t, reduce_only=True, reason=fill.reason),
-                    "filled", t)
+        self._order(
+            Order(fill.order_id, self.symbol, fill.side, kind, qty, t, reduce_only=True, reason=fill.reason),
+            "filled",
+            t,
+        )
         # called only while publishing (self.publish is set); mypy sees the Optional attribute
         self.publish(self._fill_event(fill, trade))  # type: ignore[misc]
-        for suffix, typ, reason in (("sl", OrderType.STOP_MARKET, FillReason.STOP_LOSS),
-                                    ("tp", OrderType.TAKE_PROFIT_MARKET, FillReason.TAKE_PROFIT)):
+        for suffix, typ, reason in (
+            ("sl", OrderType.STOP_MARKET, FillReason.STOP_LOSS),
+            ("tp", OrderType.TAKE_PROFIT_MARKET, FillReason.TAKE_PROFIT),
+        ):
             if entry_id + suffix in self._unplaced:
                 self._unplaced.discard(entry_id + suffix)
             elif fill.order_id != entry_id + suffix:
-                self._order(Order(entry_id + suffix, self.symbol, fill.side, typ, qty, t, reduce_only=True,
-                                  reason=reason), "canceled", t)
+                self._order(
+                    Order(entry_id + suffix, self.symbol, fill.side, typ, qty, t, reduce_only=True, reason=reason),
+                    "canceled",
+                    t,
+                )
 
     def _fill_event(self, fill: Fill, trade: Trade | None) -> FillEvent:
         env = self._env("fill", fill.time, fill.order_id)
@@ -331,7 +441,12 @@ class StrategySession:
 
     def _equity_event(self, mark: float, time: int) -> EquityEvent:
         eq = self.broker.equity(mark)
-        return EquityEvent(**self._env("equity", time), equity=eq, cash=self.broker.cash,
-                           unrealized_pnl=eq - self.broker.cash,
-                           return_pct=100.0 * (eq / self.initial_cash - 1.0), initial_cash=self.initial_cash,
-                           in_position=self.broker.position is not None)
+        return EquityEvent(
+            **self._env("equity", time),
+            equity=eq,
+            cash=self.broker.cash,
+            unrealized_pnl=eq - self.broker.cash,
+            return_pct=100.0 * (eq / self.initial_cash - 1.0),
+            initial_cash=self.initial_cash,
+            in_position=self.broker.position is not None,
+        )

@@ -148,13 +148,15 @@ def wait_or_stop(seconds: float, stop: StopSignal | Iterable[StopSignal | None] 
             time.sleep(step)
 
 
-async def async_wait_or_stop(seconds: float, stop: StopSignal | Iterable[StopSignal | None] | None,
-                             tick_s: float = 0.05) -> bool:
+async def async_wait_or_stop(
+    seconds: float, stop: StopSignal | Iterable[StopSignal | None] | None, tick_s: float = 0.05
+) -> bool:
     """``wait_or_stop`` for a coroutine: sleeps without blocking the event loop; False as soon as
     a stop is requested (checked every ``tick_s``)."""
     stops = _as_list(stop)
     deadline = time.monotonic() + max(0.0, seconds)
-    while not stop_requested(stops) and time.monotonic() < deadline:
+    # the stop signals are threading.Events and callables, not asyncio ones: polled
+    while not stop_requested(stops) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(max(0.0, min(tick_s, deadline - time.monotonic())))
     return not stop_requested(stops)
 
@@ -167,10 +169,17 @@ class Backoff:
     ``report`` (see :data:`REPORT_MODES`) says which failures are logged.
     """
 
-    def __init__(self, name: str, policy: RetryPolicy | None = None, *,
-                 stop: StopSignal | Iterable[StopSignal | None] | None = None,
-                 logger: logging.Logger | None = None, rng: random.Random | None = None,
-                 report: str = "each", sleep: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: RetryPolicy | None = None,
+        *,
+        stop: StopSignal | Iterable[StopSignal | None] | None = None,
+        logger: logging.Logger | None = None,
+        rng: random.Random | None = None,
+        report: str = "each",
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         if report not in REPORT_MODES:
             raise ValueError(f"report must be one of {', '.join(REPORT_MODES)}")
         self.name = name
@@ -204,8 +213,14 @@ class Backoff:
         if self.exhausted:
             self._log.warning("%s failed (attempt %d, giving up): %s", self.name, self.failures, _one_line(reason))
         else:
-            self._log.warning("%s failed (attempt %d): %s; retrying in %.1fs%s", self.name, self.failures,
-                              _one_line(reason), delay, hint)
+            self._log.warning(
+                "%s failed (attempt %d): %s; retrying in %.1fs%s",
+                self.name,
+                self.failures,
+                _one_line(reason),
+                delay,
+                hint,
+            )
         return delay
 
     def succeeded(self) -> None:
@@ -237,11 +252,18 @@ class Backoff:
 Classifier = Callable[[BaseException], float | bool | None]
 
 
-def retry_call[T](fn: Callable[[], T], *, name: str, classify: Classifier, policy: RetryPolicy | None = None,
-               stop: StopSignal | Iterable[StopSignal | None] | None = None,
-               logger: logging.Logger | None = None,
-               describe: Callable[[BaseException], str] | None = None,
-               sleep: Callable[[float], None] | None = None, rng: random.Random | None = None) -> T:
+def retry_call[T](
+    fn: Callable[[], T],
+    *,
+    name: str,
+    classify: Classifier,
+    policy: RetryPolicy | None = None,
+    stop: StopSignal | Iterable[StopSignal | None] | None = None,
+    logger: logging.Logger | None = None,
+    describe: Callable[[BaseException], str] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    rng: random.Random | None = None,
+) -> T:
     """Call ``fn`` until it succeeds, a non-retryable error (re-raised), ``max_attempts``
     failures (the last error re-raised) or a stop (:class:`Stopped`).
 

@@ -41,8 +41,17 @@ from typing import Any
 
 from tradeconsole.core.risk import RiskLimits
 
-__all__ = ["ConfigError", "LiveTradingRefused", "Secret", "Settings", "check_live_allowed", "is_secret_key",
-           "load_settings", "redact_url", "split_url_credentials"]
+__all__ = [
+    "ConfigError",
+    "LiveTradingRefused",
+    "Secret",
+    "Settings",
+    "check_live_allowed",
+    "is_secret_key",
+    "load_settings",
+    "redact_url",
+    "split_url_credentials",
+]
 
 _SECRET_KEYS = {"api_key", "api_secret", "sasl_plain_password", "ssl_password", "password", "secret", "token"}
 _SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key")
@@ -58,8 +67,18 @@ _SECRET_ENV = {
 #: known settings that must be strings (a number or table there is a config mistake)
 _STRING_KEYS = {
     "binance": ("api_key", "api_secret", "spot_rest", "futures_rest", "spot_ws", "futures_ws"),
-    "kafka": ("bootstrap", "topic_prefix", "security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile",
-              "ssl_password", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password"),
+    "kafka": (
+        "bootstrap",
+        "topic_prefix",
+        "security_protocol",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_password",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+    ),
     "elasticsearch": ("url", "cloud_id", "api_key", "username", "password", "index_prefix", "ca_certs"),
 }
 _SECTIONS = ("binance", "kafka", "elasticsearch", "risk", "paper", "kibana", "forwarder")
@@ -155,6 +174,7 @@ class Settings:
     def public_view(self) -> dict[str, Any]:
         """Everything except secrets (for the journal's run record and diagnostics): secret
         settings become ``***`` and passwords embedded in URLs are redacted."""
+
         def clean(d: Mapping[str, Any]) -> dict[str, Any]:
             out: dict[str, Any] = {}
             for k, v in d.items():
@@ -173,9 +193,12 @@ class Settings:
             "binance": clean(self.binance),
             "kafka": clean(self.kafka),
             "elasticsearch": clean(self.elasticsearch),
-            "risk": {"max_notional": self.risk.max_notional, "max_daily_loss": self.risk.max_daily_loss,
-                     "max_orders_per_minute": self.risk.max_orders_per_minute,
-                     "max_positions": self.risk.max_positions},
+            "risk": {
+                "max_notional": self.risk.max_notional,
+                "max_daily_loss": self.risk.max_daily_loss,
+                "max_orders_per_minute": self.risk.max_orders_per_minute,
+                "max_positions": self.risk.max_positions,
+            },
             "symbols": list(self.symbols),
             "keys_configured": self.has_keys,
         }
@@ -209,8 +232,9 @@ def _check_types(p: Path, data: Mapping[str, Any]) -> None:
     """Refuse wrong types with one clear line naming the file and the setting."""
     for name in _SECTIONS:
         if name in data and not isinstance(data[name], Mapping):
-            raise ConfigError(f"config {p}: [{name}] must be a table, not {_toml_type(data[name])} "
-                              f"(write it as a [{name}] section)")
+            raise ConfigError(
+                f"config {p}: [{name}] must be a table, not {_toml_type(data[name])} (write it as a [{name}] section)"
+            )
     for section, keys in _STRING_KEYS.items():
         for k in keys:
             v = data.get(section, {}).get(k)
@@ -256,8 +280,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
         if _contains_secret(data):
             mode = stat.S_IMODE(p.stat().st_mode)
             if mode & 0o077:
-                raise ConfigError(f"config {p} holds secrets but is readable by others (mode {mode:o}); "
-                                  f"run: chmod 600 {p}")
+                raise ConfigError(
+                    f"config {p} holds secrets but is readable by others (mode {mode:o}); run: chmod 600 {p}"
+                )
         _check_types(p, data)
     elif explicit:
         raise ConfigError(f"config {p}: no such config file")
@@ -266,16 +291,22 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     es = dict(data.get("elasticsearch", {}))
     risk_cfg = data.get("risk", {})
     key = env.get("BINANCE_API_KEY") or env.get("TRADECONSOLE_BINANCE_API_KEY") or binance.pop("api_key", "") or ""
-    secret = env.get("BINANCE_API_SECRET") or env.get("TRADECONSOLE_BINANCE_API_SECRET") or \
-        binance.pop("api_secret", "") or ""
+    secret = (
+        env.get("BINANCE_API_SECRET")
+        or env.get("TRADECONSOLE_BINANCE_API_SECRET")
+        or binance.pop("api_secret", "")
+        or ""
+    )
     binance.pop("api_key", None)
     binance.pop("api_secret", None)
     if isinstance(es.get("url"), str):
         clean, user, pw = split_url_credentials(es["url"])
         if pw is not None or user is not None:
             if es.get("username") not in (None, user) or (pw is not None and es.get("password") not in (None, pw)):
-                raise ConfigError(f"config {p}: [elasticsearch] url carries credentials that differ from "
-                                  "username/password; keep one of them")
+                raise ConfigError(
+                    f"config {p}: [elasticsearch] url carries credentials that differ from "
+                    "username/password; keep one of them"
+                )
             es["url"] = clean
             if user is not None:
                 es["username"] = user
@@ -304,9 +335,17 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config {p}: [paper] {exc}") from None
     symbols = _symbols(p, data.get("symbols"))
-    return Settings(config_path=p if exists else None, binance=binance, kafka=kafka, elasticsearch=es,
-                    risk=risk, paper_cash=cash, symbols=symbols, api_key=Secret(key) if key else None,
-                    api_secret=Secret(secret) if secret else None)
+    return Settings(
+        config_path=p if exists else None,
+        binance=binance,
+        kafka=kafka,
+        elasticsearch=es,
+        risk=risk,
+        paper_cash=cash,
+        symbols=symbols,
+        api_key=Secret(key) if key else None,
+        api_secret=Secret(secret) if secret else None,
+    )
 
 
 def _symbols(p: Path, v: Any) -> tuple[str, ...]:
@@ -314,8 +353,10 @@ def _symbols(p: Path, v: Any) -> tuple[str, ...]:
     if v is None:
         return ()
     if not isinstance(v, list) or not v:
-        raise ConfigError(f"config {p}: symbols must be a non-empty array of strings, e.g. "
-                          f'symbols = ["ETHUSDT", "BTCUSDT"], not {_toml_type(v)}')
+        raise ConfigError(
+            f"config {p}: symbols must be a non-empty array of strings, e.g. "
+            f'symbols = ["ETHUSDT", "BTCUSDT"], not {_toml_type(v)}'
+        )
     out: list[str] = []
     for x in v:
         if not isinstance(x, str) or not re.fullmatch(r"[A-Za-z0-9]{2,30}", x):
@@ -349,8 +390,9 @@ def _opt_int(v: Any, name: str) -> int | None:
     return v
 
 
-def check_live_allowed(*, live: bool, testnet: bool, settings: Settings, symbol: str,
-                       confirm: Callable[[str], str] | None) -> str:
+def check_live_allowed(
+    *, live: bool, testnet: bool, settings: Settings, symbol: str, confirm: Callable[[str], str] | None
+) -> str:
     """Return the trading mode (``paper``, ``testnet`` or ``live``) or raise LiveTradingRefused.
 
     Live trading needs all of: API keys, the explicit ``--live`` flag, and the symbol typed back
@@ -364,12 +406,14 @@ def check_live_allowed(*, live: bool, testnet: bool, settings: Settings, symbol:
     if not settings.has_keys:
         raise LiveTradingRefused(
             "API keys missing: set BINANCE_API_KEY and BINANCE_API_SECRET in the environment, or "
-            "api_key/api_secret under [binance] in a config file with mode 0600")
+            "api_key/api_secret under [binance] in a config file with mode 0600"
+        )
     if testnet:
         return "testnet"
     if confirm is None:
-        raise LiveTradingRefused("live trading needs a typed confirmation; none possible here "
-                                 "(headless: pass --confirm SYMBOL)")
+        raise LiveTradingRefused(
+            "live trading needs a typed confirmation; none possible here (headless: pass --confirm SYMBOL)"
+        )
     typed = confirm(f"LIVE TRADING with real money on Binance USD-M futures. Type the symbol ({symbol}) to confirm: ")
     if typed.strip().upper() != symbol.upper():
         raise LiveTradingRefused("confirmation did not match the symbol: live trading not started")

@@ -19,9 +19,27 @@ def test_dev_resolves_relative_paths_against_the_callers_directory(tmp_path, dat
     caller = tmp_path / "elsewhere"
     caller.mkdir()
     rel_data = os.path.relpath(data_1h, caller)
-    out = subprocess.run([str(ROOT / "dev"), "backtest", "--strategy", "engulfing", "--data", rel_data,
-                          "--from", "2022-03-01", "--to", "2022-04-01", "--json", "--trades-csv", "trades.csv"],
-                         cwd=caller, capture_output=True, text=True, timeout=240)
+    out = subprocess.run(
+        [
+            str(ROOT / "dev"),
+            "backtest",
+            "--strategy",
+            "engulfing",
+            "--data",
+            rel_data,
+            "--from",
+            "2022-03-01",
+            "--to",
+            "2022-04-01",
+            "--json",
+            "--trades-csv",
+            "trades.csv",
+        ],
+        cwd=caller,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["bars"] == 31 * 24
     assert (caller / "trades.csv").is_file()  # the export lands where the user is, not in the checkout
@@ -30,7 +48,7 @@ def test_dev_resolves_relative_paths_against_the_callers_directory(tmp_path, dat
 
 def test_dev_installs_dev_extras_only_for_tests():
     text = (ROOT / "dev").read_text()
-    runtime = text[text.index("  console)"):]
-    assert "ensure_venv dev" in text[text.index("  test)"):text.index("  console)")]
+    runtime = text[text.index("  console)") :]
+    assert "ensure_venv dev" in text[text.index("  test)") : text.index("  console)")]
     assert "ensure_venv runtime" in runtime and "ensure_venv dev" not in runtime
-    assert 'pip install -q -e .)' in text  # the runtime install names no extras
+    assert "pip install -q -e .)" in text  # the runtime install names no extras

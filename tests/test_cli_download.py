@@ -7,10 +7,10 @@ import socket
 import time
 
 import pytest
-
 from tradeconsole.infra.binance.market.download import parse_date
-from tests.servers.binance_market import BinanceMarketServer
 from tradeconsole.tui.cli import main
+
+from tests.servers.binance_market import BinanceMarketServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -3,8 +3,6 @@ flag typed, the file given, the data's real range) and exits 2 without touching 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.test_cli_errors import assert_one_error, run_inproc
@@ -27,8 +25,9 @@ def test_a_non_candle_file_is_named(capsys, tmp_path):
 
 
 def test_empty_window_says_what_the_data_covers(capsys, data_5m):
-    code, out, err = run_inproc(capsys, ["backtest", "--strategy", "basic", "--data", str(data_5m),
-                                         "--from", "2030-01-01"])
+    code, out, err = run_inproc(
+        capsys, ["backtest", "--strategy", "basic", "--data", str(data_5m), "--from", "2030-01-01"]
+    )
     assert_one_error(code, out, err, 2, "the data covers 2022-08-01T00:00 to 2023-01-31T23:55 UTC")
 
 

@@ -7,7 +7,6 @@ import json
 from dataclasses import fields
 
 import pytest
-
 from tradeconsole.tui.cli import build_parser, main
 from tradeconsole.tui.runtime import RuntimeOptions, options_from_args
 
@@ -20,19 +19,23 @@ def test_fill_model_flag_and_its_deprecated_alias_give_the_same_run(capsys, data
     old = capsys.readouterr()
     assert "warning" not in new.err
     assert [line for line in old.err.splitlines() if line.startswith("warning:")] == [
-        "warning: --mode is deprecated, use --fill-model (same values)"]
+        "warning: --mode is deprecated, use --fill-model (same values)"
+    ]
     a, b = json.loads(new.out), json.loads(old.out)
     assert a["assumptions"]["fill_model"] == b["assumptions"]["fill_model"] == "seed"
     assert {k: v for k, v in a.items() if k != "run_id"} == {k: v for k, v in b.items() if k != "run_id"}
 
 
-@pytest.mark.parametrize("argv", [
-    ["--fill-model", "seed"],
-    ["run", "--headless", "--fill-model", "seed"],
-    ["backtest", "--strategy", "basic", "--data", "x", "--fill-model", "seed"],
-    ["optimize", "--strategy", "basic", "--data", "x", "--fill-model", "seed"],
-    ["strategy", "check", "basic", "--data", "x", "--fill-model", "seed"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--fill-model", "seed"],
+        ["run", "--headless", "--fill-model", "seed"],
+        ["backtest", "--strategy", "basic", "--data", "x", "--fill-model", "seed"],
+        ["optimize", "--strategy", "basic", "--data", "x", "--fill-model", "seed"],
+        ["strategy", "check", "basic", "--data", "x", "--fill-model", "seed"],
+    ],
+)
 def test_every_command_names_it_fill_model(argv):
     ns = build_parser().parse_args(argv)
     assert ns.fill_model == "seed" and not hasattr(ns, "mode")
@@ -52,8 +55,31 @@ def test_runtime_options_are_built_from_the_parsed_options_with_the_same_default
     default = RuntimeOptions()
     for f in fields(RuntimeOptions):
         assert getattr(opts, f.name) == getattr(default, f.name), f.name
-    given = options_from_args(build_parser().parse_args(
-        ["run", "--headless", "--fill-model", "seed", "--cash", "500", "--strategy", "engulfing:1h",
-         "--symbol", "btcusdt", "--kafka", "k:9092", "--elasticsearch", "http://es:9200"]))
+    given = options_from_args(
+        build_parser().parse_args(
+            [
+                "run",
+                "--headless",
+                "--fill-model",
+                "seed",
+                "--cash",
+                "500",
+                "--strategy",
+                "engulfing:1h",
+                "--symbol",
+                "btcusdt",
+                "--kafka",
+                "k:9092",
+                "--elasticsearch",
+                "http://es:9200",
+            ]
+        )
+    )
     assert (given.fill_model, given.cash, given.strategies, given.symbol, given.kafka, given.elasticsearch) == (
-        "seed", 500.0, [("engulfing", "1h")], "BTCUSDT", "k:9092", "http://es:9200")
+        "seed",
+        500.0,
+        [("engulfing", "1h")],
+        "BTCUSDT",
+        "k:9092",
+        "http://es:9200",
+    )

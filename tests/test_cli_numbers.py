@@ -7,7 +7,6 @@ import math
 from dataclasses import fields
 
 import pytest
-
 from tradeconsole.core.risk import RiskLimits
 from tradeconsole.core.strategies import STRATEGIES, make_strategy
 from tradeconsole.core.strategies.base import param_ranges
@@ -32,16 +31,19 @@ def test_defaults_are_the_documented_ones():
     assert (b.stop_loss_pct, b.take_profit_pct, b.stake_fraction) == (0.015, 0.03, 1.0)
 
 
-@pytest.mark.parametrize(("strategy", "name", "value", "allowed"), [
-    ("basic", "rsi_overbought", -5.0, "0 <= rsi_overbought <= 100"),
-    ("basic", "rsi_oversold", math.nan, "0 <= rsi_oversold <= 100"),
-    ("engulfing", "rsi_oversold", math.inf, "0 <= rsi_oversold <= 100"),
-    ("engulfing", "rsi_overbought", 101.0, "0 <= rsi_overbought <= 100"),
-    ("basic", "cci_long_min", -5000.0, "-1000 <= cci_long_min <= 1000"),
-    ("basic", "stop_loss_pct", 0.0, "0 < stop_loss_pct < 1"),
-    ("basic", "take_profit_pct", -0.03, "0 < take_profit_pct < 10"),
-    ("engulfing", "stake_fraction", 1.5, "0 < stake_fraction <= 1"),
-])
+@pytest.mark.parametrize(
+    ("strategy", "name", "value", "allowed"),
+    [
+        ("basic", "rsi_overbought", -5.0, "0 <= rsi_overbought <= 100"),
+        ("basic", "rsi_oversold", math.nan, "0 <= rsi_oversold <= 100"),
+        ("engulfing", "rsi_oversold", math.inf, "0 <= rsi_oversold <= 100"),
+        ("engulfing", "rsi_overbought", 101.0, "0 <= rsi_overbought <= 100"),
+        ("basic", "cci_long_min", -5000.0, "-1000 <= cci_long_min <= 1000"),
+        ("basic", "stop_loss_pct", 0.0, "0 < stop_loss_pct < 1"),
+        ("basic", "take_profit_pct", -0.03, "0 < take_profit_pct < 10"),
+        ("engulfing", "stake_fraction", 1.5, "0 < stake_fraction <= 1"),
+    ],
+)
 def test_out_of_range_parameters_are_refused_with_the_range(strategy, name, value, allowed):
     with pytest.raises(ValueError, match="allowed " + allowed.replace("+", r"\+")):
         make_strategy(strategy, **{name: value})
@@ -55,16 +57,19 @@ def test_edges_and_types():
         make_strategy("basic", rsi_oversold=True)
 
 
-@pytest.mark.parametrize(("kw", "fragment"), [
-    ({"max_notional": -5.0}, "max_notional=-5 is out of range"),
-    ({"max_notional": 0.0}, "max_notional=0 is out of range"),
-    ({"max_daily_loss": math.nan}, "max_daily_loss=nan is out of range"),
-    ({"max_daily_loss": math.inf}, "max_daily_loss=inf is out of range"),
-    ({"max_orders_per_minute": -5}, "max_orders_per_minute=-5 is out of range"),
-    ({"max_orders_per_minute": 0}, "max_orders_per_minute=0 is out of range"),
-    ({"max_orders_per_minute": 2.5}, "whole number"),
-    ({"max_notional": "x"}, "must be a number"),
-])
+@pytest.mark.parametrize(
+    ("kw", "fragment"),
+    [
+        ({"max_notional": -5.0}, "max_notional=-5 is out of range"),
+        ({"max_notional": 0.0}, "max_notional=0 is out of range"),
+        ({"max_daily_loss": math.nan}, "max_daily_loss=nan is out of range"),
+        ({"max_daily_loss": math.inf}, "max_daily_loss=inf is out of range"),
+        ({"max_orders_per_minute": -5}, "max_orders_per_minute=-5 is out of range"),
+        ({"max_orders_per_minute": 0}, "max_orders_per_minute=0 is out of range"),
+        ({"max_orders_per_minute": 2.5}, "whole number"),
+        ({"max_notional": "x"}, "must be a number"),
+    ],
+)
 def test_risk_limits_are_validated(kw, fragment):
     with pytest.raises(ValueError, match=fragment):
         RiskLimits(**kw)

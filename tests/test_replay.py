@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-
 from tradeconsole.backtest.data import load_candles
 from tradeconsole.backtest.replay import ReplaySource, partial_candle, synthetic_updates
 from tradeconsole.core.domain import Candle
@@ -56,7 +55,7 @@ def test_replay_delivers_history_with_synthetic_updates(history):
     body = rec.events[1:-1]
     assert len(body) == 5 * len(history)
     for i, candle in enumerate(history.candles()):
-        updates, close = body[5 * i: 5 * i + 4], body[5 * i + 4]
+        updates, close = body[5 * i : 5 * i + 4], body[5 * i + 4]
         assert all(isinstance(u, CandleUpdate) and u.symbol == "ETHUSDT" and u.interval == "5m" for u in updates)
         assert isinstance(close, CandleClosed) and close.candle == candle and not close.backfill
         vols = [u.candle.volume for u in updates]
@@ -93,8 +92,15 @@ def test_speed_paces_on_an_absolute_schedule(history):
         clock[0] += seconds
 
     rec = Recorder(on_event=lambda e: stamps.append(clock[0]))
-    source = ReplaySource(history.take(slice(0, 10)), "ETHUSDT", "5m", speed=60, updates_per_candle=4,
-                          clock=lambda: clock[0], sleep=fake_sleep)
+    source = ReplaySource(
+        history.take(slice(0, 10)),
+        "ETHUSDT",
+        "5m",
+        speed=60,
+        updates_per_candle=4,
+        clock=lambda: clock[0],
+        sleep=fake_sleep,
+    )
     _run(source, rec)
     # 5 m at 60x = 5 s per candle, 5 ticks per candle (4 updates + close) = 1 s per tick
     ticks = [t for e, t in zip(rec.events, stamps, strict=True) if not isinstance(e, FeedStatus)]

@@ -20,8 +20,14 @@ CLI = [sys.executable, "-m", "tradeconsole.tui.cli"]
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=HERE.parent)
+    return subprocess.run(
+        CLI + list(args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=HERE.parent,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +46,36 @@ def one_error_line(p: subprocess.CompletedProcess) -> str:
     return lines[-1]
 
 
-@pytest.mark.parametrize("body, line, what", [
-    ("from tradeconsole.core.strategies import Strategy\n\nclass X(Strategy)\n    pass\n", 3, "syntax error"),
-    ("from tradeconsole.core.strategies import Strategy\nimport math\n\nVALUE = 1 / 0\n", 4, "ZeroDivisionError"),
-    ("from tradeconsole.core.strategies import Side, Strategy, ta\n\n\nclass X(Strategy):\n    name = 'x'\n"
-     "    default_interval = '1h'\n    indicators = {'q': ta('no_such_indicator')}\n\n"
-     "    def entry_signal(self, c, ind):\n        return None\n", 7, "pandas-ta has no indicator"),
-    ("from tradeconsole.core.strategies import Side, Strategy, custom\n\n\nclass X(Strategy):\n    name = 'x'\n"
-     "    default_interval = '1h'\n    indicators = {'q': custom(lambda df: df.close.iloc[:3])}\n\n"
-     "    def entry_signal(self, c, ind):\n        return None\n", 4, "one value per candle"),
-    ("x = 1\n", None, "defines no Strategy subclass"),
-])
+@pytest.mark.parametrize(
+    "body, line, what",
+    [
+        ("from tradeconsole.core.strategies import Strategy\n\nclass X(Strategy)\n    pass\n", 3, "syntax error"),
+        ("from tradeconsole.core.strategies import Strategy\nimport math\n\nVALUE = 1 / 0\n", 4, "ZeroDivisionError"),
+        (
+            "from tradeconsole.core.strategies import Side, Strategy, ta\n\n\nclass X(Strategy):\n    name = 'x'\n"
+            "    default_interval = '1h'\n    indicators = {'q': ta('no_such_indicator')}\n\n"
+            "    def entry_signal(self, c, ind):\n        return None\n",
+            7,
+            "pandas-ta has no indicator",
+        ),
+        (
+            "from tradeconsole.core.strategies import Side, Strategy, custom\n\n\nclass X(Strategy):\n    name = 'x'\n"
+            "    default_interval = '1h'\n    indicators = {'q': custom(lambda df: df.close.iloc[:3])}\n\n"
+            "    def entry_signal(self, c, ind):\n        return None\n",
+            4,
+            "one value per candle",
+        ),
+        ("x = 1\n", None, "defines no Strategy subclass"),
+    ],
+)
 def test_a_bad_strategy_file_is_one_error_naming_file_and_line(tmp_path, data_3m, body, line, what):
     f = tmp_path / "bad_strat.py"
     f.write_text(body)
-    for cmd in (["backtest", "--strategy-path", str(f), "--strategy", "basic", "--data", str(data_3m)],
-                ["run", "--headless", "--strategy-path", str(f), "--replay", str(data_3m)],
-                ["strategy", "list", "--strategy-path", str(f)]):
+    for cmd in (
+        ["backtest", "--strategy-path", str(f), "--strategy", "basic", "--data", str(data_3m)],
+        ["run", "--headless", "--strategy-path", str(f), "--replay", str(data_3m)],
+        ["strategy", "list", "--strategy-path", str(f)],
+    ):
         err = one_error_line(cli(*cmd))
         assert f"{f}{f':{line}' if line else ''}:" in err and what in err, err
 
@@ -86,8 +105,9 @@ def test_user_dir_and_entry_points_are_found_and_broken_ones_skipped_visibly(tmp
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-strats\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[tradeconsole.strategies]\npacked = fake_strats:Packed\n")
-    (site / "fake_strats.py").write_text((STRATS / "peeking.py").read_text().replace('"peeking"', '"packed"')
-                                         .replace("class Peeking", "class Packed"))
+    (site / "fake_strats.py").write_text(
+        (STRATS / "peeking.py").read_text().replace('"peeking"', '"packed"').replace("class Peeking", "class Packed")
+    )
     env = {"PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     p = cli("strategy", "list", "--json", env=env)
     assert p.returncode == 0, p.stderr
@@ -121,16 +141,18 @@ def check(name: str, data: Path) -> subprocess.CompletedProcess:
 
 
 def test_check_passes_honest_strategies_and_backtests_say_so(data_3m):
-    before = cli("backtest", "--strategy-path", str(STRATS), "--strategy", "bollinger_trail", "--data", str(data_3m),
-                 "--json")
+    before = cli(
+        "backtest", "--strategy-path", str(STRATS), "--strategy", "bollinger_trail", "--data", str(data_3m), "--json"
+    )
     assert "never passed" in json.loads(before.stdout)["strategy_check"]
     for name in ("bollinger_trail", "signal_time_exit"):
         p = check(name, data_3m)
         assert p.returncode == 0, p.stdout + p.stderr[-2000:]
         assert p.stdout.count("PASS") == 3 and "FAIL" not in p.stdout
         assert "2160 candles through the live path" in p.stdout
-    after = cli("backtest", "--strategy-path", str(STRATS), "--strategy", "bollinger_trail", "--data", str(data_3m),
-                "--json")
+    after = cli(
+        "backtest", "--strategy-path", str(STRATS), "--strategy", "bollinger_trail", "--data", str(data_3m), "--json"
+    )
     assert json.loads(after.stdout)["strategy_check"].startswith("passed ")
 
 
@@ -147,16 +169,27 @@ def test_check_catches_the_peeking_strategy_and_names_the_bar(data_3m):
 
 def test_check_catches_a_warm_up_too_short(tmp_path, data_3m):
     f = tmp_path / "short_warmup.py"
-    f.write_text((STRATS / "signal_time_exit.py").read_text()
-                 .replace("startup_candle_count = 400", "startup_candle_count = 30")
-                 .replace('"signal_time_exit"', '"short_warmup"'))
-    p = cli("strategy", "check", "short_warmup", "--strategy-path", str(f), "--data", str(data_3m), "--live-bars", "200")
+    f.write_text(
+        (STRATS / "signal_time_exit.py")
+        .read_text()
+        .replace("startup_candle_count = 400", "startup_candle_count = 30")
+        .replace('"signal_time_exit"', '"short_warmup"')
+    )
+    p = cli(
+        "strategy", "check", "short_warmup", "--strategy-path", str(f), "--data", str(data_3m), "--live-bars", "200"
+    )
     assert p.returncode == 1
     assert "FAIL  warm-up at bar " in p.stdout and "raise startup_candle_count" in p.stdout
 
 
-@pytest.mark.parametrize("name, modes", [("bollinger_trail", ("realistic", "seed")),
-                                         ("signal_time_exit", ("realistic", "seed")), ("peeking", ("realistic",))])
+@pytest.mark.parametrize(
+    "name, modes",
+    [
+        ("bollinger_trail", ("realistic", "seed")),
+        ("signal_time_exit", ("realistic", "seed")),
+        ("peeking", ("realistic",)),
+    ],
+)
 def test_headless_replay_fills_equal_the_backtest(data_3m, name, modes):
     for mode in modes:
         common = ["--strategy-path", str(STRATS), "--strategy", name, "--mode", mode, "--json"]
@@ -186,8 +219,19 @@ def test_headless_replay_fills_equal_the_backtest(data_3m, name, modes):
 
 def test_live_trading_refuses_exits_the_live_broker_cannot_place():
     env = {"BINANCE_API_KEY": "k" * 64, "BINANCE_API_SECRET": "s" * 64}
-    p = cli("run", "--headless", "--testnet", "--confirm", "ETHUSDT", "--strategy-path", str(STRATS),
-            "--strategy", "signal_time_exit", env=env, timeout=60)
+    p = cli(
+        "run",
+        "--headless",
+        "--testnet",
+        "--confirm",
+        "ETHUSDT",
+        "--strategy-path",
+        str(STRATS),
+        "--strategy",
+        "signal_time_exit",
+        env=env,
+        timeout=60,
+    )
     err = one_error_line(p)
     assert "the strategy 'signal_time_exit' declares" in err and "a time exit (max_bars_in_trade)" in err
     assert "exit signals" in err and "risk sizing" in err and "k" * 64 not in p.stderr

@@ -7,15 +7,24 @@ import math
 from dataclasses import dataclass
 
 import pytest
-
-from tradeconsole.core.candles import CandleArrays
 from tradeconsole import Backtest
 from tradeconsole.backtest.runner import run_backtest
-from tradeconsole.core.broker import BrokerSettings, ExitPlan, SimulatedFuturesBroker, FILL_MODELS
+from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, ExitPlan, SimulatedFuturesBroker
+from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, FillReason, Side
 from tradeconsole.core.strategies import (
-    Strategy, StrategyDefinitionError, StrategyParams, atr, custom, fixed, fixed_notional, level, param, per_side,
-    risk_per_trade, trailing,
+    Strategy,
+    StrategyDefinitionError,
+    StrategyParams,
+    atr,
+    custom,
+    fixed,
+    fixed_notional,
+    level,
+    param,
+    per_side,
+    risk_per_trade,
+    trailing,
 )
 
 H = 3_600_000
@@ -23,8 +32,9 @@ NOFEE = BrokerSettings(fee_rate=0.0)
 
 
 def bars(*ohlc: tuple[float, float, float, float]) -> CandleArrays:
-    return CandleArrays.from_candles([Candle(i * H, o, h, lo, c, 1.0, (i + 1) * H - 1) for i, (o, h, lo, c) in
-                                      enumerate(ohlc)])
+    return CandleArrays.from_candles(
+        [Candle(i * H, o, h, lo, c, 1.0, (i + 1) * H - 1) for i, (o, h, lo, c) in enumerate(ohlc)]
+    )
 
 
 class _Once(Strategy):
@@ -98,8 +108,10 @@ def test_exit_signal_fills_next_open_realistic_and_that_close_seed():
 def test_atr_stop_and_indicator_target_per_side():
     class T(_Once):
         name = "t_atr"
-        indicators = {"atr": custom(lambda df: df.close * 0 + 5.0, window=5),
-                      "lvl": custom(lambda df: df.close + 7.0, window=5)}
+        indicators = {
+            "atr": custom(lambda df: df.close * 0 + 5.0, window=5),
+            "lvl": custom(lambda df: df.close + 7.0, window=5),
+        }
         stop_loss = atr(2.0)
         take_profit = per_side(long=level("lvl"), short=None)
 
@@ -159,14 +171,17 @@ def test_trailing_and_pending_exit_survive_a_restart():
 
 def test_bad_declarations_are_refused_at_class_creation():
     with pytest.raises(StrategyDefinitionError, match="risk_per_trade sizing needs a stop_loss"):
+
         class _A(_Once):
             name = "t_bad1"
             sizing = risk_per_trade(0.01)
+
     with pytest.raises(StrategyDefinitionError, match="pandas-ta has no indicator"):
         from tradeconsole.core.strategies import ta
 
         ta("no_such_indicator")
     with pytest.raises(StrategyDefinitionError, match="base values"):
+
         class _B(_Once):
             name = "t_bad2"
             indicators = {"rsi": custom(lambda df: df.close)}
@@ -179,6 +194,7 @@ def test_bad_declarations_are_refused_at_class_creation():
         name = "t_bad3"
         Params = P
         stop_loss = atr("nope")
+
     with pytest.raises(StrategyDefinitionError, match="parameter 'nope'"):
         C()
     assert math.isfinite(P().k)
@@ -201,6 +217,7 @@ def test_live_broker_features_are_listed_for_refusal():
 def test_orders_published_match_what_exists():
     """No target declared: no take-profit order is placed, so none is cancelled either; a time
     exit publishes its market order when decided and fills it at the next open."""
+
     class T(_Once):
         name = "t_orders"
         stop_loss = fixed(0.5)

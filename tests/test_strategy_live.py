@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tradeconsole.backtest.strategy_loader import load_file
 from tradeconsole.core.broker import FILL_MODELS
 from tradeconsole.core.indicators import LiveIndicators

@@ -28,7 +28,6 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-
 from tradeconsole.core.domain import INTERVAL_MS
 from tradeconsole.core.engine import Flatten, PauseEntries, StartTrading, StopTrading, SwitchStrategy
 from tradeconsole.core.events import Event
@@ -51,8 +50,8 @@ from tradeconsole.tui.startup import (
     load_theme,
     probe_binance,
     replay_candidates,
-    save_theme,
     retarget_replay,
+    save_theme,
     symbol_problem,
     with_market,
 )
@@ -105,8 +104,9 @@ def settle_garbage_collector() -> None:
     gc.freeze()
 
 
-def default_runtime_factory(opts: RuntimeOptions, confirm: Callable[[str], str] | None,
-                            subscribers: list[Callable[[Event], None]]) -> Runtime:
+def default_runtime_factory(
+    opts: RuntimeOptions, confirm: Callable[[str], str] | None, subscribers: list[Callable[[Event], None]]
+) -> Runtime:
     return Runtime(opts, confirm=confirm, extra_subscribers=subscribers)
 
 
@@ -120,9 +120,15 @@ class TradeConsoleApp(App[int]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
 
-    def __init__(self, options: RuntimeOptions, *, runtime_factory: RuntimeFactory = default_runtime_factory,
-                 network_probe: NetworkProbe = probe_binance, deterministic: bool = False,
-                 refresh_hz: float = 5.0) -> None:
+    def __init__(
+        self,
+        options: RuntimeOptions,
+        *,
+        runtime_factory: RuntimeFactory = default_runtime_factory,
+        network_probe: NetworkProbe = probe_binance,
+        deterministic: bool = False,
+        refresh_hz: float = 5.0,
+    ) -> None:
         super().__init__()
         if options.replay_max_backlog is None:  # a pause must stop the replayed market at once
             options = replace(options, replay_max_backlog=REPLAY_MAX_BACKLOG)
@@ -205,8 +211,10 @@ class TradeConsoleApp(App[int]):
         self.collector.set_replay(rt.replay_candles is not None)
         for spec in rt.specs:
             self.collector.register(spec.key, spec.symbol, spec.interval, spec.strategy)
-        self.collector.note(f"{rt.trading_mode} trading {', '.join(s.key for s in rt.specs)}"
-                            + (f" on a replay of {len(rt.replay_candles):,} candles" if rt.replay_candles is not None else ""))
+        self.collector.note(
+            f"{rt.trading_mode} trading {', '.join(s.key for s in rt.specs)}"
+            + (f" on a replay of {len(rt.replay_candles):,} candles" if rt.replay_candles is not None else "")
+        )
         # start() only spawns the engine and feed threads: done here, nothing can cancel between
         # building the runtime and owning it
         rt.start()
@@ -330,8 +338,11 @@ class TradeConsoleApp(App[int]):
             speed = "max" if pace is None else f"×{pace:,g}"
             data = f"{done:,}/{total:,}"
             if s is not None:  # the replay's market clock: the open candle, else the last close
-                market_ms = s.open_candle.open_time if s.open_candle is not None else \
-                    (s.candles[-1].close_time + 1 if s.candles else None)
+                market_ms = (
+                    s.open_candle.open_time
+                    if s.open_candle is not None
+                    else (s.candles[-1].close_time + 1 if s.candles else None)
+                )
         elif conn.lag_ms is not None or conn.last_market_mono is not None:
             parts = []
             if conn.lag_ms is not None:
@@ -345,13 +356,23 @@ class TradeConsoleApp(App[int]):
         if n > 1 and s is not None:
             hint = f"{[x.key for x in snap.sessions].index(s.key) + 1}/{n}"
         return HeaderState(
-            mode=mode, symbol=s.symbol if s is not None else opts.symbol, interval=interval, strategy=strategy,
+            mode=mode,
+            symbol=s.symbol if s is not None else opts.symbol,
+            interval=interval,
+            strategy=strategy,
             connection=f"{conn.source} {conn.state}".strip() if conn.source else "connecting",
-            data=data, trading=self.trading, entries_paused=self.entries_paused,
-            replay_paused=bool(getattr(source, "paused", False)), session_hint=hint, starting=self.status,
-            market_ms=market_ms, speed=speed,
-            delivery=tuple((f"{d.source} {d.state}" + (f" {d.lag_ms:,.0f} ms" if d.lag_ms else ""), d.state)
-                           for d in snap.delivery))
+            data=data,
+            trading=self.trading,
+            entries_paused=self.entries_paused,
+            replay_paused=bool(getattr(source, "paused", False)),
+            session_hint=hint,
+            starting=self.status,
+            market_ms=market_ms,
+            speed=speed,
+            delivery=tuple(
+                (f"{d.source} {d.state}" + (f" {d.lag_ms:,.0f} ms" if d.lag_ms else ""), d.state) for d in snap.delivery
+            ),
+        )
 
     def charts_settled(self) -> bool:
         """Every chart on the current screen shows the picture of its latest data (tests and
@@ -398,8 +419,11 @@ class TradeConsoleApp(App[int]):
             return
         self.trading = not self.trading
         engine.send(StartTrading() if self.trading else StopTrading())
-        self.collector.note("trading started" if self.trading else
-                            "trading stopped by the operator: no new entries; open positions keep their stop/target")
+        self.collector.note(
+            "trading started"
+            if self.trading
+            else "trading stopped by the operator: no new entries; open positions keep their stop/target"
+        )
         self._show_now()
 
     def action_toggle_pause(self) -> None:
@@ -436,9 +460,16 @@ class TradeConsoleApp(App[int]):
                 engine.send(Flatten())
                 self.collector.note("flatten requested by the operator", "warning")
 
-        self.push_screen(ConfirmDialog("Close now at the last price (market):\n  " + "\n  ".join(open_now)
-                                       + "\nand cancel pending entries?\nEntries stay allowed: "
-                                       "use the kill switch (k) to also pause them.", "Flatten"), confirmed)
+        self.push_screen(
+            ConfirmDialog(
+                "Close now at the last price (market):\n  "
+                + "\n  ".join(open_now)
+                + "\nand cancel pending entries?\nEntries stay allowed: "
+                "use the kill switch (k) to also pause them.",
+                "Flatten",
+            ),
+            confirmed,
+        )
 
     def action_kill_switch(self) -> None:
         """The kill switch: flatten everything and pause new entries, after confirmation."""
@@ -454,10 +485,17 @@ class TradeConsoleApp(App[int]):
                 self.collector.note("KILL SWITCH: flatten everything and pause entries", "warning")
                 self._show_now()
 
-        what = ("Close now at the last price (market):\n  " + "\n  ".join(open_now)) if open_now else \
-            "No open position (nothing to close)."
-        self.push_screen(ConfirmDialog(f"{what}\nCancel pending entries and PAUSE all new entries\n"
-                                       "(p resumes them).", "KILL SWITCH"), confirmed)
+        what = (
+            ("Close now at the last price (market):\n  " + "\n  ".join(open_now))
+            if open_now
+            else "No open position (nothing to close)."
+        )
+        self.push_screen(
+            ConfirmDialog(
+                f"{what}\nCancel pending entries and PAUSE all new entries\n(p resumes them).", "KILL SWITCH"
+            ),
+            confirmed,
+        )
 
     def action_switch_strategy(self) -> None:
         if self._engine() is None or self.selected_key is None:
@@ -492,13 +530,16 @@ class TradeConsoleApp(App[int]):
             iv = opts.strategies[0][1]
             path = retarget_replay(opts.replay, opts.symbol, text.upper(), iv, iv)
             if path is None:
-                return (f"this replay holds {opts.symbol} data and no {text.upper()} {iv} history was found "
-                        f"next to it: download it (tradeconsole data download {text.upper()} {iv}) or keep "
-                        f"{opts.symbol}")
+                return (
+                    f"this replay holds {opts.symbol} data and no {text.upper()} {iv} history was found "
+                    f"next to it: download it (tradeconsole data download {text.upper()} {iv}) or keep "
+                    f"{opts.symbol}"
+                )
             return data_symbol_problem(path, text)
 
-        self.push_screen(TextDialog("Symbol", "Symbol to trade (restarts the engine):", opts.symbol,
-                                    validate=validate), chosen)
+        self.push_screen(
+            TextDialog("Symbol", "Symbol to trade (restarts the engine):", opts.symbol, validate=validate), chosen
+        )
 
     def action_switch_interval(self) -> None:
         current = self.options.strategies[0][1]
@@ -515,8 +556,9 @@ class TradeConsoleApp(App[int]):
         strategies = list(opts.strategies)
         if self.runtime is not None:
             # once per strategy spec, not once per symbol x spec
-            strategies = list(dict.fromkeys((sess.strategy.name, sess.interval)
-                                            for sess in self.runtime.engine.sessions.values()))
+            strategies = list(
+                dict.fromkeys((sess.strategy.name, sess.interval) for sess in self.runtime.engine.sessions.values())
+            )
         new = with_market(opts, symbol=symbol, interval=interval, strategies=strategies)
         if symbol:  # "another symbol" replaces the set of symbols by that one
             new = replace(new, symbols=[new.symbol])
@@ -524,8 +566,9 @@ class TradeConsoleApp(App[int]):
             path = retarget_replay(opts.replay, opts.symbol, new.symbol, opts.strategies[0][1], new.strategies[0][1])
             new = replace(new, replay=path or "")
             if not path:
-                self.collector.note(f"no replay data found for {new.symbol} {new.strategies[0][1]} next to "
-                                    f"{opts.replay}", "warning")
+                self.collector.note(
+                    f"no replay data found for {new.symbol} {new.strategies[0][1]} next to {opts.replay}", "warning"
+                )
         previous, self.runtime = self.runtime, None
         self.collector.note(f"switching to {new.symbol} {new.strategies[0][1]}")
         self.launch(new, previous)
@@ -580,12 +623,19 @@ class TradeConsoleApp(App[int]):
 
         if not self._backtest_installed:
             s = self.collector.snapshot().session(self.selected_key)
-            self.install_screen(BacktestScreen(
-                strategy=s.strategy if s is not None else self.options.strategies[0][0],
-                symbol=self.options.symbol, interval=self.options.strategies[0][1],
-                data=self.options.replay or "", cash=self.options.cash, deterministic=self.deterministic,
-                chart_builder=self.chart_builder, intervals=INTERVALS),
-                name="backtest")
+            self.install_screen(
+                BacktestScreen(
+                    strategy=s.strategy if s is not None else self.options.strategies[0][0],
+                    symbol=self.options.symbol,
+                    interval=self.options.strategies[0][1],
+                    data=self.options.replay or "",
+                    cash=self.options.cash,
+                    deterministic=self.deterministic,
+                    chart_builder=self.chart_builder,
+                    intervals=INTERVALS,
+                ),
+                name="backtest",
+            )
             self._backtest_installed = True
         self.push_screen("backtest")
 
@@ -595,14 +645,24 @@ class TradeConsoleApp(App[int]):
         from tradeconsole.tui.screens.optimize import OPTIMIZE_BINDINGS
 
         if not self.is_screen_installed("help"):
-            self.install_screen(HelpScreen([
-                ("Dashboard", DASHBOARD_BINDINGS),
-                ("Backtest screen", BACKTEST_BINDINGS),
-                ("Optimise screen (ctrl+o on the backtest screen)", OPTIMIZE_BINDINGS),
-                ("Tables and dialogs", HELP_EXTRA),
-                ("Everywhere", [Binding("ctrl+p", "", "Command palette: every action by name"),
-                                Binding("ctrl+q", "", "Quit (asks about open positions; again: at once)")]),
-            ]), name="help")
+            self.install_screen(
+                HelpScreen(
+                    [
+                        ("Dashboard", DASHBOARD_BINDINGS),
+                        ("Backtest screen", BACKTEST_BINDINGS),
+                        ("Optimise screen (ctrl+o on the backtest screen)", OPTIMIZE_BINDINGS),
+                        ("Tables and dialogs", HELP_EXTRA),
+                        (
+                            "Everywhere",
+                            [
+                                Binding("ctrl+p", "", "Command palette: every action by name"),
+                                Binding("ctrl+q", "", "Quit (asks about open positions; again: at once)"),
+                            ],
+                        ),
+                    ]
+                ),
+                name="help",
+            )
         if not isinstance(self.screen, HelpScreen):
             self.push_screen("help")
 
@@ -612,24 +672,30 @@ class TradeConsoleApp(App[int]):
         for cmd in super().get_system_commands(screen):
             if cmd.title not in ("Quit", "Keys"):
                 yield cmd
-        yield SystemCommand("Start / stop trading", "Stop acting on candles, or start again", self.action_toggle_trading)
+        yield SystemCommand(
+            "Start / stop trading", "Stop acting on candles, or start again", self.action_toggle_trading
+        )
         yield SystemCommand("Pause / resume entries", "No new positions; exits keep working", self.action_toggle_pause)
         yield SystemCommand("Flatten all positions", "Close everything now (asks first)", self.action_flatten)
-        yield SystemCommand("Kill switch", "Flatten everything and pause new entries (asks first)",
-                            self.action_kill_switch)
+        yield SystemCommand(
+            "Kill switch", "Flatten everything and pause new entries (asks first)", self.action_kill_switch
+        )
         yield SystemCommand("Switch strategy", "Another strategy for the selected session", self.action_switch_strategy)
         yield SystemCommand("Switch symbol", "Trade another symbol (restarts the engine)", self.action_switch_symbol)
-        yield SystemCommand("Switch interval", "Another kline interval (restarts the engine)",
-                            self.action_switch_interval)
+        yield SystemCommand(
+            "Switch interval", "Another kline interval (restarts the engine)", self.action_switch_interval
+        )
         yield SystemCommand("Backtest", "Run a strategy over history", self.action_backtest)
         yield SystemCommand("Pause / resume replay", "Freeze the replay feed", self.action_toggle_replay)
         yield SystemCommand("Replay: one candle", "Play one more candle, then hold", self.action_replay_step)
         yield SystemCommand("Replay faster", "Next replay speed up (to max)", lambda: self.action_replay_speed(1))
         yield SystemCommand("Replay slower", "Next replay speed down (to x1)", lambda: self.action_replay_speed(-1))
         yield SystemCommand("Next session", "Show the next running session", self.action_next_session)
-        yield SystemCommand("Orders: open / history", "Toggle the orders table",
-                            lambda: self.screen.action_toggle_orders() if isinstance(self.screen, DashboardScreen)
-                            else None)
+        yield SystemCommand(
+            "Orders: open / history",
+            "Toggle the orders table",
+            lambda: self.screen.action_toggle_orders() if isinstance(self.screen, DashboardScreen) else None,
+        )
         yield SystemCommand("Help: every key", "Keys of every screen and dialog", self.action_help)
         yield SystemCommand("Quit", "Stop the engine cleanly and exit", self.action_quit)
 
@@ -648,8 +714,10 @@ def main(args: argparse.Namespace) -> int:
     if opts.replay and not Path(opts.replay).exists():
         raise UserError(f"no such replay file or directory: {clip(opts.replay, 200)}")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UserError("the console needs a terminal on stdin and stdout; without one use "
-                        "`tradeconsole run --headless ...` (same options, JSON logs)")
+        raise UserError(
+            "the console needs a terminal on stdin and stdout; without one use "
+            "`tradeconsole run --headless ...` (same options, JSON logs)"
+        )
     app = TradeConsoleApp(opts)
     try:
         app.run()
@@ -663,4 +731,3 @@ def main(args: argparse.Namespace) -> int:
 
         raise EnvironmentFailure(failure)  # tradeconsole.tui.cli.main prints it as one `error:` line, exit 1
     return int(app.return_code or 0)
-

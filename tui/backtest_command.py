@@ -71,10 +71,17 @@ def _kafka_sink(bootstrap: str, settings: Any) -> Any:
     console's runtime builds it; secrets are revealed only here, never logged)."""
     from tradeconsole.infra.sinks.kafka import KafkaSink
 
-    security = {k: (v.reveal() if hasattr(v, "reveal") else v) for k, v in settings.kafka.items()
-                if k not in ("bootstrap", "topic_prefix")}
-    return KafkaSink(bootstrap, topic_prefix=settings.kafka.get("topic_prefix", "tradeconsole"),
-                     security=security or None, journal_fed=True)
+    security = {
+        k: (v.reveal() if hasattr(v, "reveal") else v)
+        for k, v in settings.kafka.items()
+        if k not in ("bootstrap", "topic_prefix")
+    }
+    return KafkaSink(
+        bootstrap,
+        topic_prefix=settings.kafka.get("topic_prefix", "tradeconsole"),
+        security=security or None,
+        journal_fed=True,
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -112,8 +119,11 @@ def main(args: argparse.Namespace) -> int:
     finally:
         try:
             if shipper is not None:
-                done = (shipper.stop(1.0, unreachable_grace_s=0.5) if failed else
-                        shipper.stop(SHIP_TIMEOUT_S, unreachable_grace_s=UNREACHABLE_GRACE_S))
+                done = (
+                    shipper.stop(1.0, unreachable_grace_s=0.5)
+                    if failed
+                    else shipper.stop(SHIP_TIMEOUT_S, unreachable_grace_s=UNREACHABLE_GRACE_S)
+                )
             if sink is not None:
                 sink.close()
         finally:
@@ -121,9 +131,12 @@ def main(args: argparse.Namespace) -> int:
             if tmp is not None:
                 tmp.cleanup()
     if not done:
-        where = (f"they stay in {args.journal}; run again with the same --journal to resend them"
-                 if args.journal else "the temporary journal is gone; rerun the backtest (or give --journal PATH "
-                 "to keep undelivered events for a later run)")
+        where = (
+            f"they stay in {args.journal}; run again with the same --journal to resend them"
+            if args.journal
+            else "the temporary journal is gone; rerun the backtest (or give --journal PATH "
+            "to keep undelivered events for a later run)"
+        )
         raise EnvironmentFailure(f"Kafka at {args.kafka} did not acknowledge every event of the backtest: {where}")
     print(f"shipped {writer.written} events to Kafka at {args.kafka}", file=sys.stderr)
     return code

@@ -31,10 +31,19 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tradeconsole.backtest.inputs import check_data_files, check_input_path
-from tradeconsole.core.errors import CLIP, EnvironmentFailure, UserError, clip
+from tradeconsole.core.errors import EnvironmentFailure, UserError, clip
 
-__all__ = ["EnvironmentFailure", "UserError", "build_parser", "check_data_files", "check_engine_args",
-           "check_input_path", "clip", "main", "number"]
+__all__ = [
+    "EnvironmentFailure",
+    "UserError",
+    "build_parser",
+    "check_data_files",
+    "check_engine_args",
+    "check_input_path",
+    "clip",
+    "main",
+    "number",
+]
 
 try:
     from importlib.metadata import version as _pkg_version
@@ -57,14 +66,28 @@ def _clip_message(msg: str) -> str:
 # ---------------------------------------------------------------------- argument types
 
 
-def number(what: str, low: float | None = None, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False, integer: bool = False) -> Callable[[str], float]:
+def number(
+    what: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> Callable[[str], float]:
     """An argparse ``type`` that accepts only finite numbers inside the given range, so ``nan``,
     ``inf`` and nonsense like a negative cash balance are refused by the parser (exit 2) with the
     allowed range in the message, before any work starts."""
     lo_sym, hi_sym = ("<" if low_open else "<="), ("<" if high_open else "<=")
-    allowed = " ".join(p for p in (f"{low:g} {lo_sym}" if low is not None else "", what,
-                                   f"{hi_sym} {high:g}" if high is not None else "") if p)
+    allowed = " ".join(
+        p
+        for p in (
+            f"{low:g} {lo_sym}" if low is not None else "",
+            what,
+            f"{hi_sym} {high:g}" if high is not None else "",
+        )
+        if p
+    )
 
     def parse(text: str) -> float:
         try:
@@ -75,8 +98,9 @@ def number(what: str, low: float | None = None, high: float | None = None, *, lo
             raise argparse.ArgumentTypeError(f"{what} must be a finite number, not {clip(text)!r}")
         if integer and v != int(v):
             raise argparse.ArgumentTypeError(f"{what} must be a whole number, not {clip(text)!r}")
-        if ((low is not None and (v < low or (low_open and v == low)))
-                or (high is not None and (v > high or (high_open and v == high)))):
+        if (low is not None and (v < low or (low_open and v == low))) or (
+            high is not None and (v > high or (high_open and v == high))
+        ):
             raise argparse.ArgumentTypeError(f"{what}={clip(text)} is out of range: allowed {allowed}")
         return int(v) if integer else v
 
@@ -113,7 +137,9 @@ def _date(value: str) -> str:
     try:
         parse_utc_ms(value)
     except (ValueError, OverflowError, OSError):
-        raise argparse.ArgumentTypeError(f"not a date: {clip(value)!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)") from None
+        raise argparse.ArgumentTypeError(
+            f"not a date: {clip(value)!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)"
+        ) from None
     return value
 
 
@@ -130,7 +156,9 @@ def _journal_path(value: str) -> str:
     import os
 
     if os.path.isdir(value):
-        raise argparse.ArgumentTypeError(f"{clip(value)!r} is a directory; give a file, e.g. {clip(value)}/journal.sqlite")
+        raise argparse.ArgumentTypeError(
+            f"{clip(value)!r} is a directory; give a file, e.g. {clip(value)}/journal.sqlite"
+        )
     parent = os.path.dirname(value) or "."
     if not os.path.isdir(parent):
         raise argparse.ArgumentTypeError(f"{clip(value)!r}: directory {clip(parent)!r} does not exist")
@@ -152,8 +180,13 @@ class _DeprecatedAlias(argparse.Action):
         self.new = new
         super().__init__(option_strings, dest, **kw)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         setattr(namespace, self.dest, values)
         used = vars(namespace).setdefault("deprecated_options", [])
         if (option_string, self.new) not in used:
@@ -163,10 +196,22 @@ class _DeprecatedAlias(argparse.Action):
 def _add_fill_model(add: Callable[..., None]) -> None:
     """``--fill-model {seed,realistic}`` (default realistic) and its deprecated alias ``--mode``.
     The trading mode (paper/testnet/live) is ``--live``/``--testnet``; ``mode`` in events means only that."""
-    add("--fill-model", dest="fill_model", choices=FILL_MODEL_CHOICES, default="realistic",
-        help="fill model of the simulated broker: seed or realistic (default realistic)")
-    add("--mode", dest="fill_model", choices=FILL_MODEL_CHOICES, action=_DeprecatedAlias, new="--fill-model",
-        alias=True, help="deprecated alias of --fill-model (prints a warning)")
+    add(
+        "--fill-model",
+        dest="fill_model",
+        choices=FILL_MODEL_CHOICES,
+        default="realistic",
+        help="fill model of the simulated broker: seed or realistic (default realistic)",
+    )
+    add(
+        "--mode",
+        dest="fill_model",
+        choices=FILL_MODEL_CHOICES,
+        action=_DeprecatedAlias,
+        new="--fill-model",
+        alias=True,
+        help="deprecated alias of --fill-model (prints a warning)",
+    )
 
 
 # ---------------------------------------------------------------------- parsers
@@ -189,17 +234,22 @@ class _RootParser(_Parser):
     """Top-level parser: console options are stored under a prefix so that, when a subcommand is
     given too, they can be told apart from the subcommand's options and refused."""
 
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+    def parse_known_args(
+        self,
+        args: Sequence[str] | None = None,  # type: ignore[override]
+        namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
         ns, extra = super().parse_known_args(args, namespace)
-        given = {k[len(_CONSOLE_PREFIX):]: v for k, v in vars(ns).items() if k.startswith(_CONSOLE_PREFIX)}
+        given = {k[len(_CONSOLE_PREFIX) :]: v for k, v in vars(ns).items() if k.startswith(_CONSOLE_PREFIX)}
         for k in given:
             delattr(ns, _CONSOLE_PREFIX + k)
         if ns.command is not None:
             if given:
                 opts = ", ".join("--" + k.replace("_", "-").replace("strategies", "strategy") for k in sorted(given))
-                raise UserError(f"{opts} before `{ns.command}` would be ignored (they are console options); "
-                                f"put them after the subcommand: tradeconsole {ns.command} ...")
+                raise UserError(
+                    f"{opts} before `{ns.command}` would be ignored (they are console options); "
+                    f"put them after the subcommand: tradeconsole {ns.command} ..."
+                )
         else:
             defaults = _engine_defaults(headless=False)
             for k, v in defaults.items():
@@ -218,6 +268,7 @@ def _engine_defaults(*, headless: bool) -> dict[str, Any]:
 def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: str = "") -> None:
     """Options of the engine (console and ``run --headless``). With ``prefix`` (the bare
     console's options on the root parser) nothing is set unless given."""
+
     def add(*flags: str, dest: str, default: Any = None, alias: bool = False, **kw: Any) -> None:
         if prefix or alias:  # an alias never sets a default over the option it stands for
             kw["default"] = argparse.SUPPRESS
@@ -227,24 +278,56 @@ def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: s
             kw["metavar"] = dest.upper()  # not argparse's CONSOLE__SYMBOL from the prefixed dest
         p.add_argument(*flags, dest=prefix + dest, **kw)
 
-    add("--strategy", dest="strategies", action="append", metavar="NAME[:INTERVAL]",
+    add(
+        "--strategy",
+        dest="strategies",
+        action="append",
+        metavar="NAME[:INTERVAL]",
         help=f"strategy to run ({', '.join(_strategy_names())}); repeat for several, e.g. "
-             "--strategy basic --strategy engulfing:1h. Default: basic")
-    add("--strategy-path", dest="strategy_path", action="append", metavar="FILE_OR_DIR",
-        help="also load strategies from this file or directory (repeatable)")
-    add("--symbol", dest="symbol", action="append", type=_symbol, metavar="SYMBOL",
+        "--strategy basic --strategy engulfing:1h. Default: basic",
+    )
+    add(
+        "--strategy-path",
+        dest="strategy_path",
+        action="append",
+        metavar="FILE_OR_DIR",
+        help="also load strategies from this file or directory (repeatable)",
+    )
+    add(
+        "--symbol",
+        dest="symbol",
+        action="append",
+        type=_symbol,
+        metavar="SYMBOL",
         help="symbol to trade; repeat for several (--symbol ETHUSDT --symbol BTCUSDT): each runs every "
-             "strategy as its own session, on one shared paper account. Default: the config's symbols, else ETHUSDT")
+        "strategy as its own session, on one shared paper account. Default: the config's symbols, else ETHUSDT",
+    )
     add("--interval", dest="interval", type=_interval, help="kline interval (default: the strategy's own)")
-    add("--market", dest="market", choices=("spot", "futures"), default="futures",
-        help="market data source for live candles (default futures)")
+    add(
+        "--market",
+        dest="market",
+        choices=("spot", "futures"),
+        default="futures",
+        help="market data source for live candles (default futures)",
+    )
     add("--replay", dest="replay", metavar="PATH", help="replay a history file/directory instead of live data")
-    add("--speed", dest="speed", type=_speed, default=None if headless else 60.0, metavar="N|max",
-        help="replay speed: candles per real interval (60 = an hour of 1m data per minute) or 'max'")
+    add(
+        "--speed",
+        dest="speed",
+        type=_speed,
+        default=None if headless else 60.0,
+        metavar="N|max",
+        help="replay speed: candles per real interval (60 = an hour of 1m data per minute) or 'max'",
+    )
     _add_fill_model(add)
     add("--cash", dest="cash", type=_CASH, default=10_000.0, help="paper starting balance in USDT (default 10000)")
-    add("--journal", dest="journal", metavar="PATH", type=_journal_path,
-        help="journal database (default: in the data directory)")
+    add(
+        "--journal",
+        dest="journal",
+        metavar="PATH",
+        type=_journal_path,
+        help="journal database (default: in the data directory)",
+    )
     add("--config", dest="config", metavar="PATH", help="config file (TOML, mode 0600 if it holds secrets)")
     add("--live", dest="live", action="store_true", default=False, help="trade real money on Binance USD-M futures")
     add("--testnet", dest="testnet", action="store_true", default=False, help="trade on the Binance futures testnet")
@@ -254,6 +337,7 @@ def _add_engine_options(p: argparse.ArgumentParser, *, headless: bool, prefix: s
 
 def _adder(p: argparse.ArgumentParser) -> Callable[..., None]:
     """``add_argument`` with the ``alias`` keyword of ``_add_engine_options``'s ``add``."""
+
     def add(*flags: str, alias: bool = False, **kw: Any) -> None:
         if alias:
             kw["default"] = argparse.SUPPRESS
@@ -263,8 +347,12 @@ def _adder(p: argparse.ArgumentParser) -> Callable[..., None]:
 
 
 def _add_debug(p: argparse.ArgumentParser, *, root: bool) -> None:
-    p.add_argument("--debug", action="store_true", default=False if root else argparse.SUPPRESS,
-                   help="print the full traceback when something fails")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if root else argparse.SUPPRESS,
+        help="print the full traceback when something fails",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,26 +361,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _RootParser(
         prog="tradeconsole",
         description="Keyboard-driven trading console for Binance USD-M futures (paper by default). "
-                    "Without a subcommand: the console (needs a terminal; use `run --headless` otherwise).",
+        "Without a subcommand: the console (needs a terminal; use `run --headless` otherwise).",
     )
-    parser.add_argument("--version", action="version", version=f"tradeconsole {__version__}",
-                        help="print the version and exit")
+    parser.add_argument(
+        "--version", action="version", version=f"tradeconsole {__version__}", help="print the version and exit"
+    )
     _add_debug(parser, root=True)
     _add_engine_options(parser, headless=False, prefix=_CONSOLE_PREFIX)
     parser.set_defaults(handler="tradeconsole.tui.app:main")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     # -- backtest
-    bt = sub.add_parser("backtest", help="replay history through a strategy and report",
-                        description="Replay history through a strategy with the simulated futures broker.")
+    bt = sub.add_parser(
+        "backtest",
+        help="replay history through a strategy and report",
+        description="Replay history through a strategy with the simulated futures broker.",
+    )
     _add_debug(bt, root=False)
     bt.add_argument("--strategy", required=True, choices=_strategy_names(), help="strategy to test")
-    bt.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR",
-                    help="also load strategies from this file or directory (repeatable)")
+    bt.add_argument(
+        "--strategy-path",
+        action="append",
+        metavar="FILE_OR_DIR",
+        help="also load strategies from this file or directory (repeatable)",
+    )
     src = bt.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="PATH", help="CSV/Parquet file or directory of them")
-    src.add_argument("--symbol", type=_symbol, help="read the local history cache for this symbol (see `data download`)")
-    bt.add_argument("--market", choices=("spot", "futures"), default="spot", help="cache market (with --symbol; default spot)")
+    src.add_argument(
+        "--symbol", type=_symbol, help="read the local history cache for this symbol (see `data download`)"
+    )
+    bt.add_argument(
+        "--market", choices=("spot", "futures"), default="spot", help="cache market (with --symbol; default spot)"
+    )
     bt.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
     bt.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first day (UTC), e.g. 2022-09-01")
     bt.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="end (exclusive, UTC), e.g. 2022-12-01")
@@ -300,43 +400,90 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--cash", type=_CASH, default=10_000.0, help="starting balance in USDT (default 10000)")
     # ranges as tradeconsole.core.broker.BrokerSettings enforces them (Binance USD-M allows at most 125x)
     bt.add_argument("--leverage", type=number("leverage", 1, 125), default=1.0, help="leverage, 1..125 (default 1)")
-    bt.add_argument("--fee", type=number("fee", 0, 0.01, high_open=True), default=0.0004,
-                    help="taker fee as a fraction (0.0004 = 0.04%%), below 0.01")
-    bt.add_argument("--slippage-bps", type=number("slippage-bps", 0, 1000), default=0.0,
-                    help="adverse slippage on every fill in basis points, 0..1000 (default 0)")
-    bt.add_argument("--funding-rate", type=number("funding-rate", -0.05, 0.05), default=0.0,
-                    help="constant funding rate per 8h as a fraction, -0.05..0.05 (default 0)")
-    bt.add_argument("--stop-loss", type=number("stop-loss"), default=None,
-                    help="stop-loss fraction of the entry price (default 0.015; range as stop_loss_pct)")
-    bt.add_argument("--take-profit", type=number("take-profit"), default=None,
-                    help="take-profit fraction of the entry price (default 0.03; range as take_profit_pct)")
-    bt.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a strategy parameter within its declared range, e.g. --param rsi_oversold=25")
+    bt.add_argument(
+        "--fee",
+        type=number("fee", 0, 0.01, high_open=True),
+        default=0.0004,
+        help="taker fee as a fraction (0.0004 = 0.04%%), below 0.01",
+    )
+    bt.add_argument(
+        "--slippage-bps",
+        type=number("slippage-bps", 0, 1000),
+        default=0.0,
+        help="adverse slippage on every fill in basis points, 0..1000 (default 0)",
+    )
+    bt.add_argument(
+        "--funding-rate",
+        type=number("funding-rate", -0.05, 0.05),
+        default=0.0,
+        help="constant funding rate per 8h as a fraction, -0.05..0.05 (default 0)",
+    )
+    bt.add_argument(
+        "--stop-loss",
+        type=number("stop-loss"),
+        default=None,
+        help="stop-loss fraction of the entry price (default 0.015; range as stop_loss_pct)",
+    )
+    bt.add_argument(
+        "--take-profit",
+        type=number("take-profit"),
+        default=None,
+        help="take-profit fraction of the entry price (default 0.03; range as take_profit_pct)",
+    )
+    bt.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a strategy parameter within its declared range, e.g. --param rsi_oversold=25",
+    )
     bt.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows instead of failing")
-    bt.add_argument("--no-cache", action="store_true",
-                    help="read and validate the CSV files even when their Parquet copy in the data directory's "
-                         "cache is current (the copy is not written either)")
+    bt.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="read and validate the CSV files even when their Parquet copy in the data directory's "
+        "cache is current (the copy is not written either)",
+    )
     bt.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     bt.add_argument("--trades-csv", metavar="FILE", help="write the closed round trips to a CSV file")
-    bt.add_argument("--plot", action="store_true",
-                    help="draw equity and price with fills (on stdout, or on stderr with --json)")
-    bt.add_argument("--kafka", metavar="BOOTSTRAP",
-                    help="publish the run's events to Kafka (host:port), through a journal and its shipper")
-    bt.add_argument("--journal", metavar="PATH", type=_journal_path,
-                    help="with --kafka: keep the run's events in this journal (default: a temporary one); "
-                         "what Kafka did not acknowledge is resent by the next run with the same journal")
+    bt.add_argument(
+        "--plot", action="store_true", help="draw equity and price with fills (on stdout, or on stderr with --json)"
+    )
+    bt.add_argument(
+        "--kafka",
+        metavar="BOOTSTRAP",
+        help="publish the run's events to Kafka (host:port), through a journal and its shipper",
+    )
+    bt.add_argument(
+        "--journal",
+        metavar="PATH",
+        type=_journal_path,
+        help="with --kafka: keep the run's events in this journal (default: a temporary one); "
+        "what Kafka did not acknowledge is resent by the next run with the same journal",
+    )
     bt.add_argument("--config", metavar="PATH", help="config file (with --kafka: [kafka] topic_prefix, security)")
     bt.set_defaults(handler="tradeconsole.tui.backtest_command:main")
 
     # -- optimize
-    op = sub.add_parser("optimize", help="search strategy parameters (walk-forward, self-checked)",
-                        description="Search strategy parameters over history; every reported result is the "
-                                    "backtest's, walk-forward out-of-sample by default.")
+    op = sub.add_parser(
+        "optimize",
+        help="search strategy parameters (walk-forward, self-checked)",
+        description="Search strategy parameters over history; every reported result is the "
+        "backtest's, walk-forward out-of-sample by default.",
+    )
     _add_debug(op, root=False)
-    op.add_argument("--strategy", required=True, choices=_strategy_names(),
-                    help="strategy to optimise (built-in or found with --strategy-path / the user directory)")
-    op.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR",
-                    help="also load strategies from this file or directory (repeatable)")
+    op.add_argument(
+        "--strategy",
+        required=True,
+        choices=_strategy_names(),
+        help="strategy to optimise (built-in or found with --strategy-path / the user directory)",
+    )
+    op.add_argument(
+        "--strategy-path",
+        action="append",
+        metavar="FILE_OR_DIR",
+        help="also load strategies from this file or directory (repeatable)",
+    )
     op.add_argument("--data", metavar="PATH", required=True, help="CSV/Parquet file or directory of them")
     op.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
     op.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first day (UTC)")
@@ -347,50 +494,91 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--fee", type=number("fee", 0, 0.01, high_open=True), default=0.0004, help="taker fee fraction")
     op.add_argument("--slippage-bps", type=number("slippage-bps", 0, 1000), default=0.0, help="slippage in bps")
     op.add_argument("--funding-rate", type=number("funding-rate", -0.05, 0.05), default=0.0, help="funding per 8h")
-    op.add_argument("--param", action="append", default=[], metavar="NAME=SPEC",
-                    help="searched parameter: values 20,25,30, range LOW:HIGH:STEP, or NAME for its declared range")
+    op.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="searched parameter: values 20,25,30, range LOW:HIGH:STEP, or NAME for its declared range",
+    )
     op.add_argument("--search", choices=("grid", "random", "optuna"), default="grid", help="search (default grid)")
     op.add_argument("--trials", type=number("trials", 1, 10_000_000, integer=True), help="points for random/optuna")
-    op.add_argument("--seed", type=number("seed", 0, 2**32 - 1, integer=True), default=0, help="random seed (default 0)")
-    op.add_argument("--objective", default="sharpe",
-                    help="return, sharpe, sortino, calmar, profit_factor or module:function (default sharpe)")
-    op.add_argument("--min-trades", type=number("min-trades", 0, 10**9, integer=True), default=0,
-                    help="constraint: at least this many round trips")
-    op.add_argument("--max-drawdown", type=number("max-drawdown", 0, 100), default=None,
-                    help="constraint: max drawdown in percent")
-    op.add_argument("--workers", type=number("workers", 1, 256, integer=True), default=None,
-                    help="local worker processes (default: CPU count)")
+    op.add_argument(
+        "--seed", type=number("seed", 0, 2**32 - 1, integer=True), default=0, help="random seed (default 0)"
+    )
+    op.add_argument(
+        "--objective",
+        default="sharpe",
+        help="return, sharpe, sortino, calmar, profit_factor or module:function (default sharpe)",
+    )
+    op.add_argument(
+        "--min-trades",
+        type=number("min-trades", 0, 10**9, integer=True),
+        default=0,
+        help="constraint: at least this many round trips",
+    )
+    op.add_argument(
+        "--max-drawdown", type=number("max-drawdown", 0, 100), default=None, help="constraint: max drawdown in percent"
+    )
+    op.add_argument(
+        "--workers",
+        type=number("workers", 1, 256, integer=True),
+        default=None,
+        help="local worker processes (default: CPU count)",
+    )
     op.add_argument("--backend", choices=("local", "dask"), default="local", help="where to run (default local)")
     op.add_argument("--address", help="Dask scheduler address for --backend dask")
-    op.add_argument("--folds", type=number("folds", 0, 100, integer=True), default=None,
-                    help="walk-forward folds in time order (default 4; 0 = in-sample only)")
+    op.add_argument(
+        "--folds",
+        type=number("folds", 0, 100, integer=True),
+        default=None,
+        help="walk-forward folds in time order (default 4; 0 = in-sample only)",
+    )
     op.add_argument("--train", metavar="LEN", help="rolling training window, e.g. 60d (with --test)")
     op.add_argument("--test", metavar="LEN", help="rolling test window, e.g. 20d (with --train)")
-    op.add_argument("--pbo-blocks", type=number("pbo-blocks", 0, 16, integer=True), default=16,
-                    help="blocks for PBO/CSCV, even (default 16; 0 = off)")
+    op.add_argument(
+        "--pbo-blocks",
+        type=number("pbo-blocks", 0, 16, integer=True),
+        default=16,
+        help="blocks for PBO/CSCV, even (default 16; 0 = off)",
+    )
     op.add_argument("--top", type=number("top", 1, 1000, integer=True), default=10, help="rows in the top table")
-    op.add_argument("--verify-top", type=number("verify-top", 0, 1000, integer=True), default=5,
-                    help="re-run this many best results through backtest (default 5)")
+    op.add_argument(
+        "--verify-top",
+        type=number("verify-top", 0, 1000, integer=True),
+        default=5,
+        help="re-run this many best results through backtest (default 5)",
+    )
     op.add_argument("--results", metavar="FILE", help="results file (.csv or .parquet); a re-run resumes from it")
     op.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows instead of failing")
     op.add_argument("--json", action="store_true", help="print one JSON object")
     op.add_argument("--plot", action="store_true", help="heatmap of two parameters (stderr with --json)")
     op.add_argument("--plot-params", metavar="X,Y", help="the two parameters of --plot (default: the first two)")
-    op.add_argument("--journal", metavar="PATH", type=_journal_path,
-                    help="journal the run's events here (default: journal-optimize.sqlite in the data directory)")
+    op.add_argument(
+        "--journal",
+        metavar="PATH",
+        type=_journal_path,
+        help="journal the run's events here (default: journal-optimize.sqlite in the data directory)",
+    )
     op.add_argument("--no-journal", action="store_true", help="do not journal the run's events")
-    op.add_argument("--kafka", metavar="BOOTSTRAP", help="also ship the run's events to Kafka (host:port), from the journal")
-    op.add_argument("--elasticsearch", metavar="URL", help="also ship the run's events to Elasticsearch, from the journal")
+    op.add_argument(
+        "--kafka", metavar="BOOTSTRAP", help="also ship the run's events to Kafka (host:port), from the journal"
+    )
+    op.add_argument(
+        "--elasticsearch", metavar="URL", help="also ship the run's events to Elasticsearch, from the journal"
+    )
     op.set_defaults(handler="tradeconsole.tui.cli:optimize_main")
 
     # -- run (headless)
-    run = sub.add_parser("run", help="run the engine without the UI",
-                         description="Run strategies headless, with structured logs.")
+    run = sub.add_parser(
+        "run", help="run the engine without the UI", description="Run strategies headless, with structured logs."
+    )
     _add_debug(run, root=False)
     run.add_argument("--headless", action="store_true", help="required: run without the Textual UI")
     _add_engine_options(run, headless=True)
-    run.add_argument("--json", action="store_true",
-                     help="with --replay: print a summary like `backtest --json` when the data ends")
+    run.add_argument(
+        "--json", action="store_true", help="with --replay: print a summary like `backtest --json` when the data ends"
+    )
     run.add_argument("--confirm", metavar="SYMBOL", help="non-interactive live confirmation (type the symbol)")
     run.set_defaults(handler="tradeconsole.tui.headless:main")
 
@@ -416,10 +604,18 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--strategy-path", action="append", metavar="FILE_OR_DIR", help="also load from here")
     sc.add_argument("--interval", type=_interval, help="kline interval (default: the strategy's own)")
     _add_fill_model(_adder(sc))
-    sc.add_argument("--samples", type=number("samples", 2, 10_000), default=40,
-                    help="truncation points / warm-up windows sampled (default 40)")
-    sc.add_argument("--live-bars", type=number("live-bars", 10, 1_000_000), default=3000,
-                    help="candles replayed candle by candle through the live path (default 3000)")
+    sc.add_argument(
+        "--samples",
+        type=number("samples", 2, 10_000),
+        default=40,
+        help="truncation points / warm-up windows sampled (default 40)",
+    )
+    sc.add_argument(
+        "--live-bars",
+        type=number("live-bars", 10, 1_000_000),
+        default=3000,
+        help="candles replayed candle by candle through the live path (default 3000)",
+    )
     sc.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     sc.set_defaults(handler="tradeconsole.backtest.strategy_cli:check_main")
 
@@ -438,15 +634,20 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(handler="tradeconsole.infra.binance.market.download:cli_main")
 
     # -- forwarder
-    fw = sub.add_parser("forward", help="consume Kafka topics into Elasticsearch",
-                        description="Consume the tradeconsole Kafka topics into Elasticsearch: bulk requests with "
-                                    "the event id as document id (a resend never duplicates), offsets committed "
-                                    "only after Elasticsearch accepted the batch, poison messages to a dead-letter "
-                                    "topic. Stops within a few seconds of SIGINT/SIGTERM.")
+    fw = sub.add_parser(
+        "forward",
+        help="consume Kafka topics into Elasticsearch",
+        description="Consume the tradeconsole Kafka topics into Elasticsearch: bulk requests with "
+        "the event id as document id (a resend never duplicates), offsets committed "
+        "only after Elasticsearch accepted the batch, poison messages to a dead-letter "
+        "topic. Stops within a few seconds of SIGINT/SIGTERM.",
+    )
     _add_debug(fw, root=False)
     fw.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers (host:port)")
     fw.add_argument("--elasticsearch", required=True, metavar="URL", help="Elasticsearch URL, or 'cloud'")
-    fw.add_argument("--group", default="tradeconsole-forwarder", help="Kafka consumer group (default tradeconsole-forwarder)")
+    fw.add_argument(
+        "--group", default="tradeconsole-forwarder", help="Kafka consumer group (default tradeconsole-forwarder)"
+    )
     fw.add_argument("--config", metavar="PATH", help="config file ([kafka], [elasticsearch], [forwarder])")
     fw.set_defaults(handler="tradeconsole.infra.sinks.forwarder:cli_main")
 
@@ -529,8 +730,16 @@ def optimize_main(args: argparse.Namespace) -> int:
         try:
             if not runs:
                 runs.append(event.run_id)
-                journal.begin_run(event.run_id, "backtest", {"command": "optimize", "strategy": args.strategy,
-                                                             "objective": args.objective, "search": args.search})
+                journal.begin_run(
+                    event.run_id,
+                    "backtest",
+                    {
+                        "command": "optimize",
+                        "strategy": args.strategy,
+                        "objective": args.objective,
+                        "search": args.search,
+                    },
+                )
             journal.commit([event])
         except JournalError as exc:  # e.g. the disk is full: the run's events cannot be kept
             raise EnvironmentFailure(f"cannot journal the optimisation's events: {exc}") from None
@@ -561,8 +770,14 @@ def _ship_journal(path: Any, args: argparse.Namespace) -> None:
     if args.elasticsearch:
         from tradeconsole.infra.sinks.elastic import ElasticsearchSink
 
-        sinks.append(("elasticsearch", ElasticsearchSink.from_settings(
-            args.elasticsearch, {}, journal_fed=True, deadletter_path=Path(f"{path}.es-deadletter.ndjson"))))
+        sinks.append(
+            (
+                "elasticsearch",
+                ElasticsearchSink.from_settings(
+                    args.elasticsearch, {}, journal_fed=True, deadletter_path=Path(f"{path}.es-deadletter.ndjson")
+                ),
+            )
+        )
     for name, sink in sinks:
         shipper = JournalShipper(path, sink, name=name).start()
         try:
@@ -570,8 +785,11 @@ def _ship_journal(path: Any, args: argparse.Namespace) -> None:
         finally:
             sink.close()
         if not done:
-            print(f"warning: {name} did not acknowledge every event; they stay in the journal {path} "
-                  "and are shipped by the next run", file=sys.stderr)
+            print(
+                f"warning: {name} did not acknowledge every event; they stay in the journal {path} "
+                "and are shipped by the next run",
+                file=sys.stderr,
+            )
 
 
 def check_engine_args(args: argparse.Namespace) -> None:
@@ -582,8 +800,10 @@ def check_engine_args(args: argparse.Namespace) -> None:
     non-live candles on its own side as well)."""
     if getattr(args, "replay", None) and (getattr(args, "live", False) or getattr(args, "testnet", False)):
         flag = "--live" if args.live else "--testnet"
-        raise UserError(f"{flag} cannot be combined with --replay: a replay is never traded on an exchange "
-                        "(drop --replay to trade the live feed, or drop the flag to paper-trade the replay)")
+        raise UserError(
+            f"{flag} cannot be combined with --replay: a replay is never traded on an exchange "
+            "(drop --replay to trade the live feed, or drop the flag to paper-trade the replay)"
+        )
     if getattr(args, "live", False) and getattr(args, "testnet", False):
         raise UserError("choose either --live or --testnet, not both")
     if getattr(args, "replay", None):
@@ -598,7 +818,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     """User-mistake exceptions of the layers below, looked up only in modules already imported
     (an exception of a module that was never loaded cannot have been raised)."""
     out: list[type[BaseException]] = [UserError]
-    for mod, names in (("tradeconsole.infra.settings", ("ConfigError", "LiveTradingRefused")), ("tradeconsole.backtest.data", ("DataError",))):
+    for mod, names in (
+        ("tradeconsole.infra.settings", ("ConfigError", "LiveTradingRefused")),
+        ("tradeconsole.backtest.data", ("DataError",)),
+    ):
         m = sys.modules.get(mod)
         if m is not None:
             out += [getattr(m, n) for n in names if hasattr(m, n)]
@@ -607,7 +830,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 def _environment_error_types() -> tuple[type[BaseException], ...]:
     out: list[type[BaseException]] = [EnvironmentFailure, OSError]
-    for mod, names in (("sqlite3", ("OperationalError", "DatabaseError")), ("tradeconsole.infra.binance.http.rest", ("RestError",))):
+    for mod, names in (
+        ("sqlite3", ("OperationalError", "DatabaseError")),
+        ("tradeconsole.infra.binance.http.rest", ("RestError",)),
+    ):
         m = sys.modules.get(mod)
         if m is not None:
             out += [getattr(m, n) for n in names if hasattr(m, n)]
@@ -634,10 +860,12 @@ def report_error(exc: BaseException, *, debug: bool = False) -> int:
         msg = _describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
     else:
         code = 1
-        msg = f"internal error ({type(exc).__name__}: {exc})" + ("" if debug else "; rerun with --debug for the traceback")
+        msg = f"internal error ({type(exc).__name__}: {exc})" + (
+            "" if debug else "; rerun with --debug for the traceback"
+        )
     msg = _clip_message(msg or type(exc).__name__)
     if msg.startswith("error: "):
-        msg = msg[len("error: "):]
+        msg = msg[len("error: ") :]
     print(f"error: {msg}", file=sys.stderr, flush=True)
     return code
 

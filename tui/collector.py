@@ -194,12 +194,26 @@ class _Session:
 
     def freeze(self) -> SessionSnapshot:
         return SessionSnapshot(
-            key=self.key, symbol=self.symbol, interval=self.interval, strategy=self.strategy,
-            candles=tuple(self.candles), indicators=tuple(self.indicators), open_candle=self.open_candle,
-            open_indicators=self.open_indicators, mark=self.mark, position=self.position, equity=self.equity,
-            markers=tuple(self.markers), fills=tuple(self.fills), orders=tuple(self.orders),
-            working=tuple(self.working.values()), closed_total=self.closed_total, version=self.version,
-            book_version=self.book_version, order_book=tuple(self.latest.values()))
+            key=self.key,
+            symbol=self.symbol,
+            interval=self.interval,
+            strategy=self.strategy,
+            candles=tuple(self.candles),
+            indicators=tuple(self.indicators),
+            open_candle=self.open_candle,
+            open_indicators=self.open_indicators,
+            mark=self.mark,
+            position=self.position,
+            equity=self.equity,
+            markers=tuple(self.markers),
+            fills=tuple(self.fills),
+            orders=tuple(self.orders),
+            working=tuple(self.working.values()),
+            closed_total=self.closed_total,
+            version=self.version,
+            book_version=self.book_version,
+            order_book=tuple(self.latest.values()),
+        )
 
 
 def _num(v: float | None, spec: str = ",.2f") -> str:
@@ -215,8 +229,15 @@ class EventCollector:
     ids). ``clock`` is the monotonic clock used for data staleness.
     """
 
-    def __init__(self, *, history: int = DEFAULT_HISTORY, log_size: int = DEFAULT_LOG, rows: int = DEFAULT_ROWS,
-                 mask_run_ids: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        history: int = DEFAULT_HISTORY,
+        log_size: int = DEFAULT_LOG,
+        rows: int = DEFAULT_ROWS,
+        mask_run_ids: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lock = threading.Lock()
         self._history = history
         self._rows = rows
@@ -334,24 +355,45 @@ class EventCollector:
                 if before is not None:
                     self._add_log(event.time, False, "trade", f"{s.key} position closed")
             elif before is None or before.entry_time != p.entry_time:
-                self._add_log(event.time, False, "trade",
-                              f"{s.key} {p.side.name} {p.qty:.4f} @ {p.entry_price:,.2f} "
-                              f"stop {p.stop_price:,.2f} target {p.target_price:,.2f}")
+                self._add_log(
+                    event.time,
+                    False,
+                    "trade",
+                    f"{s.key} {p.side.name} {p.qty:.4f} @ {p.entry_price:,.2f} "
+                    f"stop {p.stop_price:,.2f} target {p.target_price:,.2f}",
+                )
         elif isinstance(event, SignalEvent):
             s = self._route(event)
-            text = f"{s.key} signal {event.side.name} @ {event.price:,.2f}" + ("" if event.acted else f" skipped: {event.note}")
+            text = f"{s.key} signal {event.side.name} @ {event.price:,.2f}" + (
+                "" if event.acted else f" skipped: {event.note}"
+            )
             self._add_log(event.time, False, "info" if event.acted else "warning", text)
         elif isinstance(event, OrderEvent):
             s = self._route(event)
             o = event.order
-            row = OrderRow(event.time, o.side.value, o.type.value, o.qty or None, o.stop_price, event.status,
-                           event.message or (o.reason.value if o.reason else ""), o.client_id)
+            row = OrderRow(
+                event.time,
+                o.side.value,
+                o.type.value,
+                o.qty or None,
+                o.stop_price,
+                event.status,
+                event.message or (o.reason.value if o.reason else ""),
+                o.client_id,
+            )
             s.orders.append(row)
             before = s.latest.pop(o.client_id, None)
             if before is not None:  # a cancel/fill event may not repeat the order's price or size
-                row = OrderRow(row.time, row.side, row.kind, row.qty or before.qty,
-                               row.price if row.price is not None else before.price, row.status,
-                               row.note or before.note, row.client_id)
+                row = OrderRow(
+                    row.time,
+                    row.side,
+                    row.kind,
+                    row.qty or before.qty,
+                    row.price if row.price is not None else before.price,
+                    row.status,
+                    row.note or before.note,
+                    row.client_id,
+                )
             s.latest[o.client_id] = row
             while len(s.latest) > self._rows:
                 s.latest.pop(next(iter(s.latest)))
@@ -364,8 +406,9 @@ class EventCollector:
             s.book_version += 1
             s.version += 1
             if event.status == "rejected":
-                self._add_log(event.time, False, "error", f"{s.key} order {o.type.value} {o.side.value} rejected: "
-                                                          f"{event.message}")
+                self._add_log(
+                    event.time, False, "error", f"{s.key} order {o.type.value} {o.side.value} rejected: {event.message}"
+                )
         elif isinstance(event, ConnectionEvent) and event.source in DELIVERY_SOURCES:
             before = self._delivery.get(event.source)
             self._delivery[event.source] = ConnectionInfo(event.source, event.state, event.lag_ms, event.detail)
@@ -426,11 +469,18 @@ class EventCollector:
     def snapshot(self) -> CollectorSnapshot:
         with self._lock:
             return CollectorSnapshot(
-                sessions=tuple(s.freeze() for s in self._sessions.values()), connection=self._conn,
+                sessions=tuple(s.freeze() for s in self._sessions.values()),
+                connection=self._conn,
                 delivery=tuple(self._delivery.values()),
-                engine_state=self._engine_state, engine_detail=self._engine_detail, run_id=self._run_id,
-                mode=self._mode, events_total=self._events, errors_total=self._errors, log_seq=self._seq,
-                version=self._version)
+                engine_state=self._engine_state,
+                engine_detail=self._engine_detail,
+                run_id=self._run_id,
+                mode=self._mode,
+                events_total=self._events,
+                errors_total=self._errors,
+                log_seq=self._seq,
+                version=self._version,
+            )
 
     def log_since(self, seq: int) -> list[LogLine]:
         """Log lines newer than ``seq`` (those still in the bounded buffer)."""
@@ -452,4 +502,3 @@ class EventCollector:
 def fmt_num(v: float | None, spec: str = ",.2f") -> str:
     """Numbers for tables and panels: ``-`` for missing or NaN (indicator warm-up)."""
     return _num(v, spec)
-

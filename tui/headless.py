@@ -110,10 +110,18 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     engine = runtime.engine
-    log.info("starting", extra={"event": {"run_id": engine.run_id, "mode": runtime.trading_mode,
-                                          "resumed": engine.resumed,
-                                          "sessions": [s.key for s in runtime.specs],
-                                          "journal": str(runtime.journal.path)}})
+    log.info(
+        "starting",
+        extra={
+            "event": {
+                "run_id": engine.run_id,
+                "mode": runtime.trading_mode,
+                "resumed": engine.resumed,
+                "sessions": [s.key for s in runtime.specs],
+                "journal": str(runtime.journal.path),
+            }
+        },
+    )
     runtime.start()
     source_name = getattr(runtime.source, "name", "replay")
     try:
@@ -130,9 +138,18 @@ def main(args: argparse.Namespace) -> int:
             if runtime.failure is None:
                 engine.failure = str(exc)
     failure = runtime.failure
-    log.info("stopped", extra={"event": {"run_id": engine.run_id, "closed_candles": engine.processed_closed,
-                                         "duplicates_skipped": engine.duplicates_skipped,
-                                         "invalid_skipped": engine.invalid_skipped, "failure": failure}})
+    log.info(
+        "stopped",
+        extra={
+            "event": {
+                "run_id": engine.run_id,
+                "closed_candles": engine.processed_closed,
+                "duplicates_skipped": engine.duplicates_skipped,
+                "invalid_skipped": engine.invalid_skipped,
+                "failure": failure,
+            }
+        },
+    )
     if failure is not None:
         # one line, last on stderr, the root cause: what `systemctl status` and a person see first
         raise EnvironmentFailure(failure)  # tradeconsole.tui.cli.main prints it as one `error:` line, exit 1

@@ -114,18 +114,24 @@ def replay_paths(replay: str, symbols: list[str], interval: str) -> dict[str, st
     except ValueError as exc:
         raise ValueError(f"a replay of several symbols needs one symbol per directory: {exc}") from None
     if held is None:
-        raise ValueError(f"a replay of several symbols ({', '.join(symbols)}) needs data that names its symbol "
-                         f"(files like ETHUSDT-{interval}-2024-01.csv, or a directory .../ETHUSDT/{interval}/): "
-                         f"{how}")
+        raise ValueError(
+            f"a replay of several symbols ({', '.join(symbols)}) needs data that names its symbol "
+            f"(files like ETHUSDT-{interval}-2024-01.csv, or a directory .../ETHUSDT/{interval}/): "
+            f"{how}"
+        )
     if held not in symbols:
-        raise ValueError(f"{Path(replay).name} holds {held} data (from its {how}), which is not one of the symbols "
-                         f"{', '.join(symbols)}")
+        raise ValueError(
+            f"{Path(replay).name} holds {held} data (from its {how}), which is not one of the symbols "
+            f"{', '.join(symbols)}"
+        )
     out: dict[str, str] = {}
     for sym in symbols:
         path = replay if sym == held else retarget_replay(replay, held, sym, interval, interval)
         if path is None or not Path(path).exists():
-            raise ValueError(f"no {sym} {interval} history next to the {held} replay {replay}: a replay of several "
-                             f"symbols reads each symbol's data from the same layout (e.g. .../{sym}/{interval}/)")
+            raise ValueError(
+                f"no {sym} {interval} history next to the {held} replay {replay}: a replay of several "
+                f"symbols reads each symbol's data from the same layout (e.g. .../{sym}/{interval}/)"
+            )
         problem = data_symbol_problem(path, sym)
         if problem:
             raise ValueError(problem)
@@ -141,25 +147,42 @@ def options_from_args(args: argparse.Namespace) -> RuntimeOptions:
     symbols = parse_symbols(args.symbol)
     strategies = parse_strategy_specs(args.strategies, args.interval)
     if len(symbols) * len({iv for _, iv in strategies}) > MAX_STREAMS:
-        raise ValueError(f"{len(symbols)} symbols x {len({iv for _, iv in strategies})} intervals is more than the "
-                         f"{MAX_STREAMS} streams one Binance websocket connection carries")
+        raise ValueError(
+            f"{len(symbols)} symbols x {len({iv for _, iv in strategies})} intervals is more than the "
+            f"{MAX_STREAMS} streams one Binance websocket connection carries"
+        )
     if len(symbols) > 1 and args.replay:
         ivs = {iv for _, iv in strategies}
         if len(ivs) == 1:
             replay_paths(args.replay, symbols, ivs.pop())  # refuse at once, before any window opens
     return RuntimeOptions(
-        strategies=strategies, symbol=symbols[0] if symbols else "ETHUSDT", symbols=symbols,
-        market=args.market, replay=args.replay, speed=args.speed,
-        fill_model=args.fill_model, cash=args.cash, journal=args.journal, config=args.config, live=args.live,
-        testnet=args.testnet, kafka=args.kafka, elasticsearch=args.elasticsearch,
+        strategies=strategies,
+        symbol=symbols[0] if symbols else "ETHUSDT",
+        symbols=symbols,
+        market=args.market,
+        replay=args.replay,
+        speed=args.speed,
+        fill_model=args.fill_model,
+        cash=args.cash,
+        journal=args.journal,
+        config=args.config,
+        live=args.live,
+        testnet=args.testnet,
+        kafka=args.kafka,
+        elasticsearch=args.elasticsearch,
     )
 
 
 class Runtime:
     """Everything a running console or headless process owns. ``start``/``stop`` are idempotent."""
 
-    def __init__(self, opts: RuntimeOptions, *, confirm: Callable[[str], str] | None = None,
-                 extra_subscribers: list[Callable[[Event], None]] | None = None) -> None:
+    def __init__(
+        self,
+        opts: RuntimeOptions,
+        *,
+        confirm: Callable[[str], str] | None = None,
+        extra_subscribers: list[Callable[[Event], None]] | None = None,
+    ) -> None:
         from tradeconsole.infra.settings import check_live_allowed, load_settings
 
         self.settings = load_settings(opts.config)
@@ -168,8 +191,9 @@ class Runtime:
         opts = replace(opts, symbol=self.symbols[0], symbols=self.symbols)
         self.opts = opts
         # live: the operator types every symbol traded, comma-separated, to confirm
-        self.trading_mode = check_live_allowed(live=opts.live, testnet=opts.testnet, settings=self.settings,
-                                                symbol=",".join(self.symbols), confirm=confirm)
+        self.trading_mode = check_live_allowed(
+            live=opts.live, testnet=opts.testnet, settings=self.settings, symbol=",".join(self.symbols), confirm=confirm
+        )
         cash = opts.cash if opts.cash != 10_000.0 or self.settings.paper_cash is None else self.settings.paper_cash
         self.replay_candles = None
         #: a replay's history per symbol (``replay_candles`` is the first symbol's)
@@ -186,9 +210,18 @@ class Runtime:
         if self.trading_mode == "paper" and n_sessions > 1:
             self.account = SharedAccount(cash, self.settings.risk)
             allocation = cash / n_sessions
-        self.specs = [SessionSpec(sym, iv, name, model=opts.fill_model,
-                                  broker=BrokerSettings(initial_cash=allocation), risk=self.settings.risk)
-                      for sym in self.symbols for name, iv in opts.strategies]
+        self.specs = [
+            SessionSpec(
+                sym,
+                iv,
+                name,
+                model=opts.fill_model,
+                broker=BrokerSettings(initial_cash=allocation),
+                risk=self.settings.risk,
+            )
+            for sym in self.symbols
+            for name, iv in opts.strategies
+        ]
         if self.trading_mode != "paper":
             by_symbol: dict[str, list[str]] = {}
             for spec in self.specs:
@@ -202,20 +235,32 @@ class Runtime:
                 sym = crowded[0].split(":")[0]
                 raise LiveTradingRefused(
                     f"{self.trading_mode} trading runs one strategy per symbol, got {', '.join(crowded)}: the "
-                    f"exchange keeps one {sym} position for the account; run the others in paper mode")
+                    f"exchange keeps one {sym} position for the account; run the others in paper mode"
+                )
         # what makes a run the same run: resuming with any of these changed would silently ignore it
-        identity: dict[str, Any] = {"symbol": opts.symbol, "sessions": sorted(s.key for s in self.specs),
-                                    "fill_model": opts.fill_model, "cash": cash}
+        identity: dict[str, Any] = {
+            "symbol": opts.symbol,
+            "sessions": sorted(s.key for s in self.specs),
+            "fill_model": opts.fill_model,
+            "cash": cash,
+        }
         if self.account is not None:
             identity["account"] = "shared"
         self.journal = self._open_journal()
         try:
-            restored = next((st.run_id for s in self.specs if (st := self.journal.session_state(s.key)) is not None), None)
+            restored = next(
+                (st.run_id for s in self.specs if (st := self.journal.session_state(s.key)) is not None), None
+            )
             if restored is not None:
                 self.journal.check_resume(restored, self.trading_mode, identity)
-            self.engine = Engine(self.specs, mode=self.trading_mode, journal=self.journal,
-                                 broker_factory=self._broker_factory(), config={**self.public_config(), "identity": identity},
-                                 account=self.account)
+            self.engine = Engine(
+                self.specs,
+                mode=self.trading_mode,
+                journal=self.journal,
+                broker_factory=self._broker_factory(),
+                config={**self.public_config(), "identity": identity},
+                account=self.account,
+            )
             self._check_live_account()
             self.user_stream: Any = None
             self.sinks: list[Sink] = []
@@ -253,13 +298,14 @@ class Runtime:
             if missing:
                 from tradeconsole.infra.settings import LiveTradingRefused
 
-                raise LiveTradingRefused(f"the strategy {name!r} declares {', '.join(missing)}, which the live "
-                                         f"Binance broker does not support yet: paper-trade or backtest it instead")
+                raise LiveTradingRefused(
+                    f"the strategy {name!r} declares {', '.join(missing)}, which the live "
+                    f"Binance broker does not support yet: paper-trade or backtest it instead"
+                )
 
     # ------------------------------------------------------------------ building blocks
     def _load_replay(self) -> None:
         from tradeconsole.backtest.data import load_candles
-
         from tradeconsole.tui.startup import data_symbol_problem
 
         problem = data_symbol_problem(self.opts.replay, self.opts.symbol) if len(self.symbols) == 1 else None
@@ -267,8 +313,9 @@ class Runtime:
             raise ValueError(problem)
         intervals = {iv for _, iv in self.opts.strategies}
         if len(intervals) != 1:
-            raise ValueError("a replay feeds one interval: run strategies on the same interval "
-                             f"(got {', '.join(sorted(intervals))})")
+            raise ValueError(
+                f"a replay feeds one interval: run strategies on the same interval (got {', '.join(sorted(intervals))})"
+            )
         interval = intervals.pop()
         # the same interval check as a backtest: 1h data replayed as 5m is refused at start
         why = ", ".join(f"the strategy {name!r} runs on {iv}" for name, iv in self.opts.strategies)
@@ -279,8 +326,8 @@ class Runtime:
                 self.replay_candles, self.replay_report = candles, report
 
     def _open_journal(self):
-        from tradeconsole.infra.persistence.journal import Journal
         from tradeconsole.core.paths import journal_path
+        from tradeconsole.infra.persistence.journal import Journal
 
         if self.opts.journal:
             path = Path(self.opts.journal)
@@ -296,16 +343,22 @@ class Runtime:
     def _broker_factory(self):
         if self.trading_mode == "paper":
             return paper_broker
-        from tradeconsole.infra.binance.http.endpoints import resolve_endpoints
         from tradeconsole.infra.binance.execution.broker import BinanceFuturesBroker
+        from tradeconsole.infra.binance.http.endpoints import resolve_endpoints
 
         endpoints = resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet")
         key, secret = self.settings.api_key, self.settings.api_secret
         assert key is not None and secret is not None
 
         def factory(spec: SessionSpec):
-            return BinanceFuturesBroker(api_key=key.reveal(), api_secret=secret.reveal(), symbol=spec.symbol,
-                                        endpoints=endpoints, leverage=spec.broker.leverage, settings=spec.broker)
+            return BinanceFuturesBroker(
+                api_key=key.reveal(),
+                api_secret=secret.reveal(),
+                symbol=spec.symbol,
+                endpoints=endpoints,
+                leverage=spec.broker.leverage,
+                settings=spec.broker,
+            )
 
         return factory
 
@@ -327,8 +380,10 @@ class Runtime:
                 raise LiveTradingRefused(str(e)) from None
             except AuthenticationFailed as e:  # a wrong or revoked key never heals by retrying
                 self.journal.close()
-                raise LiveTradingRefused(f"the exchange refused the API key: {e} (check BINANCE_API_KEY/"
-                                         "BINANCE_API_SECRET, the key's futures permission and IP whitelist)") from None
+                raise LiveTradingRefused(
+                    f"the exchange refused the API key: {e} (check BINANCE_API_KEY/"
+                    "BINANCE_API_SECRET, the key's futures permission and IP whitelist)"
+                ) from None
             except BinanceError as e:
                 log.warning("could not prepare the %s broker yet (%s); it retries on the first candle", session.key, e)
 
@@ -337,8 +392,8 @@ class Runtime:
         exchange reports them; its events go through the engine's input queue."""
         if self.trading_mode == "paper":
             return
-        from tradeconsole.infra.binance.http.endpoints import make_client, resolve_endpoints
         from tradeconsole.infra.binance.execution.user_stream import UserDataStream
+        from tradeconsole.infra.binance.http.endpoints import make_client, resolve_endpoints
 
         endpoints = resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet")
         key, secret = self.settings.api_key, self.settings.api_secret
@@ -369,13 +424,20 @@ class Runtime:
         if kafka:
             from tradeconsole.infra.sinks.kafka import KafkaSink
 
-            security = {k: (v.reveal() if hasattr(v, "reveal") else v) for k, v in self.settings.kafka.items()
-                        if k not in ("bootstrap", "topic_prefix")}
+            security = {
+                k: (v.reveal() if hasattr(v, "reveal") else v)
+                for k, v in self.settings.kafka.items()
+                if k not in ("bootstrap", "topic_prefix")
+            }
             # journal-fed: the shipper below is its only feeder and the journal its only spool
             # (exactly once across restarts; see tradeconsole.infra.persistence.shipper)
-            sink = KafkaSink(kafka, topic_prefix=self.settings.kafka.get("topic_prefix", "tradeconsole"),
-                             security=security or None, on_stats=lambda st: self._sink_stats(st, "kafka"),
-                             journal_fed=True)
+            sink = KafkaSink(
+                kafka,
+                topic_prefix=self.settings.kafka.get("topic_prefix", "tradeconsole"),
+                security=security or None,
+                on_stats=lambda st: self._sink_stats(st, "kafka"),
+                journal_fed=True,
+            )
             self.sinks.append(sink)
         es_url = self.opts.elasticsearch or self.settings.elasticsearch.get("url")
         if es_url or self.settings.elasticsearch.get("cloud_id"):
@@ -384,8 +446,12 @@ class Runtime:
             # journal-fed as well: no disk spool (a full disk cannot stop it), the journal cursor is
             # the only record of what is unsent, and shutdown never waits for Elasticsearch
             sink = ElasticsearchSink.from_settings(
-                es_url, self.settings.elasticsearch, on_stats=lambda st: self._sink_stats(st, "elasticsearch"),
-                journal_fed=True, deadletter_path=Path(f"{self.journal.path}.es-deadletter.ndjson"))
+                es_url,
+                self.settings.elasticsearch,
+                on_stats=lambda st: self._sink_stats(st, "elasticsearch"),
+                journal_fed=True,
+                deadletter_path=Path(f"{self.journal.path}.es-deadletter.ndjson"),
+            )
             self.sinks.append(sink)
 
     def _sink_stats(self, stats: dict[str, Any], source: str) -> None:
@@ -405,31 +471,44 @@ class Runtime:
         if self.replay_candles is not None and len(self.replay_sets) > 1:
             from tradeconsole.backtest.replay_multi import MultiReplaySource
 
-            return MultiReplaySource(list(self.replay_sets.items()), self.specs[0].interval, speed=self.opts.speed,
-                                     updates_per_candle=self.opts.updates_per_candle,
-                                     warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)),
-                                     backlog=self.engine.backlog if self.opts.replay_max_backlog else None,
-                                     max_backlog=self.opts.replay_max_backlog or 64)
+            return MultiReplaySource(
+                list(self.replay_sets.items()),
+                self.specs[0].interval,
+                speed=self.opts.speed,
+                updates_per_candle=self.opts.updates_per_candle,
+                warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)),
+                backlog=self.engine.backlog if self.opts.replay_max_backlog else None,
+                max_backlog=self.opts.replay_max_backlog or 64,
+            )
         if self.replay_candles is not None:
             from tradeconsole.backtest.replay import ReplaySource
 
-            return ReplaySource(self.replay_candles, self.opts.symbol, self.specs[0].interval,
-                                speed=self.opts.speed, updates_per_candle=self.opts.updates_per_candle,
-                                warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)),
-                                backlog=self.engine.backlog if self.opts.replay_max_backlog else None,
-                                max_backlog=self.opts.replay_max_backlog or 64)
+            return ReplaySource(
+                self.replay_candles,
+                self.opts.symbol,
+                self.specs[0].interval,
+                speed=self.opts.speed,
+                updates_per_candle=self.opts.updates_per_candle,
+                warmup=min(self.opts.replay_warmup, max(0, len(self.replay_candles) - 1)),
+                backlog=self.engine.backlog if self.opts.replay_max_backlog else None,
+                max_backlog=self.opts.replay_max_backlog or 64,
+            )
+        from tradeconsole.core.broker import FILL_MODELS
+        from tradeconsole.core.strategies import STRATEGIES
         from tradeconsole.infra.binance.http.endpoints import resolve_endpoints
         from tradeconsole.infra.binance.market.stream import BinanceKlineStream
 
-        from tradeconsole.core.broker import FILL_MODELS
-        from tradeconsole.core.strategies import STRATEGIES
-
         pairs = sorted({(s.symbol, s.interval) for s in self.specs})
         # REST warm-up: at least each strategy's declared/derived warm-up (strategy check (c))
-        backfill = max([1000] + [STRATEGIES[s.strategy].warmup_bars(FILL_MODELS[s.model].indicator_settings())
-                                 for s in self.specs])
-        return BinanceKlineStream(pairs, market=self.opts.market, backfill=backfill,
-                                  endpoints=resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet"))
+        backfill = max(
+            [1000] + [STRATEGIES[s.strategy].warmup_bars(FILL_MODELS[s.model].indicator_settings()) for s in self.specs]
+        )
+        return BinanceKlineStream(
+            pairs,
+            market=self.opts.market,
+            backfill=backfill,
+            endpoints=resolve_endpoints(self.settings.binance, testnet=self.trading_mode == "testnet"),
+        )
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -485,12 +564,17 @@ class Runtime:
                     else:
                         done = shipper.stop(share if sink_timeout is not None else ship_wait)
                 except Exception as exc:  # noqa: BLE001 - e.g. the cursor write hit a full disk
-                    log.warning("%s: stopping the shipper failed (%s); the next start resends from the journal "
-                                "cursor", shipper.name, exc)
+                    log.warning(
+                        "%s: stopping the shipper failed (%s); the next start resends from the journal cursor",
+                        shipper.name,
+                        exc,
+                    )
                     continue
                 if not done:
-                    log.warning("%s: not every event was acknowledged before shutdown; the next start resends "
-                                "from the journal", shipper.name)
+                    log.warning(
+                        "%s: not every event was acknowledged before shutdown; the next start resends from the journal",
+                        shipper.name,
+                    )
             for i, sink in enumerate(self.sinks):
                 try:
                     if sink_timeout is not None:

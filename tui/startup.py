@@ -16,10 +16,20 @@ from urllib.parse import urlsplit
 
 from tradeconsole.tui.runtime import RuntimeOptions
 
-__all__ = ["data_symbol", "data_symbol_problem", "load_theme", "save_theme", "probe_binance", "replay_candidates", "retarget_replay",
-           "symbol_problem", "with_market"]
+__all__ = [
+    "data_symbol",
+    "data_symbol_problem",
+    "load_theme",
+    "save_theme",
+    "probe_binance",
+    "replay_candidates",
+    "retarget_replay",
+    "symbol_problem",
+    "with_market",
+]
 
-from tradeconsole.backtest.data import SYMBOL_NAME as _SYMBOL, data_symbol, data_symbol_problem
+from tradeconsole.backtest.data import SYMBOL_NAME as _SYMBOL
+from tradeconsole.backtest.data import data_symbol, data_symbol_problem
 
 
 def probe_binance(opts: RuntimeOptions, timeout: float = 3.0) -> str | None:
@@ -75,7 +85,8 @@ def retarget_replay(path: str, old_symbol: str, new_symbol: str, old_interval: s
             parts[i] = new_symbol.upper()
         elif i == len(parts) - 1 and p.suffix:
             parts[i] = part.replace(f"{old_symbol.upper()}-", f"{new_symbol.upper()}-").replace(
-                f"-{old_interval}-", f"-{new_interval}-")
+                f"-{old_interval}-", f"-{new_interval}-"
+            )
     candidate = Path(*parts)
     if candidate == p and (old_symbol.upper() != new_symbol.upper() or old_interval != new_interval):
         return None
@@ -89,14 +100,24 @@ def symbol_problem(text: str) -> str | None:
     return None
 
 
-def with_market(opts: RuntimeOptions, *, symbol: str | None = None, interval: str | None = None,
-                replay: str | None = None, strategies: list[tuple[str, str]] | None = None) -> RuntimeOptions:
+def with_market(
+    opts: RuntimeOptions,
+    *,
+    symbol: str | None = None,
+    interval: str | None = None,
+    replay: str | None = None,
+    strategies: list[tuple[str, str]] | None = None,
+) -> RuntimeOptions:
     """A copy of ``opts`` for a new runtime: strategies keep their names, all move to ``interval``."""
     strats = strategies if strategies is not None else list(opts.strategies)
     if interval is not None:
         strats = [(name, interval) for name, _ in strats]
-    return replace(opts, symbol=(symbol or opts.symbol).upper(), strategies=strats,
-                   replay=replay if replay is not None else opts.replay)
+    return replace(
+        opts,
+        symbol=(symbol or opts.symbol).upper(),
+        strategies=strats,
+        replay=replay if replay is not None else opts.replay,
+    )
 
 
 def _config_file(config: str | None) -> Path:

@@ -24,7 +24,6 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from tradeconsole.backtest.inputs import check_data_files, check_input_path
-
 from tradeconsole.core.errors import EnvironmentFailure, UserError, clip
 
 if TYPE_CHECKING:  # the optimiser's modules load only when `optimize` runs
@@ -71,8 +70,10 @@ def _windows(args: argparse.Namespace, start: int, n: int, interval_ms: int) -> 
             folds.append((Window(f"train{k}", s, s + tr), Window(f"test{k}", s + tr, s + tr + te)))
             s += te
         if not folds:
-            raise UserError(f"--train {args.train} + --test {args.test} ({tr + te} candles) is longer than the data "
-                            f"({n - start} candles)")
+            raise UserError(
+                f"--train {args.train} + --test {args.test} ({tr + te} candles) is longer than the data "
+                f"({n - start} candles)"
+            )
         return folds
     k = 4 if args.folds is None else args.folds
     if k == 0:
@@ -107,8 +108,11 @@ def main(args: argparse.Namespace, publish: Publish | None = None) -> int:
         out = run_optimisation(args, publish=publish)
     except Interrupted as exc:
         where = f" in {exc.results}" if exc.results else " (no --results file: nothing kept)"
-        print(f"interrupted: {exc.computed} combination(s) computed this run kept{where}; "
-              "run the same command again to resume", file=sys.stderr)
+        print(
+            f"interrupted: {exc.computed} combination(s) computed this run kept{where}; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
     if args.json:
         print(json.dumps(_public(out), default=_json_default, allow_nan=False))
@@ -128,14 +132,15 @@ def _public(out: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if not k.startswith("_")}
 
 
-def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | None = None,
-                     publish: Publish | None = None) -> dict[str, Any]:
+def run_optimisation(
+    args: argparse.Namespace, *, on_progress: ProgressHook | None = None, publish: Publish | None = None
+) -> dict[str, Any]:
     """The whole optimisation of ``args`` (the ``optimize`` options): the report as a dict, plus
     ``_dims``/``_points``/``_rows`` (every full-window combination, for heatmaps and tables).
     Raises ``Interrupted`` on Ctrl-C or when ``on_progress`` returns False, after keeping every
     finished row. ``publish`` receives an ``optimization_run`` start and finish event and one
     ``optimization_trial`` event per reported top trial."""
-    from tradeconsole.backtest.cli import symbol_of, check_output_file
+    from tradeconsole.backtest.cli import check_output_file, symbol_of
     from tradeconsole.backtest.data import DataError, load_candles, window_with_warmup
     from tradeconsole.backtest.optimize.evaluate import MismatchError, Workspace, data_hash, kernel_reason
     from tradeconsole.backtest.optimize.objective import Objective, load_objective
@@ -152,10 +157,16 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
     args.workers = args.workers or (os.cpu_count() or 1)
     try:
         dims = parse_space(args.strategy, args.param)
-        objective = Objective(args.objective, load_objective(args.objective), min_trades=args.min_trades,
-                              max_drawdown=args.max_drawdown)
-        settings = BrokerSettings(initial_cash=args.cash, leverage=args.leverage, fee_rate=args.fee,
-                                  slippage_bps=args.slippage_bps, funding_rate_8h=args.funding_rate)
+        objective = Objective(
+            args.objective, load_objective(args.objective), min_trades=args.min_trades, max_drawdown=args.max_drawdown
+        )
+        settings = BrokerSettings(
+            initial_cash=args.cash,
+            leverage=args.leverage,
+            fee_rate=args.fee,
+            slippage_bps=args.slippage_bps,
+            funding_rate_8h=args.funding_rate,
+        )
     except (SpaceError, ValueError) as exc:
         raise UserError(str(exc)) from None
     if args.search == "grid":
@@ -179,8 +190,9 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
     symbol = symbol_of(args.data)
     expected_by = f"--interval is {interval}" if args.interval else f"the strategy {args.strategy!r} runs on {interval}"
     try:
-        candles, report = load_candles(args.data, interval=interval, skip_bad_rows=args.skip_bad_rows,
-                                       expected_by=expected_by)
+        candles, report = load_candles(
+            args.data, interval=interval, skip_bad_rows=args.skip_bad_rows, expected_by=expected_by
+        )
     except UnicodeDecodeError as exc:
         raise UserError(f"{clip(args.data, 200)}: binary data in a CSV file ({exc.reason})") from None
     except DataError:
@@ -202,14 +214,25 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
     plain = kernel_reason(args.strategy)
     kernel = "compiled" if plain is None else f"plain path ({plain})"
     run_id = f"opt-{uuid.uuid4().hex[:12]}"
-    data_info = {"start": iso_ms(int(candles.open_time[warmup])), "end": iso_ms(int(candles.open_time[-1]) + step_ms),
-                 "bars": n - warmup, "warmup_bars": warmup, "summary": report.summary()}
+    data_info = {
+        "start": iso_ms(int(candles.open_time[warmup])),
+        "end": iso_ms(int(candles.open_time[-1]) + step_ms),
+        "bars": n - warmup,
+        "warmup_bars": warmup,
+        "summary": report.summary(),
+    }
     if publish is not None:
         from tradeconsole.backtest.optimize.events import start_event
 
         publish(start_event(run_id, args, dims, symbol, interval, data_info, kernel))
-    ctx = {"data": data_hash(candles), "strategy": args.strategy, "model": args.fill_model, "settings": asdict(settings),
-           "symbol": symbol, "interval": interval}
+    ctx = {
+        "data": data_hash(candles),
+        "strategy": args.strategy,
+        "model": args.fill_model,
+        "settings": asdict(settings),
+        "symbol": symbol,
+        "interval": interval,
+    }
     store = ResultsStore(args.results)
     from_file = set(store.rows)  # keys already in --results before this run
     resumed = reused = computed = 0
@@ -234,6 +257,7 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
                     row["blocks"] = json.loads(row["blocks"])
                 row["score"] = objective.score(row)  # the objective may differ from the stored run's
             return row
+
         return lookup
 
     def record_for(w: Window) -> Record:
@@ -249,6 +273,7 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
                 out["blocks"] = m["blocks"]
             out["score"] = objective.score(out)
             return out
+
         return record
 
     if args.backend == "dask":
@@ -264,6 +289,7 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
     fold_out: list[dict[str, Any]] = []
     test_rows: list[dict[str, Any]] = []  # each fold's chosen combination on its test window (all metrics)
     try:
+
         def search(w: Window, label: str) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
             from tradeconsole.backtest.optimize.run import evaluate_points
 
@@ -282,8 +308,11 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
         for tr, te in folds:
             pts, rows = search(tr, tr.name)
             best = _best(rows)
-            entry: dict[str, Any] = {"fold": tr.name[5:], "train": _span(candles, tr, step_ms),
-                                     "test": _span(candles, te, step_ms)}
+            entry: dict[str, Any] = {
+                "fold": tr.name[5:],
+                "train": _span(candles, tr, step_ms),
+                "test": _span(candles, te, step_ms),
+            }
             if best is None:
                 entry["note"] = "no feasible combination in the training window"
                 fold_out.append(entry)
@@ -292,14 +321,22 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
 
             test_row = evaluate_points(executor, te, [pts[best]], lookup_for(te), record_for(te))[0]
             test_rows.append(test_row)
-            entry.update(params=pts[best], in_sample=_pick(rows[best]), out_of_sample=_pick(test_row),
-                         in_sample_score=rows[best]["score"], out_of_sample_score=objective.score(test_row))
+            entry.update(
+                params=pts[best],
+                in_sample=_pick(rows[best]),
+                out_of_sample=_pick(test_row),
+                in_sample_score=rows[best]["score"],
+                out_of_sample_score=objective.score(test_row),
+            )
             fold_out.append(entry)
         # ---- the one path checks the fast path: the top results of the full window and every
         # fold's out-of-sample run are re-run through run_backtest (in parallel on the workers)
-        order = sorted((i for i, r in enumerate(full_rows) if r["score"] is not None),
-                       key=lambda i: full_rows[i]["score"], reverse=True)
-        checks = [(full, full_points[i], full_rows[i]) for i in order[:args.verify_top]]
+        order = sorted(
+            (i for i, r in enumerate(full_rows) if r["score"] is not None),
+            key=lambda i: full_rows[i]["score"],
+            reverse=True,
+        )
+        checks = [(full, full_points[i], full_rows[i]) for i in order[: args.verify_top]]
         chosen = iter(test_rows)
         checks += [(te, f["params"], next(chosen)) for (_, te), f in zip(folds, fold_out, strict=True) if "params" in f]
         refs = executor.references([(w, p) for w, p, _ in checks])
@@ -309,8 +346,9 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
         except MismatchError as exc:
             raise EnvironmentFailure(f"self-check failed, results not trustworthy: {exc}") from None
         checked = len(checks)
-        top_oos = _top_out_of_sample(executor, folds, full_points, full_rows, order[:args.top], objective,
-                                     lookup_for, record_for)
+        top_oos = _top_out_of_sample(
+            executor, folds, full_points, full_rows, order[: args.top], objective, lookup_for, record_for
+        )
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -323,16 +361,29 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
             publish(finish_event(run_id, args, symbol, interval, {"status": "interrupted", "computed": computed}))
         raise Interrupted(computed, args.results)
     elapsed = time.perf_counter() - t0
-    full_ws = Workspace(candles, args.strategy, args.fill_model, settings, warmup=warmup, symbol=symbol, interval=interval)
+    full_ws = Workspace(
+        candles, args.strategy, args.fill_model, settings, warmup=warmup, symbol=symbol, interval=interval
+    )
 
     out = _report(args, dims, objective, full_points, full_rows, order, fold_out, full_ws, settings)
     for t, oos in zip(out["top"], top_oos, strict=False):
         t["test_windows"] = oos
-    out.update(strategy=args.strategy, mode=args.fill_model, symbol=symbol, interval=interval, kernel=kernel,
-               data=data_info,
-               search=args.search, evaluated=len(full_rows), resumed=resumed, reused=reused, computed=computed,
-               verified_against_backtest=checked, elapsed_s=round(elapsed, 3),
-               results_file=args.results)
+    out.update(
+        strategy=args.strategy,
+        mode=args.fill_model,
+        symbol=symbol,
+        interval=interval,
+        kernel=kernel,
+        data=data_info,
+        search=args.search,
+        evaluated=len(full_rows),
+        resumed=resumed,
+        reused=reused,
+        computed=computed,
+        verified_against_backtest=checked,
+        elapsed_s=round(elapsed, 3),
+        results_file=args.results,
+    )
     if publish is not None:
         from tradeconsole.backtest.optimize.events import finish_event, trial_events
 
@@ -343,9 +394,16 @@ def run_optimisation(args: argparse.Namespace, *, on_progress: ProgressHook | No
     return out
 
 
-def _top_out_of_sample(executor: Any, folds: list[Any], points: list[dict[str, float]], rows: list[dict[str, Any]],
-                       top: list[int], objective: Objective, lookup_for: Callable[[Window], Lookup],
-                       record_for: Callable[[Window], Record]) -> list[dict[str, Any]]:
+def _top_out_of_sample(
+    executor: Any,
+    folds: list[Any],
+    points: list[dict[str, float]],
+    rows: list[dict[str, Any]],
+    top: list[int],
+    objective: Objective,
+    lookup_for: Callable[[Window], Lookup],
+    record_for: Callable[[Window], Record],
+) -> list[dict[str, Any]]:
     """Each top trial on every walk-forward test window: its compounded return, mean score and
     trades there. The full-window ranking saw these candles, so this is how a trial held up
     window by window, not a forecast; the honest number is the walk-forward's (each fold chose
@@ -364,8 +422,12 @@ def _top_out_of_sample(executor: Any, folds: list[Any], points: list[dict[str, f
             comp *= 1 + r["return_pct"] / 100
             scores.append(objective.score(r))
             trades += int(r["trades"])
-        out[j] = {"windows": len(per_window), "return_pct": (comp - 1) * 100, "score_mean": _mean(scores),
-                  "trades": trades}
+        out[j] = {
+            "windows": len(per_window),
+            "return_pct": (comp - 1) * 100,
+            "score_mean": _mean(scores),
+            "trades": trades,
+        }
     return out
 
 
@@ -401,18 +463,26 @@ def _same_row(row: dict[str, Any], ref: dict[str, Any], params: dict[str, float]
         if isinstance(v, float) and isinstance(got, float) and (v == got or (math.isnan(v) and math.isnan(got))):
             continue
         if got != v:
-            raise MismatchError(f"{params} ({window} window): {k} is {got!r} in the optimiser's results, {v!r} in "
-                                "`tradeconsole backtest`")
+            raise MismatchError(
+                f"{params} ({window} window): {k} is {got!r} in the optimiser's results, {v!r} in "
+                "`tradeconsole backtest`"
+            )
 
 
-def _optuna(dims: list[Dimension], args: argparse.Namespace, executor: Any, w: Window, lookup: Lookup,
-            record: Record, label: str,
-            on_progress: Callable[..., Any] | None = None) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
+def _optuna(
+    dims: list[Dimension],
+    args: argparse.Namespace,
+    executor: Any,
+    w: Window,
+    lookup: Lookup,
+    record: Record,
+    label: str,
+    on_progress: Callable[..., Any] | None = None,
+) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
     """TPE over the space; infeasible trials (constraints, undefined objective) are pruned."""
     import optuna
     from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
     from optuna.trial import TrialState
-
     from tradeconsole.backtest.optimize.run import Progress, evaluate_points
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -420,19 +490,32 @@ def _optuna(dims: list[Dimension], args: argparse.Namespace, executor: Any, w: W
     # a numeric dimension has both bounds, a listed one neither (space.Dimension)
     dist: dict[str, BaseDistribution] = {
         d.name: (IntDistribution(int(d.low), int(d.high)) if d.integer else FloatDistribution(d.low, d.high))
-        if d.low is not None and d.high is not None else CategoricalDistribution(list(d.values)) for d in dims}
+        if d.low is not None and d.high is not None
+        else CategoricalDistribution(list(d.values))
+        for d in dims
+    }
     prog = Progress(label, args.trials, on_update=on_progress)
     pts: list[dict[str, float]] = []
     rows: list[dict[str, Any]] = []
     batch = max(1, 2 * args.workers)
     while len(pts) < args.trials:
         trials = [study.ask(dist) for _ in range(min(batch, args.trials - len(pts)))]
-        points = [{d.name: (float(f"{t.params[d.name]:.6g}") if d.low is not None and not d.integer
-                            else float(t.params[d.name]))
-                   for d in dims} for t in trials]
-        points = [{k: min(max(v, d.low), d.high) if d.low is not None and d.high is not None else v
-                   for (k, v), d in zip(p.items(), dims)}
-                  for p in points]
+        points = [
+            {
+                d.name: (
+                    float(f"{t.params[d.name]:.6g}") if d.low is not None and not d.integer else float(t.params[d.name])
+                )
+                for d in dims
+            }
+            for t in trials
+        ]
+        points = [
+            {
+                k: min(max(v, d.low), d.high) if d.low is not None and d.high is not None else v
+                for (k, v), d in zip(p.items(), dims)
+            }
+            for p in points
+        ]
         got = evaluate_points(executor, w, points, lookup, record, prog, batch=1)
         for t, r in zip(trials, got, strict=True):
             if r["score"] is None:
@@ -445,17 +528,26 @@ def _optuna(dims: list[Dimension], args: argparse.Namespace, executor: Any, w: W
     return pts, rows
 
 
-def _report(args: argparse.Namespace, dims: list[Dimension], objective: Objective, points: list[dict[str, float]],
-            rows: list[dict[str, Any]], order: list[int], folds: list[dict[str, Any]], ws: Workspace,
-            settings: BrokerSettings) -> dict[str, Any]:
+def _report(
+    args: argparse.Namespace,
+    dims: list[Dimension],
+    objective: Objective,
+    points: list[dict[str, float]],
+    rows: list[dict[str, Any]],
+    order: list[int],
+    folds: list[dict[str, Any]],
+    ws: Workspace,
+    settings: BrokerSettings,
+) -> dict[str, Any]:
     import numpy as np
-
     from tradeconsole.backtest.optimize.stats import deflated_sharpe, neighbourhood, pbo_cscv, returns_of
 
-    out: dict[str, Any] = {"objective": objective.name,
-                           "constraints": {"min_trades": objective.min_trades, "max_drawdown_pct": objective.max_drawdown},
-                           "feasible": len(order)}
-    out["top"] = [{"params": points[i], "score": rows[i]["score"], **_pick(rows[i])} for i in order[:args.top]]
+    out: dict[str, Any] = {
+        "objective": objective.name,
+        "constraints": {"min_trades": objective.min_trades, "max_drawdown_pct": objective.max_drawdown},
+        "feasible": len(order),
+    }
+    out["top"] = [{"params": points[i], "score": rows[i]["score"], **_pick(rows[i])} for i in order[: args.top]]
     if not order:
         out["best"] = None
         out["note"] = "no combination met the constraints"
@@ -465,9 +557,11 @@ def _report(args: argparse.Namespace, dims: list[Dimension], objective: Objectiv
         nb = neighbourhood(points, [r["score"] for r in rows], b, dims)
         sc = [rows[j]["score"] for j in nb if rows[j]["score"] is not None]
         out["stability"] = {
-            "neighbours": len(nb), "feasible_neighbours": len(sc),
+            "neighbours": len(nb),
+            "feasible_neighbours": len(sc),
             "score_best": rows[b]["score"],
-            "score_mean": float(np.mean(sc)) if sc else None, "score_min": min(sc) if sc else None,
+            "score_mean": float(np.mean(sc)) if sc else None,
+            "score_min": min(sc) if sc else None,
             "score_max": max(sc) if sc else None,
             "return_pct_mean": float(np.mean([rows[j]["return_pct"] for j in nb])) if nb else None,
         }
@@ -520,16 +614,21 @@ def _fmt(v: Any) -> str:
 
 
 def _text(o: dict[str, Any]) -> str:
-    lines = [f"Optimisation  {o['strategy']} {o['symbol']} {o['interval']}  mode {o['mode']}  search {o['search']}  "
-             f"objective {o['objective']}",
-             f"  Data                 {o['data']['start']} .. {o['data']['end']}  ({o['data']['bars']} bars)",
-             f"  Combinations         {o['evaluated']} evaluated, {o['computed']} backtests computed and {o['resumed']} "
-             "resumed from the results file over all windows, "
-             f"{o['feasible']} feasible, {o['elapsed_s']:.1f}s",
-             f"  Self-check           {o['verified_against_backtest']} result(s) re-run through `backtest`: identical",
-             f"  kernel: {o['kernel']}" + ("" if o["kernel"] == "compiled" else
-                                           ": the compiled kernel does not model this strategy; every combination "
-                                           "is a run of the real engine")]
+    lines = [
+        f"Optimisation  {o['strategy']} {o['symbol']} {o['interval']}  mode {o['mode']}  search {o['search']}  "
+        f"objective {o['objective']}",
+        f"  Data                 {o['data']['start']} .. {o['data']['end']}  ({o['data']['bars']} bars)",
+        f"  Combinations         {o['evaluated']} evaluated, {o['computed']} backtests computed and {o['resumed']} "
+        "resumed from the results file over all windows, "
+        f"{o['feasible']} feasible, {o['elapsed_s']:.1f}s",
+        f"  Self-check           {o['verified_against_backtest']} result(s) re-run through `backtest`: identical",
+        f"  kernel: {o['kernel']}"
+        + (
+            ""
+            if o["kernel"] == "compiled"
+            else ": the compiled kernel does not model this strategy; every combination is a run of the real engine"
+        ),
+    ]
     if o.get("warning"):
         lines.append(f"  WARNING              {o['warning']}")
     if o["best"] is None:
@@ -544,27 +643,37 @@ def _text(o: dict[str, Any]) -> str:
         lines.append("    " + "  ".join(f"{_fmt(v):>14}" for v in vals))
     st = o["stability"]
     lines.append("")
-    lines.append(f"  Stability            {st['neighbours']} neighbours of the best: score mean {_fmt(st['score_mean'])}, "
-                 f"min {_fmt(st['score_min'])}, max {_fmt(st['score_max'])} (best {_fmt(st['score_best'])})")
+    lines.append(
+        f"  Stability            {st['neighbours']} neighbours of the best: score mean {_fmt(st['score_mean'])}, "
+        f"min {_fmt(st['score_min'])}, max {_fmt(st['score_max'])} (best {_fmt(st['score_best'])})"
+    )
     if "pbo" in o:
         p, d = o["pbo"], o["deflated_sharpe"]
-        lines.append(f"  PBO (CSCV)           {_fmt(p.get('pbo'))}  over {p.get('splits')} splits of {p.get('blocks')} "
-                     "blocks: how often the in-sample best is at or below the out-of-sample median")
+        lines.append(
+            f"  PBO (CSCV)           {_fmt(p.get('pbo'))}  over {p.get('splits')} splits of {p.get('blocks')} "
+            "blocks: how often the in-sample best is at or below the out-of-sample median"
+        )
         lines.append(f"  Deflated Sharpe      {_fmt(d.get('dsr'))}  P(true Sharpe > 0) after {d.get('trials')} trials")
     wf = o["walk_forward"]
     if wf:
         lines.append("")
         lines.append("  Walk-forward (each fold chooses on its training window only)")
-        lines.append(f"    {'fold':>4}  {'test window':>44}  {'IS score':>10}  {'OOS score':>10}  {'IS ret%':>9}  {'OOS ret%':>9}  params")
+        lines.append(
+            f"    {'fold':>4}  {'test window':>44}  {'IS score':>10}  {'OOS score':>10}  {'IS ret%':>9}  {'OOS ret%':>9}  params"
+        )
         for f in wf["folds"]:
             if "params" not in f:
                 lines.append(f"    {f['fold']:>4}  {f['note']}")
                 continue
-            lines.append(f"    {f['fold']:>4}  {f['test'][0] + ' .. ' + f['test'][1]:>44}  {_fmt(f['in_sample_score']):>10}  "
-                         f"{_fmt(f['out_of_sample_score']):>10}  {_fmt(f['in_sample']['return_pct']):>9}  "
-                         f"{_fmt(f['out_of_sample']['return_pct']):>9}  {f['params']}")
-        lines.append(f"    mean score in-sample {_fmt(wf['mean_in_sample_score'])}, out-of-sample "
-                     f"{_fmt(wf['mean_out_of_sample_score'])}; out-of-sample return compounded "
-                     f"{_fmt(wf['out_of_sample_return_pct_compounded'])}%")
+            lines.append(
+                f"    {f['fold']:>4}  {f['test'][0] + ' .. ' + f['test'][1]:>44}  {_fmt(f['in_sample_score']):>10}  "
+                f"{_fmt(f['out_of_sample_score']):>10}  {_fmt(f['in_sample']['return_pct']):>9}  "
+                f"{_fmt(f['out_of_sample']['return_pct']):>9}  {f['params']}"
+            )
+        lines.append(
+            f"    mean score in-sample {_fmt(wf['mean_in_sample_score'])}, out-of-sample "
+            f"{_fmt(wf['mean_out_of_sample_score'])}; out-of-sample return compounded "
+            f"{_fmt(wf['out_of_sample_return_pct_compounded'])}%"
+        )
         lines.append(f"    chosen for the next period (last training window): {wf['chosen']}")
     return "\n".join(lines)

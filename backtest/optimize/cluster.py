@@ -17,8 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tradeconsole.backtest.optimize.run import (Job, Window, WorkspaceCache, ensure_strategy, evaluate_batch,
-                                                reference_rows)
+from tradeconsole.backtest.optimize.run import (
+    Job,
+    Window,
+    WorkspaceCache,
+    ensure_strategy,
+    evaluate_batch,
+    reference_rows,
+)
 
 __all__ = ["DaskExecutor"]
 
@@ -47,7 +53,9 @@ class DaskExecutor:
         except ImportError as exc:  # the optional extra
             from tradeconsole.core.errors import EnvironmentFailure
 
-            raise EnvironmentFailure(f"--backend dask needs the cluster extra (pip install 'tradeconsole[cluster]'): {exc}") from None
+            raise EnvironmentFailure(
+                f"--backend dask needs the cluster extra (pip install 'tradeconsole[cluster]'): {exc}"
+            ) from None
         try:
             self.client = Client(address, timeout=10)
         except OSError as exc:

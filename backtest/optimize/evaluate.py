@@ -25,23 +25,27 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-
-from tradeconsole.core.candles import CandleArrays
 from tradeconsole.backtest.metrics import compute_metrics
 from tradeconsole.backtest.runner import BacktestResult, run_backtest
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, FillModel, client_order_id
+from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
 from tradeconsole.core.indicators import IndicatorValues, compute_history
 from tradeconsole.core.strategies import STRATEGIES, make_strategy
 from tradeconsole.core.strategies.base import StrategyParams
 
-__all__ = ["MismatchError", "Workspace", "comparable", "data_hash", "kernel_reason", "reference", "verify"]
+__all__ = ["MismatchError", "Workspace", "comparable", "data_hash", "kernel_reason", "reference"]
 
 #: broker-side parameters the kernel takes directly; every other parameter is an entry parameter
 EXIT_PARAMS = frozenset(f.name for f in fields(StrategyParams))
 
-_REASONS = {0: FillReason.ENTRY_LONG, 1: FillReason.ENTRY_SHORT, 2: FillReason.STOP_LOSS,
-            3: FillReason.TAKE_PROFIT, 4: FillReason.LIQUIDATION}
+_REASONS = {
+    0: FillReason.ENTRY_LONG,
+    1: FillReason.ENTRY_SHORT,
+    2: FillReason.STOP_LOSS,
+    3: FillReason.TAKE_PROFIT,
+    4: FillReason.LIQUIDATION,
+}
 _SUFFIX = {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp", FillReason.LIQUIDATION: "lq"}
 
 
@@ -79,20 +83,47 @@ class MismatchError(RuntimeError):
 def data_hash(candles: CandleArrays) -> str:
     """A digest of every candle column, so results files are keyed by the data they came from."""
     h = hashlib.sha256()
-    for a in (candles.open_time, candles.open, candles.high, candles.low, candles.close, candles.volume,
-              candles.close_time):
+    for a in (
+        candles.open_time,
+        candles.open,
+        candles.high,
+        candles.low,
+        candles.close,
+        candles.volume,
+        candles.close_time,
+    ):
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]
 
 
-def reference(candles: CandleArrays, strategy: str, params: dict[str, float], *, model: str,
-              settings: BrokerSettings, warmup: int = 0, symbol: str = "ETHUSDT",
-              interval: str = "5m") -> dict[str, Any]:
+def reference(
+    candles: CandleArrays,
+    strategy: str,
+    params: dict[str, float],
+    *,
+    model: str,
+    settings: BrokerSettings,
+    warmup: int = 0,
+    symbol: str = "ETHUSDT",
+    interval: str = "5m",
+) -> dict[str, Any]:
     """Metrics of one combination through the one backtest path, ``Backtest`` (as ``tradeconsole backtest``)."""
     from tradeconsole.backtest.facade import Backtest
 
-    return Backtest(candles, strategy, params=params, fill_model=model, settings=settings, warmup=warmup,
-                    symbol=symbol, interval=interval).run().metrics
+    return (
+        Backtest(
+            candles,
+            strategy,
+            params=params,
+            fill_model=model,
+            settings=settings,
+            warmup=warmup,
+            symbol=symbol,
+            interval=interval,
+        )
+        .run()
+        .metrics
+    )
 
 
 def comparable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +137,8 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
             va, vb = a.get(k), b.get(k)
             if isinstance(va, list) and isinstance(vb, list):
                 return f"{k}: {len(va)} vs {len(vb)} entries" + next(
-                    (f", first difference at #{i}: {x} vs {y}" for i, (x, y) in enumerate(zip(va, vb)) if x != y), "")
+                    (f", first difference at #{i}: {x} vs {y}" for i, (x, y) in enumerate(zip(va, vb)) if x != y), ""
+                )
             return f"{k}: {va!r} vs {vb!r}"
     return "no difference"
 
@@ -129,7 +161,9 @@ class Workspace:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES)}")
         if self.warmup < 0 or (self.warmup and self.warmup >= len(self.candles)):
-            raise ValueError(f"warmup must leave at least one candle to trade (got {self.warmup} of {len(self.candles)})")
+            raise ValueError(
+                f"warmup must leave at least one candle to trade (got {self.warmup} of {len(self.candles)})"
+            )
         fm: FillModel = FILL_MODELS[self.model]
         self.fill_model = fm
         self.ind_settings = fm.indicator_settings()
@@ -144,10 +178,14 @@ class Workspace:
         self.traded = c.take(slice(w, None)) if w else c
         t = self.traded
         self._cols = [t.open_time, t.open, t.high, t.low, t.close, t.open_time, t.close_time]
-        self._arrays = (np.ascontiguousarray(t.open, dtype=np.float64), np.ascontiguousarray(t.high, dtype=np.float64),
-                        np.ascontiguousarray(t.low, dtype=np.float64), np.ascontiguousarray(t.close, dtype=np.float64),
-                        np.ascontiguousarray(t.open_time, dtype=np.int64),
-                        np.ascontiguousarray(t.close_time, dtype=np.int64))
+        self._arrays = (
+            np.ascontiguousarray(t.open, dtype=np.float64),
+            np.ascontiguousarray(t.high, dtype=np.float64),
+            np.ascontiguousarray(t.low, dtype=np.float64),
+            np.ascontiguousarray(t.close, dtype=np.float64),
+            np.ascontiguousarray(t.open_time, dtype=np.int64),
+            np.ascontiguousarray(t.close_time, dtype=np.int64),
+        )
         self._bars: list[tuple[Candle, IndicatorValues]] | None = None
         self._vector_checked = False
 
@@ -157,8 +195,9 @@ class Workspace:
             t = self.traded
             cols = [a.tolist() for a in (t.open_time, t.open, t.high, t.low, t.close, t.volume, t.close_time)]
             icols = [self.ind[k].tolist() for k in IndicatorValues._fields]
-            self._bars = [(Candle._make((*row, True)), IndicatorValues._make(irow))
-                          for row, irow in zip(zip(*cols), zip(*icols))]
+            self._bars = [
+                (Candle._make((*row, True)), IndicatorValues._make(irow)) for row, irow in zip(zip(*cols), zip(*icols))
+            ]
         return self._bars
 
     def signals(self, params: dict[str, float]) -> NDArray[Any]:
@@ -180,8 +219,10 @@ class Workspace:
                     fast = vec(self.ind, strat.params)
                     if not np.array_equal(fast, sig):
                         bad = int(np.flatnonzero(fast != sig)[0])
-                        raise MismatchError(f"vectorised signals of {self.strategy!r} differ from its entry_signal "
-                                            f"at bar {bad} ({fast[bad]} vs {sig[bad]}) for {params}")
+                        raise MismatchError(
+                            f"vectorised signals of {self.strategy!r} differ from its entry_signal "
+                            f"at bar {bad} ({fast[bad]} vs {sig[bad]}) for {params}"
+                        )
                     self._vector_checked = True
                     self._bars = None  # the per-bar tuples were only needed for this check
             self._signals[key] = sig
@@ -234,17 +275,43 @@ class Workspace:
         s, fm = self.settings, self.fill_model
         o, h, lo, c, ot, ct = self._arrays
         equity, in_pos, fl, tr, tot = simulate(
-            o, h, lo, c, ot, ct, self.signals(params), p.stop_loss_pct, p.take_profit_pct, p.stake_fraction,
-            s.initial_cash, s.leverage, s.fee_rate, s.slippage_bps, s.funding_rate_8h, s.maintenance_margin_rate,
-            fm.fill_at_next_open, fm.intrabar_exits, fm.reenter_on_exit_candle, fm.fee_on_stake)
+            o,
+            h,
+            lo,
+            c,
+            ot,
+            ct,
+            self.signals(params),
+            p.stop_loss_pct,
+            p.take_profit_pct,
+            p.stake_fraction,
+            s.initial_cash,
+            s.leverage,
+            s.fee_rate,
+            s.slippage_bps,
+            s.funding_rate_8h,
+            s.maintenance_margin_rate,
+            fm.fill_at_next_open,
+            fm.intrabar_exits,
+            fm.reenter_on_exit_candle,
+            fm.fee_on_stake,
+        )
         return self._result(strat, equity, in_pos, fl, tr, tot, lean)
 
-    def _result(self, strat: Any, equity: NDArray[Any], in_pos: NDArray[Any], fl: NDArray[Any], tr: NDArray[Any],
-                tot: NDArray[Any], lean: bool = False) -> BacktestResult:
+    def _result(
+        self,
+        strat: Any,
+        equity: NDArray[Any],
+        in_pos: NDArray[Any],
+        fl: NDArray[Any],
+        tr: NDArray[Any],
+        tot: NDArray[Any],
+        lean: bool = False,
+    ) -> BacktestResult:
         sym, iv, name = self.symbol, self.interval, strat.name
         fills: list[Fill] = []
         oids: dict[tuple[int, int], str] = {}
-        for t, side, px, q, fee, reason, sig_t in ([] if lean else fl.tolist()):
+        for t, side, px, q, fee, reason, sig_t in [] if lean else fl.tolist():
             r = _REASONS[int(reason)]
             if r in (FillReason.ENTRY_LONG, FillReason.ENTRY_SHORT):
                 pside = Side.LONG if r is FillReason.ENTRY_LONG else Side.SHORT
@@ -254,23 +321,54 @@ class Workspace:
                 oid = oids.get((int(sig_t), pside.value)) or client_order_id(name, sym, iv, int(sig_t), pside)
                 oid += _SUFFIX[r]
             fills.append(Fill(int(t), sym, OrderSide.BUY if side > 0 else OrderSide.SELL, px, q, fee, r, oid))
-        trades = [Trade(symbol=sym, side=Side.LONG if sg > 0 else Side.SHORT, qty=q, entry_time=int(et),
-                        entry_price=ep, exit_time=int(xt), exit_price=xp, pnl=pnl, fees=fees, funding=fund,
-                        exit_reason=_REASONS[int(reason)], stake=stake)
-                  for sg, q, et, ep, xt, xp, pnl, fees, fund, reason, stake in tr.tolist()]
+        trades = [
+            Trade(
+                symbol=sym,
+                side=Side.LONG if sg > 0 else Side.SHORT,
+                qty=q,
+                entry_time=int(et),
+                entry_price=ep,
+                exit_time=int(xt),
+                exit_price=xp,
+                pnl=pnl,
+                fees=fees,
+                funding=fund,
+                exit_reason=_REASONS[int(reason)],
+                stake=stake,
+            )
+            for sg, q, et, ep, xt, xp, pnl, fees, fund, reason, stake in tr.tolist()
+        ]
         open_position = None
         if tot[3]:
             side = Side.LONG if tot[4] > 0 else Side.SHORT
             qty, entry = float(tot[5]), float(tot[6])
             last = float(self.traded.close[-1])
-            open_position = {"side": side.name.lower(), "qty": qty, "entry_price": entry, "entry_time": int(tot[7]),
-                             "unrealized_pnl": side.sign * qty * (last - entry)}
+            open_position = {
+                "side": side.name.lower(),
+                "qty": qty,
+                "entry_price": entry,
+                "entry_time": int(tot[7]),
+                "unrealized_pnl": side.sign * qty * (last - entry),
+            }
         t = self.traded
         return BacktestResult(
-            symbol=sym, interval=iv, strategy=strat, model=self.fill_model, settings=self.settings,
-            run_id=f"opt-{uuid.uuid4().hex[:12]}", open_time=t.open_time, close=t.close, equity=equity,
-            in_position=in_pos, fills=fills, trades=trades, fees_paid=float(tot[0]), funding_paid=float(tot[1]),
-            open_position=open_position, indicator_settings=self.ind_settings, warmup_bars=self.warmup,
+            symbol=sym,
+            interval=iv,
+            strategy=strat,
+            model=self.fill_model,
+            settings=self.settings,
+            run_id=f"opt-{uuid.uuid4().hex[:12]}",
+            open_time=t.open_time,
+            close=t.close,
+            equity=equity,
+            in_position=in_pos,
+            fills=fills,
+            trades=trades,
+            fees_paid=float(tot[0]),
+            funding_paid=float(tot[1]),
+            open_position=open_position,
+            indicator_settings=self.ind_settings,
+            warmup_bars=self.warmup,
             # only counted by the metrics (verify() checks the count); the kernel keeps no details
             dropped_entries=[None] * int(tot[2]),  # type: ignore[list-item]
             extra={"fill_sides": fl[:, 1]} if lean else {},
@@ -278,20 +376,36 @@ class Workspace:
 
     def _plain(self, params: dict[str, float]) -> BacktestResult:
         """The plain path: the real engine, exactly as ``reference`` runs it."""
-        return run_backtest(self.candles, make_strategy(self.strategy, **params), symbol=self.symbol,
-                            interval=self.interval, fill_model=self.model, settings=self.settings,
-                            warmup=self.warmup)
+        return run_backtest(
+            self.candles,
+            make_strategy(self.strategy, **params),
+            symbol=self.symbol,
+            interval=self.interval,
+            fill_model=self.model,
+            settings=self.settings,
+            warmup=self.warmup,
+        )
 
     def reference(self, params: dict[str, float]) -> dict[str, Any]:
         """The one path for this window (``run_backtest`` over the same candles and warm-up)."""
-        return reference(self.candles, self.strategy, params, model=self.model, settings=self.settings,
-                         warmup=self.warmup, symbol=self.symbol, interval=self.interval)
+        return reference(
+            self.candles,
+            self.strategy,
+            params,
+            model=self.model,
+            settings=self.settings,
+            warmup=self.warmup,
+            symbol=self.symbol,
+            interval=self.interval,
+        )
 
     def verify(self, params: dict[str, float]) -> dict[str, Any]:
         """Fast path == one path for ``params`` (every metric, every fill), else ``MismatchError``."""
         fast = comparable(self.evaluate(params))
         ref = comparable(self.reference(params))
         if fast != ref:
-            raise MismatchError(f"optimiser result differs from `tradeconsole backtest` for {params} "
-                                f"({self.model} fill model): {_diff(fast, ref)}")
+            raise MismatchError(
+                f"optimiser result differs from `tradeconsole backtest` for {params} "
+                f"({self.model} fill model): {_diff(fast, ref)}"
+            )
         return ref

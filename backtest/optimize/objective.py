@@ -37,8 +37,14 @@ BUILTIN: dict[str, Callable[[Metrics], float | None]] = {
 class Objective:
     """A scoring function plus the constraints; ``score`` is None for an infeasible combination."""
 
-    def __init__(self, name: str, fn: Callable[[Metrics], float | None], *, min_trades: int = 0,
-                 max_drawdown: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[Metrics], float | None],
+        *,
+        min_trades: int = 0,
+        max_drawdown: float | None = None,
+    ) -> None:
         self.name, self.fn, self.min_trades, self.max_drawdown = name, fn, min_trades, max_drawdown
 
     def score(self, m: Metrics) -> float | None:

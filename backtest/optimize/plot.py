@@ -12,8 +12,9 @@ from typing import Any
 __all__ = ["heatmap"]
 
 
-def heatmap(dims: list[Any], points: list[dict[str, float]], rows: list[dict[str, Any]], which: str | None,
-            *, color: bool) -> str:
+def heatmap(
+    dims: list[Any], points: list[dict[str, float]], rows: list[dict[str, Any]], which: str | None, *, color: bool
+) -> str:
     """The heatmap as text; ``which`` = "X,Y" parameter names (default: the first two searched)."""
     names = [d.name for d in dims]
     if which:
@@ -50,8 +51,10 @@ def heatmap(dims: list[Any], points: list[dict[str, float]], rows: list[dict[str
     vals = [v for v in best.values() if math.isfinite(v)]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
     span = (hi - lo) or 1.0
-    matrix = [[(int(40 + 215 * (best[(xv, yv)] - lo) / span),) * 3 if (xv, yv) in best else (0, 0, 0) for xv in xs]
-              for yv in reversed(ys)]
+    matrix = [
+        [(int(40 + 215 * (best[(xv, yv)] - lo) / span),) * 3 if (xv, yv) in best else (0, 0, 0) for xv in xs]
+        for yv in reversed(ys)
+    ]
     plt.clf()
     plt.matrix_plot(matrix)
     plt.title(f"{title}; brighter = higher ({lo:.3g}..{hi:.3g})")

@@ -21,11 +21,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from typing import Any
 
-from tradeconsole.core.candles import CandleArrays
 from tradeconsole.backtest.optimize.evaluate import Workspace
 from tradeconsole.backtest.optimize.stats import block_stats, returns_of
 from tradeconsole.backtest.optimize.store import scalar_row
 from tradeconsole.core.broker import BrokerSettings
+from tradeconsole.core.candles import CandleArrays
 
 __all__ = ["Job", "LocalExecutor", "Window", "evaluate_batch", "Progress"]
 
@@ -85,12 +85,21 @@ def _workspace(job: Job, w: Window, cache: WorkspaceCache) -> Workspace:
     key = (w.start, w.end)
     ws = cache.get(key)
     if ws is None:
-        ws = cache[key] = Workspace(job.candles.take(slice(0, w.end)), job.strategy, job.model, job.settings,
-                                    warmup=w.start, symbol=job.symbol, interval=job.interval)
+        ws = cache[key] = Workspace(
+            job.candles.take(slice(0, w.end)),
+            job.strategy,
+            job.model,
+            job.settings,
+            warmup=w.start,
+            symbol=job.symbol,
+            interval=job.interval,
+        )
     return ws
 
 
-def evaluate_batch(job: Job, cache: WorkspaceCache, window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
+def evaluate_batch(
+    job: Job, cache: WorkspaceCache, window: Window, points: list[dict[str, float]]
+) -> list[dict[str, Any]]:
     """Scalar metrics (plus PBO block stats for the full window) of ``points`` on ``window``."""
     ws = _workspace(job, window, cache)
     out = []
@@ -107,8 +116,21 @@ def reference_rows(job: Job, window: Window, points: list[dict[str, float]]) -> 
     from tradeconsole.backtest.optimize.evaluate import reference
 
     candles = job.candles.take(slice(0, window.end))
-    return [scalar_row(reference(candles, job.strategy, p, model=job.model, settings=job.settings, warmup=window.start,
-                                 symbol=job.symbol, interval=job.interval)) for p in points]
+    return [
+        scalar_row(
+            reference(
+                candles,
+                job.strategy,
+                p,
+                model=job.model,
+                settings=job.settings,
+                warmup=window.start,
+                symbol=job.symbol,
+                interval=job.interval,
+            )
+        )
+        for p in points
+    ]
 
 
 def _worker_batch(window: Window, points: list[dict[str, float]]) -> list[dict[str, Any]]:
@@ -133,9 +155,16 @@ class LocalExecutor:
             # compiled kernel) once: as cheap as fork, without forking this process, whose native
             # threads (BLAS, a Dask client, the test runner) could deadlock a forked child.
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["tradeconsole.backtest.optimize.run", "tradeconsole.backtest.optimize.sim", "tradeconsole.backtest.metrics"])
-            self._pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(job,),
-                                             mp_context=ctx)
+            ctx.set_forkserver_preload(
+                [
+                    "tradeconsole.backtest.optimize.run",
+                    "tradeconsole.backtest.optimize.sim",
+                    "tradeconsole.backtest.metrics",
+                ]
+            )
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers, initializer=init_worker, initargs=(job,), mp_context=ctx
+            )
 
     def run(self, window: Window, batches: Iterable[list[dict[str, float]]]) -> Iterator[tuple[list[Any], list[Any]]]:
         """Yield (points, rows) per finished batch, at most 2 batches in flight per worker."""
@@ -178,8 +207,13 @@ class LocalExecutor:
 class Progress:
     """A one-line bar with ETA on stderr when it is a terminal (silent otherwise)."""
 
-    def __init__(self, label: str, total: int, stream: Any = None,
-                 on_update: Callable[[str, int, int], bool | None] | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        stream: Any = None,
+        on_update: Callable[[str, int, int], bool | None] | None = None,
+    ) -> None:
         self.stream = stream or sys.stderr
         # a caller with its own display (the console) gets the numbers, never a bar on its terminal
         self.on = on_update is None and bool(getattr(self.stream, "isatty", lambda: False)())
@@ -209,13 +243,18 @@ class Progress:
 
 def batched(points: list[dict[str, float]], size: int) -> Iterator[list[dict[str, float]]]:
     for i in range(0, len(points), size):
-        yield points[i:i + size]
+        yield points[i : i + size]
 
 
-def evaluate_points(executor: Any, window: Window, points: list[dict[str, float]],
-                    lookup: Callable[[dict[str, float]], dict[str, Any] | None],
-                    record: Callable[[dict[str, float], dict[str, Any]], dict[str, Any]],
-                    progress: Progress | None = None, batch: int = 16) -> list[dict[str, Any]]:
+def evaluate_points(
+    executor: Any,
+    window: Window,
+    points: list[dict[str, float]],
+    lookup: Callable[[dict[str, float]], dict[str, Any] | None],
+    record: Callable[[dict[str, float], dict[str, Any]], dict[str, Any]],
+    progress: Progress | None = None,
+    batch: int = 16,
+) -> list[dict[str, Any]]:
     """Rows for ``points`` in order: taken from the store when already there, computed otherwise."""
     rows: dict[int, dict[str, Any]] = {}
     todo: list[tuple[int, dict[str, float]]] = []

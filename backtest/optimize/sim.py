@@ -38,9 +38,19 @@ def _slipped(price: float, buy: bool, bps: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _open_position(raw_px: float, side: float, cash: float, stake_fraction: float, leverage: float,
-                   fee_rate: float, slippage_bps: float, stop_pct: float, tp_pct: float, mmr: float,
-                   fee_on_stake: bool) -> tuple[float, float, float, float, float, float, float]:
+def _open_position(
+    raw_px: float,
+    side: float,
+    cash: float,
+    stake_fraction: float,
+    leverage: float,
+    fee_rate: float,
+    slippage_bps: float,
+    stop_pct: float,
+    tp_pct: float,
+    mmr: float,
+    fee_on_stake: bool,
+) -> tuple[float, float, float, float, float, float, float]:
     """The entry's fill price, quantity, fee, stake and its stop, target and liquidation prices:
     ``tradeconsole.core.broker``'s entry arithmetic (both fill models' fee conventions), written once for both
     of the kernel's fill paths (next open, signal close)."""
@@ -77,11 +87,28 @@ def _record_entry(fills: F64, nf: int, t: float, buy: bool, px: float, q: float,
 
 
 @njit(cache=True, nogil=True)
-def simulate(open_: F64, high: F64, low: F64, close: F64, open_time: NDArray[np.int64], close_time: NDArray[np.int64],
-             signal: NDArray[np.int8], stop_pct: float, tp_pct: float, stake_fraction: float,
-             initial_cash: float, leverage: float, fee_rate: float, slippage_bps: float, funding_rate: float,
-             mmr: float, fill_next_open: bool, intrabar: bool, reenter: bool,
-             fee_on_stake: bool) -> tuple[F64, NDArray[np.bool_], F64, F64, F64]:
+def simulate(
+    open_: F64,
+    high: F64,
+    low: F64,
+    close: F64,
+    open_time: NDArray[np.int64],
+    close_time: NDArray[np.int64],
+    signal: NDArray[np.int8],
+    stop_pct: float,
+    tp_pct: float,
+    stake_fraction: float,
+    initial_cash: float,
+    leverage: float,
+    fee_rate: float,
+    slippage_bps: float,
+    funding_rate: float,
+    mmr: float,
+    fill_next_open: bool,
+    intrabar: bool,
+    reenter: bool,
+    fee_on_stake: bool,
+) -> tuple[F64, NDArray[np.bool_], F64, F64, F64]:
     """Run one combination. Returns (equity, in_position, fills[k, 7], trades[m, 11], totals[4]).
 
     fills columns: time, side (+1 buy, -1 sell), price, qty, fee, reason code, signal open time.
@@ -134,8 +161,18 @@ def simulate(open_: F64, high: F64, low: F64, close: F64, open_time: NDArray[np.
             pending = False
             buy = p_sign > 0
             px, q, fee, stake, stop, target, liq = _open_position(
-                fill_px_raw, p_sign, cash, stake_fraction, leverage, fee_rate, slippage_bps, stop_pct, tp_pct,
-                mmr, fee_on_stake)
+                fill_px_raw,
+                p_sign,
+                cash,
+                stake_fraction,
+                leverage,
+                fee_rate,
+                slippage_bps,
+                stop_pct,
+                tp_pct,
+                mmr,
+                fee_on_stake,
+            )
             cash -= fee
             fees_paid += fee
             pos = True
@@ -246,8 +283,18 @@ def simulate(open_: F64, high: F64, low: F64, close: F64, open_time: NDArray[np.
                     p_sign = 1.0 if s > 0 else -1.0
                     buy = p_sign > 0
                     px, q, fee, stake, stop, target, liq = _open_position(
-                        close[i], p_sign, cash, stake_fraction, leverage, fee_rate, slippage_bps, stop_pct,
-                        tp_pct, mmr, fee_on_stake)
+                        close[i],
+                        p_sign,
+                        cash,
+                        stake_fraction,
+                        leverage,
+                        fee_rate,
+                        slippage_bps,
+                        stop_pct,
+                        tp_pct,
+                        mmr,
+                        fee_on_stake,
+                    )
                     cash -= fee
                     fees_paid += fee
                     pos = True

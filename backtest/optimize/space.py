@@ -96,7 +96,9 @@ def parse_space(strategy: str, specs: list[str]) -> list[Dimension]:
         if not name:
             raise SpaceError(f"--param expects NAME=SPEC or NAME, got {raw[:40]!r}")
         if name not in ranges:
-            raise SpaceError(f"unknown parameter {name[:40]!r} for strategy {strategy!r}; known: {', '.join(sorted(ranges))}")
+            raise SpaceError(
+                f"unknown parameter {name[:40]!r} for strategy {strategy!r}; known: {', '.join(sorted(ranges))}"
+            )
         if name in seen:
             raise SpaceError(f"--param {name} given twice")
         seen.add(name)

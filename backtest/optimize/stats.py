@@ -48,7 +48,9 @@ def returns_of(equity: NDArray[Any], initial_cash: float) -> NDArray[Any]:
 def block_stats(rets: NDArray[Any], blocks: int) -> list[list[float]]:
     """[count, sum, sum of squares] of the returns in each of ``blocks`` contiguous blocks."""
     edges = np.linspace(0, len(rets), blocks + 1).round().astype(int)
-    return [[float(b - a), float(rets[a:b].sum()), float((rets[a:b] ** 2).sum())] for a, b in zip(edges[:-1], edges[1:])]
+    return [
+        [float(b - a), float(rets[a:b].sum()), float((rets[a:b] ** 2).sum())] for a, b in zip(edges[:-1], edges[1:])
+    ]
 
 
 def _sharpe(cnt: NDArray[Any], s: NDArray[Any], ss: NDArray[Any]) -> NDArray[Any]:
@@ -68,7 +70,7 @@ def pbo_cscv(stats: NDArray[Any]) -> dict[str, Any]:
     lambdas: list[NDArray[Any]] = []
     splits = list(itertools.combinations(range(s), s // 2))
     for lo in range(0, len(splits), 512):
-        chunk = splits[lo:lo + 512]
+        chunk = splits[lo : lo + 512]
         mask = np.zeros((len(chunk), s))
         for i, c in enumerate(chunk):
             mask[i, list(c)] = 1.0
@@ -81,8 +83,13 @@ def pbo_cscv(stats: NDArray[Any]) -> dict[str, Any]:
         w = rank / (n + 1)
         lambdas.append(np.log(w / (1 - w)))
     lam = np.concatenate(lambdas)
-    return {"pbo": float(np.mean(lam <= 0)), "splits": len(lam), "blocks": s, "combinations": n,
-            "median_logit": float(np.median(lam))}
+    return {
+        "pbo": float(np.mean(lam <= 0)),
+        "splits": len(lam),
+        "blocks": s,
+        "combinations": n,
+        "median_logit": float(np.median(lam)),
+    }
 
 
 def deflated_sharpe(trial_sharpes: NDArray[Any], best_rets: NDArray[Any]) -> dict[str, Any]:
@@ -102,8 +109,7 @@ def deflated_sharpe(trial_sharpes: NDArray[Any], best_rets: NDArray[Any]) -> dic
     return {"dsr": dsr, "sharpe_per_bar": sr, "sr0_per_bar": sr0, "trials": n, "bars": t, "skew": g3, "kurtosis": g4}
 
 
-def neighbourhood(points: list[dict[str, float]], scores: list[float | None], best: int,
-                  dims: list[Any]) -> list[int]:
+def neighbourhood(points: list[dict[str, float]], scores: list[float | None], best: int, dims: list[Any]) -> list[int]:
     """Indices of the best point's neighbours: grid points at most one step away in every
     dimension (grid values of ``dims``); off-grid points (random/Optuna): the 8 nearest in
     range-normalised distance."""
@@ -116,5 +122,9 @@ def neighbourhood(points: list[dict[str, float]], scores: list[float | None], be
                 out.append(j)
         return out
     spans = {d.name: (max(p[d.name] for p in points) - min(p[d.name] for p in points)) or 1.0 for d in dims}
-    dist = [(sum(((p[d.name] - bp[d.name]) / spans[d.name]) ** 2 for d in dims), j) for j, p in enumerate(points) if j != best]
+    dist = [
+        (sum(((p[d.name] - bp[d.name]) / spans[d.name]) ** 2 for d in dims), j)
+        for j, p in enumerate(points)
+        if j != best
+    ]
     return [j for _, j in sorted(dist)[:8]]

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-
 from tradeconsole.core.strategies.basic import BasicStrategy
 from tradeconsole.core.strategies.engulfing import EngulfingStrategy
 

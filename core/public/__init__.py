@@ -22,12 +22,35 @@ __version__ = "0.1.0"
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # the strategy API (docs/strategies.md)
-    **{name: "tradeconsole.core.strategies" for name in (
-        "ATR", "Fixed", "IndicatorLevel", "Param", "PerSide", "Sizing", "Strategy", "StrategyDefinitionError",
-        "StrategyParams", "Trailing", "atr", "custom", "equity_fraction", "fixed", "fixed_notional", "level",
-        "make_strategy", "param", "param_ranges", "per_side", "register_strategy", "risk_per_trade", "ta",
-        "trailing",
-    )},
+    **{
+        name: "tradeconsole.core.strategies"
+        for name in (
+            "ATR",
+            "Fixed",
+            "IndicatorLevel",
+            "Param",
+            "PerSide",
+            "Sizing",
+            "Strategy",
+            "StrategyDefinitionError",
+            "StrategyParams",
+            "Trailing",
+            "atr",
+            "custom",
+            "equity_fraction",
+            "fixed",
+            "fixed_notional",
+            "level",
+            "make_strategy",
+            "param",
+            "param_ranges",
+            "per_side",
+            "register_strategy",
+            "risk_per_trade",
+            "ta",
+            "trailing",
+        )
+    },
     # the domain types a strategy sees
     "Candle": "tradeconsole.core.domain",
     "Position": "tradeconsole.core.domain",

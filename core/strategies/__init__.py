@@ -48,10 +48,35 @@ STRATEGIES: dict[str, type[Strategy]] = {
 SOURCES: dict[str, str] = {name: "built-in" for name in STRATEGIES}
 
 __all__ = [
-    "ATR", "Candle", "Fixed", "IndicatorLevel", "Param", "PerSide", "Position", "STRATEGIES", "SOURCES", "Side",
-    "Sizing", "Strategy", "StrategyDefinitionError", "StrategyParams", "Trailing", "atr", "custom",
-    "equity_fraction", "fixed", "fixed_notional", "level", "make_strategy", "param", "param_ranges", "per_side",
-    "register_strategy", "risk_per_trade", "ta", "trailing",
+    "ATR",
+    "Candle",
+    "Fixed",
+    "IndicatorLevel",
+    "Param",
+    "PerSide",
+    "Position",
+    "STRATEGIES",
+    "SOURCES",
+    "Side",
+    "Sizing",
+    "Strategy",
+    "StrategyDefinitionError",
+    "StrategyParams",
+    "Trailing",
+    "atr",
+    "custom",
+    "equity_fraction",
+    "fixed",
+    "fixed_notional",
+    "level",
+    "make_strategy",
+    "param",
+    "param_ranges",
+    "per_side",
+    "register_strategy",
+    "risk_per_trade",
+    "ta",
+    "trailing",
 ]
 
 
@@ -62,8 +87,9 @@ def register_strategy(cls: type[Strategy], source: str) -> None:
         raise StrategyDefinitionError(f"{source}: {cls!r} is not a Strategy subclass")
     have = STRATEGIES.get(cls.name)
     if have is not None and have is not cls and SOURCES.get(cls.name) != source:
-        raise StrategyDefinitionError(f"{source}: strategy name {cls.name!r} is already taken by "
-                                      f"{SOURCES.get(cls.name, 'another strategy')}")
+        raise StrategyDefinitionError(
+            f"{source}: strategy name {cls.name!r} is already taken by {SOURCES.get(cls.name, 'another strategy')}"
+        )
     STRATEGIES[cls.name] = cls
     SOURCES[cls.name] = source
 

@@ -30,8 +30,8 @@ decisions in a backtest, a replay, paper and live trading: all call the very sam
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, TypedDict
 
@@ -46,9 +46,28 @@ from tradeconsole.core.indicators import (
 )
 
 __all__ = [
-    "ATR", "Fixed", "IndicatorLevel", "Param", "PerSide", "Sizing", "Strategy", "StrategyDefinitionError",
-    "StrategyParams", "Trailing", "atr", "custom", "equity_fraction", "fixed", "fixed_notional", "level", "param",
-    "param_ranges", "per_side", "risk_per_trade", "ta", "trailing",
+    "ATR",
+    "Fixed",
+    "IndicatorLevel",
+    "Param",
+    "PerSide",
+    "Sizing",
+    "Strategy",
+    "StrategyDefinitionError",
+    "StrategyParams",
+    "Trailing",
+    "atr",
+    "custom",
+    "equity_fraction",
+    "fixed",
+    "fixed_notional",
+    "level",
+    "param",
+    "param_ranges",
+    "per_side",
+    "risk_per_trade",
+    "ta",
+    "trailing",
 ]
 
 
@@ -66,23 +85,27 @@ class Param:
     doc: str = ""
 
     def allowed(self, name: str) -> str:
-        return (f"{self.low:g} {'<' if self.low_open else '<='} {name} "
-                f"{'<' if self.high_open else '<='} {self.high:g}")
+        return f"{self.low:g} {'<' if self.low_open else '<='} {name} {'<' if self.high_open else '<='} {self.high:g}"
 
     def check(self, name: str, value: object) -> None:
         """ValueError naming the allowed range unless ``value`` is a finite number inside it."""
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} must be a number, not {type(value).__name__}")
         v = float(value)
-        ok = math.isfinite(v) and (self.low < v if self.low_open else self.low <= v) and \
-            (v < self.high if self.high_open else v <= self.high)
+        ok = (
+            math.isfinite(v)
+            and (self.low < v if self.low_open else self.low <= v)
+            and (v < self.high if self.high_open else v <= self.high)
+        )
         if not ok:
-            raise ValueError(f"{name}={v:g} is out of range: allowed {self.allowed(name)}"
-                             + (f" ({self.doc})" if self.doc else ""))
+            raise ValueError(
+                f"{name}={v:g} is out of range: allowed {self.allowed(name)}" + (f" ({self.doc})" if self.doc else "")
+            )
 
 
-def param(default: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False,
-          doc: str = "") -> Any:
+def param(
+    default: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False, doc: str = ""
+) -> Any:
     """A dataclass field with its declared range (see ``Param``)."""
     return field(default=default, metadata={"param": Param(default, low, high, low_open, high_open, doc)})
 
@@ -139,8 +162,15 @@ def _num(strategy: Strategy, x: Number) -> float:
 # ---------------------------------------------------------------------------- indicators
 
 
-def ta(name: str, *, window: int | None = None, columns: dict[str, str] | None = None, plot: str = "auto",
-       levels: tuple[float, ...] | list[float] = (), **kwargs: Any) -> IndicatorSpec:
+def ta(
+    name: str,
+    *,
+    window: int | None = None,
+    columns: dict[str, str] | None = None,
+    plot: str = "auto",
+    levels: tuple[float, ...] | list[float] = (),
+    **kwargs: Any,
+) -> IndicatorSpec:
     """A pandas-ta indicator by name, e.g. ``ta("bbands", length=20, std=2.0)``. A multi-column
     result is read as ``ind.<key>_<suffix>``: by default the suffix is pandas-ta's column prefix
     lowercased (``bb_bbl``, ``bb_bbu``), or name them with ``columns={"lower": "BBL", ...}``.
@@ -159,19 +189,29 @@ def ta(name: str, *, window: int | None = None, columns: dict[str, str] | None =
     if name in O1_INDICATORS:
         bad = set(kwargs) - set(O1_INDICATORS[name])
         if bad:
-            raise StrategyDefinitionError(f"ta({name!r}): unknown argument(s) {', '.join(sorted(bad))}; "
-                                          f"allowed: {', '.join(O1_INDICATORS[name])}")
+            raise StrategyDefinitionError(
+                f"ta({name!r}): unknown argument(s) {', '.join(sorted(bad))}; allowed: {', '.join(O1_INDICATORS[name])}"
+            )
         return IndicatorSpec("", "o1", name, tuple(sorted(kwargs.items())), plot=plot, levels=levels_t)
     import pandas_ta
 
     if not callable(getattr(pandas_ta, name, None)):
         raise StrategyDefinitionError(f"ta({name!r}): pandas-ta has no indicator {name!r}")
-    return IndicatorSpec("", "ta", name, tuple(sorted(kwargs.items())), window=_window(window),
-                         columns=tuple((columns or {}).items()), plot=plot, levels=levels_t)
+    return IndicatorSpec(
+        "",
+        "ta",
+        name,
+        tuple(sorted(kwargs.items())),
+        window=_window(window),
+        columns=tuple((columns or {}).items()),
+        plot=plot,
+        levels=levels_t,
+    )
 
 
-def custom(fn: Any, *, window: int | None = None, plot: str = "auto",
-           levels: tuple[float, ...] | list[float] = ()) -> IndicatorSpec:
+def custom(
+    fn: Any, *, window: int | None = None, plot: str = "auto", levels: tuple[float, ...] | list[float] = ()
+) -> IndicatorSpec:
     """A user function of the candle history: ``fn(df)`` gets a DataFrame with columns open, high,
     low, close, volume (oldest first) and returns a Series/array with one value per row, or a
     DataFrame (read as ``ind.<key>_<column prefix>``). It must only look backwards:
@@ -180,8 +220,9 @@ def custom(fn: Any, *, window: int | None = None, plot: str = "auto",
     if not callable(fn):
         raise StrategyDefinitionError(f"custom(): {fn!r} is not a function")
     plot, levels_t = _chart_args("custom()", plot, levels)
-    return IndicatorSpec("", "custom", getattr(fn, "__name__", "custom"), fn=fn, window=_window(window),
-                         plot=plot, levels=levels_t)
+    return IndicatorSpec(
+        "", "custom", getattr(fn, "__name__", "custom"), fn=fn, window=_window(window), plot=plot, levels=levels_t
+    )
 
 
 #: how a declared indicator may be charted (see ``ta``)
@@ -367,11 +408,15 @@ class Strategy(ABC):
         specs = {}
         for key, spec in dict(cls.indicators).items():
             if not isinstance(spec, IndicatorSpec):
-                raise StrategyDefinitionError(f"{cls.name}: indicator {key!r} must be declared with ta(...) or "
-                                              f"custom(...), not {type(spec).__name__}")
+                raise StrategyDefinitionError(
+                    f"{cls.name}: indicator {key!r} must be declared with ta(...) or "
+                    f"custom(...), not {type(spec).__name__}"
+                )
             if not isinstance(key, str) or not key.isidentifier() or key in IndicatorValues._fields:
-                raise StrategyDefinitionError(f"{cls.name}: indicator name {key!r} must be an identifier other "
-                                              f"than the base values {', '.join(IndicatorValues._fields)}")
+                raise StrategyDefinitionError(
+                    f"{cls.name}: indicator name {key!r} must be an identifier other "
+                    f"than the base values {', '.join(IndicatorValues._fields)}"
+                )
             window = spec.window
             if spec.kind != "o1" and not window:
                 ints = [v for _, v in spec.kwargs if isinstance(v, int) and not isinstance(v, bool)]
@@ -381,17 +426,20 @@ class Strategy(ABC):
         for attr in ("stop_loss", "take_profit"):
             rule = getattr(cls, attr)
             if rule is not None and not hasattr(rule, "resolve"):
-                raise StrategyDefinitionError(f"{cls.name}: {attr} must be fixed(...), atr(...), level(...), "
-                                              f"per_side(...) or None")
+                raise StrategyDefinitionError(
+                    f"{cls.name}: {attr} must be fixed(...), atr(...), level(...), per_side(...) or None"
+                )
         if not isinstance(cls.sizing, Sizing) or cls.sizing.kind not in ("fraction", "notional", "risk"):
-            raise StrategyDefinitionError(f"{cls.name}: sizing must be equity_fraction(...), fixed_notional(...) "
-                                          "or risk_per_trade(...)")
+            raise StrategyDefinitionError(
+                f"{cls.name}: sizing must be equity_fraction(...), fixed_notional(...) or risk_per_trade(...)"
+            )
         if cls.sizing.kind == "risk" and cls.stop_loss is None:
             raise StrategyDefinitionError(f"{cls.name}: risk_per_trade sizing needs a stop_loss")
         bp = cls.base_panes
         if not isinstance(bp, tuple) or any(p not in ("rsi", "macd", "cci") for p in bp) or len(set(bp)) != len(bp):
-            raise StrategyDefinitionError(f"{cls.name}: base_panes must be a tuple of distinct names among "
-                                          f"'rsi', 'macd', 'cci', not {bp!r}")
+            raise StrategyDefinitionError(
+                f"{cls.name}: base_panes must be a tuple of distinct names among 'rsi', 'macd', 'cci', not {bp!r}"
+            )
         cls._plans = {}
         cls._charts = None
 
@@ -407,9 +455,12 @@ class Strategy(ABC):
             n = _num(self, mb)
             if not (n >= 1 and n == int(n)):
                 raise ValueError(f"{self.name}: max_bars_in_trade must be a whole number >= 1 (got {n:g})")
-        self.simple_exits = (type(self).stop_loss == Fixed("stop_loss_pct")
-                             and type(self).take_profit == Fixed("take_profit_pct")
-                             and self.trailing_stop is None and self.sizing == Sizing("fraction", "stake_fraction"))
+        self.simple_exits = (
+            type(self).stop_loss == Fixed("stop_loss_pct")
+            and type(self).take_profit == Fixed("take_profit_pct")
+            and self.trailing_stop is None
+            and self.sizing == Sizing("fraction", "stake_fraction")
+        )
         self.managed_exits = self.max_bars_in_trade is not None or type(self).exit_signal is not Strategy.exit_signal
 
     def _check_refs(self, rule: Any, attr: str) -> None:
@@ -419,8 +470,10 @@ class Strategy(ABC):
         for f in fields(rule):
             v = getattr(rule, f.name)
             if f.name in ("pct", "mult", "value", "atr") and isinstance(v, str) and not hasattr(self.params, v):
-                raise StrategyDefinitionError(f"{self.name}: {attr} refers to parameter {v!r}, which "
-                                              f"{type(self.params).__name__} does not declare")
+                raise StrategyDefinitionError(
+                    f"{self.name}: {attr} refers to parameter {v!r}, which "
+                    f"{type(self.params).__name__} does not declare"
+                )
             if isinstance(v, (Fixed, ATR, IndicatorLevel, Trailing)):
                 self._check_refs(v, attr)
 
@@ -470,8 +523,10 @@ class Strategy(ABC):
             for attr in ("stop_loss", "take_profit", "trailing_stop"):
                 for col in _columns(getattr(cls, attr)):
                     if col not in plan.fields:
-                        raise StrategyDefinitionError(f"{cls.name}: {attr} reads ind.{col}, which no declared "
-                                                      f"indicator provides (have: {', '.join(plan.fields)})")
+                        raise StrategyDefinitionError(
+                            f"{cls.name}: {attr} reads ind.{col}, which no declared "
+                            f"indicator provides (have: {', '.join(plan.fields)})"
+                        )
         return plan
 
     @classmethod

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from tradeconsole.core.indicators import IndicatorSettings, IndicatorSpec, _column, _probe_frame
 
 if TYPE_CHECKING:

@@ -43,9 +43,16 @@ class ReconnectLoop:
     :class:`SessionOutcome` for network trouble; what it raises ends the loop (cancellation,
     a stream's own stop signal)."""
 
-    def __init__(self, name: str, stop: threading.Event, policy: RetryPolicy, *,
-                 rng: random.Random | None = None, logger: logging.Logger | None = None,
-                 on_reconnect: Callable[[SessionOutcome, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        stop: threading.Event,
+        policy: RetryPolicy,
+        *,
+        rng: random.Random | None = None,
+        logger: logging.Logger | None = None,
+        on_reconnect: Callable[[SessionOutcome, float], None] | None = None,
+    ) -> None:
         if policy.max_attempts is not None:
             raise ValueError("a reconnect loop never gives up: its policy must have max_attempts=None")
         self.name = name

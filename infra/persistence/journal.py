@@ -60,8 +60,15 @@ from typing import Any
 from tradeconsole.core.events import Event
 from tradeconsole.core.store import SessionState, StoreError
 
-__all__ = ["Journal", "JournalDamaged", "JournalError", "JournalLocked", "JournalMismatch", "JournalWriteError",
-           "SessionState"]
+__all__ = [
+    "Journal",
+    "JournalDamaged",
+    "JournalError",
+    "JournalLocked",
+    "JournalMismatch",
+    "JournalWriteError",
+    "SessionState",
+]
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +138,10 @@ class JournalWriteError(JournalError):
 
 
 def _recover_hint(path: Path, capital: bool = False) -> str:
-    return (f"{'M' if capital else 'm'}ove it aside (mv {path} {path}.broken) to start a new journal there, "
-            f"or start with --journal NEWPATH")
+    return (
+        f"{'M' if capital else 'm'}ove it aside (mv {path} {path}.broken) to start a new journal there, "
+        f"or start with --journal NEWPATH"
+    )
 
 
 # ---------------------------------------------------------------------------- writer lock
@@ -165,8 +174,10 @@ def _acquire_lock(path: Path) -> tuple[str, bool]:
         except OSError:
             holder = os.pread(fd, 400, 0).decode("utf-8", "replace").strip() or "another process (pid not written yet)"
             os.close(fd)
-            raise JournalLocked(f"journal {path} is in use by {holder.splitlines()[0]}: one process writes a journal "
-                                f"at a time; stop that one first, or use another --journal PATH") from None
+            raise JournalLocked(
+                f"journal {path} is in use by {holder.splitlines()[0]}: one process writes a journal "
+                f"at a time; stop that one first, or use another --journal PATH"
+            ) from None
         try:
             os.fchmod(fd, 0o600)
             os.ftruncate(fd, 0)
@@ -219,8 +230,9 @@ class Journal:
             self._lock_key = ""
             if not self.path.is_file():
                 raise JournalDamaged(f"journal {self.path} does not exist")
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
-                                       isolation_level=None)
+            self._db = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+            )
             self._db.execute("PRAGMA busy_timeout=5000")
             return
         self._lock_key, first = _acquire_lock(self.path)
@@ -241,13 +253,17 @@ class Journal:
             return
         size = self.path.stat().st_size
         if size == 0:
-            raise JournalDamaged(f"journal {self.path} is empty (0 bytes): it holds no run to resume and is not "
-                                 f"replaced silently; {_recover_hint(self.path)}")
+            raise JournalDamaged(
+                f"journal {self.path} is empty (0 bytes): it holds no run to resume and is not "
+                f"replaced silently; {_recover_hint(self.path)}"
+            )
         with open(self.path, "rb") as f:
             magic = f.read(len(_SQLITE_MAGIC))
         if magic != _SQLITE_MAGIC:
-            raise JournalDamaged(f"journal {self.path} is not an SQLite database ({size:,} bytes of something "
-                                 f"else); {_recover_hint(self.path)}")
+            raise JournalDamaged(
+                f"journal {self.path} is not an SQLite database ({size:,} bytes of something "
+                f"else); {_recover_hint(self.path)}"
+            )
         for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
             with contextlib.suppress(FileNotFoundError, PermissionError):
                 if stat.S_IMODE(p.stat().st_mode) & 0o077:
@@ -288,13 +304,17 @@ class Journal:
             if check:
                 problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
                 if problems != ["ok"]:
-                    raise JournalDamaged(f"journal {self.path} is damaged (integrity check: {' '.join(str(problems[0]).split())[:160]}); "
-                                         f"it is not resumed. {_recover_hint(self.path, capital=True)}; "
-                                         f"`sqlite3 {self.path} .recover` can salvage what is readable")
+                    raise JournalDamaged(
+                        f"journal {self.path} is damaged (integrity check: {' '.join(str(problems[0]).split())[:160]}); "
+                        f"it is not resumed. {_recover_hint(self.path, capital=True)}; "
+                        f"`sqlite3 {self.path} .recover` can salvage what is readable"
+                    )
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and not {"events", "runs", "sessions"} <= tables:
-                raise JournalDamaged(f"{self.path} is an SQLite database but not a tradeconsole journal (tables: "
-                                     f"{', '.join(sorted(tables))[:120]}); {_recover_hint(self.path)}")
+                raise JournalDamaged(
+                    f"{self.path} is an SQLite database but not a tradeconsole journal (tables: "
+                    f"{', '.join(sorted(tables))[:120]}); {_recover_hint(self.path)}"
+                )
             db.execute("PRAGMA journal_mode=WAL")  # only once it is known to be a journal: this writes
             db.executescript(_SCHEMA)  # adds what older journals lack; a no-op otherwise
         except JournalError:
@@ -304,8 +324,10 @@ class Journal:
             db.close()
             if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
                 raise _write_error(exc, self.path) from exc
-            raise JournalDamaged(f"journal {self.path} cannot be read ({exc}); it is not resumed. "
-                                 f"{_recover_hint(self.path, capital=True)}") from exc
+            raise JournalDamaged(
+                f"journal {self.path} cannot be read ({exc}); it is not resumed. "
+                f"{_recover_hint(self.path, capital=True)}"
+            ) from exc
         return db
 
     # ------------------------------------------------------------------ writing
@@ -355,9 +377,13 @@ class Journal:
                 dup: set[str] = set()
                 ids = [e.event_id for e in evs]
                 for i in range(0, len(ids), 500):
-                    chunk = ids[i:i + 500]
-                    dup.update(r[0] for r in cur.execute(
-                        f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk))
+                    chunk = ids[i : i + 500]
+                    dup.update(
+                        r[0]
+                        for r in cur.execute(
+                            f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
+                        )
+                    )
                 seen: set[str] = set()
                 rows = []
                 for e in evs:
@@ -367,17 +393,31 @@ class Journal:
                     seen.add(e.event_id)
                     if e.type in COMPACTABLE:
                         ticks += 1
-                    rows.append((e.event_id, e.run_id, e.type, e.time, e.symbol, e.interval, e.strategy,
-                                 json.dumps(e.to_dict(), separators=(",", ":"))))
+                    rows.append(
+                        (
+                            e.event_id,
+                            e.run_id,
+                            e.type,
+                            e.time,
+                            e.symbol,
+                            e.interval,
+                            e.strategy,
+                            json.dumps(e.to_dict(), separators=(",", ":")),
+                        )
+                    )
                 if rows:
                     cur.executemany(
                         "INSERT INTO events(event_id, run_id, type, time_ms, symbol, interval, strategy, payload)"
-                        " VALUES (?,?,?,?,?,?,?,?)", rows)
+                        " VALUES (?,?,?,?,?,?,?,?)",
+                        rows,
+                    )
                 if st:
                     cur.executemany(
                         "INSERT INTO sessions(session_key, run_id, snapshot, last_open_time, updated_ms) VALUES (?,?,?,?,?)"
                         " ON CONFLICT(session_key) DO UPDATE SET run_id=excluded.run_id, snapshot=excluded.snapshot,"
-                        " last_open_time=excluded.last_open_time, updated_ms=excluded.updated_ms", st)
+                        " last_open_time=excluded.last_open_time, updated_ms=excluded.updated_ms",
+                        st,
+                    )
                 cur.execute("COMMIT")
             except BaseException as exc:
                 if self._db.in_transaction:
@@ -396,8 +436,7 @@ class Journal:
         return dup
 
     # ------------------------------------------------------------------ retention
-    def set_retention(self, keep_updates: int | None, hold_for: Iterable[str] = (), *,
-                      background: bool = True) -> None:
+    def set_retention(self, keep_updates: int | None, hold_for: Iterable[str] = (), *, background: bool = True) -> None:
         """Keep only the newest ``keep_updates`` open-candle ticks per run (None: keep all), never
         deleting one a sink named in ``hold_for`` (its shipper cursor) has not acknowledged.
         Retention applies to the runs in ``runs`` (every engine run begins there). Compaction runs on a background thread with its own connection, in transactions of at
@@ -449,29 +488,40 @@ class Journal:
             return 0
         bound = None
         if self.hold_for:
-            rows = dict(db.execute(f"SELECT name, seq FROM cursors WHERE name IN ({','.join('?' * len(self.hold_for))})",
-                                   self.hold_for).fetchall())
+            rows = dict(
+                db.execute(
+                    f"SELECT name, seq FROM cursors WHERE name IN ({','.join('?' * len(self.hold_for))})", self.hold_for
+                ).fetchall()
+            )
             bound = min(int(rows.get(n, 0)) for n in self.hold_for)  # a sink that acked nothing holds all
             if bound <= 0:
                 return 0
         deleted = 0
         for (run_id,) in db.execute("SELECT run_id FROM runs").fetchall():
             for type_ in COMPACTABLE:
-                row = db.execute("SELECT seq FROM events WHERE run_id=? AND type=? ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                                 (run_id, type_, keep)).fetchone()
+                row = db.execute(
+                    "SELECT seq FROM events WHERE run_id=? AND type=? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                    (run_id, type_, keep),
+                ).fetchone()
                 if row is None:
                     continue
                 cutoff = int(row[0]) if bound is None else min(int(row[0]), bound)
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    ids = [r[0] for r in db.execute(
-                        "SELECT seq FROM events WHERE run_id=? AND type=? AND seq<=? ORDER BY seq LIMIT ?",
-                        (run_id, type_, cutoff, _CHUNK - deleted))]
+                    ids = [
+                        r[0]
+                        for r in db.execute(
+                            "SELECT seq FROM events WHERE run_id=? AND type=? AND seq<=? ORDER BY seq LIMIT ?",
+                            (run_id, type_, cutoff, _CHUNK - deleted),
+                        )
+                    ]
                     if ids:
                         db.execute(f"DELETE FROM events WHERE seq IN ({','.join('?' * len(ids))})", ids)
-                        db.execute("INSERT INTO compacted(type, deleted, up_to_seq) VALUES (?,?,?) ON CONFLICT(type) DO"
-                                   " UPDATE SET deleted=deleted+excluded.deleted, up_to_seq=max(up_to_seq, excluded.up_to_seq)",
-                                   (type_, len(ids), ids[-1]))
+                        db.execute(
+                            "INSERT INTO compacted(type, deleted, up_to_seq) VALUES (?,?,?) ON CONFLICT(type) DO"
+                            " UPDATE SET deleted=deleted+excluded.deleted, up_to_seq=max(up_to_seq, excluded.up_to_seq)",
+                            (type_, len(ids), ids[-1]),
+                        )
                     db.execute("COMMIT")
                 except BaseException:
                     if db.in_transaction:
@@ -492,8 +542,8 @@ class Journal:
     def session_state(self, session_key: str) -> SessionState | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT session_key, run_id, snapshot, last_open_time FROM sessions WHERE session_key=?",
-                (session_key,)).fetchone()
+                "SELECT session_key, run_id, snapshot, last_open_time FROM sessions WHERE session_key=?", (session_key,)
+            ).fetchone()
         if row is None:
             return None
         return SessionState(row[0], row[1], json.loads(row[2]), int(row[3]))
@@ -501,7 +551,9 @@ class Journal:
     def latest_run(self) -> tuple[str, str] | None:
         """(run_id, mode) of the most recently started run."""
         with self._lock:
-            row = self._db.execute("SELECT run_id, mode FROM runs ORDER BY started_ms DESC, rowid DESC LIMIT 1").fetchone()
+            row = self._db.execute(
+                "SELECT run_id, mode FROM runs ORDER BY started_ms DESC, rowid DESC LIMIT 1"
+            ).fetchone()
         return None if row is None else (row[0], row[1])
 
     def run_config(self, run_id: str) -> tuple[str, dict[str, Any]] | None:
@@ -525,10 +577,16 @@ class Journal:
             raise JournalMismatch(
                 f"journal {self.path} holds run {run_id}, started with other options ({'; '.join(diffs)}): "
                 f"resuming would ignore them. Start again with the run's own options to resume it, or start a "
-                f"new run in another journal with --journal NEWPATH (or move {self.path} aside)")
+                f"new run in another journal with --journal NEWPATH (or move {self.path} aside)"
+            )
 
-    def events(self, run_id: str | None = None, types: Iterable[str] | None = None,
-               after_seq: int = 0, session: tuple[str, str, str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    def events(
+        self,
+        run_id: str | None = None,
+        types: Iterable[str] | None = None,
+        after_seq: int = 0,
+        session: tuple[str, str, str] | None = None,
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
         """(seq, event dict) in order, optionally filtered by run, types and (symbol, interval, strategy).
 
         Streams: rows are read in chunks of a few thousand (the lock is held per chunk only), so
@@ -540,8 +598,15 @@ class Journal:
             extra = " AND symbol = ? AND interval = ? AND strategy = ?"
             extra_args = list(session)
         if run_id is not None and types is not None:
-            streams = [self._stream("SELECT seq, payload FROM events WHERE run_id = ? AND type = ? AND seq > ?" + extra,
-                                    [run_id, t], extra_args, after_seq) for t in dict.fromkeys(types)]
+            streams = [
+                self._stream(
+                    "SELECT seq, payload FROM events WHERE run_id = ? AND type = ? AND seq > ?" + extra,
+                    [run_id, t],
+                    extra_args,
+                    after_seq,
+                )
+                for t in dict.fromkeys(types)
+            ]
             rows: Iterable[tuple[int, str]] = heapq.merge(*streams, key=lambda r: r[0])
         else:
             where, args = "", []
@@ -552,13 +617,19 @@ class Journal:
                 t = list(types)
                 where += f" AND +type IN ({','.join('?' * len(t))})"
                 args += t
-            rows = self._stream("SELECT seq, payload FROM events WHERE seq > ?" + where + extra, [], args + extra_args,
-                                after_seq, seq_first=True)
+            rows = self._stream(
+                "SELECT seq, payload FROM events WHERE seq > ?" + where + extra,
+                [],
+                args + extra_args,
+                after_seq,
+                seq_first=True,
+            )
         for seq, payload in rows:
             yield int(seq), json.loads(payload)
 
-    def _stream(self, sql: str, head: list[Any], tail: list[Any], after_seq: int,
-                seq_first: bool = False) -> Iterator[tuple[int, str]]:
+    def _stream(
+        self, sql: str, head: list[Any], tail: list[Any], after_seq: int, seq_first: bool = False
+    ) -> Iterator[tuple[int, str]]:
         last = after_seq
         while True:
             args = [last, *tail] if seq_first else [*head, last, *tail]
@@ -572,8 +643,9 @@ class Journal:
     def rows_after(self, seq: int, limit: int) -> list[tuple[int, str, str, str]]:
         """(seq, type, symbol, payload JSON) of the next ``limit`` events after ``seq``."""
         with self._lock:
-            return self._db.execute("SELECT seq, type, symbol, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                                    (seq, limit)).fetchall()
+            return self._db.execute(
+                "SELECT seq, type, symbol, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            ).fetchall()
 
     def cursor(self, name: str) -> int:
         """Last event seq a consumer of the journal (e.g. the Kafka shipper) has made durable."""
@@ -582,8 +654,9 @@ class Journal:
         return 0 if row is None else int(row[0])
 
     def set_cursor(self, name: str, seq: int) -> None:
-        self._write("INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq=excluded.seq",
-                    (name, seq))
+        self._write(
+            "INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq=excluded.seq", (name, seq)
+        )
 
     def count(self, run_id: str | None = None, type_: str | None = None) -> int:
         sql, args = "SELECT COUNT(*) FROM events WHERE 1=1", []

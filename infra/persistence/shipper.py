@@ -70,8 +70,17 @@ class JournalShipper:
     """Tails ``journal_path`` from the cursor ``name`` (default: the sink's ``kind``) and publishes
     to ``sink`` in journal order."""
 
-    def __init__(self, journal_path: str | Path, sink: Sink, *, name: str | None = None, batch: int = 5_000,
-                 idle_s: float = 0.1, ack_timeout_s: float = 1.0, window: int = 20_000) -> None:
+    def __init__(
+        self,
+        journal_path: str | Path,
+        sink: Sink,
+        *,
+        name: str | None = None,
+        batch: int = 5_000,
+        idle_s: float = 0.1,
+        ack_timeout_s: float = 1.0,
+        window: int = 20_000,
+    ) -> None:
         self.sink = sink
         self.name = name or sink.kind
         self.batch = batch
@@ -102,9 +111,13 @@ class JournalShipper:
         self._stop = threading.Event()
         # the one retry policy (infra/retry.py): a failed round is tried again after 1 s, logged
         # once per distinct failure rather than once a second
-        self._retry = Backoff(f"journal shipper {self.name}",
-                              RetryPolicy(initial_s=1.0, max_s=1.0, multiplier=1.0, jitter=0.0),
-                              stop=self._stop, logger=log, report="distinct")
+        self._retry = Backoff(
+            f"journal shipper {self.name}",
+            RetryPolicy(initial_s=1.0, max_s=1.0, multiplier=1.0, jitter=0.0),
+            stop=self._stop,
+            logger=log,
+            report="distinct",
+        )
         self._thread: threading.Thread | None = None
 
     def start(self) -> JournalShipper:
@@ -191,8 +204,11 @@ class JournalShipper:
             # first round, or the sink dropped everything unacknowledged: back to the cursor, and
             # find out what of it did reach Kafka before sending anything again
             if self._epoch is not None:
-                log.info("journal shipper %s: delivery interrupted; resending from seq %d after a read-back",
-                         self.name, self.acked_seq + 1)
+                log.info(
+                    "journal shipper %s: delivery interrupted; resending from seq %d after a read-back",
+                    self.name,
+                    self.acked_seq + 1,
+                )
             self._epoch, self._reconciled = epoch, False
             self.published_seq = self.acked_seq
             self._ep_published = 0
@@ -222,8 +238,11 @@ class JournalShipper:
             self._reconciled = True
             self.reconciles += 1
             if found:
-                log.info("journal shipper %s: %d event(s) after the cursor are already in Kafka; not sent again",
-                         self.name, len(found))
+                log.info(
+                    "journal shipper %s: %d event(s) after the cursor are already in Kafka; not sent again",
+                    self.name,
+                    len(found),
+                )
             return True
         room = self.window - (self._ep_published - resolved)
         if room <= 0:

@@ -99,9 +99,18 @@ _TEXT = {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above
 # ---------------------------------------------------------------------------------------------- client
 
 
-def make_client(url: str | None = None, *, cloud_id: str | None = None, api_key: str | None = None,
-                username: str | None = None, password: str | None = None, ca_certs: str | None = None,
-                verify_certs: bool = True, request_timeout: float = 30.0, **kwargs: Any) -> Elasticsearch:
+def make_client(
+    url: str | None = None,
+    *,
+    cloud_id: str | None = None,
+    api_key: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_certs: str | None = None,
+    verify_certs: bool = True,
+    request_timeout: float = 30.0,
+    **kwargs: Any,
+) -> Elasticsearch:
     """An official-client ``Elasticsearch`` for a URL or an Elastic Cloud ``cloud_id``.
 
     Authentication: ``api_key`` (Elastic Cloud's usual way, base64 ``id:key`` form) or
@@ -139,16 +148,21 @@ def _reveal(v: Any) -> Any:
     return v.reveal() if hasattr(v, "reveal") else v
 
 
-def client_from_settings(url: str | None, section: Mapping[str, Any] | None = None,
-                         env: Mapping[str, str] = os.environ) -> Elasticsearch:
+def client_from_settings(
+    url: str | None, section: Mapping[str, Any] | None = None, env: Mapping[str, str] = os.environ
+) -> Elasticsearch:
     """A client from the ``[elasticsearch]`` config section (``url``, ``cloud_id``, ``api_key``,
     ``username``, ``password``, ``ca_certs``, ``verify_certs``); ``url`` (e.g. from the command
     line) wins over the section's. The API key may come from ``TRADECONSOLE_ELASTICSEARCH_API_KEY``."""
     s = dict(section or {})
     api_key = env.get("TRADECONSOLE_ELASTICSEARCH_API_KEY") or _reveal(s.get("api_key"))
     return make_client(
-        url or s.get("url"), cloud_id=s.get("cloud_id") if not url else None, api_key=api_key or None,
-        username=s.get("username"), password=_reveal(s.get("password")), ca_certs=s.get("ca_certs"),
+        url or s.get("url"),
+        cloud_id=s.get("cloud_id") if not url else None,
+        api_key=api_key or None,
+        username=s.get("username"),
+        password=_reveal(s.get("password")),
+        ca_certs=s.get("ca_certs"),
         verify_certs=bool(s.get("verify_certs", True)),
     )
 
@@ -159,7 +173,7 @@ def client_from_settings(url: str | None, section: Mapping[str, Any] | None = No
 def check_index_prefix(prefix: str) -> str:
     """``prefix`` if Elasticsearch accepts it at the start of an index name, else ValueError."""
     if not prefix or prefix != prefix.lower() or any(c in prefix for c in ' "*\\<|,>/?#:') or prefix[0] in "-_+":
-        raise ValueError(f"index prefix {prefix!r} must be lowercase without spaces or any of \" * \\ < | , > / ? # :")
+        raise ValueError(f'index prefix {prefix!r} must be lowercase without spaces or any of " * \\ < | , > / ? # :')
     return prefix
 
 
@@ -200,8 +214,10 @@ def _field_mapping(prop: Mapping[str, Any], name: str) -> dict[str, Any]:
     types = [t for t in types if t != "null"]
     if "object" in types:
         if "properties" in prop:
-            return {"type": "object", "properties": {k: _field_mapping(v, f"{name}.{k}")
-                                                     for k, v in prop["properties"].items()}}
+            return {
+                "type": "object",
+                "properties": {k: _field_mapping(v, f"{name}.{k}") for k, v in prop["properties"].items()},
+            }
         return {"type": "object", "dynamic": True}
     if prop.get("format") == "date-time":
         return {"type": "date"}
@@ -255,8 +271,9 @@ def index_template(family: str, prefix: str = DEFAULT_INDEX_PREFIX, *, replicas:
     }
 
 
-def install_templates(client: Elasticsearch, prefix: str = DEFAULT_INDEX_PREFIX, *,
-                      replicas: int | None = None) -> dict[str, str]:
+def install_templates(
+    client: Elasticsearch, prefix: str = DEFAULT_INDEX_PREFIX, *, replicas: int | None = None
+) -> dict[str, str]:
     """Create or update the index template of every family. Returns name -> what happened
     (``created``, ``updated``, ``unchanged``, ``foreign`` for a template another tool owns).
 
@@ -330,8 +347,13 @@ def _classify(ok: bool, item: Mapping[str, Any]) -> BulkOutcome:
     return "reject", f"status {status}: {reason}"
 
 
-def bulk_write(client: Elasticsearch, actions: Sequence[dict[str, Any]], *, chunk_size: int = 1000,
-               max_chunk_bytes: int = 20 * 1024 * 1024) -> BulkOutcomes:
+def bulk_write(
+    client: Elasticsearch,
+    actions: Sequence[dict[str, Any]],
+    *,
+    chunk_size: int = 1000,
+    max_chunk_bytes: int = 20 * 1024 * 1024,
+) -> BulkOutcomes:
     """Send actions with the official client's ``helpers.streaming_bulk``; one outcome per action,
     in order (a :class:`BulkOutcomes` list, whose ``retry_after`` carries a server's Retry-After).
 
@@ -347,9 +369,16 @@ def bulk_write(client: Elasticsearch, actions: Sequence[dict[str, Any]], *, chun
     try:
         # raise_on_exception: a failed *request* raises (classified below) instead of being turned
         # into one per-item "error" each, which would look like documents Elasticsearch rejected.
-        for ok, item in helpers.streaming_bulk(client, actions, chunk_size=chunk_size,
-                                               max_chunk_bytes=max_chunk_bytes, raise_on_error=False,
-                                               raise_on_exception=True, max_retries=0, yield_ok=True):
+        for ok, item in helpers.streaming_bulk(
+            client,
+            actions,
+            chunk_size=chunk_size,
+            max_chunk_bytes=max_chunk_bytes,
+            raise_on_error=False,
+            raise_on_exception=True,
+            max_retries=0,
+            yield_ok=True,
+        ):
             out.append(_classify(ok, item))
     except (TransportError, ApiError, OSError) as exc:
         refused = refusal(exc)
@@ -416,12 +445,18 @@ def refusal(exc: BaseException) -> str | None:
     if kind == "media_type_header_exception":
         accepts = re.search(r"must be either version (\d+) or (\d+)", reason)
         sent = re.findall(r"compatible-with=(\d+)", reason)
-        what = (f"it accepts compatible-with={accepts.group(1)} or {accepts.group(2)}, this client sent "
-                f"compatible-with={sent[0] if sent else '?'}" if accepts else "the headers do not agree")
-        return (f"Elasticsearch refuses this client's REST compatibility header: {what} (Python client "
-                f"elasticsearch {_client_version()}; tradeconsole pins elasticsearch>=8.15,<9 for the 8.x stack "
-                f"of infra/deploy/docker-compose.yml): install a client of the cluster's major version "
-                f"[{kind}: {reason}]")
+        what = (
+            f"it accepts compatible-with={accepts.group(1)} or {accepts.group(2)}, this client sent "
+            f"compatible-with={sent[0] if sent else '?'}"
+            if accepts
+            else "the headers do not agree"
+        )
+        return (
+            f"Elasticsearch refuses this client's REST compatibility header: {what} (Python client "
+            f"elasticsearch {_client_version()}; tradeconsole pins elasticsearch>=8.15,<9 for the 8.x stack "
+            f"of infra/deploy/docker-compose.yml): install a client of the cluster's major version "
+            f"[{kind}: {reason}]"
+        )
     if status == 401:
         return f"Elasticsearch refused the credentials (401 {kind or 'unauthorized'}): check api_key or username/password under [elasticsearch]"
     if status == 403:
@@ -460,8 +495,6 @@ def _client_version() -> str:
     return str(__versionstr__)
 
 
-
-
 # ---------------------------------------------------------------------------------------------- sink
 
 
@@ -474,12 +507,23 @@ class ElasticsearchSink(SpooledSinkBase):
     rejects are appended to ``deadletter.ndjson`` in the spool directory with the reason.
     """
 
-    def __init__(self, client: Elasticsearch | str, *, index_prefix: str = DEFAULT_INDEX_PREFIX,
-                 spool_dir: Path | None = None, queue_size: int = 100_000, batch_size: int = 1000,
-                 on_stats: Callable[[dict[str, Any]], None] | None = None, install: bool = True,
-                 spool_fsync: str = "interval", replicas: int | None = None,
-                 stats_interval_s: float = 1.0, journal_fed: bool = False,
-                 deadletter_path: Path | None = None, stall_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        client: Elasticsearch | str,
+        *,
+        index_prefix: str = DEFAULT_INDEX_PREFIX,
+        spool_dir: Path | None = None,
+        queue_size: int = 100_000,
+        batch_size: int = 1000,
+        on_stats: Callable[[dict[str, Any]], None] | None = None,
+        install: bool = True,
+        spool_fsync: str = "interval",
+        replicas: int | None = None,
+        stats_interval_s: float = 1.0,
+        journal_fed: bool = False,
+        deadletter_path: Path | None = None,
+        stall_s: float = 3.0,
+    ) -> None:
         self._client = make_client(client) if isinstance(client, str) else client
         self._prefix = check_index_prefix(index_prefix)
         self._spool: Any
@@ -492,12 +536,19 @@ class ElasticsearchSink(SpooledSinkBase):
                 deadletter_path = data_dir() / "deadletter" / "elasticsearch.ndjson"
             self._deadletter_path = Path(deadletter_path)
         else:
-            self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
-                           else open_default_spool("elasticsearch", fsync=spool_fsync))
+            self._spool = (
+                Spool(spool_dir, fsync=spool_fsync)
+                if spool_dir is not None
+                else open_default_spool("elasticsearch", fsync=spool_fsync)
+            )
             self._deadletter_path = Path(deadletter_path) if deadletter_path else self._spool.dir / "deadletter.ndjson"
         overflow_dir = self._spool.dir if self._spool is not None else None
-        super().__init__(ELASTICSEARCH, EventInbox(queue_size, self._encode, overflow_dir), journal_fed=journal_fed,
-                         thread_name="es-sink")
+        super().__init__(
+            ELASTICSEARCH,
+            EventInbox(queue_size, self._encode, overflow_dir),
+            journal_fed=journal_fed,
+            thread_name="es-sink",
+        )
         self._batch = batch_size
         self._on_stats = on_stats
         self._stats_interval = stats_interval_s
@@ -525,7 +576,9 @@ class ElasticsearchSink(SpooledSinkBase):
         self._start_worker()
 
     @classmethod
-    def from_settings(cls, url: str | None, settings: Mapping[str, Any] | None = None, **kwargs: Any) -> ElasticsearchSink:
+    def from_settings(
+        cls, url: str | None, settings: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> ElasticsearchSink:
         """A sink from a URL (command line) and the ``[elasticsearch]`` config section
         (``url``, ``cloud_id``, ``api_key``, ``index_prefix``, ...)."""
         s = dict(settings or {})
@@ -541,7 +594,14 @@ class ElasticsearchSink(SpooledSinkBase):
 
         def written() -> bool | None:
             c = self._counts
-            done = c["indexed"] + c["duplicates"] + c["rejected"] + c["invalid"] + self._inbox.invalid + self._spool.corrupt
+            done = (
+                c["indexed"]
+                + c["duplicates"]
+                + c["rejected"]
+                + c["invalid"]
+                + self._inbox.invalid
+                + self._spool.corrupt
+            )
             return self._outcome(done >= target)
 
         return self._wait_until(written, timeout)
@@ -563,8 +623,14 @@ class ElasticsearchSink(SpooledSinkBase):
         shipper publishes nothing otherwise, so an outage's events wait in the journal."""
         since = self._request_since
         stalled = since is not None and time.monotonic() - since > self._stall_s  # a hanging server
-        return (not self._closed and self._refused is None and not self._down and self._templates_ok
-                and not stalled and self._thread.is_alive())
+        return (
+            not self._closed
+            and self._refused is None
+            and not self._down
+            and self._templates_ok
+            and not stalled
+            and self._thread.is_alive()
+        )
 
     def set_source(self, source: str) -> None:
         """Nothing to tag: a document's id is its event id, which already says where it came from."""
@@ -650,14 +716,20 @@ class ElasticsearchSink(SpooledSinkBase):
                     did = self._step_fed()
                 else:
                     did = self._step()
-                    if self._stop and ((not len(self._inbox) and not self._inbox.overflowing and not self._spool.pending)
-                                       or self._refused is not None or time.monotonic() >= self._deadline):
+                    if self._stop and (
+                        (not len(self._inbox) and not self._inbox.overflowing and not self._spool.pending)
+                        or self._refused is not None
+                        or time.monotonic() >= self._deadline
+                    ):
                         break
                 if not did:
                     self._inbox.wait(0.05)
         except Exception:
-            log.exception("Elasticsearch sink thread failed; pending events go to the spool"
-                          if not self._journal_fed else "Elasticsearch sink thread failed; unsent events stay in the journal")
+            log.exception(
+                "Elasticsearch sink thread failed; pending events go to the spool"
+                if not self._journal_fed
+                else "Elasticsearch sink thread failed; unsent events stay in the journal"
+            )
         finally:
             if self._journal_fed:
                 self._shutdown_fed()
@@ -776,8 +848,7 @@ class ElasticsearchSink(SpooledSinkBase):
                 if refused is not None:
                     self._refuse(refused)
                 else:
-                    self._trouble(f"installing index templates failed: {describe_error(exc)}",
-                                  retry_after_of(exc))
+                    self._trouble(f"installing index templates failed: {describe_error(exc)}", retry_after_of(exc))
                 return False
         if spool.pending:
             entries = spool.read(self._batch)
@@ -801,8 +872,11 @@ class ElasticsearchSink(SpooledSinkBase):
     def _trouble(self, reason: str, retry_after: float | None = None) -> None:
         """A transient failure: one log line (infra/retry.py), events wait in the spool."""
         if not self._down:
-            reason = (f"{reason}; events wait in the journal" if self._journal_fed
-                      else f"{reason}; events wait in {self._spool.dir}")
+            reason = (
+                f"{reason}; events wait in the journal"
+                if self._journal_fed
+                else f"{reason}; events wait in {self._spool.dir}"
+            )
         self._down = True
         self._next_try = time.monotonic() + self._retry.failed(reason, retry_after)
 
@@ -811,8 +885,11 @@ class ElasticsearchSink(SpooledSinkBase):
         once, loudly, and stop sending. Events keep going to the spool, so nothing is lost; a
         sink started after the cause is fixed sends them first."""
         if self._refused is None:
-            log.error("Elasticsearch sink stopped sending: %s; events are kept in %s", reason,
-                      "the journal" if self._journal_fed else self._spool.dir)
+            log.error(
+                "Elasticsearch sink stopped sending: %s; events are kept in %s",
+                reason,
+                "the journal" if self._journal_fed else self._spool.dir,
+            )
         self._refused = reason
         self._down = True
         self._next_try = float("inf")
@@ -839,7 +916,9 @@ class ElasticsearchSink(SpooledSinkBase):
             self._spool.prepend([r for r in map(self._encode, kept) if r is not None])
             self._refuse(str(exc))
             return
-        retry = [it for it, (kind, _r), act in zip(kept, outcomes, actions, strict=True) if self._account(kind, _r, act)]
+        retry = [
+            it for it, (kind, _r), act in zip(kept, outcomes, actions, strict=True) if self._account(kind, _r, act)
+        ]
         self._counts["batches"] += 1
         if retry:
             recs = [r for r in map(self._encode, retry) if r is not None]
@@ -900,8 +979,14 @@ class ElasticsearchSink(SpooledSinkBase):
 
     def _dead_letter(self, action: Mapping[str, Any], reason: str) -> None:
         log.error("Elasticsearch rejected %s in %s: %s", action.get("_id"), action.get("_index"), reason)
-        line = dumps({"reason": reason, "index": action.get("_index"), "id": action.get("_id"),
-                      "document": action.get("_source")})
+        line = dumps(
+            {
+                "reason": reason,
+                "index": action.get("_index"),
+                "id": action.get("_id"),
+                "document": action.get("_source"),
+            }
+        )
         try:
             self._deadletter_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self._deadletter_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -910,8 +995,11 @@ class ElasticsearchSink(SpooledSinkBase):
         except OSError as exc:  # a full disk must not stop indexing: the rejection is logged above
             self._deadletter_lost += 1
             if self._deadletter_lost == 1:
-                log.error("cannot write the dead letter file %s (%s); rejected documents are only logged",
-                          self._deadletter_path, exc)
+                log.error(
+                    "cannot write the dead letter file %s (%s); rejected documents are only logged",
+                    self._deadletter_path,
+                    exc,
+                )
 
     def _shutdown(self) -> None:
         try:
@@ -927,5 +1015,8 @@ class ElasticsearchSink(SpooledSinkBase):
         finally:
             self._spool.close()
             if self._spool.pending:
-                log.warning("%d event(s) not written to Elasticsearch are kept in %s for the next run",
-                            self._spool.pending, self._spool.dir)
+                log.warning(
+                    "%d event(s) not written to Elasticsearch are kept in %s for the next run",
+                    self._spool.pending,
+                    self._spool.dir,
+                )

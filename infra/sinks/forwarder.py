@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from tradeconsole.infra.retry import Backoff, RetryPolicy, Stopped, retry_call, stop_requested, wait_or_stop
+from tradeconsole.infra.sinks.codec import dumps, loads
 from tradeconsole.infra.sinks.elastic import (
     DEFAULT_INDEX_PREFIX,
     ElasticsearchRefused,
@@ -49,8 +51,6 @@ from tradeconsole.infra.sinks.elastic import (
     retry_after_of,
     to_action,
 )
-from tradeconsole.infra.retry import Backoff, RetryPolicy, Stopped, retry_call, stop_requested, wait_or_stop
-from tradeconsole.infra.sinks.codec import dumps, loads
 from tradeconsole.infra.sinks.kafka import kafka_security_kwargs
 from tradeconsole.infra.sinks.topics import DEFAULT_PREFIX, TopicNames
 
@@ -94,14 +94,24 @@ class Forwarder:
     for quick group joins in tests).
     """
 
-    def __init__(self, bootstrap_servers: str, elasticsearch: Elasticsearch | str, *,
-                 group_id: str = "tradeconsole-forwarder", topic_prefix: str = DEFAULT_PREFIX,
-                 index_prefix: str = DEFAULT_INDEX_PREFIX, security: Mapping[str, Any] | None = None,
-                 batch_size: int = 2000, poll_timeout_s: float = 0.5, max_backoff_s: float = 30.0,
-                 install: bool = True, replicas: int | None = None,
-                 consumer_overrides: Mapping[str, Any] | None = None,
-                 producer_overrides: Mapping[str, Any] | None = None,
-                 on_stats: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        elasticsearch: Elasticsearch | str,
+        *,
+        group_id: str = "tradeconsole-forwarder",
+        topic_prefix: str = DEFAULT_PREFIX,
+        index_prefix: str = DEFAULT_INDEX_PREFIX,
+        security: Mapping[str, Any] | None = None,
+        batch_size: int = 2000,
+        poll_timeout_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        install: bool = True,
+        replicas: int | None = None,
+        consumer_overrides: Mapping[str, Any] | None = None,
+        producer_overrides: Mapping[str, Any] | None = None,
+        on_stats: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._own_es = isinstance(elasticsearch, str)
         self._es = make_client(elasticsearch) if isinstance(elasticsearch, str) else elasticsearch
@@ -126,9 +136,17 @@ class Forwarder:
         self.failure: BaseException | None = None
         self._log_failure = True
         self._carry: list[Any] = []
-        self._stats: dict[str, Any] = {"consumed": 0, "indexed": 0, "duplicates": 0, "dead_lettered": 0,
-                                       "retries": 0, "batches": 0, "commits": 0, "commit_failures": 0,
-                                       "errors": 0}
+        self._stats: dict[str, Any] = {
+            "consumed": 0,
+            "indexed": 0,
+            "duplicates": 0,
+            "dead_lettered": 0,
+            "retries": 0,
+            "batches": 0,
+            "commits": 0,
+            "commit_failures": 0,
+            "errors": 0,
+        }
         self._last_stats = 0.0
 
     # ------------------------------------------------------------------ lifecycle
@@ -300,8 +318,9 @@ class Forwarder:
             if pending:
                 result.retries += len(pending)
                 self._stats["retries"] += len(pending)
-                delay = es_backoff.failed(f"{len(pending)} document(s) not accepted yet ({reason})",
-                                          outcomes.retry_after)
+                delay = es_backoff.failed(
+                    f"{len(pending)} document(s) not accepted yet ({reason})", outcomes.retry_after
+                )
                 self._wait_keeping_membership(delay)
         if dead:
             dead.sort(key=lambda d: (d[0].topic, d[0].partition, d[0].offset))
@@ -350,8 +369,15 @@ class Forwarder:
     # ------------------------------------------------------------------ helpers
     def _ensure_started(self) -> None:
         if not self._templates_ok:
-            retry_call(self._install_templates, name="installing the index templates", classify=_transient,
-                       policy=self._policy(), stop=self._stops(), logger=log, describe=describe_error)
+            retry_call(
+                self._install_templates,
+                name="installing the index templates",
+                classify=_transient,
+                policy=self._policy(),
+                stop=self._stops(),
+                logger=log,
+                describe=describe_error,
+            )
             self._templates_ok = True
         if self._consumer is None:
             from kafka import KafkaConsumer
@@ -388,18 +414,30 @@ class Forwarder:
         if self._producer is None:
             from kafka import KafkaProducer
 
-            self._producer = KafkaProducer(**{"bootstrap_servers": self._bootstrap, "acks": "all", "linger_ms": 5,
-                                              "client_id": f"{self._group}-deadletter",
-                                              **_bootstrap_timeout(KafkaProducer),
-                                              **self._security, **self._producer_overrides})
+            self._producer = KafkaProducer(
+                **{
+                    "bootstrap_servers": self._bootstrap,
+                    "acks": "all",
+                    "linger_ms": 5,
+                    "client_id": f"{self._group}-deadletter",
+                    **_bootstrap_timeout(KafkaProducer),
+                    **self._security,
+                    **self._producer_overrides,
+                }
+            )
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         futures = []
         for m, reason in dead:
             log.error("dead-lettering %s[%d]@%d: %s", m.topic, m.partition, m.offset, reason)
             body: dict[str, Any] = {
                 "reason": reason,
-                "source": {"topic": m.topic, "partition": m.partition, "offset": m.offset,
-                           "timestamp": m.timestamp, "key": m.key.decode(errors="replace") if m.key else None},
+                "source": {
+                    "topic": m.topic,
+                    "partition": m.partition,
+                    "offset": m.offset,
+                    "timestamp": m.timestamp,
+                    "key": m.key.decode(errors="replace") if m.key else None,
+                },
                 "forwarder_group": self._group,
                 "dead_lettered_at": now,
             }
@@ -408,8 +446,11 @@ class Forwarder:
                 body["payload"] = raw.decode("utf-8")
             except UnicodeDecodeError:
                 body["payload_base64"] = base64.b64encode(raw).decode()
-            futures.append(self._producer.send(self._names.deadletter, value=dumps(body), key=m.key,
-                                               headers=[("reason", reason.encode()[:1000])]))
+            futures.append(
+                self._producer.send(
+                    self._names.deadletter, value=dumps(body), key=m.key, headers=[("reason", reason.encode()[:1000])]
+                )
+            )
         self._await_dead_letters()
         failed = [f for f in futures if not f.succeeded()]
         if failed:
@@ -487,8 +528,8 @@ def cli_main(args: argparse.Namespace) -> int:
     1 when Elasticsearch refuses this client for good (one ``error:`` line says why), 2 for bad
     arguments or configuration.
     """
-    from tradeconsole.infra.settings import load_settings
     from tradeconsole.core.errors import EnvironmentFailure, UserError
+    from tradeconsole.infra.settings import load_settings
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -506,12 +547,17 @@ def cli_main(args: argparse.Namespace) -> int:
     url = args.elasticsearch if args.elasticsearch not in ("", "cloud") else None
     try:
         es = client_from_settings(url, es_cfg)
-        fw = Forwarder(args.kafka, es, group_id=args.group,
-                       topic_prefix=kafka_cfg.get("topic_prefix", DEFAULT_PREFIX),
-                       index_prefix=es_cfg.get("index_prefix", DEFAULT_INDEX_PREFIX), security=security,
-                       batch_size=int(fw_cfg.get("batch_size", 2000)),
-                       consumer_overrides=dict(fw_cfg.get("consumer", {})),
-                       on_stats=_log_stats_every(10.0))
+        fw = Forwarder(
+            args.kafka,
+            es,
+            group_id=args.group,
+            topic_prefix=kafka_cfg.get("topic_prefix", DEFAULT_PREFIX),
+            index_prefix=es_cfg.get("index_prefix", DEFAULT_INDEX_PREFIX),
+            security=security,
+            batch_size=int(fw_cfg.get("batch_size", 2000)),
+            consumer_overrides=dict(fw_cfg.get("consumer", {})),
+            on_stats=_log_stats_every(10.0),
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from None
     stop = threading.Event()
@@ -530,8 +576,11 @@ def cli_main(args: argparse.Namespace) -> int:
         pass
     fw.stop(STOP_GRACE_S)
     if fw.running:
-        log.warning("forwarder still busy %.0fs after the stop; exiting without committing its batch "
-                    "(it is read again next time)", STOP_GRACE_S)
+        log.warning(
+            "forwarder still busy %.0fs after the stop; exiting without committing its batch "
+            "(it is read again next time)",
+            STOP_GRACE_S,
+        )
     else:
         es.close()
     if isinstance(fw.failure, ElasticsearchRefused):

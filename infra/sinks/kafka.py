@@ -91,11 +91,23 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: ``security`` keys passed to kafka-python (TLS and SASL). Anything else is a config error.
-SECURITY_KEYS = frozenset({
-    "security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_crlfile",
-    "ssl_check_hostname", "ssl_ciphers", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
-    "sasl_kerberos_service_name", "sasl_kerberos_domain_name",
-})
+SECURITY_KEYS = frozenset(
+    {
+        "security_protocol",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_password",
+        "ssl_crlfile",
+        "ssl_check_hostname",
+        "ssl_ciphers",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+        "sasl_kerberos_service_name",
+        "sasl_kerberos_domain_name",
+    }
+)
 _PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 _MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"}
 
@@ -111,8 +123,9 @@ def kafka_security_kwargs(security: Mapping[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in security.items():
         if key not in SECURITY_KEYS:
-            raise ValueError(f"unknown Kafka security setting {key!r}; expected one of "
-                             f"{', '.join(sorted(SECURITY_KEYS))}")
+            raise ValueError(
+                f"unknown Kafka security setting {key!r}; expected one of {', '.join(sorted(SECURITY_KEYS))}"
+            )
         if value is None or value == "":
             continue
         out[key] = value.reveal() if hasattr(value, "reveal") else value
@@ -126,7 +139,8 @@ def kafka_security_kwargs(security: Mapping[str, Any] | None) -> dict[str, Any]:
             raise ValueError(f"sasl_mechanism must be one of {', '.join(sorted(_MECHANISMS))}")
         out["sasl_mechanism"] = mech
         if mech in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not (
-                out.get("sasl_plain_username") and out.get("sasl_plain_password")):
+            out.get("sasl_plain_username") and out.get("sasl_plain_password")
+        ):
             raise ValueError(f"sasl_mechanism {mech} needs sasl_plain_username and sasl_plain_password")
     for path_key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_crlfile"):
         if path_key in out and not Path(str(out[path_key])).expanduser().is_file():
@@ -210,8 +224,11 @@ _KAFKA_LOG_FILTER = _OneLineKafkaLogs()
 def _tame_kafka_logging() -> None:
     """Attach the filter to every kafka-python logger that exists (they are made at import)."""
     for name, lg in list(logging.root.manager.loggerDict.items()):
-        if (name == "kafka" or name.startswith("kafka.")) and isinstance(lg, logging.Logger) \
-                and _KAFKA_LOG_FILTER not in lg.filters:
+        if (
+            (name == "kafka" or name.startswith("kafka."))
+            and isinstance(lg, logging.Logger)
+            and _KAFKA_LOG_FILTER not in lg.filters
+        ):
             lg.addFilter(_KAFKA_LOG_FILTER)
 
 
@@ -313,12 +330,25 @@ class KafkaSink(SpooledSinkBase):
     :func:`~tradeconsole.infra.sinks.status.delivery_event`); it must not block.
     """
 
-    def __init__(self, bootstrap_servers: str, *, topic_prefix: str = DEFAULT_PREFIX,
-                 spool_dir: Path | None = None, security: dict[str, Any] | None = None,
-                 queue_size: int = 100_000, on_stats: Callable[[dict[str, Any]], None] | None = None,
-                 spool_fsync: str = "interval", spill_after_s: float = 2.0, stats_interval_s: float = 1.0,
-                 max_inflight: int = 50_000, journal_fed: bool = False, stall_s: float = 3.0,
-                 stall_abort_s: float = 10.0, probe_interval_s: float = 1.0, **producer_overrides: Any) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        topic_prefix: str = DEFAULT_PREFIX,
+        spool_dir: Path | None = None,
+        security: dict[str, Any] | None = None,
+        queue_size: int = 100_000,
+        on_stats: Callable[[dict[str, Any]], None] | None = None,
+        spool_fsync: str = "interval",
+        spill_after_s: float = 2.0,
+        stats_interval_s: float = 1.0,
+        max_inflight: int = 50_000,
+        journal_fed: bool = False,
+        stall_s: float = 3.0,
+        stall_abort_s: float = 10.0,
+        probe_interval_s: float = 1.0,
+        **producer_overrides: Any,
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._addresses = _parse_bootstrap(bootstrap_servers)
         self._names = TopicNames(topic_prefix)
@@ -346,17 +376,24 @@ class KafkaSink(SpooledSinkBase):
         if journal_fed:
             self._spool = _NoSpool()
         else:
-            self._spool = (Spool(spool_dir, fsync=spool_fsync) if spool_dir is not None
-                           else open_default_spool("kafka", fsync=spool_fsync))
-        super().__init__(KAFKA, EventInbox(queue_size, self._encode, self._spool.dir), journal_fed=journal_fed,
-                         thread_name="kafka-sink")
+            self._spool = (
+                Spool(spool_dir, fsync=spool_fsync)
+                if spool_dir is not None
+                else open_default_spool("kafka", fsync=spool_fsync)
+            )
+        super().__init__(
+            KAFKA,
+            EventInbox(queue_size, self._encode, self._spool.dir),
+            journal_fed=journal_fed,
+            thread_name="kafka-sink",
+        )
         # journal-fed mode (see the module docstring)
         self._epoch = 0
         self._ep_done = 0
         self._progress = (0, 0)  # (epoch, records resolved in it, in order): read by the shipper
         self._source: bytes | None = None
         self._deferred = 0  # records dropped back to the journal (resent by the shipper)
-        self._stale = 0     # queued records of an older epoch, discarded
+        self._stale = 0  # queued records of an older epoch, discarded
         self._seen_dropped_full = 0
         # status and outage detection
         self._stall_s = stall_s
@@ -411,8 +448,9 @@ class KafkaSink(SpooledSinkBase):
         """The journal's identity, sent as the ``tc-src`` header of every message."""
         self._source = source.encode()
 
-    def delivered_seqs(self, source: str, after_seq: int, *, max_scan: int = 2_000_000,
-                       timeout_s: float = 30.0) -> set[int]:
+    def delivered_seqs(
+        self, source: str, after_seq: int, *, max_scan: int = 2_000_000, timeout_s: float = 30.0
+    ) -> set[int]:
         """Journal seqs above ``after_seq`` from journal ``source`` that Kafka already holds.
 
         Reads each partition of this prefix's topics backwards from its end, in growing chunks,
@@ -426,14 +464,23 @@ class KafkaSink(SpooledSinkBase):
         _tame_kafka_logging()
         src = source.encode()
         found: set[int] = set()
-        consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None,
-                                 allow_auto_create_topics=False, client_id="tradeconsole-readback",
-                                 request_timeout_ms=10_000, fetch_max_wait_ms=50, consumer_timeout_ms=1000,
-                                 max_partition_fetch_bytes=8 << 20, **self._security)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            allow_auto_create_topics=False,
+            client_id="tradeconsole-readback",
+            request_timeout_ms=10_000,
+            fetch_max_wait_ms=50,
+            consumer_timeout_ms=1000,
+            max_partition_fetch_bytes=8 << 20,
+            **self._security,
+        )
         deadline = time.monotonic() + timeout_s
         try:
-            tps = [TopicPartition(t, p) for t in self._names.all()
-                   for p in sorted(consumer.partitions_for_topic(t) or ())]
+            tps = [
+                TopicPartition(t, p) for t in self._names.all() for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
             if not tps:
                 return found
             begin = consumer.beginning_offsets(tps)
@@ -463,14 +510,22 @@ class KafkaSink(SpooledSinkBase):
                     if reached_cursor or lo <= begin[tp]:
                         break
                     if scanned >= max_scan:
-                        log.warning("Kafka read-back of %s stopped after %d messages without reaching the "
-                                    "journal cursor; older messages are assumed unsent", tp, scanned)
+                        log.warning(
+                            "Kafka read-back of %s stopped after %d messages without reaching the "
+                            "journal cursor; older messages are assumed unsent",
+                            tp,
+                            scanned,
+                        )
                         break
                     chunk = min(chunk * 4, 100_000)
                     hi, lo = lo, max(begin[tp], lo - chunk)
                     headers_list = _read_range(consumer, tp, lo, hi, deadline)
-            log.info("Kafka read-back after journal seq %d: %d event(s) already delivered (%d partitions)",
-                     after_seq, len(found), len(tps))
+            log.info(
+                "Kafka read-back after journal seq %d: %d event(s) already delivered (%d partitions)",
+                after_seq,
+                len(found),
+                len(tps),
+            )
             return found
         finally:
             consumer.close()
@@ -525,8 +580,9 @@ class KafkaSink(SpooledSinkBase):
 
     # ------------------------------------------------------------------ sink thread
     def _done_count(self) -> int:
-        return (self._acked + self._invalid + self._inbox.invalid + self._spool.corrupt
-                + self._lost + self._inbox.lost_disk)
+        return (
+            self._acked + self._invalid + self._inbox.invalid + self._spool.corrupt + self._lost + self._inbox.lost_disk
+        )
 
     def _encode(self, item: tuple[int, float, Event]) -> Record | None:
         seq, t, ev = item
@@ -562,8 +618,13 @@ class KafkaSink(SpooledSinkBase):
             self._shutdown()
 
     def _idle_and_empty(self) -> bool:
-        return (not self._inflight and not len(self._inbox) and not self._inbox.overflowing
-                and self._spool.pending == 0 and not self._held)
+        return (
+            not self._inflight
+            and not len(self._inbox)
+            and not self._inbox.overflowing
+            and self._spool.pending == 0
+            and not self._held
+        )
 
     def _step(self) -> bool:
         now = time.monotonic()
@@ -580,8 +641,9 @@ class KafkaSink(SpooledSinkBase):
         else:
             # Stalled, not merely busy: nothing acknowledged for spill_after_s while records wait.
             slow = bool(self._inflight) and now - max(self._inflight.head_sent(), self._last_ack) > self._spill_after
-            if len(inbox) and (spool.unread or self._held or self._producer is None or slow
-                               or len(inbox) > self._high_water):
+            if len(inbox) and (
+                spool.unread or self._held or self._producer is None or slow or len(inbox) > self._high_water
+            ):
                 self._spill()
                 did = True
             if self._held and self._spool_full and now >= self._next_spool_try:
@@ -624,13 +686,18 @@ class KafkaSink(SpooledSinkBase):
         waited = now - max(inflight.head_sent(), self._last_ack) if inflight else 0.0
         if waited > self._stall_s and self._state == "connected":
             self._state = "stalled"
-            log.warning("Kafka at %s has acknowledged nothing for %.0f s (%d record(s) waiting)",
-                        self._bootstrap, waited, len(inflight))
+            log.warning(
+                "Kafka at %s has acknowledged nothing for %.0f s (%d record(s) waiting)",
+                self._bootstrap,
+                waited,
+                len(inflight),
+            )
         if self._journal_fed and waited > self._stall_abort_s:
             self._fail(f"no acknowledgement for {waited:.0f} s")
             return
         if now - self._last_probe >= self._probe_interval and (
-                now - self._last_ack >= self._probe_interval or self._state == "stalled"):
+            now - self._last_ack >= self._probe_interval or self._state == "stalled"
+        ):
             self._last_probe = now
             if not self._probe():
                 self._fail("broker unreachable")
@@ -652,8 +719,13 @@ class KafkaSink(SpooledSinkBase):
         self._next_spool_try = time.monotonic() + 5.0
         if not self._spool_full:
             self._spool_full = True
-            log.error("Kafka spool %s cannot be written (%s); keeping up to %d event(s) in memory and "
-                      "delivering them when the broker is back", self._spool.dir, exc, self._held_max)
+            log.error(
+                "Kafka spool %s cannot be written (%s); keeping up to %d event(s) in memory and "
+                "delivering them when the broker is back",
+                self._spool.dir,
+                exc,
+                self._held_max,
+            )
 
     def _hold(self, recs: Sequence[Record]) -> None:
         """Keep records in memory behind what is held (the spool disk refused them)."""
@@ -661,9 +733,10 @@ class KafkaSink(SpooledSinkBase):
         if len(recs) > room:
             lost = len(recs) - max(room, 0)
             self._lost += lost
-            log.error("Kafka spool disk full and %d event(s) held in memory: %d newer event(s) lost",
-                      len(self._held), lost)
-            recs = recs[:max(room, 0)]
+            log.error(
+                "Kafka spool disk full and %d event(s) held in memory: %d newer event(s) lost", len(self._held), lost
+            )
+            recs = recs[: max(room, 0)]
         self._held.extend(recs)
 
     def _unhold(self) -> bool:
@@ -730,8 +803,7 @@ class KafkaSink(SpooledSinkBase):
                 part = self._partitions.get((topic, key))
                 if part is None:
                     part = self._partition(topic, key)
-                headers = ([("tc-src", self._source or b""), ("tc-seq", b"%d" % seq)]
-                           if self._journal_fed else None)
+                headers = [("tc-src", self._source or b""), ("tc-seq", b"%d" % seq)] if self._journal_fed else None
                 fut = producer.send(topic, value=value, key=key, partition=part, headers=headers)
             except Exception as exc:  # noqa: BLE001 - metadata timeout, buffer full, closed producer
                 self._fail(f"send failed: {exc}", unsent=entries[i:])
@@ -799,11 +871,18 @@ class KafkaSink(SpooledSinkBase):
         self._failures += 1
         if not self._logged_down:
             if self._journal_fed:
-                log.warning("Kafka delivery to %s failed (%s); events wait in the journal until the broker "
-                            "is back", self._bootstrap, reason)
+                log.warning(
+                    "Kafka delivery to %s failed (%s); events wait in the journal until the broker is back",
+                    self._bootstrap,
+                    reason,
+                )
             else:
-                log.warning("Kafka delivery to %s failed (%s); spooling to %s until the broker is back",
-                            self._bootstrap, reason, self._spool.dir)
+                log.warning(
+                    "Kafka delivery to %s failed (%s); spooling to %s until the broker is back",
+                    self._bootstrap,
+                    reason,
+                    self._spool.dir,
+                )
             self._logged_down = True
         if self._journal_fed:
             self._drop_unacknowledged()
@@ -893,8 +972,9 @@ class KafkaSink(SpooledSinkBase):
         except Exception as exc:  # noqa: BLE001 - any failure means: try again later
             self._state = "down"
             if not self._logged_down:
-                log.warning("cannot connect to Kafka at %s (%s: %s); spooling", self._bootstrap,
-                            type(exc).__name__, exc)
+                log.warning(
+                    "cannot connect to Kafka at %s (%s: %s); spooling", self._bootstrap, type(exc).__name__, exc
+                )
                 self._logged_down = True
             self._retry_later(f"cannot connect: {type(exc).__name__}: {exc}")
             return
@@ -952,9 +1032,12 @@ class KafkaSink(SpooledSinkBase):
         finally:
             self._spool.close()
             if not self._journal_fed and not self._drained_at_close and (self._spool.pending or self._held):
-                log.warning("%d event(s) not delivered to Kafka are kept in %s for the next run%s",
-                            self._spool.pending, self._spool.dir,
-                            f"; {len(self._held)} held in memory (spool disk full) are lost" if self._held else "")
+                log.warning(
+                    "%d event(s) not delivered to Kafka are kept in %s for the next run%s",
+                    self._spool.pending,
+                    self._spool.dir,
+                    f"; {len(self._held)} held in memory (spool disk full) are lost" if self._held else "",
+                )
 
     def _shutdown_spooled(self) -> None:
         if self._inflight:

@@ -58,7 +58,9 @@ def load_saved_objects(files: Sequence[Path] | None = None, index_prefix: str = 
             if not line.strip():
                 continue
             obj = json.loads(line)
-            if not (isinstance(obj, dict) and obj.get("type") and obj.get("id") and isinstance(obj.get("attributes"), dict)):
+            if not (
+                isinstance(obj, dict) and obj.get("type") and obj.get("id") and isinstance(obj.get("attributes"), dict)
+            ):
                 raise ValueError(f"{path}:{n}: not a saved object (type, id and attributes are required)")
             if index_prefix != DEFAULT_INDEX_PREFIX:
                 line = line.replace(f"{DEFAULT_INDEX_PREFIX}-", f"{index_prefix}-")
@@ -77,9 +79,17 @@ def kibana_url_from_cloud_id(cloud_id: str) -> str:
     return f"https://{kibana}.{host}" + (f":{port}" if port and port != "443" else "")
 
 
-def import_saved_objects(kibana_url: str, ndjson: bytes, *, api_key: str | None = None,
-                         username: str | None = None, password: str | None = None, space: str | None = None,
-                         ca_certs: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+def import_saved_objects(
+    kibana_url: str,
+    ndjson: bytes,
+    *,
+    api_key: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    space: str | None = None,
+    ca_certs: str | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
     """POST the objects to ``<kibana>[/s/<space>]/api/saved_objects/_import?overwrite=true``.
 
     Returns Kibana's answer (``success``, ``successCount``, ``successResults``); raises
@@ -87,17 +97,27 @@ def import_saved_objects(kibana_url: str, ndjson: bytes, *, api_key: str | None 
     """
     base = kibana_url.rstrip("/") + (f"/s/{space}" if space and space != "default" else "")
     boundary = f"----tradeconsole{uuid.uuid4().hex}"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"tradeconsole.ndjson\"\r\n"
-            "Content-Type: application/ndjson\r\n\r\n").encode() + ndjson + f"\r\n--{boundary}--\r\n".encode()
-    headers = {"kbn-xsrf": "true", "Content-Type": f"multipart/form-data; boundary={boundary}",
-               "Accept": "application/json"}
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="tradeconsole.ndjson"\r\n'
+            "Content-Type: application/ndjson\r\n\r\n"
+        ).encode()
+        + ndjson
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {
+        "kbn-xsrf": "true",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Accept": "application/json",
+    }
     if api_key:
         headers["Authorization"] = f"ApiKey {api_key}"
     elif username:
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    request = urllib.request.Request(f"{base}/api/saved_objects/_import?overwrite=true", data=body,
-                                     headers=headers, method="POST")
+    request = urllib.request.Request(
+        f"{base}/api/saved_objects/_import?overwrite=true", data=body, headers=headers, method="POST"
+    )
     context = ssl.create_default_context(cafile=ca_certs) if ca_certs else None
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:  # the configured URL
@@ -108,8 +128,10 @@ def import_saved_objects(kibana_url: str, ndjson: bytes, *, api_key: str | None 
     except urllib.error.URLError as exc:
         raise KibanaImportError(f"cannot reach Kibana at {kibana_url}: {exc.reason}") from None
     if not answer.get("success", False):
-        problems = "; ".join(f"{e.get('type')}/{e.get('id')}: {e.get('error', {}).get('type', e.get('error'))}"
-                             for e in answer.get("errors", []))
+        problems = "; ".join(
+            f"{e.get('type')}/{e.get('id')}: {e.get('error', {}).get('type', e.get('error'))}"
+            for e in answer.get("errors", [])
+        )
         raise KibanaImportError(f"Kibana imported {answer.get('successCount', 0)} object(s) and refused: {problems}")
     return answer
 
@@ -126,8 +148,8 @@ def _kibana_config(path: Path | None) -> dict[str, Any]:
 
 def cli_main(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
     """``tradeconsole kibana import --kibana URL [--config PATH]``."""
-    from tradeconsole.infra.settings import load_settings
     from tradeconsole.core.errors import EnvironmentFailure, UserError
+    from tradeconsole.infra.settings import load_settings
 
     # errors go through tradeconsole.tui.cli.main: one `error:` line on stderr (a ConfigError is exit 2)
     settings = load_settings(getattr(args, "config", None))  # also refuses unsafe config files
@@ -141,11 +163,19 @@ def cli_main(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> i
     api_key = env.get("TRADECONSOLE_KIBANA_API_KEY") or kib.get("api_key") or None
     try:
         ndjson = load_saved_objects(index_prefix=str(es_cfg.get("index_prefix", DEFAULT_INDEX_PREFIX)))
-        answer = import_saved_objects(url, ndjson, api_key=api_key, username=kib.get("username"),
-                                      password=kib.get("password"), space=kib.get("space"),
-                                      ca_certs=kib.get("ca_certs"))
+        answer = import_saved_objects(
+            url,
+            ndjson,
+            api_key=api_key,
+            username=kib.get("username"),
+            password=kib.get("password"),
+            space=kib.get("space"),
+            ca_certs=kib.get("ca_certs"),
+        )
     except (KibanaImportError, ValueError, OSError) as exc:
         raise EnvironmentFailure(str(exc)) from None
-    print(f"imported {answer.get('successCount', 0)} saved object(s) into {url} "
-          f"(data views and the 'tradeconsole' dashboard)")
+    print(
+        f"imported {answer.get('successCount', 0)} saved object(s) into {url} "
+        f"(data views and the 'tradeconsole' dashboard)"
+    )
     return 0

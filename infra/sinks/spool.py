@@ -126,8 +126,11 @@ def _decode_line(line: bytes) -> Record | None:
 def _open_private(path: Path, mode: str, buffering: int = -1) -> Any:
     """Open a spool file created with mode 0600: spooled events are the user's trading history
     and must not be readable by other local users (``open()`` would give 0666 minus the umask)."""
-    flags = {"ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-             "a+b": os.O_RDWR | os.O_CREAT | os.O_APPEND}[mode]
+    flags = {
+        "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+        "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+        "a+b": os.O_RDWR | os.O_CREAT | os.O_APPEND,
+    }[mode]
     fd = os.open(path, flags, 0o600)
     try:
         return os.fdopen(fd, mode, buffering=buffering)
@@ -172,8 +175,14 @@ class Spool:
     everything on disk. See the module docstring for the line format and the fsync policy.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, segment_bytes: int = 64 << 20,
-                 fsync: str = "interval", fsync_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        segment_bytes: int = 64 << 20,
+        fsync: str = "interval",
+        fsync_interval_s: float = 1.0,
+    ) -> None:
         if fsync not in _FSYNC_POLICIES:
             raise ValueError(f"spool fsync policy must be one of {', '.join(_FSYNC_POLICIES)}")
         self.dir = Path(directory)
@@ -189,8 +198,7 @@ class Spool:
         self.fsync = fsync
         self._fsync_interval = fsync_interval_s
         self._segment_bytes = segment_bytes
-        self._segments: list[int] = sorted(
-            int(m.group(1)) for p in self.dir.iterdir() if (m := _SEG_RE.match(p.name)))
+        self._segments: list[int] = sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := _SEG_RE.match(p.name)))
         self._sizes: dict[int, int] = {}
         self._starts: dict[int, int] = {}
         self._writer: Any = None
@@ -207,7 +215,7 @@ class Spool:
         self.corrupt = 0
         self._corrupt_seen: set[tuple[int, int]] = set()
         self.pending = 0  # records not yet acknowledged (including read ones in flight)
-        self.unread = 0   # records not yet handed out by read()
+        self.unread = 0  # records not yet handed out by read()
         self.appended_total = 0
         self._cursor: SpoolPosition | None = None
         self._read_pos: SpoolPosition | None = None
@@ -227,10 +235,10 @@ class Spool:
         self.unread = self.pending
         self.recovered = self.pending
         self._cursor = self._read_pos = (
-            SpoolPosition(self._segments[0], self._starts.get(self._segments[0], 0)) if self._segments else None)
+            SpoolPosition(self._segments[0], self._starts.get(self._segments[0], 0)) if self._segments else None
+        )
         if self.recovered:
-            log.info("spool %s holds %d record(s) from an earlier run; they are sent first",
-                     self.dir, self.recovered)
+            log.info("spool %s holds %d record(s) from an earlier run; they are sent first", self.dir, self.recovered)
 
     # ------------------------------------------------------------------ paths and cursor
     def _path(self, seg: int) -> Path:
@@ -259,8 +267,11 @@ class Spool:
             os.replace(tmp, self.dir / "cursor")
         except OSError as exc:  # a full disk: keep the old cursor (records may be sent again), retry later
             if not self._cursor_failed:
-                log.warning("spool %s: cannot save the cursor (%s); acknowledged records may be sent again "
-                            "after a restart", self.dir, exc)
+                log.warning(
+                    "spool %s: cannot save the cursor (%s); acknowledged records may be sent again after a restart",
+                    self.dir,
+                    exc,
+                )
             self._cursor_failed = True
             return
         self._cursor_failed = False
@@ -610,8 +621,10 @@ class EventInbox:
             if self.closed:
                 self.dropped_after_close += 1
                 if self.dropped_after_close == 1:
-                    log.error("event published after the sink was closed; it is dropped (close sinks "
-                              "after the engine has stopped)")
+                    log.error(
+                        "event published after the sink was closed; it is dropped (close sinks "
+                        "after the engine has stopped)"
+                    )
                 return
             if not self.overflowing and len(self._dq) < self._max:
                 self._dq.append(event)
@@ -621,16 +634,16 @@ class EventInbox:
                 # ``dropped_full`` and has its feeder resend from the journal, which holds it.
                 self.dropped_full += 1
                 if self.dropped_full == 1:
-                    log.warning("sink queue full (%d events) and no overflow file; the sink resends "
-                                "from the journal", self._max)
+                    log.warning(
+                        "sink queue full (%d events) and no overflow file; the sink resends from the journal", self._max
+                    )
             else:
                 item = (self.published, t, event)
                 try:
                     if self._ovf is None:
                         self._ovf = _OverflowFile(self._dir, item[0])
                         self.overflowing = True
-                        log.warning("sink queue full (%d events): spilling to %s until it drains",
-                                    self._max, self._dir)
+                        log.warning("sink queue full (%d events): spilling to %s until it drains", self._max, self._dir)
                     rec = self._encode(item)
                     if rec is None:
                         self.invalid += 1
@@ -642,8 +655,11 @@ class EventInbox:
                     # sink, counted and logged (a journal-fed sink never gets here).
                     self.lost_disk += 1
                     if self.lost_disk == 1:
-                        log.error("sink queue full and the spool disk refuses the overflow (%s); events "
-                                  "are dropped and counted until it drains", exc)
+                        log.error(
+                            "sink queue full and the spool disk refuses the overflow (%s); events "
+                            "are dropped and counted until it drains",
+                            exc,
+                        )
         if self.idle:
             self.wake.set()
 

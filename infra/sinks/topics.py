@@ -68,8 +68,9 @@ class TopicNames:
 
     def __post_init__(self) -> None:
         if not _LEGAL.match(self.prefix) or len(self.prefix) > _MAX_TOPIC_LEN - 20:
-            raise ValueError(f"topic prefix {self.prefix!r} must be 1-229 characters of "
-                             "letters, digits, '.', '_' and '-'")
+            raise ValueError(
+                f"topic prefix {self.prefix!r} must be 1-229 characters of letters, digits, '.', '_' and '-'"
+            )
 
     def for_family(self, family: str) -> str:
         return f"{self.prefix}.{family}"

@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
-
 from tradeconsole.backtest.data import load_candles
 from tradeconsole.core.candles import COLUMNS
 from tradeconsole.core.paths import data_dir

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from tradeconsole.tui.cli import main
 
 
@@ -19,7 +18,9 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_text_report_trades_csv_and_plot(capsys, tmp_path, data_1h):
     csv_path = tmp_path / "trades.csv"
-    code, out, err = run(capsys, "--strategy", "engulfing", "--data", str(data_1h), "--trades-csv", str(csv_path), "--plot")
+    code, out, err = run(
+        capsys, "--strategy", "engulfing", "--data", str(data_1h), "--trades-csv", str(csv_path), "--plot"
+    )
     assert code == 0
     assert "Final equity" in out and "Max drawdown" in out and "fill model realistic" in out
     assert "Equity (USDT)" in out  # the plotext figure
@@ -29,8 +30,22 @@ def test_text_report_trades_csv_and_plot(capsys, tmp_path, data_1h):
 
 
 def test_date_range_and_param_overrides(capsys, data_1h):
-    code, out, _ = run(capsys, "--strategy", "engulfing", "--data", str(data_1h), "--from", "2022-06-01",
-                       "--to", "2022-09-01", "--param", "rsi_oversold=35", "--stop-loss", "0.02", "--json")
+    code, out, _ = run(
+        capsys,
+        "--strategy",
+        "engulfing",
+        "--data",
+        str(data_1h),
+        "--from",
+        "2022-06-01",
+        "--to",
+        "2022-09-01",
+        "--param",
+        "rsi_oversold=35",
+        "--stop-loss",
+        "0.02",
+        "--json",
+    )
     r = json.loads(out)
     assert code == 0 and r["start"] == "2022-06-01T00:00:00.000Z" and r["end"] == "2022-09-01T00:00:00.000Z"
     assert r["bars"] == (30 + 31 + 31) * 24
@@ -39,8 +54,20 @@ def test_date_range_and_param_overrides(capsys, data_1h):
 
 def test_leverage_fee_and_slippage_change_results(capsys, data_1h):
     base = json.loads(run(capsys, "--strategy", "engulfing", "--data", str(data_1h), "--json")[1])
-    slip = json.loads(run(capsys, "--strategy", "engulfing", "--data", str(data_1h), "--json",
-                          "--slippage-bps", "5", "--fee", "0.0005")[1])
+    slip = json.loads(
+        run(
+            capsys,
+            "--strategy",
+            "engulfing",
+            "--data",
+            str(data_1h),
+            "--json",
+            "--slippage-bps",
+            "5",
+            "--fee",
+            "0.0005",
+        )[1]
+    )
     assert slip["fees_paid"] > 0 and slip["final_equity"] < base["final_equity"]
     lev = json.loads(run(capsys, "--strategy", "engulfing", "--data", str(data_1h), "--json", "--leverage", "3")[1])
     assert lev["assumptions"]["leverage"] == 3 and lev["fees_paid"] > 2.5 * base["fees_paid"] * 0.5
@@ -71,7 +98,6 @@ def test_bad_arguments_give_clear_errors(capsys, tmp_path, data_1h):
 def test_reads_the_history_cache(capsys, candles_1h):
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from tradeconsole.core.paths import history_cache_dir
 
     d = history_cache_dir("ETHUSDT", "1h", "futures")
@@ -79,10 +105,26 @@ def test_reads_the_history_cache(capsys, candles_1h):
     a = candles_1h
     for month in np.unique(a.open_time // (86_400_000 * 30)):
         sel = (a.open_time // (86_400_000 * 30)) == month
-        pq.write_table(pa.table({k: getattr(a, k)[sel] for k in ("open_time", "open", "high", "low", "close", "volume",
-                                                                  "close_time")}), d / f"ETHUSDT-1h-{month}.parquet")
-    code, out, _ = run(capsys, "--strategy", "engulfing", "--symbol", "ETHUSDT", "--interval", "1h",
-                       "--market", "futures", "--mode", "seed", "--json")
+        pq.write_table(
+            pa.table(
+                {k: getattr(a, k)[sel] for k in ("open_time", "open", "high", "low", "close", "volume", "close_time")}
+            ),
+            d / f"ETHUSDT-1h-{month}.parquet",
+        )
+    code, out, _ = run(
+        capsys,
+        "--strategy",
+        "engulfing",
+        "--symbol",
+        "ETHUSDT",
+        "--interval",
+        "1h",
+        "--market",
+        "futures",
+        "--mode",
+        "seed",
+        "--json",
+    )
     r = json.loads(out)
     assert code == 0 and r["trades"] == 92 and r["final_equity"] == pytest.approx(9656.00, abs=0.005)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tradeconsole.backtest.optimize.vector import VECTOR_SIGNALS
 from tradeconsole.backtest.runner import run_backtest
 from tradeconsole.core import broker_step
@@ -49,8 +48,9 @@ def test_compiled_loop_equals_per_candle_calls(strategy, which, model, settings,
     s = SETTINGS[settings]
     events: list = []
     compiled = run_backtest(candles, make_strategy(strategy), interval=which, fill_model=model, settings=s)
-    per_candle = run_backtest(candles, make_strategy(strategy), interval=which, fill_model=model, settings=s,
-                              publish=events.append)
+    per_candle = run_backtest(
+        candles, make_strategy(strategy), interval=which, fill_model=model, settings=s, publish=events.append
+    )
     assert events, "the per-candle path ran (it published events)"
     assert len(compiled.trades) > 10
     a, b = _result_dict(compiled), _result_dict(per_candle)
@@ -69,8 +69,9 @@ def test_compiled_loop_with_a_warmup_window_and_gaps(candles_5m):
     candles = candles_5m.take(keep)
     for model in ("seed", "realistic"):
         compiled = run_backtest(candles, make_strategy("basic"), fill_model=model, warmup=3_000)
-        per_candle = run_backtest(candles, make_strategy("basic"), fill_model=model, warmup=3_000,
-                                  publish=lambda e: None)
+        per_candle = run_backtest(
+            candles, make_strategy("basic"), fill_model=model, warmup=3_000, publish=lambda e: None
+        )
         assert _result_dict(compiled) == _result_dict(per_candle)
 
 

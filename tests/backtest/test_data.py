@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tradeconsole.backtest.data import DataError, load_candles, slice_by_time
 
 ROW = "{t},{o},{h},{l},{c},10.0,{ct},1000.0,5,5.0,500.0,0\n"
@@ -98,7 +97,8 @@ def test_gaps_are_reported_not_filled(tmp_path):
 
 def test_headed_csv_with_dates_and_microsecond_timestamps(tmp_path):
     headed = "timestamp,open,high,low,close,volume\n" + "".join(
-        f"2022-08-01 00:{5 * i:02d}:00,{100 + i},{102 + i},{98 + i},{101 + i},1\n" for i in range(6))
+        f"2022-08-01 00:{5 * i:02d}:00,{100 + i},{102 + i},{98 + i},{101 + i},1\n" for i in range(6)
+    )
     arr, _ = load_candles(write(tmp_path, "h.csv", [headed]), interval="5m")
     assert len(arr) == 6 and arr.open_time[0] == 1_659_312_000_000 and arr.close_time[0] == 1_659_312_299_999
     us = [r.replace("1660", "1660", 1) for r in rows(4)]
@@ -112,9 +112,20 @@ def test_parquet_roundtrip(tmp_path, candles_1h):
     import pyarrow.parquet as pq
 
     a = candles_1h.take(slice(0, 500))
-    pq.write_table(pa.table({"open_time": a.open_time, "open": a.open, "high": a.high, "low": a.low,
-                             "close": a.close, "volume": a.volume, "close_time": a.close_time}),
-                   tmp_path / "x.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "open_time": a.open_time,
+                "open": a.open,
+                "high": a.high,
+                "low": a.low,
+                "close": a.close,
+                "volume": a.volume,
+                "close_time": a.close_time,
+            }
+        ),
+        tmp_path / "x.parquet",
+    )
     b, _ = load_candles(tmp_path / "x.parquet", interval="1h")
     assert (b.close == a.close).all() and (b.open_time == a.open_time).all()
 
@@ -142,8 +153,12 @@ def test_bad_file_via_cli_exit_code_and_message(tmp_path, data_1h):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "backtest", "--strategy", "engulfing", "--data", str(d)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "tradeconsole.tui.cli", "backtest", "--strategy", "engulfing", "--data", str(d)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "ETHUSDT-1h-2022-05.csv:100" in out.stderr
 
@@ -152,10 +167,10 @@ def test_skip_bad_rows_covers_unparseable_and_truncated_lines(tmp_path):
     """Issue 12: ``--skip-bad-rows`` skips NaN/OHLC rows AND rows that do not parse at all
     (text in a time column, a line cut off mid-write), each counted with file, line and reason."""
     lines = rows(20)
-    lines[3] = "garbage," + lines[3].split(",", 1)[1]           # open_time is text
-    lines[8] = lines[8].replace(",10.0,", ",ten,", 1)            # volume is text
-    lines[12] = lines[12][:9] + "\n"                             # timestamp cut off mid-value
-    lines[19] = lines[19][:30]                                   # truncated last line, no newline
+    lines[3] = "garbage," + lines[3].split(",", 1)[1]  # open_time is text
+    lines[8] = lines[8].replace(",10.0,", ",ten,", 1)  # volume is text
+    lines[12] = lines[12][:9] + "\n"  # timestamp cut off mid-value
+    lines[19] = lines[19][:30]  # truncated last line, no newline
     p = write(tmp_path, "cut.csv", lines)
     with pytest.raises(DataError, match=r"cut\.csv:4: open_time is not .*timestamp"):
         load_candles(p, interval="5m")
@@ -183,6 +198,8 @@ def test_skip_bad_rows_drops_one_out_of_order_row_not_the_rest(tmp_path):
 def test_skip_bad_rows_skips_undecodable_lines(tmp_path):
     p = tmp_path / "bin.csv"
     body = "".join(rows(6)).encode()
-    p.write_bytes(body + b"\xff\xfe\x00\x81garbage\n" + "".join(rows(3, start=1_660_000_000_000 + 6 * 300_000)).encode())
+    p.write_bytes(
+        body + b"\xff\xfe\x00\x81garbage\n" + "".join(rows(3, start=1_660_000_000_000 + 6 * 300_000)).encode()
+    )
     arr, rep = load_candles(p, interval="5m", skip_bad_rows=True)
     assert len(arr) == 9 and len(rep.skipped_rows) == 1 and "bin.csv:7" in rep.skipped_rows[0]

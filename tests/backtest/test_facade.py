@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
 from tradeconsole import Backtest, BacktestOutcome
 from tradeconsole.backtest.data import DataError, load_candles, window_with_warmup
 from tradeconsole.backtest.metrics import compute_metrics
@@ -23,12 +22,15 @@ from tradeconsole.core.domain import parse_utc_ms
 from tradeconsole.core.strategies import make_strategy
 
 
-@pytest.mark.parametrize("strategy,interval,fill_model,trades,final", [
-    ("basic", "5m", "seed", 105, 10_873.56),
-    ("engulfing", "1h", "seed", 92, 9_656.00),
-    ("basic", "5m", "realistic", 31, 8_346.72),
-    ("engulfing", "1h", "realistic", 22, 7_703.46),
-])
+@pytest.mark.parametrize(
+    "strategy,interval,fill_model,trades,final",
+    [
+        ("basic", "5m", "seed", 105, 10_873.56),
+        ("engulfing", "1h", "seed", 92, 9_656.00),
+        ("basic", "5m", "realistic", 31, 8_346.72),
+        ("engulfing", "1h", "realistic", 22, 7_703.46),
+    ],
+)
 def test_seed_parity_through_the_facade(data_5m, data_1h, strategy, interval, fill_model, trades, final):
     data = data_5m if interval == "5m" else data_1h
     out = Backtest(data, strategy, fill_model=fill_model).run()
@@ -44,12 +46,35 @@ def test_a_window_equals_the_hand_assembled_run(data_1h, candles_1h):
     start, end = "2022-03-01", "2022-07-01"
     settings = BrokerSettings(initial_cash=5_000.0, fee_rate=0.0005, leverage=2.0, slippage_bps=3.0)
     upto, warmup = window_with_warmup(candles_1h, parse_utc_ms(start), parse_utc_ms(end))
-    want = compute_metrics(run_backtest(upto, make_strategy("engulfing", rsi_oversold=35), interval="1h",
-                                        fill_model="realistic", settings=settings, warmup=warmup))
-    by_path = Backtest(data_1h, "engulfing", params={"rsi_oversold": 35}, cash=5_000.0, fee=0.0005, leverage=2.0,
-                       slippage_bps=3.0, start=start, end=end).run()
-    by_arrays = Backtest(candles_1h, "engulfing", params={"rsi_oversold": 35}, settings=settings,
-                         start=parse_utc_ms(start), end=parse_utc_ms(end)).run()
+    want = compute_metrics(
+        run_backtest(
+            upto,
+            make_strategy("engulfing", rsi_oversold=35),
+            interval="1h",
+            fill_model="realistic",
+            settings=settings,
+            warmup=warmup,
+        )
+    )
+    by_path = Backtest(
+        data_1h,
+        "engulfing",
+        params={"rsi_oversold": 35},
+        cash=5_000.0,
+        fee=0.0005,
+        leverage=2.0,
+        slippage_bps=3.0,
+        start=start,
+        end=end,
+    ).run()
+    by_arrays = Backtest(
+        candles_1h,
+        "engulfing",
+        params={"rsi_oversold": 35},
+        settings=settings,
+        start=parse_utc_ms(start),
+        end=parse_utc_ms(end),
+    ).run()
     assert want["bars"] == (31 + 30 + 31 + 30) * 24 and want["trades"] > 0
     assert comparable(by_arrays.metrics) == comparable(want)  # no "data" key: it did not load the data
     assert {k: v for k, v in comparable(by_path.metrics).items() if k != "data"} == comparable(want)
@@ -57,17 +82,38 @@ def test_a_window_equals_the_hand_assembled_run(data_1h, candles_1h):
 
 def test_an_explicit_warmup_is_the_optimisers_fold(candles_1h):
     head = candles_1h.take(slice(0, 3000))
-    want = compute_metrics(run_backtest(head, make_strategy("engulfing"), interval="1h", fill_model="seed",
-                                        warmup=1000))
+    want = compute_metrics(
+        run_backtest(head, make_strategy("engulfing"), interval="1h", fill_model="seed", warmup=1000)
+    )
     got = Backtest(head, "engulfing", fill_model="seed", warmup=1000).run().metrics
     assert comparable(got) == comparable(want) and got["bars"] == 2000
 
 
 def test_the_same_facade_as_the_cli(data_1h):
     """`tradeconsole backtest --json` prints what Backtest(...).run().metrics holds."""
-    out = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "backtest", "--strategy", "engulfing",
-                          "--data", str(data_1h), "--from", "2022-06-01", "--fill-model", "seed", "--fee", "0.0006",
-                          "--json"], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tradeconsole.tui.cli",
+            "backtest",
+            "--strategy",
+            "engulfing",
+            "--data",
+            str(data_1h),
+            "--from",
+            "2022-06-01",
+            "--fill-model",
+            "seed",
+            "--fee",
+            "0.0006",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     cli = json.loads(out.stdout)
     mine = json.loads(Backtest(data_1h, "engulfing", fill_model="seed", fee=0.0006, start="2022-06-01").run().to_json())
     drop = {"run_id", "strategy_check"}
@@ -142,11 +188,13 @@ def test_report_is_the_cli_text_report(data_1h):
 def test_the_command_without_kafka_imports_no_infra(data_1h):
     """`backtest` composes infra (journal, shipper, Kafka) only for --kafka, in the tui layer; a
     plain run loads none of it (and the backtest package never imports infra at all)."""
-    code = ("import sys\nfrom tradeconsole.tui.cli import main\n"
-            f"rc = main(['backtest', '--strategy', 'engulfing', '--data', {str(data_1h)!r}, '--to', '2022-03-01', "
-            "'--json'])\n"
-            "bad = sorted(m for m in sys.modules if m.startswith(('tradeconsole.infra', 'textual', 'kafka', "
-            "'elasticsearch')))\n"
-            "print(rc, bad, file=sys.stderr)\n")
+    code = (
+        "import sys\nfrom tradeconsole.tui.cli import main\n"
+        f"rc = main(['backtest', '--strategy', 'engulfing', '--data', {str(data_1h)!r}, '--to', '2022-03-01', "
+        "'--json'])\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('tradeconsole.infra', 'textual', 'kafka', "
+        "'elasticsearch')))\n"
+        "print(rc, bad, file=sys.stderr)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stderr.strip().splitlines()[-1] == "0 []", out.stderr[-2000:]

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
-from tradeconsole.core.candles import CandleArrays
 from tradeconsole.backtest.metrics import compute_metrics
 from tradeconsole.backtest.report import text_report
 from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.events import OrderEvent
 from tradeconsole.core.strategies import make_strategy
 from tradeconsole.tui.cli import main
@@ -39,8 +38,11 @@ def test_entry_signalled_before_a_three_day_gap_is_dropped(candles_1h):
     assert [e.order.client_id for e in expired] == [x.order_id for x in r.dropped_entries]
     assert "not the immediate successor" in expired[0].message
     # every entry that did fill was at the open right after its signal candle's close
-    signals = {e.order.client_id: e.time for e in events if isinstance(e, OrderEvent) and e.status == "new"
-               and e.order.type.value == "MARKET"}
+    signals = {
+        e.order.client_id: e.time
+        for e in events
+        if isinstance(e, OrderEvent) and e.status == "new" and e.order.type.value == "MARKET"
+    }
     for f in r.fills:
         if f.reason.value.startswith("entry"):
             assert f.time == signals[f.order_id] + 1  # signal close_time + 1 ms = next open
@@ -59,8 +61,9 @@ def test_without_the_gap_the_same_signal_fills(candles_1h):
 def test_cli_reports_dropped_entries_in_json(capsys, tmp_path, candles_1h):
     _, gapped = _first_entry_and_gapped(candles_1h)
     path = tmp_path / "ETHUSDT-1h-gapped.csv"
-    cols = np.column_stack([gapped.open_time, gapped.open, gapped.high, gapped.low, gapped.close, gapped.volume,
-                            gapped.close_time])
+    cols = np.column_stack(
+        [gapped.open_time, gapped.open, gapped.high, gapped.low, gapped.close, gapped.volume, gapped.close_time]
+    )
     np.savetxt(path, cols, delimiter=",", fmt=["%d", "%.2f", "%.2f", "%.2f", "%.2f", "%.4f", "%d"])
     code = main(["backtest", "--strategy", "engulfing", "--data", str(path), "--json"])
     out = capsys.readouterr()

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.backtest.data import DataError, IntervalMismatchError, infer_interval, load_candles
-from tests.backtest.test_data import rows, write
 from tradeconsole.tui.cli import main
+
+from tests.backtest.test_data import rows, write
 
 
 def test_loader_infers_the_interval_of_real_data(data_1h, data_5m):
@@ -69,9 +69,27 @@ def test_backtest_cli_right_interval_still_runs(capsys, data_1h):
 
 def test_headless_replay_of_wrong_interval_refuses_at_start(tmp_path, data_1h):
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "basic", "--replay",
-                           str(data_1h), "--speed", "max", "--journal", str(tmp_path / "j.sqlite")],
-                          capture_output=True, text=True, timeout=60, cwd=root)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tradeconsole.tui.cli",
+            "run",
+            "--headless",
+            "--strategy",
+            "basic",
+            "--replay",
+            str(data_1h),
+            "--speed",
+            "max",
+            "--journal",
+            str(tmp_path / "j.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "this is 1h data; the strategy 'basic' runs on 5m: pass --interval 1h or other data" in proc.stderr
     assert "Traceback" not in proc.stderr and '"gap' not in proc.stderr

@@ -8,11 +8,10 @@ import math
 from typing import ClassVar
 
 import numpy as np
-
-from tradeconsole.core.candles import CandleArrays
 from tradeconsole.backtest.metrics import compute_metrics
 from tradeconsole.backtest.report import text_report, to_json
 from tradeconsole.backtest.runner import run_backtest
+from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, Side
 from tradeconsole.core.indicators import IndicatorValues
 from tradeconsole.core.strategies.base import Strategy

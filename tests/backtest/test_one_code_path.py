@@ -4,7 +4,6 @@ the same StrategySession and broker) produce identical fills on the same candles
 from __future__ import annotations
 
 import pytest
-
 from tradeconsole.backtest.runner import run_backtest
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
 from tradeconsole.core.indicators import IncrementalIndicators
@@ -16,9 +15,17 @@ def live_path_fills(candles, strategy_name: str, model: str, interval: str):
     fm = FILL_MODELS[model]
     broker = SimulatedFuturesBroker("ETHUSDT", BrokerSettings(), fm)
     events = []
-    session = StrategySession(symbol="ETHUSDT", interval=interval, strategy=make_strategy(strategy_name),
-                              broker=broker, run_id="live", mode="paper", initial_cash=10_000,
-                              reenter_on_exit_candle=fm.reenter_on_exit_candle, publish=events.append)
+    session = StrategySession(
+        symbol="ETHUSDT",
+        interval=interval,
+        strategy=make_strategy(strategy_name),
+        broker=broker,
+        run_id="live",
+        mode="paper",
+        initial_cash=10_000,
+        reenter_on_exit_candle=fm.reenter_on_exit_candle,
+        publish=events.append,
+    )
     ind = IncrementalIndicators(fm.indicator_settings())
     for c in candles.candles():
         session.on_closed_candle(c, ind.update(c))

@@ -14,8 +14,13 @@ import pytest
 
 
 def _backtest(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "backtest", *args, "--json"],
-                         capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "tradeconsole.tui.cli", "backtest", *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return json.loads(out.stdout)
 
 
@@ -34,8 +39,18 @@ def test_engulfing_seed_on_thirteen_months_of_1h(data_1h):
     assert r["trades"] == 92
     assert r["final_equity"] == pytest.approx(9656.00, abs=0.005)
     assert r["return_pct"] == pytest.approx((r["final_equity"] / 10000 - 1) * 100)
-    for key in ("max_drawdown_pct", "sharpe", "sortino", "profit_factor", "exposure_pct", "fees_paid",
-                "buy_and_hold_return_pct", "win_rate_long_pct", "win_rate_short_pct", "avg_trade_pct"):
+    for key in (
+        "max_drawdown_pct",
+        "sharpe",
+        "sortino",
+        "profit_factor",
+        "exposure_pct",
+        "fees_paid",
+        "buy_and_hold_return_pct",
+        "win_rate_long_pct",
+        "win_rate_short_pct",
+        "avg_trade_pct",
+    ):
         assert key in r
 
 

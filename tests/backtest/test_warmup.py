@@ -21,7 +21,6 @@ import math
 
 import numpy as np
 import pytest
-
 from tradeconsole.backtest.data import window_with_warmup
 from tradeconsole.backtest.runner import run_backtest
 from tradeconsole.core.broker import FILL_MODELS
@@ -63,7 +62,7 @@ def research_indicators(o, h, lo, c) -> dict[str, list[float]]:
         if i < 13:
             rsi.append(NAN)
             continue
-        g, lo_ = math.fsum(gains[i - 13:i + 1]) / 14, math.fsum(losses[i - 13:i + 1]) / 14
+        g, lo_ = math.fsum(gains[i - 13 : i + 1]) / 14, math.fsum(losses[i - 13 : i + 1]) / 14
         rsi.append(NAN if g == lo_ == 0 else 100.0 if lo_ == 0 else 100.0 - 100.0 / (1.0 + g / lo_))
     line = [f - s for f, s in zip(research_ewm(c, 12), research_ewm(c, 26))]
     signal = research_ewm(line, 9)
@@ -73,12 +72,17 @@ def research_indicators(o, h, lo, c) -> dict[str, list[float]]:
         if i < 19:
             cci.append(NAN)
             continue
-        win = tp[i - 19:i + 1]
+        win = tp[i - 19 : i + 1]
         mean = math.fsum(win) / 20
         mad = math.fsum(abs(x - mean) for x in win) / 20
         cci.append((tp[i] - mean) / (0.015 * mad) if mad else NAN)
-    return {"rsi": rsi, "macd": line, "macd_signal": signal, "macd_hist": [x - y for x, y in zip(line, signal)],
-            "cci": cci}
+    return {
+        "rsi": rsi,
+        "macd": line,
+        "macd_signal": signal,
+        "macd_hist": [x - y for x, y in zip(line, signal)],
+        "cci": cci,
+    }
 
 
 def assert_same(got: dict, want: dict, tol: float = 1e-9, label: str = "") -> None:
@@ -155,8 +159,20 @@ def test_window_indicators_equal_a_full_run_sliced(candles_5m, mode):
 
 
 def test_cli_reports_warmup_in_json_and_text(capsys, data_1h, candles_1h):
-    code = main(["backtest", "--strategy", "engulfing", "--data", str(data_1h), "--from", "2022-06-01",
-                 "--to", "2022-09-01", "--json"])
+    code = main(
+        [
+            "backtest",
+            "--strategy",
+            "engulfing",
+            "--data",
+            str(data_1h),
+            "--from",
+            "2022-06-01",
+            "--to",
+            "2022-09-01",
+            "--json",
+        ]
+    )
     r = json.loads(capsys.readouterr().out)
     before = int(np.searchsorted(candles_1h.open_time, parse_utc_ms("2022-06-01")))
     assert code == 0 and r["warmup_bars"] == before == (31 + 28 + 31 + 30 + 31) * 24
@@ -166,8 +182,9 @@ def test_cli_reports_warmup_in_json_and_text(capsys, data_1h, candles_1h):
 
 
 def test_window_at_the_start_of_the_data_says_it_starts_cold(capsys, data_1h):
-    code = main(["backtest", "--strategy", "engulfing", "--data", str(data_1h), "--from", "2021-01-01",
-                 "--to", "2022-02-01"])
+    code = main(
+        ["backtest", "--strategy", "engulfing", "--data", str(data_1h), "--from", "2021-01-01", "--to", "2022-02-01"]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "Warm-up              0 candles (the window starts with the data" in out
 

@@ -9,9 +9,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from tradeconsole.core.domain import Candle
 from tradeconsole.core.feed import CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent
+
 from tests.servers.binance_market import BinanceMarketServer
 
 
@@ -59,8 +59,11 @@ class RecordingSink:
                 if event.candle.closed:
                     self.violations.append(f"CandleUpdate with a closed candle {event.candle}")
                 ups = self.updates[key]
-                if ups and ups[-1].candle.open_time == event.candle.open_time \
-                        and event.candle.volume < ups[-1].candle.volume:
+                if (
+                    ups
+                    and ups[-1].candle.open_time == event.candle.open_time
+                    and event.candle.volume < ups[-1].candle.volume
+                ):
                     self.violations.append(f"update went backwards at {event.candle.open_time}")
                 ups.append(event)
             elif isinstance(event, FeedStatus):
@@ -102,10 +105,12 @@ def make_stream() -> Iterator[Callable[..., object]]:
 
     streams: list[BinanceKlineStream] = []
 
-    def factory(server: BinanceMarketServer, pairs=(("ETHUSDT", "5m"),), market: str = "spot",
-                **kwargs) -> BinanceKlineStream:
-        settings = dict(backfill=50, silence_timeout=0.5, backoff_initial=0.02, backoff_max=0.2,
-                        status_interval=0.2, seed=7)
+    def factory(
+        server: BinanceMarketServer, pairs=(("ETHUSDT", "5m"),), market: str = "spot", **kwargs
+    ) -> BinanceKlineStream:
+        settings = dict(
+            backfill=50, silence_timeout=0.5, backoff_initial=0.02, backoff_max=0.2, status_interval=0.2, seed=7
+        )
         settings.update(kwargs)
         settings.setdefault("endpoints", server.endpoints())
         stream = BinanceKlineStream(list(pairs), market, **settings)
@@ -119,8 +124,9 @@ def make_stream() -> Iterator[Callable[..., object]]:
         assert stream._dispatcher is None or not stream._dispatcher.is_alive(), "dispatcher thread still running"
 
 
-def assert_true_sequence(sink: RecordingSink, server: BinanceMarketServer, symbol: str = "ETHUSDT",
-                         interval: str = "5m") -> list[Candle]:
+def assert_true_sequence(
+    sink: RecordingSink, server: BinanceMarketServer, symbol: str = "ETHUSDT", interval: str = "5m"
+) -> list[Candle]:
     """The sink's closed candles are exactly the server's closed candles from the first one the
     sink got up to the server's last closed candle: no gap, no duplicate, same order, same values."""
     got = sink.candles(symbol, interval)
@@ -132,8 +138,14 @@ def assert_true_sequence(sink: RecordingSink, server: BinanceMarketServer, symbo
     return got
 
 
-def wait_caught_up(sink: RecordingSink, server: BinanceMarketServer, symbol: str = "ETHUSDT",
-                   interval: str = "5m", timeout: float = 15.0) -> None:
+def wait_caught_up(
+    sink: RecordingSink,
+    server: BinanceMarketServer,
+    symbol: str = "ETHUSDT",
+    interval: str = "5m",
+    timeout: float = 15.0,
+) -> None:
     target = server.last_closed_open_time(symbol, interval)
-    wait_until(lambda: sink.last_open_time(symbol, interval) == target, timeout,
-               f"{symbol} {interval} closed candle {target}")
+    wait_until(
+        lambda: sink.last_open_time(symbol, interval) == target, timeout, f"{symbol} {interval} closed candle {target}"
+    )

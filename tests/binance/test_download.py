@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from tradeconsole.backtest.data import load_candles
-from tradeconsole.infra.binance.market.download import CacheError, Progress, cli_main, download_history, parse_date
+from tradeconsole.core.paths import history_cache_dir
 from tradeconsole.infra.binance.http.endpoints import make_client
 from tradeconsole.infra.binance.http.errors import RateLimited, RestError
 from tradeconsole.infra.binance.http.rest import KlineRestClient
+from tradeconsole.infra.binance.market.download import CacheError, Progress, cli_main, download_history, parse_date
 from tradeconsole.infra.retry import RetryPolicy
-from tradeconsole.core.paths import history_cache_dir
+
 from tests.servers.binance_market import BinanceMarketServer, generated_series
 
 pytestmark = pytest.mark.timeout(60)
@@ -59,7 +59,10 @@ def test_download_spanning_months_is_continuous_and_readable(server, market, pag
     assert result.new_candles == n
     assert result.kline_requests == _klines(server, market) == -(-n // page)
     assert sorted(p.name for p in directory.iterdir()) == [
-        "ETHUSDT-5m-2022-08.parquet", "ETHUSDT-5m-2022-09.parquet", "ETHUSDT-5m-2022-10.parquet"]
+        "ETHUSDT-5m-2022-08.parquet",
+        "ETHUSDT-5m-2022-09.parquet",
+        "ETHUSDT-5m-2022-10.parquet",
+    ]
     table = pq.read_table(directory / "ETHUSDT-5m-2022-09.parquet")
     assert table.column_names == ["open_time", "open", "high", "low", "close", "volume", "close_time"]
     assert [str(t) for t in table.schema.types] == ["int64"] + ["double"] * 5 + ["int64"]
@@ -215,8 +218,9 @@ def test_cli_download(server, monkeypatch, capsys):
 
     for key, value in server.env().items():
         monkeypatch.setenv(key, value)
-    args = build_parser().parse_args(["data", "download", "ETHUSDT", "5m", "--from", "2022-10-01",
-                                      "--to", "2022-10-02T12:00", "--market", "futures"])
+    args = build_parser().parse_args(
+        ["data", "download", "ETHUSDT", "5m", "--from", "2022-10-01", "--to", "2022-10-02T12:00", "--market", "futures"]
+    )
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "432 new candle(s) in 1 request(s)" in out and "continuous" in out
@@ -231,7 +235,6 @@ def test_cli_download(server, monkeypatch, capsys):
 
 
 def test_cli_reports_failure_and_keeps_progress(server, monkeypatch, capsys):
-    from tradeconsole.tui.cli import build_parser
 
     monkeypatch.setenv("TRADECONSOLE_BINANCE_SPOT_REST", server.endpoints().spot_rest)
     server.fail_rest(418, count=1, retry_after=3600, after=1)  # ban after the first page

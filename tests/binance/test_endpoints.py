@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from tradeconsole.core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS, BinanceEndpoints
-from tradeconsole.infra.binance.http.endpoints import combined_stream_url, make_async_client, make_client, resolve_endpoints
+from tradeconsole.infra.binance.http.endpoints import (
+    combined_stream_url,
+    make_async_client,
+    make_client,
+    resolve_endpoints,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -18,8 +22,11 @@ def test_defaults_and_testnet():
 
 
 def test_config_then_env_precedence():
-    config = {"spot_rest": "https://api.binance.us/api/", "futures_ws": "wss://fstream.example/market",
-              "api_key_env": "IGNORED"}
+    config = {
+        "spot_rest": "https://api.binance.us/api/",
+        "futures_ws": "wss://fstream.example/market",
+        "api_key_env": "IGNORED",
+    }
     env = {"TRADECONSOLE_BINANCE_SPOT_REST": "http://127.0.0.1:9/api", "TRADECONSOLE_BINANCE_SPOT_WS": ""}
     e = resolve_endpoints(config, env)
     assert e.spot_rest == "http://127.0.0.1:9/api"  # env wins over config
@@ -27,27 +34,40 @@ def test_config_then_env_precedence():
     assert e.spot_ws == DEFAULT_ENDPOINTS.spot_ws  # empty variable = unset
     assert e.futures_rest == DEFAULT_ENDPOINTS.futures_rest
     assert resolve_endpoints({"futures_rest": "https://fapi.example/fapi/"}, {}, testnet=True) == BinanceEndpoints(
-        spot_rest=TESTNET_ENDPOINTS.spot_rest, futures_rest="https://fapi.example/fapi",
-        spot_ws=TESTNET_ENDPOINTS.spot_ws, futures_ws=TESTNET_ENDPOINTS.futures_ws,
-        futures_user_ws=TESTNET_ENDPOINTS.futures_user_ws)
+        spot_rest=TESTNET_ENDPOINTS.spot_rest,
+        futures_rest="https://fapi.example/fapi",
+        spot_ws=TESTNET_ENDPOINTS.spot_ws,
+        futures_ws=TESTNET_ENDPOINTS.futures_ws,
+        futures_user_ws=TESTNET_ENDPOINTS.futures_user_ws,
+    )
 
 
-@pytest.mark.parametrize("config, env, fragment", [
-    ({"spot_rest": "wss://x/api"}, {}, "config [binance] spot_rest"),
-    ({"spot_ws": "https://x/"}, {}, "spot_ws"),
-    ({}, {"TRADECONSOLE_BINANCE_FUTURES_REST": "fapi.binance.com"}, "TRADECONSOLE_BINANCE_FUTURES_REST"),
-    ({"futures_ws": 42}, {}, "futures_ws"),
-    ({"spot_rest": "https://x/api?a=1"}, {}, "query"),
-])
+@pytest.mark.parametrize(
+    "config, env, fragment",
+    [
+        ({"spot_rest": "wss://x/api"}, {}, "config [binance] spot_rest"),
+        ({"spot_ws": "https://x/"}, {}, "spot_ws"),
+        ({}, {"TRADECONSOLE_BINANCE_FUTURES_REST": "fapi.binance.com"}, "TRADECONSOLE_BINANCE_FUTURES_REST"),
+        ({"futures_ws": 42}, {}, "futures_ws"),
+        ({"spot_rest": "https://x/api?a=1"}, {}, "query"),
+    ],
+)
 def test_bad_urls_name_their_source(config, env, fragment):
     with pytest.raises(ValueError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         resolve_endpoints(config, env)
 
 
-@pytest.mark.parametrize("url", [
-    "wss://fstream.binance.com/", "wss://fstream.binance.com", "wss://fstream.binance.com/ws",
-    "wss://fstream.binance.com/public/", "wss://fstream.binancefuture.com/", "wss://fstream.binance.com/marketx/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "wss://fstream.binance.com/",
+        "wss://fstream.binance.com",
+        "wss://fstream.binance.com/ws",
+        "wss://fstream.binance.com/public/",
+        "wss://fstream.binancefuture.com/",
+        "wss://fstream.binance.com/marketx/",
+    ],
+)
 @pytest.mark.parametrize("source", ["config", "env"])
 def test_retired_futures_routes_are_refused_with_the_fix(url, source):
     """The legacy unrouted base (and /public) opens but never delivers klines since 2026-04-23,
@@ -58,8 +78,12 @@ def test_retired_futures_routes_are_refused_with_the_fix(url, source):
 
 
 def test_market_route_and_other_hosts_stay_configurable():
-    for url in ("wss://fstream.binance.com/market", "wss://fstream.binancefuture.com/market/",
-                "ws://127.0.0.1:9/futures/", "wss://proxy.example/"):
+    for url in (
+        "wss://fstream.binance.com/market",
+        "wss://fstream.binancefuture.com/market/",
+        "ws://127.0.0.1:9/futures/",
+        "wss://proxy.example/",
+    ):
         assert resolve_endpoints({"futures_ws": url}, {}).futures_ws == url.rstrip("/") + "/"
     assert DEFAULT_ENDPOINTS.futures_ws == "wss://fstream.binance.com/market/"
     assert TESTNET_ENDPOINTS.futures_ws == "wss://fstream.binancefuture.com/market/"
@@ -72,7 +96,9 @@ def test_combined_stream_url():
     assert url == "wss://fstream.binance.com/market/stream?streams=ethusdt@kline_5m/btcusdt@kline_1h"
     testnet = combined_stream_url(TESTNET_ENDPOINTS, "futures", ["ethusdt@kline_5m"])
     assert testnet == "wss://fstream.binancefuture.com/market/stream?streams=ethusdt@kline_5m"
-    assert combined_stream_url(DEFAULT_ENDPOINTS, "spot", ["a@kline_1m"]).startswith("wss://stream.binance.com:9443/stream?")
+    assert combined_stream_url(DEFAULT_ENDPOINTS, "spot", ["a@kline_1m"]).startswith(
+        "wss://stream.binance.com:9443/stream?"
+    )
     with pytest.raises(ValueError):
         combined_stream_url(DEFAULT_ENDPOINTS, "margin", ["a@kline_1m"])
     with pytest.raises(ValueError):

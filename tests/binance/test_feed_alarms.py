@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 import tradeconsole.infra.binance.market.stream as stream_module
 from tradeconsole.core.feed import FeedAlarm
 from tradeconsole.infra.binance.market.stream import BinanceKlineStream

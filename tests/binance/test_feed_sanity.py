@@ -11,10 +11,10 @@ import threading
 import time
 
 import pytest
-
 from tradeconsole.core.domain import iso_ms
 from tradeconsole.core.engine import Engine, SessionSpec
 from tradeconsole.core.feed import CandleUpdate
+
 from tests.binance.conftest import RecordingSink, assert_true_sequence, wait_caught_up, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -45,8 +45,9 @@ def _hostile_frames(server) -> dict[str, int]:
     return {"future": 2, "price_band": 1, "off_grid": 1, "early_close": 1, "bad_value": 2, "ohlc": 1}
 
 
-def test_hostile_frames_are_refused_counted_and_alarmed_and_change_nothing(market_server, make_stream, tmp_path,
-                                                                           caplog):
+def test_hostile_frames_are_refused_counted_and_alarmed_and_change_nothing(
+    market_server, make_stream, tmp_path, caplog
+):
     from tradeconsole.infra.persistence.journal import Journal
 
     caplog.set_level(logging.WARNING, logger="tradeconsole.infra.binance.market.stream")
@@ -56,8 +57,7 @@ def test_hostile_frames_are_refused_counted_and_alarmed_and_change_nothing(marke
     sink = RecordingSink(on_event=engine.feed)
     # the stand-in's clock jumps when a test advances it, so let the stream re-check the
     # exchange clock on every suspicious frame (the cooldown is tested below)
-    stream = _start(make_stream, market_server, sink, clock_resync_cooldown=0.0, alarm_period=0.3,
-                    silence_timeout=5.0)
+    stream = _start(make_stream, market_server, sink, clock_resync_cooldown=0.0, alarm_period=0.3, silence_timeout=5.0)
     market_server.advance(2)
     wait_caught_up(sink, market_server)
     # past and duplicate frames: the last delivered candle again (other values) and an old one
@@ -104,8 +104,9 @@ def test_hostile_frames_are_refused_counted_and_alarmed_and_change_nothing(marke
 
 def test_a_flood_of_future_frames_neither_floods_rest_nor_the_alarms(market_server, make_stream):
     sink = RecordingSink()
-    stream = _start(make_stream, market_server, sink, silence_timeout=5.0, alarm_period=10.0,
-                    clock_resync_cooldown=30.0)
+    stream = _start(
+        make_stream, market_server, sink, silence_timeout=5.0, alarm_period=10.0, clock_resync_cooldown=30.0
+    )
     market_server.reset_counts()
     s = market_server.now_ms - market_server.now_ms % STEP
     for k in range(200):

@@ -17,7 +17,6 @@ from types import SimpleNamespace
 import pytest
 import requests
 from binance.exceptions import BinanceAPIException, BinanceRequestException
-
 from tradeconsole.infra.binance.http.endpoints import make_client
 from tradeconsole.infra.binance.http.errors import (
     BinanceError,
@@ -30,6 +29,7 @@ from tradeconsole.infra.binance.http.rest import KlineRestClient
 from tradeconsole.infra.binance.market.download import parse_date
 from tradeconsole.infra.binance.reconnect import ReconnectLoop, SessionOutcome
 from tradeconsole.infra.retry import Backoff, RetryPolicy, Stopped
+
 from tests.servers.binance_market import BinanceMarketServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -44,8 +44,9 @@ def _api_error(status: int, body: str, headers: dict[str, str] | None = None) ->
 
 # ------------------------------------------------------------------ the error map
 def test_one_error_map_for_every_binance_failure() -> None:
-    limited = error_from_exception(_api_error(429, '{"code": -1003, "msg": "Too many requests."}',
-                                              {"Retry-After": "3"}), "reading klines")
+    limited = error_from_exception(
+        _api_error(429, '{"code": -1003, "msg": "Too many requests."}', {"Retry-After": "3"}), "reading klines"
+    )
     assert isinstance(limited, RateLimited) and limited.retry_after == 3.0 and limited.http_status == 429
     down = error_from_exception(_api_error(503, '{"code": -1001, "msg": "Internal error."}'), "reading klines")
     assert isinstance(down, ExchangeUnavailable) and down.code == -1001
@@ -57,8 +58,9 @@ def test_one_error_map_for_every_binance_failure() -> None:
     unreachable = error_from_exception(BinanceRequestException("boom"), "reading the position")
     assert isinstance(unreachable, ExchangeUnavailable)
     assert error_from_exception(ValueError("a bug"), "anything") is None  # not ours to type: propagates
-    echoed = error_from_exception(_api_error(400, f'{{"code": -2015, "msg": "key {SECRET} refused"}}'),
-                                  "reading the wallet", (SECRET,))
+    echoed = error_from_exception(
+        _api_error(400, f'{{"code": -2015, "msg": "key {SECRET} refused"}}'), "reading the wallet", (SECRET,)
+    )
     assert echoed is not None and SECRET not in str(echoed) and "***" in str(echoed)
 
 
@@ -127,10 +129,14 @@ def _run_loop(outcomes: list[SessionOutcome], policy: RetryPolicy) -> tuple[list
 
 
 def test_reconnect_back_off_grows_starts_over_after_a_healthy_session_and_skips_scheduled_ones() -> None:
-    bad, good, planned = (SessionOutcome(False, False, "connect failed"), SessionOutcome(True, False, "closed"),
-                          SessionOutcome(True, True, "24 h renewal"))
-    delays, sessions = _run_loop([bad, bad, bad, good, planned, bad, bad],
-                                 RetryPolicy(initial_s=0.01, max_s=0.03, jitter=0.0))
+    bad, good, planned = (
+        SessionOutcome(False, False, "connect failed"),
+        SessionOutcome(True, False, "closed"),
+        SessionOutcome(True, True, "24 h renewal"),
+    )
+    delays, sessions = _run_loop(
+        [bad, bad, bad, good, planned, bad, bad], RetryPolicy(initial_s=0.01, max_s=0.03, jitter=0.0)
+    )
     assert sessions == 8  # ended by the stop, not by giving up
     # capped at max_s; a healthy session starts over; a scheduled one reconnects at once and
     # does not count as a failure (the next failure waits the initial delay)

@@ -27,8 +27,9 @@ def test_kline_paging_semantics(market_server):
     assert [r[0] for r in rows] == [first, first + STEP, first + 2 * STEP]
     assert rows[0][6] == first + STEP - 1 and len(rows[0]) == 12 and isinstance(rows[0][1], str)
     # startTime inside a candle starts at the next one; endTime bounds open times inclusively
-    rows = _get(market_server, "/api/v3/klines", symbol="ETHUSDT", interval="5m", startTime=first + 1,
-                endTime=first + 3 * STEP).json()
+    rows = _get(
+        market_server, "/api/v3/klines", symbol="ETHUSDT", interval="5m", startTime=first + 1, endTime=first + 3 * STEP
+    ).json()
     assert [r[0] for r in rows] == [first + STEP, first + 2 * STEP, first + 3 * STEP]
     # no startTime: the latest candles, ending with the open one (which is never in the future)
     latest = _get(market_server, "/fapi/v1/klines", symbol="ETHUSDT", interval="5m", limit=2).json()
@@ -110,19 +111,24 @@ def test_connections_expire_after_24h_of_server_time():
         assert sum(m["k"]["x"] for m in messages) == 2  # closed at the two-hour mark
 
 
-@pytest.mark.parametrize("path", [
-    "/futures/stream?streams=ethusdt@kline_5m",  # legacy wss://fstream.binance.com/stream?...
-    "/futures/ws/ethusdt@kline_5m",  # legacy wss://fstream.binance.com/ws/...
-    "/futures/public/stream?streams=ethusdt@kline_5m",  # klines are not a /public stream
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/futures/stream?streams=ethusdt@kline_5m",  # legacy wss://fstream.binance.com/stream?...
+        "/futures/ws/ethusdt@kline_5m",  # legacy wss://fstream.binance.com/ws/...
+        "/futures/public/stream?streams=ethusdt@kline_5m",  # klines are not a /public stream
+    ],
+)
 def test_retired_and_wrong_futures_routes_open_but_stay_silent(market_server, path):
     """As Binance does since 2026-04-23: the handshake succeeds, no kline ever arrives; the
     /market route on the same server delivers the same candles."""
     import websockets
 
     async def run():
-        async with websockets.connect(f"ws://127.0.0.1:{market_server.port}{path}") as silent, \
-                websockets.connect(f"ws://127.0.0.1:{market_server.port}/futures/market/ws/ethusdt@kline_5m") as good:
+        async with (
+            websockets.connect(f"ws://127.0.0.1:{market_server.port}{path}") as silent,
+            websockets.connect(f"ws://127.0.0.1:{market_server.port}/futures/market/ws/ethusdt@kline_5m") as good,
+        ):
             while market_server.active_connections() < 2:
                 await asyncio.sleep(0.01)
             await asyncio.to_thread(market_server.advance, 1)

@@ -8,8 +8,8 @@ import random
 import threading
 
 import pytest
-
 from tradeconsole.core.feed import CandleClosed, CandleUpdate
+
 from tests.binance.conftest import RecordingSink, assert_true_sequence, wait_caught_up, wait_until
 from tests.servers.binance_market import BinanceMarketServer, generated_series
 
@@ -40,11 +40,15 @@ def test_clean_stream_warms_up_then_streams(market_server, make_stream, market):
     assert (c.closed_backfill, c.closed_stream, c.duplicates, c.malformed) == (1000, 5, 0, 0)
     market_server.advance_ms(STEP_5M // 2)  # updates of the new open candle, never superseded by its close
     current = market_server.current_candle("ETHUSDT", "5m")
-    wait_until(lambda: sink.updates[("ETHUSDT", "5m")][-1:] and
-               sink.updates[("ETHUSDT", "5m")][-1].candle == current, what="the open candle's update")
+    wait_until(
+        lambda: sink.updates[("ETHUSDT", "5m")][-1:] and sink.updates[("ETHUSDT", "5m")][-1].candle == current,
+        what="the open candle's update",
+    )
     assert all(e.backfill for e in sink.closed[("ETHUSDT", "5m")][:1000])
     assert not any(e.backfill for e in sink.closed[("ETHUSDT", "5m")][1000:])
-    rest_path, ws_path = ("/api/v3/klines", "/stream") if market == "spot" else ("/fapi/v1/klines", "/futures/market/stream")
+    rest_path, ws_path = (
+        ("/api/v3/klines", "/stream") if market == "spot" else ("/fapi/v1/klines", "/futures/market/stream")
+    )
     other = "/fapi/v1/klines" if market == "spot" else "/api/v3/klines"
     assert market_server.request_counts[rest_path] >= 1 and market_server.request_counts[other] == 0
     assert market_server.request_counts[ws_path] == 1
@@ -56,8 +60,11 @@ def test_connection_dropped_mid_candle(market_server, make_stream):
     market_server.advance(2)
     market_server.advance_ms(STEP_5M // 2)  # updates of the open candle were sent
     open_time = market_server.current_candle("ETHUSDT", "5m").open_time
-    wait_until(lambda: sink.updates[("ETHUSDT", "5m")][-1:] and
-               sink.updates[("ETHUSDT", "5m")][-1].candle.open_time == open_time)
+    wait_until(
+        lambda: (
+            sink.updates[("ETHUSDT", "5m")][-1:] and sink.updates[("ETHUSDT", "5m")][-1].candle.open_time == open_time
+        )
+    )
     assert market_server.drop_connections() == 1
     market_server.advance(3)  # closes happen while the client is away
     wait_until(lambda: stream.counters.connects >= 2, what="reconnect")
@@ -144,8 +151,16 @@ def test_binance_24h_disconnect_is_survived():
         from tradeconsole.infra.binance.market.stream import BinanceKlineStream
 
         sink = RecordingSink()
-        stream = BinanceKlineStream([("ETHUSDT", "1h")], "futures", endpoints=server.endpoints(), backfill=30,
-                                    silence_timeout=5, backoff_initial=0.02, backoff_max=0.2, seed=1)
+        stream = BinanceKlineStream(
+            [("ETHUSDT", "1h")],
+            "futures",
+            endpoints=server.endpoints(),
+            backfill=30,
+            silence_timeout=5,
+            backoff_initial=0.02,
+            backoff_max=0.2,
+            seed=1,
+        )
         stream.start(sink)
         try:
             wait_until(lambda: sink.has_state("connected"))
@@ -260,8 +275,16 @@ def test_exchange_gap_is_reported_not_waited_for():
         from tradeconsole.infra.binance.market.stream import BinanceKlineStream
 
         sink = RecordingSink()
-        stream = BinanceKlineStream([("TESTUSDT", "5m")], "spot", endpoints=server.endpoints(), backfill=100,
-                                    silence_timeout=5, backoff_initial=0.02, backoff_max=0.2, seed=1)
+        stream = BinanceKlineStream(
+            [("TESTUSDT", "5m")],
+            "spot",
+            endpoints=server.endpoints(),
+            backfill=100,
+            silence_timeout=5,
+            backoff_initial=0.02,
+            backoff_max=0.2,
+            seed=1,
+        )
         stream.start(sink)
         try:
             wait_until(lambda: sink.has_state("connected"))

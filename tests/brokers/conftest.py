@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker, client_order_id
 from tradeconsole.core.config import BinanceEndpoints
 from tradeconsole.core.domain import Candle, Fill, Side, Trade
 from tradeconsole.infra.binance.execution.broker import BinanceFuturesBroker
+
 from tests.servers.binance_futures import FuturesStandIn
 
 # Distinctive so a leak anywhere is unmistakable.
@@ -64,8 +64,9 @@ class Harness:
         self.results.extend(res)
         return res
 
-    def enter(self, side: Side, c: Candle, i: int, sl: float = 0.02, tp: float = 0.04,
-              stake: float = 0.1) -> Fill | None:
+    def enter(
+        self, side: Side, c: Candle, i: int, sl: float = 0.02, tp: float = 0.04, stake: float = 0.1
+    ) -> Fill | None:
         fill = self.broker.submit_entry(side, c, oid(i, side), sl, tp, stake)
         if fill is not None:
             self.results.append((fill, None))
@@ -96,7 +97,8 @@ class PaperHarness(Harness):
     def __init__(self, cash: float = CASH) -> None:
         super().__init__()
         self.broker = SimulatedFuturesBroker(
-            SYMBOL, BrokerSettings(initial_cash=cash, leverage=LEVERAGE, fee_rate=FEE), FILL_MODELS["realistic"])
+            SYMBOL, BrokerSettings(initial_cash=cash, leverage=LEVERAGE, fee_rate=FEE), FILL_MODELS["realistic"]
+        )
 
     def reborn(self) -> PaperHarness:
         import json
@@ -145,8 +147,13 @@ def make_live_broker(server: FuturesStandIn, **kw: Any) -> BinanceFuturesBroker:
     kw.setdefault("settings", BrokerSettings(initial_cash=CASH, leverage=LEVERAGE, fee_rate=FEE))
     kw.setdefault("request_timeout", 5.0)
     kw.setdefault("sleep", SleepRecorder())
-    return BinanceFuturesBroker(kw.pop("api_key", API_KEY), kw.pop("api_secret", API_SECRET), SYMBOL,
-                                endpoints=BinanceEndpoints(futures_rest=server.base_url), **kw)
+    return BinanceFuturesBroker(
+        kw.pop("api_key", API_KEY),
+        kw.pop("api_secret", API_SECRET),
+        SYMBOL,
+        endpoints=BinanceEndpoints(futures_rest=server.base_url),
+        **kw,
+    )
 
 
 @pytest.fixture

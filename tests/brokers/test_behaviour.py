@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from tradeconsole.core.domain import FillReason, OrderSide, Side
+
 from tests.brokers.conftest import (
     CASH,
     FEE,
@@ -164,15 +164,23 @@ def test_paper_and_live_give_the_same_fills(server) -> None:  # type: ignore[no-
     within the live rounding, same round-trip results."""
     paper, live = PaperHarness(), LiveHarness(server)
     script = [
-        ("feed", flat(0, 2000)), ("enter", Side.LONG, 0),
-        ("feed", candle(1, 2000, 2030, 1990, 2020)), ("feed", candle(2, 2020, 2095, 2010, 2090)),  # TP 2080
+        ("feed", flat(0, 2000)),
+        ("enter", Side.LONG, 0),
+        ("feed", candle(1, 2000, 2030, 1990, 2020)),
+        ("feed", candle(2, 2020, 2095, 2010, 2090)),  # TP 2080
         ("enter", Side.SHORT, 2),
-        ("feed", candle(3, 2090, 2100, 2060, 2070)), ("feed", candle(4, 2070, 2140, 2065, 2135)),  # SL 2131.80
+        ("feed", candle(3, 2090, 2100, 2060, 2070)),
+        ("feed", candle(4, 2070, 2140, 2065, 2135)),  # SL 2131.80
         ("enter", Side.LONG, 4),
-        ("feed", candle(5, 2135, 2150, 2120, 2140)), ("flatten", 5),
+        ("feed", candle(5, 2135, 2150, 2120, 2140)),
+        ("flatten", 5),
     ]
-    candles = {0: flat(0, 2000), 2: candle(2, 2020, 2095, 2010, 2090), 4: candle(4, 2070, 2140, 2065, 2135),
-               5: candle(5, 2135, 2150, 2120, 2140)}
+    candles = {
+        0: flat(0, 2000),
+        2: candle(2, 2020, 2095, 2010, 2090),
+        4: candle(4, 2070, 2140, 2065, 2135),
+        5: candle(5, 2135, 2150, 2120, 2140),
+    }
     for h in (paper, live):
         for step in script:
             if step[0] == "feed":
@@ -181,9 +189,18 @@ def test_paper_and_live_give_the_same_fills(server) -> None:  # type: ignore[no-
                 h.enter(step[1], candles[step[2]], step[2], sl=0.02, tp=0.04, stake=0.25)
             else:
                 h.flatten(candles[step[1]])
-    assert [f.reason for f in paper.fills] == [f.reason for f in live.fills] == [
-        FillReason.ENTRY_LONG, FillReason.TAKE_PROFIT, FillReason.ENTRY_SHORT, FillReason.STOP_LOSS,
-        FillReason.ENTRY_LONG, FillReason.FLATTEN]
+    assert (
+        [f.reason for f in paper.fills]
+        == [f.reason for f in live.fills]
+        == [
+            FillReason.ENTRY_LONG,
+            FillReason.TAKE_PROFIT,
+            FillReason.ENTRY_SHORT,
+            FillReason.STOP_LOSS,
+            FillReason.ENTRY_LONG,
+            FillReason.FLATTEN,
+        ]
+    )
     for p, lv in zip(paper.fills, live.fills, strict=True):
         assert lv.side == p.side
         assert lv.price == pytest.approx(p.price, abs=0.01)  # trigger prices rounded to the 0.01 tick

@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.core.broker import BrokerSettings
 from tradeconsole.core.domain import FillReason, Side
 from tradeconsole.core.engine import Engine, SessionSpec
 from tradeconsole.core.feed import CANDLE_SOURCE_EXCHANGE, CANDLE_SOURCE_REPLAY, AccountStreamEvent, CandleClosed
-from tradeconsole.infra.binance.http.endpoints import make_client
 from tradeconsole.infra.binance.execution.user_stream import UserDataStream
+from tradeconsole.infra.binance.http.endpoints import make_client
 from tradeconsole.infra.persistence.journal import Journal
+
 from tests.brokers.conftest import API_KEY, API_SECRET, CASH, FEE, LEVERAGE, SYMBOL, flat, make_live_broker
 from tests.brokers.test_user_stream import endpoints, wait
 from tests.servers.binance_futures import FuturesStandIn
@@ -25,8 +25,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def _engine(server: FuturesStandIn, tmp_path: Path) -> tuple[Engine, Journal]:
     journal = Journal(tmp_path / "j.sqlite")
-    spec = SessionSpec(SYMBOL, "5m", "basic", broker=BrokerSettings(initial_cash=CASH, leverage=LEVERAGE,
-                                                                    fee_rate=FEE))
+    spec = SessionSpec(SYMBOL, "5m", "basic", broker=BrokerSettings(initial_cash=CASH, leverage=LEVERAGE, fee_rate=FEE))
     engine = Engine([spec], mode="testnet", journal=journal, broker_factory=lambda s: make_live_broker(server))
     return engine, journal
 
@@ -66,8 +65,10 @@ def test_stream_exit_is_journalled_within_a_second(server: FuturesStandIn, tmp_p
         wait(lambda: server.user_connections() == 1, what="the stream to connect")
         server.walk(1950.0)
         emitted = next(ev for ev in reversed(server.user_events) if ev["e"] == "ORDER_TRADE_UPDATE")["E"]
-        fills = wait(lambda: [x for x in journal_fills(tmp_path) if x["reason"] == "stop_loss"],
-                     what="the stop fill in the journal")
+        fills = wait(
+            lambda: [x for x in journal_fills(tmp_path) if x["reason"] == "stop_loss"],
+            what="the stop fill in the journal",
+        )
         seen_ms = time.time() * 1000
         assert seen_ms - emitted < 1000, f"stop fill journalled {seen_ms - emitted:.0f} ms after the event"
         assert fills[0]["trade"]["exit_price"] == pytest.approx(1960.0)
@@ -97,9 +98,16 @@ def journal_fills(tmp_path: Path) -> list[dict]:
 def test_stale_account_update_does_not_close_a_new_position(server: FuturesStandIn) -> None:
     b = make_live_broker(server)
     b.start()
-    old = {"e": "ACCOUNT_UPDATE", "E": server.now_ms() - 5000, "T": server.now_ms() - 5000,
-           "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": "9999", "cw": "9999", "bc": "0"}],
-                 "P": [{"s": SYMBOL, "pa": "0", "ep": "0", "ps": "BOTH"}]}}
+    old = {
+        "e": "ACCOUNT_UPDATE",
+        "E": server.now_ms() - 5000,
+        "T": server.now_ms() - 5000,
+        "a": {
+            "m": "ORDER",
+            "B": [{"a": "USDT", "wb": "9999", "cw": "9999", "bc": "0"}],
+            "P": [{"s": SYMBOL, "pa": "0", "ep": "0", "ps": "BOTH"}],
+        },
+    }
     b.submit_entry(Side.LONG, flat(0, 2000.0), "tc" + "1" * 22 + "ab", 0.02, 0.04, 0.2)
     cash = b.cash
     assert b.apply_stream_event(old) == [] and b.position is not None

@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from tradeconsole.core.domain import FillReason, Side
 from tradeconsole.core.feed import CANDLE_SOURCE_EXCHANGE, CANDLE_SOURCE_REPLAY
 from tradeconsole.infra.binance.http.errors import AccountModeUnsupported, FeedRefused
+
 from tests.brokers.conftest import LiveHarness, flat, make_live_broker
 from tests.servers.binance_futures import FuturesStandIn
 
@@ -127,8 +127,7 @@ def test_standin_refuses_orders_without_position_side_in_hedge_mode(server: Futu
     b.start()
     server.dual_side = True
     with pytest.raises(Exception, match="-4061"):
-        b._request("x", b._client.futures_create_order, symbol="ETHUSDT", side="BUY", type="MARKET",
-                   quantity="0.1")
+        b._request("x", b._client.futures_create_order, symbol="ETHUSDT", side="BUY", type="MARKET", quantity="0.1")
 
 
 def test_multi_assets_mode_trades_crossed(server: FuturesStandIn) -> None:
@@ -168,7 +167,9 @@ def test_trades_are_read_in_week_windows_with_paging(server: FuturesStandIn) -> 
     for i in range(1100):
         ids.append(server.add_past_trade(side="BUY", qty=0.01, price=2000, time_ms=start + i * 60_000)["id"])
     for i in range(1500):  # 1500 in 2.5 days: more than one page inside a window
-        ids.append(server.add_past_trade(side="SELL", qty=0.01, price=2000, time_ms=start + 9 * DAY + i * 150_000)["id"])
+        ids.append(
+            server.add_past_trade(side="SELL", qty=0.01, price=2000, time_ms=start + 9 * DAY + i * 150_000)["id"]
+        )
     for i in range(5):  # five in one millisecond next to a page boundary
         ids.append(server.add_past_trade(side="BUY", qty=0.01, price=2001, time_ms=now - DAY)["id"])
     got = b._trades_between(start, now)
@@ -189,8 +190,18 @@ def test_exit_outside_the_console_of_a_ten_day_old_position(server: FuturesStand
     p = b.position
     assert p is not None
     ten_days = p.entry_time - 10 * DAY
-    b.position = type(p)(p.symbol, p.side, p.qty, p.entry_price, ten_days, p.entry_fee, p.leverage,
-                         p.stop_price, p.target_price, p.liquidation_price)
+    b.position = type(p)(
+        p.symbol,
+        p.side,
+        p.qty,
+        p.entry_price,
+        ten_days,
+        p.entry_fee,
+        p.leverage,
+        p.stop_price,
+        p.target_price,
+        p.liquidation_price,
+    )
     for i in range(30):  # someone else's history in between (other side, other orders)
         server.add_past_trade(side="BUY", qty=0.001, price=1990, time_ms=ten_days + (i + 1) * 6 * 3600_000)
     server.jump(2012.5)

@@ -8,9 +8,9 @@ import math
 from decimal import Decimal
 
 import pytest
-
 from tradeconsole.core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS
 from tradeconsole.core.domain import FillReason, Side
+from tradeconsole.infra.binance.execution.broker import BinanceFuturesBroker
 from tradeconsole.infra.binance.http.errors import (
     AuthenticationFailed,
     BinanceError,
@@ -22,7 +22,7 @@ from tradeconsole.infra.binance.http.errors import (
     RateLimited,
     TimestampOutOfSync,
 )
-from tradeconsole.infra.binance.execution.broker import BinanceFuturesBroker
+
 from tests.brokers.conftest import (
     API_KEY,
     API_SECRET,
@@ -70,7 +70,11 @@ def test_start_sets_leverage_isolated_margin_and_reads_filters(server: FuturesSt
     assert (st.leverage, st.margin_type) == (LEVERAGE, "ISOLATED")
     assert b.rules is not None
     assert (b.rules.step, b.rules.tick, b.rules.min_qty, b.rules.min_notional) == (
-        Decimal("0.001"), Decimal("0.01"), Decimal("0.001"), Decimal("20"))
+        Decimal("0.001"),
+        Decimal("0.01"),
+        Decimal("0.001"),
+        Decimal("20"),
+    )
     assert b.cash == pytest.approx(10_000.0)
     # a second start (restart) meets -4046 "No need to change margin type" and carries on
     b2 = make_live_broker(server)
@@ -105,10 +109,13 @@ def test_quantity_rounds_down_to_step_and_triggers_to_tick(server: FuturesStandI
     assert p is not None and (p.stop_price, p.target_price) == (1960.36, 2060.38)
 
 
-@pytest.mark.parametrize(("fraction", "match"), [
-    (0.00001, "below the minimum quantity"),
-    (0.0003, "below the minimum notional"),
-])
+@pytest.mark.parametrize(
+    ("fraction", "match"),
+    [
+        (0.00001, "below the minimum quantity"),
+        (0.0003, "below the minimum notional"),
+    ],
+)
 def test_entry_below_minimums_is_rejected_before_sending(server: FuturesStandIn, fraction: float, match: str) -> None:
     h = LiveHarness(server)
     with pytest.raises(FilterRejected, match=match):
@@ -117,13 +124,17 @@ def test_entry_below_minimums_is_rejected_before_sending(server: FuturesStandIn,
     assert h.broker.is_flat
 
 
-@pytest.mark.parametrize(("code", "msg", "words"), [
-    (-1111, "Precision is over the maximum defined for this asset.", "precision"),
-    (-4164, "Order's notional must be no smaller than 20 (unless you choose reduce only).", "minimum notional"),
-    (-1013, "Filter failure: LOT_SIZE", "filter"),
-])
-def test_exchange_filter_rejects_surface_with_code_and_meaning(server: FuturesStandIn, code: int, msg: str,
-                                                               words: str) -> None:
+@pytest.mark.parametrize(
+    ("code", "msg", "words"),
+    [
+        (-1111, "Precision is over the maximum defined for this asset.", "precision"),
+        (-4164, "Order's notional must be no smaller than 20 (unless you choose reduce only).", "minimum notional"),
+        (-1013, "Filter failure: LOT_SIZE", "filter"),
+    ],
+)
+def test_exchange_filter_rejects_surface_with_code_and_meaning(
+    server: FuturesStandIn, code: int, msg: str, words: str
+) -> None:
     h = LiveHarness(server)
     server.reject_next(ORDER, code, msg)
     with pytest.raises(FilterRejected) as info:
@@ -144,8 +155,9 @@ def test_insufficient_margin_is_a_clear_error(server: FuturesStandIn) -> None:
 
 # ------------------------------------------------------------------ protection
 @pytest.mark.parametrize("working_type", ["MARK_PRICE", "CONTRACT_PRICE"])
-def test_protective_orders_are_placed_on_the_exchange_right_after_entry(server: FuturesStandIn,
-                                                                        working_type: str) -> None:
+def test_protective_orders_are_placed_on_the_exchange_right_after_entry(
+    server: FuturesStandIn, working_type: str
+) -> None:
     h = LiveHarness(server, working_type=working_type)
     fill = h.enter(Side.SHORT, flat(0, 2000), 0, sl=0.02, tp=0.04)
     assert fill is not None
@@ -193,7 +205,7 @@ def test_unprotected_and_unclosable_position_raises_protection_failed(server: Fu
     h = LiveHarness(server)
     server.reject_next(ALGO, -1111, "Precision is over the maximum defined for this asset.")
     server.http_error_next(ORDER, 503, skip=1)  # the entry goes through; the emergency close never
-    for _ in range(2):                          # does (every attempt verified absent, then re-sent)
+    for _ in range(2):  # does (every attempt verified absent, then re-sent)
         server.http_error_next(ORDER, 503)
     with pytest.raises(ProtectionFailed, match="UNPROTECTED") as info:
         h.enter(Side.LONG, flat(0, 2000), 0)
@@ -339,10 +351,12 @@ def test_clock_drift_is_fixed_by_syncing_server_time(server: FuturesStandIn) -> 
 
 def test_persistent_timestamp_errors_raise_a_clear_error(server: FuturesStandIn) -> None:
     h = LiveHarness(server)
-    server.reject_next("/fapi/v3/balance", -1021, "Timestamp for this request is outside of the recvWindow.",
-                       method="GET")
-    server.reject_next("/fapi/v3/balance", -1021, "Timestamp for this request is outside of the recvWindow.",
-                       method="GET")
+    server.reject_next(
+        "/fapi/v3/balance", -1021, "Timestamp for this request is outside of the recvWindow.", method="GET"
+    )
+    server.reject_next(
+        "/fapi/v3/balance", -1021, "Timestamp for this request is outside of the recvWindow.", method="GET"
+    )
     with pytest.raises(TimestampOutOfSync, match="clock"):
         h.feed(flat(0, 2000))
 
@@ -418,7 +432,9 @@ def test_a_sibling_left_open_is_canceled_before_the_next_entry(server: FuturesSt
     assert [o["clientAlgoId"] for o in server.open_algo_orders()] == [old_tp]
     h.enter(Side.LONG, flat(1, 1955), 1, sl=0.05, tp=0.10)
     assert sorted(o["clientAlgoId"] for o in server.open_algo_orders()) == [
-        oid(1, Side.LONG) + "sl", oid(1, Side.LONG) + "tp"]
+        oid(1, Side.LONG) + "sl",
+        oid(1, Side.LONG) + "tp",
+    ]
     h.feed(candle(2, 1955, 2090, 1950, 2085))  # through the old 2080 target: must not close the new position
     assert h.broker.position is not None and server.position_amt() > 0
 

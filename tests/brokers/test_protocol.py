@@ -14,11 +14,11 @@ import re
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.core.broker import SimulatedFuturesBroker
 from tradeconsole.core.broker_protocol import BROKER_MEMBERS, Broker
 from tradeconsole.core.domain import Side
 from tradeconsole.infra.binance.execution.broker import BinanceFuturesBroker
+
 from tests.brokers.conftest import Harness, flat
 
 pytestmark = pytest.mark.timeout(30)
@@ -50,8 +50,9 @@ def test_both_brokers_define_every_method_themselves(cls: type) -> None:
     for name in BROKER_MEMBERS:
         if name in _DATA:
             continue
-        ours = inspect.unwrap(getattr(cls, name).fget if isinstance(getattr(cls, name), property)
-                              else getattr(cls, name))
+        ours = inspect.unwrap(
+            getattr(cls, name).fget if isinstance(getattr(cls, name), property) else getattr(cls, name)
+        )
         proto = getattr(Broker, name)
         proto = proto.fget if isinstance(proto, property) else proto
         assert ours is not proto, name
@@ -88,6 +89,7 @@ def test_the_documented_no_ops(harness: Harness) -> None:
 @pytest.mark.parametrize("path", ["core/engine.py", "tui/runtime.py"])
 def test_no_getattr_probing_of_brokers(path: str) -> None:
     source = (REPO / path).read_text()
-    probes = [line.strip() for line in source.splitlines()
-              if re.search(r"\b(getattr|hasattr)\(\s*[\w.]*broker\b", line)]
+    probes = [
+        line.strip() for line in source.splitlines() if re.search(r"\b(getattr|hasattr)\(\s*[\w.]*broker\b", line)
+    ]
     assert probes == []

@@ -7,9 +7,9 @@ import json
 
 import pytest
 from binance.client import Client
-
 from tradeconsole.core.domain import FillReason, Side
 from tradeconsole.infra.binance.execution.broker import FindingKind
+
 from tests.brokers.conftest import API_KEY, API_SECRET, SYMBOL, LiveHarness, flat, oid, posts
 from tests.servers.binance_futures import FuturesStandIn
 
@@ -56,10 +56,13 @@ def test_stop_fired_while_the_console_was_down(server: FuturesStandIn) -> None:
     assert h2.broker.cash == pytest.approx(float(server.wallet))
 
 
-@pytest.mark.parametrize(("close", "reason"), [
-    ("close_position_externally", FillReason.FLATTEN),
-    ("liquidate", FillReason.LIQUIDATION),
-])
+@pytest.mark.parametrize(
+    ("close", "reason"),
+    [
+        ("close_position_externally", FillReason.FLATTEN),
+        ("liquidate", FillReason.LIQUIDATION),
+    ],
+)
 def test_position_closed_outside_the_console(server: FuturesStandIn, close: str, reason: FillReason) -> None:
     h = LiveHarness(server)
     h.enter(Side.SHORT, flat(0, 2000), 0)
@@ -101,8 +104,14 @@ def test_missing_protection_that_cannot_be_replaced_closes_the_position(server: 
 def test_stray_orders_are_canceled(server: FuturesStandIn) -> None:
     h = LiveHarness(server)
     other = raw_client(server)
-    other.futures_create_algo_order(symbol=SYMBOL, side="SELL", type="STOP_MARKET", triggerPrice="1500",
-                                    closePosition="true", clientAlgoId="manualstop1")
+    other.futures_create_algo_order(
+        symbol=SYMBOL,
+        side="SELL",
+        type="STOP_MARKET",
+        triggerPrice="1500",
+        closePosition="true",
+        clientAlgoId="manualstop1",
+    )
     [f] = h.broker.reconcile()
     assert f.kind is FindingKind.STRAY_ORDER and "manualstop1" in f.problem and f.action == "canceled it"
     assert str(f) == f.message and "manualstop1" in f.message and "canceled it" in f.message
@@ -113,8 +122,9 @@ def test_quantity_changed_outside_is_adopted(server: FuturesStandIn) -> None:
     h = LiveHarness(server)
     fill = h.enter(Side.LONG, flat(0, 2000), 0, stake=0.2)
     assert fill is not None
-    raw_client(server).futures_create_order(symbol=SYMBOL, side="SELL", type="MARKET", quantity="1",
-                                            reduceOnly="true", newClientOrderId="manualcut")
+    raw_client(server).futures_create_order(
+        symbol=SYMBOL, side="SELL", type="MARKET", quantity="1", reduceOnly="true", newClientOrderId="manualcut"
+    )
     [f] = h.broker.reconcile()
     assert f.kind is FindingKind.QTY_MISMATCH
     p = h.broker.position

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from tradeconsole.core.domain import FillReason, Side
 from tradeconsole.infra.binance.http.errors import ExchangeUnavailable
+
 from tests.brokers.conftest import SYMBOL, LiveHarness, flat, make_live_broker, oid
 from tests.servers.binance_futures import FuturesStandIn
 
@@ -37,8 +37,12 @@ def test_queued_exit_survives_a_rest_failure_while_a_stream_event_is_handled(ser
     path = _position_risk_path(server)
     for _ in range(b.max_retries + 1):
         server.http_error_next(path, method="GET")
-    ev = {"e": "ACCOUNT_UPDATE", "E": server.now_ms(), "T": server.now_ms(),
-          "a": {"m": "ORDER", "B": [], "P": [{"s": SYMBOL, "pa": "0", "ep": "0", "ps": "BOTH"}]}}
+    ev = {
+        "e": "ACCOUNT_UPDATE",
+        "E": server.now_ms(),
+        "T": server.now_ms(),
+        "a": {"m": "ORDER", "B": [], "P": [{"s": SYMBOL, "pa": "0", "ep": "0", "ps": "BOTH"}]},
+    }
     with pytest.raises(ExchangeUnavailable):
         b.apply_stream_event(ev)
     assert [f for f, _ in b._queued] == [recorded]
@@ -54,8 +58,12 @@ def test_an_account_update_older_than_the_last_balance_is_ignored(server: Future
     b.start()  # reads the wallet over REST: that balance is as of now
     fresh = b.cash
     t = server.now_ms()
-    old = {"e": "ACCOUNT_UPDATE", "E": t - 5000, "T": t - 5000,
-           "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": "1234", "cw": "1234", "bc": "0"}], "P": []}}
+    old = {
+        "e": "ACCOUNT_UPDATE",
+        "E": t - 5000,
+        "T": t - 5000,
+        "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": "1234", "cw": "1234", "bc": "0"}], "P": []},
+    }
     assert b.apply_stream_event(old) == []
     assert b.cash == fresh
     newer = dict(old, E=t + 10, T=t + 10, a={"m": "ORDER", "B": [{"a": "USDT", "wb": "9999", "cw": "9999"}]})
@@ -127,8 +135,15 @@ def test_standin_models_query_algo_order_by_either_id(server: FuturesStandIn) ->
     h.enter(Side.LONG, flat(0, 2000.0), 0)
     sl = oid(0, Side.LONG) + "sl"
     client = b._client
-    params = {"symbol": SYMBOL, "side": "SELL", "type": "STOP_MARKET", "algoType": "CONDITIONAL",
-              "triggerPrice": "1900", "closePosition": "true", "clientAlgoId": sl}
+    params = {
+        "symbol": SYMBOL,
+        "side": "SELL",
+        "type": "STOP_MARKET",
+        "algoType": "CONDITIONAL",
+        "triggerPrice": "1900",
+        "closePosition": "true",
+        "clientAlgoId": sl,
+    }
     with pytest.raises(Exception, match="-4116"):
         client.futures_create_algo_order(**params)
     with pytest.raises(Exception, match="-1102"):
@@ -154,8 +169,11 @@ def test_a_stop_exit_is_traced_by_actual_order_id_not_by_client_id(server: Futur
     sl = oid(0, Side.LONG) + "sl"
     n = len(server.user_events)
     server.walk(1950.0)
-    trig = [e for e in server.user_events[n:] if e["e"] == "ALGO_UPDATE" and e["o"]["caid"] == sl
-            and e["o"]["X"] == "TRIGGERED"]
+    trig = [
+        e
+        for e in server.user_events[n:]
+        if e["e"] == "ALGO_UPDATE" and e["o"]["caid"] == sl and e["o"]["X"] == "TRIGGERED"
+    ]
     assert trig and trig[0]["o"]["ai"]
     market = next(o for o in server.orders if str(o["orderId"]) == str(trig[0]["o"]["ai"]))
     assert market["clientOrderId"] != sl
@@ -185,8 +203,14 @@ def test_a_partial_close_is_recorded_and_the_round_trips_add_up(server: FuturesS
     assert funding > 0
     server.jump(2010.0)
     n = len(server.user_events)
-    b._client.futures_create_order(symbol=SYMBOL, side="SELL", type="MARKET", quantity=str(half),
-                                   reduceOnly="true", newClientOrderId="web_partial_1")
+    b._client.futures_create_order(
+        symbol=SYMBOL,
+        side="SELL",
+        type="MARKET",
+        quantity=str(half),
+        reduceOnly="true",
+        newClientOrderId="web_partial_1",
+    )
     upd = [e for e in server.user_events[n:] if e["e"] == "ORDER_TRADE_UPDATE" and e["o"]["X"] == "FILLED"]
     first_trade = server.trades[-1]
     out = b.apply_stream_event(upd[-1])
@@ -224,11 +248,14 @@ def test_a_partial_close_is_recorded_and_the_round_trips_add_up(server: FuturesS
 
 
 # ------------------------------------------------------------------ 6: one table-driven route check
-@pytest.mark.parametrize(("field", "bad", "route"), [
-    ("futures_ws", "wss://fstream.binance.com/ws/", "/market/"),
-    ("futures_user_ws", "wss://fstream.binance.com/ws/", "/private/"),
-    ("futures_user_ws", "wss://fstream.binancefuture.com/market/", "/private/"),
-])
+@pytest.mark.parametrize(
+    ("field", "bad", "route"),
+    [
+        ("futures_ws", "wss://fstream.binance.com/ws/", "/market/"),
+        ("futures_user_ws", "wss://fstream.binance.com/ws/", "/private/"),
+        ("futures_user_ws", "wss://fstream.binancefuture.com/market/", "/private/"),
+    ],
+)
 def test_futures_ws_routes_are_checked_from_one_table(field: str, bad: str, route: str) -> None:
     from tradeconsole.infra.binance.http.endpoints import ENV_VARS, resolve_endpoints
 

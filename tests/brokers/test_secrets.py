@@ -8,9 +8,9 @@ import json
 import logging
 
 import pytest
-
 from tradeconsole.core.domain import Side
 from tradeconsole.infra.binance.http.errors import BinanceError
+
 from tests.brokers.conftest import API_KEY, API_SECRET, LiveHarness, flat, make_live_broker
 from tests.servers.binance_futures import FuturesStandIn
 
@@ -21,8 +21,9 @@ def leaks(text: str) -> list[str]:
     return [name for name, s in (("key", API_KEY), ("secret", API_SECRET)) if s in text]
 
 
-def test_no_key_or_secret_anywhere_through_a_full_session(server: FuturesStandIn,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_no_key_or_secret_anywhere_through_a_full_session(
+    server: FuturesStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)  # root: urllib3, binance, ours
     errors: list[BaseException] = []
     h = LiveHarness(server, request_timeout=0.4)
@@ -34,16 +35,20 @@ def test_no_key_or_secret_anywhere_through_a_full_session(server: FuturesStandIn
     h.enter(Side.LONG, flat(0, 2000), 0)
     h.feed(flat(1, 2000))
     # rejects and failures of every kind
-    for inject in (lambda: server.reject_next("/fapi/v1/order", -2019, "Margin is insufficient."),
-                   lambda: server.reject_next("/fapi/v1/order", -1111, "Precision is over the maximum."),
-                   lambda: server.rate_limit_next("/fapi/v1/order", method="POST", status=418)):
+    for inject in (
+        lambda: server.reject_next("/fapi/v1/order", -2019, "Margin is insufficient."),
+        lambda: server.reject_next("/fapi/v1/order", -1111, "Precision is over the maximum."),
+        lambda: server.rate_limit_next("/fapi/v1/order", method="POST", status=418),
+    ):
         inject()
         try:
             h.enter(Side.SHORT, flat(2, 2000), 2)
         except BinanceError as e:
             errors.append(e)
-    for bad in (make_live_broker(server, api_secret="wrong-" + API_SECRET[::-1]),
-                make_live_broker(server, api_key="wrong-" + API_KEY[::-1])):
+    for bad in (
+        make_live_broker(server, api_secret="wrong-" + API_SECRET[::-1]),
+        make_live_broker(server, api_key="wrong-" + API_KEY[::-1]),
+    ):
         try:
             bad.start()
         except BinanceError as e:
@@ -76,15 +81,17 @@ def test_snapshot_has_no_credentials_even_in_nested_values(server: FuturesStandI
 # ---------------------------------------------------------------------- settings side (issue 10 item 6)
 
 PLACES = {
-    "binance api_key": ("[binance]\napi_key = \"{v}\"\n", "BK-7f3a9c1e5b"),
-    "binance api_secret": ("[binance]\napi_secret = \"{v}\"\n", "BS-2d8e4f6a0c"),
-    "kafka sasl_plain_password": ("[kafka]\nsasl_plain_password = \"{v}\"\n", "KSASL-93bd1a7"),
-    "kafka ssl_password": ("[kafka]\nssl_password = \"{v}\"\n", "KSSL-5e0c2f81"),
-    "elasticsearch password": ("[elasticsearch]\nusername = \"elastic\"\npassword = \"{v}\"\n", "ESPW-61a7d3c9"),
-    "elasticsearch api_key": ("[elasticsearch]\napi_key = \"{v}\"\n", "ESKEY-0b9f4e2a"),
-    "elasticsearch url user:password": ("[elasticsearch]\nurl = \"http://elastic:{v}@127.0.0.1:9200\"\n",
-                                        "ESURL-c4e81b7d"),
-    "kibana password": ("[kibana]\nusername = \"k\"\npassword = \"{v}\"\n", "KIB-3a5f0d92"),
+    "binance api_key": ('[binance]\napi_key = "{v}"\n', "BK-7f3a9c1e5b"),
+    "binance api_secret": ('[binance]\napi_secret = "{v}"\n', "BS-2d8e4f6a0c"),
+    "kafka sasl_plain_password": ('[kafka]\nsasl_plain_password = "{v}"\n', "KSASL-93bd1a7"),
+    "kafka ssl_password": ('[kafka]\nssl_password = "{v}"\n', "KSSL-5e0c2f81"),
+    "elasticsearch password": ('[elasticsearch]\nusername = "elastic"\npassword = "{v}"\n', "ESPW-61a7d3c9"),
+    "elasticsearch api_key": ('[elasticsearch]\napi_key = "{v}"\n', "ESKEY-0b9f4e2a"),
+    "elasticsearch url user:password": (
+        '[elasticsearch]\nurl = "http://elastic:{v}@127.0.0.1:9200"\n',
+        "ESURL-c4e81b7d",
+    ),
+    "kibana password": ('[kibana]\nusername = "k"\npassword = "{v}"\n', "KIB-3a5f0d92"),
 }
 
 
@@ -128,8 +135,12 @@ def test_secrets_are_wrapped_and_redacted_in_the_public_view(place, tmp_path):
 def test_secrets_from_the_environment_are_wrapped(tmp_path):
     from tradeconsole.infra.settings import Secret, load_settings
 
-    env = {"TRADECONSOLE_KAFKA_SSL_PASSWORD": "env-kssl", "TRADECONSOLE_KAFKA_SASL_PLAIN_PASSWORD": "env-ksasl",
-           "TRADECONSOLE_ELASTICSEARCH_PASSWORD": "env-espw", "TRADECONSOLE_CONFIG": str(tmp_path / "none.toml")}
+    env = {
+        "TRADECONSOLE_KAFKA_SSL_PASSWORD": "env-kssl",
+        "TRADECONSOLE_KAFKA_SASL_PLAIN_PASSWORD": "env-ksasl",
+        "TRADECONSOLE_ELASTICSEARCH_PASSWORD": "env-espw",
+        "TRADECONSOLE_CONFIG": str(tmp_path / "none.toml"),
+    }
     st = load_settings(None, env=env)
     assert isinstance(st.kafka["ssl_password"], Secret) and st.kafka["ssl_password"].reveal() == "env-kssl"
     assert st.kafka["sasl_plain_password"].reveal() == "env-ksasl"
@@ -155,17 +166,41 @@ def test_no_secret_reaches_stdout_stderr_journal_or_events(tmp_path, data_1h):
         f'[kafka]\nsasl_plain_password = "{values["kafka sasl_plain_password"]}"\n'
         f'ssl_password = "{values["kafka ssl_password"]}"\n'
         f'[elasticsearch]\nusername = "elastic"\npassword = "{values["elasticsearch password"]}"\n'
-        f'[kibana]\npassword = "{values["kibana password"]}"\n')
+        f'[kibana]\npassword = "{values["kibana password"]}"\n'
+    )
     cfg.chmod(0o600)
     journal = tmp_path / "journal.sqlite"
     with ElasticsearchStandIn() as es:
         url = es.url.replace("http://", f"http://elastic:{cli_pw}@")
-        out = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing",
-                              "--interval", "1h", "--replay", str(data_1h / "ETHUSDT-1h-2022-01.csv"),
-                              "--speed", "max", "--journal", str(journal), "--config", str(cfg),
-                              "--elasticsearch", url, "--json"],
-                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                             env={**os.environ, "TRADECONSOLE_DATA_DIR": str(tmp_path / "data")})
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tradeconsole.tui.cli",
+                "run",
+                "--headless",
+                "--strategy",
+                "engulfing",
+                "--interval",
+                "1h",
+                "--replay",
+                str(data_1h / "ETHUSDT-1h-2022-01.csv"),
+                "--speed",
+                "max",
+                "--journal",
+                str(journal),
+                "--config",
+                str(cfg),
+                "--elasticsearch",
+                url,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**os.environ, "TRADECONSOLE_DATA_DIR": str(tmp_path / "data")},
+        )
         docs = es.documents()
     assert out.returncode == 0, out.stderr[-2000:]
     assert docs, "the Elasticsearch sink indexed nothing: the events were not checked"

@@ -8,12 +8,12 @@ import math
 from typing import ClassVar
 
 import pytest
-
 from tradeconsole.core.domain import Candle, FillReason, Side
 from tradeconsole.core.events import Event, FillEvent
 from tradeconsole.core.indicators import IndicatorValues
 from tradeconsole.core.session import StrategySession
 from tradeconsole.core.strategies.base import Strategy, StrategyParams
+
 from tests.brokers.conftest import API_KEY, API_SECRET, CASH, SYMBOL, Harness, LiveHarness, PaperHarness, candle
 from tests.servers.binance_futures import FuturesStandIn
 
@@ -51,9 +51,17 @@ SIGNALS = {0: Side.LONG, 2: Side.SHORT}
 
 def run(h: Harness) -> tuple[StrategySession, list[Event]]:
     events: list[Event] = []
-    session = StrategySession(symbol=SYMBOL, interval="5m", strategy=Scripted(SIGNALS), broker=h.broker,
-                              run_id="r1", mode=h.kind, initial_cash=CASH, reenter_on_exit_candle=True,
-                              publish=events.append)
+    session = StrategySession(
+        symbol=SYMBOL,
+        interval="5m",
+        strategy=Scripted(SIGNALS),
+        broker=h.broker,
+        run_id="r1",
+        mode=h.kind,
+        initial_cash=CASH,
+        reenter_on_exit_candle=True,
+        publish=events.append,
+    )
     for c in CANDLES:
         h.move_market(c)
         session.on_closed_candle(c, NAN_IND)
@@ -66,8 +74,11 @@ def test_session_gives_the_same_fills_with_paper_and_live(server: FuturesStandIn
     session, live_events = run(live)
     paper_fills = [e.fill for e in paper_events if isinstance(e, FillEvent)]
     live_fills = [e.fill for e in live_events if isinstance(e, FillEvent)]
-    assert [f.reason for f in live_fills] == [f.reason for f in paper_fills] == [
-        FillReason.ENTRY_LONG, FillReason.TAKE_PROFIT, FillReason.ENTRY_SHORT, FillReason.STOP_LOSS]
+    assert (
+        [f.reason for f in live_fills]
+        == [f.reason for f in paper_fills]
+        == [FillReason.ENTRY_LONG, FillReason.TAKE_PROFIT, FillReason.ENTRY_SHORT, FillReason.STOP_LOSS]
+    )
     for p, lv in zip(paper_fills, live_fills, strict=True):
         assert lv.price == pytest.approx(p.price, abs=0.01) and lv.qty == pytest.approx(p.qty, rel=0.005)
         assert lv.order_id == p.order_id  # same signal-derived ids: journal keys line up

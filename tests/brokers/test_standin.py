@@ -29,8 +29,9 @@ def code_of(fn, **kw) -> int:  # type: ignore[no-untyped-def]
 
 
 def buy(c: Client, qty: str, **kw: str) -> dict:  # type: ignore[type-arg]
-    return c.futures_create_order(symbol=SYMBOL, side="BUY", type="MARKET", quantity=qty,
-                                  newOrderRespType="RESULT", **kw)
+    return c.futures_create_order(
+        symbol=SYMBOL, side="BUY", type="MARKET", quantity=qty, newOrderRespType="RESULT", **kw
+    )
 
 
 def test_authentication_and_clock(server: FuturesStandIn) -> None:
@@ -52,12 +53,27 @@ def test_filters_and_order_rules(server: FuturesStandIn) -> None:
     assert code_of(buy, c=c, qty="0.005") == -4164  # 10 USDT < 20 notional
     assert code_of(buy, c=c, qty="5000") == -4005
     assert code_of(c.futures_create_order, symbol="XYZUSDT", side="BUY", type="MARKET", quantity="1") == -1121
-    assert code_of(c.futures_create_order, symbol=SYMBOL, side="SELL", type="MARKET", quantity="1",
-                   reduceOnly="true") == -2022
+    assert (
+        code_of(c.futures_create_order, symbol=SYMBOL, side="SELL", type="MARKET", quantity="1", reduceOnly="true")
+        == -2022
+    )
     assert code_of(buy, c=c, qty="100") == -2019  # 200k notional / 20x > 10k wallet
-    assert code_of(c._request_futures_api, method="post", path="order", signed=True,
-                   data={"symbol": SYMBOL, "side": "SELL", "type": "STOP_MARKET", "stopPrice": "1900",
-                         "closePosition": "true"}) == -4120
+    assert (
+        code_of(
+            c._request_futures_api,
+            method="post",
+            path="order",
+            signed=True,
+            data={
+                "symbol": SYMBOL,
+                "side": "SELL",
+                "type": "STOP_MARKET",
+                "stopPrice": "1900",
+                "closePosition": "true",
+            },
+        )
+        == -4120
+    )
     assert c.futures_change_margin_type(symbol=SYMBOL, marginType="ISOLATED")["code"] == 200
     assert code_of(c.futures_change_margin_type, symbol=SYMBOL, marginType="ISOLATED") == -4046
     buy(c, "1")
@@ -72,14 +88,16 @@ def test_filters_and_order_rules(server: FuturesStandIn) -> None:
 def test_walk_fills_at_trigger_and_jump_fills_at_price(server: FuturesStandIn) -> None:
     c = client(server)
     buy(c, "2")
-    c.futures_create_algo_order(symbol=SYMBOL, side="SELL", type="STOP_MARKET", triggerPrice="1950",
-                                closePosition="true", clientAlgoId="s1")
+    c.futures_create_algo_order(
+        symbol=SYMBOL, side="SELL", type="STOP_MARKET", triggerPrice="1950", closePosition="true", clientAlgoId="s1"
+    )
     server.walk(1900)
     assert c.futures_get_algo_order(clientAlgoId="s1")["actualPrice"] == "1950"
     server.jump(2000)
     buy(c, "2")
-    c.futures_create_algo_order(symbol=SYMBOL, side="SELL", type="STOP_MARKET", triggerPrice="1950",
-                                closePosition="true", clientAlgoId="s2")
+    c.futures_create_algo_order(
+        symbol=SYMBOL, side="SELL", type="STOP_MARKET", triggerPrice="1950", closePosition="true", clientAlgoId="s2"
+    )
     server.jump(1930)
     algo = c.futures_get_algo_order(clientAlgoId="s2")
     assert (algo["algoStatus"], algo["actualPrice"]) == ("FINISHED", "1930")

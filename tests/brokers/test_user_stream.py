@@ -9,12 +9,12 @@ import time
 from typing import Any
 
 import pytest
-
 from tradeconsole.core.config import BinanceEndpoints
 from tradeconsole.core.domain import FillReason, Side
 from tradeconsole.core.feed import AccountStreamEvent
-from tradeconsole.infra.binance.http.endpoints import make_client
 from tradeconsole.infra.binance.execution.user_stream import UserDataStream, user_stream_url
+from tradeconsole.infra.binance.http.endpoints import make_client
+
 from tests.brokers.conftest import API_KEY, API_SECRET, LiveHarness, flat
 from tests.servers.binance_futures import FuturesStandIn
 
@@ -32,8 +32,11 @@ class Collector:
 
     def events(self, kind: str | None = None) -> list[AccountStreamEvent]:
         with self.lock:
-            return [e for e in self.items if isinstance(e, AccountStreamEvent) and not e.gap
-                    and (kind is None or e.payload.get("e") == kind)]
+            return [
+                e
+                for e in self.items
+                if isinstance(e, AccountStreamEvent) and not e.gap and (kind is None or e.payload.get("e") == kind)
+            ]
 
     def gaps(self) -> int:
         with self.lock:
@@ -121,17 +124,26 @@ def test_stop_fill_is_applied_from_the_stream_at_once(server: FuturesStandIn) ->
         h.enter(Side.LONG, c0, 0, sl=0.02, tp=0.04)
         n = len(c.events())
         server.walk(1950.0)
+
         # the stop's market order is linked to the algo order by id only (ALGO_UPDATE ``ai``)
         def stop_order_filled() -> bool:
-            ai = {e.payload["o"]["ai"] for e in c.events("ALGO_UPDATE")
-                  if e.payload["o"]["caid"].endswith("sl") and e.payload["o"]["ai"]}
-            return any(str(e.payload["o"]["i"]) in {str(a) for a in ai} and e.payload["o"]["X"] == "FILLED"
-                       for e in c.events("ORDER_TRADE_UPDATE"))
+            ai = {
+                e.payload["o"]["ai"]
+                for e in c.events("ALGO_UPDATE")
+                if e.payload["o"]["caid"].endswith("sl") and e.payload["o"]["ai"]
+            }
+            return any(
+                str(e.payload["o"]["i"]) in {str(a) for a in ai} and e.payload["o"]["X"] == "FILLED"
+                for e in c.events("ORDER_TRADE_UPDATE")
+            )
+
         wait(stop_order_filled, what="the stop's order update")
         # the three event types are separate frames with no documented order among them: wait
         # for the account update too instead of assuming it came first
-        wait(lambda: {"ORDER_TRADE_UPDATE", "ALGO_UPDATE", "ACCOUNT_UPDATE"} <= {e.payload["e"] for e in c.events()[n:]},
-             what="the account update")
+        wait(
+            lambda: {"ORDER_TRADE_UPDATE", "ALGO_UPDATE", "ACCOUNT_UPDATE"} <= {e.payload["e"] for e in c.events()[n:]},
+            what="the account update",
+        )
         exits = []
         for ev in c.events()[n:]:
             exits += h.broker.apply_stream_event(ev.payload)
@@ -154,8 +166,10 @@ def test_dead_trigger_seen_on_the_stream_reprotects(server: FuturesStandIn) -> N
         n = len(c.events())
         server.cancel_next_trigger()
         server.walk(1955.0, 1990.0)
-        wait(lambda: any(e.payload["e"] == "ALGO_UPDATE" and e.payload["o"]["X"] == "FINISHED"
-                         for e in c.events()[n:]), what="the FINISHED algo update")
+        wait(
+            lambda: any(e.payload["e"] == "ALGO_UPDATE" and e.payload["o"]["X"] == "FINISHED" for e in c.events()[n:]),
+            what="the FINISHED algo update",
+        )
         for ev in c.events()[n:]:
             assert h.broker.apply_stream_event(ev.payload) == []
         assert h.broker.position is not None and len(server.open_algo_orders()) == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker, client_order_id
 from tradeconsole.core.domain import Candle, FillReason, OrderSide, Side
 
@@ -27,7 +26,7 @@ def test_realistic_entry_fills_at_next_open_with_slippage_and_fee_on_notional():
     assert b.submit_entry(Side.LONG, bar(0, 100, 101, 99, 100), "id1", 0.015, 0.03) is None
     assert b.pending is not None and b.position is None
     fills = b.on_candle(bar(1, 102, 102.5, 101.5, 102))
-    (fill, trade), = fills
+    ((fill, trade),) = fills
     assert trade is None and fill.side is OrderSide.BUY and fill.reason is FillReason.ENTRY_LONG
     assert fill.price == pytest.approx(102 * 1.001)
     assert fill.time == 1 * H
@@ -42,7 +41,7 @@ def test_stop_and_target_in_same_candle_assumes_the_stop():
     b = realistic()
     b.submit_entry(Side.LONG, bar(0, 100, 100, 100, 100), "id", 0.015, 0.03)
     b.on_candle(bar(1, 100, 100.5, 99.5, 100))
-    (fill, trade), = b.on_candle(bar(2, 100, 104, 98, 101))  # both 98.5 and 103 inside the range
+    ((fill, trade),) = b.on_candle(bar(2, 100, 104, 98, 101))  # both 98.5 and 103 inside the range
     assert fill.reason is FillReason.STOP_LOSS and fill.price == pytest.approx(98.5)
     assert trade.pnl < 0 and b.position is None
 
@@ -51,7 +50,7 @@ def test_gap_through_stop_fills_at_open_short():
     b = realistic()
     b.submit_entry(Side.SHORT, bar(0, 100, 100, 100, 100), "id", 0.015, 0.03)
     b.on_candle(bar(1, 100, 100.2, 99.8, 100))
-    (fill, trade), = b.on_candle(bar(2, 105, 106, 104, 105))
+    ((fill, trade),) = b.on_candle(bar(2, 105, 106, 104, 105))
     assert fill.reason is FillReason.STOP_LOSS and fill.price == 105 and fill.side is OrderSide.BUY
     assert trade.side is Side.SHORT and trade.pnl < -0.04 * 10_000
 
@@ -59,8 +58,8 @@ def test_gap_through_stop_fills_at_open_short():
 def test_take_profit_intrabar_short_and_accounting_identity():
     b = realistic()
     b.submit_entry(Side.SHORT, bar(0, 100, 100, 100, 100), "id", 0.015, 0.03)
-    (entry, _), = b.on_candle(bar(1, 100, 100.5, 99.5, 100))
-    (fill, trade), = b.on_candle(bar(2, 99, 99.5, 96, 97))
+    ((entry, _),) = b.on_candle(bar(1, 100, 100.5, 99.5, 100))
+    ((fill, trade),) = b.on_candle(bar(2, 99, 99.5, 96, 97))
     assert fill.reason is FillReason.TAKE_PROFIT and fill.price == pytest.approx(97.0)
     expected_pnl = entry.qty * (100 - 97) - entry.fee - fill.fee
     assert trade.pnl == pytest.approx(expected_pnl)
@@ -76,7 +75,7 @@ def test_seed_fills_at_close_checks_closes_only_and_sizes_like_the_research_code
     assert fill.fee == pytest.approx(10_000 * 0.0004)
     # low pierces the stop but the close does not: seed ignores it
     assert b.on_candle(bar(1, 100, 100, 97, 99)) == []
-    (x, trade), = b.on_candle(bar(2, 99, 99, 98, 98.4))
+    ((x, trade),) = b.on_candle(bar(2, 99, 99, 98, 98.4))
     assert x.reason is FillReason.STOP_LOSS and x.price == 98.4
     # the research code's arithmetic: cash = qty * price * (1 - fee)
     assert b.cash == pytest.approx(fill.qty * 98.4 * (1 - 0.0004))
@@ -85,9 +84,9 @@ def test_seed_fills_at_close_checks_closes_only_and_sizes_like_the_research_code
 def test_liquidation_with_high_leverage_caps_loss_at_margin():
     b = realistic(leverage=100)
     b.submit_entry(Side.LONG, bar(0, 100, 100, 100, 100), "id", 0.5, 0.5)  # stop beyond liquidation
-    (entry, _), = b.on_candle(bar(1, 100, 100, 100, 100))
+    ((entry, _),) = b.on_candle(bar(1, 100, 100, 100, 100))
     margin = entry.qty * entry.price / 100
-    (fill, trade), = b.on_candle(bar(2, 100, 100, 98, 99))
+    ((fill, trade),) = b.on_candle(bar(2, 100, 100, 98, 99))
     assert fill.reason is FillReason.LIQUIDATION
     assert fill.price == pytest.approx(100 * (1 - 1 / 100 + 0.004))
     gross = entry.qty * (fill.price - entry.price)
@@ -97,7 +96,7 @@ def test_liquidation_with_high_leverage_caps_loss_at_margin():
     g = realistic(leverage=100)
     g.submit_entry(Side.LONG, bar(0, 100, 100, 100, 100), "id", 0.5, 0.5)
     g.on_candle(bar(1, 100, 100, 100, 100))
-    (fill2, trade2), = g.on_candle(bar(2, 90, 90, 89, 89))
+    ((fill2, trade2),) = g.on_candle(bar(2, 90, 90, 89, 89))
     assert fill2.reason is FillReason.LIQUIDATION and fill2.time == 2 * H
     assert trade2.pnl - (-trade2.fees) >= -margin - 1e-6
 
@@ -105,7 +104,7 @@ def test_liquidation_with_high_leverage_caps_loss_at_margin():
 def test_funding_paid_by_longs_every_8h():
     b = realistic(funding_rate_8h=0.0001)
     b.submit_entry(Side.LONG, bar(6, 100, 100, 100, 100), "id", 0.5, 0.5)
-    (entry, _), = b.on_candle(bar(7, 100, 100, 100, 100))
+    ((entry, _),) = b.on_candle(bar(7, 100, 100, 100, 100))
     b.on_candle(bar(8, 100, 100, 100, 100))  # 08:00 UTC funding
     assert b.funding_paid == pytest.approx(entry.qty * 100 * 0.0001)
     b.on_candle(bar(9, 100, 100, 100, 100))
@@ -163,7 +162,7 @@ def test_gap_after_signal_drops_the_pending_entry_and_records_it():
     assert b.take_dropped() == [d] and b.take_dropped() == []  # each published once
     # the broker is flat again: the next signal can enter normally
     b.submit_entry(Side.LONG, bar(83, 130, 131, 129, 130), "next", 0.015, 0.03)
-    (fill, _), = b.on_candle(bar(84, 131, 132, 130, 131))
+    ((fill, _),) = b.on_candle(bar(84, 131, 132, 130, 131))
     assert fill.order_id == "next" and fill.price == 131
 
 
@@ -185,7 +184,7 @@ def test_snapshot_without_signal_close_time_restores_and_fills():
     del state["pending"]["signal_close_time"]  # written before the field existed
     r = realistic()
     r.restore(state)
-    (fill, _), = r.on_candle(bar(5, 101, 102, 100, 101))
+    ((fill, _),) = r.on_candle(bar(5, 101, 102, 100, 101))
     assert fill.order_id == "old"
 
 
@@ -195,7 +194,7 @@ def test_target_gapped_through_at_the_open_is_a_take_profit_even_if_the_stop_is_
     b.submit_entry(side, bar(0, 100, 100, 100, 100), "id", 0.015, 0.03)
     b.on_candle(bar(1, 100, 100.2, 99.8, 100))  # entry at 100: target 103 / 97, stop 98.5 / 101.5
     gapped = bar(2, 104, 104, 98, 99) if side is Side.LONG else bar(2, 96, 102, 96, 101)
-    (fill, trade), = b.on_candle(gapped)
+    ((fill, trade),) = b.on_candle(gapped)
     assert fill.reason is FillReason.TAKE_PROFIT and fill.price == gapped.open and fill.time == 2 * H
     assert trade.pnl > 0.03 * 10_000 - 10  # more than the target: the open was beyond it
 

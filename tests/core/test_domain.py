@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def test_iso_ms_matches_datetime():
     from datetime import UTC, datetime
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from tradeconsole.core.broker import BrokerSettings, SimulatedFuturesBroker
 from tradeconsole.core.domain import Candle
 from tradeconsole.core.engine import Engine, SessionSpec
@@ -28,8 +27,16 @@ NOW = 1_700_000_123_456  # exchange time, inside the candle opening at T0
 T0 = NOW - NOW % STEP
 
 
-def candle(t: int = T0 - STEP, o: float = 100.0, h: float = 101.0, lo: float = 99.0, c: float = 100.5,
-           v: float = 10.0, closed: bool = True, close_time: int | None = None) -> Candle:
+def candle(
+    t: int = T0 - STEP,
+    o: float = 100.0,
+    h: float = 101.0,
+    lo: float = 99.0,
+    c: float = 100.5,
+    v: float = 10.0,
+    closed: bool = True,
+    close_time: int | None = None,
+) -> Candle:
     return Candle(t, o, h, lo, c, v, t + STEP - 1 if close_time is None else close_time, closed)
 
 
@@ -39,22 +46,25 @@ def test_a_true_closed_candle_and_the_open_candle_pass():
     assert check_candle(candle(T0 - 100 * STEP), "5m", NOW) is None  # history is fine (REST backfill)
 
 
-@pytest.mark.parametrize("bad, reason", [
-    (candle(o=math.nan), "bad_value"),
-    (candle(c=math.inf, h=math.inf), "bad_value"),
-    (candle(lo=0.0), "bad_value"),
-    (candle(o=-1.0, lo=-2.0), "bad_value"),
-    (candle(v=math.nan), "bad_value"),
-    (candle(v=-1.0), "bad_value"),
-    (candle(h=99.5), "ohlc"),  # high below close
-    (candle(lo=100.2), "ohlc"),  # low above open
-    (candle(T0 - STEP + 1), "off_grid"),
-    (candle(close_time=T0 - 1 + STEP), "close_time"),
-    (candle(T0 + 86_400_000), "future"),  # the repro: t = now + 1 day
-    (candle(10**18), "future"),  # and t = 10**18 (no date arithmetic, no overflow)
-    (candle(T0 + STEP, closed=False), "future"),  # an update beyond the open candle
-    (candle(T0, closed=True), "early_close"),  # the open candle marked closed before its end
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (candle(o=math.nan), "bad_value"),
+        (candle(c=math.inf, h=math.inf), "bad_value"),
+        (candle(lo=0.0), "bad_value"),
+        (candle(o=-1.0, lo=-2.0), "bad_value"),
+        (candle(v=math.nan), "bad_value"),
+        (candle(v=-1.0), "bad_value"),
+        (candle(h=99.5), "ohlc"),  # high below close
+        (candle(lo=100.2), "ohlc"),  # low above open
+        (candle(T0 - STEP + 1), "off_grid"),
+        (candle(close_time=T0 - 1 + STEP), "close_time"),
+        (candle(T0 + 86_400_000), "future"),  # the repro: t = now + 1 day
+        (candle(10**18), "future"),  # and t = 10**18 (no date arithmetic, no overflow)
+        (candle(T0 + STEP, closed=False), "future"),  # an update beyond the open candle
+        (candle(T0, closed=True), "early_close"),  # the open candle marked closed before its end
+    ],
+)
 def test_each_rule_has_its_reason(bad, reason):
     assert reason in REASONS
     assert check_candle(bad, "5m", NOW) == reason
@@ -89,8 +99,14 @@ def test_weekly_grid_opens_on_mondays():
     assert current_open_time(monday + 5, "1w") == monday
     week = Candle(monday, 1, 2, 0.5, 1.5, 1, monday + 7 * 86_400_000 - 1, True)
     assert check_candle(week, "1w", monday + 8 * 86_400_000) is None
-    assert check_candle(week._replace(open_time=monday - 86_400_000, close_time=monday + 6 * 86_400_000 - 1),
-                        "1w", monday + 8 * 86_400_000) == "off_grid"
+    assert (
+        check_candle(
+            week._replace(open_time=monday - 86_400_000, close_time=monday + 6 * 86_400_000 - 1),
+            "1w",
+            monday + 8 * 86_400_000,
+        )
+        == "off_grid"
+    )
 
 
 def test_check_values_matches_candle_is_valid():
@@ -98,8 +114,16 @@ def test_check_values_matches_candle_is_valid():
         assert (check_values(c) is None) == c.is_valid()
 
 
-@pytest.mark.parametrize("kwargs", [dict(max_skew_ms=-1), dict(price_band=0), dict(price_band=math.nan),
-                                    dict(band_intervals=0), dict(max_skew_ms=1.5)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(max_skew_ms=-1),
+        dict(price_band=0),
+        dict(price_band=math.nan),
+        dict(band_intervals=0),
+        dict(max_skew_ms=1.5),
+    ],
+)
 def test_settings_are_validated(kwargs):
     with pytest.raises(ValueError):
         GuardSettings(**kwargs)
@@ -185,8 +209,11 @@ def test_feed_alarms_become_error_events():
     engine.subscribe(seen.append)
     engine.start()
     try:
-        engine.feed(FeedAlarm("binance-futures", "ETHUSDT", "5m", "future", "stream kline refused (future)", 3,
-                              1_700_000_000_000))
+        engine.feed(
+            FeedAlarm(
+                "binance-futures", "ETHUSDT", "5m", "future", "stream kline refused (future)", 3, 1_700_000_000_000
+            )
+        )
         assert engine.wait_idle(10)
     finally:
         engine.stop()

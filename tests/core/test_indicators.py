@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-
 from tradeconsole.core.domain import Candle
 from tradeconsole.core.indicators import IncrementalIndicators, IndicatorSettings, IndicatorValues, compute_history
 
@@ -20,8 +19,16 @@ def _run_incremental(arr, settings, preview_every: int = 1):
     for i, c in enumerate(arr.candles()):
         if i % preview_every == 0:
             # an open-candle preview must not disturb the closed sequence
-            half = Candle(c.open_time, c.open, max(c.open, c.close), min(c.open, c.close), (c.open + c.close) / 2,
-                          0.0, c.close_time, closed=False)
+            half = Candle(
+                c.open_time,
+                c.open,
+                max(c.open, c.close),
+                min(c.open, c.close),
+                (c.open + c.close) / 2,
+                0.0,
+                c.close_time,
+                closed=False,
+            )
             inc.preview(half)
             p = inc.preview(c)
         v = inc.update(c)
@@ -75,7 +82,7 @@ def test_sma_rsi_is_simple_means(candles_1h):
     k = 14
     ref = np.full(len(c), np.nan)
     for i in range(k, len(c)):
-        ag, al = g[i - k:i].mean(), lo[i - k:i].mean()
+        ag, al = g[i - k : i].mean(), lo[i - k : i].mean()
         ref[i] = 100 - 100 / (1 + ag / al)
     h = compute_history(candles_1h.open, candles_1h.high, candles_1h.low, c, IndicatorSettings(rsi_smoothing="sma"))
     assert np.nanmax(np.abs(ref - h["rsi"])) < TOL
@@ -91,7 +98,8 @@ def test_engulfing_and_bull_flags():
     vals = [inc.update(c) for c in seq]
     assert [v.engulfing for v in vals] == [0, 1, 0, -1, 0]
     assert [v.bull for v in vals] == [0, 1, 1, 0, 1]  # close >= open is bull, doji included
-    o = np.array([c.open for c in seq]); cl = np.array([c.close for c in seq])
+    o = np.array([c.open for c in seq])
+    cl = np.array([c.close for c in seq])
     h = compute_history(o, o + 1, o - 1, cl)
     assert h["engulfing"].tolist() == [0, 1, 0, -1, 0]
 
@@ -109,4 +117,3 @@ def test_settings_validation():
         IndicatorSettings(rsi_smoothing="ema")
     with pytest.raises(ValueError):
         IndicatorSettings(macd_fast=30, macd_slow=26)
-

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.broker import client_order_id
+from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Side, interval_ms
 from tradeconsole.core.indicators import IncrementalIndicators, IndicatorSettings
 from tradeconsole.core.strategies import make_strategy
+
 from tests.servers.binance_futures import FuturesStandIn
 from tests.servers.binance_market import BinanceMarketServer, shared_series
 
@@ -49,8 +49,9 @@ FEE = 0.0004
 # ---------------------------------------------------------------------------- waiting
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition",
-               proc: HeadlessProcess | None = None) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition", proc: HeadlessProcess | None = None
+) -> Any:
     """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``
     seconds: a generous bound for slow machines, never an assertion about speed. If ``proc``
     ends meanwhile, fail at once with its log tail."""
@@ -121,13 +122,13 @@ def find_plan(arrays: CandleArrays, scan: int = 20_000) -> SignalPlan:
         if any(j in rough for j in range(s - LEAD, s + POST + 1) if j != s):
             continue
         lo = s - LEAD - WARMUP
-        times = arrays.open_time[lo:s + POST + 1]
+        times = arrays.open_time[lo : s + POST + 1]
         if not (times[1:] - times[:-1] == interval_ms(INTERVAL)).all():
             continue  # an exchange gap in the window: keep the scenario simple
         c0 = candles[s].close
         if any(abs(candles[j].close / c0 - 1) > MAX_DRIFT for j in range(s + 1, s + POST + 1)):
             continue
-        exact = _signals(candles[lo:s + POST + 1], start=lo)
+        exact = _signals(candles[lo : s + POST + 1], start=lo)
         live = {j: v for j, v in exact.items() if j >= s - LEAD}
         if live == {s: side}:
             return SignalPlan(arrays, s, side)
@@ -150,27 +151,26 @@ class Servers:
     def env(self, data_dir: Path) -> dict[str, str]:
         """The process environment: the stand-ins' endpoints and keys, nothing inherited that could
         point elsewhere (another config file, other keys)."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("BINANCE_", "TRADECONSOLE_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BINANCE_", "TRADECONSOLE_"))}
         env.update(self.market.env())  # spot + futures market data REST/WS
         env["TRADECONSOLE_BINANCE_FUTURES_REST"] = self.trading.base_url  # trading goes to the stand-in
         env["TRADECONSOLE_BINANCE_FUTURES_USER_WS"] = self.trading.user_ws_url  # and the user data stream
-        env.update({
-            "BINANCE_API_KEY": API_KEY,
-            "BINANCE_API_SECRET": API_SECRET,
-            "TRADECONSOLE_CONFIG": str(data_dir / "no-such-config.toml"),
-            "TRADECONSOLE_DATA_DIR": str(data_dir),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "BINANCE_API_KEY": API_KEY,
+                "BINANCE_API_SECRET": API_SECRET,
+                "TRADECONSOLE_CONFIG": str(data_dir / "no-such-config.toml"),
+                "TRADECONSOLE_DATA_DIR": str(data_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
 
 @pytest.fixture
 def servers(plan: SignalPlan) -> Iterator[Servers]:
-    market = BinanceMarketServer({(SYMBOL, INTERVAL): plan.arrays},
-                                 start_time_ms=plan.open_time(plan.first_live))
-    trading = FuturesStandIn(API_KEY, API_SECRET, balance=CASH, price=plan.close(plan.first_live - 1),
-                             taker_fee=FEE)
+    market = BinanceMarketServer({(SYMBOL, INTERVAL): plan.arrays}, start_time_ms=plan.open_time(plan.first_live))
+    trading = FuturesStandIn(API_KEY, API_SECRET, balance=CASH, price=plan.close(plan.first_live - 1), taker_fee=FEE)
     market.start()
     try:
         trading.start()
@@ -201,8 +201,14 @@ class HeadlessProcess:
         self.stdout_path = workdir / f"{name}.stdout"
         self.stderr_path = workdir / f"{name}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([*tradeconsole_command(), "run", "--headless", *args], env=env,
-                                         cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            self.proc = subprocess.Popen(
+                [*tradeconsole_command(), "run", "--headless", *args],
+                env=env,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
 
     # -------------------------------------------------------------- state
     def poll(self) -> int | None:

@@ -32,10 +32,10 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.backtest.runner import run_backtest
 from tradeconsole.core.domain import iso_ms
 from tradeconsole.core.strategies import make_strategy
+
 from tests.e2e.conftest import INTERVAL, POST, STRATEGY, SYMBOL, WARMUP, JournalReader, wait_until
 from tests.e2e.test_testnet_headless import Driver
 from tests.pipeline.conftest import proxied_broker, topic_prefix  # noqa: F401 - fixtures used below
@@ -85,8 +85,9 @@ def _feed_rejections(journal: JournalReader) -> collections.Counter[str]:
         assert summary or one, f"a feed alarm without a reason: {msg!r}"
         if one:
             counts[one.group(1)] += 1
-        pairs = re.findall(r"(\w+) (\d+)", (summary or folded).group(1 if summary else 2)) \
-            if (summary or folded) else []
+        pairs = (
+            re.findall(r"(\w+) (\d+)", (summary or folded).group(1 if summary else 2)) if (summary or folded) else []
+        )
         if folded:
             assert sum(int(n) for _, n in pairs) == int(folded.group(1)), msg
         for reason, n in pairs:
@@ -121,8 +122,22 @@ def test_hostile_feed_kafka_outage_sigkill_restart_equals_the_clean_run(
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[kafka]\ntopic_prefix = "{topic_prefix}"\n')
     env = servers.env(tmp_path / "data")
-    args = ["--strategy", STRATEGY, "--interval", INTERVAL, "--symbol", SYMBOL, "--market", "spot",
-            "--journal", str(journal_path), "--kafka", proxy.bootstrap, "--config", str(cfg)]
+    args = [
+        "--strategy",
+        STRATEGY,
+        "--interval",
+        INTERVAL,
+        "--symbol",
+        SYMBOL,
+        "--market",
+        "spot",
+        "--journal",
+        str(journal_path),
+        "--kafka",
+        proxy.bootstrap,
+        "--config",
+        str(cfg),
+    ]
     f, s = plan.first_live, plan.signal
     last = s + POST
 
@@ -135,8 +150,12 @@ def test_hostile_feed_kafka_outage_sigkill_restart_equals_the_clean_run(
     # Waiting for it also lets the stream's exchange-clock re-check cooldown (5 s) pass: the
     # stand-in's clock jumps a whole candle per advance(), which a real exchange's never does,
     # so a true close right after a futile re-check would look early (see the report)
-    wait_until(lambda: sum(_feed_rejections(journal).values()) >= sum(EXPECTED_REJECTIONS.values()), 40,
-               "every rejection alarmed in the journal", p1)
+    wait_until(
+        lambda: sum(_feed_rejections(journal).values()) >= sum(EXPECTED_REJECTIONS.values()),
+        40,
+        "every rejection alarmed in the journal",
+        p1,
+    )
     for i in range(f + 1, s + 1):
         drive.close_candle(i, p1)
     drive.close_candle(s + 1, p1)  # the realistic model fills the entry by now
@@ -166,8 +185,11 @@ def test_hostile_feed_kafka_outage_sigkill_restart_equals_the_clean_run(
         drive.close_candle(i, p2)
     wait_until(lambda: _kafka_cursor(journal) == journal.max_seq(), 60, "Kafka caught up after the outage", p2)
     rc2 = p2.terminate()
-    print(f"outage from journal seq {backlog[0]}; at SIGKILL journal {backlog[1]}, cursor {backlog[2]}; "
-          f"{journal.max_seq()} events in all", flush=True)
+    print(
+        f"outage from journal seq {backlog[0]}; at SIGKILL journal {backlog[1]}, cursor {backlog[2]}; "
+        f"{journal.max_seq()} events in all",
+        flush=True,
+    )
 
     # (4) exits and tracebacks
     assert rc1 == -signal.SIGKILL, p1.tail()
@@ -179,18 +201,21 @@ def test_hostile_feed_kafka_outage_sigkill_restart_equals_the_clean_run(
     # the clean run sees the candles a process can trust: all of them but the one REST lied about
     keep = [i for i in range(f - WARMUP, last + 1) if i != lie]
     window = plan.arrays.take(keep)
-    clean = run_backtest(window, make_strategy(STRATEGY), symbol=SYMBOL, interval=INTERVAL, fill_model="realistic",
-                         warmup=WARMUP)
+    clean = run_backtest(
+        window, make_strategy(STRATEGY), symbol=SYMBOL, interval=INTERVAL, fill_model="realistic", warmup=WARMUP
+    )
     assert clean.fills, "the clean run has no fill: the scenario would prove nothing"
     got = [_comparable(x) for x in journal.events("fill")]
     want = [x.to_dict() for x in clean.fills]
     assert [{k: g.get(k) for k in w} for g, w in zip(got, want, strict=False)] == want and len(got) == len(want)
     candles = journal.events("candle")
-    assert [c["open_time"] for c in candles] == [iso_ms(int(t)) for t in window.open_time], \
+    assert [c["open_time"] for c in candles] == [iso_ms(int(t)) for t in window.open_time], (
         "every true closed candle journalled exactly once, in order"
+    )
     truth = {iso_ms(int(t)): float(c) for t, c in zip(window.open_time, window.close, strict=True)}
-    assert all(c["close"] == pytest.approx(truth[c["open_time"]]) for c in candles), \
+    assert all(c["close"] == pytest.approx(truth[c["open_time"]]) for c in candles), (
         "a rejected or replayed frame's values reached the journal as a candle"
+    )
 
     # (3) the alarms: every rejection counted by reason, journalled as feed errors, and nothing
     # else went wrong; no hostile value reached the journal as an open-candle update either

@@ -29,9 +29,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.core.domain import Side
 from tradeconsole.core.domain import iso_ms as _iso
+
 from tests.e2e.conftest import (
     API_KEY,
     API_SECRET,
@@ -50,9 +50,13 @@ pytestmark = pytest.mark.timeout(180)
 
 KEY = f"{SYMBOL}:{INTERVAL}:{STRATEGY}"
 ARGS = ["--strategy", STRATEGY, "--interval", INTERVAL, "--symbol", SYMBOL, "--market", "spot"]
-SECRETS = {"api key": API_KEY, "api secret": API_SECRET,
-           # fragments too, in case something truncates or splits a value
-           "api key fragment": API_KEY[20:52], "api secret fragment": API_SECRET[20:52]}
+SECRETS = {
+    "api key": API_KEY,
+    "api secret": API_SECRET,
+    # fragments too, in case something truncates or splits a value
+    "api key fragment": API_KEY[20:52],
+    "api secret fragment": API_SECRET[20:52],
+}
 
 
 def leaks(blob: str | bytes, servers: Servers | None = None) -> list[str]:
@@ -97,22 +101,31 @@ class Driver:
 
     def wait_processed(self, i: int, proc: HeadlessProcess) -> None:
         t = self.plan.open_time(i)
-        wait_until(lambda: (self.journal.last_open_time(KEY) or -1) >= t, 30,
-                   f"candle #{i} ({t}) processed and journalled", proc)
+        wait_until(
+            lambda: (self.journal.last_open_time(KEY) or -1) >= t,
+            30,
+            f"candle #{i} ({t}) processed and journalled",
+            proc,
+        )
 
     def wait_streaming(self, proc: HeadlessProcess, after_seq: int, last_backfilled: int) -> None:
         """The process is connected to the stream and has processed its REST backfill: candles
         closed from now on reach it over the websocket."""
-        wait_until(lambda: any(e["state"] == "connected" and e["source"] == "binance-spot"
-                               for e in self.journal.events("connection", after_seq=after_seq)),
-                   45, "the spot stream connected after its backfill", proc)
+        wait_until(
+            lambda: any(
+                e["state"] == "connected" and e["source"] == "binance-spot"
+                for e in self.journal.events("connection", after_seq=after_seq)
+            ),
+            45,
+            "the spot stream connected after its backfill",
+            proc,
+        )
         self.wait_processed(last_backfilled, proc)
         wait_until(lambda: self.servers.market.active_connections() >= 1, 10, "a websocket client", proc)
 
 
 def start_event(proc: HeadlessProcess) -> dict:
-    return wait_until(lambda: (proc.log_events("starting") or [None])[0], 30, f"{proc.name} 'starting' log line",
-                      proc)
+    return wait_until(lambda: (proc.log_events("starting") or [None])[0], 30, f"{proc.name} 'starting' log line", proc)
 
 
 def summaries(proc: HeadlessProcess) -> list[dict]:
@@ -140,8 +153,9 @@ def test_testnet_entry_protection_restart_and_exit(plan: SignalPlan, servers: Se
     assert len(candles) == WARMUP, f"warm-up should be the {WARMUP} REST candles, got {len(candles)}"
     assert not journal.events("signal"), "no signal may be taken during the warm-up"
     assert servers.trading.position_amt() == 0 and not posts(servers, "/fapi/v1/order")
-    assert any(r.path == "/fapi/v1/leverage" and r.status == 200 for r in servers.trading.requests), \
+    assert any(r.path == "/fapi/v1/leverage" and r.status == 200 for r in servers.trading.requests), (
         "the broker should have started against the trading stand-in (signed requests accepted)"
+    )
 
     sent_before = servers.market.messages_sent
     for i in range(plan.first_live, s):  # live candles before the signal: nothing to do
@@ -153,8 +167,9 @@ def test_testnet_entry_protection_restart_and_exit(plan: SignalPlan, servers: Se
 
     # the signal was acted on (a backfilled candle would have been refused as too old)
     signals = journal.events("signal", after_seq=seq_before_signal)
-    assert [(x["candle_time"], x["side"], x["acted"]) for x in signals] == \
-        [(plan.open_time(s), plan.side.name.lower(), True)], signals
+    assert [(x["candle_time"], x["side"], x["acted"]) for x in signals] == [
+        (plan.open_time(s), plan.side.name.lower(), True)
+    ], signals
     # the entry: one MARKET order with the signal's id, then the two protective orders
     entries = servers.trading.orders_with_client_id(oid)
     assert len(entries) == 1, f"expected exactly one entry order {oid}, found {len(entries)}"
@@ -166,18 +181,26 @@ def test_testnet_entry_protection_restart_and_exit(plan: SignalPlan, servers: Se
     assert [r.params.get("newClientOrderId") for r in order_posts] == [oid], "one entry request, no retry"
     reqs = servers.trading.requests
     i_entry = next(k for k, r in enumerate(reqs) if r.method == "POST" and r.path == "/fapi/v1/order")
-    protective = [(r.params["type"], r.params["clientAlgoId"], r.params["side"], r.params["closePosition"])
-                  for r in reqs[i_entry + 1:] if r.method == "POST" and r.path == "/fapi/v1/algoOrder"]
-    assert protective == [("STOP_MARKET", oid + "sl", exit_side, "true"),
-                          ("TAKE_PROFIT_MARKET", oid + "tp", exit_side, "true")], protective
-    assert {o["clientAlgoId"]: o["orderType"] for o in servers.trading.open_algo_orders()} == \
-        {oid + "sl": "STOP_MARKET", oid + "tp": "TAKE_PROFIT_MARKET"}
+    protective = [
+        (r.params["type"], r.params["clientAlgoId"], r.params["side"], r.params["closePosition"])
+        for r in reqs[i_entry + 1 :]
+        if r.method == "POST" and r.path == "/fapi/v1/algoOrder"
+    ]
+    assert protective == [
+        ("STOP_MARKET", oid + "sl", exit_side, "true"),
+        ("TAKE_PROFIT_MARKET", oid + "tp", exit_side, "true"),
+    ], protective
+    assert {o["clientAlgoId"]: o["orderType"] for o in servers.trading.open_algo_orders()} == {
+        oid + "sl": "STOP_MARKET",
+        oid + "tp": "TAKE_PROFIT_MARKET",
+    }
     qty = abs(servers.trading.position_amt())
     assert qty > 0 and (servers.trading.position_amt() > 0) == (plan.side is Side.LONG)
     # journalled: the entry fill and the open position with the levels placed on the exchange
     fills = journal.events("fill")
-    assert [(f["order_id"], f["reason"]) for f in fills] == \
-        [(oid, "entry_short" if plan.side is Side.SHORT else "entry_long")], fills
+    assert [(f["order_id"], f["reason"]) for f in fills] == [
+        (oid, "entry_short" if plan.side is Side.SHORT else "entry_long")
+    ], fills
     assert fills[0]["qty"] == pytest.approx(qty) and fills[0]["mode"] == "testnet"
     _, snap = journal.session(KEY)
     stop_level, target_level = snap["position"]["stop_price"], snap["position"]["target_price"]
@@ -212,10 +235,12 @@ def test_testnet_entry_protection_restart_and_exit(plan: SignalPlan, servers: Se
     _, snap2 = journal.session(KEY)
     assert snap2["position"]["qty"] == pytest.approx(qty) and snap2["entry_order_id"] == oid
     new_reqs = servers.trading.requests[requests_before_restart:]
-    assert any(r.path in ("/fapi/v2/positionRisk", "/fapi/v3/positionRisk") for r in new_reqs), \
+    assert any(r.path in ("/fapi/v2/positionRisk", "/fapi/v3/positionRisk") for r in new_reqs), (
         "the restarted broker should have reconciled against the exchange"
-    assert not [r for r in new_reqs if r.method in ("POST", "DELETE") and "order" in r.path.lower()], \
+    )
+    assert not [r for r in new_reqs if r.method in ("POST", "DELETE") and "order" in r.path.lower()], (
         "a clean restart must not send, re-place or cancel any order"
+    )
     drive.close_candle(s + 4, p2)  # live again, still in the position
     assert servers.trading.orders_with_client_id(oid) == [entry], "no second entry for the same signal"
     assert len(posts(servers, "/fapi/v1/order")) == 1
@@ -230,8 +255,12 @@ def test_testnet_entry_protection_restart_and_exit(plan: SignalPlan, servers: Se
     servers.trading.walk(beyond)
     assert servers.trading.position_amt() == 0
     assert algo(servers, oid + "tp")["algoStatus"] == "FINISHED"
-    exits = wait_until(lambda: [f for f in journal.events("fill", after_seq=seq_exit) if f.get("trade")], 30,
-                       "the exit fill in the journal (from the user data stream)", p2)
+    exits = wait_until(
+        lambda: [f for f in journal.events("fill", after_seq=seq_exit) if f.get("trade")],
+        30,
+        "the exit fill in the journal (from the user data stream)",
+        p2,
+    )
     drive.close_candle(s + 5, p2, move_price=False)  # the next close finds nothing more to record
     assert len(exits) == 1, exits
     x = exits[0]
@@ -260,11 +289,16 @@ def test_testnet_entry_protection_restart_and_exit(plan: SignalPlan, servers: Se
 
     # ------------------------------------------------------------------ 4. the secrets went nowhere
     blobs: dict[str, str | bytes] = {
-        "run1 stdout": p1.stdout(), "run1 stderr": p1.stderr(),
-        "run2 stdout": p2.stdout(), "run2 stderr": p2.stderr(),
+        "run1 stdout": p1.stdout(),
+        "run1 stderr": p1.stderr(),
+        "run2 stdout": p2.stdout(),
+        "run2 stderr": p2.stderr(),
         "journal files after the runs": journal.file_bytes(),
-        **{f"journal{suffix} while run{k + 1} was running": b
-           for k, files in enumerate(while_running) for suffix, b in files.items()},
+        **{
+            f"journal{suffix} while run{k + 1} was running": b
+            for k, files in enumerate(while_running)
+            for suffix, b in files.items()
+        },
         "event payloads": json.dumps(journal.events()),
     }
     assert all(files.get("-wal") for files in while_running), "the WAL should have been read while in use"
@@ -283,20 +317,28 @@ def test_live_needs_confirmation(plan: SignalPlan, servers: Servers, launch, tmp
     refused = launch("live-unconfirmed", [*ARGS, "--live", "--journal", str(tmp_path / "refused.sqlite")], env)
     assert refused.wait(60) == 2, refused.tail()
     assert "confirmation" in refused.stderr() and not leaks(refused.stderr() + refused.stdout(), servers)
-    assert not servers.trading.requests and not servers.market.request_counts, \
+    assert not servers.trading.requests and not servers.market.request_counts, (
         "a refused start must not reach the exchange"
+    )
 
     journal_path = tmp_path / "live.sqlite"
     live = launch("live-confirmed", [*ARGS, "--live", "--confirm", SYMBOL, "--journal", str(journal_path)], env)
     ev = start_event(live)
     assert ev["mode"] == "live" and ev["sessions"] == [KEY]
     # it really runs: the broker starts against the (local) exchange and the stream connects
-    wait_until(lambda: any(r.path == "/fapi/v1/leverage" for r in servers.trading.requests), 30,
-               "the live broker's start-up requests", live)
-    wait_until(lambda: any(e["state"] == "connected" for e in JournalReader(journal_path).events("connection")),
-               30, "the live market stream connected", live)
+    wait_until(
+        lambda: any(r.path == "/fapi/v1/leverage" for r in servers.trading.requests),
+        30,
+        "the live broker's start-up requests",
+        live,
+    )
+    wait_until(
+        lambda: any(e["state"] == "connected" for e in JournalReader(journal_path).events("connection")),
+        30,
+        "the live market stream connected",
+        live,
+    )
     assert live.terminate() == 0, live.tail()
     assert not posts(servers, "/fapi/v1/order") and not posts(servers, "/fapi/v1/algoOrder")
     blob = live.stdout() + live.stderr()
     assert not leaks(blob, servers) and not leaks(JournalReader(journal_path).file_bytes(), servers)
-

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.core.domain import Side
+
 from tests.e2e.conftest import (
     INTERVAL,
     STRATEGY,
@@ -55,7 +55,8 @@ def _stop_algos(servers: Servers, cid: str) -> list[dict]:
 
 
 def test_dead_stop_is_reprotected_and_the_next_stop_is_seen_within_a_second(
-        plan: SignalPlan, servers: Servers, launch, tmp_path: Path) -> None:
+    plan: SignalPlan, servers: Servers, launch, tmp_path: Path
+) -> None:
     journal_path = tmp_path / "journal-testnet.sqlite"
     journal = JournalReader(journal_path)
     drive = Driver(plan, servers, journal)
@@ -76,12 +77,20 @@ def test_dead_stop_is_reprotected_and_the_next_stop_is_seen_within_a_second(
     assert not [t for t in servers.trading.trades if str(t["orderId"]) == dead["actualOrderId"]]
     assert servers.trading.position_amt() != 0, "the position is still open on the exchange"
     # re-protected at the recorded level, from the stream's events (no candle closed meanwhile)
-    wait_until(lambda: [o["algoStatus"] for o in _stop_algos(servers, sl)] == ["FINISHED", "NEW"], 10,
-               "the stop re-placed", proc)
+    wait_until(
+        lambda: [o["algoStatus"] for o in _stop_algos(servers, sl)] == ["FINISHED", "NEW"],
+        10,
+        "the stop re-placed",
+        proc,
+    )
     assert float(_stop_algos(servers, sl)[1]["triggerPrice"]) == pytest.approx(stop)
     assert {o["clientAlgoId"] for o in servers.trading.open_algo_orders()} == {sl, plan.entry_id + "tp"}
-    alerts = wait_until(lambda: [e for e in journal.events("error", after_seq=seq) if e["source"] == "broker"], 10,
-                        "the alert in the journal", proc)
+    alerts = wait_until(
+        lambda: [e for e in journal.events("error", after_seq=seq) if e["source"] == "broker"],
+        10,
+        "the alert in the journal",
+        proc,
+    )
     assert "did not close the position" in alerts[0]["message"]
     assert journal.session(KEY)[1]["position"] is not None
 
@@ -91,16 +100,25 @@ def test_dead_stop_is_reprotected_and_the_next_stop_is_seen_within_a_second(
     assert servers.trading.position_amt() == 0
     # the stop's market order is linked to it by id (actualOrderId), not by client id
     actual = str(_stop_algos(servers, sl)[1]["actualOrderId"])
-    emitted = next(ev["E"] for ev in reversed(servers.trading.user_events)
-                   if ev["e"] == "ORDER_TRADE_UPDATE" and str(ev["o"]["i"]) == actual and ev["o"]["X"] == "FILLED")
-    exits = wait_until(lambda: [f for f in journal.events("fill", after_seq=seq) if f.get("trade")], 10,
-                       "the stop fill in the journal", proc)
+    emitted = next(
+        ev["E"]
+        for ev in reversed(servers.trading.user_events)
+        if ev["e"] == "ORDER_TRADE_UPDATE" and str(ev["o"]["i"]) == actual and ev["o"]["X"] == "FILLED"
+    )
+    exits = wait_until(
+        lambda: [f for f in journal.events("fill", after_seq=seq) if f.get("trade")],
+        10,
+        "the stop fill in the journal",
+        proc,
+    )
     latency_ms = time.time() * 1000 - emitted
     print(f"stop fill journalled {latency_ms:.0f} ms after the stand-in's event time")
     assert latency_ms < 1000, f"the exit reached the journal {latency_ms:.0f} ms after the exchange's event"
     x = exits[0]
     assert x["reason"] == "stop_loss" and x["order_id"] == sl and x["price"] == pytest.approx(stop)
-    fill_trade = next(t for t in servers.trading.trades if t["orderId"] == int(_stop_algos(servers, sl)[1]["actualOrderId"]))
+    fill_trade = next(
+        t for t in servers.trading.trades if t["orderId"] == int(_stop_algos(servers, sl)[1]["actualOrderId"])
+    )
     assert x["fee"] == pytest.approx(float(fill_trade["commission"]))
     assert servers.trading.open_algo_orders() == [], "the target is canceled"
     assert journal.session(KEY)[1]["position"] is None
@@ -110,7 +128,8 @@ def test_dead_stop_is_reprotected_and_the_next_stop_is_seen_within_a_second(
 
 
 def test_ten_day_old_position_closed_while_down_is_recorded_truly(
-        plan: SignalPlan, servers: Servers, launch, tmp_path: Path) -> None:
+    plan: SignalPlan, servers: Servers, launch, tmp_path: Path
+) -> None:
     journal_path = tmp_path / "journal-testnet.sqlite"
     journal = JournalReader(journal_path)
     drive = Driver(plan, servers, journal)
@@ -132,8 +151,9 @@ def test_ten_day_old_position_closed_while_down_is_recorded_truly(
 
     # closed on the exchange (web UI) while the console is down, at a price no candle had
     for k in range(40):  # other executions on the account over those ten days
-        servers.trading.add_past_trade(side="BUY", qty=0.001, price=1000.0, time_ms=entry_time + (k + 1) * 5 * 3600_000,
-                                       symbol="BTCUSDT")
+        servers.trading.add_past_trade(
+            side="BUY", qty=0.001, price=1000.0, time_ms=entry_time + (k + 1) * 5 * 3600_000, symbol="BTCUSDT"
+        )
     px = round(plan.close(plan.signal + 1) * 1.001, 2)
     servers.trading.jump(px)
     close = servers.trading.close_position_externally()
@@ -145,8 +165,12 @@ def test_ten_day_old_position_closed_while_down_is_recorded_truly(
 
     p2 = launch("run2", args, env)
     start_event(p2)
-    exits = wait_until(lambda: [f for f in journal.events("fill", after_seq=seq) if f.get("trade")], 45,
-                       "the outside close in the journal", p2)
+    exits = wait_until(
+        lambda: [f for f in journal.events("fill", after_seq=seq) if f.get("trade")],
+        45,
+        "the outside close in the journal",
+        p2,
+    )
     x = exits[0]
     assert x["reason"] == "flatten" and x["price"] == pytest.approx(px)
     assert x["fee"] == pytest.approx(float(close_trade["commission"])) and x["fee"] > 0
@@ -154,7 +178,9 @@ def test_ten_day_old_position_closed_while_down_is_recorded_truly(
     assert journal.session(KEY)[1]["position"] is None
     found = [e for e in journal.events("error", after_seq=seq) if e["source"] == "reconcile"]
     assert found and "position_closed" in found[0]["message"]
-    windows = [r for r in servers.trading.requests[n_req:] if r.path == "/fapi/v1/userTrades" and "startTime" in r.params]
+    windows = [
+        r for r in servers.trading.requests[n_req:] if r.path == "/fapi/v1/userTrades" and "startTime" in r.params
+    ]
     assert len(windows) >= 2, "ten days are read in (at least) two 7-day windows"
     assert all(int(r.params["endTime"]) - int(r.params["startTime"]) <= 7 * DAY and r.status == 200 for r in windows)
     assert p2.terminate() == 0, p2.tail()
@@ -164,8 +190,9 @@ def test_hedge_mode_account_is_refused_at_start(plan: SignalPlan, servers: Serve
     """A hedge-mode account would answer -4061 to every order: the process refuses to start,
     with the reason on one line, before sending anything that changes the account."""
     servers.trading.dual_side = True
-    proc = launch("hedge", [*ARGS, "--testnet", "--journal", str(tmp_path / "j.sqlite")],
-                  servers.env(tmp_path / "data"))
+    proc = launch(
+        "hedge", [*ARGS, "--testnet", "--journal", str(tmp_path / "j.sqlite")], servers.env(tmp_path / "data")
+    )
     assert proc.wait(60) == 2, proc.tail()
     line = [x for x in proc.stderr().splitlines() if x.startswith("error:")]
     assert len(line) == 1 and "hedge mode" in line[0] and "one-way mode" in line[0], proc.tail()

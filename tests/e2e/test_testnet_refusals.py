@@ -20,8 +20,9 @@ def _refused(proc, servers: Servers, *words: str) -> None:
     lines = [x for x in err.splitlines() if x.startswith("error:")]
     assert len(lines) == 1 and all(w in lines[0] for w in words), proc.tail()
     assert "Traceback" not in err
-    assert not [r for r in servers.trading.requests if r.method in ("POST", "PUT", "DELETE")
-                and "listenKey" not in r.path]
+    assert not [
+        r for r in servers.trading.requests if r.method in ("POST", "PUT", "DELETE") and "listenKey" not in r.path
+    ]
 
 
 def test_a_refused_api_key_stops_the_start(plan: SignalPlan, servers: Servers, launch, tmp_path: Path) -> None:
@@ -33,9 +34,13 @@ def test_a_refused_api_key_stops_the_start(plan: SignalPlan, servers: Servers, l
     assert "not-the-key" not in proc.stderr() + proc.stdout()
 
 
-def test_two_strategies_on_one_live_symbol_are_refused(plan: SignalPlan, servers: Servers, launch,
-                                                       tmp_path: Path) -> None:
+def test_two_strategies_on_one_live_symbol_are_refused(
+    plan: SignalPlan, servers: Servers, launch, tmp_path: Path
+) -> None:
     """One account keeps one position per symbol: two sessions would cancel each other's stops."""
-    proc = launch("two", [*ARGS, "--strategy", "engulfing:1h", "--testnet", "--journal", str(tmp_path / "j.sqlite")],
-                  servers.env(tmp_path / "data"))
+    proc = launch(
+        "two",
+        [*ARGS, "--strategy", "engulfing:1h", "--testnet", "--journal", str(tmp_path / "j.sqlite")],
+        servers.env(tmp_path / "data"),
+    )
     _refused(proc, servers, "one strategy per symbol")

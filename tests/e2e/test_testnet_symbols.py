@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tradeconsole.tui.runtime import Runtime, RuntimeOptions
 
 from tests.e2e.conftest import API_KEY, API_SECRET, INTERVAL, STRATEGY
 from tests.servers.binance_futures import FuturesStandIn
-from tradeconsole.tui.runtime import Runtime, RuntimeOptions
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,8 +26,13 @@ def test_each_symbol_gets_its_own_filters_leverage_and_margin(tmp_path: Path, mo
         monkeypatch.setenv("BINANCE_API_SECRET", API_SECRET)
         monkeypatch.setenv("TRADECONSOLE_BINANCE_FUTURES_REST", trading.base_url)
         monkeypatch.setenv("TRADECONSOLE_CONFIG", str(tmp_path / "no-config.toml"))
-        opts = RuntimeOptions(strategies=[(STRATEGY, INTERVAL)], symbol="ETHUSDT", symbols=["ETHUSDT", "BTCUSDT"],
-                              testnet=True, journal=str(tmp_path / "j.sqlite"))
+        opts = RuntimeOptions(
+            strategies=[(STRATEGY, INTERVAL)],
+            symbol="ETHUSDT",
+            symbols=["ETHUSDT", "BTCUSDT"],
+            testnet=True,
+            journal=str(tmp_path / "j.sqlite"),
+        )
         rt = Runtime(opts)
         try:
             assert rt.trading_mode == "testnet" and rt.account is None

@@ -18,8 +18,26 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def _cmd(data, journal, speed):
-    return [sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing", "--symbol", "ETHUSDT",
-            "--interval", "1h", "--replay", str(data), "--speed", speed, "--journal", str(journal), "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "tradeconsole.tui.cli",
+        "run",
+        "--headless",
+        "--strategy",
+        "engulfing",
+        "--symbol",
+        "ETHUSDT",
+        "--interval",
+        "1h",
+        "--replay",
+        str(data),
+        "--speed",
+        speed,
+        "--journal",
+        str(journal),
+        "--json",
+    ]
 
 
 def _open_position(journal) -> tuple[dict, int] | None:
@@ -63,8 +81,23 @@ def test_sigkill_with_open_position_then_resume(tmp_path, data_1h):
     summary = json.loads(second.stdout.strip().splitlines()[-1])
     assert any('"resumed": true' in line for line in second.stderr.splitlines())
 
-    bt = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "backtest", "--strategy", "engulfing", "--data",
-                         str(data_1h), "--json"], capture_output=True, text=True, check=True, timeout=60)
+    bt = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tradeconsole.tui.cli",
+            "backtest",
+            "--strategy",
+            "engulfing",
+            "--data",
+            str(data_1h),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     expected = json.loads(bt.stdout)
     assert summary["fills"] == expected["fills"]
     assert summary["final_equity"] == pytest.approx(expected["final_equity"], abs=1e-6)
@@ -84,8 +117,11 @@ def test_sigkill_with_open_position_then_resume(tmp_path, data_1h):
     order_ids = [f["order_id"] for f in entries]
     assert len(order_ids) == len(set(order_ids)), "an order was sent twice"
     # the position open at the kill was carried over: its entry appears once, its exit after the restart
-    entry_fill = [f for f in entries if f["fill_time"].startswith(
-        time.strftime("%Y-%m-%dT%H", time.gmtime(pos["entry_time"] / 1000)))]
+    entry_fill = [
+        f
+        for f in entries
+        if f["fill_time"].startswith(time.strftime("%Y-%m-%dT%H", time.gmtime(pos["entry_time"] / 1000)))
+    ]
     assert len([f for f in entry_fill if f["reason"].startswith("entry")]) == 1
     candles = [r[0] for r in db.execute("SELECT time_ms FROM events WHERE type='candle'")]
     assert len(candles) == len(set(candles)) == 9504

@@ -5,10 +5,17 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from tradeconsole.backtest.runner import run_backtest
 from tradeconsole.core.domain import Candle, FillReason
-from tradeconsole.core.engine import Engine, Flatten, PauseEntries, SessionSpec, StopTrading, StartTrading, SwitchStrategy
+from tradeconsole.core.engine import (
+    Engine,
+    Flatten,
+    PauseEntries,
+    SessionSpec,
+    StartTrading,
+    StopTrading,
+    SwitchStrategy,
+)
 from tradeconsole.core.feed import CandleClosed, CandleUpdate, FeedStatus
 from tradeconsole.core.strategies import make_strategy
 from tradeconsole.infra.persistence.journal import Journal
@@ -17,8 +24,7 @@ from tradeconsole.infra.persistence.journal import Journal
 def feed_all(engine: Engine, candles, symbol="ETHUSDT", interval="1h", start=0, stop=None, updates=True):
     for c in candles.candles()[start:stop]:
         if updates:
-            engine.feed(CandleUpdate(symbol, interval, c._replace(closed=False, close=c.open, high=c.open,
-                                                                   low=c.open)))
+            engine.feed(CandleUpdate(symbol, interval, c._replace(closed=False, close=c.open, high=c.open, low=c.open)))
         engine.feed(CandleClosed(symbol, interval, c))
 
 
@@ -69,8 +75,9 @@ def test_journal_restart_never_enters_twice(tmp_path, candles_1h):
     assert e2.wait_idle(60)
     e2.stop()
     fills = [p for _, p in j2.events(run_id=run_id, types=["fill"])]
-    assert [(f["fill_time"], f["side"], f["price"], f["reason"]) for f in fills] == \
-        [(f.to_dict()["time"], f.side.value, f.price, f.reason.value) for f in bt.fills]
+    assert [(f["fill_time"], f["side"], f["price"], f["reason"]) for f in fills] == [
+        (f.to_dict()["time"], f.side.value, f.price, f.reason.value) for f in bt.fills
+    ]
     seqs = [s for s, _ in j2.events()]
     assert seqs == list(range(1, len(seqs) + 1))  # no gap
     candles = [p["open_time"] for _, p in j2.events(run_id=run_id, types=["candle"])]
@@ -174,8 +181,11 @@ def test_reconcile_findings_are_published_at_start_and_periodically(candles_1h):
             raise ConnectionError("exchange down")
 
     clock = [1000.0]
-    engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing")], clock=lambda: clock[0],
-                    broker_factory=lambda spec: ReconcilingBroker(spec.symbol, spec.broker, FILL_MODELS[spec.model]))
+    engine = Engine(
+        [SessionSpec("ETHUSDT", "1h", "engulfing")],
+        clock=lambda: clock[0],
+        broker_factory=lambda spec: ReconcilingBroker(spec.symbol, spec.broker, FILL_MODELS[spec.model]),
+    )
     seen = []
     engine.subscribe(seen.append)
     engine.start()
@@ -203,8 +213,12 @@ def test_order_events_follow_the_order_lifecycle(candles_1h):
     first_entry = next(e for e in seen if e.type == "fill").fill
     eid = first_entry.order_id
     life = [(o.order.client_id, o.order.type.value, o.status) for o in orders if o.order.client_id.startswith(eid)]
-    assert life[:4] == [(eid, "MARKET", "new"), (eid, "MARKET", "filled"), (eid + "sl", "STOP_MARKET", "new"),
-                        (eid + "tp", "TAKE_PROFIT_MARKET", "new")]
+    assert life[:4] == [
+        (eid, "MARKET", "new"),
+        (eid, "MARKET", "filled"),
+        (eid + "sl", "STOP_MARKET", "new"),
+        (eid + "tp", "TAKE_PROFIT_MARKET", "new"),
+    ]
     exit_status = {cid: st for cid, _, st in life[4:]}
     assert sorted(exit_status.values()) == ["canceled", "filled"]
     sl_new = next(o for o in orders if o.order.client_id == eid + "sl")

@@ -17,12 +17,35 @@ pytestmark = pytest.mark.timeout(120)
 def test_replay_through_engine_equals_backtest(tmp_path, data_1h):
     cmd = [sys.executable, "-m", "tradeconsole.tui.cli"]
     for mode in ("seed", "realistic"):
-        h = subprocess.run(cmd + ["run", "--headless", "--strategy", "engulfing", "--interval", "1h", "--replay",
-                                  str(data_1h), "--speed", "max", "--fill-model", mode, "--json"],
-                           capture_output=True, text=True, timeout=100)
+        h = subprocess.run(
+            cmd
+            + [
+                "run",
+                "--headless",
+                "--strategy",
+                "engulfing",
+                "--interval",
+                "1h",
+                "--replay",
+                str(data_1h),
+                "--speed",
+                "max",
+                "--fill-model",
+                mode,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=100,
+        )
         assert h.returncode == 0, h.stderr[-1500:]
-        b = subprocess.run(cmd + ["backtest", "--strategy", "engulfing", "--data", str(data_1h), "--fill-model", mode,
-                                  "--json"], capture_output=True, text=True, timeout=60, check=True)
+        b = subprocess.run(
+            cmd + ["backtest", "--strategy", "engulfing", "--data", str(data_1h), "--fill-model", mode, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         live, bt = json.loads(h.stdout), json.loads(b.stdout)
         assert live["fills"] == bt["fills"] and len(bt["fills"]) > 20
         for key in ("trades", "wins", "losses", "final_equity", "max_drawdown_pct", "sharpe", "exposure_pct", "bars"):
@@ -34,9 +57,28 @@ def test_replay_through_engine_equals_backtest(tmp_path, data_1h):
 
 def test_sigterm_is_a_clean_shutdown(tmp_path, data_1h):
     journal = tmp_path / "j.sqlite"
-    p = subprocess.Popen([sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing",
-                          "--interval", "1h", "--replay", str(data_1h), "--speed", "200000", "--journal", str(journal)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tradeconsole.tui.cli",
+            "run",
+            "--headless",
+            "--strategy",
+            "engulfing",
+            "--interval",
+            "1h",
+            "--replay",
+            str(data_1h),
+            "--speed",
+            "200000",
+            "--journal",
+            str(journal),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if journal.exists():

@@ -18,7 +18,6 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.core.domain import Candle
 from tradeconsole.core.engine import Engine, SessionSpec
 from tradeconsole.core.events import CandleUpdateEvent, ErrorEvent
@@ -33,24 +32,61 @@ ENV = {"run_id": "run-1", "mode": "paper", "symbol": "ETHUSDT", "interval": "1h"
 
 
 def _headless(journal: Path, data: Path, *extra: str, strategies=("engulfing",), interval="1h") -> list[str]:
-    cmd = [*CLI, "run", "--headless", "--interval", interval, "--replay", str(data), "--speed", "max",
-           "--journal", str(journal), *extra]
+    cmd = [
+        *CLI,
+        "run",
+        "--headless",
+        "--interval",
+        interval,
+        "--replay",
+        str(data),
+        "--speed",
+        "max",
+        "--journal",
+        str(journal),
+        *extra,
+    ]
     for s in strategies:
         cmd += ["--strategy", s]
     return cmd
 
 
 def _tick(i: int, run_id: str = "run-1") -> CandleUpdateEvent:
-    c = Candle(1_700_000_000_000 + i * 3_600_000, 2000.0, 2010.0, 1990.0, 2005.0 + i % 7, 12.5,
-               1_700_003_599_999 + i * 3_600_000, False)
-    return CandleUpdateEvent(event_id=f"{run_id}:tick:{i}", time=c.open_time, **{**ENV, "run_id": run_id}, candle=c,
-                             indicators={"rsi": 51.0, "macd": 0.1, "macd_signal": 0.2, "macd_hist": -0.1, "cci": 3.0,
-                                         "bull": 1, "engulfing": 0})
+    c = Candle(
+        1_700_000_000_000 + i * 3_600_000,
+        2000.0,
+        2010.0,
+        1990.0,
+        2005.0 + i % 7,
+        12.5,
+        1_700_003_599_999 + i * 3_600_000,
+        False,
+    )
+    return CandleUpdateEvent(
+        event_id=f"{run_id}:tick:{i}",
+        time=c.open_time,
+        **{**ENV, "run_id": run_id},
+        candle=c,
+        indicators={
+            "rsi": 51.0,
+            "macd": 0.1,
+            "macd_signal": 0.2,
+            "macd_hist": -0.1,
+            "cci": 3.0,
+            "bull": 1,
+            "engulfing": 0,
+        },
+    )
 
 
 def _audit(i: int, run_id: str = "run-1") -> ErrorEvent:
-    return ErrorEvent(event_id=f"{run_id}:error:{i}", time=1_700_000_000_000 + i, **{**ENV, "run_id": run_id},
-                      source="feed", message=f"audit {i}")
+    return ErrorEvent(
+        event_id=f"{run_id}:error:{i}",
+        time=1_700_000_000_000 + i,
+        **{**ENV, "run_id": run_id},
+        source="feed",
+        message=f"audit {i}",
+    )
 
 
 def _last_line(stderr: str) -> str:
@@ -100,8 +136,9 @@ def test_file_size_limit_variant_exits_nonzero_with_root_cause(tmp_path, data_1h
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 20, 3 << 20))
 
-    p = subprocess.run(_headless(journal, data_1h, "--json"), capture_output=True, text=True, timeout=150, cwd=ROOT,
-                       preexec_fn=limit)
+    p = subprocess.run(
+        _headless(journal, data_1h, "--json"), capture_output=True, text=True, timeout=150, cwd=ROOT, preexec_fn=limit
+    )
     _assert_loud_journal_failure(p, journal, ("database or disk is full", "disk I/O error"))
     # once the disk has room again the restart resumes the same run (crash recovery)
     ok = subprocess.run(_headless(journal, data_1h), capture_output=True, text=True, timeout=150, cwd=ROOT)
@@ -216,8 +253,9 @@ def test_second_writer_is_refused_naming_the_holder_and_sigkill_releases(tmp_pat
             Journal(journal)
         assert f"is in use by pid {holder.pid} (" in str(info.value)
         t0 = time.monotonic()
-        p = subprocess.run(_headless(journal, data_1h, "--cash", "5000"), capture_output=True, text=True, timeout=60,
-                           cwd=ROOT)
+        p = subprocess.run(
+            _headless(journal, data_1h, "--cash", "5000"), capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
         assert time.monotonic() - t0 < 30  # refused at once, not after waiting on SQLite's busy timeout
         assert p.returncode == 2
         assert _last_line(p.stderr).startswith(f"error: journal {journal} is in use by pid {holder.pid} (")
@@ -234,9 +272,18 @@ def test_readonly_inspection_needs_no_lock(tmp_path):
     w = Journal(journal, sync="normal")
     w.commit([_audit(0)])
     holder_running = subprocess.run(
-        [sys.executable, "-c", "import sys; from tradeconsole.infra.persistence.journal import Journal; "
-         "j = Journal(sys.argv[1], readonly=True); print(j.count()); j.set_cursor('x', 1)", str(journal)],
-        capture_output=True, text=True, cwd=ROOT, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tradeconsole.infra.persistence.journal import Journal; "
+            "j = Journal(sys.argv[1], readonly=True); print(j.count()); j.set_cursor('x', 1)",
+            str(journal),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert holder_running.stdout.strip() == "1"  # read while another process holds the writer lock
     assert "JournalWriteError" in holder_running.stderr and "readonly" in holder_running.stderr
     w.close()
@@ -246,8 +293,13 @@ def test_same_process_opens_share_the_lock(tmp_path):
     a = Journal(tmp_path / "j.sqlite")
     b = Journal(tmp_path / "j.sqlite")  # e.g. the shipper's own connection
     b.close()
-    holder_blocked = subprocess.run([sys.executable, "-c", _HOLDER, str(tmp_path / "j.sqlite")], capture_output=True,
-                                    text=True, cwd=ROOT, timeout=60)
+    holder_blocked = subprocess.run(
+        [sys.executable, "-c", _HOLDER, str(tmp_path / "j.sqlite")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert holder_blocked.returncode != 0 and "is in use by pid" in holder_blocked.stderr  # a still holds it
     a.close()
     _hold(tmp_path / "j.sqlite").kill()
@@ -259,11 +311,18 @@ def test_resume_with_other_options_is_refused(tmp_path, data_1h):
     first = subprocess.run(_headless(journal, data), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert first.returncode == 0, first.stderr[-1500:]
     before = hashlib.sha256(journal.read_bytes()).hexdigest()
-    for extra, strategies, expect in ((("--cash", "5000"), ("engulfing",), "cash 10000.0 -> 5000.0"),
-                                      ((), ("engulfing", "basic"), "sessions"),
-                                      (("--mode", "seed"), ("engulfing",), "fill_model 'realistic' -> 'seed'")):
-        p = subprocess.run(_headless(journal, data, *extra, strategies=strategies), capture_output=True, text=True,
-                           timeout=120, cwd=ROOT)
+    for extra, strategies, expect in (
+        (("--cash", "5000"), ("engulfing",), "cash 10000.0 -> 5000.0"),
+        ((), ("engulfing", "basic"), "sessions"),
+        (("--mode", "seed"), ("engulfing",), "fill_model 'realistic' -> 'seed'"),
+    ):
+        p = subprocess.run(
+            _headless(journal, data, *extra, strategies=strategies),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
         assert p.returncode == 2, p.stderr[-1500:]
         last = _last_line(p.stderr)
         assert last.startswith(f"error: journal {journal} holds run ") and expect in last, last
@@ -313,8 +372,9 @@ def test_bad_journal_is_refused_with_a_recovery_hint(tmp_path, data_1h, kind):
     with pytest.raises(JournalDamaged) as info:
         Journal(journal)
     assert str(info.value).count("\n") == 0 and f"mv {journal} {journal}.broken" in str(info.value)
-    p = subprocess.run(_headless(journal, data_1h / "ETHUSDT-1h-2022-01.csv"), capture_output=True, text=True,
-                       timeout=120, cwd=ROOT)
+    p = subprocess.run(
+        _headless(journal, data_1h / "ETHUSDT-1h-2022-01.csv"), capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert p.returncode == 2
     last = _last_line(p.stderr)
     assert last.startswith(f"error: journal {journal} is ") or last.startswith(f"error: {journal} is an SQLite"), last
@@ -394,11 +454,17 @@ def test_events_stream_in_chunks_and_match_a_plain_query(tmp_path):
     path = tmp_path / "j.sqlite"
     j = Journal(path, sync="normal")
     for i in range(0, 30_000, 1000):
-        j.commit([_tick(k, "run-a" if k % 3 else "run-b") for k in range(i, i + 1000)]
-                 + [_audit(k, "run-a") for k in range(i, i + 3)])
+        j.commit(
+            [_tick(k, "run-a" if k % 3 else "run-b") for k in range(i, i + 1000)]
+            + [_audit(k, "run-a") for k in range(i, i + 3)]
+        )
     db = sqlite3.connect(path)
-    expected = [(s, json.loads(p)) for s, p in db.execute(
-        "SELECT seq, payload FROM events WHERE run_id='run-a' AND type IN ('candle_update','error') ORDER BY seq")]
+    expected = [
+        (s, json.loads(p))
+        for s, p in db.execute(
+            "SELECT seq, payload FROM events WHERE run_id='run-a' AND type IN ('candle_update','error') ORDER BY seq"
+        )
+    ]
     db.close()
     tracemalloc.start()
     got = []
@@ -418,8 +484,14 @@ def test_headless_summary_and_journal_with_retention_match_the_backtest(tmp_path
     journal = tmp_path / "j.sqlite"
     p = subprocess.run(_headless(journal, data_1h, "--json"), capture_output=True, text=True, timeout=150, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-1500:]
-    bt = subprocess.run([*CLI, "backtest", "--strategy", "engulfing", "--data", str(data_1h), "--json"],
-                        capture_output=True, text=True, check=True, timeout=60, cwd=ROOT)
+    bt = subprocess.run(
+        [*CLI, "backtest", "--strategy", "engulfing", "--data", str(data_1h), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     live, expected = json.loads(p.stdout), json.loads(bt.stdout)
     assert live["fills"] == expected["fills"] and live["final_equity"] == pytest.approx(expected["final_equity"])
     db = sqlite3.connect(journal)
@@ -430,8 +502,19 @@ def test_headless_summary_and_journal_with_retention_match_the_backtest(tmp_path
 
 
 def test_lock_file_names_the_holder_without_url_credentials(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["/x/bin/tradeconsole", "run", "--headless", "--elasticsearch",
-                                      "https://elastic:s3cret-pw@es.example:9200", "--journal", "j"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "/x/bin/tradeconsole",
+            "run",
+            "--headless",
+            "--elasticsearch",
+            "https://elastic:s3cret-pw@es.example:9200",
+            "--journal",
+            "j",
+        ],
+    )
     j = Journal(tmp_path / "j.sqlite")
     text = (tmp_path / "j.sqlite.lock").read_text()
     j.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tradeconsole.backtest.replay_multi import MultiReplaySource
 from tradeconsole.backtest.runner import run_backtest
 from tradeconsole.core.account import ACCOUNT_STATE_KEY, SharedAccount
@@ -35,16 +34,31 @@ ETH, BTC = "ETHUSDT:1h:engulfing", "BTCUSDT:1h:engulfing"
 def btc_1h(candles_1h: CandleArrays) -> CandleArrays:
     c, lag, k = candles_1h, 3, 13.0
     n = len(c) - lag
-    return CandleArrays(c.open_time[lag:].copy(), c.open[:n] * k, c.high[:n] * k, c.low[:n] * k, c.close[:n] * k,
-                        c.volume[:n].copy(), c.close_time[lag:].copy())
+    return CandleArrays(
+        c.open_time[lag:].copy(),
+        c.open[:n] * k,
+        c.high[:n] * k,
+        c.low[:n] * k,
+        c.close[:n] * k,
+        c.volume[:n].copy(),
+        c.close_time[lag:].copy(),
+    )
 
 
 def _specs() -> list[SessionSpec]:
-    return [SessionSpec(sym, "1h", "engulfing", broker=BrokerSettings(initial_cash=HALF)) for sym in ("ETHUSDT", "BTCUSDT")]
+    return [
+        SessionSpec(sym, "1h", "engulfing", broker=BrokerSettings(initial_cash=HALF)) for sym in ("ETHUSDT", "BTCUSDT")
+    ]
 
 
-def _run(candles_1h, btc_1h, limits: RiskLimits, journal: Journal | None = None, stop: int | None = None,
-         account: SharedAccount | None = None) -> tuple[Engine, list]:
+def _run(
+    candles_1h,
+    btc_1h,
+    limits: RiskLimits,
+    journal: Journal | None = None,
+    stop: int | None = None,
+    account: SharedAccount | None = None,
+) -> tuple[Engine, list]:
     """Both symbols through one engine, in market order, as the headless replay plays them."""
     account = account or SharedAccount(CASH, limits)
     engine = Engine(_specs(), mode="paper", journal=journal, account=account)
@@ -172,8 +186,11 @@ def test_restart_restores_every_session_and_the_shared_account_exactly(tmp_path,
     # the run is cut where a position is open, the process "crashes" (the engine is abandoned)
     path = tmp_path / "j.sqlite"
     j1 = Journal(path, sync="normal")
-    cut = next(i for i in range(3000, len(candles_1h)) if any(s <= int(candles_1h.close_time[i]) < e for s, e in
-                                                               _open_intervals(ref_seen, "BTCUSDT")))
+    cut = next(
+        i
+        for i in range(3000, len(candles_1h))
+        if any(s <= int(candles_1h.close_time[i]) < e for s, e in _open_intervals(ref_seen, "BTCUSDT"))
+    )
     e1, _ = _run(candles_1h, btc_1h, limits, journal=j1, stop=int(candles_1h.open_time[cut]))
     brokers = {k: s.broker.snapshot() for k, s in e1.sessions.items()}
     assert brokers[BTC]["position"] is not None or brokers[BTC]["pending"] is not None
@@ -195,7 +212,9 @@ def test_restart_restores_every_session_and_the_shared_account_exactly(tmp_path,
     src.start(e2.feed)
     assert src.join(120) and e2.wait_idle(120)
     e2.stop()
-    fills = [(p["symbol"], p["fill_time"], p["price"], p["qty"]) for _, p in j2.events(run_id=e1.run_id, types=["fill"])]
+    fills = [
+        (p["symbol"], p["fill_time"], p["price"], p["qty"]) for _, p in j2.events(run_id=e1.run_id, types=["fill"])
+    ]
     ref = [(e.symbol, e.fill.to_dict()["time"], e.fill.price, e.fill.qty) for e in ref_seen if e.type == "fill"]
     assert fills == ref
     assert acct2.equity() == pytest.approx(reference.account.equity(), abs=1e-6)
@@ -204,8 +223,13 @@ def test_restart_restores_every_session_and_the_shared_account_exactly(tmp_path,
 
 def test_multi_replay_plays_symbols_in_market_order(candles_1h, btc_1h):
     later = btc_1h.take(slice(100, 200))  # starts later and ends earlier than ETH
-    src = MultiReplaySource([("ETHUSDT", candles_1h.take(slice(0, 300))), ("BTCUSDT", later)], "1h", speed=None,
-                            updates_per_candle=2, warmup=10)
+    src = MultiReplaySource(
+        [("ETHUSDT", candles_1h.take(slice(0, 300))), ("BTCUSDT", later)],
+        "1h",
+        speed=None,
+        updates_per_candle=2,
+        warmup=10,
+    )
     got: list = []
     src.start(got.append)
     assert src.join(30)
@@ -218,7 +242,12 @@ def test_multi_replay_plays_symbols_in_market_order(candles_1h, btc_1h):
     group = [e for e in got if getattr(e, "candle", None) is not None and e.candle.open_time == at]
     # updates of both symbols first (interleaved per step), then both closes
     assert [(type(e).__name__, e.symbol) for e in group] == [
-        ("CandleUpdate", "ETHUSDT"), ("CandleUpdate", "BTCUSDT"), ("CandleUpdate", "ETHUSDT"),
-        ("CandleUpdate", "BTCUSDT"), ("CandleClosed", "ETHUSDT"), ("CandleClosed", "BTCUSDT")]
+        ("CandleUpdate", "ETHUSDT"),
+        ("CandleUpdate", "BTCUSDT"),
+        ("CandleUpdate", "ETHUSDT"),
+        ("CandleUpdate", "BTCUSDT"),
+        ("CandleClosed", "ETHUSDT"),
+        ("CandleClosed", "BTCUSDT"),
+    ]
     assert src.finished and got[-1].state == "finished"
     assert np.array_equal(src.times, candles_1h.open_time[:300])

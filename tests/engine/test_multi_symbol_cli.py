@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.backtest.data import load_candles
 
 pytestmark = pytest.mark.timeout(240)
@@ -56,9 +55,25 @@ def _run(*args: str, config: Path | None = None, timeout: float = 200) -> subpro
 
 
 def test_headless_replay_of_two_symbols_equals_two_backtests(market, tmp_path):
-    h = _run("run", "--headless", "--strategy", "engulfing", "--interval", "1h", "--symbol", "ETHUSDT", "--symbol",
-             "btcusdt", "--replay", str(market / "ETHUSDT" / "1h"), "--speed", "max", "--json",
-             "--journal", str(tmp_path / "j.sqlite"))
+    h = _run(
+        "run",
+        "--headless",
+        "--strategy",
+        "engulfing",
+        "--interval",
+        "1h",
+        "--symbol",
+        "ETHUSDT",
+        "--symbol",
+        "btcusdt",
+        "--replay",
+        str(market / "ETHUSDT" / "1h"),
+        "--speed",
+        "max",
+        "--json",
+        "--journal",
+        str(tmp_path / "j.sqlite"),
+    )
     assert h.returncode == 0, h.stderr[-2000:]
     summaries = {s["symbol"]: s for s in map(json.loads, h.stdout.strip().splitlines())}
     assert set(summaries) == {"ETHUSDT", "BTCUSDT"}
@@ -83,12 +98,26 @@ def test_config_symbols_and_an_account_limit(market, tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text('symbols = ["ETHUSDT", "BTCUSDT"]\n\n[risk]\nmax_positions = 1\n')
     journal = tmp_path / "j.sqlite"
-    h = _run("run", "--headless", "--strategy", "engulfing", "--interval", "1h", "--replay",
-             str(market / "ETHUSDT" / "1h"), "--speed", "max", "--journal", str(journal), config=cfg)
+    h = _run(
+        "run",
+        "--headless",
+        "--strategy",
+        "engulfing",
+        "--interval",
+        "1h",
+        "--replay",
+        str(market / "ETHUSDT" / "1h"),
+        "--speed",
+        "max",
+        "--journal",
+        str(journal),
+        config=cfg,
+    )
     assert h.returncode == 0, h.stderr[-2000:]
     db = sqlite3.connect(journal)
-    events = [json.loads(r[0]) for r in db.execute("SELECT payload FROM events WHERE type IN ('fill', 'error') "
-                                                    "ORDER BY seq")]
+    events = [
+        json.loads(r[0]) for r in db.execute("SELECT payload FROM events WHERE type IN ('fill', 'error') ORDER BY seq")
+    ]
     assert {e["symbol"] for e in events if e["type"] == "fill"} == {"ETHUSDT", "BTCUSDT"}
     refusals = [e for e in events if e["type"] == "error" and e["source"] == "risk"]
     assert refusals and all("account position limit: 1 of 1 open" in e["message"] for e in refusals)
@@ -103,10 +132,13 @@ def test_config_symbols_and_an_account_limit(market, tmp_path):
             open_now.discard(e["symbol"])
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--symbol", "ETHUSDT", "--symbol", "ethusdt"], "symbol ETHUSDT given twice"),
-    (["--symbol", "ETH/USDT"], "not a symbol: 'ETH/USDT'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--symbol", "ETHUSDT", "--symbol", "ethusdt"], "symbol ETHUSDT given twice"),
+        (["--symbol", "ETH/USDT"], "not a symbol: 'ETH/USDT'"),
+    ],
+)
 def test_bad_symbol_lists_are_refused(args, message):
     for sub in (["run", "--headless"], []):
         r = _run(*sub, *args)
@@ -123,8 +155,22 @@ def test_replay_of_several_symbols_needs_data_that_says_whose_it_is(market, tmp_
         (market / "ETHUSDT" / "1h", "no SOLUSDT 1h history next to the ETHUSDT replay"),
     ]
     for path, message in cases:
-        r = _run("run", "--headless", "--strategy", "engulfing", "--interval", "1h", "--symbol", "ETHUSDT",
-                 "--symbol", "BTCUSDT" if "prices" in str(path) else "SOLUSDT", "--replay", str(path), "--speed", "max")
+        r = _run(
+            "run",
+            "--headless",
+            "--strategy",
+            "engulfing",
+            "--interval",
+            "1h",
+            "--symbol",
+            "ETHUSDT",
+            "--symbol",
+            "BTCUSDT" if "prices" in str(path) else "SOLUSDT",
+            "--replay",
+            str(path),
+            "--speed",
+            "max",
+        )
         assert r.returncode == 2, r.stderr
         assert r.stderr.startswith("error: ") and message in r.stderr, r.stderr
     bad = tmp_path / "bad.toml"
@@ -137,7 +183,7 @@ def test_too_many_streams_for_one_connection_are_refused():
     from tradeconsole.infra.binance.market.stream import BinanceKlineStream
 
     pairs = [(f"S{i:04d}USDT", "1m") for i in range(1025)]
-    with pytest.raises(ValueError, match="1025 .* more than the 1024"):
+    with pytest.raises(ValueError, match=r"1025 .* more than the 1024"):
         BinanceKlineStream(pairs)
     assert BinanceKlineStream(pairs[:1024]).market == "futures"
 
@@ -156,17 +202,26 @@ def test_one_combined_connection_carries_every_symbol_and_the_stand_in_refuses_o
     import urllib.error
     import urllib.request
 
-    from tests.servers.binance_market import BinanceMarketServer
     from tradeconsole.core.candles import CandleArrays
     from tradeconsole.core.feed import CandleClosed
     from tradeconsole.infra.binance.market.stream import BinanceKlineStream
+
+    from tests.servers.binance_market import BinanceMarketServer
 
     c = candles_1h
     btc = CandleArrays(c.open_time, c.open * 13, c.high * 13, c.low * 13, c.close * 13, c.volume, c.close_time)
     with BinanceMarketServer({("ETHUSDT", "1h"): c, ("BTCUSDT", "1h"): btc}) as server:
         got: list = []
-        stream = BinanceKlineStream([("ETHUSDT", "1h"), ("BTCUSDT", "1h")], "futures", endpoints=server.endpoints(),
-                                    backfill=20, silence_timeout=5, backoff_initial=0.02, backoff_max=0.2, seed=1)
+        stream = BinanceKlineStream(
+            [("ETHUSDT", "1h"), ("BTCUSDT", "1h")],
+            "futures",
+            endpoints=server.endpoints(),
+            backfill=20,
+            silence_timeout=5,
+            backoff_initial=0.02,
+            backoff_max=0.2,
+            seed=1,
+        )
         stream.start(got.append)
         try:
             deadline = time.monotonic() + 30

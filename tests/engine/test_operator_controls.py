@@ -43,11 +43,12 @@ def test_stop_keeps_managing_the_open_position_until_its_stop_fires(candles_1h):
     feed(engine, candles_1h, start=cut)
     assert engine.wait_idle(60)
     engine.stop()
-    after = seen[[i for i, e in enumerate(seen) if e.type == "engine_state" and e.state == "stopped"][0]:]
+    after = seen[[i for i, e in enumerate(seen) if e.type == "engine_state" and e.state == "stopped"][0] :]
     fills = [e.fill for e in after if e.type == "fill"]
     # the protective stop fired while stopped, at the backtest's price and time; nothing re-entered
-    assert [(f.reason, f.time, f.price, f.qty) for f in fills] == \
-        [(FillReason.STOP_LOSS, exit_fill.time, exit_fill.price, exit_fill.qty)]
+    assert [(f.reason, f.time, f.price, f.qty) for f in fills] == [
+        (FillReason.STOP_LOSS, exit_fill.time, exit_fill.price, exit_fill.qty)
+    ]
     assert sess.broker.position is None and engine.processed_closed == len(candles_1h)
     signals = [e for e in after if e.type == "signal"]
     assert signals and not any(s.acted for s in signals)  # the strategy's signals are not acted on

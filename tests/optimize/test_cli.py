@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.tui.cli import main
 
 pytestmark = pytest.mark.xdist_group("optimize")
@@ -27,8 +26,23 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def small(data: Path, *extra: str) -> list[str]:
-    return ["--strategy", "basic", "--data", str(data), "--from", "2022-08-01", "--to", "2022-10-01",
-            "--param", "rsi_oversold=25,30,35", "--param", "take_profit_pct=0.02:0.04:0.01", "--workers", "1", *extra]
+    return [
+        "--strategy",
+        "basic",
+        "--data",
+        str(data),
+        "--from",
+        "2022-08-01",
+        "--to",
+        "2022-10-01",
+        "--param",
+        "rsi_oversold=25,30,35",
+        "--param",
+        "take_profit_pct=0.02:0.04:0.01",
+        "--workers",
+        "1",
+        *extra,
+    ]
 
 
 def test_json_report_is_honest_and_self_checked(capsys, data_5m):
@@ -52,28 +66,47 @@ def test_chosen_result_equals_the_backtest_command(capsys, data_5m):
     o = json.loads(out)
     assert "in-sample only" in o["warning"]
     best = o["best"]["params"]
-    code = main(["backtest", "--strategy", "basic", "--data", str(data_5m), "--from", "2022-08-01", "--to", "2022-10-01",
-                 "--param", f"rsi_oversold={best['rsi_oversold']}", "--take-profit", str(best["take_profit_pct"]), "--json"])
+    code = main(
+        [
+            "backtest",
+            "--strategy",
+            "basic",
+            "--data",
+            str(data_5m),
+            "--from",
+            "2022-08-01",
+            "--to",
+            "2022-10-01",
+            "--param",
+            f"rsi_oversold={best['rsi_oversold']}",
+            "--take-profit",
+            str(best["take_profit_pct"]),
+            "--json",
+        ]
+    )
     bt = json.loads(capsys.readouterr().out)
     assert code == 0
     assert bt["sharpe"] == o["best"]["score"] == o["best"]["in_sample_full_window"]["sharpe"]
     assert bt["return_pct"] == o["best"]["in_sample_full_window"]["return_pct"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--param", "rsi_oversold=abc"], "not a number"),
-    (["--param", "rsi_oversold=-5,20"], "out of range"),
-    (["--param", "nope=1,2"], "unknown parameter"),
-    (["--param", "rsi_oversold=30:20:5"], "below LOW"),
-    (["--param", "rsi_oversold=20:30:0"], "step must be positive"),
-    (["--param", "rsi_oversold", "--search", "random"], "needs --trials"),
-    (["--param", "rsi_oversold", "--objective", "nosuchmodule_xyz:f"], "cannot import"),
-    (["--param", "rsi_oversold", "--objective", "sharp"], "module:function"),
-    (["--param", "rsi_oversold", "--results", "/nonexistent-dir/x.csv"], "does not exist"),
-    (["--param", "rsi_oversold", "--results", "x.txt"], ".csv or .parquet"),
-    (["--param", "rsi_oversold", "--train", "60d"], "go together"),
-    ([], "nothing to optimise"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--param", "rsi_oversold=abc"], "not a number"),
+        (["--param", "rsi_oversold=-5,20"], "out of range"),
+        (["--param", "nope=1,2"], "unknown parameter"),
+        (["--param", "rsi_oversold=30:20:5"], "below LOW"),
+        (["--param", "rsi_oversold=20:30:0"], "step must be positive"),
+        (["--param", "rsi_oversold", "--search", "random"], "needs --trials"),
+        (["--param", "rsi_oversold", "--objective", "nosuchmodule_xyz:f"], "cannot import"),
+        (["--param", "rsi_oversold", "--objective", "sharp"], "module:function"),
+        (["--param", "rsi_oversold", "--results", "/nonexistent-dir/x.csv"], "does not exist"),
+        (["--param", "rsi_oversold", "--results", "x.txt"], ".csv or .parquet"),
+        (["--param", "rsi_oversold", "--train", "60d"], "go together"),
+        ([], "nothing to optimise"),
+    ],
+)
 def test_mistakes_are_one_line_exit_2(capsys, data_5m, args, message):
     code, out, err = run(capsys, "--strategy", "basic", "--data", str(data_5m), "--folds", "0", *args)
     assert code == 2
@@ -100,10 +133,32 @@ def test_random_optuna_objectives_and_constraints(capsys, data_5m, tmp_path, mon
     (tmp_path / "myobj.py").write_text("def score(m):\n    return m['return_pct'] - m['max_drawdown_pct']\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     for search in ("random", "optuna"):
-        code, out, err = run(capsys, "--strategy", "basic", "--data", str(data_5m), "--to", "2022-09-15",
-                             "--param", "rsi_oversold", "--param", "stop_loss_pct=0.01,0.02", "--search", search,
-                             "--trials", "8", "--objective", "myobj:score", "--min-trades", "3", "--folds", "0",
-                             "--workers", "1", "--json")
+        code, out, err = run(
+            capsys,
+            "--strategy",
+            "basic",
+            "--data",
+            str(data_5m),
+            "--to",
+            "2022-09-15",
+            "--param",
+            "rsi_oversold",
+            "--param",
+            "stop_loss_pct=0.01,0.02",
+            "--search",
+            search,
+            "--trials",
+            "8",
+            "--objective",
+            "myobj:score",
+            "--min-trades",
+            "3",
+            "--folds",
+            "0",
+            "--workers",
+            "1",
+            "--json",
+        )
         assert code == 0, err
         o = json.loads(out)
         assert o["evaluated"] == 8 and o["objective"] == "myobj:score"
@@ -135,12 +190,32 @@ def test_results_file_resumes_csv_and_parquet(capsys, data_5m, tmp_path):
 
 def test_ctrl_c_keeps_finished_rows_and_a_rerun_resumes(data_5m, tmp_path):
     results = tmp_path / "r.csv"
-    cmd = [sys.executable, "-m", "tradeconsole.tui.cli", "optimize", "--strategy", "basic", "--data", str(data_5m),
-           "--param", "rsi_oversold=20:40:1", "--param", "stop_loss_pct=0.005:0.03:0.0025",
-           "--param", "take_profit_pct=0.01:0.06:0.01", "--folds", "0", "--workers", "2", "--json",
-           "--results", str(results)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tradeconsole.tui.cli",
+        "optimize",
+        "--strategy",
+        "basic",
+        "--data",
+        str(data_5m),
+        "--param",
+        "rsi_oversold=20:40:1",
+        "--param",
+        "stop_loss_pct=0.005:0.03:0.0025",
+        "--param",
+        "take_profit_pct=0.01:0.06:0.01",
+        "--folds",
+        "0",
+        "--workers",
+        "2",
+        "--json",
+        "--results",
+        str(results),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if results.exists() and results.read_text().count("\n") > 40:
@@ -168,5 +243,7 @@ def test_plot_heatmap_on_stderr_with_json_and_no_colour(capsys, data_5m, monkeyp
     assert code == 0
     json.loads(out)  # stdout stays pure JSON
     assert "rsi_oversold" in err and "take_profit_pct" in err and "\x1b[" not in err
-    code, out, err = run(capsys, *small(data_5m, "--folds", "0", "--plot", "--plot-params", "take_profit_pct,rsi_oversold"))
+    code, out, err = run(
+        capsys, *small(data_5m, "--folds", "0", "--plot", "--plot-params", "take_profit_pct,rsi_oversold")
+    )
     assert code == 0 and "best score by take_profit_pct" in out

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from tradeconsole.tui.cli import main
 
 pytestmark = pytest.mark.xdist_group("optimize")
@@ -24,13 +23,33 @@ def _cached_windows() -> int:
 
 
 def test_dask_cluster_equals_local(capsys, data_5m):
-    args = ["optimize", "--strategy", "basic", "--data", str(data_5m), "--from", "2022-08-01", "--to", "2022-10-15",
-            "--param", "rsi_oversold=25,30,35", "--param", "rsi_overbought=65,75",
-            "--param", "stop_loss_pct=0.01,0.02", "--folds", "2", "--json", "--mode", "realistic"]
+    args = [
+        "optimize",
+        "--strategy",
+        "basic",
+        "--data",
+        str(data_5m),
+        "--from",
+        "2022-08-01",
+        "--to",
+        "2022-10-15",
+        "--param",
+        "rsi_oversold=25,30,35",
+        "--param",
+        "rsi_overbought=65,75",
+        "--param",
+        "stop_loss_pct=0.01,0.02",
+        "--folds",
+        "2",
+        "--json",
+        "--mode",
+        "realistic",
+    ]
     assert main([*args, "--workers", "2"]) == 0
     local = json.loads(capsys.readouterr().out)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, scheduler_port=0) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, scheduler_port=0
+    ) as cluster:
         code = main([*args, "--backend", "dask", "--address", cluster.scheduler_address])
         out, err = capsys.readouterr()
         assert code == 0, err
@@ -51,8 +70,24 @@ def test_unreachable_scheduler_is_one_line_exit_1(capsys, data_5m):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    code = main(["optimize", "--strategy", "basic", "--data", str(data_5m), "--to", "2022-08-10",
-                 "--param", "rsi_oversold=25,30", "--folds", "0", "--backend", "dask",
-                 "--address", f"tcp://127.0.0.1:{port}"])
+    code = main(
+        [
+            "optimize",
+            "--strategy",
+            "basic",
+            "--data",
+            str(data_5m),
+            "--to",
+            "2022-08-10",
+            "--param",
+            "rsi_oversold=25,30",
+            "--folds",
+            "0",
+            "--backend",
+            "dask",
+            "--address",
+            f"tcp://127.0.0.1:{port}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "cannot reach the Dask scheduler" in err

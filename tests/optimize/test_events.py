@@ -9,7 +9,6 @@ import json
 import sqlite3
 
 import pytest
-
 from tradeconsole.infra.sinks.schemas import validate
 from tradeconsole.infra.sinks.topics import event_classes
 from tradeconsole.tui.cli import main
@@ -18,9 +17,29 @@ pytestmark = pytest.mark.xdist_group("optimize")
 
 
 def _args(data, *extra: str) -> list[str]:
-    return ["optimize", "--strategy", "basic", "--data", str(data), "--from", "2022-08-01", "--to", "2022-10-01",
-            "--param", "rsi_oversold=25,30,35", "--param", "take_profit_pct=0.02,0.04", "--workers", "1",
-            "--folds", "2", "--top", "3", "--json", *extra]
+    return [
+        "optimize",
+        "--strategy",
+        "basic",
+        "--data",
+        str(data),
+        "--from",
+        "2022-08-01",
+        "--to",
+        "2022-10-01",
+        "--param",
+        "rsi_oversold=25,30,35",
+        "--param",
+        "take_profit_pct=0.02,0.04",
+        "--workers",
+        "1",
+        "--folds",
+        "2",
+        "--top",
+        "3",
+        "--json",
+        *extra,
+    ]
 
 
 def _events(path) -> list[dict]:
@@ -84,9 +103,13 @@ def test_journal_in_use_is_one_line_exit_1(data_5m, tmp_path):
 
     held = Journal(tmp_path / "j.sqlite")
     try:
-        proc = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", *_args(data_5m, "--journal",
-                                                                                 str(tmp_path / "j.sqlite"))],
-                              cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tradeconsole.tui.cli", *_args(data_5m, "--journal", str(tmp_path / "j.sqlite"))],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         held.close()
     assert proc.returncode == 1 and proc.stdout == "", proc.stderr

@@ -9,7 +9,6 @@ import random
 
 import numpy as np
 import pytest
-
 from tradeconsole.backtest.optimize.evaluate import Workspace, comparable, reference
 from tradeconsole.backtest.optimize.store import scalar_row
 from tradeconsole.core.broker import BrokerSettings
@@ -43,7 +42,7 @@ def _gapped(candles):
     keep = np.ones(len(candles), dtype=bool)
     keep[25::50] = False
     for a, k in ((5_000, 1), (12_345, 7), (20_000, 40)):
-        keep[a:a + k] = False
+        keep[a : a + k] = False
     return candles.take(keep)
 
 
@@ -82,9 +81,13 @@ def test_engulfing_on_1h_equals_the_backtest(candles_1h):
     for model in ("seed", "realistic"):
         ws = Workspace(candles_1h, "engulfing", model, BrokerSettings(), interval="1h")
         for _ in range(4):
-            params = {"stop_loss_pct": round(rng.uniform(0.005, 0.05), 4), "take_profit_pct": round(rng.uniform(0.01, 0.08), 4)}
+            params = {
+                "stop_loss_pct": round(rng.uniform(0.005, 0.05), 4),
+                "take_profit_pct": round(rng.uniform(0.01, 0.08), 4),
+            }
             assert comparable(ws.evaluate(params)) == comparable(
-                reference(candles_1h, "engulfing", params, model=model, settings=BrokerSettings(), interval="1h"))
+                reference(candles_1h, "engulfing", params, model=model, settings=BrokerSettings(), interval="1h")
+            )
 
 
 def test_seed_defaults_reproduce_the_research_result(candles_5m):

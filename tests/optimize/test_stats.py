@@ -7,7 +7,6 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
-
 from tradeconsole.backtest.optimize.stats import EULER_GAMMA, block_stats, deflated_sharpe, pbo_cscv
 
 
@@ -50,7 +49,9 @@ def test_deflated_sharpe_matches_the_formula():
     z = (best - best.mean()) / best.std()
     g3, g4 = (z**3).mean(), (z**4).mean()
     nd = NormalDist()
-    sr0 = trials.std(ddof=1) * ((1 - EULER_GAMMA) * nd.inv_cdf(1 - 1 / 100) + EULER_GAMMA * nd.inv_cdf(1 - 1 / (100 * math.e)))
+    sr0 = trials.std(ddof=1) * (
+        (1 - EULER_GAMMA) * nd.inv_cdf(1 - 1 / 100) + EULER_GAMMA * nd.inv_cdf(1 - 1 / (100 * math.e))
+    )
     expect = nd.cdf((sr - sr0) * math.sqrt(4999) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2))
     assert out["dsr"] == pytest.approx(expect, rel=1e-12)
     # more trials with the same spread raise the bar: the deflated value falls

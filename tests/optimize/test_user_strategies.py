@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.backtest.optimize.evaluate import Workspace, kernel_reason, reference
 from tradeconsole.backtest.optimize.store import scalar_row
 from tradeconsole.backtest.strategy_loader import load_strategies
@@ -29,8 +28,9 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_kernel_models_only_the_builtins_fixed_exits():
-    load_strategies([str(STRATS / "bollinger_trail.py"), str(STRATS / "signal_time_exit.py")], user_dir=False,
-                    entry_points=False)
+    load_strategies(
+        [str(STRATS / "bollinger_trail.py"), str(STRATS / "signal_time_exit.py")], user_dir=False, entry_points=False
+    )
     assert kernel_reason("basic") is None and kernel_reason("engulfing") is None
     assert kernel_reason("bollinger_trail") == "trailing stop"
     assert kernel_reason("signal_time_exit") == "time exit"
@@ -45,9 +45,30 @@ def _window(candles, date_from: str, date_to: str):
 @pytest.mark.parametrize("model", ["seed", "realistic"])
 def test_user_strategy_optimises_on_the_plain_path_equal_to_the_backtest(capsys, data_1h, candles_1h, model):
     path = STRATS / "bollinger_trail.py"
-    code, out, err = run(capsys, "--strategy", "bollinger_trail", "--strategy-path", str(path), "--data", str(data_1h),
-                         *SPAN, "--param", "trail_pct=0.005,0.01,0.02", "--param", "stop_loss_pct=0.02,0.04",
-                         "--folds", "0", "--workers", "1", "--mode", model, "--json", "--top", "6", "--no-journal")
+    code, out, err = run(
+        capsys,
+        "--strategy",
+        "bollinger_trail",
+        "--strategy-path",
+        str(path),
+        "--data",
+        str(data_1h),
+        *SPAN,
+        "--param",
+        "trail_pct=0.005,0.01,0.02",
+        "--param",
+        "stop_loss_pct=0.02,0.04",
+        "--folds",
+        "0",
+        "--workers",
+        "1",
+        "--mode",
+        model,
+        "--json",
+        "--top",
+        "6",
+        "--no-journal",
+    )
     assert code == 0, err
     o = json.loads(out)
     assert o["kernel"] == "plain path (trailing stop)" and o["evaluated"] == 6 and len(o["top"]) == 6
@@ -55,8 +76,18 @@ def test_user_strategy_optimises_on_the_plain_path_equal_to_the_backtest(capsys,
     settings = BrokerSettings(initial_cash=10_000.0, fee_rate=0.0004)
     trades = 0
     for t in o["top"]:  # every combination, through run_backtest independently of the optimiser
-        ref = scalar_row(reference(candles, "bollinger_trail", t["params"], model=model, settings=settings,
-                                   warmup=warmup, symbol="ETHUSDT", interval="1h"))
+        ref = scalar_row(
+            reference(
+                candles,
+                "bollinger_trail",
+                t["params"],
+                model=model,
+                settings=settings,
+                warmup=warmup,
+                symbol="ETHUSDT",
+                interval="1h",
+            )
+        )
         for k in ("return_pct", "sharpe", "sortino", "max_drawdown_pct", "profit_factor", "trades", "win_rate_pct"):
             assert t[k] == ref[k], (t["params"], k)
         trades += ref["trades"]
@@ -67,8 +98,21 @@ def test_user_strategy_optimises_on_the_plain_path_equal_to_the_backtest(capsys,
 
 def test_text_report_says_plain_path_and_default_space_is_the_declared_range(capsys, data_1h):
     path = STRATS / "signal_time_exit.py"
-    code, out, err = run(capsys, "--strategy", "signal_time_exit", "--strategy-path", str(path), "--data", str(data_1h),
-                         *SPAN, "--folds", "0", "--workers", "1", "--no-journal")
+    code, out, err = run(
+        capsys,
+        "--strategy",
+        "signal_time_exit",
+        "--strategy-path",
+        str(path),
+        "--data",
+        str(data_1h),
+        *SPAN,
+        "--folds",
+        "0",
+        "--workers",
+        "1",
+        "--no-journal",
+    )
     assert code == 0, err
     assert "kernel: plain path (time exit)" in out
     # no --param: the strategy's own declared range (hold 1..500) at the default 5 steps
@@ -77,8 +121,21 @@ def test_text_report_says_plain_path_and_default_space_is_the_declared_range(cap
 
 def test_user_strategy_on_worker_processes_equals_one_process(capsys, data_1h):
     path = STRATS / "signal_time_exit.py"
-    args = ["--strategy", "signal_time_exit", "--strategy-path", str(path), "--data", str(data_1h), *SPAN,
-            "--param", "hold=6,24", "--folds", "2", "--json", "--no-journal"]
+    args = [
+        "--strategy",
+        "signal_time_exit",
+        "--strategy-path",
+        str(path),
+        "--data",
+        str(data_1h),
+        *SPAN,
+        "--param",
+        "hold=6,24",
+        "--folds",
+        "2",
+        "--json",
+        "--no-journal",
+    ]
     code, out, err = run(capsys, *args, "--workers", "1")
     assert code == 0, err
     one = json.loads(out)
@@ -103,7 +160,8 @@ def test_workspace_plain_path_equals_reference(candles_1h):
     assert ws.plain_reason == "trailing stop"
     p = {"trail_pct": 0.015}
     got, result = ws.scalar_metrics(p)
-    want = scalar_row(reference(candles, "bollinger_trail", p, model="realistic", settings=settings, warmup=warmup,
-                                interval="1h"))
+    want = scalar_row(
+        reference(candles, "bollinger_trail", p, model="realistic", settings=settings, warmup=warmup, interval="1h")
+    )
     assert got == want and len(result.trades) == got["trades"]
     assert ws.verify(p)["trades"] == got["trades"]

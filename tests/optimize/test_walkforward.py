@@ -7,17 +7,18 @@ from __future__ import annotations
 import argparse
 
 import pytest
-
 from tradeconsole.backtest.optimize.cli import _windows, parse_duration
-from tradeconsole.backtest.optimize.run import Job, Window, evaluate_batch
+from tradeconsole.backtest.optimize.run import Job, evaluate_batch
 from tradeconsole.core.broker import BrokerSettings
 from tradeconsole.tui.cli import UserError
 
 pytestmark = pytest.mark.xdist_group("optimize")
 
-POINTS = [{"rsi_oversold": 25.0, "rsi_overbought": 70.0, "stop_loss_pct": 0.01, "take_profit_pct": 0.02},
-          {"rsi_oversold": 35.0, "rsi_overbought": 65.0, "stop_loss_pct": 0.02, "take_profit_pct": 0.05},
-          {"rsi_oversold": 30.0, "rsi_overbought": 75.0, "stop_loss_pct": 0.015, "take_profit_pct": 0.03}]
+POINTS = [
+    {"rsi_oversold": 25.0, "rsi_overbought": 70.0, "stop_loss_pct": 0.01, "take_profit_pct": 0.02},
+    {"rsi_oversold": 35.0, "rsi_overbought": 65.0, "stop_loss_pct": 0.02, "take_profit_pct": 0.05},
+    {"rsi_oversold": 30.0, "rsi_overbought": 75.0, "stop_loss_pct": 0.015, "take_profit_pct": 0.03},
+]
 
 
 def _args(**kw) -> argparse.Namespace:

@@ -99,8 +99,12 @@ class EsTarget:
         from elasticsearch import helpers
 
         self.refresh()
-        return collections.Counter(h["_id"] for h in helpers.scan(
-            self.client, index=f"{self.index_prefix}-{family}-*", query={"query": {"match_all": {}}}, size=1000))
+        return collections.Counter(
+            h["_id"]
+            for h in helpers.scan(
+                self.client, index=f"{self.index_prefix}-{family}-*", query={"query": {"match_all": {}}}, size=1000
+            )
+        )
 
 
 @pytest.fixture(scope="session")

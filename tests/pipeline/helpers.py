@@ -67,8 +67,12 @@ class TansuBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen([self.binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         _wait_port(self.port, 15, self.proc)
         self.starts += 1
@@ -189,8 +193,12 @@ def read_topics(bootstrap: str, topics: list[str], expected: int, timeout: float
     messages arrived or ``timeout``; then a short extra poll to catch unexpected extras."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
-                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     try:
         tps = []
         for topic in topics:
@@ -251,10 +259,10 @@ def assert_exactly_once(bootstrap: str, prefix: str, journal: Path) -> collectio
     missing = set(journalled) - set(counts)
     foreign = set(counts) - set(journalled)
     per_topic = collections.Counter(m.topic for m in msgs)
-    where = [(m.topic, m.partition, m.offset, dict(m.headers)) for m in msgs
-             if json.loads(m.value)["event_id"] in duplicates][:10]
-    assert not duplicates, (f"{len(duplicates)} event(s) delivered more than once (per topic {dict(per_topic)}): "
-                            f"{where}")
+    where = [
+        (m.topic, m.partition, m.offset, dict(m.headers)) for m in msgs if json.loads(m.value)["event_id"] in duplicates
+    ][:10]
+    assert not duplicates, f"{len(duplicates)} event(s) delivered more than once (per topic {dict(per_topic)}): {where}"
     assert not missing, f"{len(missing)} journalled event(s) never reached Kafka"
     assert not foreign, f"{len(foreign)} message(s) that are not journalled events"
     assert len(msgs) == len(journalled)

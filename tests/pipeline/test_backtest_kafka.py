@@ -15,16 +15,17 @@ import subprocess
 import sys
 
 import pytest
-
 from tradeconsole.infra.sinks.topics import families
+
 from tests.pipeline.helpers import read_topics
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("kafka")]
 
 
 def _backtest(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "backtest", *args],
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "tradeconsole.tui.cli", "backtest", *args], capture_output=True, text=True, timeout=180
+    )
 
 
 def _journal_ids(path) -> list[str]:
@@ -35,13 +36,25 @@ def _journal_ids(path) -> list[str]:
         db.close()
 
 
-def test_backtest_events_reach_kafka_exactly_once_through_the_journal(tmp_path, kafka_bootstrap, topic_prefix,
-                                                                      data_1h):
+def test_backtest_events_reach_kafka_exactly_once_through_the_journal(tmp_path, kafka_bootstrap, topic_prefix, data_1h):
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[kafka]\ntopic_prefix = "{topic_prefix}"\n')
     journal = tmp_path / "bt.sqlite"
-    common = ["--strategy", "engulfing", "--data", str(data_1h), "--to", "2022-04-01", "--config", str(cfg),
-              "--kafka", kafka_bootstrap, "--journal", str(journal), "--json"]
+    common = [
+        "--strategy",
+        "engulfing",
+        "--data",
+        str(data_1h),
+        "--to",
+        "2022-04-01",
+        "--config",
+        str(cfg),
+        "--kafka",
+        kafka_bootstrap,
+        "--journal",
+        str(journal),
+        "--json",
+    ]
     first = _backtest(*common)
     assert first.returncode == 0, first.stderr[-2000:]
     report = json.loads(first.stdout)
@@ -70,8 +83,17 @@ def test_an_unreachable_kafka_is_an_error_not_a_silent_loss(tmp_path, data_1h):
     exit 1) that Kafka did not acknowledge the events, instead of exiting 0 with nothing delivered."""
     from tests.pipeline.helpers import free_port
 
-    out = _backtest("--strategy", "engulfing", "--data", str(data_1h), "--to", "2022-02-01",
-                    "--kafka", f"127.0.0.1:{free_port()}", "--json")
+    out = _backtest(
+        "--strategy",
+        "engulfing",
+        "--data",
+        str(data_1h),
+        "--to",
+        "2022-02-01",
+        "--kafka",
+        f"127.0.0.1:{free_port()}",
+        "--json",
+    )
     assert out.returncode == 1, out.stderr[-2000:]
     assert json.loads(out.stdout)["trades"] >= 0  # the report itself was printed
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
@@ -81,7 +103,9 @@ def test_an_unreachable_kafka_is_an_error_not_a_silent_loss(tmp_path, data_1h):
 def test_a_journal_without_kafka_is_refused(tmp_path, data_1h, capsys):
     from tradeconsole.tui.cli import main
 
-    code = main(["backtest", "--strategy", "engulfing", "--data", str(data_1h), "--journal", str(tmp_path / "j.sqlite")])
+    code = main(
+        ["backtest", "--strategy", "engulfing", "--data", str(data_1h), "--journal", str(tmp_path / "j.sqlite")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("error:") == 1 and "without --kafka" in err
     assert not (tmp_path / "j.sqlite").exists()

@@ -17,10 +17,10 @@ import json
 import uuid
 
 import pytest
-
 from tradeconsole.infra.sinks.forwarder import Forwarder
 from tradeconsole.infra.sinks.kafka import KafkaSink
 from tradeconsole.infra.sinks.topics import TopicNames
+
 from tests.pipeline.helpers import GROUP_TIMEOUTS, read_topics, wait_for
 
 STOP_AT = 5_000  # the broker stops when the engine publishes this event
@@ -28,7 +28,8 @@ STOP_AT = 5_000  # the broker stops when the engine publishes this event
 
 @pytest.mark.timeout(240)
 def test_broker_stopped_mid_run_engine_keeps_going_and_every_event_lands_once(
-        restartable_broker, topic_prefix, es, candles_1h, tmp_path):
+    restartable_broker, topic_prefix, es, candles_1h, tmp_path
+):
     from tradeconsole.backtest.runner import run_backtest
     from tradeconsole.core.strategies import make_strategy
 
@@ -36,11 +37,24 @@ def test_broker_stopped_mid_run_engine_keeps_going_and_every_event_lands_once(
     group = f"fw-{uuid.uuid4().hex[:8]}"
 
     def forwarder() -> Forwarder:
-        return Forwarder(broker.bootstrap, es.client, group_id=group, topic_prefix=topic_prefix,
-                         index_prefix=es.index_prefix, consumer_overrides=GROUP_TIMEOUTS, max_backoff_s=1.0).start()
+        return Forwarder(
+            broker.bootstrap,
+            es.client,
+            group_id=group,
+            topic_prefix=topic_prefix,
+            index_prefix=es.index_prefix,
+            consumer_overrides=GROUP_TIMEOUTS,
+            max_backoff_s=1.0,
+        ).start()
 
-    sink = KafkaSink(broker.bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool",
-                     spill_after_s=0.5, delivery_timeout_ms=4000, request_timeout_ms=2000)
+    sink = KafkaSink(
+        broker.bootstrap,
+        topic_prefix=topic_prefix,
+        spool_dir=tmp_path / "spool",
+        spill_after_s=0.5,
+        delivery_timeout_ms=4000,
+        request_timeout_ms=2000,
+    )
     first = forwarder()
     events = []
     returned_while_down = 0
@@ -60,12 +74,15 @@ def test_broker_stopped_mid_run_engine_keeps_going_and_every_event_lands_once(
             returned_while_down += 1
 
     run_backtest(candles_1h, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h", publish=publish)
-    after_stop = events[STOP_AT - 1:]
+    after_stop = events[STOP_AT - 1 :]
     # The engine finished the whole run with the broker down: no publish call waited for it.
     assert not broker.running
     assert returned_while_down == len(after_stop) > 10_000
-    wait_for(lambda: sink.stats()["spooled"] > 0 and sink.stats()["queued"] == 0, 30,
-             message="the sink to spill what it could not deliver")
+    wait_for(
+        lambda: sink.stats()["spooled"] > 0 and sink.stats()["queued"] == 0,
+        30,
+        message="the sink to spill what it could not deliver",
+    )
 
     broker.start()
     assert sink.flush(120), sink.stats()

@@ -24,7 +24,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.infra.sinks.elastic import index_pattern, mapping_for_family
 from tradeconsole.infra.sinks.kibana import SAVED_OBJECTS_DIR, kibana_url_from_cloud_id, load_saved_objects
 from tradeconsole.infra.sinks.topics import TopicNames, families
@@ -57,8 +56,13 @@ def compose_binary() -> str:
 
 
 def compose_config(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([compose_binary(), "-f", str(path), "config", "--format", "json"], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "COMPOSE_PROJECT_NAME": "tradeconsole-test"})
+    return subprocess.run(
+        [compose_binary(), "-f", str(path), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COMPOSE_PROJECT_NAME": "tradeconsole-test"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +101,11 @@ def test_compose_has_kraft_kafka_ui_topic_init_elasticsearch_and_kibana(compose)
     # the maintained fork (provectuslabs/kafka-ui is abandoned); kafbat reads KAFKA_CLUSTERS_<n>_*
     # (kafbat docs, "Configuration / Misc configuration properties")
     assert services["kafka-ui"]["image"].startswith("ghcr.io/kafbat/kafka-ui:v")
-    assert services["kafka-ui"]["environment"] == {"KAFKA_CLUSTERS_0_NAME": "tradeconsole",
-                                                   "KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS": internal,
-                                                   "KAFKA_CLUSTERS_0_READONLY": "true"}
+    assert services["kafka-ui"]["environment"] == {
+        "KAFKA_CLUSTERS_0_NAME": "tradeconsole",
+        "KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS": internal,
+        "KAFKA_CLUSTERS_0_READONLY": "true",
+    }
     assert internal in services["kafka-init"]["command"][0]
     assert "elasticsearch:9200" in services["kibana"]["environment"]["ELASTICSEARCH_HOSTS"]
     assert services["elasticsearch"]["environment"]["discovery.type"] == "single-node"
@@ -116,10 +122,16 @@ def test_topic_init_creates_exactly_the_topics_the_console_uses(compose):
 
 def test_compose_settings_are_explained():
     text = (DEPLOY / "docker-compose.yml").read_text()
-    for setting in ("KAFKA_PROCESS_ROLES", "KAFKA_LISTENERS", "KAFKA_AUTO_CREATE_TOPICS_ENABLE",
-                    "xpack.security.enabled", "discovery.type", "PARTITIONS"):
+    for setting in (
+        "KAFKA_PROCESS_ROLES",
+        "KAFKA_LISTENERS",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE",
+        "xpack.security.enabled",
+        "discovery.type",
+        "PARTITIONS",
+    ):
         line = next(i for i, ln in enumerate(text.splitlines()) if setting + ":" in ln)
-        before = text.splitlines()[max(0, line - 4):line + 1]
+        before = text.splitlines()[max(0, line - 4) : line + 1]
         assert any(ln.strip().startswith("#") or " # " in ln for ln in before), f"{setting} is not explained"
     readme = (DEPLOY / "README.md").read_text()
     for needle in ("docker compose", "tradeconsole forward", "tradeconsole kibana import", "cloud_id", "SASL_SSL"):
@@ -168,16 +180,26 @@ def test_saved_objects_have_a_data_view_per_family_and_a_dashboard_of_vega_panel
 
 def test_saved_objects_are_in_kibana_8_19_export_format():
     for o in saved_objects():
-        assert set(o) == {"type", "id", "attributes", "references", "coreMigrationVersion", "typeMigrationVersion",
-                          "managed"}, o["id"]
+        assert set(o) == {
+            "type",
+            "id",
+            "attributes",
+            "references",
+            "coreMigrationVersion",
+            "typeMigrationVersion",
+            "managed",
+        }, o["id"]
         assert o["coreMigrationVersion"] == KIBANA_CORE_MIGRATION, o["id"]
         assert o["typeMigrationVersion"] == KIBANA_TYPE_MIGRATIONS[o["type"]], o["id"]
         assert o["managed"] is False and isinstance(o["references"], list)
 
 
 def vega_panels() -> dict[str, dict]:
-    return {o["id"]: json.loads(json.loads(o["attributes"]["visState"])["params"]["spec"])
-            for o in saved_objects() if o["type"] == "visualization"}
+    return {
+        o["id"]: json.loads(json.loads(o["attributes"]["visState"])["params"]["spec"])
+        for o in saved_objects()
+        if o["type"] == "visualization"
+    }
 
 
 def test_every_vega_panel_reads_the_latest_documents_of_the_time_range():
@@ -192,7 +214,7 @@ def test_every_vega_panel_reads_the_latest_documents_of_the_time_range():
             continue
         assert 0 < body["size"] <= 10_000, vid
         first = body["sort"][0]
-        (field, order), = first.items()
+        ((field, order),) = first.items()
         assert field == "@timestamp" and (order == "desc" or order == {"order": "desc"}), (vid, first)
 
 
@@ -208,10 +230,23 @@ def _vega_checker_dir() -> Path:
     with open(target / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / ".installed").exists():
-            (target / "package.json").write_text(json.dumps(
-                {"name": "tradeconsole-vega-check", "private": True, "type": "module", "dependencies": VEGA_PACKAGES}))
-            done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=target,
-                                  capture_output=True, text=True, timeout=600)
+            (target / "package.json").write_text(
+                json.dumps(
+                    {
+                        "name": "tradeconsole-vega-check",
+                        "private": True,
+                        "type": "module",
+                        "dependencies": VEGA_PACKAGES,
+                    }
+                )
+            )
+            done = subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=target,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert done.returncode == 0, f"npm install {VEGA_PACKAGES} failed:\n{done.stderr[-2000:]}"
             (target / ".installed").write_text(tag)
     (target / "check.mjs").write_text(_VEGA_CHECK_JS)
@@ -268,8 +303,11 @@ def _as_kibana_renders_it(spec: dict, n: int = 24) -> dict:
             else:
                 src[field] = ["LONG", "SHORT"][i % 2]
         hits.append({"_index": url["index"], "_id": f"e{i}", "_source": src})
-    spec["data"]["values"] = {"took": 1, "timed_out": False, "hits": {"total": {"value": n, "relation": "eq"},
-                                                                        "hits": hits}}
+    spec["data"]["values"] = {
+        "took": 1,
+        "timed_out": False,
+        "hits": {"total": {"value": n, "relation": "eq"}, "hits": hits},
+    }
     return spec
 
 
@@ -277,14 +315,20 @@ def test_vega_panels_compile_parse_and_run_in_the_real_vega(tmp_path):
     target = _vega_checker_dir()
     panels = vega_panels()
     payload = [{"id": vid, "spec": _as_kibana_renders_it(spec)} for vid, spec in panels.items()]
-    done = subprocess.run(["node", str(target / "check.mjs")], input=json.dumps(payload), capture_output=True,
-                          text=True, timeout=120, cwd=target)
+    done = subprocess.run(
+        ["node", str(target / "check.mjs")],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=target,
+    )
     assert done.returncode == 0, done.stderr
     results = {r["id"]: r for r in json.loads(done.stdout)}
     assert set(results) == set(panels)
     for vid, r in results.items():
         assert r["ok"], f"{vid}: {r.get('error')}"
-        assert r["rows"].get("source_0") == 24, (vid, r["rows"])   # every hit reached the view
+        assert r["rows"].get("source_0") == 24, (vid, r["rows"])  # every hit reached the view
         assert r["svg_bytes"] > 1000, vid
         print(vid, r["rows"], r["warnings"])
 
@@ -293,8 +337,14 @@ def test_the_vega_check_catches_a_broken_spec():
     target = _vega_checker_dir()
     spec = _as_kibana_renders_it(next(iter(vega_panels().values())))
     spec["transform"].append({"calculate": "datum.close +* 2", "as": "broken"})
-    done = subprocess.run(["node", str(target / "check.mjs")], input=json.dumps([{"id": "bad", "spec": spec}]),
-                          capture_output=True, text=True, timeout=120, cwd=target)
+    done = subprocess.run(
+        ["node", str(target / "check.mjs")],
+        input=json.dumps([{"id": "bad", "spec": spec}]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=target,
+    )
     (result,) = json.loads(done.stdout)
     assert result["ok"] is False and "Unexpected" in result["error"], result
 
@@ -329,9 +379,12 @@ class StubKibana:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 msg = BytesParser(policy=HTTP).parsebytes(
-                    f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
-                files = {p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
-                         for p in msg.iter_parts()}
+                    f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body
+                )
+                files = {
+                    p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
+                    for p in msg.iter_parts()
+                }
                 stub.requests.append({"path": self.path, "headers": dict(self.headers), "files": files})
                 count = files.get("file", b"").count(b"\n")
                 data = json.dumps(answer or {"success": True, "successCount": count}).encode()
@@ -378,8 +431,13 @@ def test_kibana_import_reports_refused_objects(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("TRADECONSOLE_CONFIG", str(tmp_path / "none.toml"))
     monkeypatch.delenv("TRADECONSOLE_KIBANA_API_KEY", raising=False)
-    stub = StubKibana(answer={"success": False, "successCount": 13, "errors": [
-        {"type": "dashboard", "id": "tradeconsole-dashboard", "error": {"type": "missing_references"}}]})
+    stub = StubKibana(
+        answer={
+            "success": False,
+            "successCount": 13,
+            "errors": [{"type": "dashboard", "id": "tradeconsole-dashboard", "error": {"type": "missing_references"}}],
+        }
+    )
     try:
         assert main(["kibana", "import", "--kibana", stub.url]) == 1
     finally:

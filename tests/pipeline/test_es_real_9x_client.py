@@ -33,14 +33,33 @@ def client_9x() -> dict[str, str]:
     with open(target / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / ".installed").exists():
-            done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                                   "--target", str(target), "--no-deps", *CLIENT_9X],
-                                  capture_output=True, text=True, timeout=240)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    "--target",
+                    str(target),
+                    "--no-deps",
+                    *CLIENT_9X,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
             assert done.returncode == 0, f"pip install {CLIENT_9X} failed:\n{done.stderr[-2000:]}"
             (target / ".installed").write_text(" ".join(CLIENT_9X))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT)])}
-    probe = subprocess.run([sys.executable, "-c", "import elasticsearch; print(elasticsearch.__versionstr__)"],
-                           env=env, capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import elasticsearch; print(elasticsearch.__versionstr__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.returncode == 0 and probe.stdout.startswith("9."), probe.stderr
     return env
 
@@ -48,10 +67,23 @@ def client_9x() -> dict[str, str]:
 def test_forward_with_the_real_9x_client_against_compose_8x_cluster_fails_with_one_clear_line(client_9x, tmp_path):
     with ElasticsearchStandIn() as standin:
         assert standin.major == 8
-        done = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "forward", "--kafka", "127.0.0.1:1",
-                               "--elasticsearch", standin.url],
-                              env={**client_9x, "TRADECONSOLE_DATA_DIR": str(tmp_path)}, cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tradeconsole.tui.cli",
+                "forward",
+                "--kafka",
+                "127.0.0.1:1",
+                "--elasticsearch",
+                standin.url,
+            ],
+            env={**client_9x, "TRADECONSOLE_DATA_DIR": str(tmp_path)},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert standin.refused_media_types == 1 and standin.templates == {}
     assert done.returncode == 1, done.stdout + done.stderr
     (error,) = [ln for ln in done.stderr.splitlines() if "error:" in ln]  # one line, on stderr (tradeconsole.tui.cli)
@@ -74,14 +106,23 @@ print(ok, errors, es.count(index="probe")["count"])
 
 def test_a_9x_cluster_takes_the_9x_and_the_8x_client(client_9x):
     with ElasticsearchStandIn(version="9.1.5") as standin:
-        done = subprocess.run([sys.executable, "-c", _INDEX_WITH_THIS_CLIENT, standin.url], env=client_9x,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", _INDEX_WITH_THIS_CLIENT, standin.url],
+            env=client_9x,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.split("\n")[:2] == ["9.1.5", "10 [] 10"]
         # the pinned 8.x client: compatible-with=8 is the 9.x cluster's previous major, accepted
-        done = subprocess.run([sys.executable, "-c", _INDEX_WITH_THIS_CLIENT.replace('"probe"', '"probe8"'),
-                               standin.url], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", _INDEX_WITH_THIS_CLIENT.replace('"probe"', '"probe8"'), standin.url],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.split("\n")[:2] == ["9.1.5", "10 [] 10"]
         assert standin.refused_media_types == 0

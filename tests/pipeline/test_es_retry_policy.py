@@ -10,8 +10,15 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-
-from tradeconsole.infra.retry import Backoff, RetryPolicy, Stopped, parse_retry_after, retry_call, stop_requested, wait_or_stop
+from tradeconsole.infra.retry import (
+    Backoff,
+    RetryPolicy,
+    Stopped,
+    parse_retry_after,
+    retry_call,
+    stop_requested,
+    wait_or_stop,
+)
 
 
 def test_delays_grow_exponentially_to_the_cap_with_bounded_jitter():
@@ -30,9 +37,9 @@ def test_delays_grow_exponentially_to_the_cap_with_bounded_jitter():
 
 def test_retry_after_is_a_lower_bound_and_is_capped():
     policy = RetryPolicy(initial_s=0.2, max_s=30.0, jitter=0.0, max_retry_after_s=60.0)
-    assert policy.delay(1, retry_after=7) == 7.0       # the server asks for longer: it wins
-    assert policy.delay(6, retry_after=1) == 6.4       # our backoff is longer already
-    assert policy.delay(1, retry_after=3600) == 60.0   # a huge header cannot park us for an hour
+    assert policy.delay(1, retry_after=7) == 7.0  # the server asks for longer: it wins
+    assert policy.delay(6, retry_after=1) == 6.4  # our backoff is longer already
+    assert policy.delay(1, retry_after=3600) == 60.0  # a huge header cannot park us for an hour
 
 
 def test_retry_after_header_forms_per_rfc_9110():
@@ -71,7 +78,9 @@ def test_retry_call_retries_what_is_transient_and_logs_one_line_each(caplog):
         return "ok"
 
     policy = RetryPolicy(initial_s=0.01, max_s=0.02)
-    assert retry_call(flaky, name="thing", classify=lambda e: True, policy=policy, logger=logging.getLogger("t")) == "ok"
+    assert (
+        retry_call(flaky, name="thing", classify=lambda e: True, policy=policy, logger=logging.getLogger("t")) == "ok"
+    )
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and all(r.exc_info is None for r in warnings)
     assert all("\n" not in r.getMessage() for r in warnings)
@@ -91,7 +100,9 @@ def test_retry_call_raises_what_is_permanent_at_once_and_gives_up_after_max_atte
     assert len(calls) == 1
     calls.clear()
     with pytest.raises(PermissionError):
-        retry_call(refused, name="auth", classify=lambda e: True, policy=RetryPolicy(initial_s=0, max_s=0, max_attempts=3))
+        retry_call(
+            refused, name="auth", classify=lambda e: True, policy=RetryPolicy(initial_s=0, max_s=0, max_attempts=3)
+        )
     assert len(calls) == 3
 
 
@@ -118,11 +129,17 @@ def test_backoff_pause_raises_stopped_and_counts_failures():
 def test_the_elasticsearch_side_reads_retry_after_from_a_response():
     from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
     from elasticsearch import ApiError
-
     from tradeconsole.infra.sinks.elastic import refusal, retry_after_of
 
-    meta = ApiResponseMeta(status=429, http_version="1.1", headers=HttpHeaders({"Retry-After": "7"}), duration=0.0,
-                           node=NodeConfig("http", "127.0.0.1", 9200))
-    exc = ApiError("es_rejected_execution_exception", meta=meta, body={"error": {"type": "es_rejected_execution_exception"}})
+    meta = ApiResponseMeta(
+        status=429,
+        http_version="1.1",
+        headers=HttpHeaders({"Retry-After": "7"}),
+        duration=0.0,
+        node=NodeConfig("http", "127.0.0.1", 9200),
+    )
+    exc = ApiError(
+        "es_rejected_execution_exception", meta=meta, body={"error": {"type": "es_rejected_execution_exception"}}
+    )
     assert retry_after_of(exc) == 7.0 and refusal(exc) is None  # throttled: retry, after at least 7 s
     assert retry_after_of(ConnectionError("down")) is None

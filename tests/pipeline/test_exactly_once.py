@@ -38,9 +38,27 @@ def replay_csv(tmp_path, candles_1h) -> Path:
 
 
 def _cmd(data: Path, journal: Path, cfg: Path, bootstrap: str, speed: str) -> list[str]:
-    return [sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing", "--interval", "1h",
-            "--replay", str(data), "--speed", speed, "--journal", str(journal), "--config", str(cfg),
-            "--kafka", bootstrap]
+    return [
+        sys.executable,
+        "-m",
+        "tradeconsole.tui.cli",
+        "run",
+        "--headless",
+        "--strategy",
+        "engulfing",
+        "--interval",
+        "1h",
+        "--replay",
+        str(data),
+        "--speed",
+        speed,
+        "--journal",
+        str(journal),
+        "--config",
+        str(cfg),
+        "--kafka",
+        bootstrap,
+    ]
 
 
 def _query(journal: Path, sql: str) -> int:
@@ -67,8 +85,7 @@ def _wait_journal(proc: subprocess.Popen, journal: Path, sql: str, at_least: int
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_outage_then_restart_delivers_every_event_exactly_once(how, proxied_broker, topic_prefix, replay_csv,
-                                                              tmp_path):
+def test_outage_then_restart_delivers_every_event_exactly_once(how, proxied_broker, topic_prefix, replay_csv, tmp_path):
     _broker, proxy = proxied_broker
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[kafka]\ntopic_prefix = "{topic_prefix}"\n')
@@ -77,8 +94,9 @@ def test_outage_then_restart_delivers_every_event_exactly_once(how, proxied_brok
     env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     log1 = tmp_path / "first.log"
     with log1.open("wb") as err:
-        first = subprocess.Popen(_cmd(replay_csv, journal, cfg, proxy.bootstrap, "200000"), env=env,
-                                 stdout=subprocess.DEVNULL, stderr=err)
+        first = subprocess.Popen(
+            _cmd(replay_csv, journal, cfg, proxy.bootstrap, "200000"), env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
         try:
             # something reached Kafka and the cursor moved, then the outage starts mid-run
             _wait_journal(first, journal, "SELECT seq FROM cursors WHERE name='kafka'", 800, 120)
@@ -101,15 +119,19 @@ def test_outage_then_restart_delivers_every_event_exactly_once(how, proxied_brok
         assert stopped_in < 20, f"a SIGTERM during an outage took {stopped_in:.1f} s to stop"
     cursor_at_stop = _query(journal, "SELECT seq FROM cursors WHERE name='kafka'")
     journalled_at_stop = _query(journal, "SELECT MAX(seq) FROM events")
-    print(f"cut at journal seq {at_cut}; at stop: cursor {cursor_at_stop}, journal {journalled_at_stop}; "
-          f"{how} exit took {stopped_in:.1f} s", flush=True)
+    print(
+        f"cut at journal seq {at_cut}; at stop: cursor {cursor_at_stop}, journal {journalled_at_stop}; "
+        f"{how} exit took {stopped_in:.1f} s",
+        flush=True,
+    )
     assert journalled_at_stop - cursor_at_stop >= 1000, "no outage backlog: the test would prove nothing"
     # no second durable copy of the backlog exists outside the journal
     assert not list(data_dir.rglob("seg-*.log")) and not list(data_dir.rglob("ovf-*.tmp"))
 
     proxy.restore()
-    second = subprocess.run(_cmd(replay_csv, journal, cfg, proxy.bootstrap, "max"), env=env,
-                            capture_output=True, text=True, timeout=200)
+    second = subprocess.run(
+        _cmd(replay_csv, journal, cfg, proxy.bootstrap, "max"), env=env, capture_output=True, text=True, timeout=200
+    )
     (tmp_path / "second.log").write_text(second.stderr)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "Traceback" not in second.stderr, second.stderr[-3000:]
@@ -122,8 +144,7 @@ def _mount_full_tmpfs(path: Path) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         return False
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(path)],
-                       capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(path)], capture_output=True)
     if r.returncode != 0:
         return False
     fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT)
@@ -137,8 +158,9 @@ def _mount_full_tmpfs(path: Path) -> bool:
     return True
 
 
-def test_full_spool_disk_during_an_outage_then_recovery_delivers_exactly_once(proxied_broker, topic_prefix,
-                                                                             replay_csv, tmp_path):
+def test_full_spool_disk_during_an_outage_then_recovery_delivers_exactly_once(
+    proxied_broker, topic_prefix, replay_csv, tmp_path
+):
     """The data directory (where spools live) is a full tmpfs through an outage, a SIGKILL and a
     restart: the sink never needs the disk (the journal, elsewhere, is its only durable copy), so
     nothing dies, and after recovery every event is in Kafka exactly once."""
@@ -154,8 +176,12 @@ def test_full_spool_disk_during_an_outage_then_recovery_delivers_exactly_once(pr
         journal = tmp_path / "j.sqlite"
         env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
         proxy.cut()  # the outage starts before the process does
-        first = subprocess.Popen(_cmd(replay_csv, journal, cfg, proxy.bootstrap, "200000"), env=env,
-                                 stdout=subprocess.DEVNULL, stderr=(tmp_path / "first.log").open("wb"))
+        first = subprocess.Popen(
+            _cmd(replay_csv, journal, cfg, proxy.bootstrap, "200000"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "first.log").open("wb"),
+        )
         try:
             _wait_journal(first, journal, "SELECT MAX(seq) FROM events", 2000, 120)
             proxy.restore()  # the broker comes back while the disk stays full
@@ -171,8 +197,12 @@ def test_full_spool_disk_during_an_outage_then_recovery_delivers_exactly_once(pr
                 first.wait(10)
         # a restart on the full disk does not die, and ships the backlog once the broker is back
         log2 = tmp_path / "second.log"
-        second = subprocess.Popen(_cmd(replay_csv, journal, cfg, proxy.bootstrap, "max"), env=env,
-                                  stdout=subprocess.DEVNULL, stderr=log2.open("wb"))
+        second = subprocess.Popen(
+            _cmd(replay_csv, journal, cfg, proxy.bootstrap, "max"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log2.open("wb"),
+        )
         try:
             time.sleep(3.0)
             assert second.poll() in (None, 0), log2.read_text()[-2000:]

@@ -12,11 +12,11 @@ import collections
 import json
 
 import pytest
-
 from tradeconsole.infra.persistence.journal import Journal
-from tradeconsole.infra.sinks.kafka import KafkaSink
 from tradeconsole.infra.persistence.shipper import JournalShipper
+from tradeconsole.infra.sinks.kafka import KafkaSink
 from tradeconsole.infra.sinks.topics import TopicNames
+
 from tests.pipeline.helpers import read_topics, wait_for
 
 pytestmark = [pytest.mark.timeout(180)]
@@ -27,8 +27,13 @@ def journal_with_events(path, candles, n_candles: int) -> list[str]:
     from tradeconsole.core.strategies import make_strategy
 
     events = []
-    run_backtest(candles.take(slice(0, n_candles)), make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",
-                 publish=events.append)
+    run_backtest(
+        candles.take(slice(0, n_candles)),
+        make_strategy("engulfing"),
+        symbol="ETHUSDT",
+        interval="1h",
+        publish=events.append,
+    )
     j = Journal(path, sync="normal")
     j.commit(events)
     j.close()
@@ -68,8 +73,7 @@ def test_a_crash_before_the_cursor_write_sends_nothing_twice(proxied_broker, top
     assert counts == collections.Counter(ids)
 
 
-def test_an_outage_mid_delivery_resends_only_what_did_not_arrive(proxied_broker, topic_prefix, candles_1h,
-                                                                  tmp_path):
+def test_an_outage_mid_delivery_resends_only_what_did_not_arrive(proxied_broker, topic_prefix, candles_1h, tmp_path):
     """The proxy is cut while batches are in flight: the sink drops what is unacknowledged and starts
     a new epoch, the status leaves "connected" within seconds, nothing is sent while the broker is
     away, and after it returns every journalled event is in Kafka exactly once."""
@@ -77,8 +81,14 @@ def test_an_outage_mid_delivery_resends_only_what_did_not_arrive(proxied_broker,
     path = tmp_path / "j.sqlite"
     ids = journal_with_events(path, candles_1h, 2_000)
     states: list[str] = []
-    sink = sink_for(proxy.bootstrap, topic_prefix, on_stats=lambda st: states.append(st["state"]),
-                    stats_interval_s=0.1, linger_ms=50, batch_size=16 * 1024)
+    sink = sink_for(
+        proxy.bootstrap,
+        topic_prefix,
+        on_stats=lambda st: states.append(st["state"]),
+        stats_interval_s=0.1,
+        linger_ms=50,
+        batch_size=16 * 1024,
+    )
     shipper = JournalShipper(path, sink, window=400, batch=200).start()
     wait_for(lambda: shipper.acked_seq > 1_000, 60, message="part of the journal delivered")
     proxy.cut()
@@ -119,15 +129,18 @@ def test_an_idle_sink_notices_an_outage_within_seconds(proxied_broker, topic_pre
         t1 = time.monotonic()
         proxy.restore()
         wait_for(sink.ready, 15, message="the status back to 'connected'")
-        print(f"outage noticed after {noticed:.2f} s; back to connected {time.monotonic() - t1:.2f} s after the "
-              "broker returned")
+        print(
+            f"outage noticed after {noticed:.2f} s; back to connected {time.monotonic() - t1:.2f} s after the "
+            "broker returned"
+        )
     finally:
         sink.close()
     assert noticed < 5
 
 
-def test_a_sink_that_is_not_journal_fed_gets_the_at_least_once_protocol(proxied_broker, topic_prefix, candles_1h,
-                                                                          tmp_path):
+def test_a_sink_that_is_not_journal_fed_gets_the_at_least_once_protocol(
+    proxied_broker, topic_prefix, candles_1h, tmp_path
+):
     """A standalone KafkaSink (own spool, no epochs) is shipped to with publish/flush, and the
     cursor still reaches the end."""
     _broker, proxy = proxied_broker

@@ -9,9 +9,9 @@ import json
 import time
 
 import pytest
-
 from tradeconsole.infra.sinks.kafka import KafkaSink
 from tradeconsole.infra.sinks.topics import TopicNames
+
 from tests.pipeline.helpers import read_topics
 from tests.pipeline.test_es_compat import compose_config, image_version
 from tests.pipeline.test_forward_stop import Forward, assert_clean_stop
@@ -28,8 +28,13 @@ def backtest_in_kafka(kafka_bootstrap, topic_prefix, candles_1h, tmp_path):
 
     events = []
     with KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool") as sink:
-        run_backtest(candles_1h.take(slice(0, 1500)), make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",
-                     publish=lambda e: (events.append(e), sink.publish(e)))
+        run_backtest(
+            candles_1h.take(slice(0, 1500)),
+            make_strategy("engulfing"),
+            symbol="ETHUSDT",
+            interval="1h",
+            publish=lambda e: (events.append(e), sink.publish(e)),
+        )
         assert sink.flush(60)
     messages = read_topics(kafka_bootstrap, TopicNames(topic_prefix).all(), expected=len(events))
     assert len(messages) >= len(events) > 1000
@@ -37,7 +42,8 @@ def backtest_in_kafka(kafka_bootstrap, topic_prefix, candles_1h, tmp_path):
 
 
 def test_backtest_through_kafka_and_forward_gives_one_document_per_kafka_event(
-        kafka_bootstrap, topic_prefix, backtest_in_kafka, tmp_path):
+    kafka_bootstrap, topic_prefix, backtest_in_kafka, tmp_path
+):
     pinned = image_version(compose_config(), "elasticsearch")
     kafka_ids = collections.Counter(json.loads(m.value)["event_id"] for m in backtest_in_kafka)
     with ElasticsearchStandIn() as standin:
@@ -66,7 +72,8 @@ def test_backtest_through_kafka_and_forward_gives_one_document_per_kafka_event(
 
 
 def test_the_same_run_with_a_9x_client_header_fails_at_once_with_a_clear_message(
-        kafka_bootstrap, topic_prefix, backtest_in_kafka, tmp_path):
+    kafka_bootstrap, topic_prefix, backtest_in_kafka, tmp_path
+):
     with ElasticsearchStandIn() as standin:
         fw = Forward(kafka_bootstrap, standin.url, tmp_path, prefix=topic_prefix, as_9x_client=True)
         t0 = time.monotonic()

@@ -30,33 +30,56 @@ STOP_LIMIT_S = 5.0
 
 #: Runs the forward command with the installed 8.x client sending a 9.x client's compatible-with
 #: header (patched where the official client builds it), as a fresh install of 9.x would.
-AS_9X_CLIENT = ("import re, sys\n"
-                "import elasticsearch._sync.client._base as b\n"
-                "b._COMPAT_MIMETYPE_SUB = re.sub(r'compatible-with=\\d+', 'compatible-with=9', b._COMPAT_MIMETYPE_SUB)\n"
-                "from tradeconsole.tui.cli import main\n"
-                "sys.exit(main(sys.argv[1:]))\n")
+AS_9X_CLIENT = (
+    "import re, sys\n"
+    "import elasticsearch._sync.client._base as b\n"
+    "b._COMPAT_MIMETYPE_SUB = re.sub(r'compatible-with=\\d+', 'compatible-with=9', b._COMPAT_MIMETYPE_SUB)\n"
+    "from tradeconsole.tui.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
 
 
 class Forward:
     """A ``tradeconsole forward`` process whose stderr is read as it comes."""
 
-    def __init__(self, kafka: str, es_url: str, tmp_path: Path, *, prefix: str | None = None,
-                 as_9x_client: bool = False) -> None:
+    def __init__(
+        self, kafka: str, es_url: str, tmp_path: Path, *, prefix: str | None = None, as_9x_client: bool = False
+    ) -> None:
         config = tmp_path / f"config-{uuid.uuid4().hex[:6]}.toml"
         consumer = ", ".join(f"{k} = {v}" for k, v in GROUP_TIMEOUTS.items())
-        config.write_text(f'[kafka]\ntopic_prefix = "{prefix or "tct" + uuid.uuid4().hex[:8]}"\n'
-                          f'[elasticsearch]\nindex_prefix = "tct{uuid.uuid4().hex[:8]}"\n'
-                          f"[forwarder]\nbatch_size = 500\nconsumer = {{ {consumer} }}\n")
+        config.write_text(
+            f'[kafka]\ntopic_prefix = "{prefix or "tct" + uuid.uuid4().hex[:8]}"\n'
+            f'[elasticsearch]\nindex_prefix = "tct{uuid.uuid4().hex[:8]}"\n'
+            f"[forwarder]\nbatch_size = 500\nconsumer = {{ {consumer} }}\n"
+        )
         config.chmod(0o600)
         head = [sys.executable, "-c", AS_9X_CLIENT] if as_9x_client else [sys.executable, "-m", "tradeconsole.tui.cli"]
         env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([*head, "forward", "--kafka", kafka, "--elasticsearch", es_url,
-                                      "--group", f"stop-{uuid.uuid4().hex[:8]}", "--config", str(config)],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                *head,
+                "forward",
+                "--kafka",
+                kafka,
+                "--elasticsearch",
+                es_url,
+                "--group",
+                f"stop-{uuid.uuid4().hex[:8]}",
+                "--config",
+                str(config),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self.out: list[str] = []
-        self._threads = [threading.Thread(target=self._pump, args=(self.proc.stderr, self.lines), daemon=True),
-                         threading.Thread(target=self._pump, args=(self.proc.stdout, self.out), daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.lines), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.out), daemon=True),
+        ]
         for t in self._threads:
             t.start()
 
@@ -243,14 +266,20 @@ def test_stops_while_a_batch_waits_for_a_refusing_elasticsearch(kafka_bootstrap,
     import json
 
     from kafka import KafkaProducer
-
     from tradeconsole.infra.sinks.topics import TopicNames
 
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     topic = TopicNames(topic_prefix).for_family("status")
     for i in range(20):
-        doc = {"schema_version": 1, "type": "engine_state", "event_id": f"s:{i}", "@timestamp": "2024-01-01T00:00:00.000Z",
-               "run_id": "s", "mode": "paper", "state": "running"}
+        doc = {
+            "schema_version": 1,
+            "type": "engine_state",
+            "event_id": f"s:{i}",
+            "@timestamp": "2024-01-01T00:00:00.000Z",
+            "run_id": "s",
+            "mode": "paper",
+            "state": "running",
+        }
         producer.send(topic, value=json.dumps(doc).encode(), key=b"ETHUSDT")
     producer.flush(30)
     producer.close()

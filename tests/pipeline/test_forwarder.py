@@ -6,19 +6,27 @@ import json
 import uuid
 
 import pytest
-
 from tradeconsole.infra.sinks.forwarder import Forwarder
 from tradeconsole.infra.sinks.kafka import KafkaSink
 from tradeconsole.infra.sinks.topics import TopicNames
+
 from tests.pipeline.helpers import GROUP_TIMEOUTS, read_topics, wait_for
 
 pytestmark = pytest.mark.timeout(150)
 
 
 def make_forwarder(bootstrap, es, prefix, group=None, **kw):
-    return Forwarder(bootstrap, es.client, group_id=group or f"fw-{uuid.uuid4().hex[:8]}", topic_prefix=prefix,
-                     index_prefix=es.index_prefix, consumer_overrides=GROUP_TIMEOUTS, batch_size=kw.pop("batch_size", 1000),
-                     max_backoff_s=kw.pop("max_backoff_s", 1.0), **kw)
+    return Forwarder(
+        bootstrap,
+        es.client,
+        group_id=group or f"fw-{uuid.uuid4().hex[:8]}",
+        topic_prefix=prefix,
+        index_prefix=es.index_prefix,
+        consumer_overrides=GROUP_TIMEOUTS,
+        batch_size=kw.pop("batch_size", 1000),
+        max_backoff_s=kw.pop("max_backoff_s", 1.0),
+        **kw,
+    )
 
 
 def publish_backtest(bootstrap, prefix, candles, spool_dir):
@@ -27,8 +35,13 @@ def publish_backtest(bootstrap, prefix, candles, spool_dir):
 
     events = []
     with KafkaSink(bootstrap, topic_prefix=prefix, spool_dir=spool_dir) as sink:
-        run_backtest(candles, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",
-                     publish=lambda e: (events.append(e), sink.publish(e)))
+        run_backtest(
+            candles,
+            make_strategy("engulfing"),
+            symbol="ETHUSDT",
+            interval="1h",
+            publish=lambda e: (events.append(e), sink.publish(e)),
+        )
         assert sink.flush(60)
     return events
 
@@ -45,7 +58,8 @@ def run_until(fw, predicate, timeout=90.0):
 
 
 def test_a_crash_between_bulk_and_commit_leaves_exactly_one_document_per_event(
-        kafka_bootstrap, topic_prefix, es, candles_1h, tmp_path, monkeypatch):
+    kafka_bootstrap, topic_prefix, es, candles_1h, tmp_path, monkeypatch
+):
     events = publish_backtest(kafka_bootstrap, topic_prefix, candles_1h.take(slice(0, 3000)), tmp_path / "spool")
     group = f"fw-{uuid.uuid4().hex[:8]}"
 
@@ -81,17 +95,33 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on(kafk
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     def doc(i, **over):
-        return {"schema_version": 1, "type": "candle", "event_id": f"p:{i}", "@timestamp": "2022-03-01T00:00:00.000Z",
-                "run_id": "p", "mode": "paper", "symbol": "ETHUSDT", "interval": "1h", "strategy": "engulfing",
-                "open_time": "2022-03-01T00:00:00.000Z", "close_time": "2022-03-01T00:59:59.999Z", "open": 1.0,
-                "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3.0, "closed": True, **over}
+        return {
+            "schema_version": 1,
+            "type": "candle",
+            "event_id": f"p:{i}",
+            "@timestamp": "2022-03-01T00:00:00.000Z",
+            "run_id": "p",
+            "mode": "paper",
+            "symbol": "ETHUSDT",
+            "interval": "1h",
+            "strategy": "engulfing",
+            "open_time": "2022-03-01T00:00:00.000Z",
+            "close_time": "2022-03-01T00:59:59.999Z",
+            "open": 1.0,
+            "high": 2.0,
+            "low": 0.5,
+            "close": 1.5,
+            "volume": 3.0,
+            "closed": True,
+            **over,
+        }
 
     topic = TopicNames(topic_prefix).for_family("candles")
     payloads = [
         json.dumps(doc(1)).encode(),
         b"{this is not json",
         json.dumps(doc(2)).encode(),
-        json.dumps(doc(3, close="not-a-price")).encode(),   # Elasticsearch's mapping refuses it
+        json.dumps(doc(3, close="not-a-price")).encode(),  # Elasticsearch's mapping refuses it
         b"[1, 2, 3]",
         json.dumps(doc(4)).encode(),
     ]
@@ -130,13 +160,14 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on(kafk
         probe.close()
 
 
-def test_transient_elasticsearch_failures_are_retried_before_committing(kafka_bootstrap, topic_prefix, es,
-                                                                        candles_1h, tmp_path):
+def test_transient_elasticsearch_failures_are_retried_before_committing(
+    kafka_bootstrap, topic_prefix, es, candles_1h, tmp_path
+):
     if es.standin is None:
         pytest.skip("failure injection needs the stand-in")
     events = publish_backtest(kafka_bootstrap, topic_prefix, candles_1h.take(slice(0, 400)), tmp_path / "spool")
-    es.standin.fail_requests(5, status=503)   # the client's own retries give up; ours go on
-    es.standin.fail_items(7, status=429)      # some documents of a later request are refused
+    es.standin.fail_requests(5, status=503)  # the client's own retries give up; ours go on
+    es.standin.fail_items(7, status=429)  # some documents of a later request are refused
     fw = make_forwarder(kafka_bootstrap, es, topic_prefix, max_backoff_s=0.5)
     try:
         run_until(fw, lambda: es.count() >= len(events))
@@ -171,17 +202,40 @@ def test_forward_command_runs_until_terminated(kafka_bootstrap, topic_prefix, es
     events = publish_backtest(kafka_bootstrap, topic_prefix, candles_1h.take(slice(0, 300)), tmp_path / "spool")
     config = tmp_path / "config.toml"
     consumer = ", ".join(f"{k} = {v}" for k, v in GROUP_TIMEOUTS.items())
-    config.write_text(f'[kafka]\ntopic_prefix = "{topic_prefix}"\n[elasticsearch]\nindex_prefix = "{es.index_prefix}"\n'
-                      f"[forwarder]\nbatch_size = 500\nconsumer = {{ {consumer} }}\n")
+    config.write_text(
+        f'[kafka]\ntopic_prefix = "{topic_prefix}"\n[elasticsearch]\nindex_prefix = "{es.index_prefix}"\n'
+        f"[forwarder]\nbatch_size = 500\nconsumer = {{ {consumer} }}\n"
+    )
     config.chmod(0o600)
     env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([sys.executable, "-m", "tradeconsole.tui.cli", "forward", "--kafka", kafka_bootstrap,
-                             "--elasticsearch", es.url, "--group", f"cli-{uuid.uuid4().hex[:8]}", "--config", str(config)],
-                            cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tradeconsole.tui.cli",
+            "forward",
+            "--kafka",
+            kafka_bootstrap,
+            "--elasticsearch",
+            es.url,
+            "--group",
+            f"cli-{uuid.uuid4().hex[:8]}",
+            "--config",
+            str(config),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        wait_for(lambda: proc.poll() is None and es.count() >= len(events), 90, interval=0.2,
-                 message="the forward command to index the events")
+        wait_for(
+            lambda: proc.poll() is None and es.count() >= len(events),
+            90,
+            interval=0.2,
+            message="the forward command to index the events",
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)

@@ -7,12 +7,12 @@ import json
 import logging
 
 import pytest
-
 from tradeconsole.core.events import EngineStateEvent
 from tradeconsole.infra.sinks.kafka import KafkaSink, kafka_security_kwargs
-from tradeconsole.infra.sinks.status import delivery_event
 from tradeconsole.infra.sinks.schemas import validate
+from tradeconsole.infra.sinks.status import delivery_event
 from tradeconsole.infra.sinks.topics import TopicNames
+
 from tests.pipeline.helpers import (
     event_ids_by_partition,
     free_port,
@@ -71,8 +71,7 @@ def test_backtest_events_arrive_in_order_per_symbol(kafka_bootstrap, topic_prefi
 def test_a_full_queue_spills_to_disk_without_losing_order(kafka_bootstrap, topic_prefix, candles_1h, tmp_path):
     events = []
     sink = KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool", queue_size=100)
-    run_engulfing(candles_1h.take(slice(0, 3000)),
-                  lambda e: (events.append(e), sink.publish(e)))
+    run_engulfing(candles_1h.take(slice(0, 3000)), lambda e: (events.append(e), sink.publish(e)))
     assert sink.flush(60)
     stats = sink.stats()
     assert sink.close()
@@ -82,8 +81,9 @@ def test_a_full_queue_spills_to_disk_without_losing_order(kafka_bootstrap, topic
     assert not list((tmp_path / "spool").glob("*.log")) and not list((tmp_path / "spool").glob("ovf-*"))
 
 
-def test_events_published_while_the_broker_is_down_are_delivered_when_it_starts(restartable_broker, topic_prefix,
-                                                                                candles_1h, tmp_path):
+def test_events_published_while_the_broker_is_down_are_delivered_when_it_starts(
+    restartable_broker, topic_prefix, candles_1h, tmp_path
+):
     restartable_broker.stop()
     events = []
     sink = KafkaSink(restartable_broker.bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool")
@@ -100,10 +100,10 @@ def test_events_published_while_the_broker_is_down_are_delivered_when_it_starts(
 def test_undelivered_events_survive_a_restart_of_the_sink(restartable_broker, topic_prefix, candles_1h, tmp_path):
     restartable_broker.stop()
     events = []
-    first = KafkaSink(restartable_broker.bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool",
-                      spool_fsync="always")
-    run_engulfing(candles_1h.take(slice(0, 500)),
-                  lambda e: (events.append(e), first.publish(e)))
+    first = KafkaSink(
+        restartable_broker.bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool", spool_fsync="always"
+    )
+    run_engulfing(candles_1h.take(slice(0, 500)), lambda e: (events.append(e), first.publish(e)))
     assert first.close(timeout=0.5) is False  # nowhere to deliver: kept on disk
     assert first.stats()["spooled"] == len(events)
     restartable_broker.start()
@@ -116,8 +116,13 @@ def test_undelivered_events_survive_a_restart_of_the_sink(restartable_broker, to
 
 def test_stats_are_reported_and_make_a_valid_status_event(kafka_bootstrap, topic_prefix, tmp_path):
     seen = []
-    sink = KafkaSink(kafka_bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool",
-                     on_stats=seen.append, stats_interval_s=0.05)
+    sink = KafkaSink(
+        kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        spool_dir=tmp_path / "spool",
+        on_stats=seen.append,
+        stats_interval_s=0.05,
+    )
     ev = EngineStateEvent(event_id="r:state:1", time=1_700_000_000_000, run_id="r", mode="paper", state="running")
     sink.publish(ev)
     assert sink.flush(30)
@@ -133,12 +138,22 @@ def test_security_settings_are_checked_and_the_password_never_shows(kafka_bootst
     with pytest.raises(ValueError, match="unknown Kafka security setting 'sasl_plain_pasword'"):
         kafka_security_kwargs({"sasl_plain_pasword": password})
     with pytest.raises(ValueError) as exc:
-        kafka_security_kwargs({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN",
-                               "sasl_plain_username": "u", "sasl_plain_password": password,
-                               "ssl_cafile": str(tmp_path / "missing.pem")})
+        kafka_security_kwargs(
+            {
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "PLAIN",
+                "sasl_plain_username": "u",
+                "sasl_plain_password": password,
+                "ssl_cafile": str(tmp_path / "missing.pem"),
+            }
+        )
     assert password not in str(exc.value)
-    security = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
-                "sasl_plain_username": "console", "sasl_plain_password": password}
+    security = {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "console",
+        "sasl_plain_password": password,
+    }
     assert kafka_security_kwargs(security)["sasl_plain_password"] == password
     caplog.set_level(logging.DEBUG)
     ev = EngineStateEvent(event_id="r:state:1", time=1_700_000_000_000, run_id="r", mode="paper", state="running")
@@ -146,8 +161,11 @@ def test_security_settings_are_checked_and_the_password_never_shows(kafka_bootst
     for i, bootstrap in enumerate((f"127.0.0.1:{free_port()}", kafka_bootstrap)):
         sink = KafkaSink(bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / f"spool{i}", security=security)
         sink.publish(ev)
-        wait_for(lambda s=sink: s.stats()["state"] == "down" and s.stats()["spooled"] == 1, 30,
-                 message="the sink to give up on the broker")
+        wait_for(
+            lambda s=sink: s.stats()["state"] == "down" and s.stats()["spooled"] == 1,
+            30,
+            message="the sink to give up on the broker",
+        )
         assert password not in repr(sink) and password not in str(sink.stats())
         sink.close(timeout=0.2)
     assert caplog.records, "nothing was logged: the check below would prove nothing"
@@ -156,8 +174,9 @@ def test_security_settings_are_checked_and_the_password_never_shows(kafka_bootst
         assert password not in rec.getMessage()
 
 
-def test_a_full_spool_disk_degrades_instead_of_stopping_delivery(proxied_broker, topic_prefix, candles_1h, tmp_path,
-                                                                  monkeypatch):
+def test_a_full_spool_disk_degrades_instead_of_stopping_delivery(
+    proxied_broker, topic_prefix, candles_1h, tmp_path, monkeypatch
+):
     """ENOSPC from every spool write (injected in the spool's one write path) during an outage: the
     sink thread keeps running, holds the events in memory, says "degraded, spool disk full", and
     delivers everything exactly once when the broker returns while the disk is still full
@@ -178,8 +197,11 @@ def test_a_full_spool_disk_degrades_instead_of_stopping_delivery(proxied_broker,
         proxy.cut()
         monkeypatch.setattr(spool_mod, "_write", full)
         run_engulfing(candles_1h.take(slice(0, 1500)), lambda e: (events.append(e), sink.publish(e)))
-        wait_for(lambda: sink.stats()["spool_full"] and sink.stats()["held"] > 0, 30,
-                 message="the sink to hold events in memory")
+        wait_for(
+            lambda: sink.stats()["spool_full"] and sink.stats()["held"] > 0,
+            30,
+            message="the sink to hold events in memory",
+        )
         stats = sink.stats()
         assert sink._thread.is_alive()
         assert stats["spooled"] == 0 and stats["lost"] == 0
@@ -208,8 +230,10 @@ def test_a_sink_started_on_a_full_spool_disk_delivers(proxied_broker, topic_pref
     _broker, proxy = proxied_broker
     proxy.cut()
     sink = KafkaSink(proxy.bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool")
-    events = [EngineStateEvent(event_id=f"r:state:{i}", time=1_700_000_000_000 + i, run_id="r", mode="paper",
-                               state="running") for i in range(50)]
+    events = [
+        EngineStateEvent(event_id=f"r:state:{i}", time=1_700_000_000_000 + i, run_id="r", mode="paper", state="running")
+        for i in range(50)
+    ]
     try:
         for e in events:
             sink.publish(e)
@@ -221,8 +245,7 @@ def test_a_sink_started_on_a_full_spool_disk_delivers(proxied_broker, topic_pref
     assert_in_kafka_in_order(proxy.bootstrap, topic_prefix, events)
 
 
-def test_the_status_leaves_connected_within_seconds_of_an_outage(proxied_broker, topic_prefix, candles_1h,
-                                                               tmp_path):
+def test_the_status_leaves_connected_within_seconds_of_an_outage(proxied_broker, topic_prefix, candles_1h, tmp_path):
     """kafka-python retries a dead connection for delivery_timeout_ms (30 s) without failing a
     future; the sink's probe takes its status off "connected" within seconds and back on when
     the broker acknowledges again (issue 10, defect 9)."""
@@ -230,9 +253,13 @@ def test_the_status_leaves_connected_within_seconds_of_an_outage(proxied_broker,
 
     _broker, proxy = proxied_broker
     seen: list[str] = []
-    sink = KafkaSink(proxy.bootstrap, topic_prefix=topic_prefix, spool_dir=tmp_path / "spool",
-                     on_stats=lambda st: seen.append(delivery_event(st, run_id="r", mode="paper").state),
-                     stats_interval_s=0.1)
+    sink = KafkaSink(
+        proxy.bootstrap,
+        topic_prefix=topic_prefix,
+        spool_dir=tmp_path / "spool",
+        on_stats=lambda st: seen.append(delivery_event(st, run_id="r", mode="paper").state),
+        stats_interval_s=0.1,
+    )
     events = []
     try:
         run_engulfing(candles_1h.take(slice(0, 300)), lambda e: (events.append(e), sink.publish(e)))

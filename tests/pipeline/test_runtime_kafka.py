@@ -10,8 +10,8 @@ import sys
 from collections import defaultdict
 
 import pytest
-
 from tradeconsole.infra.sinks.topics import families
+
 from tests.pipeline.helpers import read_topics
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("kafka")]
@@ -27,10 +27,33 @@ def test_headless_replay_ships_the_journal_to_kafka(tmp_path, kafka_bootstrap, t
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[kafka]\ntopic_prefix = "{topic_prefix}"\n')
     journal = tmp_path / "j.sqlite"
-    out = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing",
-                          "--interval", "1h", "--replay", str(data), "--speed", "max", "--journal", str(journal),
-                          "--config", str(cfg), "--kafka", kafka_bootstrap, "--json"],
-                         capture_output=True, text=True, timeout=150)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tradeconsole.tui.cli",
+            "run",
+            "--headless",
+            "--strategy",
+            "engulfing",
+            "--interval",
+            "1h",
+            "--replay",
+            str(data),
+            "--speed",
+            "max",
+            "--journal",
+            str(journal),
+            "--config",
+            str(cfg),
+            "--kafka",
+            kafka_bootstrap,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     db = sqlite3.connect(journal)
     rows = [json.loads(r[0]) for r in db.execute("SELECT payload FROM events ORDER BY seq")]
@@ -64,12 +87,34 @@ def test_sigkill_loses_nothing_on_the_way_to_kafka(tmp_path, kafka_bootstrap, to
     journal = tmp_path / "j.sqlite"
 
     def cmd(speed):
-        return [sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy", "engulfing", "--interval", "1h",
-                "--replay", str(data_1h), "--speed", speed, "--journal", str(journal), "--config", str(cfg),
-                "--kafka", kafka_bootstrap]
+        return [
+            sys.executable,
+            "-m",
+            "tradeconsole.tui.cli",
+            "run",
+            "--headless",
+            "--strategy",
+            "engulfing",
+            "--interval",
+            "1h",
+            "--replay",
+            str(data_1h),
+            "--speed",
+            speed,
+            "--journal",
+            str(journal),
+            "--config",
+            str(cfg),
+            "--kafka",
+            kafka_bootstrap,
+        ]
 
-    first = subprocess.Popen(cmd("1000000"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    first = subprocess.Popen(
+        cmd("1000000"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + 90
     n = 0
     while time.monotonic() < deadline and first.poll() is None:
@@ -89,13 +134,16 @@ def test_sigkill_loses_nothing_on_the_way_to_kafka(tmp_path, kafka_bootstrap, to
     assert second.returncode == 0, second.stderr[-2000:]
     db = sqlite3.connect(journal)
     journalled = {json.loads(r[0])["event_id"] for r in db.execute("SELECT payload FROM events")}
-    assert db.execute("SELECT seq FROM cursors WHERE name='kafka'").fetchone()[0] == \
-        db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+    assert (
+        db.execute("SELECT seq FROM cursors WHERE name='kafka'").fetchone()[0]
+        == db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+    )
     # Journal retention deletes old open-candle ticks only after Kafka acknowledged them: Kafka has
     # exactly those on top of what the journal still holds
     compacted = dict(db.execute("SELECT type, deleted FROM compacted").fetchall()).get("candle_update", 0)
-    msgs = read_topics(kafka_bootstrap, [f"{topic_prefix}.{f}" for f in families()],
-                       expected=len(journalled) + compacted, timeout=90)
+    msgs = read_topics(
+        kafka_bootstrap, [f"{topic_prefix}.{f}" for f in families()], expected=len(journalled) + compacted, timeout=90
+    )
     shipped = [json.loads(m.value)["event_id"] for m in msgs]
     # nothing lost, nothing twice (the restart reads back what Kafka already holds)
     extra = set(shipped) - journalled

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.core.domain import Candle, FillReason, Order, OrderSide, OrderType
 from tradeconsole.core.events import (
     SCHEMA_VERSION,
@@ -30,26 +29,62 @@ def backtest_events(candles_1h):
     from tradeconsole.core.strategies import make_strategy
 
     events = []
-    result = run_backtest(candles_1h, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",
-                          publish=events.append)
+    result = run_backtest(
+        candles_1h, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h", publish=events.append
+    )
     return events, result
 
 
 def _manual_events() -> dict[str, object]:
     candle = Candle(1_700_000_000_000, 2000.0, 2010.5, 1995.25, 2005.0, 12.5, 1_700_003_599_999, False)
-    order = Order("tc123", "ETHUSDT", OrderSide.SELL, OrderType.STOP_MARKET, 1.5, 1_700_000_000_000,
-                  stop_price=1950.0, reduce_only=True, reason=FillReason.STOP_LOSS)
+    order = Order(
+        "tc123",
+        "ETHUSDT",
+        OrderSide.SELL,
+        OrderType.STOP_MARKET,
+        1.5,
+        1_700_000_000_000,
+        stop_price=1950.0,
+        reduce_only=True,
+        reason=FillReason.STOP_LOSS,
+    )
     return {
-        "candle_update": CandleUpdateEvent(event_id="run-1:tick:1", time=candle.open_time, **ENV, candle=candle,
-                                           indicators={"rsi": 51.2, "macd": float("nan"), "macd_signal": None,
-                                                       "macd_hist": 0.1, "cci": -20.0, "bull": 1, "engulfing": 0}),
+        "candle_update": CandleUpdateEvent(
+            event_id="run-1:tick:1",
+            time=candle.open_time,
+            **ENV,
+            candle=candle,
+            indicators={
+                "rsi": 51.2,
+                "macd": float("nan"),
+                "macd_signal": None,
+                "macd_hist": 0.1,
+                "cci": -20.0,
+                "bull": 1,
+                "engulfing": 0,
+            },
+        ),
         "order": OrderEvent(event_id="run-1:order:tc123", time=candle.open_time, **ENV, order=order, status="new"),
-        "connection": ConnectionEvent(event_id="run-1:conn:1", time=candle.open_time, **ENV, source="market_data",
-                                      state="reconnecting", lag_ms=1200.0, detail="socket closed"),
-        "engine_state": EngineStateEvent(event_id="run-1:state:1", time=candle.open_time, **{**ENV, "symbol": ""},
-                                         state="paused", detail="operator"),
-        "error": ErrorEvent(event_id="run-1:error:1", time=candle.open_time, **ENV, source="broker",
-                            message="order rejected: -2019 margin is insufficient", fatal=False),
+        "connection": ConnectionEvent(
+            event_id="run-1:conn:1",
+            time=candle.open_time,
+            **ENV,
+            source="market_data",
+            state="reconnecting",
+            lag_ms=1200.0,
+            detail="socket closed",
+        ),
+        "engine_state": EngineStateEvent(
+            event_id="run-1:state:1", time=candle.open_time, **{**ENV, "symbol": ""}, state="paused", detail="operator"
+        ),
+        "error": ErrorEvent(
+            event_id="run-1:error:1",
+            time=candle.open_time,
+            **ENV,
+            source="broker",
+            message="order rejected: -2019 margin is insufficient",
+            fatal=False,
+        ),
     }
 
 
@@ -89,16 +124,24 @@ def test_backtest_run_validates(backtest_events):
     _, result = backtest_events
     metrics = compute_metrics(result)
     metrics["data"] = "9504 candles from 13 file(s)"
-    ev = BacktestRunEvent(event_id=f"{result.run_id}:backtest_run", time=int(result.open_time[-1]),
-                          run_id=result.run_id, mode="backtest", symbol="ETHUSDT", interval="1h",
-                          strategy="engulfing", metrics=metrics)
+    ev = BacktestRunEvent(
+        event_id=f"{result.run_id}:backtest_run",
+        time=int(result.open_time[-1]),
+        run_id=result.run_id,
+        mode="backtest",
+        symbol="ETHUSDT",
+        interval="1h",
+        strategy="engulfing",
+        metrics=metrics,
+    )
     doc = ev.to_dict()
     errors = validate(doc)
     if doc.get("fill_model") is None:
         # Core before the fill model moved to ``fill_model``: the metrics' ``mode`` overwrote the
         # envelope's. Exactly that, and nothing else, is tolerated until that change is in.
         assert doc["mode"] == metrics["mode"] and errors == [
-            f"$.mode: {metrics['mode']!r} not one of ['backtest', 'paper', 'testnet', 'live']"]
+            f"$.mode: {metrics['mode']!r} not one of ['backtest', 'paper', 'testnet', 'live']"
+        ]
     else:
         assert errors == [] and doc["mode"] == "backtest" and doc["fill_model"] == metrics["mode"]
     assert doc["bars"] == len(result.equity) and doc["trades"] == len(result.trades)

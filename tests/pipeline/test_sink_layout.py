@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tradeconsole.core.events import EngineStateEvent
 from tradeconsole.infra.persistence.journal import Journal
 from tradeconsole.infra.persistence.shipper import JournalShipper
@@ -20,14 +19,14 @@ from tradeconsole.infra.retry import Backoff, RetryPolicy, retry_call
 from tradeconsole.infra.sinks import codec
 from tradeconsole.infra.sinks.protocol import ELASTICSEARCH, KAFKA, JournalFedSink, Sink
 from tradeconsole.infra.sinks.spool import EventInbox, SpooledSinkBase
+
 from tests.pipeline.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def _event(i: int) -> EngineStateEvent:
-    return EngineStateEvent(event_id=f"r:s:{i}", time=1_704_100_000_000 + i, run_id="r", mode="paper",
-                            state="running")
+    return EngineStateEvent(event_id=f"r:s:{i}", time=1_704_100_000_000 + i, run_id="r", mode="paper", state="running")
 
 
 # ---------------------------------------------------------------------------------------------- modules
@@ -36,9 +35,11 @@ def _event(i: int) -> EngineStateEvent:
 def test_indexing_into_elasticsearch_does_not_import_the_kafka_sink():
     """The Elasticsearch sink and the status helper used to import the codec and ``delivery_event``
     from the Kafka sink; a console without Kafka must not load it."""
-    code = ("import sys; import tradeconsole.infra.sinks.elastic, tradeconsole.infra.sinks.status, "
-            "tradeconsole.infra.persistence.shipper; "
-            "print('tradeconsole.infra.sinks.kafka' in sys.modules, 'kafka' in sys.modules)")
+    code = (
+        "import sys; import tradeconsole.infra.sinks.elastic, tradeconsole.infra.sinks.status, "
+        "tradeconsole.infra.persistence.shipper; "
+        "print('tradeconsole.infra.sinks.kafka' in sys.modules, 'kafka' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
 
@@ -60,8 +61,7 @@ def test_both_sinks_say_what_they_are_and_satisfy_the_protocols(tmp_path):
 
     dead = f"127.0.0.1:{free_port()}"
     kafka = KafkaSink(dead, journal_fed=True)
-    es = ElasticsearchSink(f"http://{dead}", journal_fed=True, install=False,
-                           deadletter_path=tmp_path / "dead.ndjson")
+    es = ElasticsearchSink(f"http://{dead}", journal_fed=True, install=False, deadletter_path=tmp_path / "dead.ndjson")
     standalone = KafkaSink(dead, spool_dir=tmp_path / "spool")
     try:
         # the kinds name the journal cursors already stored in users' journals: they never change
@@ -86,7 +86,7 @@ def test_the_runtime_tells_sinks_apart_by_kind_not_by_class_name():
 
     for module in (runtime, shipper):
         src = inspect.getsource(module)
-        assert "__name__ ==" not in src and "ElasticsearchSink\"" not in src
+        assert "__name__ ==" not in src and 'ElasticsearchSink"' not in src
         assert "hasattr(sink" not in src and "getattr(self.sink" not in src and "getattr(sink" not in src
 
 
@@ -166,8 +166,12 @@ def test_the_spooled_sink_base_asks_for_what_it_needs():
         pass
 
     with pytest.raises(TypeError, match="abstract"):
-        Forgetful("x", EventInbox(1, lambda item: None, None), journal_fed=False,  # type: ignore[abstract]
-                  thread_name="x")
+        Forgetful(
+            "x",
+            EventInbox(1, lambda item: None, None),
+            journal_fed=False,  # type: ignore[abstract]
+            thread_name="x",
+        )
 
     with _ListSink() as sink:
         assert sink.kind == "list" and not sink.journal_fed and isinstance(sink, Sink)
@@ -207,8 +211,11 @@ def test_backoff_report_modes(caplog):
     distinct.succeeded()
     distinct.failed("timeout")  # after a success the same failure is news again
     lines = [r.getMessage() for r in caplog.records]
-    assert [ln.split(": ", 1)[1].split(";")[0] for ln in lines if r"failed (attempt" in ln] == \
-        ["refused", "timeout", "timeout"]
+    assert [ln.split(": ", 1)[1].split(";")[0] for ln in lines if r"failed (attempt" in ln] == [
+        "refused",
+        "timeout",
+        "timeout",
+    ]
     assert sum("succeeded after 5 failed attempt(s)" in ln for ln in lines) == 1
     assert distinct.failures == 1 and distinct.total_failures == 6
 
@@ -223,8 +230,17 @@ def test_retry_call_describes_the_failure_as_the_caller_asks(caplog):
             raise ConnectionError("Connection error")
         return "ok"
 
-    assert retry_call(flaky, name="thing", classify=lambda e: True, policy=RetryPolicy(initial_s=0.01, max_s=0.01),
-                      logger=logging.getLogger("t.describe"), describe=lambda e: f"{e} (cause: refused)") == "ok"
+    assert (
+        retry_call(
+            flaky,
+            name="thing",
+            classify=lambda e: True,
+            policy=RetryPolicy(initial_s=0.01, max_s=0.01),
+            logger=logging.getLogger("t.describe"),
+            describe=lambda e: f"{e} (cause: refused)",
+        )
+        == "ok"
+    )
     assert "thing failed (attempt 1): Connection error (cause: refused); retrying in" in caplog.records[0].getMessage()
 
 

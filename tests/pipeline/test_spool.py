@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tradeconsole.infra.sinks.spool import Spool, SpoolBusyError
 
 
@@ -48,8 +47,8 @@ def test_rewind_reads_unacknowledged_records_again(tmp_path):
 
 def test_prepend_goes_before_everything_spooled(tmp_path):
     spool = Spool(tmp_path)
-    spool.append(recs(100, 5))   # spilled while 0..4 were in flight in memory
-    spool.prepend(recs(0, 5))    # ... and those failed
+    spool.append(recs(100, 5))  # spilled while 0..4 were in flight in memory
+    spool.prepend(recs(0, 5))  # ... and those failed
     spool.append(recs(105, 5))
     assert drain(spool) == list(range(5)) + list(range(100, 110))
     spool.close()
@@ -72,11 +71,11 @@ def test_a_segment_prepended_just_before_a_crash_is_not_lost(tmp_path):
     spool = Spool(tmp_path)
     spool.append(recs(10, 3))
     batch = spool.read(1)
-    spool.ack(batch[0][1], 1)   # cursor inside the first segment
+    spool.ack(batch[0][1], 1)  # cursor inside the first segment
     spool.save_cursor()
     spool.rewind()
     spool.prepend(recs(0, 2))
-    spool._lock_file.close()    # "crash": no close(), the lock goes with the process
+    spool._lock_file.close()  # "crash": no close(), the lock goes with the process
     again = Spool(tmp_path)
     assert drain(again) == [0, 1, 11, 12]
     again.close()

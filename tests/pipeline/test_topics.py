@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tradeconsole.core.domain import Candle
 from tradeconsole.core.events import CandleEvent, EngineStateEvent
 from tradeconsole.infra.sinks.topics import TopicNames, event_classes, families, message_key

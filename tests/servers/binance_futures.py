@@ -99,14 +99,38 @@ class SymbolSpec:
 
 
 DEFAULT_SYMBOLS: dict[str, SymbolSpec] = {
-    "ETHUSDT": SymbolSpec("ETHUSDT", "ETH", tick="0.01", min_price="39.86", max_price="306177",
-                          step="0.001", min_qty="0.001", max_qty="10000", market_step="0.001",
-                          market_min_qty="0.001", market_max_qty="2000", min_notional="20",
-                          price_precision=2, quantity_precision=3),
-    "BTCUSDT": SymbolSpec("BTCUSDT", "BTC", tick="0.10", min_price="556.80", max_price="4529764",
-                          step="0.001", min_qty="0.001", max_qty="1000", market_step="0.001",
-                          market_min_qty="0.001", market_max_qty="120", min_notional="100",
-                          price_precision=2, quantity_precision=3),
+    "ETHUSDT": SymbolSpec(
+        "ETHUSDT",
+        "ETH",
+        tick="0.01",
+        min_price="39.86",
+        max_price="306177",
+        step="0.001",
+        min_qty="0.001",
+        max_qty="10000",
+        market_step="0.001",
+        market_min_qty="0.001",
+        market_max_qty="2000",
+        min_notional="20",
+        price_precision=2,
+        quantity_precision=3,
+    ),
+    "BTCUSDT": SymbolSpec(
+        "BTCUSDT",
+        "BTC",
+        tick="0.10",
+        min_price="556.80",
+        max_price="4529764",
+        step="0.001",
+        min_qty="0.001",
+        max_qty="1000",
+        market_step="0.001",
+        market_min_qty="0.001",
+        market_max_qty="120",
+        min_notional="100",
+        price_precision=2,
+        quantity_precision=3,
+    ),
 }
 
 
@@ -186,9 +210,17 @@ def _decimals(text: str) -> int:
 class FuturesStandIn:
     """The stand-in server. Use as a context manager or call ``start()``/``stop()``."""
 
-    def __init__(self, api_key: str, api_secret: str, *, balance: float = 10_000.0, price: float = 2000.0,
-                 symbols: dict[str, SymbolSpec] | None = None, taker_fee: float = 0.0004,
-                 clock_skew_ms: int = 0) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        *,
+        balance: float = 10_000.0,
+        price: float = 2000.0,
+        symbols: dict[str, SymbolSpec] | None = None,
+        taker_fee: float = 0.0004,
+        clock_skew_ms: int = 0,
+    ) -> None:
         self._api_key = api_key
         self._secret = api_secret.encode()
         self.symbols = dict(symbols or DEFAULT_SYMBOLS)
@@ -302,8 +334,9 @@ class FuturesStandIn:
         """The server clock: wall clock plus ``clock_skew_ms``."""
         return int(time.time() * 1000) + self.clock_skew_ms
 
-    def reject_next(self, path: str, code: int, msg: str, *, method: str = "POST", status: int = 400,
-                    skip: int = 0) -> None:
+    def reject_next(
+        self, path: str, code: int, msg: str, *, method: str = "POST", status: int = 400, skip: int = 0
+    ) -> None:
         """Answer the next matching request with this Binance error, without executing it."""
         self.faults.append(Fault(method, path, "reject", code=code, msg=msg, status=status, skip=skip))
 
@@ -311,18 +344,36 @@ class FuturesStandIn:
         """Execute the next matching request, then hold its response for ``seconds``."""
         self.faults.append(Fault(method, path, "delay", seconds=seconds, after_execute=True, skip=skip))
 
-    def http_error_next(self, path: str, status: int = 503, *, method: str = "POST", after_execute: bool = False,
-                        code: int | None = -1007, msg: str = "Timeout waiting for response from backend server. "
-                        "Send status unknown; execution status unknown.", skip: int = 0) -> None:
+    def http_error_next(
+        self,
+        path: str,
+        status: int = 503,
+        *,
+        method: str = "POST",
+        after_execute: bool = False,
+        code: int | None = -1007,
+        msg: str = "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+        skip: int = 0,
+    ) -> None:
         """Answer the next matching request with a 5xx, before or after executing it (``code=None``
         sends a plain-text body, as a load balancer in front of Binance would)."""
-        self.faults.append(Fault(method, path, "http", code=code, msg=msg, status=status,
-                                 after_execute=after_execute, skip=skip))
+        self.faults.append(
+            Fault(method, path, "http", code=code, msg=msg, status=status, after_execute=after_execute, skip=skip)
+        )
 
     def rate_limit_next(self, path: str, *, method: str = "GET", status: int = 429, retry_after: float = 1) -> None:
         """Answer the next matching request with 429 (or 418, banned) and a Retry-After header."""
-        self.faults.append(Fault(method, path, "rate_limit", status=status, retry_after=retry_after,
-                                 code=-1003, msg="Too many requests; current limit of IP is 2400 requests per minute."))
+        self.faults.append(
+            Fault(
+                method,
+                path,
+                "rate_limit",
+                status=status,
+                retry_after=retry_after,
+                code=-1003,
+                msg="Too many requests; current limit of IP is 2400 requests per minute.",
+            )
+        )
 
     def cancel_next_trigger(self) -> None:
         """The next triggered conditional order's market order is canceled by the matching engine
@@ -365,8 +416,9 @@ class FuturesStandIn:
     def open_position_externally(self, side: str, qty: float, symbol: str = "ETHUSDT") -> dict[str, Any]:
         """Someone traded on the account outside the console (web UI): a filled MARKET order."""
         with self._lock:
-            return self._new_market_order(symbol, side, _d(qty), reduce_only=False,
-                                          client_id=f"web_{next(self._ids)}", resp_type="RESULT")
+            return self._new_market_order(
+                symbol, side, _d(qty), reduce_only=False, client_id=f"web_{next(self._ids)}", resp_type="RESULT"
+            )
 
     def close_position_externally(self, symbol: str = "ETHUSDT", client_id: str | None = None) -> dict[str, Any] | None:
         """Close the whole position at the current price outside the console."""
@@ -375,8 +427,14 @@ class FuturesStandIn:
             if pos.amt == 0:
                 return None
             side = "SELL" if pos.amt > 0 else "BUY"
-            return self._new_market_order(symbol, side, abs(pos.amt), reduce_only=True,
-                                          client_id=client_id or f"web_{next(self._ids)}", resp_type="RESULT")
+            return self._new_market_order(
+                symbol,
+                side,
+                abs(pos.amt),
+                reduce_only=True,
+                client_id=client_id or f"web_{next(self._ids)}",
+                resp_type="RESULT",
+            )
 
     def liquidate(self, symbol: str = "ETHUSDT") -> dict[str, Any] | None:
         """Force-close the position at the current price as Binance's liquidation engine does
@@ -392,9 +450,18 @@ class FuturesStandIn:
             if pos.amt == 0:
                 return 0.0
             self.wallet += income
-            self.income.append({"symbol": symbol, "incomeType": "FUNDING_FEE", "income": _s(income),
-                                "asset": "USDT", "info": "FUNDING_FEE", "time": self.now_ms(),
-                                "tranId": next(self._trade_ids), "tradeId": ""})
+            self.income.append(
+                {
+                    "symbol": symbol,
+                    "incomeType": "FUNDING_FEE",
+                    "income": _s(income),
+                    "asset": "USDT",
+                    "info": "FUNDING_FEE",
+                    "time": self.now_ms(),
+                    "tranId": next(self._trade_ids),
+                    "tradeId": "",
+                }
+            )
             return float(income)
 
     def cancel_algo_externally(self, client_algo_id: str) -> None:
@@ -445,8 +512,7 @@ class FuturesStandIn:
             await asyncio.sleep(delay)
         if status >= 500 and code is None:
             return web.Response(status=status, text="Service Unavailable", headers=headers)
-        return web.Response(status=status, text=json.dumps(payload), content_type="application/json",
-                            headers=headers)
+        return web.Response(status=status, text=json.dumps(payload), content_type="application/json", headers=headers)
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         for i, f in enumerate(self.faults):
@@ -555,8 +621,9 @@ class FuturesStandIn:
         try:
             qty = Decimal(text)
         except ArithmeticError:
-            raise ApiError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, "
-                                  "or malformed.") from None
+            raise ApiError(
+                -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed."
+            ) from None
         if _decimals(text) > spec.quantity_precision:
             raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
         if qty <= 0:
@@ -603,35 +670,68 @@ class FuturesStandIn:
     def _exchange_info(self, p: dict[str, str]) -> dict[str, Any]:
         def sym(s: SymbolSpec) -> dict[str, Any]:
             return {
-                "symbol": s.symbol, "pair": s.symbol, "contractType": "PERPETUAL", "status": "TRADING",
-                "baseAsset": s.base, "quoteAsset": "USDT", "marginAsset": "USDT",
-                "pricePrecision": s.price_precision, "quantityPrecision": s.quantity_precision,
-                "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN",
-                "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",
+                "symbol": s.symbol,
+                "pair": s.symbol,
+                "contractType": "PERPETUAL",
+                "status": "TRADING",
+                "baseAsset": s.base,
+                "quoteAsset": "USDT",
+                "marginAsset": "USDT",
+                "pricePrecision": s.price_precision,
+                "quantityPrecision": s.quantity_precision,
+                "baseAssetPrecision": 8,
+                "quotePrecision": 8,
+                "underlyingType": "COIN",
+                "triggerProtect": "0.0500",
+                "liquidationFee": "0.012500",
+                "marketTakeBound": "0.05",
                 "filters": [
-                    {"filterType": "PRICE_FILTER", "minPrice": s.min_price, "maxPrice": s.max_price,
-                     "tickSize": s.tick},
+                    {
+                        "filterType": "PRICE_FILTER",
+                        "minPrice": s.min_price,
+                        "maxPrice": s.max_price,
+                        "tickSize": s.tick,
+                    },
                     {"filterType": "LOT_SIZE", "minQty": s.min_qty, "maxQty": s.max_qty, "stepSize": s.step},
-                    {"filterType": "MARKET_LOT_SIZE", "minQty": s.market_min_qty, "maxQty": s.market_max_qty,
-                     "stepSize": s.market_step},
+                    {
+                        "filterType": "MARKET_LOT_SIZE",
+                        "minQty": s.market_min_qty,
+                        "maxQty": s.market_max_qty,
+                        "stepSize": s.market_step,
+                    },
                     {"filterType": "MAX_NUM_ORDERS", "limit": 200},
                     {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
                     {"filterType": "MIN_NOTIONAL", "notional": s.min_notional},
-                    {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
-                     "multiplierDecimal": "4"},
+                    {
+                        "filterType": "PERCENT_PRICE",
+                        "multiplierUp": "1.0500",
+                        "multiplierDown": "0.9500",
+                        "multiplierDecimal": "4",
+                    },
                 ],
-                "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
-                               "TRAILING_STOP_MARKET"],
+                "orderTypes": [
+                    "LIMIT",
+                    "MARKET",
+                    "STOP",
+                    "STOP_MARKET",
+                    "TAKE_PROFIT",
+                    "TAKE_PROFIT_MARKET",
+                    "TRAILING_STOP_MARKET",
+                ],
                 "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
             }
+
         return {
-            "timezone": "UTC", "serverTime": self.now_ms(), "futuresType": "U_MARGINED",
+            "timezone": "UTC",
+            "serverTime": self.now_ms(),
+            "futuresType": "U_MARGINED",
             "rateLimits": [
                 {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
                 {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
             ],
-            "exchangeFilters": [], "assets": [{"asset": "USDT", "marginAvailable": True}],
+            "exchangeFilters": [],
+            "assets": [{"asset": "USDT", "marginAvailable": True}],
             "symbols": [sym(s) for s in self.symbols.values()],
         }
 
@@ -666,8 +766,9 @@ class FuturesStandIn:
         side = self._need(p, "side").upper()
         otype = self._need(p, "type").upper()
         if otype in _CONDITIONAL:
-            raise ApiError(-4120, "Order type not supported for this endpoint. Please use the Algo Order API "
-                                  "endpoints instead.")
+            raise ApiError(
+                -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."
+            )
         if otype != "MARKET":
             raise ApiError(-1116, "Invalid orderType.")
         if side not in ("BUY", "SELL"):
@@ -679,13 +780,29 @@ class FuturesStandIn:
         if any(o["clientOrderId"] == cid and o["status"] == "NEW" for o in self.orders):
             raise ApiError(-4116, "ClientOrderId is duplicated.")
         qty = self._check_qty(spec, self._need(p, "quantity"))
-        return self._new_market_order(spec.symbol, side, qty, reduce_only=self._flag(p, "reduceOnly"),
-                                      client_id=cid, resp_type=p.get("newOrderRespType", "ACK").upper())
+        return self._new_market_order(
+            spec.symbol,
+            side,
+            qty,
+            reduce_only=self._flag(p, "reduceOnly"),
+            client_id=cid,
+            resp_type=p.get("newOrderRespType", "ACK").upper(),
+        )
 
-    def _new_market_order(self, symbol: str, side: str, qty: Decimal, *, reduce_only: bool, client_id: str,
-                          resp_type: str, price: Decimal | None = None, orig_type: str = "MARKET",
-                          close_position: bool = False,
-                          before_execute: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+    def _new_market_order(
+        self,
+        symbol: str,
+        side: str,
+        qty: Decimal,
+        *,
+        reduce_only: bool,
+        client_id: str,
+        resp_type: str,
+        price: Decimal | None = None,
+        orig_type: str = "MARKET",
+        close_position: bool = False,
+        before_execute: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> dict[str, Any]:
         spec = self.symbols[symbol]
         st = self.state[symbol]
         px = self.last[symbol] if price is None else price
@@ -699,21 +816,41 @@ class FuturesStandIn:
         else:
             notional = qty * px
             if notional < _d(spec.min_notional):
-                raise ApiError(-4164, f"Order's notional must be no smaller than {spec.min_notional} "
-                                      "(unless you choose reduce only).")
+                raise ApiError(
+                    -4164,
+                    f"Order's notional must be no smaller than {spec.min_notional} (unless you choose reduce only).",
+                )
             opening = qty if amt == 0 or (amt > 0) == (signed > 0) else max(Decimal(0), qty - abs(amt))
             required = opening * px / st.leverage + notional * self.taker_fee
             if required > self._available():
                 raise ApiError(-2019, "Margin is insufficient.")
         now = self.now_ms()
         order = {
-            "orderId": next(self._ids), "symbol": symbol, "status": "FILLED", "clientOrderId": client_id,
-            "price": "0", "avgPrice": _s(px), "origQty": _s(qty), "executedQty": _s(qty), "cumQty": _s(qty),
-            "cumQuote": _s(qty * px), "timeInForce": "GTC", "type": "MARKET", "reduceOnly": reduce_only,
-            "closePosition": close_position, "side": side, "positionSide": "BOTH", "stopPrice": "0",
-            "workingType": "CONTRACT_PRICE", "priceProtect": False, "origType": orig_type,
-            "priceMatch": "NONE", "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,
-            "time": now, "updateTime": now,
+            "orderId": next(self._ids),
+            "symbol": symbol,
+            "status": "FILLED",
+            "clientOrderId": client_id,
+            "price": "0",
+            "avgPrice": _s(px),
+            "origQty": _s(qty),
+            "executedQty": _s(qty),
+            "cumQty": _s(qty),
+            "cumQuote": _s(qty * px),
+            "timeInForce": "GTC",
+            "type": "MARKET",
+            "reduceOnly": reduce_only,
+            "closePosition": close_position,
+            "side": side,
+            "positionSide": "BOTH",
+            "stopPrice": "0",
+            "workingType": "CONTRACT_PRICE",
+            "priceProtect": False,
+            "origType": orig_type,
+            "priceMatch": "NONE",
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+            "goodTillDate": 0,
+            "time": now,
+            "updateTime": now,
         }
         self.orders.append(order)
         if before_execute is not None:
@@ -751,10 +888,20 @@ class FuturesStandIn:
         commission = (qty * px * self.taker_fee).quantize(Decimal("0.00000001"))
         self.wallet += realized - commission
         trade = {
-            "buyer": side == "BUY", "commission": _s(commission), "commissionAsset": "USDT",
-            "id": next(self._trade_ids), "maker": False, "orderId": order["orderId"], "price": _s(px),
-            "qty": _s(qty), "quoteQty": _s(qty * px), "realizedPnl": _s(realized), "side": side,
-            "positionSide": "BOTH", "symbol": symbol, "time": now,
+            "buyer": side == "BUY",
+            "commission": _s(commission),
+            "commissionAsset": "USDT",
+            "id": next(self._trade_ids),
+            "maker": False,
+            "orderId": order["orderId"],
+            "price": _s(px),
+            "qty": _s(qty),
+            "quoteQty": _s(qty * px),
+            "realizedPnl": _s(realized),
+            "side": side,
+            "positionSide": "BOTH",
+            "symbol": symbol,
+            "time": now,
         }
         self.trades.append(trade)
         self._push_order_update(order, "TRADE", "FILLED", qty, px, commission, trade, realized)
@@ -826,14 +973,36 @@ class FuturesStandIn:
             raise ApiError(-2021, "Order would immediately trigger.")
         now = self.now_ms()
         algo = {
-            "algoId": next(self._algo_ids), "clientAlgoId": cid, "algoType": "CONDITIONAL", "orderType": otype,
-            "symbol": spec.symbol, "side": side, "positionSide": "BOTH", "timeInForce": "GTC",
-            "quantity": _s(qty), "algoStatus": "NEW", "actualOrderId": "", "actualPrice": "0.00000",
-            "triggerPrice": _s(trigger), "price": "0", "icebergQuantity": None, "tpTriggerPrice": "0.000",
-            "tpPrice": "0.000", "slTriggerPrice": "0.000", "slPrice": "0.000", "tpOrderType": "",
-            "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": working, "priceMatch": "NONE",
-            "closePosition": close_position, "priceProtect": self._flag(p, "priceProtect"),
-            "reduceOnly": reduce_only, "createTime": now, "updateTime": now, "triggerTime": 0, "goodTillDate": 0,
+            "algoId": next(self._algo_ids),
+            "clientAlgoId": cid,
+            "algoType": "CONDITIONAL",
+            "orderType": otype,
+            "symbol": spec.symbol,
+            "side": side,
+            "positionSide": "BOTH",
+            "timeInForce": "GTC",
+            "quantity": _s(qty),
+            "algoStatus": "NEW",
+            "actualOrderId": "",
+            "actualPrice": "0.00000",
+            "triggerPrice": _s(trigger),
+            "price": "0",
+            "icebergQuantity": None,
+            "tpTriggerPrice": "0.000",
+            "tpPrice": "0.000",
+            "slTriggerPrice": "0.000",
+            "slPrice": "0.000",
+            "tpOrderType": "",
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+            "workingType": working,
+            "priceMatch": "NONE",
+            "closePosition": close_position,
+            "priceProtect": self._flag(p, "priceProtect"),
+            "reduceOnly": reduce_only,
+            "createTime": now,
+            "updateTime": now,
+            "triggerTime": 0,
+            "goodTillDate": 0,
         }
         self.algo_orders.append(algo)
         self._push_algo_update(algo)
@@ -902,9 +1071,14 @@ class FuturesStandIn:
         meets them, each at its own trigger price."""
         while True:
             lo, hi = min(start, target), max(start, target)
-            hits = [o for o in self.algo_orders if o["symbol"] == symbol and o["algoStatus"] == "NEW"
-                    and lo <= _d(o["triggerPrice"]) <= hi
-                    and self._crossed(o["side"], o["orderType"], _d(o["triggerPrice"]), target)]
+            hits = [
+                o
+                for o in self.algo_orders
+                if o["symbol"] == symbol
+                and o["algoStatus"] == "NEW"
+                and lo <= _d(o["triggerPrice"]) <= hi
+                and self._crossed(o["side"], o["orderType"], _d(o["triggerPrice"]), target)
+            ]
             if not hits:
                 break
             first = min(hits, key=lambda o: abs(_d(o["triggerPrice"]) - start))
@@ -958,11 +1132,21 @@ class FuturesStandIn:
             self._set_algo_status(algo, "FINISHED", now)
             return
         try:
-            order = self._new_market_order(symbol, algo["side"], qty, reduce_only=closes, resp_type="RESULT",
-                                           client_id=self._triggered_client_id(), price=price, orig_type=algo["orderType"],
-                                           close_position=algo["closePosition"], before_execute=lambda o: (
-                                               algo.__setitem__("actualOrderId", str(o["orderId"])),
-                                               self._set_algo_status(algo, "TRIGGERED", now)))
+            order = self._new_market_order(
+                symbol,
+                algo["side"],
+                qty,
+                reduce_only=closes,
+                resp_type="RESULT",
+                client_id=self._triggered_client_id(),
+                price=price,
+                orig_type=algo["orderType"],
+                close_position=algo["closePosition"],
+                before_execute=lambda o: (
+                    algo.__setitem__("actualOrderId", str(o["orderId"])),
+                    self._set_algo_status(algo, "TRIGGERED", now),
+                ),
+            )
         except ApiError:
             self._set_algo_status(algo, "REJECTED", now)
             return
@@ -981,13 +1165,31 @@ class FuturesStandIn:
         """The market order of a triggered conditional order, canceled by the matching engine
         before any trade (e.g. price protection): status EXPIRED, executedQty 0, no trade rows."""
         order = {
-            "orderId": next(self._ids), "symbol": symbol, "status": "EXPIRED", "clientOrderId": self._triggered_client_id(),
-            "price": "0", "avgPrice": "0.00", "origQty": _s(qty), "executedQty": "0", "cumQty": "0",
-            "cumQuote": "0", "timeInForce": "GTC", "type": "MARKET", "reduceOnly": True,
-            "closePosition": algo["closePosition"], "side": algo["side"], "positionSide": "BOTH", "stopPrice": "0",
-            "workingType": algo["workingType"], "priceProtect": False, "origType": algo["orderType"],
-            "priceMatch": "NONE", "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,
-            "time": now, "updateTime": now,
+            "orderId": next(self._ids),
+            "symbol": symbol,
+            "status": "EXPIRED",
+            "clientOrderId": self._triggered_client_id(),
+            "price": "0",
+            "avgPrice": "0.00",
+            "origQty": _s(qty),
+            "executedQty": "0",
+            "cumQty": "0",
+            "cumQuote": "0",
+            "timeInForce": "GTC",
+            "type": "MARKET",
+            "reduceOnly": True,
+            "closePosition": algo["closePosition"],
+            "side": algo["side"],
+            "positionSide": "BOTH",
+            "stopPrice": "0",
+            "workingType": algo["workingType"],
+            "priceProtect": False,
+            "origType": algo["orderType"],
+            "priceMatch": "NONE",
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+            "goodTillDate": 0,
+            "time": now,
+            "updateTime": now,
         }
         self.orders.append(order)
         return order
@@ -1016,49 +1218,97 @@ class FuturesStandIn:
                 liq = pos.entry * (1 + Decimal(1) / st.leverage - Decimal("0.004"))
             else:
                 liq = Decimal(0)
-            out.append({
-                "symbol": s, "positionSide": "BOTH", "positionAmt": _s(pos.amt), "entryPrice": _s(pos.entry),
-                "breakEvenPrice": _s(pos.entry), "markPrice": _s(mark), "unRealizedProfit": _s(upnl),
-                "liquidationPrice": _s(liq, 8), "isolatedMargin": _s(margin + upnl, 8), "notional": _s(pos.amt * mark),
-                "marginAsset": "USDT", "isolatedWallet": _s(margin, 8), "initialMargin": _s(margin, 8),
-                "maintMargin": _s(abs(pos.amt) * mark * Decimal("0.004"), 8), "positionInitialMargin": _s(margin, 8),
-                "openOrderInitialMargin": "0", "adl": 0, "bidNotional": "0", "askNotional": "0",
-                "updateTime": pos.update_time, "leverage": str(st.leverage),
-                "marginType": "isolated" if st.margin_type == "ISOLATED" else "cross",
-            })
+            out.append(
+                {
+                    "symbol": s,
+                    "positionSide": "BOTH",
+                    "positionAmt": _s(pos.amt),
+                    "entryPrice": _s(pos.entry),
+                    "breakEvenPrice": _s(pos.entry),
+                    "markPrice": _s(mark),
+                    "unRealizedProfit": _s(upnl),
+                    "liquidationPrice": _s(liq, 8),
+                    "isolatedMargin": _s(margin + upnl, 8),
+                    "notional": _s(pos.amt * mark),
+                    "marginAsset": "USDT",
+                    "isolatedWallet": _s(margin, 8),
+                    "initialMargin": _s(margin, 8),
+                    "maintMargin": _s(abs(pos.amt) * mark * Decimal("0.004"), 8),
+                    "positionInitialMargin": _s(margin, 8),
+                    "openOrderInitialMargin": "0",
+                    "adl": 0,
+                    "bidNotional": "0",
+                    "askNotional": "0",
+                    "updateTime": pos.update_time,
+                    "leverage": str(st.leverage),
+                    "marginType": "isolated" if st.margin_type == "ISOLATED" else "cross",
+                }
+            )
         return out
 
     def _unrealized(self) -> Decimal:
-        return sum(((self.mark[s] - st.position.entry) * st.position.amt for s, st in self.state.items()
-                    if st.position.amt), Decimal(0))
+        return sum(
+            ((self.mark[s] - st.position.entry) * st.position.amt for s, st in self.state.items() if st.position.amt),
+            Decimal(0),
+        )
 
     def _balance(self, p: dict[str, str]) -> list[dict[str, Any]]:
         avail = self._available()
-        return [{
-            "accountAlias": "SgsR", "asset": "USDT", "balance": _s(self.wallet),
-            "crossWalletBalance": _s(avail), "crossUnPnl": "0", "availableBalance": _s(avail),
-            "maxWithdrawAmount": _s(avail), "marginAvailable": True, "updateTime": self.now_ms(),
-        }]
+        return [
+            {
+                "accountAlias": "SgsR",
+                "asset": "USDT",
+                "balance": _s(self.wallet),
+                "crossWalletBalance": _s(avail),
+                "crossUnPnl": "0",
+                "availableBalance": _s(avail),
+                "maxWithdrawAmount": _s(avail),
+                "marginAvailable": True,
+                "updateTime": self.now_ms(),
+            }
+        ]
 
     def _account(self, p: dict[str, str]) -> dict[str, Any]:
         upnl = self._unrealized()
         return {
-            "totalWalletBalance": _s(self.wallet), "totalUnrealizedProfit": _s(upnl),
-            "totalMarginBalance": _s(self.wallet + upnl), "availableBalance": _s(self._available()),
+            "totalWalletBalance": _s(self.wallet),
+            "totalUnrealizedProfit": _s(upnl),
+            "totalMarginBalance": _s(self.wallet + upnl),
+            "availableBalance": _s(self._available()),
             "maxWithdrawAmount": _s(self._available()),
-            "assets": [{"asset": "USDT", "walletBalance": _s(self.wallet), "unrealizedProfit": _s(upnl),
-                        "marginBalance": _s(self.wallet + upnl), "availableBalance": _s(self._available()),
-                        "updateTime": self.now_ms()}],
-            "positions": [{"symbol": r["symbol"], "positionAmt": r["positionAmt"], "entryPrice": r["entryPrice"],
-                           "unrealizedProfit": r["unRealizedProfit"], "isolatedWallet": r["isolatedWallet"],
-                           "positionSide": "BOTH", "updateTime": r["updateTime"]}
-                          for r in self._position_risk({})],
+            "assets": [
+                {
+                    "asset": "USDT",
+                    "walletBalance": _s(self.wallet),
+                    "unrealizedProfit": _s(upnl),
+                    "marginBalance": _s(self.wallet + upnl),
+                    "availableBalance": _s(self._available()),
+                    "updateTime": self.now_ms(),
+                }
+            ],
+            "positions": [
+                {
+                    "symbol": r["symbol"],
+                    "positionAmt": r["positionAmt"],
+                    "entryPrice": r["entryPrice"],
+                    "unrealizedProfit": r["unRealizedProfit"],
+                    "isolatedWallet": r["isolatedWallet"],
+                    "positionSide": "BOTH",
+                    "updateTime": r["updateTime"],
+                }
+                for r in self._position_risk({})
+            ],
         }
 
     def _income(self, p: dict[str, str]) -> list[dict[str, Any]]:
-        out = [r for r in self.income if p.get("symbol") in (None, r["symbol"])
-               and p.get("incomeType") in (None, r["incomeType"])
-               and r["time"] >= int(p.get("startTime", 0)) and r["time"] <= int(p.get("endTime", 2**62))]
+        out = [
+            r
+            for r in self.income
+            if p.get("symbol") in (None, r["symbol"])
+            and p.get("incomeType") in (None, r["incomeType"])
+            and r["time"] >= int(p.get("startTime", 0))
+            and r["time"] <= int(p.get("endTime", 2**62))
+        ]
         limit = min(int(p.get("limit", "100")), 1000)
         return [dict(r) for r in out[:limit]]
 
@@ -1104,19 +1354,39 @@ class FuturesStandIn:
         rows = [t for t in out if lo <= t["time"] <= hi]
         return [dict(t) for t in rows[:limit]]
 
-    def add_past_trade(self, *, side: str, qty: float, price: float, time_ms: int, order_id: int | None = None,
-                       commission: float | None = None, realized: float = 0.0,
-                       symbol: str = "ETHUSDT") -> dict[str, Any]:
+    def add_past_trade(
+        self,
+        *,
+        side: str,
+        qty: float,
+        price: float,
+        time_ms: int,
+        order_id: int | None = None,
+        commission: float | None = None,
+        realized: float = 0.0,
+        symbol: str = "ETHUSDT",
+    ) -> dict[str, Any]:
         """Book a historical execution (e.g. the entry of a position opened 10 days ago, or
         filler trades) directly into the account's trade list."""
         with self._lock:
             qd, pd = _d(qty), _d(price)
             fee = (qd * pd * self.taker_fee).quantize(Decimal("0.00000001")) if commission is None else _d(commission)
-            trade = {"buyer": side == "BUY", "commission": _s(fee), "commissionAsset": "USDT",
-                     "id": next(self._trade_ids), "maker": False,
-                     "orderId": order_id if order_id is not None else next(self._ids), "price": _s(pd),
-                     "qty": _s(qd), "quoteQty": _s(qd * pd), "realizedPnl": _s(_d(realized)), "side": side,
-                     "positionSide": "BOTH", "symbol": symbol, "time": time_ms}
+            trade = {
+                "buyer": side == "BUY",
+                "commission": _s(fee),
+                "commissionAsset": "USDT",
+                "id": next(self._trade_ids),
+                "maker": False,
+                "orderId": order_id if order_id is not None else next(self._ids),
+                "price": _s(pd),
+                "qty": _s(qd),
+                "quoteQty": _s(qd * pd),
+                "realizedPnl": _s(_d(realized)),
+                "side": side,
+                "positionSide": "BOTH",
+                "symbol": symbol,
+                "time": time_ms,
+            }
             self.trades.append(trade)
             self.trades.sort(key=lambda t: (t["time"], t["id"]))
             return trade
@@ -1154,7 +1424,7 @@ class FuturesStandIn:
     def expire_listen_key(self, key: str | None = None) -> None:
         """Let a key run out now (as if 60 minutes passed without a keepalive)."""
         with self._lock:
-            for k in ([key] if key else list(self.listen_keys)):
+            for k in [key] if key else list(self.listen_keys):
                 if k in self.listen_keys:
                     self.listen_keys[k] = self.now_ms()
 
@@ -1173,8 +1443,11 @@ class FuturesStandIn:
         with self._lock:
             valid = self.listen_keys.get(key, 0) > self.now_ms()
         if not valid:
-            return web.Response(status=400, text=json.dumps({"code": -1125, "msg": "This listenKey does not exist."}),
-                                content_type="application/json")
+            return web.Response(
+                status=400,
+                text=json.dumps({"code": -1125, "msg": "This listenKey does not exist."}),
+                content_type="application/json",
+            )
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
         q: asyncio.Queue = asyncio.Queue()
@@ -1219,31 +1492,101 @@ class FuturesStandIn:
                 for q in queues:
                     self._post(q, event)
 
-    def _push_order_update(self, order: dict[str, Any], exec_type: str, status: str, last_qty: Decimal,
-                           last_px: Decimal, commission: Decimal, trade: dict[str, Any] | None,
-                           realized: Decimal = Decimal(0)) -> None:
+    def _push_order_update(
+        self,
+        order: dict[str, Any],
+        exec_type: str,
+        status: str,
+        last_qty: Decimal,
+        last_px: Decimal,
+        commission: Decimal,
+        trade: dict[str, Any] | None,
+        realized: Decimal = Decimal(0),
+    ) -> None:
         """``ORDER_TRADE_UPDATE`` ("Event: Order Update"), fields as documented."""
         now = self.now_ms()
-        self._push({"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": {
-            "s": order["symbol"], "c": order["clientOrderId"], "S": order["side"], "o": order["type"], "f": "GTC",
-            "q": order["origQty"], "p": "0", "ap": order["avgPrice"], "sp": "0", "x": exec_type, "X": status,
-            "i": order["orderId"], "l": _s(last_qty), "z": order["executedQty"], "L": _s(last_px), "N": "USDT",
-            "n": _s(commission), "T": now, "t": trade["id"] if trade else 0, "b": "0", "a": "0", "m": False,
-            "R": order["reduceOnly"], "wt": order["workingType"], "ot": order["origType"], "ps": "BOTH",
-            "cp": order["closePosition"], "rp": _s(realized), "pP": False, "si": 0, "ss": 0,
-            "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0, "er": "0"}})
+        self._push(
+            {
+                "e": "ORDER_TRADE_UPDATE",
+                "E": now,
+                "T": now,
+                "o": {
+                    "s": order["symbol"],
+                    "c": order["clientOrderId"],
+                    "S": order["side"],
+                    "o": order["type"],
+                    "f": "GTC",
+                    "q": order["origQty"],
+                    "p": "0",
+                    "ap": order["avgPrice"],
+                    "sp": "0",
+                    "x": exec_type,
+                    "X": status,
+                    "i": order["orderId"],
+                    "l": _s(last_qty),
+                    "z": order["executedQty"],
+                    "L": _s(last_px),
+                    "N": "USDT",
+                    "n": _s(commission),
+                    "T": now,
+                    "t": trade["id"] if trade else 0,
+                    "b": "0",
+                    "a": "0",
+                    "m": False,
+                    "R": order["reduceOnly"],
+                    "wt": order["workingType"],
+                    "ot": order["origType"],
+                    "ps": "BOTH",
+                    "cp": order["closePosition"],
+                    "rp": _s(realized),
+                    "pP": False,
+                    "si": 0,
+                    "ss": 0,
+                    "V": "EXPIRE_MAKER",
+                    "pm": "NONE",
+                    "gtd": 0,
+                    "er": "0",
+                },
+            }
+        )
 
     def _push_algo_update(self, algo: dict[str, Any]) -> None:
         """``ALGO_UPDATE`` ("Event: Algo Order Update"): caid, aid, X (algo status), ai (the
         order id in the matching engine once triggered), tp (trigger price)..."""
         now = self.now_ms()
-        self._push({"e": "ALGO_UPDATE", "T": now, "E": now, "o": {
-            "caid": algo["clientAlgoId"], "aid": algo["algoId"], "at": "CONDITIONAL", "o": algo["orderType"],
-            "s": algo["symbol"], "S": algo["side"], "ps": "BOTH", "f": "GTC", "q": algo["quantity"],
-            "X": algo["algoStatus"], "ai": algo["actualOrderId"], "ap": algo["actualPrice"], "aq": "0",
-            "act": "0", "tp": algo["triggerPrice"], "p": "0", "V": "EXPIRE_MAKER", "wt": algo["workingType"],
-            "pm": "NONE", "cp": algo["closePosition"], "pP": algo["priceProtect"], "R": algo["reduceOnly"],
-            "tt": algo["triggerTime"], "gtd": 0}})
+        self._push(
+            {
+                "e": "ALGO_UPDATE",
+                "T": now,
+                "E": now,
+                "o": {
+                    "caid": algo["clientAlgoId"],
+                    "aid": algo["algoId"],
+                    "at": "CONDITIONAL",
+                    "o": algo["orderType"],
+                    "s": algo["symbol"],
+                    "S": algo["side"],
+                    "ps": "BOTH",
+                    "f": "GTC",
+                    "q": algo["quantity"],
+                    "X": algo["algoStatus"],
+                    "ai": algo["actualOrderId"],
+                    "ap": algo["actualPrice"],
+                    "aq": "0",
+                    "act": "0",
+                    "tp": algo["triggerPrice"],
+                    "p": "0",
+                    "V": "EXPIRE_MAKER",
+                    "wt": algo["workingType"],
+                    "pm": "NONE",
+                    "cp": algo["closePosition"],
+                    "pP": algo["priceProtect"],
+                    "R": algo["reduceOnly"],
+                    "tt": algo["triggerTime"],
+                    "gtd": 0,
+                },
+            }
+        )
 
     def _push_account_update(self, symbol: str, reason: str) -> None:
         """``ACCOUNT_UPDATE`` ("Event: Balance and Position Update"): m (reason), B (balances:
@@ -1251,8 +1594,27 @@ class FuturesStandIn:
         now = self.now_ms()
         st = self.state[symbol]
         pos = st.position
-        self._push({"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {
-            "m": reason, "B": [{"a": "USDT", "wb": _s(self.wallet), "cw": _s(self.wallet), "bc": "0"}],
-            "P": [{"s": symbol, "pa": _s(pos.amt), "ep": _s(pos.entry), "bep": _s(pos.entry), "cr": "0",
-                   "up": _s((self.mark[symbol] - pos.entry) * pos.amt if pos.amt else Decimal(0)),
-                   "mt": "isolated" if st.margin_type == "ISOLATED" else "cross", "iw": "0", "ps": "BOTH"}]}})
+        self._push(
+            {
+                "e": "ACCOUNT_UPDATE",
+                "E": now,
+                "T": now,
+                "a": {
+                    "m": reason,
+                    "B": [{"a": "USDT", "wb": _s(self.wallet), "cw": _s(self.wallet), "bc": "0"}],
+                    "P": [
+                        {
+                            "s": symbol,
+                            "pa": _s(pos.amt),
+                            "ep": _s(pos.entry),
+                            "bep": _s(pos.entry),
+                            "cr": "0",
+                            "up": _s((self.mark[symbol] - pos.entry) * pos.amt if pos.amt else Decimal(0)),
+                            "mt": "isolated" if st.margin_type == "ISOLATED" else "cross",
+                            "iw": "0",
+                            "ps": "BOTH",
+                        }
+                    ],
+                },
+            }
+        )

@@ -69,11 +69,9 @@ from typing import Any
 
 import numpy as np
 from aiohttp import WSMsgType, web
-
 from tradeconsole.backtest.data import load_candles
-
-from tradeconsole.core.candles import CandleArrays
 from tradeconsole.backtest.replay import partial_candle
+from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.config import BinanceEndpoints
 from tradeconsole.core.domain import Candle, interval_ms
 
@@ -100,8 +98,9 @@ def shared_series(symbol: str = "ETHUSDT", interval: str = "5m") -> CandleArrays
     return arrays
 
 
-def generated_series(interval: str, start_ms: int, count: int, *, seed: int = 0,
-                     price: float = 100.0, missing: Iterable[int] = ()) -> CandleArrays:
+def generated_series(
+    interval: str, start_ms: int, count: int, *, seed: int = 0, price: float = 100.0, missing: Iterable[int] = ()
+) -> CandleArrays:
     """A deterministic random walk of ``count`` candles from ``start_ms``; the candle indices in
     ``missing`` are left out (an exchange gap, as during Binance maintenance)."""
     rng = np.random.default_rng(seed)
@@ -207,8 +206,10 @@ class BinanceMarketServer:
         connection_lifetime_ms: int = 24 * 3_600_000,
     ) -> None:
         if series is None:
-            series = {("ETHUSDT", "5m"): shared_series("ETHUSDT", "5m"),
-                      ("ETHUSDT", "1h"): shared_series("ETHUSDT", "1h")}
+            series = {
+                ("ETHUSDT", "5m"): shared_series("ETHUSDT", "5m"),
+                ("ETHUSDT", "1h"): shared_series("ETHUSDT", "1h"),
+            }
         self._series = {(s.upper(), iv): _Series(s.upper(), iv, arr) for (s, iv), arr in series.items()}
         first = next(iter(self._series.values()))
         if start_time_ms is None:
@@ -282,17 +283,18 @@ class BinanceMarketServer:
         app.router.add_get("/fapi/v1/exchangeInfo", self._exchange_info_futures)
         app.router.add_get("/fapi/v1/klines", self._klines_futures)
         # (prefix, market, carries klines): spot unchanged; USD-M futures per the 2026 route split
-        routes = (("", "spot", True),
-                  ("/futures/market", "futures", True),  # Market route: klines live here
-                  ("/futures/public", "futures", False),  # Public route: book streams only
-                  ("/futures", "futures", False))  # retired legacy route: opens, klines silent
+        routes = (
+            ("", "spot", True),
+            ("/futures/market", "futures", True),  # Market route: klines live here
+            ("/futures/public", "futures", False),  # Public route: book streams only
+            ("/futures", "futures", False),
+        )  # retired legacy route: opens, klines silent
         for prefix, market, klines in routes:
             app.router.add_get(prefix + "/ws/{stream}", self._ws_raw(market, klines))
             app.router.add_get(prefix + "/stream", self._ws_combined(market, klines))
         # request lines up to 64 KiB (aiohttp's default is 8 KiB): a combined stream of 1024 kline
         # streams is a ~25 KB URL, and Binance documents no URL limit, only the stream count
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5,
-                               max_line_size=65_536)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5, max_line_size=65_536)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -339,8 +341,12 @@ class BinanceMarketServer:
 
     def env(self) -> dict[str, str]:
         e = self.endpoints()
-        return {"TRADECONSOLE_BINANCE_SPOT_REST": e.spot_rest, "TRADECONSOLE_BINANCE_FUTURES_REST": e.futures_rest,
-                "TRADECONSOLE_BINANCE_SPOT_WS": e.spot_ws, "TRADECONSOLE_BINANCE_FUTURES_WS": e.futures_ws}
+        return {
+            "TRADECONSOLE_BINANCE_SPOT_REST": e.spot_rest,
+            "TRADECONSOLE_BINANCE_FUTURES_REST": e.futures_rest,
+            "TRADECONSOLE_BINANCE_SPOT_WS": e.spot_ws,
+            "TRADECONSOLE_BINANCE_FUTURES_WS": e.futures_ws,
+        }
 
     # ================================================================== market truth
     @property
@@ -350,8 +356,9 @@ class BinanceMarketServer:
     def series(self, symbol: str, interval: str) -> CandleArrays:
         return self._series[(symbol.upper(), interval)].arrays
 
-    def closed_candles(self, symbol: str, interval: str, start_ms: int | None = None,
-                       end_ms: int | None = None) -> list[Candle]:
+    def closed_candles(
+        self, symbol: str, interval: str, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[Candle]:
         """The true closed candles at the current server time with
         ``start_ms <= open_time <= end_ms`` (what every client must end up with)."""
         s = self._series[(symbol.upper(), interval)]
@@ -435,12 +442,28 @@ class BinanceMarketServer:
     def _payload(self, s: _Series, c: Candle, event_time: int, closed: bool, market: str) -> dict[str, Any]:
         f = _FMT[market]
         return {
-            "e": "kline", "E": event_time, "s": s.symbol,
-            "k": {"t": c.open_time, "T": c.close_time, "s": s.symbol, "i": s.interval,
-                  "f": 1000 + c.open_time // 1000, "L": 1000 + c.open_time // 1000 + int(c.volume),
-                  "o": f(c.open), "c": f(c.close), "h": f(c.high), "l": f(c.low), "v": f(c.volume),
-                  "n": int(c.volume) + 1, "x": closed, "q": f(c.volume * c.close), "V": f(c.volume / 2),
-                  "Q": f(c.volume * c.close / 2), "B": "0"},
+            "e": "kline",
+            "E": event_time,
+            "s": s.symbol,
+            "k": {
+                "t": c.open_time,
+                "T": c.close_time,
+                "s": s.symbol,
+                "i": s.interval,
+                "f": 1000 + c.open_time // 1000,
+                "L": 1000 + c.open_time // 1000 + int(c.volume),
+                "o": f(c.open),
+                "c": f(c.close),
+                "h": f(c.high),
+                "l": f(c.low),
+                "v": f(c.volume),
+                "n": int(c.volume) + 1,
+                "x": closed,
+                "q": f(c.volume * c.close),
+                "V": f(c.volume / 2),
+                "Q": f(c.volume * c.close / 2),
+                "B": "0",
+            },
         }
 
     def _broadcast(self, s: _Series, c: Candle, event_time: int, closed: bool) -> None:
@@ -504,10 +527,12 @@ class BinanceMarketServer:
     def skip_stream_candles(self, count: int, symbol: str = "ETHUSDT", interval: str = "5m") -> None:
         """Send nothing about the current open candle and the ``count - 1`` after it (no updates,
         no close) on the stream: a gap the client must fill over REST."""
+
         def run() -> None:
             s = self._series[(symbol.upper(), interval)]
             first = self._now - self._now % s.step
             self._skip[s.stream].update(first + k * s.step for k in range(count))
+
         self._call(run)
 
     def duplicate_next(self, count: int = 1) -> None:
@@ -568,11 +593,19 @@ class BinanceMarketServer:
                     if isinstance(item, dict) and conn.combined:
                         item = {"stream": s.stream, "data": item}
                     self._send(conn, s.stream, item if isinstance(item, (str, bytes)) else json.dumps(item))
+
         self._call(run)
         return len(malformed), len(unexpected)
 
-    def send_kline(self, symbol: str = "ETHUSDT", interval: str = "5m", *, closed: bool = True,
-                   event_time: int | None = None, **fields: Any) -> dict[str, Any]:
+    def send_kline(
+        self,
+        symbol: str = "ETHUSDT",
+        interval: str = "5m",
+        *,
+        closed: bool = True,
+        event_time: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
         """Send one kline event, built from the current candle with ``fields`` (``t``, ``T``,
         ``o``, ``h``, ``l``, ``c``, ``v``...) forced, to every connection that carries klines and
         subscribed the pair. Fault injection: the real exchange never sends such frames, a bug,
@@ -591,40 +624,53 @@ class BinanceMarketServer:
                     body = {"stream": s.stream, "data": payload} if conn.combined else payload
                     self._send(conn, s.stream, json.dumps(body))
             return payload
+
         return self._call(run)
 
     def drop_connections(self) -> int:
         """Abort every websocket connection at the TCP level (no close frame), e.g. mid-candle."""
+
         def run() -> int:
             conns = list(self._conns)
             for conn in conns:
                 self._conns.discard(conn)
                 conn.transport.abort()
             return len(conns)
+
         return self._call(run)
 
     def close_connections(self, code: int = 1001, message: str = "going away") -> int:
         """Close every websocket gracefully (what Binance does at the 24-hour mark)."""
+
         def run() -> int:
             conns = list(self._conns)
             for conn in conns:
                 self._conns.discard(conn)
                 conn.queue.put_nowait(_Close(code, message))  # after what is already queued
             return len(conns)
+
         return self._call(run)
 
     def reject_connections(self, count: int, status: int = 503) -> None:
         """Refuse the next ``count`` websocket handshakes with an HTTP error."""
+
         def run() -> None:
             self._reject_left, self._reject_status = count, status
+
         self._call(run)
 
     def active_connections(self) -> int:
         return self._call(lambda: len(self._conns))
 
     # ================================================================== faults: REST
-    def fail_rest(self, status: int = 429, count: int = 1, retry_after: float | None = 1,
-                  path_contains: str | None = "klines", after: int = 0) -> None:
+    def fail_rest(
+        self,
+        status: int = 429,
+        count: int = 1,
+        retry_after: float | None = 1,
+        path_contains: str | None = "klines",
+        after: int = 0,
+    ) -> None:
         """Let ``after`` matching requests through, then answer the next ``count`` with
         ``status`` (429/418 carry ``Retry-After``), then serve normally again."""
         self._call(self._rest_faults.append, _RestFault(status, count, retry_after, path_contains, after))
@@ -633,8 +679,7 @@ class BinanceMarketServer:
         self._call(self._rest_faults.clear)
         self._call(self._rest_lies.clear)
 
-    def corrupt_rest_kline(self, open_time: int, symbol: str = "ETHUSDT", interval: str = "5m",
-                           **fields: str) -> None:
+    def corrupt_rest_kline(self, open_time: int, symbol: str = "ETHUSDT", interval: str = "5m", **fields: str) -> None:
         """From now on REST serves the candle at ``open_time`` with ``fields`` (``o``, ``h``,
         ``l``, ``c``, ``v`` as strings) replaced. Fault injection: Binance's REST does not lie;
         this checks that REST backfill goes through the same feed guard as the stream."""
@@ -646,6 +691,7 @@ class BinanceMarketServer:
         def run() -> None:
             self.request_counts.clear()
             self.request_log.clear()
+
         self._call(run)
 
     # ================================================================== REST handlers
@@ -668,10 +714,15 @@ class BinanceMarketServer:
                 headers = {}
                 if fault.retry_after is not None and fault.status in (418, 429):
                     headers["Retry-After"] = f"{fault.retry_after:g}"
-                msg = {429: "Too many requests; current limit of IP is 6000 requests per minute.",
-                       418: "Way too many requests; IP banned."}.get(fault.status, "Internal error.")
-                return web.json_response({"code": -1003 if fault.status in (418, 429) else -1000, "msg": msg},
-                                         status=fault.status, headers=headers)
+                msg = {
+                    429: "Too many requests; current limit of IP is 6000 requests per minute.",
+                    418: "Way too many requests; IP banned.",
+                }.get(fault.status, "Internal error.")
+                return web.json_response(
+                    {"code": -1003 if fault.status in (418, 429) else -1000, "msg": msg},
+                    status=fault.status,
+                    headers=headers,
+                )
         return None
 
     def _json(self, body: Any) -> web.Response:
@@ -694,14 +745,20 @@ class BinanceMarketServer:
             return fault
         limit = 6000 if market == "spot" else 2400
         symbols = sorted({s.symbol for s in self._series.values()})
-        return self._json({
-            "timezone": "UTC", "serverTime": self._now,
-            "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                            "limit": limit}],
-            "exchangeFilters": [],
-            "symbols": [{"symbol": sym, "status": "TRADING", "baseAsset": sym[:-4], "quoteAsset": sym[-4:]}
-                        for sym in symbols],
-        })
+        return self._json(
+            {
+                "timezone": "UTC",
+                "serverTime": self._now,
+                "rateLimits": [
+                    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": limit}
+                ],
+                "exchangeFilters": [],
+                "symbols": [
+                    {"symbol": sym, "status": "TRADING", "baseAsset": sym[:-4], "quoteAsset": sym[-4:]}
+                    for sym in symbols
+                ],
+            }
+        )
 
     async def _exchange_info_spot(self, request: web.Request) -> web.Response:
         return self._exchange_info(request, "spot")
@@ -759,8 +816,20 @@ class BinanceMarketServer:
             c = self._visible(s, int(a.open_time[i]))
             if c is None:
                 continue
-            row = [c.open_time, f(c.open), f(c.high), f(c.low), f(c.close), f(c.volume), c.close_time,
-                   f(c.volume * c.close), int(c.volume) + 1, f(c.volume / 2), f(c.volume * c.close / 2), "0"]
+            row = [
+                c.open_time,
+                f(c.open),
+                f(c.high),
+                f(c.low),
+                f(c.close),
+                f(c.volume),
+                c.close_time,
+                f(c.volume * c.close),
+                int(c.volume) + 1,
+                f(c.volume / 2),
+                f(c.volume * c.close / 2),
+                "0",
+            ]
             for k, v in self._rest_lies.get((s.symbol, s.interval, c.open_time), {}).items():
                 row[k] = v
             rows.append(row)
@@ -772,6 +841,7 @@ class BinanceMarketServer:
             # ws mode: "streams are composed in the URL path" (change notice, access modes)
             names = request.match_info["stream"].lower().split("/")
             return await self._ws(request, market, frozenset(n for n in names if n), False, klines)
+
         return handler
 
     def _ws_combined(self, market: str, klines: bool) -> Callable[[web.Request], Any]:
@@ -788,10 +858,12 @@ class BinanceMarketServer:
                 self.refused_over_limit += 1
                 return self._error(-1100, f"too many streams: {len(streams)} > {MAX_STREAMS}", 400)
             return await self._ws(request, market, streams, True, klines)
+
         return handler
 
-    async def _ws(self, request: web.Request, market: str, streams: frozenset[str],
-                  combined: bool, klines: bool = True) -> web.StreamResponse:
+    async def _ws(
+        self, request: web.Request, market: str, streams: frozenset[str], combined: bool, klines: bool = True
+    ) -> web.StreamResponse:
         self.request_counts[request.path] += 1
         if self._reject_left > 0:
             self._reject_left -= 1

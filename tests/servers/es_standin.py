@@ -68,8 +68,11 @@ COMPOSE_FILE = Path(__file__).resolve().parents[2] / "infra" / "deploy" / "docke
 
 def compose_pinned_version(path: Path = COMPOSE_FILE) -> str:
     """The Elasticsearch version ``infra/deploy/docker-compose.yml`` runs (its image tag)."""
-    m = re.search(r"^\s*image:\s*docker\.elastic\.co/elasticsearch/elasticsearch:(\d+\.\d+\.\d+)\s*$",
-                  path.read_text(encoding="utf-8"), re.MULTILINE)
+    m = re.search(
+        r"^\s*image:\s*docker\.elastic\.co/elasticsearch/elasticsearch:(\d+\.\d+\.\d+)\s*$",
+        path.read_text(encoding="utf-8"),
+        re.MULTILINE,
+    )
     if m is None:
         raise ValueError(f"{path}: no pinned docker.elastic.co/elasticsearch/elasticsearch:X.Y.Z image")
     return m.group(1)
@@ -77,11 +80,20 @@ def compose_pinned_version(path: Path = COMPOSE_FILE) -> str:
 
 #: Media types Elasticsearch reads a request body in (XContentType: JSON, SMILE, YAML, CBOR and
 #: their vnd.elasticsearch+ versioned forms; NDJSON for _bulk/_msearch).
-_BODY_TYPES = frozenset({
-    "application/json", "application/x-ndjson", "application/smile", "application/yaml", "application/cbor",
-    "application/vnd.elasticsearch+json", "application/vnd.elasticsearch+x-ndjson",
-    "application/vnd.elasticsearch+smile", "application/vnd.elasticsearch+yaml", "application/vnd.elasticsearch+cbor",
-})
+_BODY_TYPES = frozenset(
+    {
+        "application/json",
+        "application/x-ndjson",
+        "application/smile",
+        "application/yaml",
+        "application/cbor",
+        "application/vnd.elasticsearch+json",
+        "application/vnd.elasticsearch+x-ndjson",
+        "application/vnd.elasticsearch+smile",
+        "application/vnd.elasticsearch+yaml",
+        "application/vnd.elasticsearch+cbor",
+    }
+)
 _NUMERIC = {"double": float, "float": float, "long": int, "integer": int, "short": int}
 
 
@@ -120,8 +132,9 @@ class _Index:
 class ElasticsearchStandIn:
     """In-memory Elasticsearch subset on ``http://127.0.0.1:<port>``; start/stop from tests."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, store: bool = True,
-                 version: str | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, store: bool = True, version: str | None = None
+    ) -> None:
         """``store=False`` answers bulk items as created without parsing or keeping the documents
         (a null endpoint for benchmarks that measure the client side of bulk requests).
         ``version`` is the Elasticsearch version to model (default: the one compose pins)."""
@@ -194,8 +207,11 @@ class ElasticsearchStandIn:
     def documents(self, pattern: str = "*") -> list[dict[str, Any]]:
         """Every stored document (``_index``, ``_id``, ``_source``) in indices matching ``pattern``."""
         with self._lock:
-            return [{"_index": ix.name, "_id": i, "_source": d}
-                    for ix in self._resolve(pattern, allow_missing=True) for i, d in ix.docs.items()]
+            return [
+                {"_index": ix.name, "_id": i, "_source": d}
+                for ix in self._resolve(pattern, allow_missing=True)
+                for i, d in ix.docs.items()
+            ]
 
     # ------------------------------------------------------------------ index resolution
     def _resolve(self, expr: str, *, allow_missing: bool = False) -> list[_Index]:
@@ -209,15 +225,24 @@ class ElasticsearchStandIn:
             elif part in self.indices:
                 out.append(self.indices[part])
             elif not allow_missing:
-                raise _EsError(404, "index_not_found_exception", f"no such index [{part}]",
-                               index=part, **{"resource.type": "index_or_alias", "resource.id": part})
+                raise _EsError(
+                    404,
+                    "index_not_found_exception",
+                    f"no such index [{part}]",
+                    index=part,
+                    **{"resource.type": "index_or_alias", "resource.id": part},
+                )
         seen: set[str] = set()
         return [ix for ix in out if not (ix.name in seen or seen.add(ix.name))]
 
     def _create_index(self, name: str, body: dict[str, Any] | None = None) -> _Index:
         if name in self.indices:
-            raise _EsError(400, "resource_already_exists_exception", f"index [{name}/{self.indices[name].uuid}] already exists",
-                           index=name)
+            raise _EsError(
+                400,
+                "resource_already_exists_exception",
+                f"index [{name}/{self.indices[name].uuid}] already exists",
+                index=name,
+            )
         if name != name.lower() or name.startswith(("-", "_", "+")) or any(c in name for c in ' "*\\<|,>/?#:'):
             raise _EsError(400, "invalid_index_name_exception", f"Invalid index name [{name}]", index=name)
         mappings: dict[str, Any] = {}
@@ -245,8 +270,15 @@ class ElasticsearchStandIn:
         dynamic mappings for new fields."""
         self._check_object(ix.mappings, ix.mappings.get("properties", {}), doc, "", doc_id, ix.mappings)
 
-    def _check_object(self, root: dict[str, Any], props: dict[str, Any], obj: dict[str, Any], prefix: str,
-                      doc_id: str, owner: dict[str, Any]) -> None:
+    def _check_object(
+        self,
+        root: dict[str, Any],
+        props: dict[str, Any],
+        obj: dict[str, Any],
+        prefix: str,
+        doc_id: str,
+        owner: dict[str, Any],
+    ) -> None:
         for key, value in obj.items():
             path = f"{prefix}{key}"
             if value is None:
@@ -255,8 +287,11 @@ class ElasticsearchStandIn:
             if m is None:
                 if owner.get("dynamic") in (False, "false", "strict"):
                     if owner.get("dynamic") == "strict":
-                        raise _EsError(400, "strict_dynamic_mapping_exception",
-                                       f"mapping set to strict, dynamic introduction of [{key}] within [_doc] is not allowed")
+                        raise _EsError(
+                            400,
+                            "strict_dynamic_mapping_exception",
+                            f"mapping set to strict, dynamic introduction of [{key}] within [_doc] is not allowed",
+                        )
                     continue
                 m = self._dynamic_mapping(root, value)
                 props[key] = m
@@ -276,11 +311,15 @@ class ElasticsearchStandIn:
         else:
             kind = "string"
         for tpl in root.get("dynamic_templates", []):
-            (_name, spec), = tpl.items()
+            ((_name, spec),) = tpl.items()
             if spec.get("match_mapping_type") in (kind, "*"):
                 return dict(spec["mapping"])
-        return {"string": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}},
-                "long": {"type": "long"}, "double": {"type": "float"}, "boolean": {"type": "boolean"}}[kind]
+        return {
+            "string": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}},
+            "long": {"type": "long"},
+            "double": {"type": "float"},
+            "boolean": {"type": "boolean"},
+        }[kind]
 
     def _check_value(self, root: dict[str, Any], m: dict[str, Any], value: Any, path: str, doc_id: str) -> None:
         kind = m.get("type", "object")
@@ -292,23 +331,32 @@ class ElasticsearchStandIn:
 
         def fail(detail: str) -> None:
             preview = value if not isinstance(value, str) else f"'{value}'"
-            raise _EsError(400, "document_parsing_exception",
-                           f"[1:1] failed to parse field [{path}] of type [{kind}] in document with id "
-                           f"'{doc_id}'. Preview of field's value: {preview}",
-                           caused_by={"type": "illegal_argument_exception", "reason": detail})
+            raise _EsError(
+                400,
+                "document_parsing_exception",
+                f"[1:1] failed to parse field [{path}] of type [{kind}] in document with id "
+                f"'{doc_id}'. Preview of field's value: {preview}",
+                caused_by={"type": "illegal_argument_exception", "reason": detail},
+            )
 
         if kind == "object":
             if not isinstance(value, dict):
-                raise _EsError(400, "document_parsing_exception",
-                               f"[1:1] object mapping for [{path}] tried to parse field [{path}] as object, "
-                               "but found a concrete value")
+                raise _EsError(
+                    400,
+                    "document_parsing_exception",
+                    f"[1:1] object mapping for [{path}] tried to parse field [{path}] as object, "
+                    "but found a concrete value",
+                )
             self._check_object(root, m.setdefault("properties", {}), value, f"{path}.", doc_id, m)
             return
         if isinstance(value, dict):
-            raise _EsError(400, "document_parsing_exception",
-                           f"[1:1] failed to parse field [{path}] of type [{kind}] in document with id '{doc_id}'. "
-                           "Preview of field's value: '{...}'",
-                           caused_by={"type": "illegal_state_exception", "reason": "Can't get text on a START_OBJECT"})
+            raise _EsError(
+                400,
+                "document_parsing_exception",
+                f"[1:1] failed to parse field [{path}] of type [{kind}] in document with id '{doc_id}'. "
+                "Preview of field's value: '{...}'",
+                caused_by={"type": "illegal_state_exception", "reason": "Can't get text on a START_OBJECT"},
+            )
         if kind in _NUMERIC:
             if isinstance(value, bool):
                 fail("Current token (VALUE_TRUE/FALSE) not numeric")
@@ -341,17 +389,27 @@ class ElasticsearchStandIn:
         if not isinstance(source, dict):
             raise _EsError(400, "document_parsing_exception", "[1:1] malformed document: not an object")
         if op == "create" and doc_id in ix.docs:
-            raise _EsError(409, "version_conflict_engine_exception",
-                           f"[{doc_id}]: version conflict, document already exists (current version "
-                           f"[{ix.versions[doc_id]}])", index=index, shard="0", index_uuid=ix.uuid)
+            raise _EsError(
+                409,
+                "version_conflict_engine_exception",
+                f"[{doc_id}]: version conflict, document already exists (current version [{ix.versions[doc_id]}])",
+                index=index,
+                shard="0",
+                index_uuid=ix.uuid,
+            )
         self._apply_mapping(ix, source, doc_id)
         existed = doc_id in ix.docs
         ix.docs[doc_id] = source
         ix.versions[doc_id] = ix.versions.get(doc_id, 0) + 1
-        result = {"_index": index, "_id": doc_id, "_version": ix.versions[doc_id],
-                  "result": "updated" if existed else "created",
-                  "_shards": {"total": 1, "successful": 1, "failed": 0},
-                  "_seq_no": next(self._seq), "_primary_term": 1}
+        result = {
+            "_index": index,
+            "_id": doc_id,
+            "_version": ix.versions[doc_id],
+            "result": "updated" if existed else "created",
+            "_shards": {"total": 1, "successful": 1, "failed": 0},
+            "_seq_no": next(self._seq),
+            "_primary_term": 1,
+        }
         return (200 if existed else 201), result
 
     def _bulk(self, default_index: str | None, body: bytes) -> dict[str, Any]:
@@ -361,39 +419,76 @@ class ElasticsearchStandIn:
         while i < len(lines):
             try:
                 action = json.loads(lines[i])
-                (op, meta), = action.items()
+                ((op, meta),) = action.items()
             except (ValueError, AttributeError) as exc:
-                raise _EsError(400, "x_content_parse_exception", f"[1:1] malformed action/metadata line [{i + 1}]: {exc}") from None
+                raise _EsError(
+                    400, "x_content_parse_exception", f"[1:1] malformed action/metadata line [{i + 1}]: {exc}"
+                ) from None
             if op not in ("index", "create"):
-                raise _EsError(400, "illegal_argument_exception", f"Malformed action/metadata line [{i + 1}], "
-                               f"expected one of [create, index] in this stand-in but found [{op}]")
+                raise _EsError(
+                    400,
+                    "illegal_argument_exception",
+                    f"Malformed action/metadata line [{i + 1}], "
+                    f"expected one of [create, index] in this stand-in but found [{op}]",
+                )
             if i + 1 >= len(lines):
-                raise _EsError(400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]")
+                raise _EsError(
+                    400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"
+                )
             index = meta.get("_index") or default_index
             doc_id = meta.get("_id")
             i += 2
             if self._fail_items:
                 status = self._fail_items.pop(0)
-                items.append({op: {"_index": index, "_id": doc_id, "status": status, "error": {
-                    "type": "es_rejected_execution_exception" if status == 429 else "unavailable_shards_exception",
-                    "reason": "injected failure"}}})
+                items.append(
+                    {
+                        op: {
+                            "_index": index,
+                            "_id": doc_id,
+                            "status": status,
+                            "error": {
+                                "type": "es_rejected_execution_exception"
+                                if status == 429
+                                else "unavailable_shards_exception",
+                                "reason": "injected failure",
+                            },
+                        }
+                    }
+                )
                 continue
             if not self.store:
-                items.append({op: {"_index": index, "_id": doc_id, "_version": 1, "result": "created",
-                                   "status": 201}})
+                items.append({op: {"_index": index, "_id": doc_id, "_version": 1, "result": "created", "status": 201}})
                 continue
             try:
                 source = json.loads(lines[i - 1])
                 if index is None:
-                    raise _EsError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
+                    raise _EsError(
+                        400, "action_request_validation_exception", "Validation Failed: 1: index is missing;"
+                    )
                 status, result = self._write(index, doc_id, source, op)
                 items.append({op: {**result, "status": status}})
             except ValueError as exc:
-                items.append({op: {"_index": index, "_id": doc_id, "status": 400, "error": {
-                    "type": "document_parsing_exception", "reason": f"[1:1] failed to parse: {exc}"}}})
+                items.append(
+                    {
+                        op: {
+                            "_index": index,
+                            "_id": doc_id,
+                            "status": 400,
+                            "error": {"type": "document_parsing_exception", "reason": f"[1:1] failed to parse: {exc}"},
+                        }
+                    }
+                )
             except _EsError as exc:
-                items.append({op: {"_index": index, "_id": doc_id, "status": exc.status,
-                                   "error": {"type": exc.type, "reason": exc.reason, **exc.extra}}})
+                items.append(
+                    {
+                        op: {
+                            "_index": index,
+                            "_id": doc_id,
+                            "status": exc.status,
+                            "error": {"type": exc.type, "reason": exc.reason, **exc.extra},
+                        }
+                    }
+                )
         return {"took": 1, "errors": any("error" in next(iter(it.values())) for it in items), "items": items}
 
     # ------------------------------------------------------------------ search
@@ -401,11 +496,11 @@ class ElasticsearchStandIn:
         if not query or "match_all" in query:
             return True
         if "term" in query:
-            (field, cond), = query["term"].items()
+            ((field, cond),) = query["term"].items()
             value = cond.get("value") if isinstance(cond, dict) else cond
             return _get(doc, field) == value
         if "terms" in query:
-            (field, values), = ((k, v) for k, v in query["terms"].items() if k != "boost")
+            ((field, values),) = ((k, v) for k, v in query["terms"].items() if k != "boost")
             return _get(doc, field) in values
         if "ids" in query:
             return doc.get("_id") in query["ids"].get("values", [])
@@ -413,7 +508,8 @@ class ElasticsearchStandIn:
             b = query["bool"]
             musts = _as_list(b.get("must")) + _as_list(b.get("filter"))
             return all(self._matches(doc, q) for q in musts) and not any(
-                self._matches(doc, q) for q in _as_list(b.get("must_not")))
+                self._matches(doc, q) for q in _as_list(b.get("must_not"))
+            )
         raise _EsError(400, "parsing_exception", f"query {next(iter(query))} is not supported by the stand-in")
 
     def _search(self, expr: str, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
@@ -425,16 +521,25 @@ class ElasticsearchStandIn:
         for spec in reversed(_as_list(body.get("sort"))):
             field, order = (spec, "asc") if isinstance(spec, str) else next(iter(spec.items()))
             order = order.get("order", "asc") if isinstance(order, dict) else order
-            hits.sort(key=lambda h, f=field: (_get(h["_source"], f) is None, _get(h["_source"], f) or 0),
-                      reverse=order == "desc")
+            hits.sort(
+                key=lambda h, f=field: (_get(h["_source"], f) is None, _get(h["_source"], f) or 0),
+                reverse=order == "desc",
+            )
         size = int(params.get("size", body.get("size", 10)))
         start = int(params.get("from", body.get("from", 0)))
-        out = {"took": 1, "timed_out": False, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
-               "hits": {"total": {"value": len(hits), "relation": "eq"}, "max_score": 1.0 if hits else None,
-                        "hits": hits[start:start + size]}}
+        out = {
+            "took": 1,
+            "timed_out": False,
+            "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+            "hits": {
+                "total": {"value": len(hits), "relation": "eq"},
+                "max_score": 1.0 if hits else None,
+                "hits": hits[start : start + size],
+            },
+        }
         if "scroll" in params:
             sid = uuid.uuid4().hex
-            self._scrolls[sid] = hits[start + size:]
+            self._scrolls[sid] = hits[start + size :]
             out["_scroll_id"] = sid
             self._scroll_size = size
         return out
@@ -445,9 +550,13 @@ class ElasticsearchStandIn:
             raise _EsError(404, "search_phase_execution_exception", "No search context found for id")
         size = getattr(self, "_scroll_size", 10)
         page, self._scrolls[sid] = rest[:size], rest[size:]
-        return {"_scroll_id": sid, "took": 1, "timed_out": False,
-                "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
-                "hits": {"total": {"value": len(page), "relation": "eq"}, "hits": page}}
+        return {
+            "_scroll_id": sid,
+            "took": 1,
+            "timed_out": False,
+            "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+            "hits": {"total": {"value": len(page), "relation": "eq"}, "hits": page},
+        }
 
     # ------------------------------------------------------------------ REST compatibility
     def compatible_version(self, accept: str | None, content_type: str | None, has_body: bool) -> int | None:
@@ -470,29 +579,38 @@ class ElasticsearchStandIn:
 
         def refuse(reason: str) -> _EsError:
             self.refused_media_types += 1
-            return _EsError(400, "media_type_header_exception",
-                            "Invalid media-type value on headers [Accept, Content-Type]",
-                            caused_by={"type": "status_exception", "reason": reason})
+            return _EsError(
+                400,
+                "media_type_header_exception",
+                "Invalid media-type value on headers [Accept, Content-Type]",
+                caused_by={"type": "status_exception", "reason": reason},
+            )
 
         if not minimum <= accept_v <= current:
-            raise refuse(f"Accept version must be either version {current} or {minimum}, but found {accept_v}. "
-                         f"Accept={accept}")
+            raise refuse(
+                f"Accept version must be either version {current} or {minimum}, but found {accept_v}. Accept={accept}"
+            )
         if has_body:
             if not minimum <= content_v <= current:
-                raise refuse(f"Content-Type version must be either version {current} or {minimum}, but found "
-                             f"{content_v}. Content-Type={content_type}")
+                raise refuse(
+                    f"Content-Type version must be either version {current} or {minimum}, but found "
+                    f"{content_v}. Content-Type={content_type}"
+                )
             if content_v != accept_v:
-                raise refuse("A compatible version is required on both Content-Type and Accept headers if either "
-                             "one has requested a compatible version and the compatible versions must match. "
-                             f"Accept={accept}, Content-Type={content_type}")
+                raise refuse(
+                    "A compatible version is required on both Content-Type and Accept headers if either "
+                    "one has requested a compatible version and the compatible versions must match. "
+                    f"Accept={accept}, Content-Type={content_type}"
+                )
             if (c_version is None) != (a_version is None):
-                raise refuse("A compatible version is required on both Content-Type and Accept headers if either "
-                             f"one has requested a compatible version. Accept={accept}, Content-Type={content_type}")
+                raise refuse(
+                    "A compatible version is required on both Content-Type and Accept headers if either "
+                    f"one has requested a compatible version. Accept={accept}, Content-Type={content_type}"
+                )
         return a_version
 
     # ------------------------------------------------------------------ routing
-    def handle(self, method: str, raw_path: str, body: bytes,
-               headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    def handle(self, method: str, raw_path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """Answer one request: ``(status, JSON payload or None)``. ``headers`` (lower-case names)
         are checked for REST compatibility first; without them the request is taken as sent by
         a client of the modelled version."""
@@ -525,12 +643,20 @@ class ElasticsearchStandIn:
             # Wire/index compatibility: a major talks to the last minor of the previous major
             # (8.x: 7.17 / 7.0 indices; 9.x: 8.19 / 8.0) - docs "Upgrade Elasticsearch".
             wire = "7.17.0" if self.major == 8 else f"{self.major - 1}.19.0"
-            return 200, {"name": "standin", "cluster_name": "es-standin", "cluster_uuid": "standin",
-                         "version": {"number": self.version, "build_flavor": "default", "build_type": "docker",
-                                     "build_snapshot": False,
-                                     "minimum_wire_compatibility_version": wire,
-                                     "minimum_index_compatibility_version": f"{self.major - 1}.0.0"},
-                         "tagline": "You Know, for Search"}
+            return 200, {
+                "name": "standin",
+                "cluster_name": "es-standin",
+                "cluster_uuid": "standin",
+                "version": {
+                    "number": self.version,
+                    "build_flavor": "default",
+                    "build_type": "docker",
+                    "build_snapshot": False,
+                    "minimum_wire_compatibility_version": wire,
+                    "minimum_index_compatibility_version": f"{self.major - 1}.0.0",
+                },
+                "tagline": "You Know, for Search",
+            }
         head = parts[0]
         if head == "_bulk" or (len(parts) == 2 and parts[1] == "_bulk"):
             if method not in ("POST", "PUT"):
@@ -538,8 +664,11 @@ class ElasticsearchStandIn:
             self.bulk_requests += 1
             if self._fail_requests:
                 status = self._fail_requests.pop(0)
-                raise _EsError(status, "unavailable_shards_exception" if status >= 500 else "es_rejected_execution_exception",
-                               "injected failure of the whole request")
+                raise _EsError(
+                    status,
+                    "unavailable_shards_exception" if status >= 500 else "es_rejected_execution_exception",
+                    "injected failure of the whole request",
+                )
             return 200, self._bulk(None if head == "_bulk" else head, body)
         if head == "_index_template" and len(parts) == 2:
             name = parts[1]
@@ -570,7 +699,9 @@ class ElasticsearchStandIn:
             expr = "*" if head == "_search" else head
             return 200, self._search(expr, self._json(body), params)
         if head.startswith("_"):
-            raise _EsError(400, "illegal_argument_exception", f"{method} /{'/'.join(parts)} is not supported by the stand-in")
+            raise _EsError(
+                400, "illegal_argument_exception", f"{method} /{'/'.join(parts)} is not supported by the stand-in"
+            )
         index = head
         if len(parts) == 1:
             if method == "HEAD":
@@ -580,8 +711,10 @@ class ElasticsearchStandIn:
                 self._create_index(index, self._json(body))
                 return 200, {"acknowledged": True, "shards_acknowledged": True, "index": index}
             if method == "GET":
-                return 200, {ix.name: {"mappings": ix.mappings, "settings": {"index": ix.settings}}
-                             for ix in self._resolve(index)}
+                return 200, {
+                    ix.name: {"mappings": ix.mappings, "settings": {"index": ix.settings}}
+                    for ix in self._resolve(index)
+                }
         if len(parts) == 2 and parts[1] == "_mapping" and method == "GET":
             return 200, {ix.name: {"mappings": ix.mappings} for ix in self._resolve(index)}
         if len(parts) in (2, 3) and parts[1] in ("_doc", "_create"):
@@ -590,12 +723,21 @@ class ElasticsearchStandIn:
                 ix = self._resolve(index)[0]
                 if doc_id not in ix.docs:
                     return 404, {"_index": index, "_id": doc_id, "found": False}
-                return 200, {"_index": index, "_id": doc_id, "_version": ix.versions[doc_id], "_seq_no": 0,
-                             "_primary_term": 1, "found": True, "_source": ix.docs[doc_id]}
+                return 200, {
+                    "_index": index,
+                    "_id": doc_id,
+                    "_version": ix.versions[doc_id],
+                    "_seq_no": 0,
+                    "_primary_term": 1,
+                    "found": True,
+                    "_source": ix.docs[doc_id],
+                }
             if method in ("PUT", "POST"):
                 op = "create" if parts[1] == "_create" or params.get("op_type") == "create" else "index"
                 return self._write(index, doc_id, self._json(body), op)
-        raise _EsError(400, "illegal_argument_exception", f"{method} /{'/'.join(parts)} is not supported by the stand-in")
+        raise _EsError(
+            400, "illegal_argument_exception", f"{method} /{'/'.join(parts)} is not supported by the stand-in"
+        )
 
 
 def _compat_param(media_type: str | None) -> int | None:
@@ -608,10 +750,12 @@ def _compat_param(media_type: str | None) -> int | None:
             try:
                 return int(value.strip())
             except ValueError:
-                raise _EsError(400, "media_type_header_exception",
-                               "Invalid media-type value on headers [Accept, Content-Type]",
-                               caused_by={"type": "illegal_argument_exception",
-                                          "reason": f"invalid media-type [{media_type}]"}) from None
+                raise _EsError(
+                    400,
+                    "media_type_header_exception",
+                    "Invalid media-type value on headers [Accept, Content-Type]",
+                    caused_by={"type": "illegal_argument_exception", "reason": f"invalid media-type [{media_type}]"},
+                ) from None
     return None
 
 
@@ -673,8 +817,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("X-Elastic-Product", "Elasticsearch")
         asked = _compat_param(headers.get("accept")) if status < 400 else None
-        self.send_header("Content-Type", "application/json" if asked is None
-                         else f"application/vnd.elasticsearch+json;compatible-with={asked}")
+        self.send_header(
+            "Content-Type",
+            "application/json" if asked is None else f"application/vnd.elasticsearch+json;compatible-with={asked}",
+        )
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if data:

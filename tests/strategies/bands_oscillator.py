@@ -12,8 +12,7 @@ class BandsOscillator(Strategy):
     startup_candle_count = 300
     base_panes = ("macd",)
     indicators = {
-        "bb": ta("bbands", length=20, std=2.0, plot="overlay",
-                 columns={"lower": "BBL", "mid": "BBM", "upper": "BBU"}),
+        "bb": ta("bbands", length=20, std=2.0, plot="overlay", columns={"lower": "BBL", "mid": "BBM", "upper": "BBU"}),
         "adx": ta("adx", length=14, plot="pane", levels=(25,), columns={"adx": "ADX"}),
         "stoch": ta("stoch", levels=(20, 80), columns={"k": "STOCHk", "d": "STOCHd"}),
     }

@@ -16,7 +16,9 @@ class BollingerTrail(Strategy):
     default_interval = "1h"
     startup_candle_count = 400  # the base RSI it reads is Wilder-smoothed: a few hundred candles
     Params = Params
-    indicators = {"bb": ta("bbands", length=20, std=2.0, window=60, columns={"lower": "BBL", "mid": "BBM", "upper": "BBU"})}
+    indicators = {
+        "bb": ta("bbands", length=20, std=2.0, window=60, columns={"lower": "BBL", "mid": "BBM", "upper": "BBU"})
+    }
     stop_loss = per_side(long=fixed(0.03), short=fixed(0.03))
     take_profit = per_side(long=level("bb_upper"), short=level("bb_lower"))
     trailing_stop = trailing("trail_pct")

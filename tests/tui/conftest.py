@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.tui.runtime import RuntimeOptions
 
 JAN = "ETHUSDT-1h-2022-01.csv"
@@ -39,8 +38,12 @@ def replay_opts(jan_1h: Path) -> Callable[..., RuntimeOptions]:
 @pytest.fixture(autouse=True)
 def _no_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No API keys and no user config file leak into a test."""
-    for var in ("BINANCE_API_KEY", "BINANCE_API_SECRET", "TRADECONSOLE_BINANCE_API_KEY",
-                "TRADECONSOLE_BINANCE_API_SECRET"):
+    for var in (
+        "BINANCE_API_KEY",
+        "BINANCE_API_SECRET",
+        "TRADECONSOLE_BINANCE_API_KEY",
+        "TRADECONSOLE_BINANCE_API_SECRET",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TRADECONSOLE_CONFIG", str(tmp_path / "no-config.toml"))
 
@@ -68,7 +71,14 @@ def screen_text(app) -> str:
     from rich.console import Console
 
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True, force_terminal=True,
-                      color_system="truecolor", legacy_windows=False)
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        record=True,
+        force_terminal=True,
+        color_system="truecolor",
+        legacy_windows=False,
+    )
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()

@@ -10,8 +10,6 @@ import re
 import sqlite3
 
 import pytest
-
-from tests.tui.conftest import screen_text, unreachable, wait_for
 from tradeconsole.tui.app import TradeConsoleApp
 from tradeconsole.tui.runtime import Runtime
 from tradeconsole.tui.screens.dashboard import DashboardScreen
@@ -25,6 +23,8 @@ from tradeconsole.tui.screens.dialogs import (
 )
 from tradeconsole.tui.screens.help import HelpScreen
 from tradeconsole.tui.widgets.candles import CandleChart
+
+from tests.tui.conftest import screen_text, unreachable, wait_for
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]
 
@@ -81,8 +81,11 @@ async def test_start_stop_and_pause_entries(replay_opts):
 
         await pilot.press("p")
         await wait_for(pilot, lambda: engine.sessions[KEY].entries_paused, what="PauseEntries")
-        await wait_for(pilot, lambda: any("new entries paused" in line.text for line in app.collector.log_since(0)),
-                       what="the engine's acknowledgement in the log")
+        await wait_for(
+            pilot,
+            lambda: any("new entries paused" in line.text for line in app.collector.log_since(0)),
+            what="the engine's acknowledgement in the log",
+        )
         await pilot.pause(0.3)
         assert "entries paused" in screen_text(app)
         await pilot.press("p")
@@ -156,8 +159,11 @@ async def test_interval_switch_builds_a_new_runtime(replay_opts, data_1h):
         rt = app.runtime
         assert [s.key for s in rt.specs] == ["ETHUSDT:5m:basic"]
         assert rt.opts.replay.endswith("5m")
-        await wait_for(pilot, lambda: (s := app.collector.snapshot().session("ETHUSDT:5m:basic")) is not None
-                       and s.closed_total > 0, what="5m candles")
+        await wait_for(
+            pilot,
+            lambda: (s := app.collector.snapshot().session("ETHUSDT:5m:basic")) is not None and s.closed_total > 0,
+            what="5m candles",
+        )
         await pilot.pause(0.3)
         assert "ETHUSDT 5m basic" in screen_text(app).splitlines()[0]
         rt = await quit_cleanly(pilot, app)
@@ -277,7 +283,6 @@ async def test_footer_shows_the_keys_at_80x24(replay_opts):
         await quit_cleanly(pilot, app)
 
 
-
 async def test_two_sessions_side_by_side(replay_opts):
     """Two strategies on one feed: the header says which one is shown, ``n`` switches, and the
     position panel always lists the other session."""
@@ -307,9 +312,16 @@ async def test_charts_show_the_last_candle_once_the_data_stops(replay_opts):
         await start(pilot)
         chart = app.screen.query_one(CandleChart)
         last = session(app).candles[-1]
-        await wait_for(pilot, lambda: chart._data is not None and chart._data.candles[-1] == last
-                       and chart._data.position == session(app).position and app.charts_settled(),
-                       what="the final candle and position on the chart")
+        await wait_for(
+            pilot,
+            lambda: (
+                chart._data is not None
+                and chart._data.candles[-1] == last
+                and chart._data.position == session(app).position
+                and app.charts_settled()
+            ),
+            what="the final candle and position on the chart",
+        )
         rt = await quit_cleanly(pilot, app)
     assert_closed(rt)
 
@@ -317,8 +329,9 @@ async def test_charts_show_the_last_candle_once_the_data_stops(replay_opts):
 async def test_live_paper_session_on_the_binance_stand_in(monkeypatch):
     """No replay: the console probes the (local stand-in) Binance host, starts the real kline
     stream, warms up over REST, then draws candles as the stand-in's clock moves."""
-    from tests.servers.binance_market import BinanceMarketServer, shared_series
     from tradeconsole.tui.runtime import RuntimeOptions
+
+    from tests.servers.binance_market import BinanceMarketServer, shared_series
 
     with BinanceMarketServer({("ETHUSDT", "1h"): shared_series("ETHUSDT", "1h")}) as server:
         for name, value in server.env().items():
@@ -327,8 +340,9 @@ async def test_live_paper_session_on_the_binance_stand_in(monkeypatch):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.runtime is not None, what="startup")
             assert app.runtime.replay_candles is None and app.runtime.trading_mode == "paper"
-            await wait_for(pilot, lambda: (s := session(app)) is not None and s.closed_total >= 900,
-                           what="the REST warm-up")
+            await wait_for(
+                pilot, lambda: (s := session(app)) is not None and s.closed_total >= 900, what="the REST warm-up"
+            )
             before = session(app).closed_total
             server.advance(2)
             await wait_for(pilot, lambda: session(app).closed_total >= before + 2, what="live candles")

@@ -6,18 +6,17 @@ import csv
 import threading
 
 import pytest
-
 from tradeconsole.backtest.data import load_candles, slice_by_time
 from tradeconsole.backtest.metrics import compute_metrics
 from tradeconsole.backtest.runner import run_backtest
 from tradeconsole.core.broker import BrokerSettings
 from tradeconsole.core.strategies import make_strategy
-from tests.tui.conftest import screen_text, wait_for
 from tradeconsole.tui.app import TradeConsoleApp
-from tradeconsole.tui.screens.dialogs import QuitDialog
 from tradeconsole.tui.screens.backtest import BacktestScreen, SortableTable, parse_request
 from tradeconsole.tui.screens.dashboard import DashboardScreen
-from tradeconsole.tui.screens.dialogs import TextDialog
+from tradeconsole.tui.screens.dialogs import QuitDialog, TextDialog
+
+from tests.tui.conftest import screen_text, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -26,8 +25,14 @@ H1_2022 = (1640995200000, 1656633600000)  # 2022-01-01 .. 2022-07-01 UTC
 
 def expected_metrics(data_1h, strategy: str) -> dict:
     candles = slice_by_time(load_candles(data_1h, interval="1h")[0], *H1_2022)
-    result = run_backtest(candles, make_strategy(strategy), symbol="ETHUSDT", interval="1h", fill_model="realistic",
-                          settings=BrokerSettings(initial_cash=10_000.0, fee_rate=0.0004))
+    result = run_backtest(
+        candles,
+        make_strategy(strategy),
+        symbol="ETHUSDT",
+        interval="1h",
+        fill_model="realistic",
+        settings=BrokerSettings(initial_cash=10_000.0, fee_rate=0.0004),
+    )
     return compute_metrics(result)
 
 
@@ -163,13 +168,32 @@ async def test_cancel_and_errors_are_reported(replay_opts, data_1h):
 
 def test_form_parsing():
     # the CLI's units: fractions (fee 0.0004 = 0.04%), bps; strategy parameters by their names
-    base = {"strategy": "basic", "symbol": "ethusdt", "interval": "5m", "data": "", "from": "2022-09-01",
-            "to": "2022-10-01", "fill_model": "seed", "fee": "0.0004", "param:stop_loss_pct": "0.015",
-            "param:take_profit_pct": "0.03", "cash": "10,000", "leverage": "2", "slippage_bps": "1.5",
-            "funding_rate": "0.0001", "param:rsi_oversold": "35"}
+    base = {
+        "strategy": "basic",
+        "symbol": "ethusdt",
+        "interval": "5m",
+        "data": "",
+        "from": "2022-09-01",
+        "to": "2022-10-01",
+        "fill_model": "seed",
+        "fee": "0.0004",
+        "param:stop_loss_pct": "0.015",
+        "param:take_profit_pct": "0.03",
+        "cash": "10,000",
+        "leverage": "2",
+        "slippage_bps": "1.5",
+        "funding_rate": "0.0001",
+        "param:rsi_oversold": "35",
+    }
     req, errors = parse_request(base)
     assert errors == [] and req is not None
-    assert (req.symbol, req.fee_rate, req.stop_loss_pct, req.take_profit_pct, req.cash) == ("ETHUSDT", 0.0004, 0.015, 0.03, 10_000)
+    assert (req.symbol, req.fee_rate, req.stop_loss_pct, req.take_profit_pct, req.cash) == (
+        "ETHUSDT",
+        0.0004,
+        0.015,
+        0.03,
+        10_000,
+    )
     assert (req.leverage, req.slippage_bps, req.funding_rate_8h) == (2.0, 1.5, 0.0001)
     assert dict(req.params)["rsi_oversold"] == 35.0 and dict(req.params)["rsi_overbought"] == 70.0  # default kept
     assert req.start_ms == 1661990400000 and req.source().endswith("binance/spot/ETHUSDT/5m")
@@ -246,10 +270,17 @@ async def test_a_window_warms_up_on_earlier_candles_like_the_cli(replay_opts, da
     start, end = parse_utc_ms("2022-03-01"), parse_utc_ms("2022-07-01")
     candles, warmup = window_with_warmup(load_candles(data_1h, interval="1h")[0], start, end)
     assert warmup > 1000
-    want = compute_metrics(run_backtest(candles, make_strategy("engulfing"), symbol="ETHUSDT", interval="1h",
-                                        fill_model="realistic", settings=BrokerSettings(initial_cash=10_000.0,
-                                                                                   fee_rate=0.0004),
-                                        warmup=warmup))
+    want = compute_metrics(
+        run_backtest(
+            candles,
+            make_strategy("engulfing"),
+            symbol="ETHUSDT",
+            interval="1h",
+            fill_model="realistic",
+            settings=BrokerSettings(initial_cash=10_000.0, fee_rate=0.0004),
+            warmup=warmup,
+        )
+    )
     app = TradeConsoleApp(replay_opts())
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_backtest(pilot)

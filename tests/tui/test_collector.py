@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from tradeconsole.backtest.replay import ReplaySource
 from tradeconsole.core.engine import Engine, SessionSpec, SwitchStrategy
 from tradeconsole.core.events import CandleEvent, CandleUpdateEvent, ConnectionEvent, EngineStateEvent
@@ -39,13 +38,17 @@ def test_collector_mirrors_the_engine(candles_1h):
         broker = engine.sessions[KEY].broker
         assert s is not None and s.closed_total == 744
         # every fill the broker made is in the trades list, in order, and marked on the chart
-        assert [(f.time, f.price, f.reason) for f in s.fills] == [(f.time, f.price, f.reason.value) for f in broker.fills]
+        assert [(f.time, f.price, f.reason) for f in s.fills] == [
+            (f.time, f.price, f.reason.value) for f in broker.fills
+        ]
         assert len(s.markers) == len(broker.fills) > 0
         assert s.position == broker.position and s.position is not None  # January ends holding a short
         assert s.equity is not None and s.equity.cash == pytest.approx(broker.cash)
         # the orders protecting the open short are the working ones
         assert sorted((o.kind, o.side, o.price) for o in s.working) == [
-            ("STOP_MARKET", "BUY", s.position.stop_price), ("TAKE_PROFIT_MARKET", "BUY", s.position.target_price)]
+            ("STOP_MARKET", "BUY", s.position.stop_price),
+            ("TAKE_PROFIT_MARKET", "BUY", s.position.target_price),
+        ]
         assert {o.status for o in s.orders} >= {"new", "filled", "canceled"}
         # the last closed candle is the replay's last; no open candle is left after it closed
         assert s.candles[-1] == candles.candle(743)
@@ -114,20 +117,35 @@ def test_delivery_status_is_kept_apart_from_market_data():
     env = dict(run_id="r", mode="paper")
     c(ConnectionEvent(event_id="f", time=1, source="replay", state="connected", **env))
     for k in range(10):
-        c(ConnectionEvent(event_id=f"k{k}", time=k, source="kafka", state="connected", lag_ms=12.0 + k,
-                          detail=f"sent {k} acked", **env))
+        c(
+            ConnectionEvent(
+                event_id=f"k{k}",
+                time=k,
+                source="kafka",
+                state="connected",
+                lag_ms=12.0 + k,
+                detail=f"sent {k} acked",
+                **env,
+            )
+        )
     c(ConnectionEvent(event_id="k-down", time=20, source="kafka", state="reconnecting", **env))
     snap = c.snapshot()
     assert (snap.connection.source, snap.connection.state) == ("replay", "connected")
     assert [(d.source, d.state) for d in snap.delivery] == [("kafka", "reconnecting")]
     assert [line.text.split()[:2] for line in c.log_since(0)] == [
-        ["replay", "connected"], ["kafka", "connected"], ["kafka", "reconnecting"]]
+        ["replay", "connected"],
+        ["kafka", "connected"],
+        ["kafka", "reconnecting"],
+    ]
 
 
 def test_run_ids_masked_for_snapshots():
     c = EventCollector(mask_run_ids=True)
-    c(EngineStateEvent(event_id="e", time=1, run_id="paper-123abc", mode="paper", state="running",
-                       detail="run paper-123abc"))
+    c(
+        EngineStateEvent(
+            event_id="e", time=1, run_id="paper-123abc", mode="paper", state="running", detail="run paper-123abc"
+        )
+    )
     assert [line.text for line in c.log_since(0)] == ["engine running: run <run>"]
 
 

@@ -7,18 +7,19 @@ import os
 import stat
 
 import pytest
-
-from tests.tui.conftest import wait_for
-from tests.tui.test_app import quit_cleanly, start
 from tradeconsole.tui.app import TradeConsoleApp
 from tradeconsole.tui.screens.dashboard import DASHBOARD_BINDINGS
 from tradeconsole.tui.screens.help import HelpScreen
 from tradeconsole.tui.startup import load_theme, save_theme
 
+from tests.tui.test_app import quit_cleanly, start
+
 
 def test_save_theme_edits_one_line_and_keeps_the_file_private(tmp_path):
     cfg = tmp_path / "config.toml"
-    cfg.write_text('# my settings\n[binance]\napi_key = "k"\n\n[ui]\ntheme = "old"\nother = 1\n\n[risk]\nmax_notional = 5\n')
+    cfg.write_text(
+        '# my settings\n[binance]\napi_key = "k"\n\n[ui]\ntheme = "old"\nother = 1\n\n[risk]\nmax_notional = 5\n'
+    )
     os.chmod(cfg, 0o600)
     save_theme(str(cfg), "nord")
     text = cfg.read_text()

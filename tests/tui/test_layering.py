@@ -25,8 +25,12 @@ def imported(path: Path) -> set[str]:
 
 
 def offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
-    return sorted(f"{p.relative_to(TUI)}: {m}" for p in (TUI / folder).glob("*.py") for m in imported(p)
-                  if m.startswith(forbidden))
+    return sorted(
+        f"{p.relative_to(TUI)}: {m}"
+        for p in (TUI / folder).glob("*.py")
+        for m in imported(p)
+        if m.startswith(forbidden)
+    )
 
 
 def test_widgets_never_import_the_app_or_screens():
@@ -39,4 +43,4 @@ def test_screens_never_import_the_app():
 
 def test_charts_are_handed_their_builder():
     source = (TUI / "widgets" / "chart.py").read_text()
-    assert "self.app, \"chart_builder\"" not in source and "chart_builder" not in source
+    assert 'self.app, "chart_builder"' not in source and "chart_builder" not in source

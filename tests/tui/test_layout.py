@@ -4,11 +4,11 @@ What does not fit collapses into the switcher, reachable with number keys and Ta
 from __future__ import annotations
 
 import pytest
+from tradeconsole.tui.app import TradeConsoleApp
+from tradeconsole.tui.screens.dashboard import SWITCHABLE, plan_layout
 
 from tests.tui.conftest import screen_text, wait_for
 from tests.tui.test_app import quit_cleanly, start
-from tradeconsole.tui.app import TradeConsoleApp
-from tradeconsole.tui.screens.dashboard import SWITCHABLE, plan_layout
 
 SIZES = [(w, h) for w in (60, 70, 80, 100, 120, 160, 200, 250) for h in (20, 24, 30, 36, 39, 45, 50, 70)]
 
@@ -18,8 +18,14 @@ def test_every_pane_is_on_screen_or_in_the_switcher(size):
     w, h = size
     plan = plan_layout(w, h)
     rows = h - 2
-    used = plan.top + plan.indicators + plan.log + plan.book + (1 + plan.switcher if plan.tabbed else 0) \
+    used = (
+        plan.top
+        + plan.indicators
+        + plan.log
+        + plan.book
+        + (1 + plan.switcher if plan.tabbed else 0)
         + (2 if plan.narrow else 0)
+    )
     assert used == rows, f"{plan} uses {used} of {rows} rows"
     assert plan.top >= 6, "the chart keeps room for candles"
     for name, _ in SWITCHABLE:
@@ -77,6 +83,7 @@ async def test_resize_moves_panes_between_screen_and_switcher(replay_opts):
 
 # ---------------------------------------------------------------- item 4: never cut what matters
 
+
 @pytest.mark.timeout(60)
 @pytest.mark.asyncio
 @pytest.mark.parametrize("size", [(60, 20), (80, 24), (100, 30)], ids=["60x20", "80x24", "100x30"])
@@ -106,8 +113,9 @@ async def test_numbers_and_log_lines_are_never_cut(replay_opts, size):
 @pytest.mark.timeout(60)
 @pytest.mark.asyncio
 async def test_dialog_text_wraps_instead_of_being_cut(replay_opts, monkeypatch):
-    from tests.tui.conftest import unreachable
     from tradeconsole.tui.screens.dialogs import ReplayOfferDialog
+
+    from tests.tui.conftest import unreachable
 
     monkeypatch.setattr("tradeconsole.tui.app.replay_candidates", lambda *a: [])
     app = TradeConsoleApp(replay_opts(replay=None), network_probe=unreachable)
@@ -120,6 +128,7 @@ async def test_dialog_text_wraps_instead_of_being_cut(replay_opts, monkeypatch):
 
 
 # ---------------------------------------------------------------- item 5: orders = open orders
+
 
 @pytest.mark.timeout(60)
 @pytest.mark.asyncio

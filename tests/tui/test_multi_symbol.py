@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.tui.conftest import JAN, screen_text, wait_for
-from tests.tui.test_app import assert_closed, quit_cleanly
 from tradeconsole.tui.app import TradeConsoleApp
 from tradeconsole.tui.runtime import RuntimeOptions
 from tradeconsole.tui.widgets.orders import OrdersTable
+
+from tests.tui.conftest import JAN, screen_text, wait_for
+from tests.tui.test_app import assert_closed, quit_cleanly
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.asyncio]
 
@@ -32,15 +32,26 @@ def two_markets(tmp_path: Path, jan_1h: Path) -> Path:
     (eth / JAN).write_text(text)
     rows = [line.split(",") for line in text.splitlines() if line and line[0].isdigit()]
     lag = 3
-    lines = [",".join([rows[i][0], *(repr(float(x) * 13) for x in rows[i - lag][1:5]), rows[i - lag][5], rows[i][6],
-                       *rows[i - lag][7:]]) for i in range(lag, len(rows))]
+    lines = [
+        ",".join(
+            [
+                rows[i][0],
+                *(repr(float(x) * 13) for x in rows[i - lag][1:5]),
+                rows[i - lag][5],
+                rows[i][6],
+                *rows[i - lag][7:],
+            ]
+        )
+        for i in range(lag, len(rows))
+    ]
     (btc / JAN.replace("ETHUSDT", "BTCUSDT")).write_text("\n".join(lines) + "\n")
     return eth
 
 
 def _opts(path: Path) -> RuntimeOptions:
-    return RuntimeOptions(strategies=[("engulfing", "1h")], symbol="ETHUSDT", symbols=["ETHUSDT", "BTCUSDT"],
-                          replay=str(path), speed=None)
+    return RuntimeOptions(
+        strategies=[("engulfing", "1h")], symbol="ETHUSDT", symbols=["ETHUSDT", "BTCUSDT"], replay=str(path), speed=None
+    )
 
 
 def _finished(app: TradeConsoleApp) -> bool:

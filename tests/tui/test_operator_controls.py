@@ -8,17 +8,17 @@ whether to leave it protected or flatten it.
 from __future__ import annotations
 
 import pytest
-
 from tradeconsole.backtest.data import load_candles
 from tradeconsole.backtest.runner import run_backtest
 from tradeconsole.core.domain import FillReason
 from tradeconsole.core.strategies import make_strategy
-from tests.tui.conftest import screen_text, wait_for
-from tests.tui.test_app import KEY, assert_closed, finished, quit_cleanly, session, start
 from tradeconsole.tui.app import TradeConsoleApp
 from tradeconsole.tui.runtime import Runtime
 from tradeconsole.tui.screens.dashboard import DashboardScreen
 from tradeconsole.tui.screens.dialogs import ConfirmDialog, QuitDialog
+
+from tests.tui.conftest import screen_text, wait_for
+from tests.tui.test_app import KEY, assert_closed, finished, quit_cleanly, session, start
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]
 
@@ -44,9 +44,17 @@ async def test_stop_with_an_open_position_still_fills_the_stop_at_the_backtest_p
     entry_index = int((trade.entry_time - int(candles.open_time[0])) // 3_600_000)
     app = TradeConsoleApp(replay_opts(), runtime_factory=held_at(entry_index + 1))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.runtime is not None and app.runtime.source.paused
-                       and app.runtime.engine.wait_idle(0.1) and session(app) is not None
-                       and session(app).position is not None, what="the replay to hold with a long open")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.runtime is not None
+                and app.runtime.source.paused
+                and app.runtime.engine.wait_idle(0.1)
+                and session(app) is not None
+                and session(app).position is not None
+            ),
+            what="the replay to hold with a long open",
+        )
         assert session(app).position.entry_time == trade.entry_time
         await pilot.press("s")
         await wait_for(pilot, lambda: app.runtime.engine.trading is False, what="StopTrading")
@@ -135,8 +143,9 @@ async def test_quit_leaving_the_position_keeps_it_for_the_next_start(replay_opts
         again.journal.close()
 
 
-async def test_quit_with_an_unreachable_kafka_is_quick_and_keys_during_shutdown_are_harmless(replay_opts, tmp_path,
-                                                                                               monkeypatch):
+async def test_quit_with_an_unreachable_kafka_is_quick_and_keys_during_shutdown_are_harmless(
+    replay_opts, tmp_path, monkeypatch
+):
     """Kafka at a port nothing listens on: the sink cannot deliver, quitting must not wait for it
     (the journal keeps every event; the next start resends). Keys pressed while shutting down
     (the palette, quit again) must not crash the app."""

@@ -6,14 +6,14 @@ stored results file; at 80x24 and large."""
 from __future__ import annotations
 
 import pytest
-
-from tests.tui.conftest import screen_text, wait_for
-from tests.tui.test_backtest_screen import leave_and_quit, open_backtest
 from tradeconsole.core.engine import SwitchStrategy
 from tradeconsole.tui.app import TradeConsoleApp
 from tradeconsole.tui.screens.backtest import BacktestScreen, SortableTable, parse_request
 from tradeconsole.tui.screens.dialogs import ConfirmDialog
 from tradeconsole.tui.screens.optimize import OptimizeScreen, optimize_argv, parse_optimize_args
+
+from tests.tui.conftest import screen_text, wait_for
+from tests.tui.test_backtest_screen import leave_and_quit, open_backtest
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("optimize")]
 
@@ -84,7 +84,7 @@ async def test_optimise_by_keys_results_apply_and_paper(replay_opts, data_1h, tm
         table.focus()
         await pilot.press("right", "right", "right", "s")
         first = table.get_row_at(0)
-        assert str(first[3]) == f'{min(t["score"] for t in want["top"]):.3g}'
+        assert str(first[3]) == f"{min(t['score'] for t in want['top']):.3g}"
 
         # select the worst trial (cursor row 0), apply it to the backtest form
         await pilot.press("ctrl+t")

@@ -6,12 +6,12 @@ screen. Update with ``pytest tests/tui --snapshot-update`` after an intended cha
 from __future__ import annotations
 
 import pytest
+from tradeconsole.tui.app import TradeConsoleApp
+from tradeconsole.tui.screens.optimize import OptimizeScreen
 
 from tests.tui.conftest import wait_for
 from tests.tui.test_optimize_screen import SPACE, fill_form, set_input
 from tests.tui.test_snapshots import replay_to_the_end
-from tradeconsole.tui.app import TradeConsoleApp
-from tradeconsole.tui.screens.optimize import OptimizeScreen
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("optimize")]
 

@@ -9,11 +9,11 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from tradeconsole.tui.app import SPEEDS, TradeConsoleApp
 
 from tests.tui.conftest import screen_text, wait_for
+from tests.tui.test_app import assert_closed, quit_cleanly, session
 from tests.tui.test_operator_controls import held_at
-from tests.tui.test_app import KEY, assert_closed, quit_cleanly, session
-from tradeconsole.tui.app import SPEEDS, TradeConsoleApp
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -26,8 +26,16 @@ def closed(app) -> int:
 
 
 async def held(pilot, app, n: int) -> None:
-    await wait_for(pilot, lambda: app.runtime is not None and app.runtime.source.paused
-                   and app.runtime.engine.wait_idle(0.1) and closed(app) == n, what=f"the replay to hold at {n}")
+    await wait_for(
+        pilot,
+        lambda: (
+            app.runtime is not None
+            and app.runtime.source.paused
+            and app.runtime.engine.wait_idle(0.1)
+            and closed(app) == n
+        ),
+        what=f"the replay to hold at {n}",
+    )
 
 
 @pytest.mark.asyncio
@@ -107,12 +115,19 @@ def test_source_speed_change_restarts_the_schedule_and_backlog_holds_the_source(
     """ReplaySource level: a new speed applies from the next tick on an absolute schedule; with
     ``backlog`` the source never runs more than ``max_backlog`` inputs ahead of its consumer."""
     from tradeconsole.backtest.replay import ReplaySource
-    from tradeconsole.core.feed import CandleClosed, FeedStatus
+    from tradeconsole.core.feed import CandleClosed
 
     clock = [0.0]
     stamps: list[float] = []
-    source = ReplaySource(candles_1h.take(slice(0, 6)), "ETHUSDT", "1h", speed=3600, updates_per_candle=0,
-                          clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    source = ReplaySource(
+        candles_1h.take(slice(0, 6)),
+        "ETHUSDT",
+        "1h",
+        speed=3600,
+        updates_per_candle=0,
+        clock=lambda: clock[0],
+        sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+    )
 
     def sink(ev) -> None:
         if isinstance(ev, CandleClosed):

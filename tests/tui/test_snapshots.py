@@ -10,22 +10,27 @@ an intended change, and look at the report before committing.
 from __future__ import annotations
 
 import pytest
-
-from tests.tui.conftest import wait_for
 from tradeconsole.tui.app import TradeConsoleApp
 from tradeconsole.tui.screens.backtest import BacktestScreen
+
+from tests.tui.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((200, 60), id="200x60")]
-MATRIX = [pytest.param(size, id=f"{size[0]}x{size[1]}")
-          for size in ((60, 20), (80, 24), (100, 30), (120, 36), (120, 39), (160, 45), (200, 50))]
+MATRIX = [
+    pytest.param(size, id=f"{size[0]}x{size[1]}")
+    for size in ((60, 20), (80, 24), (100, 30), (120, 36), (120, 39), (160, 45), (200, 50))
+]
 
 
 async def replay_to_the_end(pilot) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: app.runtime is not None
-                   and app.collector.snapshot().connection.state == "finished", what="the replay")
+    await wait_for(
+        pilot,
+        lambda: app.runtime is not None and app.collector.snapshot().connection.state == "finished",
+        what="the replay",
+    )
     assert app.runtime.engine.wait_idle(10)
     app.screen.refresh_view(force=True)
     await wait_for(pilot, app.charts_settled, what="the charts")
@@ -42,6 +47,7 @@ def test_dashboard(snap_compare, replay_opts, size):
 @pytest.mark.parametrize("size", MATRIX)
 def test_dashboard_flat(snap_compare, replay_opts, size):
     """The same, flattened (f, y) at the end: no position, the flatten fill in the book."""
+
     async def flat(pilot) -> None:
         await replay_to_the_end(pilot)
         await pilot.press("f", "y")

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.tui.runtime import RuntimeOptions
 from tradeconsole.tui.startup import probe_binance, replay_candidates, retarget_replay, symbol_problem, with_market
 
@@ -46,8 +45,9 @@ def test_retarget_follows_the_public_data_layout(data_1h: Path, data_5m: Path):
     assert retarget_replay(str(data_1h), "ETHUSDT", "ETHUSDT", "1h", "5m") == str(data_5m)
     # a single month file: 5m data for January 2022 is not there, so no guess is made
     assert retarget_replay(str(data_1h / "ETHUSDT-1h-2022-01.csv"), "ETHUSDT", "ETHUSDT", "1h", "5m") is None
-    assert retarget_replay(str(data_5m / "ETHUSDT-5m-2022-08.csv"), "ETHUSDT", "ETHUSDT", "5m", "1h") == \
-        str(data_1h / "ETHUSDT-1h-2022-08.csv")
+    assert retarget_replay(str(data_5m / "ETHUSDT-5m-2022-08.csv"), "ETHUSDT", "ETHUSDT", "5m", "1h") == str(
+        data_1h / "ETHUSDT-1h-2022-08.csv"
+    )
     assert retarget_replay(str(data_1h), "ETHUSDT", "BTCUSDT", "1h", "1h") is None
 
 

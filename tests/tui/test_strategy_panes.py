@@ -12,15 +12,15 @@ import math
 from pathlib import Path
 
 import pytest
-
-from tests.tui.conftest import screen_text, wait_for
 from tradeconsole.backtest.strategy_loader import load_file
 from tradeconsole.core.strategies import STRATEGIES, Side, Strategy, register_strategy
 from tradeconsole.core.strategies.charts import BASE_CHARTS, Chart
 from tradeconsole.tui.app import TradeConsoleApp
 from tradeconsole.tui.widgets.candles import CandleChart
-from tradeconsole.tui.widgets.indicators import IndicatorChart, IndicatorPanes, charts_for
 from tradeconsole.tui.widgets.chart import build_picture
+from tradeconsole.tui.widgets.indicators import IndicatorChart, IndicatorPanes, charts_for
+
+from tests.tui.conftest import screen_text, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,8 +51,12 @@ def short_replay(jan_1h: Path, tmp_path: Path, replay_opts):
 
 async def _replayed(pilot) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: app.runtime is not None and app.collector.snapshot().connection.state == "finished",
-                   timeout=60, what="the replay")
+    await wait_for(
+        pilot,
+        lambda: app.runtime is not None and app.collector.snapshot().connection.state == "finished",
+        timeout=60,
+        what="the replay",
+    )
     assert app.runtime.engine.wait_idle(10)
     app.screen.refresh_view(force=True)
     await wait_for(pilot, app.charts_settled, what="the charts")
@@ -85,8 +89,12 @@ def test_auto_plot_puts_price_columns_over_the_chart() -> None:
         name = "t_auto_plot"
         default_interval = "5m"
         base_panes = ()
-        indicators = {"bb": ta("bbands", length=20, std=2.0), "st": ta("supertrend", length=7, multiplier=3.0),
-                      "atr": ta("atr", length=14), "ema": ta("ema", length=50, plot="none")}
+        indicators = {
+            "bb": ta("bbands", length=20, std=2.0),
+            "st": ta("supertrend", length=7, multiplier=3.0),
+            "atr": ta("atr", length=14),
+            "ema": ta("ema", length=50, plot="none"),
+        }
 
         def entry_signal(self, candle, ind):
             return None
@@ -106,8 +114,16 @@ def test_bad_chart_declarations_are_refused() -> None:
     with pytest.raises(StrategyDefinitionError, match="finite numbers"):
         ta("adx", levels=(float("nan"),))
     with pytest.raises(StrategyDefinitionError, match="base_panes"):
-        type("BadPanes", (Strategy,), {"name": "t_bad_panes", "default_interval": "5m", "base_panes": ("rsi", "adx"),
-                                       "entry_signal": lambda self, c, i: None})
+        type(
+            "BadPanes",
+            (Strategy,),
+            {
+                "name": "t_bad_panes",
+                "default_interval": "5m",
+                "base_panes": ("rsi", "adx"),
+                "entry_signal": lambda self, c, i: None,
+            },
+        )
 
 
 def test_a_layout_that_fails_falls_back_to_the_base_panes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,8 +208,9 @@ async def test_switcher_lists_available_and_survives_broken_files(replay_opts, t
         await wait_for(pilot, lambda: app.collector.snapshot().sessions[0].position is None, what="flat")
         assert app.screen.query_one(IndicatorPanes).pane_ids == ["rsi", "macd", "cci"]
         # saved while the console runs
-        (d / "strategies" / "mine.py").write_text((STRATS / "bands_oscillator.py").read_text()
-                                                  .replace('"bands_oscillator"', '"mine_bands"'))
+        (d / "strategies" / "mine.py").write_text(
+            (STRATS / "bands_oscillator.py").read_text().replace('"bands_oscillator"', '"mine_bands"')
+        )
         (d / "strategies" / "broken.py").write_text("from tradeconsole.core.strategies import Strategy\n\ndef f(:\n")
         (d / "strategies" / "exits.py").write_text("raise SystemExit(3)\n")
         await pilot.press("t")
@@ -212,6 +229,9 @@ async def test_switcher_lists_available_and_survives_broken_files(replay_opts, t
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.collector.snapshot().sessions[0].strategy == "mine_bands", what="the switch")
         app.screen.refresh_view(force=True)
-        await wait_for(pilot, lambda: app.screen.query_one(IndicatorPanes).pane_ids
-                       == ["macd", "pane-adx", "pane-stoch"], what="the new panes")
+        await wait_for(
+            pilot,
+            lambda: app.screen.query_one(IndicatorPanes).pane_ids == ["macd", "pane-adx", "pane-stoch"],
+            what="the new panes",
+        )
         assert app.is_running

@@ -5,14 +5,14 @@ from Binance public-data file names (``ETHUSDT-5m-2022-08.csv``) or the cache la
 from __future__ import annotations
 
 import pytest
-
-from tests.tui.conftest import screen_text, wait_for
-from tests.tui.test_app import assert_closed, quit_cleanly
 from tradeconsole.tui.app import TradeConsoleApp
 from tradeconsole.tui.runtime import Runtime
 from tradeconsole.tui.screens.backtest import parse_request
 from tradeconsole.tui.screens.dialogs import ReplayOfferDialog, TextDialog
 from tradeconsole.tui.startup import data_symbol, data_symbol_problem
+
+from tests.tui.conftest import screen_text, wait_for
+from tests.tui.test_app import assert_closed, quit_cleanly
 
 
 def test_symbol_from_file_names_and_layout(tmp_path, jan_1h, data_1h):
@@ -40,8 +40,17 @@ def test_symbol_from_file_names_and_layout(tmp_path, jan_1h, data_1h):
 
 
 def test_backtest_form_refuses_another_symbols_data(jan_1h):
-    values = {"strategy": "engulfing", "symbol": "BTCUSDT", "interval": "1h", "data": str(jan_1h), "from": "",
-              "to": "", "fee": "0.0004", "cash": "10000", "fill_model": "realistic"}
+    values = {
+        "strategy": "engulfing",
+        "symbol": "BTCUSDT",
+        "interval": "1h",
+        "data": str(jan_1h),
+        "from": "",
+        "to": "",
+        "fee": "0.0004",
+        "cash": "10000",
+        "fill_model": "realistic",
+    }
     req, errors = parse_request(values)
     assert req is None and any("holds ETHUSDT data" in e for e in errors)
     req, errors = parse_request({**values, "symbol": "ETHUSDT"})

@@ -4,7 +4,6 @@ spacing, panel lines, and a chart picture built off the UI thread."""
 from __future__ import annotations
 
 import pytest
-
 from tradeconsole.core.domain import Position, Side
 from tradeconsole.tui.collector import SessionSnapshot
 from tradeconsole.tui.screens.backtest import BACKTEST_BINDINGS
@@ -18,12 +17,22 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def header(mode: str) -> HeaderState:
-    return HeaderState(mode=mode, symbol="ETHUSDT", interval="5m", strategy="basic", connection="binance connected",
-                       data="lag 120 ms", trading=True, entries_paused=True)
+    return HeaderState(
+        mode=mode,
+        symbol="ETHUSDT",
+        interval="5m",
+        strategy="basic",
+        connection="binance connected",
+        data="lag 120 ms",
+        trading=True,
+        entries_paused=True,
+    )
 
 
-@pytest.mark.parametrize(("mode", "label", "background"), [
-    ("paper", " PAPER ", "#5fafff"), ("testnet", " TESTNET ", "#ffaf00"), ("live", " LIVE · REAL MONEY ", "#d70000")])
+@pytest.mark.parametrize(
+    ("mode", "label", "background"),
+    [("paper", " PAPER ", "#5fafff"), ("testnet", " TESTNET ", "#ffaf00"), ("live", " LIVE · REAL MONEY ", "#d70000")],
+)
 def test_mode_badge_comes_first_in_its_colour(mode, label, background):
     text = StatusHeader.render_state(header(mode))
     assert text.plain.startswith(label)
@@ -43,8 +52,19 @@ def test_key_bars_fit_their_width_and_never_drop_essential_keys():
     from tradeconsole.tui.screens.dashboard import ESSENTIAL_KEYS
 
     full = KeyBar.render_keys(DASHBOARD_BINDINGS).plain
-    for words in ("s Start/Stop", "p Pause", "f Flatten", "k Kill", "t Strategy", "y Symbol", "i Interval",
-                  "b Backtest", "? Help", "q Quit", "^p palette"):
+    for words in (
+        "s Start/Stop",
+        "p Pause",
+        "f Flatten",
+        "k Kill",
+        "t Strategy",
+        "y Symbol",
+        "i Interval",
+        "b Backtest",
+        "? Help",
+        "q Quit",
+        "^p palette",
+    ):
         assert words in full
     for width in (40, 60, 80, 100):
         bar = KeyBar.render_keys(DASHBOARD_BINDINGS, width, ESSENTIAL_KEYS).plain
@@ -68,9 +88,26 @@ def test_ticks_never_overlap():
 
 def test_position_lines(candles_1h):
     p = Position("ETHUSDT", Side.SHORT, 2.0, 100.0, 0, 0.1, 1.0, 101.5, 97.0, 199.0)
-    s = SessionSnapshot(key="k", symbol="ETHUSDT", interval="1h", strategy="basic", candles=(), indicators=(),
-                        open_candle=None, open_indicators=None, mark=99.0, position=p, equity=None, markers=(),
-                        fills=(), orders=(), working=(), closed_total=0, version=0, book_version=0)
+    s = SessionSnapshot(
+        key="k",
+        symbol="ETHUSDT",
+        interval="1h",
+        strategy="basic",
+        candles=(),
+        indicators=(),
+        open_candle=None,
+        open_indicators=None,
+        mark=99.0,
+        position=p,
+        equity=None,
+        markers=(),
+        fills=(),
+        orders=(),
+        working=(),
+        closed_total=0,
+        version=0,
+        book_version=0,
+    )
     rows = dict((label, value.plain) for label, value in position_lines(s))
     assert rows["side"] == "SHORT" and rows["stop"] == "101.50" and rows["target"] == "97.00"
     assert rows["uPnL"] == "+2.00 (+1.00%)"  # short 2 @ 100, mark 99
@@ -91,9 +128,16 @@ def test_candle_picture_is_built_without_an_app(candles_1h):
 def test_header_keeps_every_state_at_80_columns(width):
     from dataclasses import replace
 
-    worst = replace(header("paper"), connection="replay reconnecting", trading=False, entries_paused=True,
-                    replay_paused=True, market_ms=1_643_673_600_000, speed="×10,000",
-                    delivery=(("kafka connecting 1,234 ms", "connecting"), ("elasticsearch stale", "stale")))
+    worst = replace(
+        header("paper"),
+        connection="replay reconnecting",
+        trading=False,
+        entries_paused=True,
+        replay_paused=True,
+        market_ms=1_643_673_600_000,
+        speed="×10,000",
+        delivery=(("kafka connecting 1,234 ms", "connecting"), ("elasticsearch stale", "stale")),
+    )
     text = StatusHeader.render_state(worst, width).plain
     assert len(text) <= width, text
     for words in ("PAPER", "ETHUSDT", "stopped", "entries", "replay", "kafka", "stale", "02-01 00:00"):
@@ -107,8 +151,14 @@ def test_header_keeps_every_state_at_80_columns(width):
 def test_header_at_60_columns_keeps_the_trading_state():
     from dataclasses import replace
 
-    st = replace(header("paper"), connection="replay finished", market_ms=1_643_673_600_000, speed="max",
-                 entries_paused=False, data="744/744")
+    st = replace(
+        header("paper"),
+        connection="replay finished",
+        market_ms=1_643_673_600_000,
+        speed="max",
+        entries_paused=False,
+        data="744/744",
+    )
     text = StatusHeader.render_state(st, 60).plain
     assert len(text) <= 60 and "▶ trading" in text and "ETHUSDT" in text and "01-31" not in text
     assert "02-01 00:00" in text

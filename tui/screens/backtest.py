@@ -34,7 +34,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import Plot
-
 from tradeconsole.backtest.report import fmt_metric as _fmt
 from tradeconsole.core.strategies import STRATEGIES, make_strategy
 from tradeconsole.tui.screens import INTERVALS
@@ -46,12 +45,22 @@ __all__ = ["BACKTEST_BINDINGS", "BacktestRequest", "BacktestRun", "BacktestScree
 
 BACKTEST_BINDINGS = [
     Binding("ctrl+r,f5", "run", "Run", key_display="^r"),
-    Binding("escape", "cancel_or_back", "Cancel/Back", key_display="esc",
-            tooltip="cancel the running backtest, else back to the dashboard"),
+    Binding(
+        "escape",
+        "cancel_or_back",
+        "Cancel/Back",
+        key_display="esc",
+        tooltip="cancel the running backtest, else back to the dashboard",
+    ),
     Binding("ctrl+n", "next_view", "Next view", key_display="^n", tooltip="show the next result view"),
     Binding("ctrl+s", "export", "Export CSV", key_display="^s", tooltip="write the shown run's trades to CSV"),
-    Binding("ctrl+o", "optimise", "Optimise", key_display="^o",
-            tooltip="search this form's strategy parameters (heatmap, top trials, walk-forward)"),
+    Binding(
+        "ctrl+o",
+        "optimise",
+        "Optimise",
+        key_display="^o",
+        tooltip="search this form's strategy parameters (heatmap, top trials, walk-forward)",
+    ),
 ]
 
 VIEWS = ("metrics", "runs", "equity", "price", "trades")
@@ -108,10 +117,21 @@ class BacktestRequest:
 
     def settings_dict(self) -> dict[str, object]:
         """Everything that defines the run, for the Runs table's "what differs" columns."""
-        return {"symbol": self.symbol, "iv": self.interval, "fills": self.fill_model, "data": Path(self.data).name or "cache",
-                "from": _day(self.start_ms), "to": _day(self.end_ms), "cash": self.cash, "lev": self.leverage,
-                "fee": self.fee_rate, "slip_bps": self.slippage_bps, "funding": self.funding_rate_8h,
-                "strategy": self.strategy, **dict(self.params)}
+        return {
+            "symbol": self.symbol,
+            "iv": self.interval,
+            "fills": self.fill_model,
+            "data": Path(self.data).name or "cache",
+            "from": _day(self.start_ms),
+            "to": _day(self.end_ms),
+            "cash": self.cash,
+            "lev": self.leverage,
+            "fee": self.fee_rate,
+            "slip_bps": self.slippage_bps,
+            "funding": self.funding_rate_8h,
+            "strategy": self.strategy,
+            **dict(self.params),
+        }
 
 
 def _day(ms: int | None) -> str:
@@ -186,10 +206,21 @@ def parse_request(values: dict[str, str]) -> tuple[BacktestRequest | None, list[
             errors.append(problem)
     if errors:
         return None, errors
-    return BacktestRequest(strategy=strategy, symbol=symbol, interval=values["interval"], data=data,
-                           start_ms=start, end_ms=end, fill_model=values["fill_model"], fee_rate=fee, cash=cash,
-                           leverage=leverage, slippage_bps=slippage, funding_rate_8h=funding,
-                           params=tuple(params)), []
+    return BacktestRequest(
+        strategy=strategy,
+        symbol=symbol,
+        interval=values["interval"],
+        data=data,
+        start_ms=start,
+        end_ms=end,
+        fill_model=values["fill_model"],
+        fee_rate=fee,
+        cash=cash,
+        leverage=leverage,
+        slippage_bps=slippage,
+        funding_rate_8h=funding,
+        params=tuple(params),
+    ), []
 
 
 @dataclass(slots=True)
@@ -236,8 +267,7 @@ def metrics_table(m: dict[str, Any], data_summary: str) -> Table:
     t.add_row("avg trade", f"{_fmt(m['avg_trade_pnl'])} ({_fmt(m['avg_trade_pct'], '+.2f', '%')})")
     t.add_row("exposure", _fmt(m["exposure_pct"], ".1f", "%"))
     t.add_row("fees", _fmt(m["fees_paid"]))
-    t.add_row("costs", f"fee {a['fee_rate']:g}  stop_loss {a['stop_loss_pct']:g}  "
-                       f"take_profit {a['take_profit_pct']:g}")
+    t.add_row("costs", f"fee {a['fee_rate']:g}  stop_loss {a['stop_loss_pct']:g}  take_profit {a['take_profit_pct']:g}")
     op = m.get("open_position")
     if op:
         t.add_row("open at end", f"{op['side']} {op['qty']:.4f} @ {op['entry_price']:,.2f}")
@@ -338,13 +368,20 @@ class ResultChart(ThreadedPlot):
             def idx(t: int) -> int:
                 return int(min(n - 1, max(0, np.searchsorted(times, t, side="right") - 1)))
 
-            for reasons, marker, color in ((("entry_long",), "▲", "green+"), (("entry_short",), "▼", "red+"),
-                                           (("stop_loss", "take_profit", "liquidation", "flatten"), "x", "cyan")):
+            for reasons, marker, color in (
+                (("entry_long",), "▲", "green+"),
+                (("entry_short",), "▼", "red+"),
+                (("stop_loss", "take_profit", "liquidation", "flatten"), "x", "cyan"),
+            ):
                 pts = [f for f in r.fills if f.reason.value in reasons]
                 if pts:
                     plt.scatter([idx(f.time) for f in pts], [f.price for f in pts], marker=marker, color=color)
-        idx_, labels = spaced_ticks(len(x), width - 12, 10, lambda i: datetime.fromtimestamp(
-            int(r.open_time[x[i]]) / 1000, tz=UTC).strftime("%Y-%m-%d"))
+        idx_, labels = spaced_ticks(
+            len(x),
+            width - 12,
+            10,
+            lambda i: datetime.fromtimestamp(int(r.open_time[x[i]]) / 1000, tz=UTC).strftime("%Y-%m-%d"),
+        )
         plt.xticks([x[i] for i in idx_], labels)
         return None
 
@@ -359,15 +396,29 @@ def _row(label: str, field: Any) -> Horizontal:
 class BacktestScreen(Screen):
     BINDINGS = BACKTEST_BINDINGS
 
-    def __init__(self, *, strategy: str = "basic", symbol: str = "ETHUSDT", interval: str | None = None,
-                 data: str = "", cash: float = 10_000.0, deterministic: bool = False,
-                 loader: Loader = default_loader, chart_builder: ChartBuilder | None = None,
-                 intervals: Sequence[str] = INTERVALS) -> None:
+    def __init__(
+        self,
+        *,
+        strategy: str = "basic",
+        symbol: str = "ETHUSDT",
+        interval: str | None = None,
+        data: str = "",
+        cash: float = 10_000.0,
+        deterministic: bool = False,
+        loader: Loader = default_loader,
+        chart_builder: ChartBuilder | None = None,
+        intervals: Sequence[str] = INTERVALS,
+    ) -> None:
         super().__init__()
         self.chart_builder = chart_builder
         self.intervals = list(intervals)
-        self.initial = {"strategy": strategy, "symbol": symbol,
-                        "interval": interval or STRATEGIES[strategy].default_interval, "data": data, "cash": cash}
+        self.initial = {
+            "strategy": strategy,
+            "symbol": symbol,
+            "interval": interval or STRATEGIES[strategy].default_interval,
+            "data": data,
+            "cash": cash,
+        }
         self.deterministic = deterministic
         self.loader = loader
         self.runs: list[BacktestRun] = []
@@ -386,16 +437,40 @@ class BacktestScreen(Screen):
         yield Static("Backtest · the live strategy code on history · trading continues behind", id="bt-title")
         with Horizontal(id="bt-main"):
             with VerticalScroll(id="bt-form", can_focus=False):
-                yield _row("Strategy", Select([(n, n) for n in STRATEGIES], value=ini["strategy"], allow_blank=False,
-                                              compact=True, id="strategy"))
+                yield _row(
+                    "Strategy",
+                    Select(
+                        [(n, n) for n in STRATEGIES],
+                        value=ini["strategy"],
+                        allow_blank=False,
+                        compact=True,
+                        id="strategy",
+                    ),
+                )
                 yield _row("Symbol", Input(ini["symbol"], compact=True, id="symbol"))
-                yield _row("Interval", Select([(iv, iv) for iv in self.intervals], value=ini["interval"],
-                                              allow_blank=False, compact=True, id="interval"))
+                yield _row(
+                    "Interval",
+                    Select(
+                        [(iv, iv) for iv in self.intervals],
+                        value=ini["interval"],
+                        allow_blank=False,
+                        compact=True,
+                        id="interval",
+                    ),
+                )
                 yield _row("Data", Input(ini["data"], placeholder="history cache", compact=True, id="data"))
                 yield _row("From", Input("", placeholder="YYYY-MM-DD", compact=True, id="from"))
                 yield _row("To", Input("", placeholder="YYYY-MM-DD", compact=True, id="to"))
-                yield _row("Fills", Select([("realistic", "realistic"), ("seed", "seed")], value="realistic",
-                                           allow_blank=False, compact=True, id="fill_model"))
+                yield _row(
+                    "Fills",
+                    Select(
+                        [("realistic", "realistic"), ("seed", "seed")],
+                        value="realistic",
+                        allow_blank=False,
+                        compact=True,
+                        id="fill_model",
+                    ),
+                )
                 yield _row("Cash", Input(f"{ini['cash']:g}", compact=True, id="cash"))
                 # the CLI's names and units: fractions, bps (tradeconsole backtest --help)
                 yield _row("leverage", Input("1", compact=True, id="leverage"))
@@ -420,8 +495,10 @@ class BacktestScreen(Screen):
 
     def _param_rows(self, strategy: str) -> list[Horizontal]:
         """One input per field of the strategy's ``Params`` declaration, at its default."""
-        return [_row(name, Input(f"{default:g}", compact=True, id=f"param-{name}", classes="param"))
-                for name, default in param_fields(strategy)]
+        return [
+            _row(name, Input(f"{default:g}", compact=True, id=f"param-{name}", classes="param"))
+            for name, default in param_fields(strategy)
+        ]
 
     @on(Select.Changed, "#strategy")
     async def _strategy_changed(self, event: Select.Changed) -> None:
@@ -440,8 +517,13 @@ class BacktestScreen(Screen):
     def on_mount(self) -> None:
         for inp in self.query(Input):
             inp.cursor_blink = not self.deterministic
-        titles = {"metrics": "Metrics", "runs": "Runs (Enter shows one)", "equity": "Equity",
-                  "price": "Price & fills (▲ long ▼ short x exit)", "trades": "Trades (s sorts)"}
+        titles = {
+            "metrics": "Metrics",
+            "runs": "Runs (Enter shows one)",
+            "equity": "Equity",
+            "price": "Price & fills (▲ long ▼ short x exit)",
+            "trades": "Trades (s sorts)",
+        }
         for v in VIEWS:
             self.query_one(f"#{v}").border_title = titles[v]
         self.query_one("#runs", SortableTable).set_columns("#", *RUN_METRICS)
@@ -540,10 +622,21 @@ class BacktestScreen(Screen):
 
         try:
             candles, summary = self.loader(req.source(), req.interval)
-            bt = Backtest(candles, req.strategy, params=dict(req.params), fill_model=req.fill_model, cash=req.cash,
-                          fee=req.fee_rate, leverage=req.leverage, slippage_bps=req.slippage_bps,
-                          funding_rate_8h=req.funding_rate_8h, symbol=req.symbol, interval=req.interval,
-                          start=req.start_ms, end=req.end_ms)
+            bt = Backtest(
+                candles,
+                req.strategy,
+                params=dict(req.params),
+                fill_model=req.fill_model,
+                cash=req.cash,
+                fee=req.fee_rate,
+                leverage=req.leverage,
+                slippage_bps=req.slippage_bps,
+                funding_rate_8h=req.funding_rate_8h,
+                symbol=req.symbol,
+                interval=req.interval,
+                start=req.start_ms,
+                end=req.end_ms,
+            )
             if bt.bars < 2:
                 raise ValueError("fewer than 2 candles in the chosen data and date range")
             if self._cancel.is_set():
@@ -585,10 +678,14 @@ class BacktestScreen(Screen):
         diff = ""
         if len(self.runs) > 1:  # what this run changed, so two runs are never told apart by guessing
             before, now = self.runs[-2].request.settings_dict(), run.request.settings_dict()
-            changed = [f"{k} {_setting(before.get(k))}→{_setting(now.get(k))}" for k in now if before.get(k) != now.get(k)]
+            changed = [
+                f"{k} {_setting(before.get(k))}→{_setting(now.get(k))}" for k in now if before.get(k) != now.get(k)
+            ]
             diff = f"; vs #{self.runs[-2].number}: {', '.join(changed) or 'same settings'}"
-        self._status(f"run #{run.number} {state}: {m['trades']} round trips, return {m['return_pct']:+.2f}%{diff}",
-                     "yellow" if m.get("cancelled") else "green")
+        self._status(
+            f"run #{run.number} {state}: {m['trades']} round trips, return {m['return_pct']:+.2f}%{diff}",
+            "yellow" if m.get("cancelled") else "green",
+        )
         self._fill_runs()
         self.show_run(run)
         self._show_view("metrics")
@@ -606,14 +703,25 @@ class BacktestScreen(Screen):
         for r, d in zip(self.runs, settings, strict=True):
             m = r.metrics
             cells = [_setting(d.get(k)) for k in differ]
-            table.add_row(str(r.number), *cells, _fmt(m["return_pct"], "+.2f", "%"),
-                          _fmt(m["max_drawdown_pct"], ".1f", "%"), _fmt(m["win_rate_pct"], ".0f", "%"),
-                          _fmt(m["profit_factor"], ".2f"), _fmt(m["sharpe"], ".2f"), str(m["trades"]),
-                          _fmt(m["final_equity"], ",.2f"), _fmt(m["buy_and_hold_return_pct"], "+.2f", "%"),
-                          key=str(r.number))
+            table.add_row(
+                str(r.number),
+                *cells,
+                _fmt(m["return_pct"], "+.2f", "%"),
+                _fmt(m["max_drawdown_pct"], ".1f", "%"),
+                _fmt(m["win_rate_pct"], ".0f", "%"),
+                _fmt(m["profit_factor"], ".2f"),
+                _fmt(m["sharpe"], ".2f"),
+                str(m["trades"]),
+                _fmt(m["final_equity"], ",.2f"),
+                _fmt(m["buy_and_hold_return_pct"], "+.2f", "%"),
+                key=str(r.number),
+            )
         common = " ".join(f"{k}={_setting(settings[0][k])}" for k in same if settings and settings[0].get(k) != "")
-        table.border_title = f"Runs (Enter shows one, s sorts) · all: {common}" if len(self.runs) > 1 else \
-            "Runs (Enter shows one, s sorts)"
+        table.border_title = (
+            f"Runs (Enter shows one, s sorts) · all: {common}"
+            if len(self.runs) > 1
+            else "Runs (Enter shows one, s sorts)"
+        )
 
     @on(DataTable.CellSelected, "#runs")
     def _run_cell_selected(self, event: DataTable.CellSelected) -> None:
@@ -633,9 +741,17 @@ class BacktestScreen(Screen):
         for i, t in enumerate(run.result.trades, start=1):
             d = t.to_dict()
             pnl = Text(f"{t.pnl:+,.2f}", style="green" if t.pnl > 0 else "red")
-            trades.add_row(str(i), d["side"], _fill_time(t.entry_time), f"{t.entry_price:,.2f}",
-                           _fill_time(t.exit_time), f"{t.exit_price:,.2f}", pnl, f"{t.return_pct:+.2f}",
-                           d["exit_reason"])
+            trades.add_row(
+                str(i),
+                d["side"],
+                _fill_time(t.entry_time),
+                f"{t.entry_price:,.2f}",
+                _fill_time(t.exit_time),
+                f"{t.exit_price:,.2f}",
+                pnl,
+                f"{t.return_pct:+.2f}",
+                d["exit_reason"],
+            )
 
     def action_optimise(self) -> None:
         """Open the optimisation screen for what the form holds (its checks first)."""
@@ -654,8 +770,10 @@ class BacktestScreen(Screen):
             return
         from tradeconsole.tui.screens.dialogs import TextDialog
 
-        default = str(Path.cwd() / f"trades-{run.metrics['strategy']}-{run.metrics['symbol']}-"
-                      f"{run.metrics['interval']}-run{run.number}.csv")
+        default = str(
+            Path.cwd() / f"trades-{run.metrics['strategy']}-{run.metrics['symbol']}-"
+            f"{run.metrics['interval']}-run{run.number}.csv"
+        )
 
         def chosen(path: str | None) -> None:
             if not path:
@@ -669,5 +787,6 @@ class BacktestScreen(Screen):
                 return
             self._status(f"wrote {n} round trips to {path}", "green")
 
-        self.app.push_screen(TextDialog("Export trades", f"CSV file for run #{run.number}'s round trips:", default),
-                             chosen)
+        self.app.push_screen(
+            TextDialog("Export trades", f"CSV file for run #{run.number}'s round trips:", default), chosen
+        )

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rich.text import Text
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Static
-
 from tradeconsole.tui.collector import CollectorSnapshot, EventCollector, SessionSnapshot
 from tradeconsole.tui.widgets.candles import CandleChart
 from tradeconsole.tui.widgets.chart import ChartBuilder
@@ -35,8 +33,12 @@ __all__ = ["DashboardHost", "DashboardScreen", "LayoutPlan", "plan_layout"]
 CHART_HZ = 2.5
 
 DASHBOARD_BINDINGS = [
-    Binding("s", "app.toggle_trading", "Start/Stop",
-            tooltip="stop the strategy (no new entries; open positions keep their stop/target) / start again"),
+    Binding(
+        "s",
+        "app.toggle_trading",
+        "Start/Stop",
+        tooltip="stop the strategy (no new entries; open positions keep their stop/target) / start again",
+    ),
     Binding("p", "app.toggle_pause", "Pause", tooltip="pause / resume new entries (exits keep working)"),
     Binding("f", "app.flatten", "Flatten", tooltip="close every position now, after confirmation"),
     Binding("k", "app.kill_switch", "Kill", tooltip="kill switch: flatten everything and pause entries (confirmed)"),
@@ -46,26 +48,60 @@ DASHBOARD_BINDINGS = [
     Binding("t", "app.switch_strategy", "Strategy", tooltip="switch the selected session's strategy"),
     Binding("y", "app.switch_symbol", "Symbol", tooltip="trade another symbol (restarts the engine)"),
     Binding("i", "app.switch_interval", "Interval", tooltip="another kline interval (restarts the engine)"),
-    Binding("space", "app.toggle_replay", "Replay pause", key_display="space", show=False,
-            tooltip="pause / resume the replay (stops at once)"),
-    Binding("full_stop", "app.replay_step", "Replay step", key_display=".", show=False,
-            tooltip="play one more candle of the replay, then hold"),
-    Binding("plus,equals_sign", "app.replay_speed(1)", "Replay faster", key_display="+", show=False,
-            tooltip="replay speed up: x1 ... x10,000, max"),
-    Binding("minus", "app.replay_speed(-1)", "Replay slower", key_display="-", show=False,
-            tooltip="replay speed down"),
-    Binding("n,right_square_bracket", "app.next_session(1)", "Next session", key_display="n/]", show=False,
-            tooltip="show the next session (symbol x strategy) on the chart"),
-    Binding("left_square_bracket", "app.next_session(-1)", "Previous session", key_display="[", show=False,
-            tooltip="show the previous session on the chart"),
+    Binding(
+        "space",
+        "app.toggle_replay",
+        "Replay pause",
+        key_display="space",
+        show=False,
+        tooltip="pause / resume the replay (stops at once)",
+    ),
+    Binding(
+        "full_stop",
+        "app.replay_step",
+        "Replay step",
+        key_display=".",
+        show=False,
+        tooltip="play one more candle of the replay, then hold",
+    ),
+    Binding(
+        "plus,equals_sign",
+        "app.replay_speed(1)",
+        "Replay faster",
+        key_display="+",
+        show=False,
+        tooltip="replay speed up: x1 ... x10,000, max",
+    ),
+    Binding("minus", "app.replay_speed(-1)", "Replay slower", key_display="-", show=False, tooltip="replay speed down"),
+    Binding(
+        "n,right_square_bracket",
+        "app.next_session(1)",
+        "Next session",
+        key_display="n/]",
+        show=False,
+        tooltip="show the next session (symbol x strategy) on the chart",
+    ),
+    Binding(
+        "left_square_bracket",
+        "app.next_session(-1)",
+        "Previous session",
+        key_display="[",
+        show=False,
+        tooltip="show the previous session on the chart",
+    ),
     Binding("tab", "cycle_focus(1)", "Next pane", show=False, tooltip="focus the next pane (collapsed ones too)"),
     Binding("shift+tab", "cycle_focus(-1)", "Previous pane", show=False),
     Binding("1", "show_pane('indicators')", "Indicators", show=False, tooltip="show/focus the indicator panes"),
     Binding("2", "show_pane('log')", "Log", show=False, tooltip="show/focus the event log"),
     Binding("3", "show_pane('orders')", "Orders", show=False, tooltip="show/focus the orders table"),
     Binding("4", "show_pane('trades')", "Trades", show=False, tooltip="show/focus the trades table"),
-    Binding("o", "toggle_orders", "Orders open/history", show=False,
-            tooltip="orders table: open orders <-> every order's final state"),
+    Binding(
+        "o",
+        "toggle_orders",
+        "Orders open/history",
+        show=False,
+        tooltip="orders table: open orders <-> every order's final state",
+    ),
 ]
 
 
@@ -213,8 +249,12 @@ class DashboardScreen(Screen):
             self.pane = name
             self.apply_layout()
         panes = self.query_one(IndicatorPanes).pane_ids
-        target = {"indicators": f"#{panes[0]}" if panes else "#indicators", "log": "#log", "orders": "#orders",
-                  "trades": "#trades"}[name]
+        target = {
+            "indicators": f"#{panes[0]}" if panes else "#indicators",
+            "log": "#log",
+            "orders": "#orders",
+            "trades": "#trades",
+        }[name]
         self.call_after_refresh(self.query_one(target).focus)
 
     def action_toggle_orders(self) -> None:
@@ -292,12 +332,22 @@ class DashboardScreen(Screen):
     def _draw_charts(self, s: SessionSnapshot) -> None:
         chart = self.query_one(CandleChart)
         chart.border_title = f"{s.symbol} {s.interval}" + (
-            f"  C {s.candles[-1].close:,.2f}" if s.candles and s.open_candle is None else
-            f"  open {s.open_candle.close:,.2f}" if s.open_candle is not None else "")
+            f"  C {s.candles[-1].close:,.2f}"
+            if s.candles and s.open_candle is None
+            else f"  open {s.open_candle.close:,.2f}"
+            if s.open_candle is not None
+            else ""
+        )
         panes = self.query_one(IndicatorPanes)
         charts = panes.show(s.strategy, s.indicators, s.open_indicators)
         if panes.problem and panes.problem not in self._noted:  # a strategy's bad declaration: said once
             self._noted.add(panes.problem)
             self.host.collector.note(panes.problem, "warning")
-        chart.set_data(s.candles, s.open_candle, s.markers, s.position, s.interval,
-                       overlay_lines(charts, s.indicators, s.open_indicators))
+        chart.set_data(
+            s.candles,
+            s.open_candle,
+            s.markers,
+            s.position,
+            s.interval,
+            overlay_lines(charts, s.indicators, s.open_indicators),
+        )

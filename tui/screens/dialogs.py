@@ -17,11 +17,18 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
-
 from tradeconsole.tui.widgets.header import mode_badge
 
-__all__ = ["ChoiceDialog", "ConfirmDialog", "LiveConfirmDialog", "QuitDialog", "ReplayOfferDialog", "StrategyDialog",
-           "TextDialog", "strategy_choices"]
+__all__ = [
+    "ChoiceDialog",
+    "ConfirmDialog",
+    "LiveConfirmDialog",
+    "QuitDialog",
+    "ReplayOfferDialog",
+    "StrategyDialog",
+    "TextDialog",
+    "strategy_choices",
+]
 
 
 class _Dialog(ModalScreen):
@@ -68,8 +75,11 @@ class QuitDialog(_Dialog):
     """Quit with a position open: leave it protected (``l``), flatten first (``f``), or stay
     (Escape). Dismisses with ``"leave"``, ``"flatten"`` or None."""
 
-    BINDINGS = [Binding("l", "answer('leave')", "Leave protected"), Binding("f", "answer('flatten')", "Flatten"),
-                Binding("escape,n", "cancel", "Cancel")]
+    BINDINGS = [
+        Binding("l", "answer('leave')", "Leave protected"),
+        Binding("f", "answer('flatten')", "Flatten"),
+        Binding("escape,n", "cancel", "Cancel"),
+    ]
 
     def __init__(self, positions: Sequence[str], *, live: bool = False, throwaway: bool = False) -> None:
         super().__init__()
@@ -98,8 +108,9 @@ class QuitDialog(_Dialog):
 class ChoiceDialog(_Dialog):
     """Pick one of ``choices`` with the arrow keys and Enter; dismisses with the choice or None."""
 
-    def __init__(self, title: str, choices: Sequence[str], current: str | None = None,
-                 descriptions: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, title: str, choices: Sequence[str], current: str | None = None, descriptions: dict[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.choices = list(choices)
@@ -178,8 +189,14 @@ class StrategyDialog(ChoiceDialog):
 class TextDialog(_Dialog):
     """Type a value. ``validate`` returns an error message (shown, dialog stays) or None."""
 
-    def __init__(self, title: str, prompt: str, value: str = "", placeholder: str = "",
-                 validate: Callable[[str], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        prompt: str,
+        value: str = "",
+        placeholder: str = "",
+        validate: Callable[[str], str | None] | None = None,
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.prompt = prompt
@@ -253,8 +270,7 @@ class ReplayOfferDialog(_Dialog):
             if self.candidates:
                 yield OptionList(*[Option(c, id=str(i)) for i, c in enumerate(self.candidates)], id="cache")
             else:
-                yield Label("No history cache found (fill it with `tradeconsole data download`).",
-                            classes="hint")
+                yield Label("No history cache found (fill it with `tradeconsole data download`).", classes="hint")
             yield Input(self.default_path, placeholder="path to a CSV/Parquet file or directory", id="path")
             yield Label(self.error, id="error", classes="error")
             yield Label("Enter replay the selection/path, Tab switch field, Escape quit", classes="hint")

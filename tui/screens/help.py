@@ -24,10 +24,24 @@ CSV/Parquet path): the engine, strategies and broker are exactly those of live p
 Command palette: ctrl+p lists every action by name."""
 
 
-_KEY_NAMES = {"question_mark": "?", "full_stop": ".", "plus": "+", "equals_sign": "=", "minus": "-",
-              "escape": "Esc", "enter": "Enter", "space": "Space", "tab": "Tab", "shift+tab": "Shift+Tab",
-              "up": "↑", "down": "↓", "f1": "F1", "f5": "F5", "left_square_bracket": "[",
-              "right_square_bracket": "]"}
+_KEY_NAMES = {
+    "question_mark": "?",
+    "full_stop": ".",
+    "plus": "+",
+    "equals_sign": "=",
+    "minus": "-",
+    "escape": "Esc",
+    "enter": "Enter",
+    "space": "Space",
+    "tab": "Tab",
+    "shift+tab": "Shift+Tab",
+    "up": "↑",
+    "down": "↓",
+    "f1": "F1",
+    "f5": "F5",
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
+}
 
 
 def key_names(keys: str) -> str:

@@ -32,25 +32,43 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
-
 from tradeconsole.core.strategies import SOURCES, STRATEGIES
 from tradeconsole.tui.screens.backtest import BacktestRequest, SortableTable, _day
 from tradeconsole.tui.widgets.header import KeyBar
 
-__all__ = ["OPTIMIZE_BINDINGS", "OptimizeScreen", "default_space", "heatmap_text", "optimize_argv",
-           "stored_results"]
+__all__ = ["OPTIMIZE_BINDINGS", "OptimizeScreen", "default_space", "heatmap_text", "optimize_argv", "stored_results"]
 
 OPTIMIZE_BINDINGS = [
     Binding("ctrl+r,f5", "run", "Run", key_display="^r"),
-    Binding("escape", "cancel_or_back", "Cancel/Back", key_display="esc",
-            tooltip="cancel the running optimisation (finished rows kept), else back to the backtest form"),
-    Binding("ctrl+t", "apply", "Apply to form", key_display="^t",
-            tooltip="copy the selected trial's parameters into the backtest form"),
-    Binding("ctrl+g", "paper", "Paper with these", key_display="^g",
-            tooltip="switch the selected paper session to these parameters (asks first)"),
+    Binding(
+        "escape",
+        "cancel_or_back",
+        "Cancel/Back",
+        key_display="esc",
+        tooltip="cancel the running optimisation (finished rows kept), else back to the backtest form",
+    ),
+    Binding(
+        "ctrl+t",
+        "apply",
+        "Apply to form",
+        key_display="^t",
+        tooltip="copy the selected trial's parameters into the backtest form",
+    ),
+    Binding(
+        "ctrl+g",
+        "paper",
+        "Paper with these",
+        key_display="^g",
+        tooltip="switch the selected paper session to these parameters (asks first)",
+    ),
     Binding("ctrl+n", "next_pair", "Heatmap pair", key_display="^n", tooltip="heatmap of the next two parameters"),
-    Binding("ctrl+l", "open_results", "Open results", key_display="^l",
-            tooltip="show the stored results file named in the form"),
+    Binding(
+        "ctrl+l",
+        "open_results",
+        "Open results",
+        key_display="^l",
+        tooltip="show the stored results file named in the form",
+    ),
 ]
 
 OBJECTIVES = ("sharpe", "return", "sortino", "calmar", "profit_factor")
@@ -71,10 +89,31 @@ def default_space(strategy: str) -> str:
 def optimize_argv(req: BacktestRequest, form: dict[str, str]) -> list[str]:
     """The ``tradeconsole optimize`` command line of the backtest request plus this screen's form,
     so the screen runs exactly what the CLI would (and its option checks refuse what it refuses)."""
-    argv = ["optimize", "--strategy", req.strategy, "--data", req.source(), "--interval", req.interval,
-            "--fill-model", req.fill_model, "--cash", repr(req.cash), "--leverage", repr(req.leverage), "--fee", repr(req.fee_rate),
-            "--slippage-bps", repr(req.slippage_bps), "--funding-rate", repr(req.funding_rate_8h),
-            "--search", form.get("search") or "grid", "--objective", form.get("objective") or "sharpe"]
+    argv = [
+        "optimize",
+        "--strategy",
+        req.strategy,
+        "--data",
+        req.source(),
+        "--interval",
+        req.interval,
+        "--fill-model",
+        req.fill_model,
+        "--cash",
+        repr(req.cash),
+        "--leverage",
+        repr(req.leverage),
+        "--fee",
+        repr(req.fee_rate),
+        "--slippage-bps",
+        repr(req.slippage_bps),
+        "--funding-rate",
+        repr(req.funding_rate_8h),
+        "--search",
+        form.get("search") or "grid",
+        "--objective",
+        form.get("objective") or "sharpe",
+    ]
     if req.start_ms is not None:
         argv += ["--from", _day(req.start_ms)]
     if req.end_ms is not None:
@@ -89,8 +128,14 @@ def optimize_argv(req: BacktestRequest, form: dict[str, str]) -> list[str]:
     for name, value in req.params:
         if name not in searched and float(getattr(defaults, name)) != value:
             argv += ["--param", f"{name}={value!r}"]
-    for key, opt in (("trials", "--trials"), ("folds", "--folds"), ("min_trades", "--min-trades"),
-                     ("workers", "--workers"), ("results", "--results"), ("top", "--top")):
+    for key, opt in (
+        ("trials", "--trials"),
+        ("folds", "--folds"),
+        ("min_trades", "--min-trades"),
+        ("workers", "--workers"),
+        ("results", "--results"),
+        ("top", "--top"),
+    ):
         value = (form.get(key) or "").strip()
         if value:
             argv += [opt, value]
@@ -104,8 +149,9 @@ def parse_optimize_args(argv: list[str]) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def stored_results(path: str, strategy: str, objective: str) -> tuple[list[str], list[dict[str, float]],
-                                                                          list[dict[str, Any]]]:
+def stored_results(
+    path: str, strategy: str, objective: str
+) -> tuple[list[str], list[dict[str, float]], list[dict[str, Any]]]:
     """The full-window rows of a results file (``--results``): parameter names, points, rows
     scored by ``objective`` (rows of other windows are the walk-forward's and are left out)."""
     from dataclasses import fields
@@ -126,8 +172,7 @@ def stored_results(path: str, strategy: str, objective: str) -> tuple[list[str],
     return names, points, scored
 
 
-def heatmap_text(points: list[dict[str, float]], rows: list[dict[str, Any]], x: str, y: str,
-                 width: int = 80) -> Text:
+def heatmap_text(points: list[dict[str, float]], rows: list[dict[str, Any]], x: str, y: str, width: int = 80) -> Text:
     """The best score over ``x`` (columns) and ``y`` (rows), colour from red (low) to green
     (high), the number in every cell so nothing depends on colour; '-' = no feasible trial."""
     best: dict[tuple[float, float], float] = {}
@@ -222,21 +267,52 @@ class OptimizeScreen(Screen):
     def compose(self) -> ComposeResult:
         req = self.request
         kind = "user strategy" if SOURCES.get(req.strategy) != "built-in" else "built-in"
-        yield Static(f"Optimise · {req.strategy} ({kind}) {req.symbol} {req.interval} · {req.fill_model} fills · "
-                     "walk-forward, self-checked against the backtest", id="op-title")
+        yield Static(
+            f"Optimise · {req.strategy} ({kind}) {req.symbol} {req.interval} · {req.fill_model} fills · "
+            "walk-forward, self-checked against the backtest",
+            id="op-title",
+        )
         with Horizontal(id="op-main"):
             with VerticalScroll(id="op-form", can_focus=False):
-                yield _row("Params", Input(default_space(req.strategy), compact=True, id="space",
-                                           tooltip="--param specs: NAME=20,25,30 or NAME=LOW:HIGH:STEP or NAME"))
-                yield _row("Search", Select([(s, s) for s in ("grid", "random", "optuna")], value="grid",
-                                            allow_blank=False, compact=True, id="search"))
+                yield _row(
+                    "Params",
+                    Input(
+                        default_space(req.strategy),
+                        compact=True,
+                        id="space",
+                        tooltip="--param specs: NAME=20,25,30 or NAME=LOW:HIGH:STEP or NAME",
+                    ),
+                )
+                yield _row(
+                    "Search",
+                    Select(
+                        [(s, s) for s in ("grid", "random", "optuna")],
+                        value="grid",
+                        allow_blank=False,
+                        compact=True,
+                        id="search",
+                    ),
+                )
                 yield _row("Trials", Input("", placeholder="random/optuna", compact=True, id="trials"))
-                yield _row("Objective", Select([(o, o) for o in OBJECTIVES], value="sharpe", allow_blank=False,
-                                               compact=True, id="objective"))
-                yield _row("Folds", Input("4", compact=True, id="folds", tooltip="walk-forward folds; 0 = in-sample only"))
+                yield _row(
+                    "Objective",
+                    Select(
+                        [(o, o) for o in OBJECTIVES], value="sharpe", allow_blank=False, compact=True, id="objective"
+                    ),
+                )
+                yield _row(
+                    "Folds", Input("4", compact=True, id="folds", tooltip="walk-forward folds; 0 = in-sample only")
+                )
                 yield _row("Min trades", Input("0", compact=True, id="min_trades"))
-                yield _row("Workers", Input(str(max(1, (os.cpu_count() or 1) - 1)), compact=True, id="workers",
-                                            tooltip="worker processes (one core is left to the console)"))
+                yield _row(
+                    "Workers",
+                    Input(
+                        str(max(1, (os.cpu_count() or 1) - 1)),
+                        compact=True,
+                        id="workers",
+                        tooltip="worker processes (one core is left to the console)",
+                    ),
+                )
                 yield _row("Top", Input("10", compact=True, id="top"))
                 yield _row("Results", Input("", placeholder="file .csv (resume/open)", compact=True, id="results"))
                 yield Button("Run (ctrl+r)", id="op-run", compact=True, variant="primary")
@@ -255,15 +331,18 @@ class OptimizeScreen(Screen):
         self.query_one("#op-heatmap-box").border_title = "Heatmap (ctrl+n: next pair)"
         self.query_one("#op-trials").border_title = "Top trials (s sorts, Enter selects)"
         self.query_one("#op-wf").border_title = "Walk-forward (honest: chosen on training windows only)"
-        self.query_one("#op-heatmap", Static).update(Text("No optimisation yet: check the form, then ctrl+r.",
-                                                          style="dim"))
+        self.query_one("#op-heatmap", Static).update(
+            Text("No optimisation yet: check the form, then ctrl+r.", style="dim")
+        )
         self._columns([])
         self.query_one("#space", Input).focus()
 
     # ------------------------------------------------------------------ form
     def form_values(self) -> dict[str, str]:
-        out = {k: self.query_one(f"#{k}", Input).value for k in
-               ("space", "trials", "folds", "min_trades", "workers", "top", "results")}
+        out = {
+            k: self.query_one(f"#{k}", Input).value
+            for k in ("space", "trials", "folds", "min_trades", "workers", "top", "results")
+        }
         for k in ("search", "objective"):
             out[k] = str(self.query_one(f"#{k}", Select).value)
         return out
@@ -351,10 +430,13 @@ class OptimizeScreen(Screen):
         self.show_report(out)
         best = out.get("best")
         took = "" if self.deterministic else f", {out['elapsed_s']:.1f}s"  # snapshots: no wall clock
-        head = (f"done: {out['evaluated']} combinations, {out['feasible']} feasible{took}; "
-                f"{out['verified_against_backtest']} re-run through the backtest: identical; kernel: {out['kernel']}")
-        self._status(head if best else f"{head}; {out.get('note', 'no feasible combination')}",
-                     "green" if best else "yellow")
+        head = (
+            f"done: {out['evaluated']} combinations, {out['feasible']} feasible{took}; "
+            f"{out['verified_against_backtest']} re-run through the backtest: identical; kernel: {out['kernel']}"
+        )
+        self._status(
+            head if best else f"{head}; {out.get('note', 'no feasible combination')}", "green" if best else "yellow"
+        )
 
     # ------------------------------------------------------------------ results
     def show_report(self, out: dict[str, Any]) -> None:
@@ -378,17 +460,25 @@ class OptimizeScreen(Screen):
         for i, t in enumerate(self.trials, start=1):
             tw = t.get("test_windows") or {}
             ret = t.get("return_pct")
-            table.add_row(str(i), *(f"{t['params'][n]:g}" for n in self.names), _f(t.get("score")),
-                          Text(_f(ret, "+.2f"), style="green" if (ret or 0) > 0 else "red"), _f(t.get("sharpe"), ".2f"),
-                          _f(t.get("max_drawdown_pct"), ".1f"), _f(t.get("trades")),
-                          _f(tw.get("return_pct"), "+.2f") if tw.get("windows") else "-",
-                          _f(tw.get("score_mean")) if tw.get("windows") else "-", key=str(i))
+            table.add_row(
+                str(i),
+                *(f"{t['params'][n]:g}" for n in self.names),
+                _f(t.get("score")),
+                Text(_f(ret, "+.2f"), style="green" if (ret or 0) > 0 else "red"),
+                _f(t.get("sharpe"), ".2f"),
+                _f(t.get("max_drawdown_pct"), ".1f"),
+                _f(t.get("trades")),
+                _f(tw.get("return_pct"), "+.2f") if tw.get("windows") else "-",
+                _f(tw.get("score_mean")) if tw.get("windows") else "-",
+                key=str(i),
+            )
 
     def _fill_walk_forward(self, wf: dict[str, Any] | None, warning: str | None) -> None:
         body = self.query_one("#op-wf", Static)
         if not wf:
-            body.update(Text(warning or "no walk-forward (in-sample only): every number was seen by the choice",
-                             style="yellow"))
+            body.update(
+                Text(warning or "no walk-forward (in-sample only): every number was seen by the choice", style="yellow")
+            )
             return
         text = Text()
         for f in wf["folds"]:
@@ -396,13 +486,18 @@ class OptimizeScreen(Screen):
                 text.append(f"fold {f['fold']}: {f['note']}\n", style="dim")
                 continue
             oos = f["out_of_sample"]["return_pct"]
-            text.append(f"fold {f['fold']} {f['test'][0][:10]}..{f['test'][1][:10]}  IS {_f(f['in_sample_score'])}  "
-                        f"OOS {_f(f['out_of_sample_score'])}  OOS ret ")
+            text.append(
+                f"fold {f['fold']} {f['test'][0][:10]}..{f['test'][1][:10]}  IS {_f(f['in_sample_score'])}  "
+                f"OOS {_f(f['out_of_sample_score'])}  OOS ret "
+            )
             text.append(f"{oos:+.2f}%", style="green" if oos > 0 else "red")
             text.append(f"  {' '.join(f'{k}={v:g}' for k, v in f['params'].items())}\n")
         comp = wf["out_of_sample_return_pct_compounded"]
-        text.append(f"out-of-sample compounded {_f(comp, '+.2f')}%; mean score IS {_f(wf['mean_in_sample_score'])} "
-                    f"vs OOS {_f(wf['mean_out_of_sample_score'])}", style="bold")
+        text.append(
+            f"out-of-sample compounded {_f(comp, '+.2f')}%; mean score IS {_f(wf['mean_in_sample_score'])} "
+            f"vs OOS {_f(wf['mean_out_of_sample_score'])}",
+            style="bold",
+        )
         body.update(text)
 
     def _draw_heatmap(self) -> None:
@@ -414,7 +509,7 @@ class OptimizeScreen(Screen):
         if len(varied) < 2:
             box.update(Text("one searched parameter varies: no heatmap (the table has the scores)", style="dim"))
             return
-        pairs = [(a, b) for i, a in enumerate(varied) for b in varied[i + 1:]]
+        pairs = [(a, b) for i, a in enumerate(varied) for b in varied[i + 1 :]]
         x, y = pairs[self.pair % len(pairs)]
         width = max(20, self.query_one("#op-heatmap-box").size.width - 2)
         box.update(heatmap_text(self.points, self.rows, x, y, width))
@@ -440,8 +535,9 @@ class OptimizeScreen(Screen):
             self._status(f"{path}: no full-window rows of {self.request.strategy}", "yellow")
             return
         top = int(self.query_one("#top", Input).value or 10) if self.query_one("#top", Input).value.isdigit() else 10
-        order = sorted((i for i, r in enumerate(rows) if r["score"] is not None), key=lambda i: rows[i]["score"],
-                       reverse=True)[:top]
+        order = sorted(
+            (i for i, r in enumerate(rows) if r["score"] is not None), key=lambda i: rows[i]["score"], reverse=True
+        )[:top]
         self.report = None
         self.names, self.points, self.rows = names, points, rows
         self.trials = [{"params": points[i], **rows[i]} for i in order]
@@ -506,8 +602,11 @@ class OptimizeScreen(Screen):
             self._status("no running session to switch (start the console's paper engine first)", "yellow")
             return
         if runtime.trading_mode != "paper":
-            self._status(f"refused: the console trades {runtime.trading_mode.upper()}; optimised parameters go to "
-                         "paper sessions only", "bold red")
+            self._status(
+                f"refused: the console trades {runtime.trading_mode.upper()}; optimised parameters go to "
+                "paper sessions only",
+                "bold red",
+            )
             return
         from tradeconsole.core.engine import SwitchStrategy
         from tradeconsole.tui.screens.dialogs import ConfirmDialog
@@ -521,12 +620,20 @@ class OptimizeScreen(Screen):
             app.collector.alias(key, strategy)
             engine.send(SwitchStrategy(key, strategy, params))
             app.collector.note(f"switch {key} to {strategy} {_params_text(params)} requested (optimiser)")
-            self._status(f"asked paper session {key} to switch to {strategy} {_params_text(params)} "
-                         "(the dashboard log shows whether the engine took it)", "green")
+            self._status(
+                f"asked paper session {key} to switch to {strategy} {_params_text(params)} "
+                "(the dashboard log shows whether the engine took it)",
+                "green",
+            )
 
-        app.push_screen(ConfirmDialog(f"Paper-trade session {key} with {strategy}\n{_params_text(params)}?\n"
-                                      "(refused by the engine while it holds a position)", "Paper with these"),
-                        confirmed)
+        app.push_screen(
+            ConfirmDialog(
+                f"Paper-trade session {key} with {strategy}\n{_params_text(params)}?\n"
+                "(refused by the engine while it holds a position)",
+                "Paper with these",
+            ),
+            confirmed,
+        )
 
 
 def _params_text(params: dict[str, float]) -> str:

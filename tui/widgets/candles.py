@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from textual_plotext import Plot
-
 from tradeconsole.core.domain import Candle, Position, interval_ms
 from tradeconsole.tui.collector import Marker
 from tradeconsole.tui.widgets.chart import ThreadedPlot
@@ -38,14 +37,21 @@ def time_labels(times: Sequence[int], interval: str, columns: int) -> tuple[list
     if n == 0:
         return [], []
     ms = interval_ms(interval)
-    spans_days = times[-1] - times[0] >= 86_400_000 or \
-        datetime.fromtimestamp(times[0] / 1000, tz=UTC).date() != datetime.fromtimestamp(times[-1] / 1000, tz=UTC).date()
+    spans_days = (
+        times[-1] - times[0] >= 86_400_000
+        or datetime.fromtimestamp(times[0] / 1000, tz=UTC).date()
+        != datetime.fromtimestamp(times[-1] / 1000, tz=UTC).date()
+    )
     if ms < 3_600_000:
         fmt = "%m-%d %H:%M" if spans_days else "%H:%M"  # a window over days says which day
     else:
         fmt = "%m-%d %H" if ms < 86_400_000 else "%Y-%m-%d"
-    return spaced_ticks(n, columns, len(datetime.fromtimestamp(0, tz=UTC).strftime(fmt)),
-                        lambda i: datetime.fromtimestamp(times[i] / 1000, tz=UTC).strftime(fmt))
+    return spaced_ticks(
+        n,
+        columns,
+        len(datetime.fromtimestamp(0, tz=UTC).strftime(fmt)),
+        lambda i: datetime.fromtimestamp(times[i] / 1000, tz=UTC).strftime(fmt),
+    )
 
 
 def spaced_ticks(n: int, columns: int, label_width: int, label: Callable[[int], str]) -> tuple[list[int], list[str]]:
@@ -72,9 +78,15 @@ class CandleChart(ThreadedPlot):
 
     can_focus = True
 
-    def set_data(self, candles: Sequence[Candle], open_candle: Candle | None, markers: Sequence[Marker],
-                 position: Position | None, interval: str,
-                 overlays: tuple[tuple[str, str, tuple[float, ...]], ...] = ()) -> None:
+    def set_data(
+        self,
+        candles: Sequence[Candle],
+        open_candle: Candle | None,
+        markers: Sequence[Marker],
+        position: Position | None,
+        interval: str,
+        overlays: tuple[tuple[str, str, tuple[float, ...]], ...] = (),
+    ) -> None:
         self.show_data(CandleData(tuple(candles), open_candle, tuple(markers), position, interval, overlays))
 
     def draw(self, plt: Plot, data: CandleData | None, width: int, height: int) -> str | None:
@@ -88,8 +100,15 @@ class CandleChart(ThreadedPlot):
             return "waiting for candles…"
         series = series[-n:]
         x = list(range(n))
-        plt.candlestick(x, {"Open": [c.open for c in series], "Close": [c.close for c in series],
-                            "High": [c.high for c in series], "Low": [c.low for c in series]})
+        plt.candlestick(
+            x,
+            {
+                "Open": [c.open for c in series],
+                "Close": [c.close for c in series],
+                "High": [c.high for c in series],
+                "Low": [c.low for c in series],
+            },
+        )
         opens = [c.open_time for c in series]
         marks: dict[str, tuple[list[int], list[float]]] = {"long": ([], []), "short": ([], []), "exit": ([], [])}
         for m in data.markers:
@@ -116,14 +135,18 @@ class CandleChart(ThreadedPlot):
         lo, hi = lo - pad, hi + pad
         p = data.position
         if p is not None:
-            for level, color, name in ((p.entry_price, "blue", "entry"), (p.stop_price, "red", "stop"),
-                                       (p.target_price, "green", "target")):
+            for level, color, name in (
+                (p.entry_price, "blue", "entry"),
+                (p.stop_price, "red", "stop"),
+                (p.target_price, "green", "target"),
+            ):
                 if lo <= level <= hi:
                     plt.hline(level, color)
                 else:  # outside the candles' range: marked at the edge it lies beyond
                     arrow = "↑" if level > hi else "↓"
-                    plt.text(f"{arrow} {name} {level:,.2f}", x=0, y=hi if level > hi else lo, color=color,
-                             alignment="left")
+                    plt.text(
+                        f"{arrow} {name} {level:,.2f}", x=0, y=hi if level > hi else lo, color=color, alignment="left"
+                    )
         plt.ylim(lo, hi)
         ticks, labels = time_labels(opens, data.interval, width - _Y_AXIS)
         plt.xticks(ticks, labels)

@@ -53,8 +53,9 @@ class ChartBuilder:
         if self._thread is not None:
             self._thread.join(5)
 
-    def submit(self, chart: ThreadedPlot, draw: DrawFn, data: Any, width: int, height: int, theme: str,
-               seq: int) -> None:
+    def submit(
+        self, chart: ThreadedPlot, draw: DrawFn, data: Any, width: int, height: int, theme: str, seq: int
+    ) -> None:
         with self._lock:
             self._pending[id(chart)] = (chart, draw, data, width, height, theme, seq)
         self._wake.set()
@@ -74,8 +75,9 @@ class ChartBuilder:
                 chart.post_message(ThreadedPlot.Built(seq, strips, (width, height)))
 
 
-def build_picture(plt: Plot, draw: DrawFn, data: Any, width: int, height: int, theme: str,
-                  console: Console | None = None) -> list[Strip]:
+def build_picture(
+    plt: Plot, draw: DrawFn, data: Any, width: int, height: int, theme: str, console: Console | None = None
+) -> list[Strip]:
     """Run ``draw`` on a cleared figure of the given size; the picture as ``height`` strips."""
     plt.clear_figure()
     try:
@@ -91,8 +93,9 @@ def build_picture(plt: Plot, draw: DrawFn, data: Any, width: int, height: int, t
             plt.theme(theme)
             text = Text.from_ansi(plt.build())
     text.no_wrap = True
-    console = console or Console(width=max(1, width), force_terminal=True, color_system="truecolor",
-                                 legacy_windows=False)
+    console = console or Console(
+        width=max(1, width), force_terminal=True, color_system="truecolor", legacy_windows=False
+    )
     options = console.options.update(width=max(1, width), height=max(1, height), no_wrap=True, overflow="crop")
     lines = console.render_lines(text, options, pad=True)
     return [Strip(line, max(1, width)) for line in lines[:height]]
@@ -145,7 +148,9 @@ class ThreadedPlot(PlotextPlot):
         builder = self.builder
         draw = type(self).draw.__get__(self)
         if builder is None:
-            self._apply(self.requested, build_picture(self.plt, draw, self._data, width, height, theme), (width, height))
+            self._apply(
+                self.requested, build_picture(self.plt, draw, self._data, width, height, theme), (width, height)
+            )
         else:
             builder.submit(self, draw, self._data, width, height, theme, self.requested)
 

@@ -25,18 +25,32 @@ _BADGES = {
     "live": (" LIVE · REAL MONEY ", "bold #ffffff on #d70000"),
 }
 _CONN_STYLE = {
-    "connected": "green", "finished": "cyan", "connecting": "yellow", "backfilling": "yellow",
-    "reconnecting": "bold yellow", "stale": "bold red", "disconnected": "bold red", "stopped": "red",
+    "connected": "green",
+    "finished": "cyan",
+    "connecting": "yellow",
+    "backfilling": "yellow",
+    "reconnecting": "bold yellow",
+    "stale": "bold red",
+    "disconnected": "bold red",
+    "stopped": "red",
     # a feed showing only rejected frames, or a sink low on disk; a sink the server refuses (wrong
     # version header, credentials): it never heals by itself, the operator must act
-    "degraded": "bold yellow", "refused": "bold red",
+    "degraded": "bold yellow",
+    "refused": "bold red",
 }
 
 
 #: the narrowest header's words for sources and states (still words, never bare symbols)
 _SHORT = {
-    "connected": "ok", "connecting": "wait", "reconnecting": "retry", "disconnected": "down", "backfilling": "fill",
-    "finished": "done", "elasticsearch": "es", "degraded": "degr", "refused": "refused",
+    "connected": "ok",
+    "connecting": "wait",
+    "reconnecting": "retry",
+    "disconnected": "down",
+    "backfilling": "fill",
+    "finished": "done",
+    "elasticsearch": "es",
+    "degraded": "degr",
+    "refused": "refused",
 }
 
 
@@ -172,8 +186,7 @@ class KeyBar(Static):
         self.update(self.render_keys(self.bindings, self.size.width, self.essential))
 
     @staticmethod
-    def render_keys(bindings: Sequence[BindingType], width: int | None = None,
-                    essential: Sequence[str] = ()) -> Text:
+    def render_keys(bindings: Sequence[BindingType], width: int | None = None, essential: Sequence[str] = ()) -> Text:
         """``key description`` pairs that fit ``width`` (all when None); bindings of one group
         share a description."""
         items: list[tuple[str, str, bool]] = []
@@ -200,8 +213,10 @@ class KeyBar(Static):
                 return sum(len(k) + len(t) + 2 for k, t, _ in xs)
 
             while length(items) > width:
-                drop = next((i for i in range(len(items) - 2, -1, -1) if not items[i][2]),
-                            None if items[-1][2] else len(items) - 1)
+                drop = next(
+                    (i for i in range(len(items) - 2, -1, -1) if not items[i][2]),
+                    None if items[-1][2] else len(items) - 1,
+                )
                 if drop is None:
                     break
                 items.pop(drop)

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 from textual.containers import Horizontal
 from textual_plotext import Plot
-
 from tradeconsole.core.strategies import STRATEGIES
 from tradeconsole.core.strategies.charts import BASE_CHARTS, Chart
 from tradeconsole.tui.collector import fmt_num
@@ -64,8 +63,9 @@ def charts_for(strategy: str) -> tuple[tuple[Chart, ...], str]:
     return hit
 
 
-def overlay_lines(charts: Sequence[Chart], rows: Sequence[IndicatorRow],
-                  open_row: IndicatorRow | None) -> tuple[tuple[str, str, tuple[float, ...]], ...]:
+def overlay_lines(
+    charts: Sequence[Chart], rows: Sequence[IndicatorRow], open_row: IndicatorRow | None
+) -> tuple[tuple[str, str, tuple[float, ...]], ...]:
     """(name, colour, values) of every overlay line, one value per row (NaN where undefined),
     the open candle's last when there is one: aligned with the candle chart's series."""
     data = tuple(rows) + ((open_row,) if open_row is not None else ())
@@ -118,8 +118,11 @@ class IndicatorChart(ThreadedPlot):
             return f"RSI {fmt_num(last.get('rsi'), '.1f')}"
         if self.kind == "cci":
             return f"CCI {fmt_num(last.get('cci'), '.0f')}"
-        m, sig, h = (fmt_num(last.get('macd'), '.2f'), fmt_num(last.get('macd_signal'), '.2f'),
-                     fmt_num(last.get('macd_hist'), '+.2f'))
+        m, sig, h = (
+            fmt_num(last.get("macd"), ".2f"),
+            fmt_num(last.get("macd_signal"), ".2f"),
+            fmt_num(last.get("macd_hist"), "+.2f"),
+        )
         options = [f"MACD {m} sig {sig} hist {h}", f"MACD {m} s {sig} h {h}", f"MACD {m} h {h}", f"MACD {m}"]
         return next((o for o in options if len(o) <= room), options[-1])
 
@@ -168,12 +171,13 @@ class IndicatorChart(ThreadedPlot):
 def _declared_title(ch: Chart, last: IndicatorRow, room: int) -> str:
     """``key v`` for one line, ``key a v b v`` for several (suffixes after the key), dropping
     trailing values rather than cutting a number."""
+
     def num(v: object) -> str:
         return fmt_num(v, ",.0f" if _finite(v) and abs(v) >= 1000 else ".2f")  # type: ignore[arg-type, operator]
 
     parts = []
     for name in ch.fields:
-        label = name[len(ch.key) + 1:] if name.startswith(ch.key + "_") else ""
+        label = name[len(ch.key) + 1 :] if name.startswith(ch.key + "_") else ""
         parts.append(f"{label} {num(last.get(name))}".strip())
     for k in range(len(parts), 0, -1):
         text = " ".join([ch.title, *parts[:k]])
@@ -198,9 +202,11 @@ class IndicatorPanes(Horizontal):
         yield from self._panes(self.charts)
 
     def _panes(self, charts: Sequence[Chart]) -> list[IndicatorChart]:
-        return [IndicatorChart(ch, id=ch.key if ch == BASE_CHARTS.get(ch.key) else f"pane-{ch.key}",
-                               builder=self.builder)
-                for ch in charts if not ch.overlay]
+        return [
+            IndicatorChart(ch, id=ch.key if ch == BASE_CHARTS.get(ch.key) else f"pane-{ch.key}", builder=self.builder)
+            for ch in charts
+            if not ch.overlay
+        ]
 
     @property
     def pane_ids(self) -> list[str]:
@@ -218,8 +224,9 @@ class IndicatorPanes(Horizontal):
             pane.set_data(rows, open_row)
         return charts
 
-    async def _rebuild(self, charts: tuple[Chart, ...], rows: tuple[IndicatorRow, ...],
-                       open_row: IndicatorRow | None) -> None:
+    async def _rebuild(
+        self, charts: tuple[Chart, ...], rows: tuple[IndicatorRow, ...], open_row: IndicatorRow | None
+    ) -> None:
         """Replace the panes (the old ones are gone before the new ones, which may reuse their
         ids, are mounted), unless another layout was asked for meanwhile."""
         if charts != self.charts:
@@ -238,7 +245,7 @@ def axis_ticks(kind: str | Chart, lo: float, hi: float, rows: int) -> tuple[list
     if isinstance(kind, Chart):  # a declared indicator: its levels first, the range's ends where they fit
         span = (hi - lo) or 1.0
         kept = sorted({v for v in kind.levels if lo <= v <= hi})[: 1 if rows < 3 else None]
-        for end in ([lo, hi] if rows >= 5 or not kept else []):
+        for end in [lo, hi] if rows >= 5 or not kept else []:
             if all(abs(end - t) / span * max(1, rows - 1) >= 1.2 for t in kept):
                 kept.append(end)
         return _spread(sorted(kept), lo, hi, rows)

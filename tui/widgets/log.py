@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 from textual.widgets import RichLog
-
 from tradeconsole.tui.collector import LogLine
 
 __all__ = ["EventLog", "format_line"]
@@ -35,8 +34,7 @@ class EventLog(RichLog):
     def __init__(self, hide_wall_clock: bool = False, **kwargs: object) -> None:
         # wrap: a log line is never cut mid-number ("target 1,60"); min_width small so narrow
         # terminals wrap at their own width instead of RichLog's default 78 columns
-        super().__init__(max_lines=500, wrap=True, min_width=20, markup=False, highlight=False,
-                         **kwargs)  # type: ignore[arg-type]
+        super().__init__(max_lines=500, wrap=True, min_width=20, markup=False, highlight=False, **kwargs)  # type: ignore[arg-type]
         self.border_title = "Log"
         self.hide_wall_clock = hide_wall_clock
         self.last_seq = 0

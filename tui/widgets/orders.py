@@ -19,14 +19,18 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 from textual.widgets import DataTable
-
 from tradeconsole.tui.collector import OrderRow, SessionSnapshot, fmt_num
 
 __all__ = ["OrdersTable", "TradesTable", "fit_columns", "short_time"]
 
 _SHORT_TYPE = {"STOP_MARKET": "STOP", "TAKE_PROFIT_MARKET": "TP", "MARKET": "MKT"}
-_STATUS_STYLE = {"filled": "green", "new": "bold yellow", "working": "bold yellow", "canceled": "dim",
-                 "rejected": "bold red"}
+_STATUS_STYLE = {
+    "filled": "green",
+    "new": "bold yellow",
+    "working": "bold yellow",
+    "canceled": "dim",
+    "rejected": "bold red",
+}
 
 
 def short_time(ms: int) -> str:
@@ -82,7 +86,9 @@ class _BookTable(DataTable):
         s = self._snap
         width = self.size.width - 1  # room for the vertical scrollbar
         others = tuple((o.key, o.book_version) for o in self._others)
-        seen = (s.key, s.book_version, others, width, self.view_key()) if s is not None else (None, width, self.view_key())
+        seen = (
+            (s.key, s.book_version, others, width, self.view_key()) if s is not None else (None, width, self.view_key())
+        )
         if seen == self._seen and not force:
             return
         self._seen = seen
@@ -145,9 +151,14 @@ class OrdersTable(_BookTable):
         for o, x in picked:
             status = "working" if o.status == "new" else o.status
             row: dict[str, object] = {
-                "time": short_time(o.time), "side": o.side, "type": _SHORT_TYPE.get(o.kind, o.kind) if short
-                else o.kind, "qty": fmt_num(o.qty, ".4f"), "price": fmt_num(o.price),
-                "status": Text(status, style=_STATUS_STYLE.get(status, "")), "note": o.note}
+                "time": short_time(o.time),
+                "side": o.side,
+                "type": _SHORT_TYPE.get(o.kind, o.kind) if short else o.kind,
+                "qty": fmt_num(o.qty, ".4f"),
+                "price": fmt_num(o.price),
+                "status": Text(status, style=_STATUS_STYLE.get(status, "")),
+                "note": o.note,
+            }
             if many:
                 who = x.symbol if len(symbols) > 1 else x.strategy
                 if len(symbols) > 1 and len(sessions) > len(symbols):
@@ -167,6 +178,15 @@ class TradesTable(_BookTable):
         out = []
         for f in reversed(s.fills):
             pnl = Text("") if f.pnl is None else Text(f"{f.pnl:+,.2f}", style="green" if f.pnl > 0 else "red")
-            out.append({"time": short_time(f.time), "side": f.side, "reason": f.reason, "price": fmt_num(f.price),
-                        "qty": f"{f.qty:.4f}", "fee": fmt_num(f.fee), "pnl": pnl})
+            out.append(
+                {
+                    "time": short_time(f.time),
+                    "side": f.side,
+                    "reason": f.reason,
+                    "price": fmt_num(f.price),
+                    "qty": f"{f.qty:.4f}",
+                    "fee": fmt_num(f.fee),
+                    "pnl": pnl,
+                }
+            )
         return out

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import Static
-
 from tradeconsole.core.domain import Side
 from tradeconsole.tui.collector import SessionSnapshot, fmt_num
 
@@ -66,8 +65,10 @@ class PositionsPanel(Static):
         self._key: tuple[object, ...] | None = None
 
     def show(self, selected: SessionSnapshot | None, others: Sequence[SessionSnapshot]) -> None:
-        key = (selected and (selected.key, selected.position, selected.mark),
-               tuple((o.key, o.position) for o in others))
+        key = (
+            selected and (selected.key, selected.position, selected.mark),
+            tuple((o.key, o.position) for o in others),
+        )
         if key == self._key:
             return
         self._key = key
@@ -77,8 +78,11 @@ class PositionsPanel(Static):
         rows = position_lines(selected)
         for o in others:
             p = o.position
-            state = Text("flat", style="dim") if p is None else Text(
-                f"{p.side.name} {fmt_num(o.unrealized_pnl, '+,.2f')}", style=_signed_style(o.unrealized_pnl))
+            state = (
+                Text("flat", style="dim")
+                if p is None
+                else Text(f"{p.side.name} {fmt_num(o.unrealized_pnl, '+,.2f')}", style=_signed_style(o.unrealized_pnl))
+            )
             if o.symbol != selected.symbol:  # several symbols: say whose position it is
                 label = f"{o.symbol} {o.strategy}"
             elif o.interval == selected.interval:

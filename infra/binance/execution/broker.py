@@ -39,7 +39,6 @@ from dataclasses import asdict
 from typing import Any
 
 from binance.client import Client
-
 from tradeconsole.core.broker import BrokerSettings
 from tradeconsole.core.broker_protocol import Broker
 from tradeconsole.core.config import DEFAULT_ENDPOINTS, TESTNET_ENDPOINTS, BinanceEndpoints
@@ -66,13 +65,26 @@ class BinanceFuturesBroker(StreamEvents, Reconcile, Protection, Exits, OrderSubm
     """One symbol, isolated margin (CROSSED in Multi-Assets mode), one-way mode, one position at
     a time, market entries."""
 
-    def __init__(self, api_key: str, api_secret: str, symbol: str, *,
-                 endpoints: BinanceEndpoints | None = None, testnet: bool = False,
-                 leverage: int | None = None, settings: BrokerSettings = BrokerSettings(),
-                 working_type: str = "MARK_PRICE", size_buffer: float = 0.002,
-                 request_timeout: float = 10.0, max_retries: int = 2, max_retry_wait: float = 5.0,
-                 retry_backoff: float = 0.25, sleep: Callable[[float], None] = _time.sleep,
-                 on_alert: Callable[[str], None] | None = None, trigger_grace_ms: int = 15_000) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        symbol: str,
+        *,
+        endpoints: BinanceEndpoints | None = None,
+        testnet: bool = False,
+        leverage: int | None = None,
+        settings: BrokerSettings = BrokerSettings(),
+        working_type: str = "MARK_PRICE",
+        size_buffer: float = 0.002,
+        request_timeout: float = 10.0,
+        max_retries: int = 2,
+        max_retry_wait: float = 5.0,
+        retry_backoff: float = 0.25,
+        sleep: Callable[[float], None] = _time.sleep,
+        on_alert: Callable[[str], None] | None = None,
+        trigger_grace_ms: int = 15_000,
+    ) -> None:
         """``endpoints`` wins over ``testnet``; ``testnet=True`` alone selects TESTNET_ENDPOINTS.
         ``leverage`` defaults to ``settings.leverage``; ``settings.fee_rate`` is used for sizing
         and as a fee estimate only (real fees come from the exchange). ``size_buffer`` keeps that
@@ -151,11 +163,16 @@ class BinanceFuturesBroker(StreamEvents, Reconcile, Protection, Exits, OrderSubm
         info = self._request("reading exchange info", self._client.futures_exchange_info)
         self.rules = SymbolRules.from_exchange_info(info, self.symbol)
         self._check_account_modes()
-        self._request("setting leverage", self._client.futures_change_leverage, symbol=self.symbol,
-                      leverage=self.leverage)
+        self._request(
+            "setting leverage", self._client.futures_change_leverage, symbol=self.symbol, leverage=self.leverage
+        )
         try:
-            self._request(f"setting {self.margin_type.lower()} margin", self._client.futures_change_margin_type,
-                          symbol=self.symbol, marginType=self.margin_type)
+            self._request(
+                f"setting {self.margin_type.lower()} margin",
+                self._client.futures_change_margin_type,
+                symbol=self.symbol,
+                marginType=self.margin_type,
+            )
         except BinanceError as e:
             if e.code != -4046:  # "No need to change margin type": already set
                 raise
@@ -177,13 +194,16 @@ class BinanceFuturesBroker(StreamEvents, Reconcile, Protection, Exits, OrderSubm
                 "the Binance futures account is in hedge mode (dual-side positions); tradeconsole trades "
                 "one-way mode only: switch the account to one-way mode (futures Preferences > Position Mode, "
                 "possible only with no open positions or orders), then start again",
-                operation="reading the position mode")
+                operation="reading the position mode",
+            )
         multi = self._request("reading the Multi-Assets mode", self._client.futures_get_multi_assets_mode)
         self.multi_assets = _truthy(multi.get("multiAssetsMargin"))
         if self.multi_assets and self.margin_type == "ISOLATED":
             self.margin_type = "CROSSED"
-            self._alert(f"the account is in Multi-Assets mode, where Binance refuses ISOLATED margin (-4168): "
-                        f"{self.symbol} is traded with CROSSED margin (the whole wallet backs the position)")
+            self._alert(
+                f"the account is in Multi-Assets mode, where Binance refuses ISOLATED margin (-4168): "
+                f"{self.symbol} is traded with CROSSED margin (the whole wallet backs the position)"
+            )
 
     def _ensure_started(self) -> SymbolRules:
         if not self._started or self.rules is None:
@@ -257,8 +277,16 @@ class BinanceFuturesBroker(StreamEvents, Reconcile, Protection, Exits, OrderSubm
             raise
         return out
 
-    def submit_entry(self, side: Side, candle: Candle, order_id: str, stop_loss_pct: float,
-                     take_profit_pct: float, stake_fraction: float = 1.0, plan: Any = None) -> Fill | None:
+    def submit_entry(
+        self,
+        side: Side,
+        candle: Candle,
+        order_id: str,
+        stop_loss_pct: float,
+        take_profit_pct: float,
+        stake_fraction: float = 1.0,
+        plan: Any = None,
+    ) -> Fill | None:
         """Enter at market now (right after ``candle`` closed), then protect the position on the
         exchange. Sized like the realistic simulation (margin plus fee equals the stake) from
         ``candle.close``, rounded down to the step. Returns the entry fill; None when already in a
@@ -281,20 +309,35 @@ class BinanceFuturesBroker(StreamEvents, Reconcile, Protection, Exits, OrderSubm
             ref = candle.close
             qty = rules.floor_qty(stake * (1 - self.size_buffer) / (ref * (1 / self.leverage + self.settings.fee_rate)))
             rules.check_entry(qty, ref, stake)
-            params = {"symbol": self.symbol, "side": side.entry_order_side.value, "type": "MARKET",
-                      "quantity": _fmt(qty), "newClientOrderId": order_id, "newOrderRespType": "RESULT"}
-            order = self._submit(f"placing entry {order_id}", self._client.futures_create_order, params,
-                                 lambda: self._lookup_order(order_id))
+            params = {
+                "symbol": self.symbol,
+                "side": side.entry_order_side.value,
+                "type": "MARKET",
+                "quantity": _fmt(qty),
+                "newClientOrderId": order_id,
+                "newOrderRespType": "RESULT",
+            }
+            order = self._submit(
+                f"placing entry {order_id}",
+                self._client.futures_create_order,
+                params,
+                lambda: self._lookup_order(order_id),
+            )
         else:
-            log.warning("entry %s already exists on the exchange (status %s); not sending it again",
-                        order_id, existing.get("status"))
+            log.warning(
+                "entry %s already exists on the exchange (status %s); not sending it again",
+                order_id,
+                existing.get("status"),
+            )
             stake = 0.0
             order = existing
         order = self._await_filled(order, order_id)
         exch = self._exchange_position()
         if existing is not None and (exch.amt == 0 or (exch.amt > 0) != (side is Side.LONG)):
-            self._alert(f"entry {order_id} was executed earlier and its position on {self.symbol} is already "
-                        "closed; not entering again")
+            self._alert(
+                f"entry {order_id} was executed earlier and its position on {self.symbol} is already "
+                "closed; not entering again"
+            )
             return None
         fill = self._record_entry(order, side, order_id, stop_loss_pct, take_profit_pct, stake, exch)
         try:
@@ -326,7 +369,8 @@ class BinanceFuturesBroker(StreamEvents, Reconcile, Protection, Exits, OrderSubm
         if source != CANDLE_SOURCE_EXCHANGE:
             raise FeedRefused(
                 f"the {'testnet' if self.testnet else 'live'} broker for {self.symbol} refuses a candle from "
-                f"{source or 'an untagged source'!s}: only candles from the Binance live feed may drive real orders")
+                f"{source or 'an untagged source'!s}: only candles from the Binance live feed may drive real orders"
+            )
 
     def snapshot(self) -> dict[str, Any]:
         """State to journal (JSON-ready, no credentials): position with its protective levels, the
@@ -344,8 +388,9 @@ class BinanceFuturesBroker(StreamEvents, Reconcile, Protection, Exits, OrderSubm
             "entry_stake": self._entry_stake,
             "funding_booked": self._funding_booked,
             "algo_ids": dict(self._algo_ids),
-            "queued": [{"fill": _fill_to_dict(f), "trade": None if t is None else _trade_to_dict(t)}
-                       for f, t in self._queued],
+            "queued": [
+                {"fill": _fill_to_dict(f), "trade": None if t is None else _trade_to_dict(t)} for f, t in self._queued
+            ],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -363,8 +408,10 @@ class BinanceFuturesBroker(StreamEvents, Reconcile, Protection, Exits, OrderSubm
         self._entry_stake = float(state.get("entry_stake", 0.0))
         self._funding_booked = float(state.get("funding_booked", 0.0))
         self._algo_ids = {str(k): int(v) for k, v in (state.get("algo_ids") or {}).items()}
-        self._queued = [(_fill_from_dict(q["fill"]), None if q["trade"] is None else _trade_from_dict(q["trade"]))
-                        for q in state.get("queued", [])]
+        self._queued = [
+            (_fill_from_dict(q["fill"]), None if q["trade"] is None else _trade_from_dict(q["trade"]))
+            for q in state.get("queued", [])
+        ]
 
     def _redact(self, text: str) -> str:
         return redact(text, (self._client.API_KEY, self._client.API_SECRET))

@@ -43,7 +43,6 @@ _TRADES_HISTORY_MS = 180 * 24 * 3600 * 1000  # userTrades: only the past 6 month
 
 
 @dataclass(frozen=True, slots=True)
-
 class _ExchangePosition:
     amt: Decimal
     entry_price: float
@@ -103,13 +102,15 @@ class ExchangeReads:
         return list(self._request("reading open orders", self._client.futures_get_open_orders, symbol=self.symbol))
 
     def _open_algo_orders(self) -> list[dict[str, Any]]:
-        rows = self._request("reading open conditional orders", self._client.futures_get_open_algo_orders,
-                             symbol=self.symbol)
+        rows = self._request(
+            "reading open conditional orders", self._client.futures_get_open_algo_orders, symbol=self.symbol
+        )
         return [o for o in rows if o.get("symbol", self.symbol) == self.symbol]
 
     def _trades(self, **params: Any) -> list[dict[str, Any]]:
-        return list(self._request("reading account trades", self._client.futures_account_trades,
-                                  symbol=self.symbol, **params))
+        return list(
+            self._request("reading account trades", self._client.futures_account_trades, symbol=self.symbol, **params)
+        )
 
     def _trades_between(self, start: int, end: int) -> list[dict[str, Any]]:
         """Every account trade on the symbol with ``start <= time <= end``, oldest first.
@@ -122,8 +123,12 @@ class ExchangeReads:
         is paged by ``fromId``."""
         oldest = self._now_ms() - _TRADES_HISTORY_MS
         if start < oldest:
-            log.warning("userTrades only reaches back 6 months; reading %s trades from %s instead of %s",
-                        self.symbol, _iso(oldest), _iso(start))
+            log.warning(
+                "userTrades only reaches back 6 months; reading %s trades from %s instead of %s",
+                self.symbol,
+                _iso(oldest),
+                _iso(start),
+            )
             start = oldest
         seen: set[int] = set()
         out: list[dict[str, Any]] = []
@@ -165,9 +170,15 @@ class ExchangeReads:
         income history, as the simulated broker accounts it. 0 with a warning if unreadable: the
         wallet balance (``cash``) includes funding either way."""
         try:
-            rows = self._request("reading funding payments", self._client.futures_income_history,
-                                 symbol=self.symbol, incomeType="FUNDING_FEE", startTime=start, endTime=end,
-                                 limit=1000)
+            rows = self._request(
+                "reading funding payments",
+                self._client.futures_income_history,
+                symbol=self.symbol,
+                incomeType="FUNDING_FEE",
+                startTime=start,
+                endTime=end,
+                limit=1000,
+            )
         except BinanceError as e:
             log.warning("could not read funding payments for the round trip: %s", e)
             return 0.0
@@ -180,12 +191,17 @@ class ExchangeReads:
         return qty * px * self.settings.fee_rate
 
     def _lookup_order(self, client_id: str) -> dict[str, Any] | None:
-        return self._lookup("looking up order " + client_id, self._client.futures_get_order,
-                            symbol=self.symbol, origClientOrderId=client_id)
+        return self._lookup(
+            "looking up order " + client_id,
+            self._client.futures_get_order,
+            symbol=self.symbol,
+            origClientOrderId=client_id,
+        )
 
     def _lookup_order_by_id(self, order_id: int) -> dict[str, Any] | None:
-        return self._lookup(f"looking up order {order_id}", self._client.futures_get_order,
-                            symbol=self.symbol, orderId=order_id)
+        return self._lookup(
+            f"looking up order {order_id}", self._client.futures_get_order, symbol=self.symbol, orderId=order_id
+        )
 
     def _algo_ref(self, client_algo_id: str) -> dict[str, Any]:
         """How to name a protective order to Binance: by the algoId of its current placement when
@@ -194,8 +210,11 @@ class ExchangeReads:
         return {"algoId": aid} if aid else {"clientAlgoId": client_algo_id}
 
     def _lookup_algo(self, client_algo_id: str) -> dict[str, Any] | None:
-        return self._lookup("looking up conditional order " + client_algo_id, self._client.futures_get_algo_order,
-                            **self._algo_ref(client_algo_id))
+        return self._lookup(
+            "looking up conditional order " + client_algo_id,
+            self._client.futures_get_algo_order,
+            **self._algo_ref(client_algo_id),
+        )
 
     def _lookup(self, op: str, fn: Callable[..., Any], **params: Any) -> dict[str, Any] | None:
         try:
@@ -208,8 +227,11 @@ class ExchangeReads:
     def _retry_policy(self) -> RetryPolicy:
         """The broker's share of the one retry policy (``tradeconsole.infra.retry``): at most
         ``max_retries`` retries, backing off from ``retry_backoff`` seconds."""
-        return RetryPolicy(initial_s=self.retry_backoff, max_s=max(self.retry_backoff, self.max_retry_wait),
-                           max_attempts=self.max_retries + 1)
+        return RetryPolicy(
+            initial_s=self.retry_backoff,
+            max_s=max(self.retry_backoff, self.max_retry_wait),
+            max_attempts=self.max_retries + 1,
+        )
 
     def _request(self, op: str, fn: Callable[..., Any], *, idempotent: bool = True, **params: Any) -> Any:
         """One REST call under the retry policy. Reads (``idempotent``) are retried on 5xx and
@@ -237,8 +259,7 @@ class ExchangeReads:
                 return exc.retry_after
             return True if isinstance(exc, ExchangeUnavailable) and idempotent else None
 
-        return retry_call(once, name=op, classify=classify, policy=self._retry_policy(), sleep=self._sleep,
-                          logger=log)
+        return retry_call(once, name=op, classify=classify, policy=self._retry_policy(), sleep=self._sleep, logger=log)
 
     def _attempt(self, op: str, fn: Callable[..., Any], params: dict[str, Any]) -> Any:
         """Call once; return the result or the typed error (never raise python-binance types)."""

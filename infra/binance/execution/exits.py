@@ -25,8 +25,16 @@ class Exits:
     One part of ``BinanceFuturesBroker`` (a mixin: it shares the broker's state, set up in
     ``BinanceFuturesBroker.__init__``, and calls the other parts through ``self``)."""
 
-    def _record_entry(self, order: dict[str, Any], side: Side, order_id: str, sl_pct: float, tp_pct: float,
-                      stake: float, exch: _ExchangePosition) -> Fill:
+    def _record_entry(
+        self,
+        order: dict[str, Any],
+        side: Side,
+        order_id: str,
+        sl_pct: float,
+        tp_pct: float,
+        stake: float,
+        exch: _ExchangePosition,
+    ) -> Fill:
         rules = self._rules()
         qty = float(order["executedQty"])
         px = float(order["avgPrice"])
@@ -36,8 +44,9 @@ class Exits:
         stop = float(rules.round_price(px * (1 - sl_pct) if sign > 0 else px * (1 + sl_pct)))
         target = float(rules.round_price(px * (1 + tp_pct) if sign > 0 else px * (1 - tp_pct)))
         mmr = self.settings.maintenance_margin_rate
-        liq = exch.liquidation_price or (px * (1 - 1 / self.leverage + mmr) if sign > 0
-                                         else px * (1 + 1 / self.leverage - mmr))
+        liq = exch.liquidation_price or (
+            px * (1 - 1 / self.leverage + mmr) if sign > 0 else px * (1 + 1 / self.leverage - mmr)
+        )
         self.position = Position(self.symbol, side, qty, px, t, fee, float(self.leverage), stop, target, liq)
         self._entry_order_id = order_id
         self._entry_exchange_id = int(order["orderId"])
@@ -61,20 +70,36 @@ class Exits:
         if exch.amt == 0 or (exch.amt > 0) != (p.side is Side.LONG):
             return self._resolve_vanished()
         cid = self._entry_order_id + suffix
-        params = {"symbol": self.symbol, "side": p.side.exit_order_side.value, "type": "MARKET",
-                  "quantity": _fmt(abs(exch.amt)), "reduceOnly": "true", "newClientOrderId": cid,
-                  "newOrderRespType": "RESULT"}
+        params = {
+            "symbol": self.symbol,
+            "side": p.side.exit_order_side.value,
+            "type": "MARKET",
+            "quantity": _fmt(abs(exch.amt)),
+            "reduceOnly": "true",
+            "newClientOrderId": cid,
+            "newOrderRespType": "RESULT",
+        }
         try:
-            order = self._submit(f"closing {self.symbol} ({cid})", self._client.futures_create_order, params,
-                                 lambda: self._lookup_order(cid))
+            order = self._submit(
+                f"closing {self.symbol} ({cid})",
+                self._client.futures_create_order,
+                params,
+                lambda: self._lookup_order(cid),
+            )
         except ReduceOnlyRejected:
             return self._resolve_vanished()
         order = self._await_filled(order, cid)
         trades = self._trades(orderId=int(order["orderId"]))
         if not trades:  # not visible yet: the order itself says qty and price; estimate the fee
             est = float(order["executedQty"]) * float(order["avgPrice"]) * self.settings.fee_rate
-            trades = [{"qty": order["executedQty"], "price": order["avgPrice"], "commission": str(est),
-                       "time": order.get("updateTime", 0)}]
+            trades = [
+                {
+                    "qty": order["executedQty"],
+                    "price": order["avgPrice"],
+                    "commission": str(est),
+                    "time": order.get("updateTime", 0),
+                }
+            ]
         return self._finish_exit(trades, reason, suffix)
 
     def _close_untracked(self, exch: _ExchangePosition) -> Fill:
@@ -83,10 +108,21 @@ class Exits:
         side = OrderSide.SELL if exch.amt > 0 else OrderSide.BUY
         key = f"{self.symbol}|{exch.amt}|{exch.entry_price}|{exch.update_time}"
         cid = "tcrx" + hashlib.sha1(key.encode()).hexdigest()[:24]
-        params = {"symbol": self.symbol, "side": side.value, "type": "MARKET", "quantity": _fmt(abs(exch.amt)),
-                  "reduceOnly": "true", "newClientOrderId": cid, "newOrderRespType": "RESULT"}
-        order = self._submit(f"closing untracked {self.symbol} position", self._client.futures_create_order,
-                             params, lambda: self._lookup_order(cid))
+        params = {
+            "symbol": self.symbol,
+            "side": side.value,
+            "type": "MARKET",
+            "quantity": _fmt(abs(exch.amt)),
+            "reduceOnly": "true",
+            "newClientOrderId": cid,
+            "newOrderRespType": "RESULT",
+        }
+        order = self._submit(
+            f"closing untracked {self.symbol} position",
+            self._client.futures_create_order,
+            params,
+            lambda: self._lookup_order(cid),
+        )
         order = self._await_filled(order, cid)
         qty, px = float(order["executedQty"]), float(order["avgPrice"])
         fee = self._order_fee(int(order["orderId"]), qty, px)
@@ -104,21 +140,30 @@ class Exits:
             return res
         exit_side = p.side.exit_order_side.value
         trades = self._closing_trades(
-            [t for t in self._trades_between(p.entry_time, self._now_ms())
-             if t.get("side") == exit_side and int(t["orderId"]) != self._entry_exchange_id], p.qty)
+            [
+                t
+                for t in self._trades_between(p.entry_time, self._now_ms())
+                if t.get("side") == exit_side and int(t["orderId"]) != self._entry_exchange_id
+            ],
+            p.qty,
+        )
         if trades:
             last_id = int(trades[-1]["orderId"])
             last = self._lookup_order_by_id(last_id) or {}
-            reason = self._exit_reason(last_id, str(last.get("clientOrderId") or ""),
-                                       str(last.get("origType") or ""),
-                                       _truthy(last.get("closePosition")) or _truthy(last.get("reduceOnly")))
+            reason = self._exit_reason(
+                last_id,
+                str(last.get("clientOrderId") or ""),
+                str(last.get("origType") or ""),
+                _truthy(last.get("closePosition")) or _truthy(last.get("reduceOnly")),
+            )
             self._cancel_all_orders()
             return self._finish_exit(trades, reason)
         mark = self._mark if self._mark is not None else p.entry_price
         log.warning("no closing trade found for the vanished %s position; recording its exit at %g", self.symbol, mark)
         self._cancel_all_orders()
-        return self._finish_exit([{"qty": p.qty, "price": mark, "commission": "0", "time": int(_time.time() * 1000)}],
-                                 FillReason.FLATTEN)
+        return self._finish_exit(
+            [{"qty": p.qty, "price": mark, "commission": "0", "time": int(_time.time() * 1000)}], FillReason.FLATTEN
+        )
 
     def _closing_trades(self, rows: list[dict[str, Any]], qty: float) -> list[dict[str, Any]]:
         """The exit-side trades (oldest first) that closed ``qty``: later ones belong to whatever
@@ -133,8 +178,9 @@ class Exits:
                 break
         return out
 
-    def _exit_reason(self, order_id: int, client_id: str, orig_type: str = "", closing: bool = False,
-                     liquidation: bool = False) -> FillReason:
+    def _exit_reason(
+        self, order_id: int, client_id: str, orig_type: str = "", closing: bool = False, liquidation: bool = False
+    ) -> FillReason:
         """Why the exchange order ``order_id`` closed our position (the one classifier for stream
         and REST exits). Liquidation: Binance's own closing orders (client id ``autoclose-``,
         ``adl_autoclose``; order type LIQUIDATION on the stream). Stop/target: the order is the
@@ -157,12 +203,19 @@ class Exits:
         visible over REST yet, the event itself (cumulative qty ``z``, average ``ap``, fee ``n``)."""
         trades = self._trades(orderId=int(o["i"]))
         if not trades:
-            trades = [{"qty": o.get("z"), "price": o.get("ap"), "commission": o.get("n") or "0",
-                       "time": int(o.get("T") or self._now_ms())}]
+            trades = [
+                {
+                    "qty": o.get("z"),
+                    "price": o.get("ap"),
+                    "commission": o.get("n") or "0",
+                    "time": int(o.get("T") or self._now_ms()),
+                }
+            ]
         return trades
 
-    def _finish_exit(self, trades: list[dict[str, Any]], reason: FillReason,
-                     suffix: str | None = None, *, partial: bool = False) -> tuple[Fill, Trade]:
+    def _finish_exit(
+        self, trades: list[dict[str, Any]], reason: FillReason, suffix: str | None = None, *, partial: bool = False
+    ) -> tuple[Fill, Trade]:
         """Record the exit made of ``trades`` (account trade rows: qty, price, commission, time).
 
         ``partial``: the trades closed only part of the position (e.g. a reduce-only order from
@@ -183,16 +236,42 @@ class Exits:
         funding_open = self._funding_paid(p.entry_time, when) - self._funding_booked
         share = min(1.0, qty / p.qty) if partial and p.qty > 0 else 1.0
         entry_fee, funding, stake = p.entry_fee * share, funding_open * share, self._entry_stake * share
-        suffix = "px" if partial else suffix or {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp",
-                                                 FillReason.LIQUIDATION: "lq"}.get(reason, "fx")
+        suffix = (
+            "px"
+            if partial
+            else suffix
+            or {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp", FillReason.LIQUIDATION: "lq"}.get(
+                reason, "fx"
+            )
+        )
         fill = Fill(when, self.symbol, p.side.exit_order_side, px, qty, fee, reason, self._entry_order_id + suffix)
-        trade = Trade(symbol=self.symbol, side=p.side, qty=qty, entry_time=p.entry_time, entry_price=p.entry_price,
-                      exit_time=when, exit_price=px, pnl=gross - entry_fee - fee - funding,
-                      fees=entry_fee + fee, funding=funding, exit_reason=reason, stake=stake)
+        trade = Trade(
+            symbol=self.symbol,
+            side=p.side,
+            qty=qty,
+            entry_time=p.entry_time,
+            entry_price=p.entry_price,
+            exit_time=when,
+            exit_price=px,
+            pnl=gross - entry_fee - fee - funding,
+            fees=entry_fee + fee,
+            funding=funding,
+            exit_reason=reason,
+            stake=stake,
+        )
         if partial:
-            self.position = Position(p.symbol, p.side, float(_dec(p.qty) - dqty), p.entry_price, p.entry_time,
-                                     p.entry_fee - entry_fee, p.leverage, p.stop_price, p.target_price,
-                                     p.liquidation_price)
+            self.position = Position(
+                p.symbol,
+                p.side,
+                float(_dec(p.qty) - dqty),
+                p.entry_price,
+                p.entry_time,
+                p.entry_fee - entry_fee,
+                p.leverage,
+                p.stop_price,
+                p.target_price,
+                p.liquidation_price,
+            )
             self._entry_stake -= stake
             self._funding_booked += funding
         else:
@@ -203,8 +282,16 @@ class Exits:
         self.cash += gross - fee
         self.fills.append(fill)
         self.trades.append(trade)
-        log.info("%s %s %s %g at %g (%s), pnl %.4f", "partial exit" if partial else "exit", p.side.name.lower(),
-                 self.symbol, qty, px, reason.value, trade.pnl)
+        log.info(
+            "%s %s %s %g at %g (%s), pnl %.4f",
+            "partial exit" if partial else "exit",
+            p.side.name.lower(),
+            self.symbol,
+            qty,
+            px,
+            reason.value,
+            trade.pnl,
+        )
         try:
             self._refresh_cash()
         except BinanceError as e:

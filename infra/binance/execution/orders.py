@@ -30,8 +30,9 @@ class OrderSubmission:
     One part of ``BinanceFuturesBroker`` (a mixin: it shares the broker's state, set up in
     ``BinanceFuturesBroker.__init__``, and calls the other parts through ``self``)."""
 
-    def _submit(self, op: str, fn: Callable[..., Any], params: dict[str, Any],
-                lookup: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+    def _submit(
+        self, op: str, fn: Callable[..., Any], params: dict[str, Any], lookup: Callable[[], dict[str, Any] | None]
+    ) -> dict[str, Any]:
         """Send an order so that it exists exactly once. After an ambiguous failure (timeout, 5xx,
         execution-status-unknown codes) or a duplicate-id reject, look the client id up; re-send only
         when the exchange says it does not exist."""
@@ -47,8 +48,12 @@ class OrderSubmission:
                     return found
                 delay = backoff.failed(f"verified absent after: {e}")
                 if backoff.exhausted:
-                    raise ExchangeUnavailable(f"{op}: not placed after {backoff.failures} attempts ({e}); verified "
-                                              "absent", code=e.code, http_status=e.http_status, operation=op) from None
+                    raise ExchangeUnavailable(
+                        f"{op}: not placed after {backoff.failures} attempts ({e}); verified absent",
+                        code=e.code,
+                        http_status=e.http_status,
+                        operation=op,
+                    ) from None
                 backoff.wait(delay)
             except BinanceError as e:
                 if e.code not in DUPLICATE_ID_CODES:
@@ -63,9 +68,12 @@ class OrderSubmission:
         try:
             return lookup()
         except BinanceError as e:
-            raise ExchangeUnavailable(f"{op}: outcome unknown and the order could not be looked up ({e}); "
-                                      "not re-sending blind", code=e.code, http_status=e.http_status,
-                                      operation=op) from None
+            raise ExchangeUnavailable(
+                f"{op}: outcome unknown and the order could not be looked up ({e}); not re-sending blind",
+                code=e.code,
+                http_status=e.http_status,
+                operation=op,
+            ) from None
 
     def _await_filled(self, order: dict[str, Any], client_id: str, polls: int = 5) -> dict[str, Any]:
         """A MARKET order answered with ACK (status NEW) fills within milliseconds; poll until it
@@ -80,18 +88,25 @@ class OrderSubmission:
             found = self._lookup_order(client_id)
             if found is not None:
                 order = found
-        raise BinanceError(f"market order {client_id} on {self.symbol} did not fill (status {order.get('status')})",
-                           operation="waiting for a market fill")
+        raise BinanceError(
+            f"market order {client_id} on {self.symbol} did not fill (status {order.get('status')})",
+            operation="waiting for a market fill",
+        )
 
     def _cancel_all_orders(self) -> None:
         self._request("canceling open orders", self._client.futures_cancel_all_open_orders, symbol=self.symbol)
-        self._request("canceling open conditional orders", self._client.futures_cancel_all_algo_open_orders,
-                      symbol=self.symbol)
+        self._request(
+            "canceling open conditional orders", self._client.futures_cancel_all_algo_open_orders, symbol=self.symbol
+        )
 
     def _cancel_algo(self, client_algo_id: str, algo_id: int | None = None) -> None:
         ref = {"algoId": algo_id} if algo_id else self._algo_ref(client_algo_id)
         self._lookup("canceling conditional order " + client_algo_id, self._client.futures_cancel_algo_order, **ref)
 
     def _cancel_regular(self, order: dict[str, Any]) -> None:
-        self._lookup(f"canceling order {order.get('clientOrderId')}", self._client.futures_cancel_order,
-                     symbol=self.symbol, orderId=order["orderId"])
+        self._lookup(
+            f"canceling order {order.get('clientOrderId')}",
+            self._client.futures_cancel_order,
+            symbol=self.symbol,
+            orderId=order["orderId"],
+        )

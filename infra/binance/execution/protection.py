@@ -59,11 +59,22 @@ class Protection:
             cid = self._entry_order_id + kind
             if cid in open_ids:
                 continue
-            params = {"symbol": self.symbol, "side": exit_side, "type": otype, "algoType": "CONDITIONAL",
-                      "triggerPrice": _fmt(rules.round_price(level)), "closePosition": "true",
-                      "workingType": self.working_type, "clientAlgoId": cid}
-            placed = self._submit(f"placing {otype} {cid}", self._client.futures_create_algo_order, params,
-                                  lambda cid=cid: self._live_algo(cid))
+            params = {
+                "symbol": self.symbol,
+                "side": exit_side,
+                "type": otype,
+                "algoType": "CONDITIONAL",
+                "triggerPrice": _fmt(rules.round_price(level)),
+                "closePosition": "true",
+                "workingType": self.working_type,
+                "clientAlgoId": cid,
+            }
+            placed = self._submit(
+                f"placing {otype} {cid}",
+                self._client.futures_create_algo_order,
+                params,
+                lambda cid=cid: self._live_algo(cid),
+            )
             if placed.get("algoId"):
                 self._algo_ids[cid] = int(placed["algoId"])
 
@@ -86,8 +97,11 @@ class Protection:
         except BinanceError as e:
             err = ProtectionFailed(
                 f"{self.symbol} position is OPEN AND UNPROTECTED: protective orders failed ({why}) and closing it "
-                f"failed too ({e}); reconcile() keeps retrying", code=e.code, http_status=e.http_status,
-                operation="protecting a new position")
+                f"failed too ({e}); reconcile() keeps retrying",
+                code=e.code,
+                http_status=e.http_status,
+                operation="protecting a new position",
+            )
             err.fill = entry_fill  # type: ignore[attr-defined]
             self._alert(str(err))
             raise err from None
@@ -106,7 +120,8 @@ class Protection:
         if res is not None or in_flight:
             return res
         return self._reprotect_if_open(
-            f"protective order(s) {', '.join(missing)} on {self.symbol} disappeared; re-placing them")
+            f"protective order(s) {', '.join(missing)} on {self.symbol} disappeared; re-placing them"
+        )
 
     def _inspect_protective(self, ids: list[str]) -> tuple[tuple[Fill, Trade] | None, bool]:
         """Classify the protective orders ``ids`` by their documented algo status (Binance, "Algo
@@ -138,15 +153,20 @@ class Protection:
                         return self._exit_by_protective(cid, trades), False
                     order = self._lookup_order_by_id(int(actual))
                     ostatus = None if order is None else order.get("status")
-                    if ostatus in ("CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH") and \
-                            float(order.get("executedQty") or 0) == 0:  # type: ignore[union-attr]
+                    if (
+                        ostatus in ("CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH")
+                        and float(order.get("executedQty") or 0) == 0
+                    ):  # type: ignore[union-attr]
                         self._note_dead(algo, f"its market order {actual} ended {ostatus} without a trade")
                         continue
                 if fresh:
                     in_flight = True
                 else:
-                    self._note_dead(algo, f"still {status} {(now - triggered_at) / 1000:.0f} s after triggering "
-                                          "with no trade on the account")
+                    self._note_dead(
+                        algo,
+                        f"still {status} {(now - triggered_at) / 1000:.0f} s after triggering "
+                        "with no trade on the account",
+                    )
                     self._cancel_algo(cid)
                 continue
             # FINISHED without an actual order: canceled in the matching engine before it existed
@@ -158,8 +178,10 @@ class Protection:
         if aid in self._dead_algo_ids:
             return
         self._dead_algo_ids.add(aid)
-        self._alert(f"protective order {algo.get('clientAlgoId')} on {self.symbol} fired but did not close the "
-                    f"position ({why}); re-protecting it (or closing it if that is impossible)")
+        self._alert(
+            f"protective order {algo.get('clientAlgoId')} on {self.symbol} fired but did not close the "
+            f"position ({why}); re-protecting it (or closing it if that is impossible)"
+        )
 
     def _exit_by_protective(self, cid: str, trades: list[dict[str, Any]]) -> tuple[Fill, Trade]:
         reason = FillReason.STOP_LOSS if cid.endswith("sl") else FillReason.TAKE_PROFIT
@@ -168,8 +190,12 @@ class Protection:
             try:
                 self._cancel_algo(other)
             except BinanceError as e:  # the exit is recorded; the leftover is canceled before
-                log.warning("could not cancel %s after %s filled (%s); it is canceled before the next "
-                            "entry and by reconcile()", other, cid, e)
+                log.warning(
+                    "could not cancel %s after %s filled (%s); it is canceled before the next entry and by reconcile()",
+                    other,
+                    cid,
+                    e,
+                )
         return res
 
     def _reprotect_if_open(self, alert: str | None = None) -> tuple[Fill, Trade] | None:
@@ -184,8 +210,18 @@ class Protection:
         if alert is not None:
             self._alert(alert)
         if abs(abs(exch.amt) - _dec(p.qty)) > self._rules().step / 2:
-            self.position = Position(p.symbol, p.side, float(abs(exch.amt)), p.entry_price, p.entry_time,
-                                     p.entry_fee, p.leverage, p.stop_price, p.target_price, p.liquidation_price)
+            self.position = Position(
+                p.symbol,
+                p.side,
+                float(abs(exch.amt)),
+                p.entry_price,
+                p.entry_time,
+                p.entry_fee,
+                p.leverage,
+                p.stop_price,
+                p.target_price,
+                p.liquidation_price,
+            )
         try:
             self._protect()
         except BinanceError as e:

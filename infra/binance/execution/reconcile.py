@@ -54,7 +54,6 @@ class FindingKind(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-
 class Finding:
     """One mismatch found by ``reconcile()``: ``problem`` (what differed) and ``action`` (how the
     documented rule resolved it); ``message`` is both in one line. ``fill``/``trade`` show the
@@ -93,28 +92,49 @@ class Reconcile:
             if exch.amt == 0:
                 fill, trade = self._resolve_vanished()
                 self._queued.append((fill, trade))
-                findings.append(Finding(
-                    FindingKind.POSITION_CLOSED,
-                    f"the {p.side.name.lower()} {self.symbol} position of {p.qty:g} we hold is flat on the exchange",
-                    f"recorded its exit ({trade.exit_reason.value} at {fill.price:g}) from the exchange's records",
-                    fill, trade))
+                findings.append(
+                    Finding(
+                        FindingKind.POSITION_CLOSED,
+                        f"the {p.side.name.lower()} {self.symbol} position of {p.qty:g} we hold is flat on the exchange",
+                        f"recorded its exit ({trade.exit_reason.value} at {fill.price:g}) from the exchange's records",
+                        fill,
+                        trade,
+                    )
+                )
             elif not same_side:
                 fill, trade = self._resolve_vanished()
                 self._queued.append((fill, trade))
-                findings.append(Finding(
-                    FindingKind.SIDE_MISMATCH,
-                    f"we hold a {p.side.name.lower()} {self.symbol} position but the exchange holds {_fmt(exch.amt)}",
-                    f"recorded our position's exit ({trade.exit_reason.value} at {fill.price:g}); the exchange "
-                    "position is handled as unknown", fill, trade))
+                findings.append(
+                    Finding(
+                        FindingKind.SIDE_MISMATCH,
+                        f"we hold a {p.side.name.lower()} {self.symbol} position but the exchange holds {_fmt(exch.amt)}",
+                        f"recorded our position's exit ({trade.exit_reason.value} at {fill.price:g}); the exchange "
+                        "position is handled as unknown",
+                        fill,
+                        trade,
+                    )
+                )
             elif abs(abs(exch.amt) - _dec(p.qty)) > self._rules().step / 2:
                 old = p.qty
-                self.position = Position(p.symbol, p.side, float(abs(exch.amt)), exch.entry_price or p.entry_price,
-                                         p.entry_time, p.entry_fee, p.leverage, p.stop_price, p.target_price,
-                                         exch.liquidation_price or p.liquidation_price)
-                findings.append(Finding(
-                    FindingKind.QTY_MISMATCH,
-                    f"we hold {old:g} {self.symbol} but the exchange holds {_fmt(abs(exch.amt))}",
-                    "adopted the exchange quantity and entry price (protective orders close the whole position)"))
+                self.position = Position(
+                    p.symbol,
+                    p.side,
+                    float(abs(exch.amt)),
+                    exch.entry_price or p.entry_price,
+                    p.entry_time,
+                    p.entry_fee,
+                    p.leverage,
+                    p.stop_price,
+                    p.target_price,
+                    exch.liquidation_price or p.liquidation_price,
+                )
+                findings.append(
+                    Finding(
+                        FindingKind.QTY_MISMATCH,
+                        f"we hold {old:g} {self.symbol} but the exchange holds {_fmt(abs(exch.amt))}",
+                        "adopted the exchange quantity and entry price (protective orders close the whole position)",
+                    )
+                )
         if self.position is None and exch.amt != 0:
             findings.append(self._handle_unknown(exch))
         findings.extend(self._cancel_strays())
@@ -127,8 +147,9 @@ class Reconcile:
 
     def _handle_unknown(self, exch: _ExchangePosition) -> Finding:
         side = Side.LONG if exch.amt > 0 else Side.SHORT
-        desc = (f"the exchange holds a {side.name.lower()} {self.symbol} position of {_fmt(abs(exch.amt))} "
-                "we do not know")
+        desc = (
+            f"the exchange holds a {side.name.lower()} {self.symbol} position of {_fmt(abs(exch.amt))} we do not know"
+        )
         open_algo = self._open_algo_orders()
         levels: dict[str, dict[str, Any]] = {}
         entry_id = None
@@ -141,22 +162,45 @@ class Reconcile:
             order = self._lookup_order(entry_id)
             if order is not None and order.get("side") == side.entry_order_side.value:
                 self._adopt(order, side, entry_id, exch, levels)
-                return Finding(FindingKind.UNKNOWN_POSITION, desc,
-                               f"adopted it: traced to our entry {entry_id} and protected by our stop "
-                               f"{levels['sl']['triggerPrice']} and target {levels['tp']['triggerPrice']}")
+                return Finding(
+                    FindingKind.UNKNOWN_POSITION,
+                    desc,
+                    f"adopted it: traced to our entry {entry_id} and protected by our stop "
+                    f"{levels['sl']['triggerPrice']} and target {levels['tp']['triggerPrice']}",
+                )
         fill = self._close_untracked(exch)
-        return Finding(FindingKind.UNKNOWN_POSITION, desc,
-                       f"closed it with a reduce-only market order at {fill.price:g}: it has no stop and target "
-                       "we know, so keeping it would leave it unprotected", fill)
+        return Finding(
+            FindingKind.UNKNOWN_POSITION,
+            desc,
+            f"closed it with a reduce-only market order at {fill.price:g}: it has no stop and target "
+            "we know, so keeping it would leave it unprotected",
+            fill,
+        )
 
-    def _adopt(self, order: dict[str, Any], side: Side, entry_id: str, exch: _ExchangePosition,
-               levels: dict[str, dict[str, Any]]) -> None:
+    def _adopt(
+        self,
+        order: dict[str, Any],
+        side: Side,
+        entry_id: str,
+        exch: _ExchangePosition,
+        levels: dict[str, dict[str, Any]],
+    ) -> None:
         px = float(order.get("avgPrice") or exch.entry_price)
         qty = float(abs(exch.amt))
         fee = self._order_fee(int(order["orderId"]), qty, px)
         stop, target = float(levels["sl"]["triggerPrice"]), float(levels["tp"]["triggerPrice"])
-        self.position = Position(self.symbol, side, qty, exch.entry_price or px, int(order.get("updateTime", 0)),
-                                 fee, float(self.leverage), stop, target, exch.liquidation_price)
+        self.position = Position(
+            self.symbol,
+            side,
+            qty,
+            exch.entry_price or px,
+            int(order.get("updateTime", 0)),
+            fee,
+            float(self.leverage),
+            stop,
+            target,
+            exch.liquidation_price,
+        )
         self._entry_order_id = entry_id
         self._entry_exchange_id = int(order["orderId"])
         self._algo_ids = {entry_id + k: int(o["algoId"]) for k, o in levels.items() if o.get("algoId")}
@@ -168,18 +212,27 @@ class Reconcile:
         out = []
         for o in self._open_regular_orders():
             self._cancel_regular(o)
-            out.append(Finding(FindingKind.STRAY_ORDER,
-                               f"open {o.get('type')} {o.get('side')} order {o.get('clientOrderId')} on {self.symbol} "
-                               "is not ours to keep", "canceled it"))
+            out.append(
+                Finding(
+                    FindingKind.STRAY_ORDER,
+                    f"open {o.get('type')} {o.get('side')} order {o.get('clientOrderId')} on {self.symbol} "
+                    "is not ours to keep",
+                    "canceled it",
+                )
+            )
         for o in self._open_algo_orders():
             cid = o.get("clientAlgoId", "")
             if cid in keep:
                 continue
             self._cancel_algo(cid, int(o.get("algoId") or 0) or None)
-            out.append(Finding(FindingKind.STRAY_ORDER,
-                               f"open {o.get('orderType')} {o.get('side')} conditional order {cid} at "
-                               f"{o.get('triggerPrice')} on {self.symbol} is not one of our protective orders",
-                               "canceled it"))
+            out.append(
+                Finding(
+                    FindingKind.STRAY_ORDER,
+                    f"open {o.get('orderType')} {o.get('side')} conditional order {cid} at "
+                    f"{o.get('triggerPrice')} on {self.symbol} is not one of our protective orders",
+                    "canceled it",
+                )
+            )
         return out
 
     def _ensure_protection(self) -> list[Finding]:
@@ -191,8 +244,15 @@ class Reconcile:
         if res is not None:
             self._queued.append(res)
             fill, trade = res
-            return [Finding(FindingKind.POSITION_CLOSED, f"protective order {fill.order_id} fired",
-                            f"recorded the exit at {fill.price:g}", fill, trade)]
+            return [
+                Finding(
+                    FindingKind.POSITION_CLOSED,
+                    f"protective order {fill.order_id} fired",
+                    f"recorded the exit at {fill.price:g}",
+                    fill,
+                    trade,
+                )
+            ]
         if in_flight:  # triggered, its market order is being executed: nothing to re-place
             return []
         msg = f"protective order(s) {', '.join(missing)} missing on the exchange while the position is open"
@@ -200,6 +260,13 @@ class Reconcile:
             self._protect()
         except BinanceError as e:
             fill, trade = self._protection_failed(str(e), None)
-            return [Finding(FindingKind.PROTECTION_MISSING, msg,
-                            f"re-placing failed ({e}); closed the position at {fill.price:g}", fill, trade)]
+            return [
+                Finding(
+                    FindingKind.PROTECTION_MISSING,
+                    msg,
+                    f"re-placing failed ({e}); closed the position at {fill.price:g}",
+                    fill,
+                    trade,
+                )
+            ]
         return [Finding(FindingKind.PROTECTION_MISSING, msg, "re-placed them at the recorded levels")]

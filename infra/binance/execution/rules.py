@@ -31,7 +31,6 @@ def _fmt(x: Decimal) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-
 class SymbolRules:
     """The exchange filters of one symbol that orders must satisfy."""
 
@@ -50,8 +49,9 @@ class SymbolRules:
             if s.get("symbol") == symbol:
                 break
         else:
-            raise BinanceError(f"symbol {symbol} is not listed in the futures exchange info",
-                               operation="reading exchange filters")
+            raise BinanceError(
+                f"symbol {symbol} is not listed in the futures exchange info", operation="reading exchange filters"
+            )
         f = {x["filterType"]: x for x in s.get("filters", [])}
         lot, market = f.get("LOT_SIZE", {}), f.get("MARKET_LOT_SIZE", {})
         price = f.get("PRICE_FILTER", {})
@@ -60,11 +60,16 @@ class SymbolRules:
         min_qty = max(_dec(lot.get("minQty", "0")), _dec(market.get("minQty", "0")))
         maxes = [_dec(x["maxQty"]) for x in (lot, market) if _dec(x.get("maxQty", "0")) > 0]
         if step <= 0 or _dec(price.get("tickSize", "0")) <= 0:
-            raise BinanceError(f"exchange info for {symbol} lacks a step size or tick size",
-                               operation="reading exchange filters")
+            raise BinanceError(
+                f"exchange info for {symbol} lacks a step size or tick size", operation="reading exchange filters"
+            )
         return cls(
-            symbol=symbol, step=step, min_qty=min_qty, max_qty=min(maxes) if maxes else Decimal("Infinity"),
-            tick=_dec(price["tickSize"]), min_price=_dec(price.get("minPrice", "0")),
+            symbol=symbol,
+            step=step,
+            min_qty=min_qty,
+            max_qty=min(maxes) if maxes else Decimal("Infinity"),
+            tick=_dec(price["tickSize"]),
+            min_price=_dec(price.get("minPrice", "0")),
             max_price=_dec(price.get("maxPrice", "0")) or Decimal("Infinity"),
             min_notional=_dec(f.get("MIN_NOTIONAL", {}).get("notional", "0")),
         )
@@ -86,13 +91,19 @@ class SymbolRules:
             raise FilterRejected(
                 f"entry on {self.symbol} rejected before sending: quantity {_fmt(qty)} (from a stake of "
                 f"{stake:.2f} USDT at {ref_price:g}) is below the minimum quantity {_fmt(self.min_qty)} "
-                f"(step {_fmt(self.step)}); raise the stake", operation="checking filters")
+                f"(step {_fmt(self.step)}); raise the stake",
+                operation="checking filters",
+            )
         if notional < self.min_notional:
             raise FilterRejected(
                 f"entry on {self.symbol} rejected before sending: notional {notional:.2f} USDT "
                 f"({_fmt(qty)} at {ref_price:g}) is below the minimum notional {_fmt(self.min_notional)} "
-                "USDT; raise the stake or the leverage", operation="checking filters")
+                "USDT; raise the stake or the leverage",
+                operation="checking filters",
+            )
         if qty > self.max_qty:
             raise FilterRejected(
                 f"entry on {self.symbol} rejected before sending: quantity {_fmt(qty)} is above the "
-                f"maximum {_fmt(self.max_qty)} for a market order; lower the stake", operation="checking filters")
+                f"maximum {_fmt(self.max_qty)} for a market order; lower the stake",
+                operation="checking filters",
+            )

@@ -91,8 +91,12 @@ class StreamEvents:
         for b in a.get("B") or []:
             if b.get("a") == "USDT" and b.get("wb") is not None:
                 if when and when < self._cash_time:
-                    log.info("ignoring a %s wallet balance from %s: older than the last applied one (%s)",
-                             self.symbol, _iso(when), _iso(self._cash_time))
+                    log.info(
+                        "ignoring a %s wallet balance from %s: older than the last applied one (%s)",
+                        self.symbol,
+                        _iso(when),
+                        _iso(self._cash_time),
+                    )
                     continue
                 self.cash = float(b["wb"])
                 self._cash_time = max(self._cash_time, when)
@@ -120,22 +124,27 @@ class StreamEvents:
                 oid = int(o.get("i") or 0)
                 cid = self._algo_order_cid.get(oid)
                 if cid in self._protective_ids():  # a triggered stop/target died in the matching engine
-                    self._note_dead({"algoId": self._algo_by_order.get(oid, 0), "clientAlgoId": cid},
-                                    f"its market order {oid} ended {status} without a trade")
+                    self._note_dead(
+                        {"algoId": self._algo_by_order.get(oid, 0), "clientAlgoId": cid},
+                        f"its market order {oid} ended {status} without a trade",
+                    )
                     return self._reprotect_if_open()
             return None
         exch = self._exchange_position()
         cid = str(o.get("c") or "")
         if exch.amt != 0 and (exch.amt > 0) == (p.side is Side.LONG):
             if _dec(p.qty) - abs(exch.amt) > self._rules().step / 2:  # partly closed: record it, protect the rest
-                log.warning("%s order %s closed part of the position (%s left)", self.symbol, cid,
-                            _fmt(abs(exch.amt)))
+                log.warning("%s order %s closed part of the position (%s left)", self.symbol, cid, _fmt(abs(exch.amt)))
                 trades = self._order_trades(o)
                 closed = sum((_dec(t["qty"]) for t in trades), Decimal(0))
                 if 0 < closed < _dec(p.qty):
-                    reason = self._exit_reason(int(o["i"]), cid, str(o.get("ot") or ""),
-                                               _truthy(o.get("cp")) or _truthy(o.get("R")),
-                                               o.get("o") == "LIQUIDATION")
+                    reason = self._exit_reason(
+                        int(o["i"]),
+                        cid,
+                        str(o.get("ot") or ""),
+                        _truthy(o.get("cp")) or _truthy(o.get("R")),
+                        o.get("o") == "LIQUIDATION",
+                    )
                     # queued at once: delivered with this event, or later if what follows raises
                     self._queued.append(self._finish_exit(trades, reason, partial=True))
                 final = self._reprotect_if_open()  # the rest, protected (or closed if impossible)
@@ -143,8 +152,13 @@ class StreamEvents:
                     self._queued.append(final)
             return None
         trades = self._order_trades(o)
-        reason = self._exit_reason(int(o["i"]), cid, str(o.get("ot") or ""),
-                                   _truthy(o.get("cp")) or _truthy(o.get("R")), o.get("o") == "LIQUIDATION")
+        reason = self._exit_reason(
+            int(o["i"]),
+            cid,
+            str(o.get("ot") or ""),
+            _truthy(o.get("cp")) or _truthy(o.get("R")),
+            o.get("o") == "LIQUIDATION",
+        )
         if reason is FillReason.STOP_LOSS:
             return self._exit_by_protective(self._entry_order_id + "sl", trades)
         if reason is FillReason.TAKE_PROFIT:

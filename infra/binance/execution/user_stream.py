@@ -65,8 +65,16 @@ class UserDataStream:
     ``client`` is a python-binance ``Client`` pointed at the futures REST base (used only for the
     three listenKey calls, from this object's thread)."""
 
-    def __init__(self, client: Any, endpoints: BinanceEndpoints, *, keepalive_s: float = 1800.0,
-                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, source: str = "binance-user") -> None:
+    def __init__(
+        self,
+        client: Any,
+        endpoints: BinanceEndpoints,
+        *,
+        keepalive_s: float = 1800.0,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        source: str = "binance-user",
+    ) -> None:
         if not 0 < keepalive_s < 3600:
             # Binance: the key lives 60 minutes; a keepalive later than that loses it
             raise ValueError("keepalive_s must be between 0 and 3600 seconds (Binance keys live 60 minutes)")
@@ -155,8 +163,14 @@ class UserDataStream:
         connected = False
         try:
             key = await asyncio.to_thread(self._new_key)
-            async with connect(user_stream_url(self.endpoints, key), open_timeout=10, ping_interval=20,
-                               ping_timeout=20, close_timeout=2, max_size=2**20) as ws:
+            async with connect(
+                user_stream_url(self.endpoints, key),
+                open_timeout=10,
+                ping_interval=20,
+                ping_timeout=20,
+                close_timeout=2,
+                max_size=2**20,
+            ) as ws:
                 self._ws = ws
                 self.connects += 1
                 connected = True
@@ -198,8 +212,9 @@ class UserDataStream:
                 self.keepalives += 1
             except Exception as e:  # noqa: BLE001
                 code = getattr(e, "code", None)
-                log.warning("user data stream keepalive failed (%s%s)", type(e).__name__,
-                            f" {code}" if code is not None else "")
+                log.warning(
+                    "user data stream keepalive failed (%s%s)", type(e).__name__, f" {code}" if code is not None else ""
+                )
                 if code == -1125:
                     await ws.close()
                     return
@@ -219,8 +234,7 @@ class UserDataStream:
                 msg = msg["data"]  # combined-stream wrapper
             if not isinstance(msg, dict) or not isinstance(msg.get("e"), str):
                 self.bad_messages += 1
-                log.warning("user data stream: message without an event type skipped (%d so far)",
-                            self.bad_messages)
+                log.warning("user data stream: message without an event type skipped (%d so far)", self.bad_messages)
                 continue
             if msg["e"] == "listenKeyExpired":
                 self.expired += 1

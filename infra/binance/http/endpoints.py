@@ -62,8 +62,11 @@ FUTURES_PRIVATE_ROUTE = "/private"  # user data (python-binance >= 1.0.36 future
 #: endpoint field -> (the route Binance requires on its futures hosts, what it carries, the rule)
 _ROUTES: dict[str, tuple[str, str, str]] = {
     "futures_ws": (FUTURES_MARKET_ROUTE, "klines", f"USD-M futures klines only under {FUTURES_MARKET_ROUTE}"),
-    "futures_user_ws": (FUTURES_PRIVATE_ROUTE, "the user data stream",
-                        f"the USD-M futures user data stream under {FUTURES_PRIVATE_ROUTE}"),
+    "futures_user_ws": (
+        FUTURES_PRIVATE_ROUTE,
+        "the user data stream",
+        f"the USD-M futures user data stream under {FUTURES_PRIVATE_ROUTE}",
+    ),
 }
 
 #: REST request timeout (seconds) for clients built here; python-binance's default is 10 s too,
@@ -87,8 +90,11 @@ def _normalise(field: str, value: object, origin: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"{origin}: {field} must not contain a query or fragment: {url!r}")
     route = _ROUTES.get(field)
-    if route is not None and (parts.hostname or "") in FUTURES_WS_HOSTS \
-            and not (parts.path.rstrip("/") + "/").startswith(route[0] + "/"):
+    if (
+        route is not None
+        and (parts.hostname or "") in FUTURES_WS_HOSTS
+        and not (parts.path.rstrip("/") + "/").startswith(route[0] + "/")
+    ):
         # a silent feed is worse than a refusal: say so at start, with the fix
         raise ValueError(
             f"{origin}: {field} {url!r} is a retired or wrong route for {route[1]}: Binance serves "
@@ -200,7 +206,6 @@ def make_async_client(
 
     from binance.async_client import AsyncClient
 
-    client = AsyncClient(api_key, api_secret, requests_params={"timeout": timeout},
-                         loop=asyncio.get_running_loop())
+    client = AsyncClient(api_key, api_secret, requests_params={"timeout": timeout}, loop=asyncio.get_running_loop())
     _point_at(client, endpoints)
     return client

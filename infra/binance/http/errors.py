@@ -23,7 +23,6 @@ from collections.abc import Iterable
 
 import requests
 from binance.exceptions import BinanceAPIException, BinanceRequestException
-
 from tradeconsole.infra.retry import parse_retry_after
 
 __all__ = [
@@ -75,7 +74,7 @@ _DESCRIPTIONS: dict[int, str] = {
     -2015: "API key rejected: invalid key, IP not whitelisted, or no futures trading permission",
     -2018: "balance is insufficient",
     -2019: "insufficient margin: the wallet cannot cover this order's initial margin; "
-           "lower the stake or raise leverage",
+    "lower the stake or raise leverage",
     -2021: "the stop/take-profit trigger price is already crossed, the order would trigger immediately",
     -2022: "reduce-only order rejected: there is no position to reduce (it may already be closed)",
     -2024: "position is not sufficient for this reduce order",
@@ -92,7 +91,7 @@ _DESCRIPTIONS: dict[int, str] = {
     -4046: "margin type already set (no change needed)",
     -4048: "margin type cannot be changed while a position or open orders exist",
     -4061: "the order's position side does not match the account's position mode (hedge mode needs "
-           "positionSide LONG/SHORT, one-way mode BOTH)",
+    "positionSide LONG/SHORT, one-way mode BOTH)",
     -4116: "client order id is duplicated: an order with this id already exists",
     -4120: "conditional order types must be sent through the algo order API",
     -4164: "order notional below the symbol's minimum notional (MIN_NOTIONAL); raise the stake",
@@ -135,8 +134,15 @@ class BinanceError(Exception):
     ``http_status`` the HTTP status (None when no response arrived), ``operation`` what the broker
     was doing, ``api_message`` the server's own text. ``str()`` gives one readable line."""
 
-    def __init__(self, message: str, *, code: int | None = None, http_status: int | None = None,
-                 operation: str = "", api_message: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        operation: str = "",
+        api_message: str = "",
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.http_status = http_status
@@ -201,8 +207,9 @@ class ProtectionFailed(BinanceError):
     exchange. The engine must alert loudly; ``reconcile()`` keeps trying to resolve it."""
 
 
-def error_from_response(code: int | None, http_status: int | None, api_message: str, operation: str,
-                        retry_after: float | None = None) -> BinanceError:
+def error_from_response(
+    code: int | None, http_status: int | None, api_message: str, operation: str, retry_after: float | None = None
+) -> BinanceError:
     """Build the typed error for one failed response."""
     text = describe(code, http_status)
     where = f" while {operation}" if operation else ""
@@ -243,9 +250,11 @@ def error_from_exception(exc: BaseException, operation: str, secrets: Iterable[s
         api_msg = redact(str(exc.message or ""), secrets)[:300]
         return error_from_response(code, exc.status_code, api_msg, operation, retry_after)
     if isinstance(exc, requests.exceptions.Timeout):
-        return ExchangeUnavailable(f"no answer from Binance in time while {operation}; outcome unknown",
-                                   code=None, operation=operation)
+        return ExchangeUnavailable(
+            f"no answer from Binance in time while {operation}; outcome unknown", code=None, operation=operation
+        )
     if isinstance(exc, (requests.exceptions.RequestException, BinanceRequestException)):
-        return ExchangeUnavailable(f"could not reach Binance while {operation}: {type(exc).__name__}",
-                                   operation=operation)
+        return ExchangeUnavailable(
+            f"could not reach Binance while {operation}: {type(exc).__name__}", operation=operation
+        )
     return None

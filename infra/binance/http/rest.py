@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from tradeconsole.core.domain import Candle, interval_ms
 from tradeconsole.infra.binance.http.errors import ExchangeUnavailable, RateLimited, RestError, error_from_exception
 from tradeconsole.infra.binance.market.klines import KlineParseError, parse_rest_klines
-from tradeconsole.infra.retry import Backoff, RetryPolicy, StopSignal, Stopped
+from tradeconsole.infra.retry import Backoff, RetryPolicy, Stopped, StopSignal
 
 if TYPE_CHECKING:
     from binance.client import Client
@@ -133,15 +133,20 @@ class KlineRestClient:
         except (KeyError, TypeError, ValueError):
             raise RestError(f"unexpected server time response: {result!r}") from None
 
-    def klines_page(self, symbol: str, interval: str, start_ms: int, end_ms: int | None = None,
-                    limit: int | None = None) -> list[Candle]:
+    def klines_page(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int | None = None, limit: int | None = None
+    ) -> list[Candle]:
         """One raw kline request (rows with ``start_ms <= open_time <= end_ms``). Every row is
         marked closed; the last one may be the open candle if ``end_ms`` reaches into it."""
         limit = self.page_limit if limit is None else limit
         if not 1 <= limit <= self.page_limit:
             raise ValueError(f"limit must be 1..{self.page_limit} for {self.market}, not {limit}")
-        params: dict[str, Any] = {"symbol": symbol.upper(), "interval": interval,
-                                  "startTime": int(start_ms), "limit": limit}
+        params: dict[str, Any] = {
+            "symbol": symbol.upper(),
+            "interval": interval,
+            "startTime": int(start_ms),
+            "limit": limit,
+        }
         if end_ms is not None:
             params["endTime"] = int(end_ms)
         fn = self.client.get_klines if self.market == "spot" else self.client.futures_klines
@@ -164,8 +169,10 @@ class KlineRestClient:
             prev = cursor - step
             for c in candles:
                 if c.open_time <= prev or (c.open_time - cursor) % step:
-                    raise RestError(f"{symbol} {interval}: kline at {c.open_time} is out of order or "
-                                    f"off the {interval} grid (after {prev})")
+                    raise RestError(
+                        f"{symbol} {interval}: kline at {c.open_time} is out of order or "
+                        f"off the {interval} grid (after {prev})"
+                    )
                 prev = c.open_time
             if len(rows) >= self.page_limit:
                 if not candles:
@@ -204,8 +211,7 @@ class KlineRestClient:
         if used >= self.weight_headroom * self.weight_limit:
             # Binance's weight window is the clock minute; wait for the next one
             wait = 60.0 - (self._wall() % 60.0) + 0.5
-            log.warning("request weight %d of %d used this minute; pausing %.1f s", used,
-                        self.weight_limit, wait)
+            log.warning("request weight %d of %d used this minute; pausing %.1f s", used, self.weight_limit, wait)
             self._wait(wait)
 
     def _call(self, fn: Callable[..., Any], **params: Any) -> Any:
@@ -236,20 +242,33 @@ class KlineRestClient:
             if isinstance(err, RateLimited):
                 self.stats.rate_limited += 1
                 if err.retry_after is not None and err.retry_after > self.retry.max_retry_after_s:
-                    raise RateLimited(f"{err}; asked to wait {err.retry_after:.0f} s", retry_after=err.retry_after,
-                                      code=err.code, http_status=err.http_status, operation=op) from None
+                    raise RateLimited(
+                        f"{err}; asked to wait {err.retry_after:.0f} s",
+                        retry_after=err.retry_after,
+                        code=err.code,
+                        http_status=err.http_status,
+                        operation=op,
+                    ) from None
                 delay = backoff.failed(str(err), err.retry_after)
                 if backoff.exhausted:
-                    raise RateLimited(f"still rate limited after {backoff.failures} attempts: {err}",
-                                      retry_after=err.retry_after, code=err.code, http_status=err.http_status,
-                                      operation=op) from None
+                    raise RateLimited(
+                        f"still rate limited after {backoff.failures} attempts: {err}",
+                        retry_after=err.retry_after,
+                        code=err.code,
+                        http_status=err.http_status,
+                        operation=op,
+                    ) from None
                 self._blocked_until = self._monotonic() + delay  # later calls of this client wait too
                 continue
             if not isinstance(err, ExchangeUnavailable):
                 raise err from None  # a 4xx: retrying cannot fix it
             delay = backoff.failed(str(err))
             if backoff.exhausted:
-                raise ExchangeUnavailable(f"{op} failed after {backoff.failures} attempts: {err}", code=err.code,
-                                          http_status=err.http_status, operation=op) from None
+                raise ExchangeUnavailable(
+                    f"{op} failed after {backoff.failures} attempts: {err}",
+                    code=err.code,
+                    http_status=err.http_status,
+                    operation=op,
+                ) from None
             if not backoff.wait(delay):
                 raise Stopped(f"{op}: stopped while waiting to retry")

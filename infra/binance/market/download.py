@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, interval_ms, iso_ms, parse_utc_ms
-from tradeconsole.infra.binance.market.klines import align_down, align_up
-from tradeconsole.infra.binance.http.rest import KlineRestClient, RestError
 from tradeconsole.core.paths import history_cache_dir
+from tradeconsole.infra.binance.http.rest import KlineRestClient, RestError
+from tradeconsole.infra.binance.market.klines import align_down, align_up
 
 __all__ = [
     "CacheError",
@@ -173,8 +172,12 @@ class HistoryCache:
             table = pq.read_table(path, columns=list(_COLS))
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for damaged files
             raise CacheError(f"{path}: unreadable ({exc}); delete it and run the download again") from None
-        arr = CandleArrays(*(np.asarray(table.column(c).to_numpy(),
-                                        dtype=np.int64 if c.endswith("time") else np.float64) for c in _COLS))
+        arr = CandleArrays(
+            *(
+                np.asarray(table.column(c).to_numpy(), dtype=np.int64 if c.endswith("time") else np.float64)
+                for c in _COLS
+            )
+        )
         return self._normalised(arr, str(path))
 
     def _normalised(self, arr: CandleArrays, name: str) -> CandleArrays:
@@ -252,8 +255,9 @@ class HistoryCache:
         import pyarrow.parquet as pq
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        table = pa.table({c: pa.array(getattr(arr, c), type=pa.int64() if c.endswith("time") else pa.float64())
-                          for c in _COLS})
+        table = pa.table(
+            {c: pa.array(getattr(arr, c), type=pa.int64() if c.endswith("time") else pa.float64()) for c in _COLS}
+        )
         path = self.month_path(ym)
         _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         self.files_written.add(path)
@@ -263,9 +267,12 @@ class HistoryCache:
             return
         self._gaps = _merge_ranges([*self.gaps, *ranges])
         self.directory.mkdir(parents=True, exist_ok=True)
-        doc = {"symbol": self.symbol, "interval": self.interval,
-               "note": "ranges [start, end) in ms with no candles on the exchange",
-               "gaps": [[a, b] for a, b in self._gaps]}
+        doc = {
+            "symbol": self.symbol,
+            "interval": self.interval,
+            "note": "ranges [start, end) in ms with no candles on the exchange",
+            "gaps": [[a, b] for a, b in self._gaps],
+        }
         _atomic_write(self.gaps_path, lambda tmp: tmp.write_text(json.dumps(doc, indent=1)))
 
 
@@ -294,8 +301,10 @@ class Progress:
         frac = self.done / self.total if self.total else 1.0
         width = 30
         filled = int(frac * width)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {frac * 100:5.1f}% "
-                          f"{self.done:,}/{self.total:,} candles")
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {frac * 100:5.1f}% "
+            f"{self.done:,}/{self.total:,} candles"
+        )
         self.stream.flush()
 
     def close(self) -> None:
@@ -327,8 +336,10 @@ class DownloadResult:
         return not self.missing
 
     def summary(self) -> str:
-        lines = [f"{self.symbol} {self.interval} {self.market}: {self.new_candles} new candle(s) in "
-                 f"{self.kline_requests} request(s) -> {self.directory}"]
+        lines = [
+            f"{self.symbol} {self.interval} {self.market}: {self.new_candles} new candle(s) in "
+            f"{self.kline_requests} request(s) -> {self.directory}"
+        ]
         if self.end_ms > self.start_ms:
             lines.append(f"range {iso_ms(self.start_ms)} .. {iso_ms(self.end_ms)} (end exclusive)")
         for a, b in self.exchange_gaps:
@@ -416,17 +427,19 @@ def _cached_note(result: DownloadResult | None) -> str:
     if result is None or result.new_candles == 0:
         return "nothing was downloaded"
     months = len(result.files_written)
-    return (f"{result.new_candles} new candle(s) in {months} month file(s) were cached; "
-            "run the same command again to resume")
+    return (
+        f"{result.new_candles} new candle(s) in {months} month file(s) were cached; "
+        "run the same command again to resume"
+    )
 
 
 def cli_main(args: argparse.Namespace) -> int:
     """``tradeconsole data download SYMBOL INTERVAL --from DATE [--to DATE] [--market M]``.
     Exit codes: 0 cache continuous over the range, 1 download failed or holes remain (rerun to
     resume), 2 bad arguments. Failures are raised as ``tradeconsole.tui.cli`` errors (one line each)."""
+    from tradeconsole.core.errors import EnvironmentFailure, UserError
     from tradeconsole.infra.binance.http.endpoints import make_client, resolve_endpoints
     from tradeconsole.infra.settings import load_settings
-    from tradeconsole.core.errors import EnvironmentFailure, UserError
 
     interval_ms(args.interval)
     start = parse_date(args.date_from)
@@ -446,8 +459,7 @@ def cli_main(args: argparse.Namespace) -> int:
         _check_resolves(base)
         rest = KlineRestClient(make_client(endpoints), args.market, sleep=sleep_unless_offline)
         progress = Progress(0, f"{args.symbol.upper()} {args.interval}")
-        result = download_history(rest, args.symbol, args.interval, start, end, progress=progress,
-                                  partial=partial)
+        result = download_history(rest, args.symbol, args.interval, start, end, progress=progress, partial=partial)
     except Offline as exc:
         raise EnvironmentFailure(f"{exc}; {_cached_note(partial[0] if partial else None)}") from None
     except (RestError, CacheError) as exc:

@@ -73,6 +73,7 @@ from tradeconsole.core.domain import Candle, interval_ms
 from tradeconsole.core.feed import CandleClosed, CandleUpdate, FeedAlarm, FeedStatus, MarketEvent, MarketSink
 from tradeconsole.core.feed_guard import AlarmLimiter, ExchangeClock, GuardSettings, check_candle, current_open_time
 from tradeconsole.infra.binance.http.endpoints import combined_stream_url, make_client, resolve_endpoints
+from tradeconsole.infra.binance.http.rest import DEFAULT_RETRY, MARKETS, KlineRestClient, RestError
 from tradeconsole.infra.binance.market.klines import (
     InvalidKline,
     KlineParseError,
@@ -81,7 +82,6 @@ from tradeconsole.infra.binance.market.klines import (
     kline_stream_name,
     parse_ws_message,
 )
-from tradeconsole.infra.binance.http.rest import DEFAULT_RETRY, MARKETS, KlineRestClient, RestError
 from tradeconsole.infra.binance.reconnect import ReconnectLoop, SessionOutcome
 from tradeconsole.infra.retry import RetryPolicy
 
@@ -129,8 +129,17 @@ class KlineSequencer:
     which closed candles must be fetched before a candle at a given open time can be delivered.
     """
 
-    __slots__ = ("symbol", "interval", "step", "last_closed", "_upd_open", "_upd_event", "ref_close", "ref_open",
-                 "last_valid")
+    __slots__ = (
+        "symbol",
+        "interval",
+        "step",
+        "last_closed",
+        "_upd_open",
+        "_upd_event",
+        "ref_close",
+        "ref_open",
+        "last_valid",
+    )
 
     def __init__(self, symbol: str, interval: str, last_closed: int | None = None) -> None:
         self.symbol = symbol.upper()
@@ -173,7 +182,8 @@ class KlineSequencer:
         if self.is_old(t):
             return False
         if self._upd_open is not None and (
-                t < self._upd_open or (t == self._upd_open and event_time < self._upd_event)):
+            t < self._upd_open or (t == self._upd_open and event_time < self._upd_event)
+        ):
             return False
         self._upd_open, self._upd_event = t, event_time
         return True
@@ -291,12 +301,18 @@ class BinanceKlineStream:
         if len(self._seq) > MAX_STREAMS_PER_CONNECTION:
             # "A single connection can listen to a maximum of 1024 streams" (Binance spot and
             # USD-M futures docs, "WebSocket Market Streams"): more would be refused at connect
-            raise ValueError(f"{len(self._seq)} (symbol, interval) streams is more than the "
-                             f"{MAX_STREAMS_PER_CONNECTION} one Binance websocket connection carries")
+            raise ValueError(
+                f"{len(self._seq)} (symbol, interval) streams is more than the "
+                f"{MAX_STREAMS_PER_CONNECTION} one Binance websocket connection carries"
+            )
         if backfill < 0 or silence_timeout <= 0 or backoff_initial < 0 or backoff_max < backoff_initial:
             raise ValueError("invalid stream timing settings")
-        if (degraded_after is not None and not degraded_after > 0) or not degraded_grace >= 0 \
-                or not clock_resync_cooldown >= 0 or not alarm_period > 0:
+        if (
+            (degraded_after is not None and not degraded_after > 0)
+            or not degraded_grace >= 0
+            or not clock_resync_cooldown >= 0
+            or not alarm_period > 0
+        ):
             raise ValueError("invalid feed guard timing settings")
         self.guard = guard
         self._exchange_clock = exchange_clock
@@ -316,8 +332,7 @@ class BinanceKlineStream:
         self.open_timeout = open_timeout
         self.gap_retries = gap_retries
         self.name = name or f"binance-{market}"
-        self.url = combined_stream_url(self.endpoints, market,
-                                       [kline_stream_name(s, iv) for s, iv in self._seq])
+        self.url = combined_stream_url(self.endpoints, market, [kline_stream_name(s, iv) for s, iv in self._seq])
         self._rest_retry = rest_retry
         self._rest_factory = rest_factory
         self._rng = random.Random(seed)
@@ -344,8 +359,7 @@ class BinanceKlineStream:
         if self._thread is not None:
             raise RuntimeError("stream already started")
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-rest")
-        self._dispatcher = threading.Thread(target=self._dispatch, args=(sink,), name=f"{self.name}-sink",
-                                            daemon=True)
+        self._dispatcher = threading.Thread(target=self._dispatch, args=(sink,), name=f"{self.name}-sink", daemon=True)
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-loop", daemon=True)
         self._dispatcher.start()
         self._thread.start()
@@ -394,8 +408,12 @@ class BinanceKlineStream:
             except Exception:
                 self._counters.sink_errors += 1
                 if self._counters.sink_errors <= 10 or self._counters.sink_errors % 1000 == 0:
-                    log.exception("%s: sink raised on %s (error #%d); continuing", self.name,
-                                  type(event).__name__, self._counters.sink_errors)
+                    log.exception(
+                        "%s: sink raised on %s (error #%d); continuing",
+                        self.name,
+                        type(event).__name__,
+                        self._counters.sink_errors,
+                    )
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -404,8 +422,9 @@ class BinanceKlineStream:
             if self._rest_factory is not None:
                 self._rest = self._rest_factory(self._interruptible_sleep)
             else:  # built here: python-binance attaches itself to this thread's loop
-                self._rest = KlineRestClient(make_client(self.endpoints), self.market, retry=self._rest_retry,
-                                             sleep=self._interruptible_sleep)
+                self._rest = KlineRestClient(
+                    make_client(self.endpoints), self.market, retry=self._rest_retry, sleep=self._interruptible_sleep
+                )
             self._main = loop.create_task(self._supervise())
             self._loop = loop
             if self._stopping.is_set():
@@ -444,8 +463,9 @@ class BinanceKlineStream:
         never gives up, backs off from ``backoff_initial`` to ``backoff_max``."""
         self._status("connecting", self.url)
         policy = RetryPolicy(initial_s=self.backoff_initial, max_s=self.backoff_max, jitter=0.25)
-        loop = ReconnectLoop(self.name, self._stopping, policy, rng=self._rng, logger=log,
-                             on_reconnect=self._on_reconnect)
+        loop = ReconnectLoop(
+            self.name, self._stopping, policy, rng=self._rng, logger=log, on_reconnect=self._on_reconnect
+        )
         try:
             await loop.run(self._session)
         except StreamStopped:
@@ -465,8 +485,14 @@ class BinanceKlineStream:
         self._close_reason = None
         self._healthy = False
         try:
-            ws = await connect(self.url, open_timeout=self.open_timeout, ping_interval=20, ping_timeout=20,
-                               close_timeout=2, max_queue=1024)
+            ws = await connect(
+                self.url,
+                open_timeout=self.open_timeout,
+                ping_interval=20,
+                ping_timeout=20,
+                close_timeout=2,
+                max_queue=1024,
+            )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             self._counters.errors += 1
             return SessionOutcome(False, False, f"connect failed: {type(exc).__name__}: {exc}")
@@ -562,8 +588,11 @@ class BinanceKlineStream:
 
     def _degraded_pairs(self, now: float) -> str:
         """'' while every pair had a valid message recently, else what is wrong (for the status)."""
-        bad = [f"{seq.symbol} {seq.interval}: no valid candle for {now - seq.last_valid:.1f} s"
-               for seq in self._seq.values() if now - seq.last_valid > self._degraded_after(seq)]
+        bad = [
+            f"{seq.symbol} {seq.interval}: no valid candle for {now - seq.last_valid:.1f} s"
+            for seq in self._seq.values()
+            if now - seq.last_valid > self._degraded_after(seq)
+        ]
         if not bad:
             return ""
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(self._counters.rejections.items()))
@@ -587,8 +616,14 @@ class BinanceKlineStream:
     async def _check(self, seq: KlineSequencer, candle: Candle) -> str | None:
         """``check_candle`` against the exchange clock; a candle that looks future is re-checked
         once against a fresh server time, unless a recent re-check was futile (cooldown)."""
-        reason = check_candle(candle, seq.interval, self._exchange_now(), last_close=seq.ref_close,
-                              last_open_time=seq.ref_open, settings=self.guard)
+        reason = check_candle(
+            candle,
+            seq.interval,
+            self._exchange_now(),
+            last_close=seq.ref_close,
+            last_open_time=seq.ref_open,
+            settings=self.guard,
+        )
         if reason not in ("future", "early_close") or self._exchange_clock is not None or self._rest is None:
             return reason
         loop = asyncio.get_running_loop()
@@ -601,8 +636,9 @@ class BinanceKlineStream:
             log.warning("%s: exchange clock re-check failed: %s", self.name, exc)
             self._resync_blocked_until = loop.time() + self.clock_resync_cooldown
             return reason
-        reason = check_candle(candle, seq.interval, now, last_close=seq.ref_close, last_open_time=seq.ref_open,
-                              settings=self.guard)
+        reason = check_candle(
+            candle, seq.interval, now, last_close=seq.ref_close, last_open_time=seq.ref_open, settings=self.guard
+        )
         if reason is not None:  # the clock was right: the frame is wrong; do not ask again soon
             self._resync_blocked_until = loop.time() + self.clock_resync_cooldown
         return reason
@@ -611,8 +647,7 @@ class BinanceKlineStream:
         """Count, log (rate-limited) and raise an alarm (rate-limited) for a refused candle."""
         self._counters.rejected += 1
         # copy on write: ``counters`` copies this dict from other threads without a lock
-        self._counters.rejections = {**self._counters.rejections,
-                                     reason: self._counters.rejections.get(reason, 0) + 1}
+        self._counters.rejections = {**self._counters.rejections, reason: self._counters.rejections.get(reason, 0) + 1}
         detail = f"{what} {symbol} {interval} refused ({reason}): {candle!r}"[:240]
         self._log_bad("rejected", ValueError(detail), raw if raw is not None else "")
         if self._alarms.allow(time.monotonic()):
@@ -725,8 +760,9 @@ class BinanceKlineStream:
         for c in candles:
             if seq.is_old(c.open_time):
                 continue
-            reason = check_candle(c, seq.interval, now_ms, last_close=seq.ref_close, last_open_time=seq.ref_open,
-                                  settings=self.guard)
+            reason = check_candle(
+                c, seq.interval, now_ms, last_close=seq.ref_close, last_open_time=seq.ref_open, settings=self.guard
+            )
             if reason is not None:
                 refused += 1
                 self._reject(seq.symbol, seq.interval, reason, "REST kline", c)
@@ -735,8 +771,14 @@ class BinanceKlineStream:
                 missing = (c.open_time - seq.last_closed) // seq.step - 1 - refused
                 if missing > 0:
                     self._counters.exchange_gaps += missing
-                    log.warning("%s: %s %s: exchange has no candles for %d interval(s) before %d", self.name,
-                                seq.symbol, seq.interval, missing, c.open_time)
+                    log.warning(
+                        "%s: %s %s: exchange has no candles for %d interval(s) before %d",
+                        self.name,
+                        seq.symbol,
+                        seq.interval,
+                        missing,
+                        c.open_time,
+                    )
             refused = 0
             seq.accept_closed(c)
             seq.note_price(c)
@@ -784,11 +826,17 @@ class BinanceKlineStream:
             if any(c.open_time >= end for c in rows):
                 break  # proof of an exchange gap
             if attempt < self.gap_retries:
-                await asyncio.sleep(0.2 * 2 ** attempt)  # REST may lag the stream by a moment
+                await asyncio.sleep(0.2 * 2**attempt)  # REST may lag the stream by a moment
         if seq.last_closed is None or seq.last_closed < end - seq.step:
             missing = (end - start) // seq.step
             self._counters.exchange_gaps += missing
-            log.warning("%s: %s %s: REST has no candles for %d interval(s) before %d; treating as an "
-                        "exchange gap", self.name, seq.symbol, seq.interval, missing, end)
+            log.warning(
+                "%s: %s %s: REST has no candles for %d interval(s) before %d; treating as an exchange gap",
+                self.name,
+                seq.symbol,
+                seq.interval,
+                missing,
+                end,
+            )
             seq.skip_to(end - seq.step)
         self._status("connected")

@@ -33,9 +33,7 @@ __all__ = [
 SCHEMA_DIR = Path(__file__).resolve().parent
 
 # UTC ISO-8601 as the events write it; offsets other than Z are valid date-times too.
-_DATE_TIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
-)
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),

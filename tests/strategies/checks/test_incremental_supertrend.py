@@ -13,7 +13,6 @@ import pandas as pd
 import pandas_ta
 import pytest
 from pandas_ta.maps import Imports
-
 from tradeconsole.backtest.data import load_candles
 from tradeconsole.core.broker import FILL_MODELS
 from tradeconsole.core.indicators import IncrementalSupertrend, LiveIndicators
@@ -36,8 +35,11 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @pytest.mark.parametrize("talib", [True, False], ids=["talib-atr", "pandas-ta-atr"])
-@pytest.mark.parametrize("kw", [dict(length=7, multiplier=3.0), dict(length=10, multiplier=2.5, atr_length=14),
-                                dict(length=3, multiplier=1)], ids=["7x3", "10x2.5-atr14", "3x1"])
+@pytest.mark.parametrize(
+    "kw",
+    [dict(length=7, multiplier=3.0), dict(length=10, multiplier=2.5, atr_length=14), dict(length=3, multiplier=1)],
+    ids=["7x3", "10x2.5-atr14", "3x1"],
+)
 def test_equals_pandas_ta(candles, monkeypatch, talib, kw):
     if talib and not Imports["talib"]:
         pytest.skip("TA-Lib not installed")
@@ -58,7 +60,7 @@ def test_equals_pandas_ta(candles, monkeypatch, talib, kw):
     for j in range(4):
         assert _same(mine[:, j], ref[:, j]), j
     # the direction flips on this data, so both bands are exercised
-    assert {1.0, -1.0} <= set(mine[st.first:, 1].tolist())
+    assert {1.0, -1.0} <= set(mine[st.first :, 1].tolist())
 
 
 def test_preview_is_the_next_update_and_changes_nothing(candles):

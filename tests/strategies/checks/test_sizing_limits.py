@@ -5,7 +5,6 @@ engine runs. Hand-made candles: entry at 100, so quantities can be worked out by
 from __future__ import annotations
 
 import pytest
-
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
 from tradeconsole.core.domain import Candle, Side
 from tradeconsole.core.indicators import IncrementalIndicators
@@ -36,9 +35,18 @@ def _strategy(sizing, stop=0.001):
 def _entry_qty(strategy, model: str, limits: RiskLimits | None, leverage: float = 1.0) -> float:
     fm = FILL_MODELS[model]
     broker = SimulatedFuturesBroker("ETHUSDT", BrokerSettings(fee_rate=0.0, leverage=leverage), fm)
-    session = StrategySession(symbol="ETHUSDT", interval="1h", strategy=strategy, broker=broker, run_id="t",
-                              mode="paper", initial_cash=CASH, reenter_on_exit_candle=False,
-                              risk=None if limits is None else RiskGuard(limits), leverage=leverage)
+    session = StrategySession(
+        symbol="ETHUSDT",
+        interval="1h",
+        strategy=strategy,
+        broker=broker,
+        run_id="t",
+        mode="paper",
+        initial_cash=CASH,
+        reenter_on_exit_candle=False,
+        risk=None if limits is None else RiskGuard(limits),
+        leverage=leverage,
+    )
     ind = IncrementalIndicators(fm.indicator_settings())
     for i in range(3):
         c = Candle(i * H, 100.0, 100.0, 100.0, 100.0, 1.0, (i + 1) * H - 1)
@@ -49,8 +57,11 @@ def _entry_qty(strategy, model: str, limits: RiskLimits | None, leverage: float 
 
 
 @pytest.mark.parametrize("model", ["seed", "realistic"])
-@pytest.mark.parametrize("sizing", [risk_per_trade(0.05), fixed_notional(50_000.0), equity_fraction(1.0)],
-                         ids=["risk", "notional", "fraction"])
+@pytest.mark.parametrize(
+    "sizing",
+    [risk_per_trade(0.05), fixed_notional(50_000.0), equity_fraction(1.0)],
+    ids=["risk", "notional", "fraction"],
+)
 def test_max_notional_caps_every_sizing(model, sizing):
     # risk 5% with a 0.1% stop wants 5,000 ETH; notional wants 500; fraction wants 100 ETH:
     # the 2,000 USDT limit is 20 ETH at 100, for every rule

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFuturesBroker
 from tradeconsole.core.domain import Candle, Side
 from tradeconsole.core.events import OrderEvent, PositionEvent
@@ -43,8 +42,17 @@ def _run(model: str, ohlc):
     fm = FILL_MODELS[model]
     broker = SimulatedFuturesBroker("ETHUSDT", BrokerSettings(fee_rate=0.0), fm)
     events = []
-    session = StrategySession(symbol="ETHUSDT", interval="1h", strategy=_Trail(), broker=broker, run_id="r1",
-                              mode="paper", initial_cash=10_000, reenter_on_exit_candle=False, publish=events.append)
+    session = StrategySession(
+        symbol="ETHUSDT",
+        interval="1h",
+        strategy=_Trail(),
+        broker=broker,
+        run_id="r1",
+        mode="paper",
+        initial_cash=10_000,
+        reenter_on_exit_candle=False,
+        publish=events.append,
+    )
     ind = IncrementalIndicators(fm.indicator_settings())
     stops = []
     for i, (o, h, lo, c) in enumerate(ohlc):
@@ -58,12 +66,16 @@ def test_each_move_is_an_amended_stop_order():
     # realistic: entry at bar 1's open 100, stop 90; bar 1's high 120 -> 108 (the stop order is
     # published after that candle, at 108); bar 2's high 125 -> 112.5; bar 3 (high 121) moves
     # nothing; bar 4's low 110 hits 112.5
-    events, stops = _run("realistic", [(100, 100, 100, 100), (100, 120, 99, 118), (118, 125, 117, 121),
-                                       (121, 121, 115, 116), (116, 117, 110, 111)])
+    events, stops = _run(
+        "realistic",
+        [(100, 100, 100, 100), (100, 120, 99, 118), (118, 125, 117, 121), (121, 121, 115, 116), (116, 117, 110, 111)],
+    )
     amended = [e for e in events if isinstance(e, OrderEvent) and e.status == "amended"]
     assert [e.order.stop_price for e in amended] == [pytest.approx(112.5)]
     assert [s for s in stops[1:3]] == [pytest.approx(108.0), pytest.approx(112.5)]
-    placed = next(e for e in events if isinstance(e, OrderEvent) and e.status == "new" and e.order.client_id.endswith("sl"))
+    placed = next(
+        e for e in events if isinstance(e, OrderEvent) and e.status == "new" and e.order.client_id.endswith("sl")
+    )
     assert {e.order.client_id for e in amended} == {placed.order.client_id}
     assert placed.order.stop_price == pytest.approx(108.0)
     assert "108.00 -> 112.50" in amended[0].message
@@ -107,10 +119,30 @@ def test_moves_are_journalled_by_a_headless_run(tmp_path, data_1h):
     d.mkdir()
     (d / src.name).write_text("".join(src.read_text().splitlines(keepends=True)[:400]))
     journal = tmp_path / "j.sqlite"
-    p = subprocess.run([sys.executable, "-m", "tradeconsole.tui.cli", "run", "--headless", "--strategy-path",
-                        str(STRATS / "bollinger_trail.py"), "--strategy", "bollinger_trail", "--interval", "1h",
-                        "--replay", str(d), "--speed", "max", "--journal", str(journal)],
-                       capture_output=True, text=True, timeout=240)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tradeconsole.tui.cli",
+            "run",
+            "--headless",
+            "--strategy-path",
+            str(STRATS / "bollinger_trail.py"),
+            "--strategy",
+            "bollinger_trail",
+            "--interval",
+            "1h",
+            "--replay",
+            str(d),
+            "--speed",
+            "max",
+            "--journal",
+            str(journal),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert p.returncode == 0, p.stderr[-1500:]
     db = sqlite3.connect(journal)
     orders = [json.loads(r[0]) for r in db.execute("SELECT payload FROM events WHERE type='order' ORDER BY rowid")]
