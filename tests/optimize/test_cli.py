@@ -213,8 +213,16 @@ def test_ctrl_c_keeps_finished_rows_and_a_rerun_resumes(data_5m, tmp_path):
         "--results",
         str(results),
     ]
+    # SIGINT back to its default in the child: a suite started from a background shell inherits
+    # an ignored SIGINT, and Python keeps an inherited SIG_IGN (no KeyboardInterrupt at all)
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
