@@ -99,12 +99,12 @@ def result_from_journal(journal: JournalReader, run_id: str, spec: SessionSpec) 
             "unrealized_pnl": sign * p["qty"] * (close[-1] - p["entry_price"]) if close else 0.0,
         }
         funding += float(state.snapshot.get("position_funding", 0.0))
-    fm = FILL_MODELS[spec.model]
+    fm = FILL_MODELS[spec.fill_model]
     return BacktestResult(
         symbol=spec.symbol,
         interval=spec.interval,
         strategy=make_strategy(spec.strategy, **spec.params),
-        model=fm,
+        fill_model=fm,
         settings=spec.broker,
         run_id=run_id,
         open_time=np.frombuffer(open_time, dtype=np.int64).copy(),

@@ -102,7 +102,7 @@ def compute_metrics(r: BacktestResult) -> dict[str, Any]:
         "strategy": r.strategy.name,
         "symbol": r.symbol,
         "interval": r.interval,
-        "mode": r.model.name,
+        "fill_model": r.fill_model.name,
         "run_id": r.run_id,
         "start": iso_ms(int(r.open_time[0])) if len(r.open_time) else None,
         "end": iso_ms(int(r.open_time[-1]) + interval_ms(r.interval)) if len(r.open_time) else None,
@@ -135,7 +135,7 @@ def compute_metrics(r: BacktestResult) -> dict[str, Any]:
         "entries_dropped": len(r.dropped_entries),
         "open_position": r.open_position and {**r.open_position, "entry_time": iso_ms(r.open_position["entry_time"])},
         "assumptions": {
-            "fill_model": r.model.name,
+            "fill_model": r.fill_model.name,
             "leverage": r.settings.leverage,
             "fee_rate": r.settings.fee_rate,
             "slippage_bps": r.settings.slippage_bps,

@@ -43,7 +43,7 @@ class BacktestResult:
     symbol: str
     interval: str
     strategy: Strategy
-    model: FillModel
+    fill_model: FillModel
     settings: BrokerSettings
     run_id: str
     open_time: NDArray[np.int64]
@@ -180,7 +180,7 @@ def run_backtest(
         symbol=symbol,
         interval=interval,
         strategy=strategy,
-        model=fm,
+        fill_model=fm,
         settings=settings,
         run_id=run_id,
         open_time=candles.open_time[:m],
@@ -293,7 +293,7 @@ def _run_compiled(
         symbol=symbol,
         interval=interval,
         strategy=strategy,
-        model=fm,
+        fill_model=fm,
         settings=settings,
         run_id=run_id,
         open_time=candles.open_time[:m],

@@ -110,14 +110,14 @@ def check_strategy(
     strategy: Strategy,
     candles: CandleArrays,
     *,
-    model: str = "realistic",
+    fill_model: str = "realistic",
     samples: int = 40,
     live_bars: int = 3000,
     symbol: str = "ETHUSDT",
     interval: str = "5m",
 ) -> list[CheckResult]:
     """Run the three checks; see the module docstring."""
-    fm = FILL_MODELS[model]
+    fm = FILL_MODELS[fill_model]
     settings = fm.indicator_settings()
     n = len(candles)
     full = _Values(strategy, candles, settings)

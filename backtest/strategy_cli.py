@@ -147,7 +147,7 @@ def check_main(args: argparse.Namespace) -> int:
     results = check_strategy(
         strategy,
         candles,
-        model=args.fill_model,
+        fill_model=args.fill_model,
         samples=int(args.samples),
         live_bars=int(args.live_bars),
         interval=interval,

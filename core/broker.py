@@ -214,11 +214,11 @@ class SimulatedFuturesBroker(Broker):
     exchange-only members are documented no-ops)."""
 
     def __init__(
-        self, symbol: str, settings: BrokerSettings = BrokerSettings(), model: FillModel = FILL_MODELS["realistic"]
+        self, symbol: str, settings: BrokerSettings = BrokerSettings(), fill_model: FillModel = FILL_MODELS["realistic"]
     ) -> None:
         self.symbol = symbol
         self.settings = settings
-        self.model = model
+        self.fill_model = fill_model
         self.cash = settings.initial_cash
         self.position: Position | None = None
         self.pending: _Pending | None = None
@@ -295,7 +295,7 @@ class SimulatedFuturesBroker(Broker):
         exit): seed fills at that close, realistic at the next candle's open (``on_candle``)."""
         if self.position is None or self.pending_exit is not None:
             return None
-        if self.model.fill_at_next_open:
+        if self.fill_model.fill_at_next_open:
             self.pending_exit = reason.value
             return None
         return self._close(self._slipped(candle.close, self.position.side.exit_order_side), candle.close_time, reason)
@@ -312,7 +312,7 @@ class SimulatedFuturesBroker(Broker):
         p = self.position
         assert p is not None and self.trail is not None
         long = p.side is Side.LONG
-        if self.model.intrabar_exits:
+        if self.fill_model.intrabar_exits:
             ref = c.high if long else c.low
         else:
             ref = c.close
@@ -358,7 +358,7 @@ class SimulatedFuturesBroker(Broker):
         pending = _Pending(
             side, order_id, candle.open_time, stop_loss_pct, take_profit_pct, stake_fraction, candle.close_time, plan
         )
-        if self.model.fill_at_next_open:
+        if self.fill_model.fill_at_next_open:
             self.pending = pending
             return None
         self.pending = pending
@@ -403,7 +403,7 @@ class SimulatedFuturesBroker(Broker):
             float(p.stop_loss_pct),
             float(p.take_profit_pct),
             float(s.maintenance_margin_rate),
-            bool(self.model.fee_on_stake),
+            bool(self.fill_model.fee_on_stake),
         )
         self.cash -= fee
         self.fees_paid += fee
@@ -489,7 +489,7 @@ class SimulatedFuturesBroker(Broker):
             float(p.stop_price),
             float(p.target_price),
             float(p.liquidation_price),
-            bool(self.model.intrabar_exits),
+            bool(self.fill_model.intrabar_exits),
         )
         if code == step.R_NONE:
             return None

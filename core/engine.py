@@ -127,7 +127,7 @@ class SessionSpec:
     interval: str
     strategy: str
     params: dict[str, float] = field(default_factory=dict)
-    model: str = "realistic"
+    fill_model: str = "realistic"
     broker: BrokerSettings = BrokerSettings()
     risk: RiskLimits = RiskLimits()
 
@@ -140,7 +140,7 @@ BrokerFactory = Callable[[SessionSpec], Broker]
 
 
 def paper_broker(spec: SessionSpec) -> Broker:
-    return SimulatedFuturesBroker(spec.symbol, spec.broker, FILL_MODELS[spec.model])
+    return SimulatedFuturesBroker(spec.symbol, spec.broker, FILL_MODELS[spec.fill_model])
 
 
 @dataclass(slots=True)
@@ -310,7 +310,7 @@ class Engine:
     def _make_slot(self, spec: SessionSpec) -> _Slot:
         strategy = make_strategy(spec.strategy, **spec.params)
         broker = self._broker_factory(spec)
-        fm = FILL_MODELS[spec.model]
+        fm = FILL_MODELS[spec.fill_model]
         risk: RiskGuard | AccountRisk = RiskGuard(spec.risk)
         if self.account is not None:  # the account's limits, for all sessions together
             risk = self.account.join(spec.key, broker, spec.broker.initial_cash, spec.broker.leverage)

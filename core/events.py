@@ -292,13 +292,9 @@ class BacktestRunEvent(Event):
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def _payload(self) -> dict[str, Any]:
-        # the envelope already says run, symbol, interval, strategy and mode ("backtest"); the
-        # metrics' own "mode" is the fill model, published as fill_model
+        # the envelope already says run, symbol, interval, strategy and mode ("backtest")
         envelope = {"mode", "run_id", "symbol", "interval", "strategy", "fills"}
-        out = {k: _jsonable(v) for k, v in self.metrics.items() if k not in envelope}
-        if "mode" in self.metrics:
-            out["fill_model"] = self.metrics["mode"]
-        return out
+        return {k: _jsonable(v) for k, v in self.metrics.items() if k not in envelope}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -215,7 +215,7 @@ class Runtime:
                 sym,
                 iv,
                 name,
-                model=opts.fill_model,
+                fill_model=opts.fill_model,
                 broker=BrokerSettings(initial_cash=allocation),
                 risk=self.settings.risk,
             )
@@ -501,7 +501,8 @@ class Runtime:
         pairs = sorted({(s.symbol, s.interval) for s in self.specs})
         # REST warm-up: at least each strategy's declared/derived warm-up (strategy check (c))
         backfill = max(
-            [1000] + [STRATEGIES[s.strategy].warmup_bars(FILL_MODELS[s.model].indicator_settings()) for s in self.specs]
+            [1000]
+            + [STRATEGIES[s.strategy].warmup_bars(FILL_MODELS[s.fill_model].indicator_settings()) for s in self.specs]
         )
         return BinanceKlineStream(
             pairs,

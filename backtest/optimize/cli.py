@@ -228,7 +228,7 @@ def run_optimisation(
     ctx = {
         "data": data_hash(candles),
         "strategy": args.strategy,
-        "model": args.fill_model,
+        "model": args.fill_model,  # a key of the results-file hash: renaming it would void every stored row
         "settings": asdict(settings),
         "symbol": symbol,
         "interval": interval,
@@ -370,7 +370,7 @@ def run_optimisation(
         t["test_windows"] = oos
     out.update(
         strategy=args.strategy,
-        mode=args.fill_model,
+        fill_model=args.fill_model,
         symbol=symbol,
         interval=interval,
         kernel=kernel,
@@ -615,7 +615,7 @@ def _fmt(v: Any) -> str:
 
 def _text(o: dict[str, Any]) -> str:
     lines = [
-        f"Optimisation  {o['strategy']} {o['symbol']} {o['interval']}  mode {o['mode']}  search {o['search']}  "
+        f"Optimisation  {o['strategy']} {o['symbol']} {o['interval']}  fill model {o['fill_model']}  search {o['search']}  "
         f"objective {o['objective']}",
         f"  Data                 {o['data']['start']} .. {o['data']['end']}  ({o['data']['bars']} bars)",
         f"  Combinations         {o['evaluated']} evaluated, {o['computed']} backtests computed and {o['resumed']} "

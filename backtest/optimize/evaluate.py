@@ -101,7 +101,7 @@ def reference(
     strategy: str,
     params: dict[str, float],
     *,
-    model: str,
+    fill_model: str,
     settings: BrokerSettings,
     warmup: int = 0,
     symbol: str = "ETHUSDT",
@@ -115,7 +115,7 @@ def reference(
             candles,
             strategy,
             params=params,
-            fill_model=model,
+            fill_model=fill_model,
             settings=settings,
             warmup=warmup,
             symbol=symbol,
@@ -149,7 +149,7 @@ class Workspace:
 
     candles: CandleArrays
     strategy: str
-    model: str
+    fill_model: str
     settings: BrokerSettings
     warmup: int = 0
     symbol: str = "ETHUSDT"
@@ -164,8 +164,8 @@ class Workspace:
             raise ValueError(
                 f"warmup must leave at least one candle to trade (got {self.warmup} of {len(self.candles)})"
             )
-        fm: FillModel = FILL_MODELS[self.model]
-        self.fill_model = fm
+        fm: FillModel = FILL_MODELS[self.fill_model]
+        self.fm = fm
         self.ind_settings = fm.indicator_settings()
         #: None: the compiled kernel runs this strategy; else why the plain path (run_backtest) does
         self.plain_reason = kernel_reason(self.strategy)
@@ -272,7 +272,7 @@ class Workspace:
 
         strat = make_strategy(self.strategy, **params)  # the declared ranges check every value
         p = strat.params
-        s, fm = self.settings, self.fill_model
+        s, fm = self.settings, self.fm
         o, h, lo, c, ot, ct = self._arrays
         equity, in_pos, fl, tr, tot = simulate(
             o,
@@ -355,7 +355,7 @@ class Workspace:
             symbol=sym,
             interval=iv,
             strategy=strat,
-            model=self.fill_model,
+            fill_model=self.fm,
             settings=self.settings,
             run_id=f"opt-{uuid.uuid4().hex[:12]}",
             open_time=t.open_time,
@@ -381,7 +381,7 @@ class Workspace:
             make_strategy(self.strategy, **params),
             symbol=self.symbol,
             interval=self.interval,
-            fill_model=self.model,
+            fill_model=self.fill_model,
             settings=self.settings,
             warmup=self.warmup,
         )
@@ -392,7 +392,7 @@ class Workspace:
             self.candles,
             self.strategy,
             params,
-            model=self.model,
+            fill_model=self.fill_model,
             settings=self.settings,
             warmup=self.warmup,
             symbol=self.symbol,
@@ -406,6 +406,6 @@ class Workspace:
         if fast != ref:
             raise MismatchError(
                 f"optimiser result differs from `tradeconsole backtest` for {params} "
-                f"({self.model} fill model): {_diff(fast, ref)}"
+                f"({self.fill_model} fill model): {_diff(fast, ref)}"
             )
         return ref

@@ -46,7 +46,7 @@ class Job:
 
     candles: CandleArrays
     strategy: str
-    model: str
+    fill_model: str
     settings: BrokerSettings
     symbol: str
     interval: str
@@ -88,7 +88,7 @@ def _workspace(job: Job, w: Window, cache: WorkspaceCache) -> Workspace:
         ws = cache[key] = Workspace(
             job.candles.take(slice(0, w.end)),
             job.strategy,
-            job.model,
+            job.fill_model,
             job.settings,
             warmup=w.start,
             symbol=job.symbol,
@@ -122,7 +122,7 @@ def reference_rows(job: Job, window: Window, points: list[dict[str, float]]) -> 
                 candles,
                 job.strategy,
                 p,
-                model=job.model,
+                fill_model=job.fill_model,
                 settings=job.settings,
                 warmup=window.start,
                 symbol=job.symbol,

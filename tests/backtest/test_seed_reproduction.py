@@ -56,7 +56,7 @@ def test_engulfing_seed_on_thirteen_months_of_1h(data_1h):
 
 def test_realistic_mode_is_default_and_differs(data_1h):
     r = _backtest("--strategy", "engulfing", "--data", str(data_1h))
-    assert r["mode"] == "realistic" and r["assumptions"]["rsi_smoothing"] == "wilder"
+    assert r["fill_model"] == "realistic" and r["assumptions"]["rsi_smoothing"] == "wilder"
     # entries fill at the next candle's open: never at the signal candle's close time
     entry_times = [f["time"] for f in r["fills"] if f["reason"].startswith("entry")]
     assert entry_times and all(t.endswith(":00:00.000Z") for t in entry_times)

@@ -35,7 +35,7 @@ def fills_of(events):
 @pytest.mark.parametrize("model", ["seed", "realistic"])
 def test_engine_thread_gives_backtest_fills(model, candles_1h):
     bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", fill_model=model)
-    engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing", model=model)], mode="paper")
+    engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing", fill_model=model)], mode="paper")
     seen = []
     engine.subscribe(seen.append)
     engine.start()
@@ -85,7 +85,7 @@ def test_journal_restart_never_enters_twice(tmp_path, candles_1h):
 
 
 def test_commands_pause_flatten_switch_stop(candles_1h):
-    engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing", model="seed")])
+    engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing", fill_model="seed")])
     seen = []
     engine.subscribe(seen.append)
     engine.start()
@@ -144,7 +144,7 @@ def test_bad_subscriber_and_bad_input_do_not_kill_the_engine(candles_1h):
 
 def test_backfilled_stale_signals_are_not_traded(candles_1h):
     bt = run_backtest(candles_1h, make_strategy("engulfing"), interval="1h", fill_model="seed")
-    engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing", model="seed")])
+    engine = Engine([SessionSpec("ETHUSDT", "1h", "engulfing", fill_model="seed")])
     seen = []
     engine.subscribe(seen.append)
     engine.start()
@@ -184,7 +184,7 @@ def test_reconcile_findings_are_published_at_start_and_periodically(candles_1h):
     engine = Engine(
         [SessionSpec("ETHUSDT", "1h", "engulfing")],
         clock=lambda: clock[0],
-        broker_factory=lambda spec: ReconcilingBroker(spec.symbol, spec.broker, FILL_MODELS[spec.model]),
+        broker_factory=lambda spec: ReconcilingBroker(spec.symbol, spec.broker, FILL_MODELS[spec.fill_model]),
     )
     seen = []
     engine.subscribe(seen.append)

@@ -61,7 +61,7 @@ def test_thirty_random_combinations_equal_the_backtest(candles_5m, model):
         if ws is None:
             ws = workspaces[key] = Workspace(sources[src], "basic", model, settings, warmup=warmup)
         fast = comparable(ws.evaluate(params))
-        ref = comparable(reference(sources[src], "basic", params, model=model, settings=settings, warmup=warmup))
+        ref = comparable(reference(sources[src], "basic", params, fill_model=model, settings=settings, warmup=warmup))
         assert fast == ref, (case, params, settings, [k for k in ref if fast.get(k) != ref[k]])
         lean, _ = ws.scalar_metrics(params)  # the rows the optimiser stores and reports
         assert lean == scalar_row(ref)
@@ -86,7 +86,7 @@ def test_engulfing_on_1h_equals_the_backtest(candles_1h):
                 "take_profit_pct": round(rng.uniform(0.01, 0.08), 4),
             }
             assert comparable(ws.evaluate(params)) == comparable(
-                reference(candles_1h, "engulfing", params, model=model, settings=BrokerSettings(), interval="1h")
+                reference(candles_1h, "engulfing", params, fill_model=model, settings=BrokerSettings(), interval="1h")
             )
 
 

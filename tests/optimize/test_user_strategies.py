@@ -81,7 +81,7 @@ def test_user_strategy_optimises_on_the_plain_path_equal_to_the_backtest(capsys,
                 candles,
                 "bollinger_trail",
                 t["params"],
-                model=model,
+                fill_model=model,
                 settings=settings,
                 warmup=warmup,
                 symbol="ETHUSDT",
@@ -161,7 +161,9 @@ def test_workspace_plain_path_equals_reference(candles_1h):
     p = {"trail_pct": 0.015}
     got, result = ws.scalar_metrics(p)
     want = scalar_row(
-        reference(candles, "bollinger_trail", p, model="realistic", settings=settings, warmup=warmup, interval="1h")
+        reference(
+            candles, "bollinger_trail", p, fill_model="realistic", settings=settings, warmup=warmup, interval="1h"
+        )
     )
     assert got == want and len(result.trades) == got["trades"]
     assert ws.verify(p)["trades"] == got["trades"]

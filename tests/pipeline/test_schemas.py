@@ -136,14 +136,7 @@ def test_backtest_run_validates(backtest_events):
     )
     doc = ev.to_dict()
     errors = validate(doc)
-    if doc.get("fill_model") is None:
-        # Core before the fill model moved to ``fill_model``: the metrics' ``mode`` overwrote the
-        # envelope's. Exactly that, and nothing else, is tolerated until that change is in.
-        assert doc["mode"] == metrics["mode"] and errors == [
-            f"$.mode: {metrics['mode']!r} not one of ['backtest', 'paper', 'testnet', 'live']"
-        ]
-    else:
-        assert errors == [] and doc["mode"] == "backtest" and doc["fill_model"] == metrics["mode"]
+    assert errors == [] and doc["mode"] == "backtest" and doc["fill_model"] == metrics["fill_model"]
     assert doc["bars"] == len(result.equity) and doc["trades"] == len(result.trades)
 
 
