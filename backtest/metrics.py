@@ -64,24 +64,35 @@ def compute_metrics(r: BacktestResult) -> dict[str, Any]:
     gross_profit = sum(t.pnl for t in wins)
     gross_loss = -sum(t.pnl for t in trades if t.pnl <= 0)
 
+    # The curve with the initial cash in front: each step below reuses its buffers in place (the
+    # same operations, so the same numbers) to keep a run of millions of bars in bounded memory.
+    ext = np.concatenate(([init], eq))
+
     # drawdown
     if len(eq):
-        peak = np.maximum.accumulate(np.concatenate(([init], eq)))[1:]
-        max_dd = float(np.max((peak - eq) / peak)) * 100.0
+        peak = np.maximum.accumulate(ext)[1:]
+        fall = np.subtract(peak, eq)  # (peak - eq) / peak
+        np.divide(fall, peak, out=fall)
+        max_dd = float(np.max(fall)) * 100.0
+        del peak, fall
     else:
         max_dd = 0.0
 
     # risk-adjusted returns on per-bar equity returns
     sharpe = sortino = None
     if len(eq) > 2:
-        rets = np.diff(np.concatenate(([init], eq))) / np.concatenate(([init], eq[:-1]))
+        rets = np.subtract(ext[1:], ext[:-1])  # np.diff(ext) / ext[:-1]
+        np.divide(rets, ext[:-1], out=rets)
         ann = math.sqrt(_YEAR_MS / interval_ms(r.interval))
         sd = float(np.std(rets, ddof=1))
         mean = float(np.mean(rets))
         sharpe = mean / sd * ann if sd > 0 else None
-        downside = np.minimum(rets, 0.0)
-        dd = float(np.sqrt(np.mean(downside**2)))
+        np.minimum(rets, 0.0, out=rets)  # the downside
+        np.square(rets, out=rets)
+        dd = float(np.sqrt(np.mean(rets)))
         sortino = mean / dd * ann if dd > 0 else None
+        del rets
+    del ext
 
     pf: float | None = None
     pf_note: str | None = None

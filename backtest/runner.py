@@ -9,6 +9,7 @@ sliced. Nothing here decides a trade: it only loops and records the equity curve
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -35,7 +36,15 @@ from tradeconsole.core.indicators import IndicatorSettings
 from tradeconsole.core.session import StrategySession
 from tradeconsole.core.strategies.base import Strategy
 
-__all__ = ["BacktestResult", "run_backtest"]
+__all__ = [
+    "COMPILE_MIN_BARS",
+    "BacktestResult",
+    "SimulationArrays",
+    "result_from_simulation",
+    "run_backtest",
+    "simulate_signal",
+    "use_compiled",
+]
 
 
 @dataclass(slots=True)
@@ -64,6 +73,24 @@ class BacktestResult:
 
 
 ProgressFn = Callable[[int, int], bool | None]  # (done, total) -> False to cancel
+
+#: bars from which the array loop runs compiled: numba's start-up (~0.45 s to import it and load
+#: the cached machine code) is then cheaper than the interpreter's few microseconds per bar
+COMPILE_MIN_BARS = 150_000
+
+
+def use_compiled(bars: int) -> bool:
+    """Whether a job over ``bars`` candles runs its kernels compiled (``tradeconsole.core.jit``).
+    ``TRADECONSOLE_JIT=1`` always, ``0`` never (both give the same numbers: the tests run both),
+    unset or ``auto`` by size."""
+    from tradeconsole.core.jit import is_compiled_available
+
+    mode = os.environ.get("TRADECONSOLE_JIT", "auto").strip().lower()
+    if mode in ("1", "true", "yes", "always"):
+        return True
+    if mode in ("0", "false", "no", "never"):
+        return False
+    return bars >= COMPILE_MIN_BARS and is_compiled_available()
 
 
 def run_backtest(
@@ -95,13 +122,16 @@ def run_backtest(
     if warmup < 0 or (warmup and warmup >= len(candles)):
         raise ValueError(f"warmup must leave at least one candle to trade (got {warmup} of {len(candles)})")
     plan = strategy.indicator_plan(ind_settings)  # the base values plus the strategy's declared ones
-    ind = plan.compute_history(candles.open, candles.high, candles.low, candles.close, candles.volume)
+    ind = plan.compute_history(
+        candles.open, candles.high, candles.low, candles.close, candles.volume, compiled=use_compiled(len(candles))
+    )
     if warmup:
         ind = {k: v[warmup:] for k, v in ind.items()}
         candles = candles.take(slice(warmup, None))
     n = len(candles)
     signal = _vector_signal(strategy, ind) if publish is None else None
     if signal is not None:
+        del ind  # the signal is all the array loop needs: at millions of bars the columns are most of the memory
         return _run_compiled(
             candles,
             strategy,
@@ -176,27 +206,27 @@ def run_backtest(
             "entry_time": pos.entry_time,
             "unrealized_pnl": pos.unrealized_pnl(float(candles.close[m - 1])),
         }
-    return BacktestResult(
+    return _result(
         symbol=symbol,
         interval=interval,
         strategy=strategy,
-        fill_model=fm,
+        fm=fm,
         settings=settings,
-        run_id=run_id,
-        open_time=candles.open_time[:m],
-        close=candles.close[:m],
+        candles=candles,
+        m=m,
         equity=equity,
-        in_position=in_pos,
+        in_pos=in_pos,
         fills=broker.fills,
         trades=broker.trades,
         fees_paid=broker.fees_paid,
         funding_paid=broker.funding_paid,
         open_position=open_position,
-        indicator_settings=ind_settings,
+        ind_settings=ind_settings,
+        dropped=list(broker.dropped_entries),
+        run_id=run_id,
         elapsed_s=time.perf_counter() - t0,
         cancelled=cancelled,
-        warmup_bars=warmup,
-        dropped_entries=list(broker.dropped_entries),
+        warmup=warmup,
     )
 
 
@@ -229,31 +259,62 @@ def _run_compiled(
     warmup: int,
     t0: float,
 ) -> BacktestResult:
-    """``run_backtest`` for nobody listening bar by bar: the broker's compiled step
-    (``tradeconsole.core.broker_step.simulate``) over the arrays, then the few fills and round
-    trips as the objects the per-candle path returns. A run of millions of bars takes
-    milliseconds, so ``progress`` is asked once before (False: cancelled after the first bar, as
-    the per-bar loop would) and told once at the end."""
-    from tradeconsole.core.broker_step import simulate
-
+    """``run_backtest`` for nobody listening bar by bar: the broker's step loop
+    (``simulate_signal``) over the arrays, then the few fills and round trips as the objects the
+    per-candle path returns. The loop takes a fraction of the run, so ``progress`` is asked once
+    before (False: cancelled after the first bar, as the per-bar loop would) and told once at
+    the end."""
     n = len(candles)
     cancelled = False
     if progress is not None and progress(0, n) is False:
         cancelled = True
         candles, signal = candles.take(slice(0, 1)), signal[:1]
-    s = settings
-    f64 = np.float64
-    equity, in_pos, fills_a, trades_a, dropped_a, totals = simulate(
-        np.ascontiguousarray(candles.open, dtype=f64),
-        np.ascontiguousarray(candles.high, dtype=f64),
-        np.ascontiguousarray(candles.low, dtype=f64),
-        np.ascontiguousarray(candles.close, dtype=f64),
-        np.ascontiguousarray(candles.open_time, dtype=np.int64),
-        np.ascontiguousarray(candles.close_time, dtype=np.int64),
-        np.ascontiguousarray(signal, dtype=np.int8),
-        float(strategy.params.stop_loss_pct),
-        float(strategy.params.take_profit_pct),
-        float(strategy.params.stake_fraction),
+    out = simulate_signal(candles, strategy, signal, fm, settings, compiled=use_compiled(len(candles)))
+    if progress is not None and not cancelled:
+        progress(n, n)
+    result = result_from_simulation(
+        out, candles, strategy, fm=fm, settings=settings, ind_settings=ind_settings, symbol=symbol, interval=interval
+    )
+    result.run_id, result.warmup_bars, result.cancelled = run_id, warmup, cancelled
+    result.elapsed_s = time.perf_counter() - t0
+    return result
+
+
+#: what ``tradeconsole.core.broker_step.simulate`` returns (see its docstring)
+SimulationArrays = tuple[
+    NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], Any
+]
+
+
+def simulate_signal(
+    candles: CandleArrays,
+    strategy: Strategy,
+    signal: NDArray[np.int8],
+    fm: FillModel,
+    settings: BrokerSettings,
+    *,
+    compiled: bool,
+) -> SimulationArrays:
+    """The broker's step loop (``tradeconsole.core.broker_step.simulate``) over ``candles`` for
+    the entry ``signal`` (+1/-1/0 per bar) and the strategy's fixed stop/target/stake: compiled
+    (long histories, the optimiser) or interpreted (short ones); the same function either way."""
+    from tradeconsole.core.broker_step import simulate
+    from tradeconsole.core.jit import compiled as jit
+
+    s, p = settings, strategy.params
+    cols = (candles.open, candles.high, candles.low, candles.close, candles.open_time, candles.close_time, signal)
+    if compiled:
+        sim: Callable[..., SimulationArrays] = jit(simulate)
+        dtypes = (np.float64,) * 4 + (np.int64, np.int64, np.int8)
+        args: list[Any] = [np.ascontiguousarray(a, dtype=d) for a, d in zip(cols, dtypes, strict=True)]
+    else:  # the interpreter reads Python lists several times faster than numpy scalars
+        sim = simulate
+        args = [a.tolist() for a in cols]
+    return sim(
+        *args,
+        float(p.stop_loss_pct),
+        float(p.take_profit_pct),
+        float(p.stake_fraction),
         float(s.initial_cash),
         float(s.leverage),
         float(s.fee_rate),
@@ -265,19 +326,34 @@ def _run_compiled(
         bool(fm.reenter_on_exit_candle),
         bool(fm.fee_on_stake),
     )
-    if progress is not None and not cancelled:
-        progress(n, n)
+
+
+def result_from_simulation(
+    out: SimulationArrays,
+    candles: CandleArrays,
+    strategy: Strategy,
+    *,
+    fm: FillModel,
+    settings: BrokerSettings,
+    ind_settings: IndicatorSettings,
+    symbol: str,
+    interval: str,
+    lean: bool = False,
+) -> BacktestResult:
+    """The ``BacktestResult`` of a ``simulate_signal`` run over ``candles`` (the traded window):
+    fills and round trips as the objects the broker makes, with the order ids it gives them.
+    ``lean`` skips the fill objects (the optimiser's scalar rows need only their sides, kept in
+    ``extra["fill_sides"]``). Run id, warm-up and timing are the caller's to set."""
+    equity, in_pos, fills_a, trades_a, dropped_a, totals = out
     m = len(candles)
-    fills, trades = _fill_objects(fills_a, trades_a, strategy.name, symbol, interval)
-    dropped = [
-        DroppedEntry(
-            Side.LONG if row[0] > 0 else Side.SHORT,
-            client_order_id(strategy.name, symbol, interval, int(row[1]), Side.LONG if row[0] > 0 else Side.SHORT),
-            int(row[1]),
-            int(row[2]),
+    name = strategy.name
+    fills, trades = _fill_objects(fills_a, trades_a, name, symbol, interval, with_fills=not lean)
+    dropped = []
+    for sign, sig_time, seen in dropped_a.tolist():
+        side = Side.LONG if sign > 0 else Side.SHORT
+        dropped.append(
+            DroppedEntry(side, client_order_id(name, symbol, interval, int(sig_time), side), int(sig_time), int(seen))
         )
-        for row in dropped_a
-    ]
     open_position = None
     if totals[3]:
         side = Side.LONG if totals[4] > 0 else Side.SHORT
@@ -289,6 +365,53 @@ def _run_compiled(
             "entry_time": int(totals[7]),
             "unrealized_pnl": side.sign * qty * (float(candles.close[m - 1]) - entry),
         }
+    return _result(
+        symbol=symbol,
+        interval=interval,
+        strategy=strategy,
+        fm=fm,
+        settings=settings,
+        candles=candles,
+        m=m,
+        equity=equity,
+        in_pos=in_pos,
+        fills=fills,
+        trades=trades,
+        fees_paid=float(totals[0]),
+        funding_paid=float(totals[1]),
+        open_position=open_position,
+        ind_settings=ind_settings,
+        dropped=dropped,
+        extra={"fill_sides": fills_a[:, 1]} if lean else {},
+    )
+
+
+def _result(
+    *,
+    symbol: str,
+    interval: str,
+    strategy: Strategy,
+    fm: FillModel,
+    settings: BrokerSettings,
+    candles: CandleArrays,
+    m: int,
+    equity: NDArray[np.float64],
+    in_pos: NDArray[np.bool_],
+    fills: list[Fill],
+    trades: list[Trade],
+    fees_paid: float,
+    funding_paid: float,
+    open_position: dict[str, Any] | None,
+    ind_settings: IndicatorSettings,
+    dropped: list[DroppedEntry],
+    run_id: str = "",
+    elapsed_s: float = 0.0,
+    cancelled: bool = False,
+    warmup: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> BacktestResult:
+    """One place that assembles a ``BacktestResult`` (the per-candle and the array path) over
+    the first ``m`` traded candles."""
     return BacktestResult(
         symbol=symbol,
         interval=interval,
@@ -302,14 +425,15 @@ def _run_compiled(
         in_position=in_pos,
         fills=fills,
         trades=trades,
-        fees_paid=float(totals[0]),
-        funding_paid=float(totals[1]),
+        fees_paid=fees_paid,
+        funding_paid=funding_paid,
         open_position=open_position,
         indicator_settings=ind_settings,
-        elapsed_s=time.perf_counter() - t0,
+        elapsed_s=elapsed_s,
         cancelled=cancelled,
         warmup_bars=warmup,
         dropped_entries=dropped,
+        extra=extra or {},
     )
 
 
@@ -324,12 +448,18 @@ _CODE_SUFFIX = {R_STOP: "sl", R_TARGET: "tp", R_LIQ: "lq"}
 
 
 def _fill_objects(
-    fills_a: NDArray[np.float64], trades_a: NDArray[np.float64], name: str, symbol: str, interval: str
+    fills_a: NDArray[np.float64],
+    trades_a: NDArray[np.float64],
+    name: str,
+    symbol: str,
+    interval: str,
+    *,
+    with_fills: bool = True,
 ) -> tuple[list[Fill], list[Trade]]:
-    """The compiled loop's fill and round-trip rows as ``Fill``/``Trade`` objects, with the order
+    """The array loop's fill and round-trip rows as ``Fill``/``Trade`` objects, with the order
     ids the broker gives them (the entry's id derives from its signal candle and side)."""
     fills: list[Fill] = []
-    for t, side, px, qty, fee, code, sig in fills_a.tolist():
+    for t, side, px, qty, fee, code, sig in fills_a.tolist() if with_fills else ():
         code = int(code)
         buy = side > 0
         if code in (R_ENTRY_LONG, R_ENTRY_SHORT):

@@ -539,7 +539,7 @@ def run_product_process(data: Path, strategy: str, interval: str) -> tuple[float
         str(data),
         "--interval",
         interval,
-        "--mode",
+        "--fill-model",
         "seed",
         "--json",
     ]
@@ -836,7 +836,7 @@ def scale_main(args) -> int:
             str(d),
             "--interval",
             iv,
-            "--mode",
+            "--fill-model",
             "realistic",
             "--json",
         ]

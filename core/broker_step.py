@@ -1,8 +1,9 @@
-"""The simulated broker's per-candle rules, compiled once with numba and used by every path.
+"""The simulated broker's per-candle rules, written once and used by every path.
 
 ``tradeconsole.core.broker.SimulatedFuturesBroker`` (paper trading, replay, the per-bar backtest
 path) calls these functions candle by candle from Python; ``simulate`` calls the very same
-functions in a compiled loop over whole arrays for backtests nobody watches bar by bar. There is
+functions in a loop over whole arrays for backtests nobody watches bar by bar, interpreted for
+small runs and compiled with numba (``tradeconsole.core.jit.compiled``) for large ones. There is
 one implementation of each rule, so the two paths cannot drift apart: the entry fill's
 arithmetic (both fee conventions), the protective exits (seed: closes only; realistic: gaps
 through a level fill at the open, intrabar worse case first, liquidation), the exit's PnL and
@@ -10,8 +11,8 @@ fee, funding at 00/08/16 UTC and slippage.
 
 Everything is scalar IEEE arithmetic in the order the broker always used, without fastmath, so
 compiled and interpreted callers get bit-identical numbers (``tests/backtest/test_compiled_step.py``
-checks it on the shared data). ``cache=True`` keeps the compilation out of every run after the
-first on a machine.
+checks it on the shared data). numba's on-disk cache keeps the compilation out of every run
+after the first on a machine.
 
 ``simulate`` covers strategies whose exits are the fixed percentages of ``StrategyParams``
 (``Strategy.simple_exits`` without managed exits); anything else (exit plans, trailing stops,
@@ -22,8 +23,8 @@ parts they cover.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 from numpy.typing import NDArray
+from tradeconsole.core.jit import kernel
 
 _F64 = NDArray[np.float64]
 _I64 = NDArray[np.int64]
@@ -49,7 +50,7 @@ FUNDING_PERIOD_MS = 8 * 3_600_000
 R_NONE, R_ENTRY_LONG, R_ENTRY_SHORT, R_STOP, R_TARGET, R_LIQ = -1, 0, 1, 2, 3, 4
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def slipped(price: float, buy: bool, bps: float) -> float:
     """A market fill's price after ``bps`` of adverse slippage (a buy pays more, a sell gets less)."""
     if bps == 0.0:
@@ -59,7 +60,7 @@ def slipped(price: float, buy: bool, bps: float) -> float:
     return price * (1 - bps / 10_000)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def open_position(
     raw_px: float,
     sign: float,
@@ -96,14 +97,14 @@ def open_position(
     return px, q, fee, stake, stop, target, liq
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def funding_due(open_time: int, entry_time: int, rate: float) -> bool:
     """Whether an open position pays funding at this candle's open (00:00, 08:00, 16:00 UTC,
     and not on the candle it was opened at)."""
     return rate != 0.0 and open_time % FUNDING_PERIOD_MS == 0 and entry_time < open_time
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def protective_exit(
     sign: float, o: float, h: float, lo: float, c: float, stop: float, target: float, liq: float, intrabar: bool
 ) -> tuple[int, float, bool, bool]:
@@ -156,7 +157,7 @@ def protective_exit(
     return R_NONE, 0.0, False, False
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def close_amounts(
     sign: float,
     qty: float,
@@ -178,7 +179,7 @@ def close_amounts(
     return px, gross, fee
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def simulate(
     open_: _F64,
     high: _F64,

@@ -2,7 +2,9 @@
 
 Two ways to compute the same numbers:
 
-* ``compute_history`` works on a whole history at once (backtests, warm-up) through pandas-ta;
+* ``compute_history`` works on a whole history at once (backtests, warm-up): the pandas-ta
+  definitions (``compute_history_pandas``), reproduced bit for bit without pandas by
+  ``tradeconsole.core.base_indicators``;
 * ``IncrementalIndicators`` updates in O(1) per closed candle and can *preview* the still-open
   candle without committing it (live view). It reproduces pandas-ta's recurrences step by step,
   including how each series is seeded, so both agree to 1e-9 on every bar (tests prove it).
@@ -60,6 +62,7 @@ __all__ = [
     "LiveIndicators",
     "O1_INDICATORS",
     "compute_history",
+    "compute_history_pandas",
     "engulfing_pattern",
 ]
 
@@ -143,8 +146,28 @@ def compute_history(
     low: NDArray[Any],
     close: NDArray[Any],
     settings: IndicatorSettings = IndicatorSettings(),
+    *,
+    compiled: bool = False,
 ) -> dict[str, NDArray[Any]]:
-    """Indicators over a whole history; returns float arrays (int8 for bull/engulfing)."""
+    """Indicators over a whole history; returns float arrays (int8 for bull/engulfing).
+
+    The numbers of ``compute_history_pandas`` (the pandas-ta definitions), bit for bit, from
+    ``tradeconsole.core.base_indicators`` without pandas; ``compiled`` runs its loops with numba
+    (worth it from a few hundred thousand bars)."""
+    from tradeconsole.core.base_indicators import base_history
+
+    return base_history(open_, high, low, close, settings, compiled=compiled)
+
+
+def compute_history_pandas(
+    open_: NDArray[Any],
+    high: NDArray[Any],
+    low: NDArray[Any],
+    close: NDArray[Any],
+    settings: IndicatorSettings = IndicatorSettings(),
+) -> dict[str, NDArray[Any]]:
+    """The reference definition of the base indicators through pandas-ta and pandas (what
+    ``compute_history`` must equal exactly; the tests hold the two together)."""
     import pandas as pd
     import pandas_ta as ta
     from numpy.lib.stride_tricks import sliding_window_view
@@ -716,9 +739,12 @@ class IndicatorPlan:
         low: NDArray[Any],
         close: NDArray[Any],
         volume: NDArray[Any] | None = None,
+        *,
+        compiled: bool = False,
     ) -> dict[str, NDArray[Any]]:
-        """Every field over a whole history (float arrays; bull/engulfing int8)."""
-        out = compute_history(open_, high, low, close, self.settings)
+        """Every field over a whole history (float arrays; bull/engulfing int8); ``compiled``:
+        the base values' loops with numba (``compute_history``)."""
+        out = compute_history(open_, high, low, close, self.settings, compiled=compiled)
         if not self.outputs:
             return out
         frame = None
@@ -727,7 +753,9 @@ class IndicatorPlan:
             if spec.kind == "o1":
                 key = ("o1", spec.key)
                 if key not in results:
-                    results[key] = compute_history(open_, high, low, close, spec.settings(self.settings))
+                    results[key] = compute_history(
+                        open_, high, low, close, spec.settings(self.settings), compiled=compiled
+                    )
                 out[name] = results[key][col]
                 continue
             if frame is None:

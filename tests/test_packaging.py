@@ -53,7 +53,7 @@ HEAVY_MODULES = ("textual", "kafka", "elasticsearch", "elastic_transport")
 METRIC_KEYS = {
     "strategy",
     "interval",
-    "mode",
+    "fill_model",
     "bars",
     "initial_cash",
     "final_equity",

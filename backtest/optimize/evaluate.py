@@ -7,7 +7,7 @@ candles, the indicators of the fill model (``compute_history`` over exactly the 
 evaluated once per distinct set of *entry* parameters (everything except the broker-side
 ``stop_loss_pct``/``take_profit_pct``/``stake_fraction`` of ``StrategyParams``), so a grid of
 16 threshold pairs x 64 stop/target pairs computes 16 signal series, not 1,024. The compiled
-kernel (``tradeconsole.backtest.optimize.sim``) then runs the broker's rules, and the metrics come from the
+step loop of the broker (``tradeconsole.core.broker_step.simulate``, the loop ``run_backtest`` runs) then applies the broker's rules, and the metrics come from the
 one ``tradeconsole.backtest.metrics.compute_metrics`` applied to a real ``BacktestResult``.
 
 ``reference`` is the one path: ``Backtest(candles, name, params=..., fill_model=..., settings=...,
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from tradeconsole.backtest.metrics import compute_metrics
-from tradeconsole.backtest.runner import BacktestResult, run_backtest
-from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, FillModel, client_order_id
+from tradeconsole.backtest.runner import BacktestResult, result_from_simulation, run_backtest, simulate_signal
+from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, FillModel
 from tradeconsole.core.candles import CandleArrays
-from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
+from tradeconsole.core.domain import Candle, Side
 from tradeconsole.core.indicators import IndicatorValues, compute_history
 from tradeconsole.core.strategies import STRATEGIES, make_strategy
 from tradeconsole.core.strategies.base import StrategyParams
@@ -38,15 +38,6 @@ __all__ = ["MismatchError", "Workspace", "comparable", "data_hash", "kernel_reas
 
 #: broker-side parameters the kernel takes directly; every other parameter is an entry parameter
 EXIT_PARAMS = frozenset(f.name for f in fields(StrategyParams))
-
-_REASONS = {
-    0: FillReason.ENTRY_LONG,
-    1: FillReason.ENTRY_SHORT,
-    2: FillReason.STOP_LOSS,
-    3: FillReason.TAKE_PROFIT,
-    4: FillReason.LIQUIDATION,
-}
-_SUFFIX = {FillReason.STOP_LOSS: "sl", FillReason.TAKE_PROFIT: "tp", FillReason.LIQUIDATION: "lq"}
 
 
 def kernel_reason(strategy: str) -> str | None:
@@ -172,20 +163,10 @@ class Workspace:
         if self.plain_reason is not None:
             return  # nothing to prepare: every combination is a run of the real engine
         c = self.candles
-        ind = compute_history(c.open, c.high, c.low, c.close, self.ind_settings)  # as run_backtest
+        ind = compute_history(c.open, c.high, c.low, c.close, self.ind_settings, compiled=True)  # = run_backtest's
         w = self.warmup
         self.ind = {k: v[w:] for k, v in ind.items()}
         self.traded = c.take(slice(w, None)) if w else c
-        t = self.traded
-        self._cols = [t.open_time, t.open, t.high, t.low, t.close, t.open_time, t.close_time]
-        self._arrays = (
-            np.ascontiguousarray(t.open, dtype=np.float64),
-            np.ascontiguousarray(t.high, dtype=np.float64),
-            np.ascontiguousarray(t.low, dtype=np.float64),
-            np.ascontiguousarray(t.close, dtype=np.float64),
-            np.ascontiguousarray(t.open_time, dtype=np.int64),
-            np.ascontiguousarray(t.close_time, dtype=np.int64),
-        )
         self._bars: list[tuple[Candle, IndicatorValues]] | None = None
         self._vector_checked = False
 
@@ -262,117 +243,27 @@ class Workspace:
         return scalar_row(m), result
 
     def run(self, params: dict[str, float], *, lean: bool = False) -> BacktestResult:
-        """The ``BacktestResult`` of one combination through the compiled kernel (``lean``: no
-        fill objects, their sides in ``extra["fill_sides"]``); a strategy the kernel does not
-        model (``plain_reason``) runs through ``run_backtest``."""
-        from tradeconsole.backtest.optimize.sim import simulate
-
+        """The ``BacktestResult`` of one combination through the broker's compiled step loop
+        (``tradeconsole.backtest.runner.simulate_signal``, the loop ``run_backtest`` itself runs
+        for these strategies; ``lean``: no fill objects, their sides in ``extra["fill_sides"]``);
+        a strategy the loop does not model (``plain_reason``) runs through ``run_backtest``."""
         if self.plain_reason is not None:
             return self._plain(params)
-
         strat = make_strategy(self.strategy, **params)  # the declared ranges check every value
-        p = strat.params
-        s, fm = self.settings, self.fm
-        o, h, lo, c, ot, ct = self._arrays
-        equity, in_pos, fl, tr, tot = simulate(
-            o,
-            h,
-            lo,
-            c,
-            ot,
-            ct,
-            self.signals(params),
-            p.stop_loss_pct,
-            p.take_profit_pct,
-            p.stake_fraction,
-            s.initial_cash,
-            s.leverage,
-            s.fee_rate,
-            s.slippage_bps,
-            s.funding_rate_8h,
-            s.maintenance_margin_rate,
-            fm.fill_at_next_open,
-            fm.intrabar_exits,
-            fm.reenter_on_exit_candle,
-            fm.fee_on_stake,
-        )
-        return self._result(strat, equity, in_pos, fl, tr, tot, lean)
-
-    def _result(
-        self,
-        strat: Any,
-        equity: NDArray[Any],
-        in_pos: NDArray[Any],
-        fl: NDArray[Any],
-        tr: NDArray[Any],
-        tot: NDArray[Any],
-        lean: bool = False,
-    ) -> BacktestResult:
-        sym, iv, name = self.symbol, self.interval, strat.name
-        fills: list[Fill] = []
-        oids: dict[tuple[int, int], str] = {}
-        for t, side, px, q, fee, reason, sig_t in [] if lean else fl.tolist():
-            r = _REASONS[int(reason)]
-            if r in (FillReason.ENTRY_LONG, FillReason.ENTRY_SHORT):
-                pside = Side.LONG if r is FillReason.ENTRY_LONG else Side.SHORT
-                oid = oids[(int(sig_t), pside.value)] = client_order_id(name, sym, iv, int(sig_t), pside)
-            else:
-                pside = Side.SHORT if side > 0 else Side.LONG  # a buy closes a short
-                oid = oids.get((int(sig_t), pside.value)) or client_order_id(name, sym, iv, int(sig_t), pside)
-                oid += _SUFFIX[r]
-            fills.append(Fill(int(t), sym, OrderSide.BUY if side > 0 else OrderSide.SELL, px, q, fee, r, oid))
-        trades = [
-            Trade(
-                symbol=sym,
-                side=Side.LONG if sg > 0 else Side.SHORT,
-                qty=q,
-                entry_time=int(et),
-                entry_price=ep,
-                exit_time=int(xt),
-                exit_price=xp,
-                pnl=pnl,
-                fees=fees,
-                funding=fund,
-                exit_reason=_REASONS[int(reason)],
-                stake=stake,
-            )
-            for sg, q, et, ep, xt, xp, pnl, fees, fund, reason, stake in tr.tolist()
-        ]
-        open_position = None
-        if tot[3]:
-            side = Side.LONG if tot[4] > 0 else Side.SHORT
-            qty, entry = float(tot[5]), float(tot[6])
-            last = float(self.traded.close[-1])
-            open_position = {
-                "side": side.name.lower(),
-                "qty": qty,
-                "entry_price": entry,
-                "entry_time": int(tot[7]),
-                "unrealized_pnl": side.sign * qty * (last - entry),
-            }
-        t = self.traded
-        return BacktestResult(
-            symbol=sym,
-            interval=iv,
-            strategy=strat,
-            fill_model=self.fm,
+        out = simulate_signal(self.traded, strat, self.signals(params), self.fm, self.settings, compiled=True)
+        result = result_from_simulation(
+            out,
+            self.traded,
+            strat,
+            fm=self.fm,
             settings=self.settings,
-            run_id=f"opt-{uuid.uuid4().hex[:12]}",
-            open_time=t.open_time,
-            close=t.close,
-            equity=equity,
-            in_position=in_pos,
-            fills=fills,
-            trades=trades,
-            fees_paid=float(tot[0]),
-            funding_paid=float(tot[1]),
-            open_position=open_position,
-            indicator_settings=self.ind_settings,
-            warmup_bars=self.warmup,
-            # only counted by the metrics (verify() checks the count); the kernel keeps no details
-            dropped_entries=[None] * int(tot[2]),  # type: ignore[list-item]
-            extra={"fill_sides": fl[:, 1]} if lean else {},
+            ind_settings=self.ind_settings,
+            symbol=self.symbol,
+            interval=self.interval,
+            lean=lean,
         )
+        result.run_id, result.warmup_bars = f"opt-{uuid.uuid4().hex[:12]}", self.warmup
+        return result
 
     def _plain(self, params: dict[str, float]) -> BacktestResult:
         """The plain path: the real engine, exactly as ``reference`` runs it."""

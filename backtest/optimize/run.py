@@ -158,7 +158,7 @@ class LocalExecutor:
             ctx.set_forkserver_preload(
                 [
                     "tradeconsole.backtest.optimize.run",
-                    "tradeconsole.backtest.optimize.sim",
+                    "tradeconsole.core.broker_step",
                     "tradeconsole.backtest.metrics",
                 ]
             )

@@ -21,7 +21,12 @@ __all__ = ["VECTOR_SIGNALS"]
 
 
 def _sides(long: NDArray[Any], short: NDArray[Any]) -> NDArray[Any]:
-    return np.where(long, 1, np.where(short, -1, 0)).astype(np.int8)
+    """+1 where ``long``, else -1 where ``short``, else 0, built as int8 directly (no int64
+    temporaries: 40 MB at millions of bars)."""
+    out = np.zeros(len(long), dtype=np.int8)
+    out[short] = -1
+    out[long] = 1
+    return out
 
 
 def _basic(ind: dict[str, NDArray[Any]], p: Any) -> NDArray[Any]:
