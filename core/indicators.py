@@ -546,6 +546,10 @@ _SUPERTREND_COLUMNS = ("SUPERT", "SUPERTd", "SUPERTl", "SUPERTs")
 #   The two agree whenever the indicator's value depends on at most ``window`` candles (finite
 #   memory: SMA, Bollinger Bands, Donchian...) or its memory has decayed within them (EMA-based:
 #   ATR, Supertrend); ``tradeconsole strategy check`` measures it on real data.
+# * Live, a pandas-ta indicator with an O(1) form skips the window: ``supertrend``
+#   (``IncrementalSupertrend`` above) and ``sma``, ``ema``, ``atr``, ``bbands``
+#   (``tradeconsole.core.incremental``, found through ``_incremental_form``), each reproducing
+#   pandas-ta's whole-history recurrence, so live values equal the backtest's exactly.
 
 #: the pandas-ta names that have an O(1) form here, with the keyword arguments each accepts
 O1_INDICATORS: dict[str, tuple[str, ...]] = {
