@@ -569,6 +569,10 @@ _SUPERTREND_COLUMNS = ("SUPERT", "SUPERTd", "SUPERTl", "SUPERTs")
 #   The two agree whenever the indicator's value depends on at most ``window`` candles (finite
 #   memory: SMA, Bollinger Bands, Donchian...) or its memory has decayed within them (EMA-based:
 #   ATR, Supertrend); ``tradeconsole strategy check`` measures it on real data.
+# * Live, a pandas-ta indicator with an O(1) form skips the window: ``supertrend``
+#   (``IncrementalSupertrend`` above) and ``sma``, ``ema``, ``atr``, ``bbands``
+#   (``tradeconsole.core.incremental``, found through ``_incremental_form``), each reproducing
+#   pandas-ta's whole-history recurrence, so live values equal the backtest's exactly.
 
 #: the pandas-ta names that have an O(1) form here, with the keyword arguments each accepts
 O1_INDICATORS: dict[str, tuple[str, ...]] = {
@@ -844,25 +848,109 @@ def _column(res: Any, col: str, n: int, spec: IndicatorSpec) -> NDArray[Any]:
     return arr
 
 
+def _incremental_form(spec: IndicatorSpec) -> Any:
+    """The O(1) live form of a declared indicator, or None (then it is recomputed over the
+    window). The registration hook: ``IncrementalSupertrend`` here, the others in
+    ``tradeconsole.core.incremental.FORMS`` (each with ``supports``/``for_spec``/``COLUMNS``)."""
+    from tradeconsole.core.incremental import FORMS
+
+    for form in (IncrementalSupertrend, *FORMS):
+        if form.supports(spec):
+            return form.for_spec(spec)
+    return None
+
+
+def _form_index(form: Any, col: str) -> int | None:
+    """Which of an O(1) form's outputs is the pandas-ta column ``col`` (by its prefix, as
+    ``BBL`` in ``BBL_20_2.0_2.0``; ``""``, a one-Series result, is the first), or None."""
+    names = _SUPERTREND_COLUMNS if isinstance(form, IncrementalSupertrend) else tuple(form.COLUMNS)
+    prefix = col.split("_")[0] if col else names[0]
+    return names.index(prefix) if prefix in names else None
+
+
+def _evaluator(spec: IndicatorSpec) -> Any:
+    """``spec.evaluate`` with its lookups done once: the pandas-ta function, which frame
+    columns it takes and its keyword arguments (the same call, per candle without the set-up)."""
+    if spec.kind == "custom":
+        return spec.fn
+    func, params = _ta_function(spec.name)
+    kw = dict(spec.kwargs)
+    if "talib" in params:
+        kw.setdefault("talib", False)
+    take: list[tuple[str, str]] = [(k, k) for k in ("high", "low", "close", "volume") if k in params]
+    if "open_" in params:
+        take.append(("open_", "open"))
+
+    def evaluate(frame: Any) -> Any:
+        return func(**{arg: frame[col] for arg, col in take}, **kw)
+
+    return evaluate
+
+
+def _last_row(res: Any, cols: list[str], n: int, spec: IndicatorSpec) -> list[float]:
+    """The last bar's value of each of ``cols`` in a ta/custom result over ``n`` candles: one
+    conversion of the result instead of one per column (what ``_column`` checks, it checks too)."""
+    import pandas as pd
+
+    if res is None:
+        return [NAN] * len(cols)
+    try:
+        if isinstance(res, pd.DataFrame):
+            if len(res) == n:
+                row = res.to_numpy(dtype="float64")[-1]
+                names = res.columns
+                return [float(row[names.get_loc(c)]) for c in cols]
+        else:
+            arr = np.asarray(res, dtype="float64")
+            if arr.shape == (n,):
+                return [float(arr[-1])] * len(cols)
+    except (TypeError, ValueError, KeyError):
+        pass  # not plain float columns: the slow path says what is wrong, or converts
+    return [float(_column(res, c, n, spec)[-1]) for c in cols]
+
+
 class LiveIndicators:
     """The live path for one strategy: the base ``IncrementalIndicators``, one more per declared
-    o1 indicator, and the ta/custom ones recomputed over the last ``plan.window`` closed candles
-    (plus the open one for ``preview``). Same interface as ``IncrementalIndicators``."""
+    o1 indicator, an O(1) form for each declared pandas-ta indicator that has one
+    (``IncrementalSupertrend``, ``tradeconsole.core.incremental``), and the other ta/custom ones
+    recomputed over the last ``plan.window`` closed candles (plus the open one for ``preview``),
+    held in numpy buffers (``CandleWindow``). Same interface as ``IncrementalIndicators``."""
 
     def __init__(self, plan: IndicatorPlan) -> None:
+        from tradeconsole.core.live_window import CandleWindow
+
         self.plan = plan
         self.base = IncrementalIndicators(plan.settings)
         self._o1: dict[str, IncrementalIndicators] = {
             s.key: IncrementalIndicators(s.settings(plan.settings)) for s in plan.specs if s.kind == "o1"
         }
-        #: declared indicators with an O(1) form here (Supertrend), the rest recomputed over the window
-        self._inc: dict[str, IncrementalSupertrend] = {
-            s.key: IncrementalSupertrend.for_spec(s) for s in plan.specs if IncrementalSupertrend.supports(s)
-        }
+        #: declared indicators with an O(1) form, the rest recomputed over the window
+        self._inc: dict[str, Any] = {}
+        for s in plan.specs:
+            form = _incremental_form(s) if s.kind == "ta" else None
+            cols = [col for sp, col in plan.outputs.values() if sp is s]
+            if form is not None and all(_form_index(form, col) is not None for col in cols):
+                self._inc[s.key] = form
         self._windowed = [s for s in plan.specs if s.kind != "o1" and s.key not in self._inc]
-        self._candles: deque[Candle] = deque(maxlen=max(plan.window, 1))
+        self._window = CandleWindow(max(plan.window, 1))
         self._kept: deque[Candle] = deque(maxlen=max(plan.window, self.KEEP))  # to warm up a switched strategy
         self._simple = not plan.outputs
+        self._plan_rows()
+
+    def _plan_rows(self) -> None:
+        """Where each output comes from, worked out once: (0, o1 key, field), (1, form key,
+        column index) or (2, windowed key, position in that spec's list of columns)."""
+        self._evals = [(s, _evaluator(s)) for s in self._windowed]
+        self._cols: dict[str, list[str]] = {s.key: [] for s in self._windowed}
+        self._rows: list[tuple[int, str, Any]] = []
+        for spec, col in self.plan.outputs.values():
+            if spec.kind == "o1":
+                self._rows.append((0, spec.key, col))
+            elif spec.key in self._inc:
+                self._rows.append((1, spec.key, _form_index(self._inc[spec.key], col)))
+            else:
+                self._cols[spec.key].append(col)
+                self._rows.append((2, spec.key, len(self._cols[spec.key]) - 1))
 
     #: closed candles kept so a strategy switch can warm its own declared indicators up
     KEEP = 1000
@@ -880,7 +968,7 @@ class LiveIndicators:
                 inc.update(c)
             for st in fresh._inc.values():
                 st.update(c)
-            fresh._candles.append(c)
+            fresh._window.append(c)
             fresh._kept.append(c)
         return fresh
 
@@ -906,31 +994,26 @@ class LiveIndicators:
             return base
         o1 = {k: (inc.update(c) if commit else inc.preview(c)) for k, inc in self._o1.items()}
         inc_vals = {k: (st.update(c) if commit else st.preview(c)) for k, st in self._inc.items()}
-        if commit:
-            self._candles.append(c)
-        window: list[Candle] = []
-        results: dict[str, Any] = {}
-        if self._windowed:
-            window = list(self._candles)
-            if not commit:  # the open candle takes the oldest one's place, as it will once it closes
-                if len(window) == self._candles.maxlen:
-                    window = window[1:]
-                window.append(c)
-            a = np.array([(x.open, x.high, x.low, x.close, x.volume) for x in window], dtype="float64")
-            frame = _frame(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4])
-            for spec in self._windowed:
+        results: dict[str, list[float]] = {}
+        if self._evals:
+            if commit:
+                self._window.append(c)
+                frame = self._window.frame()
+            else:  # the open candle takes the oldest one's place, as it will once it closes
+                frame = self._window.preview_frame(c)
+            n = len(frame)
+            for spec, evaluate in self._evals:
                 try:
-                    results[spec.key] = spec.evaluate(frame)
+                    res = evaluate(frame)
                 except Exception:  # noqa: BLE001 - a short window (warm-up) the function cannot handle yet
-                    results[spec.key] = None
+                    res = None
+                results[spec.key] = _last_row(res, self._cols[spec.key], n, spec)
         vals: list[Any] = list(base)
-        n = len(window)
-        for spec, col in self.plan.outputs.values():
-            if spec.kind == "o1":
-                vals.append(getattr(o1[spec.key], col))
-            elif spec.key in inc_vals:
-                vals.append(inc_vals[spec.key][_SUPERTREND_COLUMNS.index(col.split("_")[0])])
+        for kind, key, where in self._rows:
+            if kind == 0:
+                vals.append(getattr(o1[key], where))
+            elif kind == 1:
+                vals.append(inc_vals[key][where])
             else:
-                res = results.get(spec.key)
-                vals.append(float(_column(res, col, n, spec)[-1]) if res is not None else NAN)
+                vals.append(results[key][where])
         return self.plan.values_type._make(vals)

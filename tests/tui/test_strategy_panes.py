@@ -153,6 +153,10 @@ def test_declared_pane_picture_has_its_reference_lines() -> None:
     strips = build_picture(pane.plt, pane.draw, rows, 60, 10, "textual-dark")
     text = "\n".join(s.text for s in strips)
     assert "25" in text
+    # the level is a line across the plot, not only a tick number: its row is mostly rule
+    row = next(line for line in text.splitlines() if line.startswith("25"))
+    assert row.count("─") >= 40, row
+    assert sum(line.count("─") >= 40 for line in text.splitlines()[1:-1]) == 1  # and only that row
     assert pane.title_text(rows, width=60).startswith("adx ")
     assert IndicatorChart(Chart("adx", "adx", False, ("adx_adx",))).draw(pane.plt, (), 60, 10) == "warming up…"
 
