@@ -94,7 +94,7 @@ def test_kernels_equal_pandas_and_numpy(jit):
 
 def test_pairwise_sum_is_numpys():
     rng = np.random.default_rng(3)
-    for n in range(0, kern.PAIRWISE_MAX + 1):
+    for n in range(kern.PAIRWISE_MAX + 1):
         x = rng.normal(size=n) * 10 ** rng.uniform(-3, 6, size=n)
         want = x.sum() if n else 0.0
         assert kern.pairwise_sum(x.tolist(), 0, n) == want, n
