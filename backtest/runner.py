@@ -197,15 +197,7 @@ def run_backtest(
         progress(n, n)
     equity, in_pos = _expand_equity(marks, candles.close[:m])
     pos = broker.position
-    open_position = None
-    if pos is not None:
-        open_position = {
-            "side": pos.side.name.lower(),
-            "qty": pos.qty,
-            "entry_price": pos.entry_price,
-            "entry_time": pos.entry_time,
-            "unrealized_pnl": pos.unrealized_pnl(float(candles.close[m - 1])),
-        }
+    last = float(candles.close[m - 1])
     return _result(
         symbol=symbol,
         interval=interval,
@@ -220,7 +212,7 @@ def run_backtest(
         trades=broker.trades,
         fees_paid=broker.fees_paid,
         funding_paid=broker.funding_paid,
-        open_position=open_position,
+        open_position=None if pos is None else _open_position(pos.side, pos.qty, pos.entry_price, pos.entry_time, last),
         ind_settings=ind_settings,
         dropped=list(broker.dropped_entries),
         run_id=run_id,
@@ -357,14 +349,8 @@ def result_from_simulation(
     open_position = None
     if totals[3]:
         side = Side.LONG if totals[4] > 0 else Side.SHORT
-        qty, entry = float(totals[5]), float(totals[6])
-        open_position = {
-            "side": side.name.lower(),
-            "qty": qty,
-            "entry_price": entry,
-            "entry_time": int(totals[7]),
-            "unrealized_pnl": side.sign * qty * (float(candles.close[m - 1]) - entry),
-        }
+        last = float(candles.close[m - 1])
+        open_position = _open_position(side, float(totals[5]), float(totals[6]), int(totals[7]), last)
     return _result(
         symbol=symbol,
         interval=interval,
@@ -384,6 +370,18 @@ def result_from_simulation(
         dropped=dropped,
         extra={"fill_sides": fills_a[:, 1]} if lean else {},
     )
+
+
+def _open_position(side: Side, qty: float, entry_price: float, entry_time: int, last_close: float) -> dict[str, Any]:
+    """The report's open position at the end of a run, marked to the last close (the unrealised
+    PnL as ``Position.unrealized_pnl`` computes it)."""
+    return {
+        "side": side.name.lower(),
+        "qty": qty,
+        "entry_price": entry_price,
+        "entry_time": entry_time,
+        "unrealized_pnl": side.sign * qty * (last_close - entry_price),
+    }
 
 
 def _result(
