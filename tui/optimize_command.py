@@ -72,7 +72,7 @@ class OptimisationJournal:
         try:
             self._journal = Journal(self.path, sync="normal")
         except JournalError as exc:  # in use by another process, damaged, not a journal
-            raise EnvironmentFailure(str(exc)) from None
+            raise EnvironmentFailure(f"cannot open the optimisation journal: {exc}") from None
         self.run_id: str | None = None
         #: how the run ended, stored by ``close``: finished, interrupted or failed
         self.status = "finished"

@@ -8,6 +8,14 @@ values and reads the cancel flag; a timer copies them into the progress bar, so 
 for the search and Escape stops it at the next finished batch (finished rows are kept in the
 results file, and a re-run resumes from it).
 
+Every run is journalled and shipped as the CLI's is, by the same composition
+(``tradeconsole.tui.optimize_command``): its ``optimization_run``/``optimization_trial`` events
+are committed from the worker thread to ``journal-optimize.sqlite`` in the data directory (the
+CLI's default journal), and when the console ships its events (``--kafka``/``--elasticsearch`` or
+the config) that journal is shipped to the same sinks once the results are shown. The trials
+pane's subtitle names the run id the events carry; a journal that cannot be opened or written
+stops the run with its one-line reason in the status line.
+
 Results: a heatmap of the best score over two searched parameters (ctrl+n cycles the pair), a
 sortable table of the top trials - their full-window (in-sample) metrics next to their results on
 the walk-forward test windows - and the walk-forward folds, whose out-of-sample numbers are the
@@ -262,6 +270,10 @@ class OptimizeScreen(Screen):
         self.trials: list[dict[str, Any]] = []  # the table's trials, by row key (their rank)
         self.pair = 0
         self.status_message = ""
+        #: the last journalled run: its id (the events' run_id), journal file, shipping state
+        self.run_id: str | None = None
+        self.journal_path: str | None = None
+        self.shipping_note = ""
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -373,7 +385,8 @@ class OptimizeScreen(Screen):
         self.query_one("#op-progress", ProgressBar).update(total=100, progress=0)
         self._status(f"loading {self.request.source()} …")
         self._timer = self.set_interval(0.1, self._show_progress)
-        self._worker(args)
+        runtime = getattr(self.app, "runtime", None)  # its sinks, if any, get the run's events too
+        self._worker(args, runtime.sink_targets() if hasattr(runtime, "sink_targets") else None)
 
     def action_cancel_or_back(self) -> None:
         if self.running:
@@ -393,37 +406,68 @@ class OptimizeScreen(Screen):
             self._status(f"{label}: {done:,}/{total:,} combinations (Escape cancels)")
 
     @work(thread=True, exclusive=True, group="optimize")
-    def _worker(self, args: argparse.Namespace) -> None:
-        """The optimisation off the UI thread; the outcome goes back with call_from_thread."""
+    def _worker(self, args: argparse.Namespace, targets: Any = None) -> None:
+        """The optimisation off the UI thread, journalled and shipped by the CLI's own composition
+        (``tradeconsole.tui.optimize_command``): its events are committed here, in this thread, to
+        the optimisation journal; the outcome goes back with call_from_thread, then the journal
+        is shipped to ``targets`` (the console runtime's sinks, when it has any)."""
         from tradeconsole.backtest.optimize.cli import Interrupted, run_optimisation
+        from tradeconsole.tui.optimize_command import journalled
 
+        journal = None
         try:
             if self._cancel.is_set():
                 raise Interrupted(0, args.results)
-            out = run_optimisation(args, on_progress=self._progress_cb)
+            with journalled(None, args) as journal:
+                out = run_optimisation(args, on_progress=self._progress_cb, publish=journal.publish)
         except Interrupted as exc:
             kept = f" kept in {exc.results}" if exc.results else " (no results file: nothing kept)"
-            self._report(None, f"cancelled: {exc.computed} combination(s) computed{kept}")
+            self._report(None, f"cancelled: {exc.computed} combination(s) computed{kept}", journal)
+            self._ship(journal, targets)
             return
-        except Exception as exc:  # noqa: BLE001 - bad data, bad space: shown, never fatal
-            self._report(None, f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc))
+        except Exception as exc:  # noqa: BLE001 - bad data, bad space, journal refused: shown, never fatal
+            self._report(None, f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc), journal)
             return
-        self._report(out, "")
+        self._report(out, "", journal)
+        self._ship(journal, targets)
 
-    def _report(self, out: dict[str, Any] | None, error: str) -> None:
+    def _ship(self, journal: Any, targets: Any) -> None:
+        """Ship the optimisation journal (still in the worker thread: the UI never waits)."""
+        if journal is None or journal.run_id is None or targets is None or not targets.configured:
+            return
+        from tradeconsole.tui.optimize_command import ship_journal
+
+        names = ", ".join(targets.names())
+        self._call(self._shipping, f"shipping to {names}…", "")
         try:
-            self.app.call_from_thread(self._finished, out, error)
+            problems = ship_journal(journal.path, targets)
+        except Exception as exc:  # noqa: BLE001 - a sink that cannot even start: said, the events stay
+            problems = [f"cannot ship to {names}: {type(exc).__name__}: {exc}; the events stay in {journal.path}"]
+        self._call(
+            self._shipping, f"not all shipped to {names}" if problems else f"shipped to {names}", "; ".join(problems)
+        )
+
+    def _report(self, out: dict[str, Any] | None, error: str, journal: Any = None) -> None:
+        self._call(self._finished, out, error, journal)
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        try:
+            self.app.call_from_thread(fn, *args)
         except Exception:  # noqa: BLE001 - the app has closed meanwhile: nobody to tell
             pass
 
     def on_unmount(self) -> None:
         self._cancel.set()  # closing: a running search stops at its next finished batch
 
-    def _finished(self, out: dict[str, Any] | None, error: str) -> None:
+    def _finished(self, out: dict[str, Any] | None, error: str, journal: Any = None) -> None:
         self.running = False
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        if journal is not None and journal.run_id is not None:
+            self.run_id, self.journal_path = journal.run_id, str(journal.path)
+            self.shipping_note = ""
+            self._show_journal()
         if out is None:
             self._status(error, "yellow" if error.startswith("cancelled") else "bold red")
             return
@@ -437,6 +481,21 @@ class OptimizeScreen(Screen):
         self._status(
             head if best else f"{head}; {out.get('note', 'no feasible combination')}", "green" if best else "yellow"
         )
+
+    def _shipping(self, note: str, problem: str) -> None:
+        self.shipping_note = note
+        self._show_journal()
+        if problem:
+            self._status(f"{self.status_message}; {problem}" if self.status_message else problem, "yellow")
+
+    def _show_journal(self) -> None:
+        """Which journalled run the results are (its run id: the events' ``run_id`` in the
+        journal, Kafka and Kibana), and whether it was shipped."""
+        if self.run_id is None:
+            return
+        run = "run" if self.deterministic else f"run {self.run_id}"  # snapshots: no random ids
+        note = f" · {self.shipping_note}" if self.shipping_note else ""
+        self.query_one("#op-trials").border_subtitle = f"{run} journalled{note}"
 
     # ------------------------------------------------------------------ results
     def show_report(self, out: dict[str, Any]) -> None:
@@ -641,6 +700,7 @@ def _params_text(params: dict[str, float]) -> str:
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    from tradeconsole.core.errors import UserError
+    """Errors whose message is the whole story (one line, as the CLI prints them)."""
+    from tradeconsole.core.errors import EnvironmentFailure, UserError
 
-    return isinstance(exc, UserError) or type(exc).__name__ == "DataError"
+    return isinstance(exc, UserError | EnvironmentFailure) or type(exc).__name__ == "DataError"
