@@ -274,3 +274,22 @@ async def test_with_kafka_the_console_ships_the_optimisation(replay_opts, data_1
         assert sorted(got) == sorted(want) and len(want) == 5
     finally:
         broker.stop()
+
+
+def test_short_names_are_unique():
+    from tradeconsole.tui.screens.optimize import short_names
+
+    assert short_names(["stop_loss_pct", "take_profit_pct"]) == {"stop_loss_pct": "sl%", "take_profit_pct": "tp%"}
+    got = short_names(["rsi_oversold", "rsi_overbought", "atr", "period"])
+    assert got == {"rsi_oversold": "rovers", "rsi_overbought": "roverb", "atr": "atr", "period": "peri"}
+    # an abbreviation equal to a name kept whole keeps more letters of its last word
+    assert short_names(["sl", "stop_long"]) == {"sl": "sl", "stop_long": "slo"}
+
+
+def test_sink_targets_name_what_they_build(tmp_path):
+    from tradeconsole.tui.runtime import SinkTargets
+
+    assert not SinkTargets().configured and SinkTargets().build(tmp_path / "j.sqlite") == []
+    assert SinkTargets(kafka="127.0.0.1:1").names() == ["kafka"]
+    cloud = SinkTargets(elasticsearch_settings={"cloud_id": "x:eA=="})
+    assert cloud.configured and cloud.names() == ["elasticsearch"]
