@@ -27,7 +27,6 @@ import math
 import re
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from tradeconsole.backtest.inputs import check_data_files, check_input_path
@@ -710,86 +709,24 @@ def optimize_main(args: argparse.Namespace) -> int:
     beyond its data and results file) publishes its ``optimization_run``/``optimization_trial``
     events into the journal, and ``--kafka``/``--elasticsearch`` ship them from the journal with
     the same ``JournalShipper`` protocol as every run (exactly once; whatever a sink did not
-    acknowledge stays in the journal and goes with the next run that ships)."""
+    acknowledge stays in the journal and goes with the next run that ships). The composition is
+    ``tradeconsole.tui.optimize_command``'s, shared with the console's optimise screen."""
     from tradeconsole.backtest.optimize.cli import main as optimize
 
     if args.no_journal:
         if args.kafka or args.elasticsearch:
             raise UserError("--kafka/--elasticsearch ship from the journal: drop --no-journal")
         return optimize(args)
-    from tradeconsole.core.paths import journal_path
-    from tradeconsole.infra.persistence.journal import Journal, JournalError
+    from tradeconsole.tui.optimize_command import journalled, ship_journal
+    from tradeconsole.tui.runtime import SinkTargets
 
-    try:
-        journal = Journal(args.journal or journal_path("journal-optimize.sqlite"), sync="normal")
-    except JournalError as exc:  # in use by another run, damaged: one line, exit 1
-        raise EnvironmentFailure(str(exc)) from None
-    runs: list[str] = []
-
-    def publish(event: Any) -> None:
-        try:
-            if not runs:
-                runs.append(event.run_id)
-                journal.begin_run(
-                    event.run_id,
-                    "backtest",
-                    {
-                        "command": "optimize",
-                        "strategy": args.strategy,
-                        "objective": args.objective,
-                        "search": args.search,
-                    },
-                )
-            journal.commit([event])
-        except JournalError as exc:  # e.g. the disk is full: the run's events cannot be kept
-            raise EnvironmentFailure(f"cannot journal the optimisation's events: {exc}") from None
-
-    code = 1
-    try:
-        code = optimize(args, publish=publish)
-    finally:
-        if runs:
-            journal.end_run(runs[0], {0: "finished", 130: "interrupted"}.get(code, "failed"))
-        path = journal.path
-        journal.close()
-    if runs and (args.kafka or args.elasticsearch):
-        _ship_journal(path, args)
+    with journalled(args.journal, args) as journal:
+        code = optimize(args, publish=journal.publish)
+        journal.status = {0: "finished", 130: "interrupted"}.get(code, "failed")
+    if journal.run_id is not None:
+        for problem in ship_journal(journal.path, SinkTargets(kafka=args.kafka, elasticsearch=args.elasticsearch)):
+            print(f"warning: {problem}", file=sys.stderr)
     return code
-
-
-def _ship_journal(path: Any, args: argparse.Namespace) -> None:
-    """Ship what ``path`` holds to the sinks named on the command line; a sink that does not
-    acknowledge in time is one ``warning:`` line (the events stay journalled for a later run)."""
-    from tradeconsole.infra.persistence.shipper import JournalShipper
-
-    sinks: list[tuple[str, Any]] = []
-    if args.kafka:
-        from tradeconsole.infra.sinks.kafka import KafkaSink
-
-        sinks.append(("kafka", KafkaSink(args.kafka, journal_fed=True)))
-    if args.elasticsearch:
-        from tradeconsole.infra.sinks.elastic import ElasticsearchSink
-
-        sinks.append(
-            (
-                "elasticsearch",
-                ElasticsearchSink.from_settings(
-                    args.elasticsearch, {}, journal_fed=True, deadletter_path=Path(f"{path}.es-deadletter.ndjson")
-                ),
-            )
-        )
-    for name, sink in sinks:
-        shipper = JournalShipper(path, sink, name=name).start()
-        try:
-            done = shipper.stop(timeout=30.0)
-        finally:
-            sink.close()
-        if not done:
-            print(
-                f"warning: {name} did not acknowledge every event; they stay in the journal {path} "
-                "and are shipped by the next run",
-                file=sys.stderr,
-            )
 
 
 def check_engine_args(args: argparse.Namespace) -> None:

@@ -10,7 +10,7 @@ import argparse
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,17 @@ from tradeconsole.core.engine import Engine, SessionSpec, paper_broker
 from tradeconsole.core.events import Event
 from tradeconsole.core.feed import MarketDataSource
 from tradeconsole.core.strategies import STRATEGIES
-from tradeconsole.infra.sinks.protocol import ELASTICSEARCH, Sink
+from tradeconsole.infra.sinks.protocol import ELASTICSEARCH, KAFKA, Sink
 
-__all__ = ["RuntimeOptions", "Runtime", "options_from_args", "parse_strategy_specs", "parse_symbols", "replay_paths"]
+__all__ = [
+    "RuntimeOptions",
+    "Runtime",
+    "SinkTargets",
+    "options_from_args",
+    "parse_strategy_specs",
+    "parse_symbols",
+    "replay_paths",
+]
 
 log = logging.getLogger("tradeconsole.runtime")
 
@@ -171,6 +179,70 @@ def options_from_args(args: argparse.Namespace) -> RuntimeOptions:
         kafka=args.kafka,
         elasticsearch=args.elasticsearch,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SinkTargets:
+    """Where events go: a Kafka bootstrap and an Elasticsearch URL (either may be None; an
+    ``[elasticsearch]`` ``cloud_id`` counts as a target too), with the config's ``[kafka]`` and
+    ``[elasticsearch]`` tables (topic/index prefix, security). One builder for every journal-fed
+    sink: the runtime's, and the optimisation journal's (``tradeconsole.tui.optimize_command``)."""
+
+    kafka: str | None = None
+    elasticsearch: str | None = None
+    kafka_settings: Mapping[str, Any] = field(default_factory=dict)
+    elasticsearch_settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.kafka or self.elasticsearch or self.elasticsearch_settings.get("cloud_id"))
+
+    def names(self) -> list[str]:
+        """The sinks ``build`` makes, by kind (for messages)."""
+        out = [KAFKA] if self.kafka else []
+        if self.elasticsearch or self.elasticsearch_settings.get("cloud_id"):
+            out.append(ELASTICSEARCH)
+        return out
+
+    def build(
+        self, journal_path: str | Path, *, on_stats: Callable[[dict[str, Any], str], None] | None = None
+    ) -> list[Sink]:
+        """Journal-fed sinks (the shipper of ``journal_path`` is their only feeder and the journal
+        their only spool: exactly once across restarts, see ``tradeconsole.infra.persistence.shipper``).
+        ``on_stats(stats, kind)`` receives their delivery counts."""
+        sinks: list[Sink] = []
+        if self.kafka:
+            from tradeconsole.infra.sinks.kafka import KafkaSink
+
+            security = {
+                k: (v.reveal() if hasattr(v, "reveal") else v)
+                for k, v in self.kafka_settings.items()
+                if k not in ("bootstrap", "topic_prefix")
+            }
+            sinks.append(
+                KafkaSink(
+                    self.kafka,
+                    topic_prefix=self.kafka_settings.get("topic_prefix", "tradeconsole"),
+                    security=security or None,
+                    on_stats=None if on_stats is None else (lambda st: on_stats(st, KAFKA)),
+                    journal_fed=True,
+                )
+            )
+        if self.elasticsearch or self.elasticsearch_settings.get("cloud_id"):
+            from tradeconsole.infra.sinks.elastic import ElasticsearchSink
+
+            # no disk spool (a full disk cannot stop it): the journal cursor is the only record of
+            # what is unsent, and a shutdown never waits for Elasticsearch
+            sinks.append(
+                ElasticsearchSink.from_settings(
+                    self.elasticsearch,
+                    self.elasticsearch_settings,
+                    on_stats=None if on_stats is None else (lambda st: on_stats(st, ELASTICSEARCH)),
+                    journal_fed=True,
+                    deadletter_path=Path(f"{journal_path}.es-deadletter.ndjson"),
+                )
+            )
+        return sinks
 
 
 class Runtime:
@@ -419,40 +491,18 @@ class Runtime:
 
         return sink
 
+    def sink_targets(self) -> SinkTargets:
+        """Where this runtime ships events (command line first, then the config): also what the
+        console's optimise screen ships its optimisation journal to."""
+        return SinkTargets(
+            kafka=self.opts.kafka or self.settings.kafka.get("bootstrap"),
+            elasticsearch=self.opts.elasticsearch or self.settings.elasticsearch.get("url"),
+            kafka_settings=self.settings.kafka,
+            elasticsearch_settings=self.settings.elasticsearch,
+        )
+
     def _add_sinks(self) -> None:
-        kafka = self.opts.kafka or self.settings.kafka.get("bootstrap")
-        if kafka:
-            from tradeconsole.infra.sinks.kafka import KafkaSink
-
-            security = {
-                k: (v.reveal() if hasattr(v, "reveal") else v)
-                for k, v in self.settings.kafka.items()
-                if k not in ("bootstrap", "topic_prefix")
-            }
-            # journal-fed: the shipper below is its only feeder and the journal its only spool
-            # (exactly once across restarts; see tradeconsole.infra.persistence.shipper)
-            sink = KafkaSink(
-                kafka,
-                topic_prefix=self.settings.kafka.get("topic_prefix", "tradeconsole"),
-                security=security or None,
-                on_stats=lambda st: self._sink_stats(st, "kafka"),
-                journal_fed=True,
-            )
-            self.sinks.append(sink)
-        es_url = self.opts.elasticsearch or self.settings.elasticsearch.get("url")
-        if es_url or self.settings.elasticsearch.get("cloud_id"):
-            from tradeconsole.infra.sinks.elastic import ElasticsearchSink
-
-            # journal-fed as well: no disk spool (a full disk cannot stop it), the journal cursor is
-            # the only record of what is unsent, and shutdown never waits for Elasticsearch
-            sink = ElasticsearchSink.from_settings(
-                es_url,
-                self.settings.elasticsearch,
-                on_stats=lambda st: self._sink_stats(st, "elasticsearch"),
-                journal_fed=True,
-                deadletter_path=Path(f"{self.journal.path}.es-deadletter.ndjson"),
-            )
-            self.sinks.append(sink)
+        self.sinks.extend(self.sink_targets().build(self.journal.path, on_stats=self._sink_stats))
 
     def _sink_stats(self, stats: dict[str, Any], source: str) -> None:
         """Delivery counts and lag of a sink, as a connection event for the viewers (UI, logs).

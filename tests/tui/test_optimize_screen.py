@@ -162,3 +162,134 @@ async def test_bad_space_is_a_status_line_not_a_crash(replay_opts, data_1h):
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, BacktestScreen), what="the backtest form")
         await leave_and_quit(pilot)
+
+
+def _journal_events(path) -> list[dict]:
+    import json
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [json.loads(p) for (p,) in db.execute("SELECT payload FROM events ORDER BY seq")]
+    finally:
+        db.close()
+
+
+async def _small_run(pilot, data_1h) -> OptimizeScreen:
+    screen = await open_optimize(pilot, data_1h)
+    await set_input(pilot, screen, "space", SPACE)
+    await set_input(pilot, screen, "folds", "2")
+    await set_input(pilot, screen, "workers", "1")
+    await set_input(pilot, screen, "top", "3")
+    await run_and_wait(pilot, screen)
+    assert screen.report is not None, screen.status_message
+    return screen
+
+
+@pytest.mark.asyncio
+async def test_a_console_optimisation_is_journalled_like_the_cli(replay_opts, data_1h):
+    """The screen's run goes through the CLI's composition: journal-optimize.sqlite in the data
+    directory gets the optimization_run start and finish and one optimization_trial per top
+    trial, all with the run id the screen shows, and the run is registered as finished."""
+    import sqlite3
+
+    from tradeconsole.core.paths import journal_path
+
+    app = TradeConsoleApp(replay_opts())  # no sinks: journalled, nothing shipped
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await _small_run(pilot, data_1h)
+        run_id = screen.run_id
+        assert run_id and run_id == screen.report["_run_id"]
+        assert f"run {run_id} journalled" in screen_text(app)
+        assert "shipp" not in screen_text(app)  # no sinks configured: nothing claims to ship
+        path = journal_path("journal-optimize.sqlite")
+        assert screen.journal_path == str(path)
+        evs = _journal_events(path)
+        assert [e["type"] for e in evs] == ["optimization_run"] + ["optimization_trial"] * 3 + ["optimization_run"]
+        assert [e.get("phase") for e in (evs[0], evs[-1])] == ["start", "finish"]
+        assert {e["run_id"] for e in evs} == {run_id}
+        assert [t["params"] for t in evs[1:-1]] == [t["params"] for t in screen.report["top"]]
+        assert evs[-1]["trials"] == screen.report["evaluated"] == 6
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        assert db.execute("SELECT run_id, status FROM runs").fetchall() == [(run_id, "finished")]
+        db.close()
+        # a second run appends its own run to the same journal
+        await run_and_wait(pilot, screen)
+        assert screen.run_id != run_id
+        assert {e["run_id"] for e in _journal_events(path)} == {run_id, screen.run_id}
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, BacktestScreen), what="the backtest form")
+        await leave_and_quit(pilot)
+
+
+@pytest.mark.asyncio
+async def test_a_journal_that_cannot_be_opened_is_a_status_line(replay_opts, data_1h):
+    from tradeconsole.core.paths import journal_path
+
+    path = journal_path("journal-optimize.sqlite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not a journal at all\n" * 100)
+    app = TradeConsoleApp(replay_opts())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_optimize(pilot, data_1h)
+        await set_input(pilot, screen, "space", SPACE)
+        await run_and_wait(pilot, screen)
+        assert screen.report is None and screen.run_id is None
+        msg = screen.status_message
+        assert msg.startswith("cannot open the optimisation journal: journal ") and str(path) in msg, msg
+        assert "Traceback" not in msg and "Error:" not in msg, msg
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, BacktestScreen), what="the backtest form")
+        await leave_and_quit(pilot)
+
+
+@pytest.mark.asyncio
+async def test_with_kafka_the_console_ships_the_optimisation(replay_opts, data_1h, tmp_path):
+    """The console runs with --kafka (a Tansu broker of this test's own): after the run the
+    optimisation journal is shipped there too, every event once, by the journal shipper."""
+    import json
+
+    from tradeconsole.core.paths import journal_path
+
+    from tests.pipeline.helpers import TansuBroker, read_topics
+
+    (tmp_path / "tansu").mkdir()
+    broker = TansuBroker(tmp_path / "tansu")
+    broker.start()
+    try:
+        app = TradeConsoleApp(replay_opts(kafka=broker.bootstrap))
+        async with app.run_test(size=(120, 36)) as pilot:
+            screen = await _small_run(pilot, data_1h)
+            await wait_for(
+                pilot, lambda: screen.shipping_note.startswith(("shipped", "not")), timeout=60, what="shipping"
+            )
+            assert screen.shipping_note == "shipped to kafka", screen.status_message
+            assert f"run {screen.run_id} journalled · shipped to kafka" in screen_text(app)
+            want = [e["event_id"] for e in _journal_events(journal_path("journal-optimize.sqlite"))]
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, BacktestScreen), what="the backtest form")
+            await leave_and_quit(pilot)
+        msgs = read_topics(broker.bootstrap, ["tradeconsole.backtests"], len(want))
+        got = [json.loads(m.value)["event_id"] for m in msgs]
+        assert sorted(got) == sorted(want) and len(want) == 5
+    finally:
+        broker.stop()
+
+
+def test_short_names_are_unique():
+    from tradeconsole.tui.screens.optimize import short_names
+
+    assert short_names(["stop_loss_pct", "take_profit_pct"]) == {"stop_loss_pct": "sl%", "take_profit_pct": "tp%"}
+    got = short_names(["rsi_oversold", "rsi_overbought", "atr", "period"])
+    assert got == {"rsi_oversold": "rovers", "rsi_overbought": "roverb", "atr": "atr", "period": "peri"}
+    # an abbreviation equal to a name kept whole keeps more letters of its last word
+    assert short_names(["sl", "stop_long"]) == {"sl": "sl", "stop_long": "slo"}
+
+
+def test_sink_targets_name_what_they_build(tmp_path):
+    from tradeconsole.tui.runtime import SinkTargets
+
+    assert not SinkTargets().configured and SinkTargets().build(tmp_path / "j.sqlite") == []
+    assert SinkTargets(kafka="127.0.0.1:1").names() == ["kafka"]
+    cloud = SinkTargets(elasticsearch_settings={"cloud_id": "x:eA=="})
+    assert cloud.configured and cloud.names() == ["elasticsearch"]

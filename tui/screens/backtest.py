@@ -31,27 +31,21 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import Plot
 from tradeconsole.backtest.report import fmt_metric as _fmt
 from tradeconsole.core.strategies import STRATEGIES, make_strategy
 from tradeconsole.tui.screens import INTERVALS
+from tradeconsole.tui.screens.panes import PaneScreen
 from tradeconsole.tui.widgets.candles import spaced_ticks
 from tradeconsole.tui.widgets.chart import ChartBuilder, ThreadedPlot
+from tradeconsole.tui.widgets.form import choice_field, form_row, run_bindings, run_button, set_cursor_blink, text_field
 from tradeconsole.tui.widgets.header import KeyBar
 
 __all__ = ["BACKTEST_BINDINGS", "BacktestRequest", "BacktestRun", "BacktestScreen", "parse_request"]
 
 BACKTEST_BINDINGS = [
-    Binding("ctrl+r,f5", "run", "Run", key_display="^r"),
-    Binding(
-        "escape",
-        "cancel_or_back",
-        "Cancel/Back",
-        key_display="esc",
-        tooltip="cancel the running backtest, else back to the dashboard",
-    ),
+    *run_bindings("backtest", "the dashboard"),
     Binding("ctrl+n", "next_view", "Next view", key_display="^n", tooltip="show the next result view"),
     Binding("ctrl+s", "export", "Export CSV", key_display="^s", tooltip="write the shown run's trades to CSV"),
     Binding(
@@ -390,11 +384,16 @@ class ResultChart(ThreadedPlot):
 
 
 def _row(label: str, field: Any) -> Horizontal:
-    return Horizontal(Label(label, classes="bt-label"), field, classes="bt-row")
+    return form_row(label, field, "bt")
 
 
-class BacktestScreen(Screen):
+class BacktestScreen(PaneScreen):
     BINDINGS = BACKTEST_BINDINGS
+    # the result views: one at a time on a narrow terminal (ctrl+n, or Tab into one)
+    PANES = VIEWS
+    PANE_TITLES = VIEW_TITLES
+    PANE_BAR = "bt-views"
+    PANE_HINT = "ctrl+n next"
 
     def __init__(
         self,
@@ -437,49 +436,22 @@ class BacktestScreen(Screen):
         yield Static("Backtest · the live strategy code on history · trading continues behind", id="bt-title")
         with Horizontal(id="bt-main"):
             with VerticalScroll(id="bt-form", can_focus=False):
-                yield _row(
-                    "Strategy",
-                    Select(
-                        [(n, n) for n in STRATEGIES],
-                        value=ini["strategy"],
-                        allow_blank=False,
-                        compact=True,
-                        id="strategy",
-                    ),
-                )
-                yield _row("Symbol", Input(ini["symbol"], compact=True, id="symbol"))
-                yield _row(
-                    "Interval",
-                    Select(
-                        [(iv, iv) for iv in self.intervals],
-                        value=ini["interval"],
-                        allow_blank=False,
-                        compact=True,
-                        id="interval",
-                    ),
-                )
-                yield _row("Data", Input(ini["data"], placeholder="history cache", compact=True, id="data"))
-                yield _row("From", Input("", placeholder="YYYY-MM-DD", compact=True, id="from"))
-                yield _row("To", Input("", placeholder="YYYY-MM-DD", compact=True, id="to"))
-                yield _row(
-                    "Fills",
-                    Select(
-                        [("realistic", "realistic"), ("seed", "seed")],
-                        value="realistic",
-                        allow_blank=False,
-                        compact=True,
-                        id="fill_model",
-                    ),
-                )
-                yield _row("Cash", Input(f"{ini['cash']:g}", compact=True, id="cash"))
+                yield _row("Strategy", choice_field(STRATEGIES, ini["strategy"], "strategy"))
+                yield _row("Symbol", text_field(ini["symbol"], "symbol"))
+                yield _row("Interval", choice_field(self.intervals, ini["interval"], "interval"))
+                yield _row("Data", text_field(ini["data"], "data", placeholder="history cache"))
+                yield _row("From", text_field("", "from", placeholder="YYYY-MM-DD"))
+                yield _row("To", text_field("", "to", placeholder="YYYY-MM-DD"))
+                yield _row("Fills", choice_field(("realistic", "seed"), "realistic", "fill_model"))
+                yield _row("Cash", text_field(f"{ini['cash']:g}", "cash"))
                 # the CLI's names and units: fractions, bps (tradeconsole backtest --help)
-                yield _row("leverage", Input("1", compact=True, id="leverage"))
-                yield _row("fee", Input("0.0004", compact=True, id="fee", tooltip="fraction: 0.0004 = 0.04%"))
-                yield _row("slippage_bps", Input("0", compact=True, id="slippage_bps"))
-                yield _row("funding_rate", Input("0", compact=True, id="funding_rate", tooltip="fraction per 8 h"))
+                yield _row("leverage", text_field("1", "leverage"))
+                yield _row("fee", text_field("0.0004", "fee", tooltip="fraction: 0.0004 = 0.04%"))
+                yield _row("slippage_bps", text_field("0", "slippage_bps"))
+                yield _row("funding_rate", text_field("0", "funding_rate", tooltip="fraction per 8 h"))
                 yield Label("strategy params (--param)", classes="bt-section")
                 yield Vertical(*self._param_rows(ini["strategy"]), id="bt-params")
-                yield Button("Run (ctrl+r)", id="run", compact=True, variant="primary")
+                yield run_button("run")
             with Vertical(id="bt-results"):
                 yield Static("", id="bt-views")
                 with Vertical(id="bt-grid"):
@@ -496,7 +468,7 @@ class BacktestScreen(Screen):
     def _param_rows(self, strategy: str) -> list[Horizontal]:
         """One input per field of the strategy's ``Params`` declaration, at its default."""
         return [
-            _row(name, Input(f"{default:g}", compact=True, id=f"param-{name}", classes="param"))
+            _row(name, text_field(f"{default:g}", f"param-{name}", classes="param"))
             for name, default in param_fields(strategy)
         ]
 
@@ -511,12 +483,10 @@ class BacktestScreen(Screen):
             return
         await box.remove_children()
         await box.mount(*self._param_rows(str(event.value)))
-        for inp in box.query(Input):
-            inp.cursor_blink = not self.deterministic
+        set_cursor_blink(box, self.deterministic)
 
     def on_mount(self) -> None:
-        for inp in self.query(Input):
-            inp.cursor_blink = not self.deterministic
+        set_cursor_blink(self, self.deterministic)
         titles = {
             "metrics": "Metrics",
             "runs": "Runs (Enter shows one)",
@@ -532,33 +502,6 @@ class BacktestScreen(Screen):
         self.query_one("#metrics-body", Static).update(Text("No run yet. Fill the form, then ctrl+r.", style="dim"))
         self._show_view("metrics")
         self.query_one("#strategy").focus()
-
-    # ------------------------------------------------------------------ views
-    def _show_view(self, view: str) -> None:
-        self.view = view
-        for v in VIEWS:
-            self.query_one(f"#{v}").set_class(v == view, "-shown")
-        bar = Text()
-        for v in VIEWS:
-            bar.append(f" {VIEW_TITLES[v]} ", style="bold reverse" if v == view else "dim")
-        bar.append("  ctrl+n next", style="dim")
-        self.query_one("#bt-views", Static).update(bar)
-
-    def action_next_view(self) -> None:
-        """Show the next result view and focus it, so its keys (arrows, ``s`` to sort) work."""
-        view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
-        self._show_view(view)
-        self.query_one(f"#{view}").focus()
-
-    def on_descendant_focus(self, event: Any) -> None:
-        """Tabbing into a result view shows it (narrow layout shows one view at a time)."""
-        node = event.widget
-        while node is not None and node is not self:
-            if node.id in VIEWS:
-                if node.id != self.view:
-                    self._show_view(node.id)
-                return
-            node = node.parent
 
     # ------------------------------------------------------------------ running
     def form_values(self) -> dict[str, str]:

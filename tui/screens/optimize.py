@@ -8,6 +8,14 @@ values and reads the cancel flag; a timer copies them into the progress bar, so 
 for the search and Escape stops it at the next finished batch (finished rows are kept in the
 results file, and a re-run resumes from it).
 
+Every run is journalled and shipped as the CLI's is, by the same composition
+(``tradeconsole.tui.optimize_command``): its ``optimization_run``/``optimization_trial`` events
+are committed from the worker thread to ``journal-optimize.sqlite`` in the data directory (the
+CLI's default journal), and when the console ships its events (``--kafka``/``--elasticsearch`` or
+the config) that journal is shipped to the same sinks once the results are shown. The trials
+pane's subtitle names the run id the events carry; a journal that cannot be opened or written
+stops the run with its one-line reason in the status line.
+
 Results: a heatmap of the best score over two searched parameters (ctrl+n cycles the pair), a
 sortable table of the top trials - their full-window (in-sample) metrics next to their results on
 the walk-forward test windows - and the walk-forward folds, whose out-of-sample numbers are the
@@ -23,6 +31,7 @@ import argparse
 import math
 import os
 import threading
+from collections import Counter
 from typing import Any
 
 from rich.text import Text
@@ -30,22 +39,23 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
-from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
+from textual.widgets import Button, DataTable, Input, ProgressBar, Select, Static
 from tradeconsole.core.strategies import SOURCES, STRATEGIES
 from tradeconsole.tui.screens.backtest import BacktestRequest, SortableTable, _day
+from tradeconsole.tui.screens.panes import PaneScreen
+from tradeconsole.tui.widgets.form import choice_field, form_row, run_bindings, run_button, set_cursor_blink, text_field
 from tradeconsole.tui.widgets.header import KeyBar
 
 __all__ = ["OPTIMIZE_BINDINGS", "OptimizeScreen", "default_space", "heatmap_text", "optimize_argv", "stored_results"]
 
 OPTIMIZE_BINDINGS = [
-    Binding("ctrl+r,f5", "run", "Run", key_display="^r"),
+    *run_bindings("optimisation (finished rows kept)", "the backtest form"),
     Binding(
-        "escape",
-        "cancel_or_back",
-        "Cancel/Back",
-        key_display="esc",
-        tooltip="cancel the running optimisation (finished rows kept), else back to the backtest form",
+        "ctrl+f",
+        "next_view",
+        "Next view",
+        key_display="^f",
+        tooltip="the form, top trials, heatmap or walk-forward (one at a time below 120x36)",
     ),
     Binding(
         "ctrl+t",
@@ -72,6 +82,17 @@ OPTIMIZE_BINDINGS = [
 ]
 
 OBJECTIVES = ("sharpe", "return", "sortino", "calmar", "profit_factor")
+#: the panes, in ``ctrl+f`` order; below 120x36 one is shown at a time
+VIEWS = ("op-form", "op-trials", "op-heatmap-box", "op-wf")
+VIEW_TITLES = {"op-form": "Form", "op-trials": "Top trials", "op-heatmap-box": "Heatmap", "op-wf": "Walk-forward"}
+#: the trials table's metric columns: full labels, and the short ones of a narrow terminal
+METRIC_COLUMNS = ("score", "ret %", "sharpe", "dd %", "trades", "test ret %", "test score")
+SHORT_METRIC_COLUMNS = ("score", "ret%", "shrp", "dd%", "n", "oos%", "oos")
+#: below this width the title drops its tail
+NARROW = 120
+#: the form's width in the wide layout (``#op-form``), and what a bordered table loses to its frame
+FORM_WIDTH = 34
+TABLE_FRAME = 4  # two border cells and a two-cell scrollbar
 HEADLINE = ("return_pct", "sharpe", "max_drawdown_pct", "trades")
 
 
@@ -223,28 +244,71 @@ def _f(v: Any, spec: str = ".3g") -> str:
 
 
 def _row(label: str, field: Any) -> Horizontal:
-    return Horizontal(Label(label, classes="op-label"), field, classes="op-row")
+    return form_row(label, field, "op")
 
 
-class OptimizeScreen(Screen):
+def short_names(names: list[str]) -> dict[str, str]:
+    """Column labels for parameters on a narrow terminal: the initials of the name's words, with
+    ``_pct`` as ``%`` (``stop_loss_pct`` -> ``sl%``); names that would collide keep more of their
+    last word (``rsi_oversold``/``rsi_overbought`` -> ``rovers``/``roverb``); short names stay."""
+
+    def abbrev(name: str, keep: int) -> str:
+        if len(name) <= 5:
+            return name
+        words = [w for w in name.split("_") if w]
+        pct = len(words) > 1 and words[-1] == "pct"
+        if pct:
+            words = words[:-1]
+        last = words[-1][: keep if len(words) > 1 else max(keep, 4)]  # one word: its first letters
+        head = "".join(w[0] for w in words[:-1]) + last
+        return head + ("%" if pct else "")
+
+    out = {n: abbrev(n, 1) for n in names}
+    longest = max((len(n) for n in names), default=0)
+    keep = 1
+    while len(set(out.values())) < len(out) and keep < longest:
+        keep += 1
+        counts = Counter(out.values())
+        out = {n: abbrev(n, keep) if counts[a] > 1 else a for n, a in out.items()}
+    return out if len(set(out.values())) == len(out) else {n: n for n in names}
+
+
+class OptimizeScreen(PaneScreen):
     """Search the backtest form's strategy; see the module docstring."""
 
     BINDINGS = OPTIMIZE_BINDINGS
+    PANES = VIEWS
+    PANE_TITLES = VIEW_TITLES
+    PANE_BAR = "op-views"
+    PANE_HINT = "ctrl+f next"
+    # Below 120x36 (the app's -wide/-tall breakpoints) one pane is shown at a time, full width,
+    # chosen in the view bar (ctrl+f, or Tab into a pane); from 120x36 the form is on the left and
+    # the heatmap, trials and walk-forward are stacked on the right.
     DEFAULT_CSS = """
     OptimizeScreen { layout: vertical; }
     #op-title { height: 1; background: $boost; padding: 0 1; }
+    #op-views { height: 1; }
     #op-main { height: 1fr; }
-    #op-form { width: 30; border: round $panel-lighten-2; padding: 0 1; }
+    #op-form { border: round $panel-lighten-2; padding: 0 1; display: none; width: 1fr; }
+    #op-form.-shown { display: block; }
+    OptimizeScreen.-form-view #op-results { display: none; }
     .op-row { height: 1; }
     .op-label { width: 11; }
     .op-row Input, .op-row Select { width: 1fr; }
     #op-results { width: 1fr; }
-    #op-heatmap-box { height: 3fr; min-height: 8; border: round $panel-lighten-2; }
-    #op-trials { height: 2fr; min-height: 5; border: round $panel-lighten-2; }
-    #op-wf { height: auto; max-height: 7; border: round $panel-lighten-2; }
+    #op-results > .op-view { display: none; height: 1fr; border: round $panel-lighten-2; }
+    #op-results > .op-view.-shown { display: block; }
     #op-bottom { height: auto; }
     #op-progress { width: 30; }
     #op-status { width: 1fr; }
+    OptimizeScreen.-wide.-tall #op-views { display: none; }
+    OptimizeScreen.-wide.-tall #op-form { display: block; width: 34; }  /* FORM_WIDTH */
+    OptimizeScreen.-wide.-tall #op-results { display: block; }
+    OptimizeScreen.-wide.-tall #op-results > .op-view { display: block; }
+    OptimizeScreen.-wide.-tall #op-heatmap-box { height: auto; min-height: 5; max-height: 45%; }
+    OptimizeScreen.-wide.-tall #op-trials { height: 1fr; min-height: 6; }
+    OptimizeScreen.-wide.-tall #op-wf { height: auto; min-height: 4; max-height: 12; }
+    .op-view:focus-within, #op-form:focus-within { border: round $accent; }
     """
 
     def __init__(self, request: BacktestRequest, *, deterministic: bool = False) -> None:
@@ -262,80 +326,95 @@ class OptimizeScreen(Screen):
         self.trials: list[dict[str, Any]] = []  # the table's trials, by row key (their rank)
         self.pair = 0
         self.status_message = ""
+        self.view = "op-form"
+        #: the last journalled run: its id (the events' run_id), journal file, shipping state
+        self.run_id: str | None = None
+        self.journal_path: str | None = None
+        self.shipping_note = ""
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         req = self.request
-        kind = "user strategy" if SOURCES.get(req.strategy) != "built-in" else "built-in"
-        yield Static(
-            f"Optimise · {req.strategy} ({kind}) {req.symbol} {req.interval} · {req.fill_model} fills · "
-            "walk-forward, self-checked against the backtest",
-            id="op-title",
-        )
+        yield Static(self._title(), id="op-title")
+        yield Static("", id="op-views")
         with Horizontal(id="op-main"):
             with VerticalScroll(id="op-form", can_focus=False):
                 yield _row(
                     "Params",
-                    Input(
+                    text_field(
                         default_space(req.strategy),
-                        compact=True,
-                        id="space",
+                        "space",
                         tooltip="--param specs: NAME=20,25,30 or NAME=LOW:HIGH:STEP or NAME",
                     ),
                 )
-                yield _row(
-                    "Search",
-                    Select(
-                        [(s, s) for s in ("grid", "random", "optuna")],
-                        value="grid",
-                        allow_blank=False,
-                        compact=True,
-                        id="search",
-                    ),
-                )
-                yield _row("Trials", Input("", placeholder="random/optuna", compact=True, id="trials"))
-                yield _row(
-                    "Objective",
-                    Select(
-                        [(o, o) for o in OBJECTIVES], value="sharpe", allow_blank=False, compact=True, id="objective"
-                    ),
-                )
-                yield _row(
-                    "Folds", Input("4", compact=True, id="folds", tooltip="walk-forward folds; 0 = in-sample only")
-                )
-                yield _row("Min trades", Input("0", compact=True, id="min_trades"))
+                yield _row("Search", choice_field(("grid", "random", "optuna"), "grid", "search"))
+                yield _row("Trials", text_field("", "trials", placeholder="random/optuna"))
+                yield _row("Objective", choice_field(OBJECTIVES, "sharpe", "objective"))
+                yield _row("Folds", text_field("4", "folds", tooltip="walk-forward folds; 0 = in-sample only"))
+                yield _row("Min trades", text_field("0", "min_trades"))
                 yield _row(
                     "Workers",
-                    Input(
+                    text_field(
                         str(max(1, (os.cpu_count() or 1) - 1)),
-                        compact=True,
-                        id="workers",
+                        "workers",
                         tooltip="worker processes (one core is left to the console)",
                     ),
                 )
-                yield _row("Top", Input("10", compact=True, id="top"))
-                yield _row("Results", Input("", placeholder="file .csv (resume/open)", compact=True, id="results"))
-                yield Button("Run (ctrl+r)", id="op-run", compact=True, variant="primary")
+                yield _row("Top", text_field("10", "top"))
+                yield _row("Results", text_field("", "results", placeholder="file .csv (resume/open)"))
+                yield run_button("op-run")
             with Vertical(id="op-results"):
-                yield VerticalScroll(Static("", id="op-heatmap"), id="op-heatmap-box")
-                yield SortableTable(id="op-trials")
-                yield Static("", id="op-wf")
+                yield VerticalScroll(Static("", id="op-heatmap"), id="op-heatmap-box", classes="op-view")
+                yield SortableTable(id="op-trials", classes="op-view")
+                yield VerticalScroll(Static("", id="op-wf-body"), id="op-wf", classes="op-view")
         with Horizontal(id="op-bottom"):
             yield ProgressBar(total=100, show_eta=False, id="op-progress")
             yield Static("", id="op-status")
         yield KeyBar(OPTIMIZE_BINDINGS)
 
+    def _title(self) -> str:
+        req = self.request
+        kind = "user strategy" if SOURCES.get(req.strategy) != "built-in" else "built-in"
+        head = f"Optimise · {req.strategy} ({kind}) {req.symbol} {req.interval} · {req.fill_model} fills"
+        wide = self.size.width == 0 or self.size.width >= NARROW
+        return head + (" · walk-forward, self-checked against the backtest" if wide else "")
+
+    @property
+    def compact(self) -> bool:
+        """One pane at a time (below the app's 120x36 breakpoints)."""
+        return not (self.has_class("-wide") and self.has_class("-tall"))
+
+    def _table_width(self) -> int:
+        """The cells the trials table has for its columns in the current layout."""
+        return self.size.width - (0 if self.compact else FORM_WIDTH) - TABLE_FRAME
+
     def on_mount(self) -> None:
-        for inp in self.query(Input):
-            inp.cursor_blink = not self.deterministic
+        set_cursor_blink(self, self.deterministic)
         self.query_one("#op-heatmap-box").border_title = "Heatmap (ctrl+n: next pair)"
-        self.query_one("#op-trials").border_title = "Top trials (s sorts, Enter selects)"
         self.query_one("#op-wf").border_title = "Walk-forward (honest: chosen on training windows only)"
         self.query_one("#op-heatmap", Static).update(
             Text("No optimisation yet: check the form, then ctrl+r.", style="dim")
         )
+        self.query_one("#op-wf-body", Static).update(Text("No walk-forward yet.", style="dim"))
         self._columns([])
+        self._show_view("op-form")
         self.query_one("#space", Input).focus()
+
+    # ------------------------------------------------------------------ views
+    def _view_shown(self, view: str) -> None:
+        self.set_class(view == "op-form", "-form-view")  # the compact form takes the whole width
+        if view == "op-heatmap-box":
+            self.call_after_refresh(self._draw_heatmap)  # sized to the pane once it is laid out
+
+    def _focus_view(self, view: str) -> None:
+        self.query_one("#space" if view == "op-form" else f"#{view}").focus()
+
+    def on_resize(self, event: Any) -> None:
+        """The title, the trials' labels and the heatmap follow the terminal's width."""
+        self.query_one("#op-title", Static).update(self._title())
+        if self.trials:
+            self._fill_trials()  # the labels that fit the new width (a sort is reset)
+        self.call_after_refresh(self._draw_heatmap)
 
     # ------------------------------------------------------------------ form
     def form_values(self) -> dict[str, str]:
@@ -373,7 +452,8 @@ class OptimizeScreen(Screen):
         self.query_one("#op-progress", ProgressBar).update(total=100, progress=0)
         self._status(f"loading {self.request.source()} …")
         self._timer = self.set_interval(0.1, self._show_progress)
-        self._worker(args)
+        runtime = getattr(self.app, "runtime", None)  # its sinks, if any, get the run's events too
+        self._worker(args, runtime.sink_targets() if hasattr(runtime, "sink_targets") else None)
 
     def action_cancel_or_back(self) -> None:
         if self.running:
@@ -393,41 +473,75 @@ class OptimizeScreen(Screen):
             self._status(f"{label}: {done:,}/{total:,} combinations (Escape cancels)")
 
     @work(thread=True, exclusive=True, group="optimize")
-    def _worker(self, args: argparse.Namespace) -> None:
-        """The optimisation off the UI thread; the outcome goes back with call_from_thread."""
+    def _worker(self, args: argparse.Namespace, targets: Any = None) -> None:
+        """The optimisation off the UI thread, journalled and shipped by the CLI's own composition
+        (``tradeconsole.tui.optimize_command``): its events are committed here, in this thread, to
+        the optimisation journal; the outcome goes back with call_from_thread, then the journal
+        is shipped to ``targets`` (the console runtime's sinks, when it has any)."""
         from tradeconsole.backtest.optimize.cli import Interrupted, run_optimisation
+        from tradeconsole.tui.optimize_command import journalled
 
+        journal = None
         try:
             if self._cancel.is_set():
                 raise Interrupted(0, args.results)
-            out = run_optimisation(args, on_progress=self._progress_cb)
+            with journalled(None, args) as journal:
+                out = run_optimisation(args, on_progress=self._progress_cb, publish=journal.publish)
         except Interrupted as exc:
             kept = f" kept in {exc.results}" if exc.results else " (no results file: nothing kept)"
-            self._report(None, f"cancelled: {exc.computed} combination(s) computed{kept}")
+            self._report(None, f"cancelled: {exc.computed} combination(s) computed{kept}", journal)
+            self._ship(journal, targets)
             return
-        except Exception as exc:  # noqa: BLE001 - bad data, bad space: shown, never fatal
-            self._report(None, f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc))
+        except Exception as exc:  # noqa: BLE001 - bad data, bad space, journal refused: shown, never fatal
+            self._report(None, f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc), journal)
             return
-        self._report(out, "")
+        self._report(out, "", journal)
+        self._ship(journal, targets)
 
-    def _report(self, out: dict[str, Any] | None, error: str) -> None:
+    def _ship(self, journal: Any, targets: Any) -> None:
+        """Ship the optimisation journal (still in the worker thread: the UI never waits)."""
+        if journal is None or journal.run_id is None or targets is None or not targets.configured:
+            return
+        from tradeconsole.tui.optimize_command import ship_journal
+
+        names = ", ".join(targets.names())
+        self._call(self._shipping, f"shipping to {names}…", "")
         try:
-            self.app.call_from_thread(self._finished, out, error)
+            problems = ship_journal(journal.path, targets)
+        except Exception as exc:  # noqa: BLE001 - a sink that cannot even start: said, the events stay
+            problems = [f"cannot ship to {names}: {type(exc).__name__}: {exc}; the events stay in {journal.path}"]
+        self._call(
+            self._shipping, f"not all shipped to {names}" if problems else f"shipped to {names}", "; ".join(problems)
+        )
+
+    def _report(self, out: dict[str, Any] | None, error: str, journal: Any = None) -> None:
+        self._call(self._finished, out, error, journal)
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        try:
+            self.app.call_from_thread(fn, *args)
         except Exception:  # noqa: BLE001 - the app has closed meanwhile: nobody to tell
             pass
 
     def on_unmount(self) -> None:
         self._cancel.set()  # closing: a running search stops at its next finished batch
 
-    def _finished(self, out: dict[str, Any] | None, error: str) -> None:
+    def _finished(self, out: dict[str, Any] | None, error: str, journal: Any = None) -> None:
         self.running = False
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        if journal is not None and journal.run_id is not None:
+            self.run_id, self.journal_path = journal.run_id, str(journal.path)
+            self.shipping_note = ""
+            self._show_journal()
         if out is None:
             self._status(error, "yellow" if error.startswith("cancelled") else "bold red")
             return
         self.show_report(out)
+        if self.compact:  # one pane at a time: the results replace the form
+            self._show_view("op-trials")
+            self.query_one("#op-trials").focus()
         best = out.get("best")
         took = "" if self.deterministic else f", {out['elapsed_s']:.1f}s"  # snapshots: no wall clock
         head = (
@@ -437,6 +551,21 @@ class OptimizeScreen(Screen):
         self._status(
             head if best else f"{head}; {out.get('note', 'no feasible combination')}", "green" if best else "yellow"
         )
+
+    def _shipping(self, note: str, problem: str) -> None:
+        self.shipping_note = note
+        self._show_journal()
+        if problem:
+            self._status(f"{self.status_message}; {problem}" if self.status_message else problem, "yellow")
+
+    def _show_journal(self) -> None:
+        """Which journalled run the results are (its run id: the events' ``run_id`` in the
+        journal, Kafka and Kibana), and whether it was shipped."""
+        if self.run_id is None:
+            return
+        run = "run" if self.deterministic else f"run {self.run_id}"  # snapshots: no random ids
+        note = f" · {self.shipping_note}" if self.shipping_note else ""
+        self.query_one("#op-trials").border_subtitle = f"{run} journalled{note}"
 
     # ------------------------------------------------------------------ results
     def show_report(self, out: dict[str, Any]) -> None:
@@ -450,31 +579,49 @@ class OptimizeScreen(Screen):
         self._fill_trials()
         self._fill_walk_forward(out.get("walk_forward"), out.get("warning"))
 
-    def _columns(self, names: list[str]) -> None:
+    def _columns(self, names: list[str], cells: list[list[Any]] | None = None) -> None:
+        """The trials table's columns: the full labels when they fit its width with ``cells``
+        (the rows to come), else short ones that a legend in the title names."""
         table = self.query_one("#op-trials", SortableTable)
-        table.set_columns("#", *names, "score", "ret %", "sharpe", "dd %", "trades", "test ret %", "test score")
+        full = ["#", *names, *METRIC_COLUMNS]
+        if _columns_width(full, cells or []) <= self._table_width() or self.size.width == 0:
+            table.set_columns(*full)
+            table.border_title = "Top trials (s sorts, Enter selects)"
+            return
+        short = short_names(names)
+        table.set_columns("#", *(short[n] for n in names), *SHORT_METRIC_COLUMNS)
+        legend = " ".join(f"{short[n]}={n}" for n in names if short[n] != n)
+        table.border_title = " ".join(p for p in ("Top trials (s sorts)", legend, "oos=test") if p)
 
-    def _fill_trials(self) -> None:
-        table = self.query_one("#op-trials", SortableTable)
-        self._columns(self.names)
+    def _trial_cells(self) -> list[list[Any]]:
+        cells = []
         for i, t in enumerate(self.trials, start=1):
             tw = t.get("test_windows") or {}
             ret = t.get("return_pct")
-            table.add_row(
-                str(i),
-                *(f"{t['params'][n]:g}" for n in self.names),
-                _f(t.get("score")),
-                Text(_f(ret, "+.2f"), style="green" if (ret or 0) > 0 else "red"),
-                _f(t.get("sharpe"), ".2f"),
-                _f(t.get("max_drawdown_pct"), ".1f"),
-                _f(t.get("trades")),
-                _f(tw.get("return_pct"), "+.2f") if tw.get("windows") else "-",
-                _f(tw.get("score_mean")) if tw.get("windows") else "-",
-                key=str(i),
+            cells.append(
+                [
+                    str(i),
+                    *(f"{t['params'][n]:g}" for n in self.names),
+                    _f(t.get("score")),
+                    Text(_f(ret, "+.2f"), style="green" if (ret or 0) > 0 else "red"),
+                    _f(t.get("sharpe"), ".2f"),
+                    _f(t.get("max_drawdown_pct"), ".1f"),
+                    _f(t.get("trades")),
+                    _f(tw.get("return_pct"), "+.2f") if tw.get("windows") else "-",
+                    _f(tw.get("score_mean")) if tw.get("windows") else "-",
+                ]
             )
+        return cells
+
+    def _fill_trials(self) -> None:
+        table = self.query_one("#op-trials", SortableTable)
+        cells = self._trial_cells()
+        self._columns(self.names, cells)
+        for i, row in enumerate(cells, start=1):
+            table.add_row(*row, key=str(i))
 
     def _fill_walk_forward(self, wf: dict[str, Any] | None, warning: str | None) -> None:
-        body = self.query_one("#op-wf", Static)
+        body = self.query_one("#op-wf-body", Static)
         if not wf:
             body.update(
                 Text(warning or "no walk-forward (in-sample only): every number was seen by the choice", style="yellow")
@@ -511,7 +658,8 @@ class OptimizeScreen(Screen):
             return
         pairs = [(a, b) for i, a in enumerate(varied) for b in varied[i + 1 :]]
         x, y = pairs[self.pair % len(pairs)]
-        width = max(20, self.query_one("#op-heatmap-box").size.width - 2)
+        pane = self.query_one("#op-heatmap-box").size.width or self.size.width  # hidden: the screen's
+        width = max(20, pane - 2)
         box.update(heatmap_text(self.points, self.rows, x, y, width))
 
     def action_next_pair(self) -> None:
@@ -545,6 +693,8 @@ class OptimizeScreen(Screen):
         self._draw_heatmap()
         self._fill_trials()
         self._fill_walk_forward(None, "stored results: full-window (in-sample) rows only; run to walk forward")
+        if self.compact:
+            self._show_view("op-trials")
         self._status(f"opened {path}: {len(rows)} full-window trials, {len(order)} shown", "green")
 
     # ------------------------------------------------------------------ actions on a trial
@@ -636,11 +786,22 @@ class OptimizeScreen(Screen):
         )
 
 
+def _columns_width(labels: list[str], rows: list[list[Any]]) -> int:
+    """Cells a DataTable needs for ``labels`` over ``rows``: each column as wide as its label
+    (with ``SortableTable``'s two cells for the sort mark) or its widest cell, plus its padding."""
+    width = 0
+    for i, label in enumerate(labels):
+        cells = [len(r[i].plain if isinstance(r[i], Text) else str(r[i])) for r in rows]
+        width += max([len(label) + 2, *cells]) + 2
+    return width
+
+
 def _params_text(params: dict[str, float]) -> str:
     return " ".join(f"{k}={v:g}" for k, v in params.items())
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    from tradeconsole.core.errors import UserError
+    """Errors whose message is the whole story (one line, as the CLI prints them)."""
+    from tradeconsole.core.errors import EnvironmentFailure, UserError
 
-    return isinstance(exc, UserError) or type(exc).__name__ == "DataError"
+    return isinstance(exc, UserError | EnvironmentFailure) or type(exc).__name__ == "DataError"
