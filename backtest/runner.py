@@ -122,9 +122,8 @@ def run_backtest(
     if warmup < 0 or (warmup and warmup >= len(candles)):
         raise ValueError(f"warmup must leave at least one candle to trade (got {warmup} of {len(candles)})")
     plan = strategy.indicator_plan(ind_settings)  # the base values plus the strategy's declared ones
-    ind = plan.compute_history(
-        candles.open, candles.high, candles.low, candles.close, candles.volume, compiled=use_compiled(len(candles))
-    )
+    jit = use_compiled(len(candles))  # one decision for the run: indicators and loop alike
+    ind = plan.compute_history(candles.open, candles.high, candles.low, candles.close, candles.volume, compiled=jit)
     if warmup:
         ind = {k: v[warmup:] for k, v in ind.items()}
         candles = candles.take(slice(warmup, None))
@@ -132,7 +131,7 @@ def run_backtest(
     signal = _vector_signal(strategy, ind) if publish is None else None
     if signal is not None:
         del ind  # the signal is all the array loop needs: at millions of bars the columns are most of the memory
-        return _run_compiled(
+        return _run_arrays(
             candles,
             strategy,
             signal,
@@ -145,6 +144,7 @@ def run_backtest(
             run_id=run_id,
             warmup=warmup,
             t0=t0,
+            compiled=jit,
         )
     broker = SimulatedFuturesBroker(symbol, settings, fm)
     session = StrategySession(
@@ -236,7 +236,7 @@ def _vector_signal(strategy: Strategy, ind: dict[str, NDArray[np.float64]]) -> N
     return None if fn is None else fn(ind, strategy.params)
 
 
-def _run_compiled(
+def _run_arrays(
     candles: CandleArrays,
     strategy: Strategy,
     signal: NDArray[np.int8],
@@ -250,6 +250,7 @@ def _run_compiled(
     run_id: str,
     warmup: int,
     t0: float,
+    compiled: bool,
 ) -> BacktestResult:
     """``run_backtest`` for nobody listening bar by bar: the broker's step loop
     (``simulate_signal``) over the arrays, then the few fills and round trips as the objects the
@@ -261,7 +262,7 @@ def _run_compiled(
     if progress is not None and progress(0, n) is False:
         cancelled = True
         candles, signal = candles.take(slice(0, 1)), signal[:1]
-    out = simulate_signal(candles, strategy, signal, fm, settings, compiled=use_compiled(len(candles)))
+    out = simulate_signal(candles, strategy, signal, fm, settings, compiled=compiled)
     if progress is not None and not cancelled:
         progress(n, n)
     result = result_from_simulation(

@@ -151,12 +151,15 @@ class LocalExecutor:
         if workers > 1:
             import multiprocessing
 
-            # Workers fork from a fork server that has imported the optimiser (numpy, pandas, the
-            # compiled kernel) once: as cheap as fork, without forking this process, whose native
-            # threads (BLAS, a Dask client, the test runner) could deadlock a forked child.
+            # Workers fork from a fork server that has imported the optimiser (numpy, numba, the
+            # kernels' module) once: as cheap as fork, without forking this process, whose native
+            # threads (BLAS, a Dask client, the test runner) could deadlock a forked child. numba
+            # is named: tradeconsole.core.jit imports it only on first use, which would otherwise
+            # cost every worker its ~0.3 s import.
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(
                 [
+                    "numba",
                     "tradeconsole.backtest.optimize.run",
                     "tradeconsole.core.broker_step",
                     "tradeconsole.backtest.metrics",
