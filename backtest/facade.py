@@ -37,13 +37,13 @@ from tradeconsole.backtest.data import DataError, DataReport, load_candles, wind
 from tradeconsole.backtest.runner import BacktestResult, ProgressFn, run_backtest
 from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, FillModel
 from tradeconsole.core.candles import CandleArrays
-from tradeconsole.core.events import Event
 from tradeconsole.core.strategies import make_strategy
 from tradeconsole.core.strategies.base import Strategy
 
 if TYPE_CHECKING:
     import pandas as pd
     from tradeconsole.core.domain import Trade
+    from tradeconsole.core.events import Event
 
 __all__ = ["Backtest", "BacktestOutcome"]
 

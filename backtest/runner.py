@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,10 +31,11 @@ from tradeconsole.core.broker import (
 from tradeconsole.core.broker_step import R_ENTRY_LONG, R_ENTRY_SHORT, R_LIQ, R_STOP, R_TARGET
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
-from tradeconsole.core.events import Event
 from tradeconsole.core.indicators import IndicatorSettings
-from tradeconsole.core.session import StrategySession
 from tradeconsole.core.strategies.base import Strategy
+
+if TYPE_CHECKING:  # the session and its events load only for a run somebody watches bar by bar
+    from tradeconsole.core.events import Event
 
 __all__ = [
     "COMPILE_MIN_BARS",
@@ -146,6 +147,8 @@ def run_backtest(
             t0=t0,
             compiled=jit,
         )
+    from tradeconsole.core.session import StrategySession
+
     broker = SimulatedFuturesBroker(symbol, settings, fm)
     session = StrategySession(
         symbol=symbol,

@@ -36,7 +36,6 @@ from tradeconsole.core.broker import FILL_MODELS, BrokerSettings, SimulatedFutur
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, Position, Side, iso_ms
 from tradeconsole.core.indicators import LiveIndicators
-from tradeconsole.core.session import StrategySession
 from tradeconsole.core.strategies import Strategy
 
 __all__ = ["TOLERANCE", "CheckResult", "check_status", "check_strategy", "record_pass"]
@@ -159,6 +158,7 @@ def check_strategy(
     head = candles.take(slice(0, m))
     ref = _Values(strategy, head, settings) if m < n else full
     from tradeconsole.backtest.runner import run_backtest
+    from tradeconsole.core.session import StrategySession  # here: check_status, on every backtest, needs none of it
 
     bt = run_backtest(head, strategy, symbol=symbol, interval=interval, fill_model=fm)
     live = LiveIndicators(strategy.indicator_plan(settings))

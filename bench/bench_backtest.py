@@ -240,14 +240,25 @@ def _ema(s, n: int):
     return s.ewm(span=n, adjust=False).mean()
 
 
-def notebook_indicators(df) -> None:
-    """Seed-mode indicators with plain pandas/numpy: RSI(14) on simple means, MACD(12,26,9), CCI(20).
-    Shared by both competitors, so their indicator cost is the same and small."""
+def notebook_indicators(df, rsi: str = "sma") -> None:
+    """The product's indicators with plain pandas/numpy: RSI(14) on simple means (seed) or
+    Wilder's smoothing (``rsi="wilder"``, realistic: the SMA of the first 14 changes, then
+    ``ewm(alpha=1/14, adjust=False)``, as pandas-ta's ``rma`` after the product's seed),
+    MACD(12,26,9) with pandas-ta's SMA-seeded EMAs, CCI(20). Shared by both competitors, so
+    their indicator cost is the same and small."""
     import numpy as np
 
     delta = df["Close"].diff()
-    gain = delta.clip(lower=0).rolling(14).mean()
-    loss = (-delta).clip(lower=0).rolling(14).mean()
+    if rsi == "wilder":
+        gain, loss = delta.clip(lower=0), (-delta).clip(lower=0)
+        for s in (gain, loss):  # seed bar 14 with the mean of changes 1..14, earlier bars NaN
+            s.iloc[14] = s.iloc[1:15].mean()
+            s.iloc[:14] = np.nan
+        gain = gain.ewm(alpha=1 / 14, adjust=False).mean()
+        loss = loss.ewm(alpha=1 / 14, adjust=False).mean()
+    else:
+        gain = delta.clip(lower=0).rolling(14).mean()
+        loss = (-delta).clip(lower=0).rolling(14).mean()
     df["RSI"] = 100 * gain / (gain + loss)
     df["MACD"] = _ema(df["Close"], 12) - _ema(df["Close"], 26)
     df["Signal"] = _ema(df["MACD"], 9)
@@ -428,7 +439,7 @@ def run_backtesting_py_realistic(path: str, strategy: str) -> dict:
     t1 = time.perf_counter()
     df = notebook_load(path)
     t2 = time.perf_counter()
-    notebook_indicators(df)
+    notebook_indicators(df, rsi="wilder")
     df.index = pd.to_datetime(df["open_time"], unit="ms")
     t3 = time.perf_counter()
 
@@ -482,7 +493,7 @@ def run_vectorbt_realistic(path: str, strategy: str) -> dict:
     t1 = time.perf_counter()
     df = notebook_load(path)
     t2 = time.perf_counter()
-    notebook_indicators(df)
+    notebook_indicators(df, rsi="wilder")
     with np.errstate(invalid="ignore"):
         long = (df["MACD"] > df["Signal"]) & (df["RSI"] < BASIC["rsi_lo"]) & (df["CCI"] > BASIC["cci_lo"])
         short = (df["MACD"] < df["Signal"]) & (df["RSI"] > BASIC["rsi_hi"]) & (df["CCI"] < BASIC["cci_hi"])
@@ -544,7 +555,7 @@ def run_product_process(data: Path, strategy: str, interval: str) -> tuple[float
         "--json",
     ]
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=_user_env())
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
@@ -555,7 +566,7 @@ def run_product_process(data: Path, strategy: str, interval: str) -> tuple[float
 def run_worker_process(kind: str, data: Path, strategy: str) -> tuple[float, dict]:
     cmd = [PYTHON, str(Path(__file__).resolve()), "--worker", kind, "--strategy", strategy, "--data", str(data)]
     t0 = time.perf_counter()
-    env = {**os.environ, "TQDM_DISABLE": "1"}  # no progress bar for backtesting.py
+    env = {**_user_env(), "TQDM_DISABLE": "1"}  # no progress bar for backtesting.py
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
@@ -797,6 +808,13 @@ def vectorbt_python() -> str:
     return str(py)
 
 
+def _user_env() -> dict[str, str]:
+    """The environment as a user's shell has it: without ``PYTHONDONTWRITEBYTECODE`` (set on
+    these sandboxes), which would make every run compile the product's own modules from source
+    (~50 ms) while the competitors, installed with pip, load bytecode compiled at install."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _peak_rss_mb(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak RSS in MB, stdout) of one whole child process, the peak being that
     process's own (``/usr/bin/time -f %M``), not the maximum over every child so far."""
@@ -824,7 +842,7 @@ def scale_main(args) -> int:
         sets.append((label, d, iv))
     vpy = None if "vbt" in args.skip else vectorbt_python()
     cache = Path(tempfile.mkdtemp(prefix="tcbench-cache-"))
-    env = {**os.environ, "TRADECONSOLE_DATA_DIR": str(cache), "TQDM_DISABLE": "1"}
+    env = {**_user_env(), "TRADECONSOLE_DATA_DIR": str(cache), "TQDM_DISABLE": "1"}
     rows = []
     for label, d, iv in sets:
         prod = [

@@ -104,7 +104,8 @@ def main() -> int:
             if d.is_dir():
                 sets.append((label, d, iv))
     cache = tempfile.mkdtemp(prefix="tcprofile-cache-")
-    env = {**os.environ, "TRADECONSOLE_DATA_DIR": cache}
+    # as a user's shell: bytecode cached (these sandboxes set PYTHONDONTWRITEBYTECODE)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "TRADECONSOLE_DATA_DIR": cache}
     print(f"load average {os.getloadavg()[0]:.1f}; seconds per stage (median of {args.reps}), RSS after it (MB)\n")
     print(f"| history | bars | loop | {' | '.join(STAGES)} | whole process | peak RSS |")
     print("|---|---|---|" + "---|" * len(STAGES) + "---|---|")

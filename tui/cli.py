@@ -44,12 +44,27 @@ __all__ = [
     "number",
 ]
 
-try:
-    from importlib.metadata import version as _pkg_version
 
-    __version__ = _pkg_version("tradeconsole")
-except Exception:  # noqa: BLE001 - running from a checkout that was never installed
-    __version__ = "0+unknown"
+def package_version() -> str:
+    """The installed distribution's version, looked up only when asked (``--version``):
+    ``importlib.metadata`` and its scan of the installed packages cost every command ~40 ms."""
+    try:
+        from importlib.metadata import version as _pkg_version
+
+        return _pkg_version("tradeconsole")
+    except Exception:  # noqa: BLE001 - running from a checkout that was never installed
+        return "0+unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: argparse's version action with the version read at use, not at start-up."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: Any) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        sys.stdout.write(f"tradeconsole {package_version()}\n")  # stdout, as argparse's own action
+        parser.exit()
 
 
 _LONG_TOKEN = re.compile(r"\S{121,}")
@@ -362,9 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keyboard-driven trading console for Binance USD-M futures (paper by default). "
         "Without a subcommand: the console (needs a terminal; use `run --headless` otherwise).",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"tradeconsole {__version__}", help="print the version and exit"
-    )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     _add_debug(parser, root=True)
     _add_engine_options(parser, headless=False, prefix=_CONSOLE_PREFIX)
     parser.set_defaults(handler="tradeconsole.tui.app:main")
