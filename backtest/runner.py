@@ -1,10 +1,18 @@
-"""Drives the live engine's code path over history.
+"""Runs a strategy over history with the live engine's rules.
 
-The runner computes the indicators over the whole history once (vectorised, pandas-ta) and then
-feeds every closed candle of the traded window, in order, to the very ``StrategySession`` the live
-engine uses, with the simulated broker. Candles before the window (``warmup``) only warm the
-indicators up, so a window's indicator values are exactly those of a run over the whole history,
-sliced. Nothing here decides a trade: it only loops and records the equity curve.
+The indicators are computed over the whole history once (``IndicatorPlan.compute_history``, the
+bit-exact kernels of ``tradeconsole.core.base_indicators``). Then:
+
+* a strategy with fixed percentage exits runs as the broker's array loop
+  (``tradeconsole.core.broker_step.simulate``, compiled for long histories) on its vectorised
+  entry signal; when somebody consumes the events (``publish``: ``--kafka``), the loop's record is
+  played back through the very ``StrategySession`` the live engine uses
+  (``tradeconsole.backtest.events_from_arrays``), which publishes them;
+* any other strategy (exit plans, trailing stops, exit signals, time exits) feeds every closed
+  candle, in order, to the ``StrategySession`` with the ``SimulatedFuturesBroker``.
+
+Candles before the window (``warmup``) only warm the indicators up, so a window's indicator
+values are exactly those of a run over the whole history, sliced. Nothing here decides a trade.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from tradeconsole.core.broker import (
 from tradeconsole.core.broker_step import R_ENTRY_LONG, R_ENTRY_SHORT, R_LIQ, R_STOP, R_TARGET
 from tradeconsole.core.candles import CandleArrays
 from tradeconsole.core.domain import Candle, Fill, FillReason, OrderSide, Side, Trade
-from tradeconsole.core.indicators import IndicatorSettings
+from tradeconsole.core.indicators import IndicatorPlan, IndicatorSettings
 from tradeconsole.core.strategies.base import Strategy
 
 if TYPE_CHECKING:  # the session and its events load only for a run somebody watches bar by bar
@@ -107,6 +115,7 @@ def run_backtest(
     progress: ProgressFn | None = None,
     run_id: str | None = None,
     warmup: int = 0,
+    per_candle: bool = False,
 ) -> BacktestResult:
     """Replay ``candles`` through ``strategy`` with the simulated broker and the given fill model.
 
@@ -115,6 +124,12 @@ def run_backtest(
     every few thousand bars and may return False to cancel. The first ``warmup`` candles are
     history before the traded window: they feed the indicators but are never traded, and the
     result (equity, bars, metrics) covers the window only.
+
+    Strategies with fixed percentage exits run as the broker's array loop; their events, when
+    published, are played back from its record through the session (``events_from_arrays``).
+    Others (exit plans, trailing stops, exit signals, time exits) run candle by candle through
+    ``StrategySession`` and ``SimulatedFuturesBroker``; ``per_candle`` forces that path (the
+    tests that hold both paths equal).
     """
     t0 = time.perf_counter()
     fm = FILL_MODELS[fill_model] if isinstance(fill_model, str) else fill_model
@@ -128,29 +143,42 @@ def run_backtest(
     if warmup:
         ind = {k: v[warmup:] for k, v in ind.items()}
         candles = candles.take(slice(warmup, None))
-    n = len(candles)
-    signal = _vector_signal(strategy, ind) if publish is None else None
-    if signal is not None:
+    signal = None if per_candle else _vector_signal(strategy, ind)
+    common: dict[str, Any] = {
+        "symbol": symbol,
+        "interval": interval,
+        "fm": fm,
+        "settings": settings,
+        "ind_settings": ind_settings,
+        "progress": progress,
+        "run_id": run_id,
+        "warmup": warmup,
+        "t0": t0,
+    }
+    if signal is not None and publish is None:
         del ind  # the signal is all the array loop needs: at millions of bars the columns are most of the memory
-        return _run_arrays(
-            candles,
-            strategy,
-            signal,
-            symbol=symbol,
-            interval=interval,
-            fm=fm,
-            settings=settings,
-            ind_settings=ind_settings,
-            progress=progress,
-            run_id=run_id,
-            warmup=warmup,
-            t0=t0,
-            compiled=jit,
-        )
+        return _run_arrays(candles, strategy, signal, compiled=jit, **common)
+    if signal is not None:
+        assert publish is not None
+        return _run_arrays_published(candles, strategy, signal, ind, plan, publish, compiled=jit, **common)
+    return _run_per_candle(candles, strategy, ind, plan, publish, **common)
+
+
+def _session(
+    strategy: Strategy,
+    broker: Any,
+    *,
+    symbol: str,
+    interval: str,
+    fm: FillModel,
+    settings: BrokerSettings,
+    run_id: str,
+    publish: Callable[[Event], None] | None,
+) -> Any:
+    """The live engine's ``StrategySession`` for a backtest (mode ``backtest``, no risk guard)."""
     from tradeconsole.core.session import StrategySession
 
-    broker = SimulatedFuturesBroker(symbol, settings, fm)
-    session = StrategySession(
+    return StrategySession(
         symbol=symbol,
         interval=interval,
         strategy=strategy,
@@ -161,9 +189,20 @@ def run_backtest(
         reenter_on_exit_candle=fm.reenter_on_exit_candle,
         publish=publish,
     )
-    # The equity curve only changes shape when the account does (a fill, funding): record the
-    # account at those bars and expand it with numpy afterwards instead of per bar in Python.
-    marks: list[tuple[int, float, float, float]] = [(0, broker.cash, 0.0, 0.0)]  # (bar, cash, signed qty, entry)
+
+
+def _feed(
+    session: Any,
+    candles: CandleArrays,
+    ind: dict[str, NDArray[np.float64]],
+    plan: IndicatorPlan,
+    progress: ProgressFn | None,
+    on_bar: Callable[[int], None] | None = None,
+) -> tuple[int, bool]:
+    """Every candle through ``session.on_closed_candle`` as the live engine's types (``Candle``
+    and the plan's indicator tuple), ``on_bar(i)`` after each; ``progress`` every 0.5% may
+    cancel. Returns (candles fed, cancelled)."""
+    n = len(candles)
     cols = [
         a.tolist()
         for a in (
@@ -179,12 +218,47 @@ def run_backtest(
     icols = [ind[k].tolist() for k in plan.fields]
     on_closed = session.on_closed_candle
     step = max(1, n // 200)
-    cancelled = False
-    last_pos, last_cash = broker.position, broker.cash
-    m = n
     make_candle, make_ind = Candle._make, plan.values_type._make  # the cheapest way to build per-bar tuples
     for i, (row, irow) in enumerate(zip(zip(*cols, repeat(True)), zip(*icols))):
         on_closed(make_candle(row), make_ind(irow))
+        if on_bar is not None:
+            on_bar(i)
+        if progress is not None and i % step == 0 and progress(i, n) is False:
+            return i + 1, True
+    if progress is not None:
+        progress(n, n)
+    return n, False
+
+
+def _run_per_candle(
+    candles: CandleArrays,
+    strategy: Strategy,
+    ind: dict[str, NDArray[np.float64]],
+    plan: IndicatorPlan,
+    publish: Callable[[Event], None] | None,
+    *,
+    symbol: str,
+    interval: str,
+    fm: FillModel,
+    settings: BrokerSettings,
+    ind_settings: IndicatorSettings,
+    progress: ProgressFn | None,
+    run_id: str,
+    warmup: int,
+    t0: float,
+) -> BacktestResult:
+    """``run_backtest`` candle by candle: the session with the simulated broker in Python."""
+    broker = SimulatedFuturesBroker(symbol, settings, fm)
+    session = _session(
+        strategy, broker, symbol=symbol, interval=interval, fm=fm, settings=settings, run_id=run_id, publish=publish
+    )
+    # The equity curve only changes shape when the account does (a fill, funding): record the
+    # account at those bars and expand it with numpy afterwards instead of per bar in Python.
+    marks: list[tuple[int, float, float, float]] = [(0, broker.cash, 0.0, 0.0)]  # (bar, cash, signed qty, entry)
+    last_pos, last_cash = broker.position, broker.cash
+
+    def mark(i: int) -> None:
+        nonlocal last_pos, last_cash
         pos = broker.position
         if pos is not last_pos or broker.cash != last_cash:
             last_pos, last_cash = pos, broker.cash
@@ -192,12 +266,8 @@ def run_backtest(
                 marks.append((i, last_cash, 0.0, 0.0))
             else:
                 marks.append((i, last_cash, pos.side.sign * pos.qty, pos.entry_price))
-        if progress is not None and i % step == 0 and progress(i, n) is False:
-            cancelled = True
-            m = i + 1
-            break
-    if progress is not None and not cancelled:
-        progress(n, n)
+
+    m, cancelled = _feed(session, candles, ind, plan, progress, mark)
     equity, in_pos = _expand_equity(marks, candles.close[:m])
     pos = broker.position
     last = float(candles.close[m - 1])
@@ -223,6 +293,62 @@ def run_backtest(
         cancelled=cancelled,
         warmup=warmup,
     )
+
+
+def _run_arrays_published(
+    candles: CandleArrays,
+    strategy: Strategy,
+    signal: NDArray[np.int8],
+    ind: dict[str, NDArray[np.float64]],
+    plan: IndicatorPlan,
+    publish: Callable[[Event], None],
+    *,
+    symbol: str,
+    interval: str,
+    fm: FillModel,
+    settings: BrokerSettings,
+    ind_settings: IndicatorSettings,
+    progress: ProgressFn | None,
+    run_id: str,
+    warmup: int,
+    t0: float,
+    compiled: bool,
+) -> BacktestResult:
+    """``run_backtest`` for a consumer of its events: the array loop, then its record played
+    back through the session (``events_from_arrays.RecordedBroker``), which publishes. A
+    cancel stops the events at that candle; the result then is the loop's over the candles
+    published (the loop is causal: the same numbers as the full record up to there)."""
+    from tradeconsole.backtest.events_from_arrays import RecordedBroker
+
+    out = simulate_signal(candles, strategy, signal, fm, settings, compiled=compiled, record_cash=True)
+    kw: dict[str, Any] = {"fm": fm, "settings": settings, "ind_settings": ind_settings}
+    result = result_from_simulation(out, candles, strategy, symbol=symbol, interval=interval, **kw)
+    fills_a, totals = out[2], out[5]
+    broker = RecordedBroker(
+        symbol=symbol,
+        settings=settings,
+        fill_model=fm,
+        fills=result.fills,
+        levels=fills_a[:, 7:10].tolist(),
+        signal_times=fills_a[:, 6].astype(np.int64).tolist(),
+        trades=result.trades,
+        dropped=result.dropped_entries,
+        cash=out[6].tolist(),
+        pending_at_end=(Side.LONG if totals[8] > 0 else Side.SHORT, int(totals[9])) if totals[8] else None,
+    )
+    session = _session(
+        strategy, broker, symbol=symbol, interval=interval, fm=fm, settings=settings, run_id=run_id, publish=publish
+    )
+    m, cancelled = _feed(session, candles, ind, plan, progress)
+    if cancelled:
+        head = candles.take(slice(0, m))
+        out = simulate_signal(head, strategy, signal[:m], fm, settings, compiled=compiled)
+        result = result_from_simulation(out, head, strategy, symbol=symbol, interval=interval, **kw)
+    else:
+        broker.finish()
+    result.run_id, result.warmup_bars, result.cancelled = run_id, warmup, cancelled
+    result.elapsed_s = time.perf_counter() - t0
+    return result
 
 
 def _vector_signal(strategy: Strategy, ind: dict[str, NDArray[np.float64]]) -> NDArray[np.int8] | None:
@@ -278,7 +404,13 @@ def _run_arrays(
 
 #: what ``tradeconsole.core.broker_step.simulate`` returns (see its docstring)
 SimulationArrays = tuple[
-    NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], Any
+    NDArray[np.float64],
+    NDArray[np.bool_],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    Any,
+    NDArray[np.float64],
 ]
 
 
@@ -290,10 +422,12 @@ def simulate_signal(
     settings: BrokerSettings,
     *,
     compiled: bool,
+    record_cash: bool = False,
 ) -> SimulationArrays:
     """The broker's step loop (``tradeconsole.core.broker_step.simulate``) over ``candles`` for
     the entry ``signal`` (+1/-1/0 per bar) and the strategy's fixed stop/target/stake: compiled
-    (long histories, the optimiser) or interpreted (short ones); the same function either way."""
+    (long histories, the optimiser) or interpreted (short ones); the same function either way.
+    ``record_cash`` keeps the cash at every close too (for the equity events of a published run)."""
     from tradeconsole.core.broker_step import simulate
     from tradeconsole.core.jit import compiled as jit
 
@@ -321,6 +455,7 @@ def simulate_signal(
         bool(fm.intrabar_exits),
         bool(fm.reenter_on_exit_candle),
         bool(fm.fee_on_stake),
+        bool(record_cash),
     )
 
 
@@ -340,7 +475,7 @@ def result_from_simulation(
     fills and round trips as the objects the broker makes, with the order ids it gives them.
     ``lean`` skips the fill objects (the optimiser's scalar rows need only their sides, kept in
     ``extra["fill_sides"]``). Run id, warm-up and timing are the caller's to set."""
-    equity, in_pos, fills_a, trades_a, dropped_a, totals = out
+    equity, in_pos, fills_a, trades_a, dropped_a, totals, _ = out
     m = len(candles)
     name = strategy.name
     fills, trades = _fill_objects(fills_a, trades_a, name, symbol, interval, with_fills=not lean)
@@ -461,7 +596,7 @@ def _fill_objects(
     """The array loop's fill and round-trip rows as ``Fill``/``Trade`` objects, with the order
     ids the broker gives them (the entry's id derives from its signal candle and side)."""
     fills: list[Fill] = []
-    for t, side, px, qty, fee, code, sig in fills_a.tolist() if with_fills else ():
+    for t, side, px, qty, fee, code, sig, *_ in fills_a.tolist() if with_fills else ():
         code = int(code)
         buy = side > 0
         if code in (R_ENTRY_LONG, R_ENTRY_SHORT):

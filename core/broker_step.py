@@ -201,21 +201,26 @@ def simulate(
     intrabar: bool,
     reenter: bool,
     fee_on_stake: bool,
-) -> tuple[_F64, NDArray[np.bool_], _F64, _F64, _F64, _F64]:
+    record_cash: bool,
+) -> tuple[_F64, NDArray[np.bool_], _F64, _F64, _F64, _F64, _F64]:
     """The broker and the session's entry rule over whole arrays, for fixed-percentage exits.
 
     ``signal``: +1 long, -1 short, 0 none per closed candle (the strategy's entry signal).
-    Returns (equity, in_position, fills[k, 7], trades[m, 11], dropped[d, 3], totals[8]).
+    Returns (equity, in_position, fills[k, 10], trades[m, 11], dropped[d, 3], totals[10], cash).
 
-    fills: time, side (+1 buy, -1 sell), price, qty, fee, reason code, signal open time.
+    fills: time, side (+1 buy, -1 sell), price, qty, fee, reason code, signal open time, and for
+    an entry the position's stop, target and liquidation prices (NaN for an exit).
     trades: side sign, qty, entry_time, entry_price, exit_time, exit_price, pnl, fees, funding,
     reason code, stake. dropped: side sign, signal open time, open time of the candle that was
     not the signal candle's successor. totals: fees_paid, funding_paid, cash, open flag, sign,
-    qty, entry price, entry time (times are exact in float64: epoch ms < 2**53)."""
+    qty, entry price, entry time, the sign and signal open time of an entry still pending at the
+    end (0, 0 if none); times are exact in float64 (epoch ms < 2**53). ``cash``: the account's
+    cash at each close when ``record_cash`` (what an equity event reports), else empty."""
     n = len(close)
     equity = np.empty(n)
     in_pos = np.zeros(n, dtype=np.bool_)
-    fills = np.empty((2 * n + 2, 7))
+    fills = np.empty((2 * n + 2, 10))
+    cash_at = np.empty(n if record_cash else 0)
     trades = np.empty((n + 1, 11))
     dropped = np.empty((n + 1, 3))
     nf = 0
@@ -279,6 +284,9 @@ def simulate(
             fills[nf, 4] = fee
             fills[nf, 5] = R_ENTRY_LONG if sign > 0 else R_ENTRY_SHORT
             fills[nf, 6] = sig_time
+            fills[nf, 7] = stop
+            fills[nf, 8] = target
+            fills[nf, 9] = liq
             nf += 1
         if pos and funding_due(open_time[i], entry_time, funding_rate):
             payment = sign * qty * open_[i] * funding_rate
@@ -303,6 +311,9 @@ def simulate(
                 fills[nf, 4] = fee
                 fills[nf, 5] = reason
                 fills[nf, 6] = sig_time
+                fills[nf, 7] = np.nan
+                fills[nf, 8] = np.nan
+                fills[nf, 9] = np.nan
                 nf += 1
                 trades[nt, 0] = sign
                 trades[nt, 1] = qty
@@ -359,6 +370,9 @@ def simulate(
                     fills[nf, 4] = fee
                     fills[nf, 5] = R_ENTRY_LONG if sign > 0 else R_ENTRY_SHORT
                     fills[nf, 6] = sig_time
+                    fills[nf, 7] = stop
+                    fills[nf, 8] = target
+                    fills[nf, 9] = liq
                     nf += 1
         # ---- equity marked at this close (the broker's ``equity``)
         if pos:
@@ -366,7 +380,9 @@ def simulate(
             in_pos[i] = True
         else:
             equity[i] = cash
-    totals = np.empty(8)
+        if record_cash:
+            cash_at[i] = cash
+    totals = np.empty(10)
     totals[0] = fees_paid
     totals[1] = funding_paid
     totals[2] = cash
@@ -375,4 +391,6 @@ def simulate(
     totals[5] = qty
     totals[6] = entry_px
     totals[7] = entry_time
-    return equity, in_pos, fills[:nf].copy(), trades[:nt].copy(), dropped[:nd].copy(), totals
+    totals[8] = p_sign if pending else 0.0
+    totals[9] = p_sig_time if pending else 0
+    return equity, in_pos, fills[:nf].copy(), trades[:nt].copy(), dropped[:nd].copy(), totals, cash_at

@@ -1,9 +1,9 @@
 """The broker's compiled step: the compiled backtest loop and the per-candle calls give identical
 results on the shared data (both strategies, both fill models, with slippage, funding, leverage).
 
-``run_backtest`` without a ``publish`` runs ``tradeconsole.core.broker_step.simulate`` over the
-arrays; with one it drives ``StrategySession`` and ``SimulatedFuturesBroker`` candle by candle
-(which call the same compiled functions per candle). Everything a result holds must agree
+``run_backtest`` runs ``tradeconsole.core.broker_step.simulate`` over the arrays; with
+``per_candle=True`` it drives ``StrategySession`` and ``SimulatedFuturesBroker`` candle by candle
+(which call the same functions per candle). Everything a result holds must agree
 exactly, and the vectorised entry signals must equal ``entry_signal`` on every bar."""
 
 from __future__ import annotations
@@ -49,7 +49,13 @@ def test_compiled_loop_equals_per_candle_calls(strategy, which, model, settings,
     events: list = []
     compiled = run_backtest(candles, make_strategy(strategy), interval=which, fill_model=model, settings=s)
     per_candle = run_backtest(
-        candles, make_strategy(strategy), interval=which, fill_model=model, settings=s, publish=events.append
+        candles,
+        make_strategy(strategy),
+        interval=which,
+        fill_model=model,
+        settings=s,
+        publish=events.append,
+        per_candle=True,
     )
     assert events, "the per-candle path ran (it published events)"
     assert len(compiled.trades) > 10
@@ -69,9 +75,7 @@ def test_compiled_loop_with_a_warmup_window_and_gaps(candles_5m):
     candles = candles_5m.take(keep)
     for model in ("seed", "realistic"):
         compiled = run_backtest(candles, make_strategy("basic"), fill_model=model, warmup=3_000)
-        per_candle = run_backtest(
-            candles, make_strategy("basic"), fill_model=model, warmup=3_000, publish=lambda e: None
-        )
+        per_candle = run_backtest(candles, make_strategy("basic"), fill_model=model, warmup=3_000, per_candle=True)
         assert _result_dict(compiled) == _result_dict(per_candle)
 
 

@@ -38,12 +38,13 @@ def test_step_loop_interpreted_equals_compiled(strategy, which, model, settings,
         candles.open, candles.high, candles.low, candles.close, candles.volume
     )
     signal = VECTOR_SIGNALS[type(strat)](ind, strat.params)
-    fast = simulate_signal(candles, strat, signal, fm, settings, compiled=True)
-    slow = simulate_signal(candles, strat, signal, fm, settings, compiled=False)
-    names = ("equity", "in_position", "fills", "trades", "dropped", "totals")
+    fast = simulate_signal(candles, strat, signal, fm, settings, compiled=True, record_cash=True)
+    slow = simulate_signal(candles, strat, signal, fm, settings, compiled=False, record_cash=True)
+    names = ("equity", "in_position", "fills", "trades", "dropped", "totals", "cash")
     for name, a, b in zip(names, fast, slow, strict=True):
         assert _same(a, b), name
     assert len(fast[3]) > 10  # round trips happened
+    assert len(fast[6]) == len(candles)  # the cash at every close, recorded
     if settings is COSTLY:
         assert fast[5][1] != 0.0  # funding was paid
         assert (fast[2][:, 5] == 4).any()  # and a liquidation filled
