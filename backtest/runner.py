@@ -144,49 +144,45 @@ def run_backtest(
         ind = {k: v[warmup:] for k, v in ind.items()}
         candles = candles.take(slice(warmup, None))
     signal = None if per_candle else _vector_signal(strategy, ind)
-    common: dict[str, Any] = {
-        "symbol": symbol,
-        "interval": interval,
-        "fm": fm,
-        "settings": settings,
-        "ind_settings": ind_settings,
-        "progress": progress,
-        "run_id": run_id,
-        "warmup": warmup,
-        "t0": t0,
-    }
+    run = _Run(symbol, interval, fm, settings, ind_settings, progress, run_id, warmup, t0, jit)
     if signal is not None and publish is None:
         del ind  # the signal is all the array loop needs: at millions of bars the columns are most of the memory
-        return _run_arrays(candles, strategy, signal, compiled=jit, **common)
+        return _run_arrays(candles, strategy, signal, run)
     if signal is not None:
         assert publish is not None
-        return _run_arrays_published(candles, strategy, signal, ind, plan, publish, compiled=jit, **common)
-    return _run_per_candle(candles, strategy, ind, plan, publish, **common)
+        return _run_arrays_published(candles, strategy, signal, ind, plan, publish, run)
+    return _run_per_candle(candles, strategy, ind, plan, publish, run)
 
 
-def _session(
-    strategy: Strategy,
-    broker: Any,
-    *,
-    symbol: str,
-    interval: str,
-    fm: FillModel,
-    settings: BrokerSettings,
-    run_id: str,
-    publish: Callable[[Event], None] | None,
-) -> Any:
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What the paths of one ``run_backtest`` call share."""
+
+    symbol: str
+    interval: str
+    fm: FillModel
+    settings: BrokerSettings
+    ind_settings: IndicatorSettings
+    progress: ProgressFn | None
+    run_id: str
+    warmup: int
+    t0: float
+    compiled: bool  # the kernels (indicators and loop) run compiled
+
+
+def _session(strategy: Strategy, broker: Any, run: _Run, publish: Callable[[Event], None] | None) -> Any:
     """The live engine's ``StrategySession`` for a backtest (mode ``backtest``, no risk guard)."""
     from tradeconsole.core.session import StrategySession
 
     return StrategySession(
-        symbol=symbol,
-        interval=interval,
+        symbol=run.symbol,
+        interval=run.interval,
         strategy=strategy,
         broker=broker,
-        run_id=run_id,
+        run_id=run.run_id,
         mode="backtest",
-        initial_cash=settings.initial_cash,
-        reenter_on_exit_candle=fm.reenter_on_exit_candle,
+        initial_cash=run.settings.initial_cash,
+        reenter_on_exit_candle=run.fm.reenter_on_exit_candle,
         publish=publish,
     )
 
@@ -236,22 +232,11 @@ def _run_per_candle(
     ind: dict[str, NDArray[np.float64]],
     plan: IndicatorPlan,
     publish: Callable[[Event], None] | None,
-    *,
-    symbol: str,
-    interval: str,
-    fm: FillModel,
-    settings: BrokerSettings,
-    ind_settings: IndicatorSettings,
-    progress: ProgressFn | None,
-    run_id: str,
-    warmup: int,
-    t0: float,
+    run: _Run,
 ) -> BacktestResult:
     """``run_backtest`` candle by candle: the session with the simulated broker in Python."""
-    broker = SimulatedFuturesBroker(symbol, settings, fm)
-    session = _session(
-        strategy, broker, symbol=symbol, interval=interval, fm=fm, settings=settings, run_id=run_id, publish=publish
-    )
+    broker = SimulatedFuturesBroker(run.symbol, run.settings, run.fm)
+    session = _session(strategy, broker, run, publish)
     # The equity curve only changes shape when the account does (a fill, funding): record the
     # account at those bars and expand it with numpy afterwards instead of per bar in Python.
     marks: list[tuple[int, float, float, float]] = [(0, broker.cash, 0.0, 0.0)]  # (bar, cash, signed qty, entry)
@@ -267,16 +252,16 @@ def _run_per_candle(
             else:
                 marks.append((i, last_cash, pos.side.sign * pos.qty, pos.entry_price))
 
-    m, cancelled = _feed(session, candles, ind, plan, progress, mark)
+    m, cancelled = _feed(session, candles, ind, plan, run.progress, mark)
     equity, in_pos = _expand_equity(marks, candles.close[:m])
     pos = broker.position
     last = float(candles.close[m - 1])
     return _result(
-        symbol=symbol,
-        interval=interval,
+        symbol=run.symbol,
+        interval=run.interval,
         strategy=strategy,
-        fm=fm,
-        settings=settings,
+        fm=run.fm,
+        settings=run.settings,
         candles=candles,
         m=m,
         equity=equity,
@@ -286,12 +271,12 @@ def _run_per_candle(
         fees_paid=broker.fees_paid,
         funding_paid=broker.funding_paid,
         open_position=None if pos is None else _open_position(pos.side, pos.qty, pos.entry_price, pos.entry_time, last),
-        ind_settings=ind_settings,
+        ind_settings=run.ind_settings,
         dropped=list(broker.dropped_entries),
-        run_id=run_id,
-        elapsed_s=time.perf_counter() - t0,
+        run_id=run.run_id,
+        elapsed_s=time.perf_counter() - run.t0,
         cancelled=cancelled,
-        warmup=warmup,
+        warmup=run.warmup,
     )
 
 
@@ -302,17 +287,7 @@ def _run_arrays_published(
     ind: dict[str, NDArray[np.float64]],
     plan: IndicatorPlan,
     publish: Callable[[Event], None],
-    *,
-    symbol: str,
-    interval: str,
-    fm: FillModel,
-    settings: BrokerSettings,
-    ind_settings: IndicatorSettings,
-    progress: ProgressFn | None,
-    run_id: str,
-    warmup: int,
-    t0: float,
-    compiled: bool,
+    run: _Run,
 ) -> BacktestResult:
     """``run_backtest`` for a consumer of its events: the array loop, then its record played
     back through the session (``events_from_arrays.RecordedBroker``), which publishes. A
@@ -320,14 +295,13 @@ def _run_arrays_published(
     published (the loop is causal: the same numbers as the full record up to there)."""
     from tradeconsole.backtest.events_from_arrays import RecordedBroker
 
-    out = simulate_signal(candles, strategy, signal, fm, settings, compiled=compiled, record_cash=True)
-    kw: dict[str, Any] = {"fm": fm, "settings": settings, "ind_settings": ind_settings}
-    result = result_from_simulation(out, candles, strategy, symbol=symbol, interval=interval, **kw)
+    out = simulate_signal(candles, strategy, signal, run.fm, run.settings, compiled=run.compiled, record_cash=True)
+    result = _from_simulation(out, candles, strategy, run)
     fills_a, totals = out[2], out[5]
     broker = RecordedBroker(
-        symbol=symbol,
-        settings=settings,
-        fill_model=fm,
+        symbol=run.symbol,
+        settings=run.settings,
+        fill_model=run.fm,
         fills=result.fills,
         levels=fills_a[:, 7:10].tolist(),
         signal_times=fills_a[:, 6].astype(np.int64).tolist(),
@@ -336,19 +310,14 @@ def _run_arrays_published(
         cash=out[6].tolist(),
         pending_at_end=(Side.LONG if totals[8] > 0 else Side.SHORT, int(totals[9])) if totals[8] else None,
     )
-    session = _session(
-        strategy, broker, symbol=symbol, interval=interval, fm=fm, settings=settings, run_id=run_id, publish=publish
-    )
-    m, cancelled = _feed(session, candles, ind, plan, progress)
+    m, cancelled = _feed(_session(strategy, broker, run, publish), candles, ind, plan, run.progress)
     if cancelled:
         head = candles.take(slice(0, m))
-        out = simulate_signal(head, strategy, signal[:m], fm, settings, compiled=compiled)
-        result = result_from_simulation(out, head, strategy, symbol=symbol, interval=interval, **kw)
+        out = simulate_signal(head, strategy, signal[:m], run.fm, run.settings, compiled=run.compiled)
+        result = _from_simulation(out, head, strategy, run)
     else:
         broker.finish()
-    result.run_id, result.warmup_bars, result.cancelled = run_id, warmup, cancelled
-    result.elapsed_s = time.perf_counter() - t0
-    return result
+    return _stamped(result, run, cancelled)
 
 
 def _vector_signal(strategy: Strategy, ind: dict[str, NDArray[np.float64]]) -> NDArray[np.int8] | None:
@@ -369,36 +338,41 @@ def _run_arrays(
     candles: CandleArrays,
     strategy: Strategy,
     signal: NDArray[np.int8],
-    *,
-    symbol: str,
-    interval: str,
-    fm: FillModel,
-    settings: BrokerSettings,
-    ind_settings: IndicatorSettings,
-    progress: ProgressFn | None,
-    run_id: str,
-    warmup: int,
-    t0: float,
-    compiled: bool,
+    run: _Run,
 ) -> BacktestResult:
     """``run_backtest`` for nobody listening bar by bar: the broker's step loop
     (``simulate_signal``) over the arrays, then the few fills and round trips as the objects the
     per-candle path returns. The loop takes a fraction of the run, so ``progress`` is asked once
     before (False: cancelled after the first bar, as the per-bar loop would) and told once at
     the end."""
-    n = len(candles)
+    n, progress = len(candles), run.progress
     cancelled = False
     if progress is not None and progress(0, n) is False:
         cancelled = True
         candles, signal = candles.take(slice(0, 1)), signal[:1]
-    out = simulate_signal(candles, strategy, signal, fm, settings, compiled=compiled)
+    out = simulate_signal(candles, strategy, signal, run.fm, run.settings, compiled=run.compiled)
     if progress is not None and not cancelled:
         progress(n, n)
-    result = result_from_simulation(
-        out, candles, strategy, fm=fm, settings=settings, ind_settings=ind_settings, symbol=symbol, interval=interval
+    return _stamped(_from_simulation(out, candles, strategy, run), run, cancelled)
+
+
+def _from_simulation(out: SimulationArrays, candles: CandleArrays, strategy: Strategy, run: _Run) -> BacktestResult:
+    return result_from_simulation(
+        out,
+        candles,
+        strategy,
+        fm=run.fm,
+        settings=run.settings,
+        ind_settings=run.ind_settings,
+        symbol=run.symbol,
+        interval=run.interval,
     )
-    result.run_id, result.warmup_bars, result.cancelled = run_id, warmup, cancelled
-    result.elapsed_s = time.perf_counter() - t0
+
+
+def _stamped(result: BacktestResult, run: _Run, cancelled: bool) -> BacktestResult:
+    """The run's id, warm-up, cancel flag and elapsed time on an array path's result."""
+    result.run_id, result.warmup_bars, result.cancelled = run.run_id, run.warmup, cancelled
+    result.elapsed_s = time.perf_counter() - run.t0
     return result
 
 

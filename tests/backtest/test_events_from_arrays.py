@@ -18,6 +18,8 @@ from tradeconsole.core.broker import BrokerSettings
 from tradeconsole.core.strategies import make_strategy
 from tradeconsole.core.strategies.basic import BasicStrategy
 
+from tests.backtest.test_compiled_step import _result_dict
+
 COSTLY = BrokerSettings(slippage_bps=3.0, funding_rate_8h=0.0003, leverage=100.0)
 
 
@@ -34,17 +36,7 @@ def _both(candles, strategy: str, **kw):
 
 
 def _summary(r) -> dict:
-    return {
-        "fills": r.fills,
-        "trades": r.trades,
-        "equity": r.equity.tolist(),
-        "in_position": r.in_position.tolist(),
-        "fees": r.fees_paid,
-        "funding": r.funding_paid,
-        "dropped": r.dropped_entries,
-        "open": r.open_position,
-        "cancelled": r.cancelled,
-    }
+    return {**_result_dict(r), "cancelled": r.cancelled}
 
 
 def _assert_same(arrays, per_candle) -> None:
