@@ -145,13 +145,12 @@ def run_backtest(
         candles = candles.take(slice(warmup, None))
     signal = None if per_candle else _vector_signal(strategy, ind)
     run = _Run(symbol, interval, fm, settings, ind_settings, progress, run_id, warmup, t0, jit)
-    if signal is not None and publish is None:
+    if signal is None:
+        return _run_per_candle(candles, strategy, ind, plan, publish, run)
+    if publish is None:
         del ind  # the signal is all the array loop needs: at millions of bars the columns are most of the memory
         return _run_arrays(candles, strategy, signal, run)
-    if signal is not None:
-        assert publish is not None
-        return _run_arrays_published(candles, strategy, signal, ind, plan, publish, run)
-    return _run_per_candle(candles, strategy, ind, plan, publish, run)
+    return _run_arrays_published(candles, strategy, signal, ind, plan, publish, run)
 
 
 @dataclass(frozen=True, slots=True)
